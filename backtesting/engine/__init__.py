@@ -1,0 +1,1 @@
+"""Pure backtesting logic. No Django imports."""

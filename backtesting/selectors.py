@@ -1,0 +1,3 @@
+"""Reads for backtesting."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Writes for backtesting."""
+
+from __future__ import annotations

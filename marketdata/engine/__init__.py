@@ -1,0 +1,1 @@
+"""Pure market-data logic: event types, validation, aggregation, simulation. No Django imports."""

@@ -1,0 +1,45 @@
+"""Writes for market data: the default symbol set."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+
+from marketdata.engine.constants import DEFAULT_SYMBOLS
+from marketdata.models import Symbol
+
+
+def _venue_symbols(base: str, quote: str) -> dict[str, str]:
+    """Return how each venue names the pair (Binance trades against USDT)."""
+    quote_binance = "USDT" if quote == "USD" else quote
+    return {
+        "polygon": f"X:{base}{quote}",
+        "coinbase": f"{base}-{quote}",
+        "binance": f"{base}{quote_binance}",
+        "kraken": f"{base}/{quote}",
+        "ccxt:binance": f"{base}/{quote_binance}",
+        "ccxt:coinbase": f"{base}/{quote}",
+        "ccxt:kraken": f"{base}/{quote}",
+    }
+
+
+@transaction.atomic
+def symbols_ensure_defaults() -> int:
+    """Create the product's default symbols that are missing; return how many were created."""
+    created = 0
+    for spec in DEFAULT_SYMBOLS:
+        _, was_created = Symbol.objects.get_or_create(
+            name=spec.symbol,
+            defaults={
+                "base": spec.base_asset,
+                "quote": spec.quote_asset,
+                "venue_symbols": _venue_symbols(spec.base_asset, spec.quote_asset),
+                "tick_size": Decimal(str(spec.tick_size)),
+                "lot_size": Decimal(str(spec.lot_size)),
+                "reference_price": spec.base_price,
+                "reference_volume": spec.daily_volume,
+            },
+        )
+        created += was_created
+    return created

@@ -1,0 +1,88 @@
+"""Admin for the model registry: activation is an audited action; predictions are read-only."""
+
+from django.contrib import admin, messages
+
+from models_ml.models import MLModel, OptimizationRun, Prediction, TrainingRun
+from models_ml.services import model_activate, model_deactivate
+from rrr_site.admin_base import ReadOnlyModelAdmin
+
+
+@admin.register(MLModel)
+class MLModelAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "version",
+        "model_type",
+        "timeframe",
+        "active",
+        "trained_at",
+        "created_at",
+    ]
+    list_filter = ["active", "model_type", "timeframe"]
+    search_fields = ["name", "checksum"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["active", "checksum", "artifact_path", "metrics", "trained_at"]
+    actions = ["activate", "deactivate"]
+
+    @admin.action(description="Activate (deactivates other versions of the same name)")
+    def activate(self, request, queryset):
+        """Activate one version per selected name."""
+        chosen = {}
+        for model in queryset.order_by("name", "-version"):
+            chosen.setdefault(model.name, model)
+        if len(chosen) < queryset.count():
+            self.message_user(
+                request,
+                "Only the newest selected version of each name was activated.",
+                messages.WARNING,
+            )
+        for model in chosen.values():
+            model_activate(model=model, actor=request.user)
+
+    @admin.action(description="Deactivate")
+    def deactivate(self, request, queryset):
+        """Deactivate the selected versions."""
+        for model in queryset.filter(active=True):
+            model_deactivate(model=model, actor=request.user)
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "id",
+        "model_type",
+        "status",
+        "progress",
+        "timeframe",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "model_type"]
+    search_fields = ["error"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyModelAdmin):
+    list_display = ["ts", "model", "symbol", "kind", "horizon", "value", "confidence"]
+    list_filter = ["kind", "model", "symbol"]
+    search_fields = ["symbol__name", "model__name"]
+    date_hierarchy = "ts"
+    show_full_result_count = False
+
+
+@admin.register(OptimizationRun)
+class OptimizationRunAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "problem",
+        "status",
+        "objective",
+        "classical_objective",
+        "approximation_ratio",
+        "created_at",
+    ]
+    list_filter = ["kind", "status", "problem"]
+    search_fields = ["error"]
+    date_hierarchy = "created_at"

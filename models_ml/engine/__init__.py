@@ -1,0 +1,1 @@
+"""Pure models_ml logic. No Django imports."""

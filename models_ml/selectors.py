@@ -1,0 +1,3 @@
+"""Reads for models_ml."""
+
+from __future__ import annotations

@@ -1,0 +1,42 @@
+"""Reads for monitoring: health of dependencies, recent events and audit history."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connections
+
+from monitoring.engine.health import CheckResult, run_checks
+from monitoring.models import AuditLog
+
+
+def _database_check() -> str:
+    """Run a trivial query on the default database."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return connections["default"].vendor
+
+
+def _redis_check() -> str:
+    """Ping Redis with a short timeout."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return "pong"
+
+
+def readiness_checks() -> list[CheckResult]:
+    """Check every configured dependency: the database and, when configured, Redis."""
+    checks = {"database": _database_check}
+    if settings.REDIS_URL:
+        checks["redis"] = _redis_check
+    return run_checks(checks)
+
+
+def audit_history(*, object_type: str, object_id: str) -> list[AuditLog]:
+    """Return audit rows for one object, newest first."""
+    return list(AuditLog.objects.filter(object_type=object_type, object_id=str(object_id)))

@@ -1,0 +1,1 @@
+"""Pure research logic. No Django imports."""

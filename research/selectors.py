@@ -1,0 +1,3 @@
+"""Reads for research."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Writes for research."""
+
+from __future__ import annotations

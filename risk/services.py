@@ -1,0 +1,135 @@
+"""Writes for risk: trading states, limit switches, default limits, event acknowledgement."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from monitoring.services import audit_record, broadcast, model_state
+from risk.choices import LimitAction, LimitKind, LimitScope, TradingStateChoice
+from risk.models import RiskEvent, RiskLimit, TradingState
+from trading.models import Account
+
+
+def default_limit_specs() -> list[tuple[str, Decimal, str, str]]:
+    """Return the product's default limits (kind, value, action, description) from settings."""
+    return [
+        (
+            LimitKind.MAX_POSITION_PCT,
+            settings.MAX_POSITION_SIZE_PCT,
+            LimitAction.REDUCE,
+            "Largest position as a fraction of equity (MAX_POSITION_SIZE_PCT)",
+        ),
+        (
+            LimitKind.MAX_DAILY_LOSS_PCT,
+            settings.MAX_DAILY_LOSS_PCT,
+            LimitAction.REJECT,
+            "Daily loss beyond which only risk-reducing orders pass (MAX_DAILY_LOSS_PCT)",
+        ),
+        (
+            LimitKind.MAX_DRAWDOWN_PCT,
+            settings.MAX_DRAWDOWN_PCT,
+            LimitAction.HALT,
+            "Drawdown from peak equity that fires the kill switch (MAX_DRAWDOWN_PCT)",
+        ),
+        (
+            LimitKind.MAX_GROSS_EXPOSURE_PCT,
+            Decimal("1.0"),
+            LimitAction.REJECT,
+            "Gross exposure as a fraction of equity",
+        ),
+        (LimitKind.MAX_OPEN_ORDERS, Decimal("50"), LimitAction.REJECT, "Working orders at once"),
+        (
+            LimitKind.PRICE_BAND_BPS,
+            Decimal("500"),
+            LimitAction.REJECT,
+            "Limit price distance from mid (fat-finger guard)",
+        ),
+    ]
+
+
+@transaction.atomic
+def risk_limits_ensure_defaults(*, account: Account) -> int:
+    """Create the default account-scoped limits that do not exist yet; return how many."""
+    created = 0
+    for kind, value, action, description in default_limit_specs():
+        _, was_created = RiskLimit.objects.get_or_create(
+            scope=LimitScope.ACCOUNT,
+            account=account,
+            scope_value="",
+            kind=kind,
+            defaults={"value": value, "action": action, "description": description},
+        )
+        created += was_created
+    return created
+
+
+def trading_state_ensure(*, account: Account) -> TradingState:
+    """Return the account's trading state row, creating it as active if missing."""
+    state, _ = TradingState.objects.get_or_create(
+        account=account, defaults={"changed_at": timezone.now(), "reason": "created"}
+    )
+    return state
+
+
+@transaction.atomic
+def risk_limit_update(*, limit: RiskLimit, actor: Any, **changes: Any) -> RiskLimit:
+    """Change fields of a limit and audit the before/after values."""
+    before = model_state(limit)
+    for field, value in changes.items():
+        setattr(limit, field, value)
+    limit.full_clean()
+    limit.save()
+    audit_record(
+        actor=actor, action="risk_limit.update", obj=limit, before=before, after=model_state(limit)
+    )
+    return limit
+
+
+@transaction.atomic
+def trading_state_set(*, account: Account, state: str, reason: str, actor: Any) -> TradingState:
+    """Move an account to ``state`` (active, reducing, halted), audited and broadcast."""
+    if state not in TradingStateChoice.values:
+        raise ValueError(f"unknown trading state {state!r}")
+    current, _ = TradingState.objects.select_for_update().get_or_create(
+        account=account, defaults={"changed_at": timezone.now()}
+    )
+    before = {"state": current.state, "reason": current.reason}
+    current.state = state
+    current.reason = reason[:200]
+    current.changed_by = actor if getattr(actor, "is_authenticated", False) else None
+    current.changed_at = timezone.now()
+    current.save()
+    audit_record(
+        actor=actor,
+        action="trading_state.set",
+        obj=current,
+        before=before,
+        after={"state": state, "reason": current.reason},
+    )
+    broadcast(
+        "risk", "trading_state", {"account": account.name, "state": state, "reason": current.reason}
+    )
+    return current
+
+
+@transaction.atomic
+def risk_event_acknowledge(*, event: RiskEvent, actor: Any) -> RiskEvent:
+    """Mark a risk event as acknowledged by ``actor``."""
+    if not event.acknowledged:
+        event.acknowledged = True
+        event.acknowledged_by = actor if getattr(actor, "is_authenticated", False) else None
+        event.acknowledged_at = timezone.now()
+        event.save(update_fields=["acknowledged", "acknowledged_by", "acknowledged_at"])
+        audit_record(
+            actor=actor,
+            action="risk_event.acknowledge",
+            obj=event,
+            before={"acknowledged": False},
+            after={"acknowledged": True},
+        )
+    return event

@@ -1,0 +1,273 @@
+"""RRR settings: one module, read once from the environment with django-environ.
+
+With no environment at all this is the embedded default: SQLite (WAL) under ``data/``, the in-memory
+channel layer, django-q2's ORM broker, a local-memory cache and paper trading. ``DATABASE_URL`` and
+``REDIS_URL`` switch to the scaled setup. ``DJANGO_ENV=production`` hardens everything and
+refuses to start without ``SECRET_KEY`` and ``ALLOWED_HOSTS``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from decimal import Decimal
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from rrr_site import __version__
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development").lower()
+PRODUCTION = DJANGO_ENV in {"production", "prod"}
+_TESTING = "PYTEST_VERSION" in os.environ  # set by pytest >= 8.2
+DATA_DIR = Path(env.str("RRR_DATA_DIR", default=str(BASE_DIR / "data")))
+RRR_VERSION = __version__
+
+
+def _dev_secret_key() -> str:
+    """Return the development secret key, generating it once into ``data/``."""
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(64))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+if PRODUCTION:
+    missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS") if not env.str(name, default="")]
+    if missing:
+        raise ImproperlyConfigured(
+            f"DJANGO_ENV=production requires {', '.join(missing)} in the environment"
+        )
+    SECRET_KEY = env.str("SECRET_KEY")
+    DEBUG = False
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="") or _dev_secret_key()
+    DEBUG = env.bool("DEBUG", default=True)
+    ALLOWED_HOSTS = env.list(
+        "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
+    )
+
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "django_q",
+    "django_prometheus",
+    "monitoring",
+    "marketdata",
+    "trading",
+    "risk",
+    "models_ml",
+    "backtesting",
+    "research",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "rrr_site.urls"
+WSGI_APPLICATION = "rrr_site.wsgi.application"
+ASGI_APPLICATION = "rrr_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default="")
+if DATABASE_URL:
+    _db = env.db_url("DATABASE_URL")
+    if _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"}:
+        _db["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    # Tests open connections from executor threads; do not let them outlive each test.
+    _db.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0 if _TESTING else 60))
+    _db["CONN_HEALTH_CHECKS"] = True
+    DATABASES = {"default": _db}
+else:
+    _sqlite_path = DATA_DIR / "db" / "trading.db"
+    _sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
+            "NAME": _sqlite_path,
+            "OPTIONS": {
+                # WAL: readers never block the writer. IMMEDIATE: no lock upgrades.
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
+                ),
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, cache, task broker -------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "rrr"},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "rrr",
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+Q_CLUSTER = {
+    "name": "rrr",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=3600),
+    "retry": env.int("Q_TIMEOUT", default=3600) + 600,
+    "max_attempts": 2,
+    "queue_limit": 50,
+    "catch_up": False,
+    "label": "Tasks",
+    # pytest (>= 8.2 sets PYTEST_VERSION) runs tasks inline so tests need no cluster.
+    "sync": env.bool("Q_SYNC", default=_TESTING),
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Auth, API ------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {"TITLE": "RRR API", "VERSION": __version__}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- Security (hardened in production; `check --deploy` is clean there) ----------------------
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# --- Logging: JSON lines on stdout -----------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}
+
+# --- Trading and risk defaults (the product's long-standing variables) ----------------------
+INITIAL_CAPITAL = Decimal(env.str("INITIAL_CAPITAL", default="100000"))
+MAX_POSITION_SIZE_PCT = Decimal(env.str("MAX_POSITION_SIZE_PCT", default="0.20"))
+MAX_DAILY_LOSS_PCT = Decimal(env.str("MAX_DAILY_LOSS_PCT", default="0.05"))
+MAX_DRAWDOWN_PCT = Decimal(env.str("MAX_DRAWDOWN_PCT", default="0.20"))
+PAPER_TRADING = env.bool("PAPER_TRADING", default=True)
+LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
+DEFAULT_ACCOUNT = env.str("DEFAULT_ACCOUNT", default="paper")
+
+POLYGON_API_KEY = env.str("POLYGON_API_KEY", default="")
+POLYGON_WS_URL = env.str("POLYGON_WS_URL", default="wss://socket.polygon.io/crypto")
+POLYGON_REST_URL = env.str("POLYGON_REST_URL", default="https://api.polygon.io")
+COINBASE_WS_URL = env.str("COINBASE_WS_URL", default="wss://ws-feed.exchange.coinbase.com")
+BINANCE_WS_URL = env.str("BINANCE_WS_URL", default="wss://stream.binance.com:9443")
+COINBASE_API_KEY = env.str("COINBASE_API_KEY", default="")
+COINBASE_API_SECRET = env.str("COINBASE_API_SECRET", default="")
+BINANCE_API_KEY = env.str("BINANCE_API_KEY", default="")
+BINANCE_API_SECRET = env.str("BINANCE_API_SECRET", default="")
+KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="")
+KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="")
+
+MODELS_DIR = DATA_DIR / "models"
+REPORTS_DIR = DATA_DIR / "reports"

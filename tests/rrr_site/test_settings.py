@@ -1,0 +1,125 @@
+"""Settings read the environment: embedded default, DATABASE_URL/REDIS_URL, production hardening."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import json, django; from django.conf import settings; django.setup(); "
+    "print(json.dumps({'db': settings.DATABASES['default']['ENGINE'], "
+    "'db_name': str(settings.DATABASES['default']['NAME']), "
+    "'layer': settings.CHANNEL_LAYERS['default']['BACKEND'], "
+    "'cache': settings.CACHES['default']['BACKEND'], "
+    "'q_redis': settings.Q_CLUSTER.get('redis'), 'q_orm': settings.Q_CLUSTER.get('orm'), "
+    "'paper': settings.PAPER_TRADING, 'live': settings.LIVE_TRADING, "
+    "'capital': str(settings.INITIAL_CAPITAL), 'pos': str(settings.MAX_POSITION_SIZE_PCT), "
+    "'loss': str(settings.MAX_DAILY_LOSS_PCT), 'debug': settings.DEBUG}))"
+)
+CONTROLLED = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DJANGO_ENV",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "INITIAL_CAPITAL",
+    "MAX_POSITION_SIZE_PCT",
+    "MAX_DAILY_LOSS_PCT",
+    "LIVE_TRADING",
+    "PAPER_TRADING",
+    "DEBUG",
+    "RRR_DATA_DIR",
+}
+
+
+def run_python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with only the given project variables set."""
+    base = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    base.update({"DJANGO_SETTINGS_MODULE": "rrr_site.settings", "RRR_DATA_DIR": str(tmp_path)})
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def probe(tmp_path: Path, **env: str) -> dict:
+    """Return the settings a fresh process computes under ``env``."""
+    result = run_python(PROBE, tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_default_needs_no_environment(tmp_path):
+    found = probe(tmp_path)
+    assert found["db"].endswith("sqlite3")
+    assert found["db_name"] == str(tmp_path / "db" / "trading.db")
+    assert found["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert found["cache"].endswith("LocMemCache")
+    assert found["q_orm"] == "default" and found["q_redis"] is None
+    assert found["paper"] is True and found["live"] is False
+    assert (found["capital"], found["pos"], found["loss"]) == ("100000", "0.20", "0.05")
+    assert (tmp_path / "secret_key").exists(), "a dev secret key is generated into data/"
+
+
+def test_dev_secret_key_is_generated_once(tmp_path):
+    code = "import django; from django.conf import settings; print(settings.SECRET_KEY)"
+    first = run_python(code, tmp_path).stdout.strip()
+    second = run_python(code, tmp_path).stdout.strip()
+    assert first == second and len(first) >= 50
+
+
+def test_database_and_redis_urls_switch_backends(tmp_path):
+    found = probe(
+        tmp_path, DATABASE_URL="postgres://u@127.0.0.1:5432/x", REDIS_URL="redis://127.0.0.1:6379/3"
+    )
+    assert found["db"].endswith("postgresql")
+    assert found["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert found["q_redis"] == "redis://127.0.0.1:6379/3" and found["q_orm"] is None
+
+
+def test_trading_defaults_come_from_environment(tmp_path):
+    found = probe(
+        tmp_path,
+        INITIAL_CAPITAL="2500.50",
+        MAX_POSITION_SIZE_PCT="0.1",
+        MAX_DAILY_LOSS_PCT="0.02",
+        LIVE_TRADING="true",
+    )
+    assert (found["capital"], found["pos"], found["loss"]) == ("2500.50", "0.1", "0.02")
+    assert found["live"] is True
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_secrets(tmp_path, missing):
+    env = {"DJANGO_ENV": "production", "SECRET_KEY": "x" * 64, "ALLOWED_HOSTS": "rrr.example"}
+    env.pop(missing)
+    result = run_python("import django; django.setup()", tmp_path, **env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and missing in result.stderr
+
+
+def test_production_check_deploy_is_clean(tmp_path):
+    env = {
+        "DJANGO_ENV": "production",
+        "ALLOWED_HOSTS": "rrr.example",
+        "SECRET_KEY": "k9#Qz!" + "vR2xL7pW4mN8bT1cY6hJ3gF5dS0aE" * 2,
+    }
+    code = (
+        "import django; django.setup(); from django.core.management import call_command; "
+        "call_command('check', '--deploy', '--fail-level', 'WARNING')"
+    )
+    result = run_python(code, tmp_path, **env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "WARNINGS" not in result.stderr

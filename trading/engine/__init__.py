@@ -1,0 +1,1 @@
+"""Pure trading logic: orders, matching, portfolio accounting, strategies. No Django imports."""

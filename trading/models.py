@@ -1,0 +1,233 @@
+"""Trading: accounts, orders, fills, positions, portfolio snapshots and strategy configs.
+
+Money and quantities are exact ``Decimal`` (NUMERIC on PostgreSQL). The trading maths lives in
+``trading.engine``; these tables are its durable record, from which a restart reloads state.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+
+from marketdata.models import Symbol
+from trading.choices import (
+    AccountMode,
+    Liquidity,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    Venue,
+)
+
+QTY = {"max_digits": 28, "decimal_places": 10}
+MONEY = {"max_digits": 28, "decimal_places": 10}
+
+
+class Account(models.Model):
+    """A trading account: paper by default; live only when explicitly configured."""
+
+    name = models.CharField(max_length=64, unique=True)
+    mode = models.CharField(max_length=8, choices=AccountMode.choices, default=AccountMode.PAPER)
+    venue = models.CharField(max_length=16, choices=Venue.choices, default=Venue.PAPER)
+    base_currency = models.CharField(max_length=8, default="USD")
+    initial_capital = models.DecimalField(**MONEY)
+    cash = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(initial_capital__gte=0), name="account_initial_capital_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(mode="live") | Q(venue="paper"), name="account_paper_mode_paper_venue"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.mode})"
+
+
+class StrategyConfig(models.Model):
+    """A configured strategy: registry name, parameters, symbols and the account it trades."""
+
+    name = models.CharField(max_length=64, unique=True)
+    strategy_class = models.CharField(max_length=128, help_text="Registry name, e.g. sma_cross")
+    params = models.JSONField(default=dict, blank=True)
+    symbols = models.JSONField(default=list, blank=True)
+    timeframe = models.CharField(max_length=4, default="1m")
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="strategies"
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Order(models.Model):
+    """An order and its lifecycle. ``client_order_id`` makes submission idempotent."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="orders")
+    client_order_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    venue_order_id = models.CharField(max_length=64, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        help_text="Bracket entry or TWAP/VWAP parent",
+    )
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    type = models.CharField(max_length=16, choices=OrderType.choices, default=OrderType.MARKET)
+    time_in_force = models.CharField(
+        max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC
+    )
+    quantity = models.DecimalField(**QTY)
+    price = models.DecimalField(**MONEY, null=True, blank=True)
+    stop_price = models.DecimalField(**MONEY, null=True, blank=True)
+    trail_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    trail_percent = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
+    reduce_only = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING, db_index=True
+    )
+    filled_quantity = models.DecimalField(**QTY, default=0)
+    average_fill_price = models.DecimalField(**MONEY, null=True, blank=True)
+    fees = models.DecimalField(**MONEY, default=0)
+    strategy = models.CharField(max_length=64, blank=True)
+    signal = models.CharField(max_length=128, blank=True)
+    reject_reason = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_quantity__gte=0, filled_quantity__lte=F("quantity")),
+                name="order_filled_within_quantity",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type__in=["limit", "stop_limit"])
+                | Q(price__isnull=False, price__gt=0),
+                name="order_limit_needs_price",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type__in=["stop", "stop_limit", "take_profit"])
+                | Q(stop_price__isnull=False, stop_price__gt=0),
+                name="order_stop_needs_stop_price",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="trailing_stop")
+                | Q(trail_amount__isnull=False, trail_amount__gt=0)
+                | Q(trail_percent__isnull=False, trail_percent__gt=0),
+                name="order_trailing_needs_trail",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "status"], name="order_account_status"),
+            models.Index(fields=["account", "-created_at"], name="order_account_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol_id} {self.type} [{self.status}]"
+
+
+class Fill(models.Model):
+    """An execution against an order. A venue trade id is recorded once per order."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="fills")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="fills")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    quantity = models.DecimalField(**QTY)
+    price = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY, default=0)
+    liquidity = models.CharField(max_length=5, choices=Liquidity.choices, default=Liquidity.TAKER)
+    venue_trade_id = models.CharField(max_length=64)
+    ts = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["ts"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+            models.UniqueConstraint(fields=["order", "venue_trade_id"], name="fill_dedup_key"),
+        ]
+        indexes = [models.Index(fields=["account", "symbol", "ts"], name="fill_account_symbol_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol_id} @ {self.price}"
+
+
+class Position(models.Model):
+    """Net position of an account in a symbol: signed quantity (short < 0), average entry."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="positions")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="positions")
+    quantity = models.DecimalField(**QTY, default=0)
+    average_price = models.DecimalField(**MONEY, default=0)
+    mark_price = models.DecimalField(**MONEY, null=True, blank=True)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    unrealized_pnl = models.DecimalField(**MONEY, default=0)
+    fees = models.DecimalField(**MONEY, default=0)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["account", "symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "symbol"], name="position_account_symbol"),
+            models.CheckConstraint(
+                condition=Q(average_price__gte=0), name="position_avg_price_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.symbol_id} {self.quantity} @ {self.average_price}"
+
+
+class PortfolioSnapshot(models.Model):
+    """Periodic valuation of an account: the equity curve of live and paper trading."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="snapshots")
+    ts = models.DateTimeField()
+    cash = models.DecimalField(**MONEY)
+    positions_value = models.DecimalField(**MONEY, default=0)
+    total_value = models.DecimalField(**MONEY)
+    equity = models.DecimalField(**MONEY)
+    gross_exposure = models.DecimalField(**MONEY, default=0)
+    net_exposure = models.DecimalField(**MONEY, default=0)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    unrealized_pnl = models.DecimalField(**MONEY, default=0)
+    total_pnl = models.DecimalField(**MONEY, default=0)
+    daily_pnl = models.DecimalField(**MONEY, default=0)
+    total_return = models.FloatField(default=0.0)
+    daily_return = models.FloatField(default=0.0)
+    drawdown = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["-ts"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "ts"], name="snapshot_account_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M:%S} equity={self.equity}"

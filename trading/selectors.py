@@ -1,0 +1,50 @@
+"""Reads for trading: account overviews, orders and positions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from trading.choices import OPEN_ORDER_STATUSES
+from trading.models import Account, Order, Position
+
+
+def account_equity(*, account: Account, positions: list[Position]) -> Decimal:
+    """Return cash plus the marked value of positions (average price when no mark exists)."""
+    value = sum(
+        (
+            p.quantity * (p.mark_price if p.mark_price is not None else p.average_price)
+            for p in positions
+        ),
+        Decimal(0),
+    )
+    return account.cash + value
+
+
+def accounts_overview() -> list[dict]:
+    """Return every account with its trading state, cash, equity and open positions."""
+    overview = []
+    accounts = Account.objects.select_related("trading_state").prefetch_related("positions__symbol")
+    for account in accounts:
+        positions = [p for p in account.positions.all() if p.quantity != 0]
+        state = getattr(account, "trading_state", None)
+        overview.append(
+            {
+                "name": account.name,
+                "mode": account.mode,
+                "state": state.state if state else "active",
+                "cash": account.cash,
+                "equity": account_equity(account=account, positions=positions),
+                "positions": [{"symbol": p.symbol.name, "quantity": p.quantity} for p in positions],
+            }
+        )
+    return overview
+
+
+def orders_recent(*, limit: int = 50) -> list[Order]:
+    """Return the most recent orders across accounts."""
+    return list(Order.objects.select_related("account", "symbol").order_by("-created_at")[:limit])
+
+
+def orders_open(*, account: Account) -> list[Order]:
+    """Return an account's working orders."""
+    return list(account.orders.filter(status__in=OPEN_ORDER_STATUSES).select_related("symbol"))
