@@ -124,8 +124,9 @@ class Quote(models.Model):
             models.CheckConstraint(
                 condition=Q(bid_size__gte=0, ask_size__gte=0), name="quote_sizes_non_negative"
             ),
+            # One quote per venue and instant keeps replays idempotent (the latest wins).
+            models.UniqueConstraint(fields=["symbol", "venue", "ts"], name="quote_unique_key"),
         ]
-        indexes = [models.Index(fields=["symbol", "ts"], name="quote_symbol_ts")]
 
     def __str__(self) -> str:
         return f"{self.symbol_id} {self.bid}/{self.ask} @{self.ts}"
@@ -143,7 +144,9 @@ class BookSnapshot(models.Model):
     asks = models.JSONField(default=list)
 
     class Meta:
-        indexes = [models.Index(fields=["symbol", "ts"], name="book_symbol_ts")]
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "venue", "ts"], name="book_unique_key"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.symbol_id} book @{self.ts}"

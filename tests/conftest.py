@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import UserFactory
-
 
 @pytest.fixture
 def admin_user(db):
     """A superuser."""
+    from tests.factories import UserFactory  # imported lazily: engine tests run without Django
+
     return UserFactory(username="root-admin", is_staff=True, is_superuser=True)
 
 
