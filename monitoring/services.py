@@ -101,3 +101,29 @@ def broadcast(group: str, kind: str, data: dict) -> None:
         return
     message = {"type": "group.message", "kind": kind, "data": to_jsonable(data)}
     transaction.on_commit(lambda: async_to_sync(layer.group_send)(group, message))
+
+
+def alert_emit(*, source: str, severity: str, message: str, context: dict | None = None) -> int:
+    """Route an alert to the enabled rules that match; return how many rules matched.
+
+    Every alert is logged as a structured line. Delivery to email, Slack and webhooks belongs to
+    the monitoring alert router; until it exists, matching rules of those channels are logged with
+    their target so nothing is lost.
+    """
+    from monitoring.models import AlertRule
+
+    order = list(Severity.values)
+    rank = order.index(severity) if severity in order else order.index(Severity.WARNING)
+    rules = [
+        rule
+        for rule in AlertRule.objects.filter(enabled=True)
+        if rule.source in {source, "*"} and order.index(rule.min_severity) <= rank
+    ]
+    logger.log(
+        logging.CRITICAL if severity == Severity.CRITICAL else logging.WARNING,
+        "alert",
+        extra={"source": source, "severity": severity, "alert": message,
+               "context": to_jsonable(context or {}),
+               "routes": [f"{r.channel}:{r.target}" for r in rules]},
+    )
+    return len(rules)

@@ -7,10 +7,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from monitoring.services import audit_record, broadcast, model_state
+from monitoring.services import alert_emit, audit_record, broadcast, model_state, to_jsonable
 from risk.choices import LimitAction, LimitKind, LimitScope, TradingStateChoice
+from risk.engine.events import ModeChangeRequest, RiskEventRecord
+from risk.engine.limits import LimitSpec
 from risk.models import RiskEvent, RiskLimit, TradingState
 from trading.models import Account
 
@@ -133,3 +136,53 @@ def risk_event_acknowledge(*, event: RiskEvent, actor: Any) -> RiskEvent:
             after={"acknowledged": True},
         )
     return event
+
+
+def limit_spec_from_row(row: RiskLimit) -> LimitSpec:
+    """Translate a ``RiskLimit`` row into the engine's ``LimitSpec``."""
+    scope_value = row.account.name if row.scope == LimitScope.ACCOUNT else row.scope_value
+    return LimitSpec(kind=row.kind, value=row.value, action=row.action, scope=row.scope,
+                     scope_value=scope_value, enabled=row.enabled, params=row.params or {})
+
+
+def _limits_for(account: Account):
+    """Return the queryset of limits that concern ``account`` (global and its own)."""
+    return RiskLimit.objects.filter(Q(account__isnull=True) | Q(account=account))
+
+
+def limits_version(*, account: Account) -> tuple:
+    """Return a cheap token that changes whenever a limit of ``account`` is added/edited/removed."""
+    agg = _limits_for(account).aggregate(n=Count("id"), last=Max("updated_at"))
+    return agg["n"], agg["last"]
+
+
+def limit_specs_load(*, account: Account) -> list[LimitSpec]:
+    """Return the enabled limits of ``account`` as engine specs."""
+    rows = _limits_for(account).filter(enabled=True).select_related("account")
+    return [limit_spec_from_row(row) for row in rows]
+
+
+def risk_events_record(*, account: Account, records: list[RiskEventRecord]) -> list[RiskEvent]:
+    """Persist engine risk events, alert on each and broadcast them on the ``risk`` group."""
+    if not records:
+        return []
+    now = timezone.now()
+    rows = RiskEvent.objects.bulk_create([
+        RiskEvent(ts=r.ts or now, account=account, kind=r.limit_kind, severity=r.severity.value,
+                  message=r.message, context=to_jsonable(dict(r.context)))
+        for r in records
+    ])
+    for row in rows:
+        alert_emit(source="risk", severity=row.severity, message=row.message,
+                   context={"account": account.name, "kind": row.kind, **row.context})
+        broadcast("risk", "risk_event", {"account": account.name, "kind": row.kind,
+                                         "severity": row.severity, "message": row.message,
+                                         "ts": row.ts})
+    return rows
+
+
+def trading_mode_apply(*, account: Account, request: ModeChangeRequest) -> TradingState:
+    """Apply a mode change the risk engine asked for (audited as the risk engine)."""
+    return trading_state_set(account=account, state=request.mode.value,
+                             reason=f"{request.limit_kind}: {request.reason}",
+                             actor="risk-engine")

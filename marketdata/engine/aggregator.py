@@ -1,0 +1,481 @@
+"""Trades → time bars, and bars → coarser bars, aligned to UTC boundaries.
+
+A bar's ``ts`` is the UTC start of its window. Time is one watermark for all symbols: a trade in a
+newer window closes every open bar of older windows (a quiet symbol's bar is not held open until
+its next trade). ``advance(now)`` closes bars by clock when the market is silent, ``flush()``
+closes everything. Windows without trades produce no bar, like Polygon's aggregates.
+
+A late trade (for a window already closed) is never silently dropped: ``late="amend"`` re-emits
+the corrected bar with ``amended=True`` (consumers upsert on symbol+timeframe+ts); ``late="count"``
+counts it and hands it to ``on_late`` or keeps it in the bounded ``late`` deque.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from marketdata.engine.errors import UnsupportedTimeframe
+from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, Trade
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LatePolicy = Literal["amend", "count"]
+AGGREGATOR_TIMEFRAMES = ("1s", "1m")
+_NEG_INF = -math.inf
+
+
+def timeframe_seconds(timeframe: str) -> int:
+    """Return the length of timeframe in seconds or raise UnsupportedTimeframe."""
+    try:
+        return TIMEFRAME_SECONDS[str(timeframe)]
+    except KeyError:
+        raise UnsupportedTimeframe(f"unknown timeframe {timeframe!r}") from None
+
+
+def _check_late_policy(late: str) -> None:
+    """Reject an unknown late-trade policy early, at construction."""
+    if late not in ("amend", "count"):
+        raise ValueError(f"late must be 'amend' or 'count', got {late!r}")
+
+
+@dataclass(slots=True)
+class AggregatorStats:
+    """Counters of an aggregator or resampler, for metrics and tests."""
+
+    bars_emitted: int = 0
+    late_trades: int = 0
+    amended_bars: int = 0
+    late_kept: int = 0
+
+
+class _OpenBar:
+    """Mutable accumulator of one symbol's open window."""
+
+    __slots__ = (
+        "start",
+        "end",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "pv",
+        "count",
+        "first_ts",
+        "last_ts",
+        "venue",
+    )
+
+    def __init__(self, start: float, end: float, ts: float, price: float, size: float, venue: str):
+        self.start = start
+        self.end = end
+        self.open = self.high = self.low = self.close = price
+        self.volume = size
+        self.pv = price * size
+        self.count = 1
+        self.first_ts = self.last_ts = ts
+        self.venue = venue
+
+    def add(self, ts: float, price: float, size: float) -> None:
+        """Fold one trade in; open/close follow trade time, not arrival order."""
+        if price > self.high:
+            self.high = price
+        elif price < self.low:
+            self.low = price
+        if ts >= self.last_ts:
+            self.close = price
+            self.last_ts = ts
+        elif ts < self.first_ts:
+            self.open = price
+            self.first_ts = ts
+        self.volume += size
+        self.pv += price * size
+        self.count += 1
+
+    def to_bar(self, symbol: str, timeframe: str, ts: datetime, amended: bool = False) -> Bar:
+        """Freeze into an immutable Bar."""
+        vwap = self.pv / self.volume if self.volume > 0.0 else None
+        return Bar(
+            symbol,
+            timeframe,
+            ts,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            vwap,
+            self.count,
+            self.venue,
+            amended,
+        )
+
+
+class BarAggregator:
+    """Aggregate trades into OHLCV+VWAP bars of one timeframe ("1s" or "1m"), per symbol."""
+
+    def __init__(
+        self,
+        timeframe: str = "1m",
+        *,
+        late: LatePolicy = "amend",
+        on_late: Callable[[Trade], None] | None = None,
+        amend_horizon: int = 600,
+        late_buffer: int = 10_000,
+        venue: str | None = None,
+    ) -> None:
+        if str(timeframe) not in AGGREGATOR_TIMEFRAMES:
+            raise UnsupportedTimeframe(f"aggregate trades into 1s or 1m bars, not {timeframe!r}")
+        _check_late_policy(late)
+        self.timeframe = str(timeframe)
+        self.seconds = timeframe_seconds(self.timeframe)
+        self.late_policy = late
+        self.on_late = on_late
+        self.amend_horizon = amend_horizon
+        self.venue = venue
+        self.late: deque[Trade] = deque(maxlen=late_buffer)
+        self.stats = AggregatorStats()
+        self._open: dict[str, _OpenBar] = {}
+        # Closed bars kept for amendment: symbol -> window start -> accumulator.
+        self._closed: dict[str, dict[float, _OpenBar]] = {}
+        self._current = _NEG_INF  # start of the newest window; every open bar starts here
+        self._closed_until = _NEG_INF  # windows starting before this are closed
+
+    def add(self, trade: Trade) -> list[Bar]:
+        """Fold a trade in; return the bars it closed (or an amended bar for a late trade)."""
+        ts = trade.ts.timestamp()
+        acc = self._open.get(trade.symbol)
+        if acc is not None and acc.start <= ts < acc.end:
+            acc.add(ts, trade.price, trade.size)
+            return []
+        return self._add_slow(trade, ts)
+
+    def add_many(self, trades: Iterable[Trade]) -> list[Bar]:
+        """Fold trades in order; return every bar they closed."""
+        out: list[Bar] = []
+        add = self.add
+        for trade in trades:
+            bars = add(trade)
+            if bars:
+                out.extend(bars)
+        return out
+
+    def advance(self, now: datetime) -> list[Bar]:
+        """Close bars whose window ended at or before now (a clock tick in a quiet market)."""
+        boundary = now.timestamp() // self.seconds * self.seconds
+        if boundary <= self._closed_until:
+            return []
+        self._closed_until = boundary
+        if self._current + self.seconds <= boundary:
+            return self._close_open()
+        return []
+
+    def flush(self) -> list[Bar]:
+        """Close every open bar; later trades for those windows are late."""
+        if self._current > _NEG_INF:
+            self._closed_until = max(self._closed_until, self._current + self.seconds)
+        return self._close_open()
+
+    def open_bars(self) -> list[Bar]:
+        """Return a snapshot of the bars still open (for live charts), without closing them."""
+        ts = datetime.fromtimestamp(self._current, UTC) if self._open else None
+        return [acc.to_bar(sym, self.timeframe, ts) for sym, acc in self._open.items()]
+
+    def _add_slow(self, trade: Trade, ts: float) -> list[Bar]:
+        """Handle a trade that does not fall in its symbol's open window."""
+        secs = self.seconds
+        start = ts // secs * secs
+        if start < self._closed_until:
+            return self._late(trade, ts, start)
+        out: list[Bar] = []
+        if start > self._current:
+            out = self._close_open()
+            self._current = start
+            self._closed_until = max(self._closed_until, start)
+        venue = self.venue or trade.venue
+        self._open[trade.symbol] = _OpenBar(start, start + secs, ts, trade.price, trade.size, venue)
+        return out
+
+    def _close_open(self) -> list[Bar]:
+        """Close all open bars (they share the current window) and remember them for amends."""
+        if not self._open:
+            return []
+        ts = datetime.fromtimestamp(self._current, UTC)
+        bars = [acc.to_bar(sym, self.timeframe, ts) for sym, acc in self._open.items()]
+        if self.late_policy == "amend":
+            self._remember(self._open)
+        self._open = {}
+        self.stats.bars_emitted += len(bars)
+        return bars
+
+    def _remember(self, closing: dict[str, _OpenBar]) -> None:
+        """Keep closed accumulators for amend_horizon windows, evicting older ones."""
+        cutoff = self._current - self.amend_horizon * self.seconds
+        for sym, acc in closing.items():
+            history = self._closed.setdefault(sym, {})
+            history[acc.start] = acc
+            while history:
+                oldest = next(iter(history))
+                if oldest >= cutoff:
+                    break
+                del history[oldest]
+
+    def _late(self, trade: Trade, ts: float, start: float) -> list[Bar]:
+        """Amend the bar of a closed window, or count and keep the trade; never drop it."""
+        self.stats.late_trades += 1
+        horizon_start = self._closed_until - self.amend_horizon * self.seconds
+        if self.late_policy == "amend" and start >= horizon_start:
+            history = self._closed.setdefault(trade.symbol, {})
+            acc = history.get(start)
+            if acc is None:
+                venue = self.venue or trade.venue
+                acc = _OpenBar(start, start + self.seconds, ts, trade.price, trade.size, venue)
+                history[start] = acc
+            else:
+                acc.add(ts, trade.price, trade.size)
+            self.stats.amended_bars += 1
+            ts_dt = datetime.fromtimestamp(start, UTC)
+            return [acc.to_bar(trade.symbol, self.timeframe, ts_dt, amended=True)]
+        self.stats.late_kept += 1
+        if self.on_late is not None:
+            self.on_late(trade)
+        else:
+            self.late.append(trade)
+        return []
+
+
+class _Window:
+    """Source bars of one symbol's target window, keyed by source ts (amends replace)."""
+
+    __slots__ = ("start", "parts")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.parts: dict[datetime, Bar] = {}
+
+
+def combine_bars(
+    parts: Iterable[Bar], symbol: str, timeframe: str, ts: datetime, amended: bool = False
+) -> Bar:
+    """Combine consecutive bars into one: first open, max high, min low, last close, sums."""
+    ordered = sorted(parts, key=lambda b: b.ts)
+    if not ordered:
+        raise ValueError("combine_bars needs at least one bar")
+    volume = math.fsum(b.volume for b in ordered)
+    vwap: float | None = None
+    if volume > 0.0 and all(b.vwap is not None or b.volume == 0.0 for b in ordered):
+        vwap = math.fsum(b.vwap * b.volume for b in ordered if b.volume) / volume
+    return Bar(
+        symbol,
+        timeframe,
+        ts,
+        ordered[0].open,
+        max(b.high for b in ordered),
+        min(b.low for b in ordered),
+        ordered[-1].close,
+        volume,
+        vwap,
+        sum(b.trade_count for b in ordered),
+        ordered[0].venue,
+        amended,
+    )
+
+
+class _SymbolWindows:
+    """Resampler state of one symbol."""
+
+    __slots__ = ("open", "closed_until", "history", "source_seconds")
+
+    def __init__(self, source_seconds: int) -> None:
+        self.open: _Window | None = None
+        self.closed_until = _NEG_INF
+        self.history: dict[float, _Window] = {}
+        self.source_seconds = source_seconds
+
+
+class BarResampler:
+    """Stream bars of a finer timeframe into bars of ``target`` (5m, 15m, 1h, 4h, 1d)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        late: LatePolicy = "amend",
+        on_late: Callable[[Bar], None] | None = None,
+        amend_horizon: int = 2,
+        late_buffer: int = 10_000,
+    ) -> None:
+        _check_late_policy(late)
+        self.target = str(target)
+        self.seconds = timeframe_seconds(self.target)
+        self.late_policy = late
+        self.on_late = on_late
+        self.amend_horizon = amend_horizon
+        self.late: deque[Bar] = deque(maxlen=late_buffer)
+        self.stats = AggregatorStats()
+        self._symbols: dict[str, _SymbolWindows] = {}
+        self._current = _NEG_INF
+        self._closed_until = _NEG_INF
+
+    def add(self, bar: Bar) -> list[Bar]:
+        """Fold a source bar in; return target bars completed or closed by time (or amended)."""
+        state = self._state(bar)
+        epoch = bar.ts.timestamp()
+        start = epoch // self.seconds * self.seconds
+        out: list[Bar] = []
+        if start > self._current:
+            out = self._close_all()
+            self._current = start
+            self._closed_until = max(self._closed_until, start)
+        if start < max(self._closed_until, state.closed_until):
+            out.extend(self._late(state, bar, start))
+            return out
+        window = state.open
+        if window is None:
+            window = state.open = _Window(start)
+        window.parts[bar.ts] = bar
+        if epoch + state.source_seconds >= start + self.seconds:
+            # The last sub-window of the target arrived: close now rather than one bar later.
+            out.append(self._close(bar.symbol, state))
+        return out
+
+    def advance(self, now: datetime) -> list[Bar]:
+        """Close target windows that ended at or before now."""
+        boundary = now.timestamp() // self.seconds * self.seconds
+        if boundary <= self._closed_until:
+            return []
+        self._closed_until = boundary
+        return self._close_all() if self._current + self.seconds <= boundary else []
+
+    def flush(self) -> list[Bar]:
+        """Close every open target window."""
+        if self._current > _NEG_INF:
+            self._closed_until = max(self._closed_until, self._current + self.seconds)
+        return self._close_all()
+
+    def _state(self, bar: Bar) -> _SymbolWindows:
+        """Return the symbol's state, checking the source timeframe fits the target."""
+        state = self._symbols.get(bar.symbol)
+        source = TIMEFRAME_SECONDS.get(str(bar.timeframe))
+        if state is not None and state.source_seconds == source:
+            return state
+        if source is None or source >= self.seconds or self.seconds % source:
+            raise UnsupportedTimeframe(f"cannot resample {bar.timeframe!r} bars to {self.target}")
+        if state is not None:
+            raise UnsupportedTimeframe(
+                f"{bar.symbol}: got {bar.timeframe} bars after {state.source_seconds}s bars"
+            )
+        state = self._symbols[bar.symbol] = _SymbolWindows(source)
+        return state
+
+    def _close_all(self) -> list[Bar]:
+        """Close every symbol's open window."""
+        states = self._symbols.items()
+        return [self._close(sym, state) for sym, state in states if state.open is not None]
+
+    def _close(self, symbol: str, state: _SymbolWindows, amended: bool = False) -> Bar:
+        """Emit the symbol's open window as a target bar and keep it for amends."""
+        window = state.open
+        assert window is not None  # callers only close open windows
+        state.open = None
+        state.closed_until = max(state.closed_until, window.start + self.seconds)
+        if self.late_policy == "amend":
+            state.history[window.start] = window
+            while len(state.history) > self.amend_horizon:
+                del state.history[next(iter(state.history))]
+        self.stats.bars_emitted += 1
+        ts = datetime.fromtimestamp(window.start, UTC)
+        return combine_bars(window.parts.values(), symbol, self.target, ts, amended)
+
+    def _late(self, state: _SymbolWindows, bar: Bar, start: float) -> list[Bar]:
+        """Re-emit an amended target bar for a closed window, or count and keep the bar."""
+        self.stats.late_trades += 1
+        if self.late_policy == "amend":
+            window = state.history.get(start)
+            reference = max(self._closed_until, state.closed_until)
+            if window is None and start >= reference - self.amend_horizon * self.seconds:
+                window = state.history[start] = _Window(start)
+            if window is not None:
+                window.parts[bar.ts] = bar
+                self.stats.amended_bars += 1
+                ts = datetime.fromtimestamp(start, UTC)
+                return [combine_bars(window.parts.values(), bar.symbol, self.target, ts, True)]
+        self.stats.late_kept += 1
+        if self.on_late is not None:
+            self.on_late(bar)
+        else:
+            self.late.append(bar)
+        return []
+
+
+def resample_bars(bars: Iterable[Bar], target_timeframe: str) -> list[Bar]:
+    """Resample finished bars (any symbols, any order) into target_timeframe bars."""
+    resampler = BarResampler(target_timeframe)
+    out: list[Bar] = []
+    for bar in sorted(bars, key=lambda b: b.ts):
+        out.extend(resampler.add(bar))
+    out.extend(resampler.flush())
+    return sorted(out, key=lambda b: (b.ts, b.symbol))
+
+
+# -- vectorised paths (pandas imported lazily: the engine package stays light) ---------------
+
+BAR_COLUMNS = ["ts", "symbol", "open", "high", "low", "close", "volume", "vwap", "trade_count"]
+
+
+def aggregate_trades_frame(trades: pd.DataFrame, timeframe: str = "1m") -> pd.DataFrame:
+    """Aggregate a trades frame (ts, price, size[, symbol]) into bars in one vectorised pass."""
+    import pandas as pd
+
+    seconds = timeframe_seconds(timeframe)
+    frame = trades.assign(
+        ts=pd.to_datetime(trades["ts"], utc=True).dt.floor(f"{seconds}s"),
+        pv=trades["price"] * trades["size"],
+    )
+    if "symbol" not in frame:
+        frame = frame.assign(symbol="")
+    grouped = frame.groupby(["symbol", "ts"], sort=True)
+    out = grouped.agg(
+        open=("price", "first"),
+        high=("price", "max"),
+        low=("price", "min"),
+        close=("price", "last"),
+        volume=("size", "sum"),
+        pv=("pv", "sum"),
+        trade_count=("price", "size"),
+    ).reset_index()
+    out["vwap"] = out["pv"] / out["volume"].where(out["volume"] > 0)
+    return out[BAR_COLUMNS].sort_values(["ts", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def resample_frame(bars: pd.DataFrame, target_timeframe: str) -> pd.DataFrame:
+    """Resample a bars frame (BAR_COLUMNS) into target_timeframe bars, vectorised."""
+    import pandas as pd
+
+    seconds = timeframe_seconds(target_timeframe)
+    frame = bars.sort_values(["symbol", "ts"], kind="stable")
+    frame = frame.assign(
+        ts=pd.to_datetime(frame["ts"], utc=True).dt.floor(f"{seconds}s"),
+        pv=frame["vwap"] * frame["volume"],
+    )
+    out = (
+        frame.groupby(["symbol", "ts"], sort=True)
+        .agg(
+            open=("open", "first"),
+            high=("high", "max"),
+            low=("low", "min"),
+            close=("close", "last"),
+            volume=("volume", "sum"),
+            pv=("pv", "sum"),
+            trade_count=("trade_count", "sum"),
+        )
+        .reset_index()
+    )
+    out["vwap"] = out["pv"] / out["volume"].where(out["volume"] > 0)
+    return out[BAR_COLUMNS].sort_values(["ts", "symbol"], kind="stable").reset_index(drop=True)

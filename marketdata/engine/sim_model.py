@@ -1,0 +1,151 @@
+"""Shared model pieces of the simulated market: symbol resolution, correlations, regimes.
+
+Used by both the event simulator (``simulator``) and the vectorised history generator
+(``history``), so live events and historical bars follow the same statistical model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import numpy as np
+
+from marketdata.engine.constants import (
+    DEFAULT_CORRELATIONS,
+    DEFAULT_SYMBOLS,
+    DEFAULT_SYMBOLS_BY_NAME,
+    FALLBACK_CORRELATION,
+    JUMP_SIZE_HOURLY_SIGMAS,
+    JUMPS_PER_DAY,
+    REGIME_MEAN_DURATION_S,
+    SECONDS_PER_YEAR,
+    SymbolSpec,
+)
+from marketdata.engine.errors import SimulationConfigError
+
+
+def resolve_specs(symbols: Sequence[str | SymbolSpec] | None) -> tuple[SymbolSpec, ...]:
+    """Turn symbol names (defaults only) or explicit specs into a tuple of specs."""
+    if symbols is None:
+        return DEFAULT_SYMBOLS
+    specs: list[SymbolSpec] = []
+    for item in symbols:
+        if isinstance(item, SymbolSpec):
+            specs.append(item)
+        elif item in DEFAULT_SYMBOLS_BY_NAME:
+            specs.append(DEFAULT_SYMBOLS_BY_NAME[item])
+        else:
+            raise SimulationConfigError(f"unknown symbol {item!r}: pass a SymbolSpec for it")
+    names = [s.symbol for s in specs]
+    if not specs or len(set(names)) != len(names):
+        raise SimulationConfigError(f"symbols must be non-empty and unique, got {names}")
+    for spec in specs:
+        if min(spec.base_price, spec.tick_size, spec.lot_size, spec.annual_vol) <= 0:
+            raise SimulationConfigError(f"{spec.symbol}: prices, sizes and vol must be positive")
+    return tuple(specs)
+
+
+def correlation_matrix(
+    specs: Sequence[SymbolSpec], overrides: dict[frozenset[str], float] | None = None
+) -> np.ndarray:
+    """Build the return correlation matrix of specs from defaults plus overrides."""
+    table = {**DEFAULT_CORRELATIONS, **(overrides or {})}
+    n = len(specs)
+    corr = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            pair = frozenset({specs[i].symbol, specs[j].symbol})
+            corr[i, j] = corr[j, i] = table.get(pair, FALLBACK_CORRELATION)
+    return corr
+
+
+def cholesky(corr: np.ndarray) -> np.ndarray:
+    """Return the lower Cholesky factor, or raise SimulationConfigError if not positive definite."""
+    try:
+        return np.linalg.cholesky(corr)
+    except np.linalg.LinAlgError:
+        raise SimulationConfigError("correlation matrix is not positive definite") from None
+
+
+def decimals_of(increment: float) -> int:
+    """Return the number of decimals of a tick or lot size (0.01 -> 2)."""
+    return max(0, -int(Decimal(str(increment)).normalize().as_tuple().exponent))
+
+
+def round_to(values: np.ndarray, increment: float) -> np.ndarray:
+    """Round values to a multiple of increment without binary noise (50000.01, not ...0002)."""
+    return np.round(np.round(values / increment) * increment, decimals_of(increment))
+
+
+@dataclass(frozen=True, slots=True)
+class MarketProfile:
+    """Everything that determines a simulated market's statistics, fixed at construction."""
+
+    specs: tuple[SymbolSpec, ...]
+    seed: int
+    anchor: datetime  # prices equal base prices here
+    step_seconds: float
+    trades_per_step: float
+    chol: np.ndarray
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Return the symbol names in model order."""
+        return tuple(s.symbol for s in self.specs)
+
+    def sigma(self, seconds: float) -> np.ndarray:
+        """Return each symbol's base (calm-regime-free) log-return std over an interval."""
+        annual = np.array([s.annual_vol for s in self.specs])
+        return annual * math.sqrt(seconds / SECONDS_PER_YEAR)
+
+    def jump_probability(self, seconds: float) -> float:
+        """Return the probability of a market-wide jump within an interval."""
+        return 1.0 - math.exp(-JUMPS_PER_DAY * seconds / 86_400.0)
+
+    def jump_sigma(self) -> np.ndarray:
+        """Return each symbol's jump size standard deviation (log return)."""
+        return JUMP_SIZE_HOURLY_SIGMAS * self.sigma(3600.0)
+
+
+def regime_switch_probabilities(seconds: float) -> tuple[float, float]:
+    """Return the probability of leaving the calm and the stressed regime within an interval."""
+    calm, stressed = REGIME_MEAN_DURATION_S
+    return 1.0 - math.exp(-seconds / calm), 1.0 - math.exp(-seconds / stressed)
+
+
+def stationary_regime(rng: np.random.Generator, seconds: float) -> int:
+    """Draw a regime from the chain's stationary distribution."""
+    p_leave_calm, p_leave_stress = regime_switch_probabilities(seconds)
+    share_stressed = p_leave_calm / (p_leave_calm + p_leave_stress)
+    return int(rng.random() < share_stressed)
+
+
+def regime_path(rng: np.random.Generator, n: int, seconds: float, state: int) -> np.ndarray:
+    """Simulate n steps of the two-state Markov regime chain that was in ``state`` just before.
+
+    Segment lengths are geometric (the chain is memoryless), drawn in bulk so long paths stay
+    vectorised; the first segment may be empty (a switch on the very first step).
+    """
+    probs = regime_switch_probabilities(seconds)
+    lengths: list[np.ndarray] = []
+    states: list[np.ndarray] = []
+    covered = 0
+    first = True
+    while covered < n:
+        batch = 64
+        seg_states = (state + np.arange(batch)) % 2
+        seg_p = np.where(seg_states == 0, probs[0], probs[1])
+        seg_len = rng.geometric(seg_p)
+        if first:
+            seg_len[0] -= 1
+            first = False
+        lengths.append(seg_len)
+        states.append(seg_states)
+        covered += int(seg_len.sum())
+        state = int((state + batch) % 2)
+    path = np.repeat(np.concatenate(states), np.concatenate(lengths))
+    return path[:n].astype(np.int8)
