@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
+from django.conf import settings
 from django.db import connection
 
+from marketdata.feeds import FeedConfig
 from marketdata.models import Bar, Symbol
 
 BAR_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "vwap", "trade_count"]
@@ -40,3 +42,13 @@ def bars_frame(*, symbol: str, timeframe: str, start: datetime, end: datetime) -
     frame = pd.DataFrame.from_records(rows, columns=BAR_COLUMNS)
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame.set_index("ts")
+
+
+def feed_config() -> FeedConfig:
+    """Return the feed endpoints and keys configured in settings."""
+    return FeedConfig(
+        polygon_url=settings.POLYGON_WS_URL,
+        polygon_api_key=settings.POLYGON_API_KEY,
+        coinbase_url=settings.COINBASE_WS_URL,
+        binance_url=settings.BINANCE_WS_URL,
+    )

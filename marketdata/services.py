@@ -43,3 +43,17 @@ def symbols_ensure_defaults() -> int:
         )
         created += was_created
     return created
+
+
+def symbols_ensure(names: list[str]) -> list[Symbol]:
+    """Return Symbol rows for ``names`` (BASE-QUOTE), creating missing ones from their name."""
+    existing = {s.name: s for s in Symbol.objects.filter(name__in=names)}
+    for name in names:
+        if name not in existing:
+            base, sep, quote = name.partition("-")
+            if not sep or not base or not quote:
+                raise ValueError(f"symbol {name!r} is not BASE-QUOTE (e.g. BTC-USD)")
+            existing[name] = Symbol.objects.create(
+                name=name, base=base, quote=quote, venue_symbols=_venue_symbols(base, quote)
+            )
+    return [existing[n] for n in names]

@@ -29,10 +29,11 @@ from django.db import (
 from marketdata.engine.events import Bar, BookSnapshot, Quote, SentimentReading, Trade
 from marketdata.models import Bar as BarRow
 from marketdata.models import BookSnapshot as BookRow
+from marketdata.models import DataQualityEvent, Symbol
 from marketdata.models import Quote as QuoteRow
 from marketdata.models import SentimentReading as SentimentRow
-from marketdata.models import Symbol
 from marketdata.models import TradeTick as TradeRow
+from marketdata.pipeline import QualityRecord
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,18 @@ class TableSpec:
 
 BAR_SPEC = TableSpec(
     BarRow._meta.db_table,
-    ("symbol_id", "timeframe", "ts", "open", "high", "low", "close", "volume", "vwap",
-     "trade_count"),
+    (
+        "symbol_id",
+        "timeframe",
+        "ts",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "trade_count",
+    ),
     ("symbol_id", "timeframe", "ts"),
     ("open", "high", "low", "close", "volume", "vwap", "trade_count"),
 )
@@ -89,8 +100,17 @@ BOOK_SPEC = TableSpec(
 )
 SENTIMENT_SPEC = TableSpec(
     SentimentRow._meta.db_table,
-    ("symbol_id", "ts", "source", "label", "score", "confidence", "bullish_count",
-     "bearish_count", "sources_count"),
+    (
+        "symbol_id",
+        "ts",
+        "source",
+        "label",
+        "score",
+        "confidence",
+        "bullish_count",
+        "bearish_count",
+        "sources_count",
+    ),
     ("source", "symbol_id", "ts"),
 )
 
@@ -163,16 +183,28 @@ class MarketDataStore:
         for b in books:
             key = (self.symbol_id(b.symbol), b.venue, b.ts)
             depth = max(len(b.bids), len(b.asks))
-            rows[key] = (*key, b.sequence, depth, json.dumps([list(x) for x in b.bids]),
-                         json.dumps([list(x) for x in b.asks]))
+            rows[key] = (
+                *key,
+                b.sequence,
+                depth,
+                json.dumps([list(x) for x in b.bids]),
+                json.dumps([list(x) for x in b.asks]),
+            )
         return list(rows.values())
 
     def _sentiment_rows(self, readings: Iterable[SentimentReading]) -> list[tuple]:
         rows = {}
         for r in readings:
             key = (self.symbol_id(r.symbol) if r.symbol else None, r.ts, r.source)
-            rows[(key[2], key[0], key[1])] = (*key, r.label, r.score, r.confidence, r.bullish,
-                                              r.bearish, r.sources)
+            rows[(key[2], key[0], key[1])] = (
+                *key,
+                r.label,
+                r.score,
+                r.confidence,
+                r.bullish,
+                r.bearish,
+                r.sources,
+            )
         return list(rows.values())
 
     # -- writing ---------------------------------------------------------------------------
@@ -194,7 +226,33 @@ class MarketDataStore:
                 if batch:
                     rows = to_rows(batch)
                     result.add(kind, len(batch), self.write_rows(spec, rows))
+            quality = groups.get(QualityRecord)
+            if quality:
+                result.add("quality", len(quality), self._write_quality(quality))
         return result
+
+    def _write_quality(self, records: list[QualityRecord]) -> int:
+        """Store quality findings as ``DataQualityEvent`` rows (symbol left empty if unknown)."""
+        rows = []
+        for r in records:
+            try:
+                sid = self.symbol_id(r.symbol) if r.symbol else None
+            except UnknownSymbol:
+                sid = None
+            rows.append(
+                DataQualityEvent(
+                    ts=r.ts,
+                    event_ts=r.event_ts,
+                    symbol_id=sid,
+                    source=r.source,
+                    rule=r.rule,
+                    verdict=r.verdict,
+                    reason=r.reason[:2000],
+                    payload=r.payload,
+                )
+            )
+        DataQualityEvent.objects.using(self.using).bulk_create(rows)
+        return len(rows)
 
     def write_rows(self, spec: TableSpec, rows: list[tuple]) -> int:
         """Insert ``rows`` (already in ``spec.columns`` order); return rows inserted/updated."""
@@ -207,7 +265,7 @@ class MarketDataStore:
         ts_index = [i for i, c in enumerate(spec.columns) if c == "ts"]
         if ts_index:
             i = ts_index[0]
-            rows = [(*r[:i], adapt(r[i]), *r[i + 1:]) for r in rows]
+            rows = [(*r[:i], adapt(r[i]), *r[i + 1 :]) for r in rows]
         with connection.cursor() as cursor:
             before = connection.connection.total_changes
             cursor.executemany(spec.insert_sql("%s"), rows)
@@ -229,8 +287,9 @@ class MarketDataStore:
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)
-            raw.execute(f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {stage} "
-                        f"{spec.on_conflict()}")
+            raw.execute(
+                f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {stage} {spec.on_conflict()}"
+            )
             return raw.rowcount
 
 

@@ -1,0 +1,201 @@
+"""The market-data path shared by ``ingest`` and ``runtrader``: validate, then aggregate.
+
+``MarketDataPipeline.process(event)`` returns what should be stored and forwarded: accepted or
+flagged events, the bars the aggregators closed, and ``QualityRecord``s for every flagged,
+quarantined or malformed input. It never raises on bad data. Django-free.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from marketdata.adapters.base import Malformed
+from marketdata.engine.aggregator import BarAggregator, BarResampler
+from marketdata.engine.events import Bar, BookDelta, BookSnapshot, Quote, SentimentReading, Trade
+from marketdata.engine.quality import QualityValidator, ValidationResult, Verdict
+
+logger = logging.getLogger(__name__)
+
+BASE_TIMEFRAMES = ("1s", "1m")
+RESAMPLED_TIMEFRAMES = ("5m", "15m", "1h", "4h", "1d")
+
+
+@dataclass(frozen=True, slots=True)
+class QualityRecord:
+    """A flagged, quarantined or malformed input, to be stored as a ``DataQualityEvent``."""
+
+    ts: datetime
+    source: str
+    symbol: str
+    rule: str
+    verdict: str  # "flag" | "quarantine"
+    reason: str
+    event_ts: datetime | None = None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PipelineCounts:
+    """What went through the pipeline."""
+
+    received: int = 0
+    accepted: int = 0
+    flagged: int = 0
+    quarantined: int = 0
+    malformed: int = 0
+    bars: int = 0
+    late_trades: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _payload(event: object) -> dict:
+    """Return a JSON-safe description of an event for the quality log."""
+    if isinstance(event, Malformed):
+        return {"raw": event.raw[:2000]}
+    fields = getattr(event, "__slots__", ())
+    out = {}
+    for name in fields:
+        value = getattr(event, name)
+        out[name] = (
+            value.isoformat()
+            if isinstance(value, datetime)
+            else (value if isinstance(value, str | int | float | bool | type(None)) else str(value))
+        )
+    return out
+
+
+class MarketDataPipeline:
+    """Validate events, aggregate trades into 1s/1m bars and resample to 5m…1d.
+
+    Provider bars of a timeframe the pipeline builds from trades are validated but not
+    forwarded, so stored bars always agree with stored trades; other provider bars are
+    forwarded and resampled.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        validator: QualityValidator | None = None,
+        base_timeframes: Sequence[str] = BASE_TIMEFRAMES,
+        resampled: Sequence[str] = RESAMPLED_TIMEFRAMES,
+        clock=lambda: datetime.now(UTC),
+    ) -> None:
+        self.source = source
+        self.validator = validator or QualityValidator()
+        self.clock = clock
+        self.counts = PipelineCounts()
+        self.aggregators = [BarAggregator(tf, late="amend") for tf in base_timeframes]
+        self.built = set(base_timeframes)
+        # Resample from the coarsest base timeframe (1m when present).
+        self.resample_from = (
+            "1m" if "1m" in self.built else (base_timeframes[-1] if base_timeframes else "1m")
+        )
+        self.resamplers = [BarResampler(tf) for tf in resampled]
+
+    def process(self, event: object) -> list[object]:
+        """Return the outputs for one input event (never raises on bad data)."""
+        self.counts.received += 1
+        if isinstance(event, Malformed):
+            self.counts.malformed += 1
+            return [self._record(event, "", "malformed", Verdict.QUARANTINE, event.reason, None)]
+        try:
+            result = self.validator.validate(event)
+        except (TypeError, ValueError, AttributeError) as exc:
+            self.counts.malformed += 1
+            return [
+                self._record(
+                    event,
+                    getattr(event, "symbol", ""),
+                    "malformed",
+                    Verdict.QUARANTINE,
+                    f"{type(exc).__name__}: {exc}",
+                    None,
+                )
+            ]
+        outputs = self._quality_records(event, result)
+        if result.verdict is Verdict.QUARANTINE:
+            self.counts.quarantined += 1
+            return outputs
+        if result.verdict is Verdict.FLAG:
+            self.counts.flagged += 1
+        else:
+            self.counts.accepted += 1
+        outputs.extend(self._forward(event))
+        return outputs
+
+    def flush(self) -> list[Bar]:
+        """Close every open bar (at shutdown) and return them with their resamples."""
+        closed: list[Bar] = []
+        for agg in self.aggregators:
+            closed.extend(agg.flush())
+        return self._with_resamples(closed, final=True)
+
+    def _forward(self, event: object) -> list[object]:
+        if isinstance(event, Trade):
+            bars: list[Bar] = []
+            for agg in self.aggregators:
+                bars.extend(agg.add(event))
+            self.counts.late_trades = sum(a.stats.late_trades for a in self.aggregators)
+            return [event, *self._with_resamples(bars)]
+        if isinstance(event, Bar):
+            if event.timeframe in self.built:
+                return []
+            return [event, *self._with_resamples([event])]
+        if isinstance(event, Quote | BookSnapshot | BookDelta | SentimentReading):
+            return [event]
+        return []
+
+    def _with_resamples(self, bars: Iterable[Bar], final: bool = False) -> list[Bar]:
+        out = list(bars)
+        for bar in list(out):
+            if bar.timeframe == self.resample_from:
+                for resampler in self.resamplers:
+                    out.extend(resampler.add(bar))
+        if final:
+            for resampler in self.resamplers:
+                out.extend(resampler.flush())
+        self.counts.bars += len(out)
+        return out
+
+    def _quality_records(self, event: object, result: ValidationResult) -> list[QualityRecord]:
+        if result.verdict is Verdict.ACCEPT:
+            return []
+        return [
+            self._record(
+                event,
+                f.symbol or getattr(event, "symbol", ""),
+                str(f.rule),
+                f.verdict,
+                f.reason,
+                getattr(event, "ts", None),
+            )
+            for f in result.findings
+            if f.verdict is not Verdict.ACCEPT
+        ]
+
+    def _record(self, event, symbol, rule, verdict, reason, event_ts) -> QualityRecord:
+        record = QualityRecord(
+            ts=self.clock(),
+            source=self.source,
+            symbol=symbol,
+            rule=rule,
+            verdict=str(verdict),
+            reason=reason,
+            event_ts=event_ts,
+            payload=_payload(event),
+        )
+        log = logger.warning if verdict == Verdict.QUARANTINE else logger.info
+        log(
+            "market data %s: %s",
+            record.verdict,
+            reason,
+            extra={"rule": rule, "symbol": symbol, "source": self.source},
+        )
+        return record

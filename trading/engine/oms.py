@@ -1,0 +1,370 @@
+"""``OrderManager``: intent -> order -> pre-trade hook -> venue -> fills -> portfolio.
+
+The OMS owns the open-order book of every account it manages and the accounts' portfolios; the
+venue owns matching. Persistence and broadcasting plug in as listeners: after each step the OMS
+calls ``listener.on_fill(fill)`` for every fill and ``listener.on_order(order)`` once for every
+order that changed, in that order. A listener that raises aborts the call (the engine state is
+already updated; the caller decides how to recover) — exceptions are never swallowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from trading.engine.errors import OrderRejected, UnknownAccount, UnknownOrder
+from trading.engine.hooks import AllowAllHook, Decision, OrderProposal, PreTradeHook, TradingMode
+from trading.engine.money import to_decimal
+from trading.engine.orders import (
+    Fill,
+    IdFactory,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    new_order_id,
+    validate_order,
+)
+from trading.engine.portfolio import Portfolio, PositionSnapshot
+from trading.engine.venue import Venue, VenueEvent, VenueEventKind
+
+
+class OrderListener(Protocol):
+    """Receives every fill and every order change (persistence, broadcasting, strategies)."""
+
+    def on_order(self, order: Order) -> None:
+        """Handle an order whose state changed."""
+        ...
+
+    def on_fill(self, fill: Fill) -> None:
+        """Handle a new fill (already applied to the portfolio)."""
+        ...
+
+
+class OrderManager:
+    """Route intents through the pre-trade hook to the venue and book the results."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        *,
+        hook: PreTradeHook | None = None,
+        listeners: Iterable[OrderListener] = (),
+        portfolios: Iterable[Portfolio] = (),
+        id_factory: IdFactory = new_order_id,
+    ) -> None:
+        self.venue = venue
+        self.hook: PreTradeHook = hook or AllowAllHook()
+        self.listeners: list[OrderListener] = list(listeners)
+        self._ids = id_factory
+        self._portfolios: dict[str, Portfolio] = {}
+        self._modes: dict[str, TradingMode] = {}
+        self._open: dict[str, dict[str, Order]] = {}  # account -> id -> order
+        self._index: dict[str, Order] = {}  # every open order by id
+        for portfolio in portfolios:
+            self.add_account(portfolio)
+        venue.bind_positions(self.position_quantity)
+
+    # ----------------------------------------------------------------- accounts
+
+    def add_account(self, portfolio: Portfolio, mode: TradingMode = TradingMode.ACTIVE) -> None:
+        """Manage ``portfolio``'s account."""
+        self._portfolios[portfolio.account] = portfolio
+        self._modes[portfolio.account] = mode
+        self._open.setdefault(portfolio.account, {})
+
+    def add_listener(self, listener: OrderListener) -> None:
+        """Register a listener for fills and order changes."""
+        self.listeners.append(listener)
+
+    def portfolio(self, account: str) -> Portfolio:
+        """Return the portfolio of ``account`` or raise ``UnknownAccount``."""
+        try:
+            return self._portfolios[account]
+        except KeyError:
+            raise UnknownAccount(f"account {account!r} is not managed") from None
+
+    def accounts(self) -> list[str]:
+        """Return the managed account names."""
+        return list(self._portfolios)
+
+    def position_quantity(self, account: str, symbol: str) -> Decimal:
+        """Return the signed position of ``account`` in ``symbol`` (the venue's lookup)."""
+        return self.portfolio(account).quantity(symbol)
+
+    def mode(self, account: str) -> TradingMode:
+        """Return the trading mode of ``account``."""
+        self.portfolio(account)
+        return self._modes[account]
+
+    def set_mode(self, account: str, mode: TradingMode, now: datetime) -> list[Order]:
+        """Set the trading mode; HALTED cancels the account's open orders (returned)."""
+        self.portfolio(account)
+        self._modes[account] = mode
+        if mode is TradingMode.HALTED:
+            return self.cancel_all(account, now, reason="account halted")
+        return []
+
+    # ----------------------------------------------------------------- orders
+
+    def open_orders(self, account: str | None = None, symbol: str | None = None) -> list[Order]:
+        """Return open (pending or working) orders, optionally for one account / symbol."""
+        if account is None:
+            orders: Iterable[Order] = self._index.values()
+        else:
+            orders = self._open.get(account, {}).values()
+        return [o for o in orders if symbol is None or o.symbol == symbol]
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        """Return the venue's current mid (or last) price for ``symbol``."""
+        return self.venue.reference_price(symbol)
+
+    def get(self, client_order_id: str) -> Order | None:
+        """Return the open order with this id, if any."""
+        return self._index.get(client_order_id)
+
+    def submit(self, intent: OrderIntent, now: datetime) -> Order:
+        """Turn ``intent`` into an order, check it, send it; return the order (maybe rejected)."""
+        portfolio = self.portfolio(intent.account)
+        order = intent.to_order(self._ids(), now)
+        children = self._bracket_children(intent, order)
+        try:
+            validate_order(order)
+            if children:
+                self._check_bracket(order, children)
+            if order.client_order_id in self._index:
+                raise OrderRejected(f"duplicate client_order_id {order.client_order_id!r}")
+            self._pre_trade(order, portfolio, now)
+        except OrderRejected as exc:
+            self._reject_locally(order, children, now, exc.reason)
+            return order
+        self._track(order)
+        for child in children:
+            self._track(child)
+        if children:
+            events = self.venue.submit_bracket(order, children, now)
+        else:
+            events = self.venue.submit(order, now)
+        self._process(events, extra=(order, *children))
+        return order
+
+    def cancel(
+        self, client_order_id: str, now: datetime, reason: str = "cancelled by request"
+    ) -> Order:
+        """Cancel an open order; raise ``UnknownOrder`` if it is not open."""
+        order = self._index.get(client_order_id)
+        if order is None:
+            raise UnknownOrder(f"no open order {client_order_id!r}")
+        self._process(self.venue.cancel(client_order_id, now, reason))
+        return order
+
+    def cancel_all(
+        self, account: str, now: datetime, symbol: str | None = None, reason: str = ""
+    ) -> list[Order]:
+        """Cancel every open order of ``account`` (optionally one symbol); return them."""
+        self.portfolio(account)
+        targets = [o for o in self.open_orders(account, symbol) if not o.parent_id]
+        # Children go with their entries when the entry never filled; cancel the rest explicitly.
+        targets += [o for o in self.open_orders(account, symbol) if o.parent_id]
+        cancelled = []
+        for order in targets:
+            if order.client_order_id not in self._index:
+                continue  # already cancelled together with its bracket entry
+            events = self.venue.cancel(order.client_order_id, now, reason or "cancel all")
+            self._process(events)
+            cancelled.append(order)
+        return cancelled
+
+    # ----------------------------------------------------------------- market data
+
+    def on_trade(self, trade: Trade) -> list[VenueEvent]:
+        """Feed a trade to the venue, book fills, mark positions."""
+        events = self.venue.on_trade(trade)
+        self._process(events)
+        self._mark(trade.symbol, to_decimal(trade.price), trade.ts)
+        return events
+
+    def on_quote(self, quote: Quote) -> list[VenueEvent]:
+        """Feed a quote to the venue and mark positions at its mid."""
+        events = self.venue.on_quote(quote)
+        self._process(events)
+        if quote.bid > 0 and quote.ask > 0:
+            self._mark(quote.symbol, to_decimal(quote.mid), quote.ts)
+        return events
+
+    def on_book(self, book: BookSnapshot) -> list[VenueEvent]:
+        """Feed a book snapshot to the venue and mark positions at the venue's mid."""
+        events = self.venue.on_book(book)
+        self._process(events)
+        mid = self.venue.reference_price(book.symbol)
+        if mid is not None:
+            self._mark(book.symbol, mid, book.ts)
+        return events
+
+    def on_bar(self, bar: Bar) -> list[VenueEvent]:
+        """Feed a bar to the venue and mark positions at its close."""
+        events = self.venue.on_bar(bar)
+        self._process(events)
+        # The bar's start rolls the day, so the day opens at the previous day's last close.
+        self._mark(bar.symbol, to_decimal(bar.close), bar.ts)
+        return events
+
+    def advance(self, now: datetime) -> list[VenueEvent]:
+        """Let event time pass at the venue (latency, DAY expiry)."""
+        events = self.venue.advance(now)
+        self._process(events)
+        return events
+
+    # ----------------------------------------------------------------- recovery
+
+    def restore(
+        self,
+        account: str,
+        *,
+        cash: Decimal,
+        positions: Iterable[PositionSnapshot] = (),
+        open_orders: Iterable[Order] = (),
+        now: datetime,
+        realized_pnl: Decimal | None = None,
+        fees: Decimal | None = None,
+        peak_equity: Decimal | None = None,
+        day_start_equity: Decimal | None = None,
+    ) -> list[VenueEvent]:
+        """Reload an account after a restart: portfolio figures, then its open orders."""
+        portfolio = self._portfolios.get(account) or Portfolio(account, cash, ts=now)
+        if account not in self._portfolios:
+            self.add_account(portfolio)
+        portfolio.restore(
+            cash=cash,
+            positions=positions,
+            realized_pnl=realized_pnl,
+            fees=fees,
+            peak_equity=peak_equity,
+            day_start_equity=day_start_equity,
+            ts=now,
+        )
+        orders = sorted(open_orders, key=lambda o: bool(o.parent_id))  # entries first
+        events: list[VenueEvent] = []
+        for order in orders:
+            if order.account != account:
+                raise OrderRejected(f"order {order.client_order_id} belongs to {order.account!r}")
+            self._track(order)
+            events += self.venue.restore(order, now)
+        self._process(events)
+        return events
+
+    # ----------------------------------------------------------------- internals
+
+    def _pre_trade(self, order: Order, portfolio: Portfolio, now: datetime) -> None:
+        reference = self.venue.reference_price(order.symbol)
+        if reference is None:
+            reference = order.price or order.stop_price
+        if reference is None:
+            raise OrderRejected(f"no reference price for {order.symbol}")
+        account = order.account
+        proposal = OrderProposal(
+            account=account,
+            symbol=order.symbol,
+            side=order.side.value,
+            quantity=order.quantity,
+            order_type=order.type.value,
+            reference_price=reference,
+            limit_price=order.price,
+            strategy=order.strategy,
+            reduce_only=order.reduce_only,
+            ts=now,
+        )
+        view = portfolio.view(self._modes[account], len(self._open[account]))
+        result = self.hook.check(proposal, view)
+        if result.decision is Decision.REJECT:
+            raise OrderRejected(result.reason or "rejected by pre-trade check")
+        if result.decision is Decision.REDUCE and result.quantity < order.quantity:
+            if result.quantity <= 0:
+                raise OrderRejected(result.reason or "reduced to zero by pre-trade check")
+            order.metadata["requested_quantity"] = str(order.quantity)
+            order.metadata["reduced_by"] = result.limit or result.reason
+            order.quantity = result.quantity
+
+    def _bracket_children(self, intent: OrderIntent, entry: Order) -> list[Order]:
+        exit_side = entry.side.opposite
+        children = []
+        if intent.stop_loss is not None:
+            children.append(self._child(entry, exit_side, OrderType.STOP, "stop_loss"))
+            children[-1].stop_price = intent.stop_loss
+        if intent.take_profit is not None:
+            children.append(self._child(entry, exit_side, OrderType.LIMIT, "take_profit"))
+            children[-1].price = intent.take_profit
+        return children
+
+    def _child(self, entry: Order, side: OrderSide, kind: OrderType, role: str) -> Order:
+        return Order(
+            symbol=entry.symbol,
+            side=side,
+            quantity=entry.quantity,
+            type=kind,
+            account=entry.account,
+            client_order_id=self._ids(),
+            reduce_only=True,
+            strategy=entry.strategy,
+            signal=role,
+            parent_id=entry.client_order_id,
+            created_ts=entry.created_ts,
+            updated_ts=entry.created_ts,
+        )
+
+    @staticmethod
+    def _check_bracket(entry: Order, children: Sequence[Order]) -> None:
+        stop = next((c.stop_price for c in children if c.type is OrderType.STOP), None)
+        take = next((c.price for c in children if c.type is OrderType.LIMIT), None)
+        ref = entry.price
+        buy = entry.side is OrderSide.BUY
+        prices = [p for p in (stop, ref, take) if p is not None]
+        ordered = prices == sorted(prices, reverse=not buy)
+        if not ordered or len(set(prices)) != len(prices):
+            raise OrderRejected(
+                "bracket prices must be ordered: buy stop_loss < entry < take_profit, "
+                "sell take_profit < entry < stop_loss"
+            )
+
+    def _reject_locally(
+        self, order: Order, children: Sequence[Order], now: datetime, reason: str
+    ) -> None:
+        for o in (order, *children):
+            o.transition(OrderStatus.REJECTED, now, reason if o is order else f"bracket: {reason}")
+        for listener in self.listeners:
+            for o in (order, *children):
+                listener.on_order(o)
+
+    def _track(self, order: Order) -> None:
+        self._index[order.client_order_id] = order
+        self._open[order.account][order.client_order_id] = order
+
+    def _process(self, events: Sequence[VenueEvent], extra: Sequence[Order] = ()) -> None:
+        """Book fills, forget finished orders and notify listeners."""
+        changed: dict[str, Order] = {o.client_order_id: o for o in extra}
+        fills: list[Fill] = []
+        for event in events:
+            order = event.order
+            changed[order.client_order_id] = order
+            if event.kind is VenueEventKind.FILL:
+                fill = event.fill
+                self._portfolios[order.account].apply_fill(fill)
+                fills.append(fill)
+        for order in changed.values():
+            if order.is_terminal:
+                self._index.pop(order.client_order_id, None)
+                self._open[order.account].pop(order.client_order_id, None)
+        for listener in self.listeners:
+            for fill in fills:
+                listener.on_fill(fill)
+            for order in changed.values():
+                listener.on_order(order)
+
+    def _mark(self, symbol: str, price: Decimal, ts: datetime | None) -> None:
+        for portfolio in self._portfolios.values():
+            if symbol in portfolio.positions:
+                portfolio.mark(symbol, price, ts)

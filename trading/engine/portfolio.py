@@ -1,0 +1,356 @@
+"""Portfolio accounting: cash, signed positions, average-cost P&L, exposure, daily and peak equity.
+
+Each position keeps its signed *cost basis* (quantity × average entry). Adding re-averages by
+adding ``quantity × price`` to it; reducing removes the closed fraction of the basis and realises
+``proceeds − removed basis``; flipping closes the whole basis and opens the rest at the fill
+price. The closed fraction is the only division: it is rounded to ``BASIS_QUANTUM`` (1e-12 quote
+units) so every later sum stays within Decimal's 28 digits. Because the removed basis is
+subtracted from the position exactly as it is credited to realised P&L,
+``equity == deposits + realized + unrealized − fees`` holds exactly, and a position that goes
+flat has realised exactly its cash flows. Realised P&L is gross of fees (``fees`` is
+tracked separately; ``net_pnl`` combines them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from trading.engine.constants import BASIS_QUANTUM
+from trading.engine.hooks import AccountView, PositionView, TradingMode
+from trading.engine.money import ZERO
+from trading.engine.orders import Fill, OrderSide
+
+_ONE_DAY = timedelta(days=1)
+
+
+def _next_day_start(ts: datetime) -> datetime:
+    utc = ts.astimezone(UTC)
+    return datetime(utc.year, utc.month, utc.day, tzinfo=UTC) + _ONE_DAY
+
+
+@dataclass(slots=True)
+class Position:
+    """A signed position in one symbol with its cost basis and realised P&L."""
+
+    symbol: str
+    quantity: Decimal = ZERO
+    cost_basis: Decimal = ZERO  # signed: quantity × average entry price
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+    mark_price: Decimal | None = None
+
+    @property
+    def avg_price(self) -> Decimal:
+        """Return the average entry price (zero when flat)."""
+        return self.cost_basis / self.quantity if self.quantity else ZERO
+
+    @property
+    def market_value(self) -> Decimal:
+        """Return signed quantity × mark (the cost basis until a mark is known)."""
+        if self.mark_price is None:
+            return self.cost_basis
+        return self.quantity * self.mark_price
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        """Return market value minus cost basis."""
+        return self.market_value - self.cost_basis
+
+    def apply(self, signed_qty: Decimal, price: Decimal) -> Decimal:
+        """Apply a signed fill at ``price`` and return the P&L it realises."""
+        held = self.quantity
+        if held == 0 or (held > 0) == (signed_qty > 0):
+            self.cost_basis += signed_qty * price
+            self.quantity = held + signed_qty
+            return ZERO
+        after = held + signed_qty
+        if after == 0 or (after > 0) == (held > 0):
+            # Average cost: the closed fraction takes the same fraction of the basis.
+            if after == 0:
+                removed = self.cost_basis
+            else:
+                removed = (self.cost_basis * -signed_qty / held).quantize(BASIS_QUANTUM)
+            realized = -signed_qty * price - removed
+            self.cost_basis -= removed
+        else:
+            # Flip: close all of ``held`` at ``price``, open the rest at ``price``.
+            realized = held * price - self.cost_basis
+            self.cost_basis = after * price
+        self.quantity = after
+        self.realized_pnl += realized
+        return realized
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    """A position as stored or reported; also the input of ``Portfolio.restore``."""
+
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal
+    mark_price: Decimal | None = None
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+
+    @property
+    def market_value(self) -> Decimal:
+        """Return signed quantity × mark (× average entry when no mark)."""
+        mark = self.avg_price if self.mark_price is None else self.mark_price
+        return self.quantity * mark
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        """Return (mark − average entry) × quantity."""
+        return self.market_value - self.quantity * self.avg_price
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioSnapshot:
+    """Point-in-time account figures (what the ORM's PortfolioSnapshot row stores)."""
+
+    account: str
+    ts: datetime | None
+    cash: Decimal
+    equity: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: Decimal
+    gross_exposure: Decimal
+    net_exposure: Decimal
+    day_start_equity: Decimal
+    peak_equity: Decimal
+    positions: tuple[PositionSnapshot, ...] = ()
+
+    @property
+    def daily_pnl(self) -> Decimal:
+        """Return equity minus the day's starting equity."""
+        return self.equity - self.day_start_equity
+
+    @property
+    def drawdown(self) -> Decimal:
+        """Return peak equity minus equity (never negative)."""
+        return max(ZERO, self.peak_equity - self.equity)
+
+
+class Portfolio:
+    """One account's cash and positions, updated by fills and marks (exact Decimal)."""
+
+    __slots__ = (
+        "_day_end",
+        "_market_value",
+        "account",
+        "cash",
+        "day_start_equity",
+        "deposits",
+        "fees",
+        "peak_equity",
+        "positions",
+        "realized_pnl",
+    )
+
+    def __init__(self, account: str, cash: Decimal, *, ts: datetime | None = None) -> None:
+        self.account = account
+        self.cash = cash
+        self.deposits = cash  # net cash put in; the P&L identity is measured against it
+        self.positions: dict[str, Position] = {}
+        self.realized_pnl = ZERO
+        self.fees = ZERO
+        self.peak_equity = cash
+        self.day_start_equity = cash
+        self._market_value = ZERO  # Σ position market values, kept incrementally
+        self._day_end = _next_day_start(ts) if ts is not None else None
+
+    # ----------------------------------------------------------------- reads
+
+    @property
+    def equity(self) -> Decimal:
+        """Return cash plus the market value of every position."""
+        return self.cash + self._market_value
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        """Return the sum of positions' unrealised P&L."""
+        return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
+
+    @property
+    def net_pnl(self) -> Decimal:
+        """Return realised plus unrealised P&L minus fees."""
+        return self.realized_pnl + self.unrealized_pnl - self.fees
+
+    @property
+    def gross_exposure(self) -> Decimal:
+        """Return the sum of absolute position values."""
+        return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
+
+    @property
+    def net_exposure(self) -> Decimal:
+        """Return the sum of signed position values."""
+        return self._market_value
+
+    @property
+    def daily_pnl(self) -> Decimal:
+        """Return equity minus the equity at the start of the current UTC day."""
+        return self.equity - self.day_start_equity
+
+    @property
+    def drawdown(self) -> Decimal:
+        """Return peak equity minus equity (never negative)."""
+        return max(ZERO, self.peak_equity - self.equity)
+
+    def quantity(self, symbol: str) -> Decimal:
+        """Return the signed position quantity in ``symbol`` (zero if none)."""
+        pos = self.positions.get(symbol)
+        return pos.quantity if pos is not None else ZERO
+
+    def position(self, symbol: str) -> Position | None:
+        """Return the position record for ``symbol``, if any fill touched it."""
+        return self.positions.get(symbol)
+
+    # ----------------------------------------------------------------- writes
+
+    def apply_fill(self, fill: Fill) -> Decimal:
+        """Apply ``fill`` to cash, position, fees and P&L; return the P&L it realised."""
+        self.roll_day(fill.ts)
+        pos = self.positions.get(fill.symbol)
+        if pos is None:
+            pos = self.positions[fill.symbol] = Position(fill.symbol, mark_price=fill.price)
+        elif pos.mark_price is None:
+            pos.mark_price = fill.price
+        qty = fill.quantity
+        signed = qty if fill.side is OrderSide.BUY else -qty
+        before = pos.market_value
+        realized = pos.apply(signed, fill.price)
+        self._market_value += pos.market_value - before
+        self.cash -= signed * fill.price + fill.fee
+        self.fees += fill.fee
+        pos.fees += fill.fee
+        self.realized_pnl += realized
+        self._update_peak()
+        return realized
+
+    def mark(self, symbol: str, price: Decimal, ts: datetime | None = None) -> None:
+        """Set the mark price of ``symbol`` (a no-op for symbols never traded)."""
+        if ts is not None:
+            self.roll_day(ts)
+        pos = self.positions.get(symbol)
+        if pos is None:
+            return
+        before = pos.market_value
+        pos.mark_price = price
+        self._market_value += pos.market_value - before
+        self._update_peak()
+
+    def roll_day(self, ts: datetime) -> bool:
+        """Start a new UTC day if ``ts`` is past the current one; return True if it rolled."""
+        day_end = self._day_end
+        if day_end is None:
+            self._day_end = _next_day_start(ts)
+            return False
+        if ts < day_end:
+            return False
+        # Equity at the roll still uses the previous day's marks: that is the day's open.
+        self.day_start_equity = self.equity
+        self._day_end = _next_day_start(ts)
+        return True
+
+    def adjust_cash(self, amount: Decimal) -> None:
+        """Deposit (positive) or withdraw (negative) cash outside trading."""
+        self.cash += amount
+        self.deposits += amount
+        self.day_start_equity += amount
+        self.peak_equity += amount
+
+    def restore(
+        self,
+        *,
+        cash: Decimal,
+        positions: Iterable[PositionSnapshot] = (),
+        realized_pnl: Decimal | None = None,
+        fees: Decimal | None = None,
+        peak_equity: Decimal | None = None,
+        day_start_equity: Decimal | None = None,
+        ts: datetime | None = None,
+    ) -> None:
+        """Replace the state with stored figures (crash recovery)."""
+        self.positions = {}
+        for snap in positions:
+            self.positions[snap.symbol] = Position(
+                snap.symbol,
+                snap.quantity,
+                snap.quantity * snap.avg_price,
+                snap.realized_pnl,
+                snap.fees,
+                snap.mark_price,
+            )
+        self.cash = cash
+        self._market_value = sum((p.market_value for p in self.positions.values()), ZERO)
+        self.realized_pnl = (
+            realized_pnl
+            if realized_pnl is not None
+            else sum((p.realized_pnl for p in self.positions.values()), ZERO)
+        )
+        self.fees = (
+            fees if fees is not None else sum((p.fees for p in self.positions.values()), ZERO)
+        )
+        # Rebase deposits so the P&L identity keeps holding from the restored state onwards.
+        self.deposits = self.equity - self.realized_pnl - self.unrealized_pnl + self.fees
+        equity = self.equity
+        self.peak_equity = max(peak_equity, equity) if peak_equity is not None else equity
+        self.day_start_equity = day_start_equity if day_start_equity is not None else equity
+        self._day_end = _next_day_start(ts) if ts is not None else None
+
+    def _update_peak(self) -> None:
+        equity = self.cash + self._market_value
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+
+    # ----------------------------------------------------------------- views
+
+    def view(self, mode: TradingMode = TradingMode.ACTIVE, open_orders: int = 0) -> AccountView:
+        """Return the read-only view pre-trade checks consume."""
+        positions = {
+            s: PositionView(
+                s,
+                p.quantity,
+                p.avg_price,
+                p.mark_price if p.mark_price is not None else p.avg_price,
+            )
+            for s, p in self.positions.items()
+            if p.quantity
+        }
+        return AccountView(
+            name=self.account,
+            cash=self.cash,
+            equity=self.equity,
+            peak_equity=self.peak_equity,
+            day_start_equity=self.day_start_equity,
+            positions=positions,
+            open_orders=open_orders,
+            mode=mode,
+        )
+
+    def snapshot(self, ts: datetime | None = None) -> PortfolioSnapshot:
+        """Return a frozen snapshot of the account (positions that are open or realised P&L)."""
+        positions = tuple(
+            PositionSnapshot(
+                p.symbol, p.quantity, p.avg_price, p.mark_price, p.realized_pnl, p.fees
+            )
+            for p in self.positions.values()
+        )
+        return PortfolioSnapshot(
+            account=self.account,
+            ts=ts,
+            cash=self.cash,
+            equity=self.equity,
+            realized_pnl=self.realized_pnl,
+            unrealized_pnl=self.unrealized_pnl,
+            fees=self.fees,
+            gross_exposure=self.gross_exposure,
+            net_exposure=self.net_exposure,
+            day_start_equity=self.day_start_equity,
+            peak_equity=self.peak_equity,
+            positions=positions,
+        )

@@ -1,0 +1,189 @@
+"""``StrategyRunner``: one event loop body for backtests and live paper trading.
+
+For each market event the runner lets the OMS (venue matching, marks) see it first, hands the
+resulting fills to their strategies, then shows the event to the strategies and submits what they
+queued. Because the venue sees a bar before the strategies do, an order a strategy sends on bar
+``t`` can only fill on bar ``t``'s closing book or later: no look-ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
+from trading.engine.errors import StrategyConfigError, TradingError
+from trading.engine.oms import OrderManager
+from trading.engine.orders import Fill, IdFactory, Order, new_order_id
+from trading.engine.strategy import Prediction, PriceHistory, Strategy, StrategyContext
+
+
+@dataclass(slots=True)
+class _Slot:
+    strategy: Strategy
+    ctx: StrategyContext
+    symbols: frozenset[str] | None
+
+    def wants(self, symbol: str) -> bool:
+        return self.symbols is None or symbol in self.symbols
+
+
+class StrategyRunner:
+    """Feed events to an ``OrderManager`` and to strategies; submit the strategies' intents."""
+
+    def __init__(
+        self,
+        oms: OrderManager,
+        *,
+        history_size: int = 1000,
+        id_factory: IdFactory = new_order_id,
+        max_rounds: int = 32,
+    ) -> None:
+        self.oms = oms
+        self.history = PriceHistory(history_size)
+        self._ids = id_factory
+        self._max_rounds = max_rounds
+        self._slots: list[_Slot] = []
+        self._by_key: dict[tuple[str, str], _Slot] = {}
+        self._fills: list[tuple[_Slot, Fill]] = []
+        oms.add_listener(self)
+
+    def add(
+        self,
+        strategy: Strategy,
+        account: str,
+        *,
+        strategy_id: str | None = None,
+        symbols: Iterable[str] | None = None,
+    ) -> StrategyContext:
+        """Run ``strategy`` for ``account`` (only on ``symbols`` if given); return its context."""
+        self.oms.portfolio(account)
+        sid = strategy_id or strategy.name
+        if (account, sid) in self._by_key:
+            raise StrategyConfigError(f"strategy id {sid!r} already runs on account {account!r}")
+        ctx = StrategyContext(
+            reader=self.oms,
+            account=account,
+            strategy_id=sid,
+            history=self.history,
+            id_factory=self._ids,
+        )
+        slot = _Slot(strategy, ctx, frozenset(symbols) if symbols is not None else None)
+        self._slots.append(slot)
+        self._by_key[(account, sid)] = slot
+        return ctx
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self, now: datetime) -> None:
+        """Call every strategy's ``on_start``."""
+        self._set_now(now)
+        for slot in self._slots:
+            slot.strategy.on_start(slot.ctx)
+        self.settle(now)
+
+    def stop(self, now: datetime) -> None:
+        """Call every strategy's ``on_stop``."""
+        self._set_now(now)
+        for slot in self._slots:
+            slot.strategy.on_stop(slot.ctx)
+        self.settle(now)
+
+    # ----------------------------------------------------------------- events
+
+    def on_bar(self, bar: Bar) -> None:
+        """Process a closed bar (decisions are stamped at the bar's end)."""
+        now = bar.ts + timedelta(seconds=Timeframe(bar.timeframe).seconds)
+        self._set_now(now)
+        self.oms.on_bar(bar)
+        self.history.append(bar.symbol, bar.close)
+        self.settle(now)
+        for slot in self._slots:
+            if slot.wants(bar.symbol):
+                slot.strategy.on_bar(bar, slot.ctx)
+        self.settle(now)
+
+    def on_trade(self, trade: Trade) -> None:
+        """Process a trade print."""
+        now = trade.ts
+        self._set_now(now)
+        self.oms.on_trade(trade)
+        self.settle(now)
+        for slot in self._slots:
+            if slot.wants(trade.symbol):
+                slot.strategy.on_trade(trade, slot.ctx)
+        self.settle(now)
+
+    def on_quote(self, quote: Quote) -> None:
+        """Process a quote."""
+        now = quote.ts
+        self._set_now(now)
+        self.oms.on_quote(quote)
+        self.settle(now)
+        for slot in self._slots:
+            if slot.wants(quote.symbol):
+                slot.strategy.on_quote(quote, slot.ctx)
+        self.settle(now)
+
+    def on_book(self, book: BookSnapshot) -> None:
+        """Process a book snapshot (strategies have no book callback)."""
+        self._set_now(book.ts)
+        self.oms.on_book(book)
+        self.settle(book.ts)
+
+    def on_prediction(self, prediction: Prediction) -> None:
+        """Process a model prediction."""
+        now = prediction.ts
+        self._set_now(now)
+        self.oms.advance(now)
+        self.settle(now)
+        for slot in self._slots:
+            if slot.wants(prediction.symbol):
+                slot.strategy.on_prediction(prediction, slot.ctx)
+        self.settle(now)
+
+    # ----------------------------------------------------------------- OMS listener
+
+    def on_fill(self, fill: Fill) -> None:
+        """Queue ``fill`` for the strategy that sent the order."""
+        slot = self._by_key.get((fill.account, fill.strategy))
+        if slot is not None:
+            self._fills.append((slot, fill))
+
+    def on_order(self, order: Order) -> None:
+        """Ignore order updates (strategies read their open orders from the context)."""
+
+    # ----------------------------------------------------------------- internals
+
+    def settle(self, now: datetime) -> None:
+        """Deliver queued fills and submit queued intents until nothing is left."""
+        for _ in range(self._max_rounds):
+            if self._fills:
+                fills, self._fills = self._fills, []
+                for slot, fill in fills:
+                    slot.strategy.on_fill(fill, slot.ctx)
+            sent = False
+            for slot in self._slots:
+                if slot.ctx.has_pending:
+                    self._submit(slot, now)
+                    sent = True
+            if not sent and not self._fills:
+                return
+        raise TradingError(f"strategies still trading after {self._max_rounds} rounds at {now}")
+
+    def _submit(self, slot: _Slot, now: datetime) -> None:
+        intents, cancels = slot.ctx.drain()
+        for oid in cancels:
+            order = self.oms.get(oid)
+            if order is None:
+                continue  # finished before the cancel arrived: nothing to cancel
+            if order.account != slot.ctx.account or order.strategy != slot.ctx.strategy_id:
+                raise TradingError(f"{slot.ctx.strategy_id} cannot cancel order {oid}")
+            self.oms.cancel(oid, now, reason=f"cancelled by {slot.ctx.strategy_id}")
+        for intent in intents:
+            self.oms.submit(intent, now)
+
+    def _set_now(self, now: datetime) -> None:
+        for slot in self._slots:
+            slot.ctx.now = now

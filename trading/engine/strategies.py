@@ -1,0 +1,207 @@
+"""Built-in strategies and the registry that finds them by name.
+
+Every built-in is O(1) per bar (incremental indicators), keeps its state per symbol, decides on a
+bar's close using only closes up to that bar, and trades through ``ctx.target_position``. Sizing
+is ``fraction`` of equity at the bar's close, rounded down to ``lot`` (all-in by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from marketdata.engine.events import Bar
+from trading.engine.constants import DEFAULT_LOT
+from trading.engine.errors import StrategyConfigError
+from trading.engine.indicators import RollingMean, RollingMeanStd, WilderRSI
+from trading.engine.money import ZERO, to_decimal
+from trading.engine.strategy import Prediction, PredictionKind, Strategy, StrategyContext
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+S = TypeVar("S", bound=type[Strategy])
+
+
+def register(name: str) -> Callable[[S], S]:
+    """Register a Strategy class under ``name`` (class decorator)."""
+
+    def decorate(cls: S) -> S:
+        if name in STRATEGIES and STRATEGIES[name] is not cls:
+            raise StrategyConfigError(f"strategy {name!r} is already registered")
+        cls.name = name
+        STRATEGIES[name] = cls
+        return cls
+
+    return decorate
+
+
+def available_strategies() -> list[str]:
+    """Return the registered strategy names, sorted."""
+    return sorted(STRATEGIES)
+
+
+def create_strategy(name: str, **params: Any) -> Strategy:
+    """Instantiate the strategy registered as ``name`` with ``params``."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        known = ", ".join(available_strategies())
+        raise StrategyConfigError(f"unknown strategy {name!r}; known: {known}") from None
+    return cls(**params)
+
+
+class _TargetStrategy(Strategy):
+    """Shared plumbing: per-symbol desired direction (-1, 0, +1) turned into a target size."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        fraction = to_decimal(self.params["fraction"])
+        if not ZERO < fraction:
+            raise StrategyConfigError(f"{self.name}: fraction must be positive")
+        self._fraction = fraction
+        self._lot = to_decimal(self.params["lot"])
+
+    @staticmethod
+    def _held(ctx: StrategyContext, symbol: str) -> int:
+        """Return the sign of the position once open orders complete."""
+        expected = ctx.expected_position(symbol)
+        return (expected > 0) - (expected < 0)
+
+    def _go(self, ctx: StrategyContext, symbol: str, direction: int, price: Decimal) -> None:
+        # Compare with the book, not a remembered state, so a rejected order is retried.
+        if self._held(ctx, symbol) == direction:
+            return
+        if direction == 0:
+            ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
+            return
+        size = ctx.size_for(symbol, self._fraction, self._lot, price)
+        side = "long" if direction > 0 else "short"
+        ctx.target_position(symbol, size * direction, signal=f"{self.name}:{side}")
+
+
+@register("sma_cross")
+class SmaCross(_TargetStrategy):
+    """Long while the fast SMA is above the slow SMA; flat (or short) while below."""
+
+    default_params = {
+        "fast": 10,
+        "slow": 30,
+        "fraction": 1,
+        "allow_short": False,
+        "lot": DEFAULT_LOT,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        fast, slow = int(self.params["fast"]), int(self.params["slow"])
+        if not 0 < fast < slow:
+            raise StrategyConfigError("sma_cross: need 0 < fast < slow")
+        self._fast_n, self._slow_n = fast, slow
+        self._sma: dict[str, tuple[RollingMean, RollingMean]] = {}
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        """Update both averages and follow their order."""
+        pair = self._sma.get(bar.symbol)
+        if pair is None:
+            pair = self._sma[bar.symbol] = (RollingMean(self._fast_n), RollingMean(self._slow_n))
+        fast = pair[0].update(bar.close)
+        slow = pair[1].update(bar.close)
+        if fast is None or slow is None or fast == slow:
+            return
+        short = -1 if self.params["allow_short"] else 0
+        self._go(ctx, bar.symbol, 1 if fast > slow else short, to_decimal(bar.close))
+
+
+@register("rsi_reversion")
+class RsiReversion(_TargetStrategy):
+    """Buy when RSI (Wilder) falls below ``lower``; exit when it rises above ``upper``."""
+
+    default_params = {"period": 14, "lower": 30.0, "upper": 70.0, "fraction": 1, "lot": DEFAULT_LOT}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if not 0 < float(self.params["lower"]) < float(self.params["upper"]) < 100:
+            raise StrategyConfigError("rsi_reversion: need 0 < lower < upper < 100")
+        self._rsi: dict[str, WilderRSI] = {}
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        """Update the RSI and act on the thresholds."""
+        rsi = self._rsi.get(bar.symbol)
+        if rsi is None:
+            rsi = self._rsi[bar.symbol] = WilderRSI(int(self.params["period"]))
+        value = rsi.update(bar.close)
+        if value is None:
+            return
+        if value < self.params["lower"]:
+            self._go(ctx, bar.symbol, 1, to_decimal(bar.close))
+        elif value > self.params["upper"]:
+            self._go(ctx, bar.symbol, 0, to_decimal(bar.close))
+
+
+@register("bollinger_breakout")
+class BollingerBreakout(_TargetStrategy):
+    """Go long on a close above the upper band (short below the lower); exit at the middle."""
+
+    default_params = {
+        "period": 20,
+        "k": 2.0,
+        "fraction": 1,
+        "allow_short": False,
+        "lot": DEFAULT_LOT,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if int(self.params["period"]) < 2 or float(self.params["k"]) <= 0:
+            raise StrategyConfigError("bollinger_breakout: need period >= 2 and k > 0")
+        self._bands: dict[str, RollingMeanStd] = {}
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        """Update the bands and act on breakouts and mean reversion."""
+        bands = self._bands.get(bar.symbol)
+        if bands is None:
+            bands = self._bands[bar.symbol] = RollingMeanStd(int(self.params["period"]))
+        stats = bands.update(bar.close)
+        if stats is None:
+            return
+        mean, std = stats
+        width = float(self.params["k"]) * std
+        close = bar.close
+        held = self._held(ctx, bar.symbol)
+        if close > mean + width:
+            direction = 1
+        elif close < mean - width and self.params["allow_short"]:
+            direction = -1
+        elif (held > 0 and close < mean) or (held < 0 and close > mean):
+            direction = 0
+        else:
+            return
+        self._go(ctx, bar.symbol, direction, to_decimal(close))
+
+
+@register("model_signal")
+class ModelSignal(_TargetStrategy):
+    """Follow direction predictions: long above ``threshold``, flat below ``1 - threshold``."""
+
+    default_params = {"threshold": 0.55, "fraction": 1, "min_confidence": 0.0, "lot": DEFAULT_LOT}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if not 0.5 <= float(self.params["threshold"]) < 1:
+            raise StrategyConfigError("model_signal: threshold must be in [0.5, 1)")
+
+    def on_prediction(self, prediction: Prediction, ctx: StrategyContext) -> None:
+        """Act on a direction probability."""
+        if prediction.kind is not PredictionKind.DIRECTION:
+            return
+        if prediction.confidence < float(self.params["min_confidence"]):
+            return
+        threshold = float(self.params["threshold"])
+        price = ctx.price(prediction.symbol)
+        if price is None:
+            return
+        if prediction.value > threshold:
+            self._go(ctx, prediction.symbol, 1, price)
+        elif prediction.value < 1 - threshold:
+            self._go(ctx, prediction.symbol, 0, price)

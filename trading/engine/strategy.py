@@ -1,0 +1,310 @@
+"""The Strategy interface shared by backtests and live trading, and the context strategies use.
+
+A strategy reacts to events (``on_bar``, ``on_trade``, ``on_quote``, ``on_fill``,
+``on_prediction``) and expresses what it wants through its ``StrategyContext``: order intents and
+cancels are queued there and submitted by the runner after the callback returns. Strategies
+never see a venue, an OMS or a database, and only ever data up to ``ctx.now``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from marketdata.engine.events import Bar, Quote, Trade
+from trading.engine.errors import StrategyConfigError
+from trading.engine.money import ZERO, floor_to_step, to_decimal
+from trading.engine.orders import (
+    Fill,
+    IdFactory,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderType,
+    TimeInForce,
+    new_order_id,
+)
+from trading.engine.portfolio import Portfolio
+
+Number = Decimal | float | int | str
+_DECIMAL_KWARGS = ("trail_amount", "trail_percent", "stop_loss", "take_profit")
+
+
+class PredictionKind(StrEnum):
+    """What a model predicts."""
+
+    DIRECTION = "direction"  # value = probability the price goes up over the horizon
+    RETURN = "return"  # value = expected return over the horizon (fraction)
+    VOLATILITY = "volatility"  # value = expected volatility over the horizon (fraction)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A model output for one symbol at ``ts`` (produced by models_ml)."""
+
+    symbol: str
+    ts: datetime
+    kind: PredictionKind
+    value: float
+    confidence: float = 1.0
+    model: str = ""
+    horizon: str = ""
+
+
+class Strategy:
+    """Base class: override the callbacks you need; ``default_params`` lists accepted params."""
+
+    name: ClassVar[str] = "strategy"
+    default_params: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.default_params))
+        if unknown:
+            raise StrategyConfigError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}")
+        self.params: dict[str, Any] = {**self.default_params, **params}
+
+    def on_start(self, ctx: StrategyContext) -> None:
+        """Prepare before the first event."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        """React to a closed bar."""
+
+    def on_trade(self, trade: Trade, ctx: StrategyContext) -> None:
+        """React to a trade print."""
+
+    def on_quote(self, quote: Quote, ctx: StrategyContext) -> None:
+        """React to a quote."""
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+        """React to one of this strategy's fills."""
+
+    def on_prediction(self, prediction: Prediction, ctx: StrategyContext) -> None:
+        """React to a model prediction."""
+
+    def on_stop(self, ctx: StrategyContext) -> None:
+        """Clean up after the last event."""
+
+
+class PriceHistory:
+    """Recent closes per symbol (bounded), appended before strategies see the bar."""
+
+    __slots__ = ("_closes", "maxlen")
+
+    def __init__(self, maxlen: int = 1000) -> None:
+        self.maxlen = maxlen
+        self._closes: dict[str, deque[float]] = {}
+
+    def append(self, symbol: str, close: float) -> None:
+        """Record a close for ``symbol``."""
+        closes = self._closes.get(symbol)
+        if closes is None:
+            closes = self._closes[symbol] = deque(maxlen=self.maxlen)
+        closes.append(close)
+
+    def last(self, symbol: str, n: int) -> list[float]:
+        """Return up to ``n`` most recent closes, oldest first."""
+        closes = self._closes.get(symbol)
+        if not closes or n <= 0:
+            return []
+        if n >= len(closes):
+            return list(closes)
+        return list(closes)[-n:]
+
+    def latest(self, symbol: str) -> float | None:
+        """Return the most recent close, if any."""
+        closes = self._closes.get(symbol)
+        return closes[-1] if closes else None
+
+
+class AccountReader(Protocol):
+    """The read side of the OMS a context needs (``OrderManager`` satisfies it)."""
+
+    def portfolio(self, account: str) -> Portfolio:
+        """Return the account's portfolio."""
+        ...
+
+    def open_orders(self, account: str | None = None, symbol: str | None = None) -> list[Order]:
+        """Return open orders."""
+        ...
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        """Return the current mid or last price."""
+        ...
+
+
+class StrategyContext:
+    """What a strategy can read and ask for; intents are queued until the runner drains them."""
+
+    __slots__ = (
+        "_cancels",
+        "_history",
+        "_ids",
+        "_intents",
+        "_reader",
+        "account",
+        "now",
+        "strategy_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        reader: AccountReader,
+        account: str,
+        strategy_id: str,
+        history: PriceHistory,
+        id_factory: IdFactory = new_order_id,
+    ) -> None:
+        self._reader = reader
+        self.account = account
+        self.strategy_id = strategy_id
+        self._history = history
+        self._ids = id_factory
+        self._intents: list[OrderIntent] = []
+        self._cancels: list[str] = []
+        self.now: datetime | None = None
+
+    # ----------------------------------------------------------------- reads
+
+    @property
+    def cash(self) -> Decimal:
+        """Return the account's cash."""
+        return self._reader.portfolio(self.account).cash
+
+    @property
+    def equity(self) -> Decimal:
+        """Return the account's equity."""
+        return self._reader.portfolio(self.account).equity
+
+    def position(self, symbol: str) -> Decimal:
+        """Return the account's signed position in ``symbol``."""
+        return self._reader.portfolio(self.account).quantity(symbol)
+
+    def price(self, symbol: str) -> Decimal | None:
+        """Return the current reference price (mid or last), else the last close."""
+        price = self._reader.reference_price(symbol)
+        if price is None:
+            close = self._history.latest(symbol)
+            price = to_decimal(close) if close is not None else None
+        return price
+
+    def history(self, symbol: str, n: int) -> list[float]:
+        """Return up to ``n`` recent closes of ``symbol``, oldest first (never future data)."""
+        return self._history.last(symbol, n)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Return this strategy's open orders."""
+        return [
+            o
+            for o in self._reader.open_orders(self.account, symbol)
+            if o.strategy == self.strategy_id
+        ]
+
+    def expected_position(self, symbol: str) -> Decimal:
+        """Return the position once this strategy's open orders and queued intents complete.
+
+        Bracket children are protective exits, not intended trades, so they do not count.
+        """
+        expected = self.position(symbol)
+        for o in self.open_orders(symbol):
+            if not o.parent_id:
+                expected += o.remaining * o.sign
+        for i in self._intents:
+            if i.symbol == symbol:
+                expected += i.quantity if i.side is OrderSide.BUY else -i.quantity
+        return expected
+
+    def size_for(
+        self, symbol: str, fraction: Number, lot: Decimal, price: Number | None = None
+    ) -> Decimal:
+        """Return the quantity worth ``fraction`` of equity at ``price``, floored to ``lot``."""
+        px = to_decimal(price) if price is not None else self.price(symbol)
+        if px is None or px <= 0:
+            return ZERO
+        budget = self.equity * to_decimal(fraction)
+        return max(ZERO, floor_to_step(budget / px, lot))
+
+    # ----------------------------------------------------------------- intents
+
+    def buy(self, symbol: str, quantity: Number, **kwargs: Any) -> str:
+        """Queue a buy; return its client order id. Keywords as in ``OrderIntent``."""
+        return self.order(OrderSide.BUY, symbol, quantity, **kwargs)
+
+    def sell(self, symbol: str, quantity: Number, **kwargs: Any) -> str:
+        """Queue a sell; return its client order id. Keywords as in ``OrderIntent``."""
+        return self.order(OrderSide.SELL, symbol, quantity, **kwargs)
+
+    def order(
+        self,
+        side: OrderSide,
+        symbol: str,
+        quantity: Number,
+        *,
+        type: OrderType = OrderType.MARKET,
+        price: Number | None = None,
+        stop_price: Number | None = None,
+        tif: TimeInForce = TimeInForce.GTC,
+        **kwargs: Any,
+    ) -> str:
+        """Queue an order intent; return its client order id."""
+        for key in _DECIMAL_KWARGS:
+            if kwargs.get(key) is not None:
+                kwargs[key] = to_decimal(kwargs[key])
+        oid = self._ids()
+        self._intents.append(
+            OrderIntent(
+                account=self.account,
+                symbol=symbol,
+                side=OrderSide(side),
+                quantity=to_decimal(quantity),
+                type=OrderType(type),
+                price=to_decimal(price) if price is not None else None,
+                stop_price=to_decimal(stop_price) if stop_price is not None else None,
+                tif=TimeInForce(tif),
+                strategy=self.strategy_id,
+                client_order_id=oid,
+                **kwargs,
+            )
+        )
+        return oid
+
+    def target_position(self, symbol: str, quantity: Number, *, signal: str = "") -> str | None:
+        """Queue the market order that moves the position to ``quantity`` (None if already there).
+
+        Open orders of this strategy and intents queued in this callback count as done.
+        """
+        target = to_decimal(quantity)
+        held = self.position(symbol)
+        delta = target - self.expected_position(symbol)
+        if delta == 0:
+            return None
+        # Pure reductions are flagged so they pass a REDUCING/HALTED account.
+        reducing = (
+            held != 0 and abs(target) < abs(held) and (target == 0 or (target > 0) == (held > 0))
+        )
+        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        return self.order(side, symbol, abs(delta), reduce_only=reducing, signal=signal)
+
+    def cancel(self, client_order_id: str) -> None:
+        """Queue a cancel for one of this strategy's orders."""
+        self._cancels.append(client_order_id)
+
+    def cancel_all(self, symbol: str | None = None) -> None:
+        """Queue cancels for every open order of this strategy (optionally one symbol)."""
+        self._cancels.extend(o.client_order_id for o in self.open_orders(symbol))
+
+    @property
+    def has_pending(self) -> bool:
+        """Return True if intents or cancels are queued."""
+        return bool(self._intents or self._cancels)
+
+    def drain(self) -> tuple[list[OrderIntent], list[str]]:
+        """Return and clear the queued intents and cancels (runner use)."""
+        intents, cancels = self._intents, self._cancels
+        self._intents, self._cancels = [], []
+        return intents, cancels
