@@ -125,7 +125,7 @@ if DATABASE_URL:
     _db["CONN_HEALTH_CHECKS"] = True
     DATABASES = {"default": _db}
 else:
-    _sqlite_path = DATA_DIR / "db" / "trading.db"
+    _sqlite_path = Path(env.str("SQLITE_PATH", default=str(DATA_DIR / "db" / "trading.db")))
     _sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
@@ -139,6 +139,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # A file, not memory: tests start runtrader/backfill subprocesses on the test DB.
+            # Per process, so concurrent test runs on one machine never share it.
+            "TEST": {"NAME": str(_sqlite_path.with_name(f"test_{os.getpid()}_trading.db"))},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -18,3 +18,23 @@ def admin_client(client, admin_user):
     """A test client logged in as a superuser."""
     client.force_login(admin_user)
     return client
+
+
+@pytest.fixture
+def subprocess_env(transactional_db, tmp_path):
+    """Environment for a ``manage.py`` subprocess that works on this test's database."""
+    import os
+
+    from django.db import connection
+
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SQLITE_PATH"}}
+    env["RRR_DATA_DIR"] = str(tmp_path)
+    settings_dict = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = settings_dict.get("USER") or "postgres"
+        host = settings_dict.get("HOST") or "127.0.0.1"
+        port = settings_dict.get("PORT") or 5432
+        env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
+    else:
+        env["SQLITE_PATH"] = str(settings_dict["NAME"])
+    return env

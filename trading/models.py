@@ -110,6 +110,9 @@ class Order(models.Model):
     strategy = models.CharField(max_length=64, blank=True)
     signal = models.CharField(max_length=128, blank=True)
     reject_reason = models.TextField(blank=True)
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set by operators/API; the running engine cancels"
+    )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
+
 from trading.choices import OPEN_ORDER_STATUSES
 from trading.models import Account, Order, Position
 
@@ -48,3 +50,24 @@ def orders_recent(*, limit: int = 50) -> list[Order]:
 def orders_open(*, account: Account) -> list[Order]:
     """Return an account's working orders."""
     return list(account.orders.filter(status__in=OPEN_ORDER_STATUSES).select_related("symbol"))
+
+
+def live_trading_blockers_for(*, account: Account) -> list[str]:
+    """Return why ``account`` may not trade live (empty when everything is in place)."""
+    keys = {
+        "binance": (settings.BINANCE_API_KEY, settings.BINANCE_API_SECRET),
+        "coinbase": (settings.COINBASE_API_KEY, settings.COINBASE_API_SECRET),
+        "kraken": (settings.KRAKEN_API_KEY, settings.KRAKEN_API_SECRET),
+    }
+    blockers = []
+    if not settings.LIVE_TRADING:
+        blockers.append("LIVE_TRADING is not true")
+    if account.mode != "live":
+        blockers.append(f"account {account.name!r} is in {account.mode} mode, not live")
+    venue = account.venue
+    if venue not in keys:
+        blockers.append(f"account venue {venue!r} is not a live exchange")
+    elif not all(keys[venue]):
+        name = venue.upper()
+        blockers.append(f"{name}_API_KEY and {name}_API_SECRET must both be set")
+    return blockers

@@ -39,8 +39,12 @@ class StrategyRunner:
         history_size: int = 1000,
         id_factory: IdFactory = new_order_id,
         max_rounds: int = 32,
+        bars_to_venue: bool = True,
     ) -> None:
         self.oms = oms
+        # Live feeds stream trades and books to the venue; bars then only drive strategies, or
+        # a resting order would fill twice (once on the print, once on the bar's replay).
+        self.bars_to_venue = bars_to_venue
         self.history = PriceHistory(history_size)
         self._ids = id_factory
         self._max_rounds = max_rounds
@@ -96,7 +100,8 @@ class StrategyRunner:
         """Process a closed bar (decisions are stamped at the bar's end)."""
         now = bar.ts + timedelta(seconds=Timeframe(bar.timeframe).seconds)
         self._set_now(now)
-        self.oms.on_bar(bar)
+        if self.bars_to_venue:
+            self.oms.on_bar(bar)
         self.history.append(bar.symbol, bar.close)
         self.settle(now)
         for slot in self._slots:

@@ -1,0 +1,361 @@
+"""Durable record of the trading engine: load state at start, write batches atomically.
+
+The runtime cuts a ``TradingBatch`` on the event loop (orders that changed, new fills, the
+positions and cash *after* those fills) and hands it to ``TradingStore.write`` on the writer
+thread, which stores it in **one transaction**. The database therefore always holds a consistent
+prefix of the engine's history: positions equal the sum of the stored fills, cash agrees with
+them, and a SIGKILL at any moment loses nothing that was acknowledged (broadcasts go out only
+after the commit). Fills are deduplicated on (order, venue trade id), orders upserted on their
+client order id, so writing a batch twice is harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketdata.models import Symbol
+from trading.choices import OPEN_ORDER_STATUSES
+from trading.engine.orders import Fill as EngineFill
+from trading.engine.orders import Order as EngineOrder
+from trading.engine.portfolio import PortfolioSnapshot as EngineSnapshot
+from trading.engine.portfolio import PositionSnapshot
+from trading.models import Account, Fill, Order, PortfolioSnapshot, Position
+
+ORDER_UPDATE_FIELDS = [
+    "venue_order_id",
+    "parent",
+    "quantity",
+    "price",
+    "stop_price",
+    "status",
+    "filled_quantity",
+    "average_fill_price",
+    "fees",
+    "reject_reason",
+    "metadata",
+    "updated_at",
+    "closed_at",
+]
+POSITION_UPDATE_FIELDS = [
+    "quantity",
+    "average_price",
+    "mark_price",
+    "realized_pnl",
+    "unrealized_pnl",
+    "fees",
+    "opened_at",
+    "closed_at",
+    "updated_at",
+]
+
+
+@dataclass(slots=True)
+class TradingBatch:
+    """Everything that changed since the last write, captured at one instant on the loop."""
+
+    account: str
+    orders: list[EngineOrder] = field(default_factory=list)  # copies, not live objects
+    fills: list[EngineFill] = field(default_factory=list)
+    positions: list[PositionSnapshot] = field(default_factory=list)
+    cash: Decimal | None = None
+    snapshot: EngineSnapshot | None = None
+    ts: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.orders or self.fills or self.positions or self.snapshot)
+
+
+@dataclass(slots=True)
+class AccountState:
+    """What a restart reloads for one account."""
+
+    account: Account
+    cash: Decimal
+    positions: list[PositionSnapshot]
+    open_orders: list[EngineOrder]
+    realized_pnl: Decimal
+    fees: Decimal
+    peak_equity: Decimal | None
+    day_start_equity: Decimal | None
+
+
+def _uuid(value: str) -> uuid.UUID:
+    """Return the UUID form of an engine client order id (hex or canonical)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def engine_order(row: Order) -> EngineOrder:
+    """Rebuild an engine order from its row (used at restart)."""
+    meta = dict(row.metadata or {})
+    return EngineOrder(
+        symbol=row.symbol.name,
+        side=row.side,
+        quantity=row.quantity,
+        type=row.type,
+        account=row.account.name,
+        client_order_id=row.client_order_id.hex,
+        price=row.price,
+        stop_price=row.stop_price,
+        trail_amount=row.trail_amount,
+        trail_percent=row.trail_percent,
+        tif=row.time_in_force,
+        reduce_only=row.reduce_only,
+        status=row.status,
+        filled_quantity=row.filled_quantity,
+        avg_fill_price=row.average_fill_price,
+        fees=row.fees,
+        venue_order_id=row.venue_order_id,
+        strategy=row.strategy,
+        signal=row.signal,
+        parent_id=row.parent.client_order_id.hex if row.parent_id else "",
+        oco_group=meta.pop("oco_group", ""),
+        triggered=bool(meta.pop("triggered", False)),
+        created_ts=row.created_at,
+        updated_ts=row.updated_at,
+        reject_reason=row.reject_reason,
+        metadata=meta,
+    )
+
+
+class TradingStore:
+    """Loads and writes one account's trading state. Use from one thread."""
+
+    def __init__(self, account_name: str) -> None:
+        self.account_name = account_name
+        self._symbols: dict[str, int] = {}
+        self._order_pks: dict[str, int] = {}
+        self._account: Account | None = None
+
+    @property
+    def account(self) -> Account:
+        """Return the account row (cached)."""
+        if self._account is None:
+            self._account = Account.objects.get(name=self.account_name)
+        return self._account
+
+    def symbol_pk(self, name: str) -> int:
+        """Return the Symbol id for ``name``."""
+        if name not in self._symbols:
+            self._symbols[name] = Symbol.objects.values_list("pk", flat=True).get(name=name)
+        return self._symbols[name]
+
+    # ----------------------------------------------------------------- loading
+
+    def load(self) -> AccountState:
+        """Return cash, positions, open orders and P&L figures stored for the account."""
+        account = Account.objects.get(name=self.account_name)
+        self._account = account
+        rows = list(account.positions.select_related("symbol"))
+        positions = [
+            PositionSnapshot(
+                p.symbol.name, p.quantity, p.average_price, p.mark_price, p.realized_pnl, p.fees
+            )
+            for p in rows
+            if p.quantity != 0
+        ]
+        orders = [
+            engine_order(o)
+            for o in account.orders.filter(status__in=OPEN_ORDER_STATUSES)
+            .select_related("symbol", "account", "parent")
+            .order_by("created_at", "id")
+        ]
+        for order in orders:
+            self._order_pks[order.client_order_id] = None  # resolved lazily
+        last = account.snapshots.order_by("-ts").first()
+        today = timezone.now().date()
+        return AccountState(
+            account=account,
+            cash=account.cash,
+            positions=positions,
+            open_orders=orders,
+            realized_pnl=sum((p.realized_pnl for p in rows), Decimal(0)),
+            fees=sum((p.fees for p in rows), Decimal(0)),
+            peak_equity=self._peak_equity(account),
+            day_start_equity=(
+                last.equity - last.daily_pnl
+                if last is not None and last.ts.date() == today
+                else None
+            ),
+        )
+
+    @staticmethod
+    def _peak_equity(account: Account) -> Decimal | None:
+        from django.db.models import Max
+
+        return account.snapshots.aggregate(peak=Max("equity"))["peak"]
+
+    def pending_api_orders(self, known: set[str]) -> list[EngineOrder]:
+        """Return orders created outside the loop (API/admin) that the engine does not know."""
+        rows = (
+            self.account.orders.filter(status="pending", cancel_requested_at__isnull=True)
+            .select_related("symbol", "account", "parent")
+            .order_by("created_at", "id")
+        )
+        return [engine_order(r) for r in rows if r.client_order_id.hex not in known]
+
+    def cancel_requests(self, known: set[str]) -> list[str]:
+        """Return client ids of working orders an operator asked to cancel."""
+        rows = self.account.orders.filter(
+            status__in=OPEN_ORDER_STATUSES, cancel_requested_at__isnull=False
+        )
+        return [cid.hex for cid in rows.values_list("client_order_id", flat=True)]
+
+    # ----------------------------------------------------------------- writing
+
+    @transaction.atomic
+    def write(self, batch: TradingBatch) -> None:
+        """Store a batch in one transaction."""
+        account = self.account
+        now = batch.ts or timezone.now()
+        if batch.orders:
+            self._write_orders(batch.orders, now)
+        if batch.fills:
+            self._write_fills(batch.fills)
+        if batch.positions:
+            self._write_positions(batch.positions, now)
+        if batch.cash is not None:
+            Account.objects.filter(pk=account.pk).update(cash=batch.cash, updated_at=now)
+        if batch.snapshot is not None:
+            self._write_snapshot(batch.snapshot, now)
+
+    def _write_orders(self, orders: list[EngineOrder], now: datetime) -> None:
+        rows = [self._order_row(o, now) for o in orders]
+        parents = {o.client_order_id: o.parent_id for o in orders if o.parent_id}
+        Order.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["client_order_id"],
+            update_fields=[f for f in ORDER_UPDATE_FIELDS if f != "parent"],
+        )
+        ids = [_uuid(o.client_order_id) for o in orders] + [_uuid(p) for p in parents.values()]
+        for cid, pk in Order.objects.filter(client_order_id__in=ids).values_list(
+            "client_order_id", "pk"
+        ):
+            self._order_pks[cid.hex] = pk
+        for child, parent in parents.items():
+            if self._order_pks.get(parent):
+                Order.objects.filter(pk=self._order_pks[child]).update(
+                    parent_id=self._order_pks[parent]
+                )
+
+    def _order_row(self, o: EngineOrder, now: datetime) -> Order:
+        meta = dict(o.metadata)
+        if o.oco_group:
+            meta["oco_group"] = o.oco_group
+        if o.triggered:
+            meta["triggered"] = True
+        terminal = o.is_terminal
+        return Order(
+            account_id=self.account.pk,
+            symbol_id=self.symbol_pk(o.symbol),
+            client_order_id=_uuid(o.client_order_id),
+            venue_order_id=o.venue_order_id,
+            side=o.side.value,
+            type=o.type.value,
+            time_in_force=o.tif.value,
+            quantity=o.quantity,
+            price=o.price,
+            stop_price=o.stop_price,
+            trail_amount=o.trail_amount,
+            trail_percent=o.trail_percent,
+            reduce_only=o.reduce_only,
+            status=o.status.value,
+            filled_quantity=o.filled_quantity,
+            average_fill_price=o.avg_fill_price,
+            fees=o.fees,
+            strategy=o.strategy[:64],
+            signal=o.signal[:128],
+            reject_reason=o.reject_reason,
+            metadata=meta,
+            created_at=o.created_ts or now,
+            updated_at=o.updated_ts or now,
+            closed_at=(o.updated_ts or now) if terminal else None,
+        )
+
+    def _write_fills(self, fills: list[EngineFill]) -> None:
+        missing = [_uuid(f.order_id) for f in fills if not self._order_pks.get(f.order_id)]
+        if missing:
+            for cid, pk in Order.objects.filter(client_order_id__in=missing).values_list(
+                "client_order_id", "pk"
+            ):
+                self._order_pks[cid.hex] = pk
+        Fill.objects.bulk_create(
+            [
+                Fill(
+                    order_id=self._order_pks[f.order_id],
+                    account_id=self.account.pk,
+                    symbol_id=self.symbol_pk(f.symbol),
+                    side=f.side.value,
+                    quantity=f.quantity,
+                    price=f.price,
+                    fee=f.fee,
+                    liquidity=f.liquidity.value,
+                    venue_trade_id=f.venue_trade_id,
+                    ts=f.ts,
+                )
+                for f in fills
+            ],
+            ignore_conflicts=True,
+        )
+
+    def _write_positions(self, positions: list[PositionSnapshot], now: datetime) -> None:
+        existing = {p.symbol_id: p for p in self.account.positions.all()}
+        rows = []
+        for snap in positions:
+            sid = self.symbol_pk(snap.symbol)
+            old = existing.get(sid)
+            mark = snap.mark_price
+            opened = old.opened_at if old is not None and old.quantity != 0 else None
+            rows.append(
+                Position(
+                    account_id=self.account.pk,
+                    symbol_id=sid,
+                    quantity=snap.quantity,
+                    average_price=snap.avg_price if snap.quantity else Decimal(0),
+                    mark_price=mark,
+                    realized_pnl=snap.realized_pnl,
+                    fees=snap.fees,
+                    unrealized_pnl=(mark - snap.avg_price) * snap.quantity
+                    if mark is not None
+                    else Decimal(0),
+                    opened_at=opened or (now if snap.quantity else None),
+                    closed_at=None if snap.quantity else now,
+                    updated_at=now,
+                )
+            )
+        Position.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["account", "symbol"],
+            update_fields=POSITION_UPDATE_FIELDS,
+        )
+
+    def _write_snapshot(self, snap: EngineSnapshot, now: datetime) -> None:
+        initial = self.account.initial_capital or Decimal(1)
+        positions_value = snap.equity - snap.cash
+        day_start = snap.day_start_equity or snap.equity
+        PortfolioSnapshot.objects.update_or_create(
+            account_id=self.account.pk,
+            ts=snap.ts or now,
+            defaults={
+                "cash": snap.cash,
+                "positions_value": positions_value,
+                "total_value": snap.equity,
+                "equity": snap.equity,
+                "gross_exposure": snap.gross_exposure,
+                "net_exposure": snap.net_exposure,
+                "realized_pnl": snap.realized_pnl,
+                "unrealized_pnl": snap.unrealized_pnl,
+                "total_pnl": snap.equity - initial,
+                "daily_pnl": snap.daily_pnl,
+                "total_return": float(snap.equity / initial - 1),
+                "daily_return": float(snap.equity / day_start - 1) if day_start else 0.0,
+                "drawdown": float(snap.drawdown),
+            },
+        )

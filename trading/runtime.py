@@ -1,0 +1,509 @@
+"""The real-time trading runtime hosted by ``manage.py runtrader``.
+
+One asyncio loop runs the whole path::
+
+    feed → MarketDataPipeline (validate, aggregate) → StrategyRunner (strategies → intents)
+         → RiskChecker (pre-trade hook) → OrderManager → PaperVenue → fills → Portfolio
+
+Slow work never blocks matching: market data goes to the ``AsyncBatchWriter``; orders, fills,
+positions, cash and snapshots are cut into ``TradingBatch``es on the loop and written by one
+database thread in one transaction each; broadcasts go through a bounded queue and are sent only
+after the batch that contains them committed. A control poll (every second) reloads risk limits
+edited in the admin, applies trading-state changes, picks up orders submitted through the API and
+honours cancel requests. State survives SIGKILL: a restart reloads cash, positions and open
+orders, and continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import close_old_connections, connections
+
+from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from marketdata.pipeline import MarketDataPipeline
+from marketdata.storage import AsyncBatchWriter
+from risk.engine.checks import RiskChecker
+from trading.engine.hooks import TradingMode
+from trading.engine.oms import OrderManager
+from trading.engine.orders import Fill, Order, OrderIntent
+from trading.engine.portfolio import PositionSnapshot
+from trading.engine.runner import StrategyRunner
+from trading.engine.strategies import create_strategy
+from trading.engine.venue import PaperVenue, VenueConfig
+from trading.persistence import TradingBatch, TradingStore
+from trading.runtime_control import ControlState, RuntimeControl
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RuntimeConfig:
+    """What ``runtrader`` was asked to run."""
+
+    account: str
+    symbols: list[str]
+    feed: str = "sim"
+    strategy: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    timeframe: str = "1m"
+    duration: float | None = None
+    flush_interval: float = 0.2
+    snapshot_interval: float = 10.0
+    heartbeat_interval: float = 15.0
+    control_interval: float = 1.0
+    taker_fee_bps: Decimal = Decimal("10")
+    maker_fee_bps: Decimal = Decimal("5")
+    store_market_data: bool = True
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """Counts reported when the runtime stops."""
+
+    events: int = 0
+    bars: int = 0
+    orders: int = 0
+    fills: int = 0
+    rejected: int = 0
+    batches: int = 0
+    broadcasts_dropped: int = 0
+    restored_orders: int = 0
+    market_data: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the counters as a dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Recorder:
+    """OMS listener: remembers what changed until the next batch is cut."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.fills: list[Fill] = []
+        self.symbols: set[str] = set()
+        self.new_orders = 0
+        self.rejected = 0
+        self._seen: set[str] = set()
+
+    def on_order(self, order: Order) -> None:
+        """Mark ``order`` dirty."""
+        self.orders[order.client_order_id] = order
+        self.symbols.add(order.symbol)
+        if order.client_order_id not in self._seen:
+            self._seen.add(order.client_order_id)
+            self.new_orders += 1
+            self.rejected += order.status.value == "rejected"
+
+    def on_fill(self, fill: Fill) -> None:
+        """Queue ``fill``."""
+        self.fills.append(fill)
+        self.symbols.add(fill.symbol)
+
+    def cut(self, oms: OrderManager, account: str, now: datetime) -> TradingBatch:
+        """Return a batch of copies of everything changed, with positions and cash after it."""
+        portfolio = oms.portfolio(account)
+        positions = []
+        for symbol in self.symbols:
+            pos = portfolio.position(symbol)
+            if pos is None:
+                positions.append(PositionSnapshot(symbol, Decimal(0), Decimal(0)))
+            else:
+                positions.append(
+                    PositionSnapshot(
+                        symbol,
+                        pos.quantity,
+                        pos.avg_price,
+                        pos.mark_price,
+                        pos.realized_pnl,
+                        pos.fees,
+                    )
+                )
+        orders = []
+        for order in self.orders.values():
+            clone = copy.copy(order)
+            clone.metadata = dict(order.metadata)
+            orders.append(clone)
+        batch = TradingBatch(
+            account=account,
+            orders=orders,
+            fills=self.fills,
+            positions=positions,
+            cash=portfolio.cash,
+            ts=now,
+        )
+        self.orders, self.fills, self.symbols = {}, [], set()
+        return batch
+
+
+class TradingRuntime:
+    """Wire feed, pipeline, strategies, risk, OMS, paper venue and persistence on one loop."""
+
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        feed,
+        *,
+        channel_layer=None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.feed = feed
+        self.clock = clock
+        self.layer = channel_layer
+        self.summary = RunSummary()
+        self.store = TradingStore(config.account)
+        self.control = RuntimeControl(config.account)
+        self.recorder = Recorder()
+        self.pipeline = MarketDataPipeline(source=config.feed)
+        self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trading-db")
+        self.md_writer: AsyncBatchWriter | None = None
+        self.broadcasts: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.risk: RiskChecker | None = None
+        self.oms: OrderManager | None = None
+        self.runner: StrategyRunner | None = None
+        self._now: datetime | None = None
+
+    # ----------------------------------------------------------------- setup
+
+    async def _db(self, fn: Callable, *args):
+        """Run ``fn`` on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.db, _with_db(fn), *args)
+
+    async def setup(self) -> None:
+        """Load state and limits from the database and build the engine."""
+        state, control = await self._db(self._load)
+        venue = PaperVenue(
+            VenueConfig(
+                taker_fee_bps=self.config.taker_fee_bps, maker_fee_bps=self.config.maker_fee_bps
+            )
+        )
+        self.risk = RiskChecker(control.limits, lot_sizes=control.lot_sizes)
+        self.oms = OrderManager(venue, hook=self.risk, listeners=[self.recorder])
+        now = self.clock()
+        self.oms.restore(
+            self.config.account,
+            cash=state.cash,
+            positions=state.positions,
+            open_orders=state.open_orders,
+            now=now,
+            realized_pnl=state.realized_pnl,
+            fees=state.fees,
+            peak_equity=state.peak_equity,
+            day_start_equity=state.day_start_equity,
+        )
+        self.summary.restored_orders = len(state.open_orders)
+        self.oms.set_mode(self.config.account, TradingMode(control.mode), now)
+        self.runner = StrategyRunner(self.oms, bars_to_venue=False)
+        if self.config.strategy:
+            strategy = create_strategy(self.config.strategy, **self.config.params)
+            self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
+        self.runner.start(now)
+        logger.info(
+            "runtime ready",
+            extra={
+                "account": self.config.account,
+                "restored_orders": len(state.open_orders),
+                "positions": len(state.positions),
+                "cash": str(state.cash),
+            },
+        )
+
+    def _load(self):
+        state = self.store.load()
+        control = self.control.poll(force=True)
+        return state, control
+
+    # ----------------------------------------------------------------- run
+
+    async def run(self, stop: asyncio.Event) -> RunSummary:
+        """Run until ``stop`` is set, the duration elapses or the feed ends; then shut down."""
+        await self.setup()
+        if self.config.store_market_data:
+            self.md_writer = AsyncBatchWriter(clock=time.monotonic).start()
+        tasks = [
+            asyncio.create_task(self._consume(stop), name="feed"),
+            asyncio.create_task(self._every(self.config.flush_interval, self._flush, stop)),
+            asyncio.create_task(self._every(self.config.snapshot_interval, self._snapshot, stop)),
+            asyncio.create_task(self._every(self.config.heartbeat_interval, self._heartbeat, stop)),
+            asyncio.create_task(self._every(self.config.control_interval, self._control, stop)),
+            asyncio.create_task(self._broadcaster(), name="broadcast"),
+        ]
+        await self._heartbeat()
+        waiters = [tasks[0], asyncio.create_task(stop.wait())]
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.config.duration, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stop.set()
+            await self.shutdown(tasks)
+        feed_task = tasks[0]
+        if feed_task.done() and not feed_task.cancelled() and feed_task.exception():
+            raise feed_task.exception()
+        return self.summary
+
+    async def shutdown(self, tasks: list[asyncio.Task]) -> None:
+        """Stop intake, persist everything, write a final snapshot."""
+        await self.feed.close()
+        for task in tasks[:-1]:
+            task.cancel()
+        await asyncio.gather(*tasks[:-1], return_exceptions=True)
+        for out in self.pipeline.flush():
+            await self._emit(out)
+        now = self._now or self.clock()
+        self.runner.stop(now)
+        await self._flush()
+        await self._snapshot()
+        if self.md_writer is not None:
+            stats = await self.md_writer.close()
+            self.summary.market_data = {"stored": stats.written, "rejected": stats.rejected}
+        await self.broadcasts.put(None)
+        await asyncio.gather(tasks[-1], return_exceptions=True)
+        await self._db(self.control.record_heartbeat, self._heartbeat_context("stopped"))
+        await asyncio.get_running_loop().run_in_executor(self.db, connections.close_all)
+        self.db.shutdown(wait=True)
+
+    async def _every(self, interval: float, fn, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                await fn()
+
+    # ----------------------------------------------------------------- market data
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        async for event in self.feed.events():
+            self.summary.events += 1
+            received = getattr(self.feed, "last_received_at", None)
+            for out in self.pipeline.process(event):
+                await self._emit(out, received)
+            self._drain_risk()
+            if stop.is_set():
+                return
+
+    async def _emit(self, event: object, received: float | None = None) -> None:
+        """Store a pipeline output and show it to the engine."""
+        if self.md_writer is not None and not isinstance(event, BookSnapshot | Quote):
+            await self.md_writer.put(event, received)
+        runner = self.runner
+        if isinstance(event, Trade):
+            self._now = event.ts
+            runner.on_trade(event)
+        elif isinstance(event, Quote):
+            runner.on_quote(event)
+        elif isinstance(event, BookSnapshot):
+            runner.on_book(event)
+        elif isinstance(event, Bar):
+            self._on_bar(event)
+
+    def _on_bar(self, bar: Bar) -> None:
+        if bar.timeframe == "1m" and self.risk is not None:
+            self.risk.update_price(bar.symbol, bar.close)
+        if bar.timeframe != self.config.timeframe:
+            return
+        self.summary.bars += 1
+        self.runner.on_bar(bar)
+        self._publish(
+            f"market.{bar.symbol}",
+            "bar",
+            {
+                "symbol": bar.symbol,
+                "timeframe": bar.timeframe,
+                "ts": bar.ts.isoformat(),
+                "open": bar.open,
+                "high": bar.high,
+                "low": bar.low,
+                "close": bar.close,
+                "volume": bar.volume,
+            },
+        )
+        if self.risk is not None:
+            account = self.config.account
+            view = self.oms.portfolio(account).view(
+                self.oms.mode(account), len(self.oms.open_orders(account))
+            )
+            self.risk.check_account(view, bar.ts)
+
+    # ----------------------------------------------------------------- risk
+
+    def _drain_risk(self) -> None:
+        """Apply mode changes the risk engine asked for; queue its events for storage."""
+        risk = self.risk
+        if risk is None:
+            return
+        changes = risk.drain_mode_changes()
+        events = risk.drain_events()
+        if not changes and not events:
+            return
+        now = self._now or self.clock()
+        for change in changes:
+            self.oms.set_mode(change.account, change.mode, now)
+        self.control.queue_risk(events, changes)
+
+    # ----------------------------------------------------------------- persistence
+
+    async def _flush(self) -> None:
+        """Cut a batch on the loop and write it on the database thread."""
+        self._drain_risk()
+        batch = self.recorder.cut(self.oms, self.config.account, self._now or self.clock())
+        self.summary.orders = self.recorder.new_orders
+        self.summary.rejected = self.recorder.rejected
+        if batch:
+            await self._db(self.store.write, batch)
+            self.summary.batches += 1
+            self.summary.fills += len(batch.fills)
+            self._publish_batch(batch)
+        await self._db(self.control.flush_risk)
+
+    async def _snapshot(self) -> None:
+        now = self._now or self.clock()
+        portfolio = self.oms.portfolio(self.config.account)
+        portfolio.roll_day(now)
+        batch = TradingBatch(
+            account=self.config.account,
+            snapshot=portfolio.snapshot(now),
+            cash=portfolio.cash,
+            ts=now,
+        )
+        await self._db(self.store.write, batch)
+        snap = batch.snapshot
+        self._publish(
+            "portfolio",
+            "snapshot",
+            {
+                "account": self.config.account,
+                "ts": now.isoformat(),
+                "cash": str(snap.cash),
+                "equity": str(snap.equity),
+                "daily_pnl": str(snap.daily_pnl),
+            },
+        )
+
+    def _heartbeat_context(self, status: str) -> dict:
+        return {
+            "account": self.config.account,
+            "status": status,
+            **self.summary.as_dict(),
+            "pipeline": self.pipeline.counts.as_dict(),
+        }
+
+    async def _heartbeat(self) -> None:
+        await self._db(self.control.record_heartbeat, self._heartbeat_context("running"))
+
+    # ----------------------------------------------------------------- control
+
+    async def _control(self) -> None:
+        """Apply admin/API changes: limits, trading state, new orders, cancel requests."""
+        known = {o.client_order_id for o in self.oms.open_orders(self.config.account)}
+        state: ControlState = await self._db(self.control.poll, False, known)
+        now = self._now or self.clock()
+        if state.limits is not None:
+            self.risk.replace_limits(state.limits)
+            logger.info("risk limits reloaded", extra={"count": len(state.limits)})
+        account = self.config.account
+        if state.mode is not None and TradingMode(state.mode) is not self.oms.mode(account):
+            self.oms.set_mode(account, TradingMode(state.mode), now)
+            self.risk.clear_pending(account)
+        for cid in state.cancels:
+            if self.oms.get(cid) is not None:
+                self.oms.cancel(cid, now, reason="cancel requested by operator")
+        for order in state.new_orders:
+            self.oms.submit(_intent_from(order), now)
+        self._drain_risk()
+
+    # ----------------------------------------------------------------- broadcasts
+
+    def _publish(self, group: str, kind: str, data: dict) -> None:
+        if self.layer is None:
+            return
+        try:
+            self.broadcasts.put_nowait((group, kind, data))
+        except asyncio.QueueFull:
+            self.summary.broadcasts_dropped += 1
+
+    def _publish_batch(self, batch: TradingBatch) -> None:
+        for order in batch.orders:
+            self._publish(
+                "orders",
+                "order",
+                {
+                    "client_order_id": order.client_order_id,
+                    "account": batch.account,
+                    "symbol": order.symbol,
+                    "side": order.side.value,
+                    "type": order.type.value,
+                    "quantity": str(order.quantity),
+                    "status": order.status.value,
+                    "filled_quantity": str(order.filled_quantity),
+                    "reason": order.reject_reason,
+                },
+            )
+        for fill in batch.fills:
+            self._publish(
+                "orders",
+                "fill",
+                {
+                    "client_order_id": fill.order_id,
+                    "symbol": fill.symbol,
+                    "side": fill.side.value,
+                    "quantity": str(fill.quantity),
+                    "price": str(fill.price),
+                    "fee": str(fill.fee),
+                    "ts": fill.ts.isoformat(),
+                },
+            )
+
+    async def _broadcaster(self) -> None:
+        while True:
+            item = await self.broadcasts.get()
+            if item is None:
+                return
+            group, kind, data = item
+            try:
+                await self.layer.group_send(
+                    group, {"type": "group.message", "kind": kind, "data": data}
+                )
+            except Exception:  # a broken fan-out must never stop trading
+                logger.exception("broadcast to %s failed", group)
+
+
+def _intent_from(order: Order) -> OrderIntent:
+    """Return the intent that re-submits an order recorded outside the loop."""
+    return OrderIntent(
+        account=order.account,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        type=order.type,
+        price=order.price,
+        stop_price=order.stop_price,
+        trail_amount=order.trail_amount,
+        trail_percent=order.trail_percent,
+        tif=order.tif,
+        reduce_only=order.reduce_only,
+        strategy=order.strategy or "api",
+        client_order_id=order.client_order_id,
+        metadata=dict(order.metadata),
+    )
+
+
+def _with_db(fn: Callable) -> Callable:
+    """Wrap ``fn`` so stale connections are replaced before it runs on the DB thread."""
+
+    def call(*args):
+        close_old_connections()
+        return fn(*args)
+
+    return call
