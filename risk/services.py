@@ -94,8 +94,10 @@ def risk_limit_update(*, limit: RiskLimit, actor: Any, **changes: Any) -> RiskLi
 
 
 @transaction.atomic
-def trading_state_set(*, account: Account, state: str, reason: str, actor: Any) -> TradingState:
-    """Move an account to ``state`` (active, reducing, halted), audited and broadcast."""
+def trading_state_set(
+    *, account: Account, state: str, reason: str, actor: Any, publish: bool = True
+) -> TradingState:
+    """Move an account to ``state`` (active, reducing or halted), audited and broadcast."""
     if state not in TradingStateChoice.values:
         raise ValueError(f"unknown trading state {state!r}")
     current, _ = TradingState.objects.select_for_update().get_or_create(
@@ -141,8 +143,15 @@ def risk_event_acknowledge(*, event: RiskEvent, actor: Any) -> RiskEvent:
 def limit_spec_from_row(row: RiskLimit) -> LimitSpec:
     """Translate a ``RiskLimit`` row into the engine's ``LimitSpec``."""
     scope_value = row.account.name if row.scope == LimitScope.ACCOUNT else row.scope_value
-    return LimitSpec(kind=row.kind, value=row.value, action=row.action, scope=row.scope,
-                     scope_value=scope_value, enabled=row.enabled, params=row.params or {})
+    return LimitSpec(
+        kind=row.kind,
+        value=row.value,
+        action=row.action,
+        scope=row.scope,
+        scope_value=scope_value,
+        enabled=row.enabled,
+        params=row.params or {},
+    )
 
 
 def _limits_for(account: Account):
@@ -162,27 +171,59 @@ def limit_specs_load(*, account: Account) -> list[LimitSpec]:
     return [limit_spec_from_row(row) for row in rows]
 
 
-def risk_events_record(*, account: Account, records: list[RiskEventRecord]) -> list[RiskEvent]:
-    """Persist engine risk events, alert on each and broadcast them on the ``risk`` group."""
+def risk_events_record(
+    *, account: Account, records: list[RiskEventRecord], publish: bool = True
+) -> list[RiskEvent]:
+    """Persist engine risk events and alert on each; broadcast them on ``risk`` if ``publish``.
+
+    The runtime publishes from its own loop and passes ``publish=False``.
+    """
     if not records:
         return []
     now = timezone.now()
-    rows = RiskEvent.objects.bulk_create([
-        RiskEvent(ts=r.ts or now, account=account, kind=r.limit_kind, severity=r.severity.value,
-                  message=r.message, context=to_jsonable(dict(r.context)))
-        for r in records
-    ])
+    rows = RiskEvent.objects.bulk_create(
+        [
+            RiskEvent(
+                ts=r.ts or now,
+                account=account,
+                kind=r.limit_kind,
+                severity=r.severity.value,
+                message=r.message,
+                context=to_jsonable(dict(r.context)),
+            )
+            for r in records
+        ]
+    )
     for row in rows:
-        alert_emit(source="risk", severity=row.severity, message=row.message,
-                   context={"account": account.name, "kind": row.kind, **row.context})
-        broadcast("risk", "risk_event", {"account": account.name, "kind": row.kind,
-                                         "severity": row.severity, "message": row.message,
-                                         "ts": row.ts})
+        alert_emit(
+            source="risk",
+            severity=row.severity,
+            message=row.message,
+            context={"account": account.name, "kind": row.kind, **row.context},
+        )
+        if publish:
+            broadcast(
+                "risk",
+                "risk_event",
+                {
+                    "account": account.name,
+                    "kind": row.kind,
+                    "severity": row.severity,
+                    "message": row.message,
+                    "ts": row.ts,
+                },
+            )
     return rows
 
 
-def trading_mode_apply(*, account: Account, request: ModeChangeRequest) -> TradingState:
+def trading_mode_apply(
+    *, account: Account, request: ModeChangeRequest, publish: bool = True
+) -> TradingState:
     """Apply a mode change the risk engine asked for (audited as the risk engine)."""
-    return trading_state_set(account=account, state=request.mode.value,
-                             reason=f"{request.limit_kind}: {request.reason}",
-                             actor="risk-engine")
+    return trading_state_set(
+        account=account,
+        state=request.mode.value,
+        reason=f"{request.limit_kind}: {request.reason}",
+        actor="risk-engine",
+        publish=publish,
+    )

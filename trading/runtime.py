@@ -350,6 +350,22 @@ class TradingRuntime:
         now = self._now or self.clock()
         for change in changes:
             self.oms.set_mode(change.account, change.mode, now)
+            self._publish(
+                "risk",
+                "trading_state",
+                {"account": change.account, "state": change.mode.value, "reason": change.reason},
+            )
+        for event in events:
+            self._publish(
+                "risk",
+                "risk_event",
+                {
+                    "account": self.config.account,
+                    "kind": event.limit_kind,
+                    "severity": event.severity.value,
+                    "message": event.message,
+                },
+            )
         self.control.queue_risk(events, changes)
 
     # ----------------------------------------------------------------- persistence

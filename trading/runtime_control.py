@@ -89,9 +89,9 @@ class RuntimeControl:
         while self._risk_outbox:
             events, changes = self._risk_outbox.popleft()
             account = self.account
-            risk_events_record(account=account, records=events)
+            risk_events_record(account=account, records=events, publish=False)
             for change in changes:
-                state = trading_mode_apply(account=account, request=change)
+                state = trading_mode_apply(account=account, request=change, publish=False)
                 self._state_seen = (state.state, state.changed_at)
                 logger.warning(
                     "trading state changed by risk engine",
