@@ -17,9 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+STRATEGY ?= sma_cross
+SYMBOLS ?= BTC-USD,ETH-USD
+RUN_ARGS ?=
+
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py bootstrap
+	$(BIN)/python manage.py runtrader --paper --serve $(HOST):$(PORT) --strategy $(STRATEGY) \
+		--symbols $(SYMBOLS) $(RUN_ARGS)
+
+serve: install
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install

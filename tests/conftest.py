@@ -38,3 +38,26 @@ def subprocess_env(transactional_db, tmp_path):
     else:
         env["SQLITE_PATH"] = str(settings_dict["NAME"])
     return env
+
+
+@pytest.fixture
+def paper(transactional_db):
+    """The bootstrapped paper account (symbols, limits, trading state)."""
+    import os
+
+    from django.core.management import call_command
+
+    from trading.models import Account
+
+    call_command("bootstrap", "--no-admin", stdout=open(os.devnull, "w"))
+    return Account.objects.get(name="paper")
+
+
+@pytest.fixture
+async def close_thread_connections():
+    """Close the connection sync_to_async's worker thread opened, so teardown can drop the DB."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from trading.adapters.base import live_trading_blockers
 from trading.choices import OPEN_ORDER_STATUSES
 from trading.models import Account, Order, Position
 
@@ -59,15 +60,10 @@ def live_trading_blockers_for(*, account: Account) -> list[str]:
         "coinbase": (settings.COINBASE_API_KEY, settings.COINBASE_API_SECRET),
         "kraken": (settings.KRAKEN_API_KEY, settings.KRAKEN_API_SECRET),
     }
-    blockers = []
-    if not settings.LIVE_TRADING:
-        blockers.append("LIVE_TRADING is not true")
-    if account.mode != "live":
-        blockers.append(f"account {account.name!r} is in {account.mode} mode, not live")
-    venue = account.venue
-    if venue not in keys:
-        blockers.append(f"account venue {venue!r} is not a live exchange")
-    elif not all(keys[venue]):
-        name = venue.upper()
-        blockers.append(f"{name}_API_KEY and {name}_API_SECRET must both be set")
+    venue_keys = keys.get(account.venue, ("", ""))
+    blockers = live_trading_blockers(
+        settings.LIVE_TRADING, all(venue_keys), account.mode, venue=account.venue.upper()
+    )
+    if account.venue not in keys:
+        blockers.append(f"account venue {account.venue!r} is not a live exchange")
     return blockers
