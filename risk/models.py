@@ -27,7 +27,8 @@ class RiskLimit(models.Model):
     action = models.CharField(max_length=8, choices=LimitAction.choices, default=LimitAction.REJECT)
     enabled = models.BooleanField(default=True)
     params = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text='Extra settings, e.g. {"window_seconds": 60} or {"max_combined_pct": 0.5}',
     )
     description = models.CharField(max_length=200, blank=True)

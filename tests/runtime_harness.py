@@ -18,7 +18,7 @@ db = sync_to_async
 
 
 @contextlib.asynccontextmanager
-async def running(account: Account):
+async def running(account: Account, **overrides):
     """Run a TradingRuntime on the simulated market in the background."""
     config = RuntimeConfig(
         account=account.name,
@@ -30,6 +30,8 @@ async def running(account: Account):
         heartbeat_interval=5.0,
         store_market_data=False,
     )
+    for name, value in overrides.items():
+        setattr(config, name, value)
     runtime = TradingRuntime(config, SimulatedFeed(["BTC-USD"], speed=10, seed=7))
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))

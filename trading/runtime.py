@@ -42,6 +42,7 @@ from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
 from trading.persistence import TradingBatch, TradingStore
 from trading.runtime_control import ControlState, RuntimeControl
+from trading.runtime_stops import StopEnforcer
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class RuntimeConfig:
     snapshot_interval: float = 10.0
     heartbeat_interval: float = 15.0
     control_interval: float = 1.0
+    stop_rules: list = field(default_factory=list)  # risk.engine.stops rules for every position
     taker_fee_bps: Decimal = Decimal("10")
     maker_fee_bps: Decimal = Decimal("5")
     store_market_data: bool = True
@@ -165,6 +167,7 @@ class TradingRuntime:
         self.store = TradingStore(config.account)
         self.control = RuntimeControl(config.account)
         self.recorder = Recorder()
+        self.stops = StopEnforcer(config.account, config.stop_rules)
         self.pipeline = MarketDataPipeline(source=config.feed)
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trading-db")
         self.md_writer: AsyncBatchWriter | None = None
@@ -189,7 +192,7 @@ class TradingRuntime:
             )
         )
         self.risk = RiskChecker(control.limits, lot_sizes=control.lot_sizes)
-        self.oms = OrderManager(venue, hook=self.risk, listeners=[self.recorder])
+        self.oms = OrderManager(venue, hook=self.risk, listeners=[self.recorder, self.stops])
         now = self.clock()
         self.oms.restore(
             self.config.account,
@@ -301,6 +304,8 @@ class TradingRuntime:
         if isinstance(event, Trade):
             self._now = event.ts
             runner.on_trade(event)
+            for intent in self.stops.on_trade(self.oms, event):
+                self.oms.submit(intent, event.ts)
         elif isinstance(event, Quote):
             runner.on_quote(event)
         elif isinstance(event, BookSnapshot):
@@ -309,6 +314,7 @@ class TradingRuntime:
             self._on_bar(event)
 
     def _on_bar(self, bar: Bar) -> None:
+        self.stops.on_bar(bar)
         if bar.timeframe == "1m" and self.risk is not None:
             self.risk.update_price(bar.symbol, bar.close)
         if bar.timeframe != self.config.timeframe:

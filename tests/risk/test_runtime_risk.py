@@ -76,3 +76,22 @@ async def test_drawdown_breach_fires_the_kill_switch(paper):
         )
     )()
     assert ("risk-engine", "halted") in [(a, after["state"]) for a, after in audit]
+
+
+async def test_engine_enforces_stops_the_strategy_never_set(paper):
+    from trading.runtime_stops import STOP_STRATEGY, stop_rules
+
+    rules = stop_rules(stop_loss=Decimal("0.0002"), trailing=Decimal("0.0002"))
+    async with running(paper, stop_rules=rules):
+        entry = await submit(paper, "buy", "0.05")
+        await until(lambda: has_status(entry, "filled"), "entry filled")
+        await until(lambda: _stop_exit_filled(STOP_STRATEGY), "stop exit filled", timeout=60)
+    exit_order = await db(Order.objects.get)(strategy=STOP_STRATEGY)
+    assert exit_order.reduce_only and exit_order.side == "sell"
+    assert exit_order.signal in {"fixed_stop", "trailing_stop"}
+    position = await db(lambda: paper.positions.get(symbol__name="BTC-USD").quantity)()
+    assert position == 0
+
+
+async def _stop_exit_filled(strategy: str) -> bool:
+    return await db(Order.objects.filter(strategy=strategy, status="filled").exists)()

@@ -15,10 +15,12 @@ from marketdata.feeds import LIVE_SOURCES, build_feed
 from marketdata.management.commands.ingest import parse_symbols
 from marketdata.selectors import feed_config
 from marketdata.services import symbols_ensure
+from risk.engine.errors import StopConfigError
 from trading.engine.errors import StrategyConfigError
 from trading.engine.strategies import available_strategies
 from trading.models import Account
 from trading.runtime import RuntimeConfig, TradingRuntime
+from trading.runtime_stops import stop_rules
 from trading.selectors import live_trading_blockers_for
 
 
@@ -74,6 +76,14 @@ class Command(BaseCommand):
             metavar="HOST:PORT",
             help="Also serve the dashboard, admin, API and WebSockets",
         )
+        parser.add_argument("--stop-loss", type=Decimal, metavar="FRACTION",
+                            help="Close any position this far below (long) / above entry")
+        parser.add_argument("--trailing-stop", type=Decimal, metavar="FRACTION",
+                            help="Close any position this far from its best price")
+        parser.add_argument("--atr-stop", type=Decimal, metavar="K",
+                            help="Trailing stop K x ATR(14, 1m bars) from the best price")
+        parser.add_argument("--max-hold", type=float, metavar="SECONDS",
+                            help="Close any position held longer than this")
         parser.add_argument("--snapshot-interval", type=float, default=10.0)
         parser.add_argument("--heartbeat-interval", type=float, default=15.0)
 
@@ -108,6 +118,7 @@ class Command(BaseCommand):
             duration=options["duration"],
             snapshot_interval=options["snapshot_interval"],
             heartbeat_interval=options["heartbeat_interval"],
+            stop_rules=self._stop_rules(options),
         )
         try:
             summary = asyncio.run(self._run(config, feed, options["serve"]))
@@ -118,6 +129,13 @@ class Command(BaseCommand):
         except FeedError as exc:
             raise CommandError(f"feed failed: {exc}") from exc
         self.stdout.write(" ".join(f"{k}={v}" for k, v in summary.as_dict().items()))
+
+    def _stop_rules(self, options) -> list:
+        try:
+            return stop_rules(stop_loss=options["stop_loss"], trailing=options["trailing_stop"],
+                              atr_multiple=options["atr_stop"], max_hold=options["max_hold"])
+        except StopConfigError as exc:
+            raise CommandError(f"stops: {exc}") from exc
 
     def _account(self, options) -> Account:
         try:
