@@ -271,6 +271,12 @@ BINANCE_API_KEY = env.str("BINANCE_API_KEY", default="")
 BINANCE_API_SECRET = env.str("BINANCE_API_SECRET", default="")
 KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="")
 KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="")
+EXCHANGE_SANDBOX = env.bool("EXCHANGE_SANDBOX", default=False)  # testnets for live venues
+# Optional REST base URL overrides per live venue (a proxy, a testnet, or a local fake).
+EXCHANGE_API_URLS = {
+    venue: env.str(f"{venue.upper()}_REST_URL", default="")
+    for venue in ("binance", "coinbase", "kraken")
+}
 
 MODELS_DIR = DATA_DIR / "models"
 REPORTS_DIR = DATA_DIR / "reports"

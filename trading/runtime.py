@@ -33,6 +33,7 @@ from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
 from marketdata.pipeline import MarketDataPipeline
 from marketdata.storage import AsyncBatchWriter
 from risk.engine.checks import RiskChecker
+from risk.engine.events import ModeChangeRequest
 from trading.engine.hooks import TradingMode
 from trading.engine.oms import OrderManager
 from trading.engine.orders import Fill, Order, OrderIntent
@@ -40,6 +41,7 @@ from trading.engine.portfolio import PositionSnapshot
 from trading.engine.runner import StrategyRunner
 from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
+from trading.live_bridge import LiveVenueBridge
 from trading.persistence import TradingBatch, TradingStore
 from trading.runtime_control import ControlState, RuntimeControl
 from trading.runtime_stops import StopEnforcer
@@ -96,14 +98,14 @@ class Recorder:
         self.symbols: set[str] = set()
         self.new_orders = 0
         self.rejected = 0
-        self._seen: set[str] = set()
+        self.seen: set[str] = set()
 
     def on_order(self, order: Order) -> None:
         """Mark ``order`` dirty."""
         self.orders[order.client_order_id] = order
         self.symbols.add(order.symbol)
-        if order.client_order_id not in self._seen:
-            self._seen.add(order.client_order_id)
+        if order.client_order_id not in self.seen:
+            self.seen.add(order.client_order_id)
             self.new_orders += 1
             self.rejected += order.status.value == "rejected"
 
@@ -157,9 +159,11 @@ class TradingRuntime:
         feed,
         *,
         channel_layer=None,
+        live=None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
+        self.live = live  # a trading.adapters LiveVenue: orders go to an exchange
         self.feed = feed
         self.clock = clock
         self.layer = channel_layer
@@ -175,7 +179,10 @@ class TradingRuntime:
         self.risk: RiskChecker | None = None
         self.oms: OrderManager | None = None
         self.runner: StrategyRunner | None = None
+        self.bridge: LiveVenueBridge | None = None
         self._now: datetime | None = None
+        self._live_tasks: list[asyncio.Task] = []
+        self._live_stop = asyncio.Event()
 
     # ----------------------------------------------------------------- setup
 
@@ -186,13 +193,18 @@ class TradingRuntime:
     async def setup(self) -> None:
         """Load state and limits from the database and build the engine."""
         state, control = await self._db(self._load)
-        venue = PaperVenue(
-            VenueConfig(
-                taker_fee_bps=self.config.taker_fee_bps, maker_fee_bps=self.config.maker_fee_bps
+        if self.live is not None:
+            venue = self.bridge = LiveVenueBridge(self.live, persist=self._persist_order)
+        else:
+            venue = PaperVenue(
+                VenueConfig(
+                    taker_fee_bps=self.config.taker_fee_bps, maker_fee_bps=self.config.maker_fee_bps
+                )
             )
-        )
         self.risk = RiskChecker(control.limits, lot_sizes=control.lot_sizes)
         self.oms = OrderManager(venue, hook=self.risk, listeners=[self.recorder, self.stops])
+        if self.bridge is not None:
+            self.bridge.attach(self.oms)
         now = self.clock()
         self.oms.restore(
             self.config.account,
@@ -242,6 +254,14 @@ class TradingRuntime:
             asyncio.create_task(self._every(self.config.control_interval, self._control, stop)),
             asyncio.create_task(self._broadcaster(), name="broadcast"),
         ]
+        live_tasks = []
+        if self.bridge is not None:
+            live_stop = self._live_stop = asyncio.Event()
+            live_tasks = [
+                asyncio.create_task(self.bridge.run(live_stop)),
+                asyncio.create_task(self.bridge.reconcile_forever(live_stop)),
+            ]
+        self._live_tasks = live_tasks
         await self._heartbeat()
         waiters = [tasks[0], asyncio.create_task(stop.wait())]
         try:
@@ -259,6 +279,11 @@ class TradingRuntime:
     async def shutdown(self, tasks: list[asyncio.Task]) -> None:
         """Stop intake, persist everything, write a final snapshot."""
         await self.feed.close()
+        if self._live_tasks:  # let queued exchange calls finish, then stop polling
+            self._live_stop.set()
+            await asyncio.wait(self._live_tasks, timeout=15)
+            for task in self._live_tasks:
+                task.cancel()
         for task in tasks[:-1]:
             task.cancel()
         await asyncio.gather(*tasks[:-1], return_exceptions=True)
@@ -413,6 +438,15 @@ class TradingRuntime:
             },
         )
 
+    async def _persist_order(self, order: Order) -> None:
+        """Store one order now (write-ahead before it is sent to an exchange)."""
+        clone = copy.copy(order)
+        clone.metadata = dict(order.metadata)
+        await self._db(
+            self.store.write,
+            TradingBatch(account=self.config.account, orders=[clone], ts=self._now),
+        )
+
     def _heartbeat_context(self, status: str) -> dict:
         return {
             "account": self.config.account,
@@ -428,13 +462,33 @@ class TradingRuntime:
 
     async def _control(self) -> None:
         """Apply admin/API changes: limits, trading state, new orders, cancel requests."""
-        known = {o.client_order_id for o in self.oms.open_orders(self.config.account)}
-        state: ControlState = await self._db(self.control.poll, False, known)
+        working = {o.client_order_id for o in self.oms.open_orders(self.config.account)}
+        # Every order this engine has handled, so a finished order whose final state is not
+        # flushed yet is never mistaken for a new API order.
+        state: ControlState = await self._db(
+            self.control.poll, False, working, working | self.recorder.seen
+        )
         now = self._now or self.clock()
         if state.limits is not None:
             self.risk.replace_limits(state.limits)
             logger.info("risk limits reloaded", extra={"count": len(state.limits)})
         account = self.config.account
+        if self.bridge is not None and self.bridge.auth_failed.is_set():
+            if self.oms.mode(account) is not TradingMode.HALTED:
+                self.oms.set_mode(account, TradingMode.HALTED, now)
+                self.control.queue_risk(
+                    [],
+                    [
+                        ModeChangeRequest(
+                            account,
+                            TradingMode.HALTED,
+                            "exchange rejected our credentials",
+                            "venue_auth",
+                            now,
+                        )
+                    ],
+                )
+            state.mode = None
         if state.mode is not None and TradingMode(state.mode) is not self.oms.mode(account):
             self.oms.set_mode(account, TradingMode(state.mode), now)
             self.risk.clear_pending(account)

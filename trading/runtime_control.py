@@ -59,7 +59,9 @@ class RuntimeControl:
         """Return the account row."""
         return self.store.account
 
-    def poll(self, force: bool = False, known: Iterable[str] = ()) -> ControlState:
+    def poll(
+        self, force: bool = False, working: Iterable[str] = (), handled: Iterable[str] = ()
+    ) -> ControlState:
         """Return what changed in the database since the last poll."""
         self.flush_risk()  # our own mode changes must be stored before we read the state back
         account = self.account
@@ -75,9 +77,9 @@ class RuntimeControl:
             state.mode = row.state
         if force:
             state.lot_sizes = dict(Symbol.objects.values_list("name", "lot_size"))
-        known = set(known)
-        state.cancels = [cid for cid in self.store.cancel_requests(known) if cid in known]
-        state.new_orders = self.store.pending_api_orders(known)
+        working = set(working)
+        state.cancels = [cid for cid in self.store.cancel_requests(working) if cid in working]
+        state.new_orders = self.store.pending_api_orders(set(handled) | working)
         return state
 
     def queue_risk(self, events: list[RiskEventRecord], changes: list[ModeChangeRequest]) -> None:

@@ -67,3 +67,19 @@ def live_trading_blockers_for(*, account: Account) -> list[str]:
     if account.venue not in keys:
         blockers.append(f"account venue {account.venue!r} is not a live exchange")
     return blockers
+
+
+def live_venue_for(*, account: Account):
+    """Return the ccxt live venue configured for ``account`` (keys, sandbox, URL override)."""
+    from trading.adapters.ccxt_live import CcxtLiveVenue
+
+    venue = account.venue
+    prefix = venue.upper()
+    url = settings.EXCHANGE_API_URLS.get(venue, "")
+    return CcxtLiveVenue(
+        venue,
+        api_key=getattr(settings, f"{prefix}_API_KEY"),
+        secret=getattr(settings, f"{prefix}_API_SECRET"),
+        sandbox=settings.EXCHANGE_SANDBOX,
+        api_urls={"public": url, "private": url} if url else None,
+    )

@@ -219,6 +219,10 @@ class OrderManager:
         self._process(events)
         return events
 
+    def apply(self, events: Sequence[VenueEvent]) -> None:
+        """Book events an asynchronous (live) venue produced outside an OMS call."""
+        self._process(events)
+
     # ----------------------------------------------------------------- recovery
 
     def restore(

@@ -21,7 +21,7 @@ from trading.engine.strategies import available_strategies
 from trading.models import Account
 from trading.runtime import RuntimeConfig, TradingRuntime
 from trading.runtime_stops import stop_rules
-from trading.selectors import live_trading_blockers_for
+from trading.selectors import live_trading_blockers_for, live_venue_for
 
 
 def parse_params(items: list[str]) -> dict[str, object]:
@@ -76,14 +76,30 @@ class Command(BaseCommand):
             metavar="HOST:PORT",
             help="Also serve the dashboard, admin, API and WebSockets",
         )
-        parser.add_argument("--stop-loss", type=Decimal, metavar="FRACTION",
-                            help="Close any position this far below (long) / above entry")
-        parser.add_argument("--trailing-stop", type=Decimal, metavar="FRACTION",
-                            help="Close any position this far from its best price")
-        parser.add_argument("--atr-stop", type=Decimal, metavar="K",
-                            help="Trailing stop K x ATR(14, 1m bars) from the best price")
-        parser.add_argument("--max-hold", type=float, metavar="SECONDS",
-                            help="Close any position held longer than this")
+        parser.add_argument(
+            "--stop-loss",
+            type=Decimal,
+            metavar="FRACTION",
+            help="Close any position this far below (long) / above entry",
+        )
+        parser.add_argument(
+            "--trailing-stop",
+            type=Decimal,
+            metavar="FRACTION",
+            help="Close any position this far from its best price",
+        )
+        parser.add_argument(
+            "--atr-stop",
+            type=Decimal,
+            metavar="K",
+            help="Trailing stop K x ATR(14, 1m bars) from the best price",
+        )
+        parser.add_argument(
+            "--max-hold",
+            type=float,
+            metavar="SECONDS",
+            help="Close any position held longer than this",
+        )
         parser.add_argument("--snapshot-interval", type=float, default=10.0)
         parser.add_argument("--heartbeat-interval", type=float, default=15.0)
 
@@ -121,7 +137,8 @@ class Command(BaseCommand):
             stop_rules=self._stop_rules(options),
         )
         try:
-            summary = asyncio.run(self._run(config, feed, options["serve"]))
+            live = live_venue_for(account=account) if options["live"] else None
+            summary = asyncio.run(self._run(config, feed, options["serve"], live))
         except StrategyConfigError as exc:
             raise CommandError(f"strategy: {exc}") from exc
         except FeedAuthError as exc:
@@ -132,8 +149,12 @@ class Command(BaseCommand):
 
     def _stop_rules(self, options) -> list:
         try:
-            return stop_rules(stop_loss=options["stop_loss"], trailing=options["trailing_stop"],
-                              atr_multiple=options["atr_stop"], max_hold=options["max_hold"])
+            return stop_rules(
+                stop_loss=options["stop_loss"],
+                trailing=options["trailing_stop"],
+                atr_multiple=options["atr_stop"],
+                max_hold=options["max_hold"],
+            )
         except StopConfigError as exc:
             raise CommandError(f"stops: {exc}") from exc
 
@@ -149,17 +170,18 @@ class Command(BaseCommand):
             blockers = live_trading_blockers_for(account=account)
             if blockers:
                 raise CommandError("refusing to trade live: " + "; ".join(blockers))
-            raise CommandError("live execution is not wired into the runtime yet; run with --paper")
+        elif account.mode == "live":
+            self.stderr.write(f"account {account.name!r} is live; trading it on PAPER (--paper)")
         return account
 
-    async def _run(self, config: RuntimeConfig, feed, serve: str | None):
+    async def _run(self, config: RuntimeConfig, feed, serve: str | None, live=None):
         from channels.layers import get_channel_layer
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        runtime = TradingRuntime(config, feed, channel_layer=get_channel_layer())
+        runtime = TradingRuntime(config, feed, channel_layer=get_channel_layer(), live=live)
         server = _embedded_server(serve) if serve else None
         server_task = asyncio.create_task(server.serve()) if server else None
         if server:
@@ -167,6 +189,8 @@ class Command(BaseCommand):
         try:
             return await runtime.run(stop)
         finally:
+            if live is not None:
+                await live.close()
             if server is not None:
                 server.should_exit = True
                 await asyncio.gather(server_task, return_exceptions=True)
