@@ -29,22 +29,22 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
 from marketdata.pipeline import MarketDataPipeline
 from marketdata.storage import AsyncBatchWriter
 from risk.engine.checks import RiskChecker
+from risk.engine.enforcer import StopEnforcer
 from risk.engine.events import ModeChangeRequest
 from trading.engine.hooks import TradingMode
 from trading.engine.oms import OrderManager
 from trading.engine.orders import Fill, Order, OrderIntent
 from trading.engine.portfolio import PositionSnapshot
 from trading.engine.runner import StrategyRunner
+from trading.engine.session import TradingSession
 from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
 from trading.live_bridge import LiveVenueBridge
 from trading.persistence import TradingBatch, TradingStore
 from trading.runtime_control import ControlState, RuntimeControl
-from trading.runtime_stops import StopEnforcer
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class RuntimeConfig:
     heartbeat_interval: float = 15.0
     control_interval: float = 1.0
     stop_rules: list = field(default_factory=list)  # risk.engine.stops rules for every position
+    stop_options: dict[str, Any] = field(default_factory=dict)  # how stop_rules were asked for
     taker_fee_bps: Decimal = Decimal("10")
     maker_fee_bps: Decimal = Decimal("5")
     store_market_data: bool = True
@@ -180,6 +181,7 @@ class TradingRuntime:
         self.oms: OrderManager | None = None
         self.runner: StrategyRunner | None = None
         self.bridge: LiveVenueBridge | None = None
+        self.session: TradingSession | None = None
         self._now: datetime | None = None
         self._live_tasks: list[asyncio.Task] = []
         self._live_stop = asyncio.Event()
@@ -224,6 +226,14 @@ class TradingRuntime:
             strategy = create_strategy(self.config.strategy, **self.config.params)
             self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
         self.runner.start(now)
+        self.session = TradingSession(
+            self.oms,
+            self.runner,
+            self.config.account,
+            timeframe=self.config.timeframe,
+            risk=self.risk,
+            stops=self.stops,
+        )
         logger.info(
             "runtime ready",
             extra={
@@ -237,7 +247,31 @@ class TradingRuntime:
     def _load(self):
         state = self.store.load()
         control = self.control.poll(force=True)
+        self.control.record_session("session_start", self._session_context(state))
         return state, control
+
+    def _session_context(self, state) -> dict:
+        """What a replay needs to reproduce this session: configuration and starting state."""
+        c = self.config
+        return {
+            "account": c.account,
+            "symbols": c.symbols,
+            "feed": c.feed,
+            "strategy": c.strategy,
+            "params": c.params,
+            "timeframe": c.timeframe,
+            "stops": c.stop_options,
+            "taker_fee_bps": c.taker_fee_bps,
+            "maker_fee_bps": c.maker_fee_bps,
+            "live": self.live is not None,
+            "cash": state.cash,
+            "positions": [
+                {"symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price}
+                for p in state.positions
+            ],
+            "open_orders": len(state.open_orders),
+            "started_at": self.clock(),
+        }
 
     # ----------------------------------------------------------------- run
 
@@ -299,6 +333,11 @@ class TradingRuntime:
         await self.broadcasts.put(None)
         await asyncio.gather(tasks[-1], return_exceptions=True)
         await self._db(self.control.record_heartbeat, self._heartbeat_context("stopped"))
+        await self._db(
+            self.control.record_session,
+            "session_end",
+            {**self._heartbeat_context("stopped"), "ended_at": self._now},
+        )
         await asyncio.get_running_loop().run_in_executor(self.db, connections.close_all)
         self.db.shutdown(wait=True)
 
@@ -323,64 +362,37 @@ class TradingRuntime:
 
     async def _emit(self, event: object, received: float | None = None) -> None:
         """Store a pipeline output and show it to the engine."""
-        if self.md_writer is not None and not isinstance(event, BookSnapshot | Quote):
+        if self.md_writer is not None:
             await self.md_writer.put(event, received)
-        runner = self.runner
-        if isinstance(event, Trade):
-            self._now = event.ts
-            runner.on_trade(event)
-            for intent in self.stops.on_trade(self.oms, event):
-                self.oms.submit(intent, event.ts)
-        elif isinstance(event, Quote):
-            runner.on_quote(event)
-        elif isinstance(event, BookSnapshot):
-            runner.on_book(event)
-        elif isinstance(event, Bar):
-            self._on_bar(event)
-
-    def _on_bar(self, bar: Bar) -> None:
-        self.stops.on_bar(bar)
-        if bar.timeframe == "1m" and self.risk is not None:
-            self.risk.update_price(bar.symbol, bar.close)
-        if bar.timeframe != self.config.timeframe:
-            return
-        self.summary.bars += 1
-        self.runner.on_bar(bar)
-        self._publish(
-            f"market.{bar.symbol}",
-            "bar",
-            {
-                "symbol": bar.symbol,
-                "timeframe": bar.timeframe,
-                "ts": bar.ts.isoformat(),
-                "open": bar.open,
-                "high": bar.high,
-                "low": bar.low,
-                "close": bar.close,
-                "volume": bar.volume,
-            },
-        )
-        if self.risk is not None:
-            account = self.config.account
-            view = self.oms.portfolio(account).view(
-                self.oms.mode(account), len(self.oms.open_orders(account))
+        bar = self.session.on_event(event)
+        self._now = self.session.now
+        if bar is not None:
+            self.summary.bars += 1
+            self._publish(
+                f"market.{bar.symbol}",
+                "bar",
+                {
+                    "symbol": bar.symbol,
+                    "timeframe": bar.timeframe,
+                    "ts": bar.ts.isoformat(),
+                    "open": bar.open,
+                    "high": bar.high,
+                    "low": bar.low,
+                    "close": bar.close,
+                    "volume": bar.volume,
+                },
             )
-            self.risk.check_account(view, bar.ts)
 
     # ----------------------------------------------------------------- risk
 
     def _drain_risk(self) -> None:
         """Apply mode changes the risk engine asked for; queue its events for storage."""
-        risk = self.risk
-        if risk is None:
+        if self.session is None:
             return
-        changes = risk.drain_mode_changes()
-        events = risk.drain_events()
+        events, changes = self.session.drain_risk()
         if not changes and not events:
             return
-        now = self._now or self.clock()
         for change in changes:
-            self.oms.set_mode(change.account, change.mode, now)
             self._publish(
                 "risk",
                 "trading_state",

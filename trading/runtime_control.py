@@ -109,3 +109,12 @@ class RuntimeControl:
             message=f"{status} at {timezone.now():%H:%M:%S}",
             context=context,
         )
+
+    def record_session(self, kind: str, context: dict) -> None:
+        """Store a ``session_start`` / ``session_end`` event (what replays read)."""
+        system_event_record(
+            component="runtrader",
+            kind=kind,
+            message=f"{kind} {self.account_name}",
+            context={"account": self.account_name, **context},
+        )

@@ -79,7 +79,7 @@ async def test_drawdown_breach_fires_the_kill_switch(paper):
 
 
 async def test_engine_enforces_stops_the_strategy_never_set(paper):
-    from trading.runtime_stops import STOP_STRATEGY, stop_rules
+    from risk.engine.enforcer import STOP_STRATEGY, stop_rules
 
     rules = stop_rules(stop_loss=Decimal("0.0002"), trailing=Decimal("0.0002"))
     async with running(paper, stop_rules=rules):

@@ -15,12 +15,12 @@ from marketdata.feeds import LIVE_SOURCES, build_feed
 from marketdata.management.commands.ingest import parse_symbols
 from marketdata.selectors import feed_config
 from marketdata.services import symbols_ensure
+from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
 from trading.engine.errors import StrategyConfigError
 from trading.engine.strategies import available_strategies
 from trading.models import Account
 from trading.runtime import RuntimeConfig, TradingRuntime
-from trading.runtime_stops import stop_rules
 from trading.selectors import live_trading_blockers_for, live_venue_for
 
 
@@ -135,6 +135,11 @@ class Command(BaseCommand):
             snapshot_interval=options["snapshot_interval"],
             heartbeat_interval=options["heartbeat_interval"],
             stop_rules=self._stop_rules(options),
+            stop_options={
+                k: options[k]
+                for k in ("stop_loss", "trailing_stop", "atr_stop", "max_hold")
+                if options[k] is not None
+            },
         )
         try:
             live = live_venue_for(account=account) if options["live"] else None

@@ -1,4 +1,4 @@
-"""Protective stops the running engine enforces even when a strategy forgets them.
+"""Protective stops the trading engine enforces even when a strategy forgets them (live and replay).
 
 ``StopEnforcer`` wraps ``risk.engine.stops.StopManager``: it mirrors the account's positions after
 fills, feeds it trade prices and 1m-bar ATR, and turns its exit intents into reduce-only market

@@ -1,0 +1,98 @@
+"""``TradingSession``: how market events drive the engine, shared by live trading and replay.
+
+For each validated market event (trades, quotes, books, bars from the aggregator) the session
+feeds the OMS and strategies through the ``StrategyRunner``, lets protective stops act on trade
+prices, keeps the risk checker's prices and account checks current on bars, and applies the
+trading-mode changes risk asks for. ``runtrader`` wraps it with I/O (feeds, persistence,
+broadcasts); the backtester's replay drives the very same object from recorded data, so both
+make the same decisions from the same events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from trading.engine.oms import OrderManager
+from trading.engine.orders import OrderIntent
+from trading.engine.runner import StrategyRunner
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # only before any event: nothing can be open yet
+
+
+class StopHook(Protocol):
+    """Protective stops (``risk.engine.enforcer.StopEnforcer``)."""
+
+    def on_trade(self, oms: OrderManager, trade: Trade) -> list[OrderIntent]:
+        """Return exit orders this print triggers."""
+        ...
+
+    def on_bar(self, bar: Bar) -> None:
+        """Update volatility state from a bar."""
+        ...
+
+
+class TradingSession:
+    """Route events to runner, stops and risk for one account."""
+
+    def __init__(
+        self,
+        oms: OrderManager,
+        runner: StrategyRunner,
+        account: str,
+        *,
+        timeframe: str = "1m",
+        risk: Any = None,
+        stops: StopHook | None = None,
+    ) -> None:
+        self.oms = oms
+        self.runner = runner
+        self.account = account
+        self.timeframe = timeframe
+        self.risk = risk
+        self.stops = stops
+        self.now: datetime | None = None
+        self.bars = 0
+
+    def on_event(self, event: object) -> Bar | None:
+        """Process one event; return it if it was a bar the strategies traded on."""
+        if isinstance(event, Trade):
+            self.now = event.ts
+            self.runner.on_trade(event)
+            if self.stops is not None:
+                for intent in self.stops.on_trade(self.oms, event):
+                    self.oms.submit(intent, event.ts)
+        elif isinstance(event, Quote):
+            self.runner.on_quote(event)
+        elif isinstance(event, BookSnapshot):
+            self.runner.on_book(event)
+        elif isinstance(event, Bar):
+            return self._on_bar(event)
+        return None
+
+    def _on_bar(self, bar: Bar) -> Bar | None:
+        if self.stops is not None:
+            self.stops.on_bar(bar)
+        if bar.timeframe == "1m" and self.risk is not None:
+            self.risk.update_price(bar.symbol, bar.close)
+        if bar.timeframe != self.timeframe:
+            return None
+        self.bars += 1
+        self.runner.on_bar(bar)
+        if self.risk is not None:
+            view = self.oms.portfolio(self.account).view(
+                self.oms.mode(self.account), len(self.oms.open_orders(self.account))
+            )
+            self.risk.check_account(view, bar.ts)
+        return bar
+
+    def drain_risk(self) -> tuple[list, list]:
+        """Apply the mode changes risk asked for; return (risk events, mode changes)."""
+        if self.risk is None:
+            return [], []
+        changes = self.risk.drain_mode_changes()
+        events = self.risk.drain_events()
+        for change in changes:
+            self.oms.set_mode(change.account, change.mode, self.now or change.ts or _EPOCH)
+        return events, changes
