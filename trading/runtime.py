@@ -66,6 +66,8 @@ class RuntimeConfig:
     control_interval: float = 1.0
     stop_rules: list = field(default_factory=list)  # risk.engine.stops rules for every position
     stop_options: dict[str, Any] = field(default_factory=dict)  # how stop_rules were asked for
+    model: str | None = None  # ML model name to run (None: any active model for the symbols)
+    use_models: bool = False  # run active models on bars and hand predictions to strategies
     taker_fee_bps: Decimal = Decimal("10")
     maker_fee_bps: Decimal = Decimal("5")
     store_market_data: bool = True
@@ -170,7 +172,14 @@ class TradingRuntime:
         self.layer = channel_layer
         self.summary = RunSummary()
         self.store = TradingStore(config.account)
-        self.control = RuntimeControl(config.account)
+        self.control = RuntimeControl(
+            config.account,
+            symbols=config.symbols,
+            timeframe=config.timeframe,
+            model_name=config.model,
+            use_models=config.use_models,
+        )
+        self._model_ids: dict[str, int | None] = {}
         self.recorder = Recorder()
         self.stops = StopEnforcer(config.account, config.stop_rules)
         self.pipeline = MarketDataPipeline(source=config.feed)
@@ -234,6 +243,7 @@ class TradingRuntime:
             risk=self.risk,
             stops=self.stops,
         )
+        self._apply_models(control.models)
         logger.info(
             "runtime ready",
             extra={
@@ -425,6 +435,22 @@ class TradingRuntime:
             self.summary.fills += len(batch.fills)
             self._publish_batch(batch)
         await self._db(self.control.flush_risk)
+        if self.session.predictions:
+            predictions, self.session.predictions = self.session.predictions, []
+            await self._db(self.control.store_predictions, predictions, dict(self._model_ids))
+            for p in predictions:
+                self._publish(
+                    f"market.{p.symbol}",
+                    "prediction",
+                    {
+                        "symbol": p.symbol,
+                        "ts": p.ts.isoformat(),
+                        "probability_up": p.value,
+                        "expected_return": p.expected_return,
+                        "confidence": p.confidence,
+                        "model": p.model,
+                    },
+                )
 
     async def _snapshot(self) -> None:
         now = self._now or self.clock()
@@ -449,6 +475,18 @@ class TradingRuntime:
                 "daily_pnl": str(snap.daily_pnl),
             },
         )
+
+    def _apply_models(self, models: dict | None) -> None:
+        """Swap in newly activated models (or drop deactivated ones) without a restart."""
+        if not models:
+            return
+        for symbol, (model_id, predictor) in models.items():
+            self._model_ids[symbol] = model_id if predictor is not None else None
+            if predictor is None:
+                self.session.predictors.pop(symbol, None)
+            else:
+                self.session.predictors[symbol] = predictor
+            logger.info("model switched", extra={"symbol": symbol, "model_id": model_id})
 
     async def _persist_order(self, order: Order) -> None:
         """Store one order now (write-ahead before it is sent to an exchange)."""
@@ -504,6 +542,7 @@ class TradingRuntime:
         if state.mode is not None and TradingMode(state.mode) is not self.oms.mode(account):
             self.oms.set_mode(account, TradingMode(state.mode), now)
             self.risk.clear_pending(account)
+        self._apply_models(state.models)
         for cid in state.cancels:
             if self.oms.get(cid) is not None:
                 self.oms.cancel(cid, now, reason="cancel requested by operator")

@@ -42,13 +42,28 @@ class ControlState:
     lot_sizes: dict[str, Decimal] = field(default_factory=dict)
     new_orders: list[EngineOrder] = field(default_factory=list)
     cancels: list[str] = field(default_factory=list)
+    # symbol -> (model id, loaded Predictor or None when the symbol has no active model)
+    models: dict[str, tuple[int | None, object | None]] | None = None
 
 
 class RuntimeControl:
     """Database side of the control loop for one account."""
 
-    def __init__(self, account_name: str) -> None:
+    def __init__(
+        self,
+        account_name: str,
+        *,
+        symbols: Iterable[str] = (),
+        timeframe: str = "1m",
+        model_name: str | None = None,
+        use_models: bool = False,
+    ) -> None:
         self.account_name = account_name
+        self.symbols = list(symbols)
+        self.timeframe = timeframe
+        self.model_name = model_name
+        self.use_models = use_models
+        self._model_ids: dict[str, int | None] = {}
         self.store = TradingStore(account_name)
         self._limits_version: tuple | None = None
         self._state_seen: tuple | None = None
@@ -77,6 +92,8 @@ class RuntimeControl:
             state.mode = row.state
         if force:
             state.lot_sizes = dict(Symbol.objects.values_list("name", "lot_size"))
+        if self.use_models:
+            state.models = self._models_changed(force)
         working = set(working)
         state.cancels = [cid for cid in self.store.cancel_requests(working) if cid in working]
         state.new_orders = self.store.pending_api_orders(set(handled) | working)
@@ -118,3 +135,90 @@ class RuntimeControl:
             message=f"{kind} {self.account_name}",
             context={"account": self.account_name, **context},
         )
+
+    # ------------------------------------------------------------------ models
+
+    def _models_changed(self, force: bool) -> dict[str, tuple[int | None, object | None]] | None:
+        """Return newly (de)activated models per symbol, loaded and primed; None if unchanged."""
+        from models_ml.selectors import active_model_for
+
+        changed = {}
+        for symbol in self.symbols:
+            model = active_model_for(name=self.model_name, symbol=symbol, timeframe=self.timeframe)
+            model_id = model.pk if model is not None else None
+            if not force and self._model_ids.get(symbol) == model_id:
+                continue
+            self._model_ids[symbol] = model_id
+            changed[symbol] = (model_id, self._load_predictor(model, symbol) if model else None)
+        return changed or None
+
+    def _load_predictor(self, model, symbol: str):
+        """Load a model's artifact and prime it with the symbol's stored history."""
+        from datetime import timedelta
+
+        from marketdata.engine.events import TIMEFRAME_SECONDS
+        from marketdata.selectors import bars_frame
+        from models_ml.engine.inference import Predictor
+        from models_ml.selectors import model_artifact_dir
+
+        try:
+            predictor = Predictor.load(model_artifact_dir(model), model_name=str(model))
+        except Exception:  # a bad artifact must not stop trading: log it, trade without it
+            logger.exception("cannot load model %s", model)
+            return None
+        end = timezone.now()
+        span = timedelta(seconds=TIMEFRAME_SECONDS[self.timeframe] * predictor.warmup_bars * 2)
+        history = bars_frame(symbol=symbol, timeframe=self.timeframe, start=end - span, end=end)
+        if len(history):
+            predictor.prime(symbol, history)
+        logger.info(
+            "model loaded",
+            extra={"model": str(model), "symbol": symbol, "primed_bars": len(history)},
+        )
+        return predictor
+
+    def store_predictions(self, predictions: list, model_ids: dict[str, int | None]) -> int:
+        """Store predictions (direction and return rows) and cache the latest per symbol."""
+        from django.core.cache import cache
+
+        from models_ml.models import Prediction
+
+        symbol_ids = dict(
+            Symbol.objects.filter(name__in={p.symbol for p in predictions}).values_list(
+                "name", "pk"
+            )
+        )
+        rows = []
+        for p in predictions:
+            model_id = model_ids.get(p.symbol)
+            if model_id is None:
+                continue
+            common = {
+                "model_id": model_id,
+                "symbol_id": symbol_ids[p.symbol],
+                "ts": p.ts,
+                "horizon": p.horizon,
+                "confidence": min(1.0, max(0.0, p.confidence)),
+            }
+            rows.append(
+                Prediction(
+                    kind="direction",
+                    value=p.value,
+                    features={k: float(v) for k, v in p.features.items()},
+                    **common,
+                )
+            )
+            rows.append(Prediction(kind="return", value=p.expected_return, **common))
+            cache.set(
+                f"rrr:prediction:{p.symbol}",
+                {
+                    "model_id": model_id,
+                    "ts": p.ts.isoformat(),
+                    "probability_up": p.value,
+                    "expected_return": p.expected_return,
+                    "confidence": p.confidence,
+                },
+                3600,
+            )
+        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
+        return len(rows)

@@ -10,14 +10,17 @@ make the same decisions from the same events.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
 from trading.engine.oms import OrderManager
 from trading.engine.orders import OrderIntent
 from trading.engine.runner import StrategyRunner
 
+logger = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # only before any event: nothing can be open yet
 
 
@@ -54,6 +57,9 @@ class TradingSession:
         self.stops = stops
         self.now: datetime | None = None
         self.bars = 0
+        self.predictors: dict[str, Any] = {}  # symbol -> models_ml Predictor (duck-typed)
+        self.predictions: list[Any] = []  # produced since the runtime last drained them
+        self.prediction_errors = 0
 
     def on_event(self, event: object) -> Bar | None:
         """Process one event; return it if it was a bar the strategies traded on."""
@@ -80,12 +86,30 @@ class TradingSession:
             return None
         self.bars += 1
         self.runner.on_bar(bar)
+        predictor = self.predictors.get(bar.symbol)
+        if predictor is not None:
+            self._predict(predictor, bar)
         if self.risk is not None:
             view = self.oms.portfolio(self.account).view(
                 self.oms.mode(self.account), len(self.oms.open_orders(self.account))
             )
             self.risk.check_account(view, bar.ts)
         return bar
+
+    def _predict(self, predictor: Any, bar: Bar) -> None:
+        """Run the model on a closed bar and hand its direction call to the strategies."""
+        try:
+            output = predictor.predict(bar)
+        except Exception:  # a broken model must never stop trading; it is logged and counted
+            self.prediction_errors += 1
+            logger.exception("prediction failed for %s at %s", bar.symbol, bar.ts)
+            return
+        if output is None:
+            return
+        self.predictions.append(output)
+        direction, _ = output.to_predictions()
+        decided_at = bar.ts + timedelta(seconds=Timeframe(bar.timeframe).seconds)
+        self.runner.on_prediction(replace(direction, ts=decided_at))
 
     def drain_risk(self) -> tuple[list, list]:
         """Apply the mode changes risk asked for; return (risk events, mode changes)."""

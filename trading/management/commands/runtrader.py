@@ -135,6 +135,9 @@ class Command(BaseCommand):
             snapshot_interval=options["snapshot_interval"],
             heartbeat_interval=options["heartbeat_interval"],
             stop_rules=self._stop_rules(options),
+            model=options["model"],
+            use_models=not options["no_models"]
+            and (strategy == "model_signal" or bool(options["model"])),
             stop_options={
                 k: options[k]
                 for k in ("stop_loss", "trailing_stop", "atr_stop", "max_hold")
