@@ -36,8 +36,9 @@ def bars_frame(*, symbol: str, timeframe: str, start: datetime, end: datetime) -
         f"FROM {table} b JOIN {sym_table} s ON s.id = b.symbol_id "
         f"WHERE s.name = %s AND b.timeframe = %s AND b.ts >= %s AND b.ts < %s ORDER BY b.ts"
     )
+    adapt = connection.ops.adapt_datetimefield_value  # SQLite compares datetimes as text
     with connection.cursor() as cursor:
-        cursor.execute(sql, [symbol, timeframe, start, end])
+        cursor.execute(sql, [symbol, timeframe, adapt(start), adapt(end)])
         rows = cursor.fetchall()
     frame = pd.DataFrame.from_records(rows, columns=BAR_COLUMNS)
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)

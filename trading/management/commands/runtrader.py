@@ -77,6 +77,14 @@ class Command(BaseCommand):
             help="Also serve the dashboard, admin, API and WebSockets",
         )
         parser.add_argument(
+            "--model",
+            help="ML model name to run (default: any active model "
+            "for the symbols and timeframe; used by model_signal)",
+        )
+        parser.add_argument(
+            "--no-models", action="store_true", help="Do not run ML models even with model_signal"
+        )
+        parser.add_argument(
             "--stop-loss",
             type=Decimal,
             metavar="FRACTION",
