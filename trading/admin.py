@@ -38,6 +38,50 @@ class AccountAdmin(AuditedModelAdmin):
     inlines = [RiskLimitInline]
     actions = ["halt_trading", "resume_trading", "cancel_open_orders"]
 
+    def get_urls(self):
+        """Add the halt/resume buttons' endpoints (POST only)."""
+        from django.urls import path
+
+        own = [
+            path(
+                "<int:pk>/halt/",
+                self.admin_site.admin_view(self._halt_view),
+                name="trading_account_halt",
+            ),
+            path(
+                "<int:pk>/resume/",
+                self.admin_site.admin_view(self._resume_view),
+                name="trading_account_resume",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _set_state_view(self, request, pk: int, state: str, verb: str):
+        from django.http import HttpResponseNotAllowed
+        from django.shortcuts import get_object_or_404, redirect
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        account = get_object_or_404(Account, pk=pk)
+        if not self.has_change_permission(request, account):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        trading_state_set(
+            account=account,
+            state=state,
+            reason=f"{verb} from admin by {request.user}",
+            actor=request.user,
+        )
+        self.message_user(request, f"{account.name}: trading {verb}.")
+        return redirect("admin:trading_account_change", pk)
+
+    def _halt_view(self, request, pk: int):
+        return self._set_state_view(request, pk, TradingStateChoice.HALTED, "halted")
+
+    def _resume_view(self, request, pk: int):
+        return self._set_state_view(request, pk, TradingStateChoice.ACTIVE, "resumed")
+
     def get_readonly_fields(self, request, obj=None):
         """Cash and capital are engine-owned once the account exists."""
         return ["cash", "initial_capital"] if obj else []

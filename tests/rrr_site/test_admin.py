@@ -126,3 +126,19 @@ def test_cancel_open_orders_action(admin_client):
     assert Order.objects.get(pk=working.pk).status == "cancelled"
     assert Order.objects.get(pk=done.pk).status == "filled"
     assert AuditLog.objects.filter(action="order.cancel", object_id=str(working.pk)).exists()
+
+
+def test_halt_and_resume_buttons_on_the_account_page(admin_client):
+    account = AccountFactory()
+    page = admin_client.get(reverse("admin:trading_account_change", args=[account.pk]))
+    assert b"Halt trading" in page.content and b"Resume trading" in page.content
+    assert (
+        admin_client.get(reverse("admin:trading_account_halt", args=[account.pk])).status_code
+        == 405
+    )
+    response = admin_client.post(reverse("admin:trading_account_halt", args=[account.pk]))
+    assert response.status_code == 302
+    assert TradingState.objects.get(account=account).state == "halted"
+    admin_client.post(reverse("admin:trading_account_resume", args=[account.pk]))
+    assert TradingState.objects.get(account=account).state == "active"
+    assert AuditLog.objects.filter(action="trading_state.set").count() == 2
