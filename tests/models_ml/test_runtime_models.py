@@ -33,7 +33,7 @@ def artifact_dirs(tmp_path_factory):
     for seed in (0, 1):
         train = TrainConfig(epochs=1, seed=seed, num_threads=1, batch_size=128)
         outcome = run_training(bars, replace(spec, train=train))
-        path = tmp_path_factory.mktemp(f"model-v{seed + 1}")
+        path = tmp_path_factory.mktemp(f"model-v{seed + 1}") / "artifact"
         outcome.save(path, {"name": "btc-1s"})
         dirs.append(path)
     return dirs
