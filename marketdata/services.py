@@ -57,3 +57,23 @@ def symbols_ensure(names: list[str]) -> list[Symbol]:
                 name=name, base=base, quote=quote, venue_symbols=_venue_symbols(base, quote)
             )
     return [existing[n] for n in names]
+
+
+def quality_event_record_rejected(*, event: object, reason: str, source: str) -> None:
+    """Record an event the storage refused (e.g. unknown symbol) as a quarantined finding."""
+    from django.utils import timezone
+
+    from marketdata.models import DataQualityEvent
+    from marketdata.pipeline import event_payload
+
+    symbol = getattr(event, "symbol", "")
+    DataQualityEvent.objects.create(
+        ts=timezone.now(),
+        event_ts=getattr(event, "ts", None),
+        source=source,
+        symbol=Symbol.objects.filter(name=symbol).first() if symbol else None,
+        rule="storage_rejected",
+        verdict="quarantine",
+        reason=reason[:2000],
+        payload=event_payload(event),
+    )

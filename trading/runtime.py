@@ -30,6 +30,7 @@ from typing import Any
 from django.db import close_old_connections, connections
 
 from marketdata.pipeline import MarketDataPipeline
+from marketdata.services import quality_event_record_rejected
 from marketdata.storage import AsyncBatchWriter
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
@@ -289,7 +290,13 @@ class TradingRuntime:
         """Run until ``stop`` is set, the duration elapses or the feed ends; then shut down."""
         await self.setup()
         if self.config.store_market_data:
-            self.md_writer = AsyncBatchWriter(clock=time.monotonic).start()
+            source = self.config.feed
+            self.md_writer = AsyncBatchWriter(
+                clock=time.monotonic,
+                on_reject=lambda event, why: quality_event_record_rejected(
+                    event=event, reason=why, source=source
+                ),
+            ).start()
         tasks = [
             asyncio.create_task(self._consume(stop), name="feed"),
             asyncio.create_task(self._every(self.config.flush_interval, self._flush, stop)),

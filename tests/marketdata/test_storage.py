@@ -94,3 +94,15 @@ def test_async_writer_batches_and_isolates_bad_events():
     assert stats.offered == 1001 and stats.written == 1000 and stats.rejected == 1
     assert [e.symbol for e, _ in rejected] == ["NOPE-USD"] and "UnknownSymbol" in rejected[0][1]
     assert stats.batches >= 8 and len(stats.latencies) == 1001
+
+
+@pytest.mark.django_db
+def test_storage_rejections_are_kept_as_quality_events():
+    from marketdata.models import DataQualityEvent
+    from marketdata.services import quality_event_record_rejected
+
+    bad = trades(1, symbol="NOPE-USD")[0]
+    quality_event_record_rejected(event=bad, reason="UnknownSymbol: NOPE-USD", source="polygon")
+    row = DataQualityEvent.objects.get()
+    assert (row.rule, row.verdict, row.source) == ("storage_rejected", "quarantine", "polygon")
+    assert row.payload["trade_id"] == "t0" and row.symbol is None

@@ -12,7 +12,7 @@ from marketdata.adapters.base import FeedAuthError, FeedError
 from marketdata.feeds import LIVE_SOURCES, build_feed
 from marketdata.pipeline import MarketDataPipeline
 from marketdata.selectors import feed_config
-from marketdata.services import symbols_ensure
+from marketdata.services import quality_event_record_rejected, symbols_ensure
 from marketdata.storage import AsyncBatchWriter
 
 
@@ -70,7 +70,13 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        writer = AsyncBatchWriter(clock=time.monotonic).start()
+        source = pipeline.source
+        writer = AsyncBatchWriter(
+            clock=time.monotonic,
+            on_reject=lambda event, why: quality_event_record_rejected(
+                event=event, reason=why, source=source
+            ),
+        ).start()
         consumer = asyncio.create_task(self._consume(feed, pipeline, writer, stop))
         waiters = [consumer, asyncio.create_task(stop.wait())]
         timeout = duration if duration and duration > 0 else None
