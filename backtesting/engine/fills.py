@@ -1,0 +1,586 @@
+"""Fill models for backtests: a ``Venue`` wrapper that decides *when*, at *what price* and for
+*how much* market orders execute, while every execution is done by ``trading.engine`` itself.
+
+``BacktestVenue`` satisfies ``trading.engine.venue.Venue`` and owns two ``PaperVenue``s:
+
+* the *inner* venue receives limit, stop, trailing and bracket orders and replays each bar's price
+  path exactly as in paper trading (its maker fills are capped by ``volume_cap`` × bar volume);
+* market orders are held by the wrapper until the fill model's moment — the next bar's open
+  (``next_open``), the close of the bar just seen (``close``), or the current order book
+  (``book``: given snapshots, else a book synthesised from the last bar's range and volume) —
+  priced there by the slippage model and capped by the volume cap. Each execution is a child
+  market order sent to the *execution* venue, which quotes exactly that price (or the book), and
+  the child's fills (price, fee, liquidity) are booked against the parent order through
+  ``Order.fill``. So fees, fills and order states come from the one trading engine; only the
+  price and the size of each execution are modelled here. Whatever the cap leaves keeps working
+  (GTC/DAY), is cancelled (IOC), or kills the order (FOK).
+
+Bars for which nothing is working are not replayed through the inner venue; its book is brought
+up to date from the last bar just before it is next needed, which gives the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from backtesting.engine.errors import BacktestConfigError
+from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
+from trading.engine.constants import DEFAULT_LOT
+from trading.engine.errors import UnknownOrder
+from trading.engine.money import ZERO, floor_to_step, to_decimal
+from trading.engine.orders import (
+    Fill,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from trading.engine.venue import (
+    PaperVenue,
+    PositionLookup,
+    VenueConfig,
+    VenueEvent,
+    VenueEventKind,
+)
+
+_INF = float("inf")
+_BUY = OrderSide.BUY
+PRICE_DIGITS = 10
+_BAR_LENGTH = {tf: timedelta(seconds=secs) for tf, secs in TIMEFRAME_SECONDS.items()}
+
+
+class FillModel(StrEnum):
+    """When market orders execute (values match ``backtesting.choices.FillModel``)."""
+
+    NEXT_OPEN = "next_open"
+    CLOSE = "close"
+    BOOK = "book"
+
+
+class SlippageModel(Protocol):
+    """Turns a reference price into the price an order of ``quantity`` actually gets."""
+
+    def adjust(self, price: float, sign: int, quantity: float, bar: Bar | None) -> float:
+        """Return the execution price for a buy (``sign`` +1) or sell (-1)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NoSlippage:
+    """Execute at the reference price."""
+
+    def adjust(self, price: float, sign: int, quantity: float, bar: Bar | None) -> float:
+        """Return ``price`` unchanged."""
+        return price
+
+
+@dataclass(frozen=True, slots=True)
+class FixedBps:
+    """Pay ``bps`` basis points over (buys) or under (sells) the reference price."""
+
+    bps: float
+
+    def adjust(self, price: float, sign: int, quantity: float, bar: Bar | None) -> float:
+        """Return ``price × (1 ± bps / 10 000)``."""
+        return price * (1.0 + sign * self.bps / 10_000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeShare:
+    """Quadratic impact in the share of the bar's volume taken (zipline's VolumeShareSlippage)."""
+
+    impact: float = 0.1
+
+    def adjust(self, price: float, sign: int, quantity: float, bar: Bar | None) -> float:
+        """Return ``price × (1 ± impact × share²)`` with share = quantity / bar volume (≤ 1)."""
+        share = _volume_share(quantity, bar)
+        return price * (1.0 + sign * self.impact * share * share)
+
+
+@dataclass(frozen=True, slots=True)
+class SquareRootImpact:
+    """Square-root market impact: ``k × σ × √(quantity / volume)``, σ from the bar's range."""
+
+    k: float = 1.0
+
+    def adjust(self, price: float, sign: int, quantity: float, bar: Bar | None) -> float:
+        """Return ``price × (1 ± k σ √share)`` with σ = (high − low) / open of the bar."""
+        if bar is None or bar.open <= 0:
+            return price
+        sigma = (bar.high - bar.low) / bar.open
+        return price * (1.0 + sign * self.k * sigma * math.sqrt(_volume_share(quantity, bar)))
+
+
+def tidy_price(price: float) -> float:
+    """Round a modelled price to ``PRICE_DIGITS`` significant digits.
+
+    Model arithmetic leaves binary noise (100 × 1.001 = 100.10000000000001); exchange prices
+    have a few significant digits, and short Decimals keep the portfolio's sums exact.
+    """
+    return float(f"{price:.{PRICE_DIGITS}g}")
+
+
+def _volume_share(quantity: float, bar: Bar | None) -> float:
+    if bar is None or bar.volume <= 0:
+        return 1.0
+    return min(quantity / bar.volume, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class FillConfig:
+    """Fill model, slippage, fees and volume cap of a backtest venue."""
+
+    model: FillModel = FillModel.NEXT_OPEN
+    slippage: SlippageModel = NoSlippage()
+    maker_fee_bps: Decimal = ZERO
+    taker_fee_bps: Decimal = ZERO
+    volume_cap: float | None = None  # max fraction of a bar's volume one order may take
+    quantity_step: Decimal = DEFAULT_LOT  # caps are rounded down to this
+    book_levels: int = 5  # levels per side of a synthesised book
+    name: str = "backtest"
+
+    def __post_init__(self) -> None:
+        if self.volume_cap is not None and not 0 < self.volume_cap <= 1:
+            raise BacktestConfigError("volume_cap must be in (0, 1]")
+        if self.book_levels < 1:
+            raise BacktestConfigError("book_levels must be >= 1")
+        if self.maker_fee_bps < 0 or self.taker_fee_bps < 0:
+            raise BacktestConfigError("fees must be non-negative (rebates are not modelled)")
+        object.__setattr__(self, "model", FillModel(self.model))
+
+
+def synthesise_book(bar: Bar, levels: int, volume_cap: float | None) -> BookSnapshot:
+    """Return a book around ``bar.close``: ``levels`` levels a side spanning the bar's range.
+
+    Level spacing is (high − low) / (2 × levels), at least 1 bp of the close; each level holds
+    the bar's volume (× cap) spread evenly over the levels of one side.
+    """
+    close = bar.close
+    step = max((bar.high - bar.low) / (2 * levels), close * 1e-4)
+    # Sizes on the lot grid (1e-8) so the exact portfolio sums stay short.
+    size = round(math.floor(bar.volume * (volume_cap or 1.0) / levels * 1e8) / 1e8, 8)
+    bids = tuple((tidy_price(close - step * (i + 0.5)), size) for i in range(levels))
+    asks = tuple((tidy_price(close + step * (i + 0.5)), size) for i in range(levels))
+    return BookSnapshot(bar.symbol, bar.ts, bids, asks)
+
+
+class BacktestVenue:
+    """Backtest venue: fill-model timing and pricing around two ``PaperVenue``s (see module)."""
+
+    def __init__(self, config: FillConfig | None = None) -> None:
+        self.config = cfg = config or FillConfig()
+        spread = Decimal(0)
+        if isinstance(cfg.slippage, FixedBps):
+            spread = to_decimal(2 * cfg.slippage.bps)  # ± bps around each print for the inner venue
+        fees = {"maker_fee_bps": cfg.maker_fee_bps, "taker_fee_bps": cfg.taker_fee_bps}
+        self.inner = PaperVenue(VenueConfig(cfg.name, synthetic_spread_bps=spread, **fees))
+        self.executor = PaperVenue(VenueConfig(f"{cfg.name}-x", **fees))
+        self._lookup: PositionLookup | None = None
+        self._delta: dict[tuple[str, str], Decimal] = {}  # fills returned by the current call
+        self._market: dict[str, deque[Order]] = {}  # held market orders by symbol, FIFO
+        self._waiting: dict[str, list[tuple[Order, Sequence[Order]]]] = {}  # next_open non-market
+        self._held: dict[str, Order] = {}  # every order the wrapper itself holds, by id
+        self._live: dict[str, set[str]] = {}  # ids working at the inner venue, by symbol
+        self._stale: dict[str, Bar] = {}  # last bar the inner venue has not seen, by symbol
+        self._last: dict[str, Bar] = {}
+        self._books: set[str] = set()  # symbols with given book snapshots
+        self._ticks: set[str] = set()  # symbols with given trade prints (no bar path replay)
+        self._budget: dict[str, Decimal | None] = {}  # what the volume cap leaves in this bar
+        self._cap_frac = cfg.volume_cap
+        self._book_model = cfg.model is FillModel.BOOK
+        self._deferred: list[VenueEvent] = []  # events of a sync outside any call's event list
+        self._children = 0
+        positions = self._positions
+        self.inner.bind_positions(positions)
+        self.executor.bind_positions(positions)
+
+    # ----------------------------------------------------------------- Venue protocol
+
+    def bind_positions(self, lookup: PositionLookup) -> None:
+        """Set the ``(account, symbol) -> quantity`` lookup of the OMS."""
+        self._lookup = lookup
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        """Return the inner venue's mid (or last print) for ``symbol``."""
+        self._sync(symbol, self._deferred)
+        return self.inner.reference_price(symbol)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Return every non-terminal order held here or at the inner venue."""
+        held = [o for o in self._held.values() if symbol is None or o.symbol == symbol]
+        return held + self.inner.open_orders(symbol)
+
+    def submit(self, order: Order, now: datetime) -> list[VenueEvent]:
+        """Hold a market order for its fill moment; route other orders to the inner venue."""
+        events = self._begin()
+        if order.type is OrderType.MARKET:
+            self._accept_market(order, now, events)
+        elif self.config.model is FillModel.NEXT_OPEN:
+            self._hold(order, (), now, events)
+        else:
+            self._inner_call(events, order.symbol, lambda: self.inner.submit(order, now), order)
+        return events
+
+    def submit_bracket(
+        self, entry: Order, children: Sequence[Order], now: datetime
+    ) -> list[VenueEvent]:
+        """Route a bracket to the inner venue (at the next open under ``next_open``)."""
+        events = self._begin()
+        if self.config.model is FillModel.NEXT_OPEN:
+            self._hold(entry, children, now, events)
+        else:
+            call = lambda: self.inner.submit_bracket(entry, children, now)  # noqa: E731
+            self._inner_call(events, entry.symbol, call, entry, *children)
+        return events
+
+    def cancel(
+        self, client_order_id: str, now: datetime, reason: str = "cancelled by request"
+    ) -> list[VenueEvent]:
+        """Cancel a held or working order; raise ``UnknownOrder`` if it is not active."""
+        events = self._begin()
+        order = self._held.get(client_order_id)
+        if order is None:
+            symbol = next((s for s, ids in self._live.items() if client_order_id in ids), None)
+            if symbol is None:
+                raise UnknownOrder(f"no active order {client_order_id!r}")
+            call = lambda: self.inner.cancel(client_order_id, now, reason)  # noqa: E731
+            self._inner_call(events, symbol, call)
+            return events
+        self._end(order, OrderStatus.CANCELLED, now, reason, events)
+        for child in self._waiting_children(order):
+            self._end(child, OrderStatus.CANCELLED, now, "bracket entry not filled", events)
+        return events
+
+    def restore(self, order: Order, now: datetime) -> list[VenueEvent]:
+        """Re-place a recovered order at the inner venue (market orders die with the process)."""
+        events = self._begin()
+        self._inner_call(events, order.symbol, lambda: self.inner.restore(order, now), order)
+        return events
+
+    def advance(self, now: datetime) -> list[VenueEvent]:
+        """Let event time pass at the inner venue (DAY expiry)."""
+        events = self._begin()
+        events += self._track(self.inner.advance(now))
+        return events
+
+    def on_trade(self, trade: Trade) -> list[VenueEvent]:
+        """Match the inner venue's working orders against a print (bars then skip the path)."""
+        events = self._begin()
+        self._ticks.add(trade.symbol)
+        self._sync(trade.symbol, events)
+        events += self._track(self.inner.on_trade(trade))
+        return events
+
+    def on_quote(self, quote: Quote) -> list[VenueEvent]:
+        """Update the inner venue's top of book."""
+        events = self._begin()
+        self._sync(quote.symbol, events)
+        events += self._track(self.inner.on_quote(quote))
+        return events
+
+    def on_book(self, book: BookSnapshot) -> list[VenueEvent]:
+        """Replace the books; under ``book`` held market orders execute against the new one."""
+        events = self._begin()
+        symbol = book.symbol
+        self._books.add(symbol)
+        self._sync(symbol, events)
+        events += self._track(self.inner.on_book(book))
+        if self.config.model is FillModel.BOOK:
+            self._set_exec_book(book)
+            self._run_held(symbol, book.ts, None, None, events)
+        return events
+
+    def on_bar(self, bar: Bar) -> list[VenueEvent]:
+        """Execute what the fill model puts in this bar, then replay its path if needed."""
+        events = self._begin()
+        symbol = bar.symbol
+        if self._quiet(symbol):
+            # Hot path: nothing held or working for this symbol (most bars of a backtest).
+            self._stale[symbol] = self._last[symbol] = bar
+            if self._cap_frac is not None:
+                self._budget[symbol] = self._cap(bar)
+            if self._book_model and symbol not in self._books:
+                self._set_exec_book(synthesise_book(bar, self.config.book_levels, self._cap_frac))
+            return events
+        model = self.config.model
+        if self._cap_frac is not None:
+            self._budget[symbol] = self._cap(bar)
+        if model is FillModel.NEXT_OPEN and (self._market.get(symbol) or self._waiting.get(symbol)):
+            self._at_open(bar, events)
+        if self._live.get(symbol):
+            self._sync(symbol, events)
+            if symbol in self._ticks:
+                events += self._track(self.inner.advance(bar.ts))
+            else:
+                events += self._track(self.inner.on_bar(self._capped(bar)))
+        else:
+            self._stale[symbol] = bar
+        self._last[symbol] = bar
+        if model is FillModel.CLOSE and self._market.get(symbol):
+            self._run_held(symbol, self._bar_end(bar), bar.close, bar, events)
+        elif model is FillModel.BOOK and symbol not in self._books:
+            cfg = self.config
+            self._set_exec_book(synthesise_book(bar, cfg.book_levels, cfg.volume_cap))
+            if self._market.get(symbol):
+                self._run_held(symbol, self._bar_end(bar), None, None, events)
+        return events
+
+    def _quiet(self, symbol: str) -> bool:
+        return not (self._market.get(symbol) or self._waiting.get(symbol) or self._live.get(symbol))
+
+    # ----------------------------------------------------------------- holding orders
+
+    def _begin(self) -> list[VenueEvent]:
+        # The OMS books every event of a call before the next call: only this call's fills count.
+        if self._delta:
+            self._delta.clear()
+        if self._deferred:
+            events, self._deferred = self._deferred, []
+            return events
+        return []
+
+    def _positions(self, account: str, symbol: str) -> Decimal:
+        base = self._lookup(account, symbol) if self._lookup is not None else ZERO
+        return base + self._delta.get((account, symbol), ZERO)
+
+    def _accept_market(self, order: Order, now: datetime, events: list[VenueEvent]) -> None:
+        if order.client_order_id in self._held:
+            self._reject(order, now, f"duplicate client_order_id {order.client_order_id!r}", events)
+            return
+        if order.reduce_only and self._reduce_cap(order) <= 0:
+            self._reject(order, now, "reduce_only: no opposite position to reduce", events)
+            return
+        self._held[order.client_order_id] = order
+        self._market.setdefault(order.symbol, deque()).append(order)
+        model = self.config.model
+        last = self._last.get(order.symbol)
+        if model is FillModel.CLOSE and last is not None:
+            self._run_held(order.symbol, now, last.close, last, events)
+        elif model is FillModel.BOOK and self._has_exec_book(order.symbol):
+            self._run_held(order.symbol, now, None, None, events)
+
+    def _hold(
+        self, order: Order, children: Sequence[Order], now: datetime, events: list[VenueEvent]
+    ) -> None:
+        if order.client_order_id in self._held:
+            self._reject(order, now, f"duplicate client_order_id {order.client_order_id!r}", events)
+            return
+        self._held[order.client_order_id] = order
+        self._waiting.setdefault(order.symbol, []).append((order, tuple(children)))
+
+    def _waiting_children(self, entry: Order) -> Sequence[Order]:
+        for order, children in self._waiting.get(entry.symbol, ()):
+            if order is entry:
+                return children
+        return ()
+
+    def _at_open(self, bar: Bar, events: list[VenueEvent]) -> None:
+        """Execute held market orders at the bar's open, then release waiting orders there."""
+        symbol, start = bar.symbol, bar.ts
+        waiting = self._waiting.pop(symbol, [])
+        self._sync(symbol, events)
+        if waiting or self._live.get(symbol):
+            # A sizeless print moves the inner book to the open (and fires gapped stops).
+            print_ = Trade(symbol, start, bar.open, 0.0, self.config.name)
+            events += self._track(self.inner.on_trade(print_))
+        if self._market.get(symbol):
+            self._run_held(symbol, start, bar.open, bar, events)
+        for order, children in waiting:
+            if self._held.pop(order.client_order_id, None) is None:
+                continue  # cancelled while waiting
+            if children:
+                call = lambda o=order, c=children: self.inner.submit_bracket(o, c, start)  # noqa: E731
+            else:
+                call = lambda o=order: self.inner.submit(o, start)  # noqa: E731
+            self._inner_call(events, symbol, call, order, *children)
+
+    # ----------------------------------------------------------------- executing market orders
+
+    def _run_held(
+        self,
+        symbol: str,
+        ts: datetime,
+        price: float | None,
+        bar: Bar | None,
+        events: list[VenueEvent],
+    ) -> None:
+        """Execute held market orders of ``symbol`` in time order at ``price`` (None: the book)."""
+        for order in list(self._market.get(symbol, ())):
+            if order.status is OrderStatus.PENDING:
+                order.transition(OrderStatus.OPEN, ts)
+                events.append(VenueEvent(VenueEventKind.ACCEPTED, order, ts, order.status))
+            budget = self._budget.get(symbol) if price is not None else None
+            used = self._execute(order, ts, price, bar, budget, events)
+            if budget is not None:
+                self._budget[symbol] = budget - used
+            if order.is_working and order.tif in (TimeInForce.IOC, TimeInForce.FOK):
+                self._end(order, OrderStatus.CANCELLED, ts, "ioc: unfilled remainder", events)
+            if order.is_terminal:
+                self._forget(order)
+
+    def _execute(
+        self,
+        order: Order,
+        ts: datetime,
+        price: float | None,
+        bar: Bar | None,
+        budget: Decimal | None,
+        events: list[VenueEvent],
+    ) -> Decimal:
+        """Send one child market order for what ``order`` may take now; return its fill."""
+        qty = order.remaining
+        if budget is not None and budget < qty:
+            qty = budget
+        if order.reduce_only:
+            cap = self._reduce_cap(order)
+            if cap <= 0:
+                self._end(order, OrderStatus.CANCELLED, ts, "reduce_only: position is flat", events)
+                return ZERO
+            qty = min(qty, cap)
+        if order.tif is TimeInForce.FOK and qty < order.remaining and price is not None:
+            self._end(order, OrderStatus.CANCELLED, ts, "fok: not enough liquidity", events)
+            return ZERO
+        if qty <= 0:
+            return ZERO
+        if price is not None:
+            px = tidy_price(self.config.slippage.adjust(price, order.sign, float(qty), bar))
+            self._set_exec_book(BookSnapshot(order.symbol, ts, ((px, _INF),), ((px, _INF),)))
+        self._children += 1
+        child = Order(
+            symbol=order.symbol,
+            side=order.side,
+            quantity=qty,
+            account=order.account,
+            client_order_id=f"{order.client_order_id}~{self._children}",
+            tif=TimeInForce.FOK if order.tif is TimeInForce.FOK else TimeInForce.GTC,
+            reduce_only=order.reduce_only,
+            strategy=order.strategy,
+            created_ts=ts,
+        )
+        return self._adopt(order, self.executor.submit(child, ts), events)
+
+    def _adopt(
+        self, order: Order, child_events: list[VenueEvent], events: list[VenueEvent]
+    ) -> Decimal:
+        """Book the child's fills against ``order``; return the quantity filled."""
+        filled = ZERO
+        for ev in child_events:
+            fill = ev.fill
+            if fill is not None:
+                order.fill(fill.quantity, fill.price, fill.fee, fill.ts)
+                own = replace(
+                    fill,
+                    order_id=order.client_order_id,
+                    venue_trade_id=f"{self.config.name}:{order.client_order_id}:"
+                    f"{order.filled_quantity}",
+                )
+                self._emit_fill(order, own, events)
+                filled += fill.quantity
+            elif ev.kind is VenueEventKind.CANCELLED and ev.reason.startswith("fok"):
+                self._end(order, OrderStatus.CANCELLED, ev.ts, ev.reason, events)
+            elif ev.reason.startswith("reduce_only") and order.is_working:
+                self._end(order, OrderStatus.CANCELLED, ev.ts, ev.reason, events)
+        return filled
+
+    def _emit_fill(self, order: Order, fill: Fill, events: list[VenueEvent]) -> None:
+        events.append(VenueEvent(VenueEventKind.FILL, order, fill.ts, order.status, fill))
+        key = (fill.account, fill.symbol)
+        self._delta[key] = self._delta.get(key, ZERO) + fill.signed_quantity
+
+    def _set_exec_book(self, book: BookSnapshot) -> None:
+        slip = self.config.slippage
+        if isinstance(slip, FixedBps) and slip.bps and book.bids[0][1] != _INF:
+            book = replace(
+                book,
+                bids=tuple((tidy_price(slip.adjust(p, -1, s, None)), s) for p, s in book.bids),
+                asks=tuple((tidy_price(slip.adjust(p, 1, s, None)), s) for p, s in book.asks),
+            )
+        self.executor.on_book(book)
+
+    def _has_exec_book(self, symbol: str) -> bool:
+        bid, ask = self.executor.best_bid_ask(symbol)
+        return bid is not None or ask is not None
+
+    def _cap(self, bar: Bar | None) -> Decimal | None:
+        cap = self.config.volume_cap
+        if cap is None or bar is None:
+            return None
+        return floor_to_step(to_decimal(bar.volume * cap), self.config.quantity_step)
+
+    def _capped(self, bar: Bar) -> Bar:
+        cap = self.config.volume_cap
+        return bar if cap is None else replace(bar, volume=bar.volume * cap)
+
+    def _reduce_cap(self, order: Order) -> Decimal:
+        held = self._positions(order.account, order.symbol)
+        if order.side is _BUY:
+            return -held if held < 0 else ZERO
+        return held if held > 0 else ZERO
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def _reject(self, order: Order, now: datetime, reason: str, events: list[VenueEvent]) -> None:
+        order.transition(OrderStatus.REJECTED, now, reason)
+        events.append(VenueEvent(VenueEventKind.REJECTED, order, now, order.status, None, reason))
+
+    def _end(
+        self,
+        order: Order,
+        status: OrderStatus,
+        ts: datetime | None,
+        reason: str,
+        events: list[VenueEvent],
+    ) -> None:
+        order.transition(status, ts, reason)
+        events.append(VenueEvent(VenueEventKind.CANCELLED, order, ts, order.status, None, reason))
+        self._forget(order)
+
+    def _forget(self, order: Order) -> None:
+        self._held.pop(order.client_order_id, None)
+        queue = self._market.get(order.symbol)
+        if queue and order in queue:
+            queue.remove(order)
+        waiting = self._waiting.get(order.symbol)
+        if waiting:
+            self._waiting[order.symbol] = [w for w in waiting if w[0] is not order]
+
+    def _inner_call(self, events: list[VenueEvent], symbol: str, call, *orders: Order) -> None:
+        """Run ``call`` on the inner venue with its book current and track what stays working."""
+        self._sync(symbol, events)
+        live = self._live.setdefault(symbol, set())
+        live.update(o.client_order_id for o in orders)
+        events += self._track(call())
+        for order in orders:
+            if order.is_terminal:
+                live.discard(order.client_order_id)
+
+    def _track(self, inner_events: list[VenueEvent]) -> list[VenueEvent]:
+        for ev in inner_events:
+            order = ev.order
+            if ev.fill is not None:
+                key = (order.account, order.symbol)
+                self._delta[key] = self._delta.get(key, ZERO) + ev.fill.signed_quantity
+            if order.is_terminal:
+                live = self._live.get(order.symbol)
+                if live:
+                    live.discard(order.client_order_id)
+        return inner_events
+
+    def _sync(self, symbol: str, events: list[VenueEvent]) -> None:
+        """Show the inner venue the last bar it skipped (nothing was working: fast path)."""
+        bar = self._stale.pop(symbol, None)
+        if bar is not None:
+            # Other symbols' DAY orders may expire on the way: keep those events.
+            events += self._track(self.inner.on_bar(bar))
+
+    @staticmethod
+    def _bar_end(bar: Bar) -> datetime:
+        return bar.ts + _BAR_LENGTH[bar.timeframe]

@@ -1,0 +1,382 @@
+"""Performance metrics: pure functions of equity, returns and trade P&L (floats, numpy).
+
+Conventions (those of empyrical / quantstats unless said otherwise):
+* ``returns`` are simple per-period returns; ``periods_per_year`` annualises (525 600 for 1m bars
+  of a 24/7 market). Standard deviations are sample ones (ddof = 1).
+* Drawdowns, VaR and CVaR are **positive** fractions (a 20 % drawdown is 0.2), as in
+  ``risk.engine.monitors``, which computes them.
+* Trade statistics use closed round trips' net P&L (money) or their returns.
+* A statistic without enough data is NaN, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from risk.engine.monitors import (
+    drawdown_series,
+    drawdown_stats,
+    historical_cvar,
+    historical_var,
+    sharpe_ratio,
+    sortino_ratio,
+)
+
+NAN = float("nan")
+EULER_GAMMA = 0.5772156649015329
+_NORMAL = NormalDist()
+ArrayLike = Sequence[float] | np.ndarray | pd.Series
+
+
+def _arr(values: ArrayLike) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+def returns_from_equity(equity: ArrayLike, initial: float | None = None) -> np.ndarray:
+    """Return simple returns of an equity curve (from ``initial`` first when given)."""
+    values = _arr(equity)
+    if initial is not None:
+        values = np.concatenate([[float(initial)], values])
+    if values.size < 2:
+        return np.empty(0)
+    return values[1:] / values[:-1] - 1.0
+
+
+# ----------------------------------------------------------------- returns and risk
+
+
+def total_return(equity: ArrayLike, initial: float | None = None) -> float:
+    """Return final / initial − 1 (initial defaults to the first point)."""
+    values = _arr(equity)
+    if values.size == 0:
+        return NAN
+    start = values[0] if initial is None else float(initial)
+    return float(values[-1] / start - 1.0)
+
+
+def cagr(equity: ArrayLike, periods_per_year: float, initial: float | None = None) -> float:
+    """Return the compound annual growth rate: (final / initial)^(1 / years) − 1.
+
+    Years = number of returns / ``periods_per_year`` (empyrical's ``annual_return``).
+    """
+    values = _arr(equity)
+    periods = values.size if initial is not None else values.size - 1
+    if periods < 1:
+        return NAN
+    growth = 1.0 + total_return(values, initial)
+    if growth <= 0:
+        return -1.0
+    return float(growth ** (periods_per_year / periods) - 1.0)
+
+
+def annualised_return(returns: ArrayLike, periods_per_year: float) -> float:
+    """Return the arithmetic mean return × ``periods_per_year``."""
+    r = _arr(returns)
+    return float(r.mean() * periods_per_year) if r.size else NAN
+
+
+def volatility(returns: ArrayLike, periods_per_year: float) -> float:
+    """Return the annualised standard deviation of returns (ddof 1)."""
+    r = _arr(returns)
+    return float(r.std(ddof=1) * math.sqrt(periods_per_year)) if r.size > 1 else NAN
+
+
+def sharpe(returns: ArrayLike, periods_per_year: float, risk_free: float = 0.0) -> float:
+    """Return the annualised Sharpe ratio (per-period ``risk_free``); NaN without variance."""
+    r = _arr(returns)
+    if r.size < 2 or not np.isfinite(r).all():
+        return NAN
+    return sharpe_ratio(r, periods_per_year, risk_free)
+
+
+def sortino(returns: ArrayLike, periods_per_year: float, target: float = 0.0) -> float:
+    """Return the annualised Sortino ratio (downside deviation over all periods)."""
+    r = _arr(returns)
+    if r.size < 2 or not np.isfinite(r).all():
+        return NAN
+    return sortino_ratio(r, periods_per_year, target)
+
+
+def max_drawdown(equity: ArrayLike) -> float:
+    """Return the deepest fall from a running peak, as a positive fraction."""
+    values = _arr(equity)
+    if values.size == 0 or values[0] <= 0:
+        return NAN
+    return drawdown_stats(values).maximum
+
+
+def drawdown_durations(equity: ArrayLike) -> np.ndarray:
+    """Return the length in periods of every drawdown, from its peak to recovery (or the end)."""
+    values = _arr(equity)
+    if values.size == 0:
+        return np.empty(0, dtype=int)
+    under = values < np.maximum.accumulate(values)
+    edges = np.diff(np.concatenate([[0], under.astype(np.int8), [0]]))
+    starts = np.flatnonzero(edges == 1)  # first underwater point; its peak is one before
+    ends = np.flatnonzero(edges == -1)  # first point back at a peak (or one past the end)
+    return np.minimum(ends, values.size - 1) - (starts - 1)
+
+
+def max_drawdown_duration(equity: ArrayLike) -> int:
+    """Return the longest drawdown in periods (0 if the curve never fell)."""
+    durations = drawdown_durations(equity)
+    return int(durations.max()) if durations.size else 0
+
+
+def calmar(equity: ArrayLike, periods_per_year: float, initial: float | None = None) -> float:
+    """Return CAGR / max drawdown (NaN without a drawdown)."""
+    values = _arr(equity) if initial is None else np.concatenate([[initial], _arr(equity)])
+    dd = max_drawdown(values)
+    if not dd or not np.isfinite(dd):
+        return NAN
+    return cagr(values, periods_per_year) / dd
+
+
+def omega(returns: ArrayLike, threshold: float = 0.0) -> float:
+    """Return the Omega ratio: gains above ``threshold`` / losses below it (per period)."""
+    excess = _arr(returns) - threshold
+    losses = -excess[excess < 0].sum()
+    if losses <= 0:
+        return NAN
+    return float(excess[excess > 0].sum() / losses)
+
+
+def value_at_risk(returns: ArrayLike, confidence: float = 0.95) -> float:
+    """Return the historical VaR as a positive loss fraction (``risk.engine.monitors``)."""
+    r = _arr(returns)
+    return historical_var(r, confidence) if r.size else NAN
+
+
+def conditional_value_at_risk(returns: ArrayLike, confidence: float = 0.95) -> float:
+    """Return the historical CVaR (expected shortfall) as a positive loss fraction."""
+    r = _arr(returns)
+    return historical_cvar(r, confidence) if r.size else NAN
+
+
+def skew(returns: ArrayLike) -> float:
+    """Return the bias-corrected sample skewness (pandas' ``Series.skew``)."""
+    r = _arr(returns)
+    return float(stats.skew(r, bias=False)) if r.size > 2 and r.std() > 0 else NAN
+
+
+def kurtosis(returns: ArrayLike) -> float:
+    """Return the bias-corrected excess kurtosis (pandas' ``Series.kurt``)."""
+    r = _arr(returns)
+    return float(stats.kurtosis(r, fisher=True, bias=False)) if r.size > 3 and r.std() > 0 else NAN
+
+
+def alpha_beta(
+    returns: ArrayLike,
+    benchmark: ArrayLike,
+    periods_per_year: float,
+    risk_free: float = 0.0,
+) -> tuple[float, float]:
+    """Return (annualised alpha, beta) against ``benchmark`` returns (empyrical's formulas).
+
+    beta = cov(r, b) / var(b); alpha = (1 + mean(r − rf − beta (b − rf)))^ppy − 1.
+    """
+    r, b = _arr(returns), _arr(benchmark)
+    if r.size != b.size:
+        raise ValueError("returns and benchmark must have the same length")
+    if r.size < 2:
+        return NAN, NAN
+    centred = b - b.mean()
+    var = np.mean(centred * centred)
+    if var <= 0:
+        return NAN, NAN
+    beta = float(np.mean(centred * r) / var)
+    alpha_series = (r - risk_free) - beta * (b - risk_free)
+    base = 1.0 + alpha_series.mean()
+    alpha = base**periods_per_year - 1.0 if base > 0 else -1.0
+    return float(alpha), beta
+
+
+def probabilistic_sharpe(returns: ArrayLike, benchmark_sharpe: float = 0.0) -> float:
+    """Return P(true Sharpe > ``benchmark_sharpe``) (Bailey & López de Prado, per period).
+
+    PSR = Φ((SR − SR*) √(n − 1) / √(1 − γ₃ SR + (γ₄ − 1) / 4 SR²)) with SR the per-period
+    Sharpe (ddof 1), γ₃ the skewness and γ₄ the (non-excess) kurtosis, both moment estimates.
+    """
+    r = _arr(returns)
+    if r.size < 3:
+        return NAN
+    sd = r.std(ddof=1)
+    if sd <= 0:
+        return NAN
+    sr = r.mean() / sd
+    g3 = float(stats.skew(r))
+    g4 = float(stats.kurtosis(r, fisher=False))
+    denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr * sr
+    if denom <= 0:
+        return NAN
+    return _NORMAL.cdf((sr - benchmark_sharpe) * math.sqrt(r.size - 1) / math.sqrt(denom))
+
+
+def expected_max_sharpe(trial_sharpes: ArrayLike) -> float:
+    """Return the Sharpe the best of N unskilled trials reaches by luck (per period).
+
+    SR₀ = √V · ((1 − γ) Φ⁻¹(1 − 1/N) + γ Φ⁻¹(1 − 1/(N e))), V the variance of the trials'
+    Sharpe ratios and γ the Euler–Mascheroni constant.
+    """
+    sr = _arr(trial_sharpes)
+    sr = sr[np.isfinite(sr)]
+    n = sr.size
+    if n < 2:
+        return 0.0
+    spread = math.sqrt(sr.var(ddof=1))
+    inv = _NORMAL.inv_cdf
+    return spread * ((1 - EULER_GAMMA) * inv(1 - 1 / n) + EULER_GAMMA * inv(1 - 1 / (n * math.e)))
+
+
+def deflated_sharpe(returns: ArrayLike, trial_sharpes: ArrayLike) -> float:
+    """Return the PSR against the luck benchmark of the trials (deflated Sharpe ratio)."""
+    return probabilistic_sharpe(returns, expected_max_sharpe(trial_sharpes))
+
+
+# ----------------------------------------------------------------- trades
+
+
+def win_rate(pnls: ArrayLike) -> float:
+    """Return the share of trades with positive P&L."""
+    p = _arr(pnls)
+    return float((p > 0).mean()) if p.size else NAN
+
+
+def profit_factor(pnls: ArrayLike) -> float:
+    """Return gross profit / gross loss (inf with no loss, NaN with no trade)."""
+    p = _arr(pnls)
+    if p.size == 0:
+        return NAN
+    loss = -p[p < 0].sum()
+    gain = p[p > 0].sum()
+    if loss == 0:
+        return math.inf if gain > 0 else NAN
+    return float(gain / loss)
+
+
+def expectancy(pnls: ArrayLike) -> float:
+    """Return the mean P&L per trade."""
+    p = _arr(pnls)
+    return float(p.mean()) if p.size else NAN
+
+
+def average_win(pnls: ArrayLike) -> float:
+    """Return the mean P&L of winning trades."""
+    p = _arr(pnls)
+    wins = p[p > 0]
+    return float(wins.mean()) if wins.size else NAN
+
+
+def average_loss(pnls: ArrayLike) -> float:
+    """Return the mean P&L of losing trades (negative)."""
+    p = _arr(pnls)
+    losses = p[p < 0]
+    return float(losses.mean()) if losses.size else NAN
+
+
+def sqn(pnls: ArrayLike) -> float:
+    """Return Van Tharp's System Quality Number √n · mean / std (ddof 1)."""
+    p = _arr(pnls)
+    if p.size < 2:
+        return NAN
+    sd = p.std(ddof=1)
+    return float(math.sqrt(p.size) * p.mean() / sd) if sd > 0 else NAN
+
+
+def kelly_fraction(pnls: ArrayLike) -> float:
+    """Return the Kelly fraction W − (1 − W) / R, R = average win / |average loss|."""
+    p = _arr(pnls)
+    win, loss = average_win(p), average_loss(p)
+    if not (np.isfinite(win) and np.isfinite(loss)):
+        return NAN
+    w = win_rate(p)
+    return float(w - (1 - w) / (win / -loss))
+
+
+def exposure_time(in_market: ArrayLike) -> float:
+    """Return the share of periods with an open position."""
+    flags = np.asarray(in_market, dtype=bool)
+    return float(flags.mean()) if flags.size else NAN
+
+
+# ----------------------------------------------------------------- summary
+
+
+def summarize(
+    equity: ArrayLike,
+    *,
+    initial: float,
+    periods_per_year: float,
+    trade_pnls: ArrayLike = (),
+    trade_returns: ArrayLike = (),
+    benchmark_returns: ArrayLike | None = None,
+    in_market: ArrayLike | None = None,
+    turnover: float = NAN,
+    trial_sharpes: ArrayLike | None = None,
+) -> dict[str, float]:
+    """Return every metric of a run as a flat ``{name: float}`` dict."""
+    values = _arr(equity)
+    r = returns_from_equity(values, initial)
+    out = _return_metrics(values, r, initial, periods_per_year)
+    out.update(_trade_metrics(_arr(trade_pnls), _arr(trade_returns)))
+    out["exposure_time"] = exposure_time(in_market) if in_market is not None else NAN
+    out["turnover"] = float(turnover)
+    alpha, beta = NAN, NAN
+    if benchmark_returns is not None and _arr(benchmark_returns).size == r.size:
+        alpha, beta = alpha_beta(r, benchmark_returns, periods_per_year)
+    out["alpha"], out["beta"] = alpha, beta
+    out["probabilistic_sharpe"] = probabilistic_sharpe(r)
+    trials = _arr(trial_sharpes) if trial_sharpes is not None else np.empty(0)
+    out["deflated_sharpe"] = deflated_sharpe(r, trials) if trials.size > 1 else NAN
+    return out
+
+
+def _return_metrics(
+    values: np.ndarray, r: np.ndarray, initial: float, ppy: float
+) -> dict[str, float]:
+    curve = np.concatenate([[initial], values])
+    return {
+        "total_return": total_return(values, initial),
+        "annualised_return": annualised_return(r, ppy),
+        "cagr": cagr(values, ppy, initial),
+        "volatility": volatility(r, ppy),
+        "sharpe": sharpe(r, ppy),
+        "sortino": sortino(r, ppy),
+        "calmar": calmar(curve, ppy),
+        "omega": omega(r),
+        "max_drawdown": max_drawdown(curve),
+        "max_drawdown_duration": float(max_drawdown_duration(curve)),
+        "var_95": value_at_risk(r),
+        "cvar_95": conditional_value_at_risk(r),
+        "skew": skew(r),
+        "kurtosis": kurtosis(r),
+        "final_equity": float(values[-1]) if values.size else float(initial),
+    }
+
+
+def _trade_metrics(pnls: np.ndarray, rets: np.ndarray) -> dict[str, float]:
+    return {
+        "trades": float(pnls.size),
+        "win_rate": win_rate(pnls),
+        "profit_factor": profit_factor(pnls),
+        "expectancy": expectancy(pnls),
+        "average_win": average_win(pnls),
+        "average_loss": average_loss(pnls),
+        "best_trade": float(rets.max()) if rets.size else NAN,
+        "worst_trade": float(rets.min()) if rets.size else NAN,
+        "average_trade": float(rets.mean()) if rets.size else NAN,
+        "sqn": sqn(pnls),
+        "kelly": kelly_fraction(pnls),
+    }
+
+
+def drawdown_curve(equity: ArrayLike) -> np.ndarray:
+    """Return the drawdown (positive fraction) at each point of an equity curve."""
+    values = _arr(equity)
+    return drawdown_series(values) if values.size and values[0] > 0 else np.full(values.size, NAN)

@@ -1,0 +1,255 @@
+"""What a backtest returns: equity curve, round-trip trades, orders, fills and metrics.
+
+Round trips are rebuilt from the fills (exact Decimal): a trade opens when a symbol's position
+leaves zero and closes when it returns to zero; a fill that flips the position closes one trade
+and opens the next, its fee split pro rata. A trade's P&L is its cash flows minus its fees, which
+is exactly what ``trading.engine.portfolio`` realises for a flat-to-flat cycle; a trade still
+open at the end is marked at the last close and has no exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trading.engine.money import ZERO
+from trading.engine.orders import Fill, Order
+from trading.engine.portfolio import PortfolioSnapshot
+
+TRADE_COLUMNS = (
+    "symbol",
+    "side",
+    "quantity",
+    "entry_ts",
+    "entry_price",
+    "exit_ts",
+    "exit_price",
+    "pnl",
+    "return_pct",
+    "fees",
+    "bars_held",
+    "strategy",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTrip:
+    """One trade from flat to flat (the unit of the trade journal and ``BacktestTrade``)."""
+
+    symbol: str
+    side: str  # "long" | "short"
+    quantity: Decimal  # total quantity opened
+    entry_ts: datetime
+    entry_price: Decimal  # volume-weighted over the opening fills
+    exit_ts: datetime | None  # None while open
+    exit_price: Decimal | None  # volume-weighted over the closing fills
+    pnl: Decimal  # net of fees; open trades marked at the last close
+    fees: Decimal
+    bars_held: int
+    return_pct: float  # pnl / entry notional
+    strategy: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        """Return True if the trade had not closed by the end of the data."""
+        return self.exit_ts is None
+
+
+@dataclass(slots=True)
+class _Leg:
+    """A round trip being built."""
+
+    sign: int
+    entry_ts: datetime
+    strategy: str
+    position: Decimal = ZERO
+    open_qty: Decimal = ZERO
+    open_notional: Decimal = ZERO
+    close_qty: Decimal = ZERO
+    close_notional: Decimal = ZERO
+    cash: Decimal = ZERO
+    fees: Decimal = ZERO
+
+    def add(self, qty: Decimal, price: Decimal, fee: Decimal) -> None:
+        """Grow the position."""
+        self.position += qty * self.sign
+        self.open_qty += qty
+        self.open_notional += qty * price
+        self.cash -= qty * price * self.sign
+        self.fees += fee
+
+    def reduce(self, qty: Decimal, price: Decimal, fee: Decimal) -> None:
+        """Shrink the position."""
+        self.position -= qty * self.sign
+        self.close_qty += qty
+        self.close_notional += qty * price
+        self.cash += qty * price * self.sign
+        self.fees += fee
+
+    def finish(
+        self, symbol: str, exit_ts: datetime | None, mark: Decimal | None, bars: int
+    ) -> RoundTrip:
+        """Return the finished (or, without ``exit_ts``, still open) round trip."""
+        pnl = self.cash - self.fees
+        if exit_ts is None and mark is not None:
+            pnl += self.position * mark
+        exit_price = self.close_notional / self.close_qty if exit_ts is not None else None
+        entry_price = self.open_notional / self.open_qty
+        ret = float(pnl / self.open_notional) if self.open_notional else 0.0
+        return RoundTrip(
+            symbol=symbol,
+            side="long" if self.sign > 0 else "short",
+            quantity=self.open_qty,
+            entry_ts=self.entry_ts,
+            entry_price=entry_price,
+            exit_ts=exit_ts,
+            exit_price=exit_price,
+            pnl=pnl,
+            fees=self.fees,
+            bars_held=bars,
+            return_pct=ret,
+            strategy=self.strategy,
+        )
+
+
+class _BarClock:
+    """Maps timestamps to the index of the bar they fall in, per symbol."""
+
+    def __init__(self, starts: Mapping[str, np.ndarray]) -> None:
+        self._starts = starts
+
+    def index(self, symbol: str, ts: datetime) -> int:
+        """Return the index of the bar of ``symbol`` that ``ts`` falls in."""
+        starts = self._starts.get(symbol)
+        if starts is None or starts.size == 0:
+            return 0
+        return int(np.searchsorted(starts, pd.Timestamp(ts).value, side="right")) - 1
+
+    def last(self, symbol: str) -> int:
+        """Return the index of the last bar of ``symbol``."""
+        starts = self._starts.get(symbol)
+        return 0 if starts is None else int(starts.size) - 1
+
+
+def round_trips(
+    fills: Sequence[Fill],
+    *,
+    bar_starts: Mapping[str, np.ndarray] | None = None,
+    last_prices: Mapping[str, Decimal] | None = None,
+) -> list[RoundTrip]:
+    """Rebuild round trips from ``fills`` (in execution order), sorted by entry time.
+
+    ``bar_starts`` (per symbol, int64 ns, ascending) gives ``bars_held``; ``last_prices`` marks
+    trades still open at the end.
+    """
+    clock = _BarClock(bar_starts or {})
+    marks = last_prices or {}
+    legs: dict[str, _Leg] = {}
+    out: list[RoundTrip] = []
+    for fill in fills:
+        symbol = fill.symbol
+        sign = 1 if fill.signed_quantity > 0 else -1
+        leg = legs.get(symbol)
+        qty, fee = fill.quantity, fill.fee
+        if leg is not None and leg.sign != sign:
+            closing = min(qty, abs(leg.position))
+            close_fee = fee if closing == qty else fee * closing / qty
+            leg.reduce(closing, fill.price, close_fee)
+            qty, fee = qty - closing, fee - close_fee
+            if leg.position == 0:
+                bars = clock.index(symbol, fill.ts) - clock.index(symbol, leg.entry_ts)
+                out.append(leg.finish(symbol, fill.ts, None, bars))
+                del legs[symbol]
+                leg = None
+        if qty > 0:
+            if leg is None:
+                leg = legs[symbol] = _Leg(sign, fill.ts, fill.strategy)
+            leg.add(qty, fill.price, fee)
+    for symbol, leg in legs.items():
+        bars = clock.last(symbol) - clock.index(symbol, leg.entry_ts)
+        out.append(leg.finish(symbol, None, marks.get(symbol), bars))
+    out.sort(key=lambda t: t.entry_ts)
+    return out
+
+
+def trades_frame(trades: Sequence[RoundTrip]) -> pd.DataFrame:
+    """Return the trade journal as a DataFrame (Decimal columns as floats)."""
+    rows = [
+        {
+            "symbol": t.symbol,
+            "side": t.side,
+            "quantity": float(t.quantity),
+            "entry_ts": t.entry_ts,
+            "entry_price": float(t.entry_price),
+            "exit_ts": t.exit_ts,
+            "exit_price": None if t.exit_price is None else float(t.exit_price),
+            "pnl": float(t.pnl),
+            "return_pct": t.return_pct,
+            "fees": float(t.fees),
+            "bars_held": t.bars_held,
+            "strategy": t.strategy,
+        }
+        for t in trades
+    ]
+    return pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    """Everything a backtest produced; ``metrics`` holds the figures of ``metrics.summarize``."""
+
+    equity: pd.Series  # account equity after each bar (float), indexed by bar start (UTC)
+    trades: list[RoundTrip]
+    orders: list[Order]
+    fills: list[Fill]
+    metrics: dict[str, float]
+    benchmark: pd.Series  # buy-and-hold equity of the traded symbols, equal weight
+    initial_cash: Decimal
+    final: PortfolioSnapshot
+    bars: int  # bar events processed
+    prices: pd.DataFrame = field(default_factory=pd.DataFrame)  # close per symbol, for reports
+    risk_events: list[Any] = field(default_factory=list)
+
+    @property
+    def final_equity(self) -> Decimal:
+        """Return the exact final equity of the account."""
+        return self.final.equity
+
+    @property
+    def closed_trades(self) -> list[RoundTrip]:
+        """Return the trades that closed before the end of the data."""
+        return [t for t in self.trades if not t.is_open]
+
+    def returns(self) -> pd.Series:
+        """Return per-bar simple returns of the equity curve."""
+        return self.equity.pct_change().dropna()
+
+    def trades_frame(self) -> pd.DataFrame:
+        """Return the trade journal as a DataFrame."""
+        return trades_frame(self.trades)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly summary (metrics, equity points, trades)."""
+        frame = self.trades_frame()
+        for col in ("entry_ts", "exit_ts"):
+            frame[col] = frame[col].map(lambda v: None if v is None else v.isoformat())
+        return {
+            "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
+            "final_equity": str(self.final_equity),
+            "equity": [[ts.isoformat(), float(v)] for ts, v in self.equity.items()],
+            "trades": frame.replace({np.nan: None}).to_dict(orient="records"),
+            "orders": len(self.orders),
+            "fills": len(self.fills),
+            "bars": self.bars,
+        }
+
+
+def _json_float(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None

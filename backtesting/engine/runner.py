@@ -1,0 +1,560 @@
+"""Event-driven backtests through the live trading stack.
+
+``BacktestRunner`` replays bars (and, when given, trade prints, book snapshots and model
+predictions) through ``trading.engine.runner.StrategyRunner`` — the loop ``runtrader`` runs — with
+the ``OrderManager``, ``Portfolio`` and an optional pre-trade hook (``risk.engine.checks.
+RiskChecker``) exactly as in paper trading. Only the venue differs: ``fills.BacktestVenue``
+wraps ``PaperVenue`` to apply the chosen fill model. Every strategy trades one shared account.
+
+Events are ordered by the time they become known: a bar at its end (``ts`` + timeframe), prints,
+books, quotes and predictions at their ``ts``. On ties books and quotes come first (the market
+state at the moment a bar closes, which its decisions then see), then the bar, then prints (they
+belong to the next bar's window) and predictions.
+Bars of several symbols with the same ``ts`` are shown in symbol order, and equity is recorded
+once all of them were processed.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import islice, repeat
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtesting.engine.errors import BacktestConfigError, BacktestDataError
+from backtesting.engine.fills import (
+    BacktestVenue,
+    FillConfig,
+    FillModel,
+    NoSlippage,
+    SlippageModel,
+)
+from backtesting.engine.metrics import summarize
+from backtesting.engine.result import BacktestResult, round_trips
+from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
+from trading.engine.constants import DEFAULT_LOT
+from trading.engine.hooks import PreTradeHook
+from trading.engine.money import ZERO, to_decimal
+from trading.engine.oms import OrderManager
+from trading.engine.orders import Fill, Order, SequentialIds
+from trading.engine.portfolio import Portfolio
+from trading.engine.runner import StrategyRunner
+from trading.engine.strategy import Prediction, Strategy
+
+ProgressCallback = Callable[[int, int], None]
+"""``(bars_done, bars_total)``, called every ``progress_every`` bars and at the end."""
+
+BAR_COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
+_PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+_YEAR_SECONDS = 365 * 24 * 3600  # crypto trades around the clock
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestConfig:
+    """Capital, costs and fill model of a backtest."""
+
+    initial_cash: Decimal = Decimal(100_000)
+    account: str = "backtest"
+    fill_model: FillModel = FillModel.NEXT_OPEN
+    slippage: SlippageModel = NoSlippage()
+    maker_fee_bps: Decimal = ZERO
+    taker_fee_bps: Decimal = ZERO
+    volume_cap: float | None = None
+    quantity_step: Decimal = DEFAULT_LOT
+    book_levels: int = 5
+    timeframe: str | None = None  # None: the data's "timeframe" column, else inferred
+    periods_per_year: float | None = None  # None: from the timeframe, 365 days a year
+    history_size: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "initial_cash", to_decimal(self.initial_cash))
+        object.__setattr__(self, "maker_fee_bps", to_decimal(self.maker_fee_bps))
+        object.__setattr__(self, "taker_fee_bps", to_decimal(self.taker_fee_bps))
+        try:
+            object.__setattr__(self, "fill_model", FillModel(self.fill_model))
+        except ValueError:
+            known = ", ".join(m.value for m in FillModel)
+            raise BacktestConfigError(
+                f"unknown fill model {self.fill_model!r}; use {known}"
+            ) from None
+        if self.initial_cash <= 0:
+            raise BacktestConfigError("initial_cash must be positive")
+
+    def fill_config(self) -> FillConfig:
+        """Return the venue configuration for this backtest."""
+        return FillConfig(
+            model=FillModel(self.fill_model),
+            slippage=self.slippage,
+            maker_fee_bps=self.maker_fee_bps,
+            taker_fee_bps=self.taker_fee_bps,
+            volume_cap=self.volume_cap,
+            quantity_step=self.quantity_step,
+            book_levels=self.book_levels,
+        )
+
+
+@dataclass(slots=True)
+class _Recorder:
+    """OMS listener keeping every order (first-seen order) and fill of the run."""
+
+    orders: dict[str, Order] = field(default_factory=dict)
+    fills: list[Fill] = field(default_factory=list)
+
+    def on_order(self, order: Order) -> None:
+        """Remember ``order`` (the live object: its final state is read at the end)."""
+        self.orders.setdefault(order.client_order_id, order)
+
+    def on_fill(self, fill: Fill) -> None:
+        """Record ``fill``."""
+        self.fills.append(fill)
+
+
+@dataclass(frozen=True, slots=True)
+class BarData:
+    """Bars as columns, sorted by (ts, symbol); what the runner and the vectorised path read."""
+
+    ts: np.ndarray  # int64 ns since the epoch, UTC
+    symbol: np.ndarray  # object
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    timeframe: str
+
+    @property
+    def symbols(self) -> list[str]:
+        """Return the symbols, sorted."""
+        return sorted(set(self.symbol.tolist()))
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    def closes(self) -> pd.DataFrame:
+        """Return close prices as a (ts × symbol) frame."""
+        frame = pd.DataFrame({"ts": self.ts, "symbol": self.symbol, "close": self.close})
+        wide = frame.pivot(index="ts", columns="symbol", values="close")
+        wide.index = pd.to_datetime(wide.index, utc=True)
+        return wide
+
+    def stamps(self) -> np.ndarray:
+        """Return the distinct bar timestamps (int64 ns), ascending."""
+        ts = self.ts
+        if ts.size == 0:
+            return ts
+        return ts[np.concatenate([[True], ts[1:] != ts[:-1]])]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the bars as a long frame with ``BAR_COLUMNS`` (ts as UTC datetimes)."""
+        return pd.DataFrame(
+            {
+                "ts": pd.to_datetime(self.ts, utc=True),
+                "symbol": self.symbol,
+                "open": self.open,
+                "high": self.high,
+                "low": self.low,
+                "close": self.close,
+                "volume": self.volume,
+                "timeframe": self.timeframe,
+            }
+        )
+
+    def slice(self, start: int, stop: int) -> BarData:
+        """Return rows [start, stop) (row indices, not timestamps)."""
+        cols = (self.ts, self.symbol, self.open, self.high, self.low, self.close, self.volume)
+        return BarData(*(c[start:stop] for c in cols), self.timeframe)
+
+
+def prepare_bars(bars: pd.DataFrame | Sequence[Bar], timeframe: str | None = None) -> BarData:
+    """Validate and sort bars given as a long frame (``BAR_COLUMNS``) or ``Bar`` events."""
+    if not isinstance(bars, pd.DataFrame):
+        bars = pd.DataFrame(
+            [(b.ts, b.symbol, b.open, b.high, b.low, b.close, b.volume) for b in bars],
+            columns=list(BAR_COLUMNS),
+        )
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise BacktestDataError(f"bars lack column(s): {', '.join(missing)}")
+    if bars.empty:
+        raise BacktestDataError("no bars to backtest")
+    ts = pd.DatetimeIndex(bars["ts"])
+    if ts.tz is None:
+        raise BacktestDataError("bar timestamps must be timezone-aware (UTC)")
+    stamps = ts.tz_convert(UTC).asi8.astype(np.int64) * _ns_factor(ts)
+    codes, names = pd.factorize(bars["symbol"].astype(str), sort=True)
+    order = None if _sorted_unique(stamps, codes) else np.lexsort((codes, stamps))
+    if order is not None:
+        stamps, codes = stamps[order], codes[order]
+        if not _sorted_unique(stamps, codes):
+            raise BacktestDataError("duplicate (ts, symbol) bars")
+    prices = [bars[c].to_numpy(dtype=float) for c in _PRICE_COLUMNS]
+    if order is not None:
+        prices = [p[order] for p in prices]
+    symbols = np.asarray(names, dtype=object)[codes]
+    return BarData(stamps, symbols, *prices, timeframe or _timeframe_of(bars, stamps))
+
+
+def _sorted_unique(stamps: np.ndarray, codes: np.ndarray) -> bool:
+    """Return True if rows are strictly ordered by (ts, symbol): sorted and no duplicates."""
+    step = np.diff(stamps)
+    return bool(np.all((step > 0) | ((step == 0) & (np.diff(codes) > 0))))
+
+
+def _ns_factor(ts: pd.DatetimeIndex) -> int:
+    unit = getattr(ts, "unit", "ns")
+    return {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
+
+
+def _timeframe_of(bars: pd.DataFrame, ts_ns: np.ndarray) -> str:
+    if "timeframe" in bars.columns:
+        values = set(bars["timeframe"].astype(str))
+        if len(values) != 1:
+            raise BacktestDataError(f"bars mix timeframes {sorted(values)}")
+        return values.pop()
+    steps = np.diff(ts_ns)
+    steps = steps[steps > 0]  # ts_ns is sorted
+    if steps.size == 0:
+        raise BacktestDataError("cannot infer the timeframe of a single bar; pass timeframe")
+    seconds = int(steps.min() // 1_000_000_000)
+    for name, secs in TIMEFRAME_SECONDS.items():
+        if secs == seconds:
+            return name
+    raise BacktestDataError(f"bar spacing of {seconds}s matches no timeframe; pass timeframe")
+
+
+def periods_per_year(timeframe: str) -> float:
+    """Return how many bars of ``timeframe`` a 24/7 market has in a year."""
+    return _YEAR_SECONDS / TIMEFRAME_SECONDS[timeframe]
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A strategy waiting to be added to a run."""
+
+    strategy: Strategy
+    symbols: tuple[str, ...] | None
+    strategy_id: str | None
+
+
+class BacktestRunner:
+    """Run strategies over historical events through the live OMS, venue and portfolio."""
+
+    def __init__(self, config: BacktestConfig | None = None, *, hook: PreTradeHook | None = None):
+        self.config = config or BacktestConfig()
+        self.hook = hook
+        self._slots: list[_Slot] = []
+
+    def add(
+        self,
+        strategy: Strategy,
+        *,
+        symbols: Iterable[str] | None = None,
+        strategy_id: str | None = None,
+    ) -> BacktestRunner:
+        """Add ``strategy`` (only on ``symbols`` if given); return self for chaining."""
+        self._slots.append(_Slot(strategy, tuple(symbols) if symbols else None, strategy_id))
+        return self
+
+    def run(
+        self,
+        bars: pd.DataFrame | Sequence[Bar] | BarData,
+        *,
+        trades: Iterable[Trade] = (),
+        books: Iterable[BookSnapshot] = (),
+        quotes: Iterable[Quote] = (),
+        predictions: Iterable[Prediction] = (),
+        progress: ProgressCallback | None = None,
+        progress_every: int = 10_000,
+        trial_sharpes: Sequence[float] | None = None,
+    ) -> BacktestResult:
+        """Replay the events and return the result (see the module docstring for ordering)."""
+        if not self._slots:
+            raise BacktestConfigError("add at least one strategy before running")
+        if progress_every < 1:
+            raise BacktestConfigError("progress_every must be >= 1")
+        data = bars if isinstance(bars, BarData) else prepare_bars(bars, self.config.timeframe)
+        session = _Session(self, data)
+        extras = _extra_streams(trades, books, quotes, predictions)
+        if extras:
+            session.drive_merged(extras, progress, progress_every)
+        else:
+            session.drive_bars(progress, progress_every)
+        return session.finish(trial_sharpes)
+
+
+def run_backtest(
+    strategy: Strategy | Sequence[Strategy],
+    bars: pd.DataFrame | Sequence[Bar] | BarData,
+    config: BacktestConfig | None = None,
+    *,
+    hook: PreTradeHook | None = None,
+    **kwargs: Any,
+) -> BacktestResult:
+    """Run one or several strategies over ``bars`` (keywords as in ``BacktestRunner.run``)."""
+    runner = BacktestRunner(config, hook=hook)
+    for s in [strategy] if isinstance(strategy, Strategy) else strategy:
+        runner.add(s)
+    return runner.run(bars, **kwargs)
+
+
+def _to_datetimes(ts_ns: np.ndarray) -> list[datetime]:
+    return pd.DatetimeIndex(ts_ns.astype("datetime64[ns]"), tz=UTC).to_pydatetime().tolist()
+
+
+_BOOK, _QUOTE, _BAR, _TRADE, _PREDICTION = range(5)  # tie order at equal times
+
+
+def _keyed(events: list[Any], priority: int) -> Iterator[tuple[int, int, int, Any]]:
+    return (((e.ts - _EPOCH) // _US, priority, i, e) for i, e in enumerate(events))
+
+
+def _extra_streams(
+    trades: Iterable[Trade],
+    books: Iterable[BookSnapshot],
+    quotes: Iterable[Quote],
+    predictions: Iterable[Prediction],
+) -> list[Iterator[tuple[int, int, int, Any]]]:
+    """Key extra events by (time µs, tie priority, sequence) for merging; skip empty streams."""
+    out = []
+    for priority, stream in (
+        (_BOOK, books),
+        (_QUOTE, quotes),
+        (_TRADE, trades),
+        (_PREDICTION, predictions),
+    ):
+        events = sorted(stream, key=lambda e: e.ts)
+        if events:
+            out.append(_keyed(events, priority))
+    return out
+
+
+class _Session:
+    """One run: the trading stack, the data and what is recorded."""
+
+    def __init__(self, owner: BacktestRunner, data: BarData) -> None:
+        cfg = owner.config
+        self.config = cfg
+        self.data = data
+        self.hook = owner.hook
+        self.starts = _to_datetimes(data.ts)
+        self.venue = BacktestVenue(cfg.fill_config())
+        self.portfolio = Portfolio(cfg.account, cfg.initial_cash, ts=self.starts[0])
+        self.oms = OrderManager(
+            self.venue,
+            hook=owner.hook,
+            portfolios=[self.portfolio],
+            id_factory=SequentialIds("b"),
+        )
+        self.recorder = _Recorder()
+        self.oms.add_listener(self.recorder)
+        self.runner = StrategyRunner(
+            self.oms, history_size=cfg.history_size, id_factory=SequentialIds("o")
+        )
+        for slot in owner._slots:
+            self.runner.add(
+                slot.strategy, cfg.account, strategy_id=slot.strategy_id, symbols=slot.symbols
+            )
+        self.equity: list[Decimal] = []
+        self.risk_events: list[Any] = []
+        ts = data.ts
+        self.group_end = np.append(ts[1:] != ts[:-1], True)  # last bar of its timestamp
+        self.runner.start(self.starts[0])
+
+    def bars(self) -> Iterator[Bar]:
+        """Return the bars as ``Bar`` events, built lazily."""
+        d = self.data
+        return map(
+            Bar,
+            d.symbol.tolist(),
+            repeat(d.timeframe),
+            self.starts,
+            d.open.tolist(),
+            d.high.tolist(),
+            d.low.tolist(),
+            d.close.tolist(),
+            d.volume.tolist(),
+        )
+
+    def bar_handler(self) -> Callable[[Bar], None]:
+        """Return the per-bar step: the strategy runner's, re-marking after close fills."""
+        on_bar = self.runner.on_bar
+        if FillModel(self.config.fill_model) is FillModel.NEXT_OPEN:
+            return on_bar
+        positions, mark = self.portfolio.positions, self.portfolio.mark
+
+        def step(bar: Bar) -> None:
+            on_bar(bar)
+            if bar.symbol in positions:
+                # Fills after the close leave a position marked at its (slipped) fill price;
+                # equity after a bar is measured at the bar's close.
+                mark(bar.symbol, to_decimal(bar.close))
+
+        return step
+
+    def drive_bars(self, progress: ProgressCallback | None, every: int) -> None:
+        """Replay bars only: the fast loop."""
+        bars, ends = self.bars(), iter(self.group_end.tolist())
+        total = len(self.data)
+        on_bar, record = self.bar_handler(), self.equity.append
+        portfolio, risk = self.portfolio, self._risk_step if self._has_risk_loop() else None
+        done = 0
+        chunk = every if progress is not None else total
+        while done < total:
+            n = min(chunk, total - done)
+            for bar, end in zip(islice(bars, n), islice(ends, n), strict=True):
+                on_bar(bar)
+                if end:
+                    if risk is not None:
+                        risk(bar)
+                    record(portfolio.equity)
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+    def drive_merged(
+        self,
+        extras: list[Iterator[tuple[int, int, int, Any]]],
+        progress: ProgressCallback | None,
+        every: int,
+    ) -> None:
+        """Replay bars merged in time with prints, books, quotes and predictions."""
+        tf_us = TIMEFRAME_SECONDS[self.data.timeframe] * 1_000_000
+        ends_us = (self.data.ts // 1000 + tf_us).tolist()
+        flags = self.group_end.tolist()
+        bar_items = (
+            (end, _BAR, i, (bar, flag))
+            for i, (end, bar, flag) in enumerate(zip(ends_us, self.bars(), flags, strict=True))
+        )
+        runner, total, done = self.runner, len(self.data), 0
+        on_bar = self.bar_handler()
+        risk = self._risk_step if self._has_risk_loop() else None
+        handlers = {_BOOK: runner.on_book, _QUOTE: runner.on_quote, _TRADE: runner.on_trade}
+        handlers[_PREDICTION] = runner.on_prediction
+        for _, priority, _, item in heapq.merge(bar_items, *extras):
+            if priority != _BAR:
+                handlers[priority](item)
+                continue
+            bar, end = item
+            on_bar(bar)
+            done += 1
+            if end:
+                if risk is not None:
+                    risk(bar)
+                self.equity.append(self.portfolio.equity)
+            if progress is not None and (done % every == 0 or done == total):
+                progress(done, total)
+
+    def _has_risk_loop(self) -> bool:
+        hook = self.hook
+        return hook is not None and hasattr(hook, "check_account")
+
+    def _risk_step(self, bar: Bar) -> None:
+        """Evaluate account loss limits on the new marks and apply requested mode changes."""
+        hook: Any = self.hook
+        now = bar.ts + timedelta(seconds=TIMEFRAME_SECONDS[bar.timeframe])
+        oms = self.oms
+        account = self.config.account
+        view = self.portfolio.view(oms.mode(account), len(oms.open_orders(account)))
+        hook.check_account(view, now)
+        for change in hook.drain_mode_changes():
+            oms.set_mode(change.account, change.mode, now)
+        self.risk_events.extend(hook.drain_events())
+
+    def finish(self, trial_sharpes: Sequence[float] | None) -> BacktestResult:
+        """Stop the strategies and assemble the result."""
+        data = self.data
+        tf = timedelta(seconds=TIMEFRAME_SECONDS[data.timeframe])
+        self.runner.stop(self.starts[-1] + tf)
+        index = pd.DatetimeIndex(data.stamps().astype("datetime64[ns]"), tz=UTC)
+        equity = pd.Series(np.array([float(e) for e in self.equity]), index=index, name="equity")
+        prices = data.closes()
+        fills = self.recorder.fills
+        starts = {s: data.ts[data.symbol == s] for s in data.symbols}
+        last = {s: to_decimal(float(prices[s].dropna().iloc[-1])) for s in prices.columns}
+        trades = round_trips(fills, bar_starts=starts, last_prices=last)
+        benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
+        ppy = self.config.periods_per_year or periods_per_year(data.timeframe)
+        closed = [t for t in trades if not t.is_open]
+        metrics = summarize(
+            equity.to_numpy(),
+            initial=float(self.config.initial_cash),
+            periods_per_year=ppy,
+            trade_pnls=[float(t.pnl) for t in closed],
+            trade_returns=[t.return_pct for t in closed],
+            benchmark_returns=_returns_with_start(benchmark, float(self.config.initial_cash)),
+            in_market=_in_market(fills, index, data.symbols),
+            turnover=_turnover(fills, equity),
+            trial_sharpes=trial_sharpes,
+        )
+        return BacktestResult(
+            equity=equity,
+            trades=trades,
+            orders=list(self.recorder.orders.values()),
+            fills=list(fills),
+            metrics=metrics,
+            benchmark=benchmark,
+            initial_cash=self.config.initial_cash,
+            final=self.portfolio.snapshot(self.starts[-1] + tf),
+            bars=len(data),
+            prices=prices,
+            risk_events=self.risk_events,
+        )
+
+
+def _buy_and_hold(prices: pd.DataFrame, initial: float) -> pd.Series:
+    """Return the equity of holding every symbol equally weighted from the first close."""
+    filled = prices.ffill().bfill()
+    growth = filled / filled.iloc[0]
+    return (growth.mean(axis=1) * initial).rename("benchmark")
+
+
+def _returns_with_start(curve: pd.Series, initial: float) -> np.ndarray:
+    values = np.concatenate([[initial], curve.to_numpy(dtype=float)])
+    return values[1:] / values[:-1] - 1.0
+
+
+def _in_market(fills: Sequence[Fill], index: pd.DatetimeIndex, symbols: list[str]) -> np.ndarray:
+    """Return, per bar, whether any position was open after the bar's fills (exact)."""
+    held = np.zeros(index.size, dtype=bool)
+    stamps = index.asi8
+    for symbol in symbols:
+        own = [f for f in fills if f.symbol == symbol]
+        if not own:
+            continue
+        at = np.searchsorted(stamps, [pd.Timestamp(f.ts).value for f in own], side="right") - 1
+        position, after = ZERO, []
+        for fill in own:
+            position += fill.signed_quantity
+            after.append(1.0 if position != 0 else 0.0)
+        state = pd.Series(after, index=np.clip(at, 0, None)).groupby(level=0).last()
+        held |= state.reindex(range(index.size)).ffill().fillna(0.0).to_numpy() > 0.5
+    return held
+
+
+def _turnover(fills: Sequence[Fill], equity: pd.Series) -> float:
+    """Return traded notional / average equity."""
+    mean_equity = float(equity.mean()) if equity.size else 0.0
+    if mean_equity <= 0:
+        return float("nan")
+    traded = float(sum((f.notional for f in fills), ZERO))
+    return traded / mean_equity
+
+
+__all__ = [
+    "BarData",
+    "BacktestConfig",
+    "BacktestRunner",
+    "BacktestResult",
+    "ProgressCallback",
+    "periods_per_year",
+    "prepare_bars",
+    "run_backtest",
+]

@@ -1,0 +1,496 @@
+"""Vectorised backtests of the built-in signal strategies, for fast parameter sweeps.
+
+The strategies' decisions are computed for all bars at once with numpy (``indicators``: the
+incremental SMA and Bollinger bands reproduced bit for bit, Wilder's RSI); the trading itself
+loops only over the bars where the wanted position changes, applying the event-driven rules:
+decide on a bar's close, size ``fraction`` of equity at that close rounded down to ``lot``, fill
+at the next bar's open (or at the close), pay the taker fee. For the strategies it supports it
+gives the same trades as ``runner.BacktestRunner`` (tested); it assumes orders fill completely,
+so fill models with books or volume caps, and impact slippage, are not available here.
+
+Single symbol only; floats throughout (the exact Decimal accounting is the event-driven path's).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtesting.engine.errors import BacktestConfigError, UnsupportedStrategyError
+from backtesting.engine.fills import FillModel, FixedBps, NoSlippage, tidy_price
+from backtesting.engine.indicators import rolling_mean, rolling_mean_std, wilder_rsi
+from backtesting.engine.metrics import summarize
+from backtesting.engine.runner import BacktestConfig, BarData, periods_per_year, prepare_bars
+from marketdata.engine.events import TIMEFRAME_SECONDS
+from trading.engine.strategies import STRATEGIES
+
+SUPPORTED = ("sma_cross", "rsi_reversion", "bollinger_breakout")
+
+
+@dataclass(frozen=True, slots=True)
+class VectorTrade:
+    """One round trip of the vectorised path (bar indices and float prices)."""
+
+    side: str
+    quantity: float
+    entry_index: int
+    entry_price: float
+    exit_index: int | None
+    exit_price: float | None
+    pnl: float  # net of both fees; open trades marked at the last close
+    fees: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """Every fill of a vectorised run, as arrays (position only jumps flat/long/short)."""
+
+    bars: np.ndarray  # bar index of each fill
+    prices: np.ndarray
+    deltas: np.ndarray  # signed quantity
+    fees: np.ndarray
+    cash: np.ndarray  # cash after the fill
+    position: np.ndarray  # position after the fill
+    initial_cash: float
+
+    def round_trips(self, last_close: float) -> dict[str, np.ndarray]:
+        """Return round trips as arrays: each fill that leaves a position opens one."""
+        pos, absd = self.position, np.abs(self.deltas)
+        opened = np.flatnonzero(pos != 0)
+        qty = np.abs(pos[opened])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            entry_fee = np.where(absd[opened] > 0, self.fees[opened] * qty / absd[opened], 0.0)
+        closer = opened + 1
+        closed = closer < pos.size
+        safe = np.minimum(closer, pos.size - 1)
+        exit_price = np.where(closed, self.prices[safe], last_close)
+        exit_fee = np.where(closed, self.fees[safe] * qty / np.where(closed, absd[safe], 1.0), 0.0)
+        sign = np.sign(pos[opened])
+        pnl = sign * qty * (exit_price - self.prices[opened]) - entry_fee - exit_fee
+        return {
+            "entry": self.bars[opened],
+            "exit": np.where(closed, self.bars[safe], -1),
+            "qty": qty,
+            "sign": sign,
+            "entry_price": self.prices[opened],
+            "exit_price": exit_price,
+            "closed": closed,
+            "pnl": pnl,
+            "fees": entry_fee + exit_fee,
+        }
+
+    def equity(self, close: np.ndarray) -> np.ndarray:
+        """Return cash + position × close after each bar."""
+        n = close.size
+        if self.bars.size == 0:
+            return np.full(n, self.initial_cash)
+        starts = self.bars
+        lengths = np.diff(np.append(starts, n))
+        head = starts[0]
+        cash = np.concatenate([np.full(head, self.initial_cash), np.repeat(self.cash, lengths)])
+        pos = np.concatenate([np.zeros(head), np.repeat(self.position, lengths)])
+        return cash + pos * close
+
+
+class VectorResult:
+    """Outcome of one vectorised run; the equity curve and trade objects are built on demand."""
+
+    def __init__(
+        self, ledger: Ledger, close: np.ndarray, ts: np.ndarray, fill_offset_ns: int = 0
+    ) -> None:
+        self.ledger = ledger
+        self.ts = ts  # int64 ns bar starts
+        self.fill_offset_ns = fill_offset_ns  # fills at bar i happen at ts[i] + offset
+        self.metrics: dict[str, float] = {}
+        self._close = close
+        self._trips = ledger.round_trips(float(close[-1]))
+        self._equity: np.ndarray | None = None
+
+    @property
+    def equity(self) -> np.ndarray:
+        """Return the equity after each bar's close."""
+        if self._equity is None:
+            self._equity = self.ledger.equity(self._close)
+        return self._equity
+
+    @property
+    def final_equity(self) -> float:
+        """Return the equity after the last bar."""
+        ledger = self.ledger
+        if ledger.bars.size == 0:
+            return ledger.initial_cash
+        return float(ledger.cash[-1] + ledger.position[-1] * self._close[-1])
+
+    @property
+    def trade_arrays(self) -> dict[str, np.ndarray]:
+        """Return the round trips as arrays (entry/exit bar, qty, prices, pnl, fees, closed)."""
+        return self._trips
+
+    @property
+    def n_closed(self) -> int:
+        """Return the number of closed round trips."""
+        return int(self._trips["closed"].sum())
+
+    @property
+    def trades(self) -> list[VectorTrade]:
+        """Return the round trips as objects, by entry."""
+        t = self._trips
+        return [
+            VectorTrade(
+                "long" if sign > 0 else "short",
+                qty,
+                entry,
+                entry_price,
+                exit_ if closed else None,
+                exit_price if closed else None,
+                pnl,
+                fees,
+            )
+            for entry, exit_, qty, sign, entry_price, exit_price, closed, pnl, fees in zip(
+                t["entry"].tolist(),
+                t["exit"].tolist(),
+                t["qty"].tolist(),
+                t["sign"].tolist(),
+                t["entry_price"].tolist(),
+                t["exit_price"].tolist(),
+                t["closed"].tolist(),
+                t["pnl"].tolist(),
+                t["fees"].tolist(),
+                strict=True,
+            )
+        ]
+
+    @property
+    def closed_trades(self) -> list[VectorTrade]:
+        """Return the trades that closed."""
+        return [t for t in self.trades if t.exit_index is not None]
+
+    def timestamps(self, index: int | None) -> datetime | None:
+        """Return the UTC time of a fill on bar ``index`` (its open, or its close)."""
+        if index is None:
+            return None
+        return pd.Timestamp(int(self.ts[index]) + self.fill_offset_ns, tz=UTC).to_pydatetime()
+
+
+class IndicatorCache:
+    """Indicators of one close series, memoised by parameters (shared across a sweep)."""
+
+    def __init__(self, close: np.ndarray) -> None:
+        self.close = np.asarray(close, dtype=float)
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def _get(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = make()
+        return value
+
+    def sma(self, n: int) -> np.ndarray:
+        """Return the simple moving average (NaN until ``n`` values), as ``RollingMean``."""
+        return self._get(("sma", n), lambda: rolling_mean(self.close, n))
+
+    def bands(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the rolling mean and population σ, as ``RollingMeanStd``."""
+        return self._get(("bands", n), lambda: rolling_mean_std(self.close, n))
+
+    def floor_after(self) -> np.ndarray:
+        """Return the lowest close from each bar to the end (bounds what can still be bought)."""
+        return self._get(("floor",), lambda: np.minimum.accumulate(self.close[::-1])[::-1])
+
+    def rsi(self, n: int) -> np.ndarray:
+        """Return Wilder's RSI seeded with the mean of the first ``n`` changes (TA-Lib's)."""
+        return self._get(("rsi", n), lambda: wilder_rsi(self.close, n))
+
+
+# ----------------------------------------------------------------- signals
+
+
+Signals = tuple[np.ndarray, np.ndarray]
+"""(state, entries): the position direction wanted after each bar (NaN before the first
+decision), and the direction of each bar's entry decision (NaN where the strategy does not try
+to enter). An entry sized to zero (too little equity) is retried on later entry decisions."""
+
+
+def sma_cross_targets(cache: IndicatorCache, params: Mapping[str, Any]) -> Signals:
+    """Return the signals of ``SmaCross``: it decides on every bar with both averages."""
+    fast, slow = cache.sma(int(params["fast"])), cache.sma(int(params["slow"]))
+    short = -1.0 if params["allow_short"] else 0.0
+    with np.errstate(invalid="ignore"):
+        state = np.where(fast > slow, 1.0, np.where(fast < slow, short, np.nan))
+    return state, state
+
+
+def rsi_targets(cache: IndicatorCache, params: Mapping[str, Any]) -> Signals:
+    """Return the signals of ``RsiReversion``: enter below ``lower``, exit above ``upper``."""
+    rsi = cache.rsi(int(params["period"]))
+    with np.errstate(invalid="ignore"):
+        state = np.where(
+            rsi < float(params["lower"]), 1.0, np.where(rsi > float(params["upper"]), 0.0, np.nan)
+        )
+    return state, state
+
+
+def bollinger_targets(cache: IndicatorCache, params: Mapping[str, Any]) -> Signals:
+    """Return the signals of ``BollingerBreakout`` (its exits depend on the position held)."""
+    mean, std = cache.bands(int(params["period"]))
+    close = cache.close
+    width = float(params["k"]) * std
+    idx = np.arange(close.size)
+    with np.errstate(invalid="ignore"):
+        up = close > mean + width
+        down = (close < mean - width) & bool(params["allow_short"])
+        below, above = close < mean, close > mean
+    last = {
+        name: np.maximum.accumulate(np.where(flags, idx, -1))
+        for name, flags in (("up", up), ("down", down), ("below", below), ("above", above))
+    }
+    lu, ld = last["up"], last["down"]
+    state = np.where(
+        lu > ld,
+        np.where(last["below"] > lu, 0.0, 1.0),
+        np.where(ld > lu, np.where(last["above"] > ld, 0.0, -1.0), np.nan),
+    )
+    return state, np.where(up, 1.0, np.where(down, -1.0, np.nan))
+
+
+SIGNALS: dict[str, Callable[[IndicatorCache, Mapping[str, Any]], Signals]] = {
+    "sma_cross": sma_cross_targets,
+    "rsi_reversion": rsi_targets,
+    "bollinger_breakout": bollinger_targets,
+}
+
+
+def strategy_params(name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the strategy's defaults overlaid with ``params`` (validated by the class)."""
+    if name not in SIGNALS:
+        raise UnsupportedStrategyError(
+            f"the vectorised path supports {', '.join(SUPPORTED)}, not {name!r}"
+        )
+    strategy = STRATEGIES[name](**dict(params or {}))  # the class validates the parameters
+    return dict(strategy.params)
+
+
+# ----------------------------------------------------------------- simulation
+
+
+@dataclass(frozen=True, slots=True)
+class _Costs:
+    """Fees, slippage, fill timing and sizing of a vectorised run (floats)."""
+
+    fee: float
+    slip_bps: float
+    next_open: bool
+    fraction: float
+    lot: float
+    cash: float
+
+
+def _costs(config: BacktestConfig, params: Mapping[str, Any]) -> _Costs:
+    model = FillModel(config.fill_model)
+    if model is FillModel.BOOK or config.volume_cap is not None:
+        raise BacktestConfigError("the vectorised path supports next_open/close without a cap")
+    slip = config.slippage
+    if not isinstance(slip, NoSlippage | FixedBps):
+        raise BacktestConfigError("the vectorised path supports fixed-bps slippage only")
+    return _Costs(
+        fee=float(config.taker_fee_bps) / 10_000.0,
+        slip_bps=slip.bps if isinstance(slip, FixedBps) else 0.0,
+        next_open=model is FillModel.NEXT_OPEN,
+        fraction=float(params["fraction"]),
+        lot=float(params["lot"]),
+        cash=float(config.initial_cash),
+    )
+
+
+def _change_points(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the bars where the forward-filled target changes, and the new targets."""
+    held = pd.Series(targets).ffill().to_numpy()
+    prev = np.concatenate([[0.0], held[:-1]])
+    prev = np.where(np.isnan(prev), 0.0, prev)
+    change = np.flatnonzero((held != prev) & ~np.isnan(held))
+    return change, held[change]
+
+
+def simulate(
+    signals: Signals,
+    open_: np.ndarray,
+    close: np.ndarray,
+    costs: _Costs,
+    floor_after: np.ndarray | None = None,
+) -> Ledger:
+    """Trade the wanted directions where they change (and retry empty entries); return fills.
+
+    ``floor_after`` (lowest close from each bar on) lets a flat account that cannot buy one lot
+    at any later price stop early.
+    """
+    state, entries = signals
+    changes, wanted = _change_points(state)
+    n = close.size
+    lowest = floor_after if floor_after is not None else np.minimum.accumulate(close[::-1])[::-1]
+    shift = 1 if costs.next_open else 0
+    fills = (open_ if costs.next_open else close)[np.minimum(changes + shift, n - 1)].tolist()
+    ends = np.append(changes[1:], n).tolist()
+    account = _Account(costs, close)
+    decide = account.decide
+    for i, d, ref, c, end in zip(
+        changes.tolist(), wanted.tolist(), fills, close[changes].tolist(), ends, strict=True
+    ):
+        if i + shift >= n:
+            break  # a decision on the last bar has no bar left to fill in
+        if not d and account.pos == 0:
+            continue  # already flat
+        decide(i + shift, d, c, ref)
+        if d and account.pos == 0:
+            if not account.can_buy(float(lowest[i])):
+                break  # flat and too poor for one lot at any later price: nothing can happen
+            k = account.retry_bar(entries, i + 1, end, d)
+            if k is not None and k + shift < n:
+                price = float(open_[k + 1]) if costs.next_open else float(close[k])
+                decide(k + shift, d, float(close[k]), price)
+    return account.ledger()
+
+
+class _Account:
+    """Cash, position and the fills of a vectorised run (floats)."""
+
+    __slots__ = ("c", "cash", "close", "columns", "pos")
+
+    def __init__(self, costs: _Costs, close: np.ndarray) -> None:
+        self.c = costs
+        self.close = close
+        self.cash, self.pos = costs.cash, 0.0
+        self.columns: tuple[list[float], ...] = ([], [], [], [], [], [])
+
+    def decide(self, j: int, d: float, close: float, price: float) -> None:
+        """On a close of ``close``, target direction ``d``; fill at ``price`` on bar ``j``."""
+        c, pos = self.c, self.pos
+        if d:
+            qty = math.floor((self.cash + pos * close) * c.fraction / close / c.lot) * c.lot
+            delta = d * qty - pos
+        else:
+            delta = -pos
+        if delta == 0:
+            return
+        if c.slip_bps:
+            price = tidy_price(price * (1.0 + (1 if delta > 0 else -1) * c.slip_bps / 10_000.0))
+        paid = abs(delta) * price * c.fee
+        self.cash -= delta * price + paid
+        self.pos = pos + delta
+        bars, prices, deltas, fees, cash, position = self.columns
+        bars.append(j)
+        prices.append(price)
+        deltas.append(delta)
+        fees.append(paid)
+        cash.append(self.cash)
+        position.append(self.pos)
+
+    def can_buy(self, price: float) -> bool:
+        """Return True if the cash sizes to at least one lot at ``price``."""
+        c = self.c
+        return math.floor(self.cash * c.fraction / price / c.lot) >= 1
+
+    def retry_bar(self, entries: np.ndarray, start: int, stop: int, d: float) -> int | None:
+        """Return the first later entry decision for ``d`` that the (flat) account can size."""
+        c = self.c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            units = np.floor(self.cash * c.fraction / self.close[start:stop] / c.lot)
+        hits = np.flatnonzero((entries[start:stop] == d) & (units >= 1))
+        return start + int(hits[0]) if hits.size else None
+
+    def ledger(self) -> Ledger:
+        """Return the fills as arrays."""
+        bars, *rest = self.columns
+        arrays = [np.asarray(a, dtype=float) for a in rest]
+        return Ledger(np.asarray(bars, dtype=np.int64), *arrays, self.c.cash)
+
+
+# ----------------------------------------------------------------- entry points
+
+
+def run_vectorised(
+    strategy: str,
+    bars: pd.DataFrame | BarData,
+    params: Mapping[str, Any] | None = None,
+    config: BacktestConfig | None = None,
+    *,
+    cache: IndicatorCache | None = None,
+    with_metrics: bool = True,
+) -> VectorResult:
+    """Backtest one parameter set of a built-in strategy on one symbol."""
+    data = single_symbol(bars)
+    return _run(strategy, data, params, config or BacktestConfig(), cache, with_metrics)
+
+
+def single_symbol(bars: pd.DataFrame | BarData) -> BarData:
+    """Return the bars as ``BarData``, refusing several symbols."""
+    data = bars if isinstance(bars, BarData) else prepare_bars(bars)
+    symbols = data.symbol
+    if symbols.size and not (symbols == symbols[0]).all():
+        raise BacktestConfigError("the vectorised path runs one symbol at a time")
+    return data
+
+
+def _run(
+    strategy: str,
+    data: BarData,
+    params: Mapping[str, Any] | None,
+    config: BacktestConfig,
+    cache: IndicatorCache | None,
+    with_metrics: bool,
+) -> VectorResult:
+    full = strategy_params(strategy, params)
+    cache = cache or IndicatorCache(data.close)
+    signals = SIGNALS[strategy](cache, full)
+    ledger = simulate(signals, data.open, data.close, _costs(config, full), cache.floor_after())
+    next_open = FillModel(config.fill_model) is FillModel.NEXT_OPEN
+    offset = 0 if next_open else TIMEFRAME_SECONDS[data.timeframe] * 1_000_000_000
+    result = VectorResult(ledger, data.close, data.ts, offset)
+    if with_metrics:
+        result.metrics = _metrics(result, config, data.timeframe)
+    return result
+
+
+def _metrics(result: VectorResult, config: BacktestConfig, timeframe: str) -> dict[str, float]:
+    trips = result.trade_arrays
+    closed = trips["closed"]
+    entry = (trips["qty"] * trips["entry_price"])[closed]
+    pnl = trips["pnl"][closed]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        returns = np.where(entry != 0, pnl / entry, 0.0)
+    return summarize(
+        result.equity,
+        initial=float(config.initial_cash),
+        periods_per_year=config.periods_per_year or periods_per_year(timeframe),
+        trade_pnls=pnl,
+        trade_returns=returns,
+    )
+
+
+def sweep(
+    strategy: str,
+    bars: pd.DataFrame | BarData,
+    param_sets: Iterable[Mapping[str, Any]],
+    config: BacktestConfig | None = None,
+    *,
+    metrics: bool = True,
+) -> pd.DataFrame:
+    """Run every parameter set (indicators shared) and return one row per set."""
+    data = single_symbol(bars)
+    cfg = config or BacktestConfig()
+    cache = IndicatorCache(data.close)
+    rows = []
+    for params in param_sets:
+        res = _run(strategy, data, params, cfg, cache, metrics)
+        row: dict[str, Any] = dict(params)
+        row["final_equity"] = res.final_equity
+        row["trades"] = res.n_closed
+        if metrics:
+            row.update({f"m_{k}": v for k, v in res.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)

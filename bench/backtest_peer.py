@@ -1,0 +1,157 @@
+"""Peer side of bench/backtest_peers.py: runs inside .venv-bench, never imports RRR code.
+
+Usage: python backtest_peer.py {backtesting|vectorbt|vectorbt-sweep} BARS.npz [FAST SLOW]
+Prints one JSON object: the peer's own timings (seconds) and results.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+# The repository root must not shadow the PyPI "backtesting" package with our Django app.
+_ROOT = str(Path(__file__).resolve().parents[1])
+sys.path[:] = [p for p in sys.path if p not in ("", _ROOT, str(Path(__file__).parent))]
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+CASH = 100_000.0
+COMMISSION = 0.001
+
+
+def load(path: str) -> pd.DataFrame:
+    """Return the bars as the OHLCV frame both peers take."""
+    raw = np.load(path)
+    # Naive UTC: a tz-aware index makes vectorbt several times slower.
+    index = pd.DatetimeIndex(raw["ts"].astype("datetime64[ns]"))
+    cols = {c.capitalize(): raw[c] for c in ("open", "high", "low", "close", "volume")}
+    return pd.DataFrame(cols, index=index)
+
+
+def sma(values: np.ndarray, n: int) -> np.ndarray:
+    """Return the simple moving average (pandas rolling mean)."""
+    return pd.Series(values).rolling(n).mean().to_numpy()
+
+
+def warm_sma(values: np.ndarray, n: int) -> np.ndarray:
+    """Return the SMA with its last warm-up NaN filled.
+
+    backtesting.py first calls ``next()`` one bar after every indicator is defined ("+1 to have
+    at least two entries available"); RRR's strategies decide on the first bar with both
+    averages. Filling index n − 2 (never read by ``next()``, which first runs at n − 1 and reads
+    index n − 1) lets both decide on the same first bar.
+    """
+    out = sma(values, n).copy()  # pandas may hand back a read-only view
+    if out.size >= n >= 2:
+        out[n - 2] = out[n - 1]
+    return out
+
+
+def run_backtesting(data: pd.DataFrame, fast: int, slow: int) -> dict:
+    """Time backtesting.py on the long-only SMA state strategy, all-in, next-open fills."""
+    # The PyPI package, not our app (see the sys.path filter above).
+    Strategy = importlib.import_module("backtesting").Strategy  # noqa: N806
+    FractionalBacktest = importlib.import_module("backtesting.lib").FractionalBacktest  # noqa: N806
+
+    class SmaCross(Strategy):
+        def init(self) -> None:
+            self.fast = self.I(warm_sma, self.data.Close, fast)
+            self.slow = self.I(warm_sma, self.data.Close, slow)
+
+        def next(self) -> None:
+            f, s = self.fast[-1], self.slow[-1]
+            if f > s and not self.position:
+                self.buy(size=0.9999)  # all-in, leaving room for the commission
+            elif f < s and self.position:
+                self.position.close()
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bt = FractionalBacktest(data, SmaCross, cash=CASH, commission=COMMISSION)
+        stats = bt.run()
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "trades": int(stats["# Trades"]),
+        "final_equity": float(stats["Equity Final [$]"]),
+        "version": importlib.import_module("backtesting").__version__,
+    }
+
+
+def _vbt_signals(close: pd.Series, fast, slow):
+    import vectorbt as vbt
+
+    f = vbt.MA.run(close, fast, short_name="fast").ma
+    s = vbt.MA.run(close, slow, short_name="slow").ma
+    if isinstance(fast, list):  # every (fast, slow) pair as its own column
+        f = np.repeat(f.to_numpy(), len(slow), axis=1)
+        s = np.tile(s.to_numpy(), (1, len(fast)))
+    else:
+        f, s = f.to_numpy(), s.to_numpy()
+    entries, exits = f > s, f < s
+    # Decide on a close, fill at the next open.
+    head = np.zeros((1,) + entries.shape[1:], bool)
+    entries = np.concatenate([head, entries[:-1]], axis=0)
+    exits = np.concatenate([head, exits[:-1]], axis=0)
+    return entries, exits
+
+
+def run_vectorbt(data: pd.DataFrame, fast, slow) -> dict:
+    """Time vectorbt's Portfolio.from_signals; the first call includes numba compilation."""
+    import vectorbt as vbt
+
+    close, open_ = data["Close"], data["Open"]
+    timings, totals = [], []
+    for _ in range(2):
+        start = time.perf_counter()
+        entries, exits = _vbt_signals(close, fast, slow)
+        pf = vbt.Portfolio.from_signals(
+            close,
+            entries,
+            exits,
+            price=open_,
+            fees=COMMISSION,
+            init_cash=CASH,
+            size=np.inf,
+            freq="1min",
+        )
+        final = pf.final_value()
+        timings.append(time.perf_counter() - start)  # signals + simulation + final value
+        trades = pf.trades.count()
+        totals.append(time.perf_counter() - start)  # ... + trade records
+    single = np.ndim(final) == 0
+    return {
+        "seconds_cold": timings[0],
+        "seconds": timings[1],
+        "seconds_with_trades": totals[1],
+        "trades": int(trades) if single else int(np.sum(trades)),
+        "final_equity": float(final) if single else float(np.max(final)),
+        "columns": 1 if single else int(np.size(final)),
+        "version": vbt.__version__,
+    }
+
+
+def main(argv: list[str]) -> None:
+    mode, path = argv[0], argv[1]
+    data = load(path)
+    if mode == "backtesting":
+        out = run_backtesting(data, int(argv[2]), int(argv[3]))
+    elif mode == "vectorbt":
+        out = run_vectorbt(data, int(argv[2]), int(argv[3]))
+    elif mode == "vectorbt-sweep":
+        fast = json.loads(argv[2])
+        slow = json.loads(argv[3])
+        out = run_vectorbt(data, fast, slow)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

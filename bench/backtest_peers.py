@@ -1,0 +1,269 @@
+"""Benchmark our backtesters against backtesting.py and vectorbt on the same synthetic bars.
+
+    .venv/bin/python bench/backtest_peers.py [--bars 1000000] [--combos 100]
+
+On ``--bars`` one-minute bars of the simulated market (``SimulatedMarket.history_bars``), the
+long-only SMA(10/30) state strategy (long while fast > slow), all-in, 0.1 % commission, fills at
+the next bar's open:
+
+(a) our event-driven runner next to backtesting.py: both must report the same number of trades
+    and final equities within 0.1 %; target: ours >= 5x backtesting.py's bars/s;
+(b) our vectorised path next to vectorbt's ``Portfolio.from_signals``, single run and a sweep of
+    ``--combos`` (fast, slow) pairs, both timed from the bars frame to trades and final equity
+    (signals included, metrics not); target: ours at least as fast as vectorbt warm, i.e. after
+    numba compiled (the cold figure is printed too).
+
+The peers run in ``.venv-bench`` (created by bench/backtest_setup.sh when missing) in a
+subprocess that reads the bars from an .npz file and times itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from backtesting.engine.runner import BacktestConfig, prepare_bars, run_backtest  # noqa: E402
+from backtesting.engine.vectorised import run_vectorised, sweep  # noqa: E402
+from marketdata.engine.simulator import SimulatedMarket  # noqa: E402
+from trading.engine.strategies import create_strategy  # noqa: E402
+
+FAST, SLOW = 10, 30
+CASH = Decimal(100_000)
+# backtesting.py buys int(cash × 0.9999 / (price × (1 + commission))) units: the same all-in size.
+FRACTION = Decimal("0.9999") / Decimal("1.001")
+CONFIG = BacktestConfig(initial_cash=CASH, taker_fee_bps=Decimal(10), fill_model="next_open")
+PEER = Path(__file__).with_name("backtest_peer.py")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the results table."""
+
+    name: str
+    ours: float
+    peer: float
+    unit: str
+    target: float  # minimum ours/peer speed ratio
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.peer if self.unit == "bars/s" else self.peer / self.ours
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio >= self.target
+
+
+def peer_python(venv: Path, setup: bool) -> Path:
+    """Return the peers' interpreter, creating .venv-bench first if needed."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import backtesting, vectorbt"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    if not setup:
+        raise SystemExit(f"{venv} lacks the peers; run bench/backtest_setup.sh")
+    print("creating .venv-bench with backtesting.py and vectorbt ...", flush=True)
+    subprocess.run(["bash", str(ROOT / "bench" / "backtest_setup.sh")], check=True, cwd=ROOT)
+    return python
+
+
+def run_peer(python: Path, *args: str) -> dict:
+    """Run the peer script and return its JSON report."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
+    proc = subprocess.run(
+        [str(python), str(PEER), *args], capture_output=True, text=True, env=env, cwd=PEER.parent
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"peer {args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_bars(n: int):
+    """Return ``n`` one-minute bars of the simulated market (seed 42) and the generation time."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    began = time.perf_counter()
+    frame = SimulatedMarket(["BTC-USD"], seed=42).history_bars(
+        "BTC-USD", "1m", start, start + timedelta(minutes=n)
+    )
+    return frame, time.perf_counter() - began
+
+
+def timed(fn, *args, **kwargs):
+    """Return (result, seconds)."""
+    began = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - began
+
+
+def event_driven(frame):
+    """Run our event-driven runner from the DataFrame (conversion included in the time)."""
+    strategy = create_strategy("sma_cross", fast=FAST, slow=SLOW, fraction=FRACTION)
+    return timed(lambda: run_backtest(strategy, prepare_bars(frame), CONFIG))
+
+
+def combos(n: int) -> tuple[list[int], list[int]]:
+    """Return fast and slow windows whose product has ``n`` pairs (fast < slow always)."""
+    side = max(1, int(round(n**0.5)))
+    fast = list(range(5, 5 + side))
+    slow = list(range(20, 20 + 5 * (n // side), 5))
+    return fast, slow
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--combos", type=int, default=100)
+    parser.add_argument("--venv", type=Path, default=ROOT / ".venv-bench")
+    parser.add_argument(
+        "--no-setup", action="store_true", help="fail instead of creating .venv-bench"
+    )
+    args = parser.parse_args()
+    python = peer_python(args.venv, not args.no_setup)
+    frame, gen_seconds = make_bars(args.bars)
+    n = len(frame)
+    print(f"{n:,} bars of BTC-USD 1m generated in {gen_seconds:.2f} s", flush=True)
+    rows: list[Row] = []
+    checks: list[tuple[str, bool, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "bars.npz"
+        ts = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        np.savez(
+            npz,
+            ts=ts,
+            **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
+        )
+        rows_a, checks_a, event = part_a(frame, python, npz)
+        rows_b, checks_b = part_b(frame, python, npz, args.combos, event)
+    rows += rows_a + rows_b
+    checks += checks_a + checks_b
+    return report(rows, checks, n)
+
+
+def part_a(frame, python: Path, npz: Path) -> tuple[list[Row], list[tuple[str, bool, str]], object]:
+    """Event-driven runner against backtesting.py."""
+    n = len(frame)
+    print("(a) event-driven runner ...", flush=True)
+    ours, seconds = event_driven(frame)
+    print("(a) backtesting.py ...", flush=True)
+    peer = run_peer(python, "backtesting", str(npz), str(FAST), str(SLOW))
+    ours_trades = len(ours.closed_trades)
+    ours_equity = float(ours.final_equity)
+    diff = abs(ours_equity / peer["final_equity"] - 1) if peer["final_equity"] else float("inf")
+    note = f"backtesting.py {peer['version']}"
+    row = Row(
+        "event-driven vs backtesting.py", n / seconds, n / peer["seconds"], "bars/s", 5.0, note
+    )
+    checks = [
+        (
+            "same number of trades",
+            ours_trades == peer["trades"],
+            f"ours {ours_trades}, backtesting.py {peer['trades']}",
+        ),
+        (
+            "final equity within 0.1 %",
+            diff <= 0.001,
+            f"ours {ours_equity:.6g}, backtesting.py {peer['final_equity']:.6g} (diff {diff:.2e})",
+        ),
+    ]
+    return [row], checks, ours
+
+
+def part_b(
+    frame, python: Path, npz: Path, n_combos: int, event
+) -> tuple[list[Row], list[tuple[str, bool, str]]]:
+    """Vectorised path against vectorbt: one run and a parameter sweep."""
+    n = len(frame)
+    print("(b) vectorised single run ...", flush=True)
+    single, seconds = timed(
+        lambda: run_vectorised(
+            "sma_cross",
+            prepare_bars(frame),
+            {"fast": FAST, "slow": SLOW, "fraction": FRACTION},
+            CONFIG,
+            with_metrics=False,  # the same scope as vectorbt's timing: trades and final value
+        )
+    )
+    peer = run_peer(python, "vectorbt", str(npz), str(FAST), str(SLOW))
+    fast, slow = combos(n_combos)
+    sets = [{"fast": f, "slow": s, "fraction": FRACTION} for f in fast for s in slow]
+    print(f"(b) vectorised sweep of {len(sets)} combinations ...", flush=True)
+    table, sweep_seconds = timed(
+        lambda: sweep("sma_cross", prepare_bars(frame), sets, CONFIG, metrics=False)
+    )
+    peer_sweep = run_peer(python, "vectorbt-sweep", str(npz), json.dumps(fast), json.dumps(slow))
+    note = (
+        f"vectorbt {peer['version']}: cold {peer['seconds_cold']:.2f} s, "
+        f"+trade records {peer['seconds_with_trades']:.2f} s"
+    )
+    sweep_note = (
+        f"vectorbt cold {peer_sweep['seconds_cold']:.2f} s; {len(sets) * n / 1e6:.0f}M bar-runs"
+    )
+    rows = [
+        Row("vectorised single run (s)", seconds, peer["seconds"], "s", 1.0, note),
+        Row(
+            f"sweep of {len(sets)} combos (s)",
+            sweep_seconds,
+            peer_sweep["seconds"],
+            "s",
+            1.0,
+            sweep_note,
+        ),
+    ]
+    same_entries = [t.entry_ts for t in event.trades] == [
+        single.timestamps(t.entry_index) for t in single.trades
+    ]
+    # Floats against exact Decimals: compare in units of the starting capital.
+    diff = abs(single.final_equity - float(event.final_equity)) / float(CASH)
+    checks = [
+        (
+            "vectorised == event-driven",
+            same_entries and single.n_closed == len(event.closed_trades) and diff < 1e-9,
+            f"{single.n_closed} vs {len(event.closed_trades)} trades, "
+            f"same entries: {same_entries}, final equity diff {diff:.1e} of the capital",
+        ),
+        (
+            "vectorbt (informational)",
+            True,
+            f"{peer['trades']} trades, final {peer['final_equity']:.6g} (it sizes at the fill "
+            "price without lot rounding and counts the open trade)",
+        ),
+        ("sweep rows", len(table) == len(sets), f"{len(table)} of {len(sets)}"),
+    ]
+    return rows, checks
+
+
+def report(rows: list[Row], checks: list[tuple[str, bool, str]], n: int) -> int:
+    """Print the table and the verdicts; return the exit code."""
+    print()
+    print(f"{'benchmark':36} {'ours':>14} {'peer':>14} {'ratio':>8} {'target':>8}  result")
+    for r in rows:
+        fmt = "{:>14,.0f}" if r.unit == "bars/s" else "{:>14.3f}"
+        print(
+            f"{r.name:36} {fmt.format(r.ours)} {fmt.format(r.peer)} {r.ratio:>7.2f}x "
+            f"{'>=' + format(r.target, 'g') + 'x':>8}  {'PASS' if r.passed else 'FAIL'}  {r.note}"
+        )
+    print()
+    for name, ok, detail in checks:
+        print(f"{name:36} {'PASS' if ok else 'FAIL'}  {detail}")
+    failed = [r.name for r in rows if not r.passed] + [c[0] for c in checks if not c[1]]
+    print(f"\n{n:,} bars: {'all targets met' if not failed else 'missed: ' + ', '.join(failed)}")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
