@@ -208,7 +208,8 @@ class OrderManager:
     def on_bar(self, bar: Bar) -> list[VenueEvent]:
         """Feed a bar to the venue and mark positions at its close."""
         events = self.venue.on_bar(bar)
-        self._process(events)
+        if events:
+            self._process(events)
         # The bar's start rolls the day, so the day opens at the previous day's last close.
         self._mark(bar.symbol, to_decimal(bar.close), bar.ts)
         return events

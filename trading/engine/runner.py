@@ -51,6 +51,7 @@ class StrategyRunner:
         self._slots: list[_Slot] = []
         self._by_key: dict[tuple[str, str], _Slot] = {}
         self._fills: list[tuple[_Slot, Fill]] = []
+        self._bar_lengths: dict[str, timedelta] = {}
         oms.add_listener(self)
 
     def add(
@@ -98,7 +99,12 @@ class StrategyRunner:
 
     def on_bar(self, bar: Bar) -> None:
         """Process a closed bar (decisions are stamped at the bar's end)."""
-        now = bar.ts + timedelta(seconds=Timeframe(bar.timeframe).seconds)
+        length = self._bar_lengths.get(bar.timeframe)
+        if length is None:
+            length = self._bar_lengths[bar.timeframe] = timedelta(
+                seconds=Timeframe(bar.timeframe).seconds
+            )
+        now = bar.ts + length
         self._set_now(now)
         if self.bars_to_venue:
             self.oms.on_bar(bar)
@@ -163,6 +169,8 @@ class StrategyRunner:
 
     def settle(self, now: datetime) -> None:
         """Deliver queued fills and submit queued intents until nothing is left."""
+        if not self._fills and not any(slot.ctx.has_pending for slot in self._slots):
+            return  # the common case on a bar: nothing happened, nothing to do
         for _ in range(self._max_rounds):
             if self._fills:
                 fills, self._fills = self._fills, []

@@ -211,6 +211,8 @@ class StrategyContext:
         Bracket children are protective exits, not intended trades, so they do not count.
         """
         expected = self.position(symbol)
+        if not self._intents and not self._reader.open_orders(self.account, symbol):
+            return expected
         for o in self.open_orders(symbol):
             if not o.parent_id:
                 expected += o.remaining * o.sign
