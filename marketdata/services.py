@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
+import pandas as pd
 from django.db import transaction
 
 from marketdata.engine.constants import DEFAULT_SYMBOLS
 from marketdata.models import Symbol
+
+logger = logging.getLogger(__name__)
 
 
 def _venue_symbols(base: str, quote: str) -> dict[str, str]:
@@ -77,3 +81,44 @@ def quality_event_record_rejected(*, event: object, reason: str, source: str) ->
         reason=reason[:2000],
         payload=event_payload(event),
     )
+
+
+class MarketDataUnavailable(ValueError):
+    """No bars are stored for a request and none can be simulated."""
+
+
+def bars_load_or_simulate(
+    *, symbol: str, timeframe: str, start, end, seed: int = 42
+) -> tuple[pd.DataFrame, str]:
+    """Return stored bars in [start, end) and their origin: "database" or "simulated".
+
+    When none are stored, the simulated market's bars for the range (deterministic for ``seed``,
+    the same as ``backfill --source sim``) are generated and stored first, so callers always work
+    on what the database holds.
+    """
+    from marketdata.backfill import BackfillError, SimulatedPages
+    from marketdata.selectors import bars_frame
+    from marketdata.storage import MarketDataStore
+
+    bars = bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end)
+    if len(bars):
+        return bars, "database"
+    try:
+        pages = SimulatedPages(symbol, timeframe, seed=seed)
+        symbols_ensure([symbol])
+    except (BackfillError, ValueError) as exc:
+        raise MarketDataUnavailable(
+            f"no {symbol} {timeframe} bars in the database and none can be simulated: {exc}"
+        ) from exc
+    store = MarketDataStore()
+    written = sum(store.write(page).total_written for page in pages.pages(start, end))
+    logger.warning(
+        "no %s %s bars stored for %s .. %s: stored %d simulated bars (seed %d)",
+        symbol,
+        timeframe,
+        start,
+        end,
+        written,
+        seed,
+    )
+    return bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end), "simulated"

@@ -28,7 +28,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from marketdata.engine.events import TIMEFRAME_SECONDS
-from marketdata.selectors import bars_frame
+from marketdata.services import MarketDataUnavailable, bars_load_or_simulate
 from models_ml.choices import ModelType, RunStatus
 from models_ml.engine.errors import MLEngineError
 from models_ml.models import MLModel, TrainingRun
@@ -289,39 +289,12 @@ def training_bars(
     When the database holds none, simulated bars are generated and stored first, so what the
     model trains on is always what the database holds.
     """
-    bars = bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end)
-    if len(bars):
-        return bars, "database"
-    written = _store_simulated_bars(symbol, timeframe, start, end, seed)
-    logger.warning(
-        "no %s %s bars in the database for %s .. %s: stored %d simulated bars (seed %d)",
-        symbol,
-        timeframe,
-        start,
-        end,
-        written,
-        seed,
-    )
-    return bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end), "simulated"
-
-
-def _store_simulated_bars(
-    symbol: str, timeframe: str, start: datetime, end: datetime, seed: int
-) -> int:
-    """Generate the simulated market's bars for the range, store them; return rows written."""
-    from marketdata.backfill import BackfillError, SimulatedPages
-    from marketdata.services import symbols_ensure
-    from marketdata.storage import MarketDataStore
-
     try:
-        pages = SimulatedPages(symbol, timeframe, seed=seed)
-        symbols_ensure([symbol])
-    except (BackfillError, ValueError) as exc:
-        raise TrainingDataError(
-            f"no {symbol} {timeframe} bars in the database and none can be simulated: {exc}"
-        ) from exc
-    store = MarketDataStore()
-    return sum(store.write(page).total_written for page in pages.pages(start, end))
+        return bars_load_or_simulate(
+            symbol=symbol, timeframe=timeframe, start=start, end=end, seed=seed
+        )
+    except MarketDataUnavailable as exc:
+        raise TrainingDataError(str(exc)) from exc
 
 
 # -- training -----------------------------------------------------------------------------------
