@@ -1,0 +1,270 @@
+"""``manage.py backtest``: run a strategy over stored (or simulated) bars, optimise, replay."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from backtesting.engine.errors import BacktestError
+from backtesting.models import BacktestRun
+from backtesting.replay import ReplayError, default_report_path, replay_account
+from backtesting.services import (
+    BacktestInputError,
+    Costs,
+    backtest_execute,
+    backtest_run_create,
+    parse_space,
+    sweep_execute,
+    walkforward_execute,
+)
+from marketdata.management.commands.ingest import parse_symbols
+from trading.engine.strategies import available_strategies
+from trading.management.commands.runtrader import parse_params
+from trading.models import Account
+
+METRICS_SHOWN = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "win_rate",
+    "profit_factor",
+    "num_trades",
+    "exposure_time",
+    "alpha",
+    "beta",
+)
+
+
+def parse_day(value: str, flag: str) -> datetime:
+    """Parse YYYY-MM-DD (or ISO datetime) as UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise CommandError(f"{flag}: expected YYYY-MM-DD, got {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Command(BaseCommand):
+    help = "Backtest a strategy (event-driven, same engine as live), optimise it, or replay."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--strategy", help=f"One of: {', '.join(available_strategies())}")
+        parser.add_argument("--symbols", default="BTC-USD")
+        parser.add_argument("--timeframe", default="1h")
+        parser.add_argument("--start")
+        parser.add_argument("--end")
+        parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        parser.add_argument("--fill", choices=["next_open", "close", "book"], default="next_open")
+        parser.add_argument("--fees-bps", default="10")
+        parser.add_argument("--slippage-bps", default="0")
+        parser.add_argument("--capital", default="100000")
+        parser.add_argument("--optimize", choices=["grid", "random", "genetic", "walkforward"])
+        parser.add_argument("--space", action="append", default=[], metavar="NAME=LO:HI[:STEP]")
+        parser.add_argument("--objective", default="sharpe")
+        parser.add_argument("--trials", type=int, default=20, help="random-search draws")
+        parser.add_argument("--train-bars", type=int, help="walk-forward in-sample bars")
+        parser.add_argument("--test-bars", type=int, help="walk-forward out-of-sample bars")
+        parser.add_argument("--anchored", action="store_true", help="anchored walk-forward")
+        parser.add_argument("--montecarlo", type=int, default=0, metavar="N")
+        parser.add_argument(
+            "--distributed",
+            action="store_true",
+            default=None,
+            help="Send sweep trials to qcluster workers (default with REDIS_URL)",
+        )
+        parser.add_argument("--report", help="HTML report path (default data/reports/)")
+        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--async", dest="run_async", action="store_true")
+        parser.add_argument(
+            "--replay-account",
+            metavar="NAME",
+            help="Replay a recorded paper session and report drift",
+        )
+
+    def handle(self, *args, **options) -> None:
+        if not options["start"] or not options["end"]:
+            raise CommandError("--start and --end are required")
+        start = parse_day(options["start"], "--start")
+        end = parse_day(options["end"], "--end")
+        if end <= start:
+            raise CommandError("--end must be after --start")
+        if options["replay_account"]:
+            return self._replay(options["replay_account"], start, end, options)
+        run = self._create(options, start, end)
+        if options["run_async"]:
+            return self._enqueue(run, options)
+        try:
+            self._execute(run, options)
+        except (BacktestInputError, BacktestError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        run.refresh_from_db()
+        self._print(run, options["json"])
+
+    def _create(self, options, start: datetime, end: datetime) -> BacktestRun:
+        strategy = options["strategy"]
+        if strategy not in available_strategies():
+            raise CommandError(f"--strategy must be one of {', '.join(available_strategies())}")
+        try:
+            costs = Costs(
+                options["fill"],
+                Decimal(options["fees_bps"]),
+                Decimal(options["slippage_bps"]),
+                Decimal(options["capital"]),
+            )
+        except InvalidOperation as exc:
+            raise CommandError("--fees-bps, --slippage-bps and --capital must be numbers") from exc
+        if costs.fees_bps < 0 or costs.slippage_bps < 0 or costs.initial_capital <= 0:
+            raise CommandError("fees and slippage must be >= 0 and capital > 0")
+        try:
+            return backtest_run_create(
+                strategy=strategy,
+                params=parse_params(options["param"]),
+                symbols=parse_symbols(options["symbols"]),
+                timeframe=options["timeframe"],
+                start=start,
+                end=end,
+                costs=costs,
+                optimize=options["optimize"] or "",
+            )
+        except BacktestInputError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _execute(self, run: BacktestRun, options) -> None:
+        method = options["optimize"]
+        show = sys.stderr.isatty() and not options["json"]
+        if method in {"grid", "random", "genetic"}:
+            bar = tqdm(total=0, desc=f"{method} trials", unit="trial", disable=not show)
+
+            def trials(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            sweep_execute(
+                parent=run,
+                method=method,
+                space=parse_space(run.strategy, options["space"]),
+                objective=options["objective"],
+                n_iter=options["trials"],
+                progress=trials,
+                report=options["report"],
+                montecarlo=options["montecarlo"],
+                distributed=options["distributed"],
+            )
+            bar.close()
+        elif method == "walkforward":
+            if not options["train_bars"] or not options["test_bars"]:
+                raise CommandError("walkforward needs --train-bars and --test-bars")
+            walkforward_execute(
+                parent=run,
+                space=parse_space(run.strategy, options["space"]),
+                train=options["train_bars"],
+                test=options["test_bars"],
+                anchored=options["anchored"],
+                objective=options["objective"],
+                report=options["report"],
+            )
+        else:
+            bar = tqdm(total=100, desc="backtest", unit="%", disable=not show)
+            backtest_execute(
+                run=run,
+                report=options["report"],
+                montecarlo=options["montecarlo"],
+                progress=lambda f: bar.update(int(f * 100) - bar.n),
+            )
+            bar.close()
+
+    def _enqueue(self, run: BacktestRun, options) -> None:
+        from django_q.tasks import async_task
+
+        task_id = async_task(
+            "backtesting.tasks.backtest_task",
+            run.pk,
+            {
+                "space": options["space"],
+                "objective": options["objective"],
+                "trials": options["trials"],
+                "report": options["report"],
+                "montecarlo": options["montecarlo"],
+            },
+            group=run.task_group or None,
+        )
+        self.stdout.write(
+            json.dumps({"run": run.pk, "task": task_id})
+            if options["json"]
+            else f"queued backtest #{run.pk} as task {task_id}"
+        )
+
+    def _print(self, run: BacktestRun, as_json: bool) -> None:
+        m = run.metrics
+        if as_json:
+            self.stdout.write(
+                json.dumps(
+                    {"run": run.pk, "status": run.status, "metrics": m, "report": run.report_path},
+                    default=str,
+                )
+            )
+            return
+        data = ", ".join(f"{s}: {o}" for s, o in (m.get("data") or {}).items())
+        self.stdout.write(
+            f"backtest #{run.pk} {run.strategy} {run.params} "
+            f"{','.join(run.symbols)} {run.timeframe} [{run.status}]  data: {data}"
+        )
+        for key in METRICS_SHOWN:
+            if key in m:
+                value = m[key]
+                shown = f"{value:.4f}" if isinstance(value, float) else value
+                self.stdout.write(f"  {key:<16} {shown}")
+        base = m.get("buy_and_hold") or {}
+        if base:
+            self.stdout.write(
+                f"  baseline (buy & hold): total_return {base['total_return']:.4f}"
+                f"  max_drawdown {base['max_drawdown']:.4f}"
+            )
+        if "search" in m:
+            self.stdout.write(
+                f"  best params      {m['search']['best_params']} "
+                f"({len(m['search']['trials'])} trials as django-q tasks)"
+            )
+        self.stdout.write(f"  round trips      {run.trades.count()}")
+        self.stdout.write(f"report: {run.report_path}")
+
+    def _replay(self, name: str, start: datetime, end: datetime, options) -> None:
+        account = Account.objects.filter(name=name).first()
+        if account is None:
+            raise CommandError(f"no account {name!r}")
+        try:
+            report = replay_account(account=account, start=start, end=end)
+        except ReplayError as exc:
+            raise CommandError(str(exc)) from exc
+        path = report.write(
+            default_report_path(account)
+            if not options["report"]
+            else __import__("pathlib").Path(options["report"])
+        )
+        if options["json"]:
+            self.stdout.write(json.dumps(report.as_dict()))
+            return
+        self.stdout.write(
+            f"replayed {report.events} recorded events of {name!r}: live orders "
+            f"{report.live_orders}, replay orders {report.replay_orders}; live fills "
+            f"{report.live_fills}, replay fills {report.replay_fills}"
+        )
+        self.stdout.write(
+            "ZERO DRIFT"
+            if report.zero_drift
+            else f"DRIFT: {len(report.drifts)} differences (see {path})"
+        )
+        for drift in report.drifts[:20]:
+            self.stdout.write(
+                f"  #{drift.index} {drift.kind} {drift.field}: live={drift.live} "
+                f"replay={drift.replay}"
+            )
