@@ -29,6 +29,7 @@ from marketdata.pipeline import MarketDataPipeline
 from monitoring.models import SystemEvent
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer, stop_rules
+from risk.selectors import lot_sizes
 from risk.services import limit_specs_load
 from trading.engine.oms import OrderManager
 from trading.engine.orders import Fill, Order
@@ -189,7 +190,7 @@ def _engine(account: Account, session: dict) -> tuple[TradingSession, _Recorder]
             maker_fee_bps=Decimal(str(session["maker_fee_bps"])),
         )
     )
-    risk = RiskChecker(limit_specs_load(account=account))
+    risk = RiskChecker(limit_specs_load(account=account), lot_sizes=lot_sizes())
     stops_opts = session.get("stops") or {}
     stops = StopEnforcer(
         account.name,
@@ -264,7 +265,8 @@ def _live_orders(account: Account, start: datetime, end: datetime) -> list[Order
 
 def _compare(account, session, start, end, count, recorder) -> DriftReport:
     live = _live_orders(account, start, end)
-    replayed = sorted(recorder.orders.values(), key=lambda o: (o.created_ts, o.symbol))
+    # Stable sort: orders created at the same instant stay in creation order, as stored live.
+    replayed = sorted(recorder.orders.values(), key=lambda o: o.created_ts)
     fills_by_order: dict[str, list[Fill]] = {}
     for fill in recorder.fills:
         fills_by_order.setdefault(fill.order_id, []).append(fill)

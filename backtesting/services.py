@@ -485,6 +485,7 @@ def walkforward_execute(
         search_kwargs={"constraint": CONSTRAINTS.get(parent.strategy)},
     )
     result = backtest_execute(run=parent, bars=bars, report=report)
+    parent.refresh_from_db()
     write_report(
         result, parent.report_path, title=f"walk-forward {parent.strategy}", walk_forward=wf
     )

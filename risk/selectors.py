@@ -164,3 +164,10 @@ def risk_report(*, account: Account, return_bars: int = 1440) -> dict:
             }
         )
     return report
+
+
+def lot_sizes() -> dict[str, Decimal]:
+    """Return every symbol's lot size (the risk checker rounds reduced orders to it)."""
+    from marketdata.models import Symbol
+
+    return dict(Symbol.objects.values_list("name", "lot_size"))

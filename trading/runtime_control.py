@@ -19,6 +19,7 @@ from marketdata.models import Symbol
 from monitoring.services import system_event_record
 from risk.engine.events import ModeChangeRequest, RiskEventRecord
 from risk.engine.limits import LimitSpec
+from risk.selectors import lot_sizes
 from risk.services import (
     limit_specs_load,
     limits_version,
@@ -91,7 +92,7 @@ class RuntimeControl:
             self._state_seen = seen
             state.mode = row.state
         if force:
-            state.lot_sizes = dict(Symbol.objects.values_list("name", "lot_size"))
+            state.lot_sizes = lot_sizes()
         if self.use_models:
             state.models = self._models_changed(force)
         working = set(working)

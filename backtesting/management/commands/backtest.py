@@ -36,7 +36,7 @@ METRICS_SHOWN = (
     "max_drawdown",
     "win_rate",
     "profit_factor",
-    "num_trades",
+    "trades",
     "exposure_time",
     "alpha",
     "beta",
