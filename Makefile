@@ -39,7 +39,8 @@ lint: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 bench: install
-	$(BIN)/python bench/run_all.py
+	test -x .venv-bench/bin/python || bash bench/backtest_setup.sh
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data/db

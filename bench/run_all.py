@@ -1,0 +1,47 @@
+"""Run every benchmark in turn (``make bench``); each prints its figures next to its reference.
+
+    .venv/bin/python bench/run_all.py [--quick]
+
+``--quick`` shrinks the workloads for a smoke run. The peer backtest benchmark needs
+``.venv-bench`` (``bench/backtest_setup.sh`` creates it from PyPI: backtesting.py, vectorbt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+BENCHES = [
+    ("market data throughput", ["marketdata_throughput.py"], ["--trades", "50000"]),
+    ("market data latency", ["marketdata_latency.py"], ["--seconds", "3"]),
+    ("order path", ["trading_order_path.py"], ["--orders", "5000"]),
+    ("pre-trade risk checks", ["risk_pretrade.py"], ["--orders", "10000"]),
+    ("ML inference and training", ["ml_inference.py"], ["--quick"]),
+    ("backtest vs peers", ["backtest_peers.py"], ["--bars", "100000", "--combos", "20"]),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", help="comma-separated substrings of benchmark names")
+    args = parser.parse_args()
+    failures = 0
+    for name, script, quick_args in BENCHES:
+        if args.only and not any(k in name for k in args.only.split(",")):
+            continue
+        if "peers" in script[0] and not (HERE.parent / ".venv-bench").exists():
+            print(f"\n=== {name}: skipped (run bench/backtest_setup.sh to create .venv-bench)")
+            continue
+        print(f"\n=== {name}", flush=True)
+        cmd = [sys.executable, str(HERE / script[0]), *(quick_args if args.quick else [])]
+        failures += subprocess.run(cmd, cwd=HERE.parent, check=False).returncode != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
