@@ -122,7 +122,7 @@ def bars_for(
             symbol=symbol, timeframe=timeframe, start=start, end=end
         )
         origins[symbol] = origin
-        frame = bars.reset_index()[["ts", "open", "high", "low", "close", "volume"]]
+        frame = bars.reset_index()  # ts, OHLCV, vwap, trade_count (models use them)
         frame.insert(1, "symbol", symbol)
         frames.append(frame)
     long = pd.concat(frames, ignore_index=True).sort_values(["ts", "symbol"], kind="stable")
@@ -234,7 +234,48 @@ def _run_engine(
         if progress is not None:
             progress(fraction)
 
-    return runner.run(bars, progress=report_progress, progress_every=every)
+    predictions = _model_predictions(run, bars) if run.strategy == "model_signal" else []
+    return runner.run(bars, predictions=predictions, progress=report_progress, progress_every=every)
+
+
+def _model_predictions(run: BacktestRun, bars: pd.DataFrame) -> list:
+    """Batch-predict with each symbol's active model; stamp each call at its bar's close.
+
+    A prediction uses its bar's data only and is delivered when that bar closes, so the strategy
+    trades it at the next fill, as ``runtrader`` does: no look-ahead.
+    """
+    from datetime import timedelta
+
+    from marketdata.engine.events import TIMEFRAME_SECONDS
+    from models_ml.engine.inference import Predictor
+    from models_ml.selectors import active_model_for, model_artifact_dir
+    from trading.engine.strategy import Prediction, PredictionKind
+
+    step = timedelta(seconds=TIMEFRAME_SECONDS[run.timeframe])
+    out = []
+    for symbol in run.symbols:
+        model = active_model_for(symbol=symbol, timeframe=run.timeframe)
+        if model is None:
+            raise BacktestInputError(
+                f"model_signal needs an active {run.timeframe} model for "
+                f"{symbol}: train one (manage.py train) and activate it"
+            )
+        predictor = Predictor.load(model_artifact_dir(model), model_name=str(model))
+        frame = bars[bars["symbol"] == symbol].drop(columns="symbol").set_index("ts")
+        batch = predictor.predict_batch(frame, symbol)
+        out += [
+            Prediction(
+                symbol=symbol,
+                ts=ts.to_pydatetime() + step,
+                kind=PredictionKind.DIRECTION,
+                value=float(row.probability),
+                confidence=float(row.confidence),
+                model=str(model),
+            )
+            for ts, row in batch.iterrows()
+        ]
+        logger.info("backtest %s: %d predictions from %s", run.pk, len(batch), model)
+    return out
 
 
 def _montecarlo(result: BacktestResult, initial: float, n: int) -> list:

@@ -87,3 +87,39 @@ def test_bad_input_is_a_command_error(args, message):
     with pytest.raises(CommandError, match=re.escape(message)):
         backtest(*args)
     assert not Path("data/reports/backtest_None.html").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny LSTM trained on simulated 1h bars."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from marketdata.engine.simulator import SimulatedMarket
+    from models_ml.engine.pipeline import TrainingSpec, run_training
+    from models_ml.engine.training import TrainConfig
+
+    start = datetime(2023, 6, 1, tzinfo=UTC)
+    frame = SimulatedMarket(["BTC-USD"], seed=3, start=start).history_bars(
+        ["BTC-USD"], "1h", start, datetime(2023, 9, 1, tzinfo=UTC))
+    bars = frame[frame["symbol"] == "BTC-USD"].set_index("ts")
+    spec = TrainingSpec(kind="lstm", hparams={"hidden": 8, "n_layers": 1}, window=16, n_folds=2)
+    outcome = run_training(bars, replace(spec, train=TrainConfig(epochs=1, num_threads=1)))
+    path = tmp_path_factory.mktemp("bt-model") / "artifact"
+    outcome.save(path, {"name": "btc-1h"})
+    return path
+
+
+def test_model_signal_backtests_on_the_active_models_predictions(tiny_model_dir):
+    from django.utils import timezone
+
+    from models_ml.models import MLModel
+
+    with pytest.raises(CommandError, match="needs an active 1h model"):
+        backtest("--strategy", "model_signal", *BASE)
+    MLModel.objects.create(name="btc-1h", model_type="lstm", version=1, active=True,
+                           artifact_path=str(tiny_model_dir), symbols=["BTC-USD"],
+                           timeframe="1h", trained_at=timezone.now())
+    out = backtest("--strategy", "model_signal", *BASE, "--param", "threshold=0.5", "--json")
+    run = BacktestRun.objects.get(pk=json.loads(out.strip().splitlines()[-1])["run"])
+    assert run.status == "completed" and run.metrics["orders"] > 0
