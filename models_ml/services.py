@@ -650,3 +650,50 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def predictions_backfill(*, model: MLModel, symbol: str, start: datetime, end: datetime) -> int:
+    """Predict every stored bar in [start, end) in one batch and store the predictions.
+
+    History before ``start`` warms the features up (no look-ahead: each prediction uses bars up to
+    its own). Idempotent: existing (model, symbol, ts, kind, horizon) rows are kept. Returns the
+    number of bars predicted.
+    """
+    from datetime import timedelta
+
+    from marketdata.models import Symbol
+    from marketdata.selectors import bars_frame
+    from models_ml.engine.inference import Predictor
+    from models_ml.models import Prediction
+    from models_ml.selectors import model_artifact_dir
+
+    predictor = Predictor.load(model_artifact_dir(model), model_name=str(model))
+    warmup = timedelta(seconds=TIMEFRAME_SECONDS[model.timeframe] * predictor.warmup_bars * 2)
+    bars = bars_frame(symbol=symbol, timeframe=model.timeframe, start=start - warmup, end=end)
+    if bars.empty:
+        raise TrainingDataError(f"no {symbol} {model.timeframe} bars stored for {start}..{end}")
+    batch = predictor.predict_batch(bars, symbol)
+    batch = batch[batch.index >= start]
+    features = predictor.spec.feature_set.compute(bars).loc[batch.index]
+    symbol_id = Symbol.objects.values_list("pk", flat=True).get(name=symbol)
+    horizon = predictor.spec.horizon
+    rows = []
+    for (ts, row), (_, feats) in zip(batch.iterrows(), features.iterrows(), strict=True):
+        common = {
+            "model": model,
+            "symbol_id": symbol_id,
+            "ts": ts.to_pydatetime(),
+            "horizon": horizon,
+            "confidence": float(row.confidence),
+        }
+        rows.append(
+            Prediction(
+                kind="direction",
+                value=float(row.probability),
+                features=json_ready(feats.to_dict()),
+                **common,
+            )
+        )
+        rows.append(Prediction(kind="return", value=float(row.expected_return), **common))
+    Prediction.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2_000)
+    return len(batch)
