@@ -24,6 +24,23 @@ def parse_symbols(raw: str) -> list[str]:
     return names
 
 
+def feed_for_command(source: str, symbols: list[str], options: dict):
+    """Create missing symbols and build the feed for a command; bad input is a CommandError."""
+    try:
+        symbols_ensure(symbols)
+        return build_feed(
+            source,
+            symbols,
+            feed_config(),
+            url=options["url"],
+            api_key=options["api_key"],
+            speed=options["speed"],
+            seed=options["seed"],
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 class Command(BaseCommand):
     help = "Stream market data into the database; prints counts when stopped or after --duration."
 
@@ -43,19 +60,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         symbols = parse_symbols(options["symbols"])
-        try:
-            symbols_ensure(symbols)
-            feed = build_feed(
-                options["source"],
-                symbols,
-                feed_config(),
-                url=options["url"],
-                api_key=options["api_key"],
-                speed=options["speed"],
-                seed=options["seed"],
-            )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        feed = feed_for_command(options["source"], symbols, options)
         pipeline = MarketDataPipeline(source=options["source"])
         try:
             counts = asyncio.run(self._run(feed, pipeline, options["duration"]))

@@ -11,10 +11,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError
-from marketdata.feeds import LIVE_SOURCES, build_feed
-from marketdata.management.commands.ingest import parse_symbols
-from marketdata.selectors import feed_config
-from marketdata.services import symbols_ensure
+from marketdata.feeds import LIVE_SOURCES
+from marketdata.management.commands.ingest import feed_for_command, parse_symbols
 from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
 from trading.engine.errors import StrategyConfigError
@@ -119,19 +117,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"unknown strategy {strategy!r}; choose one of {', '.join(available_strategies())}"
             )
-        try:
-            symbols_ensure(symbols)
-            feed = build_feed(
-                options["feed"],
-                symbols,
-                feed_config(),
-                url=options["url"],
-                api_key=options["api_key"],
-                speed=options["speed"],
-                seed=options["seed"],
-            )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        feed = feed_for_command(options["feed"], symbols, options)
         config = RuntimeConfig(
             account=account.name,
             symbols=symbols,
