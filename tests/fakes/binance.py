@@ -110,28 +110,9 @@ def kline_rows(count: int, *, start_ms: int = BASE_MS, step_ms: int = 60_000) ->
 
 def binance_spot_market(symbol: str = "BTC/USDT") -> dict[str, Any]:
     """Return a unified ccxt spot market for ``exchange.set_markets`` (no exchangeInfo call)."""
-    base, quote = symbol.split("/")
-    return {
-        "id": f"{base}{quote}",
-        "symbol": symbol,
-        "base": base,
-        "quote": quote,
-        "baseId": base,
-        "quoteId": quote,
-        "type": "spot",
-        "spot": True,
-        "margin": False,
-        "swap": False,
-        "future": False,
-        "option": False,
-        "contract": False,
-        "linear": None,
-        "inverse": None,
-        "active": True,
-        "precision": {"amount": 1e-5, "price": 0.01},
-        "limits": {},
-        "info": {},
-    }
+    from tests.fakes.exchange_binance import binance_market
+
+    return binance_market(symbol)
 
 
 class FakeBinanceRest(FakeHttpServer):

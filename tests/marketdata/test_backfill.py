@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
@@ -11,7 +10,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,6 +43,7 @@ from marketdata.models import BackfillJob, Bar, DataQualityEvent
 from tests.factories import SymbolFactory
 from tests.fakes.binance import FakeBinanceRest, kline_rows
 from tests.fakes.polygon_rest import FakePolygonRest, aggregate_rows
+from tests.fakes.threaded import served
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,22 +60,6 @@ def backfill(args: str, *extra: str) -> str:
         "backfill", *args.split(), *extra, "--no-progress", stdout=out, stderr=io.StringIO()
     )
     return out.getvalue()
-
-
-@contextlib.contextmanager
-def served(server):
-    """Run an async fake server on its own event loop in a background thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-    try:
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 def bar_times(symbol: str = "BTC-USD", timeframe: str = "1m") -> list[datetime]:

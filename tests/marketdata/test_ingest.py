@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
@@ -22,26 +21,11 @@ from django.db import OperationalError, connections
 
 from marketdata.models import DataQualityEvent, TradeTick
 from tests.fakes import FakePolygonServer, Script, polygon_trade, trade_frames
+from tests.fakes.threaded import served
 
 pytestmark = pytest.mark.timeout(60)
 
 SAFETY_DURATION = "30"  # seconds; tests stop ingest with SIGINT long before this
-
-
-@contextlib.contextmanager
-def served(server):
-    """Run an async fake server on its own event loop in a background thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-    try:
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 def counts_line(output: str) -> dict[str, int]:
