@@ -6,7 +6,6 @@ from django.conf import settings
 from django.db import connections
 
 from monitoring.engine.health import CheckResult, run_checks
-from monitoring.models import AuditLog
 
 
 def _database_check() -> str:
@@ -35,8 +34,3 @@ def readiness_checks() -> list[CheckResult]:
     if settings.REDIS_URL:
         checks["redis"] = _redis_check
     return run_checks(checks)
-
-
-def audit_history(*, object_type: str, object_id: str) -> list[AuditLog]:
-    """Return audit rows for one object, newest first."""
-    return list(AuditLog.objects.filter(object_type=object_type, object_id=str(object_id)))

@@ -7,7 +7,6 @@ from decimal import Decimal
 from django.conf import settings
 
 from trading.adapters.base import live_trading_blockers
-from trading.choices import OPEN_ORDER_STATUSES
 from trading.models import Account, Order, Position
 
 
@@ -47,10 +46,6 @@ def orders_recent(*, limit: int = 50) -> list[Order]:
     """Return the most recent orders across accounts."""
     return list(Order.objects.select_related("account", "symbol").order_by("-created_at")[:limit])
 
-
-def orders_open(*, account: Account) -> list[Order]:
-    """Return an account's working orders."""
-    return list(account.orders.filter(status__in=OPEN_ORDER_STATUSES).select_related("symbol"))
 
 
 def live_trading_blockers_for(*, account: Account) -> list[str]:
