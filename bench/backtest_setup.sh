@@ -10,5 +10,6 @@ if [ ! -x .venv-bench/bin/python ]; then
 fi
 .venv-bench/bin/python -m pip install -q --upgrade pip
 # Same bounds as the "bench" extra in pyproject.toml.
-.venv-bench/bin/python -m pip install -q "backtesting>=0.4,<0.7" "vectorbt>=0.26,<1" numpy pandas
-.venv-bench/bin/python -c "import backtesting, vectorbt; print('peers:', backtesting.__version__, vectorbt.__version__)"
+# vectorbt 0.28 registers a plotly theme with "scattermapbox", which plotly 6 removed.
+.venv-bench/bin/python -m pip install -q "backtesting>=0.4,<0.7" "vectorbt>=0.26,<1" "plotly<6" numpy pandas
+.venv-bench/bin/python -c "from importlib.metadata import version as v; import backtesting, vectorbt; print('peers:', v('backtesting'), v('vectorbt'))"
