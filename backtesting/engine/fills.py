@@ -37,6 +37,7 @@ from trading.engine.errors import UnknownOrder
 from trading.engine.money import ZERO, floor_to_step, to_decimal
 from trading.engine.orders import (
     Fill,
+    Liquidity,
     Order,
     OrderSide,
     OrderStatus,
@@ -49,9 +50,9 @@ from trading.engine.venue import (
     VenueConfig,
     VenueEvent,
     VenueEventKind,
+    book_fill,
 )
 
-_INF = float("inf")
 _BUY = OrderSide.BUY
 PRICE_DIGITS = 10
 _BAR_LENGTH = {tf: timedelta(seconds=secs) for tf, secs in TIMEFRAME_SECONDS.items()}
@@ -451,8 +452,14 @@ class BacktestVenue:
         if qty <= 0:
             return ZERO
         if price is not None:
+            # All of it at one price: what a single level of unlimited size gives.
             px = tidy_price(self.config.slippage.adjust(price, order.sign, float(qty), bar))
-            self._set_exec_book(BookSnapshot(order.symbol, ts, ((px, _INF),), ((px, _INF),)))
+            cfg = self.executor.config
+            fill = book_fill(
+                cfg, order, qty, to_decimal(px), Liquidity.TAKER, ts, name=self.config.name
+            )
+            self._emit_fill(order, fill, events)
+            return qty
         self._children += 1
         child = Order(
             symbol=order.symbol,
@@ -497,7 +504,7 @@ class BacktestVenue:
 
     def _set_exec_book(self, book: BookSnapshot) -> None:
         slip = self.config.slippage
-        if isinstance(slip, FixedBps) and slip.bps and book.bids[0][1] != _INF:
+        if isinstance(slip, FixedBps) and slip.bps:
             book = replace(
                 book,
                 bids=tuple((tidy_price(slip.adjust(p, -1, s, None)), s) for p, s in book.bids),

@@ -29,7 +29,8 @@ from backtesting.engine.runner import (
     prepare_bars,
     run_backtest,
 )
-from backtesting.engine.vectorised import IndicatorCache, run_vectorised
+from backtesting.engine.vectorised import run_vectorised
+from trading.engine.series import IndicatorCache
 from trading.engine.strategies import create_strategy
 
 Params = dict[str, Any]

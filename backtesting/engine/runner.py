@@ -37,6 +37,7 @@ from backtesting.engine.fills import (
 )
 from backtesting.engine.metrics import summarize
 from backtesting.engine.result import BacktestResult, round_trips
+from backtesting.engine.sparse import SparsePlan, SparseReplay, build_plan
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.hooks import PreTradeHook
@@ -139,11 +140,16 @@ class BarData:
         return int(self.ts.size)
 
     def closes(self) -> pd.DataFrame:
-        """Return close prices as a (ts × symbol) frame."""
-        frame = pd.DataFrame({"ts": self.ts, "symbol": self.symbol, "close": self.close})
-        wide = frame.pivot(index="ts", columns="symbol", values="close")
-        wide.index = pd.to_datetime(wide.index, utc=True)
-        return wide
+        """Return close prices as a (ts × symbol) frame (NaN where a symbol has no bar)."""
+        stamps, names = self.stamps(), self.symbols
+        if len(names) == 1:
+            values = self.close[:, None]
+        else:
+            codes = np.searchsorted(np.asarray(names, dtype=object), self.symbol)
+            values = np.full((stamps.size, len(names)), np.nan)
+            values[np.searchsorted(stamps, self.ts), codes] = self.close
+        index = pd.DatetimeIndex(stamps.astype("datetime64[ns]"), name="ts").tz_localize(UTC)
+        return pd.DataFrame(values, index=index, columns=pd.Index(names, name="symbol"))
 
     def stamps(self) -> np.ndarray:
         """Return the distinct bar timestamps (int64 ns), ascending."""
@@ -247,9 +253,16 @@ class _Slot:
 class BacktestRunner:
     """Run strategies over historical events through the live OMS, venue and portfolio."""
 
-    def __init__(self, config: BacktestConfig | None = None, *, hook: PreTradeHook | None = None):
+    def __init__(
+        self,
+        config: BacktestConfig | None = None,
+        *,
+        hook: PreTradeHook | None = None,
+        sparse: bool = True,
+    ):
         self.config = config or BacktestConfig()
         self.hook = hook
+        self.sparse = sparse  # False: replay every bar even when the sparse replay applies
         self._slots: list[_Slot] = []
 
     def add(
@@ -283,11 +296,23 @@ class BacktestRunner:
         data = bars if isinstance(bars, BarData) else prepare_bars(bars, self.config.timeframe)
         session = _Session(self, data)
         extras = _extra_streams(trades, books, quotes, predictions)
+        plan = None if extras else self._sparse_plan(data)
         if extras:
             session.drive_merged(extras, progress, progress_every)
+        elif plan is not None:
+            session.drive_sparse(plan, progress, progress_every)
         else:
             session.drive_bars(progress, progress_every)
         return session.finish(trial_sharpes)
+
+    def _sparse_plan(self, data: BarData) -> SparsePlan | None:
+        """Return the sparse replay's plan when it applies (see ``sparse``), else None."""
+        model = FillModel(self.config.fill_model)
+        if not self.sparse or self.hook is not None or model is FillModel.BOOK:
+            return None
+        return build_plan(
+            data.ts, data.symbol, data.close, [(s.strategy, s.symbols) for s in self._slots]
+        )
 
 
 def run_backtest(
@@ -296,10 +321,11 @@ def run_backtest(
     config: BacktestConfig | None = None,
     *,
     hook: PreTradeHook | None = None,
+    sparse: bool = True,
     **kwargs: Any,
 ) -> BacktestResult:
     """Run one or several strategies over ``bars`` (keywords as in ``BacktestRunner.run``)."""
-    runner = BacktestRunner(config, hook=hook)
+    runner = BacktestRunner(config, hook=hook, sparse=sparse)
     for s in [strategy] if isinstance(strategy, Strategy) else strategy:
         runner.add(s)
     return runner.run(bars, **kwargs)
@@ -307,6 +333,10 @@ def run_backtest(
 
 def _to_datetimes(ts_ns: np.ndarray) -> list[datetime]:
     return pd.DatetimeIndex(ts_ns.astype("datetime64[ns]"), tz=UTC).to_pydatetime().tolist()
+
+
+def _to_datetime(ts_ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
 
 
 _BOOK, _QUOTE, _BAR, _TRADE, _PREDICTION = range(5)  # tie order at equal times
@@ -344,9 +374,9 @@ class _Session:
         self.config = cfg
         self.data = data
         self.hook = owner.hook
-        self.starts = _to_datetimes(data.ts)
+        self.first, self.last = _to_datetime(int(data.ts[0])), _to_datetime(int(data.ts[-1]))
         self.venue = BacktestVenue(cfg.fill_config())
-        self.portfolio = Portfolio(cfg.account, cfg.initial_cash, ts=self.starts[0])
+        self.portfolio = Portfolio(cfg.account, cfg.initial_cash, ts=self.first)
         self.oms = OrderManager(
             self.venue,
             hook=owner.hook,
@@ -362,11 +392,12 @@ class _Session:
             self.runner.add(
                 slot.strategy, cfg.account, strategy_id=slot.strategy_id, symbols=slot.symbols
             )
-        self.equity: list[Decimal] = []
+        self.equity: list[Decimal] = []  # after each timestamp (full replay)
+        self.equity_curve: np.ndarray | None = None  # the same, computed (sparse replay)
         self.risk_events: list[Any] = []
         ts = data.ts
         self.group_end = np.append(ts[1:] != ts[:-1], True)  # last bar of its timestamp
-        self.runner.start(self.starts[0])
+        self.runner.start(self.first)
 
     def bars(self) -> Iterator[Bar]:
         """Return the bars as ``Bar`` events, built lazily."""
@@ -375,7 +406,7 @@ class _Session:
             Bar,
             d.symbol.tolist(),
             repeat(d.timeframe),
-            self.starts,
+            _to_datetimes(d.ts),
             d.open.tolist(),
             d.high.tolist(),
             d.low.tolist(),
@@ -452,6 +483,22 @@ class _Session:
             if progress is not None and (done % every == 0 or done == total):
                 progress(done, total)
 
+    def drive_sparse(self, plan: SparsePlan, progress: ProgressCallback | None, every: int) -> None:
+        """Visit only the bars where something can happen (``sparse``); compute the equity."""
+        cfg = self.config
+        replay = SparseReplay(
+            plan,
+            self.data,
+            self.runner,
+            self.oms.open_orders,
+            self.portfolio,
+            self.recorder.fills,
+            account=cfg.account,
+            remark_close=FillModel(cfg.fill_model) is FillModel.CLOSE,
+        )
+        replay.run(progress, every)
+        self.equity_curve = replay.finish()[self.group_end]
+
     def _has_risk_loop(self) -> bool:
         hook = self.hook
         return hook is not None and hasattr(hook, "check_account")
@@ -472,9 +519,12 @@ class _Session:
         """Stop the strategies and assemble the result."""
         data = self.data
         tf = timedelta(seconds=TIMEFRAME_SECONDS[data.timeframe])
-        self.runner.stop(self.starts[-1] + tf)
+        self.runner.stop(self.last + tf)
         index = pd.DatetimeIndex(data.stamps().astype("datetime64[ns]"), tz=UTC)
-        equity = pd.Series(np.array([float(e) for e in self.equity]), index=index, name="equity")
+        curve = self.equity_curve
+        if curve is None:
+            curve = np.array([float(e) for e in self.equity])
+        equity = pd.Series(curve, index=index, name="equity")
         prices = data.closes()
         fills = self.recorder.fills
         starts = {s: data.ts[data.symbol == s] for s in data.symbols}
@@ -502,7 +552,7 @@ class _Session:
             metrics=metrics,
             benchmark=benchmark,
             initial_cash=self.config.initial_cash,
-            final=self.portfolio.snapshot(self.starts[-1] + tf),
+            final=self.portfolio.snapshot(self.last + tf),
             bars=len(data),
             prices=prices,
             risk_events=self.risk_events,

@@ -24,10 +24,10 @@ import pandas as pd
 
 from backtesting.engine.errors import BacktestConfigError, UnsupportedStrategyError
 from backtesting.engine.fills import FillModel, FixedBps, NoSlippage, tidy_price
-from backtesting.engine.indicators import rolling_mean, rolling_mean_std, wilder_rsi
 from backtesting.engine.metrics import summarize
 from backtesting.engine.runner import BacktestConfig, BarData, periods_per_year, prepare_bars
 from marketdata.engine.events import TIMEFRAME_SECONDS
+from trading.engine.series import IndicatorCache
 from trading.engine.strategies import STRATEGIES
 
 SUPPORTED = ("sma_cross", "rsi_reversion", "bollinger_breakout")
@@ -176,36 +176,6 @@ class VectorResult:
         if index is None:
             return None
         return pd.Timestamp(int(self.ts[index]) + self.fill_offset_ns, tz=UTC).to_pydatetime()
-
-
-class IndicatorCache:
-    """Indicators of one close series, memoised by parameters (shared across a sweep)."""
-
-    def __init__(self, close: np.ndarray) -> None:
-        self.close = np.asarray(close, dtype=float)
-        self._memo: dict[tuple[Any, ...], Any] = {}
-
-    def _get(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-        value = self._memo.get(key)
-        if value is None:
-            value = self._memo[key] = make()
-        return value
-
-    def sma(self, n: int) -> np.ndarray:
-        """Return the simple moving average (NaN until ``n`` values), as ``RollingMean``."""
-        return self._get(("sma", n), lambda: rolling_mean(self.close, n))
-
-    def bands(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return the rolling mean and population σ, as ``RollingMeanStd``."""
-        return self._get(("bands", n), lambda: rolling_mean_std(self.close, n))
-
-    def floor_after(self) -> np.ndarray:
-        """Return the lowest close from each bar to the end (bounds what can still be bought)."""
-        return self._get(("floor",), lambda: np.minimum.accumulate(self.close[::-1])[::-1])
-
-    def rsi(self, n: int) -> np.ndarray:
-        """Return Wilder's RSI seeded with the mean of the first ``n`` changes (TA-Lib's)."""
-        return self._get(("rsi", n), lambda: wilder_rsi(self.close, n))
 
 
 # ----------------------------------------------------------------- signals

@@ -8,7 +8,7 @@ queued. Because the venue sees a bar before the strategies do, an order a strate
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -99,6 +99,32 @@ class StrategyRunner:
 
     def on_bar(self, bar: Bar) -> None:
         """Process a closed bar (decisions are stamped at the bar's end)."""
+        now = self._open_bar(bar)
+        for slot in self._slots:
+            if slot.wants(bar.symbol):
+                slot.strategy.on_bar(bar, slot.ctx)
+        self.settle(now)
+
+    def on_bar_decided(
+        self, bar: Bar, columns: Iterable[tuple[int, Sequence[float]]]
+    ) -> list[float | None]:
+        """Process a closed bar for strategies described by decision tables.
+
+        ``columns`` pairs the index of a strategy (in the order added) with its table's column
+        for this bar; those strategies get ``on_decision`` in place of ``on_bar``. Returns what
+        each ``on_decision`` returned, in the order of ``columns``.
+        """
+        now = self._open_bar(bar)
+        slots = self._slots
+        hints = []
+        for index, choices in columns:
+            slot = slots[index]
+            hints.append(slot.strategy.on_decision(bar, choices, slot.ctx))
+        self.settle(now)
+        return hints
+
+    def _open_bar(self, bar: Bar) -> datetime:
+        """Show ``bar`` to the venue and the history, settle; return the decision time."""
         length = self._bar_lengths.get(bar.timeframe)
         if length is None:
             length = self._bar_lengths[bar.timeframe] = timedelta(
@@ -110,10 +136,7 @@ class StrategyRunner:
             self.oms.on_bar(bar)
         self.history.append(bar.symbol, bar.close)
         self.settle(now)
-        for slot in self._slots:
-            if slot.wants(bar.symbol):
-                slot.strategy.on_bar(bar, slot.ctx)
-        self.settle(now)
+        return now
 
     def on_trade(self, trade: Trade) -> None:
         """Process a trade print."""

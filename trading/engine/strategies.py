@@ -7,15 +7,18 @@ is ``fraction`` of equity at the bar's close, rounded down to ``lot`` (all-in by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
+
+import numpy as np
 
 from marketdata.engine.events import Bar
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import StrategyConfigError
 from trading.engine.indicators import RollingMean, RollingMeanStd, WilderRSI
 from trading.engine.money import ZERO, to_decimal
+from trading.engine.series import IndicatorCache
 from trading.engine.strategy import Prediction, PredictionKind, Strategy, StrategyContext
 
 STRATEGIES: dict[str, type[Strategy]] = {}
@@ -68,16 +71,32 @@ class _TargetStrategy(Strategy):
         expected = ctx.expected_position(symbol)
         return (expected > 0) - (expected < 0)
 
-    def _go(self, ctx: StrategyContext, symbol: str, direction: int, price: Decimal) -> None:
+    def _go(
+        self, ctx: StrategyContext, symbol: str, direction: int, price: Decimal
+    ) -> float | None:
+        """Move towards ``direction``; if an entry sized to nothing, return the highest price
+        at which the same equity buys one lot (see ``Strategy.on_decision``)."""
         # Compare with the book, not a remembered state, so a rejected order is retried.
         if self._held(ctx, symbol) == direction:
-            return
+            return None
         if direction == 0:
             ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
-            return
+            return None
         size = ctx.size_for(symbol, self._fraction, self._lot, price)
         side = "long" if direction > 0 else "short"
         ctx.target_position(symbol, size * direction, signal=f"{self.name}:{side}")
+        return None if size else float(ctx.equity * self._fraction / self._lot)
+
+    def on_decision(self, bar: Bar, choices: Sequence[float], ctx: StrategyContext) -> float | None:
+        """Go where the decision table's row for the held direction says (NaN: stay)."""
+        direction = choices[self._held(ctx, bar.symbol) + 1]
+        if direction != direction:
+            return None
+        return self._go(ctx, bar.symbol, int(direction), to_decimal(bar.close))
+
+    @staticmethod
+    def _same_for_every_holding(directions: np.ndarray) -> np.ndarray:
+        return np.tile(directions, (3, 1))
 
 
 @register("sma_cross")
@@ -112,6 +131,14 @@ class SmaCross(_TargetStrategy):
         short = -1 if self.params["allow_short"] else 0
         self._go(ctx, bar.symbol, 1 if fast > slow else short, to_decimal(bar.close))
 
+    def decision_table(self, series: IndicatorCache) -> np.ndarray:
+        """Return ``on_bar``'s directions: the order of the two averages, whatever is held."""
+        fast, slow = series.sma(self._fast_n), series.sma(self._slow_n)
+        short = -1.0 if self.params["allow_short"] else 0.0
+        with np.errstate(invalid="ignore"):
+            wanted = np.where(fast > slow, 1.0, np.where(fast < slow, short, np.nan))
+        return self._same_for_every_holding(wanted)
+
 
 @register("rsi_reversion")
 class RsiReversion(_TargetStrategy):
@@ -137,6 +164,14 @@ class RsiReversion(_TargetStrategy):
             self._go(ctx, bar.symbol, 1, to_decimal(bar.close))
         elif value > self.params["upper"]:
             self._go(ctx, bar.symbol, 0, to_decimal(bar.close))
+
+    def decision_table(self, series: IndicatorCache) -> np.ndarray:
+        """Return ``on_bar``'s directions: long below ``lower``, flat above ``upper``."""
+        rsi = series.rsi(int(self.params["period"]))
+        lower, upper = float(self.params["lower"]), float(self.params["upper"])
+        with np.errstate(invalid="ignore"):
+            wanted = np.where(rsi < lower, 1.0, np.where(rsi > upper, 0.0, np.nan))
+        return self._same_for_every_holding(wanted)
 
 
 @register("bollinger_breakout")
@@ -178,6 +213,23 @@ class BollingerBreakout(_TargetStrategy):
         else:
             return
         self._go(ctx, bar.symbol, direction, to_decimal(close))
+
+    def decision_table(self, series: IndicatorCache) -> np.ndarray:
+        """Return ``on_bar``'s directions; exits at the middle depend on the side held."""
+        mean, std = series.bands(int(self.params["period"]))
+        close = series.close
+        width = float(self.params["k"]) * std
+        with np.errstate(invalid="ignore"):
+            down = (close < mean - width) & bool(self.params["allow_short"])
+            entry = np.where(close > mean + width, 1.0, np.where(down, -1.0, np.nan))
+            idle = np.isnan(entry)
+            return np.stack(
+                [
+                    np.where(idle & (close > mean), 0.0, entry),  # short: exit above the mean
+                    entry,
+                    np.where(idle & (close < mean), 0.0, entry),  # long: exit below the mean
+                ]
+            )
 
 
 @register("model_signal")

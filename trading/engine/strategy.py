@@ -9,12 +9,14 @@ never see a venue, an OMS or a database, and only ever data up to ``ctx.now``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
+
+import numpy as np
 
 from marketdata.engine.events import Bar, Quote, Trade
 from trading.engine.errors import StrategyConfigError
@@ -30,6 +32,7 @@ from trading.engine.orders import (
     new_order_id,
 )
 from trading.engine.portfolio import Portfolio
+from trading.engine.series import IndicatorCache
 
 Number = Decimal | float | int | str
 _DECIMAL_KWARGS = ("trail_amount", "trail_percent", "stop_loss", "take_profit")
@@ -88,6 +91,48 @@ class Strategy:
 
     def on_stop(self, ctx: StrategyContext) -> None:
         """Clean up after the last event."""
+
+    # ----------------------------------------------------------------- whole-series form
+
+    def decision_table(self, series: IndicatorCache) -> np.ndarray | None:
+        """Describe ``on_bar`` over one symbol's whole close series, or return None (default).
+
+        A strategy whose ``on_bar`` is a pure function of its symbol's closes up to the bar and
+        of the sign ``h`` of its expected position may return a float array of shape
+        ``(3, len(series.close))``: row ``h + 1`` holds, for each bar, the direction (-1, 0 or
+        +1) ``on_bar`` then moves to, or NaN where it does nothing; a value equal to ``h`` must
+        also mean "nothing". Backtests use it to skip the bars where nothing can happen and call
+        ``on_decision`` instead of ``on_bar`` on the others (``BacktestRunner``). Only the class
+        that defines ``on_bar`` may define the table (a subclass overriding ``on_bar`` disables
+        it), and strategies with a table must not react to fills, trades, quotes or predictions.
+        """
+        return None
+
+    def on_decision(self, bar: Bar, choices: Sequence[float], ctx: StrategyContext) -> float | None:
+        """Act on ``bar`` as ``on_bar`` would, given its decision-table column ``choices``.
+
+        May return a price when it tried to act and could not (an entry sized to nothing): a
+        bound above which later closes cannot let it act either while the account holds no
+        position and nothing else changes. Backtests then skip the bars closing above it.
+        """
+        raise NotImplementedError(f"{self.name} has no decision table")
+
+    @classmethod
+    def has_decision_table(cls) -> bool:
+        """Return True if this class's ``on_bar`` is described by its ``decision_table``."""
+        return (
+            _defined_by(cls, "decision_table") is not Strategy
+            and _defined_by(cls, "on_bar") is _defined_by(cls, "decision_table")
+            and all(_defined_by(cls, name) is Strategy for name in _TABLE_FREE_CALLBACKS)
+        )
+
+
+_TABLE_FREE_CALLBACKS = ("on_trade", "on_quote", "on_fill", "on_prediction")
+
+
+def _defined_by(cls: type, name: str) -> type | None:
+    """Return the class in ``cls``'s MRO that defines attribute ``name``."""
+    return next((k for k in cls.__mro__ if name in vars(k)), None)
 
 
 class PriceHistory:

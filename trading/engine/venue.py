@@ -156,6 +156,40 @@ def _hits(order: Order, price: Decimal) -> bool:
     return price >= stop if buy else price <= stop
 
 
+def book_fill(
+    config: VenueConfig,
+    order: Order,
+    qty: Decimal,
+    price: Decimal,
+    liquidity: Liquidity,
+    ts: datetime,
+    *,
+    name: str | None = None,
+) -> Fill:
+    """Fill ``qty`` of ``order`` at ``price``, charging ``config``'s fee; return the fill.
+
+    The one place a simulated execution becomes a ``Fill`` (``name`` overrides the venue name
+    in its trade id).
+    """
+    bps = config.maker_fee_bps if liquidity is Liquidity.MAKER else config.taker_fee_bps
+    fee = fee_for(qty, price, bps) if bps else ZERO
+    order.fill(qty, price, fee, ts)
+    return Fill(
+        order.client_order_id,
+        order.symbol,
+        order.side,
+        qty,
+        price,
+        fee,
+        liquidity,
+        ts,
+        # Unique per order and restart-safe: filled quantity only ever grows.
+        f"{name or config.name}:{order.client_order_id}:{order.filled_quantity}",
+        order.account,
+        order.strategy,
+    )
+
+
 class PaperVenue:
     """Deterministic paper matching engine (see the module docstring for the rules)."""
 
@@ -465,24 +499,7 @@ class PaperVenue:
         ts: datetime,
         events: list[VenueEvent],
     ) -> None:
-        cfg = self.config
-        bps = cfg.maker_fee_bps if liquidity is Liquidity.MAKER else cfg.taker_fee_bps
-        fee = fee_for(qty, price, bps) if bps else ZERO
-        order.fill(qty, price, fee, ts)
-        fill = Fill(
-            order.client_order_id,
-            order.symbol,
-            order.side,
-            qty,
-            price,
-            fee,
-            liquidity,
-            ts,
-            # Unique per order and restart-safe: filled quantity only ever grows.
-            f"{cfg.name}:{order.client_order_id}:{order.filled_quantity}",
-            order.account,
-            order.strategy,
-        )
+        fill = book_fill(self.config, order, qty, price, liquidity, ts)
         events.append(VenueEvent(VenueEventKind.FILL, order, ts, order.status, fill))
         key = (order.account, order.symbol)
         self._delta[key] = self._delta.get(key, ZERO) + (qty if order.side is _BUY else -qty)

@@ -8,8 +8,9 @@ import pytest
 from backtesting.engine.errors import BacktestConfigError, UnsupportedStrategyError
 from backtesting.engine.fills import FixedBps, VolumeShare
 from backtesting.engine.runner import BacktestConfig, prepare_bars, run_backtest
-from backtesting.engine.vectorised import IndicatorCache, run_vectorised, sweep
+from backtesting.engine.vectorised import run_vectorised, sweep
 from tests.backtesting.engine.helpers import D, sim_frame, walk_frame
+from trading.engine.series import IndicatorCache
 from trading.engine.strategies import create_strategy
 
 CASES = [

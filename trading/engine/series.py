@@ -1,17 +1,20 @@
-"""Whole-series versions of ``trading.engine.indicators`` for the vectorised path.
+"""Whole-series versions of ``trading.engine.indicators``, and a memo of them per close series.
 
-Strategies compare indicators with ``>``/``<``/``==``, and bar prices with few decimals make exact
-ties common (a 10-bar and a 30-bar mean can both be 9049.918). So the moving average and the
-Bollinger mean/σ here reproduce the incremental classes *bit for bit*: the same floating-point
-operations in the same order, evaluated with ``numpy.cumsum`` (a strictly sequential
-accumulate), restarted from ``math.fsum`` at the same resync points. Wilder's RSI, a nonlinear
-recurrence, is computed with ``scipy.signal.lfilter``: equal to ~1e-13, and its thresholds are
-not hit exactly in practice.
+Strategies describe their bar decisions for a whole series with these (``Strategy.
+decision_table``), which sparse backtests and the vectorised path read. Strategies compare
+indicators with ``>``/``<``/``==``, and bar prices with few decimals make exact ties common (a
+10-bar and a 30-bar mean can both be 9049.918). So the moving average and the Bollinger mean/σ
+here reproduce the incremental classes *bit for bit*: the same floating-point operations in the
+same order, evaluated with ``numpy.cumsum`` (a strictly sequential accumulate), restarted from
+``math.fsum`` at the same resync points. Wilder's RSI, a nonlinear recurrence, is computed with
+``scipy.signal.lfilter``: equal to ~1e-13, and its thresholds are not hit exactly in practice.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.signal import lfilter
@@ -109,3 +112,33 @@ def wilder_rsi(close: np.ndarray, n: int) -> np.ndarray:
         rsi = np.where(total > 0, 100.0 * avg[0] / total, 0.0)
     out[n:] = rsi
     return out
+
+
+class IndicatorCache:
+    """Indicators of one close series, memoised by parameters (shared across a sweep)."""
+
+    def __init__(self, close: np.ndarray) -> None:
+        self.close = np.asarray(close, dtype=float)
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def _get(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = make()
+        return value
+
+    def sma(self, n: int) -> np.ndarray:
+        """Return the simple moving average (NaN until ``n`` values), as ``RollingMean``."""
+        return self._get(("sma", n), lambda: rolling_mean(self.close, n))
+
+    def bands(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the rolling mean and population σ, as ``RollingMeanStd``."""
+        return self._get(("bands", n), lambda: rolling_mean_std(self.close, n))
+
+    def floor_after(self) -> np.ndarray:
+        """Return the lowest close from each bar to the end (bounds what can still be bought)."""
+        return self._get(("floor",), lambda: np.minimum.accumulate(self.close[::-1])[::-1])
+
+    def rsi(self, n: int) -> np.ndarray:
+        """Return Wilder's RSI seeded with the mean of the first ``n`` changes (TA-Lib's)."""
+        return self._get(("rsi", n), lambda: wilder_rsi(self.close, n))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import talib
 
-from backtesting.engine.indicators import RESYNC, rolling_mean, rolling_mean_std, wilder_rsi
 from tests.backtesting.engine.helpers import walk_frame
 from trading.engine.indicators import RollingMean, RollingMeanStd
+from trading.engine.series import RESYNC, rolling_mean, rolling_mean_std, wilder_rsi
 
 # Two-decimal prices around 9000 over more than two resync periods: exact ties happen.
 RNG = np.random.default_rng(17)

@@ -1,0 +1,316 @@
+"""Sparse replay: which bars a backtest must visit when strategies describe ``on_bar`` as a table.
+
+When every strategy of a run has a decision table (``Strategy.decision_table``), only bars are
+replayed, no pre-trade hook looks at the account on every bar, and fills happen at the next open
+or at the close, a bar can change nothing but the marks unless
+
+* a strategy's table acts on it for the direction currently held (``Pair.next_after``), or
+* an order is open in its symbol (the venue matches it on the symbol's bars), or
+* it is the first bar of a UTC day (the portfolio starts the day's P&L there).
+
+``BacktestRunner`` then visits exactly those bars, in order, through the same ``StrategyRunner``,
+OMS, venue and portfolio as the full replay (``StrategyRunner.on_bar_decided``), re-marking the
+positions at their last closes before each visit so sizing sees the same equity. The equity after
+every bar is computed afterwards from the cash and positions recorded after each visit
+(``equity_by_row``). Results equal the full replay's (tested on every built-in strategy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from marketdata.engine.events import Bar
+from trading.engine.money import ZERO, to_decimal
+from trading.engine.orders import Fill
+from trading.engine.portfolio import Portfolio
+from trading.engine.runner import StrategyRunner
+from trading.engine.series import IndicatorCache
+from trading.engine.strategy import Strategy
+
+ProgressCallback = Callable[[int, int], None]
+
+NEVER = 1 << 62  # a row index past any data
+_DAY_NS = 86_400 * 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_datetime(ts_ns: int) -> datetime:
+    """Return the UTC datetime of ``ts_ns`` nanoseconds since the epoch (to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One strategy on one symbol: its decision table and the rows where it acts."""
+
+    slot: int  # the strategy's index in the runner
+    symbol: str
+    table: np.ndarray  # (3, rows of the symbol): row h + 1 applies while holding sign h
+    acting: tuple[np.ndarray, np.ndarray, np.ndarray]  # global rows acting while short/flat/long
+    acting_close: tuple[np.ndarray, np.ndarray, np.ndarray]  # their closes
+
+    def next_after(self, row: int, held: int) -> int:
+        """Return the first global row after ``row`` where the table acts while holding ``held``."""
+        rows = self.acting[held + 1]
+        k = int(np.searchsorted(rows, row, side="right"))
+        return int(rows[k]) if k < rows.size else NEVER
+
+    def next_affordable(self, row: int, held: int, bound: float) -> int:
+        """Return the first acting row after ``row`` closing at or below ``bound``."""
+        rows, closes = self.acting[held + 1], self.acting_close[held + 1]
+        k = int(np.searchsorted(rows, row, side="right"))
+        limit = bound * (1 + 1e-9)  # a margin for rounding: an extra visit is always safe
+        step = 256
+        while k < rows.size:
+            hits = np.flatnonzero(closes[k : k + step] <= limit)
+            if hits.size:
+                return int(rows[k + int(hits[0])])
+            k += step
+            step *= 4
+        return NEVER
+
+
+@dataclass(frozen=True, slots=True)
+class SparsePlan:
+    """Everything the sparse replay precomputes from the bars and the strategies."""
+
+    pairs: tuple[Pair, ...]
+    by_symbol: dict[str, tuple[int, ...]]  # symbol -> indices into ``pairs``
+    rows: dict[str, np.ndarray]  # symbol -> its global rows, ascending
+    local: np.ndarray  # global row -> index within its symbol's rows
+    day_starts: np.ndarray  # global rows that open a new UTC day (after the first day)
+
+    def next_row_of(self, symbol: str, row: int) -> int:
+        """Return the symbol's first row after ``row``."""
+        rows = self.rows[symbol]
+        k = int(self.local[row]) + 1 if row >= 0 else 0
+        return int(rows[k]) if k < rows.size else NEVER
+
+    def last_row_before(self, symbol: str, row: int) -> int:
+        """Return the symbol's last row before ``row``, or -1."""
+        rows = self.rows[symbol]
+        k = int(np.searchsorted(rows, row)) - 1
+        return int(rows[k]) if k >= 0 else -1
+
+    def next_day_start(self, row: int) -> int:
+        """Return the first row after ``row`` that opens a UTC day."""
+        k = int(np.searchsorted(self.day_starts, row, side="right"))
+        return int(self.day_starts[k]) if k < self.day_starts.size else NEVER
+
+
+def build_plan(
+    ts: np.ndarray,
+    symbol: np.ndarray,
+    close: np.ndarray,
+    strategies: Sequence[tuple[Strategy, tuple[str, ...] | None]],
+) -> SparsePlan | None:
+    """Return the plan, or None if a strategy has no decision table (replay every bar)."""
+    if not all(type(s).has_decision_table() for s, _ in strategies):
+        return None
+    n = ts.size
+    rows = {s: np.flatnonzero(symbol == s) for s in sorted(set(symbol.tolist()))}
+    local = np.empty(n, dtype=np.int64)
+    for r in rows.values():
+        local[r] = np.arange(r.size)
+    caches = {s: IndicatorCache(close[r]) for s, r in rows.items()}
+    pairs: list[Pair] = []
+    for slot, (strategy, wanted) in enumerate(strategies):
+        for sym, r in rows.items():
+            if wanted is not None and sym not in wanted:
+                continue
+            table = strategy.decision_table(caches[sym])
+            if table is None or table.shape != (3, r.size):
+                return None
+            with np.errstate(invalid="ignore"):
+                acting = tuple(r[~np.isnan(table[h + 1]) & (table[h + 1] != h)] for h in (-1, 0, 1))
+            closes = tuple(close[a] for a in acting)
+            pairs.append(Pair(slot, sym, table, acting, closes))  # type: ignore[arg-type]
+    by_symbol = {sym: tuple(k for k, p in enumerate(pairs) if p.symbol == sym) for sym in rows}
+    day = ts // _DAY_NS
+    day_starts = np.flatnonzero(np.diff(day) > 0) + 1
+    return SparsePlan(tuple(pairs), by_symbol, rows, local, day_starts)
+
+
+@dataclass(slots=True)
+class StateLog:
+    """Cash and positions after each visit that changed them (exact), from the start."""
+
+    rows: list[int]
+    cash: list[Decimal]
+    positions: list[dict[str, Decimal]]
+    fills: int = field(default=0)  # fills seen when the last state was recorded
+
+    @classmethod
+    def starting(cls, cash: Decimal) -> StateLog:
+        """Return a log holding the initial state (before row 0)."""
+        return cls([-1], [cash], [{}])
+
+    def record(self, row: int, cash: Decimal, positions: dict[str, Decimal]) -> None:
+        """Record the state after ``row``."""
+        self.rows.append(row)
+        self.cash.append(cash)
+        self.positions.append(positions)
+
+    def index_by_row(self, n: int) -> np.ndarray:
+        """Return, for each of ``n`` rows, the index of the state in force after it."""
+        return np.searchsorted(np.asarray(self.rows), np.arange(n), side="right") - 1
+
+
+def last_closes(symbol: np.ndarray, close: np.ndarray, sym: str) -> np.ndarray:
+    """Return each row's latest close of ``sym`` at or before it (NaN before its first bar)."""
+    mine = symbol == sym
+    if mine.all():
+        return close
+    at = np.where(mine, np.arange(close.size), -1)
+    np.maximum.accumulate(at, out=at)
+    return np.where(at >= 0, close[np.maximum(at, 0)], np.nan)
+
+
+def equity_by_row(
+    log: StateLog, symbol: np.ndarray, close: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Return the equity after every row (float), the state index per row and the marks used."""
+    index = log.index_by_row(close.size)
+    cash = np.array([float(c) for c in log.cash])
+    equity = cash[index]
+    held = sorted({s for p in log.positions for s, q in p.items() if q})
+    marks = {}
+    for sym in held:
+        qty = np.array([float(p.get(sym, 0)) for p in log.positions])[index]
+        marks[sym] = last_closes(symbol, close, sym)
+        equity = equity + np.where(qty != 0, qty * np.nan_to_num(marks[sym]), 0.0)
+    return equity, index, marks
+
+
+class SparseReplay:
+    """The sparse replay's loop over one ``BarData`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        plan: SparsePlan,
+        data: Any,
+        runner: StrategyRunner,
+        open_orders: Callable[[str, str], list[Any]],
+        portfolio: Portfolio,
+        fills: list[Fill],
+        *,
+        account: str,
+        remark_close: bool,
+    ) -> None:
+        self.plan = plan
+        self.data = data
+        self.runner = runner
+        self.open_orders = open_orders
+        self.portfolio = portfolio
+        self.fills = fills
+        self.account = account
+        self.remark_close = remark_close  # close fills: equity after a bar is at its close
+        self.symbols, self.stamps = data.symbol.tolist(), data.ts.tolist()
+        self.closes = data.close.tolist()
+        self.log = StateLog.starting(portfolio.cash)
+        self.marked: dict[str, int] = {}  # symbol -> the row its position is marked at
+        self.due = [p.next_after(-1, 0) for p in plan.pairs]  # next row each pair acts on
+        self.hinted: set[int] = set()  # pairs scheduled by an affordability bound
+        self.open_next: dict[str, int] = {}  # symbol -> next row, while orders are open in it
+        self.day_next = plan.next_day_start(-1)
+
+    def run(self, progress: ProgressCallback | None, every: int) -> None:
+        """Visit every bar where something can happen, in order."""
+        n, reported = len(self.stamps), 0
+        due, open_next = self.due, self.open_next
+        while True:
+            row = min(
+                min(due, default=NEVER), self.day_next, min(open_next.values(), default=NEVER)
+            )
+            if row >= n:
+                break
+            self.visit(row)
+            if progress is not None and row + 1 - reported >= every:
+                reported = row + 1 - (row + 1) % every
+                progress(reported, n)
+        self.catch_up(n, flat_too=True)  # the last marks show in the final snapshot
+        if progress is not None and reported < n:
+            progress(n, n)
+
+    def visit(self, row: int) -> None:
+        """Replay bar ``row`` through the runner and schedule what comes next."""
+        d, plan, portfolio = self.data, self.plan, self.portfolio
+        sym = self.symbols[row]
+        self.catch_up(row)
+        bar = Bar(
+            sym,
+            d.timeframe,
+            to_datetime(self.stamps[row]),
+            float(d.open[row]),
+            float(d.high[row]),
+            float(d.low[row]),
+            self.closes[row],
+            float(d.volume[row]),
+        )
+        pairs, mine, i = plan.pairs, plan.by_symbol[sym], plan.local[row]
+        hints = self.runner.on_bar_decided(
+            bar, [(pairs[k].slot, pairs[k].table[:, i]) for k in mine]
+        )
+        self.marked[sym] = row
+        positions = portfolio.positions
+        if self.remark_close and sym in positions:
+            portfolio.mark(sym, to_decimal(bar.close))  # as the full replay's bar handler
+        filled = len(self.fills) != self.log.fills
+        if filled:
+            self.log.record(row, portfolio.cash, {k: p.quantity for k, p in positions.items()})
+            self.log.fills = len(self.fills)
+            for k in self.hinted:  # bounds hold only while the account stays as it was
+                self.due[k] = pairs[k].next_after(row, self._held(pairs[k].symbol))
+            self.hinted.clear()
+        working = bool(self.open_orders(self.account, sym))
+        flat = not any(p.quantity for p in positions.values())
+        held = self._held(sym)
+        for k, hint in zip(mine, hints, strict=True):
+            if hint is not None and not filled and not working and flat:
+                self.due[k] = pairs[k].next_affordable(row, held, hint)
+                self.hinted.add(k)
+            else:
+                self.due[k] = pairs[k].next_after(row, held)
+                self.hinted.discard(k)
+        if working:
+            self.open_next[sym] = plan.next_row_of(sym, row)
+        else:
+            self.open_next.pop(sym, None)
+        if row >= self.day_next:
+            self.day_next = plan.next_day_start(row)
+
+    def catch_up(self, row: int, *, flat_too: bool = False) -> None:
+        """Mark held positions at their last close before ``row``, as every bar would."""
+        portfolio, marked = self.portfolio, self.marked
+        for sym, pos in portfolio.positions.items():
+            if pos.quantity or flat_too:
+                last = self.plan.last_row_before(sym, row)
+                if last >= 0 and marked.get(sym) != last:
+                    portfolio.mark(
+                        sym, to_decimal(self.closes[last]), to_datetime(self.stamps[last])
+                    )
+                    marked[sym] = last
+
+    def finish(self) -> np.ndarray:
+        """Return the equity after every row; raise the portfolio's peak to the unvisited bars."""
+        d, log, portfolio = self.data, self.log, self.portfolio
+        by_row, index, marks = equity_by_row(log, d.symbol, d.close)
+        top = int(np.argmax(by_row))
+        if by_row[top] > float(portfolio.peak_equity):
+            state = int(index[top])
+            held = [(s, q) for s, q in log.positions[state].items() if q]
+            exact = log.cash[state] + sum(
+                (q * to_decimal(float(marks[s][top])) for s, q in held), ZERO
+            )
+            portfolio.peak_equity = max(portfolio.peak_equity, exact)
+        return by_row
+
+    def _held(self, symbol: str) -> int:
+        qty = self.portfolio.quantity(symbol)
+        return (qty > 0) - (qty < 0)
