@@ -1,9 +1,11 @@
 """Bulk, idempotent storage of market-data events, and the asynchronous batched writer.
 
-PostgreSQL: rows are streamed with ``COPY`` (psycopg 3) into a session-local staging table, then
-moved with ``INSERT … SELECT … ON CONFLICT`` so replays and reconnects never duplicate rows.
-SQLite: ``executemany`` of ``INSERT … ON CONFLICT``. Bars are upserted (an amended bar replaces the
-stored one); trades, quotes, books and sentiment readings are insert-if-absent.
+PostgreSQL: rows are streamed with ``COPY`` (psycopg 3). Insert-only tables are copied straight
+into the table inside a savepoint; only when that hits a stored row (a replay, a reconnect) is the
+batch copied into a session-local staging table and moved with ``INSERT … SELECT … ON CONFLICT``,
+so replays never duplicate rows. SQLite: ``executemany`` of ``INSERT … ON CONFLICT``. Bars are
+upserted (an amended bar replaces the stored one); trades, quotes, books and sentiment readings
+are insert-if-absent; quality findings are an append-only log.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from django.db import (
     connections,
     transaction,
 )
+from psycopg.errors import UniqueViolation
 
 from marketdata.engine.events import Bar, BookSnapshot, Quote, SentimentReading, Trade
 from marketdata.models import Bar as BarRow
@@ -50,6 +53,7 @@ class TableSpec:
     columns: tuple[str, ...]
     conflict: tuple[str, ...]
     update: tuple[str, ...] = ()  # columns overwritten on conflict (empty: DO NOTHING)
+    datetimes: tuple[str, ...] = ("ts",)  # columns SQLite needs adapted from datetime
 
     def insert_sql(self, placeholder: str) -> str:
         """Return ``INSERT … VALUES (…) ON CONFLICT …`` with the backend's placeholder."""
@@ -58,7 +62,9 @@ class TableSpec:
         return f"INSERT INTO {self.table} ({cols}) VALUES ({values}) {self.on_conflict()}"
 
     def on_conflict(self) -> str:
-        """Return the ON CONFLICT clause."""
+        """Return the ON CONFLICT clause (none for append-only tables without a key)."""
+        if not self.conflict:
+            return ""
         target = ", ".join(self.conflict)
         if not self.update:
             return f"ON CONFLICT ({target}) DO NOTHING"
@@ -112,6 +118,13 @@ SENTIMENT_SPEC = TableSpec(
         "sources_count",
     ),
     ("source", "symbol_id", "ts"),
+)
+# Quality findings are an append-only log: every finding is kept, none is a duplicate.
+QUALITY_SPEC = TableSpec(
+    DataQualityEvent._meta.db_table,
+    ("ts", "event_ts", "symbol_id", "source", "rule", "verdict", "reason", "payload"),
+    (),
+    datetimes=("ts", "event_ts"),
 )
 
 
@@ -220,6 +233,7 @@ class MarketDataStore:
             ("quotes", QUOTE_SPEC, self._quote_rows, groups.get(Quote)),
             ("books", BOOK_SPEC, self._book_rows, groups.get(BookSnapshot)),
             ("sentiment", SENTIMENT_SPEC, self._sentiment_rows, groups.get(SentimentReading)),
+            ("quality", QUALITY_SPEC, self._quality_rows, groups.get(QualityRecord)),
         ]
         result = WriteResult()
         with transaction.atomic(using=self.using):
@@ -227,33 +241,21 @@ class MarketDataStore:
                 if batch:
                     rows = to_rows(batch)
                     result.add(kind, len(batch), self.write_rows(spec, rows))
-            quality = groups.get(QualityRecord)
-            if quality:
-                result.add("quality", len(quality), self._write_quality(quality))
         return result
 
-    def _write_quality(self, records: list[QualityRecord]) -> int:
-        """Store quality findings as ``DataQualityEvent`` rows (symbol left empty if unknown)."""
+    def _quality_rows(self, records: Iterable[QualityRecord]) -> list[tuple]:
+        """Rows of ``DataQualityEvent`` (symbol left empty when unknown, payload as JSON)."""
         rows = []
         for r in records:
             try:
                 sid = self.symbol_id(r.symbol) if r.symbol else None
             except UnknownSymbol:
                 sid = None
+            payload = json.dumps(r.payload)
             rows.append(
-                DataQualityEvent(
-                    ts=r.ts,
-                    event_ts=r.event_ts,
-                    symbol_id=sid,
-                    source=r.source,
-                    rule=r.rule,
-                    verdict=r.verdict,
-                    reason=r.reason[:2000],
-                    payload=r.payload,
-                )
+                (r.ts, r.event_ts, sid, r.source, r.rule, r.verdict, r.reason[:2000], payload)
             )
-        DataQualityEvent.objects.using(self.using).bulk_create(rows)
-        return len(rows)
+        return rows
 
     def write_rows(self, spec: TableSpec, rows: list[tuple]) -> int:
         """Insert ``rows`` (already in ``spec.columns`` order); return rows inserted/updated."""
@@ -263,9 +265,7 @@ class MarketDataStore:
         if connection.vendor == "postgresql":
             return self._copy_rows(spec, rows)
         adapt = connection.ops.adapt_datetimefield_value
-        ts_index = [i for i, c in enumerate(spec.columns) if c == "ts"]
-        if ts_index:
-            i = ts_index[0]
+        for i in [i for i, c in enumerate(spec.columns) if c in spec.datetimes]:
             rows = [(*r[:i], adapt(r[i]), *r[i + 1 :]) for r in rows]
         with connection.cursor() as cursor:
             before = connection.connection.total_changes
@@ -273,44 +273,65 @@ class MarketDataStore:
             return connection.connection.total_changes - before
 
     def _copy_rows(self, spec: TableSpec, rows: list[tuple]) -> int:
-        """COPY into a staging table, then move with INSERT … SELECT … ON CONFLICT.
+        """COPY ``rows`` into ``spec.table`` idempotently; return rows inserted/updated.
 
-        Binary COPY (types read once from the staging table) except for JSON columns. The
-        market-data transaction commits without waiting for the WAL flush: a database crash can
-        lose the last fraction of a second of market data, which a backfill restores; orders and
-        fills are written elsewhere with full durability.
+        Insert-only tables first try a plain COPY straight into the table inside a savepoint:
+        with no row already stored (the live case) that is all the work. A unique violation (a
+        replay, a reconnect, a concurrent writer) rolls back to the savepoint and the batch goes
+        through the staging table with ``INSERT … SELECT … ON CONFLICT``, which upserting tables
+        (bars) always use. The market-data transaction commits without waiting for the WAL
+        flush: a database crash can lose the last fraction of a second of market data, which a
+        backfill restores; orders and fills are written elsewhere with full durability.
         """
         connection = connections[self.using]
-        stage = f"_stage_{spec.table}"
-        cols = ", ".join(spec.columns)
-        with connection.cursor() as cursor:
+        with connection.cursor() as cursor, connection.wrap_database_errors:
             raw = cursor.cursor
             raw.execute("SET LOCAL synchronous_commit TO OFF")
-            raw.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS "
-                f"SELECT {cols} FROM {spec.table} WITH NO DATA"
-            )
-            raw.execute(f"TRUNCATE {stage}")
-            types = self._stage_types(raw, stage, cols)
-            binary = "json" not in self._json_probe(types)
-            fmt = " (FORMAT BINARY)" if binary else ""
-            with raw.copy(f"COPY {stage} ({cols}) FROM STDIN{fmt}") as copy:
-                if binary:
-                    copy.set_types(types)
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
-            raw.execute(
-                f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {stage} {spec.on_conflict()}"
-            )
-            return raw.rowcount
+            if not spec.update:
+                raw.execute("SAVEPOINT md_copy")
+                try:
+                    self._copy(raw, spec.table, spec.columns, rows)
+                except UniqueViolation:
+                    raw.execute("ROLLBACK TO SAVEPOINT md_copy")
+                else:
+                    raw.execute("RELEASE SAVEPOINT md_copy")
+                    return len(rows)
+            return self._copy_staged(raw, spec, rows)
 
-    def _stage_types(self, raw, stage: str, cols: str) -> list[int]:
-        """Return the staging table's column type OIDs (cached per connection)."""
-        key = (id(raw.connection), stage)
+    def _copy_staged(self, raw, spec: TableSpec, rows: list[tuple]) -> int:
+        """COPY into a session-local staging table, then INSERT … SELECT … ON CONFLICT."""
+        stage = f"_stage_{spec.table}"
+        cols = ", ".join(spec.columns)
+        raw.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS "
+            f"SELECT {cols} FROM {spec.table} WITH NO DATA"
+        )
+        raw.execute(f"TRUNCATE {stage}")
+        self._copy(raw, stage, spec.columns, rows)
+        raw.execute(
+            f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {stage} {spec.on_conflict()}"
+        )
+        return raw.rowcount
+
+    def _copy(self, raw, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        """COPY rows into table: binary (types read once per table), text for JSON columns."""
+        cols = ", ".join(columns)
+        types = self._column_types(raw, table, cols)
+        binary = "json" not in self._json_probe(types)
+        fmt = " (FORMAT BINARY)" if binary else ""
+        with raw.copy(f"COPY {table} ({cols}) FROM STDIN{fmt}") as copy:
+            if binary:
+                copy.set_types(types)
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def _column_types(self, raw, table: str, cols: str) -> list[int]:
+        """Return the type OIDs of ``cols`` of ``table`` (cached per connection)."""
+        key = (id(raw.connection), table)
         types = self._types.get(key)
         if types is None:
-            raw.execute(f"SELECT {cols} FROM {stage} LIMIT 0")
+            raw.execute(f"SELECT {cols} FROM {table} LIMIT 0")
             types = self._types[key] = [d.type_code for d in raw.description]
         return types
 

@@ -22,8 +22,15 @@ T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 def trades(n: int, start: int = 0, symbol: str = "BTC-USD") -> list[Trade]:
     """Return ``n`` distinct trades."""
     return [
-        Trade(symbol, T0 + dt.timedelta(milliseconds=10 * i), 50_000 + i, 0.01 * (i % 7 + 1),
-              "polygon", f"t{i}", Side.BUY if i % 2 else Side.SELL)
+        Trade(
+            symbol,
+            T0 + dt.timedelta(milliseconds=10 * i),
+            50_000 + i,
+            0.01 * (i % 7 + 1),
+            "polygon",
+            f"t{i}",
+            Side.BUY if i % 2 else Side.SELL,
+        )
         for i in range(start, start + n)
     ]
 
@@ -81,8 +88,9 @@ def test_async_writer_batches_and_isolates_bad_events():
     rejected: list[tuple[object, str]] = []
 
     async def scenario():
-        writer = AsyncBatchWriter(batch_size=128, flush_interval=0.01,
-                                  on_reject=lambda e, why: rejected.append((e, why))).start()
+        writer = AsyncBatchWriter(
+            batch_size=128, flush_interval=0.01, on_reject=lambda e, why: rejected.append((e, why))
+        ).start()
         batch = trades(1000)
         batch.insert(417, trades(1, start=5000, symbol="NOPE-USD")[0])
         for event in batch:
@@ -106,3 +114,43 @@ def test_storage_rejections_are_kept_as_quality_events():
     row = DataQualityEvent.objects.get()
     assert (row.rule, row.verdict, row.source) == ("storage_rejected", "quarantine", "polygon")
     assert row.payload["trade_id"] == "t0" and row.symbol is None
+
+
+@pytest.mark.django_db
+def test_a_batch_overlapping_stored_rows_falls_back_to_insert_if_absent_in_one_transaction():
+    SymbolFactory(name="BTC-USD")
+    store = MarketDataStore()
+    store.write(trades(3, start=10))
+    bars = [Bar("BTC-USD", "1m", T0, 10, 12, 9, 11, 5.0, 10.5, 3)]
+    result = store.write([*trades(20), *bars])  # t10..t12 are stored: the plain COPY conflicts
+    assert result.written == {"trades": 17, "bars": 1}
+    assert TradeTick.objects.count() == 20 and BarRow.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_quality_records_are_stored_with_their_payload():
+    from marketdata.models import DataQualityEvent
+    from marketdata.pipeline import QualityRecord
+
+    SymbolFactory(name="BTC-USD")
+    records = [
+        QualityRecord(T0, "polygon", "BTC-USD", "price_spike", "quarantine", "moved", T0, {"p": 1}),
+        QualityRecord(T0, "polygon", "NOPE-USD", "malformed", "quarantine", "bad", None, {}),
+    ]
+    result = MarketDataStore().write(records)
+    assert result.written == {"quality": 2}
+    rows = DataQualityEvent.objects.order_by("id")
+    assert [(r.symbol.name if r.symbol else None, r.rule, r.payload, r.event_ts) for r in rows] == [
+        ("BTC-USD", "price_spike", {"p": 1}, T0),
+        (None, "malformed", {}, None),
+    ]
+
+
+@pytest.mark.django_db
+def test_rows_the_database_refuses_raise_integrity_error_on_every_backend():
+    from django.db import IntegrityError
+
+    SymbolFactory(name="ETH-USD")
+    impossible = Bar("ETH-USD", "1m", T0, 10, 9, 8, 11, 5.0)  # high below close
+    with pytest.raises(IntegrityError):
+        MarketDataStore().write([impossible])
