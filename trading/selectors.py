@@ -47,7 +47,6 @@ def orders_recent(*, limit: int = 50) -> list[Order]:
     return list(Order.objects.select_related("account", "symbol").order_by("-created_at")[:limit])
 
 
-
 def live_trading_blockers_for(*, account: Account) -> list[str]:
     """Return why ``account`` may not trade live (empty when everything is in place)."""
     keys = {

@@ -25,13 +25,13 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
 from backtesting.engine.errors import BacktestConfigError
-from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
+from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import UnknownOrder
 from trading.engine.money import ZERO, floor_to_step, to_decimal
@@ -45,6 +45,7 @@ from trading.engine.orders import (
     TimeInForce,
 )
 from trading.engine.venue import (
+    BAR_LENGTH,
     PaperVenue,
     PositionLookup,
     VenueConfig,
@@ -55,7 +56,6 @@ from trading.engine.venue import (
 
 _BUY = OrderSide.BUY
 PRICE_DIGITS = 10
-_BAR_LENGTH = {tf: timedelta(seconds=secs) for tf, secs in TIMEFRAME_SECONDS.items()}
 
 
 class FillModel(StrEnum):
@@ -590,4 +590,4 @@ class BacktestVenue:
 
     @staticmethod
     def _bar_end(bar: Bar) -> datetime:
-        return bar.ts + _BAR_LENGTH[bar.timeframe]
+        return bar.ts + BAR_LENGTH[bar.timeframe]

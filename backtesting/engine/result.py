@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,22 @@ import pandas as pd
 from trading.engine.money import ZERO
 from trading.engine.orders import Fill, Order
 from trading.engine.portfolio import PortfolioSnapshot
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_datetime(ts_ns: int) -> datetime:
+    """Return the UTC datetime of ``ts_ns`` nanoseconds since the epoch (to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+
+
+def epoch_ns(ts: datetime) -> int:
+    """Return an aware datetime as nanoseconds since the epoch (naive ones are taken as UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // _US * 1000
+
 
 TRADE_COLUMNS = (
     "symbol",
@@ -68,6 +84,7 @@ class _Leg:
     sign: int
     entry_ts: datetime
     strategy: str
+    entry_bar: int = 0
     position: Decimal = ZERO
     open_qty: Decimal = ZERO
     open_notional: Decimal = ZERO
@@ -124,12 +141,21 @@ class _BarClock:
     def __init__(self, starts: Mapping[str, np.ndarray]) -> None:
         self._starts = starts
 
-    def index(self, symbol: str, ts: datetime) -> int:
-        """Return the index of the bar of ``symbol`` that ``ts`` falls in."""
-        starts = self._starts.get(symbol)
-        if starts is None or starts.size == 0:
-            return 0
-        return int(np.searchsorted(starts, pd.Timestamp(ts).value, side="right")) - 1
+    def indices(self, fills: Sequence[Fill]) -> list[int]:
+        """Return the index of the bar of its symbol that each fill falls in."""
+        out = [0] * len(fills)
+        by_symbol: dict[str, list[int]] = {}
+        for i, fill in enumerate(fills):
+            by_symbol.setdefault(fill.symbol, []).append(i)
+        for symbol, positions in by_symbol.items():
+            starts = self._starts.get(symbol)
+            if starts is None or starts.size == 0:
+                continue
+            ns = [epoch_ns(fills[i].ts) for i in positions]
+            at = (np.searchsorted(starts, ns, side="right") - 1).tolist()
+            for i, k in zip(positions, at, strict=True):
+                out[i] = k
+        return out
 
     def last(self, symbol: str) -> int:
         """Return the index of the last bar of ``symbol``."""
@@ -152,7 +178,8 @@ def round_trips(
     marks = last_prices or {}
     legs: dict[str, _Leg] = {}
     out: list[RoundTrip] = []
-    for fill in fills:
+    bar_of = clock.indices(fills)
+    for fill, at in zip(fills, bar_of, strict=True):
         symbol = fill.symbol
         sign = 1 if fill.signed_quantity > 0 else -1
         leg = legs.get(symbol)
@@ -163,16 +190,16 @@ def round_trips(
             leg.reduce(closing, fill.price, close_fee)
             qty, fee = qty - closing, fee - close_fee
             if leg.position == 0:
-                bars = clock.index(symbol, fill.ts) - clock.index(symbol, leg.entry_ts)
+                bars = at - leg.entry_bar
                 out.append(leg.finish(symbol, fill.ts, None, bars))
                 del legs[symbol]
                 leg = None
         if qty > 0:
             if leg is None:
-                leg = legs[symbol] = _Leg(sign, fill.ts, fill.strategy)
+                leg = legs[symbol] = _Leg(sign, fill.ts, fill.strategy, at)
             leg.add(qty, fill.price, fee)
     for symbol, leg in legs.items():
-        bars = clock.last(symbol) - clock.index(symbol, leg.entry_ts)
+        bars = clock.last(symbol) - leg.entry_bar
         out.append(leg.finish(symbol, None, marks.get(symbol), bars))
     out.sort(key=lambda t: t.entry_ts)
     return out

@@ -36,7 +36,7 @@ from backtesting.engine.fills import (
     SlippageModel,
 )
 from backtesting.engine.metrics import summarize
-from backtesting.engine.result import BacktestResult, round_trips
+from backtesting.engine.result import BacktestResult, epoch_ns, round_trips, to_datetime
 from backtesting.engine.sparse import SparsePlan, SparseReplay, build_plan
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from trading.engine.constants import DEFAULT_LOT
@@ -335,10 +335,6 @@ def _to_datetimes(ts_ns: np.ndarray) -> list[datetime]:
     return pd.DatetimeIndex(ts_ns.astype("datetime64[ns]"), tz=UTC).to_pydatetime().tolist()
 
 
-def _to_datetime(ts_ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
-
-
 _BOOK, _QUOTE, _BAR, _TRADE, _PREDICTION = range(5)  # tie order at equal times
 
 
@@ -374,7 +370,7 @@ class _Session:
         self.config = cfg
         self.data = data
         self.hook = owner.hook
-        self.first, self.last = _to_datetime(int(data.ts[0])), _to_datetime(int(data.ts[-1]))
+        self.first, self.last = to_datetime(int(data.ts[0])), to_datetime(int(data.ts[-1]))
         self.venue = BacktestVenue(cfg.fill_config())
         self.portfolio = Portfolio(cfg.account, cfg.initial_cash, ts=self.first)
         self.oms = OrderManager(
@@ -527,7 +523,9 @@ class _Session:
         equity = pd.Series(curve, index=index, name="equity")
         prices = data.closes()
         fills = self.recorder.fills
-        starts = {s: data.ts[data.symbol == s] for s in data.symbols}
+        symbols = list(prices.columns)
+        one = len(symbols) == 1
+        starts = {s: data.ts if one else data.ts[data.symbol == s] for s in symbols}
         last = {s: to_decimal(float(prices[s].dropna().iloc[-1])) for s in prices.columns}
         trades = round_trips(fills, bar_starts=starts, last_prices=last)
         benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
@@ -540,7 +538,7 @@ class _Session:
             trade_pnls=[float(t.pnl) for t in closed],
             trade_returns=[t.return_pct for t in closed],
             benchmark_returns=_returns_with_start(benchmark, float(self.config.initial_cash)),
-            in_market=_in_market(fills, index, data.symbols),
+            in_market=_in_market(fills, index, symbols),
             turnover=_turnover(fills, equity),
             trial_sharpes=trial_sharpes,
         )
@@ -561,9 +559,12 @@ class _Session:
 
 def _buy_and_hold(prices: pd.DataFrame, initial: float) -> pd.Series:
     """Return the equity of holding every symbol equally weighted from the first close."""
-    filled = prices.ffill().bfill()
-    growth = filled / filled.iloc[0]
-    return (growth.mean(axis=1) * initial).rename("benchmark")
+    values = prices.to_numpy(dtype=float)
+    if np.isnan(values).any():
+        values = prices.ffill().bfill().to_numpy(dtype=float)
+    growth = values / values[0]
+    mean = growth[:, 0] if growth.shape[1] == 1 else growth.mean(axis=1)
+    return pd.Series(mean * initial, index=prices.index, name="benchmark")
 
 
 def _returns_with_start(curve: pd.Series, initial: float) -> np.ndarray:
@@ -579,13 +580,18 @@ def _in_market(fills: Sequence[Fill], index: pd.DatetimeIndex, symbols: list[str
         own = [f for f in fills if f.symbol == symbol]
         if not own:
             continue
-        at = np.searchsorted(stamps, [pd.Timestamp(f.ts).value for f in own], side="right") - 1
+        at = np.searchsorted(stamps, [epoch_ns(f.ts) for f in own], side="right") - 1
         position, after = ZERO, []
         for fill in own:
             position += fill.signed_quantity
-            after.append(1.0 if position != 0 else 0.0)
-        state = pd.Series(after, index=np.clip(at, 0, None)).groupby(level=0).last()
-        held |= state.reindex(range(index.size)).ffill().fillna(0.0).to_numpy() > 0.5
+            after.append(position != 0)
+        # The state after a bar is the one after its last fill, carried forward.
+        bars = np.clip(at, 0, None)[::-1]
+        unique, first = np.unique(bars, return_index=True)
+        state = np.zeros(index.size, dtype=np.int8)  # 0: no fill, 1: flat after, 2: open
+        state[unique] = np.asarray(after)[::-1][first] + 1
+        seen = np.maximum.accumulate(np.where(state > 0, np.arange(index.size), -1))
+        held |= (seen >= 0) & (state[np.maximum(seen, 0)] == 2)
     return held
 
 

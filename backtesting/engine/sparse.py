@@ -17,14 +17,16 @@ every bar is computed afterwards from the cash and positions recorded after each
 
 from __future__ import annotations
 
+import gc
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
+from backtesting.engine.result import to_datetime
 from marketdata.engine.events import Bar
 from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import Fill
@@ -37,29 +39,35 @@ ProgressCallback = Callable[[int, int], None]
 
 NEVER = 1 << 62  # a row index past any data
 _DAY_NS = 86_400 * 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def to_datetime(ts_ns: int) -> datetime:
-    """Return the UTC datetime of ``ts_ns`` nanoseconds since the epoch (to the microsecond)."""
-    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
-
-
-@dataclass(frozen=True, slots=True)
 class Pair:
     """One strategy on one symbol: its decision table and the rows where it acts."""
 
-    slot: int  # the strategy's index in the runner
-    symbol: str
-    table: np.ndarray  # (3, rows of the symbol): row h + 1 applies while holding sign h
-    acting: tuple[np.ndarray, np.ndarray, np.ndarray]  # global rows acting while short/flat/long
-    acting_close: tuple[np.ndarray, np.ndarray, np.ndarray]  # their closes
+    __slots__ = ("_lists", "acting", "acting_close", "slot", "symbol", "table")
+
+    def __init__(
+        self,
+        slot: int,
+        symbol: str,
+        table: np.ndarray,
+        acting: tuple[np.ndarray, ...],
+        acting_close: tuple[np.ndarray, ...],
+    ) -> None:
+        self.slot = slot  # the strategy's index in the runner
+        self.symbol = symbol
+        self.table = table  # (3, rows of the symbol): row h + 1 applies while holding sign h
+        self.acting = acting  # global rows where the table acts while short / flat / long
+        self.acting_close = acting_close  # their closes
+        self._lists: list[list[int] | None] = [None, None, None]  # ``acting`` for bisect
 
     def next_after(self, row: int, held: int) -> int:
         """Return the first global row after ``row`` where the table acts while holding ``held``."""
-        rows = self.acting[held + 1]
-        k = int(np.searchsorted(rows, row, side="right"))
-        return int(rows[k]) if k < rows.size else NEVER
+        rows = self._lists[held + 1]
+        if rows is None:
+            rows = self._lists[held + 1] = self.acting[held + 1].tolist()
+        k = bisect_right(rows, row)
+        return rows[k] if k < len(rows) else NEVER
 
     def next_affordable(self, row: int, held: int, bound: float) -> int:
         """Return the first acting row after ``row`` closing at or below ``bound``."""
@@ -84,24 +92,33 @@ class SparsePlan:
     by_symbol: dict[str, tuple[int, ...]]  # symbol -> indices into ``pairs``
     rows: dict[str, np.ndarray]  # symbol -> its global rows, ascending
     local: np.ndarray  # global row -> index within its symbol's rows
-    day_starts: np.ndarray  # global rows that open a new UTC day (after the first day)
+    day_starts: list[int]  # global rows that open a new UTC day (after the first day)
+    symbols: np.ndarray  # the symbol of each global row (objects)
 
     def next_row_of(self, symbol: str, row: int) -> int:
         """Return the symbol's first row after ``row``."""
         rows = self.rows[symbol]
-        k = int(self.local[row]) + 1 if row >= 0 else 0
-        return int(rows[k]) if k < rows.size else NEVER
+        k = self.local.item(row) + 1 if row >= 0 else 0
+        return rows.item(k) if k < rows.size else NEVER
 
     def last_row_before(self, symbol: str, row: int) -> int:
         """Return the symbol's last row before ``row``, or -1."""
         rows = self.rows[symbol]
-        k = int(np.searchsorted(rows, row)) - 1
-        return int(rows[k]) if k >= 0 else -1
+        if row < self.local.size and self.symbol_at(row) == symbol:
+            k = self.local.item(row) - 1  # the common case: no search
+        else:
+            k = int(np.searchsorted(rows, row)) - 1
+        return rows.item(k) if k >= 0 else -1
+
+    def symbol_at(self, row: int) -> str:
+        """Return the symbol of global row ``row``."""
+        return self.symbols[row]
 
     def next_day_start(self, row: int) -> int:
         """Return the first row after ``row`` that opens a UTC day."""
-        k = int(np.searchsorted(self.day_starts, row, side="right"))
-        return int(self.day_starts[k]) if k < self.day_starts.size else NEVER
+        starts = self.day_starts
+        k = bisect_right(starts, row)
+        return starts[k] if k < len(starts) else NEVER
 
 
 def build_plan(
@@ -133,8 +150,8 @@ def build_plan(
             pairs.append(Pair(slot, sym, table, acting, closes))  # type: ignore[arg-type]
     by_symbol = {sym: tuple(k for k, p in enumerate(pairs) if p.symbol == sym) for sym in rows}
     day = ts // _DAY_NS
-    day_starts = np.flatnonzero(np.diff(day) > 0) + 1
-    return SparsePlan(tuple(pairs), by_symbol, rows, local, day_starts)
+    day_starts = (np.flatnonzero(np.diff(day) > 0) + 1).tolist()
+    return SparsePlan(tuple(pairs), by_symbol, rows, local, day_starts, symbol)
 
 
 @dataclass(slots=True)
@@ -211,8 +228,7 @@ class SparseReplay:
         self.fills = fills
         self.account = account
         self.remark_close = remark_close  # close fills: equity after a bar is at its close
-        self.symbols, self.stamps = data.symbol.tolist(), data.ts.tolist()
-        self.closes = data.close.tolist()
+        self.symbols, self.stamps, self.closes = data.symbol, data.ts, data.close
         self.log = StateLog.starting(portfolio.cash)
         self.marked: dict[str, int] = {}  # symbol -> the row its position is marked at
         self.due = [p.next_after(-1, 0) for p in plan.pairs]  # next row each pair acts on
@@ -222,18 +238,26 @@ class SparseReplay:
 
     def run(self, progress: ProgressCallback | None, every: int) -> None:
         """Visit every bar where something can happen, in order."""
-        n, reported = len(self.stamps), 0
+        n, reported = self.stamps.size, 0
         due, open_next = self.due, self.open_next
-        while True:
-            row = min(
-                min(due, default=NEVER), self.day_next, min(open_next.values(), default=NEVER)
-            )
-            if row >= n:
-                break
-            self.visit(row)
-            if progress is not None and row + 1 - reported >= every:
-                reported = row + 1 - (row + 1) % every
-                progress(reported, n)
+        # The loop allocates orders, fills and events that all stay reachable: no cycles for
+        # the collector to find, so it is paused rather than walking them again and again.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while True:
+                row = min(
+                    min(due, default=NEVER), self.day_next, min(open_next.values(), default=NEVER)
+                )
+                if row >= n:
+                    break
+                self.visit(row)
+                if progress is not None and row + 1 - reported >= every:
+                    reported = row + 1 - (row + 1) % every
+                    progress(reported, n)
+        finally:
+            if collecting:
+                gc.enable()
         self.catch_up(n, flat_too=True)  # the last marks show in the final snapshot
         if progress is not None and reported < n:
             progress(n, n)
@@ -246,17 +270,15 @@ class SparseReplay:
         bar = Bar(
             sym,
             d.timeframe,
-            to_datetime(self.stamps[row]),
-            float(d.open[row]),
-            float(d.high[row]),
-            float(d.low[row]),
-            self.closes[row],
-            float(d.volume[row]),
+            to_datetime(self.stamps.item(row)),
+            d.open.item(row),
+            d.high.item(row),
+            d.low.item(row),
+            self.closes.item(row),
+            d.volume.item(row),
         )
-        pairs, mine, i = plan.pairs, plan.by_symbol[sym], plan.local[row]
-        hints = self.runner.on_bar_decided(
-            bar, [(pairs[k].slot, pairs[k].table[:, i]) for k in mine]
-        )
+        pairs, mine, i = plan.pairs, plan.by_symbol[sym], plan.local.item(row)
+        hints = self.runner.on_bar_decided(bar, self._columns(sym, mine, i))
         self.marked[sym] = row
         positions = portfolio.positions
         if self.remark_close and sym in positions:
@@ -269,10 +291,10 @@ class SparseReplay:
                 self.due[k] = pairs[k].next_after(row, self._held(pairs[k].symbol))
             self.hinted.clear()
         working = bool(self.open_orders(self.account, sym))
-        flat = not any(p.quantity for p in positions.values())
         held = self._held(sym)
-        for k, hint in zip(mine, hints, strict=True):
-            if hint is not None and not filled and not working and flat:
+        for k in mine:
+            hint = hints.get(pairs[k].slot) if hints else None
+            if hint is not None and not filled and not working and self._flat():
                 self.due[k] = pairs[k].next_affordable(row, held, hint)
                 self.hinted.add(k)
             else:
@@ -285,6 +307,25 @@ class SparseReplay:
         if row >= self.day_next:
             self.day_next = plan.next_day_start(row)
 
+    def _columns(self, sym: str, mine: Sequence[int], i: int) -> Callable[[], list]:
+        """Return what to show the strategies after the venue saw the bar: the table columns
+        that act for the side then held (all of them while orders are open in the symbol)."""
+
+        def columns() -> list[tuple[int, np.ndarray]]:
+            pairs = self.plan.pairs
+            if self.open_orders(self.account, sym):
+                return [(pairs[k].slot, pairs[k].table[:, i]) for k in mine]
+            held = self._held(sym)
+            out = []
+            for k in mine:
+                pair = pairs[k]
+                wanted = pair.table.item(held + 1, i)
+                if wanted == wanted and wanted != held:  # NaN or the side held: nothing to do
+                    out.append((pair.slot, pair.table[:, i]))
+            return out
+
+        return columns
+
     def catch_up(self, row: int, *, flat_too: bool = False) -> None:
         """Mark held positions at their last close before ``row``, as every bar would."""
         portfolio, marked = self.portfolio, self.marked
@@ -293,7 +334,7 @@ class SparseReplay:
                 last = self.plan.last_row_before(sym, row)
                 if last >= 0 and marked.get(sym) != last:
                     portfolio.mark(
-                        sym, to_decimal(self.closes[last]), to_datetime(self.stamps[last])
+                        sym, to_decimal(self.closes.item(last)), to_datetime(self.stamps.item(last))
                     )
                     marked[sym] = last
 
@@ -310,6 +351,9 @@ class SparseReplay:
             )
             portfolio.peak_equity = max(portfolio.peak_equity, exact)
         return by_row
+
+    def _flat(self) -> bool:
+        return not any(p.quantity for p in self.portfolio.positions.values())
 
     def _held(self, symbol: str) -> int:
         qty = self.portfolio.quantity(symbol)

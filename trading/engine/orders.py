@@ -154,10 +154,14 @@ class Order:
 
     def __post_init__(self) -> None:
         # Records rebuilt from the ORM carry plain strings; the engine compares enum identities.
-        self.side = OrderSide(self.side)
-        self.type = OrderType(self.type)
-        self.tif = TimeInForce(self.tif)
-        self.status = OrderStatus(self.status)
+        if self.side.__class__ is not OrderSide:
+            self.side = OrderSide(self.side)
+        if self.type.__class__ is not OrderType:
+            self.type = OrderType(self.type)
+        if self.tif.__class__ is not TimeInForce:
+            self.tif = TimeInForce(self.tif)
+        if self.status.__class__ is not OrderStatus:
+            self.status = OrderStatus(self.status)
 
     @property
     def remaining(self) -> Decimal:

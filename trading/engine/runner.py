@@ -8,7 +8,7 @@ queued. Because the venue sees a bar before the strategies do, an order a strate
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -106,20 +106,23 @@ class StrategyRunner:
         self.settle(now)
 
     def on_bar_decided(
-        self, bar: Bar, columns: Iterable[tuple[int, Sequence[float]]]
-    ) -> list[float | None]:
+        self, bar: Bar, columns: Callable[[], Iterable[tuple[int, Sequence[float]]]]
+    ) -> dict[int, float]:
         """Process a closed bar for strategies described by decision tables.
 
-        ``columns`` pairs the index of a strategy (in the order added) with its table's column
-        for this bar; those strategies get ``on_decision`` in place of ``on_bar``. Returns what
-        each ``on_decision`` returned, in the order of ``columns``.
+        Once the venue has seen the bar (its fills change what is held), ``columns()`` pairs
+        the index of a strategy (in the order added) with its table's column for this bar;
+        those strategies get ``on_decision`` in place of ``on_bar``. Returns what their
+        ``on_decision`` returned that was not None, by strategy index.
         """
         now = self._open_bar(bar)
         slots = self._slots
-        hints = []
-        for index, choices in columns:
+        hints = {}
+        for index, choices in columns():
             slot = slots[index]
-            hints.append(slot.strategy.on_decision(bar, choices, slot.ctx))
+            hint = slot.strategy.on_decision(bar, choices, slot.ctx)
+            if hint is not None:
+                hints[index] = hint
         self.settle(now)
         return hints
 

@@ -32,7 +32,7 @@ from enum import StrEnum
 from itertools import count
 from typing import Protocol
 
-from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
+from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from trading.engine.book import PaperBook
 from trading.engine.errors import OrderRejected, UnknownOrder
 from trading.engine.money import HUNDRED, ZERO, fee_for, to_decimal
@@ -52,6 +52,7 @@ PositionLookup = Callable[[str, str], Decimal]
 """``(account, symbol) -> signed position quantity`` as of the last applied fill."""
 
 _ONE_DAY = timedelta(days=1)
+BAR_LENGTH = {tf: timedelta(seconds=secs) for tf, secs in TIMEFRAME_SECONDS.items()}
 _BUY = OrderSide.BUY
 
 
@@ -337,7 +338,7 @@ class PaperVenue:
         """Replay a bar's price path; orders due during the bar activate after the open."""
         events = self._begin()
         start = bar.ts
-        end = start + timedelta(seconds=Timeframe(bar.timeframe).seconds)
+        end = start + BAR_LENGTH[bar.timeframe]
         symbol = bar.symbol
         self._expire_due(start, events)
         self._activate_due(start, events, inclusive=True)
