@@ -12,6 +12,10 @@ state at the moment a bar closes, which its decisions then see), then the bar, t
 belong to the next bar's window) and predictions.
 Bars of several symbols with the same ``ts`` are shown in symbol order, and equity is recorded
 once all of them were processed.
+
+When every strategy has a decision table, no hook is attached and only bars are replayed at the
+next open or the close, the run visits only the bars where something can happen (``sparse``
+module): the same calls, the same results, a fraction of the bars.
 """
 
 from __future__ import annotations

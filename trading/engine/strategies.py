@@ -72,12 +72,18 @@ class _TargetStrategy(Strategy):
         return (expected > 0) - (expected < 0)
 
     def _go(
-        self, ctx: StrategyContext, symbol: str, direction: int, price: Decimal
+        self,
+        ctx: StrategyContext,
+        symbol: str,
+        direction: int,
+        price: Decimal,
+        held: int | None = None,
     ) -> float | None:
-        """Move towards ``direction``; if an entry sized to nothing, return the highest price
-        at which the same equity buys one lot (see ``Strategy.on_decision``)."""
+        """Move towards ``direction`` from ``held`` (default: what ``_held`` says); if an
+        entry sized to nothing, return the highest price at which the same equity buys one lot
+        (see ``Strategy.on_decision``)."""
         # Compare with the book, not a remembered state, so a rejected order is retried.
-        if self._held(ctx, symbol) == direction:
+        if (self._held(ctx, symbol) if held is None else held) == direction:
             return None
         if direction == 0:
             ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
@@ -89,10 +95,11 @@ class _TargetStrategy(Strategy):
 
     def on_decision(self, bar: Bar, choices: Sequence[float], ctx: StrategyContext) -> float | None:
         """Go where the decision table's row for the held direction says (NaN: stay)."""
-        direction = choices[self._held(ctx, bar.symbol) + 1]
+        held = self._held(ctx, bar.symbol)
+        direction = choices[held + 1]
         if direction != direction:
             return None
-        return self._go(ctx, bar.symbol, int(direction), to_decimal(bar.close))
+        return self._go(ctx, bar.symbol, int(direction), to_decimal(bar.close), held)
 
     @staticmethod
     def _same_for_every_holding(directions: np.ndarray) -> np.ndarray:
