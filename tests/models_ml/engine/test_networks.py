@@ -53,6 +53,67 @@ def test_temporal_cnn_is_causal() -> None:
     assert net.receptive_field == 1 + 2 * 2 * (1 + 2 + 4)
 
 
+@pytest.mark.parametrize(
+    ("n_layers", "n_heads", "window", "batch"),
+    [(2, 4, 64, 1), (2, 4, 64, 33), (1, 2, 5, 7), (3, 8, 2, 4)],
+)
+def test_transformer_eval_path_equals_the_torch_encoder(
+    n_layers: int, n_heads: int, window: int, batch: int
+) -> None:
+    torch.manual_seed(3)
+    net = build_network("transformer", 6, n_layers=n_layers, n_heads=n_heads, d_model=16).eval()
+    x = torch.randn(batch, window, 6)
+    with torch.inference_mode():
+        fast = net(x)
+        last = net.encoder(net.position(net.embed(x)))[:, -1]  # nn.TransformerEncoder, every step
+        reference = net.heads(net.norm(last))
+    for got, want in zip(fast, reference, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # Saved artifacts hold nn.TransformerEncoder's keys: the eval path must keep reading them.
+    assert f"encoder.layers.{n_layers - 1}.self_attn.in_proj_weight" in net.state_dict()
+
+
+def test_transformer_train_mode_runs_the_torch_encoder_with_dropout() -> None:
+    torch.manual_seed(4)
+    net = build_network("transformer", 3, dropout=0.5).train()
+    x = torch.randn(2, 8, 3)
+    assert not torch.equal(net(x)[0], net(x)[0])  # dropout active: two draws differ
+    net.eval()
+    torch.testing.assert_close(net(x)[0], net(x)[0])
+
+
+def test_cnn_step_outputs_equal_the_window_forward_within_the_receptive_field() -> None:
+    torch.manual_seed(5)
+    net = TemporalCNN(4, channels=8, kernel_size=3, n_layers=3, dropout=0.0).eval()
+    rf = net.receptive_field  # 29
+    series = torch.randn(1, 120, 4)
+    with torch.inference_mode():
+        logit, ret = net.step_outputs(series)
+        for window in (rf, rf + 10):
+            windows = series[0].unfold(0, window, 1).transpose(1, 2)  # every window, oldest first
+            w_logit, w_ret = net(windows)
+            torch.testing.assert_close(logit[0, window - 1 :], w_logit, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(ret[0, window - 1 :], w_ret, rtol=1e-5, atol=1e-5)
+        half = rf // 2  # a window shorter than the receptive field pads zeros: outputs differ
+        short = series[0].unfold(0, half, 1).transpose(1, 2)
+        assert not torch.allclose(logit[0, half - 1 :], net(short)[0], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(("kernel_size", "n_layers", "window"), [(3, 4, 64), (2, 3, 5), (5, 2, 40)])
+def test_cnn_single_window_path_equals_the_convolutions(
+    kernel_size: int, n_layers: int, window: int
+) -> None:
+    torch.manual_seed(7)
+    net = TemporalCNN(6, channels=12, kernel_size=kernel_size, n_layers=n_layers).eval()
+    x = torch.randn(3, window, 6)
+    with torch.inference_mode():
+        batch = net(x)  # batches go through nn.Conv1d
+        for i in range(3):
+            single = net(x[i : i + 1])  # one window: matrix products
+            torch.testing.assert_close(single[0], batch[0][i : i + 1], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(single[1], batch[1][i : i + 1], rtol=1e-5, atol=1e-5)
+
+
 def test_sinusoidal_encoding_values() -> None:
     pe = SinusoidalPositionalEncoding(d_model=8, max_len=50)
     out = pe(torch.zeros(1, 10, 8))[0]
