@@ -107,13 +107,13 @@ def build_windowed(
 class SequenceWindows:
     """Scaled feature windows for samples, read on demand from a strided view (no N*L*F copy)."""
 
-    __slots__ = ("_view", "ends", "window")
+    __slots__ = ("_rows", "_view", "ends", "window")
 
     def __init__(self, scaled: np.ndarray, ends: np.ndarray, window: int) -> None:
         if len(ends) and (ends.min() < window - 1 or ends.max() >= len(scaled)):
             raise DatasetError("window ends out of range")
-        tensor = torch.as_tensor(np.ascontiguousarray(scaled, dtype=np.float32))
-        self._view = tensor.unfold(0, window, 1)  # (rows - window + 1, features, window), no copy
+        self._rows = torch.as_tensor(np.ascontiguousarray(scaled, dtype=np.float32))
+        self._view = self._rows.unfold(0, window, 1)  # (rows - window + 1, features, window)
         self.ends = ends
         self.window = window
 
@@ -129,6 +129,10 @@ class SequenceWindows:
         """Return the windows of samples at ``positions`` as a (batch, window, features) tensor."""
         starts = torch.as_tensor(self.ends[positions] - self.window + 1)
         return self._view[starts].transpose(1, 2).contiguous()
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Return the scaled feature rows ``start .. stop - 1`` as a (rows, features) view."""
+        return self._rows[start:stop]
 
     def last_rows(self, positions: np.ndarray) -> np.ndarray:
         """Return the last-step feature vector of each sample (for flat baselines)."""

@@ -3,8 +3,9 @@
 ``Predictor.predict(bar)`` keeps, per symbol, the online feature state and a ring buffer of the
 last ``window`` scaled feature rows, and runs the network on one preallocated (1, window, F)
 tensor under ``torch.inference_mode``. It returns None until the symbol has ``warmup + window``
-bars. ``predict_batch(df)`` gives the same predictions for a whole frame at once (backfills); it
-does not touch the live per-symbol state.
+bars. ``predict_batch(df)`` gives the same predictions for a whole frame at once (backfills,
+backtests) through ``training.predict_windows``, the batched path evaluation uses too; it does not
+touch the live per-symbol state.
 
 Bars flagged ``amended`` (a late trade changed an already-closed bar) are not applied: online
 indicator state cannot be rewound, so they are counted in ``amended_skipped`` and return None.
@@ -31,9 +32,8 @@ from models_ml.engine.datasets import SequenceWindows
 from models_ml.engine.errors import FeatureError
 from models_ml.engine.features_online import BarLike, OnlineFeatures
 from models_ml.engine.registry import ModelArtifact, load_artifact
+from models_ml.engine.training import predict_windows
 from trading.engine.strategy import Prediction, PredictionKind
-
-BATCH_CHUNK = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,15 +235,10 @@ class Predictor:
     def _forward_windows(
         self, scaled: np.ndarray, ends: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return (probability, expected return) for the windows ending at ``ends``, in chunks."""
+        """Return (probability, expected return) for the windows ending at ``ends``."""
         windows = SequenceWindows(scaled, ends, self.spec.window)
-        probs, rets = [np.empty(0)], [np.empty(0)]
-        for start in range(0, len(ends), BATCH_CHUNK):
-            positions = np.arange(start, min(start + BATCH_CHUNK, len(ends)))
-            prob, ret = self._forward(windows.batch(positions).to(self._device))
-            probs.append(prob)
-            rets.append(ret)
-        return np.concatenate(probs), np.concatenate(rets)
+        prob, ret = predict_windows(self.network, windows, np.arange(len(ends)))
+        return prob, ret * self.spec.return_scale
 
 
 def _symbol_of(bar: BarLike) -> str:

@@ -7,13 +7,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from models_ml.engine.datasets import walk_forward_splits
+from models_ml.engine.datasets import fit_scaler, scaled_windows, walk_forward_splits
 from models_ml.engine.errors import DatasetError, TrainingError
+from models_ml.engine.networks import build_network
 from models_ml.engine.training import (
     EpochMetrics,
     TrainConfig,
     candidate_params,
+    predict_windows,
     search_hyperparameters,
     train_on_positions,
     walk_forward,
@@ -99,3 +102,21 @@ def test_search_picks_the_lowest_validation_loss_and_ignores_test_data(data) -> 
 def test_fit_needs_samples(data) -> None:
     with pytest.raises(DatasetError):
         train_on_positions(data, "lstm", TINY, np.arange(3), CONFIG)
+
+
+@pytest.mark.parametrize(("kind", "hparams"), [
+    ("cnn", {"channels": 8, "n_layers": 2}),  # receptive field 13 <= window 16: series path
+    ("cnn", {"channels": 8, "n_layers": 3}),  # receptive field 29 > window 16: windows
+    ("transformer", {"d_model": 16, "n_layers": 2}),
+    ("lstm", TINY),
+])  # fmt: skip
+def test_predict_windows_equals_the_forward_of_each_window(data, kind, hparams) -> None:
+    torch.manual_seed(6)
+    net = build_network(kind, len(data.feature_names), **hparams).eval()
+    windows = scaled_windows(data, fit_scaler(data, np.arange(data.n_samples)))
+    positions = np.r_[np.arange(0, 300), np.arange(500, data.n_samples)]  # a gap between blocks
+    prob, ret = predict_windows(net, windows, positions, batch_size=64)
+    with torch.inference_mode():
+        logit, want_ret = net(windows.batch(positions))
+    np.testing.assert_allclose(prob, torch.sigmoid(logit).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ret, want_ret.numpy(), rtol=1e-5, atol=1e-6)
