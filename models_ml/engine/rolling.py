@@ -16,10 +16,17 @@ FLAT_RELATIVE = 1e-10
 
 
 def _windows(x: np.ndarray, window: int) -> np.ndarray | None:
-    """Return the (n - window + 1, window) view of trailing windows, or None if too short."""
+    """Return the (n - window + 1, window) read-only view of trailing windows, or None if short."""
     if len(x) < window:
         return None
-    return sliding_window_view(x, window)
+    if not x.flags.c_contiguous:
+        return sliding_window_view(x, window)
+    # The same view sliding_window_view returns, built in ~0.4 us instead of ~7 us: the online
+    # features call this a few times per bar.
+    step = x.strides[0]
+    view = np.ndarray((len(x) - window + 1, window), x.dtype, x, 0, (step, step))
+    view.flags.writeable = False
+    return view
 
 
 def _place(n: int, window: int, values: np.ndarray | None) -> np.ndarray:
