@@ -140,12 +140,41 @@ def test_predict_command_backfills_predictions_in_batch_without_look_ahead(tmp_p
     from models_ml.selectors import model_artifact_dir
 
     out = StringIO()
-    call_command("train", "--model", "lstm", "--symbols", "BTC-USD", "--timeframe", "1h",
-                 "--start", "2024-01-01", "--end", "2024-04-01", "--epochs", "1", "--window",
-                 "32", "--folds", "2", "--activate", "--no-progress", stdout=out)
+    call_command(
+        "train",
+        "--model",
+        "lstm",
+        "--symbols",
+        "BTC-USD",
+        "--timeframe",
+        "1h",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-04-01",
+        "--epochs",
+        "1",
+        "--window",
+        "32",
+        "--folds",
+        "2",
+        "--activate",
+        "--no-progress",
+        stdout=out,
+    )
     model = MLModel.objects.get(active=True)
-    call_command("predict", "--model", model.name, "--symbols", "BTC-USD", "--start",
-                 "2024-03-01", "--end", "2024-03-05", stdout=out)
+    call_command(
+        "predict",
+        "--model",
+        model.name,
+        "--symbols",
+        "BTC-USD",
+        "--start",
+        "2024-03-01",
+        "--end",
+        "2024-03-05",
+        stdout=out,
+    )
     rows = Prediction.objects.filter(model=model, kind="direction").order_by("ts")
     assert rows.count() == 4 * 24
     assert rows.first().ts == datetime(2024, 3, 1, tzinfo=UTC) and rows.first().features
@@ -153,8 +182,14 @@ def test_predict_command_backfills_predictions_in_batch_without_look_ahead(tmp_p
     from marketdata.selectors import bars_frame
 
     predictor = Predictor.load(model_artifact_dir(model))
-    history = bars_frame(symbol="BTC-USD", timeframe="1h", start=datetime(2024, 1, 1, tzinfo=UTC),
-                         end=datetime(2024, 3, 1, 1, tzinfo=UTC))
-    live = [predictor.predict({"ts": ts, **row}, "BTC-USD")
-            for ts, row in zip(history.index, history.to_dict("records"), strict=True)][-1]
+    history = bars_frame(
+        symbol="BTC-USD",
+        timeframe="1h",
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+        end=datetime(2024, 3, 1, 1, tzinfo=UTC),
+    )
+    live = [
+        predictor.predict({"ts": ts, **row}, "BTC-USD")
+        for ts, row in zip(history.index, history.to_dict("records"), strict=True)
+    ][-1]
     assert live.value == pytest.approx(rows.first().value, rel=1e-5)
