@@ -6,10 +6,11 @@ features of 1m bars with VWAP: 36 columns):
 * single prediction latency p50/p99 of the network alone (one preallocated (1, 64, F) tensor
   under ``inference_mode``) and of the full ``Predictor.predict(bar)`` (online features, scaling,
   ring buffer, network, output record) called back to back — product promise p99 < 10 ms, target
-  p99 < 5 ms (the verdict). Beside it, for information only: the CPU-time p99 of the same calls,
-  and the wall-clock p99 of calls paced like a live loop (an idle 2 ms before each bar, no
-  verdict). On a machine saturated by other processes a back-to-back loop is preempted every
-  scheduler slice, so its tail is mostly waiting; the two extra columns show how much;
+  p99 < 5 ms (the verdict). Beside it, for information only: the CPU-time p99 of the same calls
+  (on a machine saturated by other processes a back-to-back loop is preempted at the end of every
+  scheduler slice, so its wall-clock tail is then mostly waiting), and the wall-clock p99 of calls
+  paced like a live loop, 2 ms idle before each bar: the thread wakes as a sleeper instead of
+  being preempted mid-run, but finds its caches cold, so this tail is often the higher one;
 * batched throughput of ``Predictor.predict_batch`` (features of the whole frame + windows +
   network in chunks of ``training.PREDICT_CHUNK`` = 128 windows; what backfills and backtests
   call) — target >= 10,000 predictions/s; the network-only forward of one such chunk of random
