@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from marketdata.engine.errors import QualityConfigError
 from marketdata.engine.events import (
@@ -30,6 +31,9 @@ from marketdata.engine.events import (
     SentimentReading,
     Trade,
 )
+
+if TYPE_CHECKING:
+    from marketdata.engine.trade_batch import TradeColumns
 
 _INF = math.inf
 _MIN_TS = datetime.min.replace(tzinfo=UTC)
@@ -181,15 +185,15 @@ class _Series:
         self.sizes: deque[float] = deque()
         self.sorted_sizes: list[float] = []
         self.ids: set[object] = set()
-        self.id_fifo: deque[object] = deque()
+        self.id_fifo: deque[object] = deque(maxlen=thresholds.duplicate_memory)
 
     def seen(self, key: object) -> bool:
         """Return True if key was seen recently; remember it otherwise (bounded memory)."""
         if key in self.ids:
             return True
         fifo = self.id_fifo
-        if len(fifo) >= self.t.duplicate_memory:
-            self.ids.discard(fifo.popleft())
+        if len(fifo) == fifo.maxlen:
+            self.ids.discard(fifo[0])  # the append below pushes it out
         fifo.append(key)
         self.ids.add(key)
         return False
@@ -302,11 +306,7 @@ class QualityValidator:
         """
         if not 0.0 < price < _INF:
             raise QualityConfigError(f"reference price must be positive and finite, got {price!r}")
-        key = ("t", venue, symbol)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(self.thresholds_for(symbol))
-        series.last_price = price
+        self.series_for(("t", venue, symbol), symbol).last_price = price
 
     def reset(self, symbol: str | None = None, venue: str | None = None) -> None:
         """Forget reference state (after a reconnect or resync), optionally per symbol/venue."""
@@ -340,10 +340,7 @@ class QualityValidator:
 
     def validate_trade(self, trade: Trade) -> ValidationResult:
         """Validate one trade: malformed, duplicate, order, sequence, spike, volume, outlier."""
-        key = ("t", trade.venue, trade.symbol)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(self.thresholds_for(trade.symbol))
+        series = self.series_for(("t", trade.venue, trade.symbol), trade.symbol)
         price = trade.price
         size = trade.size
         ts = trade.ts
@@ -364,6 +361,19 @@ class QualityValidator:
             return ACCEPTED
         return self._result(findings)
 
+    def validate_trades(
+        self, columns: TradeColumns, *, catch: tuple[type[Exception], ...] = ()
+    ) -> list[ValidationResult | Exception]:
+        """Validate a run of trades; equal to ``validate_trade`` on each in turn, state included.
+
+        Clean stretches of a stream are checked in bulk (``quality_batch``); a trade on which a
+        rule could change the reference state goes through ``validate_trade``. An exception of
+        a type in ``catch`` raised for one trade is returned in its place.
+        """
+        from marketdata.engine.quality_batch import validate_trade_batch
+
+        return validate_trade_batch(self, columns, catch)
+
     def _price_checks(
         self,
         series: _Series,
@@ -383,18 +393,24 @@ class QualityValidator:
         z = series.zscore(price)
         if z > t.zscore_limit or z < -t.zscore_limit:
             findings = findings or []
-            reason = f"log-return z-score {z:.1f} beyond {t.zscore_limit}"
-            findings.append(self._finding(QualityRule.OUTLIER, Verdict.FLAG, reason, symbol, ts))
+            findings.append(self.outlier_finding(z, t, symbol, ts))
         ratio = series.volume_ratio(size)
         if ratio > t.volume_spike_multiple:
             findings = findings or []
-            reason = f"size {size:g} is {ratio:.1f}x the rolling median"
-            findings.append(
-                self._finding(QualityRule.VOLUME_SPIKE, Verdict.FLAG, reason, symbol, ts)
-            )
+            findings.append(self.volume_finding(size, ratio, symbol, ts))
         series.last_price = price
         series.last_ts = ts
         return findings
+
+    def outlier_finding(self, z: float, t: QualityThresholds, symbol: str, ts: datetime) -> Finding:
+        """Flag a log return whose z-score is beyond the limit."""
+        reason = f"log-return z-score {z:.1f} beyond {t.zscore_limit}"
+        return self._finding(QualityRule.OUTLIER, Verdict.FLAG, reason, symbol, ts)
+
+    def volume_finding(self, size: float, ratio: float, symbol: str, ts: datetime) -> Finding:
+        """Flag a size that is a large multiple of the rolling median size."""
+        reason = f"size {size:g} is {ratio:.1f}x the rolling median"
+        return self._finding(QualityRule.VOLUME_SPIKE, Verdict.FLAG, reason, symbol, ts)
 
     def _spike_findings(
         self,
@@ -459,10 +475,7 @@ class QualityValidator:
         malformed = _malformed_bar(bar)
         if malformed is not None:
             return self._reject(malformed, bar.symbol, bar.ts)
-        key = ("b", bar.venue, bar.symbol, bar.timeframe)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(self.thresholds_for(bar.symbol))
+        series = self.series_for(("b", bar.venue, bar.symbol, bar.timeframe), bar.symbol)
         if series.seen(bar.ts):
             reason = f"{bar.timeframe} bar at {bar.ts.isoformat()} already seen"
             return self._reject((QualityRule.DUPLICATE, reason), bar.symbol, bar.ts)
@@ -494,7 +507,7 @@ class QualityValidator:
         problem = _malformed_quote(quote)
         if problem is not None:
             return self._reject(problem, quote.symbol, quote.ts)
-        series = self._stream_series(("q", quote.venue, quote.symbol), quote.symbol)
+        series = self.series_for(("q", quote.venue, quote.symbol), quote.symbol)
         if quote.ts < series.last_ts:
             return self._out_of_order(series, None, quote.symbol, quote.ts)
         mid = quote.mid
@@ -513,7 +526,7 @@ class QualityValidator:
         problem = _malformed_book(book)
         if problem is not None:
             return self._reject(problem, book.symbol, book.ts)
-        series = self._stream_series(("o", book.venue, book.symbol), book.symbol)
+        series = self.series_for(("o", book.venue, book.symbol), book.symbol)
         return self._ordered_stream(series, book.sequence, book.symbol, book.ts)
 
     def _validate_delta(self, delta: BookDelta) -> ValidationResult:
@@ -522,7 +535,7 @@ class QualityValidator:
             if side not in ("buy", "sell") or not 0.0 < price < _INF or not 0.0 <= size < _INF:
                 reason = f"bad change ({side!r}, {price!r}, {size!r})"
                 return self._reject((QualityRule.BAD_VALUE, reason), delta.symbol, delta.ts)
-        series = self._stream_series(("o", delta.venue, delta.symbol), delta.symbol)
+        series = self.series_for(("o", delta.venue, delta.symbol), delta.symbol)
         return self._ordered_stream(series, delta.sequence, delta.symbol, delta.ts)
 
     def _validate_sentiment(self, reading: SentimentReading) -> ValidationResult:
@@ -530,11 +543,11 @@ class QualityValidator:
         if not (-1.0 <= reading.score <= 1.0 and 0.0 <= reading.confidence <= 1.0):
             reason = f"score {reading.score!r} / confidence {reading.confidence!r} out of range"
             return self._reject((QualityRule.BAD_VALUE, reason), reading.symbol, reading.ts)
-        series = self._stream_series(("s", reading.source, reading.symbol), reading.symbol)
+        series = self.series_for(("s", reading.source, reading.symbol), reading.symbol)
         return self._ordered_stream(series, None, reading.symbol, reading.ts)
 
-    def _stream_series(self, key: tuple[str, str, str], symbol: str) -> _Series:
-        """Return (creating if needed) the state of one non-trade stream."""
+    def series_for(self, key: tuple[object, ...], symbol: str) -> _Series:
+        """Return (creating if needed) the reference state of one stream."""
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series(self.thresholds_for(symbol))
