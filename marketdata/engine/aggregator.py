@@ -23,7 +23,10 @@ from marketdata.engine.errors import UnsupportedTimeframe
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, Trade
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+
+    from marketdata.engine.trade_batch import TradeColumns
 
 LatePolicy = Literal["amend", "count"]
 AGGREGATOR_TIMEFRAMES = ("1s", "1m")
@@ -165,6 +168,41 @@ class BarAggregator:
             if bars:
                 out.extend(bars)
         return out
+
+    def add_batch(self, columns: TradeColumns, positions: np.ndarray) -> dict[int, list[Bar]]:
+        """Fold the trades at ``positions`` (ascending) in, exactly as ``add`` one by one.
+
+        Return the bars each trade closed (or amended), by position. When the run is in time
+        order, starts no earlier than the open windows and holds positive prices and sizes, the
+        windows are built in bulk (``batch_windows``); otherwise trade by trade.
+        """
+        if not self._bulk_ok(columns, positions):
+            out: dict[int, list[Bar]] = {}
+            trades, add = columns.trades, self.add
+            for pos in positions.tolist():
+                bars = add(trades[pos])
+                if bars:
+                    out[pos] = bars
+            return out
+        from marketdata.engine.aggregator_batch import batch_windows
+
+        return batch_windows(self, columns, positions)
+
+    def _bulk_ok(self, columns: TradeColumns, positions: np.ndarray) -> bool:
+        """Return True when the bulk path gives the scalar result for this run."""
+        if not columns.columnar or len(positions) < 2:
+            return False
+        epoch = columns.epoch[positions]
+        if epoch[0] // self.seconds * self.seconds < self._closed_until:
+            return False  # late trades: amend or keep them one by one
+        last = max((acc.last_ts for acc in self._open.values()), default=_NEG_INF)
+        chosen_p, chosen_s = columns.price[positions], columns.size[positions]
+        return bool(
+            epoch[0] >= last
+            and (epoch[1:] >= epoch[:-1]).all()
+            and (chosen_p > 0.0).all()
+            and (chosen_s > 0.0).all()
+        )
 
     def advance(self, now: datetime) -> list[Bar]:
         """Close bars whose window ended at or before now (a clock tick in a quiet market)."""
