@@ -12,15 +12,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
+
 from marketdata.adapters.base import Malformed
 from marketdata.engine.aggregator import BarAggregator, BarResampler
 from marketdata.engine.events import Bar, BookDelta, BookSnapshot, Quote, SentimentReading, Trade
-from marketdata.engine.quality import QualityValidator, ValidationResult, Verdict
+from marketdata.engine.quality import ACCEPTED, QualityValidator, ValidationResult, Verdict
+from marketdata.engine.trade_batch import TradeColumns
 
 logger = logging.getLogger(__name__)
 
 BASE_TIMEFRAMES = ("1s", "1m")
 RESAMPLED_TIMEFRAMES = ("5m", "15m", "1h", "4h", "1d")
+# A run of trades shorter than this is cheaper one by one than in bulk.
+MIN_BATCH = 32
+# What the validator raises on an event it cannot read (wrong types): recorded as malformed.
+MALFORMED_ERRORS = (TypeError, ValueError, AttributeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +61,21 @@ class PipelineCounts:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
 def event_payload(event: object) -> dict:
     """Return a JSON-safe description of an event for the quality log."""
     if isinstance(event, Malformed):
         return {"raw": event.raw[:2000]}
-    fields = getattr(event, "__slots__", ())
     out = {}
-    for name in fields:
+    for name in getattr(event, "__slots__", ()):
         value = getattr(event, name)
-        out[name] = (
-            value.isoformat()
-            if isinstance(value, datetime)
-            else (value if isinstance(value, str | int | float | bool | type(None)) else str(value))
-        )
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif not isinstance(value, _JSON_SCALARS):
+            value = str(value)
+        out[name] = value
     return out
 
 
@@ -107,18 +116,8 @@ class MarketDataPipeline:
             return [self._record(event, "", "malformed", Verdict.QUARANTINE, event.reason, None)]
         try:
             result = self.validator.validate(event)
-        except (TypeError, ValueError, AttributeError) as exc:
-            self.counts.malformed += 1
-            return [
-                self._record(
-                    event,
-                    getattr(event, "symbol", ""),
-                    "malformed",
-                    Verdict.QUARANTINE,
-                    f"{type(exc).__name__}: {exc}",
-                    None,
-                )
-            ]
+        except MALFORMED_ERRORS as exc:
+            return [self._malformed(event, exc)]
         outputs = self._quality_records(event, result)
         if result.verdict is Verdict.QUARANTINE:
             self.counts.quarantined += 1
@@ -130,12 +129,90 @@ class MarketDataPipeline:
         outputs.extend(self._forward(event))
         return outputs
 
+    def process_batch(self, events: Sequence[object]) -> list[object]:
+        """Return the outputs of ``events`` in order, exactly as ``process`` one by one.
+
+        Runs of at least ``MIN_BATCH`` trades are validated and aggregated in bulk
+        (``QualityValidator.validate_trades``, ``BarAggregator.add_batch``): the same findings,
+        bars, counts and state, at a fraction of the cost per trade. Anything else goes through
+        ``process``.
+        """
+        out: list[object] = []
+        begin = 0
+        others = [i for i, kind in enumerate(map(type, events)) if kind is not Trade]
+        for end in [*others, len(events)]:
+            if end - begin >= MIN_BATCH:
+                out.extend(self._process_trades(events[begin:end]))
+            else:
+                for event in events[begin:end]:
+                    out.extend(self.process(event))
+            if end < len(events):
+                out.extend(self.process(events[end]))
+            begin = end + 1
+        return out
+
     def flush(self) -> list[Bar]:
         """Close every open bar (at shutdown) and return them with their resamples."""
         closed: list[Bar] = []
         for agg in self.aggregators:
             closed.extend(agg.flush())
         return self._with_resamples(closed, final=True)
+
+    def _process_trades(self, trades: Sequence[Trade]) -> list[object]:
+        """Validate and aggregate a run of trades in bulk; outputs as ``process`` would give."""
+        columns = TradeColumns.of(trades)
+        if not columns.columnar:
+            return [out for trade in trades for out in self.process(trade)]
+        counts = self.counts
+        counts.received += len(trades)
+        counts.accepted += len(trades)  # corrected below for every trade with a finding
+        results = self.validator.validate_trades(columns, catch=MALFORMED_ERRORS)
+        records: dict[int, list[object]] = {}
+        dropped: set[int] = set()
+        for i in [i for i, result in enumerate(results) if result is not ACCEPTED]:
+            result, trade = results[i], trades[i]
+            if isinstance(result, Exception):
+                counts.accepted -= 1
+                records[i] = [self._malformed(trade, result)]
+                dropped.add(i)
+                continue
+            records[i] = self._quality_records(trade, result)
+            if result.verdict is Verdict.QUARANTINE:
+                counts.accepted -= 1
+                counts.quarantined += 1
+                dropped.add(i)
+            elif result.verdict is Verdict.FLAG:
+                counts.accepted -= 1
+                counts.flagged += 1
+        kept = np.arange(len(trades))
+        if dropped:
+            kept = np.delete(kept, sorted(dropped))
+        bars: dict[int, list[Bar]] = {}
+        for agg in self.aggregators:
+            for i, closed in agg.add_batch(columns, kept).items():
+                bars.setdefault(i, []).extend(closed)
+        counts.late_trades = sum(a.stats.late_trades for a in self.aggregators)
+        return self._assemble(trades, records, dropped, bars)
+
+    def _assemble(
+        self,
+        trades: Sequence[Trade],
+        records: dict[int, list[object]],
+        dropped: set[int],
+        bars: dict[int, list[Bar]],
+    ) -> list[object]:
+        """Lay out a run's outputs per trade: its records, the trade, its bars and resamples."""
+        out: list[object] = []
+        begin = 0
+        for i in sorted(records.keys() | bars.keys()):
+            out.extend(trades[begin:i])
+            out.extend(records.get(i, ()))
+            if i not in dropped:
+                out.append(trades[i])
+                out.extend(self._with_resamples(bars.get(i, ())))
+            begin = i + 1
+        out.extend(trades[begin:])
+        return out
 
     def _forward(self, event: object) -> list[object]:
         if isinstance(event, Trade):
@@ -179,6 +256,13 @@ class MarketDataPipeline:
             for f in result.findings
             if f.verdict is not Verdict.ACCEPT
         ]
+
+    def _malformed(self, event: object, exc: Exception) -> QualityRecord:
+        """Count and record an event the validator could not even read."""
+        self.counts.malformed += 1
+        symbol = getattr(event, "symbol", "")
+        reason = f"{type(exc).__name__}: {exc}"
+        return self._record(event, symbol, "malformed", Verdict.QUARANTINE, reason, None)
 
     def _record(self, event, symbol, rule, verdict, reason, event_ts) -> QualityRecord:
         record = QualityRecord(
