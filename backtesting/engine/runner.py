@@ -490,7 +490,7 @@ class _Session:
             plan,
             self.data,
             self.runner,
-            self.oms.open_orders,
+            self.oms.has_open_orders,
             self.portfolio,
             self.recorder.fills,
             account=cfg.account,

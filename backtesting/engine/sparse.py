@@ -213,7 +213,7 @@ class SparseReplay:
         plan: SparsePlan,
         data: Any,
         runner: StrategyRunner,
-        open_orders: Callable[[str, str], list[Any]],
+        has_open_orders: Callable[[str, str], bool],
         portfolio: Portfolio,
         fills: list[Fill],
         *,
@@ -223,7 +223,7 @@ class SparseReplay:
         self.plan = plan
         self.data = data
         self.runner = runner
-        self.open_orders = open_orders
+        self.has_open_orders = has_open_orders
         self.portfolio = portfolio
         self.fills = fills
         self.account = account
@@ -266,7 +266,10 @@ class SparseReplay:
         """Replay bar ``row`` through the runner and schedule what comes next."""
         d, plan, portfolio = self.data, self.plan, self.portfolio
         sym = self.symbols[row]
-        self.catch_up(row)
+        # The venue marks ``sym`` at this bar before anything reads the account, unless fills at
+        # the open or a new day come first; the peak of the bars skipped is added at the end.
+        quiet = row != self.day_next and sym not in self.open_next
+        self.catch_up(row, skip=sym if quiet else None)
         bar = Bar(
             sym,
             d.timeframe,
@@ -290,7 +293,7 @@ class SparseReplay:
             for k in self.hinted:  # bounds hold only while the account stays as it was
                 self.due[k] = pairs[k].next_after(row, self._held(pairs[k].symbol))
             self.hinted.clear()
-        working = bool(self.open_orders(self.account, sym))
+        working = self.has_open_orders(self.account, sym)
         held = self._held(sym)
         for k in mine:
             hint = hints.get(pairs[k].slot) if hints else None
@@ -313,7 +316,7 @@ class SparseReplay:
 
         def columns() -> list[tuple[int, np.ndarray]]:
             pairs = self.plan.pairs
-            if self.open_orders(self.account, sym):
+            if self.has_open_orders(self.account, sym):
                 return [(pairs[k].slot, pairs[k].table[:, i]) for k in mine]
             held = self._held(sym)
             out = []
@@ -326,11 +329,11 @@ class SparseReplay:
 
         return columns
 
-    def catch_up(self, row: int, *, flat_too: bool = False) -> None:
-        """Mark held positions at their last close before ``row``, as every bar would."""
+    def catch_up(self, row: int, *, skip: str | None = None, flat_too: bool = False) -> None:
+        """Mark held positions (but ``skip``) at their last close before ``row``."""
         portfolio, marked = self.portfolio, self.marked
         for sym, pos in portfolio.positions.items():
-            if pos.quantity or flat_too:
+            if (pos.quantity or flat_too) and sym != skip:
                 last = self.plan.last_row_before(sym, row)
                 if last >= 0 and marked.get(sym) != last:
                     portfolio.mark(

@@ -119,6 +119,13 @@ class OrderManager:
             orders = self._open.get(account, {}).values()
         return [o for o in orders if symbol is None or o.symbol == symbol]
 
+    def has_open_orders(self, account: str, symbol: str | None = None) -> bool:
+        """Return True if ``account`` has an open order (in ``symbol``, if given)."""
+        orders = self._open.get(account)
+        if not orders:
+            return False
+        return symbol is None or any(o.symbol == symbol for o in orders.values())
+
     def reference_price(self, symbol: str) -> Decimal | None:
         """Return the venue's current mid (or last) price for ``symbol``."""
         return self.venue.reference_price(symbol)

@@ -299,20 +299,21 @@ class StrategyContext:
         **kwargs: Any,
     ) -> str:
         """Queue an order intent; return its client order id."""
-        for key in _DECIMAL_KWARGS:
-            if kwargs.get(key) is not None:
-                kwargs[key] = to_decimal(kwargs[key])
+        if kwargs:
+            for key in _DECIMAL_KWARGS:
+                if kwargs.get(key) is not None:
+                    kwargs[key] = to_decimal(kwargs[key])
         oid = self._ids()
         self._intents.append(
             OrderIntent(
                 account=self.account,
                 symbol=symbol,
-                side=OrderSide(side),
+                side=side if side.__class__ is OrderSide else OrderSide(side),
                 quantity=to_decimal(quantity),
-                type=OrderType(type),
+                type=type if type.__class__ is OrderType else OrderType(type),
                 price=to_decimal(price) if price is not None else None,
                 stop_price=to_decimal(stop_price) if stop_price is not None else None,
-                tif=TimeInForce(tif),
+                tif=tif if tif.__class__ is TimeInForce else TimeInForce(tif),
                 strategy=self.strategy_id,
                 client_order_id=oid,
                 **kwargs,
