@@ -1,8 +1,9 @@
 """Latency from a Polygon frame arriving at the client to its trade row being committed.
 
 A local ``FakePolygonServer`` (own thread and event loop) streams one trade per frame at a fixed
-rate (default 2,000 messages/s). The client path is the one ``manage.py ingest`` runs:
-``PolygonCryptoStream`` -> ``MarketDataPipeline`` -> ``AsyncBatchWriter`` -> database. For every
+rate (default 2,000 messages/s). The client path is the one ``manage.py ingest`` runs,
+``marketdata.ingestion.ingest_feed``: ``PolygonCryptoStream`` -> ``MarketDataPipeline``
+(``process_batch`` of whatever has arrived) -> ``AsyncBatchWriter`` -> database. For every
 trade: receive time (the client's ``last_received_at``, time.monotonic) and the writer's commit
 time; the server's ``sent_at`` adds the send -> commit view. Target: p99 < 100 ms.
 
@@ -50,14 +51,48 @@ class ServerThread:
         self.loop.close()
 
 
+class FirstTrades:
+    """A feed that ends after ``count`` trades, keeping their receive times in order."""
+
+    def __init__(self, feed, count: int) -> None:
+        self.feed = feed
+        self.count = count
+        self.stats = feed.stats
+        self.received: list[float] = []
+
+    @property
+    def last_received_at(self) -> float | None:
+        return self.feed.last_received_at
+
+    async def events(self):
+        from contextlib import aclosing
+
+        from marketdata.engine.events import Trade
+
+        async with aclosing(self.feed.events()) as events:
+            async for event in events:
+                yield event
+                if isinstance(event, Trade):
+                    self.received.append(self.feed.last_received_at)
+                    done = len(self.received)
+                    if done % (self.count // 5 or 1) == 0:
+                        print(f"    {done:,} / {self.count:,} trades", flush=True)
+                    if done == self.count:
+                        return
+
+    async def close(self) -> None:
+        await self.feed.close()
+
+
 async def stream_into_db(url: str, alias: str, count: int, args) -> tuple[list[float], list[float]]:
-    """Ingest ``count`` trades; return (receive times, receive->commit latencies) per trade."""
+    """Ingest ``count`` trades as ``manage.py ingest`` does (``ingest_feed``); return (receive
+    times, receive->commit latencies) per trade."""
     from marketdata.adapters.polygon import PolygonCryptoStream
-    from marketdata.engine.events import Trade
+    from marketdata.ingestion import ingest_feed
     from marketdata.pipeline import MarketDataPipeline
     from marketdata.storage import AsyncBatchWriter, MarketDataStore
 
-    feed = PolygonCryptoStream("test-key", ["BTC-USD"], ("XT",), url=url)
+    feed = FirstTrades(PolygonCryptoStream("test-key", ["BTC-USD"], ("XT",), url=url), count)
     pipeline = MarketDataPipeline(source="polygon")
     writer = AsyncBatchWriter(
         MarketDataStore(using=alias),
@@ -65,23 +100,12 @@ async def stream_into_db(url: str, alias: str, count: int, args) -> tuple[list[f
         flush_interval=args.flush_interval,
         clock=time.monotonic,
     ).start()
-    received: list[float] = []
-    async for event in feed.events():
-        stamp = feed.last_received_at
-        for out in pipeline.process(event):
-            # Only trades carry a receive time, so the writer's latencies are per trade, in order.
-            await writer.put(out, stamp if isinstance(out, Trade) else None)
-        if isinstance(event, Trade):
-            received.append(stamp)
-            if len(received) % (count // 5 or 1) == 0:
-                print(f"    {len(received):,} / {count:,} trades", flush=True)
-            if len(received) == count:
-                break
+    # Forwarded events (here: trades only) carry their receive time to the writer.
+    await ingest_feed(feed, pipeline, writer, asyncio.Event())
     await feed.close()
-    for out in pipeline.flush():
-        await writer.put(out)
+    await writer.put_many(pipeline.flush())
     stats = await writer.close()
-    return received, list(stats.latencies)
+    return feed.received, list(stats.latencies)
 
 
 def bench_backend(backend: str, alias: str, args) -> list[list]:

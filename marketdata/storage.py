@@ -1,11 +1,11 @@
 """Bulk, idempotent storage of market-data events, and the asynchronous batched writer.
 
-PostgreSQL: rows are streamed with ``COPY`` (psycopg 3). Insert-only tables are copied straight
-into the table inside a savepoint; only when that hits a stored row (a replay, a reconnect) is the
-batch copied into a session-local staging table and moved with ``INSERT … SELECT … ON CONFLICT``,
-so replays never duplicate rows. SQLite: ``executemany`` of ``INSERT … ON CONFLICT``. Bars are
+PostgreSQL (psycopg 3): a large batch of trades is copied straight into the table inside a
+savepoint; only when that hits a stored row (a replay, a reconnect) do the rows go through
+``INSERT … SELECT FROM unnest(…) ON CONFLICT``, which small batches and upserts always use, so
+replays never duplicate rows. SQLite: ``executemany`` of ``INSERT … ON CONFLICT``. Bars are
 upserted (an amended bar replaces the stored one); trades, quotes, books and sentiment readings
-are insert-if-absent; quality findings are an append-only log.
+are insert-if-absent; quality findings are an append-only log (copied).
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import psycopg
 from django.db import (
     DataError,
     IntegrityError,
@@ -29,7 +31,7 @@ from django.db import (
 )
 from psycopg.errors import UniqueViolation
 
-from marketdata.engine.events import Bar, BookSnapshot, Quote, SentimentReading, Trade
+from marketdata.engine.events import Bar, BookSnapshot, Quote, SentimentReading, Side, Trade
 from marketdata.models import Bar as BarRow
 from marketdata.models import BookSnapshot as BookRow
 from marketdata.models import DataQualityEvent, Symbol
@@ -43,6 +45,14 @@ logger = logging.getLogger(__name__)
 
 class UnknownSymbol(LookupError):
     """An event names a symbol that has no ``Symbol`` row."""
+
+
+class SymbolNotCached(LookupError):
+    """A symbol whose id the store has not looked up yet (``prepare(cached_only=True)``)."""
+
+
+SymbolLookup = Callable[[str], int]
+_SIDES = {Side.BUY: "buy", Side.SELL: "sell", None: ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +136,49 @@ QUALITY_SPEC = TableSpec(
     (),
     datetimes=("ts", "event_ts"),
 )
+TABLE_ORDER = ("bars", "trades", "quotes", "books", "sentiment", "quality")
+# On PostgreSQL, batches at least this large go by COPY; smaller ones (and upserts) by one INSERT.
+COPY_MIN_ROWS = 1_000
+_ARRAY_TYPES = {
+    "double precision": float,
+    "bigint": int,
+    "integer": int,
+    "smallint": int,
+    "character varying": str,
+    "text": str,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRows:
+    """The rows of a batch of events per table: kind -> (spec, rows, events offered).
+
+    Rows of tables with a unique key are a dict by key, so merging batches keeps the last row of
+    a key (an amended bar replaces the earlier one), as one write of all their events would.
+    """
+
+    events: Sequence[object]
+    tables: dict[str, tuple[TableSpec, dict[tuple, tuple] | list[tuple], int]]
+
+
+def _merged(batches: Sequence[PreparedRows]) -> dict[str, tuple]:
+    """Combine prepared batches table by table, in order, without changing them."""
+    if len(batches) == 1:
+        return batches[0].tables
+    merged: dict[str, tuple] = {}
+    for batch in batches:
+        for kind, (spec, rows, offered) in batch.tables.items():
+            if kind not in merged:
+                merged[kind] = (spec, rows.copy(), offered)
+                continue
+            _, into, count = merged[kind]
+            if isinstance(into, dict):
+                into.update(rows)
+            else:
+                into.extend(rows)
+            merged[kind] = (spec, into, count + offered)
+    order = {kind: i for i, kind in enumerate(TABLE_ORDER)}
+    return dict(sorted(merged.items(), key=lambda item: order[item[0]]))
 
 
 @dataclass(slots=True)
@@ -152,7 +205,7 @@ class MarketDataStore:
     def __init__(self, using: str = "default") -> None:
         self.using = using
         self._symbol_ids: dict[str, int] = {}
-        self._types: dict[tuple[int, str], list[int]] = {}
+        self._types: dict[tuple[int, str], tuple[list[str], list[int]]] = {}
 
     # -- symbols -----------------------------------------------------------------------------
     def symbol_id(self, name: str) -> int:
@@ -167,35 +220,47 @@ class MarketDataStore:
         self._symbol_ids[name] = pk
         return pk
 
-    # -- rows ------------------------------------------------------------------------------
-    def _bar_rows(self, bars: Iterable[Bar]) -> list[tuple]:
+    def _cached_symbol_id(self, name: str) -> int:
+        """Return the cached id of ``name``; never query (safe off the writer's thread)."""
+        try:
+            return self._symbol_ids[name]
+        except KeyError:
+            raise SymbolNotCached(name) from None
+
+    # -- rows: per table, keyed by the unique key where there is one (the last event wins) --------
+    @staticmethod
+    def _bar_rows(bars: Iterable[Bar], sid: SymbolLookup) -> dict[tuple, tuple]:
         rows = {}
         for b in bars:  # the last version of a bar in a batch wins (amendments)
-            key = (self.symbol_id(b.symbol), b.timeframe, b.ts)
+            key = (sid(b.symbol), b.timeframe, b.ts)
             rows[key] = (*key, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count)
-        return list(rows.values())
+        return rows
 
-    def _trade_rows(self, trades: Iterable[Trade]) -> list[tuple]:
-        sid = self.symbol_id
-        rows = {}
-        for t in trades:
-            side = t.side.value if t.side is not None else ""
-            trade_id = t.trade_id or f"{t.ts.timestamp():.6f}:{t.price}:{t.size}"
-            key = (sid(t.symbol), t.venue, trade_id)
-            rows[key] = (*key, t.ts, t.price, t.size, side)
-        return list(rows.values())
+    @staticmethod
+    def _trade_rows(trades: Sequence[Trade], sid: SymbolLookup) -> dict[tuple, tuple]:
+        ids = {name: sid(name) for name in {t.symbol for t in trades}}
+        symbol = [ids[t.symbol] for t in trades]
+        venue = [t.venue for t in trades]
+        trade_id = [t.trade_id or f"{t.ts.timestamp():.6f}:{t.price}:{t.size}" for t in trades]
+        side = [_SIDES[t.side] for t in trades]
+        ts = [t.ts for t in trades]
+        price, size = [t.price for t in trades], [t.size for t in trades]
+        rows = zip(symbol, venue, trade_id, ts, price, size, side, strict=True)
+        return dict(zip(zip(symbol, venue, trade_id, strict=True), rows, strict=True))
 
-    def _quote_rows(self, quotes: Iterable[Quote]) -> list[tuple]:
+    @staticmethod
+    def _quote_rows(quotes: Iterable[Quote], sid: SymbolLookup) -> dict[tuple, tuple]:
         rows = {}
         for q in quotes:
-            key = (self.symbol_id(q.symbol), q.venue, q.ts)
+            key = (sid(q.symbol), q.venue, q.ts)
             rows[key] = (*key, q.bid, q.bid_size, q.ask, q.ask_size)
-        return list(rows.values())
+        return rows
 
-    def _book_rows(self, books: Iterable[BookSnapshot]) -> list[tuple]:
+    @staticmethod
+    def _book_rows(books: Iterable[BookSnapshot], sid: SymbolLookup) -> dict[tuple, tuple]:
         rows = {}
         for b in books:
-            key = (self.symbol_id(b.symbol), b.venue, b.ts)
+            key = (sid(b.symbol), b.venue, b.ts)
             depth = max(len(b.bids), len(b.asks))
             rows[key] = (
                 *key,
@@ -204,58 +269,80 @@ class MarketDataStore:
                 json.dumps([list(x) for x in b.bids]),
                 json.dumps([list(x) for x in b.asks]),
             )
-        return list(rows.values())
+        return rows
 
-    def _sentiment_rows(self, readings: Iterable[SentimentReading]) -> list[tuple]:
+    @staticmethod
+    def _sentiment_rows(
+        readings: Iterable[SentimentReading], sid: SymbolLookup
+    ) -> dict[tuple, tuple]:
         rows = {}
         for r in readings:
-            key = (self.symbol_id(r.symbol) if r.symbol else None, r.ts, r.source)
-            rows[(key[2], key[0], key[1])] = (
-                *key,
-                r.label,
-                r.score,
-                r.confidence,
-                r.bullish,
-                r.bearish,
-                r.sources,
+            key = (sid(r.symbol) if r.symbol else None, r.ts, r.source)
+            rows[key] = (*key, r.label, r.score, r.confidence, r.bullish, r.bearish, r.sources)
+        return rows
+
+    @staticmethod
+    def _quality_rows(records: Iterable[QualityRecord], sid: SymbolLookup) -> list[tuple]:
+        """Rows of ``DataQualityEvent`` (symbol left empty when unknown, payload as JSON)."""
+        rows = []
+        for r in records:
+            try:
+                symbol_id = sid(r.symbol) if r.symbol else None
+            except UnknownSymbol:
+                symbol_id = None
+            payload = json.dumps(r.payload)
+            rows.append(
+                (r.ts, r.event_ts, symbol_id, r.source, r.rule, r.verdict, r.reason[:2000], payload)
             )
-        return list(rows.values())
+        return rows
 
     # -- writing ---------------------------------------------------------------------------
-    def write(self, events: Sequence[object]) -> WriteResult:
-        """Write a mixed batch of events in one transaction; return per-table counts."""
+    def prepare(self, events: Sequence[object], *, cached_only: bool = False) -> PreparedRows:
+        """Build the rows of a mixed batch of events, per table, without touching the database.
+
+        ``cached_only``: raise ``SymbolNotCached`` instead of looking a symbol up, so the rows
+        can be built on a thread that must not query (the event loop).
+        """
+        sid = self._cached_symbol_id if cached_only else self.symbol_id
         groups: dict[type, list] = {}
         for event in events:
             groups.setdefault(type(event), []).append(event)
-        plan = [
+        plan = (
             ("bars", BAR_SPEC, self._bar_rows, groups.get(Bar)),
             ("trades", TRADE_SPEC, self._trade_rows, groups.get(Trade)),
             ("quotes", QUOTE_SPEC, self._quote_rows, groups.get(Quote)),
             ("books", BOOK_SPEC, self._book_rows, groups.get(BookSnapshot)),
             ("sentiment", SENTIMENT_SPEC, self._sentiment_rows, groups.get(SentimentReading)),
             ("quality", QUALITY_SPEC, self._quality_rows, groups.get(QualityRecord)),
-        ]
-        result = WriteResult()
-        with transaction.atomic(using=self.using):
-            for kind, spec, to_rows, batch in plan:
-                if batch:
-                    rows = to_rows(batch)
-                    result.add(kind, len(batch), self.write_rows(spec, rows))
-        return result
+        )
+        tables = {
+            kind: (spec, to_rows(batch, sid), len(batch))
+            for kind, spec, to_rows, batch in plan
+            if batch
+        }
+        return PreparedRows(events, tables)
 
-    def _quality_rows(self, records: Iterable[QualityRecord]) -> list[tuple]:
-        """Rows of ``DataQualityEvent`` (symbol left empty when unknown, payload as JSON)."""
-        rows = []
-        for r in records:
-            try:
-                sid = self.symbol_id(r.symbol) if r.symbol else None
-            except UnknownSymbol:
-                sid = None
-            payload = json.dumps(r.payload)
-            rows.append(
-                (r.ts, r.event_ts, sid, r.source, r.rule, r.verdict, r.reason[:2000], payload)
-            )
-        return rows
+    def write(self, events: Sequence[object]) -> WriteResult:
+        """Write a mixed batch of events in one transaction; return per-table counts."""
+        return self.write_prepared([self.prepare(events)])
+
+    def write_prepared(self, batches: Sequence[PreparedRows]) -> WriteResult:
+        """Write prepared batches, in order, in one transaction; return per-table counts.
+
+        On PostgreSQL the market-data transaction commits without waiting for the WAL flush: a
+        database crash can lose the last fraction of a second of market data, which a backfill
+        restores; orders and fills are written elsewhere with full durability.
+        """
+        result = WriteResult()
+        connection = connections[self.using]
+        with transaction.atomic(using=self.using):
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            for kind, (spec, rows, offered) in _merged(batches).items():
+                rows = list(rows.values()) if isinstance(rows, dict) else rows
+                result.add(kind, offered, self.write_rows(spec, rows))
+        return result
 
     def write_rows(self, spec: TableSpec, rows: list[tuple]) -> int:
         """Insert ``rows`` (already in ``spec.columns`` order); return rows inserted/updated."""
@@ -263,7 +350,8 @@ class MarketDataStore:
             return 0
         connection = connections[self.using]
         if connection.vendor == "postgresql":
-            return self._copy_rows(spec, rows)
+            with connection.cursor() as cursor, connection.wrap_database_errors:
+                return self._pg_rows(cursor.cursor, spec, rows)
         adapt = connection.ops.adapt_datetimefield_value
         for i in [i for i, c in enumerate(spec.columns) if c in spec.datetimes]:
             rows = [(*r[:i], adapt(r[i]), *r[i + 1 :]) for r in rows]
@@ -272,73 +360,75 @@ class MarketDataStore:
             cursor.executemany(spec.insert_sql("%s"), rows)
             return connection.connection.total_changes - before
 
-    def _copy_rows(self, spec: TableSpec, rows: list[tuple]) -> int:
-        """COPY ``rows`` into ``spec.table`` idempotently; return rows inserted/updated.
+    def _pg_rows(self, raw, spec: TableSpec, rows: list[tuple]) -> int:
+        """Insert rows on PostgreSQL idempotently, in as few round trips as possible.
 
-        Insert-only tables first try a plain COPY straight into the table inside a savepoint:
-        with no row already stored (the live case) that is all the work. A unique violation (a
-        replay, a reconnect, a concurrent writer) rolls back to the savepoint and the batch goes
-        through the staging table with ``INSERT … SELECT … ON CONFLICT``, which upserting tables
-        (bars) always use. The market-data transaction commits without waiting for the WAL
-        flush: a database crash can lose the last fraction of a second of market data, which a
-        backfill restores; orders and fills are written elsewhere with full durability.
+        Append-only tables (quality findings) are copied. Large batches of insert-only tables
+        with a unique key are copied straight into the table inside a savepoint: with no row
+        already stored (the live case) that is all the work. A unique violation (a replay, a
+        reconnect, a concurrent writer) rolls back to the savepoint, and the rows go the way
+        small batches and upserts (bars) always go: one ``INSERT … SELECT FROM unnest(…) ON
+        CONFLICT`` statement.
         """
-        connection = connections[self.using]
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            raw = cursor.cursor
-            raw.execute("SET LOCAL synchronous_commit TO OFF")
-            if not spec.update:
-                raw.execute("SAVEPOINT md_copy")
-                try:
-                    self._copy(raw, spec.table, spec.columns, rows)
-                except UniqueViolation:
-                    raw.execute("ROLLBACK TO SAVEPOINT md_copy")
-                else:
-                    raw.execute("RELEASE SAVEPOINT md_copy")
-                    return len(rows)
-            return self._copy_staged(raw, spec, rows)
+        if not spec.conflict:
+            self._copy(raw, spec, rows)
+            return len(rows)
+        if spec.update or len(rows) < COPY_MIN_ROWS:
+            return self._insert_arrays(raw, spec, rows)
+        raw.execute("SAVEPOINT md_copy")
+        try:
+            self._copy(raw, spec, rows)
+        except UniqueViolation:
+            raw.execute("ROLLBACK TO SAVEPOINT md_copy")
+            return self._insert_arrays(raw, spec, rows)
+        raw.execute("RELEASE SAVEPOINT md_copy")
+        return len(rows)
 
-    def _copy_staged(self, raw, spec: TableSpec, rows: list[tuple]) -> int:
-        """COPY into a session-local staging table, then INSERT … SELECT … ON CONFLICT."""
-        stage = f"_stage_{spec.table}"
-        cols = ", ".join(spec.columns)
-        raw.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS "
-            f"SELECT {cols} FROM {spec.table} WITH NO DATA"
-        )
-        raw.execute(f"TRUNCATE {stage}")
-        self._copy(raw, stage, spec.columns, rows)
-        raw.execute(
-            f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {stage} {spec.on_conflict()}"
-        )
-        return raw.rowcount
+    def _insert_arrays(self, raw, spec: TableSpec, rows: list[tuple]) -> int:
+        """Insert rows as one statement over column arrays, with the table's ON CONFLICT."""
+        types, _ = self._column_types(raw, spec)
+        arrays = ", ".join(f"%b::{name}[]" for name in types)
+        columns = []
+        for name, values in zip(types, zip(*rows, strict=True), strict=True):
+            # One Python type per array (ints in a float column, str enums in a text column).
+            plain = _ARRAY_TYPES.get(name)
+            columns.append([v if v is None or plain is None else plain(v) for v in values])
+        # Server-side binding sends the arrays in binary (Django's cursors bind client-side,
+        # quoting every element as text).
+        with psycopg.Cursor(raw.connection) as bound:
+            bound.execute(
+                f"INSERT INTO {spec.table} ({', '.join(spec.columns)}) "
+                f"SELECT * FROM unnest({arrays}) {spec.on_conflict()}",
+                columns,
+            )
+            return bound.rowcount
 
-    def _copy(self, raw, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
-        """COPY rows into table: binary (types read once per table), text for JSON columns."""
-        cols = ", ".join(columns)
-        types = self._column_types(raw, table, cols)
-        binary = "json" not in self._json_probe(types)
+    def _copy(self, raw, spec: TableSpec, rows: list[tuple]) -> None:
+        """COPY rows into the table: binary, or text when a column is JSON."""
+        names, oids = self._column_types(raw, spec)
+        binary = not any(name in ("json", "jsonb") for name in names)
         fmt = " (FORMAT BINARY)" if binary else ""
-        with raw.copy(f"COPY {table} ({cols}) FROM STDIN{fmt}") as copy:
+        with raw.copy(f"COPY {spec.table} ({', '.join(spec.columns)}) FROM STDIN{fmt}") as copy:
             if binary:
-                copy.set_types(types)
+                copy.set_types(oids)
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
 
-    def _column_types(self, raw, table: str, cols: str) -> list[int]:
-        """Return the type OIDs of ``cols`` of ``table`` (cached per connection)."""
-        key = (id(raw.connection), table)
+    def _column_types(self, raw, spec: TableSpec) -> tuple[list[str], list[int]]:
+        """Return the SQL type names and OIDs of the spec's columns (cached per connection)."""
+        key = (id(raw.connection), spec.table)
         types = self._types.get(key)
         if types is None:
-            raw.execute(f"SELECT {cols} FROM {table} LIMIT 0")
-            types = self._types[key] = [d.type_code for d in raw.description]
+            raw.execute(
+                "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypid::int "
+                "FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0",
+                [spec.table],
+            )
+            found = {name: (sql, oid) for name, sql, oid in raw.fetchall()}
+            names = [found[c][0] for c in spec.columns]
+            types = self._types[key] = (names, [found[c][1] for c in spec.columns])
         return types
-
-    @staticmethod
-    def _json_probe(types: list[int]) -> str:
-        """Return "json" when a column is json/jsonb (OIDs 114/3802): those COPY as text."""
-        return "json" if {114, 3802} & set(types) else ""
 
 
 @dataclass(slots=True)
@@ -357,11 +447,16 @@ class WriterStats:
 class AsyncBatchWriter:
     """Bounded queue in front of ``MarketDataStore``: batches by size or time, writes off-loop.
 
-    ``put`` waits when the queue is full (back-pressure instead of loss). Database work runs on a
-    single dedicated thread so it keeps one connection. Nothing is dropped silently: a database
-    outage is retried with back-off (the bounded queue then pushes back on the feed), and a batch
-    that fails on its data is bisected until the offending events are isolated; those go to
-    ``on_reject`` (the caller quarantines them) and are counted in ``stats.rejected``.
+    Events arrive one at a time (``put``) or as chunks (``put_many``, what a batch of the
+    pipeline produced); a chunk is never split, so a write holds at least ``batch_size`` events
+    or whatever arrived within ``flush_interval``, plus at most the rest of one chunk. Producers
+    wait while ``max_queue`` events are pending (back-pressure instead of loss). Database work
+    runs on a single dedicated thread so it keeps one connection, and overlaps the producer's
+    work (the thread waits on the database without holding the GIL). Nothing is dropped
+    silently: a database outage is retried with back-off (the bounded queue then pushes back on
+    the feed), and a batch that fails on its data is bisected until the offending events are
+    isolated; those go to ``on_reject`` (the caller quarantines them) and are counted in
+    ``stats.rejected``.
     """
 
     def __init__(
@@ -377,7 +472,7 @@ class AsyncBatchWriter:
         retry_delays: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
     ) -> None:
         self.store = store or MarketDataStore()
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.clock = clock
@@ -385,6 +480,10 @@ class AsyncBatchWriter:
         self.on_reject = on_reject
         self.retry_delays = tuple(retry_delays)
         self.stats = WriterStats()
+        self._chunks: deque[_Chunk] = deque()
+        self._pending = 0  # events queued and not yet taken into a batch
+        self._arrived = asyncio.Event()
+        self._drained = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="md-writer")
         self._task: asyncio.Task | None = None
         self._closing = False
@@ -396,67 +495,107 @@ class AsyncBatchWriter:
 
     async def put(self, event: object, received_at: float | None = None) -> None:
         """Queue an event; waits while the queue is full."""
-        await self.queue.put((event, received_at))
-        self.stats.queued += 1
+        received = None if received_at is None else (received_at,)
+        await self._queue(_Chunk((event,), received, None))
+
+    async def put_many(
+        self, events: Sequence[object], received: Sequence[float | None] | None = None
+    ) -> None:
+        """Queue a chunk of events (``received``: their receive times, None where unknown).
+
+        Its rows are built here, on the producer's thread, so the writer's thread spends its
+        time in the database rather than in Python (when a symbol is not cached yet, or an
+        event cannot be turned into a row, the writer's thread builds them, and isolates bad
+        events).
+        """
+        if not events:
+            return
+        try:
+            prepared = self.store.prepare(events, cached_only=True)
+        except (LookupError, TypeError, ValueError, AttributeError):
+            prepared = None
+        await self._queue(_Chunk(events, received, prepared))
+
+    async def _queue(self, chunk: _Chunk) -> None:
+        while self._pending >= self.max_queue:
+            self._drained.clear()
+            await self._drained.wait()
+        self._chunks.append(chunk)
+        self._pending += len(chunk.events)
+        self.stats.queued += len(chunk.events)
+        self._arrived.set()
 
     async def close(self) -> WriterStats:
         """Flush everything queued, stop the task and release the thread's connection."""
         self._closing = True
-        await self.queue.put(None)
+        self._arrived.set()
         if self._task is not None:
             await self._task
         await asyncio.get_running_loop().run_in_executor(self._executor, _close_thread_db)
         self._executor.shutdown(wait=True)
         return self.stats
 
-    async def _next_batch(self) -> tuple[list, list[float], bool]:
-        """Collect up to ``batch_size`` items or whatever arrives within ``flush_interval``."""
-        events, received, done = [], [], False
-        item = await self.queue.get()
+    async def _next_batch(self) -> tuple[list[_Chunk], bool]:
+        """Collect ``batch_size`` events or whatever arrives within ``flush_interval``."""
+        batch: list[_Chunk] = []
+        while not self._chunks and not self._closing:
+            self._arrived.clear()
+            await self._arrived.wait()
         deadline = self.clock() + self.flush_interval
+        size = 0
         while True:
-            if item is None:
-                done = True
+            size = self._take(batch, size)
+            if size >= self.batch_size or self._closing:
                 break
-            events.append(item[0])
-            if item[1] is not None:
-                received.append(item[1])
-            if len(events) >= self.batch_size:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
                 break
+            self._arrived.clear()
             try:
-                item = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except TimeoutError:
-                    break
-        return events, received, done
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                break
+        return batch, self._closing and not self._chunks
+
+    def _take(self, batch: list[_Chunk], size: int) -> int:
+        """Move queued chunks into the batch until it holds ``batch_size`` events."""
+        chunks = self._chunks
+        taken = size
+        while chunks and size < self.batch_size:
+            chunk = chunks.popleft()
+            batch.append(chunk)
+            size += len(chunk.events)
+        self._pending -= size - taken
+        if self._pending < self.max_queue:
+            self._drained.set()
+        return size
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         done = False
         while not done:
-            events, received, done = await self._next_batch()
-            if not events:
+            batch, done = await self._next_batch()
+            if not batch:
                 continue
-            result = await self._write_with_retry(loop, events)
+            result = await self._write_with_retry(loop, batch)
             committed = self.clock()
             self.stats.batches += 1
-            self.stats.offered += len(events)
+            self.stats.offered += sum(len(chunk.events) for chunk in batch)
             self.stats.written += result.total_written
-            self.stats.latencies.extend(committed - r for r in received)
+            for chunk in batch:
+                if chunk.received is not None:
+                    self.stats.latencies.extend(
+                        committed - r for r in chunk.received if r is not None
+                    )
             if self.on_commit is not None:
                 self.on_commit(result)
 
-    async def _write_with_retry(self, loop, events: list) -> WriteResult:
+    async def _write_with_retry(self, loop, batch: list[_Chunk]) -> WriteResult:
         """Write, retrying transient database errors with back-off (forever, last delay repeats)."""
         attempt = 0
         while True:
             try:
-                return await loop.run_in_executor(self._executor, self._write_isolating, events)
+                return await loop.run_in_executor(self._executor, self._write_batch, batch)
             except (OperationalError, InterfaceError) as exc:
                 delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
                 self.stats.retries += 1
@@ -464,12 +603,22 @@ class AsyncBatchWriter:
                 logger.warning("market-data write failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
+    def _write_batch(self, batch: list[_Chunk]) -> WriteResult:
+        """Write the batch's prepared rows; on a data error, isolate the bad events."""
+        close_old_connections()
+        prepared = [chunk.prepared for chunk in batch]
+        if None not in prepared:
+            try:
+                return self.store.write_prepared(prepared)
+            except _DATA_ERRORS:
+                logger.info("market-data batch refused; isolating the events it cannot store")
+        return self._write_isolating([event for chunk in batch for event in chunk.events])
+
     def _write_isolating(self, events: list) -> WriteResult:
         """Write ``events``; on a data error, bisect to isolate and reject the bad events."""
-        close_old_connections()
         try:
             return self.store.write(events)
-        except (IntegrityError, DataError, UnknownSymbol, ValueError, TypeError) as exc:
+        except _DATA_ERRORS as exc:
             if len(events) == 1:
                 self.stats.rejected += 1
                 logger.warning("market-data event rejected by storage: %s", exc)
@@ -482,6 +631,19 @@ class AsyncBatchWriter:
         for kind, count in tail.offered.items():
             result.add(kind, count, tail.written.get(kind, 0))
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Events queued together, their receive times and (when built) their rows."""
+
+    events: Sequence[object]
+    received: Sequence[float | None] | None
+    prepared: PreparedRows | None
+
+
+# What a batch's data (not the database's availability) can fail on: isolate, don't retry.
+_DATA_ERRORS = (IntegrityError, DataError, UnknownSymbol, ValueError, TypeError)
 
 
 def _close_thread_db() -> None:

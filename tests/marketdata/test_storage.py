@@ -13,7 +13,7 @@ from marketdata.models import BookSnapshot as BookRow
 from marketdata.models import Quote as QuoteRow
 from marketdata.models import SentimentReading as SentimentRow
 from marketdata.models import TradeTick
-from marketdata.storage import AsyncBatchWriter, MarketDataStore, UnknownSymbol
+from marketdata.storage import COPY_MIN_ROWS, AsyncBatchWriter, MarketDataStore, UnknownSymbol
 from tests.factories import SymbolFactory
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -120,11 +120,13 @@ def test_storage_rejections_are_kept_as_quality_events():
 def test_a_batch_overlapping_stored_rows_falls_back_to_insert_if_absent_in_one_transaction():
     SymbolFactory(name="BTC-USD")
     store = MarketDataStore()
+    size = COPY_MIN_ROWS + 200  # large enough for the plain COPY on PostgreSQL
+    assert store.write(trades(size, start=size)).written == {"trades": size}
     store.write(trades(3, start=10))
     bars = [Bar("BTC-USD", "1m", T0, 10, 12, 9, 11, 5.0, 10.5, 3)]
-    result = store.write([*trades(20), *bars])  # t10..t12 are stored: the plain COPY conflicts
-    assert result.written == {"trades": 17, "bars": 1}
-    assert TradeTick.objects.count() == 20 and BarRow.objects.count() == 1
+    result = store.write([*trades(size + 5), *bars])  # t10..t12 and t<size>.. are stored
+    assert result.written == {"trades": size - 3, "bars": 1}
+    assert TradeTick.objects.count() == 2 * size and BarRow.objects.count() == 1
 
 
 @pytest.mark.django_db
@@ -154,3 +156,55 @@ def test_rows_the_database_refuses_raise_integrity_error_on_every_backend():
     impossible = Bar("ETH-USD", "1m", T0, 10, 9, 8, 11, 5.0)  # high below close
     with pytest.raises(IntegrityError):
         MarketDataStore().write([impossible])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_writer_takes_chunks_whole_and_pushes_back_when_full():
+    import threading
+
+    SymbolFactory(name="BTC-USD")
+    gate = threading.Event()
+    sizes: list[int] = []
+
+    class GatedStore(MarketDataStore):
+        def write(self, events):
+            gate.wait(10)
+            sizes.append(len(events))
+            return super().write(events)
+
+    async def scenario():
+        writer = AsyncBatchWriter(
+            GatedStore(), max_queue=300, batch_size=250, flush_interval=0.01
+        ).start()
+        await writer.put_many(trades(100), [writer.clock()] * 100)
+        for k in range(1, 6):  # 1, 2 fill the queue; 3 waits until the writer takes 0..2
+            await writer.put_many(trades(100, start=100 * k))
+        blocked = asyncio.create_task(writer.put_many(trades(100, start=600)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not blocked.done()  # 300 events pending while the first write is held
+        gate.set()
+        await asyncio.wait_for(blocked, 10)
+        return await asyncio.wait_for(writer.close(), 30)
+
+    stats = asyncio.run(scenario())
+    assert TradeTick.objects.count() == 700 and stats.offered == stats.written == 700
+    assert sizes == [300, 300, 100]  # chunks of 100 are never split across writes
+    assert len(stats.latencies) == 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_writer_isolates_bad_events_of_a_chunk():
+    SymbolFactory(name="BTC-USD")
+    rejected: list[object] = []
+
+    async def scenario():
+        writer = AsyncBatchWriter(flush_interval=0.01, on_reject=lambda e, why: rejected.append(e))
+        writer.start()
+        await writer.put_many(trades(50))  # rows built on the loop once the symbol is cached
+        await writer.put_many([*trades(50, start=50), *trades(1, start=900, symbol="NOPE-USD")])
+        return await asyncio.wait_for(writer.close(), 30)
+
+    stats = asyncio.run(scenario())
+    assert TradeTick.objects.count() == 100 and stats.rejected == 1
+    assert [e.symbol for e in rejected] == ["NOPE-USD"]

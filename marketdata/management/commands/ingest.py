@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError
 from marketdata.feeds import LIVE_SOURCES, build_feed
+from marketdata.ingestion import ingest_feed
 from marketdata.pipeline import MarketDataPipeline
 from marketdata.selectors import feed_config
 from marketdata.services import quality_event_record_rejected, symbols_ensure
@@ -82,7 +83,7 @@ class Command(BaseCommand):
                 event=event, reason=why, source=source
             ),
         ).start()
-        consumer = asyncio.create_task(self._consume(feed, pipeline, writer, stop))
+        consumer = asyncio.create_task(ingest_feed(feed, pipeline, writer, stop))
         waiters = [consumer, asyncio.create_task(stop.wait())]
         timeout = duration if duration and duration > 0 else None
         try:
@@ -91,8 +92,7 @@ class Command(BaseCommand):
             stop.set()
             await feed.close()
             await asyncio.wait(waiters, timeout=10)
-            for out in pipeline.flush():
-                await writer.put(out)
+            await writer.put_many(pipeline.flush())
             stats = await writer.close()
         if consumer.done() and consumer.exception() is not None:
             raise consumer.exception()
@@ -103,11 +103,3 @@ class Command(BaseCommand):
             "rejected_by_storage": stats.rejected,
             "reconnects": getattr(feed.stats, "reconnects", 0),
         }
-
-    async def _consume(self, feed, pipeline, writer, stop: asyncio.Event) -> None:
-        async for event in feed.events():
-            received = feed.last_received_at
-            for out in pipeline.process(event):
-                await writer.put(out, received)
-            if stop.is_set():
-                return
