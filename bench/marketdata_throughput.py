@@ -3,7 +3,7 @@
 For each backend (SQLite file in WAL mode; PostgreSQL ``rrr_bench``) and in the same run, the same
 300,000 trades (five symbols, random walks, 1 ms apart, unique ids), batches of 5,000:
 
-* raw executemany / raw COPY   the trade rows alone: plain ``executemany`` INSERT (SQLite), text
+* raw executemany / raw COPY   the trade rows alone: plain ``executemany`` INSERT (SQLite), binary
                                ``COPY`` (PostgreSQL); not idempotent, no validation, no bars
 * store.write                  ``MarketDataStore.write(trades)``: idempotent (PostgreSQL: binary
                                COPY straight into the table in a savepoint, ON CONFLICT fallback)
@@ -128,9 +128,19 @@ def run_raw(alias: str, rows: list[tuple], batch: int) -> float:
             raw.execute("COMMIT")
     else:
         with raw.cursor() as cursor:
+            cursor.execute(
+                "SELECT atttypid FROM pg_attribute"
+                " WHERE attrelid = 'marketdata_tradetick'::regclass AND attname = ANY(%s)"
+                " ORDER BY array_position(%s, attname::text)",
+                [list(TRADE_COLUMNS), list(TRADE_COLUMNS)],
+            )
+            oids = [r[0] for r in cursor.fetchall()]
+            began = time.perf_counter()
+            sql = f"COPY marketdata_tradetick ({cols}) FROM STDIN (FORMAT BINARY)"
             for chunk in batches(rows, batch):
                 with raw.transaction():
-                    with cursor.copy(f"COPY marketdata_tradetick ({cols}) FROM STDIN") as copy:
+                    with cursor.copy(sql) as copy:
+                        copy.set_types(oids)
                         for row in chunk:
                             copy.write_row(row)
     return time.perf_counter() - began
