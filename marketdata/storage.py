@@ -29,6 +29,7 @@ from django.db import (
     connections,
     transaction,
 )
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import UniqueViolation
 
 from marketdata.engine.events import Bar, BookSnapshot, Quote, SentimentReading, Side, Trade
@@ -408,7 +409,9 @@ class MarketDataStore:
         names, oids = self._column_types(raw, spec)
         binary = not any(name in ("json", "jsonb") for name in names)
         fmt = " (FORMAT BINARY)" if binary else ""
-        with raw.copy(f"COPY {spec.table} ({', '.join(spec.columns)}) FROM STDIN{fmt}") as copy:
+        sql = f"COPY {spec.table} ({', '.join(spec.columns)}) FROM STDIN{fmt}"
+        # Rows are formatted on this thread while a worker thread streams them to the server.
+        with raw.copy(sql, writer=QueuedLibpqWriter(raw)) as copy:
             if binary:
                 copy.set_types(oids)
             write_row = copy.write_row
