@@ -58,8 +58,6 @@ ProgressCallback = Callable[[int, int], None]
 BAR_COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 _YEAR_SECONDS = 365 * 24 * 3600  # crypto trades around the clock
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +341,7 @@ _BOOK, _QUOTE, _BAR, _TRADE, _PREDICTION = range(5)  # tie order at equal times
 
 
 def _keyed(events: list[Any], priority: int) -> Iterator[tuple[int, int, int, Any]]:
-    return (((e.ts - _EPOCH) // _US, priority, i, e) for i, e in enumerate(events))
+    return ((epoch_ns(e.ts) // 1000, priority, i, e) for i, e in enumerate(events))
 
 
 def _extra_streams(

@@ -187,34 +187,31 @@ decision), and the direction of each bar's entry decision (NaN where the strateg
 to enter). An entry sized to zero (too little equity) is retried on later entry decisions."""
 
 
+def _flat_decisions(name: str, cache: IndicatorCache, params: Mapping[str, Any]) -> np.ndarray:
+    """Return the strategy's own decisions while flat (the middle row of its decision table)."""
+    return STRATEGIES[name](**params).decision_table(cache)[1]
+
+
 def sma_cross_targets(cache: IndicatorCache, params: Mapping[str, Any]) -> Signals:
     """Return the signals of ``SmaCross``: it decides on every bar with both averages."""
-    fast, slow = cache.sma(int(params["fast"])), cache.sma(int(params["slow"]))
-    short = -1.0 if params["allow_short"] else 0.0
-    with np.errstate(invalid="ignore"):
-        state = np.where(fast > slow, 1.0, np.where(fast < slow, short, np.nan))
+    state = _flat_decisions("sma_cross", cache, params)
     return state, state
 
 
 def rsi_targets(cache: IndicatorCache, params: Mapping[str, Any]) -> Signals:
     """Return the signals of ``RsiReversion``: enter below ``lower``, exit above ``upper``."""
-    rsi = cache.rsi(int(params["period"]))
-    with np.errstate(invalid="ignore"):
-        state = np.where(
-            rsi < float(params["lower"]), 1.0, np.where(rsi > float(params["upper"]), 0.0, np.nan)
-        )
+    state = _flat_decisions("rsi_reversion", cache, params)
     return state, state
 
 
 def bollinger_targets(cache: IndicatorCache, params: Mapping[str, Any]) -> Signals:
     """Return the signals of ``BollingerBreakout`` (its exits depend on the position held)."""
-    mean, std = cache.bands(int(params["period"]))
+    entries = _flat_decisions("bollinger_breakout", cache, params)
+    mean, _ = cache.bands(int(params["period"]))
     close = cache.close
-    width = float(params["k"]) * std
     idx = np.arange(close.size)
     with np.errstate(invalid="ignore"):
-        up = close > mean + width
-        down = (close < mean - width) & bool(params["allow_short"])
+        up, down = entries == 1.0, entries == -1.0
         below, above = close < mean, close > mean
     last = {
         name: np.maximum.accumulate(np.where(flags, idx, -1))
@@ -226,7 +223,7 @@ def bollinger_targets(cache: IndicatorCache, params: Mapping[str, Any]) -> Signa
         np.where(last["below"] > lu, 0.0, 1.0),
         np.where(ld > lu, np.where(last["above"] > ld, 0.0, -1.0), np.nan),
     )
-    return state, np.where(up, 1.0, np.where(down, -1.0, np.nan))
+    return state, entries
 
 
 SIGNALS: dict[str, Callable[[IndicatorCache, Mapping[str, Any]], Signals]] = {
