@@ -55,6 +55,7 @@ from trading.engine.venue import (
 )
 
 _BUY = OrderSide.BUY
+_TAKER = Liquidity.TAKER
 PRICE_DIGITS = 10
 
 
@@ -453,10 +454,12 @@ class BacktestVenue:
             return ZERO
         if price is not None:
             # All of it at one price: what a single level of unlimited size gives.
-            px = tidy_price(self.config.slippage.adjust(price, order.sign, float(qty), bar))
+            slippage = self.config.slippage
+            if slippage.__class__ is not NoSlippage:
+                price = slippage.adjust(price, order.sign, float(qty), bar)
             cfg = self.executor.config
             fill = book_fill(
-                cfg, order, qty, to_decimal(px), Liquidity.TAKER, ts, name=self.config.name
+                cfg, order, qty, to_decimal(tidy_price(price)), _TAKER, ts, name=self.config.name
             )
             self._emit_fill(order, fill, events)
             return qty

@@ -28,7 +28,7 @@ _US = timedelta(microseconds=1)
 
 def to_datetime(ts_ns: int) -> datetime:
     """Return the UTC datetime of ``ts_ns`` nanoseconds since the epoch (to the microsecond)."""
-    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+    return _EPOCH + timedelta(0, 0, ts_ns // 1000)  # positional: no keyword parsing
 
 
 def epoch_ns(ts: datetime) -> int:

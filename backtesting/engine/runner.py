@@ -20,8 +20,10 @@ module): the same calls, the same results, a fraction of the bars.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -132,11 +134,15 @@ class BarData:
     close: np.ndarray
     volume: np.ndarray
     timeframe: str
+    # The distinct symbols, sorted, when known (``prepare_bars``); else computed on first use.
+    names: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def symbols(self) -> list[str]:
         """Return the symbols, sorted."""
-        return sorted(set(self.symbol.tolist()))
+        if self.names is None:
+            object.__setattr__(self, "names", tuple(sorted(set(self.symbol.tolist()))))
+        return list(self.names)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return int(self.ts.size)
@@ -178,7 +184,9 @@ class BarData:
     def slice(self, start: int, stop: int) -> BarData:
         """Return rows [start, stop) (row indices, not timestamps)."""
         cols = (self.ts, self.symbol, self.open, self.high, self.low, self.close, self.volume)
-        return BarData(*(c[start:stop] for c in cols), self.timeframe)
+        single = self.names is not None and len(self.names) == 1 and stop > start
+        names = self.names if single else None
+        return BarData(*(c[start:stop] for c in cols), self.timeframe, names)
 
 
 def prepare_bars(bars: pd.DataFrame | Sequence[Bar], timeframe: str | None = None) -> BarData:
@@ -207,7 +215,8 @@ def prepare_bars(bars: pd.DataFrame | Sequence[Bar], timeframe: str | None = Non
     if order is not None:
         prices = [p[order] for p in prices]
     symbols = np.asarray(names, dtype=object)[codes]
-    return BarData(stamps, symbols, *prices, timeframe or _timeframe_of(bars, stamps))
+    tf = timeframe or _timeframe_of(bars, stamps)
+    return BarData(stamps, symbols, *prices, tf, tuple(str(n) for n in names))
 
 
 def _sorted_unique(stamps: np.ndarray, codes: np.ndarray) -> bool:
@@ -296,16 +305,17 @@ class BacktestRunner:
         if progress_every < 1:
             raise BacktestConfigError("progress_every must be >= 1")
         data = bars if isinstance(bars, BarData) else prepare_bars(bars, self.config.timeframe)
-        session = _Session(self, data)
-        extras = _extra_streams(trades, books, quotes, predictions)
-        plan = None if extras else self._sparse_plan(data)
-        if extras:
-            session.drive_merged(extras, progress, progress_every)
-        elif plan is not None:
-            session.drive_sparse(plan, progress, progress_every)
-        else:
-            session.drive_bars(progress, progress_every)
-        return session.finish(trial_sharpes)
+        with gc_paused():
+            session = _Session(self, data)
+            extras = _extra_streams(trades, books, quotes, predictions)
+            plan = None if extras else self._sparse_plan(data)
+            if extras:
+                session.drive_merged(extras, progress, progress_every)
+            elif plan is not None:
+                session.drive_sparse(plan, progress, progress_every)
+            else:
+                session.drive_bars(progress, progress_every)
+            return session.finish(trial_sharpes)
 
     def _sparse_plan(self, data: BarData) -> SparsePlan | None:
         """Return the sparse replay's plan when it applies (see ``sparse``), else None."""
@@ -313,8 +323,30 @@ class BacktestRunner:
         if not self.sparse or self.hook is not None or model is FillModel.BOOK:
             return None
         return build_plan(
-            data.ts, data.symbol, data.close, [(s.strategy, s.symbols) for s in self._slots]
+            data.ts,
+            data.symbol,
+            data.close,
+            [(s.strategy, s.symbols) for s in self._slots],
+            names=data.symbols,
         )
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the duration of a run.
+
+    A run allocates orders, fills, events and round trips that all stay reachable until it
+    returns, so the collector's passes over them find nothing while costing a growing share of
+    the run; reference counting still frees everything else at once. Cyclic garbage made
+    meanwhile is collected after the run as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def run_backtest(
@@ -528,7 +560,7 @@ class _Session:
         symbols = list(prices.columns)
         one = len(symbols) == 1
         starts = {s: data.ts if one else data.ts[data.symbol == s] for s in symbols}
-        last = {s: to_decimal(float(prices[s].dropna().iloc[-1])) for s in prices.columns}
+        last = {s: to_decimal(data.close.item(_last_row(data, s, one))) for s in symbols}
         trades = round_trips(fills, bar_starts=starts, last_prices=last)
         benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
         ppy = self.config.periods_per_year or periods_per_year(data.timeframe)
@@ -557,6 +589,14 @@ class _Session:
             prices=prices,
             risk_events=self.risk_events,
         )
+
+
+def _last_row(data: BarData, symbol: str, only: bool) -> int:
+    """Return the index of ``symbol``'s last bar (``only``: every bar is its)."""
+    rows = np.arange(len(data)) if only else np.flatnonzero(data.symbol == symbol)
+    if np.isnan(data.close[rows[-1]]):
+        rows = rows[~np.isnan(data.close[rows])]  # the last close known
+    return int(rows[-1])
 
 
 def _buy_and_hold(prices: pd.DataFrame, initial: float) -> pd.Series:

@@ -17,7 +17,6 @@ every bar is computed afterwards from the cash and positions recorded after each
 
 from __future__ import annotations
 
-import gc
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,15 +125,26 @@ def build_plan(
     symbol: np.ndarray,
     close: np.ndarray,
     strategies: Sequence[tuple[Strategy, tuple[str, ...] | None]],
+    *,
+    names: Sequence[str] | None = None,
 ) -> SparsePlan | None:
-    """Return the plan, or None if a strategy has no decision table (replay every bar)."""
+    """Return the plan, or None if a strategy has no decision table (replay every bar).
+
+    ``names`` are the distinct symbols, sorted, when the caller knows them.
+    """
     if not all(type(s).has_decision_table() for s, _ in strategies):
         return None
     n = ts.size
-    rows = {s: np.flatnonzero(symbol == s) for s in sorted(set(symbol.tolist()))}
-    local = np.empty(n, dtype=np.int64)
-    for r in rows.values():
-        local[r] = np.arange(r.size)
+    if names is None:
+        names = sorted(set(symbol.tolist()))
+    if len(names) == 1:
+        local = np.arange(n)
+        rows = {names[0]: local}
+    else:
+        rows = {s: np.flatnonzero(symbol == s) for s in names}
+        local = np.empty(n, dtype=np.int64)
+        for r in rows.values():
+            local[r] = np.arange(r.size)
     caches = {s: IndicatorCache(close[r]) for s, r in rows.items()}
     pairs: list[Pair] = []
     for slot, (strategy, wanted) in enumerate(strategies):
@@ -176,11 +186,22 @@ class StateLog:
 
     def index_by_row(self, n: int) -> np.ndarray:
         """Return, for each of ``n`` rows, the index of the state in force after it."""
-        return np.searchsorted(np.asarray(self.rows), np.arange(n), side="right") - 1
+        # Rows are recorded once each, in increasing order, after the initial -1: the state
+        # index steps up by one at each recorded row.
+        steps = np.zeros(n, dtype=np.int64)
+        steps[np.asarray(self.rows[1:], dtype=np.int64)] = 1
+        return np.cumsum(steps, out=steps)
 
 
-def last_closes(symbol: np.ndarray, close: np.ndarray, sym: str) -> np.ndarray:
-    """Return each row's latest close of ``sym`` at or before it (NaN before its first bar)."""
+def last_closes(
+    symbol: np.ndarray, close: np.ndarray, sym: str, *, only: bool = False
+) -> np.ndarray:
+    """Return each row's latest close of ``sym`` at or before it (NaN before its first bar).
+
+    ``only``: every row is ``sym``'s (no need to look).
+    """
+    if only:
+        return close
     mine = symbol == sym
     if mine.all():
         return close
@@ -190,7 +211,7 @@ def last_closes(symbol: np.ndarray, close: np.ndarray, sym: str) -> np.ndarray:
 
 
 def equity_by_row(
-    log: StateLog, symbol: np.ndarray, close: np.ndarray
+    log: StateLog, symbol: np.ndarray, close: np.ndarray, *, single: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Return the equity after every row (float), the state index per row and the marks used."""
     index = log.index_by_row(close.size)
@@ -200,7 +221,7 @@ def equity_by_row(
     marks = {}
     for sym in held:
         qty = np.array([float(p.get(sym, 0)) for p in log.positions])[index]
-        marks[sym] = last_closes(symbol, close, sym)
+        marks[sym] = last_closes(symbol, close, sym, only=single)
         equity = equity + np.where(qty != 0, qty * np.nan_to_num(marks[sym]), 0.0)
     return equity, index, marks
 
@@ -240,24 +261,18 @@ class SparseReplay:
         """Visit every bar where something can happen, in order."""
         n, reported = self.stamps.size, 0
         due, open_next = self.due, self.open_next
-        # The loop allocates orders, fills and events that all stay reachable: no cycles for
-        # the collector to find, so it is paused rather than walking them again and again.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            while True:
-                row = min(
-                    min(due, default=NEVER), self.day_next, min(open_next.values(), default=NEVER)
-                )
-                if row >= n:
-                    break
-                self.visit(row)
-                if progress is not None and row + 1 - reported >= every:
-                    reported = row + 1 - (row + 1) % every
-                    progress(reported, n)
-        finally:
-            if collecting:
-                gc.enable()
+        while True:
+            row = min(due, default=NEVER)
+            if self.day_next < row:
+                row = self.day_next
+            if open_next:
+                row = min(row, min(open_next.values()))
+            if row >= n:
+                break
+            self.visit(row)
+            if progress is not None and row + 1 - reported >= every:
+                reported = row + 1 - (row + 1) % every
+                progress(reported, n)
         self.catch_up(n, flat_too=True)  # the last marks show in the final snapshot
         if progress is not None and reported < n:
             progress(n, n)
@@ -344,7 +359,8 @@ class SparseReplay:
     def finish(self) -> np.ndarray:
         """Return the equity after every row; raise the portfolio's peak to the unvisited bars."""
         d, log, portfolio = self.data, self.log, self.portfolio
-        by_row, index, marks = equity_by_row(log, d.symbol, d.close)
+        single = len(self.plan.rows) == 1
+        by_row, index, marks = equity_by_row(log, d.symbol, d.close, single=single)
         top = int(np.argmax(by_row))
         if by_row[top] > float(portfolio.peak_equity):
             state = int(index[top])

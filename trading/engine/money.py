@@ -10,12 +10,27 @@ BPS = Decimal(10_000)
 HUNDRED = Decimal(100)
 
 
+# The last float converted and its Decimal: one bar's close is converted by the venue, the OMS's
+# marks and the strategy in turn. Matched by identity (the very same float object), read and
+# replaced as one tuple so concurrent callers never pair a value with another's Decimal.
+_last_float: tuple[float, Decimal] = (float("nan"), Decimal("NaN"))
+
+
 def to_decimal(value: Decimal | float | int | str) -> Decimal:
     """Convert a market-data number to Decimal via its shortest repr (never binary expansion)."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float):
+    global _last_float
+    cls = value.__class__
+    if cls is float:
+        last, converted = _last_float
+        if value is last:
+            return converted
         # Decimal(0.1) would carry the float's binary noise; str() gives the intended digits.
+        converted = Decimal(repr(value))
+        _last_float = (value, converted)  # type: ignore[assignment]
+        return converted
+    if cls is Decimal or isinstance(value, Decimal):
+        return value  # type: ignore[return-value]
+    if isinstance(value, float):  # numpy.float64: its repr() is not its digits, str() is
         return Decimal(str(value))
     return Decimal(value)
 

@@ -124,7 +124,12 @@ class OrderManager:
         orders = self._open.get(account)
         if not orders:
             return False
-        return symbol is None or any(o.symbol == symbol for o in orders.values())
+        if symbol is None:
+            return True
+        for o in orders.values():
+            if o.symbol == symbol:
+                return True
+        return False
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Return the venue's current mid (or last) price for ``symbol``."""
@@ -137,7 +142,7 @@ class OrderManager:
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
         """Turn ``intent`` into an order, check it, send it; return the order (maybe rejected)."""
         portfolio = self.portfolio(intent.account)
-        order = intent.to_order(self._ids(), now)
+        order = intent.to_order(intent.client_order_id or self._ids(), now)
         children = self._bracket_children(intent, order)
         try:
             validate_order(order)
@@ -218,7 +223,12 @@ class OrderManager:
         if events:
             self._process(events)
         # The bar's start rolls the day, so the day opens at the previous day's last close.
-        self._mark(bar.symbol, to_decimal(bar.close), bar.ts)
+        symbol, price = bar.symbol, None
+        for portfolio in self._portfolios.values():
+            if symbol in portfolio.positions:
+                if price is None:
+                    price = to_decimal(bar.close)
+                portfolio.mark(symbol, price, bar.ts)
         return events
 
     def advance(self, now: datetime) -> list[VenueEvent]:

@@ -134,7 +134,8 @@ class StrategyRunner:
                 seconds=Timeframe(bar.timeframe).seconds
             )
         now = bar.ts + length
-        self._set_now(now)
+        for slot in self._slots:
+            slot.ctx.now = now
         if self.bars_to_venue:
             self.oms.on_bar(bar)
         self.history.append(bar.symbol, bar.close)
@@ -195,8 +196,12 @@ class StrategyRunner:
 
     def settle(self, now: datetime) -> None:
         """Deliver queued fills and submit queued intents until nothing is left."""
-        if not self._fills and not any(slot.ctx.has_pending for slot in self._slots):
-            return  # the common case on a bar: nothing happened, nothing to do
+        if not self._fills:
+            for slot in self._slots:
+                if slot.ctx.has_pending:
+                    break
+            else:
+                return  # the common case on a bar: nothing happened, nothing to do
         for _ in range(self._max_rounds):
             if self._fills:
                 fills, self._fills = self._fills, []
