@@ -32,6 +32,10 @@ from trading.engine.orders import (
 from trading.engine.portfolio import Portfolio, PositionSnapshot
 from trading.engine.venue import Venue, VenueEvent, VenueEventKind
 
+# Enum members as module constants: reading one off its class costs a metaclass lookup in 3.11.
+_EV_FILL = VenueEventKind.FILL
+_LIMIT, _STOP = OrderType.LIMIT, OrderType.STOP
+
 
 class OrderListener(Protocol):
     """Receives every fill and every order change (persistence, broadcasting, strategies)."""
@@ -317,10 +321,10 @@ class OrderManager:
         exit_side = entry.side.opposite
         children = []
         if intent.stop_loss is not None:
-            children.append(self._child(entry, exit_side, OrderType.STOP, "stop_loss"))
+            children.append(self._child(entry, exit_side, _STOP, "stop_loss"))
             children[-1].stop_price = intent.stop_loss
         if intent.take_profit is not None:
-            children.append(self._child(entry, exit_side, OrderType.LIMIT, "take_profit"))
+            children.append(self._child(entry, exit_side, _LIMIT, "take_profit"))
             children[-1].price = intent.take_profit
         return children
 
@@ -374,7 +378,7 @@ class OrderManager:
         for event in events:
             order = event.order
             changed[order.client_order_id] = order
-            if event.kind is VenueEventKind.FILL:
+            if event.kind is _EV_FILL:
                 fill = event.fill
                 self._portfolios[order.account].apply_fill(fill)
                 fills.append(fill)

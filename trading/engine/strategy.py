@@ -36,6 +36,7 @@ from trading.engine.series import IndicatorCache
 
 Number = Decimal | float | int | str
 _DECIMAL_KWARGS = ("trail_amount", "trail_percent", "stop_loss", "take_profit")
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL  # module constants: cheaper than Enum attributes
 
 
 class PredictionKind(StrEnum):
@@ -263,7 +264,7 @@ class StrategyContext:
                 expected += o.remaining * o.sign
         for i in self._intents:
             if i.symbol == symbol:
-                expected += i.quantity if i.side is OrderSide.BUY else -i.quantity
+                expected += i.quantity if i.side is _BUY else -i.quantity
         return expected
 
     def size_for(
@@ -335,7 +336,7 @@ class StrategyContext:
         reducing = (
             held != 0 and abs(target) < abs(held) and (target == 0 or (target > 0) == (held > 0))
         )
-        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        side = _BUY if delta > 0 else _SELL
         return self.order(side, symbol, abs(delta), reduce_only=reducing, signal=signal)
 
     def cancel(self, client_order_id: str) -> None:
