@@ -22,20 +22,20 @@ from trading.engine.money import ZERO
 from trading.engine.orders import Fill, Order
 from trading.engine.portfolio import PortfolioSnapshot
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 
 def to_datetime(ts_ns: int) -> datetime:
     """Return the UTC datetime of ``ts_ns`` nanoseconds since the epoch (to the microsecond)."""
-    return _EPOCH + timedelta(0, 0, ts_ns // 1000)  # positional: no keyword parsing
+    return EPOCH + timedelta(0, 0, ts_ns // 1000)  # positional: no keyword parsing
 
 
 def epoch_ns(ts: datetime) -> int:
     """Return an aware datetime as nanoseconds since the epoch (naive ones are taken as UTC)."""
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return (ts - _EPOCH) // _US * 1000
+    return (ts - EPOCH) // _US * 1000
 
 
 TRADE_COLUMNS = (

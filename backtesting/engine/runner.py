@@ -424,6 +424,7 @@ class _Session:
             )
         self.equity: list[Decimal] = []  # after each timestamp (full replay)
         self.equity_curve: np.ndarray | None = None  # the same, computed (sparse replay)
+        self.in_market: np.ndarray | None = None  # per timestamp, from its state log (sparse)
         self.risk_events: list[Any] = []
         ts = data.ts
         self.group_end = np.append(ts[1:] != ts[:-1], True)  # last bar of its timestamp
@@ -528,6 +529,10 @@ class _Session:
         )
         replay.run(progress, every)
         self.equity_curve = replay.finish()[self.group_end]
+        if FillModel(cfg.fill_model) is FillModel.NEXT_OPEN:
+            # Every fill is stamped with the start of the bar it happens in, so the state after
+            # a bar is that bar's: the log gives ``_in_market`` without a pass over the fills.
+            self.in_market = replay.in_market[self.group_end]  # type: ignore[index]
 
     def _has_risk_loop(self) -> bool:
         hook = self.hook
@@ -572,7 +577,9 @@ class _Session:
             trade_pnls=[float(t.pnl) for t in closed],
             trade_returns=[t.return_pct for t in closed],
             benchmark_returns=_returns_with_start(benchmark, float(self.config.initial_cash)),
-            in_market=_in_market(fills, index, symbols),
+            in_market=self.in_market
+            if self.in_market is not None
+            else _in_market(fills, index, symbols),
             turnover=_turnover(fills, equity),
             trial_sharpes=trial_sharpes,
         )

@@ -20,12 +20,13 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
-from backtesting.engine.result import to_datetime
+from backtesting.engine.result import EPOCH, to_datetime
 from marketdata.engine.events import Bar
 from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import Fill
@@ -58,13 +59,11 @@ class Pair:
         self.table = table  # (3, rows of the symbol): row h + 1 applies while holding sign h
         self.acting = acting  # global rows where the table acts while short / flat / long
         self.acting_close = acting_close  # their closes
-        self._lists: list[list[int] | None] = [None, None, None]  # ``acting`` for bisect
+        self._lists = [a.tolist() for a in acting]  # ``acting`` as lists, for bisect
 
     def next_after(self, row: int, held: int) -> int:
         """Return the first global row after ``row`` where the table acts while holding ``held``."""
         rows = self._lists[held + 1]
-        if rows is None:
-            rows = self._lists[held + 1] = self.acting[held + 1].tolist()
         k = bisect_right(rows, row)
         return rows[k] if k < len(rows) else NEVER
 
@@ -250,12 +249,17 @@ class SparseReplay:
         self.account = account
         self.remark_close = remark_close  # close fills: equity after a bar is at its close
         self.symbols, self.stamps, self.closes = data.symbol, data.ts, data.close
+        self.opens, self.highs, self.lows = data.open, data.high, data.low
+        self.volumes = data.volume
+        self.timeframe = data.timeframe
+        self.single = len(plan.rows) == 1  # global row == row within the symbol
         self.log = StateLog.starting(portfolio.cash)
         self.marked: dict[str, int] = {}  # symbol -> the row its position is marked at
         self.due = [p.next_after(-1, 0) for p in plan.pairs]  # next row each pair acts on
         self.hinted: set[int] = set()  # pairs scheduled by an affordability bound
         self.open_next: dict[str, int] = {}  # symbol -> next row, while orders are open in it
         self.day_next = plan.next_day_start(-1)
+        self.in_market: np.ndarray | None = None  # per row, set by ``finish``
 
     def run(self, progress: ProgressCallback | None, every: int) -> None:
         """Visit every bar where something can happen, in order."""
@@ -279,26 +283,28 @@ class SparseReplay:
 
     def visit(self, row: int) -> None:
         """Replay bar ``row`` through the runner and schedule what comes next."""
-        d, plan, portfolio = self.data, self.plan, self.portfolio
+        plan, portfolio, open_next = self.plan, self.portfolio, self.open_next
+        positions = portfolio.positions
         sym = self.symbols[row]
         # The venue marks ``sym`` at this bar before anything reads the account, unless fills at
         # the open or a new day come first; the peak of the bars skipped is added at the end.
-        quiet = row != self.day_next and sym not in self.open_next
-        self.catch_up(row, skip=sym if quiet else None)
+        quiet = row != self.day_next and sym not in open_next
+        if not quiet or len(positions) > (sym in positions):  # else no other position to mark
+            self.catch_up(row, skip=sym if quiet else None)
         bar = Bar(
             sym,
-            d.timeframe,
-            to_datetime(self.stamps.item(row)),
-            d.open.item(row),
-            d.high.item(row),
-            d.low.item(row),
+            self.timeframe,
+            EPOCH + timedelta(0, 0, self.stamps.item(row) // 1000),  # to_datetime, inlined
+            self.opens.item(row),
+            self.highs.item(row),
+            self.lows.item(row),
             self.closes.item(row),
-            d.volume.item(row),
+            self.volumes.item(row),
         )
-        pairs, mine, i = plan.pairs, plan.by_symbol[sym], plan.local.item(row)
+        pairs, mine = plan.pairs, plan.by_symbol[sym]
+        i = row if self.single else plan.local.item(row)
         hints = self.runner.on_bar_decided(bar, self._columns(sym, mine, i))
         self.marked[sym] = row
-        positions = portfolio.positions
         if self.remark_close and sym in positions:
             portfolio.mark(sym, to_decimal(bar.close))  # as the full replay's bar handler
         filled = len(self.fills) != self.log.fills
@@ -310,18 +316,20 @@ class SparseReplay:
             self.hinted.clear()
         working = self.has_open_orders(self.account, sym)
         held = self._held(sym)
+        due = self.due
         for k in mine:
             hint = hints.get(pairs[k].slot) if hints else None
             if hint is not None and not filled and not working and self._flat():
-                self.due[k] = pairs[k].next_affordable(row, held, hint)
+                due[k] = pairs[k].next_affordable(row, held, hint)
                 self.hinted.add(k)
             else:
-                self.due[k] = pairs[k].next_after(row, held)
-                self.hinted.discard(k)
+                due[k] = pairs[k].next_after(row, held)
+                if self.hinted:
+                    self.hinted.discard(k)
         if working:
-            self.open_next[sym] = plan.next_row_of(sym, row)
-        else:
-            self.open_next.pop(sym, None)
+            open_next[sym] = plan.next_row_of(sym, row)
+        elif open_next:
+            open_next.pop(sym, None)
         if row >= self.day_next:
             self.day_next = plan.next_day_start(row)
 
@@ -361,6 +369,8 @@ class SparseReplay:
         d, log, portfolio = self.data, self.log, self.portfolio
         single = len(self.plan.rows) == 1
         by_row, index, marks = equity_by_row(log, d.symbol, d.close, single=single)
+        holding = np.array([any(p.values()) for p in log.positions], dtype=bool)
+        self.in_market = holding[index]  # a position is open after the row
         top = int(np.argmax(by_row))
         if by_row[top] > float(portfolio.peak_equity):
             state = int(index[top])
@@ -375,5 +385,8 @@ class SparseReplay:
         return not any(p.quantity for p in self.portfolio.positions.values())
 
     def _held(self, symbol: str) -> int:
-        qty = self.portfolio.quantity(symbol)
+        pos = self.portfolio.positions.get(symbol)
+        if pos is None:
+            return 0
+        qty = pos.quantity
         return (qty > 0) - (qty < 0)
