@@ -59,11 +59,15 @@ class Pair:
         self.table = table  # (3, rows of the symbol): row h + 1 applies while holding sign h
         self.acting = acting  # global rows where the table acts while short / flat / long
         self.acting_close = acting_close  # their closes
-        self._lists = [a.tolist() for a in acting]  # ``acting`` as lists, for bisect
+        # ``acting`` as lists for bisect, built on first use (a long-only table acts on nearly
+        # every row while short, which it never is).
+        self._lists: list[list[int] | None] = [None, None, None]
 
     def next_after(self, row: int, held: int) -> int:
         """Return the first global row after ``row`` where the table acts while holding ``held``."""
         rows = self._lists[held + 1]
+        if rows is None:
+            rows = self._lists[held + 1] = self.acting[held + 1].tolist()
         k = bisect_right(rows, row)
         return rows[k] if k < len(rows) else NEVER
 
