@@ -191,3 +191,37 @@ def test_config_validates_fill_model_and_cash() -> None:
         BacktestConfig(fill_model="vwap")
     with pytest.raises(BacktestConfigError):
         BacktestConfig(initial_cash=0)
+
+
+def test_bar_data_knows_its_symbols_and_slices_keep_them() -> None:
+    data = prepare_bars(sim_frame(50, ("ETH-USD", "BTC-USD")))
+    assert data.names == ("BTC-USD", "ETH-USD")  # from prepare_bars, sorted
+    assert data.symbols == ["BTC-USD", "ETH-USD"]
+    one = prepare_bars(walk_frame(30))
+    assert one.slice(5, 10).names == (SYM,) and one.slice(5, 10).symbols == [SYM]
+    assert one.slice(5, 5).names is None  # nothing left to name
+    two = data.slice(0, 1)  # one bar: only its own symbol, computed when asked
+    assert two.names is None and two.symbols == [str(data.symbol[0])]
+
+
+def test_runs_pause_the_collector_and_restore_it() -> None:
+    import gc
+
+    seen = []
+
+    class Probe(Strategy):
+        name = "probe"
+
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            seen.append(gc.isenabled())
+
+    bars = walk_frame(20)
+    assert gc.isenabled()
+    run_backtest(Probe(), bars)
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        run_backtest(Probe(), bars)
+        assert not gc.isenabled()  # a caller's own pause is left alone
+    finally:
+        gc.enable()

@@ -60,6 +60,8 @@ def assert_same(sparse, full) -> None:
     assert sparse.final == full.final  # cash, equity, P&L, peak and day start, positions: exact
     np.testing.assert_allclose(sparse.equity.to_numpy(), full.equity.to_numpy(), rtol=1e-12)
     assert (sparse.equity.index == full.equity.index).all()
+    # Exposure comes from the replay's state log under next-open fills: the same bars, exactly.
+    assert sparse.metrics["exposure_time"] == full.metrics["exposure_time"]
     for key, value in full.metrics.items():
         assert sparse.metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
 

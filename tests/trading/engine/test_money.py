@@ -1,0 +1,55 @@
+"""Decimal conversion at the engine boundary."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import numpy as np
+
+from trading.engine.money import fee_for, floor_to_step, to_decimal
+
+
+def test_floats_convert_through_their_shortest_digits() -> None:
+    assert str(to_decimal(0.1)) == "0.1"  # not 0.1000000000000000055511151231257827...
+    assert str(to_decimal(43012.57)) == "43012.57"
+    assert str(to_decimal(-0.0)) == "-0.0"
+    assert to_decimal(float("inf")) == Decimal("Infinity")
+    assert str(to_decimal(np.float64(2.5))) == "2.5"  # a float subclass whose repr differs
+    assert to_decimal(3) == Decimal(3) and str(to_decimal("1.20")) == "1.20"
+    d = Decimal("7.5")
+    assert to_decimal(d) is d
+
+
+def test_the_last_float_is_reused_only_for_that_very_object() -> None:
+    price = 101.25
+    first = to_decimal(price)
+    assert to_decimal(price) is first  # the same float object: the same Decimal
+    other = float("101.26")
+    assert to_decimal(other) == Decimal("101.26")
+    # Equal values that are different objects still convert on their own.
+    assert to_decimal(float("101.25")) == first
+    assert str(to_decimal(float("1e-7"))) == "1E-7"
+
+
+def test_concurrent_conversions_never_mix_values() -> None:
+    values = [float(i) + 0.25 for i in range(2000)]
+    errors = []
+
+    def work(offset: int) -> None:
+        for k in range(20_000):
+            v = values[(k * 7 + offset) % len(values)]
+            if to_decimal(v) != Decimal(repr(v)):
+                errors.append(v)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_money_helpers_are_exact() -> None:
+    assert floor_to_step(Decimal("1.23456789"), Decimal("0.001")) == Decimal("1.234")
+    assert fee_for(Decimal("2"), Decimal("100.5"), Decimal(10)) == Decimal("0.201")
