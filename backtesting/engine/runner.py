@@ -305,16 +305,18 @@ class BacktestRunner:
         if progress_every < 1:
             raise BacktestConfigError("progress_every must be >= 1")
         data = bars if isinstance(bars, BarData) else prepare_bars(bars, self.config.timeframe)
-        with gc_paused():
-            session = _Session(self, data)
-            extras = _extra_streams(trades, books, quotes, predictions)
-            plan = None if extras else self._sparse_plan(data)
-            if extras:
-                session.drive_merged(extras, progress, progress_every)
-            elif plan is not None:
-                session.drive_sparse(plan, progress, progress_every)
-            else:
+        session = _Session(self, data)
+        extras = _extra_streams(trades, books, quotes, predictions)
+        if extras:
+            session.drive_merged(extras, progress, progress_every)
+        else:
+            with gc_paused():  # built-in strategies only: see ``gc_paused``
+                plan = self._sparse_plan(data)
+                if plan is not None:
+                    session.drive_sparse(plan, progress, progress_every)
+            if plan is None:
                 session.drive_bars(progress, progress_every)
+        with gc_paused():
             return session.finish(trial_sharpes)
 
     def _sparse_plan(self, data: BarData) -> SparsePlan | None:
@@ -333,12 +335,14 @@ class BacktestRunner:
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the duration of a run.
+    """Pause the cyclic garbage collector while a run builds what it keeps.
 
-    A run allocates orders, fills, events and round trips that all stay reachable until it
-    returns, so the collector's passes over them find nothing while costing a growing share of
-    the run; reference counting still frees everything else at once. Cyclic garbage made
-    meanwhile is collected after the run as usual.
+    The sparse replay and ``finish`` allocate orders, fills, events and round trips that all
+    stay reachable until the run returns, so collector passes over them find nothing while
+    costing a growing share of the run; reference counting still frees everything else at once.
+    Only built-in code runs there (strategies with decision tables). The full replays keep the
+    collector on: a strategy's own code runs on every bar there, and whatever cycles it leaves
+    (a caught exception and its traceback, say) must not pile up for the whole run.
     """
     enabled = gc.isenabled()
     gc.disable()

@@ -204,24 +204,34 @@ def test_bar_data_knows_its_symbols_and_slices_keep_them() -> None:
     assert two.names is None and two.symbols == [str(data.symbol[0])]
 
 
-def test_runs_pause_the_collector_and_restore_it() -> None:
+def test_sparse_runs_pause_the_collector_full_replays_do_not() -> None:
     import gc
 
-    seen = []
+    from trading.engine.strategies import SmaCross
 
-    class Probe(Strategy):
-        name = "probe"
+    seen: list[tuple[str, bool]] = []
+
+    class Probe(SmaCross):  # keeps SmaCross's decision table: the sparse replay applies
+        def on_decision(self, bar, choices, ctx):  # type: ignore[no-untyped-def]
+            seen.append(("sparse", gc.isenabled()))
+            return super().on_decision(bar, choices, ctx)
+
+    class Own(Strategy):  # its own on_bar, no table: the full replay
+        name = "own"
 
         def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-            seen.append(gc.isenabled())
+            seen.append(("full", gc.isenabled()))
 
-    bars = walk_frame(20)
+    bars = walk_frame(300)
     assert gc.isenabled()
-    run_backtest(Probe(), bars)
-    assert seen and not any(seen) and gc.isenabled()
+    run_backtest(Probe(fast=3, slow=9), bars)
+    run_backtest(Own(), bars)
+    assert {kind for kind, _ in seen} == {"sparse", "full"}
+    assert all(on == (kind == "full") for kind, on in seen)
+    assert gc.isenabled()  # restored after the run
     gc.disable()
     try:
-        run_backtest(Probe(), bars)
+        run_backtest(Probe(fast=3, slow=9), bars)
         assert not gc.isenabled()  # a caller's own pause is left alone
     finally:
         gc.enable()
