@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marketdata.engine.records import fast_init
 from trading.engine.money import ZERO
 from trading.engine.orders import Fill, Order
 from trading.engine.portfolio import PortfolioSnapshot
@@ -54,6 +55,7 @@ TRADE_COLUMNS = (
 )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RoundTrip:
     """One trade from flat to flat (the unit of the trade journal and ``BacktestTrade``)."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from marketdata.engine.records import fast_init
+
 
 class Side(StrEnum):
     """Aggressor side of a trade (the taker), when the venue reports it."""
@@ -47,6 +49,7 @@ TIMEFRAME_SECONDS: dict[str, int] = {
 }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Trade:
     """One executed trade on a venue."""
@@ -61,6 +64,7 @@ class Trade:
     sequence: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     """Top of book."""
@@ -79,6 +83,7 @@ class Quote:
         return (self.bid + self.ask) / 2.0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Bar:
     """OHLCV bar; ``ts`` is the UTC start of the window."""

@@ -22,6 +22,7 @@ from itertools import count
 from typing import Any
 from uuid import uuid4
 
+from marketdata.engine.records import fast_init
 from trading.engine.errors import IllegalTransition, OrderRejected, OverFill
 from trading.engine.money import HUNDRED, ZERO
 
@@ -246,6 +247,7 @@ class Order:
             self.status = OrderStatus.FILLED
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution against an order."""
@@ -273,6 +275,7 @@ class Fill:
         return self.quantity * self.price
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderIntent:
     """What a strategy or a user asks for; the OMS turns it into an ``Order``.

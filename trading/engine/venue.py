@@ -33,6 +33,7 @@ from itertools import count
 from typing import Protocol
 
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
+from marketdata.engine.records import fast_init
 from trading.engine.book import PaperBook
 from trading.engine.errors import OrderRejected, UnknownOrder
 from trading.engine.money import HUNDRED, ZERO, fee_for, to_decimal
@@ -71,6 +72,7 @@ class VenueEventKind(StrEnum):
 _MAKER = Liquidity.MAKER  # as a module constant: cheaper than the Enum class attribute
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VenueEvent:
     """One change to one order; ``status`` is the order's status when it happened."""
