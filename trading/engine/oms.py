@@ -318,6 +318,8 @@ class OrderManager:
             order.quantity = result.quantity
 
     def _bracket_children(self, intent: OrderIntent, entry: Order) -> list[Order]:
+        if intent.stop_loss is None and intent.take_profit is None:
+            return []  # the common case: a plain order
         exit_side = entry.side.opposite
         children = []
         if intent.stop_loss is not None:

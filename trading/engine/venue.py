@@ -345,16 +345,19 @@ class PaperVenue:
         start = bar.ts
         end = start + BAR_LENGTH[bar.timeframe]
         symbol = bar.symbol
-        self._expire_due(start, events)
-        self._activate_due(start, events, inclusive=True)
+        if self._expiries or self._latent:
+            self._expire_due(start, events)
+            self._activate_due(start, events, inclusive=True)
         if not (self._resting.get(symbol) or self._armed.get(symbol) or self._latent):
             book = self._book(symbol)  # fast path: nothing to match
             book.on_print(to_decimal(bar.close), ZERO if book.synthetic else to_decimal(bar.volume))
         else:
             self._replay_bar(bar, start, end, events)
-        self._expire_due(end, events)
-        self._activate_due(end, events, inclusive=True)
-        self._flush(end, events)
+        if self._expiries or self._latent:
+            self._expire_due(end, events)
+            self._activate_due(end, events, inclusive=True)
+        if self._dirty:
+            self._flush(end, events)
         return events
 
     # ----------------------------------------------------------------- submission
