@@ -17,13 +17,13 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from risk.engine.monitors import (
     drawdown_series,
     drawdown_stats,
     historical_cvar,
     historical_var,
+    historical_var_cvar,
     sharpe_ratio,
     sortino_ratio,
 )
@@ -161,14 +161,47 @@ def conditional_value_at_risk(returns: ArrayLike, confidence: float = 0.95) -> f
 
 def skew(returns: ArrayLike) -> float:
     """Return the bias-corrected sample skewness (pandas' ``Series.skew``)."""
-    r = _arr(returns)
-    return float(stats.skew(r, bias=False)) if r.size > 2 and r.std() > 0 else NAN
+    return _Moments.of(_arr(returns)).skew()
 
 
 def kurtosis(returns: ArrayLike) -> float:
     """Return the bias-corrected excess kurtosis (pandas' ``Series.kurt``)."""
-    r = _arr(returns)
-    return float(stats.kurtosis(r, fisher=True, bias=False)) if r.size > 3 and r.std() > 0 else NAN
+    return _Moments.of(_arr(returns)).kurtosis()
+
+
+class _Moments:
+    """Central moments of a return series, computed once for skew, kurtosis and the PSR
+    (the formulas of ``scipy.stats.skew`` / ``kurtosis``)."""
+
+    __slots__ = ("m2", "m3", "m4", "n", "sd")
+
+    def __init__(self, n: int, m2: float, m3: float, m4: float, sd: float) -> None:
+        self.n, self.m2, self.m3, self.m4, self.sd = n, m2, m3, m4, sd
+
+    @classmethod
+    def of(cls, r: np.ndarray) -> _Moments:
+        """Return the moments of ``r`` (population moments; ``sd`` is its std, ddof 0)."""
+        if r.size == 0:
+            return cls(0, NAN, NAN, NAN, NAN)
+        d = r - r.mean()
+        d2 = d * d
+        m2 = float(d2.mean())
+        return cls(r.size, m2, float((d2 * d).mean()), float((d2 * d2).mean()), math.sqrt(m2))
+
+    def skew(self) -> float:
+        """Return the bias-corrected skewness (NaN below 3 points or without variance)."""
+        n = self.n
+        if n <= 2 or not self.sd > 0:
+            return NAN
+        return math.sqrt((n - 1.0) * n) / (n - 2.0) * self.m3 / self.m2**1.5
+
+    def kurtosis(self) -> float:
+        """Return the bias-corrected excess kurtosis (NaN below 4 points or without variance)."""
+        n = self.n
+        if n <= 3 or not self.sd > 0:
+            return NAN
+        ratio = self.m4 / self.m2**2.0
+        return 1.0 / (n - 2) / (n - 3) * ((n**2 - 1.0) * ratio - 3 * (n - 1) ** 2.0)
 
 
 def alpha_beta(
@@ -204,14 +237,18 @@ def probabilistic_sharpe(returns: ArrayLike, benchmark_sharpe: float = 0.0) -> f
     Sharpe (ddof 1), γ₃ the skewness and γ₄ the (non-excess) kurtosis, both moment estimates.
     """
     r = _arr(returns)
+    return _psr(r, _Moments.of(r), benchmark_sharpe)
+
+
+def _psr(r: np.ndarray, moments: _Moments, benchmark_sharpe: float) -> float:
     if r.size < 3:
         return NAN
     sd = r.std(ddof=1)
     if sd <= 0:
         return NAN
     sr = r.mean() / sd
-    g3 = float(stats.skew(r))
-    g4 = float(stats.kurtosis(r, fisher=False))
+    g3 = moments.m3 / moments.m2**1.5  # biased skewness and (non-excess) kurtosis
+    g4 = moments.m4 / moments.m2**2.0
     denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr * sr
     if denom <= 0:
         return NAN
@@ -323,7 +360,8 @@ def summarize(
     """Return every metric of a run as a flat ``{name: float}`` dict."""
     values = _arr(equity)
     r = returns_from_equity(values, initial)
-    out = _return_metrics(values, r, initial, periods_per_year)
+    moments = _Moments.of(r)
+    out = _return_metrics(values, r, initial, periods_per_year, moments)
     out.update(_trade_metrics(_arr(trade_pnls), _arr(trade_returns)))
     out["exposure_time"] = exposure_time(in_market) if in_market is not None else NAN
     out["turnover"] = float(turnover)
@@ -331,16 +369,20 @@ def summarize(
     if benchmark_returns is not None and _arr(benchmark_returns).size == r.size:
         alpha, beta = alpha_beta(r, benchmark_returns, periods_per_year)
     out["alpha"], out["beta"] = alpha, beta
-    out["probabilistic_sharpe"] = probabilistic_sharpe(r)
+    out["probabilistic_sharpe"] = _psr(r, moments, 0.0)
     trials = _arr(trial_sharpes) if trial_sharpes is not None else np.empty(0)
-    out["deflated_sharpe"] = deflated_sharpe(r, trials) if trials.size > 1 else NAN
+    out["deflated_sharpe"] = (
+        _psr(r, moments, expected_max_sharpe(trials)) if trials.size > 1 else NAN
+    )
     return out
 
 
 def _return_metrics(
-    values: np.ndarray, r: np.ndarray, initial: float, ppy: float
+    values: np.ndarray, r: np.ndarray, initial: float, ppy: float, moments: _Moments
 ) -> dict[str, float]:
     curve = np.concatenate([[initial], values])
+    dd = max_drawdown(curve)
+    var, cvar = historical_var_cvar(r) if r.size else (NAN, NAN)
     return {
         "total_return": total_return(values, initial),
         "annualised_return": annualised_return(r, ppy),
@@ -348,14 +390,14 @@ def _return_metrics(
         "volatility": volatility(r, ppy),
         "sharpe": sharpe(r, ppy),
         "sortino": sortino(r, ppy),
-        "calmar": calmar(curve, ppy),
+        "calmar": cagr(curve, ppy) / dd if dd and np.isfinite(dd) else NAN,  # as ``calmar``
         "omega": omega(r),
-        "max_drawdown": max_drawdown(curve),
+        "max_drawdown": dd,
         "max_drawdown_duration": float(max_drawdown_duration(curve)),
-        "var_95": value_at_risk(r),
-        "cvar_95": conditional_value_at_risk(r),
-        "skew": skew(r),
-        "kurtosis": kurtosis(r),
+        "var_95": var,  # as ``value_at_risk`` and ``conditional_value_at_risk``
+        "cvar_95": cvar,
+        "skew": moments.skew(),
+        "kurtosis": moments.kurtosis(),
         "final_equity": float(values[-1]) if values.size else float(initial),
     }
 

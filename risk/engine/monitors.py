@@ -71,6 +71,14 @@ def historical_cvar(returns: Sequence[FloatLike] | np.ndarray, confidence: float
     return -float(_tail(returns, confidence).mean())
 
 
+def historical_var_cvar(
+    returns: Sequence[FloatLike] | np.ndarray, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Return (historical VaR, historical CVaR) from one pass over the tail."""
+    tail = _tail(returns, confidence)
+    return -float(tail[-1]), -float(tail.mean())
+
+
 def gaussian_var(mean: float, std: float, confidence: float = 0.95) -> float:
     """Return the VaR of a normal distribution N(mean, std²) as a positive loss."""
     _check_confidence(confidence)
