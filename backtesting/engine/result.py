@@ -20,11 +20,12 @@ import pandas as pd
 
 from marketdata.engine.records import fast_init
 from trading.engine.money import ZERO
-from trading.engine.orders import Fill, Order
+from trading.engine.orders import Fill, Order, OrderSide
 from trading.engine.portfolio import PortfolioSnapshot
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_BUY = OrderSide.BUY  # a module constant: cheaper than the Enum class attribute
 
 
 def to_datetime(ts_ns: int) -> datetime:
@@ -97,18 +98,28 @@ class _Leg:
 
     def add(self, qty: Decimal, price: Decimal, fee: Decimal) -> None:
         """Grow the position."""
-        self.position += qty * self.sign
+        notional = qty * price
+        if self.sign > 0:
+            self.position += qty
+            self.cash -= notional
+        else:
+            self.position -= qty
+            self.cash += notional
         self.open_qty += qty
-        self.open_notional += qty * price
-        self.cash -= qty * price * self.sign
+        self.open_notional += notional
         self.fees += fee
 
     def reduce(self, qty: Decimal, price: Decimal, fee: Decimal) -> None:
         """Shrink the position."""
-        self.position -= qty * self.sign
+        notional = qty * price
+        if self.sign > 0:
+            self.position -= qty
+            self.cash += notional
+        else:
+            self.position += qty
+            self.cash -= notional
         self.close_qty += qty
-        self.close_notional += qty * price
-        self.cash += qty * price * self.sign
+        self.close_notional += notional
         self.fees += fee
 
     def finish(
@@ -183,7 +194,7 @@ def round_trips(
     bar_of = clock.indices(fills)
     for fill, at in zip(fills, bar_of, strict=True):
         symbol = fill.symbol
-        sign = 1 if fill.signed_quantity > 0 else -1
+        sign = 1 if fill.side is _BUY else -1
         leg = legs.get(symbol)
         qty, fee = fill.quantity, fill.fee
         if leg is not None and leg.sign != sign:
