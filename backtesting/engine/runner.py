@@ -569,7 +569,7 @@ class _Session:
         symbols = list(prices.columns)
         one = len(symbols) == 1
         starts = {s: data.ts if one else data.ts[data.symbol == s] for s in symbols}
-        last = {s: to_decimal(data.close.item(_last_row(data, s, one))) for s in symbols}
+        last = {s: to_decimal(_last_close(data, s, one)) for s in symbols}
         trades = round_trips(fills, bar_starts=starts, last_prices=last)
         benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
         ppy = self.config.periods_per_year or periods_per_year(data.timeframe)
@@ -602,12 +602,12 @@ class _Session:
         )
 
 
-def _last_row(data: BarData, symbol: str, only: bool) -> int:
-    """Return the index of ``symbol``'s last bar (``only``: every bar is its)."""
-    rows = np.arange(len(data)) if only else np.flatnonzero(data.symbol == symbol)
-    if np.isnan(data.close[rows[-1]]):
-        rows = rows[~np.isnan(data.close[rows])]  # the last close known
-    return int(rows[-1])
+def _last_close(data: BarData, symbol: str, only: bool) -> float:
+    """Return ``symbol``'s last known close (``only``: every bar is its)."""
+    closes = data.close if only else data.close[data.symbol == symbol]
+    if np.isnan(closes[-1]):
+        closes = closes[~np.isnan(closes)]
+    return float(closes[-1])
 
 
 def _buy_and_hold(prices: pd.DataFrame, initial: float) -> pd.Series:

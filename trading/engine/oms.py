@@ -227,12 +227,7 @@ class OrderManager:
         if events:
             self._process(events)
         # The bar's start rolls the day, so the day opens at the previous day's last close.
-        symbol, price = bar.symbol, None
-        for portfolio in self._portfolios.values():
-            if symbol in portfolio.positions:
-                if price is None:
-                    price = to_decimal(bar.close)
-                portfolio.mark(symbol, price, bar.ts)
+        self._mark(bar.symbol, to_decimal(bar.close), bar.ts)
         return events
 
     def advance(self, now: datetime) -> list[VenueEvent]:
