@@ -397,8 +397,7 @@ def run_vectorised(
 def single_symbol(bars: pd.DataFrame | BarData) -> BarData:
     """Return the bars as ``BarData``, refusing several symbols."""
     data = bars if isinstance(bars, BarData) else prepare_bars(bars)
-    symbols = data.symbol
-    if symbols.size and not (symbols == symbols[0]).all():
+    if len(data) and len(data.symbols) > 1:  # known from prepare_bars, no pass over the rows
         raise BacktestConfigError("the vectorised path runs one symbol at a time")
     return data
 

@@ -94,3 +94,11 @@ def test_entries_too_small_for_one_lot_are_retried_like_the_strategy_does(data, 
         vector.timestamps(t.entry_index) for t in vector.trades
     ]
     assert float(event.final_equity) == pytest.approx(vector.final_equity, rel=1e-9)
+
+
+def test_refuses_several_symbols() -> None:
+    bars = sim_frame(50, ("BTC-USD", "ETH-USD"))
+    for given in (bars, prepare_bars(bars), prepare_bars(bars).slice(0, 10)):
+        with pytest.raises(BacktestConfigError, match="one symbol at a time"):
+            run_vectorised("sma_cross", given, {"fast": 3, "slow": 9})
+    run_vectorised("sma_cross", prepare_bars(walk_frame(60)).slice(5, 60), {"fast": 3, "slow": 9})
