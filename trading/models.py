@@ -186,6 +186,8 @@ class Position(models.Model):
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="positions")
     quantity = models.DecimalField(**QTY, default=0)
     average_price = models.DecimalField(**MONEY, default=0)
+    # Signed quantity × average entry, unrounded: what a restart continues from exactly.
+    cost_basis = models.DecimalField(**MONEY, default=0)
     mark_price = models.DecimalField(**MONEY, null=True, blank=True)
     realized_pnl = models.DecimalField(**MONEY, default=0)
     unrealized_pnl = models.DecimalField(**MONEY, default=0)
