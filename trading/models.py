@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -26,6 +27,18 @@ QTY = {"max_digits": 28, "decimal_places": 10}
 MONEY = {"max_digits": 28, "decimal_places": 10}
 
 
+class AccountQuerySet(models.QuerySet):
+    """Accounts, narrowed to what a user may see."""
+
+    def visible_to(self, user) -> AccountQuerySet:
+        """Return the accounts ``user`` may watch: all for staff and superusers, else its grants."""
+        if not getattr(user, "is_authenticated", False) or not user.is_active:
+            return self.none()
+        if user.is_staff or user.is_superuser:
+            return self
+        return self.filter(members=user)
+
+
 class Account(models.Model):
     """A trading account: paper by default; live only when explicitly configured."""
 
@@ -35,8 +48,16 @@ class Account(models.Model):
     base_currency = models.CharField(max_length=8, default="USD")
     initial_capital = models.DecimalField(**MONEY)
     cash = models.DecimalField(**MONEY)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="trading_accounts",
+        help_text="Users who may watch this account live; staff and superusers see every account",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
