@@ -22,6 +22,10 @@ from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Unix ms beyond year ~2286 is certainly a unit mistake (seconds/us/ns sent as ms).
 MAX_EPOCH_MS = 10**13
+# Symbol names are stored in Symbol.name (CharField(max_length=32)).
+MAX_SYMBOL_LENGTH = 32
+# Text kept of a payload for quarantine: enough to diagnose, never a whole hostile frame.
+MAX_RAW_TEXT = 4_000
 
 
 class FeedError(Exception):
@@ -42,6 +46,10 @@ class FeedProtocolError(FeedError):
 
 class FeedAuthError(FeedError):
     """Raise when a venue rejects the credentials; fatal, retrying cannot help."""
+
+
+class FeedUnavailable(FeedError):
+    """Raise when a feed could not connect a bounded number of times and never got a message."""
 
 
 class MalformedMessage(FeedError):
@@ -202,23 +210,38 @@ class SeenKeys:
 
 
 def raw_text(payload: Any) -> str:
-    """Return a wire payload as text for quarantine."""
+    """Return a wire payload as bounded text for quarantine (never raises)."""
     if isinstance(payload, bytes):
-        return payload.decode("utf-8", errors="replace")
+        return payload[:MAX_RAW_TEXT].decode("utf-8", errors="replace")
     if isinstance(payload, str):
-        return payload
+        return payload[:MAX_RAW_TEXT]
     try:
-        return json.dumps(payload, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        return repr(payload)
+        return json.dumps(payload, separators=(",", ":"), default=str)[:MAX_RAW_TEXT]
+    except (TypeError, ValueError, RecursionError):
+        # A payload nested too deep for json.dumps is also too deep for repr().
+        return f"<unprintable {type(payload).__name__}>"
 
 
 def parse_json(raw: str | bytes) -> Any:
-    """Decode a JSON frame or raise MalformedMessage."""
+    """Decode a JSON frame or raise MalformedMessage (also for nesting too deep to decode)."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage(f"invalid JSON: {exc}", raw_text(raw)) from exc
+    except RecursionError as exc:
+        # json's decoder recurses per nesting level: a frame of 200 KB of "[" must not escape.
+        raise MalformedMessage("invalid JSON: nested too deeply", raw_text(raw)) from exc
+
+
+def symbol_field(msg: Mapping[str, Any], key: str) -> str:
+    """Return a symbol name: a non-empty printable string of at most MAX_SYMBOL_LENGTH."""
+    value = require(msg, key)
+    if not isinstance(value, str) or not value:
+        raise MalformedMessage(f"field {key!r} is not a symbol: {value!r}")
+    # NUL and other control characters cannot be stored (PostgreSQL refuses NUL in text).
+    if len(value) > MAX_SYMBOL_LENGTH or not value.isprintable():
+        raise MalformedMessage(f"field {key!r} is not a symbol: {value[:64]!r}")
+    return value
 
 
 def require(msg: Mapping[str, Any], key: str) -> Any:
@@ -244,7 +267,7 @@ def to_float(value: Any, key: str) -> float:
         raise MalformedMessage(f"field {key!r} is not numeric: {value!r}")
     try:
         number = float(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: an int beyond float range
         raise MalformedMessage(f"field {key!r} is not numeric: {value!r}") from exc
     if not math.isfinite(number):
         raise MalformedMessage(f"field {key!r} is not finite: {value!r}")
@@ -285,7 +308,10 @@ def int_field(msg: Mapping[str, Any], key: str) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # "²" is a digit to isdigit() but not to int(); so are 5,000 digits
+            pass
     raise MalformedMessage(f"field {key!r} is not an integer: {value!r}")
 
 

@@ -35,6 +35,7 @@ from marketdata.adapters.base import (
     price_field,
     require,
     size_field,
+    symbol_field,
     to_float,
 )
 from marketdata.adapters.streaming import WebSocketFeed
@@ -146,10 +147,7 @@ def parse_changes(msg: Mapping[str, Any]) -> list[Change]:
 
 
 def _product(msg: Mapping[str, Any]) -> str:
-    product = require(msg, "product_id")
-    if not isinstance(product, str) or not product:
-        raise MalformedMessage(f"field 'product_id' is not a product: {product!r}")
-    return product
+    return symbol_field(msg, "product_id")
 
 
 class CoinbaseFeed(WebSocketFeed):

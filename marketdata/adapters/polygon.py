@@ -23,6 +23,7 @@ from marketdata.adapters.base import (
     price_field,
     require,
     size_field,
+    symbol_field,
     to_float,
 )
 from marketdata.adapters.streaming import FeedDisconnected, WebSocketFeed
@@ -126,10 +127,7 @@ def _levels(raw: Any, key: str) -> list[tuple[float, float]]:
 
 
 def _pair(msg: Mapping[str, Any]) -> str:
-    pair = require(msg, "pair")
-    if not isinstance(pair, str) or not pair:
-        raise MalformedMessage(f"field 'pair' is not a symbol: {pair!r}")
-    return pair
+    return symbol_field(msg, "pair")
 
 
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], FeedEvent]] = {

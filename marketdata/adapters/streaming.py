@@ -22,6 +22,7 @@ from marketdata.adapters.base import (
     FeedError,
     FeedEvent,
     FeedStats,
+    FeedUnavailable,
     FrameHook,
     Malformed,
     SeenKeys,
@@ -46,6 +47,10 @@ RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Failed connects in a row, with no message ever received, before the feed gives up.
+MAX_CONNECT_FAILURES = 5
+
+
 class WebSocketFeed:
     """Run one venue WebSocket session after another, yielding normalised events."""
 
@@ -62,7 +67,10 @@ class WebSocketFeed:
         open_timeout: float = 10.0,
         dedupe_size: int = 10_000,
         max_size: int | None = 2**22,
+        max_connect_failures: int = MAX_CONNECT_FAILURES,
     ):
+        if max_connect_failures < 1:
+            raise ValueError("max_connect_failures must be >= 1")
         self.url = url
         self.stats = FeedStats()
         self.last_received_at: float | None = None
@@ -72,13 +80,21 @@ class WebSocketFeed:
         self._clock = clock
         self._open_timeout = open_timeout
         self._max_size = max_size
+        self._max_connect_failures = max_connect_failures
         self._seen = SeenKeys(dedupe_size)
         self._ws: ClientConnection | None = None
         self._closed = False
         self._closed_event = asyncio.Event()
 
     async def events(self) -> AsyncIterator[FeedEvent]:
-        """Yield events, reconnecting on transient failures until ``close()`` is called."""
+        """Yield events, reconnecting on transient failures until ``close()`` is called.
+
+        Raise FeedUnavailable after ``max_connect_failures`` failures in a row while no message
+        has ever arrived: a venue that was never reachable is a configuration or network fault
+        to report, not a reason to retry forever. Once a message has arrived, it reconnects
+        with back-off for as long as it runs.
+        """
+        failures = 0
         while not self._closed:
             try:
                 async with aclosing(self._session()) as session:
@@ -87,6 +103,12 @@ class WebSocketFeed:
             except RETRYABLE_ERRORS as exc:
                 if self._closed:
                     return
+                failures += 1
+                if self.stats.frames == 0 and failures >= self._max_connect_failures:
+                    raise FeedUnavailable(
+                        f"{self.venue}: no connection to {self.url} after {failures} attempts "
+                        f"({type(exc).__name__}: {exc})"
+                    ) from exc
                 self.stats.reconnects += 1
                 logger.warning("%s feed lost (%s: %s); reconnecting", self.venue, type(exc), exc)
                 await self._pause()
@@ -124,7 +146,7 @@ class WebSocketFeed:
             await self._on_open(ws)
             while True:
                 raw = await self._receive(ws)
-                events = await self._handle_frame(ws, raw)
+                events = await self._translate_frame(ws, raw)
                 if self._on_frame is not None:
                     self._on_frame(self.last_received_at or 0.0, events)
                 for event in events:
@@ -135,6 +157,23 @@ class WebSocketFeed:
         finally:
             self._ws = None
             await ws.close()
+
+    async def _translate_frame(self, ws: ClientConnection, raw: str | bytes) -> list[FeedEvent]:
+        """Translate a frame; quarantine it when the adapter fails on it in an unforeseen way.
+
+        Adapters turn every known kind of bad input into Malformed events; this is the net under
+        them, so that one hostile frame (say, one that trips a RecursionError or a parser bug)
+        costs one quarantined frame, logged with its traceback, never the feed. Venue verdicts
+        (FeedError) and connection failures still propagate.
+        """
+        try:
+            return await self._handle_frame(ws, raw)
+        except (FeedError, *RETRYABLE_ERRORS):
+            raise
+        except Exception as exc:
+            logger.exception("%s: frame could not be translated; quarantined", self.venue)
+            # The adapter counted the message as received before it failed on it.
+            return [self._quarantine(raw, f"untranslatable frame: {type(exc).__name__}: {exc}")]
 
     async def _receive(self, ws: ClientConnection) -> str | bytes:
         """Return the next frame, raising FeedDisconnected after ``idle_timeout`` of silence."""
