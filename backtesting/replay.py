@@ -19,8 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
+from backtesting.report_paths import report_path_in_reports_dir
 from marketdata.engine.events import BookSnapshot, Quote, Side, Trade
 from marketdata.models import BookSnapshot as BookRow
 from marketdata.models import Quote as QuoteRow
@@ -355,5 +354,5 @@ def _describe_engine(order: Order) -> str:
 
 
 def default_report_path(account: Account) -> Path:
-    """Return where a drift report goes by default."""
-    return Path(settings.REPORTS_DIR) / f"drift_{account.name}.json"
+    """Return where a drift report goes by default (inside REPORTS_DIR, whatever the name)."""
+    return report_path_in_reports_dir("drift_", account.name, ".json")

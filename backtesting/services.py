@@ -15,22 +15,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from backtesting.choices import RunStatus
+from backtesting.engine.errors import BacktestConfigError
 from backtesting.engine.fills import FixedBps, NoSlippage
+from backtesting.engine.metrics import summarize
 from backtesting.engine.montecarlo import block_bootstrap, shuffle_trades
 from backtesting.engine.optimize import (
     Choice,
     FloatRange,
     IntRange,
     SearchResult,
+    grid,
+    grid_size,
     search,
     walk_forward,
 )
@@ -38,8 +44,9 @@ from backtesting.engine.report import write_report
 from backtesting.engine.result import BacktestResult
 from backtesting.engine.runner import BacktestConfig, BacktestRunner
 from backtesting.models import BacktestRun, BacktestTrade
+from backtesting.report_paths import report_path_in_reports_dir
 from marketdata.services import bars_load_or_simulate
-from trading.engine.strategies import create_strategy
+from trading.engine.strategies import STRATEGIES, create_strategy
 
 logger = logging.getLogger(__name__)
 EQUITY_POINTS = 2_000  # stored equity curve is thinned to this many points
@@ -53,7 +60,10 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
         "lower": IntRange(20, 35, 5),
         "upper": IntRange(65, 80, 5),
     },
-    "bollinger_breakout": {"period": IntRange(10, 40, 10), "k": FloatRange(1.5, 3.0, 0.5)},
+    "bollinger_breakout": {
+        "period": IntRange(10, 40, 10),
+        "k": FloatRange.stepped(1.5, 3.0, 0.5),
+    },
 }
 CONSTRAINTS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "sma_cross": lambda p: p["fast"] < p["slow"],
@@ -61,8 +71,19 @@ CONSTRAINTS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
 }
 
 
+MAX_SWEEP_TRIALS = 10_000  # each trial is a BacktestRun row and a task
+
+
 class BacktestInputError(ValueError):
     """A backtest request that cannot run (unknown strategy, empty data, bad space)."""
+
+
+class RunNotPending(BacktestInputError):
+    """The run was claimed already (another worker runs it, or it finished)."""
+
+
+class SweepFailed(RuntimeError):
+    """A parameter sweep stopped: a trial failed or did not finish in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,24 +109,102 @@ class Costs:
 
 
 def parse_space(strategy: str, overrides: Sequence[str]) -> dict[str, Any]:
-    """Return the search space: defaults for the strategy, with ``name=lo:hi:step`` overrides."""
+    """Return the search space: the strategy's defaults with ``--space`` overrides.
+
+    An override is ``name=low:high[:step]`` (integers, or floats when any part has a dot or an
+    exponent) or ``name=a,b,c`` (a choice). Every name must be a parameter of the strategy.
+    """
     space = dict(DEFAULT_SPACES.get(strategy, {}))
     for item in overrides:
-        name, sep, spec = item.partition("=")
-        parts = spec.split(":")
-        if not sep or len(parts) not in (2, 3):
-            raise BacktestInputError(f"--space expects name=low:high[:step], got {item!r}")
-        if any("." in p for p in parts):
-            low, high, *step = (float(p) for p in parts)
-            space[name] = FloatRange(low, high, step[0] if step else (high - low) / 4)
-        elif "," in spec:
-            space[name] = Choice(tuple(spec.split(",")))
-        else:
-            low, high, *step = (int(p) for p in parts)
-            space[name] = IntRange(low, high, step[0] if step else 1)
+        name, dimension = _parse_dimension(item)
+        space[name] = dimension
     if not space:
         raise BacktestInputError(f"no search space for {strategy!r}: give --space name=lo:hi:step")
+    unknown = sorted(set(space) - set(strategy_parameters(strategy)))
+    if unknown:
+        known = ", ".join(sorted(strategy_parameters(strategy)))
+        raise BacktestInputError(
+            f"--space: {strategy} has no parameter {', '.join(unknown)} (it takes {known})"
+        )
     return space
+
+
+def strategy_parameters(strategy: str) -> Mapping[str, Any]:
+    """Return the parameters ``strategy`` accepts, with their defaults."""
+    if strategy not in STRATEGIES:
+        raise BacktestInputError(f"unknown strategy {strategy!r}")
+    return STRATEGIES[strategy].default_params
+
+
+def _parse_dimension(item: str) -> tuple[str, Any]:
+    name, sep, spec = item.partition("=")
+    name, spec = name.strip(), spec.strip()
+    if not sep or not name or not spec:
+        raise BacktestInputError(f"--space expects name=low:high[:step] or name=a,b,c: {item!r}")
+    try:
+        if "," in spec:
+            return name, Choice(tuple(_scalar(v.strip()) for v in spec.split(",") if v.strip()))
+        bounds = [_scalar(p.strip()) for p in spec.split(":")]
+        if len(bounds) not in (2, 3) or any(isinstance(b, str) for b in bounds):
+            raise ValueError("expected numbers low:high[:step]")
+        if all(isinstance(b, int) for b in bounds):
+            low, high, *step = bounds
+            return name, IntRange(low, high, step[0] if step else 1)
+        low, high, *step = (float(b) for b in bounds)
+        return name, FloatRange.stepped(low, high, step[0]) if step else FloatRange(low, high)
+    except (ValueError, BacktestConfigError) as exc:
+        raise BacktestInputError(f"--space {item!r}: {exc}") from exc
+
+
+def _scalar(text: str) -> int | float | str:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
+def sweep_check(
+    *, strategy: str, method: str, space: Mapping[str, Any], n_iter: int, objective: str
+) -> None:
+    """Refuse a sweep that cannot run, before any row is written.
+
+    A grid's every combination is built once here, so a set the strategy refuses is reported
+    now rather than as a failed trial; random and genetic draws are checked as they are made.
+    """
+    if objective not in metric_names():
+        raise BacktestInputError(
+            f"--objective must be a metric name, one of {', '.join(sorted(metric_names()))}"
+        )
+    if method == "grid":
+        size = grid_size(space)
+        if size > MAX_SWEEP_TRIALS:
+            raise BacktestInputError(
+                f"the grid has {size} combinations; at most {MAX_SWEEP_TRIALS} (narrow --space)"
+            )
+        combos = grid(space, CONSTRAINTS.get(strategy))
+        if not combos:
+            raise BacktestInputError("no parameter combination of --space is allowed")
+        for params in combos:
+            _strategy_check(strategy, params)
+    elif method == "random" and not 1 <= n_iter <= MAX_SWEEP_TRIALS:
+        raise BacktestInputError(f"--trials must be between 1 and {MAX_SWEEP_TRIALS}")
+
+
+@cache
+def metric_names() -> frozenset[str]:
+    """Return the names ``--objective`` may use (what every run reports)."""
+    with np.errstate(all="ignore"):
+        flat = summarize(np.ones(3), initial=1.0, periods_per_year=1.0)
+    return frozenset(flat)
+
+
+def _strategy_check(strategy: str, params: Mapping[str, Any]) -> None:
+    try:
+        create_strategy(strategy, **params)
+    except Exception as exc:
+        raise BacktestInputError(f"strategy {strategy!r} with {dict(params)}: {exc}") from exc
 
 
 def bars_for(
@@ -151,7 +250,7 @@ def backtest_run_create(
     """Record a pending run (validates the strategy and its parameters first)."""
     try:
         create_strategy(strategy, **params)
-    except Exception as exc:
+    except Exception as exc:  # any refusal of the parameters is the caller's input error
         raise BacktestInputError(f"strategy {strategy!r}: {exc}") from exc
     if end <= start:
         raise BacktestInputError("end must be after start")
@@ -183,7 +282,7 @@ def _claim(run: BacktestRun) -> None:
         status=RunStatus.RUNNING, started_at=timezone.now()
     )
     if not claimed:
-        raise BacktestInputError(f"backtest #{run.pk} is not pending")
+        raise RunNotPending(f"backtest #{run.pk} is not pending")
     run.refresh_from_db()
 
 
@@ -194,9 +293,14 @@ def backtest_execute(
     report: str | Path | None = None,
     montecarlo: int = 0,
     bars: pd.DataFrame | None = None,
+    claim: bool = True,
 ) -> BacktestResult:
-    """Run one backtest and store trades, metrics, equity curve and the report."""
-    _claim(run)
+    """Run one backtest and store trades, metrics, equity curve and the report.
+
+    ``claim=False`` is for a caller that claimed the run itself (a sweep's parent).
+    """
+    if claim:
+        _claim(run)
     try:
         if bars is None:
             bars, origins = bars_for(
@@ -291,8 +395,8 @@ def _montecarlo(result: BacktestResult, initial: float, n: int) -> list:
 
 def _report_path(run: BacktestRun, report: str | Path | None) -> Path:
     if report:
-        return Path(report)
-    return Path(settings.REPORTS_DIR) / f"backtest_{run.pk}.html"
+        return Path(report)  # the operator's own choice on the command line
+    return report_path_in_reports_dir("backtest_", str(run.pk), ".html")
 
 
 def _baseline(result: BacktestResult) -> dict[str, float]:
@@ -369,14 +473,11 @@ def _child_task(child_id: int) -> dict:
             symbols=child.symbols, timeframe=child.timeframe, start=child.start, end=child.end
         )
         result = _run_engine(child, bars, None)
-    except Exception as exc:
-        BacktestRun.objects.filter(pk=child.pk).update(
-            status=RunStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
+    except BaseException as exc:  # django-q's timeout is a SystemExit: the row must say so too
+        run_fail(child, exc)
         raise
-    BacktestRun.objects.filter(pk=child.pk).update(
+    # Conditional: a trial the sweep already gave up on (marked failed) stays failed.
+    BacktestRun.objects.filter(pk=child.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.COMPLETED,
         progress=1.0,
         metrics=_jsonable(result.metrics),
@@ -385,8 +486,26 @@ def _child_task(child_id: int) -> dict:
     return {"run": child.pk, "metrics": _jsonable(result.metrics)}
 
 
+UNFINISHED = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+def run_fail(run: BacktestRun | int, reason: BaseException | str) -> bool:
+    """Mark a run that is still pending or running as failed; return whether it was."""
+    pk = run if isinstance(run, int) else run.pk
+    error = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
+    return bool(
+        BacktestRun.objects.filter(pk=pk, status__in=UNFINISHED).update(
+            status=RunStatus.FAILED, error=error[:10_000], finished_at=timezone.now()
+        )
+    )
+
+
 class TaskEvaluator:
-    """A ``BatchEvaluator`` that runs each parameter set as its own django-q2 task."""
+    """A ``BatchEvaluator`` that runs each parameter set as its own django-q2 task.
+
+    A trial that fails stops the sweep: its siblings still waiting are marked failed (a worker
+    that picks one up later finds it no longer pending) and ``SweepFailed`` names the trial.
+    """
 
     def __init__(
         self,
@@ -406,10 +525,24 @@ class TaskEvaluator:
 
     def __call__(self, batch: Sequence[Mapping[str, Any]]) -> list[Mapping[str, float]]:
         """Enqueue one task per parameter set in the parent's group; wait for all of them."""
-        from django_q.tasks import async_task
+        children = self._create(batch)
+        self.children += children
+        ids = [c.pk for c in children]
+        try:
+            for child in children:
+                self._enqueue(child)
+            return self._collect(ids)
+        except BaseException as exc:
+            self._abandon(ids, f"sweep stopped: {type(exc).__name__}: {exc}")
+            if isinstance(exc, Exception) and not isinstance(exc, SweepFailed):
+                raise SweepFailed(self._first_failure(ids) or str(exc)) from exc
+            raise
 
+    @transaction.atomic
+    def _create(self, batch: Sequence[Mapping[str, Any]]) -> list[BacktestRun]:
+        """Record every trial of the batch, or none (a refused set rolls back the rest)."""
         parent = self.parent
-        children = [
+        return [
             backtest_run_create(
                 strategy=parent.strategy,
                 params=params,
@@ -423,34 +556,51 @@ class TaskEvaluator:
             )
             for params in batch
         ]
-        self.children += children
-        for child in children:
-            async_task(
-                "backtesting.tasks.backtest_child_task",
-                child.pk,
-                group=parent.task_group,
-                timeout=int(self.timeout),
-                sync=not self.distributed,
-            )
-        return self._collect([c.pk for c in children])
+
+    def _enqueue(self, child: BacktestRun) -> None:
+        from django_q.tasks import async_task
+
+        # Inline (sync) tasks re-raise the trial's exception here; the trial row is failed by then.
+        async_task(
+            "backtesting.tasks.backtest_child_task",
+            child.pk,
+            group=self.parent.task_group,
+            timeout=int(self.timeout),
+            sync=not self.distributed,
+        )
 
     def _collect(self, ids: list[int]) -> list[Mapping[str, float]]:
         deadline = time.monotonic() + self.timeout
         while True:
             rows = {r.pk: r for r in BacktestRun.objects.filter(pk__in=ids)}
-            done = [r for r in rows.values() if r.status in (RunStatus.COMPLETED, RunStatus.FAILED)]
+            failed = self._first_failure(ids)
+            if failed:
+                raise SweepFailed(failed)
+            done = sum(rows[i].status == RunStatus.COMPLETED for i in ids if i in rows)
             if self.progress is not None:
-                self.progress(len(done), len(ids))
-            if len(done) == len(ids):
-                return [
-                    rows[i].metrics
-                    if rows[i].status == RunStatus.COMPLETED
-                    else {"sharpe": float("nan")}
-                    for i in ids
-                ]
+                self.progress(done, len(ids))
+            if done == len(ids):
+                return [rows[i].metrics for i in ids]
             if time.monotonic() > deadline:
-                raise TimeoutError(f"sweep trials still running after {self.timeout:.0f}s")
+                raise SweepFailed(f"sweep trials still unfinished after {self.timeout:.0f}s")
             time.sleep(CHILD_POLL_SECONDS)
+
+    @staticmethod
+    def _first_failure(ids: list[int]) -> str:
+        row = (
+            BacktestRun.objects.filter(pk__in=ids, status=RunStatus.FAILED)
+            .exclude(error__startswith="sweep stopped:")
+            .order_by("pk")
+            .first()
+        )
+        return f"trial #{row.pk} {row.params} failed: {row.error}" if row else ""
+
+    @staticmethod
+    def _abandon(ids: list[int], reason: str) -> None:
+        """Fail the trials that have not finished: nothing of a stopped sweep stays pending."""
+        BacktestRun.objects.filter(pk__in=ids, status__in=UNFINISHED).update(
+            status=RunStatus.FAILED, error=reason[:10_000], finished_at=timezone.now()
+        )
 
 
 def sweep_execute(
@@ -469,22 +619,35 @@ def sweep_execute(
     """Search parameters with one task per set, then run the best set in full on the parent.
 
     ``distributed`` (default: when a Redis broker is configured) sends every trial to the
-    ``qcluster`` workers; otherwise the trials run inline as synchronous django-q tasks.
+    ``qcluster`` workers; otherwise the trials run inline as synchronous django-q tasks. If
+    anything fails, the parent is marked failed with the reason before the error propagates.
     """
     if distributed is None:
         distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
-    evaluator = TaskEvaluator(parent, progress=progress, distributed=distributed)
-    kwargs: dict[str, Any] = {"constraint": CONSTRAINTS.get(parent.strategy)}
-    if method == "random":
-        kwargs.update(n_iter=n_iter, seed=seed)
-    elif method == "genetic":
-        kwargs.update(seed=seed)
-    found = search(method, space, evaluator, objective, **kwargs)
-    BacktestRun.objects.filter(pk=parent.pk).update(params=_jsonable(found.best.params))
+    _claim(parent)
+    try:
+        sweep_check(
+            strategy=parent.strategy, method=method, space=space, n_iter=n_iter, objective=objective
+        )
+        evaluator = TaskEvaluator(parent, progress=progress, distributed=distributed)
+        kwargs: dict[str, Any] = {"constraint": CONSTRAINTS.get(parent.strategy)}
+        if method == "random":
+            kwargs.update(n_iter=n_iter, seed=seed)
+        elif method == "genetic":
+            kwargs.update(seed=seed)
+        found = search(method, space, evaluator, objective, **kwargs)
+        BacktestRun.objects.filter(pk=parent.pk).update(params=_jsonable(found.best.params))
+        parent.refresh_from_db()
+        backtest_execute(run=parent, report=report, montecarlo=montecarlo, claim=False)
+    except BaseException as exc:
+        run_fail(parent, exc)
+        raise
     parent.refresh_from_db()
-    backtest_execute(run=parent, report=report, montecarlo=montecarlo)
-    parent.refresh_from_db()
-    search_table = found.to_frame().to_dict("records")
+    _store_search(parent, method, objective, found)
+    return found
+
+
+def _store_search(parent: BacktestRun, method: str, objective: str, found: SearchResult) -> None:
     metrics = {
         **parent.metrics,
         "search": {
@@ -492,11 +655,10 @@ def sweep_execute(
             "objective": objective,
             "best_params": found.best.params,
             "best_score": found.best.score,
-            "trials": search_table,
+            "trials": found.to_frame().to_dict("records"),
         },
     }
     BacktestRun.objects.filter(pk=parent.pk).update(metrics=_jsonable(metrics))
-    return found
 
 
 def walkforward_execute(
@@ -510,22 +672,27 @@ def walkforward_execute(
     report: str | Path | None = None,
 ) -> Any:
     """Walk-forward optimisation: stitched out-of-sample equity and the parameter path."""
-    bars, origins = bars_for(
-        symbols=parent.symbols, timeframe=parent.timeframe, start=parent.start, end=parent.end
-    )
-    wf = walk_forward(
-        parent.strategy,
-        bars,
-        space,
-        _costs_of(parent).config(parent.timeframe),
-        train=train,
-        test=test,
-        anchored=anchored,
-        objective=objective,
-        engine="event",
-        search_kwargs={"constraint": CONSTRAINTS.get(parent.strategy)},
-    )
-    result = backtest_execute(run=parent, bars=bars, report=report)
+    _claim(parent)
+    try:
+        bars, origins = bars_for(
+            symbols=parent.symbols, timeframe=parent.timeframe, start=parent.start, end=parent.end
+        )
+        wf = walk_forward(
+            parent.strategy,
+            bars,
+            space,
+            _costs_of(parent).config(parent.timeframe),
+            train=train,
+            test=test,
+            anchored=anchored,
+            objective=objective,
+            engine="event",
+            search_kwargs={"constraint": CONSTRAINTS.get(parent.strategy)},
+        )
+        result = backtest_execute(run=parent, bars=bars, report=report, claim=False)
+    except BaseException as exc:
+        run_fail(parent, exc)
+        raise
     parent.refresh_from_db()
     write_report(
         result, parent.report_path, title=f"walk-forward {parent.strategy}", walk_forward=wf

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from backtesting.models import BacktestRun
-from backtesting.services import _child_task, backtest_execute, parse_space, sweep_execute
+from backtesting.services import (
+    RunNotPending,
+    _child_task,
+    backtest_execute,
+    parse_space,
+    run_fail,
+    sweep_execute,
+)
 
 
 def backtest_task(run_id: int, options: dict | None = None) -> dict:
     """Run a queued backtest (or sweep parent) by id; return its status and metrics."""
     options = options or {}
     run = BacktestRun.objects.get(pk=run_id)
+    try:
+        _execute(run, options)
+    except RunNotPending:
+        raise  # someone else owns the run: its row is theirs to finish
+    except BaseException as exc:
+        run_fail(run, exc)  # whatever went wrong, the run must not stay pending
+        raise
+    run.refresh_from_db()
+    return {"run": run.pk, "status": run.status, "metrics": run.metrics}
+
+
+def _execute(run: BacktestRun, options: dict) -> None:
     if run.optimize in {"grid", "random", "genetic"}:
         sweep_execute(
             parent=run,
@@ -24,8 +43,6 @@ def backtest_task(run_id: int, options: dict | None = None) -> dict:
         backtest_execute(
             run=run, report=options.get("report"), montecarlo=options.get("montecarlo", 0)
         )
-    run.refresh_from_db()
-    return {"run": run.pk, "status": run.status, "metrics": run.metrics}
 
 
 backtest_child_task = _child_task  # one parameter set of a sweep (enqueued by TaskEvaluator)

@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -51,9 +52,19 @@ class IntRange:
     high: int
     step: int = 1
 
+    def __post_init__(self) -> None:
+        if not all(isinstance(v, Integral) for v in (self.low, self.high, self.step)):
+            raise BacktestConfigError(f"IntRange needs integers, got {self}")
+        if self.step < 1 or self.low > self.high:
+            raise BacktestConfigError(f"IntRange needs low <= high and step >= 1, got {self}")
+
     def values(self) -> list[int]:
         """Return every value (grid)."""
         return list(range(self.low, self.high + 1, self.step))
+
+    def size(self) -> int:
+        """Return how many grid values there are (without listing them)."""
+        return len(range(self.low, self.high + 1, self.step))
 
     def sample(self, rng: random.Random) -> int:
         """Return a random value."""
@@ -68,9 +79,31 @@ class FloatRange:
     high: float
     num: int = 5
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low > self.high:
+            raise BacktestConfigError(f"FloatRange needs finite low <= high, got {self}")
+        # A float here is almost always a step passed where a count belongs (use ``stepped``).
+        if isinstance(self.num, bool) or not isinstance(self.num, int) or self.num < 1:
+            raise BacktestConfigError(f"FloatRange needs an integer num >= 1, got {self.num!r}")
+
+    @classmethod
+    def stepped(cls, low: float, high: float, step: float) -> FloatRange:
+        """Return the range ``low``, ``low + step``, ... up to ``high`` (inclusive)."""
+        if not (math.isfinite(step) and step > 0):
+            raise BacktestConfigError(f"FloatRange step must be a positive number, got {step!r}")
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise BacktestConfigError(f"FloatRange needs finite low <= high, got {low}:{high}")
+        # The tolerance keeps 1.5:3.0:0.5 at four points despite binary rounding.
+        return cls(float(low), float(high), int(math.floor((high - low) / step + 1e-9)) + 1)
+
     def values(self) -> list[float]:
         """Return the grid points."""
-        return np.linspace(self.low, self.high, self.num).tolist()
+        # Rounded so that stepped grids give 2.5, not 2.5000000000000004, as parameters.
+        return [round(v, 12) for v in np.linspace(self.low, self.high, self.num).tolist()]
+
+    def size(self) -> int:
+        """Return how many grid points there are."""
+        return self.num
 
     def sample(self, rng: random.Random) -> float:
         """Return a uniform random value."""
@@ -86,6 +119,10 @@ class Choice:
     def values(self) -> list[Any]:
         """Return every option."""
         return list(self.options)
+
+    def size(self) -> int:
+        """Return how many options there are."""
+        return len(self.options)
 
     def sample(self, rng: random.Random) -> Any:
         """Return a random option."""
@@ -109,6 +146,11 @@ def _dimensions(space: ParamSpace) -> dict[str, Dimension]:
                 raise BacktestConfigError(f"parameter {name!r} has no values")
             dims[name] = Choice(options)
     return dims
+
+
+def grid_size(space: ParamSpace) -> int:
+    """Return how many combinations a grid over ``space`` has before any constraint."""
+    return math.prod(dim.size() for dim in _dimensions(space).values())
 
 
 def grid(space: ParamSpace, constraint: Constraint | None = None) -> list[Params]:
