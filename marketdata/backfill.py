@@ -2,9 +2,11 @@
 
 A ``BackfillJob`` row is the unit of work. Its ``cursor`` is the first window start not yet
 stored and moves in the same transaction as each page's bars, so a run killed at any point (even
-SIGKILL) resumes where it stopped: no duplicates, no holes. Runners claim a job with conditional
-updates, so two runners never work the same job; a claim whose runner died (same host and its
-process gone, or no heartbeat for ``stale_after``) may be taken over.
+SIGKILL) resumes where it stopped: no duplicates, no holes. A runner owns a job by holding its
+lock (``rrr_site.locks``: a PostgreSQL advisory lock, a file lock on SQLite), which the database
+or the operating system releases the moment the runner dies, so a rerun after SIGKILL starts at
+once and a second runner of a live job is refused. Every page's write is also conditional on the
+claim, so a runner that lost its job stops at its next page instead of writing on.
 
 Pages are fetched synchronously: async adapters (Polygon REST, ccxt) are driven one page at a time
 on a private event loop, so the ORM is only ever used while no event loop is running.
@@ -27,7 +29,7 @@ from typing import IO, Any, Protocol
 import aiohttp
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -40,6 +42,7 @@ from marketdata.models import BackfillJob, Symbol
 from marketdata.models import Bar as BarRow
 from marketdata.pipeline import QualityRecord
 from marketdata.storage import MarketDataStore
+from rrr_site.locks import OwnerLock, owner_lock
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +69,6 @@ CCXT_CONFIG: dict[str, dict[str, Any]] = {
     "binance": {"options": {"fetchMarkets": {"types": ["spot"]}}},
 }
 RESUMABLE = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.FAILED)
-STALE_AFTER = timedelta(minutes=10)
 MAX_GAP_RANGES = 1_000  # stored on the job; the totals always cover every range
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -571,58 +573,31 @@ def backfill_job_get_or_create(
         return job, False
 
 
-def _runner_alive(claimed_by: str) -> bool:
-    """Return False only when ``claimed_by`` names a process on this host that has exited."""
-    host, _, rest = claimed_by.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # another host: only the heartbeat can tell
-    try:
-        os.kill(int(pid_text), 0)  # signal 0 only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    return True
-
-
-def _abandoned(job: BackfillJob, now: datetime, stale_after: timedelta) -> bool:
-    if job.heartbeat_at is None or now - job.heartbeat_at > stale_after:
-        return True
-    return not _runner_alive(job.claimed_by)
+def backfill_job_lock(job_id: int) -> OwnerLock:
+    """Return the ownership lock of backfill job ``job_id`` (not yet taken)."""
+    return owner_lock(f"backfill-job:{job_id}")
 
 
 def backfill_job_claim(
-    *,
-    job_id: int,
-    worker: str,
-    now: datetime | None = None,
-    stale_after: timedelta = STALE_AFTER,
+    *, job_id: int, worker: str, lock: OwnerLock, now: datetime | None = None
 ) -> BackfillJob:
-    """Claim job ``job_id`` for ``worker`` with a conditional update; raise JobBusy if held."""
+    """Claim job ``job_id`` for ``worker``, who holds the job's ``lock``; raise if finished."""
+    if not lock.held:
+        raise JobBusy(f"backfill job {job_id}: claim without holding its lock")
     now = now or timezone.now()
     jobs = BackfillJob.objects.filter(pk=job_id)
-    claimable = Q(status__in=(JobStatus.PENDING, JobStatus.FAILED)) | Q(
-        status=JobStatus.RUNNING, claimed_by=worker
-    )
-    claim = {"status": JobStatus.RUNNING, "claimed_by": worker, "heartbeat_at": now, "error": ""}
-    if jobs.filter(claimable).update(**claim):
-        return jobs.select_related("symbol").get()
     current = jobs.first()
     if current is None:
         raise BackfillError(f"backfill job {job_id} does not exist")
-    if current.status != JobStatus.RUNNING:
+    if current.status not in RESUMABLE:
         raise BackfillError(f"backfill job {job_id} is {current.status}; nothing to resume")
-    if _abandoned(current, now, stale_after):
-        # Compare-and-swap on what we saw, so of two runners taking over only one wins.
-        seen = {"claimed_by": current.claimed_by, "heartbeat_at": current.heartbeat_at}
-        if jobs.filter(status=JobStatus.RUNNING, **seen).update(**claim):
-            logger.warning("backfill job %s: taking over from %s", job_id, current.claimed_by)
-            return jobs.select_related("symbol").get()
-    raise JobBusy(
-        f"backfill job {job_id} is being run by {current.claimed_by} "
-        f"(last heartbeat {current.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
-    )
+    if current.status == JobStatus.RUNNING and current.claimed_by != worker:
+        # We hold the lock, so whoever claimed it last is gone (killed, crashed host).
+        logger.warning("backfill job %s: taking over from %s", job_id, current.claimed_by)
+    claim = {"status": JobStatus.RUNNING, "claimed_by": worker, "heartbeat_at": now, "error": ""}
+    if not jobs.filter(status__in=RESUMABLE).update(**claim):
+        raise BackfillError(f"backfill job {job_id} finished meanwhile; nothing to resume")
+    return jobs.select_related("symbol").get()
 
 
 def backfill_job_release(*, job_id: int, worker: str, status: str, error: str = "") -> bool:
@@ -846,16 +821,26 @@ def backfill_execute(
     worker: str | None = None,
     progress: bool = False,
     progress_file: IO[str] | None = None,
-    stale_after: timedelta = STALE_AFTER,
 ) -> BackfillResult:
-    """Claim ``job`` and run it to completion with ``source`` (the caller closes the source)."""
+    """Lock and claim ``job``, run it to completion with ``source`` (the caller closes it)."""
     worker = worker or runner_id()
-    claimed = backfill_job_claim(job_id=job.pk, worker=worker, stale_after=stale_after)
-    runner = BackfillRunner(
-        job=claimed,
-        source=source,
-        worker=worker,
-        progress=progress,
-        progress_file=progress_file,
-    )
-    return runner.run()
+    lock = backfill_job_lock(job.pk)
+    if not lock.acquire():
+        holder = lock.holder()
+        by = BackfillJob.objects.filter(pk=job.pk).values_list("claimed_by", flat=True).first()
+        raise JobBusy(
+            f"backfill job {job.pk} is being run by another process ({holder or by or 'unknown'});"
+            " wait for it to finish or stop it"
+        )
+    try:
+        claimed = backfill_job_claim(job_id=job.pk, worker=worker, lock=lock)
+        runner = BackfillRunner(
+            job=claimed,
+            source=source,
+            worker=worker,
+            progress=progress,
+            progress_file=progress_file,
+        )
+        return runner.run()
+    finally:
+        lock.release()

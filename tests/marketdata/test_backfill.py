@@ -6,7 +6,6 @@ import contextlib
 import io
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from marketdata.backfill import (
     backfill_execute,
     backfill_job_claim,
     backfill_job_get_or_create,
+    backfill_job_lock,
     gaps_from_stamps,
     limiter_for,
     runner_id,
@@ -254,43 +254,47 @@ def pending_job(**fields) -> BackfillJob:
     return job
 
 
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+@pytest.mark.django_db
+def test_a_job_whose_lock_is_held_is_refused_and_left_alone():
+    job = pending_job(status="running", claimed_by="elsewhere:1:x", heartbeat_at=timezone.now())
+    lock = backfill_job_lock(job.pk)
+    assert lock.acquire()  # another runner, alive: it holds the job's lock
+    try:
+        with pytest.raises(JobBusy, match=f"job {job.pk} is being run by another process"):
+            backfill_execute(job, SimulatedPages("BTC-USD", "1m", page_size=20))
+    finally:
+        lock.release()
+    assert state(job, "status", "claimed_by", "rows_written") == ("running", "elsewhere:1:x", 0)
+    assert bar_times() == []
 
 
 @pytest.mark.django_db
-def test_a_live_runner_keeps_its_job():
+def test_a_running_job_whose_lock_is_free_is_taken_over_at_once():
+    # Its runner died (SIGKILL, host crash) seconds ago: no heartbeat age to wait for.
+    job = pending_job(status="running", claimed_by="elsewhere:1:x", heartbeat_at=timezone.now())
+    result = backfill_execute(job, SimulatedPages("BTC-USD", "1m", page_size=20))
+    assert result.job.status == "completed" and bar_times() == minutes(JAN1, 60)
+    assert state(job, "claimed_by")[0] != "elsewhere:1:x"
+
+
+@pytest.mark.django_db
+def test_a_claim_needs_the_jobs_lock():
     job = pending_job()
-    assert backfill_job_claim(job_id=job.pk, worker=runner_id()).status == "running"
-    with pytest.raises(JobBusy, match="being run by"):
-        backfill_job_claim(job_id=job.pk, worker=runner_id())  # same process: alive
-
-
-@pytest.mark.django_db
-def test_a_job_whose_runner_died_on_this_host_is_taken_over():
-    corpse = f"{socket.gethostname()}:{dead_pid()}:deadbeef"
-    job = pending_job(status="running", claimed_by=corpse, heartbeat_at=timezone.now())
-    me = runner_id()
-    assert backfill_job_claim(job_id=job.pk, worker=me).claimed_by == me
-
-
-@pytest.mark.django_db
-def test_a_remote_runner_is_trusted_until_its_heartbeat_goes_stale():
-    now = timezone.now()
-    job = pending_job(status="running", claimed_by="elsewhere:1:x", heartbeat_at=now)
-    with pytest.raises(JobBusy):
-        backfill_job_claim(job_id=job.pk, worker="me:2:y", now=now + timedelta(minutes=5))
-    took = backfill_job_claim(job_id=job.pk, worker="me:2:y", now=now + timedelta(minutes=11))
-    assert took.claimed_by == "me:2:y"
+    with pytest.raises(JobBusy, match="without holding its lock"):
+        backfill_job_claim(job_id=job.pk, worker=runner_id(), lock=backfill_job_lock(job.pk))
+    assert state(job, "status") == ("pending",)
 
 
 @pytest.mark.django_db
 def test_a_completed_job_is_not_claimed_again():
     job = pending_job(status="completed")
-    with pytest.raises(BackfillError, match="is completed"):
-        backfill_job_claim(job_id=job.pk, worker=runner_id())
+    lock = backfill_job_lock(job.pk)
+    assert lock.acquire()
+    try:
+        with pytest.raises(BackfillError, match="is completed"):
+            backfill_job_claim(job_id=job.pk, worker=runner_id(), lock=lock)
+    finally:
+        lock.release()
 
 
 @pytest.mark.django_db
