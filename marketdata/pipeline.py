@@ -3,14 +3,20 @@
 ``MarketDataPipeline.process(event)`` returns what should be stored and forwarded: accepted or
 flagged events, the bars the aggregators closed, and ``QualityRecord``s for every flagged,
 quarantined or malformed input. It never raises on bad data. Django-free.
+
+Before any per-symbol state is touched, an event is screened: events of symbols the feed did not
+subscribe (or, without a subscription list, beyond the first ``max_symbols`` distinct symbols)
+are dropped and counted (``unsubscribed``), so a flood of unknown symbols grows no state and
+reaches no table; events stamped further than the configured horizon from the pipeline's clock
+are quarantined (rule ``time_horizon``), so one trade dated 2200 cannot run the bars ahead.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -28,6 +34,33 @@ RESAMPLED_TIMEFRAMES = ("5m", "15m", "1h", "4h", "1d")
 MIN_BATCH = 32
 # What the validator raises on an event it cannot read (wrong types): recorded as malformed.
 MALFORMED_ERRORS = (TypeError, ValueError, AttributeError)
+# Without a subscription list, at most this many distinct symbols get per-symbol state.
+MAX_SYMBOLS = 1_000
+# Live feeds: how far from the clock an event's timestamp may be (see ``EventHorizon``).
+DEFAULT_FUTURE_HORIZON = timedelta(minutes=5)
+# Logs of dropped unsubscribed events: the first few, then one in this many.
+UNSUBSCRIBED_LOG_EVERY = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class EventHorizon:
+    """How far from the pipeline's clock an event's timestamp may lie before it is quarantined.
+
+    ``future``: clocks of venues and of this host disagree by seconds, never by minutes; an event
+    further ahead is a broken timestamp, and accepting it would close every bar building now.
+    ``past``: None accepts any age (replays, delayed plans, reconnect catch-up); old trades are
+    late only for their own symbol, so they cannot stop the others.
+    """
+
+    future: timedelta | None = DEFAULT_FUTURE_HORIZON
+    past: timedelta | None = None
+
+    def bounds(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """Return the earliest and latest timestamps accepted at ``now``."""
+        return (
+            None if self.past is None else now - self.past,
+            None if self.future is None else now + self.future,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +88,8 @@ class PipelineCounts:
     malformed: int = 0
     bars: int = 0
     late_trades: int = 0
+    unsubscribed: int = 0  # events of symbols not subscribed (or beyond max_symbols): dropped
+    partial_bars: int = 0  # unfinished bars discarded by ``flush(partial=False)``
 
     def as_dict(self) -> dict[str, int]:
         """Return the counters as a dict."""
@@ -67,7 +102,7 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 def event_payload(event: object) -> dict:
     """Return a JSON-safe description of an event for the quality log."""
     if isinstance(event, Malformed):
-        return {"raw": event.raw[:2000]}
+        return {"raw": storable_text(event.raw[:2000])}
     out = {}
     for name in getattr(event, "__slots__", ()):
         value = getattr(event, name)
@@ -75,8 +110,15 @@ def event_payload(event: object) -> dict:
             value = value.isoformat()
         elif not isinstance(value, _JSON_SCALARS):
             value = str(value)
+        if isinstance(value, str):
+            value = storable_text(value)[:2000]
         out[name] = value
     return out
+
+
+def storable_text(text: str) -> str:
+    """Return ``text`` with NUL replaced: PostgreSQL refuses NUL in text and in JSON."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 class MarketDataPipeline:
@@ -94,12 +136,23 @@ class MarketDataPipeline:
         validator: QualityValidator | None = None,
         base_timeframes: Sequence[str] = BASE_TIMEFRAMES,
         resampled: Sequence[str] = RESAMPLED_TIMEFRAMES,
-        clock=lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        symbols: Iterable[str] | None = None,
+        max_symbols: int = MAX_SYMBOLS,
+        horizon: EventHorizon | None = None,
     ) -> None:
+        """``symbols``: the feed's subscription (None: admit the first ``max_symbols`` seen);
+        ``horizon``: quarantine events stamped too far from ``clock()`` (None: no check, for
+        replays and simulations that run ahead of the wall clock).
+        """
         self.source = source
         self.validator = validator or QualityValidator()
         self.clock = clock
         self.counts = PipelineCounts()
+        self.subscribed = None if symbols is None else frozenset(symbols)
+        self.max_symbols = max_symbols
+        self.horizon = horizon
+        self._admitted: set[str] = set()
         self.aggregators = [BarAggregator(tf, late="amend") for tf in base_timeframes]
         self.built = set(base_timeframes)
         # Resample from the coarsest base timeframe (1m when present).
@@ -114,6 +167,9 @@ class MarketDataPipeline:
         if isinstance(event, Malformed):
             self.counts.malformed += 1
             return [self._record(event, "", "malformed", Verdict.QUARANTINE, event.reason, None)]
+        screened = self._screen(event, self._bounds())
+        if screened is not None:
+            return screened
         try:
             result = self.validator.validate(event)
         except MALFORMED_ERRORS as exc:
@@ -139,7 +195,14 @@ class MarketDataPipeline:
         """
         out: list[object] = []
         begin = 0
-        others = [i for i, kind in enumerate(map(type, events)) if kind is not Trade]
+        bounds = self._bounds()
+        admissible = self._admissible
+        others = [
+            i
+            for i, event in enumerate(events)
+            # Screen every event in order, so symbols are admitted as one by one would.
+            if not admissible(event, bounds) or type(event) is not Trade
+        ]
         for end in [*others, len(events)]:
             if end - begin >= MIN_BATCH:
                 out.extend(self._process_trades(events[begin:end]))
@@ -151,12 +214,84 @@ class MarketDataPipeline:
             begin = end + 1
         return out
 
-    def flush(self) -> list[Bar]:
-        """Close every open bar (at shutdown) and return them with their resamples."""
+    def flush(self, *, partial: bool = True) -> list[Bar]:
+        """Close open bars at shutdown and return them with their resamples.
+
+        ``partial=False`` (a graceful stop of a live feed) closes only the bars whose window has
+        ended by the clock and discards the unfinished ones (counted in ``partial_bars``): a
+        bar cut short by a shutdown must never be stored or traded as if complete.
+        """
+        if not partial:
+            return self._flush_complete()
         closed: list[Bar] = []
         for agg in self.aggregators:
             closed.extend(agg.flush())
         return self._with_resamples(closed, final=True)
+
+    def _flush_complete(self) -> list[Bar]:
+        """Close the windows ended at ``clock()``, discard the rest; return the closed bars."""
+        now = self.clock()
+        closed: list[Bar] = []
+        for agg in self.aggregators:
+            closed.extend(agg.advance(now))
+            self.counts.partial_bars += agg.discard_open()
+        out = self._with_resamples(closed)
+        for resampler in self.resamplers:
+            ended = resampler.advance(now)
+            self.counts.bars += len(ended)
+            out.extend(ended)
+            self.counts.partial_bars += resampler.discard_open()
+        return out
+
+    # -- screening: before any per-symbol state is created --------------------------------------
+    def _bounds(self) -> tuple[datetime | None, datetime | None] | None:
+        """Return the accepted timestamp range now (None when no horizon is set)."""
+        return None if self.horizon is None else self.horizon.bounds(self.clock())
+
+    def _admissible(self, event: object, bounds) -> bool:
+        """Return True when ``event`` passes the symbol and time screens."""
+        symbol = getattr(event, "symbol", None)
+        if isinstance(symbol, str) and symbol and not self._admit_symbol(symbol):
+            return False
+        if bounds is None:
+            return True
+        ts = getattr(event, "ts", None)
+        if not isinstance(ts, datetime) or ts.tzinfo is None:
+            return True  # the validator reports it as malformed
+        earliest, latest = bounds
+        return (earliest is None or ts >= earliest) and (latest is None or ts <= latest)
+
+    def _admit_symbol(self, symbol: str) -> bool:
+        """Return True for a subscribed symbol (or one of the first ``max_symbols``)."""
+        if self.subscribed is not None:
+            return symbol in self.subscribed
+        if symbol in self._admitted:
+            return True
+        if len(self._admitted) >= self.max_symbols:
+            return False
+        self._admitted.add(symbol)
+        return True
+
+    def _screen(self, event: object, bounds) -> list[object] | None:
+        """Return the outputs of an event that fails a screen, None when it passes."""
+        if self._admissible(event, bounds):
+            return None
+        symbol = getattr(event, "symbol", None)
+        if isinstance(symbol, str) and symbol and not self._admit_symbol(symbol):
+            self.counts.unsubscribed += 1
+            dropped = self.counts.unsubscribed
+            if dropped <= 10 or not dropped % UNSUBSCRIBED_LOG_EVERY:
+                logger.warning(
+                    "market data of an unsubscribed symbol dropped (%d so far): %.40r",
+                    dropped,
+                    symbol,
+                    extra={"source": self.source},
+                )
+            return []
+        self.counts.quarantined += 1
+        ts = event.ts  # type: ignore[attr-defined]  # _admissible only fails on a datetime
+        reason = f"timestamp {ts.isoformat()} outside the horizon {bounds[0]} .. {bounds[1]}"
+        return [self._record(event, symbol or "", "time_horizon", Verdict.QUARANTINE, reason, ts)]
 
     def _process_trades(self, trades: Sequence[Trade]) -> list[object]:
         """Validate and aggregate a run of trades in bulk; outputs as ``process`` would give."""
@@ -268,10 +403,10 @@ class MarketDataPipeline:
         record = QualityRecord(
             ts=self.clock(),
             source=self.source,
-            symbol=symbol,
+            symbol=storable_text(symbol) if isinstance(symbol, str) else symbol,
             rule=rule,
             verdict=str(verdict),
-            reason=reason,
+            reason=storable_text(reason),
             event_ts=event_ts,
             payload=event_payload(event),
         )

@@ -1,9 +1,12 @@
 """Trades → time bars, and bars → coarser bars, aligned to UTC boundaries.
 
-A bar's ``ts`` is the UTC start of its window. Time is one watermark for all symbols: a trade in a
-newer window closes every open bar of older windows (a quiet symbol's bar is not held open until
-its next trade). ``advance(now)`` closes bars by clock when the market is silent, ``flush()``
-closes everything. Windows without trades produce no bar, like Polygon's aggregates.
+A bar's ``ts`` is the UTC start of its window. Each symbol has its own watermark (the end of its
+last closed window, or the start of its open one): a trade is late only against its own symbol,
+so one symbol's bad clock can never make every other symbol's trades late. The newest window
+seen still closes the open bars of older windows of every symbol (a quiet symbol's bar is not
+held open until its next trade) without moving their watermarks. ``advance(now)`` closes bars by
+clock when the market is silent, ``flush()`` closes everything. Windows without trades produce
+no bar, like Polygon's aggregates.
 
 A late trade (for a window already closed) is never silently dropped: ``late="amend"`` re-emits
 the corrected bar with ``amended=True`` (consumers upsert on symbol+timeframe+ts); ``late="count"``
@@ -147,8 +150,11 @@ class BarAggregator:
         self._open: dict[str, _OpenBar] = {}
         # Closed bars kept for amendment: symbol -> window start -> accumulator.
         self._closed: dict[str, dict[float, _OpenBar]] = {}
-        self._current = _NEG_INF  # start of the newest window; every open bar starts here
-        self._closed_until = _NEG_INF  # windows starting before this are closed
+        self._current = _NEG_INF  # start of the newest window seen, any symbol
+        # Per symbol: windows starting before this are closed (late trades amend them).
+        self._closed_until: dict[str, float] = {}
+        self._closed_max = _NEG_INF  # the largest of those (the bulk path's precondition)
+        self._floor = _NEG_INF  # closed for every symbol by the clock (advance) or flush
 
     def add(self, trade: Trade) -> list[Bar]:
         """Fold a trade in; return the bars it closed (or an amended bar for a late trade)."""
@@ -193,8 +199,11 @@ class BarAggregator:
         if not columns.columnar or len(positions) < 2:
             return False
         epoch = columns.epoch[positions]
-        if epoch[0] // self.seconds * self.seconds < self._closed_until:
-            return False  # late trades: amend or keep them one by one
+        first = epoch[0] // self.seconds * self.seconds
+        if first < max(self._current, self._closed_max, self._floor):
+            return False  # late trades or older windows: amend or open them one by one
+        if any(acc.start != self._current for acc in self._open.values()):
+            return False  # a symbol's bar of an older window is open
         last = max((acc.last_ts for acc in self._open.values()), default=_NEG_INF)
         chosen_p, chosen_s = columns.price[positions], columns.size[positions]
         return bool(
@@ -207,48 +216,69 @@ class BarAggregator:
     def advance(self, now: datetime) -> list[Bar]:
         """Close bars whose window ended at or before now (a clock tick in a quiet market)."""
         boundary = now.timestamp() // self.seconds * self.seconds
-        if boundary <= self._closed_until:
+        if boundary <= self._floor:
             return []
-        self._closed_until = boundary
-        if self._current + self.seconds <= boundary:
-            return self._close_open()
-        return []
+        self._floor = boundary
+        return self._close_open(lambda acc: acc.end <= boundary)
 
     def flush(self) -> list[Bar]:
         """Close every open bar; later trades for those windows are late."""
         if self._current > _NEG_INF:
-            self._closed_until = max(self._closed_until, self._current + self.seconds)
+            self._floor = max(self._floor, self._current + self.seconds)
         return self._close_open()
+
+    def discard_open(self) -> int:
+        """Forget the open (unfinished) bars without emitting them; return how many."""
+        dropped = len(self._open)
+        self._open = {}
+        return dropped
 
     def open_bars(self) -> list[Bar]:
         """Return a snapshot of the bars still open (for live charts), without closing them."""
-        ts = datetime.fromtimestamp(self._current, UTC) if self._open else None
-        return [acc.to_bar(sym, self.timeframe, ts) for sym, acc in self._open.items()]
+        return [
+            acc.to_bar(sym, self.timeframe, datetime.fromtimestamp(acc.start, UTC))
+            for sym, acc in self._open.items()
+        ]
+
+    def closed_until(self, symbol: str) -> float:
+        """Return the symbol's watermark: its trades in windows starting before it are late."""
+        floor = max(self._floor, self._closed_until.get(symbol, _NEG_INF))
+        acc = self._open.get(symbol)
+        return floor if acc is None else max(floor, acc.start)
 
     def _add_slow(self, trade: Trade, ts: float) -> list[Bar]:
         """Handle a trade that does not fall in its symbol's open window."""
         secs = self.seconds
         start = ts // secs * secs
-        if start < self._closed_until:
+        if start < self.closed_until(trade.symbol):
             return self._late(trade, ts, start)
-        out: list[Bar] = []
         if start > self._current:
             out = self._close_open()
             self._current = start
-            self._closed_until = max(self._closed_until, start)
+        else:
+            # A newer window of this symbol only (others are ahead): close its own bar.
+            out = self._close_open(lambda acc: acc is self._open.get(trade.symbol))
         venue = self.venue or trade.venue
         self._open[trade.symbol] = _OpenBar(start, start + secs, ts, trade.price, trade.size, venue)
         return out
 
-    def _close_open(self) -> list[Bar]:
-        """Close all open bars (they share the current window) and remember them for amends."""
+    def _close_open(self, which: Callable[[_OpenBar], bool] | None = None) -> list[Bar]:
+        """Close the open bars (all, or those ``which`` picks) and remember them for amends."""
         if not self._open:
             return []
-        ts = datetime.fromtimestamp(self._current, UTC)
-        bars = [acc.to_bar(sym, self.timeframe, ts) for sym, acc in self._open.items()]
+        if which is None:
+            closing, self._open = self._open, {}
+        else:
+            closing = {sym: acc for sym, acc in self._open.items() if which(acc)}
+            for sym in closing:
+                del self._open[sym]
+        bars = []
+        for sym, acc in closing.items():
+            bars.append(acc.to_bar(sym, self.timeframe, datetime.fromtimestamp(acc.start, UTC)))
+            self._closed_until[sym] = max(self._closed_until.get(sym, _NEG_INF), acc.end)
+            self._closed_max = max(self._closed_max, acc.end)
         if self.late_policy == "amend":
-            self._remember(self._open)
-        self._open = {}
+            self._remember(closing)
         self.stats.bars_emitted += len(bars)
         return bars
 
@@ -267,7 +297,7 @@ class BarAggregator:
     def _late(self, trade: Trade, ts: float, start: float) -> list[Bar]:
         """Amend the bar of a closed window, or count and keep the trade; never drop it."""
         self.stats.late_trades += 1
-        horizon_start = self._closed_until - self.amend_horizon * self.seconds
+        horizon_start = self.closed_until(trade.symbol) - self.amend_horizon * self.seconds
         if self.late_policy == "amend" and start >= horizon_start:
             history = self._closed.setdefault(trade.symbol, {})
             acc = history.get(start)
@@ -358,11 +388,14 @@ class BarResampler:
         self.late: deque[Bar] = deque(maxlen=late_buffer)
         self.stats = AggregatorStats()
         self._symbols: dict[str, _SymbolWindows] = {}
-        self._current = _NEG_INF
-        self._closed_until = _NEG_INF
+        self._current = _NEG_INF  # start of the newest target window seen, any symbol
+        self._floor = _NEG_INF  # closed for every symbol by the clock (advance) or flush
 
     def add(self, bar: Bar) -> list[Bar]:
-        """Fold a source bar in; return target bars completed or closed by time (or amended)."""
+        """Fold a source bar in; return target bars completed or closed by time (or amended).
+
+        Lateness is judged against the bar's own symbol only (see ``BarAggregator``).
+        """
         state = self._state(bar)
         epoch = bar.ts.timestamp()
         start = epoch // self.seconds * self.seconds
@@ -370,11 +403,13 @@ class BarResampler:
         if start > self._current:
             out = self._close_all()
             self._current = start
-            self._closed_until = max(self._closed_until, start)
-        if start < max(self._closed_until, state.closed_until):
+        window = state.open
+        if start < self._watermark(state):
             out.extend(self._late(state, bar, start))
             return out
-        window = state.open
+        if window is not None and window.start < start:
+            out.append(self._close(bar.symbol, state))
+            window = None
         if window is None:
             window = state.open = _Window(start)
         window.parts[bar.ts] = bar
@@ -386,16 +421,33 @@ class BarResampler:
     def advance(self, now: datetime) -> list[Bar]:
         """Close target windows that ended at or before now."""
         boundary = now.timestamp() // self.seconds * self.seconds
-        if boundary <= self._closed_until:
+        if boundary <= self._floor:
             return []
-        self._closed_until = boundary
-        return self._close_all() if self._current + self.seconds <= boundary else []
+        self._floor = boundary
+        return [
+            self._close(sym, state)
+            for sym, state in self._symbols.items()
+            if state.open is not None and state.open.start + self.seconds <= boundary
+        ]
 
     def flush(self) -> list[Bar]:
         """Close every open target window."""
         if self._current > _NEG_INF:
-            self._closed_until = max(self._closed_until, self._current + self.seconds)
+            self._floor = max(self._floor, self._current + self.seconds)
         return self._close_all()
+
+    def discard_open(self) -> int:
+        """Forget the open (unfinished) target windows without emitting them; return how many."""
+        dropped = 0
+        for state in self._symbols.values():
+            dropped += state.open is not None
+            state.open = None
+        return dropped
+
+    def _watermark(self, state: _SymbolWindows) -> float:
+        """Return where the symbol's closed windows end (its open window's start, if later)."""
+        mark = max(self._floor, state.closed_until)
+        return mark if state.open is None else max(mark, state.open.start)
 
     def _state(self, bar: Bar) -> _SymbolWindows:
         """Return the symbol's state, checking the source timeframe fits the target."""
@@ -436,7 +488,7 @@ class BarResampler:
         self.stats.late_trades += 1
         if self.late_policy == "amend":
             window = state.history.get(start)
-            reference = max(self._closed_until, state.closed_until)
+            reference = self._watermark(state)
             if window is None and start >= reference - self.amend_horizon * self.seconds:
                 window = state.history[start] = _Window(start)
             if window is not None:

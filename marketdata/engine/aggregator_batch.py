@@ -90,7 +90,6 @@ def _advance(agg: BarAggregator, start: float, position: int, out: dict[int, lis
     if bars:
         out[position] = bars
     agg._current = start
-    agg._closed_until = max(agg._closed_until, start)
 
 
 def _sequential_sums(
