@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ccxt
 import ccxt.async_support as ccxt_async
@@ -142,6 +143,37 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _override_root(current: Mapping[str, Any], api_urls: Mapping[str, str]) -> str:
+    """Return what replaces ``scheme://host`` of every API URL, from the override of a section."""
+    for key, url in api_urls.items():
+        original = current.get(key)
+        if not isinstance(original, str):
+            continue
+        old_path, new = urlsplit(original).path.rstrip("/"), url.rstrip("/")
+        if not old_path:
+            return new  # a bare host was replaced by the override's URL (prefix included)
+        if urlsplit(new).path.endswith(old_path):
+            return new[: -len(old_path)]  # same layout under the override's prefix
+    first = urlsplit(next(iter(api_urls.values())))
+    return f"{first.scheme}://{first.netloc}"
+
+
+def _rebased(value: Any, root: str) -> Any:
+    """Return ``value`` (a URL, or a dict/list of them) with its scheme and host set to ``root``."""
+    if isinstance(value, Mapping):
+        return {k: _rebased(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rebased(v, root) for v in value]
+    if not isinstance(value, str):
+        return value
+    parts = urlsplit(value)
+    base = root
+    if parts.scheme in ("ws", "wss"):  # keep streams streams: http(s) -> ws(s)
+        base = re.sub(r"^http", "ws", root)
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{base}{parts.path}{query}"
+
+
 def _is_duplicate(exc: ccxt.ExchangeError) -> bool:
     return isinstance(exc, ccxt.DuplicateOrderId) or "duplicate" in str(exc).lower()
 
@@ -215,12 +247,16 @@ class CcxtLiveVenue:
         return getattr(ccxt_async, self.name)(settings)
 
     def _point_at(self, api_urls: Mapping[str, str]) -> None:
-        # Testnets and local fakes: ccxt keys REST base URLs by API section ("public", "private").
+        """Send every API section (public, private, sapi, fapi, ...) to the overriding host."""
         urls = self.exchange.urls
-        if isinstance(urls.get("api"), dict):
-            urls["api"] = {**urls["api"], **api_urls}
-        else:
+        current = urls.get("api")
+        if not isinstance(current, dict):
             urls["api"] = next(iter(api_urls.values()))
+            return
+        # A testnet must never leak signed calls to production: sections not named in the
+        # override (Binance's sapi, fapi, dapi, v1, ...) keep their path on the override's host.
+        root = _override_root(current, api_urls)
+        urls["api"] = {**_rebased(current, root), **api_urls}
 
     async def close(self) -> None:
         """Close the exchange's HTTP session."""
