@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connections
 
-from monitoring.engine.health import CheckResult, run_checks
+from monitoring.engine.health import CheckResult, component_checks, run_checks
 
 
 def _database_check() -> str:
@@ -29,8 +29,14 @@ def _redis_check() -> str:
 
 
 def readiness_checks() -> list[CheckResult]:
-    """Check every configured dependency: the database and, when configured, Redis."""
+    """Check the database, Redis when configured, and components running in this process."""
     checks = {"database": _database_check}
     if settings.REDIS_URL:
         checks["redis"] = _redis_check
+    checks.update(component_checks())
     return run_checks(checks)
+
+
+def component_results() -> list[CheckResult]:
+    """Check only the components running in this process (engines): no I/O."""
+    return run_checks(component_checks())

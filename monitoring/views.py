@@ -9,15 +9,21 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from monitoring.engine.health import summarise
-from monitoring.selectors import readiness_checks
+from monitoring.selectors import component_results, readiness_checks
 
 
 @require_GET
 @never_cache
 def health(request: HttpRequest) -> JsonResponse:
-    """Liveness: the process answers."""
+    """Liveness: the process answers; components running in it (engines) say how they are."""
+    components = summarise(component_results())
     return JsonResponse(
-        {"status": "ok", "version": settings.RRR_VERSION, "time": timezone.now().isoformat()}
+        {
+            "status": "ok" if components["status"] == "ok" else "degraded",
+            "version": settings.RRR_VERSION,
+            "time": timezone.now().isoformat(),
+            "components": components["checks"],
+        }
     )
 
 

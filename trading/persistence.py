@@ -45,6 +45,7 @@ ORDER_UPDATE_FIELDS = [
 POSITION_UPDATE_FIELDS = [
     "quantity",
     "average_price",
+    "cost_basis",
     "mark_price",
     "realized_pnl",
     "unrealized_pnl",
@@ -64,11 +65,29 @@ class TradingBatch:
     fills: list[EngineFill] = field(default_factory=list)
     positions: list[PositionSnapshot] = field(default_factory=list)
     cash: Decimal | None = None
-    snapshot: EngineSnapshot | None = None
+    snapshots: list[EngineSnapshot] = field(default_factory=list)
     ts: datetime | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.orders or self.fills or self.positions or self.snapshot)
+        return bool(self.orders or self.fills or self.positions or self.snapshots)
+
+    def absorb(self, newer: TradingBatch) -> None:
+        """Merge a later batch into this unwritten one, so both are stored in one transaction.
+
+        Orders and positions are states (the later copy wins); fills and snapshots are events
+        (all are kept, in order); cash is the state after the later batch.
+        """
+        by_id = {o.client_order_id: o for o in self.orders}
+        by_id.update((o.client_order_id, o) for o in newer.orders)
+        self.orders = list(by_id.values())
+        self.fills.extend(newer.fills)
+        by_symbol = {p.symbol: p for p in self.positions}
+        by_symbol.update((p.symbol, p) for p in newer.positions)
+        self.positions = list(by_symbol.values())
+        if newer.cash is not None:
+            self.cash = newer.cash
+        self.snapshots.extend(newer.snapshots)
+        self.ts = newer.ts or self.ts
 
 
 @dataclass(slots=True)
@@ -152,12 +171,19 @@ class TradingStore:
         account = Account.objects.get(name=self.account_name)
         self._account = account
         rows = list(account.positions.select_related("symbol"))
+        # Flat positions too: their realised P&L and fees must carry on when the symbol trades
+        # again, or the stored totals would restart from zero.
         positions = [
             PositionSnapshot(
-                p.symbol.name, p.quantity, p.average_price, p.mark_price, p.realized_pnl, p.fees
+                p.symbol.name,
+                p.quantity,
+                p.average_price,
+                p.mark_price,
+                p.realized_pnl,
+                p.fees,
+                p.cost_basis if p.cost_basis or not p.quantity else None,
             )
             for p in rows
-            if p.quantity != 0
         ]
         orders = [
             engine_order(o)
@@ -221,8 +247,8 @@ class TradingStore:
             self._write_positions(batch.positions, now)
         if batch.cash is not None:
             Account.objects.filter(pk=account.pk).update(cash=batch.cash, updated_at=now)
-        if batch.snapshot is not None:
-            self._write_snapshot(batch.snapshot, now)
+        for snapshot in batch.snapshots:
+            self._write_snapshot(snapshot, now)
 
     def _write_orders(self, orders: list[EngineOrder], now: datetime) -> None:
         rows = [self._order_row(o, now) for o in orders]
@@ -318,6 +344,9 @@ class TradingStore:
                     symbol_id=sid,
                     quantity=snap.quantity,
                     average_price=snap.avg_price if snap.quantity else Decimal(0),
+                    cost_basis=snap.cost_basis
+                    if snap.cost_basis is not None
+                    else snap.quantity * snap.avg_price,
                     mark_price=mark,
                     realized_pnl=snap.realized_pnl,
                     fees=snap.fees,

@@ -20,6 +20,7 @@ import asyncio
 import copy
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,14 +28,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 
+from marketdata.adapters.base import FeedError
 from marketdata.pipeline import MarketDataPipeline
 from marketdata.services import quality_event_record_rejected
 from marketdata.storage import AsyncBatchWriter
+from monitoring.engine.health import component_register, component_unregister
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
-from risk.engine.events import ModeChangeRequest
+from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
+from trading.engine.gate import ModeGate
 from trading.engine.hooks import TradingMode
 from trading.engine.oms import OrderManager
 from trading.engine.orders import Fill, Order, OrderIntent
@@ -48,6 +52,12 @@ from trading.persistence import TradingBatch, TradingStore
 from trading.runtime_control import ControlState, RuntimeControl
 
 logger = logging.getLogger(__name__)
+
+# Errors that mean "the database did not take it", as opposed to a bug in our code.
+DB_ERRORS = (DatabaseError, InterfaceError)
+RETRY_FIRST = 0.2  # seconds before the first retry of a failed write
+RETRY_MAX = 5.0  # backoff cap: a recovered database is noticed within this
+SHUTDOWN_WRITE_TIMEOUT = 30.0  # how long a stopping engine keeps trying to store what it holds
 
 
 @dataclass(slots=True)
@@ -86,11 +96,42 @@ class RunSummary:
     batches: int = 0
     broadcasts_dropped: int = 0
     restored_orders: int = 0
+    suppressed_intents: int = 0  # strategy intents dropped because the account's mode forbids
+    persist_errors: int = 0
     market_data: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the counters as a dict."""
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
+class PersistenceHealth:
+    """Whether the engine's trading state reaches the database, and what waits if not."""
+
+    failing_since: datetime | None = None
+    errors: int = 0
+    last_error: str = ""
+    recoveries: int = 0
+    unsaved_fills: int = 0
+    unsaved_orders: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Return True while writes succeed."""
+        return self.failing_since is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-able view (heartbeats, health)."""
+        return {
+            "ok": self.ok,
+            "failing_since": self.failing_since.isoformat() if self.failing_since else None,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "recoveries": self.recoveries,
+            "unsaved_fills": self.unsaved_fills,
+            "unsaved_orders": self.unsaved_orders,
+        }
 
 
 class Recorder:
@@ -127,16 +168,7 @@ class Recorder:
             if pos is None:
                 positions.append(PositionSnapshot(symbol, Decimal(0), Decimal(0)))
             else:
-                positions.append(
-                    PositionSnapshot(
-                        symbol,
-                        pos.quantity,
-                        pos.avg_price,
-                        pos.mark_price,
-                        pos.realized_pnl,
-                        pos.fees,
-                    )
-                )
+                positions.append(pos.snapshot())
         orders = []
         for order in self.orders.values():
             clone = copy.copy(order)
@@ -195,6 +227,13 @@ class TradingRuntime:
         self._now: datetime | None = None
         self._live_tasks: list[asyncio.Task] = []
         self._live_stop = asyncio.Event()
+        self.gate: ModeGate | None = None
+        self.persistence = PersistenceHealth()
+        self._unsaved: TradingBatch | None = None  # cut but not yet stored; retried as one
+        self._write_lock = asyncio.Lock()  # one write in flight, batches stored in order
+        self._retry_at = 0.0  # monotonic time before which no write is attempted
+        self._backoff = 0.0
+        self._reduced_for_persistence = False
 
     # ----------------------------------------------------------------- setup
 
@@ -232,6 +271,7 @@ class TradingRuntime:
         self.summary.restored_orders = len(state.open_orders)
         self.oms.set_mode(self.config.account, TradingMode(control.mode), now)
         self.runner = StrategyRunner(self.oms, bars_to_venue=False)
+        self.runner.gate = self.gate = ModeGate(self.oms)
         if self.config.strategy:
             strategy = create_strategy(self.config.strategy, **self.config.params)
             self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
@@ -287,8 +327,13 @@ class TradingRuntime:
     # ----------------------------------------------------------------- run
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
-        """Run until ``stop`` is set, the duration elapses or the feed ends; then shut down."""
+        """Run until ``stop`` is set, the duration elapses or the feed ends; then shut down.
+
+        A periodic task that fails for a reason other than the database stops the engine and
+        its error is raised here; database errors are retried (see ``_persist``).
+        """
         await self.setup()
+        component_register(f"engine:{self.config.account}", self.health)
         if self.config.store_market_data:
             source = self.config.feed
             self.md_writer = AsyncBatchWriter(
@@ -313,22 +358,33 @@ class TradingRuntime:
                 asyncio.create_task(self.bridge.reconcile_forever(live_stop)),
             ]
         self._live_tasks = live_tasks
-        await self._heartbeat()
-        waiters = [tasks[0], asyncio.create_task(stop.wait())]
+        await self._guarded(self._heartbeat)
+        watched = tasks[:-1]
+        stopped = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait(
-                waiters, timeout=self.config.duration, return_when=asyncio.FIRST_COMPLETED
+                [*watched, stopped], timeout=self.config.duration, return_when=FIRST_COMPLETED
             )
         finally:
             stop.set()
+            await asyncio.gather(stopped, return_exceptions=True)
+            failure = _first_failure(watched)
+            if isinstance(failure, FeedError):
+                await self._feed_failed(failure)
             await self.shutdown(tasks)
-        feed_task = tasks[0]
-        if feed_task.done() and not feed_task.cancelled() and feed_task.exception():
-            raise feed_task.exception()
+        if failure is not None:
+            raise failure
         return self.summary
 
     async def shutdown(self, tasks: list[asyncio.Task]) -> None:
-        """Stop intake, persist everything, write a final snapshot."""
+        """Stop intake, persist everything, write a final snapshot.
+
+        Nothing trades after the stop signal: the unfinished bar is never closed and shown to
+        strategies, and whatever a strategy asks for from here on (``on_stop`` included) is
+        dropped by the gate.
+        """
+        if self.gate is not None:
+            self.gate.closed = True
         await self.feed.close()
         if self._live_tasks:  # let queued exchange calls finish, then stop polling
             self._live_stop.set()
@@ -338,37 +394,68 @@ class TradingRuntime:
         for task in tasks[:-1]:
             task.cancel()
         await asyncio.gather(*tasks[:-1], return_exceptions=True)
-        for out in self.pipeline.flush():
-            await self._emit(out)
         now = self._now or self.clock()
         self.runner.stop(now)
-        await self._flush()
-        await self._snapshot()
+        stored = await self._persist_before_exit()
         if self.md_writer is not None:
             stats = await self.md_writer.close()
             self.summary.market_data = {"stored": stats.written, "rejected": stats.rejected}
         await self.broadcasts.put(None)
         await asyncio.gather(tasks[-1], return_exceptions=True)
-        await self._db(self.control.record_heartbeat, self._heartbeat_context("stopped"))
-        await self._db(
-            self.control.record_session,
-            "session_end",
-            {**self._heartbeat_context("stopped"), "ended_at": self._now},
+        context = self._heartbeat_context("stopped")
+        await self._guarded(self._db, self.control.record_heartbeat, context)
+        await self._guarded(
+            self._db, self.control.record_session, "session_end", {**context, "ended_at": self._now}
         )
         await asyncio.get_running_loop().run_in_executor(self.db, connections.close_all)
         self.db.shutdown(wait=True)
+        component_unregister(f"engine:{self.config.account}")
+        if not stored:
+            raise PersistenceFailed(
+                f"could not store {self.persistence.unsaved_fills} fills and "
+                f"{self.persistence.unsaved_orders} orders before exiting: "
+                f"{self.persistence.last_error}"
+            )
+
+    async def _persist_before_exit(self) -> bool:
+        """Store everything held (with a final snapshot), retrying for a bounded time."""
+        deadline = time.monotonic() + SHUTDOWN_WRITE_TIMEOUT
+        snapshot = True
+        while True:
+            if await self._guarded(self._persist, snapshot=snapshot) and self.persistence.ok:
+                await self._guarded(self._store_side_records)
+                return True
+            snapshot = False  # the snapshot is already held in the unsaved batch
+            if time.monotonic() >= deadline:
+                logger.critical(
+                    "engine stopping with unsaved trading state",
+                    extra={"account": self.config.account, **self.persistence.as_dict()},
+                )
+                return False
+            await asyncio.sleep(max(self._retry_at - time.monotonic(), RETRY_FIRST))
 
     async def _every(self, interval: float, fn, stop: asyncio.Event) -> None:
+        """Call ``fn`` every ``interval`` seconds; database errors are absorbed and retried."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), interval)
             except TimeoutError:
-                await fn()
+                await self._guarded(fn)
+
+    async def _guarded(self, fn, *args, **kwargs):
+        """Await ``fn``; a database error marks persistence failing instead of raising."""
+        try:
+            return await fn(*args, **kwargs)
+        except DB_ERRORS as exc:
+            self._persistence_failed(exc)
+            return None
 
     # ----------------------------------------------------------------- market data
 
     async def _consume(self, stop: asyncio.Event) -> None:
         async for event in self.feed.events():
+            if stop.is_set():
+                return  # the stop signal came while this event was in flight: do not trade on it
             self.summary.events += 1
             received = getattr(self.feed, "last_received_at", None)
             for out in self.pipeline.process(event):
@@ -407,6 +494,8 @@ class TradingRuntime:
         if self.session is None:
             return
         events, changes = self.session.drain_risk()
+        if self.gate is not None:
+            events += [_quiet_event(episode) for episode in self.gate.drain()]
         if not changes and not events:
             return
         for change in changes:
@@ -428,58 +517,168 @@ class TradingRuntime:
             )
         self.control.queue_risk(events, changes)
 
+    async def _feed_failed(self, exc: FeedError) -> None:
+        """A feed that cannot deliver leaves the account reducing, with a risk event saying why."""
+        now = self._now or self.clock()
+        account = self.config.account
+        reason = f"market-data feed {self.config.feed!r} failed: {exc}"[:500]
+        logger.error("feed failed; account moves to reducing", extra={"account": account})
+        changes = []
+        if self.oms is not None and self.oms.mode(account) is TradingMode.ACTIVE:
+            self.oms.set_mode(account, TradingMode.REDUCING, now)
+            changes = [ModeChangeRequest(account, TradingMode.REDUCING, reason, "feed", now)]
+        event = RiskEventRecord(
+            Severity.CRITICAL, "feed", reason, {"feed": self.config.feed}, account, now
+        )
+        self.control.queue_risk([event], changes)
+
     # ----------------------------------------------------------------- persistence
 
     async def _flush(self) -> None:
-        """Cut a batch on the loop and write it on the database thread."""
-        self._drain_risk()
-        batch = self.recorder.cut(self.oms, self.config.account, self._now or self.clock())
-        self.summary.orders = self.recorder.new_orders
-        self.summary.rejected = self.recorder.rejected
-        if batch:
-            await self._db(self.store.write, batch)
-            self.summary.batches += 1
-            self.summary.fills += len(batch.fills)
-            self._publish_batch(batch)
-        await self._db(self.control.flush_risk)
-        if self.session.predictions:
-            predictions, self.session.predictions = self.session.predictions, []
-            await self._db(self.control.store_predictions, predictions, dict(self._model_ids))
-            for p in predictions:
-                self._publish(
-                    f"market.{p.symbol}",
-                    "prediction",
-                    {
-                        "symbol": p.symbol,
-                        "ts": p.ts.isoformat(),
-                        "probability_up": p.value,
-                        "expected_return": p.expected_return,
-                        "confidence": p.confidence,
-                        "model": p.model,
-                    },
-                )
+        """Store what changed, then risk events and predictions (only after the trades)."""
+        if await self._persist():
+            await self._store_side_records()
 
     async def _snapshot(self) -> None:
+        """Store a portfolio snapshot together with the fills and cash it reflects."""
+        await self._persist(snapshot=True)
+
+    async def _persist(self, *, snapshot: bool = False) -> bool:
+        """Cut what changed on the loop and store everything unsaved in one transaction.
+
+        A failed write loses nothing: the batch stays unsaved, later changes merge into it, and
+        it is retried with backoff until the database takes it. Cash is only ever written with
+        the fills and positions that explain it. Returns True when nothing is left unsaved.
+        """
+        async with self._write_lock:
+            self._cut(snapshot)
+            pending = self._unsaved
+            if pending is None:
+                return True
+            if time.monotonic() < self._retry_at:
+                return False
+            try:
+                await self._db(self.store.write, pending)
+            except DB_ERRORS as exc:
+                self._persistence_failed(exc)
+                return False
+            self._unsaved = None
+            self.persistence.unsaved_fills = self.persistence.unsaved_orders = 0
+            self.summary.batches += 1
+            self.summary.fills += len(pending.fills)
+        self._persistence_ok()
+        self._publish_batch(pending)
+        return True
+
+    def _cut(self, snapshot: bool) -> None:
+        """Move what the recorder holds (and a snapshot) into the unsaved batch."""
+        self._drain_risk()
         now = self._now or self.clock()
-        portfolio = self.oms.portfolio(self.config.account)
-        portfolio.roll_day(now)
-        batch = TradingBatch(
-            account=self.config.account,
-            snapshot=portfolio.snapshot(now),
-            cash=portfolio.cash,
-            ts=now,
+        batch = self.recorder.cut(self.oms, self.config.account, now)
+        if snapshot:
+            portfolio = self.oms.portfolio(self.config.account)
+            portfolio.roll_day(now)
+            batch.snapshots.append(portfolio.snapshot(now))
+        self.summary.orders = self.recorder.new_orders
+        self.summary.rejected = self.recorder.rejected
+        if self.gate is not None:
+            self.summary.suppressed_intents = self.gate.suppressed
+        if self._unsaved is None:
+            self._unsaved = batch if batch else None
+        else:
+            self._unsaved.absorb(batch)
+        if self._unsaved is not None:
+            self.persistence.unsaved_fills = len(self._unsaved.fills)
+            self.persistence.unsaved_orders = len(self._unsaved.orders)
+
+    async def _store_side_records(self) -> None:
+        """Store queued risk events and predictions; a failure keeps them queued."""
+        await self._db(self.control.flush_risk)
+        if not self.session.predictions:
+            return
+        predictions, self.session.predictions = self.session.predictions, []
+        try:
+            await self._db(self.control.store_predictions, predictions, dict(self._model_ids))
+        except BaseException:
+            self.session.predictions[:0] = predictions
+            raise
+        for p in predictions:
+            self._publish(
+                f"market.{p.symbol}",
+                "prediction",
+                {
+                    "symbol": p.symbol,
+                    "ts": p.ts.isoformat(),
+                    "probability_up": p.value,
+                    "expected_return": p.expected_return,
+                    "confidence": p.confidence,
+                    "model": p.model,
+                },
+            )
+
+    def _persistence_failed(self, exc: BaseException) -> None:
+        """Back off, and while the database refuses writes let the account only reduce risk."""
+        health = self.persistence
+        health.errors += 1
+        self.summary.persist_errors = health.errors
+        health.last_error = f"{type(exc).__name__}: {exc}".strip()[:500]
+        self._backoff = min(max(self._backoff * 2, RETRY_FIRST), RETRY_MAX)
+        self._retry_at = time.monotonic() + self._backoff
+        if not health.ok:
+            logger.warning("database write failed again", extra={"error": health.last_error})
+            return
+        now = self._now or self.clock()
+        health.failing_since = now
+        logger.error(
+            "cannot persist trading state: account reduces risk only until the database is back",
+            extra={"account": self.config.account, "error": health.last_error},
         )
-        await self._db(self.store.write, batch)
-        snap = batch.snapshot
+        account = self.config.account
+        if self.oms is not None and self.oms.mode(account) is TradingMode.ACTIVE:
+            self.oms.set_mode(account, TradingMode.REDUCING, now)
+            self._reduced_for_persistence = True
+        self._risk_notice(
+            Severity.CRITICAL,
+            "cannot persist trading state; only risk-reducing orders until the database is back",
+            {"error": health.last_error},
+        )
+
+    def _persistence_ok(self) -> None:
+        """Note a successful write; after an outage, hand the mode back to the database's."""
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        health = self.persistence
+        if health.ok:
+            return
+        since, health.failing_since = health.failing_since, None
+        health.recoveries += 1
+        logger.warning(
+            "trading state persisted again", extra={"account": self.config.account}
+        )
+        self._risk_notice(
+            Severity.INFO,
+            "trading state persisted again after a database outage",
+            {"failing_since": since.isoformat() if since else None, "errors": health.errors},
+        )
+        if self._reduced_for_persistence:
+            self._reduced_for_persistence = False
+            self.control.resync_mode()  # the next control poll applies the stored mode
+
+    def _risk_notice(self, severity: Severity, message: str, context: dict) -> None:
+        """Queue a risk event for storage and broadcast it."""
+        now = self._now or self.clock()
+        record = RiskEventRecord(
+            severity, "persistence", message, context, self.config.account, now
+        )
+        self.control.queue_risk([record], [])
         self._publish(
-            "portfolio",
-            "snapshot",
+            "risk",
+            "risk_event",
             {
                 "account": self.config.account,
-                "ts": now.isoformat(),
-                "cash": str(snap.cash),
-                "equity": str(snap.equity),
-                "daily_pnl": str(snap.daily_pnl),
+                "kind": record.limit_kind,
+                "severity": severity.value,
+                "message": message,
             },
         )
 
@@ -499,18 +698,32 @@ class TradingRuntime:
         """Store one order now (write-ahead before it is sent to an exchange)."""
         clone = copy.copy(order)
         clone.metadata = dict(order.metadata)
-        await self._db(
-            self.store.write,
-            TradingBatch(account=self.config.account, orders=[clone], ts=self._now),
-        )
+        async with self._write_lock:
+            await self._db(
+                self.store.write,
+                TradingBatch(account=self.config.account, orders=[clone], ts=self._now),
+            )
 
     def _heartbeat_context(self, status: str) -> dict:
+        if status == "running" and not self.persistence.ok:
+            status = "degraded"
         return {
             "account": self.config.account,
             "status": status,
             **self.summary.as_dict(),
             "pipeline": self.pipeline.counts.as_dict(),
+            "persistence": self.persistence.as_dict(),
         }
+
+    def health(self) -> tuple[bool, str]:
+        """Return (ok, detail) for the health endpoint of this process."""
+        health = self.persistence
+        if health.ok:
+            return True, f"{self.config.account}: running"
+        return False, (
+            f"{self.config.account}: cannot persist since {health.failing_since:%H:%M:%S} "
+            f"({health.unsaved_fills} fills unsaved, reducing only): {health.last_error}"
+        )
 
     async def _heartbeat(self) -> None:
         await self._db(self.control.record_heartbeat, self._heartbeat_context("running"))
@@ -546,9 +759,13 @@ class TradingRuntime:
                     ],
                 )
             state.mode = None
-        if state.mode is not None and TradingMode(state.mode) is not self.oms.mode(account):
-            self.oms.set_mode(account, TradingMode(state.mode), now)
-            self.risk.clear_pending(account)
+        if state.mode is not None:
+            mode = TradingMode(state.mode)
+            if mode is TradingMode.ACTIVE and not self.persistence.ok:
+                mode = TradingMode.REDUCING  # never open positions that cannot be stored
+            if mode is not self.oms.mode(account):
+                self.oms.set_mode(account, mode, now)
+                self.risk.clear_pending(account)
         self._apply_models(state.models)
         for cid in state.cancels:
             if self.oms.get(cid) is not None:
@@ -568,6 +785,18 @@ class TradingRuntime:
             self.summary.broadcasts_dropped += 1
 
     def _publish_batch(self, batch: TradingBatch) -> None:
+        for snap in batch.snapshots:
+            self._publish(
+                "portfolio",
+                "snapshot",
+                {
+                    "account": batch.account,
+                    "ts": snap.ts.isoformat() if snap.ts else None,
+                    "cash": str(snap.cash),
+                    "equity": str(snap.equity),
+                    "daily_pnl": str(snap.daily_pnl),
+                },
+            )
         for order in batch.orders:
             self._publish(
                 "orders",
@@ -613,6 +842,30 @@ class TradingRuntime:
                 logger.exception("broadcast to %s failed", group)
 
 
+class PersistenceFailed(RuntimeError):
+    """The engine stopped holding trading state the database would not take."""
+
+
+def _first_failure(tasks: list[asyncio.Task]) -> BaseException | None:
+    """Return the error of the first finished task that failed (cancellation is no failure)."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            return task.exception()
+    return None
+
+
+def _quiet_event(episode) -> RiskEventRecord:
+    """Return the one risk event that opens a quiet episode (``trading.engine.gate``)."""
+    return RiskEventRecord(
+        Severity.WARNING,
+        "trading_state",
+        f"account {episode.mode.value}: strategy orders are held back, not sent or stored",
+        {"mode": episode.mode.value, "symbol": episode.symbol, "strategy": episode.strategy},
+        episode.account,
+        episode.ts,
+    )
+
+
 def _intent_from(order: Order) -> OrderIntent:
     """Return the intent that re-submits an order recorded outside the loop."""
     return OrderIntent(
@@ -638,6 +891,14 @@ def _with_db(fn: Callable) -> Callable:
 
     def call(*args):
         close_old_connections()
-        return fn(*args)
+        try:
+            return fn(*args)
+        except DB_ERRORS:
+            # A cut or broken connection is not reused: the next attempt opens a fresh one.
+            try:
+                connections.close_all()
+            except DB_ERRORS:
+                pass
+            raise
 
     return call

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.db import transaction
 from django.utils import timezone
 
 from marketdata.models import Symbol
@@ -107,16 +108,26 @@ class RuntimeControl:
     def flush_risk(self) -> None:
         """Store queued risk events and apply queued trading-state changes."""
         while self._risk_outbox:
-            events, changes = self._risk_outbox.popleft()
+            # Popped only once stored: a failed write leaves the entry for the next attempt.
+            events, changes = self._risk_outbox[0]
             account = self.account
-            risk_events_record(account=account, records=events, publish=False)
-            for change in changes:
-                state = trading_mode_apply(account=account, request=change, publish=False)
+            with transaction.atomic():
+                risk_events_record(account=account, records=events, publish=False)
+                states = [
+                    trading_mode_apply(account=account, request=change, publish=False)
+                    for change in changes
+                ]
+            self._risk_outbox.popleft()
+            for state in states:
                 self._state_seen = (state.state, state.changed_at)
                 logger.warning(
                     "trading state changed by risk engine",
                     extra={"account": account.name, "state": state.state, "reason": state.reason},
                 )
+
+    def resync_mode(self) -> None:
+        """Make the next poll report the stored trading state even if it looks unchanged."""
+        self._state_seen = None
 
     def record_heartbeat(self, context: dict) -> None:
         """Store a heartbeat ``SystemEvent`` (also how operators tell the engine is alive)."""

@@ -39,3 +39,37 @@ def summarise(results: list[CheckResult]) -> dict:
             for r in results
         },
     }
+
+
+# Components running in this process (a ``runtrader`` engine, say) report here; the health
+# endpoints of the same process read them. Each probe returns (ok, detail) and must not block.
+_COMPONENTS: dict[str, Callable[[], tuple[bool, str]]] = {}
+
+
+def component_register(name: str, probe: Callable[[], tuple[bool, str]]) -> None:
+    """Make ``probe`` part of this process's health under ``name``."""
+    _COMPONENTS[name] = probe
+
+
+def component_unregister(name: str) -> None:
+    """Remove a component (it stopped)."""
+    _COMPONENTS.pop(name, None)
+
+
+def component_checks() -> dict[str, Callable[[], str]]:
+    """Return the registered components as checks: a probe that says not ok fails its check."""
+
+    def check_of(probe: Callable[[], tuple[bool, str]]) -> Callable[[], str]:
+        def check() -> str:
+            ok, detail = probe()
+            if not ok:
+                raise ComponentDegraded(detail)
+            return detail
+
+        return check
+
+    return {name: check_of(probe) for name, probe in list(_COMPONENTS.items())}
+
+
+class ComponentDegraded(Exception):
+    """A registered component reports that it is not healthy."""

@@ -60,6 +60,18 @@ class Position:
         """Return market value minus cost basis."""
         return self.market_value - self.cost_basis
 
+    def snapshot(self) -> PositionSnapshot:
+        """Return the position as a frozen record (with its exact cost basis)."""
+        return PositionSnapshot(
+            self.symbol,
+            self.quantity,
+            self.avg_price,
+            self.mark_price,
+            self.realized_pnl,
+            self.fees,
+            self.cost_basis,
+        )
+
     def apply(self, signed_qty: Decimal, price: Decimal) -> Decimal:
         """Apply a signed fill at ``price`` and return the P&L it realises."""
         held = self.quantity
@@ -95,6 +107,9 @@ class PositionSnapshot:
     mark_price: Decimal | None = None
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
+    # The exact signed cost basis; quantity × avg_price loses digits once avg_price is rounded
+    # to the stored scale, and a restart must go on from the exact figure.
+    cost_basis: Decimal | None = None
 
     @property
     def market_value(self) -> Decimal:
@@ -281,7 +296,7 @@ class Portfolio:
             self.positions[snap.symbol] = Position(
                 snap.symbol,
                 snap.quantity,
-                snap.quantity * snap.avg_price,
+                snap.cost_basis if snap.cost_basis is not None else snap.quantity * snap.avg_price,
                 snap.realized_pnl,
                 snap.fees,
                 snap.mark_price,
@@ -335,12 +350,7 @@ class Portfolio:
 
     def snapshot(self, ts: datetime | None = None) -> PortfolioSnapshot:
         """Return a frozen snapshot of the account (positions that are open or realised P&L)."""
-        positions = tuple(
-            PositionSnapshot(
-                p.symbol, p.quantity, p.avg_price, p.mark_price, p.realized_pnl, p.fees
-            )
-            for p in self.positions.values()
-        )
+        positions = tuple(p.snapshot() for p in self.positions.values())
         return PortfolioSnapshot(
             account=self.account,
             ts=ts,

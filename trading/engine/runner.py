@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
 from trading.engine.errors import StrategyConfigError, TradingError
 from trading.engine.oms import OrderManager
-from trading.engine.orders import Fill, IdFactory, Order, new_order_id
+from trading.engine.orders import Fill, IdFactory, Order, OrderIntent, new_order_id
 from trading.engine.strategy import Prediction, PriceHistory, Strategy, StrategyContext
 
 
@@ -52,6 +52,8 @@ class StrategyRunner:
         self._by_key: dict[tuple[str, str], _Slot] = {}
         self._fills: list[tuple[_Slot, Fill]] = []
         self._bar_lengths: dict[str, timedelta] = {}
+        # Optional filter in front of the OMS for strategy intents (``trading.engine.gate``).
+        self.gate: Callable[[OrderIntent], bool] | None = None
         oms.add_listener(self)
 
     def add(
@@ -225,8 +227,10 @@ class StrategyRunner:
             if order.account != slot.ctx.account or order.strategy != slot.ctx.strategy_id:
                 raise TradingError(f"{slot.ctx.strategy_id} cannot cancel order {oid}")
             self.oms.cancel(oid, now, reason=f"cancelled by {slot.ctx.strategy_id}")
+        gate = self.gate
         for intent in intents:
-            self.oms.submit(intent, now)
+            if gate is None or gate(intent):
+                self.oms.submit(intent, now)
 
     def _set_now(self, now: datetime) -> None:
         for slot in self._slots:
