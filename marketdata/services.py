@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from decimal import Decimal
 
 import pandas as pd
@@ -68,17 +69,20 @@ def quality_event_record_rejected(*, event: object, reason: str, source: str) ->
     from django.utils import timezone
 
     from marketdata.models import DataQualityEvent
-    from marketdata.pipeline import event_payload
+    from marketdata.pipeline import event_payload, storable_text
 
     symbol = getattr(event, "symbol", "")
+    # A name with NUL cannot even be queried on PostgreSQL; it names no symbol anyway.
+    known = isinstance(symbol, str) and symbol.isprintable() and symbol
+    event_ts = getattr(event, "ts", None)
     DataQualityEvent.objects.create(
         ts=timezone.now(),
-        event_ts=getattr(event, "ts", None),
+        event_ts=event_ts if isinstance(event_ts, datetime) and event_ts.tzinfo else None,
         source=source,
-        symbol=Symbol.objects.filter(name=symbol).first() if symbol else None,
+        symbol=Symbol.objects.filter(name=symbol).first() if known else None,
         rule="storage_rejected",
         verdict="quarantine",
-        reason=reason[:2000],
+        reason=storable_text(reason)[:2000],
         payload=event_payload(event),
     )
 

@@ -52,7 +52,12 @@ class SymbolNotCached(LookupError):
     """A symbol whose id the store has not looked up yet (``prepare(cached_only=True)``)."""
 
 
+class WriterFailed(RuntimeError):
+    """The market-data writer stopped on an error it could not retry; nothing more is stored."""
+
+
 SymbolLookup = Callable[[str], int]
+SYMBOL_MAX_LENGTH = Symbol._meta.get_field("name").max_length
 _SIDES = {Side.BUY: "buy", Side.SELL: "sell", None: ""}
 
 
@@ -215,6 +220,9 @@ class MarketDataStore:
             return self._symbol_ids[name]
         except KeyError:
             pass
+        if not isinstance(name, str) or not name.isprintable() or len(name) > SYMBOL_MAX_LENGTH:
+            # No such Symbol can exist; PostgreSQL would even refuse the query (NUL in text).
+            raise UnknownSymbol(repr(name)[:80])
         pk = Symbol.objects.using(self.using).filter(name=name).values_list("pk", flat=True).first()
         if pk is None:
             raise UnknownSymbol(name)
@@ -444,6 +452,8 @@ class WriterStats:
     written: int = 0
     rejected: int = 0
     retries: int = 0
+    # Rejections that could not be recorded through ``on_reject`` (each logged with its error).
+    unrecorded_rejections: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, received → committed
 
 
@@ -459,7 +469,9 @@ class AsyncBatchWriter:
     silently: a database outage is retried with back-off (the bounded queue then pushes back on
     the feed), and a batch that fails on its data is bisected until the offending events are
     isolated; those go to ``on_reject`` (the caller quarantines them) and are counted in
-    ``stats.rejected``.
+    ``stats.rejected``. Any other failure stops the writer loudly: the next ``put``/``put_many``
+    (including one waiting for room) and ``close`` raise ``WriterFailed``, and ``task`` ends
+    with the error at once, so the owner never learns of it only at shutdown.
     """
 
     def __init__(
@@ -490,11 +502,22 @@ class AsyncBatchWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="md-writer")
         self._task: asyncio.Task | None = None
         self._closing = False
+        self._failure: BaseException | None = None
 
     def start(self) -> AsyncBatchWriter:
         """Start the background flushing task."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="md-writer")
         return self
+
+    @property
+    def task(self) -> asyncio.Task | None:
+        """Return the writer's task (done early only when the writer failed)."""
+        return self._task
+
+    def _check_alive(self) -> None:
+        """Raise WriterFailed when the writer's task has died."""
+        if self._failure is not None:
+            raise WriterFailed(f"market-data writer stopped: {self._failure!r}") from self._failure
 
     async def put(self, event: object, received_at: float | None = None) -> None:
         """Queue an event; waits while the queue is full."""
@@ -520,9 +543,11 @@ class AsyncBatchWriter:
         await self._queue(_Chunk(events, received, prepared))
 
     async def _queue(self, chunk: _Chunk) -> None:
+        self._check_alive()
         while self._pending >= self.max_queue:
             self._drained.clear()
             await self._drained.wait()
+            self._check_alive()  # a dead writer wakes waiting producers to tell them
         self._chunks.append(chunk)
         self._pending += len(chunk.events)
         self.stats.queued += len(chunk.events)
@@ -532,10 +557,13 @@ class AsyncBatchWriter:
         """Flush everything queued, stop the task and release the thread's connection."""
         self._closing = True
         self._arrived.set()
-        if self._task is not None:
-            await self._task
-        await asyncio.get_running_loop().run_in_executor(self._executor, _close_thread_db)
-        self._executor.shutdown(wait=True)
+        try:
+            if self._task is not None:
+                await asyncio.gather(self._task, return_exceptions=True)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(self._executor, _close_thread_db)
+            self._executor.shutdown(wait=True)
+        self._check_alive()
         return self.stats
 
     async def _next_batch(self) -> tuple[list[_Chunk], bool]:
@@ -574,6 +602,16 @@ class AsyncBatchWriter:
         return size
 
     async def _run(self) -> None:
+        try:
+            await self._write_until_closed()
+        except BaseException as exc:
+            self._failure = exc
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.critical("market-data writer stopped; nothing more is stored", exc_info=exc)
+            self._drained.set()  # wake producers waiting for room: they raise WriterFailed
+            raise
+
+    async def _write_until_closed(self) -> None:
         loop = asyncio.get_running_loop()
         done = False
         while not done:
@@ -623,10 +661,7 @@ class AsyncBatchWriter:
             return self.store.write(events)
         except _DATA_ERRORS as exc:
             if len(events) == 1:
-                self.stats.rejected += 1
-                logger.warning("market-data event rejected by storage: %s", exc)
-                if self.on_reject is not None:
-                    self.on_reject(events[0], f"{type(exc).__name__}: {exc}")
+                self._reject(events[0], exc)
                 return WriteResult()
         middle = len(events) // 2
         result = self._write_isolating(events[:middle])
@@ -634,6 +669,20 @@ class AsyncBatchWriter:
         for kind, count in tail.offered.items():
             result.add(kind, count, tail.written.get(kind, 0))
         return result
+
+
+    def _reject(self, event: object, exc: Exception) -> None:
+        """Count a refused event and hand it to ``on_reject``; a failed record is logged loudly."""
+        self.stats.rejected += 1
+        logger.warning("market-data event rejected by storage: %s", exc)
+        if self.on_reject is None:
+            return
+        try:
+            self.on_reject(event, f"{type(exc).__name__}: {exc}")
+        except _DATA_ERRORS:
+            # The quarantine record itself was refused: keep writing the feed's other events.
+            self.stats.unrecorded_rejections += 1
+            logger.exception("market-data rejection could not be recorded: %.300r", event)
 
 
 @dataclass(frozen=True, slots=True)
