@@ -398,6 +398,8 @@ class TradingRuntime:
         self.runner.stop(now)
         stored = await self._persist_before_exit()
         if self.md_writer is not None:
+            for bar in self.pipeline.flush(partial=False):  # stored, never shown to strategies
+                await self.md_writer.put(bar)
             stats = await self.md_writer.close()
             self.summary.market_data = {"stored": stats.written, "rejected": stats.rejected}
         await self.broadcasts.put(None)
