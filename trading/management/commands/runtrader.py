@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
+import socket
 from decimal import Decimal
 
 from django.conf import settings
@@ -13,13 +15,21 @@ from django.core.management.base import BaseCommand, CommandError
 from marketdata.adapters.base import FeedAuthError, FeedError
 from marketdata.feeds import LIVE_SOURCES
 from marketdata.management.commands.ingest import feed_for_command, parse_symbols
+from marketdata.pipeline import BASE_TIMEFRAMES, RESAMPLED_TIMEFRAMES
 from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
+from rrr_site.locks import LockHeld, OwnerLock, lock_held
 from trading.engine.errors import StrategyConfigError
-from trading.engine.strategies import available_strategies
+from trading.engine.strategies import STRATEGIES, available_strategies, create_strategy
 from trading.models import Account
 from trading.runtime import RuntimeConfig, TradingRuntime
 from trading.selectors import live_trading_blockers_for, live_venue_for
+
+# Timeframes the pipeline builds (from trades) or resamples; a strategy can trade on no other.
+TRADABLE_TIMEFRAMES = (*BASE_TIMEFRAMES, *RESAMPLED_TIMEFRAMES)
+# The feed that carries each live venue's own prices (Kraken has none here).
+VENUE_FEEDS = {"binance": "binance", "coinbase": "coinbase"}
+LOCK_CHECK_SECONDS = 5.0
 
 
 def parse_params(items: list[str]) -> dict[str, object]:
@@ -36,10 +46,86 @@ def parse_params(items: list[str]) -> dict[str, object]:
                 break
             except (ValueError, ArithmeticError):
                 continue
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise CommandError(f"--param {item!r}: the value must be a finite number")
         if raw.lower() in {"true", "false"}:
             value = raw.lower() == "true"
         params[key.strip()] = value
     return params
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float | Decimal):
+        return "a number"
+    return "text"
+
+
+def check_strategy(strategy: str | None, params: dict[str, object]) -> None:
+    """Build the strategy once with ``params`` so that a bad name, key or value fails now."""
+    if strategy is None:
+        if params:
+            raise CommandError("--param needs --strategy (parameters belong to a strategy)")
+        return
+    if strategy not in STRATEGIES:
+        raise CommandError(
+            f"unknown strategy {strategy!r}; choose one of {', '.join(available_strategies())}"
+        )
+    defaults = STRATEGIES[strategy].default_params
+    for key, value in params.items():
+        if key in defaults and _kind(value) != _kind(defaults[key]):
+            raise CommandError(
+                f"--param {key}={value}: {strategy} expects {_kind(defaults[key])} for {key}"
+            )
+    try:
+        create_strategy(strategy, **params)
+    except StrategyConfigError as exc:
+        raise CommandError(f"strategy: {exc}") from exc
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise CommandError(f"strategy {strategy}: bad parameters ({exc})") from exc
+
+
+def check_positive(value: float | None, flag: str, *, optional: bool = False) -> None:
+    """Refuse a value that is not a finite number above zero (None only when ``optional``)."""
+    if value is None and optional:
+        return
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise CommandError(f"{flag} must be a finite number of seconds above 0, got {value}")
+
+
+def parse_serve_address(address: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` and check that this process can listen there."""
+    host, sep, port_text = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise CommandError(f"--serve expects HOST:PORT with a port 1-65535, got {address!r}")
+    port = int(port_text)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, sockaddr = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is not taken for busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise CommandError(f"--serve {address}: cannot listen there ({why})") from exc
+    return host, port
+
+
+def check_options(options: dict) -> None:
+    """Refuse bad flags before anything is locked or written."""
+    if options["timeframe"] not in TRADABLE_TIMEFRAMES:
+        raise CommandError(
+            f"--timeframe {options['timeframe']!r} is not supported; "
+            f"use one of {', '.join(TRADABLE_TIMEFRAMES)}"
+        )
+    check_positive(options["duration"], "--duration", optional=True)
+    check_positive(options["snapshot_interval"], "--snapshot-interval")
+    check_positive(options["heartbeat_interval"], "--heartbeat-interval")
+    if options["serve"]:
+        parse_serve_address(options["serve"])
 
 
 class Command(BaseCommand):
@@ -53,7 +139,18 @@ class Command(BaseCommand):
             action="store_true",
             help="Live trading: needs LIVE_TRADING=true, keys and a live account",
         )
-        parser.add_argument("--feed", choices=LIVE_SOURCES, default="sim")
+        parser.add_argument(
+            "--feed",
+            choices=LIVE_SOURCES,
+            help="Market data (default: sim; --live needs the venue's own feed)",
+        )
+        parser.add_argument(
+            "--allow-foreign-feed",
+            action="store_true",
+            help="With --live: accept a feed that is not the venue's own prices (sim, polygon, "
+            "another exchange). Orders then execute at prices the strategy never saw: "
+            "testnets and rehearsals only",
+        )
         parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
         parser.add_argument("--strategy", help=f"One of: {', '.join(available_strategies())}")
         parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
@@ -110,25 +207,25 @@ class Command(BaseCommand):
         parser.add_argument("--heartbeat-interval", type=float, default=15.0)
 
     def handle(self, *args, **options) -> None:
-        account = self._account(options)
+        check_options(options)
         symbols = parse_symbols(options["symbols"])
+        params = parse_params(options["param"])
         strategy = options["strategy"]
-        if strategy and strategy not in available_strategies():
-            raise CommandError(
-                f"unknown strategy {strategy!r}; choose one of {', '.join(available_strategies())}"
-            )
-        feed = feed_for_command(options["feed"], symbols, options)
+        check_strategy(strategy, params)
+        stops = self._stop_rules(options)
+        account = self._account(options)
+        options["feed"] = self._feed_source(account, options)
         config = RuntimeConfig(
             account=account.name,
             symbols=symbols,
             feed=options["feed"],
             strategy=strategy,
-            params=parse_params(options["param"]),
+            params=params,
             timeframe=options["timeframe"],
             duration=options["duration"],
             snapshot_interval=options["snapshot_interval"],
             heartbeat_interval=options["heartbeat_interval"],
-            stop_rules=self._stop_rules(options),
+            stop_rules=stops,
             model=options["model"],
             use_models=not options["no_models"]
             and (strategy == "model_signal" or bool(options["model"])),
@@ -138,16 +235,44 @@ class Command(BaseCommand):
                 if options[k] is not None
             },
         )
+        busy = (
+            f"account {account.name!r} is already being traded by another runtrader; "
+            "stop that one first"
+        )
+        try:
+            # Held until the engine stops; the OS or the database frees it if we are killed.
+            with lock_held(f"runtrader-account:{account.pk}", busy=busy) as lock:
+                summary = self._trade(config, symbols, options, account, lock)
+        except LockHeld as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(" ".join(f"{k}={v}" for k, v in summary.as_dict().items()))
+
+    def _trade(self, config: RuntimeConfig, symbols, options, account: Account, lock):
+        """Build the feed and venue, run the engine to its end; errors become CommandErrors."""
+        feed = feed_for_command(options["feed"], symbols, options)
         try:
             live = live_venue_for(account=account) if options["live"] else None
-            summary = asyncio.run(self._run(config, feed, options["serve"], live))
+            return asyncio.run(self._run(config, feed, options["serve"], live, lock))
         except StrategyConfigError as exc:
             raise CommandError(f"strategy: {exc}") from exc
         except FeedAuthError as exc:
             raise CommandError(f"feed authentication failed: {exc}") from exc
         except FeedError as exc:
             raise CommandError(f"feed failed: {exc}") from exc
-        self.stdout.write(" ".join(f"{k}={v}" for k, v in summary.as_dict().items()))
+
+    def _feed_source(self, account: Account, options) -> str:
+        """Return the feed to trade on; --live refuses any but the venue's own unless allowed."""
+        feed = options["feed"] or "sim"
+        if not options["live"] or options["allow_foreign_feed"]:
+            return feed
+        own = VENUE_FEEDS.get(account.venue)
+        if feed != own:
+            need = f"--feed {own}" if own else "a feed of its own (there is none here)"
+            raise CommandError(
+                f"refusing to trade live on the {feed} feed: account {account.name!r} trades on "
+                f"{account.venue} and needs {need}, or --allow-foreign-feed to accept other prices"
+            )
+        return feed
 
     def _stop_rules(self, options) -> list:
         try:
@@ -173,10 +298,13 @@ class Command(BaseCommand):
             if blockers:
                 raise CommandError("refusing to trade live: " + "; ".join(blockers))
         elif account.mode == "live":
-            self.stderr.write(f"account {account.name!r} is live; trading it on PAPER (--paper)")
+            raise CommandError(
+                f"account {account.name!r} is live: refusing to write simulated fills into it; "
+                "use --live to trade it, or a paper account"
+            )
         return account
 
-    async def _run(self, config: RuntimeConfig, feed, serve: str | None, live=None):
+    async def _run(self, config: RuntimeConfig, feed, serve: str | None, live, lock: OwnerLock):
         from channels.layers import get_channel_layer
 
         stop = asyncio.Event()
@@ -186,25 +314,45 @@ class Command(BaseCommand):
         runtime = TradingRuntime(config, feed, channel_layer=get_channel_layer(), live=live)
         server = _embedded_server(serve) if serve else None
         server_task = asyncio.create_task(server.serve()) if server else None
+        guard = asyncio.create_task(_guard_lock(lock, stop))
         if server:
             self.stdout.write(f"serving http://{serve}/ (dashboard), /admin/, /api/docs/")
         try:
-            return await runtime.run(stop)
+            summary = await runtime.run(stop)
         finally:
+            guard.cancel()
             if live is not None:
                 await live.close()
             if server is not None:
                 server.should_exit = True
                 await asyncio.gather(server_task, return_exceptions=True)
+        if guard.done() and not guard.cancelled() and guard.result():
+            raise CommandError(
+                f"lost the lock of account {config.account!r} (database connection gone); "
+                "stopped so that no second engine trades it alongside"
+            )
+        return summary
+
+
+async def _guard_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
+    """Stop the engine and return True if the account lock is lost while trading."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), LOCK_CHECK_SECONDS)
+        if not stop.is_set() and not await asyncio.to_thread(lock.alive):
+            stop.set()
+            return True
+    return False
 
 
 def _embedded_server(address: str):
-    """Return a uvicorn server for the ASGI app that leaves signal handling to runtrader."""
+    """Return a uvicorn server for the ASGI app (static files too) that leaves signals to us."""
     import uvicorn
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise CommandError(f"--serve expects HOST:PORT, got {address!r}")
+    from rrr_site.asgi import application
+
+    host, port = parse_serve_address(address)
 
     class EmbeddedServer(uvicorn.Server):
         @contextlib.contextmanager
@@ -212,9 +360,11 @@ def _embedded_server(address: str):
             yield
 
     config = uvicorn.Config(
-        "rrr_site.asgi:application",
-        host=host or "127.0.0.1",
-        port=int(port),
+        # No separate web server in front of the embedded one: it serves /static/ itself
+        # (from the apps' static folders, as runserver does), so the admin has its CSS.
+        ASGIStaticFilesHandler(application),
+        host=host,
+        port=port,
         log_level="warning",
         lifespan="off",
     )
