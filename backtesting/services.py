@@ -187,7 +187,7 @@ def sweep_check(
         if not combos:
             raise BacktestInputError("no parameter combination of --space is allowed")
         for params in combos:
-            _strategy_check(strategy, params)
+            strategy_check(strategy, params)
     elif method == "random" and not 1 <= n_iter <= MAX_SWEEP_TRIALS:
         raise BacktestInputError(f"--trials must be between 1 and {MAX_SWEEP_TRIALS}")
 
@@ -200,7 +200,8 @@ def metric_names() -> frozenset[str]:
     return frozenset(flat)
 
 
-def _strategy_check(strategy: str, params: Mapping[str, Any]) -> None:
+def strategy_check(strategy: str, params: Mapping[str, Any]) -> None:
+    """Refuse parameters the strategy does not accept (one clear BacktestInputError)."""
     try:
         create_strategy(strategy, **params)
     except Exception as exc:
@@ -580,7 +581,7 @@ class TaskEvaluator:
             if self.progress is not None:
                 self.progress(done, len(ids))
             if done == len(ids):
-                return [rows[i].metrics for i in ids]
+                return [_stored_metrics(rows[i].metrics) for i in ids]
             if time.monotonic() > deadline:
                 raise SweepFailed(f"sweep trials still unfinished after {self.timeout:.0f}s")
             time.sleep(CHILD_POLL_SECONDS)
@@ -601,6 +602,11 @@ class TaskEvaluator:
         BacktestRun.objects.filter(pk__in=ids, status__in=UNFINISHED).update(
             status=RunStatus.FAILED, error=reason[:10_000], finished_at=timezone.now()
         )
+
+
+def _stored_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a trial's stored metrics with the NaNs JSON kept as null restored."""
+    return {k: float("nan") if v is None else v for k, v in metrics.items()}
 
 
 def sweep_execute(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -13,18 +12,17 @@ from tqdm import tqdm
 from backtesting.engine.errors import BacktestError
 from backtesting.models import BacktestRun
 from backtesting.replay import ReplayError, default_report_path, replay_account
+from backtesting.request import one_line, validated_request
 from backtesting.services import (
     BacktestInputError,
-    Costs,
+    SweepFailed,
     backtest_execute,
     backtest_run_create,
     parse_space,
     sweep_execute,
     walkforward_execute,
 )
-from marketdata.management.commands.ingest import parse_symbols
 from trading.engine.strategies import available_strategies
-from trading.management.commands.runtrader import parse_params
 from trading.models import Account
 
 METRICS_SHOWN = (
@@ -98,44 +96,20 @@ class Command(BaseCommand):
             raise CommandError("--end must be after --start")
         if options["replay_account"]:
             return self._replay(options["replay_account"], start, end, options)
-        run = self._create(options, start, end)
+        # Every flag is checked before the run row exists: bad input leaves nothing behind.
+        try:
+            request = validated_request(options, start, end)
+            run = backtest_run_create(**request)
+        except BacktestInputError as exc:
+            raise CommandError(str(exc)) from exc
         if options["run_async"]:
             return self._enqueue(run, options)
         try:
             self._execute(run, options)
-        except (BacktestInputError, BacktestError, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
+        except (BacktestInputError, BacktestError, SweepFailed, ValueError) as exc:
+            raise CommandError(one_line(exc)) from exc
         run.refresh_from_db()
         self._print(run, options["json"])
-
-    def _create(self, options, start: datetime, end: datetime) -> BacktestRun:
-        strategy = options["strategy"]
-        if strategy not in available_strategies():
-            raise CommandError(f"--strategy must be one of {', '.join(available_strategies())}")
-        try:
-            costs = Costs(
-                options["fill"],
-                Decimal(options["fees_bps"]),
-                Decimal(options["slippage_bps"]),
-                Decimal(options["capital"]),
-            )
-        except InvalidOperation as exc:
-            raise CommandError("--fees-bps, --slippage-bps and --capital must be numbers") from exc
-        if costs.fees_bps < 0 or costs.slippage_bps < 0 or costs.initial_capital <= 0:
-            raise CommandError("fees and slippage must be >= 0 and capital > 0")
-        try:
-            return backtest_run_create(
-                strategy=strategy,
-                params=parse_params(options["param"]),
-                symbols=parse_symbols(options["symbols"]),
-                timeframe=options["timeframe"],
-                start=start,
-                end=end,
-                costs=costs,
-                optimize=options["optimize"] or "",
-            )
-        except BacktestInputError as exc:
-            raise CommandError(str(exc)) from exc
 
     def _execute(self, run: BacktestRun, options) -> None:
         method = options["optimize"]
@@ -161,8 +135,6 @@ class Command(BaseCommand):
             )
             bar.close()
         elif method == "walkforward":
-            if not options["train_bars"] or not options["test_bars"]:
-                raise CommandError("walkforward needs --train-bars and --test-bars")
             walkforward_execute(
                 parent=run,
                 space=parse_space(run.strategy, options["space"]),
