@@ -3,33 +3,89 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import signal
 import time
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.adapters.base import FeedAuthError, FeedError
+from marketdata.adapters.base import FeedAuthError, FeedError, FeedUnavailable
+from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
 from marketdata.feeds import LIVE_SOURCES, build_feed
 from marketdata.ingestion import ingest_feed
-from marketdata.pipeline import MarketDataPipeline
+from marketdata.models import Symbol
+from marketdata.pipeline import DEFAULT_FUTURE_HORIZON, EventHorizon, MarketDataPipeline
 from marketdata.selectors import feed_config
 from marketdata.services import quality_event_record_rejected, symbols_ensure
-from marketdata.storage import AsyncBatchWriter
+from marketdata.storage import AsyncBatchWriter, WriterFailed
+
+# BASE-QUOTE, each part as long as Symbol.base / Symbol.quote allow.
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,16}-[A-Z0-9]{1,16}")
+SYMBOL_MAX_LENGTH = Symbol._meta.get_field("name").max_length
+URL_SCHEMES = ("ws", "wss", "http", "https")
 
 
 def parse_symbols(raw: str) -> list[str]:
-    """Split ``BTC-USD,ETH-USD`` into names."""
-    names = [s.strip().upper() for s in raw.split(",") if s.strip()]
+    """Split ``BTC-USD,ETH-USD`` into unique names; refuse names no Symbol row could hold."""
+    names = list(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
     if not names:
         raise CommandError("--symbols needs at least one symbol, e.g. BTC-USD,ETH-USD")
+    for name in names:
+        if len(name) > SYMBOL_MAX_LENGTH:
+            raise CommandError(
+                f"--symbols: {name[:64]!r} is longer than {SYMBOL_MAX_LENGTH} characters"
+            )
+        if not SYMBOL_PATTERN.fullmatch(name):
+            raise CommandError(f"--symbols: {name!r} is not BASE-QUOTE (e.g. BTC-USD)")
     return names
 
 
-def feed_for_command(source: str, symbols: list[str], options: dict):
-    """Create missing symbols and build the feed for a command; bad input is a CommandError."""
+def check_url(url: str | None) -> None:
+    """Refuse a feed URL that is not ws://, wss://, http:// or https:// with a host."""
+    if url is None:
+        return
+    parts = urlsplit(url)
     try:
-        symbols_ensure(symbols)
-        return build_feed(
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        raise CommandError(f"--url {url!r} has an invalid port") from None
+    if parts.scheme not in URL_SCHEMES or not parts.hostname:
+        raise CommandError(
+            f"--url {url!r} is not a feed URL; expected ws://HOST[:PORT]/PATH (or wss, http, https)"
+        )
+
+
+def check_speed(speed: float) -> None:
+    """Refuse a negative or non-finite simulation speed (0 means as fast as possible)."""
+    if not math.isfinite(speed) or speed < 0:
+        raise CommandError(
+            f"--speed must be a finite number >= 0 (0 = as fast as possible), got {speed}"
+        )
+
+
+def check_sim_symbols(source: str, symbols: list[str]) -> None:
+    """Refuse symbols the simulated market does not model."""
+    unknown = [name for name in symbols if name not in DEFAULT_SYMBOLS_BY_NAME]
+    if source == "sim" and unknown:
+        raise CommandError(
+            f"the simulated market has no {', '.join(unknown)}; "
+            f"it simulates {', '.join(DEFAULT_SYMBOLS_BY_NAME)}"
+        )
+
+
+def feed_for_command(source: str, symbols: list[str], options: dict):
+    """Validate the feed options, build the feed, then create missing symbols.
+
+    Everything is checked before the first row is written: bad input is one CommandError.
+    """
+    check_url(options["url"])
+    check_speed(options["speed"])
+    check_sim_symbols(source, symbols)
+    try:
+        feed = build_feed(
             source,
             symbols,
             feed_config(),
@@ -38,8 +94,27 @@ def feed_for_command(source: str, symbols: list[str], options: dict):
             speed=options["speed"],
             seed=options["seed"],
         )
+        symbols_ensure(symbols)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    return feed
+
+
+def check_seconds(value: float | None, flag: str) -> None:
+    """Refuse a duration that is not a finite number of seconds above 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise CommandError(f"{flag} must be a finite number of seconds above 0, got {value}")
+
+
+def horizon_for(source: str, options: dict) -> EventHorizon | None:
+    """Return the clock horizon of a live source (None for the simulator, which runs ahead)."""
+    if source == "sim":
+        return None
+    past = options["past_horizon"]
+    return EventHorizon(
+        future=timedelta(seconds=options["future_horizon"]),
+        past=None if past is None else timedelta(seconds=past),
+    )
 
 
 class Command(BaseCommand):
@@ -58,17 +133,40 @@ class Command(BaseCommand):
             help="Simulated market speed multiplier (0 = as fast as possible)",
         )
         parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument(
+            "--future-horizon",
+            type=float,
+            default=DEFAULT_FUTURE_HORIZON.total_seconds(),
+            metavar="SECONDS",
+            help="Quarantine live events stamped further ahead of this host's clock (default 300)",
+        )
+        parser.add_argument(
+            "--past-horizon",
+            type=float,
+            metavar="SECONDS",
+            help="Quarantine live events older than this (default: accept any age)",
+        )
 
     def handle(self, *args, **options) -> None:
+        check_seconds(options["duration"], "--duration")
+        check_seconds(options["future_horizon"], "--future-horizon")
+        check_seconds(options["past_horizon"], "--past-horizon")
+        source = options["source"]
         symbols = parse_symbols(options["symbols"])
-        feed = feed_for_command(options["source"], symbols, options)
-        pipeline = MarketDataPipeline(source=options["source"])
+        feed = feed_for_command(source, symbols, options)
+        pipeline = MarketDataPipeline(
+            source=source, symbols=symbols, horizon=horizon_for(source, options)
+        )
         try:
             counts = asyncio.run(self._run(feed, pipeline, options["duration"]))
         except FeedAuthError as exc:
             raise CommandError(f"authentication failed: {exc}") from exc
+        except FeedUnavailable as exc:
+            raise CommandError(f"feed unavailable: {exc}") from exc
         except FeedError as exc:
             raise CommandError(f"feed failed: {exc}") from exc
+        except WriterFailed as exc:
+            raise CommandError(f"storage failed: {exc}") from exc
         self.stdout.write(" ".join(f"{k}={v}" for k, v in counts.items()))
 
     async def _run(self, feed, pipeline: MarketDataPipeline, duration: float | None) -> dict:
@@ -84,15 +182,18 @@ class Command(BaseCommand):
             ),
         ).start()
         consumer = asyncio.create_task(ingest_feed(feed, pipeline, writer, stop))
-        waiters = [consumer, asyncio.create_task(stop.wait())]
-        timeout = duration if duration and duration > 0 else None
+        # The writer's task ends early only when it fails: stop at once, never at shutdown.
+        waiters = [consumer, asyncio.create_task(stop.wait()), writer.task]
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.set()
             await feed.close()
-            await asyncio.wait(waiters, timeout=10)
-            await writer.put_many(pipeline.flush())
+            await asyncio.wait(waiters[:2], timeout=10)
+            if not writer.task.done():
+                # Bars of windows not yet ended are dropped, not stored as if complete; their
+                # trades are stored, so a backfill or a rerun over them can rebuild them.
+                await writer.put_many(pipeline.flush(partial=False))
             stats = await writer.close()
         if consumer.done() and consumer.exception() is not None:
             raise consumer.exception()
