@@ -73,6 +73,7 @@ def free_port() -> int:
         (["--serve", "127.0.0.1:0"], "--serve expects HOST:PORT with a port 1-65535"),
         # The length rule lives in ingest's shared parse_symbols; any clear refusal names it.
         (["--symbols", "BTC-" + "X" * 40], "BTC-" + "X" * 40),
+        (["--allow-foreign-feed"], "--allow-foreign-feed only applies to --live"),
         (["--param", "fast"], "--param expects key=value"),
         (["--param", "fast=3"], "--param needs --strategy"),
         (["--strategy", "sma_cross", "--param", "fast=nan"], "must be a finite number"),

@@ -121,6 +121,8 @@ def check_options(options: dict) -> None:
             f"--timeframe {options['timeframe']!r} is not supported; "
             f"use one of {', '.join(TRADABLE_TIMEFRAMES)}"
         )
+    if options["allow_foreign_feed"] and not options["live"]:
+        raise CommandError("--allow-foreign-feed only applies to --live")
     check_positive(options["duration"], "--duration", optional=True)
     check_positive(options["snapshot_interval"], "--snapshot-interval")
     check_positive(options["heartbeat_interval"], "--heartbeat-interval")
