@@ -86,6 +86,17 @@ class TrainingRunStateError(RuntimeError):
     """A run is not in a state that allows the requested transition (e.g. already claimed)."""
 
 
+class TrainingStopped(BaseException):
+    """The process was told to stop (SIGTERM) while training.
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 # -- activation ---------------------------------------------------------------------------------
 
 
@@ -413,7 +424,8 @@ def train_model(
     """Train a pending run and register the result as a new, inactive ``MLModel`` version.
 
     The run records per-epoch metrics and progress as they happen, then fold and final metrics.
-    Any exception marks the run failed with its message (cancelled on Ctrl-C) and is re-raised.
+    Any exception marks the run failed with its message (cancelled on Ctrl-C or SIGTERM, with
+    the reason) and is re-raised.
     """
     if name is not None:
         check_model_name(name)
@@ -421,7 +433,10 @@ def train_model(
     try:
         return _train_claimed(run, name, on_epoch)
     except KeyboardInterrupt:
-        _fail(run, RunStatus.CANCELLED, "interrupted")
+        _fail(run, RunStatus.CANCELLED, "interrupted (SIGINT)")
+        raise
+    except TrainingStopped as exc:
+        _fail(run, RunStatus.CANCELLED, exc.reason)
         raise
     except Exception as exc:
         _fail(run, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from models_ml.services import (
     TrainingParams,
     TrainingRequestError,
     TrainingRunStateError,
+    TrainingStopped,
     check_model_name,
     model_activate,
     train_model,
@@ -37,6 +40,26 @@ METRIC_COLUMNS = (
     ("sharpe", "sharpe", "{:.2f}"),
     ("mean_return_bps", "ret bps/bar", "{:.3f}"),
 )
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into ``TrainingStopped`` meanwhile, so the run is recorded as stopped.
+
+    Without it the default action kills the process and the run row says ``running`` forever.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise TrainingStopped(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -155,8 +178,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar")
 
     def handle(self, *args, **options) -> None:
-        with logs_to_stderr(options["json"]):
-            self._handle(options)
+        with logs_to_stderr(options["json"]), stop_on_sigterm():
+            try:
+                self._handle(options)
+            except TrainingStopped as exc:
+                raise CommandError(f"training stopped: {exc.reason}") from None
+            except KeyboardInterrupt:
+                raise CommandError("training interrupted (SIGINT)") from None
 
     def _handle(self, options: dict[str, Any]) -> None:
         """Start the run, then train here or enqueue it, and report."""
