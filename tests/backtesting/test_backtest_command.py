@@ -80,7 +80,7 @@ def test_async_enqueues_the_run():
     (["--strategy", "sma_cross", "--end", "2024-01-01"], "required"),
     (["--strategy", "sma_cross", *BASE, "--param", "fast=50", "--param", "slow=10"], "fast"),
     (["--strategy", "sma_cross", *BASE, "--optimize", "walkforward"], "--train-bars"),
-    (["--strategy", "sma_cross", *BASE, "--fees-bps", "x"], "numbers"),
+    (["--strategy", "sma_cross", *BASE, "--fees-bps", "x"], "--fees-bps must be a number"),
     (["--replay-account", "ghost", *BASE], "no account"),
 ])
 def test_bad_input_is_a_command_error(args, message):
