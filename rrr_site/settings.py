@@ -8,6 +8,7 @@ refuses to start without ``SECRET_KEY`` and ``ALLOWED_HOSTS``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from decimal import Decimal
@@ -24,8 +25,15 @@ env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
-DJANGO_ENV = env.str("DJANGO_ENV", default="development").lower()
-PRODUCTION = DJANGO_ENV in {"production", "prod"}
+ENVIRONMENTS = ("development", "production")
+DJANGO_ENV = env.str("DJANGO_ENV", default="development").strip().lower()
+if DJANGO_ENV not in ENVIRONMENTS:
+    # A typo such as "prd" must not quietly run as development with DEBUG on.
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV={env.str('DJANGO_ENV')!r} is not allowed; "
+        f"use one of: {', '.join(ENVIRONMENTS)}"
+    )
+PRODUCTION = DJANGO_ENV == "production"
 _TESTING = "PYTEST_VERSION" in os.environ  # set by pytest >= 8.2
 DATA_DIR = Path(env.str("RRR_DATA_DIR", default=str(BASE_DIR / "data")))
 RRR_VERSION = __version__
@@ -201,7 +209,32 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "RRR API", "VERSION": __version__}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RRR API",
+    "VERSION": __version__,
+    # The schema maps every endpoint and field: logged-in users (session or token) only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
+# The dashboard and the API docs send anonymous browsers to the admin's login page.
+LOGIN_URL = "admin:login"
+
+# --- Metrics: a bearer token or an allowed network (see monitoring/metrics_access.py) ---------
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+
+def _metrics_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse ``METRICS_ALLOWED_NETWORKS`` (CIDRs, comma-separated); refuse a malformed one."""
+    values = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+    networks = []
+    for value in (v.strip() for v in values if v.strip()):
+        try:
+            networks.append(ipaddress.ip_network(value))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
+    return tuple(networks)
+
+
+METRICS_ALLOWED_NETWORKS = _metrics_networks()
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -217,7 +250,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics"]
+    # Plain-HTTP scrapes and probes stay possible: /metrics is gated by token or network
+    # (monitoring.metrics_access) whatever the scheme, and /health reveals nothing.
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

@@ -1,18 +1,26 @@
 """URL configuration: health, metrics, admin, API schema, dashboard."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth.decorators import login_required
+from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring import views as monitoring_views
+from monitoring.metrics_access import metrics
 from rrr_site import views as site_views
 
 urlpatterns = [
     path("health", monitoring_views.health, name="health"),
     path("health/ready", monitoring_views.ready, name="health-ready"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
+    # The schema answers 401/403 to anonymous clients (SERVE_PERMISSIONS); the docs page sends
+    # an anonymous browser to the login page first.
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
     path("", site_views.dashboard, name="dashboard"),
 ]

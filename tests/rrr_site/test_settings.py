@@ -35,6 +35,8 @@ CONTROLLED = {
     "PAPER_TRADING",
     "DEBUG",
     "RRR_DATA_DIR",
+    "METRICS_TOKEN",
+    "METRICS_ALLOWED_NETWORKS",
 }
 
 
@@ -123,3 +125,28 @@ def test_production_check_deploy_is_clean(tmp_path):
     result = run_python(code, tmp_path, **env)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "WARNINGS" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["prd", "prod", "staging", "Production-1", ""])
+def test_unknown_django_env_is_refused_with_the_allowed_values(tmp_path, value):
+    result = run_python("import django; django.setup()", tmp_path, DJANGO_ENV=value)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"DJANGO_ENV={value!r}" in result.stderr
+    assert "development, production" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["development", "Production"])
+def test_known_django_env_values_start(tmp_path, value):
+    env = {"DJANGO_ENV": value, "SECRET_KEY": "x" * 64, "ALLOWED_HOSTS": "rrr.example"}
+    code = "import django; from django.conf import settings; print(settings.DEBUG)"
+    result = run_python(code, tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(value == "development")
+
+
+def test_malformed_metrics_network_is_refused(tmp_path):
+    env = {"METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,not-a-network"}
+    result = run_python("import django; django.setup()", tmp_path, **env)
+    assert result.returncode != 0
+    assert "METRICS_ALLOWED_NETWORKS" in result.stderr and "not-a-network" in result.stderr
