@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP (dashboard, admin, API) and authenticated WebSockets."""
+"""ASGI entry point: HTTP (dashboard, admin, API) and authenticated WebSockets.
+
+WebSockets are not wrapped in an Origin validator: token clients (native apps) send no Origin,
+and ``rrr_site.ws_auth`` checks the Origin only where it matters, for session cookies.
+"""
 
 import os
 
@@ -8,7 +12,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rrr_site.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from rrr_site.routing import websocket_urlpatterns  # noqa: E402
 from rrr_site.ws_auth import TokenAuthMiddlewareStack  # noqa: E402
@@ -16,8 +19,6 @@ from rrr_site.ws_auth import TokenAuthMiddlewareStack  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            TokenAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": TokenAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -1,9 +1,23 @@
 """WebSocket URL routes, collected from the apps."""
 
-from django.urls import path
+from __future__ import annotations
 
-from monitoring.consumers import LiveGroupConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.urls import path, re_path
+
+from monitoring.consumers import NOT_FOUND, LiveGroupConsumer
+
+
+class UnknownRouteConsumer(AsyncWebsocketConsumer):
+    """Close any WebSocket path we do not serve with 4404 instead of crashing the router."""
+
+    async def connect(self) -> None:
+        """Accept, then close with "not found"."""
+        await self.accept()
+        await self.close(code=NOT_FOUND, reason="unknown route")
+
 
 websocket_urlpatterns = [
     path("ws/<str:group>/", LiveGroupConsumer.as_asgi()),
+    re_path(r"", UnknownRouteConsumer.as_asgi()),
 ]
