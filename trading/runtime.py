@@ -31,7 +31,7 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 
 from marketdata.adapters.base import FeedError
-from marketdata.pipeline import MarketDataPipeline
+from marketdata.pipeline import EventHorizon, MarketDataPipeline
 from marketdata.services import quality_event_record_rejected
 from marketdata.storage import AsyncBatchWriter
 from monitoring.engine.health import component_register, component_unregister
@@ -215,7 +215,13 @@ class TradingRuntime:
         self._model_ids: dict[str, int | None] = {}
         self.recorder = Recorder()
         self.stops = StopEnforcer(config.account, config.stop_rules)
-        self.pipeline = MarketDataPipeline(source=config.feed)
+        # Only subscribed symbols reach per-symbol state; live feeds' timestamps are checked
+        # against this host's clock (the simulator runs ahead of it on purpose).
+        self.pipeline = MarketDataPipeline(
+            source=config.feed,
+            symbols=config.symbols,
+            horizon=None if config.feed == "sim" else EventHorizon(),
+        )
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trading-db")
         self.md_writer: AsyncBatchWriter | None = None
         self.broadcasts: asyncio.Queue = asyncio.Queue(maxsize=10_000)
