@@ -41,14 +41,13 @@ from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
 from trading.engine.gate import ModeGate
 from trading.engine.hooks import TradingMode
 from trading.engine.oms import OrderManager
-from trading.engine.orders import Fill, Order, OrderIntent
-from trading.engine.portfolio import PositionSnapshot
+from trading.engine.orders import Order, OrderIntent
 from trading.engine.runner import StrategyRunner
 from trading.engine.session import TradingSession
 from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
 from trading.live_bridge import LiveVenueBridge
-from trading.persistence import TradingBatch, TradingStore
+from trading.persistence import PersistenceHealth, Recorder, TradingBatch, TradingStore
 from trading.runtime_control import ControlState, RuntimeControl
 
 logger = logging.getLogger(__name__)
@@ -103,87 +102,6 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         """Return the counters as a dict."""
         return {name: getattr(self, name) for name in self.__slots__}
-
-
-@dataclass(slots=True)
-class PersistenceHealth:
-    """Whether the engine's trading state reaches the database, and what waits if not."""
-
-    failing_since: datetime | None = None
-    errors: int = 0
-    last_error: str = ""
-    recoveries: int = 0
-    unsaved_fills: int = 0
-    unsaved_orders: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """Return True while writes succeed."""
-        return self.failing_since is None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-able view (heartbeats, health)."""
-        return {
-            "ok": self.ok,
-            "failing_since": self.failing_since.isoformat() if self.failing_since else None,
-            "errors": self.errors,
-            "last_error": self.last_error,
-            "recoveries": self.recoveries,
-            "unsaved_fills": self.unsaved_fills,
-            "unsaved_orders": self.unsaved_orders,
-        }
-
-
-class Recorder:
-    """OMS listener: remembers what changed until the next batch is cut."""
-
-    def __init__(self) -> None:
-        self.orders: dict[str, Order] = {}
-        self.fills: list[Fill] = []
-        self.symbols: set[str] = set()
-        self.new_orders = 0
-        self.rejected = 0
-        self.seen: set[str] = set()
-
-    def on_order(self, order: Order) -> None:
-        """Mark ``order`` dirty."""
-        self.orders[order.client_order_id] = order
-        self.symbols.add(order.symbol)
-        if order.client_order_id not in self.seen:
-            self.seen.add(order.client_order_id)
-            self.new_orders += 1
-            self.rejected += order.status.value == "rejected"
-
-    def on_fill(self, fill: Fill) -> None:
-        """Queue ``fill``."""
-        self.fills.append(fill)
-        self.symbols.add(fill.symbol)
-
-    def cut(self, oms: OrderManager, account: str, now: datetime) -> TradingBatch:
-        """Return a batch of copies of everything changed, with positions and cash after it."""
-        portfolio = oms.portfolio(account)
-        positions = []
-        for symbol in self.symbols:
-            pos = portfolio.position(symbol)
-            if pos is None:
-                positions.append(PositionSnapshot(symbol, Decimal(0), Decimal(0)))
-            else:
-                positions.append(pos.snapshot())
-        orders = []
-        for order in self.orders.values():
-            clone = copy.copy(order)
-            clone.metadata = dict(order.metadata)
-            orders.append(clone)
-        batch = TradingBatch(
-            account=account,
-            orders=orders,
-            fills=self.fills,
-            positions=positions,
-            cash=portfolio.cash,
-            ts=now,
-        )
-        self.orders, self.fills, self.symbols = {}, [], set()
-        return batch
 
 
 class TradingRuntime:
