@@ -27,6 +27,10 @@ from trading.engine.venue import VenueEvent
 logger = logging.getLogger(__name__)
 
 
+class WriteAheadFailed(Exception):
+    """The order could not be stored before sending, so it was not sent."""
+
+
 class LiveVenueBridge:
     """The OMS's venue for live trading; see the module docstring."""
 
@@ -36,10 +40,12 @@ class LiveVenueBridge:
         *,
         persist: Callable[[Order], Awaitable[None]],
         reconcile_interval: float = 2.0,
+        write_retry: float = 0.5,
     ) -> None:
         self.live = live
         self.persist = persist
         self.reconcile_interval = reconcile_interval
+        self.write_retry = write_retry  # seconds before a failed write-ahead is tried again
         self.oms: OrderManager | None = None
         self.outbox: asyncio.Queue[tuple[str, Order, str]] = asyncio.Queue()
         self.prices: dict[str, Decimal] = {}
@@ -128,6 +134,10 @@ class LiveVenueBridge:
                     self._apply(await self.live.submit(order))
                 else:
                     self._apply(await self.live.cancel(order, reason))
+            except WriteAheadFailed as exc:  # not stored, so not sent: try again shortly
+                logger.error("order %s not sent: %s", order.client_order_id, exc)
+                await asyncio.sleep(self.write_retry)
+                self.outbox.put_nowait((action, order, reason))
             except UnknownOrder as exc:
                 logger.warning("live %s of %s: %s", action, order.client_order_id, exc)
             except VenueAuthError:

@@ -46,7 +46,7 @@ from trading.engine.runner import StrategyRunner
 from trading.engine.session import TradingSession
 from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
-from trading.live_bridge import LiveVenueBridge
+from trading.live_bridge import LiveVenueBridge, WriteAheadFailed
 from trading.persistence import PersistenceHealth, Recorder, TradingBatch, TradingStore
 from trading.runtime_control import ControlState, RuntimeControl
 
@@ -158,6 +158,7 @@ class TradingRuntime:
         self._retry_at = 0.0  # monotonic time before which no write is attempted
         self._backoff = 0.0
         self._reduced_for_persistence = False
+        self._failure: BaseException | None = None  # a background task's error: stops the run
 
     # ----------------------------------------------------------------- setup
 
@@ -281,6 +282,8 @@ class TradingRuntime:
                 asyncio.create_task(self.bridge.run(live_stop)),
                 asyncio.create_task(self.bridge.reconcile_forever(live_stop)),
             ]
+        for task in live_tasks:  # the exchange side must never die unnoticed either
+            task.add_done_callback(lambda t, stop=stop: self._background_done(t, stop))
         self._live_tasks = live_tasks
         await self._guarded(self._heartbeat)
         watched = tasks[:-1]
@@ -292,7 +295,7 @@ class TradingRuntime:
         finally:
             stop.set()
             await asyncio.gather(stopped, return_exceptions=True)
-            failure = _first_failure(watched)
+            failure = self._failure or _first_failure(watched)
             if isinstance(failure, FeedError):
                 await self._feed_failed(failure)
             await self.shutdown(tasks)
@@ -621,14 +624,29 @@ class TradingRuntime:
             logger.info("model switched", extra={"symbol": symbol, "model_id": model_id})
 
     async def _persist_order(self, order: Order) -> None:
-        """Store one order now (write-ahead before it is sent to an exchange)."""
+        """Store one order now (write-ahead before it is sent to an exchange).
+
+        Raise ``WriteAheadFailed`` when the database refuses it: the order is then not sent.
+        """
         clone = copy.copy(order)
         clone.metadata = dict(order.metadata)
         async with self._write_lock:
-            await self._db(
-                self.store.write,
-                TradingBatch(account=self.config.account, orders=[clone], ts=self._now),
-            )
+            try:
+                await self._db(
+                    self.store.write,
+                    TradingBatch(account=self.config.account, orders=[clone], ts=self._now),
+                )
+            except DB_ERRORS as exc:
+                self._persistence_failed(exc)
+                raise WriteAheadFailed(str(exc)) from exc
+
+    def _background_done(self, task: asyncio.Task, stop: asyncio.Event) -> None:
+        """Stop the engine loudly when a background task failed."""
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.critical("background task failed; stopping", exc_info=task.exception())
+        self._failure = self._failure or task.exception()
+        stop.set()
 
     def _heartbeat_context(self, status: str) -> dict:
         if status == "running" and not self.persistence.ok:
