@@ -74,6 +74,8 @@ def free_port() -> int:
         # The length rule lives in ingest's shared parse_symbols; any clear refusal names it.
         (["--symbols", "BTC-" + "X" * 40], "BTC-" + "X" * 40),
         (["--allow-foreign-feed"], "--allow-foreign-feed only applies to --live"),
+        (["--speed", "nan"], "--speed must be a finite number >= 0"),
+        (["--url", "not-a-url"], "is not a feed URL"),
         (["--param", "fast"], "--param expects key=value"),
         (["--param", "fast=3"], "--param needs --strategy"),
         (["--strategy", "sma_cross", "--param", "fast=nan"], "must be a finite number"),
@@ -218,3 +220,30 @@ def test_serve_also_serves_static_files(subprocess_env, paper):
     assert status == 200 and kind["Content-Type"].startswith("text/css")
     assert b"body" in body and len(body) > 1000
     assert proc.returncode == 0, err[-3000:]
+
+
+def test_an_engine_that_loses_its_account_lock_stops_loudly(subprocess_env, paper):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("only a database session can be cut from outside; a flock cannot be lost")
+    proc = start(subprocess_env, "--snapshot-interval", "0.3")
+    try:
+        wait_for(
+            lambda: PortfolioSnapshot.objects.filter(account=paper).exists()
+            or proc.poll() is not None,
+            60,
+            "the engine",
+        )
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE %s",
+                [f"rrr lock pid {proc.pid} %"],
+            )
+            assert cur.fetchone() == (True,), "the engine's lock session"
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "lost the lock of account 'paper'" in err.strip().splitlines()[-1]

@@ -14,7 +14,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError
 from marketdata.feeds import LIVE_SOURCES
-from marketdata.management.commands.ingest import feed_for_command, parse_symbols
+from marketdata.management.commands.ingest import (
+    check_speed,
+    check_url,
+    feed_for_command,
+    parse_symbols,
+)
 from marketdata.pipeline import BASE_TIMEFRAMES, RESAMPLED_TIMEFRAMES
 from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
@@ -123,6 +128,8 @@ def check_options(options: dict) -> None:
         )
     if options["allow_foreign_feed"] and not options["live"]:
         raise CommandError("--allow-foreign-feed only applies to --live")
+    check_url(options["url"])
+    check_speed(options["speed"])
     check_positive(options["duration"], "--duration", optional=True)
     check_positive(options["snapshot_interval"], "--snapshot-interval")
     check_positive(options["heartbeat_interval"], "--heartbeat-interval")
