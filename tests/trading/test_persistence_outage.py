@@ -14,6 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from risk.models import RiskEvent
+from tests.dbfaults import refuse_updates
 from tests.runtime_harness import db, running, until
 from tests.trading.books import assert_books_agree
 from trading.engine.hooks import TradingMode
@@ -42,27 +43,7 @@ class FillCounter:
 
 
 def _block_account_writes(on: bool) -> None:
-    """Make the database refuse (or accept again) every update of an account row."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            if on:
-                cursor.execute(
-                    "CREATE OR REPLACE FUNCTION rrr_refuse() RETURNS trigger AS $$ BEGIN "
-                    "RAISE EXCEPTION 'writes refused by the test'; END $$ LANGUAGE plpgsql"
-                )
-                cursor.execute(
-                    "CREATE TRIGGER rrr_refuse BEFORE UPDATE ON trading_account "
-                    "FOR EACH ROW EXECUTE FUNCTION rrr_refuse()"
-                )
-            else:
-                cursor.execute("DROP TRIGGER rrr_refuse ON trading_account")
-        elif on:
-            cursor.execute(
-                "CREATE TRIGGER rrr_refuse BEFORE UPDATE ON trading_account "
-                "BEGIN SELECT RAISE(ABORT, 'writes refused by the test'); END"
-            )
-        else:
-            cursor.execute("DROP TRIGGER rrr_refuse")
+    refuse_updates("trading_account", on)
 
 
 def _health() -> dict:
