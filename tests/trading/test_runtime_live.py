@@ -10,6 +10,7 @@ import pytest
 
 from marketdata.feeds import SimulatedFeed
 from tests.fakes.exchange_binance import API_KEY, API_SECRET, FakeBinanceExchange, binance_market
+from tests.dbfaults import refuse_updates
 from tests.runtime_harness import db, has_status, submit, until
 from trading.adapters.base import RetryPolicy
 from trading.adapters.ccxt_live import CcxtLiveVenue
@@ -75,6 +76,21 @@ async def test_insufficient_funds_is_rejected_with_the_exchange_reason(live_acco
         await until(lambda: has_status(too_big, "rejected"), "exchange rejection")
     stored = await db(Order.objects.get)(pk=too_big.pk)
     assert "insufficient balance" in stored.reject_reason.lower()
+
+
+async def test_an_order_whose_write_ahead_fails_is_not_sent_until_it_is_stored(live_account):
+    async with live_engine(live_account) as (runtime, exchange):
+        await db(refuse_updates)("trading_order", True)
+        try:
+            order = await submit(live_account, "buy", "0.01")
+            await until(lambda: not runtime.persistence.ok, "the write-ahead is refused")
+            await asyncio.sleep(1.0)  # several retries of the refused write-ahead
+            assert exchange.create_requests == 0, "an order left before it was stored"
+        finally:
+            await db(refuse_updates)("trading_order", False)
+        await until(lambda: has_status(order, "filled"), "sent once stored, and filled")
+        assert exchange.create_requests == 1
+        assert runtime._failure is None
 
 
 def test_live_venue_is_built_from_settings(settings, live_account):
