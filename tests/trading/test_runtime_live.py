@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from marketdata.feeds import SimulatedFeed
-from tests.fakes.exchange_binance import API_KEY, API_SECRET, FakeBinanceExchange, binance_market
 from tests.dbfaults import refuse_updates
+from tests.fakes.exchange_binance import API_KEY, API_SECRET, FakeBinanceExchange, binance_market
 from tests.runtime_harness import db, has_status, submit, until
 from trading.adapters.base import RetryPolicy
 from trading.adapters.ccxt_live import CcxtLiveVenue
