@@ -55,7 +55,10 @@ def _visible_accounts(user) -> frozenset[str] | None:
     """Return the names of the accounts ``user`` may watch; None means every account."""
     from trading.models import Account
 
-    user.refresh_from_db(fields=["is_active", "is_staff", "is_superuser"])
+    try:
+        user.refresh_from_db(fields=["is_active", "is_staff", "is_superuser"])
+    except user.DoesNotExist:  # deleted while connected: no account any more
+        return frozenset()
     if user.is_active and (user.is_staff or user.is_superuser):
         return None
     return frozenset(Account.objects.visible_to(user).values_list("name", flat=True))

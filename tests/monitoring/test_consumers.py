@@ -226,6 +226,25 @@ async def test_revoked_grant_closes_the_stream_4403(monkeypatch):
     assert message["type"] == "websocket.close" and message["code"] == 4403
 
 
+async def test_deactivated_or_deleted_user_loses_the_stream(monkeypatch):
+    monkeypatch.setattr(LiveGroupConsumer, "GRANTS_TTL", 0.0)
+    keys = [await token_for(name, accounts=("alpha",)) for name in ("gone", "idle")]
+    sockets = [await open_socket(f"/ws/orders/?token={key}") for key in keys]
+
+    @database_sync_to_async
+    def remove_users() -> None:
+        from django.contrib.auth import get_user_model
+
+        get_user_model().objects.filter(username="gone").delete()
+        get_user_model().objects.filter(username="idle").update(is_active=False)
+
+    await remove_users()
+    await publish("orders", {"account": "alpha"})
+    for communicator in sockets:
+        message = await communicator.receive_output(timeout=5)
+        assert message["type"] == "websocket.close" and message["code"] == 4403
+
+
 # --- a real server and a real client --------------------------------------------------------
 
 
