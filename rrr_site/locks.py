@@ -163,6 +163,9 @@ class PostgresAdvisoryLock:
             self._conn.execute("SELECT 1")
         except Exception as exc:
             logger.error("lock %s: connection lost (%s); the lock is gone", self.name, exc)
+            conn, self._conn = self._conn, None  # acquire() may now try to take it again
+            with contextlib.suppress(Exception):
+                conn.close()
             return False
         return True
 

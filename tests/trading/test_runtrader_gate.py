@@ -222,7 +222,31 @@ def test_serve_also_serves_static_files(subprocess_env, paper):
     assert proc.returncode == 0, err[-3000:]
 
 
-def test_an_engine_that_loses_its_account_lock_stops_loudly(subprocess_env, paper):
+def _cut_lock_session(pid: int) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+            [f"rrr lock pid {pid} %"],
+        )
+        assert cur.fetchone() == (True,), "the engine's lock session"
+
+
+def _lock_sessions(pid: int) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+            [f"rrr lock pid {pid} %"],
+        )
+        return cur.fetchone()[0]
+
+
+@pytest.fixture
+def running_engine(subprocess_env, paper):
+    """A runtrader on PostgreSQL that has written a snapshot."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -235,15 +259,28 @@ def test_an_engine_that_loses_its_account_lock_stops_loudly(subprocess_env, pape
             60,
             "the engine",
         )
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name LIKE %s",
-                [f"rrr lock pid {proc.pid} %"],
-            )
-            assert cur.fetchone() == (True,), "the engine's lock session"
-        _, err = proc.communicate(timeout=60)
+        yield proc
     finally:
         proc.kill()
-    assert proc.returncode != 0
+        proc.communicate(timeout=30)
+
+
+def test_an_engine_whose_lock_connection_is_cut_takes_the_lock_back(running_engine):
+    _cut_lock_session(running_engine.pid)
+    wait_for(lambda: _lock_sessions(running_engine.pid) == 0, 10, "the cut")
+    wait_for(lambda: _lock_sessions(running_engine.pid) == 1, 30, "the lock taken back")
+    assert running_engine.poll() is None, "the engine stopped over a cut connection"
+
+
+def test_an_engine_whose_lock_another_process_took_stops_loudly(running_engine, paper):
+    from rrr_site.locks import owner_lock
+
+    rival = owner_lock(f"runtrader-account:{paper.pk}")
+    _cut_lock_session(running_engine.pid)
+    wait_for(rival.acquire, 10, "the rival takes the lock")
+    try:
+        _, err = running_engine.communicate(timeout=60)
+    finally:
+        rival.release()
+    assert running_engine.returncode != 0
     assert "lost the lock of account 'paper'" in err.strip().splitlines()[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import signal
 import socket
@@ -34,7 +35,9 @@ from trading.selectors import live_trading_blockers_for, live_venue_for
 TRADABLE_TIMEFRAMES = (*BASE_TIMEFRAMES, *RESAMPLED_TIMEFRAMES)
 # The feed that carries each live venue's own prices (Kraken has none here).
 VENUE_FEEDS = {"binance": "binance", "coinbase": "coinbase"}
+logger = logging.getLogger(__name__)
 LOCK_CHECK_SECONDS = 5.0
+LOCK_REGAIN_SECONDS = 60.0  # how long a lost account lock is retried before the engine stops
 
 
 def parse_params(items: list[str]) -> dict[str, object]:
@@ -337,21 +340,48 @@ class Command(BaseCommand):
                 await asyncio.gather(server_task, return_exceptions=True)
         if guard.done() and not guard.cancelled() and guard.result():
             raise CommandError(
-                f"lost the lock of account {config.account!r} (database connection gone); "
-                "stopped so that no second engine trades it alongside"
+                f"lost the lock of account {config.account!r} (taken by another process, or the "
+                "database stayed unreachable); stopped so that no second engine trades it"
             )
         return summary
 
 
 async def _guard_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
-    """Stop the engine and return True if the account lock is lost while trading."""
+    """Keep the account lock; stop the engine and return True if another process takes it.
+
+    A lock whose database connection was cut (a restart, a network blip) is taken again; only
+    when another process holds it, or it cannot be taken back within ``LOCK_REGAIN_SECONDS``,
+    does the engine stop, so that no two engines ever trade one account.
+    """
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), LOCK_CHECK_SECONDS)
-        if not stop.is_set() and not await asyncio.to_thread(lock.alive):
+        if stop.is_set() or await asyncio.to_thread(lock.alive):
+            continue
+        if not await _regain_lock(lock, stop):
             stop.set()
             return True
     return False
+
+
+async def _regain_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
+    """Take a lost lock back; return False if another process holds it or time runs out."""
+    deadline = asyncio.get_running_loop().time() + LOCK_REGAIN_SECONDS
+    while not stop.is_set():
+        try:
+            if await asyncio.to_thread(lock.acquire):
+                logger.warning("account lock %s taken back after its connection was lost",
+                               lock.name)
+                return True
+            logger.critical("account lock %s was taken by another process", lock.name)
+            return False
+        except Exception as exc:  # the database is still unreachable: keep trying a while
+            if asyncio.get_running_loop().time() >= deadline:
+                logger.critical("account lock %s could not be taken back: %s", lock.name, exc)
+                return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    return True
 
 
 def _embedded_server(address: str):
