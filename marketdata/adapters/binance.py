@@ -23,7 +23,7 @@ from marketdata.adapters.base import (
     require_mapping,
     size_field,
 )
-from marketdata.adapters.streaming import WebSocketFeed
+from marketdata.adapters.streaming import MAX_CONNECT_FAILURES, WebSocketFeed
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, Side, Trade
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class BinanceFeed(WebSocketFeed):
         clock: Callable[[], float] = time.monotonic,
         open_timeout: float = 10.0,
         dedupe_size: int = 10_000,
+        max_connect_failures: int = MAX_CONNECT_FAILURES,
     ):
         intervals = tuple(kline_intervals)
         unknown = [i for i in intervals if i not in TIMEFRAME_SECONDS]
@@ -112,6 +113,7 @@ class BinanceFeed(WebSocketFeed):
             clock=clock,
             open_timeout=open_timeout,
             dedupe_size=dedupe_size,
+            max_connect_failures=max_connect_failures,
         )
         # Wire symbol (upper case, as in event payloads) -> our symbol.
         self._symbols = {binance_symbol(s).upper(): s for s in symbols}

@@ -38,7 +38,7 @@ from marketdata.adapters.base import (
     symbol_field,
     to_float,
 )
-from marketdata.adapters.streaming import WebSocketFeed
+from marketdata.adapters.streaming import MAX_CONNECT_FAILURES, WebSocketFeed
 from marketdata.engine.events import BookSnapshot, Quote, Side, Trade
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class CoinbaseFeed(WebSocketFeed):
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         open_timeout: float = 10.0,
         dedupe_size: int = 10_000,
+        max_connect_failures: int = MAX_CONNECT_FAILURES,
     ):
         if not product_ids:
             raise ValueError("need at least one product id")
@@ -180,6 +181,7 @@ class CoinbaseFeed(WebSocketFeed):
             clock=clock,
             open_timeout=open_timeout,
             dedupe_size=dedupe_size,
+            max_connect_failures=max_connect_failures,
         )
         self.product_ids = tuple(product_ids)
         self.channels = tuple(channels)

@@ -26,7 +26,7 @@ from marketdata.adapters.base import (
     symbol_field,
     to_float,
 )
-from marketdata.adapters.streaming import FeedDisconnected, WebSocketFeed
+from marketdata.adapters.streaming import MAX_CONNECT_FAILURES, FeedDisconnected, WebSocketFeed
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Side, Timeframe, Trade
 
 logger = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class PolygonCryptoStream(WebSocketFeed):
         clock: Callable[[], float] = time.monotonic,
         open_timeout: float = 10.0,
         dedupe_size: int = 10_000,
+        max_connect_failures: int = MAX_CONNECT_FAILURES,
     ):
         channels = tuple(channels)
         unknown = set(channels) - CHANNELS
@@ -182,6 +183,7 @@ class PolygonCryptoStream(WebSocketFeed):
             clock=clock,
             open_timeout=open_timeout,
             dedupe_size=dedupe_size,
+            max_connect_failures=max_connect_failures,
         )
         self.symbols = tuple(symbols)
         self.channels = channels
