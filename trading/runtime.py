@@ -467,6 +467,7 @@ class TradingRuntime:
         """Store what changed, then risk events and predictions (only after the trades)."""
         if await self._persist():
             await self._store_side_records()
+            self._persistence_ok()  # also after a failure of a poll or heartbeat alone
 
     async def _snapshot(self) -> None:
         """Store a portfolio snapshot together with the fills and cash it reflects."""
