@@ -33,6 +33,7 @@ from models_ml.choices import ModelType, RunStatus
 from models_ml.engine.errors import MLEngineError
 from models_ml.models import MLModel, TrainingRun
 from monitoring.services import audit_record, broadcast
+from rrr_site.locks import OwnerLock, owner_lock
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,6 +51,7 @@ MIN_FOLD_SAMPLES = 50
 SIMULATION_SEED = 42  # the seed ``backfill --source sim`` uses: the same bars either way
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 REGISTER_ATTEMPTS = 3
+OWNER_DIED = "owner process died"
 # Random-search candidates per network. Keys the user fixes with ``hparams`` are not searched.
 SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "transformer": {
@@ -369,14 +371,19 @@ class _RunRecorder:
         run: TrainingRun,
         params: TrainingParams,
         on_epoch: Callable[[EpochMetrics], None] | None,
+        lock: OwnerLock,
     ) -> None:
         self.run = run
         self.folds = params.folds
         self.epochs = params.epochs
         self.on_epoch = on_epoch
+        self.lock = lock
 
     def epoch(self, metrics: EpochMetrics) -> None:
         """Append one epoch (the final fit on every sample has fold index == folds)."""
+        if not self.lock.alive():
+            # A reaper may already have failed the run: stop rather than train for nobody.
+            raise TrainingRunStateError(f"training run {self.run.pk} lost its ownership lock")
         row = json_ready(metrics.as_dict())
         row["phase"] = "final" if metrics.fold >= self.folds else "fold"
         self.run.epochs.append(row)
@@ -396,6 +403,38 @@ class _RunRecorder:
         self.run.progress = min(1.0, max(self.run.progress, share))
 
 
+def training_run_lock(run_id: int) -> OwnerLock:
+    """Return the ownership lock of training run ``run_id`` (not yet taken).
+
+    Whoever trains a run holds it from before the claim until the outcome is written; the OS or
+    the database frees it when that process dies, which is how a dead owner is told apart.
+    """
+    return owner_lock(f"train-run:{run_id}")
+
+
+def training_runs_reap() -> list[int]:
+    """Fail every running run whose owner died (its lock is free); return their ids."""
+    reaped = []
+    running = TrainingRun.objects.filter(status=RunStatus.RUNNING)
+    for run_id in running.values_list("pk", flat=True):
+        lock = training_run_lock(run_id)
+        if not lock.acquire():
+            continue  # its owner is alive and training
+        try:
+            # While we hold the lock no owner can finish the run: still running means orphaned.
+            done = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+                status=RunStatus.FAILED,
+                error=f"{OWNER_DIED} (its lock train-run:{run_id} was free while running)",
+                finished_at=timezone.now(),
+            )
+        finally:
+            lock.release()
+        if done:
+            logger.warning("training run %s: %s; marked failed", run_id, OWNER_DIED)
+            reaped.append(run_id)
+    return reaped
+
+
 def _claim(run: TrainingRun) -> None:
     """Move a pending run to running, or raise if another worker took it or it is done."""
     now = timezone.now()
@@ -411,8 +450,10 @@ def _claim(run: TrainingRun) -> None:
 def _fail(run: TrainingRun, status: str, message: str) -> None:
     """Record a run's failure (or cancellation) and its reason."""
     now = timezone.now()
-    TrainingRun.objects.filter(pk=run.pk).update(status=status, error=message, finished_at=now)
-    run.status, run.error, run.finished_at = status, message, now
+    # A reaper that already failed the run (its owner lost the lock) keeps its reason.
+    mine = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING)
+    mine.update(status=status, error=message, finished_at=now)
+    run.refresh_from_db(fields=["status", "error", "finished_at"])
 
 
 def train_model(
@@ -429,9 +470,26 @@ def train_model(
     """
     if name is not None:
         check_model_name(name)
+    lock = training_run_lock(run.pk)
+    if not lock.acquire():
+        holder = lock.holder() or "holder unknown"
+        raise TrainingRunStateError(f"training run {run.pk} is owned by another process ({holder})")
+    try:
+        return _train_owned(run, name, on_epoch, lock)
+    finally:
+        lock.release()
+
+
+def _train_owned(
+    run: TrainingRun,
+    name: str | None,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+    lock: OwnerLock,
+) -> MLModel:
+    """Claim and train a run whose lock this process holds; record any failure on the run."""
     _claim(run)
     try:
-        return _train_claimed(run, name, on_epoch)
+        return _train_claimed(run, name, on_epoch, lock)
     except KeyboardInterrupt:
         _fail(run, RunStatus.CANCELLED, "interrupted (SIGINT)")
         raise
@@ -448,7 +506,10 @@ def train_model(
 
 
 def _train_claimed(
-    run: TrainingRun, name: str | None, on_epoch: Callable[[EpochMetrics], None] | None
+    run: TrainingRun,
+    name: str | None,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+    lock: OwnerLock,
 ) -> MLModel:
     """Load data, train, evaluate and register (the run is already claimed)."""
     from models_ml.engine.pipeline import run_training
@@ -471,7 +532,7 @@ def _train_claimed(
         raise TrainingDataError(
             f"{len(bars)} {symbol} {run.timeframe} bars in the range; at least {needed} needed"
         )
-    recorder = _RunRecorder(run, params, on_epoch)
+    recorder = _RunRecorder(run, params, on_epoch, lock)
     outcome = run_training(
         bars,
         training_spec(run.model_type, run.timeframe, params),
@@ -631,15 +692,19 @@ def _record_version(
         active=False,
     )
     if run is not None:
-        run.model = model
-        run.status = RunStatus.COMPLETED
-        run.progress = 1.0
-        run.fold_metrics = _fold_metrics(outcome)
-        run.metrics = model.metrics
-        run.finished_at = now
-        run.save(
-            update_fields=["model", "status", "progress", "fold_metrics", "metrics", "finished_at"]
-        )
+        done = {
+            "model": model,
+            "status": RunStatus.COMPLETED,
+            "progress": 1.0,
+            "fold_metrics": _fold_metrics(outcome),
+            "metrics": model.metrics,
+            "finished_at": now,
+        }
+        # Only a run still running is completed: one a reaper failed stays failed (rolled back).
+        if not TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(**done):
+            raise TrainingRunStateError(f"training run {run.pk} is no longer running")
+        for key, value in done.items():
+            setattr(run, key, value)
     logger.info("registered %s (checksum %s)", model, checksum[:12])
     return model
 

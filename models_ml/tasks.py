@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from models_ml.selectors import training_run_get
-from models_ml.services import model_activate, train_model
+from models_ml.services import model_activate, train_model, training_runs_reap
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,8 @@ def train_task(
 
     ``activate_as``: when set, activate the new version with that actor name (audited).
     """
+    # Workers are where runs die (a killed cluster): clear orphaned runs before starting one.
+    training_runs_reap()
     run = training_run_get(run_id=run_id)
     model = train_model(run=run, name=name)
     if activate_as:

@@ -18,6 +18,7 @@ from marketdata.management.commands.backfill import parse_moment
 from models_ml.engine.errors import MLEngineError
 from models_ml.models import MLModel, TrainingRun
 from models_ml.services import (
+    OWNER_DIED,
     TRAINABLE_TYPES,
     TrainingDataError,
     TrainingParams,
@@ -28,6 +29,7 @@ from models_ml.services import (
     model_activate,
     train_model,
     training_run_start,
+    training_runs_reap,
 )
 from models_ml.tasks import TRAIN_TASK
 
@@ -189,6 +191,11 @@ class Command(BaseCommand):
     def _handle(self, options: dict[str, Any]) -> None:
         """Start the run, then train here or enqueue it, and report."""
         run = self._start(options)
+        for run_id in training_runs_reap():
+            self.stderr.write(
+                f"note: training run {run_id} had lost its process: marked failed ({OWNER_DIED})",
+                style_func=self.style.WARNING,
+            )
         symbols = run.symbols
         if len(symbols) > 1 and not options["json"]:
             self.stderr.write(
