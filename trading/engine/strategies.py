@@ -264,3 +264,6 @@ class ModelSignal(_TargetStrategy):
             self._go(ctx, prediction.symbol, 1, price)
         elif prediction.value < 1 - threshold:
             self._go(ctx, prediction.symbol, 0, price)
+
+
+import research.strategies  # noqa: E402, F401 - registers "pairs" (research owns it)
