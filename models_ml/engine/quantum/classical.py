@@ -90,4 +90,4 @@ def mean_variance(problem: Problem) -> tuple[np.ndarray, np.ndarray, float]:
     if not result.success:
         raise OptimizationError(f"meanvar: SLSQP failed: {result.message}")
     weights = np.clip(result.x, 0.0, None)
-    return _round_to_lots(problem, weights), weights, -sign * float(result.fun)
+    return _round_to_lots(problem, weights), weights, sign * float(result.fun)

@@ -216,12 +216,14 @@ def feature_problem(
         raise OptimizationError(f"budget must be between 1 and {n}, got {budget}")
     if not (np.all(np.isfinite(relevance)) and np.all(np.isfinite(redundancy))):
         raise OptimizationError("relevance and redundancy must be finite")
-    # Only pairs count as redundant: a feature is not redundant with itself.
+    # Relevance in units of the best feature's: a redundancy weight of 1 then means a perfect
+    # copy of the best feature adds nothing. Only pairs count: nothing is redundant with itself.
+    top = relevance.max()
     off_diagonal = redundancy - np.diag(np.diag(redundancy))
     return Problem(
         kind="features",
         labels=labels or tuple(f"f{i}" for i in range(n)),
-        linear=relevance,
+        linear=relevance / top if top > 0 else relevance,
         quadratic=-redundancy_weight * np.triu(off_diagonal, 1),
         sense=MAXIMIZE,
         budget=budget,
