@@ -36,10 +36,10 @@ START, END = "2024-01-01", "2024-01-03T02:00"  # 3,000 one-minute bars
 T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 2, tzinfo=UTC)
 HPARAMS = '{"channels": 8, "n_layers": 2}'
 TINY_PARAMS = {"epochs": 1, "folds": 2, "window": 32, "hparams": {"channels": 8, "n_layers": 2}}
-# Many epochs of a tiny CNN: long enough to be mid-training when it is killed.
+# A long search and many epochs of a tiny CNN: early stopping cannot end it before the kill.
 LONG_TRAIN = [sys.executable, "manage.py", "train", "--model", "cnn", "--hparams", HPARAMS,
               "--symbols", "BTC-USD", "--start", START, "--end", END, "--epochs", "500",
-              "--folds", "2", "--window", "32", "--no-progress"]
+              "--trials", "50", "--folds", "4", "--window", "32", "--no-progress"]
 
 
 @pytest.fixture(autouse=True)
@@ -58,14 +58,13 @@ def wait_for(predicate, timeout: float = 90.0) -> None:
 
 
 def start_training(env: dict[str, str]) -> tuple[subprocess.Popen, TrainingRun]:
-    """Start a long ``manage.py train``; return it once its run is inside the training loop."""
+    """Start a long ``manage.py train``; return it once its run is running."""
     proc = subprocess.Popen(LONG_TRAIN, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
     def training() -> bool:
         run = TrainingRun.objects.first()
-        started = run is not None and run.status == RunStatus.RUNNING and bool(run.epochs)
-        return started or proc.poll() is not None
+        return (run is not None and run.status == RunStatus.RUNNING) or proc.poll() is not None
 
     try:
         wait_for(training)
