@@ -37,6 +37,7 @@ from backtesting.engine.optimize import (
     SearchResult,
     grid,
     grid_size,
+    objective_maximized,
     search,
     walk_forward,
 )
@@ -177,6 +178,10 @@ def sweep_check(
         raise BacktestInputError(
             f"--objective must be a metric name, one of {', '.join(sorted(metric_names()))}"
         )
+    try:
+        objective_maximized(objective)  # turnover, trades, ... rank nothing
+    except BacktestConfigError as exc:
+        raise BacktestInputError(f"--objective: {exc}") from None
     if method == "grid":
         size = grid_size(space)
         if size > MAX_SWEEP_TRIALS:
@@ -659,6 +664,7 @@ def _store_search(parent: BacktestRun, method: str, objective: str, found: Searc
         "search": {
             "method": method,
             "objective": objective,
+            "maximize": found.maximize,
             "best_params": found.best.params,
             "best_score": found.best.score,
             "trials": found.to_frame().to_dict("records"),

@@ -40,6 +40,23 @@ BatchEvaluator = Callable[[Sequence[Params]], Sequence[Metrics]]
 Objective = str | Callable[[Metrics], float]
 Constraint = Callable[[Params], bool]
 
+# Which way each metric ``summarize`` reports improves: +1 higher is better, -1 lower is better,
+# 0 neither (it describes a run, it does not rank it). Risk metrics are positive magnitudes in
+# ``metrics.py`` (a 20 % drawdown is 0.2, VaR/CVaR are positive losses), so lower is better;
+# ``average_loss`` and ``worst_trade`` are negative numbers, so higher (nearer zero) is better.
+OBJECTIVE_DIRECTIONS: dict[str, int] = {
+    **dict.fromkeys(
+        ("total_return", "annualised_return", "cagr", "sharpe", "sortino", "calmar", "omega"), 1
+    ),
+    **dict.fromkeys(("skew", "final_equity", "win_rate", "profit_factor", "expectancy"), 1),
+    **dict.fromkeys(("average_win", "average_loss", "best_trade", "worst_trade"), 1),
+    **dict.fromkeys(("average_trade", "sqn", "kelly", "alpha"), 1),
+    **dict.fromkeys(("probabilistic_sharpe", "deflated_sharpe"), 1),
+    **dict.fromkeys(("volatility", "max_drawdown", "max_drawdown_duration"), -1),
+    **dict.fromkeys(("var_95", "cvar_95", "kurtosis"), -1),
+    **dict.fromkeys(("trades", "exposure_time", "turnover", "beta"), 0),
+}
+
 
 # ----------------------------------------------------------------- search spaces
 
@@ -205,6 +222,22 @@ class SearchResult:
         return pd.DataFrame(rows)
 
 
+def objective_maximized(objective: Objective) -> bool:
+    """Return True if a higher ``objective`` is better, False if lower is; refuse neither.
+
+    A callable and a name the table does not know (a custom evaluator's score) are maximised.
+    """
+    if callable(objective):
+        return True
+    direction = OBJECTIVE_DIRECTIONS.get(objective, 1)
+    if direction == 0:
+        raise BacktestConfigError(
+            f"objective {objective!r} ranks nothing (neither higher nor lower is better); "
+            "choose a return, ratio or risk metric"
+        )
+    return direction > 0
+
+
 def _scorer(objective: Objective) -> tuple[str, Callable[[Metrics], float]]:
     if callable(objective):
         return getattr(objective, "__name__", "custom"), objective
@@ -214,10 +247,13 @@ def _scorer(objective: Objective) -> tuple[str, Callable[[Metrics], float]]:
 class _Book:
     """Evaluates parameter sets in batches, remembering every result."""
 
-    def __init__(self, evaluate: BatchEvaluator, objective: Objective, maximize: bool) -> None:
+    def __init__(
+        self, evaluate: BatchEvaluator, objective: Objective, maximize: bool | None
+    ) -> None:
         self.evaluate = evaluate
         self.name, self.score_of = _scorer(objective)
-        self.maximize = maximize
+        # None: the objective's own direction (max_drawdown is minimised, sharpe maximised).
+        self.maximize = objective_maximized(objective) if maximize is None else maximize
         self.seen: dict[tuple[tuple[str, Any], ...], Trial] = {}
         self.trials: list[Trial] = []
 
@@ -257,7 +293,7 @@ def grid_search(
     evaluate: BatchEvaluator,
     objective: Objective = "sharpe",
     *,
-    maximize: bool = True,
+    maximize: bool | None = None,
     constraint: Constraint | None = None,
 ) -> SearchResult:
     """Evaluate every combination of the space (one batch)."""
@@ -286,7 +322,7 @@ def random_search(
     *,
     n_iter: int = 50,
     seed: int = 0,
-    maximize: bool = True,
+    maximize: bool | None = None,
     constraint: Constraint | None = None,
 ) -> SearchResult:
     """Evaluate ``n_iter`` random draws from the space (seeded; one batch)."""
@@ -322,7 +358,7 @@ def genetic_search(
     *,
     settings: GeneticSettings | None = None,
     seed: int = 0,
-    maximize: bool = True,
+    maximize: bool | None = None,
     constraint: Constraint | None = None,
 ) -> SearchResult:
     """Evolve parameter sets: tournament selection, uniform crossover, mutation, elitism."""
@@ -509,7 +545,7 @@ def walk_forward(
     anchored: bool = False,
     method: str = "grid",
     objective: Objective = "sharpe",
-    maximize: bool = True,
+    maximize: bool | None = None,
     engine: str = "vectorised",
     evaluator_factory: Callable[[BarData], BatchEvaluator] | None = None,
     search_kwargs: Mapping[str, Any] | None = None,
