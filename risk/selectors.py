@@ -18,9 +18,12 @@ from trading.engine.hooks import PositionView
 from trading.models import Account
 
 
-def risk_events_recent(*, limit: int = 50) -> list[RiskEvent]:
-    """Return the most recent risk events."""
-    return list(RiskEvent.objects.select_related("account").order_by("-ts")[:limit])
+def risk_events_recent(*, user, limit: int = 50) -> list[RiskEvent]:
+    """Return the most recent risk events ``user`` may see (events of no account: staff only)."""
+    events = RiskEvent.objects.select_related("account").order_by("-ts")
+    if not (user.is_staff or user.is_superuser):
+        events = events.filter(account__in=Account.objects.visible_to(user))
+    return list(events[:limit])
 
 
 def risk_limits_enabled(*, account: Account | None = None) -> list[RiskLimit]:

@@ -13,11 +13,11 @@ from trading.selectors import accounts_overview, orders_recent
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Render the operators' overview: accounts, positions, orders, risk events, symbols."""
+    """Render the overview of the accounts the user may see: positions, orders, risk events."""
     context = {
-        "accounts": accounts_overview(),
-        "orders": orders_recent(limit=25),
-        "risk_events": risk_events_recent(limit=10),
+        "accounts": accounts_overview(user=request.user),
+        "orders": orders_recent(user=request.user, limit=25),
+        "risk_events": risk_events_recent(user=request.user, limit=10),
         "symbols": symbols_active(),
     }
     return render(request, "dashboard.html", context)

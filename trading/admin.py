@@ -35,6 +35,7 @@ class AccountAdmin(AuditedModelAdmin):
     ]
     list_filter = ["mode", "venue"]
     search_fields = ["name"]
+    filter_horizontal = ["members"]
     inlines = [RiskLimitInline]
     actions = ["halt_trading", "resume_trading", "cancel_open_orders"]
 

@@ -763,6 +763,7 @@ class TradingRuntime:
                 "orders",
                 "fill",
                 {
+                    "account": batch.account,
                     "client_order_id": fill.order_id,
                     "symbol": fill.symbol,
                     "side": fill.side.value,

@@ -22,10 +22,14 @@ def account_equity(*, account: Account, positions: list[Position]) -> Decimal:
     return account.cash + value
 
 
-def accounts_overview() -> list[dict]:
-    """Return every account with its trading state, cash, equity and open positions."""
+def accounts_overview(*, user) -> list[dict]:
+    """Return the accounts ``user`` may see with trading state, cash, equity, open positions."""
     overview = []
-    accounts = Account.objects.select_related("trading_state").prefetch_related("positions__symbol")
+    accounts = (
+        Account.objects.visible_to(user)
+        .select_related("trading_state")
+        .prefetch_related("positions__symbol")
+    )
     for account in accounts:
         positions = [p for p in account.positions.all() if p.quantity != 0]
         state = getattr(account, "trading_state", None)
@@ -42,9 +46,10 @@ def accounts_overview() -> list[dict]:
     return overview
 
 
-def orders_recent(*, limit: int = 50) -> list[Order]:
-    """Return the most recent orders across accounts."""
-    return list(Order.objects.select_related("account", "symbol").order_by("-created_at")[:limit])
+def orders_recent(*, user, limit: int = 50) -> list[Order]:
+    """Return the most recent orders of the accounts ``user`` may see."""
+    orders = Order.objects.filter(account__in=Account.objects.visible_to(user))
+    return list(orders.select_related("account", "symbol").order_by("-created_at")[:limit])
 
 
 def live_trading_blockers_for(*, account: Account) -> list[str]:

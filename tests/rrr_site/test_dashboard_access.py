@@ -1,0 +1,38 @@
+"""The dashboard shows a user only the accounts granted to them (staff see every account)."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from risk.models import RiskEvent
+from tests.factories import AccountFactory, OrderFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_accounts():
+    mine, theirs = AccountFactory(name="mine-acct"), AccountFactory(name="theirs-acct")
+    OrderFactory(account=mine, signal="mine-order")
+    OrderFactory(account=theirs, signal="theirs-order")
+    RiskEvent.objects.create(account=theirs, kind="trading_state", severity="warning",
+                             message="theirs-event", ts=timezone.now())
+    return mine, theirs
+
+
+def test_a_member_sees_only_granted_accounts(client, two_accounts):
+    mine, _ = two_accounts
+    user = UserFactory(username="member")
+    mine.members.add(user)
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert "mine-acct" in page
+    assert "theirs-acct" not in page
+    assert "theirs-event" not in page
+
+
+def test_staff_see_every_account(client, two_accounts):
+    client.force_login(UserFactory(username="ops", is_staff=True))
+    page = client.get("/").content.decode()
+    assert "mine-acct" in page and "theirs-acct" in page and "theirs-event" in page
