@@ -7,7 +7,8 @@ is ``fraction`` of equity at the bar's close, rounded down to ``lot`` (all-in by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -54,15 +55,54 @@ def create_strategy(name: str, **params: Any) -> Strategy:
     return cls(**params)
 
 
+def param_number(strategy: str, params: Mapping[str, Any], name: str) -> float:
+    """Return parameter ``name`` as a finite float, or raise StrategyConfigError."""
+    value = params[name]
+    if isinstance(value, bool | np.bool_):
+        raise StrategyConfigError(f"{strategy}: {name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise StrategyConfigError(f"{strategy}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise StrategyConfigError(f"{strategy}: {name} must be finite, got {value!r}")
+    return number
+
+
+def param_period(strategy: str, params: Mapping[str, Any], name: str, minimum: int) -> int:
+    """Return parameter ``name`` as a whole number >= ``minimum``, or raise."""
+    number = param_number(strategy, params, name)
+    if not number.is_integer():
+        raise StrategyConfigError(
+            f"{strategy}: {name} must be a whole number, got {params[name]!r}"
+        )
+    if number < minimum:
+        raise StrategyConfigError(f"{strategy}: {name} must be >= {minimum}, got {params[name]!r}")
+    return int(number)
+
+
+def param_flag(strategy: str, params: Mapping[str, Any], name: str) -> bool:
+    """Return parameter ``name`` as a bool (true/false, 1/0), or raise StrategyConfigError."""
+    value = params[name]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    # A grid from the command line gives strings; "false" must not be taken as truthy.
+    text = str(value).strip().lower()
+    if isinstance(value, int | str) and text in {"true", "false", "1", "0"}:
+        return text in {"true", "1"}
+    raise StrategyConfigError(f"{strategy}: {name} must be true or false, got {value!r}")
+
+
 class _TargetStrategy(Strategy):
     """Shared plumbing: per-symbol desired direction (-1, 0, +1) turned into a target size."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        fraction = to_decimal(self.params["fraction"])
-        if not ZERO < fraction:
+        if not param_number(self.name, self.params, "fraction") > 0:
             raise StrategyConfigError(f"{self.name}: fraction must be positive")
-        self._fraction = fraction
+        if not param_number(self.name, self.params, "lot") > 0:
+            raise StrategyConfigError(f"{self.name}: lot must be positive")
+        self._fraction = to_decimal(self.params["fraction"])
         self._lot = to_decimal(self.params["lot"])
 
     @staticmethod
@@ -120,9 +160,13 @@ class SmaCross(_TargetStrategy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        fast, slow = int(self.params["fast"]), int(self.params["slow"])
-        if not 0 < fast < slow:
-            raise StrategyConfigError("sma_cross: need 0 < fast < slow")
+        fast = param_period(self.name, self.params, "fast", 1)
+        slow = param_period(self.name, self.params, "slow", 2)
+        if not fast < slow:
+            raise StrategyConfigError(f"sma_cross: need 0 < fast < slow, got {fast} and {slow}")
+        self.params.update(
+            fast=fast, slow=slow, allow_short=param_flag(self.name, self.params, "allow_short")
+        )
         self._fast_n, self._slow_n = fast, slow
         self._sma: dict[str, tuple[RollingMean, RollingMean]] = {}
 
@@ -155,8 +199,14 @@ class RsiReversion(_TargetStrategy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if not 0 < float(self.params["lower"]) < float(self.params["upper"]) < 100:
-            raise StrategyConfigError("rsi_reversion: need 0 < lower < upper < 100")
+        period = param_period(self.name, self.params, "period", 1)  # Wilder's RSI needs >= 1
+        lower = param_number(self.name, self.params, "lower")
+        upper = param_number(self.name, self.params, "upper")
+        if not 0 < lower < upper < 100:
+            raise StrategyConfigError(
+                f"rsi_reversion: need 0 < lower < upper < 100, got {lower:g} and {upper:g}"
+            )
+        self.params.update(period=period, lower=lower, upper=upper)
         self._rsi: dict[str, WilderRSI] = {}
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
@@ -195,8 +245,12 @@ class BollingerBreakout(_TargetStrategy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if int(self.params["period"]) < 2 or float(self.params["k"]) <= 0:
-            raise StrategyConfigError("bollinger_breakout: need period >= 2 and k > 0")
+        period = param_period(self.name, self.params, "period", 2)  # a deviation needs 2 closes
+        k = param_number(self.name, self.params, "k")
+        if k <= 0:
+            raise StrategyConfigError(f"bollinger_breakout: need k > 0, got {k:g}")
+        allow_short = param_flag(self.name, self.params, "allow_short")
+        self.params.update(period=period, k=k, allow_short=allow_short)
         self._bands: dict[str, RollingMeanStd] = {}
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
@@ -247,8 +301,17 @@ class ModelSignal(_TargetStrategy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if not 0.5 <= float(self.params["threshold"]) < 1:
-            raise StrategyConfigError("model_signal: threshold must be in [0.5, 1)")
+        threshold = param_number(self.name, self.params, "threshold")
+        if not 0.5 <= threshold < 1:
+            raise StrategyConfigError(
+                f"model_signal: threshold must be in [0.5, 1), got {threshold:g}"
+            )
+        min_confidence = param_number(self.name, self.params, "min_confidence")
+        if not 0 <= min_confidence <= 1:
+            raise StrategyConfigError(
+                f"model_signal: min_confidence must be in [0, 1], got {min_confidence:g}"
+            )
+        self.params.update(threshold=threshold, min_confidence=min_confidence)
 
     def on_prediction(self, prediction: Prediction, ctx: StrategyContext) -> None:
         """Act on a direction probability."""
