@@ -76,6 +76,7 @@ class OptimizationRunAdmin(ReadOnlyModelAdmin):
     list_display = [
         "id",
         "kind",
+        "method",
         "problem",
         "status",
         "objective",
@@ -86,3 +87,8 @@ class OptimizationRunAdmin(ReadOnlyModelAdmin):
     list_filter = ["kind", "status", "problem"]
     search_fields = ["error"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="method")
+    def method(self, obj: OptimizationRun) -> str:
+        """Return the solver the run used (exact, greedy and meanvar share the classical kind)."""
+        return str(obj.inputs.get("method", ""))
