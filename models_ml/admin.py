@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 
 from models_ml.models import MLModel, OptimizationRun, Prediction, TrainingRun
-from models_ml.services import model_activate, model_deactivate
+from models_ml.services import OWNER_DIED, model_activate, model_deactivate, training_runs_reap
 from rrr_site.admin_base import ReadOnlyModelAdmin
 
 
@@ -60,6 +60,16 @@ class TrainingRunAdmin(ReadOnlyModelAdmin):
     list_filter = ["status", "model_type"]
     search_fields = ["error"]
     date_hierarchy = "created_at"
+
+    def changelist_view(self, request, extra_context=None):
+        """List runs after failing those whose owner process died (so none shows running)."""
+        reaped = training_runs_reap()
+        if reaped:
+            ids = ", ".join(str(pk) for pk in reaped)
+            self.message_user(
+                request, f"Training runs {ids} marked failed: {OWNER_DIED}.", messages.WARNING
+            )
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(Prediction)

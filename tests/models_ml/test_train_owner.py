@@ -181,3 +181,11 @@ def test_a_run_reaped_while_training_is_never_completed_afterwards():
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and run.error == reason
     assert not MLModel.objects.exists(), "the version of a reaped run is rolled back"
+
+
+def test_the_admin_list_fails_orphaned_runs_and_says_so(admin_client):
+    orphan = TrainingRun.objects.create(model_type="cnn", status=RunStatus.RUNNING)
+    page = admin_client.get("/admin/models_ml/trainingrun/")
+    assert page.status_code == 200
+    assert_reaped(orphan)
+    assert f"Training runs {orphan.pk} marked failed: {OWNER_DIED}" in page.content.decode()
