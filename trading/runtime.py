@@ -33,7 +33,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 from marketdata.adapters.base import FeedError
 from marketdata.pipeline import EventHorizon, MarketDataPipeline
 from marketdata.services import quality_event_record_rejected
-from marketdata.storage import AsyncBatchWriter
+from marketdata.storage import AsyncBatchWriter, WriterFailed
 from monitoring.engine.health import component_register, component_unregister
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
@@ -324,11 +324,15 @@ class TradingRuntime:
         now = self._now or self.clock()
         self.runner.stop(now)
         stored = await self._persist_before_exit()
+        writer_failure = None
         if self.md_writer is not None:
-            for bar in self.pipeline.flush(partial=False):  # stored, never shown to strategies
-                await self.md_writer.put(bar)
-            stats = await self.md_writer.close()
-            self.summary.market_data = {"stored": stats.written, "rejected": stats.rejected}
+            try:
+                for bar in self.pipeline.flush(partial=False):  # stored, never traded
+                    await self.md_writer.put(bar)
+                stats = await self.md_writer.close()
+                self.summary.market_data = {"stored": stats.written, "rejected": stats.rejected}
+            except WriterFailed as exc:  # the trading state below is still stored
+                writer_failure = exc
         await self.broadcasts.put(None)
         await asyncio.gather(tasks[-1], return_exceptions=True)
         context = self._heartbeat_context("stopped")
@@ -339,6 +343,8 @@ class TradingRuntime:
         await asyncio.get_running_loop().run_in_executor(self.db, connections.close_all)
         self.db.shutdown(wait=True)
         component_unregister(f"engine:{self.config.account}")
+        if writer_failure is not None:
+            raise writer_failure
         if not stored:
             raise PersistenceFailed(
                 f"could not store {self.persistence.unsaved_fills} fills and "

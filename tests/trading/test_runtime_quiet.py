@@ -13,6 +13,7 @@ from marketdata.adapters.coinbase import CoinbaseFeed
 from risk.models import RiskEvent, TradingState
 from risk.services import trading_state_set
 from tests.runtime_harness import db, running, until
+from tests.trading.books import assert_books_agree
 from trading.engine.hooks import TradingMode
 from trading.engine.strategies import STRATEGIES, register
 from trading.engine.strategy import Strategy
@@ -114,3 +115,19 @@ async def test_a_feed_that_never_connects_stops_the_engine_and_leaves_the_accoun
     state = await db(TradingState.objects.get)(account=paper)
     assert state.state == "reducing"
     assert await db(RiskEvent.objects.filter(kind="feed", account=paper).exists)()
+
+
+async def test_a_dead_market_data_writer_stops_the_engine_loudly_after_storing_its_trades(paper):
+    from marketdata.storage import WriterFailed
+
+    def broken(result) -> None:
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(WriterFailed, match="disk on fire"):
+        async with running(paper, strategy="test_every_bar", store_market_data=True) as runtime:
+            await until(lambda: _orders(paper), "the strategy trades")
+            runtime.md_writer.on_commit = broken
+            await until(lambda: runtime.md_writer.task.done(), "the writer dies", timeout=30)
+            await until(lambda: runtime.gate.closed, "the engine stops by itself", timeout=30)
+    assert await _orders(paper) > 0
+    await db(assert_books_agree)(paper)

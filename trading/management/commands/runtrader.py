@@ -22,13 +22,14 @@ from marketdata.management.commands.ingest import (
     parse_symbols,
 )
 from marketdata.pipeline import BASE_TIMEFRAMES, RESAMPLED_TIMEFRAMES
+from marketdata.storage import WriterFailed
 from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
 from rrr_site.locks import LockHeld, OwnerLock, lock_held
 from trading.engine.errors import StrategyConfigError
 from trading.engine.strategies import STRATEGIES, available_strategies, create_strategy
 from trading.models import Account
-from trading.runtime import RuntimeConfig, TradingRuntime
+from trading.runtime import PersistenceFailed, RuntimeConfig, TradingRuntime
 from trading.selectors import live_trading_blockers_for, live_venue_for
 
 # Timeframes the pipeline builds (from trades) or resamples; a strategy can trade on no other.
@@ -271,6 +272,10 @@ class Command(BaseCommand):
             raise CommandError(f"feed authentication failed: {exc}") from exc
         except FeedError as exc:
             raise CommandError(f"feed failed: {exc}") from exc
+        except WriterFailed as exc:
+            raise CommandError(f"market-data writer failed: {exc}") from exc
+        except PersistenceFailed as exc:
+            raise CommandError(f"trading state not stored: {exc}") from exc
 
     def _feed_source(self, account: Account, options) -> str:
         """Return the feed to trade on; --live refuses any but the venue's own unless allowed."""
