@@ -466,7 +466,8 @@ def train_model(
 
     The run records per-epoch metrics and progress as they happen, then fold and final metrics.
     Any exception marks the run failed with its message (cancelled on Ctrl-C or SIGTERM, with
-    the reason) and is re-raised.
+    the reason) and is re-raised. The run's lock is held throughout, so a process killed
+    meanwhile leaves a run that ``training_runs_reap`` can tell is orphaned.
     """
     if name is not None:
         check_model_name(name)
