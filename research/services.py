@@ -1,3 +1,262 @@
-"""Writes for research."""
+"""Writes for research: create a run, execute its study, store findings and the report."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from django.db import transaction
+from django.utils import timezone
+
+from backtesting.engine.optimize import grid
+from backtesting.engine.runner import run_backtest
+from backtesting.models import BacktestRun
+from backtesting.report_paths import report_path_in_reports_dir
+from backtesting.services import (
+    CONSTRAINTS,
+    BacktestInputError,
+    Costs,
+    backtest_execute,
+    backtest_run_create,
+    bars_for,
+    parse_space,
+    sweep_check,
+)
+from marketdata.engine.events import Timeframe
+from research import selectors
+from research.choices import ResearchKind, RunStatus
+from research.engine import studies
+from research.engine.errors import ResearchInputError
+from research.engine.findings import FindingData, StudyOutput, finite
+from research.engine.hypothesis import CORRECTIONS
+from research.engine.report import write_report
+from research.models import Finding, ResearchRun
+from trading.engine.strategies import create_strategy
+
+logger = logging.getLogger(__name__)
+
+STUDY_KINDS = {
+    "pairs": ResearchKind.STAT_ARB,
+    "microstructure": ResearchKind.ORDER_FLOW,
+    "patterns": ResearchKind.PATTERN,
+    "overfitting": ResearchKind.HYPOTHESIS,
+}
+MIN_SYMBOLS = {"pairs": 2, "microstructure": 1, "patterns": 1, "overfitting": 1}
+MAX_OVERFITTING_TRIALS = 200  # every trial is a full backtest
+
+
+class RunNotPending(ResearchInputError):
+    """The run was already claimed by another worker."""
+
+
+def _check_common(study: str, symbols: Sequence[str], timeframe: str, start, end) -> None:
+    if study not in STUDY_KINDS:
+        raise ResearchInputError(f"unknown study {study!r}; use {', '.join(STUDY_KINDS)}")
+    if len(set(symbols)) != len(symbols) or len(symbols) < MIN_SYMBOLS[study]:
+        raise ResearchInputError(
+            f"{study} needs at least {MIN_SYMBOLS[study]} distinct symbol(s), got {list(symbols)}"
+        )
+    if timeframe not in {t.value for t in Timeframe}:
+        raise ResearchInputError(f"unknown timeframe {timeframe!r}")
+    if end <= start:
+        raise ResearchInputError("end must be after start")
+
+
+def _check_params(study: str, params: Mapping[str, Any]) -> None:
+    alpha = float(params.get("alpha", 0.01))
+    if not 0 < alpha < 1:
+        raise ResearchInputError("alpha must be in (0, 1)")
+    if params.get("correction", "bh") not in CORRECTIONS:
+        raise ResearchInputError(f"correction must be one of {', '.join(CORRECTIONS)}")
+    if study == "pairs" and not 0 <= float(params.get("holdout", 0.3)) < 1:
+        raise ResearchInputError("holdout must be in [0, 1)")
+    if study == "patterns":
+        horizons = params.get("horizons", [1, 5, 20])
+        if not horizons or any(int(h) < 1 for h in horizons):
+            raise ResearchInputError("horizons must be positive bar counts")
+    if study == "microstructure":
+        try:
+            pd.tseries.frequencies.to_offset(params.get("interval", "1min"))
+        except ValueError as exc:
+            raise ResearchInputError(f"interval: {exc}") from None
+    if study == "overfitting":
+        _overfitting_grid(params)
+
+
+def _overfitting_grid(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    strategy = params.get("strategy", "")
+    try:
+        space = parse_space(strategy, params.get("space", []))
+        sweep_check(strategy=strategy, method="grid", space=space, n_iter=0, objective="sharpe")
+    except BacktestInputError as exc:
+        raise ResearchInputError(str(exc)) from None
+    combos = grid(space, CONSTRAINTS.get(strategy))
+    if not 2 <= len(combos) <= MAX_OVERFITTING_TRIALS:
+        raise ResearchInputError(
+            f"overfitting needs 2..{MAX_OVERFITTING_TRIALS} parameter sets, the space has "
+            f"{len(combos)}"
+        )
+    blocks = int(params.get("blocks", 16))
+    if blocks < 2 or blocks % 2:
+        raise ResearchInputError("blocks must be an even number >= 2")
+    return combos
+
+
+def research_run_create(
+    *,
+    study: str,
+    symbols: Sequence[str],
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    params: Mapping[str, Any] | None = None,
+    title: str = "",
+) -> ResearchRun:
+    """Validate a study's inputs, then record it as a pending run."""
+    params = dict(params or {})
+    _check_common(study, symbols, timeframe, start, end)
+    try:
+        _check_params(study, params)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ResearchInputError):
+            raise
+        raise ResearchInputError(f"bad parameter: {exc}") from None
+    return ResearchRun.objects.create(
+        kind=STUDY_KINDS[study],
+        title=title or f"{study} {','.join(symbols)} {timeframe}",
+        params=finite({**params, "study": study}),
+        symbols=list(symbols),
+        timeframe=timeframe,
+        start=start,
+        end=end,
+    )
+
+
+def _claim(run: ResearchRun) -> None:
+    claimed = ResearchRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING
+    )
+    if not claimed:
+        raise RunNotPending(f"research run #{run.pk} is not pending")
+    run.refresh_from_db()
+
+
+def research_run_execute(*, run: ResearchRun, report: bool = True) -> ResearchRun:
+    """Run a pending study; store its findings, summary and HTML report, or mark it failed."""
+    _claim(run)
+    try:
+        output = _study(run)
+        path = None
+        if report:
+            path = report_path_in_reports_dir("research-", f"run-{run.pk}", ".html")
+            write_report(output, path, title=run.title)
+        _store(run, output, path)
+    except Exception as exc:
+        ResearchRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+    run.refresh_from_db()
+    return run
+
+
+def _study(run: ResearchRun) -> StudyOutput:
+    p = dict(run.params)
+    window = {"start": run.start, "end": run.end}
+    study = p.pop("study")
+    if study == "pairs":
+        closes = selectors.closes_frame(symbols=run.symbols, timeframe=run.timeframe, **window)
+        return studies.pairs_study(closes, **p)
+    if study == "patterns":
+        bars = {
+            s: selectors.bars_frame_for(symbol=s, timeframe=run.timeframe, **window)
+            for s in run.symbols
+        }
+        return studies.patterns_study(bars, **p)
+    if study == "microstructure":
+        return _microstructure(run, p)
+    return studies.overfitting_study(
+        _trial_returns(run, p), blocks=int(p.get("blocks", 16)), seed=int(p.get("seed", 0))
+    )
+
+
+def _microstructure(run: ResearchRun, params: dict[str, Any]) -> StudyOutput:
+    merged = StudyOutput()
+    for symbol in run.symbols:
+        trades = selectors.trades_frame(symbol=symbol, start=run.start, end=run.end)
+        if len(trades) < 10:
+            raise ResearchInputError(f"{symbol}: only {len(trades)} stored trades in the range")
+        quotes = selectors.quotes_frame(symbol=symbol, start=run.start, end=run.end)
+        book = quotes if len(quotes) else None
+        one = studies.microstructure_study(symbol, trades, book, **params)
+        merged.findings += one.findings
+        merged.figures += one.figures
+        merged.summary[symbol] = one.summary
+    return merged
+
+
+def _trial_returns(run: ResearchRun, params: Mapping[str, Any]) -> pd.DataFrame:
+    """Backtest every parameter set of the grid; return their per-bar returns side by side."""
+    strategy = params["strategy"]
+    bars, _ = bars_for(symbols=run.symbols, timeframe=run.timeframe, start=run.start, end=run.end)
+    config = Costs().config(run.timeframe)
+    columns = {}
+    for combo in _overfitting_grid(params):
+        result = run_backtest(create_strategy(strategy, **combo), bars, config)
+        label = ",".join(f"{k}={v}" for k, v in sorted(combo.items()))
+        columns[label] = result.returns
+    return pd.DataFrame(columns).fillna(0.0)
+
+
+@transaction.atomic
+def _store(run: ResearchRun, output: StudyOutput, path) -> None:
+    Finding.objects.bulk_create([_finding_row(run, f) for f in output.findings])
+    summary = {**output.summary, "findings": len(output.findings)}
+    if path is not None:
+        summary["report"] = str(path)
+    ResearchRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.COMPLETED, summary=finite(summary), finished_at=timezone.now()
+    )
+
+
+def _finding_row(run: ResearchRun, f: FindingData) -> Finding:
+    return Finding(
+        run=run,
+        title=f.title[:200],
+        description=f.description,
+        statistic=finite(f.statistic),
+        p_value=finite(f.p_value),
+        effect_size=finite(f.effect_size),
+        significant=bool(f.significant),
+        details=finite(f.details),
+    )
+
+
+def finding_backtest(
+    *, finding: Finding, start: datetime, end: datetime, costs: Costs | None = None
+) -> BacktestRun:
+    """Backtest the strategy a finding proposes (e.g. a cointegrated pair) and return the run."""
+    form = (finding.details or {}).get("strategy")
+    if not form:
+        raise ResearchInputError(f"finding #{finding.pk} has no strategy to backtest")
+    try:
+        run = backtest_run_create(
+            strategy=form["strategy"],
+            params=form["params"],
+            symbols=form["symbols"],
+            timeframe=finding.run.timeframe,
+            start=start,
+            end=end,
+            costs=costs or Costs(),
+            name=f"finding #{finding.pk}: {finding.title}"[:100],
+        )
+    except BacktestInputError as exc:
+        raise ResearchInputError(str(exc)) from None
+    backtest_execute(run=run)
+    run.refresh_from_db()
+    return run

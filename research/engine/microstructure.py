@@ -30,12 +30,12 @@ class ImpactFit:
     n: int
 
 
-def _need(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+def _need(frame: pd.DataFrame, columns: tuple[str, ...], what: str, minimum: int = 10) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ResearchInputError(f"{what} lack column(s) {', '.join(missing)}")
-    if len(frame) < 10:
-        raise ResearchInputError(f"need at least 10 {what}, got {len(frame)}")
+    if len(frame) < minimum:
+        raise ResearchInputError(f"need at least {minimum} {what}, got {len(frame)}")
 
 
 def trade_signs(trades: pd.DataFrame) -> pd.Series:
@@ -74,16 +74,11 @@ def kyle_lambda(trades: pd.DataFrame, *, interval: str = "1min") -> ImpactFit:
 
 def order_flow_imbalance(quotes: pd.DataFrame) -> pd.Series:
     """Return Cont-Kukanov-Stoikov order-flow imbalance of each quote update."""
-    _need(quotes, ("bid", "ask", "bid_size", "ask_size"), "quotes")
+    _need(quotes, ("bid", "ask", "bid_size", "ask_size"), "quotes", minimum=2)
     b, a = quotes["bid"], quotes["ask"]
     qb, qa = quotes["bid_size"], quotes["ask_size"]
     pb, pa, pqb, pqa = b.shift(), a.shift(), qb.shift(), qa.shift()
-    e = (
-        (b >= pb) * qb
-        - (b <= pb) * pqb
-        - (a <= pa) * qa
-        + (a >= pa) * pqa
-    )
+    e = (b >= pb) * qb - (b <= pb) * pqb - (a <= pa) * qa + (a >= pa) * pqa
     return e.iloc[1:].astype(float)
 
 

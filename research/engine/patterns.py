@@ -22,7 +22,12 @@ Detector = Callable[[pd.DataFrame], np.ndarray]
 
 
 def _swings(values: np.ndarray, order: int, compare) -> np.ndarray:
-    return argrelextrema(values, compare, order=order)[0]
+    """Return swing points; a flat extreme (several equal bars) counts once, at its start."""
+    kept: list[int] = []
+    for i in argrelextrema(values, compare, order=order)[0]:
+        if not kept or i - kept[-1] > order:
+            kept.append(int(i))
+    return np.array(kept, dtype=int)
 
 
 def _mask(n: int, idx: list[int]) -> np.ndarray:

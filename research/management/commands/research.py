@@ -1,0 +1,189 @@
+"""``manage.py research pairs|microstructure|patterns|overfitting|backtest``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from research.engine.errors import ResearchInputError
+from research.models import Finding, ResearchRun
+from research.selectors import run_with_findings
+from research.services import finding_backtest, research_run_create, research_run_execute
+
+STUDIES = ("pairs", "microstructure", "patterns", "overfitting")
+
+
+def parse_moment(value: str | None, flag: str) -> datetime:
+    """Parse YYYY-MM-DD (or an ISO datetime) as UTC; refuse a missing or bad value."""
+    if not value:
+        raise CommandError(f"{flag} is required (YYYY-MM-DD)")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{flag}: expected YYYY-MM-DD, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CommandError(f"{flag}: expected integers like 1,5,20, got {text!r}") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a research study (pairs, microstructure, patterns, overfitting) and store its "
+        "findings, or backtest the strategy a finding proposes (backtest --finding ID)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("study", choices=[*STUDIES, "backtest"])
+        parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
+        parser.add_argument("--timeframe", default="1h")
+        parser.add_argument("--start")
+        parser.add_argument("--end")
+        parser.add_argument("--alpha", type=float, default=0.01, help="significance level")
+        parser.add_argument("--correction", default="bh", help="bh (Benjamini-Hochberg) or holm")
+        parser.add_argument("--holdout", type=float, default=0.3, help="pairs: held-out share")
+        parser.add_argument("--entry", type=float, default=2.0, help="pairs strategy: entry z")
+        parser.add_argument("--exit", type=float, default=0.5, help="pairs strategy: exit z")
+        parser.add_argument("--horizons", default="1,5,20", help="patterns: forward bars")
+        parser.add_argument("--no-candles", action="store_true", help="patterns: chart only")
+        parser.add_argument("--interval", default="1min", help="microstructure: bucket")
+        parser.add_argument("--permutations", type=int, default=200)
+        parser.add_argument("--strategy", help="overfitting: strategy whose grid is judged")
+        parser.add_argument("--space", action="append", default=[], metavar="NAME=LO:HI[:STEP]")
+        parser.add_argument("--blocks", type=int, default=16, help="overfitting: CSCV blocks")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--finding", type=int, help="backtest: the finding's id")
+        parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--async", dest="run_async", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        start = parse_moment(options["start"], "--start")
+        end = parse_moment(options["end"], "--end")
+        if options["study"] == "backtest":
+            return self._backtest(options, start, end)
+        symbols = [s.strip() for s in options["symbols"].split(",") if s.strip()]
+        try:
+            run = research_run_create(
+                study=options["study"],
+                symbols=symbols,
+                timeframe=options["timeframe"],
+                start=start,
+                end=end,
+                params=self._params(options),
+            )
+        except ResearchInputError as exc:
+            raise CommandError(str(exc)) from None
+        if options["run_async"]:
+            return self._enqueue(run, options)
+        try:
+            research_run_execute(run=run, report=not options["no_report"])
+        except Exception as exc:  # the run row records it as failed; the user gets one line
+            raise CommandError(f"research run #{run.pk} failed: {exc}") from exc
+        self._print(run.pk, options["json"])
+
+    def _params(self, options: dict[str, Any]) -> dict[str, Any]:
+        study, seed = options["study"], options["seed"]
+        tests = {"alpha": options["alpha"], "correction": options["correction"]}
+        if study == "pairs":
+            form = {"entry": options["entry"], "exit": options["exit"]}
+            return {**tests, "holdout": options["holdout"], "strategy": form}
+        if study == "patterns":
+            horizons = _ints(options["horizons"], "--horizons")
+            return {
+                **tests,
+                "horizons": horizons,
+                "candles": not options["no_candles"],
+                "seed": seed,
+            }
+        if study == "microstructure":
+            return {
+                "interval": options["interval"],
+                "permutations": options["permutations"],
+                "seed": seed,
+            }
+        if not options["strategy"]:
+            raise CommandError("overfitting needs --strategy (and --space NAME=LO:HI[:STEP])")
+        return {
+            "strategy": options["strategy"],
+            "space": options["space"],
+            "blocks": options["blocks"],
+            "seed": seed,
+        }
+
+    def _enqueue(self, run: ResearchRun, options: dict[str, Any]) -> None:
+        from django_q.tasks import async_task
+
+        task_id = async_task("research.tasks.research_task", run.pk)
+        if options["json"]:
+            self.stdout.write(json.dumps({"run": run.pk, "task": task_id, "status": run.status}))
+        else:
+            self.stdout.write(f"research run #{run.pk} queued (task {task_id})")
+
+    def _print(self, run_id: int, as_json: bool) -> None:
+        run, findings = run_with_findings(run_id)
+        if as_json:
+            self.stdout.write(json.dumps(_as_dict(run, findings), default=str))
+            return
+        self.stdout.write(f"research run #{run.pk} {run.title}: {run.status}")
+        for f in findings:
+            mark = "*" if f.significant else " "
+            self.stdout.write(
+                f"{mark} #{f.pk} {f.title}  stat={_fmt(f.statistic)} p={_fmt(f.p_value)} "
+                f"effect={_fmt(f.effect_size)}"
+            )
+        if run.summary.get("report"):
+            self.stdout.write(f"report: {run.summary['report']}")
+
+    def _backtest(self, options: dict[str, Any], start: datetime, end: datetime) -> None:
+        if options["finding"] is None:
+            raise CommandError("backtest needs --finding ID")
+        finding = Finding.objects.select_related("run").filter(pk=options["finding"]).first()
+        if finding is None:
+            raise CommandError(f"no finding #{options['finding']}")
+        try:
+            bt = finding_backtest(finding=finding, start=start, end=end)
+        except ResearchInputError as exc:
+            raise CommandError(str(exc)) from None
+        payload = {
+            "finding": finding.pk,
+            "backtest": bt.pk,
+            "status": bt.status,
+            "metrics": bt.metrics,
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(payload, default=str))
+        else:
+            self.stdout.write(f"backtest #{bt.pk} of finding #{finding.pk}: {bt.status}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _as_dict(run: ResearchRun, findings: list[Finding]) -> dict[str, Any]:
+    return {
+        "run": run.pk,
+        "kind": run.kind,
+        "status": run.status,
+        "summary": run.summary,
+        "findings": [
+            {
+                "id": f.pk,
+                "title": f.title,
+                "statistic": f.statistic,
+                "p_value": f.p_value,
+                "effect_size": f.effect_size,
+                "significant": f.significant,
+                "details": f.details,
+            }
+            for f in findings
+        ],
+    }
