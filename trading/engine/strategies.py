@@ -330,3 +330,4 @@ class ModelSignal(_TargetStrategy):
 
 
 import research.strategies  # noqa: E402, F401 - registers "pairs" (research owns it)
+import trading.engine.strategy_rebalance  # noqa: E402, F401 - registers "rebalance"
