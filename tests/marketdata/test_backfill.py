@@ -44,6 +44,7 @@ from tests.factories import SymbolFactory
 from tests.fakes.binance import FakeBinanceRest, kline_rows
 from tests.fakes.polygon_rest import FakePolygonRest, aggregate_rows
 from tests.fakes.threaded import served
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -550,14 +551,6 @@ def query(db: Path, sql: str) -> list[tuple]:
 def job_row(db: Path) -> tuple | None:
     rows = query(db, "SELECT id, status, cursor, rows_written, pages FROM marketdata_backfilljob")
     return rows[0] if rows else None
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(interval)
 
 
 def test_sigterm_then_sigkill_then_rerun_resumes_with_no_duplicates_and_no_gaps(tmp_path):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from marketdata.engine.simulator import SimulatedMarket
 from marketdata.models import BackfillJob, Bar
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,14 +23,6 @@ MINUTE = timedelta(minutes=1)
 COMMAND = [sys.executable, "manage.py", "backfill", "--source", "sim", "--symbols", "BTC-USD"]
 COMMAND += ["--start", "2024-01-01", "--end", "2024-01-02", "--page-size", "60", "--no-progress"]
 PIPES = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": ROOT}
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.02) -> None:
-    """Return once ``predicate()`` is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
 
 
 def job() -> BackfillJob | None:

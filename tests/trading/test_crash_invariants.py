@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from monitoring.models import SystemEvent
+from tests.polling import wait_for
 from tests.trading.books import assert_books_agree
 from trading.models import Account, Fill, PortfolioSnapshot
 
@@ -38,16 +39,6 @@ def paper_account(subprocess_env):
     """Default symbols and the paper account in the test database."""
     call_command("bootstrap", "--no-admin", stdout=open(os.devnull, "w"))
     return Account.objects.get(name="paper")
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    """Poll ``predicate`` until true or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def sessions() -> int:

@@ -17,6 +17,7 @@ import pytest
 from django.apps import apps
 from django.core.management import CommandError, call_command
 
+from tests.polling import wait_for
 from trading.models import Account, Fill, PortfolioSnapshot
 
 pytestmark = pytest.mark.timeout(120)
@@ -139,13 +140,6 @@ def test_paper_on_a_live_account_is_refused(live_account):
 
 
 # -- one engine per account ----------------------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def start(env: dict[str, str], *args: str) -> subprocess.Popen:
