@@ -210,6 +210,9 @@ def report_lines(run: OptimizationRun) -> list[str]:
                 _fmt(cost.get("depth"), "{}"),
             )
         )
+    if run.problem != "features":
+        weights = ",".join(f"{k}:{w:.6g}" for k, w in result["answer"]["weights"].items())
+        lines.append(f"hold it: backtest/runtrader --strategy rebalance --param weights={weights}")
     if result["score"] and result["score"].get("optimal_probability") is not None:
         lines.append(
             f"sampled distribution: P(feasible) {result['score']['feasible_probability']:.3f}, "

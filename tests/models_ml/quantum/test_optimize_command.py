@@ -49,6 +49,8 @@ def test_exact_portfolio_run_is_recorded_with_inputs_answer_and_metrics():
     assert Bar.objects.filter(timeframe="1h").count() == 4 * 72
     for method in ("exact", "optimum", "greedy"):
         assert any(line.startswith(method) for line in out.splitlines()), out
+    weights = ",".join(f"{k}:{w:.6g}" for k, w in run.result["answer"]["weights"].items())
+    assert f"--strategy rebalance --param weights={weights}" in out
 
 
 def test_qaoa_run_reports_ratio_rank_circuit_and_sampled_distribution():
