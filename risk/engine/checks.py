@@ -7,9 +7,10 @@ approve (unchanged quantity), reduce (to the largest lot-rounded quantity that f
 1. order validation, then the account's trading mode (ACTIVE / REDUCING / HALTED);
 2. loss gates (daily loss, drawdown): a breach asks for REDUCING or HALTED and lets only the
    orders that mode allows through;
-3. hard rejects: open orders, order rate, price band, and every limit whose action is not
-   ``reduce``;
-4. reductions: limits with action ``reduce``; the smallest reduced quantity wins.
+3. reductions: limits with action ``reduce``; the smallest reduced quantity wins;
+4. hard rejects: open orders, order rate, price band, and every limit whose action is not
+   ``reduce``, judged on the order as reduced: a position limit that shrinks an all-in order
+   keeps a gross-exposure limit from refusing what would fit once shrunk.
 
 Orders that only shrink a position (``hooks.is_risk_reducing``) always pass the position,
 exposure, correlation and loss checks; they still face notional, rate, open-order and price-band
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -522,12 +523,9 @@ class RiskChecker:
         else:
             lot = self._lots.get(order.symbol, self._default_lot)
             ctx = OrderContext.build(order, account, lot, now)
-            result = (
-                self._mode_gate(ctx)
-                or self._loss_gates(plan, ctx)
-                or self._hard_rejects(plan, ctx)
-                or self._reductions(plan, ctx)
-            )
+            result = self._mode_gate(ctx) or self._loss_gates(plan, ctx)
+            if result is None:
+                result = self._reduce_then_judge(plan, ctx)
             if result.accepted:
                 self._record_rate(plan, ctx)
         if result.decision is not Decision.APPROVE:
@@ -558,6 +556,17 @@ class RiskChecker:
             if verdict is None and not mode_allows(mode, ctx):
                 verdict = _reject(spec.label, spec.kind.value, f"{reason}; {_mode_reason(mode)}")
         return verdict
+
+    def _reduce_then_judge(self, plan: _Plan, ctx: OrderContext) -> PreTradeResult:
+        """Apply the reductions, then the hard limits to the order as reduced."""
+        reduced = self._reductions(plan, ctx)
+        if reduced.decision is Decision.REJECT:
+            return reduced
+        judged = ctx
+        if reduced.decision is Decision.REDUCE:
+            smaller = replace(ctx.order, quantity=reduced.quantity)
+            judged = OrderContext.build(smaller, ctx.account, ctx.lot, ctx.now)
+        return self._hard_rejects(plan, judged) or reduced
 
     def _hard_rejects(self, plan: _Plan, ctx: OrderContext) -> PreTradeResult | None:
         """Return the first rejection among limits that never reduce."""
