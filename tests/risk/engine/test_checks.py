@@ -286,7 +286,7 @@ def test_hard_rejects_come_before_reductions() -> None:
 def test_hard_limits_judge_the_reduced_order() -> None:
     # An all-in order: the position limit shrinks it to 20 %, which the gross limit then accepts.
     limits = [spec("max_position_pct", "0.2", "reduce"), spec("max_gross_exposure_pct", "1.0")]
-    expect(run(limits, order(qty="1000")), REDUCE, "200", "max_position_pct")
+    expect(run(limits, order(qty="1500")), REDUCE, "200", "max_position_pct")
     held = account("100000", position("ETH-USD", "850", "100"))
     # 85 % already held elsewhere: even the reduced 20 % would break the gross limit.
     expect(run(limits, order(qty="1000"), held), REJECT, "0", "max_gross_exposure_pct")
