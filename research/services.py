@@ -209,7 +209,7 @@ def _trial_returns(run: ResearchRun, params: Mapping[str, Any]) -> pd.DataFrame:
     for combo in _overfitting_grid(params):
         result = run_backtest(create_strategy(strategy, **combo), bars, config)
         label = ",".join(f"{k}={v}" for k, v in sorted(combo.items()))
-        columns[label] = result.returns
+        columns[label] = result.returns()
     return pd.DataFrame(columns).fillna(0.0)
 
 
