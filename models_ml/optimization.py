@@ -338,3 +338,16 @@ def latest_portfolio_weights(*, run_id: int | None = None) -> dict[str, float]:
         which = f"run {run_id}" if run_id is not None else "no run"
         raise OptimizationRequestError(f"{which}: no completed portfolio optimisation found")
     return {str(k): float(v) for k, v in run.result["answer"]["weights"].items()}
+
+
+def chosen_features(*, run_id: int) -> list[str]:
+    """Return the feature names a completed feature-selection run chose."""
+    run = OptimizationRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise OptimizationRequestError(f"optimisation run {run_id} does not exist")
+    if run.problem != "features" or run.status != RunStatus.COMPLETED:
+        raise OptimizationRequestError(
+            f"optimisation run {run_id} is a {run.status} {run.problem} run, "
+            "not a completed feature selection"
+        )
+    return [str(name) for name in run.result["answer"]["chosen"]]

@@ -173,6 +173,8 @@ class TrainingParams:
     fee_bps: float = 10.0
     threads: int = 1  # torch intra-op threads; more is slower for these sizes on small hosts
     simulation_seed: int = SIMULATION_SEED
+    features: list[str] | None = None  # train on these feature columns only (None: all)
+    features_from: int | None = None  # the OptimizationRun that chose them
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> TrainingParams:
@@ -213,6 +215,12 @@ class TrainingParams:
             problems.append("lr must be > 0 and fee_bps >= 0")
         if not isinstance(self.hparams, dict):
             problems.append("hparams must be a mapping")
+        if self.features is not None and not (
+            isinstance(self.features, list)
+            and self.features
+            and all(isinstance(f, str) for f in self.features)
+        ):
+            problems.append("features must be a non-empty list of feature names")
         if problems:
             raise TrainingRequestError("; ".join(problems))
 
@@ -355,6 +363,7 @@ def training_spec(model_type: str, timeframe: str, params: TrainingParams) -> Tr
         n_folds=params.folds,
         fold_mode=params.fold_mode,  # type: ignore[arg-type]
         train_size=params.train_size,
+        columns=params.features,
         train=train,
         evaluation=EvaluationConfig(fee_bps=params.fee_bps, periods_per_year=periods_per_year),
         search_space=space or None,
@@ -534,13 +543,11 @@ def _train_claimed(
             f"{len(bars)} {symbol} {run.timeframe} bars in the range; at least {needed} needed"
         )
     recorder = _RunRecorder(run, params, on_epoch, lock)
-    outcome = run_training(
-        bars,
-        training_spec(run.model_type, run.timeframe, params),
-        on_epoch=recorder.epoch,
-        on_progress=recorder.progress,
-    )
+    spec = training_spec(run.model_type, run.timeframe, params)
+    outcome = run_training(bars, spec, on_epoch=recorder.epoch, on_progress=recorder.progress)
     metrics = {**json_ready(outcome.report.as_dict()), "data": data}
+    if params.features is not None:
+        metrics["all_features"] = _all_features_report(bars, spec, params)
     if outcome.search is not None:
         metrics["search"] = json_ready(
             [
@@ -556,6 +563,23 @@ def _train_claimed(
         metrics=metrics,
         run=run,
     )
+
+
+def _all_features_report(
+    bars: pd.DataFrame, spec: TrainingSpec, params: TrainingParams
+) -> dict[str, Any]:
+    """Train the same spec on every feature, on the same folds, for the chosen-features verdict."""
+    from dataclasses import replace
+
+    from models_ml.engine.pipeline import run_training
+
+    outcome = run_training(bars, replace(spec, columns=None))
+    return {
+        "features": len(outcome.feature_set.names),
+        "chosen": list(params.features or ()),
+        "features_from": params.features_from,
+        **json_ready(outcome.report.as_dict()),
+    }
 
 
 def _data_summary(

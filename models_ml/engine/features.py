@@ -137,7 +137,12 @@ class FeatureLayout:
 class FeatureSet:
     """The feature definition: ``compute`` for a bars frame, ``online`` for bar-by-bar use."""
 
-    def __init__(self, config: FeatureConfig | None = None, extras: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        config: FeatureConfig | None = None,
+        extras: Iterable[str] = (),
+        columns: Iterable[str] | None = None,
+    ) -> None:
         self.config = config or FeatureConfig()
         extras = tuple(sorted(set(extras)))
         unknown = [e for e in extras if e not in EXTRA_GROUPS]
@@ -145,6 +150,21 @@ class FeatureSet:
             raise FeatureError(f"unknown extra group(s): {', '.join(unknown)}")
         self.extras = extras
         self.layout = _layout(self.config, extras)
+        self.columns = self._check_columns(columns)
+
+    def _check_columns(self, columns: Iterable[str] | None) -> tuple[str, ...] | None:
+        """Return the chosen subset in layout order (None: every feature); raise if unknown."""
+        if columns is None:
+            return None
+        chosen = set(columns)
+        unknown = sorted(chosen - set(self.layout.names))
+        if unknown or not chosen:
+            raise FeatureError(f"unknown or no feature column(s): {', '.join(unknown)}")
+        return tuple(n for n in self.layout.names if n in chosen)
+
+    def select(self, columns: Iterable[str] | None) -> FeatureSet:
+        """Return the same definition computing only ``columns`` (None: every feature)."""
+        return FeatureSet(self.config, self.extras, columns)
 
     @classmethod
     def for_frame(cls, df: pd.DataFrame, config: FeatureConfig | None = None) -> FeatureSet:
@@ -154,8 +174,8 @@ class FeatureSet:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Return the feature names, in column order."""
-        return self.layout.names
+        """Return the feature names, in column order (only the chosen columns, if any)."""
+        return self.columns or self.layout.names
 
     @property
     def warmup(self) -> int:
@@ -164,12 +184,17 @@ class FeatureSet:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready description that ``from_dict`` rebuilds."""
-        return {"config": self.config.to_dict(), "extras": list(self.extras)}
+        data = {"config": self.config.to_dict(), "extras": list(self.extras)}
+        if self.columns is not None:
+            data["columns"] = list(self.columns)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSet:
         """Rebuild from ``to_dict`` output."""
-        return cls(FeatureConfig.from_dict(data["config"]), data.get("extras", ()))
+        return cls(
+            FeatureConfig.from_dict(data["config"]), data.get("extras", ()), data.get("columns")
+        )
 
     def compute(self, df: pd.DataFrame) -> pd.DataFrame:
         """Return the feature frame (same index as the bars; NaN rows during warm-up)."""

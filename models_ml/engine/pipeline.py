@@ -54,6 +54,7 @@ class TrainingSpec:
     gap: int | None = None  # defaults to the horizon; never less
     feature_config: FeatureConfig = field(default_factory=FeatureConfig)
     extras: Sequence[str] | None = None  # None: every extra group the frame has columns for
+    columns: Sequence[str] | None = None  # None: every feature; else only these (same warm-up)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     search_space: Mapping[str, Sequence[Any]] | None = None
@@ -118,6 +119,7 @@ def run_training(
         fs = FeatureSet.for_frame(bars, spec.feature_config)
     else:
         fs = FeatureSet(spec.feature_config, spec.extras)
+    fs = fs.select(spec.columns)
     features = fs.compute(bars)
     data = build_windowed(features, bars["close"].to_numpy(dtype=float), spec.window, spec.horizon)
     gap = max(spec.gap or 0, spec.horizon)

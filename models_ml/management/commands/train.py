@@ -17,6 +17,7 @@ from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.management.commands.backfill import parse_moment
 from models_ml.engine.errors import MLEngineError
 from models_ml.models import MLModel, TrainingRun
+from models_ml.optimization import OptimizationRequestError, chosen_features
 from models_ml.services import (
     OWNER_DIED,
     TRAINABLE_TYPES,
@@ -167,6 +168,12 @@ class Command(BaseCommand):
             "--threads", type=int, default=defaults.threads, help="torch threads (default 1)"
         )
         parser.add_argument("--name", help="Registry name (default <symbol>-<model>)")
+        parser.add_argument(
+            "--features-from",
+            type=int,
+            metavar="RUN",
+            help="Train on the features optimisation run RUN chose (compared with all features)",
+        )
         parser.add_argument("--json", action="store_true", help="Print the outcome as JSON")
         parser.add_argument(
             "--async",
@@ -241,6 +248,9 @@ class Command(BaseCommand):
             "threads": options["threads"],
         }
         try:
+            if options["features_from"] is not None:
+                params["features"] = chosen_features(run_id=options["features_from"])
+                params["features_from"] = options["features_from"]
             if options["name"]:
                 check_model_name(options["name"])
             return training_run_start(
@@ -251,7 +261,7 @@ class Command(BaseCommand):
                 end=end,
                 params=params,
             )
-        except TrainingRequestError as exc:
+        except (TrainingRequestError, OptimizationRequestError) as exc:
             raise CommandError(str(exc)) from None
 
     def _train(self, run: TrainingRun, options: dict[str, Any]) -> MLModel:
@@ -351,8 +361,28 @@ def report_lines(run: TrainingRun, model: MLModel) -> list[str]:
         *metric_table(metrics),
         "",
         verdict_line(metrics),
+        *_all_features_lines(metrics),
     ]
     return lines
+
+
+def _all_features_lines(metrics: dict[str, Any]) -> list[str]:
+    """Compare the chosen features with all features on the same folds (when chosen)."""
+    every = metrics.get("all_features")
+    if not every:
+        return []
+    line = "{}: accuracy {:.4f}, log loss {:.4f}, sharpe {:.2f}"
+    return [
+        f"features chosen by optimisation run {every['features_from']} vs all features, "
+        "same folds:",
+        "  " + line.format(f"{len(every['chosen'])} chosen", *_key_metrics(metrics["model"])),
+        "  " + line.format(f"all {every['features']}", *_key_metrics(every["model"])),
+    ]
+
+
+def _key_metrics(model: dict[str, Any]) -> tuple[float, float, float]:
+    """Return accuracy, log loss and Sharpe of a metrics block."""
+    return (model["accuracy"], model["log_loss"], model["sharpe"])
 
 
 def _data_line(data: dict[str, Any]) -> str:
