@@ -7,8 +7,10 @@ Money and quantities are exact ``Decimal`` (NUMERIC on PostgreSQL). The trading 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -22,6 +24,7 @@ from trading.choices import (
     TimeInForce,
     Venue,
 )
+from trading.engine.buying_power import BuyingPowerPolicy, Margin
 
 QTY = {"max_digits": 28, "decimal_places": 10}
 MONEY = {"max_digits": 28, "decimal_places": 10}
@@ -48,6 +51,20 @@ class Account(models.Model):
     base_currency = models.CharField(max_length=8, default="USD")
     initial_capital = models.DecimalField(**MONEY)
     cash = models.DecimalField(**MONEY)
+    leverage = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=Decimal(1),
+        validators=[MinValueValidator(Decimal(1))],
+        help_text="Gross exposure may reach this multiple of equity; 1 = cash only, no borrowing",
+    )
+    buying_power_policy = models.CharField(
+        max_length=8,
+        choices=[(p.value, p.value.capitalize()) for p in BuyingPowerPolicy],
+        default=BuyingPowerPolicy.REDUCE.value,
+        help_text="An order that needs more buying power than the account has (fees included) "
+        "is reduced to what is affordable, or rejected",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,
@@ -68,10 +85,17 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=Q(mode="live") | Q(venue="paper"), name="account_paper_mode_paper_venue"
             ),
+            models.CheckConstraint(
+                condition=Q(leverage__gte=1), name="account_leverage_at_least_1"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.mode})"
+
+    def margin(self) -> Margin:
+        """Return the engine's buying-power setting for this account."""
+        return Margin(Decimal(self.leverage), BuyingPowerPolicy(self.buying_power_policy))
 
 
 class StrategyConfig(models.Model):

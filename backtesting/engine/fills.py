@@ -15,6 +15,10 @@
   price and the size of each execution are modelled here. Whatever the cap leaves keeps working
   (GTC/DAY), is cancelled (IOC), or kills the order (FOK).
 
+The OMS's buying-power guard (``trading.engine.buying_power``) judges every execution at its own
+price: the wrapper's priced executions here, the inner and execution venues' fills there, each
+seeing the fills of the current call the portfolio has not booked yet.
+
 Bars for which nothing is working are not replayed through the inner venue; its book is brought
 up to date from the last bar just before it is next needed, which gives the same result.
 """
@@ -32,6 +36,7 @@ from typing import Protocol
 
 from backtesting.engine.errors import BacktestConfigError
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from trading.engine.buying_power import FillGuard
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import UnknownOrder
 from trading.engine.money import ZERO, floor_to_step, to_decimal
@@ -208,6 +213,8 @@ class BacktestVenue:
         self._book_model = cfg.model is FillModel.BOOK
         self._deferred: list[VenueEvent] = []  # events of a sync outside any call's event list
         self._children = 0
+        self._guard: FillGuard | None = None
+        self._cash: dict[str, Decimal] = {}  # cash moved by this call's fills, by account
         positions = self._positions
         self.inner.bind_positions(positions)
         self.executor.bind_positions(positions)
@@ -217,6 +224,28 @@ class BacktestVenue:
     def bind_positions(self, lookup: PositionLookup) -> None:
         """Set the ``(account, symbol) -> quantity`` lookup of the OMS."""
         self._lookup = lookup
+
+    def bind_guard(self, guard: FillGuard | None) -> None:
+        """Set the OMS's buying-power guard for every execution (None: unlimited)."""
+        self._guard = guard
+        inner_guard = None if guard is None else self._guard_with_pending
+        self.inner.bind_guard(inner_guard)
+        self.executor.bind_guard(inner_guard)
+
+    def _guard_with_pending(
+        self,
+        order: Order,
+        qty: Decimal,
+        price: Decimal,
+        fee_bps: Decimal,
+        pending_qty: Decimal,
+        pending_cash: Decimal,
+    ) -> tuple[Decimal, str]:
+        """The guard as an inner venue sees it: its own pending fills plus this call's."""
+        account = order.account
+        pending_qty += self._delta.get((account, order.symbol), ZERO)
+        pending_cash += self._cash.get(account, ZERO)
+        return self._guard(order, qty, price, fee_bps, pending_qty, pending_cash)  # type: ignore[misc]
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Return the inner venue's mid (or last print) for ``symbol``."""
@@ -352,6 +381,8 @@ class BacktestVenue:
         # The OMS books every event of a call before the next call: only this call's fills count.
         if self._delta:
             self._delta.clear()
+        if self._cash:
+            self._cash.clear()
         if self._deferred:
             events, self._deferred = self._deferred, []
             return events
@@ -466,10 +497,15 @@ class BacktestVenue:
             if slippage.__class__ is not NoSlippage:
                 price = slippage.adjust(price, order.sign, float(qty), bar)
             cfg = self.executor.config
-            fill = book_fill(
-                cfg, order, qty, to_decimal(tidy_price(price)), _TAKER, ts, name=self.config.name
-            )
-            self._emit_fill(order, fill, events)
+            px = to_decimal(tidy_price(price))
+            cut = ""
+            if self._guard is not None:
+                qty, cut = self._guarded(order, qty, px, cfg.taker_fee_bps)
+            if qty > 0:
+                fill = book_fill(cfg, order, qty, px, _TAKER, ts, name=self.config.name)
+                self._emit_fill(order, fill, events)
+            if cut and order.is_working:
+                self._end(order, _CANCELLED, ts, cut, events)
             return qty
         self._children += 1
         child = Order(
@@ -484,6 +520,14 @@ class BacktestVenue:
             created_ts=ts,
         )
         return self._adopt(order, self.executor.submit(child, ts), events)
+
+    def _guarded(
+        self, order: Order, qty: Decimal, price: Decimal, fee_bps: Decimal
+    ) -> tuple[Decimal, str]:
+        """Return how much of ``qty`` the account can pay at ``price`` (and why not all)."""
+        account = order.account
+        pending = self._delta.get((account, order.symbol), ZERO)
+        return self._guard(order, qty, price, fee_bps, pending, self._cash.get(account, ZERO))  # type: ignore[misc]
 
     def _adopt(
         self, order: Order, child_events: list[VenueEvent], events: list[VenueEvent]
@@ -504,14 +548,17 @@ class BacktestVenue:
                 filled += fill.quantity
             elif ev.kind is VenueEventKind.CANCELLED and ev.reason.startswith("fok"):
                 self._end(order, OrderStatus.CANCELLED, ev.ts, ev.reason, events)
-            elif ev.reason.startswith("reduce_only") and order.is_working:
+            elif ev.reason.startswith(("reduce_only", "buying power")) and order.is_working:
                 self._end(order, OrderStatus.CANCELLED, ev.ts, ev.reason, events)
         return filled
 
     def _emit_fill(self, order: Order, fill: Fill, events: list[VenueEvent]) -> None:
         events.append(VenueEvent(_EV_FILL, order, fill.ts, order.status, fill))
         key = (fill.account, fill.symbol)
-        self._delta[key] = self._delta.get(key, ZERO) + fill.signed_quantity
+        signed = fill.signed_quantity
+        self._delta[key] = self._delta.get(key, ZERO) + signed
+        if self._guard is not None:
+            self._cash[key[0]] = self._cash.get(key[0], ZERO) - signed * fill.price - fill.fee
 
     def _set_exec_book(self, book: BookSnapshot) -> None:
         slip = self.config.slippage
@@ -583,9 +630,14 @@ class BacktestVenue:
     def _track(self, inner_events: list[VenueEvent]) -> list[VenueEvent]:
         for ev in inner_events:
             order = ev.order
-            if ev.fill is not None:
+            fill = ev.fill
+            if fill is not None:
                 key = (order.account, order.symbol)
-                self._delta[key] = self._delta.get(key, ZERO) + ev.fill.signed_quantity
+                signed = fill.signed_quantity
+                self._delta[key] = self._delta.get(key, ZERO) + signed
+                if self._guard is not None:
+                    cash = self._cash.get(key[0], ZERO)
+                    self._cash[key[0]] = cash - signed * fill.price - fill.fee
             if order.is_terminal:
                 live = self._live.get(order.symbol)
                 if live:

@@ -45,6 +45,7 @@ from backtesting.engine.metrics import summarize
 from backtesting.engine.result import BacktestResult, epoch_ns, round_trips, to_datetime
 from backtesting.engine.sparse import SparsePlan, SparseReplay, build_plan
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
+from trading.engine.buying_power import BuyingPowerPolicy, Margin
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.hooks import PreTradeHook
 from trading.engine.money import ZERO, to_decimal
@@ -78,6 +79,8 @@ class BacktestConfig:
     timeframe: str | None = None  # None: the data's "timeframe" column, else inferred
     periods_per_year: float | None = None  # None: from the timeframe, 365 days a year
     history_size: int = 1000
+    leverage: Decimal = Decimal(1)  # gross exposure ≤ leverage × equity; 1: no borrowing
+    buying_power: BuyingPowerPolicy = BuyingPowerPolicy.REDUCE  # for orders beyond it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "initial_cash", to_decimal(self.initial_cash))
@@ -92,6 +95,14 @@ class BacktestConfig:
             ) from None
         if self.initial_cash <= 0:
             raise BacktestConfigError("initial_cash must be positive")
+        try:
+            self.margin()
+        except ValueError as exc:
+            raise BacktestConfigError(str(exc)) from None
+
+    def margin(self) -> Margin:
+        """Return the account's buying-power setting."""
+        return Margin(to_decimal(self.leverage), self.buying_power, self.quantity_step)
 
     def fill_config(self) -> FillConfig:
         """Return the venue configuration for this backtest."""
@@ -410,7 +421,9 @@ class _Session:
         self.hook = owner.hook
         self.first, self.last = to_datetime(int(data.ts[0])), to_datetime(int(data.ts[-1]))
         self.venue = BacktestVenue(cfg.fill_config())
-        self.portfolio = Portfolio(cfg.account, cfg.initial_cash, ts=self.first)
+        self.portfolio = Portfolio(
+            cfg.account, cfg.initial_cash, ts=self.first, margin=cfg.margin()
+        )
         self.oms = OrderManager(
             self.venue,
             hook=owner.hook,

@@ -4,9 +4,11 @@ The strategies' decisions are computed for all bars at once with numpy (``indica
 incremental SMA and Bollinger bands reproduced bit for bit, Wilder's RSI); the trading itself
 loops only over the bars where the wanted position changes, applying the event-driven rules:
 decide on a bar's close, size ``fraction`` of equity at that close rounded down to ``lot``, fill
-at the next bar's open (or at the close), pay the taker fee. For the strategies it supports it
-gives the same trades as ``runner.BacktestRunner`` (tested); it assumes orders fill completely,
-so fill models with books or volume caps, and impact slippage, are not available here.
+at the next bar's open (or at the close), pay the taker fee. The account's buying power
+(``trading.engine.buying_power``) cuts each order as the OMS does: at the signal close when it is
+submitted, then at its fill price. For the strategies it supports it gives the same trades as
+``runner.BacktestRunner`` (tested); it assumes orders fill completely otherwise, so fill models
+with books or volume caps, and impact slippage, are not available here.
 
 Single symbol only; floats throughout (the exact Decimal accounting is the event-driven path's).
 """
@@ -27,6 +29,7 @@ from backtesting.engine.fills import FillModel, FixedBps, NoSlippage, tidy_price
 from backtesting.engine.metrics import summarize
 from backtesting.engine.runner import BacktestConfig, BarData, periods_per_year, prepare_bars
 from marketdata.engine.events import TIMEFRAME_SECONDS
+from trading.engine.buying_power import BuyingPowerPolicy
 from trading.engine.series import IndicatorCache
 from trading.engine.strategies import STRATEGIES
 
@@ -256,6 +259,10 @@ class _Costs:
     fraction: float
     lot: float
     cash: float
+    leverage: float
+    reject: bool  # buying-power policy: reject (else reduce) what the account cannot pay
+    step: float  # reduced quantities are floored to this
+    step_digits: int
 
 
 def _costs(config: BacktestConfig, params: Mapping[str, Any]) -> _Costs:
@@ -272,6 +279,10 @@ def _costs(config: BacktestConfig, params: Mapping[str, Any]) -> _Costs:
         fraction=float(params["fraction"]),
         lot=float(params["lot"]),
         cash=float(config.initial_cash),
+        leverage=float(config.leverage),
+        reject=BuyingPowerPolicy(config.buying_power) is BuyingPowerPolicy.REJECT,
+        step=float(config.quantity_step),
+        step_digits=max(0, -int(config.quantity_step.normalize().as_tuple().exponent)),
     )
 
 
@@ -316,11 +327,30 @@ def simulate(
         if d and account.pos == 0:
             if not account.can_buy(float(lowest[i])):
                 break  # flat and too poor for one lot at any later price: nothing can happen
-            k = account.retry_bar(entries, i + 1, end, d)
-            if k is not None and k + shift < n:
-                price = float(open_[k + 1]) if costs.next_open else float(close[k])
-                decide(k + shift, d, float(close[k]), price)
+            _retry(account, entries, i + 1, end, d, open_, close, shift)
     return account.ledger()
+
+
+def _retry(
+    account: _Account,
+    entries: np.ndarray,
+    start: int,
+    end: int,
+    d: float,
+    open_: np.ndarray,
+    close: np.ndarray,
+    shift: int,
+) -> None:
+    """Retry an entry that did not happen on the strategy's later entry decisions, as it does,
+    until one fills (an order the buying power cuts to nothing at its fill is retried too)."""
+    n = close.size
+    while account.pos == 0:
+        k = account.retry_bar(entries, start, end, d)
+        if k is None or k + shift >= n:
+            return
+        price = float(open_[k + 1]) if shift else float(close[k])
+        account.decide(k + shift, d, float(close[k]), price)
+        start = k + 1
 
 
 class _Account:
@@ -339,13 +369,16 @@ class _Account:
         c, pos = self.c, self.pos
         if d:
             qty = math.floor((self.cash + pos * close) * c.fraction / close / c.lot) * c.lot
-            delta = d * qty - pos
+            delta = self.affordable(d * qty - pos, close)  # the OMS's check at submission
         else:
             delta = -pos
         if delta == 0:
             return
         if c.slip_bps:
             price = tidy_price(price * (1.0 + (1 if delta > 0 else -1) * c.slip_bps / 10_000.0))
+        delta = self.affordable(delta, price)  # the venue's guard at the fill
+        if delta == 0:
+            return
         paid = abs(delta) * price * c.fee
         self.cash -= delta * price + paid
         self.pos = pos + delta
@@ -357,6 +390,24 @@ class _Account:
         cash.append(self.cash)
         position.append(self.pos)
 
+    def affordable(self, delta: float, price: float) -> float:
+        """Return the part of ``delta`` the buying power allows at ``price`` (as the engine's
+        ``buying_power.affordable_quantity``, in floats, for one symbol)."""
+        pos, c = self.pos, self.c
+        if delta == 0 or (pos * delta < 0 and abs(delta) <= abs(pos)):
+            return delta  # only shrinks the position
+        closing = abs(pos) if pos * delta < 0 else 0.0
+        lev = c.leverage
+        room = lev * (self.cash + pos * price) - (abs(pos) - 2 * closing) * price
+        best = closing
+        if room > 0 and price > 0:
+            units = math.floor(room / (price * (1.0 + lev * c.fee)) / c.step)
+            # Rounded to the step's decimals: the float nearest the engine's exact Decimal.
+            best = max(closing, round(units * c.step, c.step_digits))
+        if best >= abs(delta):
+            return delta
+        return 0.0 if c.reject else math.copysign(best, delta)
+
     def can_buy(self, price: float) -> bool:
         """Return True if the cash sizes to at least one lot at ``price``."""
         c = self.c
@@ -365,9 +416,13 @@ class _Account:
     def retry_bar(self, entries: np.ndarray, start: int, stop: int, d: float) -> int | None:
         """Return the first later entry decision for ``d`` that the (flat) account can size."""
         c = self.c
+        closes = self.close[start:stop]
         with np.errstate(invalid="ignore", divide="ignore"):
-            units = np.floor(self.cash * c.fraction / self.close[start:stop] / c.lot)
-        hits = np.flatnonzero((entries[start:stop] == d) & (units >= 1))
+            units = np.floor(self.cash * c.fraction / closes / c.lot)
+            # The OMS rejects an order the cash cannot pay one step of at its reference close.
+            per_step = closes * (1.0 + c.leverage * c.fee) * c.step
+            steps = np.floor(c.leverage * self.cash / per_step)
+        hits = np.flatnonzero((entries[start:stop] == d) & (units >= 1) & (steps >= 1))
         return start + int(hits[0]) if hits.size else None
 
     def ledger(self) -> Ledger:

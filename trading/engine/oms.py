@@ -1,5 +1,10 @@
 """``OrderManager``: intent -> order -> pre-trade hook -> venue -> fills -> portfolio.
 
+Buying power (``buying_power``) is the OMS's own check, on every path: after the hook it reduces
+or rejects an order the account cannot pay for at its reference price (fees included), and it
+binds the same rule as the fill guard of venues that simulate fills, so a fill at a later,
+worse price is cut to what the account can pay then.
+
 The OMS owns the open-order book of every account it manages and the accounts' portfolios; the
 venue owns matching. Persistence and broadcasting plug in as listeners: after each step the OMS
 calls ``listener.on_fill(fill)`` for every fill and ``listener.on_order(order)`` once for every
@@ -15,9 +20,10 @@ from decimal import Decimal
 from typing import Protocol
 
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from trading.engine.buying_power import Margin
 from trading.engine.errors import OrderRejected, UnknownAccount, UnknownOrder
 from trading.engine.hooks import AllowAllHook, Decision, OrderProposal, PreTradeHook, TradingMode
-from trading.engine.money import to_decimal
+from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import (
     Fill,
     IdFactory,
@@ -35,6 +41,7 @@ from trading.engine.venue import Venue, VenueEvent, VenueEventKind
 # Enum members as module constants: reading one off its class costs a metaclass lookup in 3.11.
 _EV_FILL = VenueEventKind.FILL
 _LIMIT, _STOP = OrderType.LIMIT, OrderType.STOP
+_BUY = OrderSide.BUY
 
 
 class OrderListener(Protocol):
@@ -72,6 +79,12 @@ class OrderManager:
         for portfolio in portfolios:
             self.add_account(portfolio)
         venue.bind_positions(self.position_quantity)
+        # Venues that simulate fills cut them to the buying power; a live exchange enforces its
+        # own at the fill, and the submit-time check below covers it before.
+        bind_guard = getattr(venue, "bind_guard", None)
+        if bind_guard is not None:
+            bind_guard(self.fill_guard)
+        self._fee_bps: Decimal = getattr(getattr(venue, "config", None), "taker_fee_bps", ZERO)
 
     # ----------------------------------------------------------------- accounts
 
@@ -99,6 +112,26 @@ class OrderManager:
     def position_quantity(self, account: str, symbol: str) -> Decimal:
         """Return the signed position of ``account`` in ``symbol`` (the venue's lookup)."""
         return self.portfolio(account).quantity(symbol)
+
+    def set_margin(self, account: str, margin: Margin | None) -> None:
+        """Set ``account``'s buying-power setting (its stored leverage and policy)."""
+        self.portfolio(account).margin = margin
+
+    def fill_guard(
+        self,
+        order: Order,
+        quantity: Decimal,
+        price: Decimal,
+        fee_bps: Decimal,
+        pending_qty: Decimal,
+        pending_cash: Decimal,
+    ) -> tuple[Decimal, str]:
+        """Return how much of a fill at ``price`` the account can pay (the venues' guard)."""
+        if order.reduce_only:
+            return quantity, ""  # the venue caps these at the opposite position
+        return self._portfolios[order.account].cap_order(
+            order.symbol, order.side is _BUY, quantity, price, fee_bps, pending_qty, pending_cash
+        )
 
     def mode(self, account: str) -> TradingMode:
         """Return the trading mode of ``account``."""
@@ -286,8 +319,26 @@ class OrderManager:
             reference = order.price or order.stop_price
         if reference is None:
             raise OrderRejected(f"no reference price for {order.symbol}")
-        if self.hook.__class__ is AllowAllHook:
-            return  # approves everything: skip building the proposal and the account view
+        if self.hook.__class__ is not AllowAllHook:  # AllowAll: skip the proposal and view
+            self._hook_check(order, portfolio, reference, now)
+        if order.reduce_only or portfolio.margin is None:
+            return
+        # A limit or stop order is meant to fill at its own price; the venue's fill guard
+        # judges the price it really gets.
+        price = order.price or order.stop_price or reference
+        allowed, reason = portfolio.cap_order(
+            order.symbol, order.side is _BUY, order.quantity, price, self._fee_bps
+        )
+        if allowed < order.quantity:
+            if allowed <= 0:
+                raise OrderRejected(reason)
+            order.metadata["requested_quantity"] = str(order.quantity)
+            order.metadata["reduced_by"] = "buying_power"
+            order.quantity = allowed
+
+    def _hook_check(
+        self, order: Order, portfolio: Portfolio, reference: Decimal, now: datetime
+    ) -> None:
         account = order.account
         proposal = OrderProposal(
             account=account,

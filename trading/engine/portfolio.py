@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from trading.engine.buying_power import Exposure, Margin, cap_quantity
 from trading.engine.constants import BASIS_QUANTUM
 from trading.engine.hooks import AccountView, PositionView, TradingMode
 from trading.engine.money import ZERO
@@ -162,13 +163,22 @@ class Portfolio:
         "day_start_equity",
         "deposits",
         "fees",
+        "margin",
         "peak_equity",
         "positions",
         "realized_pnl",
     )
 
-    def __init__(self, account: str, cash: Decimal, *, ts: datetime | None = None) -> None:
+    def __init__(
+        self,
+        account: str,
+        cash: Decimal,
+        *,
+        ts: datetime | None = None,
+        margin: Margin | None = Margin(),  # frozen: one default shared safely
+    ) -> None:
         self.account = account
+        self.margin = margin  # buying power; None switches the check off
         self.cash = cash
         self.deposits = cash  # net cash put in; the P&L identity is measured against it
         self.positions: dict[str, Position] = {}
@@ -224,6 +234,43 @@ class Portfolio:
     def position(self, symbol: str) -> Position | None:
         """Return the position record for ``symbol``, if any fill touched it."""
         return self.positions.get(symbol)
+
+    def exposure(
+        self, symbol: str, price: Decimal, pending_qty: Decimal = ZERO, pending_cash: Decimal = ZERO
+    ) -> Exposure:
+        """Return cash and exposure with ``symbol`` valued at ``price`` (plus unseen fills)."""
+        other_net = other_gross = ZERO
+        held = pending_qty
+        for name, pos in self.positions.items():
+            if name == symbol:
+                held += pos.quantity
+            elif pos.quantity:
+                value = pos.market_value
+                other_net += value
+                other_gross += value if value >= 0 else -value
+        return Exposure(self.cash + pending_cash, held, other_net, other_gross)
+
+    def cap_order(
+        self,
+        symbol: str,
+        buy: bool,
+        quantity: Decimal,
+        price: Decimal,
+        fee_bps: Decimal = ZERO,
+        pending_qty: Decimal = ZERO,
+        pending_cash: Decimal = ZERO,
+    ) -> tuple[Decimal, str]:
+        """Return how much of an order the account's buying power allows at ``price``, and why
+        not all of it when it does not."""
+        margin = self.margin
+        if margin is None:
+            return quantity, ""
+        pos = self.positions.get(symbol)
+        held = (pos.quantity if pos is not None else ZERO) + pending_qty
+        if (held < 0 if buy else held > 0) and quantity <= (-held if held < 0 else held):
+            return quantity, ""  # only shrinks the position: the hot exit path stays cheap
+        exposure = self.exposure(symbol, price, pending_qty, pending_cash)
+        return cap_quantity(exposure, buy, quantity, price, fee_bps, margin)
 
     # ----------------------------------------------------------------- writes
 

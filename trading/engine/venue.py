@@ -11,6 +11,9 @@ the ``VenueEvent``s it caused, in order; nothing is pushed anywhere else. Matchi
   market order (or as a limit when they carry a ``price``);
 * DAY orders expire at the end of their UTC day; ``latency`` delays activation in event time;
 * reduce-only orders never fill beyond the opposite position reported by the position lookup;
+* with a fill guard bound (the OMS binds the accounts' buying power, ``buying_power``), no fill
+  goes beyond what the account can pay for at the fill price, fee included: the guard's cut is
+  filled and the rest of the order cancelled with the guard's reason;
 * a bracket entry's children activate as the entry fills (sized to its filled quantity) and
   share an OCO group: the first fill of one cancels the other.
 
@@ -35,6 +38,7 @@ from typing import Protocol
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from marketdata.engine.records import fast_init
 from trading.engine.book import PaperBook
+from trading.engine.buying_power import FillGuard
 from trading.engine.errors import OrderRejected, UnknownOrder
 from trading.engine.money import HUNDRED, ZERO, fee_for, to_decimal
 from trading.engine.orders import (
@@ -216,6 +220,8 @@ class PaperVenue:
         self._expiries: list[tuple[datetime, int, Order]] = []  # heap of DAY order ends
         self._dirty: dict[str, Order] = {}  # entries whose children need syncing
         self._delta: dict[tuple[str, str], Decimal] = {}  # fills not yet seen by the lookup
+        self._cash: dict[str, Decimal] = {}  # cash those fills moved, by account
+        self._guard: FillGuard | None = None
         self._seq = count(1)  # tie-breaker for the time heaps
 
     # ----------------------------------------------------------------- public API
@@ -223,6 +229,10 @@ class PaperVenue:
     def bind_positions(self, lookup: PositionLookup) -> None:
         """Set the ``(account, symbol) -> quantity`` lookup used by reduce-only orders."""
         self._positions = lookup
+
+    def bind_guard(self, guard: FillGuard | None) -> None:
+        """Set the buying-power guard every fill passes (None: fills are not limited)."""
+        self._guard = guard
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Return the mid of the book (or the last print) for ``symbol``, if known."""
@@ -365,6 +375,8 @@ class PaperVenue:
     def _begin(self) -> list[VenueEvent]:
         # Fills of earlier calls have been applied by the caller; only this call's are pending.
         self._delta.clear()
+        if self._cash:
+            self._cash.clear()
         return []
 
     def _precheck(self, order: Order) -> None:
@@ -468,13 +480,30 @@ class PaperVenue:
             if limit is not None and (price > limit if buy else price < limit):
                 break
             qty = want if want < level[1] else level[1]
-            if qty == level[1]:
-                levels.pop(0)
-            else:
-                level[1] -= qty
-            want -= qty
-            self._fill(order, qty, price, Liquidity.TAKER, ts, events)
+            cut = ""
+            if self._guard is not None:
+                qty, cut = self._allowed(order, qty, price, Liquidity.TAKER)
+            if qty > 0:
+                if qty == level[1]:
+                    levels.pop(0)
+                else:
+                    level[1] -= qty
+                want -= qty
+                self._fill(order, qty, price, Liquidity.TAKER, ts, events)
+            if cut:
+                if order.is_working:
+                    self._end(order, OrderStatus.CANCELLED, ts, cut, events)
+                return
         self._close_if_reduced(order, ts, events)
+
+    def _allowed(
+        self, order: Order, qty: Decimal, price: Decimal, liquidity: Liquidity
+    ) -> tuple[Decimal, str]:
+        """Return how much of ``qty`` the guard lets fill at ``price`` (and why not all)."""
+        cfg = self.config
+        bps = cfg.maker_fee_bps if liquidity is _MAKER else cfg.taker_fee_bps
+        pending = self._delta.get((order.account, order.symbol), ZERO)
+        return self._guard(order, qty, price, bps, pending, self._cash.get(order.account, ZERO))
 
     def _fillable(self, order: Order, ts: datetime, events: list[VenueEvent]) -> Decimal:
         """Return how much ``order`` may fill now; cancel a reduce-only order with nothing left."""
@@ -511,7 +540,11 @@ class PaperVenue:
         fill = book_fill(self.config, order, qty, price, liquidity, ts)
         events.append(VenueEvent(VenueEventKind.FILL, order, ts, order.status, fill))
         key = (order.account, order.symbol)
-        self._delta[key] = self._delta.get(key, ZERO) + (qty if order.side is _BUY else -qty)
+        signed = qty if order.side is _BUY else -qty
+        self._delta[key] = self._delta.get(key, ZERO) + signed
+        if self._guard is not None:
+            account = order.account
+            self._cash[account] = self._cash.get(account, ZERO) - signed * price - fill.fee
         if order.oco_group:
             self._cancel_siblings(order, ts, events)
         if order.client_order_id in self._children:
@@ -548,8 +581,15 @@ class PaperVenue:
             qty = min(self._fillable(order, ts, events), budget)
             if qty <= 0:
                 continue
-            budget -= qty
-            self._fill(order, qty, order.price, Liquidity.MAKER, ts, events)
+            cut = ""
+            if self._guard is not None:
+                qty, cut = self._allowed(order, qty, order.price, _MAKER)
+            if qty > 0:
+                budget -= qty
+                self._fill(order, qty, order.price, Liquidity.MAKER, ts, events)
+            if cut and order.is_working:
+                self._end(order, OrderStatus.CANCELLED, ts, cut, events)
+                continue
             self._close_if_reduced(order, ts, events)
         return budget
 

@@ -1,0 +1,129 @@
+"""Buying power: how much of an order an account can pay for, fees included.
+
+An account may hold gross exposure (Σ |position value|) of at most ``leverage`` × equity, both
+measured at the price of the fill being judged and after its fee. At the default 1x a long-only
+account therefore never has negative cash, and a short needs collateral worth its value: no
+borrowing. Orders that only shrink a position always pass (whatever the account's state), so an
+over-extended account can always get out.
+
+The rule is applied twice on one engine: when an order is submitted (``OrderManager``, at the
+reference price) and when it fills (``PaperVenue`` and the backtest venue, at the fill price),
+so an entry sized at a bar's close cannot overdraw the account when it fills at the next open.
+``BuyingPowerPolicy`` says what happens to an order that needs more: ``reduce`` it to what is
+affordable (the rest is cancelled at a fill) or ``reject`` it whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from trading.engine.constants import DEFAULT_LOT
+from trading.engine.money import BPS, ONE, ZERO, floor_to_step
+
+
+class BuyingPowerPolicy(StrEnum):
+    """What happens to an order that needs more buying power than the account has."""
+
+    REDUCE = "reduce"  # fill what is affordable, cancel the rest
+    REJECT = "reject"  # refuse (at a fill: cancel) the whole order
+
+
+@dataclass(frozen=True, slots=True)
+class Margin:
+    """An account's buying-power setting: leverage (1 = cash only) and the policy beyond it."""
+
+    leverage: Decimal = ONE
+    policy: BuyingPowerPolicy = BuyingPowerPolicy.REDUCE
+    step: Decimal = DEFAULT_LOT  # reduced quantities are floored to this
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.leverage, Decimal) or not self.leverage >= ONE:
+            raise ValueError(f"leverage must be a Decimal >= 1, got {self.leverage!r}")
+        object.__setattr__(self, "policy", BuyingPowerPolicy(self.policy))
+        if self.step <= 0:
+            raise ValueError("step must be positive")
+
+
+UNLIMITED: Margin | None = None
+"""Pass as an account's margin to switch the check off (tests of matching alone)."""
+
+FillGuard = Callable[..., tuple[Decimal, str]]
+"""``(order, quantity, price, fee_bps, pending_qty, pending_cash) -> (allowed, reason)``: how
+much of ``quantity`` may fill at ``price``; ``reason`` is set when less than all of it may.
+``pending_*`` are the fills of the current venue call the portfolio has not seen yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """The account as the buying-power rule sees it when one symbol trades at ``price``."""
+
+    cash: Decimal
+    held: Decimal  # signed quantity in the traded symbol
+    other_net: Decimal  # Σ signed value of every other position
+    other_gross: Decimal  # Σ |value| of every other position
+
+
+def affordable_quantity(
+    exposure: Exposure, buy: bool, price: Decimal, fee_bps: Decimal, margin: Margin
+) -> Decimal:
+    """Return the largest quantity the account may trade (reductions of the position always)."""
+    held = exposure.held
+    closing = -held if buy and held < 0 else held if not buy and held > 0 else ZERO
+    lev, rate = margin.leverage, fee_bps / BPS
+    equity = exposure.cash + exposure.other_net + held * price
+    # gross after = other_gross + (|held| − 2·closing + x)·price ≤ lev · (equity − x·price·rate)
+    room = lev * equity - exposure.other_gross - (abs(held) - 2 * closing) * price
+    if room <= 0 or price <= 0:
+        return closing
+    best = floor_to_step(room / (price * (ONE + lev * rate)), margin.step)
+    # Decimal division rounds to 28 digits: confirm the floored figure with the exact fee.
+    while best > closing and not _fits(exposure, buy, best, price, fee_bps, margin):
+        best -= margin.step
+    return best if best > closing else closing
+
+
+def _fits(
+    exposure: Exposure, buy: bool, qty: Decimal, price: Decimal, fee_bps: Decimal, margin: Margin
+) -> bool:
+    after = exposure.held + (qty if buy else -qty)
+    fee = qty * price * fee_bps / BPS
+    equity = exposure.cash + exposure.other_net + exposure.held * price - fee
+    return exposure.other_gross + abs(after) * price <= margin.leverage * equity
+
+
+def cap_quantity(
+    exposure: Exposure,
+    buy: bool,
+    quantity: Decimal,
+    price: Decimal,
+    fee_bps: Decimal,
+    margin: Margin,
+) -> tuple[Decimal, str]:
+    """Return how much of ``quantity`` the margin allows and, when not all, why."""
+    held = exposure.held
+    if (held < 0 if buy else held > 0) and quantity <= abs(held):
+        return quantity, ""  # only shrinks the position: always allowed
+    allowed = affordable_quantity(exposure, buy, price, fee_bps, margin)
+    if allowed >= quantity:
+        return quantity, ""
+    reason = (
+        f"buying power: {quantity} at {price} needs more than the account has at "
+        f"{margin.leverage}x; affordable {allowed}"
+    )
+    if margin.policy is BuyingPowerPolicy.REJECT:
+        return ZERO, reason
+    return allowed, reason
+
+
+__all__ = [
+    "UNLIMITED",
+    "BuyingPowerPolicy",
+    "Exposure",
+    "FillGuard",
+    "Margin",
+    "affordable_quantity",
+    "cap_quantity",
+]
