@@ -15,11 +15,11 @@ from models_ml.models import TrainingRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[2]
-# Many epochs of a tiny CNN: long enough to be mid-training when the signal arrives.
+# A long search and many epochs of a tiny CNN: early stopping cannot end it before the signal.
 TRAIN = [sys.executable, "manage.py", "train", "--model", "cnn", "--hparams",
          '{"channels": 8, "n_layers": 2}', "--symbols", "BTC-USD", "--start", "2024-01-01",
-         "--end", "2024-01-03T02:00", "--epochs", "500", "--folds", "2", "--window", "32",
-         "--no-progress"]
+         "--end", "2024-01-03T02:00", "--epochs", "500", "--trials", "50", "--folds", "4",
+         "--window", "32", "--no-progress"]
 
 
 def wait_for(predicate, timeout: float = 90.0) -> None:
