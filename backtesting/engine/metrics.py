@@ -1,8 +1,12 @@
 """Performance metrics: pure functions of equity, returns and trade P&L (floats, numpy).
 
 Conventions (those of empyrical / quantstats unless said otherwise):
-* ``returns`` are simple per-period returns; ``periods_per_year`` annualises (525 600 for 1m bars
-  of a 24/7 market). Standard deviations are sample ones (ddof = 1).
+* ``returns`` are simple per-period returns; ``periods_per_year`` annualises volatility, Sharpe,
+  Sortino and alpha (525 600 for 1m bars of a 24/7 market, 252 for daily equities: see
+  ``calendars``). Standard deviations are sample ones (ddof = 1).
+* CAGR (and so Calmar) compounds over the elapsed calendar ``years`` when given, else over the
+  number of returns / ``periods_per_year`` (empyrical's ``annual_return``). No return figure
+  can fall below −100 %.
 * Drawdowns, VaR and CVaR are **positive** fractions (a 20 % drawdown is 0.2), as in
   ``risk.engine.monitors``, which computes them.
 * Trade statistics use closed round trips' net P&L (money) or their returns.
@@ -60,10 +64,16 @@ def total_return(equity: ArrayLike, initial: float | None = None) -> float:
     return float(values[-1] / start - 1.0)
 
 
-def cagr(equity: ArrayLike, periods_per_year: float, initial: float | None = None) -> float:
+def cagr(
+    equity: ArrayLike,
+    periods_per_year: float,
+    initial: float | None = None,
+    years: float | None = None,
+) -> float:
     """Return the compound annual growth rate: (final / initial)^(1 / years) − 1.
 
-    Years = number of returns / ``periods_per_year`` (empyrical's ``annual_return``).
+    ``years`` is the elapsed calendar time when given; else the number of returns /
+    ``periods_per_year`` (empyrical's ``annual_return``).
     """
     values = _arr(equity)
     periods = values.size if initial is not None else values.size - 1
@@ -72,13 +82,25 @@ def cagr(equity: ArrayLike, periods_per_year: float, initial: float | None = Non
     growth = 1.0 + total_return(values, initial)
     if growth <= 0:
         return -1.0
-    return float(growth ** (periods_per_year / periods) - 1.0)
+    span = years if years is not None else periods / periods_per_year
+    if not span > 0:
+        return NAN
+    return float(growth ** (1.0 / span) - 1.0)
 
 
 def annualised_return(returns: ArrayLike, periods_per_year: float) -> float:
-    """Return the arithmetic mean return × ``periods_per_year``."""
+    """Return the per-period growth compounded over ``periods_per_year`` periods.
+
+    The geometric mean return annualised: never below −100 % (an arithmetic mean × periods
+    is, on a losing series); equal to CAGR when the bars cover the calendar evenly.
+    """
     r = _arr(returns)
-    return float(r.mean() * periods_per_year) if r.size else NAN
+    if r.size == 0:
+        return NAN
+    growth = float(np.prod(1.0 + r))
+    if growth <= 0:
+        return -1.0
+    return float(growth ** (periods_per_year / r.size) - 1.0)
 
 
 def volatility(returns: ArrayLike, periods_per_year: float) -> float:
@@ -129,13 +151,18 @@ def max_drawdown_duration(equity: ArrayLike) -> int:
     return int(durations.max()) if durations.size else 0
 
 
-def calmar(equity: ArrayLike, periods_per_year: float, initial: float | None = None) -> float:
+def calmar(
+    equity: ArrayLike,
+    periods_per_year: float,
+    initial: float | None = None,
+    years: float | None = None,
+) -> float:
     """Return CAGR / max drawdown (NaN without a drawdown)."""
     values = _arr(equity) if initial is None else np.concatenate([[initial], _arr(equity)])
     dd = max_drawdown(values)
     if not dd or not np.isfinite(dd):
         return NAN
-    return cagr(values, periods_per_year) / dd
+    return cagr(values, periods_per_year, years=years) / dd
 
 
 def omega(returns: ArrayLike, threshold: float = 0.0) -> float:
@@ -356,12 +383,14 @@ def summarize(
     in_market: ArrayLike | None = None,
     turnover: float = NAN,
     trial_sharpes: ArrayLike | None = None,
+    years: float | None = None,
 ) -> dict[str, float]:
-    """Return every metric of a run as a flat ``{name: float}`` dict."""
+    """Return every metric of a run as a flat ``{name: float}`` dict (``years``: the elapsed
+    calendar time CAGR and Calmar compound over)."""
     values = _arr(equity)
     r = returns_from_equity(values, initial)
     moments = _Moments.of(r)
-    out = _return_metrics(values, r, initial, periods_per_year, moments)
+    out = _return_metrics(values, r, initial, periods_per_year, moments, years)
     out.update(_trade_metrics(_arr(trade_pnls), _arr(trade_returns)))
     out["exposure_time"] = exposure_time(in_market) if in_market is not None else NAN
     out["turnover"] = float(turnover)
@@ -378,19 +407,25 @@ def summarize(
 
 
 def _return_metrics(
-    values: np.ndarray, r: np.ndarray, initial: float, ppy: float, moments: _Moments
+    values: np.ndarray,
+    r: np.ndarray,
+    initial: float,
+    ppy: float,
+    moments: _Moments,
+    years: float | None = None,
 ) -> dict[str, float]:
     curve = np.concatenate([[initial], values])
     dd = max_drawdown(curve)
     var, cvar = historical_var_cvar(r) if r.size else (NAN, NAN)
+    growth = cagr(values, ppy, initial, years)
     return {
         "total_return": total_return(values, initial),
         "annualised_return": annualised_return(r, ppy),
-        "cagr": cagr(values, ppy, initial),
+        "cagr": growth,
         "volatility": volatility(r, ppy),
         "sharpe": sharpe(r, ppy),
         "sortino": sortino(r, ppy),
-        "calmar": cagr(curve, ppy) / dd if dd and np.isfinite(dd) else NAN,  # as ``calmar``
+        "calmar": growth / dd if dd and np.isfinite(dd) else NAN,  # as ``calmar``
         "omega": omega(r),
         "max_drawdown": dd,
         "max_drawdown_duration": float(max_drawdown_duration(curve)),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtesting.engine.calendars import Calendar
 from marketdata.engine.records import fast_init
 from trading.engine.money import ZERO
 from trading.engine.orders import Fill, Order, OrderSide
@@ -255,6 +256,7 @@ class BacktestResult:
     bars: int  # bar events processed
     prices: pd.DataFrame = field(default_factory=pd.DataFrame)  # close per symbol, for reports
     risk_events: list[Any] = field(default_factory=list)
+    calendar: Calendar | None = None  # what the metrics annualised with
 
     @property
     def final_equity(self) -> Decimal:

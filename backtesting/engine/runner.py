@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtesting.engine.calendars import Calendar, elapsed_years, infer_calendar
 from backtesting.engine.errors import BacktestConfigError, BacktestDataError
 from backtesting.engine.fills import (
     BacktestVenue,
@@ -77,7 +78,7 @@ class BacktestConfig:
     quantity_step: Decimal = DEFAULT_LOT
     book_levels: int = 5
     timeframe: str | None = None  # None: the data's "timeframe" column, else inferred
-    periods_per_year: float | None = None  # None: from the timeframe, 365 days a year
+    periods_per_year: float | None = None  # None: from the bars' calendar (``calendars``)
     history_size: int = 1000
     leverage: Decimal = Decimal(1)  # gross exposure ≤ leverage × equity; 1: no borrowing
     buying_power: BuyingPowerPolicy = BuyingPowerPolicy.REDUCE  # for orders beyond it
@@ -261,6 +262,14 @@ def _timeframe_of(bars: pd.DataFrame, ts_ns: np.ndarray) -> str:
 def periods_per_year(timeframe: str) -> float:
     """Return how many bars of ``timeframe`` a 24/7 market has in a year."""
     return _YEAR_SECONDS / TIMEFRAME_SECONDS[timeframe]
+
+
+def run_calendar(config: BacktestConfig, data: BarData) -> Calendar:
+    """Return the calendar a run's metrics annualise with: the configured periods per year,
+    else the one the bars' timestamps follow."""
+    if config.periods_per_year:
+        return Calendar("given", float(config.periods_per_year))
+    return infer_calendar(data.ts, data.timeframe)
 
 
 @dataclass(slots=True)
@@ -585,12 +594,13 @@ class _Session:
         last = {s: to_decimal(_last_close(data, s, one)) for s in symbols}
         trades = round_trips(fills, bar_starts=starts, last_prices=last)
         benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
-        ppy = self.config.periods_per_year or periods_per_year(data.timeframe)
+        calendar = run_calendar(self.config, data)
         closed = [t for t in trades if not t.is_open]
         metrics = summarize(
             equity.to_numpy(),
             initial=float(self.config.initial_cash),
-            periods_per_year=ppy,
+            periods_per_year=calendar.periods_per_year,
+            years=elapsed_years(data.ts, data.timeframe),
             trade_pnls=[float(t.pnl) for t in closed],
             trade_returns=[t.return_pct for t in closed],
             benchmark_returns=_returns_with_start(benchmark, float(self.config.initial_cash)),
@@ -612,6 +622,7 @@ class _Session:
             bars=len(data),
             prices=prices,
             risk_events=self.risk_events,
+            calendar=calendar,
         )
 
 
@@ -678,5 +689,6 @@ __all__ = [
     "ProgressCallback",
     "periods_per_year",
     "prepare_bars",
+    "run_calendar",
     "run_backtest",
 ]

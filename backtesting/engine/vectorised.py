@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtesting.engine.calendars import Calendar, elapsed_years
 from backtesting.engine.errors import BacktestConfigError, UnsupportedStrategyError
 from backtesting.engine.fills import FillModel, FixedBps, NoSlippage, tidy_price
 from backtesting.engine.metrics import summarize
-from backtesting.engine.runner import BacktestConfig, BarData, periods_per_year, prepare_bars
+from backtesting.engine.runner import BacktestConfig, BarData, prepare_bars, run_calendar
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from trading.engine.buying_power import BuyingPowerPolicy
 from trading.engine.series import IndicatorCache
@@ -88,6 +89,17 @@ class Ledger:
             "fees": entry_fee + exit_fee,
         }
 
+    def in_market(self, n: int, lag: int = 0) -> np.ndarray:
+        """Return, for each of ``n`` bars, whether a position is held after it (a fill on bar
+        ``j`` counts from bar ``j + lag``)."""
+        starts = self.bars + lag
+        keep = starts < n
+        starts, held = starts[keep], self.position[keep] != 0
+        if starts.size == 0:
+            return np.zeros(n, dtype=bool)
+        lengths = np.diff(np.append(starts, n))
+        return np.concatenate([np.zeros(int(starts[0]), dtype=bool), np.repeat(held, lengths)])
+
     def equity(self, close: np.ndarray) -> np.ndarray:
         """Return cash + position × close after each bar."""
         n = close.size
@@ -111,6 +123,7 @@ class VectorResult:
         self.ts = ts  # int64 ns bar starts
         self.fill_offset_ns = fill_offset_ns  # fills at bar i happen at ts[i] + offset
         self.metrics: dict[str, float] = {}
+        self.calendar: Calendar | None = None  # what the metrics annualised with
         self._close = close
         self._trips = ledger.round_trips(float(close[-1]))
         self._equity: np.ndarray | None = None
@@ -464,6 +477,7 @@ def _run(
     config: BacktestConfig,
     cache: IndicatorCache | None,
     with_metrics: bool,
+    clock: tuple[Calendar, float] | None = None,
 ) -> VectorResult:
     full = strategy_params(strategy, params)
     cache = cache or IndicatorCache(data.close)
@@ -473,11 +487,22 @@ def _run(
     offset = 0 if next_open else TIMEFRAME_SECONDS[data.timeframe] * 1_000_000_000
     result = VectorResult(ledger, data.close, data.ts, offset)
     if with_metrics:
-        result.metrics = _metrics(result, config, data.timeframe)
+        calendar, years = clock or run_clock(config, data)
+        result.calendar = calendar
+        result.metrics = _metrics(result, config, calendar, years, 0 if next_open else 1)
     return result
 
 
-def _metrics(result: VectorResult, config: BacktestConfig, timeframe: str) -> dict[str, float]:
+def run_clock(config: BacktestConfig, data: BarData) -> tuple[Calendar, float]:
+    """Return the run's calendar and its elapsed years (shared by every set of a sweep)."""
+    return run_calendar(config, data), elapsed_years(data.ts, data.timeframe)
+
+
+def _metrics(
+    result: VectorResult, config: BacktestConfig, calendar: Calendar, years: float, lag: int
+) -> dict[str, float]:
+    """Return the run's metrics; ``lag`` is how many bars after its fill bar a position
+    counts as held (1 for fills at the close: the event path stamps them at the bar's end)."""
     trips = result.trade_arrays
     closed = trips["closed"]
     entry = (trips["qty"] * trips["entry_price"])[closed]
@@ -487,9 +512,11 @@ def _metrics(result: VectorResult, config: BacktestConfig, timeframe: str) -> di
     return summarize(
         result.equity,
         initial=float(config.initial_cash),
-        periods_per_year=config.periods_per_year or periods_per_year(timeframe),
+        periods_per_year=calendar.periods_per_year,
         trade_pnls=pnl,
         trade_returns=returns,
+        in_market=result.ledger.in_market(result.ts.size, lag),
+        years=years,
     )
 
 
@@ -505,9 +532,10 @@ def sweep(
     data = single_symbol(bars)
     cfg = config or BacktestConfig()
     cache = IndicatorCache(data.close)
+    clock = run_clock(cfg, data) if metrics else None
     rows = []
     for params in param_sets:
-        res = _run(strategy, data, params, cfg, cache, metrics)
+        res = _run(strategy, data, params, cfg, cache, metrics, clock)
         row: dict[str, Any] = dict(params)
         row["final_equity"] = res.final_equity
         row["trades"] = res.n_closed

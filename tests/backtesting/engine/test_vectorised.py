@@ -44,7 +44,7 @@ def test_same_trades_as_the_event_driven_runner(data, name, params, model) -> No
         assert float(e.quantity) == pytest.approx(v.quantity, rel=1e-12)
     assert float(event.final_equity) == pytest.approx(vector.final_equity, rel=1e-10)
     np.testing.assert_allclose(event.equity.to_numpy(), vector.equity, rtol=1e-10)
-    for key in ("sharpe", "max_drawdown", "trades", "win_rate", "profit_factor"):
+    for key in ("sharpe", "max_drawdown", "trades", "win_rate", "profit_factor", "exposure_time"):
         assert event.metrics[key] == pytest.approx(vector.metrics[key], rel=1e-6, nan_ok=True)
 
 

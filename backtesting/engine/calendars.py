@@ -1,0 +1,75 @@
+"""Which trading calendar a series of bars follows, and so how many bars make a year.
+
+The metrics annualise with ``periods_per_year`` and compound CAGR over the elapsed calendar
+time; both come from the bars' own timestamps (UTC), never from a 24/7 assumption:
+
+* bars on Saturdays: a market open around the clock (crypto), 365 days a year;
+* no Saturday bars, but Sunday bars or intraday days of 20 hours or more: FX, five 24-hour days
+  a week (260 days a year);
+* otherwise equities: 252 sessions a year of the median number of bars a session has (one for
+  daily bars).
+
+A year is 365 days of elapsed time (quantstats' convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketdata.engine.events import TIMEFRAME_SECONDS
+
+DAY_SECONDS = 86_400
+YEAR_SECONDS = 365 * DAY_SECONDS
+_NS = 1_000_000_000
+_SATURDAY, _SUNDAY = 5, 6
+_FX_DAY_HOURS = 20  # an intraday session this long is a 24-hour market day
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """A trading calendar: its name and how many bars of the timeframe it has in a year."""
+
+    name: str
+    periods_per_year: float
+
+
+def around_the_clock(timeframe: str) -> Calendar:
+    """Return the 24/7 calendar of ``timeframe`` bars (365 days a year)."""
+    return Calendar("24/7", YEAR_SECONDS / TIMEFRAME_SECONDS[timeframe])
+
+
+def infer_calendar(ts_ns: np.ndarray, timeframe: str) -> Calendar:
+    """Return the calendar the bar starts ``ts_ns`` (int64 ns, UTC) follow (module docstring)."""
+    seconds = TIMEFRAME_SECONDS[timeframe]
+    stamps = np.asarray(ts_ns, dtype=np.int64)
+    if stamps.size > 1 and not np.all(stamps[1:] > stamps[:-1]):
+        stamps = np.unique(stamps)  # several symbols share each stamp; count bar times once
+    if stamps.size < 2:
+        return around_the_clock(timeframe)
+    days = stamps // (DAY_SECONDS * _NS)
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+    if np.any(weekday == _SATURDAY):
+        return around_the_clock(timeframe)
+    if seconds >= DAY_SECONDS:
+        if np.any(weekday == _SUNDAY):
+            return Calendar("fx (5 days a week)", 260 * DAY_SECONDS / seconds)
+        return Calendar("equities (252 days)", 252.0)
+    _, per_day = np.unique(days[weekday != _SUNDAY], return_counts=True)
+    session = float(np.median(per_day)) if per_day.size else 1.0
+    if np.any(weekday == _SUNDAY) or session * seconds >= _FX_DAY_HOURS * 3600:
+        return Calendar("fx (5 days a week)", 260 * DAY_SECONDS / seconds)
+    return Calendar("equities (252 days)", 252.0 * session)
+
+
+def elapsed_years(ts_ns: np.ndarray, timeframe: str) -> float:
+    """Return the years from the first bar's start to the last bar's end (365-day years)."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    if ts.size == 0:
+        return float("nan")
+    span = (int(ts.max()) - int(ts.min())) / _NS + TIMEFRAME_SECONDS[timeframe]
+    return span / YEAR_SECONDS
+
+
+__all__ = ["Calendar", "around_the_clock", "elapsed_years", "infer_calendar"]
