@@ -35,7 +35,7 @@ from models_ml.engine.quantum import (
 from models_ml.engine.quantum.estimation import feature_scores, return_moments
 from models_ml.engine.quantum.metrics import MAX_FEASIBLE
 from models_ml.engine.quantum.qubo import to_qubo
-from models_ml.models import OptimizationRun
+from models_ml.models import MLModel, OptimizationRun, Prediction
 from models_ml.services import json_ready
 
 PROBLEMS = ("portfolio", "minvar", "features")
@@ -72,6 +72,7 @@ class OptimizationRequest:
     candidates: int = 10
     redundancy_weight: float = 1.0
     horizon: int = 1
+    mu_model: str | None = None  # expected returns from this active model's predictions
     options: SolverOptions = field(default_factory=SolverOptions)
 
     def check(self) -> None:
@@ -87,8 +88,7 @@ class OptimizationRequest:
             raise OptimizationError(f"unknown problem {self.problem!r}; use {', '.join(PROBLEMS)}")
         if self.method not in METHODS:
             raise OptimizationError(f"unknown method {self.method!r}; use {', '.join(METHODS)}")
-        if self.method == "meanvar" and self.problem == "features":
-            raise OptimizationError("meanvar solves portfolio or minvar, not features")
+        self._check_combinations()
         if self.timeframe not in TIMEFRAME_SECONDS:
             raise OptimizationError(f"unknown timeframe {self.timeframe!r}")
         if self.start >= self.end:
@@ -100,8 +100,6 @@ class OptimizationRequest:
             raise OptimizationError("symbols must be distinct")
         if names < 2:
             raise OptimizationError("need at least 2 symbols (or feature candidates)")
-        if self.lots and self.problem != "portfolio":
-            raise OptimizationError("lots apply to the portfolio problem only")
         if not math.isfinite(self.risk_aversion) or self.risk_aversion < 0:
             raise OptimizationError("risk aversion must be a finite number >= 0")
         if self.horizon < 1:
@@ -111,6 +109,15 @@ class OptimizationRequest:
         portfolio_problem(
             np.zeros(names), np.eye(names), budget=self.budget, cap=self.cap, lots=self.lots
         )
+
+    def _check_combinations(self) -> None:
+        """Raise OptimizationError on options that do not apply to the problem."""
+        if self.method == "meanvar" and self.problem == "features":
+            raise OptimizationError("meanvar solves portfolio or minvar, not features")
+        if self.lots and self.problem != "portfolio":
+            raise OptimizationError("lots apply to the portfolio problem only")
+        if self.mu_model is not None and self.problem == "features":
+            raise OptimizationError("--mu-from-model applies to portfolio and minvar problems")
 
     def to_inputs(self) -> dict[str, Any]:
         """Return the request as JSON-ready data (``from_inputs`` rebuilds it)."""
@@ -134,6 +141,8 @@ class OptimizationRequest:
 def optimization_run_start(*, request: OptimizationRequest) -> OptimizationRun:
     """Validate the request and record a pending run (nothing is written on bad input)."""
     request.check()
+    if request.mu_model is not None:
+        _active_model(request.mu_model)
     return OptimizationRun.objects.create(
         kind=KINDS.get(request.method, OptimizationKind.CLASSICAL),
         problem=request.problem,
@@ -178,6 +187,35 @@ def _feature_inputs(request: OptimizationRequest) -> tuple[np.ndarray, np.ndarra
     return relevance[top], redundancy[np.ix_(top, top)], names
 
 
+def _active_model(name: str) -> MLModel:
+    """Return the active version of model ``name``, or raise OptimizationRequestError."""
+    model = MLModel.objects.filter(name=name, active=True).first()
+    if model is None:
+        raise OptimizationRequestError(f"model {name!r} has no active version")
+    return model
+
+
+def _predicted_returns(request: OptimizationRequest) -> np.ndarray:
+    """Return each symbol's latest predicted return before ``end``, per bar of its horizon."""
+    model = _active_model(str(request.mu_model))
+    values = []
+    for symbol in request.symbols:
+        latest = (
+            Prediction.objects.filter(
+                model=model, symbol__name=symbol, kind="return", ts__lt=request.end
+            )
+            .order_by("-ts")
+            .first()
+        )
+        if latest is None:
+            raise OptimizationError(
+                f"{model} has no return prediction for {symbol} before {request.end:%Y-%m-%d %H:%M}"
+            )
+        # A prediction is over its horizon; the covariance is per bar of the model's timeframe.
+        values.append(latest.value / max(1, latest.horizon))
+    return np.array(values)
+
+
 def build_problem(request: OptimizationRequest) -> Problem:
     """Return the selection problem of the request, estimated from the database's bars."""
     if request.problem == "features":
@@ -190,7 +228,8 @@ def build_problem(request: OptimizationRequest) -> Problem:
             labels=tuple(names),
         )
     closes = _closes(request)
-    mu, sigma = return_moments(closes.to_numpy())
+    predicted = _predicted_returns(request) if request.mu_model is not None else None
+    mu, sigma = return_moments(closes.to_numpy(), predicted)
     labels = tuple(request.symbols)
     if request.problem == "minvar":
         return minvar_problem(

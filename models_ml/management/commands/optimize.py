@@ -56,6 +56,11 @@ class Command(BaseCommand):
         parser.add_argument("--candidates", type=int, default=10, help="features: top-N by MI")
         parser.add_argument("--redundancy-weight", type=float, default=1.0)
         parser.add_argument("--horizon", type=int, default=1, help="features: bars ahead")
+        parser.add_argument(
+            "--mu-from-model",
+            metavar="NAME",
+            help="Expected returns from model NAME's latest return predictions (active version)",
+        )
         parser.add_argument("--reps", type=int, default=d.reps, help="QAOA depth p / VQE reps")
         parser.add_argument("--shots", type=int, default=d.shots)
         parser.add_argument("--seed", type=int, default=d.seed)
@@ -113,6 +118,7 @@ class Command(BaseCommand):
             candidates=options["candidates"],
             redundancy_weight=options["redundancy_weight"],
             horizon=options["horizon"],
+            mu_model=options["mu_from_model"],
             options=SolverOptions(
                 reps=options["reps"],
                 shots=options["shots"],

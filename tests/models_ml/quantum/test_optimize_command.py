@@ -6,14 +6,15 @@ import io
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from marketdata.models import Bar
+from marketdata.models import Bar, Symbol
 from models_ml.choices import OptimizationKind, RunStatus
-from models_ml.models import OptimizationRun
+from models_ml.models import MLModel, OptimizationRun, Prediction
 from models_ml.optimization import OptimizationRequestError, latest_portfolio_weights
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
@@ -189,3 +190,48 @@ def test_the_process_exits_non_zero_with_one_line(subprocess_env):
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["CommandError: need at least 2 symbols (or feature candidates)"]
+
+
+def test_expected_returns_can_come_from_a_models_predictions():
+    with pytest.raises(CommandError, match="model 'ret' has no active version"):
+        optimize(
+            "--problem",
+            "portfolio",
+            "--method",
+            "exact",
+            "--symbols",
+            SYMBOLS,
+            *RANGE,
+            "--mu-from-model",
+            "ret",
+        )
+    assert not OptimizationRun.objects.exists()
+    optimize("--problem", "portfolio", "--method", "greedy", "--symbols", SYMBOLS, *RANGE)
+    OptimizationRun.objects.all().delete()  # it stored the symbols' bars
+    model = MLModel.objects.create(name="ret", model_type="cnn", version=1, active=True)
+    # Predicted 4-bar returns: SOL and AVAX far ahead of the others, so they must be chosen.
+    predicted = {"BTC-USD": -0.01, "ETH-USD": -0.02, "SOL-USD": 0.08, "AVAX-USD": 0.04}
+    for name, value in predicted.items():
+        symbol = Symbol.objects.get(name=name)  # stored with its simulated bars
+        Prediction.objects.create(
+            model=model,
+            symbol=symbol,
+            kind="return",
+            horizon=4,
+            value=value,
+            ts=datetime(2024, 1, 3, tzinfo=UTC),
+        )
+    optimize(
+        "--problem",
+        "portfolio",
+        "--method",
+        "exact",
+        "--symbols",
+        SYMBOLS,
+        *RANGE,
+        "--mu-from-model",
+        "ret",
+    )
+    run = OptimizationRun.objects.get()
+    assert run.result["problem_inputs"]["mu"] == pytest.approx([-0.0025, -0.005, 0.02, 0.01])
+    assert run.result["answer"]["chosen"] == ["SOL-USD", "AVAX-USD"]
