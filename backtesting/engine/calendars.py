@@ -3,7 +3,8 @@
 The metrics annualise with ``periods_per_year`` and compound CAGR over the elapsed calendar
 time; both come from the bars' own timestamps (UTC), never from a 24/7 assumption:
 
-* bars on Saturdays: a market open around the clock (crypto), 365 days a year;
+* bars on Saturdays, or full days of bars over a span with no Saturday in it (nothing tells a
+  weekend closure there): a market open around the clock (crypto), 365 days a year;
 * no Saturday bars, but Sunday bars or intraday days of 20 hours or more: FX, five 24-hour days
   a week (260 days a year);
 * otherwise equities: 252 sessions a year of the median number of bars a session has (one for
@@ -50,15 +51,22 @@ def infer_calendar(ts_ns: np.ndarray, timeframe: str) -> Calendar:
         return around_the_clock(timeframe)
     days = stamps // (DAY_SECONDS * _NS)
     weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+    # A span without a Saturday in it cannot show a weekend closure.
+    saw_saturday = days[-1] - days[0] >= 6 or weekday[0] + (days[-1] - days[0]) >= _SATURDAY
     if np.any(weekday == _SATURDAY):
         return around_the_clock(timeframe)
     if seconds >= DAY_SECONDS:
+        if not saw_saturday:
+            return around_the_clock(timeframe)
         if np.any(weekday == _SUNDAY):
             return Calendar("fx (5 days a week)", 260 * DAY_SECONDS / seconds)
         return Calendar("equities (252 days)", 252.0)
     _, per_day = np.unique(days[weekday != _SUNDAY], return_counts=True)
     session = float(np.median(per_day)) if per_day.size else 1.0
-    if np.any(weekday == _SUNDAY) or session * seconds >= _FX_DAY_HOURS * 3600:
+    all_day = session * seconds >= _FX_DAY_HOURS * 3600
+    if all_day and not saw_saturday:
+        return around_the_clock(timeframe)
+    if np.any(weekday == _SUNDAY) or all_day:
         return Calendar("fx (5 days a week)", 260 * DAY_SECONDS / seconds)
     return Calendar("equities (252 days)", 252.0 * session)
 

@@ -3,7 +3,8 @@
 The page embeds plotly.js from the installed ``plotly`` package once — never a CDN — followed by
 the figures: equity with buy-and-hold and drawdown, monthly returns heatmap, prices with trade
 markers, and, when given, optimisation, walk-forward and Monte Carlo charts; the metrics and the
-trade journal are HTML tables. Long curves are thinned for drawing (metrics use every point).
+trade journal are HTML tables, and a glossary defines every figure shown. Long curves are
+thinned for drawing (metrics use every point).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from backtesting.engine.errors import BacktestConfigError
+from backtesting.engine.glossary import INTEGER_METRICS, METRIC_DEFINITIONS
 from backtesting.engine.metrics import drawdown_curve
 from backtesting.engine.montecarlo import MonteCarloResult
 from backtesting.engine.optimize import SearchResult, WalkForwardResult
@@ -224,9 +226,40 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def metrics_table(metrics: Mapping[str, float]) -> str:
-    """Return the metrics as an HTML table."""
-    frame = pd.DataFrame({"metric": list(metrics), "value": [float(v) for v in metrics.values()]})
+    """Return the metrics as an HTML table (counts as integers)."""
+    values = [
+        int(v) if k in INTEGER_METRICS and float(v).is_integer() else float(v)
+        for k, v in metrics.items()
+    ]
+    frame = pd.DataFrame({"metric": list(metrics), "value": pd.Series(values, dtype=object)})
     return f'<div class="metrics">{_table(frame)}</div>'
+
+
+def glossary(metrics: Mapping[str, float]) -> str:
+    """Return the definitions of the figures in ``metrics`` as an HTML list."""
+    items = "".join(
+        f"<dt>{html.escape(name)}</dt><dd>{html.escape(METRIC_DEFINITIONS[name])}</dd>"
+        for name in metrics
+        if name in METRIC_DEFINITIONS
+    )
+    return f'<dl class="note">{items}</dl>'
+
+
+def summary_note(result: BacktestResult) -> str:
+    """Return the run's one-line summary: bars, trades (closed and open), calendar, equity."""
+    still_open = sum(1 for t in result.trades if t.is_open)
+    closed = len(result.trades) - still_open
+    trades = f"{closed} closed trades" + (f" + {still_open} open at the end" if still_open else "")
+    calendar = result.calendar
+    year = (
+        f"; a year is {calendar.periods_per_year:,.6g} bars ({html.escape(calendar.name)})"
+        if calendar is not None
+        else ""
+    )
+    return (
+        f'<p class="note">{result.bars} bars, {trades}{year}; final equity '
+        f"{_fmt(float(result.final_equity))} from {_fmt(float(result.initial_cash))}</p>"
+    )
 
 
 def render_html(
@@ -241,8 +274,7 @@ def render_html(
     """Return the complete report page as a string."""
     sections = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="note">{result.bars} bars, {len(result.trades)} trades, final equity '
-        f"{_fmt(float(result.final_equity))} from {_fmt(float(result.initial_cash))}</p>",
+        summary_note(result),
         "<h2>Metrics</h2>",
         metrics_table(result.metrics),
         "<h2>Equity</h2>",
@@ -254,6 +286,7 @@ def render_html(
         sections.append(_div(price_figure(result.prices, result.trades, symbol), f"price{i}"))
     sections += _optional_sections(search, walk_forward, montecarlo)
     sections += _journal(result, csv_name)
+    sections += ["<h2>Glossary</h2>", glossary(result.metrics)]
     body = "\n".join(sections)
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'

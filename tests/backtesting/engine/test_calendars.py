@@ -167,3 +167,12 @@ def test_figures_match_empyrical_on_the_same_returns(periods) -> None:
     assert ours["annualised_return"] == pytest.approx(
         empyrical.annual_return(series, annualization=periods), rel=1e-9
     )
+
+
+def test_a_weekday_of_minute_bars_cannot_show_a_weekend_and_stays_24_7() -> None:
+    friday = pd.date_range("2024-03-01", periods=1200, freq="min", tz="UTC")
+    assert infer_calendar(stamps(friday), "1m").name == "24/7"
+    # The same hours over two weeks without Saturdays are FX.
+    days = pd.bdate_range("2024-03-04", periods=10, tz="UTC")
+    bars = [d + pd.Timedelta(minutes=k) for d in days for k in range(1440)]
+    assert infer_calendar(stamps(pd.DatetimeIndex(bars)), "1m").name.startswith("fx")
