@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 BPS = Decimal(10_000)
 HUNDRED = Decimal(100)
+# Money is stored with 10 decimal places: a fee finer than that could not be stored as charged,
+# and the stored fills would no longer explain the stored cash.
+FEE_STEP = Decimal("1E-10")
 
 
 # The last float converted and its Decimal: one bar's close is converted by the venue, the OMS's
@@ -43,5 +46,5 @@ def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
 
 
 def fee_for(quantity: Decimal, price: Decimal, bps: Decimal) -> Decimal:
-    """Return the fee on ``quantity`` at ``price`` charged at ``bps`` basis points (exact)."""
-    return quantity * price * bps / BPS
+    """Return the fee on ``quantity`` at ``price`` at ``bps`` basis points, to 1e-10."""
+    return (quantity * price * bps / BPS).quantize(FEE_STEP, rounding=ROUND_HALF_EVEN)
