@@ -39,6 +39,7 @@ from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
 from trading.models import Account
 from trading.models import Order as OrderRow
+from trading.session_record import session_sizer, warmup_bars
 
 PRICE_TOLERANCE = Decimal("0")  # the replay must agree exactly: same engine, same events
 
@@ -212,6 +213,7 @@ def _engine(account: Account, session: dict) -> tuple[TradingSession, _Recorder]
         ],
     )
     runner = StrategyRunner(oms, bars_to_venue=False)
+    runner.sizer = session_sizer(session)  # as the session sized its entries
     if session.get("strategy"):
         params = {k: _number(v) for k, v in (session.get("params") or {}).items()}
         runner.add(
@@ -243,6 +245,7 @@ def replay_account(*, account: Account, start: datetime, end: datetime) -> Drift
     for event in recorded_events(session["symbols"], start, end):
         if not started:
             trading.runner.start(event.ts)
+            trading.runner.warm_up(warmup_bars(session), event.ts)  # the session's warm-up
             started = True
         count += 1
         for out in pipeline.process(event):

@@ -1,9 +1,9 @@
-"""Admin for risk: audited limits with enable/disable, events with acknowledge, trading states."""
+"""Admin for risk: audited limits and sizing policies, events with acknowledge, trading states."""
 
 from django.contrib import admin
 
 from risk.choices import TradingStateChoice
-from risk.models import RiskEvent, RiskLimit, TradingState
+from risk.models import RiskEvent, RiskLimit, SizingPolicy, TradingState
 from risk.services import risk_event_acknowledge, risk_limit_update, trading_state_set
 from rrr_site.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin
 
@@ -37,6 +37,27 @@ class RiskLimitAdmin(AuditedModelAdmin):
         """Disable each selected limit (audited)."""
         for limit in queryset.filter(enabled=True):
             risk_limit_update(limit=limit, actor=request.user, enabled=False)
+
+
+@admin.register(SizingPolicy)
+class SizingPolicyAdmin(AuditedModelAdmin):
+    """Pick each account's sizing (fixed fraction, volatility target, Kelly), per strategy too."""
+
+    audit_action = "sizing_policy"
+    list_display = [
+        "account",
+        "strategy",
+        "method",
+        "fraction",
+        "target_volatility",
+        "lookback",
+        "kelly_multiplier",
+        "enabled",
+        "updated_at",
+    ]
+    list_editable = ["method", "fraction", "enabled"]
+    list_filter = ["enabled", "method", "account"]
+    search_fields = ["account__name", "strategy", "description"]
 
 
 @admin.register(RiskEvent)

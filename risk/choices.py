@@ -6,6 +6,7 @@ from risk.engine.events import Severity as _Severity
 from risk.engine.limits import LimitAction as _LimitAction
 from risk.engine.limits import LimitKind as _LimitKind
 from risk.engine.limits import LimitScope as _LimitScope
+from risk.engine.sizing import SizingMethod as _SizingMethod
 from trading.engine.hooks import TradingMode as _TradingMode
 
 
@@ -19,3 +20,4 @@ LimitKind = _choices("LimitKind", _LimitKind)
 LimitAction = _choices("LimitAction", _LimitAction)
 RiskSeverity = _choices("RiskSeverity", _Severity)
 TradingStateChoice = _choices("TradingStateChoice", _TradingMode)
+SizingMethod = _choices("SizingMethod", _SizingMethod)

@@ -1,12 +1,21 @@
-"""Risk: admin-editable limits, the events they raise, and each account's trading state."""
+"""Risk: admin-editable limits and sizing policies, the events they raise, trading states."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from risk.choices import LimitAction, LimitKind, LimitScope, RiskSeverity, TradingStateChoice
+from risk.choices import (
+    LimitAction,
+    LimitKind,
+    LimitScope,
+    RiskSeverity,
+    SizingMethod,
+    TradingStateChoice,
+)
 from trading.models import Account
 
 
@@ -112,3 +121,67 @@ class TradingState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account.name}: {self.state}"
+
+
+class SizingPolicy(models.Model):
+    """How an account's strategies size their entries; edited in the admin.
+
+    The row with a blank ``strategy`` is the account's default; a row naming a strategy sizes
+    that strategy alone. A running engine reloads edits within seconds. Without any row, every
+    strategy sizes by its own ``fraction`` parameter (fixed fraction).
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="sizing_policies")
+    strategy = models.CharField(
+        max_length=64, blank=True, help_text="Strategy id; blank: every strategy of the account"
+    )
+    method = models.CharField(
+        max_length=24, choices=SizingMethod.choices, default=SizingMethod.FIXED_FRACTION
+    )
+    fraction = models.DecimalField(
+        max_digits=28,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="Share of equity per position (the size for fixed fraction, the ceiling "
+        "otherwise); blank: the strategy's own fraction parameter",
+    )
+    target_volatility = models.DecimalField(
+        max_digits=28,
+        decimal_places=10,
+        default=Decimal("0.20"),
+        help_text="Volatility target: annualised volatility of each position as a share of "
+        "equity (0.20 = 20 %)",
+    )
+    lookback = models.PositiveIntegerField(
+        default=60, help_text="Recent bars that estimate volatility and the Kelly fraction"
+    )
+    kelly_multiplier = models.DecimalField(
+        max_digits=28, decimal_places=10, default=Decimal("0.5"), help_text="0.5 = half Kelly"
+    )
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account", "strategy"]
+        verbose_name_plural = "sizing policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "strategy"], name="sizingpolicy_one_per_account_strategy"
+            ),
+            models.CheckConstraint(
+                condition=Q(fraction__isnull=True) | Q(fraction__gt=0),
+                name="sizingpolicy_fraction_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(target_volatility__gt=0), name="sizingpolicy_target_vol_positive"
+            ),
+            models.CheckConstraint(condition=Q(lookback__gte=2), name="sizingpolicy_lookback_2"),
+            models.CheckConstraint(
+                condition=Q(kelly_multiplier__gt=0), name="sizingpolicy_kelly_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account.name}/{self.strategy or '*'}: {self.method}"

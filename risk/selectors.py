@@ -1,4 +1,4 @@
-"""Reads for risk: events, limits and trading states."""
+"""Reads for risk: events, limits, sizing policies and trading states."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from dataclasses import asdict
 from decimal import Decimal
 
 import numpy as np
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from marketdata.models import Bar
 from risk.engine.errors import InsufficientDataError
 from risk.engine.monitors import drawdown_stats, exposure_by_symbol, portfolio_pnl, var_report
-from risk.models import RiskEvent, RiskLimit, TradingState
+from risk.engine.sizing import SizingPolicy as SizingRule
+from risk.models import RiskEvent, RiskLimit, SizingPolicy, TradingState
 from trading.choices import OPEN_ORDER_STATUSES
 from trading.engine.hooks import PositionView
 from trading.models import Account
@@ -174,3 +175,34 @@ def lot_sizes() -> dict[str, Decimal]:
     from marketdata.models import Symbol
 
     return dict(Symbol.objects.values_list("name", "lot_size"))
+
+
+def sizing_policies_version(*, account: Account) -> tuple:
+    """Return a token that changes whenever a sizing policy of ``account`` is edited."""
+    agg = SizingPolicy.objects.filter(account=account).aggregate(
+        n=Count("id"), last=Max("updated_at")
+    )
+    return agg["n"], agg["last"]
+
+
+def sizing_rule_from_row(row: SizingPolicy) -> SizingRule:
+    """Translate a ``SizingPolicy`` row into the engine's rule."""
+    return SizingRule(
+        method=row.method,
+        fraction=row.fraction,
+        target_volatility=row.target_volatility,
+        lookback=row.lookback,
+        kelly_multiplier=row.kelly_multiplier,
+    )
+
+
+def sizing_rules_for(*, account: Account) -> tuple[SizingRule, dict[str, SizingRule]]:
+    """Return the account's default rule and its per-strategy rules (enabled rows only)."""
+    default = SizingRule()
+    by_strategy: dict[str, SizingRule] = {}
+    for row in SizingPolicy.objects.filter(account=account, enabled=True):
+        if row.strategy:
+            by_strategy[row.strategy] = sizing_rule_from_row(row)
+        else:
+            default = sizing_rule_from_row(row)
+    return default, by_strategy

@@ -24,13 +24,14 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 
 from marketdata.adapters.base import FeedError
+from marketdata.engine.events import TIMEFRAME_SECONDS, Bar
 from marketdata.pipeline import EventHorizon, MarketDataPipeline
 from marketdata.services import quality_event_record_rejected
 from marketdata.storage import AsyncBatchWriter, WriterFailed
@@ -49,6 +50,7 @@ from trading.engine.venue import PaperVenue, VenueConfig
 from trading.live_bridge import LiveVenueBridge, WriteAheadFailed
 from trading.persistence import PersistenceHealth, Recorder, TradingBatch, TradingStore
 from trading.runtime_control import ControlState, RuntimeControl
+from trading.session_record import warmup_record
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ class RuntimeConfig:
     taker_fee_bps: Decimal = Decimal("10")
     maker_fee_bps: Decimal = Decimal("5")
     store_market_data: bool = True
+    speed: float = 1.0  # the simulated market's pace (recorded: a sped-up session is marked)
+    sim_start: datetime | None = None  # where the simulated clock starts (trading.sim_session)
 
 
 @dataclass(slots=True)
@@ -95,6 +99,7 @@ class RunSummary:
     batches: int = 0
     broadcasts_dropped: int = 0
     restored_orders: int = 0
+    warmup_bars: int = 0  # past bars shown to the strategies before going live
     suppressed_intents: int = 0  # strategy intents dropped because the account's mode forbids
     persist_errors: int = 0
     market_data: dict[str, int] = field(default_factory=dict)
@@ -197,10 +202,15 @@ class TradingRuntime:
         self.oms.set_mode(self.config.account, TradingMode(control.mode), now)
         self.runner = StrategyRunner(self.oms, bars_to_venue=False)
         self.runner.gate = self.gate = ModeGate(self.oms)
+        self.runner.sizer = control.sizer  # the account's sizing policy, not all-in
         if self.config.strategy:
             strategy = create_strategy(self.config.strategy, **self.config.params)
             self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
         self.runner.start(now)
+        warmup = await self._warm_up(now)
+        await self._db(
+            self.control.record_session, "session_start", self._session_context(state, warmup)
+        )
         self.session = TradingSession(
             self.oms,
             self.runner,
@@ -223,13 +233,39 @@ class TradingRuntime:
     def _load(self):
         state = self.store.load()
         control = self.control.poll(force=True)
-        self.control.record_session("session_start", self._session_context(state))
         return state, control
 
-    def _session_context(self, state) -> dict:
+    async def _warm_up(self, now: datetime) -> list[Bar]:
+        """Show the strategies the bars before now, so the first live bar is a decision.
+
+        The simulated feed's own history (never stored), else the stored bars; what the
+        strategies ask for meanwhile is dropped. Returns the bars shown (recorded for replays).
+        """
+        needed = self.runner.warmup_bars()
+        if not needed:
+            return []
+        market = getattr(self.feed, "market", None)
+        if self.config.feed == "sim" and market is not None:
+            bars = simulated_history(market, self.config.symbols, self.config.timeframe, needed)
+        else:
+            bars = await self._db(self.control.stored_bars, needed, now)
+        self.runner.warm_up(bars, now)
+        self.summary.warmup_bars = len(bars)
+        logger.info(
+            "strategies warmed up",
+            extra={"account": self.config.account, "bars": len(bars), "needed": needed},
+        )
+        return bars
+
+    def _session_context(self, state, warmup: list[Bar]) -> dict:
         """What a replay needs to reproduce this session: configuration and starting state."""
         c = self.config
         return {
+            "simulated": c.feed == "sim",
+            "speed": c.speed,
+            "sim_start": c.sim_start,
+            "sizing": self.runner.sizer.as_dict() if self.runner.sizer is not None else None,
+            "warmup": warmup_record(warmup),
             "account": c.account,
             "symbols": c.symbols,
             "feed": c.feed,
@@ -515,6 +551,14 @@ class TradingRuntime:
             portfolio = self.oms.portfolio(self.config.account)
             portfolio.roll_day(now)
             batch.snapshots.append(portfolio.snapshot(now))
+            # Stored marks and unrealised P&L follow the engine at the snapshot interval, not
+            # only when a symbol fills: every held position goes in with the snapshot.
+            cut = {p.symbol for p in batch.positions}
+            batch.positions += [
+                pos.snapshot()
+                for symbol, pos in portfolio.positions.items()
+                if symbol not in cut and pos.quantity
+            ]
         self.summary.orders = self.recorder.new_orders
         self.summary.rejected = self.recorder.rejected
         if self.gate is not None:
@@ -693,6 +737,9 @@ class TradingRuntime:
         if state.limits is not None:
             self.risk.replace_limits(state.limits)
             logger.info("risk limits reloaded", extra={"count": len(state.limits)})
+        if state.sizer is not None:
+            self.runner.sizer = state.sizer
+            logger.info("sizing policy reloaded", extra={"account": self.config.account})
         account = self.config.account
         if self.bridge is not None and self.bridge.auth_failed.is_set():
             if self.oms.mode(account) is not TradingMode.HALTED:
@@ -816,6 +863,27 @@ def _quiet_event(episode) -> RiskEventRecord:
         episode.account,
         episode.ts,
     )
+
+
+def simulated_history(market, symbols: list[str], timeframe: str, count: int) -> list[Bar]:
+    """Return the simulated market's ``count`` bars per symbol that end where its feed starts."""
+    seconds = TIMEFRAME_SECONDS[timeframe]
+    end = datetime.fromtimestamp(market.now.timestamp() // seconds * seconds, UTC)
+    frame = market.history_bars(symbols, timeframe, end - timedelta(seconds=seconds * count), end)
+    return [
+        Bar(
+            symbol=row.symbol,
+            timeframe=timeframe,
+            ts=row.ts.to_pydatetime(),
+            open=float(row.open),
+            high=float(row.high),
+            low=float(row.low),
+            close=float(row.close),
+            volume=float(row.volume),
+            trade_count=int(row.trade_count),
+        )
+        for row in frame.itertuples(index=False)
+    ]
 
 
 def _intent_from(order: Order) -> OrderIntent:

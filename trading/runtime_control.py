@@ -1,8 +1,8 @@
 """What the running engine reads from and writes to the database besides its own trades.
 
-Everything here runs on the runtime's database thread: reloading risk limits edited in the admin,
-noticing trading-state changes, picking up orders submitted through the API, cancel requests,
-storing risk events and mode changes the risk engine raised, and heartbeats.
+Everything here runs on the runtime's database thread: reloading risk limits and sizing policies
+edited in the admin, noticing trading-state changes, picking up orders submitted through the API,
+cancel requests, storing risk events and mode changes the risk engine raised, and heartbeats.
 """
 
 from __future__ import annotations
@@ -11,16 +11,19 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
+from marketdata.engine.events import Bar as EngineBar
 from marketdata.models import Symbol
 from monitoring.services import system_event_record
 from risk.engine.events import ModeChangeRequest, RiskEventRecord
 from risk.engine.limits import LimitSpec
-from risk.selectors import lot_sizes
+from risk.engine.sizing import PolicySizer
+from risk.selectors import lot_sizes, sizing_policies_version, sizing_rules_for
 from risk.services import (
     limit_specs_load,
     limits_version,
@@ -40,6 +43,7 @@ class ControlState:
     """Changes to apply on the loop; ``None`` means unchanged since the last poll."""
 
     limits: list[LimitSpec] | None = None
+    sizer: PolicySizer | None = None
     mode: str | None = None
     lot_sizes: dict[str, Decimal] = field(default_factory=dict)
     new_orders: list[EngineOrder] = field(default_factory=list)
@@ -68,6 +72,7 @@ class RuntimeControl:
         self._model_ids: dict[str, int | None] = {}
         self.store = TradingStore(account_name)
         self._limits_version: tuple | None = None
+        self._sizing_version: tuple | None = None
         self._state_seen: tuple | None = None
         self._risk_outbox: deque[tuple[list[RiskEventRecord], list[ModeChangeRequest]]] = deque()
 
@@ -87,6 +92,10 @@ class RuntimeControl:
         if force or version != self._limits_version:
             self._limits_version = version
             state.limits = limit_specs_load(account=account)
+        sizing = sizing_policies_version(account=account)
+        if force or sizing != self._sizing_version:
+            self._sizing_version = sizing
+            state.sizer = self.sizer()
         row = trading_state_ensure(account=account)
         seen = (row.state, row.changed_at)
         if force or seen != self._state_seen:
@@ -100,6 +109,38 @@ class RuntimeControl:
         state.cancels = [cid for cid in self.store.cancel_requests(working) if cid in working]
         state.new_orders = self.store.pending_api_orders(set(handled) | working)
         return state
+
+    def sizer(self) -> PolicySizer:
+        """Return the account's sizing policies for strategies trading on ``timeframe``."""
+        from marketdata.engine.events import TIMEFRAME_SECONDS
+
+        default, by_strategy = sizing_rules_for(account=self.account)
+        year = Decimal(365 * 24 * 3600) / TIMEFRAME_SECONDS[self.timeframe]
+        return PolicySizer(default, by_strategy, year)
+
+    def stored_bars(self, count: int, now: datetime) -> list[EngineBar]:
+        """Return up to ``count`` stored bars per symbol whose window ended by ``now``, by time.
+
+        The strategies' warm-up history on a live feed (``ingest`` or an earlier run stored it).
+        """
+        from marketdata.engine.events import TIMEFRAME_SECONDS
+        from marketdata.models import Bar
+
+        last_start = now - timedelta(seconds=TIMEFRAME_SECONDS[self.timeframe])
+        bars: list[EngineBar] = []
+        for symbol in self.symbols:
+            stored = Bar.objects.filter(symbol__name=symbol, timeframe=self.timeframe)
+            rows = (
+                stored.filter(ts__lte=last_start)
+                .order_by("-ts")
+                .values_list("ts", "open", "high", "low", "close", "volume", "vwap", "trade_count")
+            )
+            bars += [
+                EngineBar(symbol, self.timeframe, ts, o, h, low, c, v, vwap, n, "database")
+                for ts, o, h, low, c, v, vwap, n in reversed(rows[:count])
+            ]
+        bars.sort(key=lambda bar: bar.ts)  # stable: symbols stay in subscription order per ts
+        return bars
 
     def queue_risk(self, events: list[RiskEventRecord], changes: list[ModeChangeRequest]) -> None:
         """Queue risk output from the loop thread (deque appends are thread-safe)."""

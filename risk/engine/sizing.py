@@ -1,5 +1,8 @@
 """Position sizing: Kelly, fixed fractional and volatility targeting, in exact Decimal money.
 
+``SizingPolicy`` picks one of them for an account or a strategy (``risk.models.SizingPolicy`` in
+the admin) and ``PolicySizer`` is what a running engine's strategies size their entries by.
+
 Every sizer returns a non-negative quantity rounded DOWN to the lot size, and 0 when the rounded
 quantity's notional is below the venue's minimum: sizing never rounds a position up past what
 the rule allows. Statistics (win rate, moments, volatility) may be given as floats; they are
@@ -8,9 +11,11 @@ converted through ``str`` so the printed value is what is used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
+from enum import StrEnum
+from typing import Any
 
 from risk.engine.constants import DEFAULT_LOT_SIZE
 from risk.engine.errors import SizingError
@@ -225,3 +230,168 @@ class VolatilityTargetSizer:
         if vol == 0:
             raise SizingError("realised volatility is zero: cannot target volatility")
         return self.size_for_volatility(equity, price, vol)
+
+
+# --- sizing policies: what a running account sizes its strategies' entries by ---------------
+
+
+class SizingMethod(StrEnum):
+    """How a policy turns equity and price into a position size."""
+
+    FIXED_FRACTION = "fixed_fraction"  # a fixed share of equity per position
+    VOLATILITY_TARGET = "volatility_target"  # the position's volatility is a share of equity
+    KELLY = "kelly"  # a multiple of the Kelly fraction of recent returns
+
+
+@dataclass(frozen=True, slots=True)
+class SizingPolicy:
+    """One account's (or one strategy's) sizing rule.
+
+    ``fraction`` is the share of equity one position may take: the size for ``fixed_fraction``,
+    the ceiling for the other methods; None means the strategy's own ``fraction`` parameter.
+    ``target_volatility`` is annualised (0.20 = 20 % a year of equity per position);
+    ``lookback`` is how many recent bars estimate volatility and the Kelly moments.
+    """
+
+    method: SizingMethod = SizingMethod.FIXED_FRACTION
+    fraction: Decimal | None = None
+    target_volatility: Decimal = Decimal("0.20")
+    lookback: int = 60
+    kelly_multiplier: Decimal = Decimal("0.5")
+
+    def __post_init__(self) -> None:
+        """Coerce the method and reject settings no order could be sized by."""
+        try:
+            object.__setattr__(self, "method", SizingMethod(self.method))
+        except ValueError as exc:
+            raise SizingError(str(exc)) from exc
+        if self.fraction is not None and not (self.fraction.is_finite() and self.fraction > 0):
+            raise SizingError(f"sizing fraction must be > 0, got {self.fraction}")
+        if not (self.target_volatility.is_finite() and self.target_volatility > 0):
+            raise SizingError(f"target volatility must be > 0, got {self.target_volatility}")
+        if self.lookback < 2:
+            raise SizingError(f"lookback must be >= 2 bars, got {self.lookback}")
+        if not (self.kelly_multiplier.is_finite() and self.kelly_multiplier > 0):
+            raise SizingError(f"Kelly multiplier must be > 0, got {self.kelly_multiplier}")
+
+    def as_dict(self) -> dict[str, str | int | None]:
+        """Return the policy as JSON-able values (recorded with a session for its replay)."""
+        return {
+            "method": self.method.value,
+            "fraction": None if self.fraction is None else str(self.fraction),
+            "target_volatility": str(self.target_volatility),
+            "lookback": self.lookback,
+            "kelly_multiplier": str(self.kelly_multiplier),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SizingPolicy:
+        """Rebuild a policy from ``as_dict``'s output."""
+        fraction = data.get("fraction")
+        return cls(
+            method=SizingMethod(str(data["method"])),
+            fraction=None if fraction is None else to_decimal(str(fraction), "fraction"),
+            target_volatility=to_decimal(str(data["target_volatility"]), "target_volatility"),
+            lookback=int(str(data["lookback"])),
+            kelly_multiplier=to_decimal(str(data["kelly_multiplier"]), "kelly_multiplier"),
+        )
+
+    def size(
+        self,
+        *,
+        equity: Decimal,
+        price: Decimal,
+        fraction: Decimal,
+        lot: Decimal,
+        closes: Sequence[float],
+        periods_per_year: Number,
+    ) -> Decimal:
+        """Return the quantity this policy holds at ``price`` (0 when it cannot estimate one)."""
+        _check_price(price)
+        cap = self.fraction if self.fraction is not None else fraction
+        lots = LotRules(lot_size=lot)
+        if equity <= 0 or cap <= 0:
+            return _ZERO
+        ceiling = lots.apply(equity * cap / price, price, equity)
+        if self.method is SizingMethod.FIXED_FRACTION:
+            return ceiling
+        returns = _returns(closes[-(self.lookback + 1) :])
+        if len(returns) < 2:
+            return _ZERO  # no estimate yet: no position rather than a guessed one
+        if self.method is SizingMethod.VOLATILITY_TARGET:
+            vol = realised_volatility(returns, periods_per_year)
+            if vol == 0:
+                return _ZERO
+            sizer = VolatilityTargetSizer(self.target_volatility, lots)
+            return min(sizer.size_for_volatility(equity, price, vol), ceiling)
+        mean = sum(returns, _ZERO) / len(returns)
+        variance = sum(((r - mean) ** 2 for r in returns), _ZERO) / (len(returns) - 1)
+        if variance == 0:
+            return _ZERO
+        kelly = KellySizer(self.kelly_multiplier, cap, lots)
+        return kelly.size_fraction(equity, price, kelly_fraction_from_moments(mean, variance))
+
+
+def _returns(closes: Sequence[float]) -> list[Decimal]:
+    """Return simple returns of consecutive positive closes."""
+    values = [to_decimal(c, "close") for c in closes]
+    return [b / a - _ONE for a, b in zip(values, values[1:], strict=False) if a > 0]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySizer:
+    """Size every strategy of an account by its own policy, else the account's default.
+
+    Satisfies ``trading.engine.strategy.PositionSizer``; ``periods_per_year`` is the number of
+    the strategies' bars in a year, so annualised volatility targets mean what they say.
+    """
+
+    default: SizingPolicy = SizingPolicy()
+    by_strategy: Mapping[str, SizingPolicy] = field(default_factory=dict)
+    periods_per_year: Decimal = Decimal(365 * 24 * 60)
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the sizer as JSON-able values (recorded with a session for its replay)."""
+        return {
+            "default": self.default.as_dict(),
+            "by_strategy": {k: v.as_dict() for k, v in self.by_strategy.items()},
+            "periods_per_year": str(self.periods_per_year),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PolicySizer:
+        """Rebuild a sizer from ``as_dict``'s output."""
+        return cls(
+            SizingPolicy.from_dict(data["default"]),
+            {k: SizingPolicy.from_dict(v) for k, v in data.get("by_strategy", {}).items()},
+            to_decimal(str(data["periods_per_year"]), "periods_per_year"),
+        )
+
+    def policy(self, strategy: str) -> SizingPolicy:
+        """Return the policy ``strategy`` is sized by."""
+        return self.by_strategy.get(strategy, self.default)
+
+    def lookback(self, strategy: str) -> int:
+        """Return how many recent closes sizing ``strategy`` reads (none for a fixed fraction)."""
+        policy = self.policy(strategy)
+        return 0 if policy.method is SizingMethod.FIXED_FRACTION else policy.lookback + 1
+
+    def size(
+        self,
+        *,
+        strategy: str,
+        equity: Decimal,
+        price: Decimal,
+        fraction: Decimal,
+        lot: Decimal,
+        closes: Sequence[float],
+    ) -> Decimal:
+        """Return the quantity ``strategy`` may hold at ``price``."""
+        return self.policy(strategy).size(
+            equity=equity,
+            price=price,
+            fraction=fraction,
+            lot=lot,
+            closes=closes,
+            periods_per_year=self.periods_per_year,
+        )

@@ -16,7 +16,13 @@ from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
 from trading.engine.errors import StrategyConfigError, TradingError
 from trading.engine.oms import OrderManager
 from trading.engine.orders import Fill, IdFactory, Order, OrderIntent, new_order_id
-from trading.engine.strategy import Prediction, PriceHistory, Strategy, StrategyContext
+from trading.engine.strategy import (
+    PositionSizer,
+    Prediction,
+    PriceHistory,
+    Strategy,
+    StrategyContext,
+)
 
 
 @dataclass(slots=True)
@@ -54,6 +60,7 @@ class StrategyRunner:
         self._bar_lengths: dict[str, timedelta] = {}
         # Optional filter in front of the OMS for strategy intents (``trading.engine.gate``).
         self.gate: Callable[[OrderIntent], bool] | None = None
+        self._sizer: PositionSizer | None = None
         oms.add_listener(self)
 
     def add(
@@ -76,10 +83,22 @@ class StrategyRunner:
             history=self.history,
             id_factory=self._ids,
         )
+        ctx.sizer = self._sizer
         slot = _Slot(strategy, ctx, frozenset(symbols) if symbols is not None else None)
         self._slots.append(slot)
         self._by_key[(account, sid)] = slot
         return ctx
+
+    @property
+    def sizer(self) -> PositionSizer | None:
+        """Return the sizing policy every strategy's entries are sized by (None: their own)."""
+        return self._sizer
+
+    @sizer.setter
+    def sizer(self, sizer: PositionSizer | None) -> None:
+        self._sizer = sizer
+        for slot in self._slots:
+            slot.ctx.sizer = sizer
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -89,6 +108,38 @@ class StrategyRunner:
         for slot in self._slots:
             slot.strategy.on_start(slot.ctx)
         self.settle(now)
+
+    def warm_up(self, bars: Iterable[Bar], now: datetime) -> int:
+        """Show past closed bars to the strategies so their first live bar is a decision.
+
+        Nothing a strategy asks for while warming up is ever sent: its intents and cancels are
+        dropped after each bar, and the venue never sees these bars. The clock then moves to
+        ``now``, where live trading starts. Returns how many bars were shown.
+        """
+        shown = 0
+        for bar in bars:
+            length = self._bar_lengths.get(bar.timeframe)
+            if length is None:
+                length = self._bar_lengths[bar.timeframe] = timedelta(
+                    seconds=Timeframe(bar.timeframe).seconds
+                )
+            self._set_now(bar.ts + length)
+            self.history.append(bar.symbol, bar.close)
+            for slot in self._slots:
+                if slot.wants(bar.symbol):
+                    slot.strategy.on_bar(bar, slot.ctx)
+                    slot.ctx.drain()  # a warm-up decision is history, never an order
+            shown += 1
+        self._set_now(now)
+        return shown
+
+    def warmup_bars(self) -> int:
+        """Return how many past bars per symbol the strategies (and their sizing) need."""
+        sizer = self._sizer
+        needed = [slot.strategy.warmup_bars for slot in self._slots]
+        if sizer is not None:
+            needed += [sizer.lookback(slot.ctx.strategy_id) for slot in self._slots]
+        return max(needed, default=0)
 
     def stop(self, now: datetime) -> None:
         """Call every strategy's ``on_stop``."""

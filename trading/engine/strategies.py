@@ -2,7 +2,9 @@
 
 Every built-in is O(1) per bar (incremental indicators), keeps its state per symbol, decides on a
 bar's close using only closes up to that bar, and trades through ``ctx.target_position``. Sizing
-is ``fraction`` of equity at the bar's close, rounded down to ``lot`` (all-in by default).
+is ``fraction`` of equity at the bar's close, rounded down to ``lot`` (10 % by default, so that
+several symbols fit the default position and gross-exposure limits), or what the account's sizing
+policy says when the engine runs with one (``risk.engine.sizing.PolicySizer``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from trading.engine.series import IndicatorCache
 from trading.engine.strategy import Prediction, PredictionKind, Strategy, StrategyContext
 
 STRATEGIES: dict[str, type[Strategy]] = {}
+# Share of equity per position: ten symbols at once fit a gross-exposure limit of 100 %.
+DEFAULT_FRACTION = 0.1
 
 S = TypeVar("S", bound=type[Strategy])
 
@@ -153,7 +157,7 @@ class SmaCross(_TargetStrategy):
     default_params = {
         "fast": 10,
         "slow": 30,
-        "fraction": 1,
+        "fraction": DEFAULT_FRACTION,
         "allow_short": False,
         "lot": DEFAULT_LOT,
     }
@@ -195,7 +199,13 @@ class SmaCross(_TargetStrategy):
 class RsiReversion(_TargetStrategy):
     """Buy when RSI (Wilder) falls below ``lower``; exit when it rises above ``upper``."""
 
-    default_params = {"period": 14, "lower": 30.0, "upper": 70.0, "fraction": 1, "lot": DEFAULT_LOT}
+    default_params = {
+        "period": 14,
+        "lower": 30.0,
+        "upper": 70.0,
+        "fraction": DEFAULT_FRACTION,
+        "lot": DEFAULT_LOT,
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -238,7 +248,7 @@ class BollingerBreakout(_TargetStrategy):
     default_params = {
         "period": 20,
         "k": 2.0,
-        "fraction": 1,
+        "fraction": DEFAULT_FRACTION,
         "allow_short": False,
         "lot": DEFAULT_LOT,
     }
@@ -297,7 +307,12 @@ class BollingerBreakout(_TargetStrategy):
 class ModelSignal(_TargetStrategy):
     """Follow direction predictions: long above ``threshold``, flat below ``1 - threshold``."""
 
-    default_params = {"threshold": 0.55, "fraction": 1, "min_confidence": 0.0, "lot": DEFAULT_LOT}
+    default_params = {
+        "threshold": 0.55,
+        "fraction": DEFAULT_FRACTION,
+        "min_confidence": 0.0,
+        "lot": DEFAULT_LOT,
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

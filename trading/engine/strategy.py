@@ -72,6 +72,21 @@ class Strategy:
             raise StrategyConfigError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}")
         self.params: dict[str, Any] = {**self.default_params, **params}
 
+    @property
+    def warmup_bars(self) -> int:
+        """Return how many past bars make this strategy's first live bar a decision.
+
+        The default reads the whole-number lengths among the parameters (``slow``, ``period``,
+        ``lookback``, ``*_window``...): the longest indicator needs that many closes, and one
+        more gives the previous value a crossing compares with. Override when that is wrong.
+        """
+        lengths = [
+            int(value)
+            for key, value in self.params.items()
+            if _is_length(key) and isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+        return max(lengths) + 1 if lengths else 0
+
     def on_start(self, ctx: StrategyContext) -> None:
         """Prepare before the first event."""
 
@@ -129,6 +144,12 @@ class Strategy:
 
 
 _TABLE_FREE_CALLBACKS = ("on_trade", "on_quote", "on_fill", "on_prediction")
+_LENGTH_PARAMS = frozenset({"slow", "fast", "period", "lookback", "window"})
+
+
+def _is_length(name: str) -> bool:
+    """Return True for a parameter that names an indicator's length in bars."""
+    return name in _LENGTH_PARAMS or name.endswith(("_window", "_period", "_lookback"))
 
 
 def _defined_by(cls: type, name: str) -> type | None:
@@ -183,6 +204,27 @@ class AccountReader(Protocol):
         ...
 
 
+class PositionSizer(Protocol):
+    """The account's sizing policy (``risk.engine.sizing.PolicySizer`` satisfies it)."""
+
+    def lookback(self, strategy: str) -> int:
+        """Return how many recent closes sizing ``strategy`` reads."""
+        ...
+
+    def size(
+        self,
+        *,
+        strategy: str,
+        equity: Decimal,
+        price: Decimal,
+        fraction: Decimal,
+        lot: Decimal,
+        closes: Sequence[float],
+    ) -> Decimal:
+        """Return the quantity ``strategy`` may hold at ``price``."""
+        ...
+
+
 class StrategyContext:
     """What a strategy can read and ask for; intents are queued until the runner drains them."""
 
@@ -194,6 +236,7 @@ class StrategyContext:
         "_reader",
         "account",
         "now",
+        "sizer",
         "strategy_id",
     )
 
@@ -214,6 +257,8 @@ class StrategyContext:
         self._intents: list[OrderIntent] = []
         self._cancels: list[str] = []
         self.now: datetime | None = None
+        # The account's sizing policy; None (backtests) sizes by the strategy's own fraction.
+        self.sizer: PositionSizer | None = None
 
     # ----------------------------------------------------------------- reads
 
@@ -270,10 +315,26 @@ class StrategyContext:
     def size_for(
         self, symbol: str, fraction: Number, lot: Decimal, price: Number | None = None
     ) -> Decimal:
-        """Return the quantity worth ``fraction`` of equity at ``price``, floored to ``lot``."""
+        """Return the quantity worth ``fraction`` of equity at ``price``, floored to ``lot``.
+
+        With a sizing policy attached (a running account's) the policy decides the quantity;
+        ``fraction`` is then what the strategy asked for, which a policy may use or cap.
+        """
         px = to_decimal(price) if price is not None else self.price(symbol)
         if px is None or px <= 0:
             return ZERO
+        sizer = self.sizer
+        if sizer is not None:
+            sid = self.strategy_id
+            closes = self._history.last(symbol, sizer.lookback(sid))
+            return sizer.size(
+                strategy=sid,
+                equity=self.equity,
+                price=px,
+                fraction=to_decimal(fraction),
+                lot=lot,
+                closes=closes,
+            )
         budget = self.equity * to_decimal(fraction)
         return max(ZERO, floor_to_step(budget / px, lot))
 

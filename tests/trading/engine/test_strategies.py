@@ -108,7 +108,7 @@ def test_registry_lists_and_builds_the_builtins() -> None:
         available_strategies()
     )
     s = create_strategy("sma_cross", fast=5, slow=20)
-    assert s.name == "sma_cross" and s.params["fast"] == 5 and s.params["fraction"] == 1
+    assert s.name == "sma_cross" and s.params["fast"] == 5 and s.params["fraction"] == 0.1
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_registry_rejects_bad_configs(name: str, params: dict) -> None:
 
 def test_sma_cross_goes_all_in_on_the_cross_and_flat_on_the_reverse() -> None:
     closes = [100.0] * 5 + [100.0 + i for i in range(1, 11)] + [110.0 - 2 * i for i in range(1, 11)]
-    fills, pf = run(create_strategy("sma_cross", fast=2, slow=5), closes)
+    fills, pf = run(create_strategy("sma_cross", fast=2, slow=5, fraction=1), closes)
     buys = [f for f in fills if f.side == "buy"]
     sells = [f for f in fills if f.side == "sell"]
     assert len(buys) == 1 and len(sells) == 1

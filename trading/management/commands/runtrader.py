@@ -8,13 +8,16 @@ import logging
 import math
 import signal
 import socket
+import sys
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError
-from marketdata.feeds import LIVE_SOURCES
+from marketdata.feeds import LIVE_SOURCES, SimulatedFeed
 from marketdata.management.commands.ingest import (
     check_speed,
     check_url,
@@ -31,6 +34,7 @@ from trading.engine.strategies import STRATEGIES, available_strategies, create_s
 from trading.models import Account
 from trading.runtime import PersistenceFailed, RuntimeConfig, TradingRuntime
 from trading.selectors import live_trading_blockers_for, live_venue_for
+from trading.sim_session import WallClockBound, sim_start
 
 # Timeframes the pipeline builds (from trades) or resamples; a strategy can trade on no other.
 TRADABLE_TIMEFRAMES = (*BASE_TIMEFRAMES, *RESAMPLED_TIMEFRAMES)
@@ -39,6 +43,9 @@ VENUE_FEEDS = {"binance": "binance", "coinbase": "coinbase"}
 logger = logging.getLogger(__name__)
 LOCK_CHECK_SECONDS = 5.0
 LOCK_REGAIN_SECONDS = 60.0  # how long a lost account lock is retried before the engine stops
+WORKER_RESTARTS = 5  # a task worker that keeps dying is given up on (and logged), not the engine
+WORKER_RESTART_DELAY = 5.0
+WORKER_STOP_TIMEOUT = 30.0
 
 
 def parse_params(items: list[str]) -> dict[str, object]:
@@ -216,6 +223,12 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Close any position held longer than this",
         )
+        parser.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="With --serve: do not host a django-q2 task worker (run `manage.py qcluster` "
+            "yourself); by default --serve runs one, so --async backtests and training run",
+        )
         parser.add_argument("--snapshot-interval", type=float, default=10.0)
         parser.add_argument("--heartbeat-interval", type=float, default=15.0)
 
@@ -247,7 +260,10 @@ class Command(BaseCommand):
                 for k in ("stop_loss", "trailing_stop", "atr_stop", "max_hold")
                 if options[k] is not None
             },
+            speed=options["speed"],
         )
+        if config.feed == "sim":
+            config.sim_start = sim_start(options["speed"], options["duration"], datetime.now(UTC))
         busy = (
             f"account {account.name!r} is already being traded by another runtrader; "
             "stop that one first"
@@ -263,9 +279,21 @@ class Command(BaseCommand):
     def _trade(self, config: RuntimeConfig, symbols, options, account: Account, lock):
         """Build the feed and venue, run the engine to its end; errors become CommandErrors."""
         feed = feed_for_command(options["feed"], symbols, options)
+        if config.sim_start is not None:
+            # A sped-up simulation starts in the past and never runs ahead of the wall clock.
+            market = SimulatedFeed(
+                symbols, seed=options["seed"], speed=options["speed"], start=config.sim_start
+            )
+            feed = WallClockBound(market)
+            if config.sim_start < datetime.now(UTC) - timedelta(seconds=1):
+                self.stdout.write(
+                    f"simulated market from {config.sim_start:%Y-%m-%d %H:%M:%S} UTC at "
+                    f"{options['speed']:g}x, held to the wall clock once it catches up"
+                )
         try:
             live = live_venue_for(account=account) if options["live"] else None
-            return asyncio.run(self._run(config, feed, options["serve"], live, lock))
+            worker = TaskWorker() if options["serve"] and not options["no_worker"] else None
+            return asyncio.run(self._run(config, feed, options["serve"], live, lock, worker))
         except StrategyConfigError as exc:
             raise CommandError(f"strategy: {exc}") from exc
         except FeedAuthError as exc:
@@ -321,7 +349,15 @@ class Command(BaseCommand):
             )
         return account
 
-    async def _run(self, config: RuntimeConfig, feed, serve: str | None, live, lock: OwnerLock):
+    async def _run(
+        self,
+        config: RuntimeConfig,
+        feed,
+        serve: str | None,
+        live,
+        lock: OwnerLock,
+        worker: TaskWorker | None = None,
+    ):
         from channels.layers import get_channel_layer
 
         stop = asyncio.Event()
@@ -334,10 +370,16 @@ class Command(BaseCommand):
         guard = asyncio.create_task(_guard_lock(lock, stop))
         if server:
             self.stdout.write(f"serving http://{serve}/ (dashboard), /admin/, /api/docs/")
+        watcher = asyncio.create_task(worker.run(stop)) if worker is not None else None
+        if worker is not None:
+            self.stdout.write("task worker: django-q2 qcluster (runs --async jobs)")
         try:
             summary = await runtime.run(stop)
         finally:
             guard.cancel()
+            if watcher is not None:
+                await worker.stop()
+                await asyncio.gather(watcher, return_exceptions=True)
             if live is not None:
                 await live.close()
             if server is not None:
@@ -387,6 +429,55 @@ async def _regain_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     return True
+
+
+class TaskWorker:
+    """A django-q2 ``qcluster`` child process beside the engine, restarted if it dies.
+
+    ``--serve`` makes runtrader the one command of the embedded default, so the tasks that the
+    CLI, the admin and the API queue (``--async`` backtests, sweeps, training) need a worker
+    there too. It is a child process: a crash of a task never touches the engine's loop.
+    """
+
+    def __init__(self, restarts: int = WORKER_RESTARTS) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = restarts
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        manage = Path(settings.BASE_DIR) / "manage.py"
+        return await asyncio.create_subprocess_exec(sys.executable, str(manage), "qcluster")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep a worker running until ``stop``; a worker that exits is logged and restarted."""
+        left = self.restarts
+        while not stop.is_set():
+            self.proc = await self._spawn()
+            if stop.is_set():  # stopped while it was starting: ``stop()`` found nothing to end
+                await self.stop()
+                return
+            code = await self.proc.wait()
+            if stop.is_set():
+                return
+            if left <= 0:
+                logger.critical("task worker exited (code %s) too often; not restarted", code)
+                return
+            left -= 1
+            logger.error("task worker exited (code %s); restarting it", code)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WORKER_RESTART_DELAY)
+
+    async def stop(self) -> None:
+        """Stop the worker (SIGTERM lets it finish its tasks), killing it if it hangs."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), WORKER_STOP_TIMEOUT)
+        except TimeoutError:
+            logger.error("task worker did not stop in %ss; killing it", WORKER_STOP_TIMEOUT)
+            proc.kill()
+            await proc.wait()
 
 
 def _embedded_server(address: str):
