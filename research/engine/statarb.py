@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -56,8 +58,9 @@ def _clean(*series: np.ndarray) -> list[np.ndarray]:
 def hedge_ratio_ols(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     """Return (beta, alpha) of the OLS regression y = alpha + beta x."""
     y, x = _clean(y, x)
-    fit = sm.OLS(y, sm.add_constant(x)).fit()
-    return float(fit.params[1]), float(fit.params[0])
+    # The point estimate only (no inference needed): lstsq is ~10x faster than sm.OLS on 100k.
+    (beta, alpha), *_ = np.linalg.lstsq(np.column_stack([x, np.ones_like(x)]), y, rcond=None)
+    return float(beta), float(alpha)
 
 
 def hedge_ratio_kalman(
@@ -112,11 +115,18 @@ def hurst(series: np.ndarray, *, max_lag: int = 100) -> float:
 
 
 def engle_granger(
-    y: np.ndarray, x: np.ndarray, *, names: tuple[str, str] = ("y", "x"), lags: int | None = None
+    y: np.ndarray,
+    x: np.ndarray,
+    *,
+    names: tuple[str, str] = ("y", "x"),
+    lags: int | None = None,
+    describe_below: float = 1.0,
 ) -> CointResult:
     """Test log prices ``y`` and ``x`` for cointegration (Engle-Granger, constant term).
 
-    ``lags`` fixes the ADF lag order (fast scans); None picks it by AIC.
+    ``lags`` fixes the ADF lag order (fast scans); None picks it by AIC. Half-life and Hurst
+    of the spread are computed when p <= ``describe_below`` (NaN otherwise: meaningless for a
+    spread that does not revert, and the costlier part of a large scan).
     """
     y, x = _clean(y, x)
     ly, lx = np.log(y), np.log(x)
@@ -124,6 +134,7 @@ def engle_granger(
     stat, p_value, _ = coint(ly, lx, trend="c", maxlag=lags, autolag=autolag)
     beta, alpha = hedge_ratio_ols(ly, lx)
     spread = ly - beta * lx - alpha
+    described = p_value <= describe_below
     return CointResult(
         y=names[0],
         x=names[1],
@@ -131,8 +142,8 @@ def engle_granger(
         p_value=float(p_value),
         hedge_ratio=beta,
         intercept=alpha,
-        half_life=half_life(spread),
-        hurst=hurst(spread),
+        half_life=half_life(spread) if described else math.nan,
+        hurst=hurst(spread) if described else math.nan,
         n=int(y.size),
     )
 
@@ -182,21 +193,40 @@ def rolling_cointegration(
 
 
 def scan_pairs(
-    prices: pd.DataFrame, *, alpha: float = 0.01, method: str = "fdr_bh", lags: int | None = 1
+    prices: pd.DataFrame,
+    *,
+    alpha: float = 0.01,
+    method: str = "fdr_bh",
+    lags: int | None = 1,
+    workers: int = 1,
 ) -> list[CointResult]:
-    """Test every pair of columns; p-values adjusted over all pairs (BH or Holm), best first."""
+    """Test every pair of columns; p-values adjusted over all pairs (BH or Holm), best first.
+
+    ``workers`` > 1 spreads the pairs over that many processes.
+    """
     if prices.shape[1] < 2:
         raise ResearchInputError("a pair scan needs at least two symbols")
     if not 0 < alpha < 1:
         raise ResearchInputError("alpha must be in (0, 1)")
     names = [str(c) for c in prices.columns]
-    results = [
-        engle_granger(prices[a].to_numpy(), prices[b].to_numpy(), names=(a, b), lags=lags)
-        for a, b in itertools.combinations(names, 2)
-    ]
+    arrays = {n: prices[n].to_numpy(dtype=float) for n in names}
+    pairs = itertools.combinations(names, 2)
+    jobs = [(arrays[a], arrays[b], (a, b), lags, alpha) for a, b in pairs]
+    if workers > 1:
+        # spawn, not fork: a forked child can inherit a BLAS lock held by another thread.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_pair_job, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    else:
+        results = [_pair_job(job) for job in jobs]
     _, adjusted, _, _ = multipletests([r.p_value for r in results], alpha=alpha, method=method)
     out = [
         CointResult(**{**r.as_dict(), "p_adjusted": float(p)})
         for r, p in zip(results, adjusted, strict=True)
     ]
     return sorted(out, key=lambda r: r.p_value)
+
+
+def _pair_job(job: tuple) -> CointResult:
+    y, x, names, lags, alpha = job
+    return engle_granger(y, x, names=names, lags=lags, describe_below=alpha)
