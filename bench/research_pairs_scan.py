@@ -1,6 +1,6 @@
 """Time a full pair scan (Engle-Granger on every pair) and check what it finds (not run in CI).
 
-    .venv/bin/python bench/research_pairs_scan.py [--symbols 50] [--bars 100000] [--workers 1]
+    .venv/bin/python bench/research_pairs_scan.py [--symbols 50] [--bars 100000]
 
 The universe is ``--symbols`` geometric random walks of ``--bars`` bars, except that the first
 ``--planted`` symbols are each cointegrated with a random walk partner by construction (log a =
@@ -46,22 +46,21 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--planted", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     prices, planted = universe(args.symbols, args.bars, args.planted, args.seed)
     started = time.perf_counter()
-    results = scan_pairs(prices, alpha=args.alpha, workers=args.workers)
+    results = scan_pairs(prices, alpha=args.alpha)
     elapsed = time.perf_counter() - started
     found = {(r.y, r.x) for r in results if r.p_adjusted <= args.alpha}
     print(
-        "| symbols | bars | pairs | workers | scan s | pairs/s | planted found | "
+        "| symbols | bars | pairs | scan s | pairs/s | planted found | "
         "false discoveries (BH) | uncorrected expected |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print(
-        f"| {args.symbols} | {args.bars} | {len(results)} | {args.workers} | {elapsed:.1f} | "
+        f"| {args.symbols} | {args.bars} | {len(results)} | {elapsed:.1f} | "
         f"{len(results) / elapsed:.1f} | {len(found & planted)}/{len(planted)} | "
         f"{len(found - planted)} | {args.alpha * (len(results) - len(planted)):.1f} |"
     )

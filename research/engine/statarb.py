@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -198,12 +196,8 @@ def scan_pairs(
     alpha: float = 0.01,
     method: str = "fdr_bh",
     lags: int | None = 1,
-    workers: int = 1,
 ) -> list[CointResult]:
-    """Test every pair of columns; p-values adjusted over all pairs (BH or Holm), best first.
-
-    ``workers`` > 1 spreads the pairs over that many processes.
-    """
+    """Test every pair of columns; p-values adjusted over all pairs (BH or Holm), best first."""
     if prices.shape[1] < 2:
         raise ResearchInputError("a pair scan needs at least two symbols")
     if not 0 < alpha < 1:
@@ -212,13 +206,7 @@ def scan_pairs(
     arrays = {n: prices[n].to_numpy(dtype=float) for n in names}
     pairs = itertools.combinations(names, 2)
     jobs = [(arrays[a], arrays[b], (a, b), lags, alpha) for a, b in pairs]
-    if workers > 1:
-        # spawn, not fork: a forked child can inherit a BLAS lock held by another thread.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = list(pool.map(_pair_job, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-    else:
-        results = [_pair_job(job) for job in jobs]
+    results = [_pair_job(job) for job in jobs]
     _, adjusted, _, _ = multipletests([r.p_value for r in results], alpha=alpha, method=method)
     out = [
         CointResult(**{**r.as_dict(), "p_adjusted": float(p)})

@@ -96,12 +96,3 @@ def test_bad_series_are_refused_with_a_clear_error():
         statarb.engle_granger(np.ones(5), np.ones(5))
     with pytest.raises(ResearchInputError, match="two symbols"):
         statarb.scan_pairs(pd.DataFrame({"A": np.ones(50)}))
-
-
-def test_a_scan_over_worker_processes_gives_the_same_answer():
-    rng = np.random.default_rng(12)
-    prices = pd.DataFrame({f"S{i}": random_walk_prices(300, rng) for i in range(4)})
-    one = statarb.scan_pairs(prices, alpha=0.05)
-    two = statarb.scan_pairs(prices, alpha=0.05, workers=2)
-    frame = pd.DataFrame([r.as_dict() for r in one])
-    pd.testing.assert_frame_equal(frame, pd.DataFrame([r.as_dict() for r in two]))
