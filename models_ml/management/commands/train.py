@@ -17,7 +17,6 @@ from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.management.commands.backfill import parse_moment
 from models_ml.engine.errors import MLEngineError
 from models_ml.models import MLModel, TrainingRun
-from models_ml.optimization import OptimizationRequestError, chosen_features
 from models_ml.services import (
     OWNER_DIED,
     TRAINABLE_TYPES,
@@ -249,8 +248,7 @@ class Command(BaseCommand):
         }
         try:
             if options["features_from"] is not None:
-                params["features"] = chosen_features(run_id=options["features_from"])
-                params["features_from"] = options["features_from"]
+                params.update(features_from(options["features_from"]))
             if options["name"]:
                 check_model_name(options["name"])
             return training_run_start(
@@ -261,7 +259,7 @@ class Command(BaseCommand):
                 end=end,
                 params=params,
             )
-        except (TrainingRequestError, OptimizationRequestError) as exc:
+        except TrainingRequestError as exc:
             raise CommandError(str(exc)) from None
 
     def _train(self, run: TrainingRun, options: dict[str, Any]) -> MLModel:
@@ -364,6 +362,17 @@ def report_lines(run: TrainingRun, model: MLModel) -> list[str]:
         *_all_features_lines(metrics),
     ]
     return lines
+
+
+def features_from(run_id: int) -> dict[str, Any]:
+    """Return the training parameters naming the features optimisation run ``run_id`` chose."""
+    # Imported here: the optimisation stack (qiskit, scikit-learn) would slow every train start.
+    from models_ml.optimization import OptimizationRequestError, chosen_features
+
+    try:
+        return {"features": chosen_features(run_id=run_id), "features_from": run_id}
+    except OptimizationRequestError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _all_features_lines(metrics: dict[str, Any]) -> list[str]:
