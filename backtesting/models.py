@@ -36,6 +36,15 @@ class BacktestRun(models.Model):
     progress = models.FloatField(default=0.0)
     task_group = models.CharField(max_length=64, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    periods_per_year = models.FloatField(
+        null=True, blank=True, help_text="Bars per year for annualising; empty: the bars' calendar"
+    )
+    risk = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Risk checks attached: their source, the limits and buying power as they were "
+        "when the run was created (empty: none)",
+    )
     equity_curve = models.JSONField(default=list, blank=True)
     report_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)

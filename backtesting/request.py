@@ -8,8 +8,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
+from backtesting.engine.errors import BacktestConfigError
+from backtesting.risk_limits import OFF as RISK_OFF
+from backtesting.risk_limits import risk_snapshot
 from backtesting.services import (
     BacktestInputError,
     Costs,
@@ -28,6 +32,7 @@ MAX_SYMBOLS = 50
 MAX_COST_BPS = Decimal(10_000)  # 100 %: anything above is not a cost
 MAX_CAPITAL = Decimal(10) ** 17  # BacktestRun.initial_capital holds 18 integer digits
 MAX_MONTECARLO = 100_000
+MAX_PERIODS_PER_YEAR = 366 * 86_400  # one-second bars around the clock
 SYMBOL_NAME = re.compile(r"^[A-Z0-9][A-Z0-9._/-]{0,31}$")  # Symbol.name is 32 characters
 SWEEPS = {"grid", "random", "genetic"}
 
@@ -116,7 +121,34 @@ def _costs(options: dict[str, Any]) -> Costs:
             raise BacktestInputError(f"{flag} must be between 0 and {MAX_COST_BPS}, got {value}")
     if not 0 < capital < MAX_CAPITAL:
         raise BacktestInputError(f"--capital must be > 0 and < {MAX_CAPITAL:.0e}, got {capital}")
-    return Costs(options["fill"], fees, slippage, capital)
+    return Costs(
+        options["fill"], fees, slippage, capital, _periods_per_year(options), _risk(options)
+    )
+
+
+def _periods_per_year(options: dict[str, Any]) -> float | None:
+    raw = options.get("periods_per_year")
+    if raw is None:
+        return None
+    value = _decimal(raw, "--periods-per-year")
+    if not 0 < value <= MAX_PERIODS_PER_YEAR:
+        raise BacktestInputError(
+            f"--periods-per-year must be > 0 and at most {MAX_PERIODS_PER_YEAR:,}, got {raw}"
+        )
+    return float(value)
+
+
+def _risk(options: dict[str, Any]) -> dict[str, Any]:
+    """Return the risk snapshot the run attaches (``--risk-account`` / ``--no-risk``)."""
+    named = options.get("risk_account")
+    if options.get("no_risk"):
+        if named:
+            raise BacktestInputError("--no-risk and --risk-account exclude each other")
+        return dict(RISK_OFF)
+    try:
+        return risk_snapshot(account=named or settings.DEFAULT_ACCOUNT, explicit=bool(named))
+    except BacktestConfigError as exc:
+        raise BacktestInputError(str(exc)) from exc
 
 
 def _decimal(raw: str, flag: str) -> Decimal:

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -46,6 +46,7 @@ from backtesting.engine.result import BacktestResult
 from backtesting.engine.runner import BacktestConfig, BacktestRunner
 from backtesting.models import BacktestRun, BacktestTrade
 from backtesting.report_paths import report_path_in_reports_dir
+from backtesting.risk_limits import risk_hook, snapshot_margin
 from marketdata.services import bars_load_or_simulate
 from trading.engine.strategies import STRATEGIES, create_strategy
 
@@ -95,10 +96,13 @@ class Costs:
     fees_bps: Decimal = Decimal("10")
     slippage_bps: Decimal = Decimal("0")
     initial_capital: Decimal = Decimal("100000")
+    periods_per_year: float | None = None  # None: the bars' calendar
+    risk: Mapping[str, Any] = field(default_factory=dict)  # ``risk_limits`` snapshot; {}: none
 
     def config(self, timeframe: str) -> BacktestConfig:
         """Return the engine configuration."""
         slippage = FixedBps(float(self.slippage_bps)) if self.slippage_bps else NoSlippage()
+        leverage, policy = snapshot_margin(dict(self.risk))
         return BacktestConfig(
             initial_cash=self.initial_capital,
             fill_model=self.fill_model,
@@ -106,6 +110,9 @@ class Costs:
             maker_fee_bps=self.fees_bps,
             slippage=slippage,
             timeframe=timeframe,
+            periods_per_year=self.periods_per_year,
+            leverage=leverage,
+            buying_power=policy,
         )
 
 
@@ -273,13 +280,22 @@ def backtest_run_create(
         fees_bps=costs.fees_bps,
         slippage_bps=costs.slippage_bps,
         initial_capital=costs.initial_capital,
+        periods_per_year=costs.periods_per_year,
+        risk=dict(costs.risk),
         optimize=optimize,
         task_group=f"backtest-{uuid.uuid4().hex[:12]}" if optimize else "",
     )
 
 
 def _costs_of(run: BacktestRun) -> Costs:
-    return Costs(run.fill_model, run.fees_bps, run.slippage_bps, run.initial_capital)
+    return Costs(
+        run.fill_model,
+        run.fees_bps,
+        run.slippage_bps,
+        run.initial_capital,
+        run.periods_per_year,
+        run.risk or {},
+    )
 
 
 def _claim(run: BacktestRun) -> None:
@@ -318,9 +334,12 @@ def backtest_execute(
         mc = _montecarlo(result, float(run.initial_capital), montecarlo) if montecarlo else []
         path = _report_path(run, report)
         write_report(result, path, title=f"{run.strategy} {','.join(run.symbols)}", montecarlo=mc)
-        _store_result(
-            run, result, path, {"data": origins, "montecarlo": {m.method: m.summary() for m in mc}}
-        )
+        extra = {
+            "data": origins,
+            "montecarlo": {m.method: m.summary() for m in mc},
+            "calendar": _calendar_of(result),
+        }
+        _store_result(run, result, path, extra)
         return result
     except Exception as exc:
         BacktestRun.objects.filter(pk=run.pk).update(
@@ -331,10 +350,23 @@ def backtest_execute(
         raise
 
 
+def _calendar_of(result: BacktestResult) -> dict[str, Any]:
+    """Return what the figures were annualised with (for the run's record and the output)."""
+    calendar = result.calendar
+    if calendar is None:
+        return {}
+    return {
+        "name": calendar.name,
+        "periods_per_year": calendar.periods_per_year,
+        "years": result.years,
+    }
+
+
 def _run_engine(
     run: BacktestRun, bars: pd.DataFrame, progress: Callable[[float], None] | None
 ) -> BacktestResult:
-    runner = BacktestRunner(_costs_of(run).config(run.timeframe))
+    config = _costs_of(run).config(run.timeframe)
+    runner = BacktestRunner(config, hook=risk_hook(run.risk or {}, config.account))
     runner.add(create_strategy(run.strategy, **run.params))
     every = max(1_000, len(bars) // 100)
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from backtesting.engine.calendars import Calendar
 from marketdata.engine.records import fast_init
-from trading.engine.money import ZERO
+from trading.engine.money import FEE_STEP, ZERO
 from trading.engine.orders import Fill, Order, OrderSide
 from trading.engine.portfolio import PortfolioSnapshot
 
@@ -200,7 +200,8 @@ def round_trips(
         qty, fee = fill.quantity, fill.fee
         if leg is not None and leg.sign != sign:
             closing = min(qty, abs(leg.position))
-            close_fee = fee if closing == qty else fee * closing / qty
+            # On the fee's own 1e-10 grid, so the two parts add up to it exactly.
+            close_fee = fee if closing == qty else (fee * closing / qty).quantize(FEE_STEP)
             leg.reduce(closing, fill.price, close_fee)
             qty, fee = qty - closing, fee - close_fee
             if leg.position == 0:
@@ -257,6 +258,7 @@ class BacktestResult:
     prices: pd.DataFrame = field(default_factory=pd.DataFrame)  # close per symbol, for reports
     risk_events: list[Any] = field(default_factory=list)
     calendar: Calendar | None = None  # what the metrics annualised with
+    years: float = float("nan")  # elapsed calendar time of the bars (CAGR compounds over it)
 
     @property
     def final_equity(self) -> Decimal:

@@ -595,12 +595,13 @@ class _Session:
         trades = round_trips(fills, bar_starts=starts, last_prices=last)
         benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
         calendar = run_calendar(self.config, data)
+        years = elapsed_years(data.ts, data.timeframe)
         closed = [t for t in trades if not t.is_open]
         metrics = summarize(
             equity.to_numpy(),
             initial=float(self.config.initial_cash),
             periods_per_year=calendar.periods_per_year,
-            years=elapsed_years(data.ts, data.timeframe),
+            years=years,
             trade_pnls=[float(t.pnl) for t in closed],
             trade_returns=[t.return_pct for t in closed],
             benchmark_returns=_returns_with_start(benchmark, float(self.config.initial_cash)),
@@ -623,6 +624,7 @@ class _Session:
             prices=prices,
             risk_events=self.risk_events,
             calendar=calendar,
+            years=years,
         )
 
 

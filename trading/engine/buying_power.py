@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from trading.engine.constants import DEFAULT_LOT
-from trading.engine.money import BPS, ONE, ZERO, floor_to_step
+from trading.engine.money import BPS, ONE, ZERO, fee_for, floor_to_step
 
 
 class BuyingPowerPolicy(StrEnum):
@@ -89,7 +89,7 @@ def _fits(
     exposure: Exposure, buy: bool, qty: Decimal, price: Decimal, fee_bps: Decimal, margin: Margin
 ) -> bool:
     after = exposure.held + (qty if buy else -qty)
-    fee = qty * price * fee_bps / BPS
+    fee = fee_for(qty, price, fee_bps)  # what the venue will charge, rounding included
     equity = exposure.cash + exposure.other_net + exposure.held * price - fee
     return exposure.other_gross + abs(after) * price <= margin.leverage * equity
 

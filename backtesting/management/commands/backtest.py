@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from backtesting.engine.errors import BacktestError
+from backtesting.engine.glossary import format_metric
 from backtesting.models import BacktestRun
 from backtesting.replay import ReplayError, default_report_path, replay_account
 from backtesting.request import one_line, validated_request
@@ -64,6 +65,24 @@ class Command(BaseCommand):
         parser.add_argument("--fees-bps", default="10")
         parser.add_argument("--slippage-bps", default="0")
         parser.add_argument("--capital", default="100000")
+        parser.add_argument(
+            "--periods-per-year",
+            metavar="N",
+            help="Bars per year for annualising (default: from the bars' own calendar: 24/7, "
+            "252 equity sessions, or 5-day FX weeks)",
+        )
+        risk = parser.add_mutually_exclusive_group()
+        risk.add_argument(
+            "--risk-account",
+            metavar="NAME",
+            help="Apply the risk limits and buying power runtrader applies to this account "
+            "(default: DEFAULT_ACCOUNT's, or a new account's defaults if it does not exist)",
+        )
+        risk.add_argument(
+            "--no-risk",
+            action="store_true",
+            help="Attach no risk checks (buying power still applies)",
+        )
         parser.add_argument("--optimize", choices=["grid", "random", "genetic", "walkforward"])
         parser.add_argument("--space", action="append", default=[], metavar="NAME=LO:HI[:STEP]")
         parser.add_argument("--objective", default="sharpe")
@@ -192,9 +211,8 @@ class Command(BaseCommand):
         )
         for key in METRICS_SHOWN:
             if key in m:
-                value = m[key]
-                shown = f"{value:.4f}" if isinstance(value, float) else value
-                self.stdout.write(f"  {key:<16} {shown}")
+                label = "trades (closed)" if key == "trades" else key
+                self.stdout.write(f"  {label:<16} {format_metric(key, m[key])}")
         base = m.get("buy_and_hold") or {}
         if base:
             self.stdout.write(
@@ -206,8 +224,27 @@ class Command(BaseCommand):
                 f"  best params      {m['search']['best_params']} "
                 f"({len(m['search']['trials'])} trials as django-q tasks)"
             )
-        self.stdout.write(f"  round trips      {run.trades.count()}")
+        self._print_context(run)
         self.stdout.write(f"report: {run.report_path}")
+
+    def _print_context(self, run: BacktestRun) -> None:
+        """Print the trade counts, the calendar and the risk checks the figures rest on."""
+        stored = run.trades.count()
+        still_open = run.trades.filter(exit_ts__isnull=True).count()
+        self.stdout.write(f"  round trips      {stored} (closed and open; {still_open} open)")
+        calendar = run.metrics.get("calendar") or {}
+        if calendar:
+            self.stdout.write(
+                f"  a year is        {calendar['periods_per_year']:,.6g} bars "
+                f"({calendar['name']}; {calendar['years']:.4g} years elapsed)"
+            )
+        risk = run.risk or {}
+        source = risk.get("source", "off")
+        limits = len(risk.get("limits") or [])
+        self.stdout.write(
+            f"  risk checks      {source}"
+            + (f" ({limits} limits, {risk.get('leverage', '1')}x)" if limits else "")
+        )
 
     def _replay(self, name: str, start: datetime, end: datetime, options) -> None:
         account = Account.objects.filter(name=name).first()

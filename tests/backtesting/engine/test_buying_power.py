@@ -49,7 +49,7 @@ def run_event(bars, name: str, params: dict, config: BacktestConfig, sparse: boo
 def test_all_in_entries_filled_at_a_higher_open_never_leave_cash_negative() -> None:
     data = prepare_bars(gapping_frame(1500, seed=5))
     cfg = BacktestConfig(initial_cash=CASH, taker_fee_bps=D(10))
-    params = {"fast": 5, "slow": 20}
+    params = {"fast": 5, "slow": 20, "fraction": D(1)}  # all in
     event = run_event(data, "sma_cross", params, cfg, sparse=False)
     cut = [o for o in event.orders if o.reject_reason.startswith("buying power")]
     assert cut, "the walk gaps up after some signals: those entries must have been cut"

@@ -79,7 +79,7 @@ def test_risk_checker_reduces_orders_through_the_same_hook_as_live() -> None:
     limit = LimitSpec(LimitKind.MAX_POSITION_PCT, Decimal("0.5"), LimitAction.REDUCE)
     checker = RiskChecker([limit])
     result = run_backtest(
-        create_strategy("sma_cross", fast=5, slow=20), walk_frame(600), hook=checker
+        create_strategy("sma_cross", fast=5, slow=20, fraction=1), walk_frame(600), hook=checker
     )
     entries = [o for o in result.orders if o.side.value == "buy"]
     assert entries and all("reduced_by" in o.metadata for o in entries)

@@ -95,7 +95,7 @@ def test_sparse_equals_full_when_the_account_is_too_poor_to_trade() -> None:
     # 40 units of cash at prices ~100 and a lot of 1: entries size to zero and are retried on
     # every bar until the price falls low enough, and after losses the account cannot re-enter.
     bars = days_frame(3000, seed=8)
-    lot = {"lot": D(1)}
+    lot = {"lot": D(1), "fraction": D(1)}
     for params in ({"fast": 3, "slow": 9}, {"fast": 2, "slow": 5, "allow_short": True}):
         config = BacktestConfig(initial_cash=D(101), taker_fee_bps=D(30))
         sparse = run(bars, [("sma_cross", {**params, **lot})], config, True)
