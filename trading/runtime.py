@@ -198,6 +198,8 @@ class TradingRuntime:
             peak_equity=state.peak_equity,
             day_start_equity=state.day_start_equity,
         )
+        # The account's leverage and buying-power policy (default 1x: no borrowing).
+        self.oms.set_margin(self.config.account, state.account.margin())
         self.summary.restored_orders = len(state.open_orders)
         self.oms.set_mode(self.config.account, TradingMode(control.mode), now)
         self.runner = StrategyRunner(self.oms, bars_to_venue=False)
