@@ -203,7 +203,7 @@ def _engine(account: Account, session: dict) -> tuple[TradingSession, _Recorder]
     )
     recorder = _Recorder()
     oms = OrderManager(venue, hook=risk, listeners=[recorder, stops])
-    portfolio = Portfolio(account.name, Decimal(str(session["cash"])))
+    portfolio = Portfolio(account.name, Decimal(str(session["cash"])), margin=account.margin())
     oms.add_account(portfolio)
     portfolio.restore(
         cash=Decimal(str(session["cash"])),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.trading.engine.helpers import SYM, T0, at, book, trade
 from trading.engine.buying_power import (
@@ -160,3 +162,33 @@ def test_the_oms_applies_an_account_margin_set_after_a_restore() -> None:
     placed = oms.submit(_intent("50"), at(1))
     assert placed.quantity == D(30)
     assert portfolio.cash == D(-2000)
+
+
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["buy", "sell", "limit_buy", "limit_sell", "move"]),
+        st.decimals(min_value=D("0.5"), max_value=D("400"), places=2),
+        st.floats(min_value=50, max_value=150),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(actions=ACTIONS, spread=st.sampled_from(["0", "20", "300"]), fee=st.sampled_from(["0", "25"]))  # noqa: E501
+def test_paper_trading_never_overdraws_cash_at_1x(actions, spread, fee) -> None:
+    # Market and resting orders of random sizes against a moving synthetic book: whatever is
+    # asked, cash stays >= 0 (a position can only lose the account more than it has once equity
+    # itself is gone).
+    oms, portfolio = stack(spread_bps=spread, fee_bps=fee)
+    oms.on_trade(trade(100.0))
+    for t, (kind, qty, price) in enumerate(actions, start=1):
+        if kind == "move":
+            oms.on_trade(trade(round(price, 2), size=1e9, t=t))
+        else:
+            side = "buy" if kind.endswith("buy") else "sell"
+            limit = str(round(price, 2)) if kind.startswith("limit") else None
+            type_ = "limit" if limit else "market"
+            oms.submit(_intent(str(qty), side=side, type_=type_, price=limit), at(t))
+        assert portfolio.cash >= 0 or portfolio.equity < 0
