@@ -42,6 +42,19 @@ class FillCounter:
         self.fills += 1
 
 
+def count_fills(runtime) -> FillCounter:
+    """Count every fill from now on, starting from those the engine already made.
+
+    Warmed-up strategies trade on the first live bar, before a test can attach a listener: the
+    fills made by then are stored, waiting in the unsaved batch, or held by the recorder.
+    """
+    counter = FillCounter()
+    unsaved = runtime._unsaved.fills if runtime._unsaved is not None else []
+    counter.fills = runtime.summary.fills + len(unsaved) + len(runtime.recorder.fills)
+    runtime.oms.add_listener(counter)
+    return counter
+
+
 def _block_account_writes(on: bool) -> None:
     refuse_updates("trading_account", on)
 
@@ -55,9 +68,8 @@ async def _stored_fills(account) -> int:
 
 
 async def test_refused_writes_are_retried_reduce_risk_and_recover(paper):
-    counter = FillCounter()
     async with running(paper, **STRATEGY) as runtime:
-        runtime.oms.add_listener(counter)
+        counter = count_fills(runtime)
         await until(lambda: counter.fills >= 2, "first fills", timeout=60)
         await until(lambda: _stored_fills(paper), "fills stored")
         await db(_block_account_writes)(True)
@@ -107,9 +119,8 @@ def _terminate_engine_backends(spare: int) -> int:
 
 
 async def test_connections_cut_for_seconds_lose_no_fill_and_no_cash(paper, test_backend):
-    counter = FillCounter()
     async with running(paper, **STRATEGY) as runtime:
-        runtime.oms.add_listener(counter)
+        counter = count_fills(runtime)
         await until(lambda: counter.fills >= 2, "first fills", timeout=60)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 4
