@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,12 @@ from backtesting.engine.metrics import summarize
 from backtesting.engine.runner import BacktestConfig, BarData, prepare_bars, run_calendar
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from trading.engine.buying_power import BuyingPowerPolicy
+from trading.engine.money import FEE_STEP, fee_for
 from trading.engine.series import IndicatorCache
 from trading.engine.strategies import STRATEGIES
 
 SUPPORTED = ("sma_cross", "rsi_reversion", "bollinger_breakout")
+FEE_DIGITS = -FEE_STEP.as_tuple().exponent  # type: ignore[operator]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +270,7 @@ class _Costs:
     """Fees, slippage, fill timing and sizing of a vectorised run (floats)."""
 
     fee: float
+    fee_bps: Decimal
     slip_bps: float
     next_open: bool
     fraction: float
@@ -287,6 +291,7 @@ def _costs(config: BacktestConfig, params: Mapping[str, Any]) -> _Costs:
         raise BacktestConfigError("the vectorised path supports fixed-bps slippage only")
     return _Costs(
         fee=float(config.taker_fee_bps) / 10_000.0,
+        fee_bps=config.taker_fee_bps,
         slip_bps=slip.bps if isinstance(slip, FixedBps) else 0.0,
         next_open=model is FillModel.NEXT_OPEN,
         fraction=float(params["fraction"]),
@@ -366,6 +371,16 @@ def _retry(
         start = k + 1
 
 
+def _fee(qty: float, price: float, rate: float, bps: Decimal) -> float:
+    """Return the fee as the engine charges it: rounded half-even to 1e-10 (``money.fee_for``);
+    a product within float noise of a tie is rounded in Decimal, as the engine does."""
+    raw = qty * price * rate
+    scaled = raw * 10**FEE_DIGITS
+    if abs(scaled - math.floor(scaled) - 0.5) > 1e-6:
+        return round(raw, FEE_DIGITS)
+    return float(fee_for(Decimal(repr(qty)), Decimal(repr(price)), bps))
+
+
 class _Account:
     """Cash, position and the fills of a vectorised run (floats)."""
 
@@ -392,7 +407,7 @@ class _Account:
         delta = self.affordable(delta, price)  # the venue's guard at the fill
         if delta == 0:
             return
-        paid = abs(delta) * price * c.fee
+        paid = _fee(abs(delta), price, c.fee, c.fee_bps)
         self.cash -= delta * price + paid
         self.pos = pos + delta
         bars, prices, deltas, fees, cash, position = self.columns
