@@ -159,6 +159,12 @@ class Command(BaseCommand):
             "--hparams", default="{}", help="Network sizes as JSON, e.g. '{\"hidden\": 64}'"
         )
         parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+        parser.add_argument(
+            "--patience",
+            type=int,
+            default=defaults.patience,
+            help="Epochs without a better validation loss before a fold stops early",
+        )
         parser.add_argument("--lr", type=float, default=defaults.lr)
         parser.add_argument("--fee-bps", type=float, default=defaults.fee_bps)
         parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -240,6 +246,7 @@ class Command(BaseCommand):
             "horizon": options["horizon"],
             "hparams": hparams,
             "batch_size": options["batch_size"],
+            "patience": options["patience"],
             "lr": options["lr"],
             "fee_bps": options["fee_bps"],
             "seed": options["seed"],
