@@ -38,6 +38,7 @@ from trading.engine.strategies import STRATEGIES
 
 SUPPORTED = ("sma_cross", "rsi_reversion", "bollinger_breakout")
 FEE_DIGITS = -FEE_STEP.as_tuple().exponent  # type: ignore[operator]
+_FEE_SCALE = 10.0**FEE_DIGITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,10 +375,11 @@ def _retry(
 def _fee(qty: float, price: float, rate: float, bps: Decimal) -> float:
     """Return the fee as the engine charges it: rounded half-even to 1e-10 (``money.fee_for``);
     a product within float noise of a tie is rounded in Decimal, as the engine does."""
-    raw = qty * price * rate
-    scaled = raw * 10**FEE_DIGITS
-    if abs(scaled - math.floor(scaled) - 0.5) > 1e-6:
-        return round(raw, FEE_DIGITS)
+    scaled = qty * price * rate * _FEE_SCALE
+    units = math.floor(scaled)
+    if abs(scaled - units - 0.5) > 1e-6:
+        # The nearest double to units(+1) × 1e-10, as round(raw, 10) gives, for less.
+        return (units + (scaled - units > 0.5)) / _FEE_SCALE
     return float(fee_for(Decimal(repr(qty)), Decimal(repr(price)), bps))
 
 
@@ -397,16 +399,20 @@ class _Account:
         c, pos = self.c, self.pos
         if d:
             qty = math.floor((self.cash + pos * close) * c.fraction / close / c.lot) * c.lot
-            delta = self.affordable(d * qty - pos, close)  # the OMS's check at submission
+            delta = d * qty - pos
+            grows = delta != 0 and (pos * delta >= 0 or abs(delta) > abs(pos))
+            if grows:
+                delta = self.affordable(delta, close)  # the OMS's check at submission
         else:
-            delta = -pos
+            delta, grows = -pos, False
         if delta == 0:
             return
         if c.slip_bps:
             price = tidy_price(price * (1.0 + (1 if delta > 0 else -1) * c.slip_bps / 10_000.0))
-        delta = self.affordable(delta, price)  # the venue's guard at the fill
-        if delta == 0:
-            return
+        if grows:
+            delta = self.affordable(delta, price)  # the venue's guard at the fill
+            if delta == 0:
+                return
         paid = _fee(abs(delta), price, c.fee, c.fee_bps)
         self.cash -= delta * price + paid
         self.pos = pos + delta
@@ -427,6 +433,8 @@ class _Account:
         closing = abs(pos) if pos * delta < 0 else 0.0
         lev = c.leverage
         room = lev * (self.cash + pos * price) - (abs(pos) - 2 * closing) * price
+        if abs(delta) * price * (1.0 + lev * c.fee) <= room:
+            return delta  # fits: the common case
         best = closing
         if room > 0 and price > 0:
             units = math.floor(room / (price * (1.0 + lev * c.fee)) / c.step)
