@@ -32,7 +32,7 @@ async def running(account: Account, **overrides):
     )
     for name, value in overrides.items():
         setattr(config, name, value)
-    runtime = TradingRuntime(config, SimulatedFeed(["BTC-USD"], speed=10, seed=7))
+    runtime = TradingRuntime(config, SimulatedFeed(list(config.symbols), speed=10, seed=7))
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await until(lambda: runtime.runner is not None and runtime.summary.events > 20, "engine start")
