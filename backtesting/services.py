@@ -39,6 +39,7 @@ from backtesting.engine.optimize import (
     grid_size,
     objective_maximized,
     search,
+    sweep_selection,
     walk_forward,
 )
 from backtesting.engine.report import write_report
@@ -519,6 +520,7 @@ def _child_task(child_id: int) -> dict:
         status=RunStatus.COMPLETED,
         progress=1.0,
         metrics=_jsonable(result.metrics),
+        equity_curve=_thin(result.equity),  # the sweep's PBO compares the trials' returns
         finished_at=timezone.now(),
     )
     return {"run": child.pk, "metrics": _jsonable(result.metrics)}
@@ -686,11 +688,35 @@ def sweep_execute(
         run_fail(parent, exc)
         raise
     parent.refresh_from_db()
-    _store_search(parent, method, objective, found)
+    _store_search(parent, method, objective, found, _sweep_selection(found, evaluator.children))
     return found
 
 
-def _store_search(parent: BacktestRun, method: str, objective: str, found: SearchResult) -> None:
+def _sweep_selection(found: SearchResult, children: Sequence[BacktestRun]) -> dict[str, Any]:
+    """Return PBO and the winner's deflated Sharpe from the trials' stored equity curves."""
+    stored = dict(
+        BacktestRun.objects.filter(pk__in=[c.pk for c in children]).values_list(
+            "pk", "equity_curve"
+        )
+    )
+    # The evaluator recorded one child per new trial, in the order the search kept them.
+    columns = [[value for _, value in stored[c.pk]] for c in children]
+    winner = next(i for i, t in enumerate(found.trials) if t is found.best)
+    if len(columns) != len(found.trials) or len({len(c) for c in columns}) != 1:
+        return {"unavailable": "the trials' equity curves do not line up"}
+    try:
+        return sweep_selection(np.array(columns, dtype=float).T, winner)
+    except BacktestConfigError as exc:
+        return {"unavailable": str(exc)}
+
+
+def _store_search(
+    parent: BacktestRun,
+    method: str,
+    objective: str,
+    found: SearchResult,
+    selection: Mapping[str, Any],
+) -> None:
     metrics = {
         **parent.metrics,
         "search": {
@@ -700,6 +726,7 @@ def _store_search(parent: BacktestRun, method: str, objective: str, found: Searc
             "best_params": found.best.params,
             "best_score": found.best.score,
             "trials": found.to_frame().to_dict("records"),
+            "selection": dict(selection),
         },
     }
     BacktestRun.objects.filter(pk=parent.pk).update(metrics=_jsonable(metrics))

@@ -426,6 +426,37 @@ def search(
     return searches[method](space, evaluate, objective, **kwargs)
 
 
+def sweep_selection(equity: np.ndarray, winner: int, *, max_blocks: int = 16) -> dict[str, Any]:
+    """Return the sweep's PBO (CSCV) and its winner's deflated Sharpe from the trials' equity.
+
+    ``equity`` holds one column per trial, sampled at the same times (rows); ``winner`` is the
+    column the search picked. PBO splits the period returns into up to ``max_blocks`` even
+    blocks; the deflated Sharpe benchmarks the winner against the luck of all the trials.
+    """
+    # Imported here: the research statistics pull in arch and statsmodels, needed by sweeps only.
+    from backtesting.engine.metrics import deflated_sharpe
+    from research.engine.hypothesis import pbo_cscv
+
+    values = np.asarray(equity, dtype=float)
+    if values.ndim != 2 or values.shape[1] < 2 or not 0 <= winner < values.shape[1]:
+        raise BacktestConfigError("sweep selection needs the equity of >= 2 trials and a winner")
+    returns = values[1:] / values[:-1] - 1.0
+    periods = returns.shape[0]
+    blocks = min(max_blocks, periods - periods % 2)
+    if periods < 20 or not np.isfinite(returns).all():
+        raise BacktestConfigError("sweep selection needs >= 20 finite returns per trial")
+    sd = returns.std(axis=0, ddof=1)
+    sharpes = np.divide(returns.mean(axis=0), sd, out=np.zeros(returns.shape[1]), where=sd > 0)
+    return {
+        "pbo": pbo_cscv(returns, blocks=blocks),
+        "deflated_sharpe": float(deflated_sharpe(returns[:, winner], sharpes)),
+        "winner_sharpe": float(sharpes[winner]),
+        "trials": int(returns.shape[1]),
+        "periods": int(periods),
+        "blocks": int(blocks),
+    }
+
+
 # ----------------------------------------------------------------- evaluating one set
 
 

@@ -224,8 +224,23 @@ class Command(BaseCommand):
                 f"  best params      {m['search']['best_params']} "
                 f"({len(m['search']['trials'])} trials as django-q tasks)"
             )
+            self._print_selection(m["search"].get("selection") or {})
         self._print_context(run)
         self.stdout.write(f"report: {run.report_path}")
+
+    def _print_selection(self, selection: dict) -> None:
+        """Print how likely the sweep's pick is overfit, or why that could not be judged."""
+        if "pbo" not in selection:
+            reason = selection.get("unavailable", "not computed")
+            self.stdout.write(f"  overfitting      unavailable: {reason}")
+            return
+        self.stdout.write(
+            f"  PBO (CSCV)       {selection['pbo']:.4f} over {selection['trials']} trials, "
+            f"{selection['blocks']} blocks of {selection['periods']} returns"
+        )
+        dsr = selection["deflated_sharpe"]  # None: the winner's returns never varied
+        shown = "n/a (the winner's returns never varied)" if dsr is None else f"{dsr:.4f}"
+        self.stdout.write(f"  deflated Sharpe  {shown} (the winner's)")
 
     def _print_context(self, run: BacktestRun) -> None:
         """Print the trade counts, the calendar and the risk checks the figures rest on."""
