@@ -26,6 +26,7 @@ from marketdata.engine.constants import REGIME_VOL_MULTIPLIERS, REGIME_VOLUME_MU
 from marketdata.engine.errors import SimulationConfigError
 from marketdata.engine.sim_model import (
     MarketProfile,
+    ou_path,
     regime_path,
     round_to,
     stationary_regime,
@@ -57,6 +58,8 @@ def history_bars(
     log_open = _log_level(profile, secs, first)[None, :] + np.vstack(
         [np.zeros(len(profile.specs)), np.cumsum(rets, axis=0)[:-1]]
     )
+    if profile.pairs:
+        log_open, rets = _planted(profile, secs, first, stop, log_open, rets)
     columns = [
         _symbol_bars(profile, secs, i, first, stop, log_open[:, i], rets[:, i], regimes)
         for i in selected
@@ -130,6 +133,38 @@ def _log_level(profile: MarketProfile, secs: int, index: int) -> np.ndarray:
         + _cumulative(profile, secs, index, origin)
         - _cumulative(profile, secs, anchor, origin)
     )
+
+
+def _planted(
+    profile: MarketProfile,
+    secs: int,
+    first: int,
+    stop: int,
+    log_open: np.ndarray,
+    rets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return log opens and returns with every planted follower rewritten from its leader."""
+    path = np.vstack([log_open, log_open[-1] + rets[-1]])  # opens of bars first..stop
+    spreads = np.column_stack(
+        [_spread_range(profile, secs, idx, first, stop + 1) for idx in range(len(profile.pairs))]
+    )
+    profile.plant(path, spreads)
+    return path[:-1], np.diff(path, axis=0)
+
+
+def _spread_range(profile: MarketProfile, secs: int, idx: int, first: int, stop: int):
+    """Return pair ``idx``'s spread at bar indices [first, stop), block by block."""
+    pair = profile.pairs[idx][2]
+    decay = pair.decay(secs)
+    parts = []
+    for block in range(first // BLOCK_BARS, (stop - 1) // BLOCK_BARS + 1):
+        # Each block starts from the stationary law, so any window is the same bars.
+        rng = _generator(profile, 5, secs, block + _BLOCK_OFFSET, idx)
+        start = rng.standard_normal() * pair.spread_sigma
+        path = ou_path(rng, BLOCK_BARS, decay, pair.spread_sigma, start)
+        lo = max(first - block * BLOCK_BARS, 0)
+        parts.append(path[lo : min(stop - block * BLOCK_BARS, BLOCK_BARS)])
+    return np.concatenate(parts)
 
 
 def _symbol_bars(

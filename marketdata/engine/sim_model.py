@@ -82,6 +82,62 @@ def round_to(values: np.ndarray, increment: float) -> np.ndarray:
 
 
 @dataclass(frozen=True, slots=True)
+class CointegratedPair:
+    """A planted cointegrated pair: the follower's log price tracks the leader's.
+
+    log follower = log base + ``beta`` (log leader - leader's log base) + spread, the spread an
+    Ornstein-Uhlenbeck process with ``half_life`` seconds and stationary std ``spread_sigma``
+    (log units). The follower's own random walk is replaced, so the spread mean-reverts.
+    """
+
+    follower: str
+    leader: str
+    beta: float = 1.0
+    half_life: float = 6 * 3600.0
+    spread_sigma: float = 0.01
+
+    def decay(self, seconds: float) -> float:
+        """Return how much of the spread is left after ``seconds``."""
+        return 0.5 ** (seconds / self.half_life)
+
+
+PlantedPair = tuple[int, int, CointegratedPair]  # follower index, leader index, the pair
+
+
+def resolve_pairs(
+    specs: Sequence[SymbolSpec], pairs: Sequence[CointegratedPair]
+) -> tuple[PlantedPair, ...]:
+    """Return the planted pairs by model index; raise SimulationConfigError if they cannot work."""
+    names = [s.symbol for s in specs]
+    followers = [p.follower for p in pairs]
+    out = []
+    for pair in pairs:
+        if pair.follower not in names or pair.leader not in names:
+            raise SimulationConfigError(f"cointegrated pair {pair} names a symbol not simulated")
+        if pair.follower == pair.leader or pair.leader in followers:
+            raise SimulationConfigError("a cointegrated pair's leader must follow no one else")
+        if not min(pair.beta, pair.half_life, pair.spread_sigma) > 0:
+            raise SimulationConfigError("cointegrated pair: beta, half_life, spread_sigma > 0")
+        out.append((names.index(pair.follower), names.index(pair.leader), pair))
+    if len(set(followers)) != len(followers):
+        raise SimulationConfigError("a symbol can follow only one leader")
+    return tuple(out)
+
+
+def ou_path(
+    rng: np.random.Generator, n: int, decay: float, sigma: float, start: float
+) -> np.ndarray:
+    """Return the next ``n`` values of an OU process (stationary std ``sigma``) after ``start``."""
+    shocks = rng.standard_normal(n) * sigma * math.sqrt(1.0 - decay * decay)
+    path = np.empty(n)
+    x = start
+    for j in range(n):  # recursive by nature; chunks and blocks keep n in the thousands
+        x = x * decay + shocks[j]
+        path[j] = x
+    return path
+
+
+@dataclass(frozen=True, slots=True)
 class MarketProfile:
     """Everything that determines a simulated market's statistics, fixed at construction."""
 
@@ -91,6 +147,7 @@ class MarketProfile:
     step_seconds: float
     trades_per_step: float
     chol: np.ndarray
+    pairs: tuple[PlantedPair, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -109,6 +166,13 @@ class MarketProfile:
     def jump_sigma(self) -> np.ndarray:
         """Return each symbol's jump size standard deviation (log return)."""
         return JUMP_SIZE_HOURLY_SIGMAS * self.sigma(3600.0)
+
+    def plant(self, log_prices: np.ndarray, spreads: np.ndarray) -> None:
+        """Rewrite each follower's column of ``log_prices`` (rows x symbols) from its leader's."""
+        for idx, (f, lead, pair) in enumerate(self.pairs):
+            base_f = math.log(self.specs[f].base_price)
+            leader = log_prices[:, lead] - math.log(self.specs[lead].base_price)
+            log_prices[:, f] = base_f + pair.beta * leader + spreads[:, idx]
 
 
 def regime_switch_probabilities(seconds: float) -> tuple[float, float]:

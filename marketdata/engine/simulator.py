@@ -46,10 +46,13 @@ from marketdata.engine.events import (
     Trade,
 )
 from marketdata.engine.sim_model import (
+    CointegratedPair,
     MarketProfile,
     cholesky,
     correlation_matrix,
+    ou_path,
     regime_path,
+    resolve_pairs,
     resolve_specs,
     round_to,
     stationary_regime,
@@ -101,6 +104,7 @@ class SimulatedMarket:
         book_every: int = 1,
         sentiment_every: int = 60,
         correlations: dict[frozenset[str], float] | None = None,
+        cointegrated: Sequence[CointegratedPair] = (),
         venue: str = "sim",
     ) -> None:
         start = DEFAULT_START if start is None else start
@@ -116,6 +120,7 @@ class SimulatedMarket:
             step_seconds=step.total_seconds(),
             trades_per_step=float(trades_per_step),
             chol=cholesky(correlation_matrix(specs, correlations)),
+            pairs=resolve_pairs(specs, cointegrated),
         )
         self.step = step
         self.book_every = book_every
@@ -125,6 +130,7 @@ class SimulatedMarket:
         self._log_mid = np.log([s.base_price for s in specs])
         self._regime = stationary_regime(self._rng, self.profile.step_seconds)
         self._sentiment_x = np.zeros(len(specs))
+        self._spreads = np.zeros(len(self.profile.pairs))  # planted pairs start on their line
         self._step_index = 0
         self._trade_ids = [count(1) for _ in specs]
         self._chunk: tuple[int, _Chunk] | None = None
@@ -251,10 +257,29 @@ class SimulatedMarket:
         log_mid = self._log_mid + np.vstack([np.zeros(k), np.cumsum(rets, axis=0)[:-1]])
         self._log_mid = self._log_mid + rets.sum(axis=0)
         sentiment = self._sentiment_path(rng, n)
+        if profile.pairs:  # drawn last: a market without planted pairs keeps its old streams
+            log_mid, rets = self._plant(rng, log_mid, rets)
         step_sigma = profile.sigma(profile.step_seconds) * vol_mult
         tilt = SIDE_RETURN_TILT * np.tanh(rets / step_sigma) + SIDE_SENTIMENT_TILT * sentiment
         p_buy = np.clip(0.5 + tilt, 0.05, 0.95)
         return self._build_chunk(rng, np.exp(log_mid), regimes, sentiment, p_buy)
+
+    def _plant(
+        self, rng: np.random.Generator, log_mid: np.ndarray, rets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rewrite the chunk's followers from their leaders; return quotes' log mids, returns."""
+        n, seconds = len(rets), self.profile.step_seconds
+        path = np.vstack([log_mid, self._log_mid])  # log mids before each step and after the last
+        spreads = np.empty((n + 1, len(self.profile.pairs)))
+        for idx, (_, _, pair) in enumerate(self.profile.pairs):
+            spreads[0, idx] = self._spreads[idx]
+            spreads[1:, idx] = ou_path(
+                rng, n, pair.decay(seconds), pair.spread_sigma, self._spreads[idx]
+            )
+        self._spreads = spreads[-1].copy()
+        self.profile.plant(path, spreads)
+        self._log_mid = path[-1]
+        return path[:-1], np.diff(path, axis=0)
 
     def _sentiment_path(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Advance the OU sentiment latents n steps; return tanh(latent) per step and symbol."""
