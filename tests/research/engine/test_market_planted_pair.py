@@ -12,6 +12,7 @@ from marketdata.engine.errors import SimulationConfigError
 from marketdata.engine.sim_model import CointegratedPair
 from marketdata.engine.simulator import SimulatedMarket
 from research.engine.statarb import engle_granger, scan_pairs
+from research.engine.studies import pairs_study
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD", "AVAX-USD"]
 PLANTED = CointegratedPair("ETH-USD", "BTC-USD", beta=1.2, half_life=12 * 3600, spread_sigma=0.02)
@@ -32,6 +33,15 @@ def test_the_pair_scan_finds_the_planted_pair_and_nothing_else():
     # The hedge ratio recovers beta (ETH on BTC, or its inverse for BTC on ETH).
     ratio = best.hedge_ratio if best.y == "ETH-USD" else 1 / best.hedge_ratio
     assert ratio == pytest.approx(1.2, rel=0.1)
+
+
+def test_the_pairs_study_finds_and_confirms_the_planted_pair_out_of_sample():
+    study = pairs_study(closes(SimulatedMarket(SYMBOLS, seed=4, cointegrated=[PLANTED])))
+    significant = [f for f in study.findings if f.significant and f.title.startswith("pairs")]
+    titles = [f.title for f in significant]
+    assert titles in (["pairs ETH-USD/BTC-USD, z 2.0/0.5"], ["pairs BTC-USD/ETH-USD, z 2.0/0.5"])
+    assert significant[0].p_value < 0.01 and significant[0].details["holdout_confirmed"]
+    assert study.summary["significant"] == 1 and study.summary["pairs"] == 6
 
 
 def test_without_planting_the_same_market_has_no_cointegrated_pair():
