@@ -281,3 +281,33 @@ class PortfolioSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M:%S} equity={self.equity}"
+
+
+class OrderRequestKey(models.Model):
+    """An ``Idempotency-Key`` of an order create: a retry with it answers the first result.
+
+    Unique per (user, key): two concurrent requests with the same key cannot both create an
+    order (the second waits for the first's row, then reads its stored answer).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="order_request_keys"
+    )
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical request")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="request_keys")
+    order = models.ForeignKey(
+        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="request_keys"
+    )
+    status_code = models.PositiveSmallIntegerField(default=0)
+    response = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="order_request_key_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key} -> {self.status_code}"
