@@ -28,20 +28,26 @@ def symbol_ids(names: list[str] | None = None) -> dict[str, int]:
     return dict(qs.values_list("name", "id"))
 
 
-def bars_frame(*, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Return bars in [start, end) as a DataFrame indexed by UTC ``ts``, read with one query."""
+def bars_frame(
+    *, symbol: str, timeframe: str, start: datetime, end: datetime, simulated: bool = False
+) -> pd.DataFrame:
+    """Return bars in [start, end) as a DataFrame indexed by UTC ``ts``, read with one query.
+
+    Only bars observed on a venue, unless ``simulated``: then only the simulated market's.
+    """
     where = (
         f"FROM {Bar._meta.db_table} b JOIN {Symbol._meta.db_table} s ON s.id = b.symbol_id "
-        f"WHERE s.name = %s AND b.timeframe = %s AND b.ts >= %s AND b.ts < %s ORDER BY b.ts"
+        f"WHERE s.name = %s AND b.timeframe = %s AND b.simulated = %s "
+        f"AND b.ts >= %s AND b.ts < %s ORDER BY b.ts"
     )
     if connection.vendor == "postgresql":
-        frame = _bars_copy(where, [symbol, timeframe, start, end])
+        frame = _bars_copy(where, [symbol, timeframe, simulated, start, end])
     else:
         adapt = connection.ops.adapt_datetimefield_value  # SQLite compares datetimes as text
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {', '.join('b.' + c for c in BAR_COLUMNS)} {where}",
-                [symbol, timeframe, adapt(start), adapt(end)],
+                [symbol, timeframe, simulated, adapt(start), adapt(end)],
             )
             rows = cursor.fetchall()
         frame = pd.DataFrame.from_records(rows, columns=BAR_COLUMNS)

@@ -59,6 +59,7 @@ class WriterFailed(RuntimeError):
 SymbolLookup = Callable[[str], int]
 SYMBOL_MAX_LENGTH = Symbol._meta.get_field("name").max_length
 _SIDES = {Side.BUY: "buy", Side.SELL: "sell", None: ""}
+SIMULATED_VENUE = "sim"  # the simulated market's venue: its bars are stored as simulated
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +102,10 @@ BAR_SPEC = TableSpec(
         "volume",
         "vwap",
         "trade_count",
+        "simulated",
     ),
-    ("symbol_id", "timeframe", "ts"),
+    # Simulated bars have their own key, so they can never replace a venue's bar (nor it them).
+    ("symbol_id", "timeframe", "simulated", "ts"),
     ("open", "high", "low", "close", "volume", "vwap", "trade_count"),
 )
 TRADE_SPEC = TableSpec(
@@ -147,6 +150,7 @@ TABLE_ORDER = ("bars", "trades", "quotes", "books", "sentiment", "quality")
 COPY_MIN_ROWS = 1_000
 _ARRAY_TYPES = {
     "double precision": float,
+    "boolean": bool,
     "bigint": int,
     "integer": int,
     "smallint": int,
@@ -241,8 +245,21 @@ class MarketDataStore:
     def _bar_rows(bars: Iterable[Bar], sid: SymbolLookup) -> dict[tuple, tuple]:
         rows = {}
         for b in bars:  # the last version of a bar in a batch wins (amendments)
-            key = (sid(b.symbol), b.timeframe, b.ts)
-            rows[key] = (*key, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count)
+            simulated = b.venue == SIMULATED_VENUE
+            key = (sid(b.symbol), b.timeframe, simulated, b.ts)
+            rows[key] = (
+                key[0],
+                b.timeframe,
+                b.ts,
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                b.vwap,
+                b.trade_count,
+                simulated,
+            )
         return rows
 
     @staticmethod
