@@ -104,6 +104,41 @@ class CointegratedPair:
 PlantedPair = tuple[int, int, CointegratedPair]  # follower index, leader index, the pair
 
 
+@dataclass(frozen=True, slots=True)
+class FlowImpact:
+    """A planted permanent price impact of order flow on one symbol (live stream only).
+
+    Each step's net aggressor size (buys - sells, base units) moves the symbol's mid by
+    ``coefficient`` quote units per unit from the next step on: Kyle's lambda by construction.
+    The symbol's aggressor sides then lean only on sentiment (not on the step's return), so
+    the flow is exogenous and an impact regression can recover ``coefficient`` itself.
+    """
+
+    symbol: str
+    coefficient: float
+
+
+PlantedImpact = tuple[int, FlowImpact]  # symbol index, the impact
+
+
+def resolve_impacts(
+    specs: Sequence[SymbolSpec], impacts: Sequence[FlowImpact]
+) -> tuple[PlantedImpact, ...]:
+    """Return the planted impacts by model index; raise SimulationConfigError if unusable."""
+    names = [s.symbol for s in specs]
+    seen = [i.symbol for i in impacts]
+    if len(set(seen)) != len(seen):
+        raise SimulationConfigError("a symbol can have only one planted flow impact")
+    out = []
+    for impact in impacts:
+        if impact.symbol not in names:
+            raise SimulationConfigError(f"flow impact {impact} names a symbol not simulated")
+        if not (math.isfinite(impact.coefficient) and impact.coefficient > 0):
+            raise SimulationConfigError("flow impact: coefficient must be a finite number > 0")
+        out.append((names.index(impact.symbol), impact))
+    return tuple(out)
+
+
 def resolve_pairs(
     specs: Sequence[SymbolSpec], pairs: Sequence[CointegratedPair]
 ) -> tuple[PlantedPair, ...]:
@@ -148,6 +183,7 @@ class MarketProfile:
     trades_per_step: float
     chol: np.ndarray
     pairs: tuple[PlantedPair, ...] = ()
+    impacts: tuple[PlantedImpact, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:

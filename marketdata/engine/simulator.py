@@ -47,11 +47,13 @@ from marketdata.engine.events import (
 )
 from marketdata.engine.sim_model import (
     CointegratedPair,
+    FlowImpact,
     MarketProfile,
     cholesky,
     correlation_matrix,
     ou_path,
     regime_path,
+    resolve_impacts,
     resolve_pairs,
     resolve_specs,
     round_to,
@@ -105,6 +107,7 @@ class SimulatedMarket:
         sentiment_every: int = 60,
         correlations: dict[frozenset[str], float] | None = None,
         cointegrated: Sequence[CointegratedPair] = (),
+        impacts: Sequence[FlowImpact] = (),
         venue: str = "sim",
     ) -> None:
         start = DEFAULT_START if start is None else start
@@ -121,6 +124,7 @@ class SimulatedMarket:
             trades_per_step=float(trades_per_step),
             chol=cholesky(correlation_matrix(specs, correlations)),
             pairs=resolve_pairs(specs, cointegrated),
+            impacts=resolve_impacts(specs, impacts),
         )
         self.step = step
         self.book_every = book_every
@@ -131,6 +135,7 @@ class SimulatedMarket:
         self._regime = stationary_regime(self._rng, self.profile.step_seconds)
         self._sentiment_x = np.zeros(len(specs))
         self._spreads = np.zeros(len(self.profile.pairs))  # planted pairs start on their line
+        self._impact_offset = np.zeros(len(specs))  # planted flow impact so far (quote units)
         self._step_index = 0
         self._trade_ids = [count(1) for _ in specs]
         self._chunk: tuple[int, _Chunk] | None = None
@@ -158,7 +163,8 @@ class SimulatedMarket:
 
     def mids(self) -> dict[str, float]:
         """Return the current model mid price of each symbol."""
-        return dict(zip(self.symbols, np.exp(self._log_mid).tolist(), strict=True))
+        mids = np.exp(self._log_mid) + self._impact_offset
+        return dict(zip(self.symbols, mids.tolist(), strict=True))
 
     def events(self, n_steps: int) -> Iterator[MarketEvent]:
         """Yield the events of the next n_steps steps, ordered by timestamp.
@@ -261,6 +267,8 @@ class SimulatedMarket:
             log_mid, rets = self._plant(rng, log_mid, rets)
         step_sigma = profile.sigma(profile.step_seconds) * vol_mult
         tilt = SIDE_RETURN_TILT * np.tanh(rets / step_sigma) + SIDE_SENTIMENT_TILT * sentiment
+        for i, _ in profile.impacts:  # exogenous flow: the planted coefficient is causal
+            tilt[:, i] = SIDE_SENTIMENT_TILT * sentiment[:, i]
         p_buy = np.clip(0.5 + tilt, 0.05, 0.95)
         return self._build_chunk(rng, np.exp(log_mid), regimes, sentiment, p_buy)
 
@@ -319,6 +327,8 @@ class SimulatedMarket:
         cell, offsets, buys, sizes = cell[order], offsets[order], buys[order], sizes[order]
         buy_vol = np.bincount(cell[buys], weights=sizes[buys], minlength=n * k).reshape(n, k)
         sell_vol = np.bincount(cell[~buys], weights=sizes[~buys], minlength=n * k).reshape(n, k)
+        if self.profile.impacts:
+            mids = self._impact(mids, buy_vol - sell_vol)
         book = self._books(rng, mids, regimes, buy_vol, sell_vol)
         bid0 = book[0][:, :, 0].ravel()[cell]
         ask0 = book[2][:, :, 0].ravel()[cell]
@@ -336,6 +346,17 @@ class SimulatedMarket:
             trade_size=sizes.tolist(),
             trade_buy=buys.tolist(),
         )
+
+    def _impact(self, mids: np.ndarray, net: np.ndarray) -> np.ndarray:
+        """Shift impacted symbols' mids by the planted impact of all flow before each step."""
+        mids = mids.copy()
+        for i, impact in self.profile.impacts:
+            moves = impact.coefficient * net[:, i]
+            before = self._impact_offset[i] + np.concatenate([[0.0], np.cumsum(moves)[:-1]])
+            # A price cannot go below one tick, however much is sold.
+            mids[:, i] = np.maximum(mids[:, i] + before, self.specs[i].tick_size)
+            self._impact_offset[i] += moves.sum()
+        return mids
 
     def _trade_sizes(self, rng: np.random.Generator, symbol_idx: np.ndarray, total: int):
         """Draw lognormal trade sizes whose mean matches each symbol's daily volume."""

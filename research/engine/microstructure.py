@@ -1,8 +1,10 @@
-"""Market microstructure from trades and quotes: price impact, spreads, volatility, toxicity.
+"""Market microstructure from trades, quotes and books: price impact, spreads, volatility, toxicity.
 
 Inputs are DataFrames indexed by UTC timestamps: trades with ``price``, ``size`` and optional
-``side`` ("buy"/"sell"); quotes with ``bid``, ``ask``, ``bid_size``, ``ask_size``. Quotes are
-matched to trades with the last quote at or before the trade (no look-ahead).
+``side`` ("buy"/"sell"); quotes with ``bid``, ``ask``, ``bid_size``, ``ask_size``; book
+snapshots with the same top-of-book columns plus ``bid_depth``/``ask_depth`` (size summed over
+the top levels). Quotes are matched to trades with the last quote at or before the trade (no
+look-ahead); a book's imbalance is only related to mid changes that come after it.
 """
 
 from __future__ import annotations
@@ -155,13 +157,77 @@ def sign_autocorrelation(trades: pd.DataFrame, *, lags: int = 20) -> np.ndarray:
     return acf(signs, nlags=lags, fft=True)[1:]
 
 
-def by_hour(trades: pd.DataFrame, *, interval: str = "1min") -> pd.DataFrame:
-    """Return Kyle's lambda per UTC hour of day (hours with too few trades are skipped)."""
+def book_imbalance(book: pd.DataFrame) -> pd.Series:
+    """Return each snapshot's depth imbalance (bid - ask) / (bid + ask) over its top levels."""
+    _need(book, ("bid_depth", "ask_depth"), "book snapshots", minimum=2)
+    total = book["bid_depth"] + book["ask_depth"]
+    return ((book["bid_depth"] - book["ask_depth"]) / total.where(total > 0)).astype(float)
+
+
+def imbalance_impact(book: pd.DataFrame, *, interval: str = "1min") -> ImpactFit:
+    """Regress the mid change over the next interval on the book imbalance at this one's end.
+
+    The imbalance is the last snapshot of interval t; the mid change runs from that snapshot's
+    mid to the last mid of interval t+1, so the regressor never sees the move it predicts.
+    """
+    _need(book, ("bid", "ask"), "book snapshots")
+    imbalance = book_imbalance(book).resample(interval).last()
+    mid = ((book["bid"] + book["ask"]) / 2).resample(interval).last()
+    ahead = mid.shift(-1) - mid
+    return _fit(ahead.to_numpy()[:-1], imbalance.to_numpy()[:-1])
+
+
+def _try(fn, *args, **kwargs) -> float:
+    """Return ``fn(...)`` as a float (an ImpactFit's coefficient), NaN where data are too few."""
+    try:
+        value = fn(*args, **kwargs)
+    except (ResearchInputError, ValueError, ZeroDivisionError):
+        return math.nan
+    return float(value.coefficient if isinstance(value, ImpactFit) else value)
+
+
+def by_hour(
+    trades: pd.DataFrame,
+    quotes: pd.DataFrame | None = None,
+    book: pd.DataFrame | None = None,
+    *,
+    interval: str = "1min",
+) -> pd.DataFrame:
+    """Return every microstructure statistic per UTC hour of day (NaN where data are too few).
+
+    Columns: hour, trades, kyle_lambda (and its p_value), roll_spread, realised_vol (per
+    ``interval``, summed over the hour's data), sign_acf1, vpin (mean; buckets of 1/50 of the
+    hour's volume), effective_spread, ofi_impact (quotes), book_ofi_impact and
+    imbalance_impact (book snapshots). Hours with fewer than 10 trades are skipped.
+    """
     rows = []
     for hour, part in trades.groupby(trades.index.hour):
-        try:
-            fit = kyle_lambda(part, interval=interval)
-        except ResearchInputError:
+        if len(part) < 10:
             continue
-        rows.append({"hour": int(hour), "kyle_lambda": fit.coefficient, "p_value": fit.p_value})
+        q = None if quotes is None else quotes[quotes.index.hour == hour]
+        b = None if book is None else book[book.index.hour == hour]
+        try:
+            kyle = kyle_lambda(part, interval=interval)
+            k_coef, k_p = kyle.coefficient, kyle.p_value
+        except ResearchInputError:
+            k_coef = k_p = math.nan
+        row = {
+            "hour": int(hour),
+            "trades": len(part),
+            "kyle_lambda": k_coef,
+            "p_value": k_p,
+            "roll_spread": _try(roll_spread, part["price"]),
+            "realised_vol": _try(realised_volatility, part["price"], interval=interval),
+            "sign_acf1": _try(lambda t: sign_autocorrelation(t, lags=1)[0], part),
+            "vpin": _try(
+                lambda t: vpin(t, bucket_volume=t["size"].sum() / 50, window=5).mean(), part
+            ),
+        }
+        if q is not None and len(q) >= 10:
+            row["effective_spread"] = _try(lambda t, qq: effective_spread(t, qq).mean(), part, q)
+            row["ofi_impact"] = _try(ofi_impact, q, interval=interval)
+        if b is not None and len(b) >= 10:
+            row["book_ofi_impact"] = _try(ofi_impact, b, interval=interval)
+            row["imbalance_impact"] = _try(imbalance_impact, b, interval=interval)
+        rows.append(row)
     return pd.DataFrame(rows)

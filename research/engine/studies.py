@@ -138,11 +138,13 @@ def microstructure_study(
     trades: pd.DataFrame,
     quotes: pd.DataFrame | None,
     *,
+    book: pd.DataFrame | None = None,
     interval: str = "1min",
     permutations: int = 200,
     seed: int = 0,
 ) -> StudyOutput:
-    """Measure impact, spreads, volatility and flow toxicity of one symbol's trades and quotes."""
+    """Measure impact, spreads, volatility and flow toxicity of one symbol's trades, quotes and
+    book snapshots, over the whole range and per UTC hour of day."""
     out = StudyOutput()
     kyle = microstructure.kyle_lambda(trades, interval=interval)
     baseline = _shuffled_lambdas(trades, interval, permutations, seed)
@@ -177,21 +179,63 @@ def microstructure_study(
             details={"acf": [float(v) for v in acf], "white_noise_band": band},
         )
     )
+    if book is not None and len(book) >= 10:
+        out.findings += _book_findings(symbol, book, interval)
     signature = microstructure.signature_plot(prices, intervals=["1s", "10s", "1min", "5min"])
-    hours = microstructure.by_hour(trades, interval=interval)
+    hours = microstructure.by_hour(trades, quotes, book, interval=interval)
     out.summary = {
         "symbol": symbol,
         "trades": len(trades),
         "quotes": 0 if quotes is None else len(quotes),
+        "book_snapshots": 0 if book is None else len(book),
         "signature": signature.to_dict(),
-        "kyle_lambda_by_hour": hours.to_dict(orient="records"),
+        "by_hour": hours.to_dict(orient="records"),
     }
+    if len(hours):
+        fig = go.Figure()
+        for column in ("kyle_lambda", "roll_spread", "sign_acf1", "imbalance_impact"):
+            if column in hours:
+                fig.add_trace(go.Bar(x=hours["hour"], y=hours[column], name=column))
+        fig.update_layout(title=f"{symbol} statistics by UTC hour of day", height=350)
+        out.figures.append(fig)
     out.figures.append(
         go.Figure(
             go.Scatter(x=list(signature.index), y=signature.values, mode="lines+markers")
         ).update_layout(title=f"{symbol} volatility signature plot", height=350)
     )
     return out
+
+
+def _book_findings(symbol: str, book: pd.DataFrame, interval: str) -> list[FindingData]:
+    """Order-flow imbalance of the book's touch and the depth imbalance's next-interval impact."""
+    found = []
+    ofi = microstructure.ofi_impact(book, interval=interval)
+    found.append(
+        FindingData(
+            title=f"{symbol} book order-flow imbalance impact",
+            statistic=ofi.t_statistic,
+            p_value=ofi.p_value,
+            effect_size=ofi.coefficient,
+            significant=ofi.p_value <= 0.01,
+            description="mid change per unit of order-flow imbalance at the book's touch per "
+            "interval (book snapshots)",
+            details={"r_squared": ofi.r_squared, "n": ofi.n},
+        )
+    )
+    imb = microstructure.imbalance_impact(book, interval=interval)
+    found.append(
+        FindingData(
+            title=f"{symbol} book depth imbalance -> next mid change",
+            statistic=imb.t_statistic,
+            p_value=imb.p_value,
+            effect_size=imb.coefficient,
+            significant=imb.p_value <= 0.01,
+            description="next interval's mid change per unit of depth imbalance "
+            "(bid - ask)/(bid + ask) at this interval's last snapshot; baseline: slope 0",
+            details={"r_squared": imb.r_squared, "n": imb.n},
+        )
+    )
+    return found
 
 
 def _shuffled_lambdas(trades: pd.DataFrame, interval: str, n: int, seed: int) -> np.ndarray:
