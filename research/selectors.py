@@ -7,28 +7,34 @@ from datetime import datetime
 import pandas as pd
 
 from marketdata.models import Quote, TradeTick
-from marketdata.services import bars_load_or_simulate
+from marketdata.services import bars_load
 from research.models import Finding, ResearchRun
 
 
 def closes_frame(
-    *, symbols: list[str], timeframe: str, start: datetime, end: datetime
+    *, symbols: list[str], timeframe: str, start: datetime, end: datetime, source: str = "database"
 ) -> pd.DataFrame:
     """Return closes (columns = symbols) on the timestamps every symbol has a bar for.
 
-    Stored bars are used; a symbol with none in the range gets the simulated market's bars
-    stored first (as ``backtest`` does), so studies always read what the database holds.
+    Stored venue bars (a symbol with none in the range is an error saying how to get them), or
+    with ``source="sim"`` the simulated market's, stored marked simulated (as ``backtest``).
     """
     columns = {
-        s: bars_frame_for(symbol=s, timeframe=timeframe, start=start, end=end)["close"]
+        s: bars_frame_for(symbol=s, timeframe=timeframe, start=start, end=end, source=source)[
+            "close"
+        ]
         for s in symbols
     }
     return pd.DataFrame(columns).dropna()
 
 
-def bars_frame_for(*, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Return one symbol's OHLCV bars in [start, end) (simulated and stored if none are)."""
-    bars, _origin = bars_load_or_simulate(symbol=symbol, timeframe=timeframe, start=start, end=end)
+def bars_frame_for(
+    *, symbol: str, timeframe: str, start: datetime, end: datetime, source: str = "database"
+) -> pd.DataFrame:
+    """Return one symbol's OHLCV bars in [start, end) from ``source`` (database or sim)."""
+    bars, _origin = bars_load(
+        symbol=symbol, timeframe=timeframe, start=start, end=end, source=source
+    )
     return bars
 
 

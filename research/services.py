@@ -25,6 +25,7 @@ from backtesting.services import (
     parse_space,
     sweep_check,
 )
+from marketdata.data_source import DATA_SOURCES
 from marketdata.engine.events import Timeframe
 from research import selectors
 from research.choices import ResearchKind, RunStatus
@@ -66,6 +67,8 @@ def _check_common(study: str, symbols: Sequence[str], timeframe: str, start, end
 
 
 def _check_params(study: str, params: Mapping[str, Any]) -> None:
+    if params.get("source", "database") not in DATA_SOURCES:
+        raise ResearchInputError(f"source must be one of {', '.join(DATA_SOURCES)}")
     alpha = float(params.get("alpha", 0.01))
     if not 0 < alpha < 1:
         raise ResearchInputError("alpha must be in (0, 1)")
@@ -167,7 +170,7 @@ def research_run_execute(*, run: ResearchRun, report: bool = True) -> ResearchRu
 
 def _study(run: ResearchRun) -> StudyOutput:
     p = dict(run.params)
-    window = {"start": run.start, "end": run.end}
+    window = {"start": run.start, "end": run.end, "source": p.pop("source", "database")}
     study = p.pop("study")
     if study == "pairs":
         closes = selectors.closes_frame(symbols=run.symbols, timeframe=run.timeframe, **window)
@@ -181,7 +184,7 @@ def _study(run: ResearchRun) -> StudyOutput:
     if study == "microstructure":
         return _microstructure(run, p)
     return studies.overfitting_study(
-        _trial_returns(run, p), blocks=int(p.get("blocks", 16)), seed=int(p.get("seed", 0))
+        _trial_returns(run, p, window["source"]), blocks=int(p.get("blocks", 16)), seed=int(p.get("seed", 0))
     )
 
 
@@ -200,10 +203,12 @@ def _microstructure(run: ResearchRun, params: dict[str, Any]) -> StudyOutput:
     return merged
 
 
-def _trial_returns(run: ResearchRun, params: Mapping[str, Any]) -> pd.DataFrame:
+def _trial_returns(run: ResearchRun, params: Mapping[str, Any], source: str) -> pd.DataFrame:
     """Backtest every parameter set of the grid; return their per-bar returns side by side."""
     strategy = params["strategy"]
-    bars, _ = bars_for(symbols=run.symbols, timeframe=run.timeframe, start=run.start, end=run.end)
+    bars, _ = bars_for(
+        symbols=run.symbols, timeframe=run.timeframe, start=run.start, end=run.end, source=source
+    )
     config = Costs().config(run.timeframe)
     columns = {}
     for combo in _overfitting_grid(params):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -77,8 +78,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "rest_framework_simplejwt.token_blacklist",
+    "corsheaders",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_q",
     "django_prometheus",
@@ -95,6 +99,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -198,22 +203,64 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The REST API (rrr_site/api): JWT for apps, the session (with CSRF) for the browser; DRF's
+# permanent tokens authenticate WebSockets only (rrr_site/ws_auth.py). Every view names its
+# permission class: the default refuses everything.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["rrr_site.api.permissions.DenyAll"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rrr_site.api.throttling.AnonThrottle",
+        "rrr_site.api.throttling.UserThrottle",
+        "rrr_site.api.throttling.ScopedThrottle",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rrr_site.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "MAX_PAGINATE_BY": 1000,
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DATETIME_FORMAT": "iso-8601",
 }
+# Requests per period ("N/second|minute|hour|day"); read on every request (rrr_site.api.throttling).
+API_THROTTLE_RATES = {
+    "anon": env.str("API_THROTTLE_ANON", default="60/minute"),
+    "user": env.str("API_THROTTLE_USER", default="100000/minute" if _TESTING else "6000/minute"),
+    "auth": env.str("API_THROTTLE_AUTH", default="1000/minute" if _TESTING else "20/minute"),
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=5)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(hours=env.int("JWT_REFRESH_HOURS", default=24)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+# Browsers on other origins (a React dev server) only when listed; nothing is open by default.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/.*$"
 SPECTACULAR_SETTINGS = {
     "TITLE": "RRR API",
+    "DESCRIPTION": (
+        "REST API of RRR. Every path under `/api/v1/` also answers under `/api/` (the "
+        "unversioned aliases). Authenticate with `Authorization: Bearer <access>` from "
+        "`POST /api/v1/auth/token`, or with the Django session (send `X-CSRFToken` on writes). "
+        "Money and quantities are strings of the exact decimal; timestamps ISO-8601 UTC."
+    ),
     "VERSION": __version__,
     # The schema maps every endpoint and field: logged-in users (session or token) only.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from drf-spectacular-sidecar: works offline
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["rrr_site.api.schema.only_versioned_paths"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
 # The dashboard and the API docs send anonymous browsers to the admin's login page.
 LOGIN_URL = "admin:login"

@@ -2,8 +2,12 @@
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
-from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from monitoring import views as monitoring_views
 from monitoring.metrics_access import metrics
@@ -22,5 +26,12 @@ urlpatterns = [
         login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
         name="api-docs",
     ),
+    path(
+        "api/redoc/",
+        login_required(SpectacularRedocView.as_view(url_name="api-schema")),
+        name="api-redoc",
+    ),
+    # /api/v1/... and the unversioned /api/... aliases of every app's <app>/api/urls.py.
+    path("", include("rrr_site.api.urls")),
     path("", site_views.dashboard, name="dashboard"),
 ]

@@ -36,6 +36,13 @@ from marketdata.pipeline import EventHorizon, MarketDataPipeline
 from marketdata.services import quality_event_record_rejected
 from marketdata.storage import AsyncBatchWriter, WriterFailed
 from monitoring.engine.health import component_register, component_unregister
+from monitoring.metrics import (
+    ENGINE_HEARTBEAT,
+    EngineMetrics,
+    FeedMetrics,
+    portfolio_snapshot_set,
+    trading_state_set,
+)
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
 from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
@@ -85,6 +92,7 @@ class RuntimeConfig:
     store_market_data: bool = True
     speed: float = 1.0  # the simulated market's pace (recorded: a sped-up session is marked)
     sim_start: datetime | None = None  # where the simulated clock starts (trading.sim_session)
+    metrics: bool = True  # Prometheus series (monitoring.metrics); off only to measure their cost
 
 
 @dataclass(slots=True)
@@ -138,6 +146,8 @@ class TradingRuntime:
         self._model_ids: dict[str, int | None] = {}
         self.recorder = Recorder()
         self.stops = StopEnforcer(config.account, config.stop_rules)
+        self.metrics = EngineMetrics(config.account) if config.metrics else None
+        self.feed_metrics = FeedMetrics(config.feed) if config.metrics else None
         # Only subscribed symbols reach per-symbol state; live feeds' timestamps are checked
         # against this host's clock (the simulator runs ahead of it on purpose).
         self.pipeline = MarketDataPipeline(
@@ -184,6 +194,9 @@ class TradingRuntime:
             )
         self.risk = RiskChecker(control.limits, lot_sizes=control.lot_sizes)
         self.oms = OrderManager(venue, hook=self.risk, listeners=[self.recorder, self.stops])
+        if self.metrics is not None:
+            self.metrics.reference_price = self.oms.reference_price
+            self.oms.add_listener(self.metrics)
         if self.bridge is not None:
             self.bridge.attach(self.oms)
         now = self.clock()
@@ -431,7 +444,13 @@ class TradingRuntime:
                 return  # the stop signal came while this event was in flight: do not trade on it
             self.summary.events += 1
             received = getattr(self.feed, "last_received_at", None)
-            for out in self.pipeline.process(event):
+            outputs = self.pipeline.process(event)
+            if self.metrics is not None:
+                self.metrics.on_event(received)
+                self.feed_metrics.received(
+                    getattr(event, "symbol", ""), getattr(event, "ts", None), outputs
+                )
+            for out in outputs:
                 await self._emit(out, received)
             self._drain_risk()
             if stop.is_set():
@@ -509,6 +528,12 @@ class TradingRuntime:
 
     async def _flush(self) -> None:
         """Store what changed, then risk events and predictions (only after the trades)."""
+        if self.feed_metrics is not None:
+            stats = getattr(self.feed, "stats", None)
+            self.feed_metrics.sync(
+                stored=self.md_writer.stats.written if self.md_writer is not None else None,
+                reconnects=getattr(stats, "reconnects", None),
+            )
         if await self._persist():
             await self._store_side_records()
             self._persistence_ok()  # also after a failure of a poll or heartbeat alone
@@ -516,6 +541,10 @@ class TradingRuntime:
     async def _snapshot(self) -> None:
         """Store a portfolio snapshot together with the fills and cash it reflects."""
         await self._persist(snapshot=True)
+        if self.metrics is not None:
+            account = self.config.account
+            portfolio_snapshot_set(self.oms.portfolio(account).snapshot(self._now or self.clock()))
+            trading_state_set(account, self.oms.mode(account).value)
 
     async def _persist(self, *, snapshot: bool = False) -> bool:
         """Cut what changed on the loop and store everything unsaved in one transaction.
@@ -724,6 +753,8 @@ class TradingRuntime:
 
     async def _heartbeat(self) -> None:
         await self._db(self.control.record_heartbeat, self._heartbeat_context("running"))
+        if self.metrics is not None:
+            ENGINE_HEARTBEAT.labels(self.config.account).set(time.time())
 
     # ----------------------------------------------------------------- control
 

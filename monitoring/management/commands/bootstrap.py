@@ -6,11 +6,13 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from marketdata.services import symbols_ensure_defaults
 from risk.services import risk_limits_ensure_defaults, trading_state_ensure
+from rrr_site.api.roles import ROLE_GROUPS
 from trading.services import account_get_or_create
 
 
@@ -43,6 +45,16 @@ class Command(BaseCommand):
         )
         if not options["no_admin"]:
             self._ensure_admin(options["admin_username"])
+        self._ensure_roles()
+
+    def _ensure_roles(self) -> None:
+        """Create the API's role groups and put every superuser in ``admin``."""
+        for name in ROLE_GROUPS:
+            Group.objects.get_or_create(name=name)
+        admins = Group.objects.get(name="admin")
+        superusers = get_user_model().objects.filter(is_superuser=True)
+        admins.user_set.add(*superusers)
+        self.stdout.write(f"roles: {', '.join(ROLE_GROUPS)}; admins: {admins.user_set.count()}")
 
     def _ensure_admin(self, username: str) -> None:
         """Create a superuser with a random password unless one exists."""

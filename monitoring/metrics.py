@@ -1,0 +1,332 @@
+"""Prometheus metrics RRR exports: feed, engine, portfolio, ML, jobs and alerts.
+
+Every series lives in prometheus-client's default registry, which ``/metrics``
+(django-prometheus) and ``runtrader --metrics-port`` serve. With ``PROMETHEUS_MULTIPROC_DIR`` set
+(several processes behind one server), prometheus-client writes the values to files in that
+directory and the exporter merges them; gauges say how (``multiprocess_mode``).
+
+The hot path only touches cached label children (one dict lookup and an increment): the
+``EngineMetrics`` OMS listener and ``FeedMetrics`` are built once per engine/feed. Anything that
+needs the database (queue depth, live accuracy, VaR) is computed on a schedule or at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Gauges that many processes may set: the most recent value wins (a restarted engine's figure).
+_RECENT = "mostrecent"
+
+# --- feed ----------------------------------------------------------------------------------
+FEED_RECEIVED = Counter(
+    "rrr_feed_messages_received", "Market-data events received", ["source", "symbol"]
+)
+FEED_FLAGGED = Counter(
+    "rrr_feed_messages_flagged", "Events the quality validator flagged", ["source", "symbol"]
+)
+FEED_QUARANTINED = Counter(
+    "rrr_feed_messages_quarantined", "Events quarantined (not stored as data)", ["source", "symbol"]
+)
+FEED_STORED = Counter("rrr_feed_rows_stored", "Market-data rows written", ["source"])
+FEED_RECONNECTS = Counter("rrr_feed_reconnects", "Feed reconnects after a drop", ["source"])
+FEED_LAG = Gauge(
+    "rrr_feed_lag_seconds",
+    "Receive time minus the newest event's exchange timestamp",
+    ["source"],
+    multiprocess_mode=_RECENT,
+)
+FEED_LAST_MESSAGE = Gauge(
+    "rrr_feed_last_message_timestamp_seconds",
+    "Unix time of the newest message received",
+    ["source"],
+    multiprocess_mode="max",
+)
+
+# --- engine --------------------------------------------------------------------------------
+ENGINE_EVENTS = Counter("rrr_engine_events", "Events processed by the engine", ["account"])
+TICK_TO_ORDER = Histogram(
+    "rrr_engine_tick_to_order_seconds",
+    "From receiving the market event to the order it caused leaving the OMS",
+    ["account"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+ORDERS = Counter(
+    "rrr_orders", "Order state changes by status and type", ["account", "status", "type"]
+)
+FILLS = Counter("rrr_fills", "Fills", ["account", "symbol", "side"])
+SLIPPAGE_BPS = Histogram(
+    "rrr_fill_slippage_bps",
+    "Fill price against the reference price when the order was decided, bps (+ = worse)",
+    ["account"],
+    buckets=(-50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50, 100, 200),
+)
+REJECTS = Counter("rrr_order_rejects", "Orders rejected, by the risk rule", ["account", "rule"])
+ENGINE_HEARTBEAT = Gauge(
+    "rrr_engine_heartbeat_timestamp_seconds",
+    "Unix time of the engine's last heartbeat",
+    ["account"],
+    multiprocess_mode="max",
+)
+
+# --- portfolio -----------------------------------------------------------------------------
+_PORTFOLIO_DOCS = {
+    "equity": "Equity (cash + marked positions)",
+    "cash": "Cash",
+    "daily_pnl": "Equity minus the UTC day's starting equity",
+    "realized_pnl": "Realised P&L since the account started",
+    "unrealized_pnl": "Unrealised P&L of open positions at their marks",
+    "fees": "Fees paid since the account started",
+    "gross_exposure": "Sum of |position value| (account currency)",
+    "net_exposure": "Sum of signed position value (account currency)",
+    "drawdown": "Current drawdown from the equity peak (fraction of the peak)",
+    "var_95": "One-bar 95 % historical VaR of the current positions (account currency)",
+    "cvar_95": "One-bar 95 % CVaR of the current positions (account currency)",
+}
+PORTFOLIO = {
+    name: Gauge(f"rrr_portfolio_{name}", doc, ["account"], multiprocess_mode=_RECENT)
+    for name, doc in _PORTFOLIO_DOCS.items()
+}
+TRADING_STATE = Gauge(
+    "rrr_trading_state",
+    "1 for the account's current trading state (active, reducing, halted), else 0",
+    ["account", "state"],
+    multiprocess_mode=_RECENT,
+)
+TRADING_STATES = ("active", "reducing", "halted")
+
+# --- ML ------------------------------------------------------------------------------------
+ML_INFERENCE = Histogram(
+    "rrr_ml_inference_seconds",
+    "Time to run a model on one bar",
+    ["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+ML_PREDICTIONS = Counter("rrr_ml_predictions", "Predictions made", ["model", "symbol"])
+ML_ACCURACY = Gauge(
+    "rrr_ml_live_accuracy",
+    "Share of resolved live predictions whose direction was right",
+    ["model"],
+    multiprocess_mode=_RECENT,
+)
+ML_BASELINE = Gauge(
+    "rrr_ml_live_baseline_accuracy",
+    "Share of the same resolved bars that went up (the always-long baseline)",
+    ["model"],
+    multiprocess_mode=_RECENT,
+)
+ML_RESOLVED = Gauge(
+    "rrr_ml_resolved_predictions",
+    "Predictions resolved against later bars",
+    ["model"],
+    multiprocess_mode=_RECENT,
+)
+
+# --- jobs ----------------------------------------------------------------------------------
+JOB_QUEUE_DEPTH = Gauge(
+    "rrr_jobs_queue_depth", "Tasks waiting in the django-q2 queue", multiprocess_mode=_RECENT
+)
+JOB_DURATION = Histogram(
+    "rrr_job_duration_seconds",
+    "django-q2 task run time",
+    ["func"],
+    buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+)
+JOB_FAILURES = Counter("rrr_job_failures", "django-q2 tasks that failed", ["func"])
+
+# --- alerts --------------------------------------------------------------------------------
+ALERTS_RAISED = Counter("rrr_alerts_raised", "Alert events raised", ["kind", "severity"])
+ALERTS_DEDUPLICATED = Counter(
+    "rrr_alerts_deduplicated", "Alert events counted into an open alert, not resent", ["kind"]
+)
+ALERT_DELIVERIES = Counter(
+    "rrr_alert_deliveries", "Alert deliveries by channel and outcome", ["channel", "outcome"]
+)
+
+KNOWN_RULES = frozenset(
+    {
+        "max_order_notional",
+        "max_position_pct",
+        "max_gross_exposure_pct",
+        "max_net_exposure_pct",
+        "max_open_orders",
+        "max_order_rate",
+        "price_band_bps",
+        "max_daily_loss_pct",
+        "max_drawdown_pct",
+        "max_correlation",
+        "order_validation",
+        "trading_state",
+    }
+)
+FINAL_STATUSES = frozenset({"filled", "cancelled", "rejected", "expired"})
+
+
+def portfolio_set(account: str, figures: dict[str, Decimal | float | None]) -> None:
+    """Set the portfolio gauges of ``account`` from ``figures`` (unknown names are ignored)."""
+    for name, value in figures.items():
+        gauge = PORTFOLIO.get(name)
+        if gauge is not None and value is not None:
+            gauge.labels(account).set(float(value))
+
+
+def portfolio_snapshot_set(snapshot) -> None:
+    """Set the portfolio gauges from an engine ``PortfolioSnapshot``."""
+    peak = float(snapshot.peak_equity)
+    drawdown = max(peak - float(snapshot.equity), 0.0) / peak if peak > 0 else 0.0
+    portfolio_set(
+        snapshot.account,
+        {
+            "equity": snapshot.equity,
+            "cash": snapshot.cash,
+            "daily_pnl": snapshot.daily_pnl,
+            "realized_pnl": snapshot.realized_pnl,
+            "unrealized_pnl": snapshot.unrealized_pnl,
+            "fees": snapshot.fees,
+            "gross_exposure": snapshot.gross_exposure,
+            "net_exposure": snapshot.net_exposure,
+            "drawdown": drawdown,
+        },
+    )
+
+
+def trading_state_set(account: str, state: str) -> None:
+    """Mark ``state`` as the account's trading state (1) and the others 0."""
+    for candidate in TRADING_STATES:
+        TRADING_STATE.labels(account, candidate).set(1.0 if candidate == state else 0.0)
+
+
+def reject_rule(reason: str) -> str:
+    """Return the risk rule a rejection reason names (``max_position_pct[symbol=..]: ..``)."""
+    head = reason.split(":", 1)[0].split("[", 1)[0].strip()
+    if head in KNOWN_RULES:
+        return head
+    return "buying_power" if "buying power" in reason else "other"
+
+
+class EngineMetrics:
+    """OMS listener counting orders, fills, slippage and rejects; times tick-to-order.
+
+    The runtime calls ``on_event`` with ``time.monotonic()`` of the event being processed before
+    it shows the event to the engine; a new order seen meanwhile is timed from it. Label
+    children are cached, so each call is a dict lookup and an increment.
+    """
+
+    def __init__(self, account: str, reference_price=None) -> None:
+        self.account = account
+        self.reference_price = reference_price  # callable(symbol) -> Decimal | None (the OMS's)
+        self.tick_received: float | None = None
+        self._decision: dict[str, float] = {}  # order id -> reference price when decided
+        self._working: set[str] = set()  # orders seen and not final
+        self._orders: dict[tuple[str, str], object] = {}
+        self._fills: dict[tuple[str, str], object] = {}
+        self._rejects: dict[str, object] = {}
+        self._latency = TICK_TO_ORDER.labels(account)
+        self._slippage = SLIPPAGE_BPS.labels(account)
+        self._events = ENGINE_EVENTS.labels(account)
+
+    def on_event(self, received: float | None) -> None:
+        """Count one engine event and remember when it arrived."""
+        self._events.inc()
+        self.tick_received = received
+
+    def on_order(self, order) -> None:
+        """Count an order state change; time an order the first time it is seen."""
+        status, kind = order.status.value, order.type.value
+        child = self._orders.get((status, kind))
+        if child is None:
+            child = self._orders[(status, kind)] = ORDERS.labels(self.account, status, kind)
+        child.inc()
+        cid = order.client_order_id
+        final = status in FINAL_STATUSES
+        if cid not in self._working:
+            received = self.tick_received
+            if received is not None and received == received:  # NaN: no receive time
+                self._latency.observe(max(time.monotonic() - received, 0.0))
+            if not final:
+                self._working.add(cid)
+                self._decision.setdefault(cid, self._reference(order.symbol))
+        if status == "rejected":
+            rule = reject_rule(order.reject_reason)
+            counter = self._rejects.get(rule)
+            if counter is None:
+                counter = self._rejects[rule] = REJECTS.labels(self.account, rule)
+            counter.inc()
+        if final:
+            self._working.discard(cid)
+            self._decision.pop(cid, None)
+
+    def on_fill(self, fill) -> None:
+        """Count a fill and its slippage against the reference price when it was decided.
+
+        The OMS reports fills before order changes, so an order that fills at once is priced
+        here, at the reference price of the event that caused it.
+        """
+        key = (fill.symbol, fill.side.value)
+        child = self._fills.get(key)
+        if child is None:
+            child = self._fills[key] = FILLS.labels(self.account, *key)
+        child.inc()
+        decided = self._decision.get(fill.order_id)
+        if decided is None:
+            decided = self._decision[fill.order_id] = self._reference(fill.symbol)
+        if decided:
+            sign = 1.0 if fill.side.value == "buy" else -1.0
+            self._slippage.observe(sign * (float(fill.price) - decided) / decided * 1e4)
+
+    def _reference(self, symbol: str) -> float:
+        if self.reference_price is None:
+            return 0.0
+        price = self.reference_price(symbol)
+        return float(price) if price else 0.0
+
+
+class FeedMetrics:
+    """Per-source feed counters; symbols' label children are cached."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._received: dict[str, object] = {}
+        self._newest: datetime | None = None
+        self._stored = 0
+        self._reconnects = 0
+        self._count = 0
+        self._synced = 0
+
+    def received(self, symbol: str, ts: datetime | None, outputs: Iterable[object]) -> None:
+        """Count one event of ``symbol`` and whether the validator flagged or quarantined it."""
+        child = self._received.get(symbol)
+        if child is None:
+            child = self._received[symbol] = FEED_RECEIVED.labels(self.source, symbol)
+        child.inc()
+        self._count += 1
+        if ts is not None and (self._newest is None or ts > self._newest):
+            self._newest = ts
+        verdict = ""
+        for out in outputs:
+            seen = getattr(out, "verdict", "")
+            if seen == "quarantine" or (seen == "flag" and not verdict):
+                verdict = seen
+        if verdict == "quarantine":
+            FEED_QUARANTINED.labels(self.source, symbol).inc()
+        elif verdict == "flag":
+            FEED_FLAGGED.labels(self.source, symbol).inc()
+
+    def sync(self, *, stored: int | None = None, reconnects: int | None = None) -> None:
+        """Publish totals kept elsewhere (writer rows, feed reconnects) and the feed's lag."""
+        if stored is not None and stored > self._stored:
+            FEED_STORED.labels(self.source).inc(stored - self._stored)
+            self._stored = stored
+        if reconnects is not None and reconnects > self._reconnects:
+            FEED_RECONNECTS.labels(self.source).inc(reconnects - self._reconnects)
+            self._reconnects = reconnects
+        if self._count > self._synced:  # something arrived since the last sync
+            self._synced = self._count
+            now = time.time()
+            FEED_LAST_MESSAGE.labels(self.source).set(now)
+            if self._newest is not None:
+                FEED_LAG.labels(self.source).set(max(now - self._newest.timestamp(), 0.0))

@@ -1,0 +1,83 @@
+"""The running engine exports its feed, order, fill, slippage and portfolio series."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from prometheus_client import REGISTRY
+
+from monitoring.metrics import EngineMetrics, reject_rule
+from tests.runtime_harness import db, running, until
+from trading.engine.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
+from trading.engine.strategies import STRATEGIES, register
+from trading.engine.strategy import Strategy
+from trading.models import Order as OrderRow
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_thread_connections"),
+]
+
+if "test_metrics_every_bar" not in STRATEGIES:
+
+    @register("test_metrics_every_bar")
+    class EveryBar(Strategy):
+        """Buys a little on every bar."""
+
+        def on_bar(self, bar, ctx) -> None:
+            ctx.buy(bar.symbol, Decimal("0.001"))
+
+
+def value(name: str, **labels) -> float:
+    """Return a sample's value from the default registry (0 when absent)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_engine_counts_events_orders_fills_and_sets_portfolio_gauges(paper):
+    account = paper.name
+    before_fills = value("rrr_fills_total", account=account, symbol="BTC-USD", side="buy")
+    async with running(paper, strategy="test_metrics_every_bar") as runtime:
+        await until(lambda: runtime.summary.fills >= 2, "two fills stored")
+        await until(
+            lambda: value("rrr_portfolio_equity", account=account) > 0, "a snapshot published"
+        )
+    assert value("rrr_engine_events_total", account=account) >= runtime.summary.events > 0
+    assert value("rrr_feed_messages_received_total", source="sim", symbol="BTC-USD") > 0
+    fills = value("rrr_fills_total", account=account, symbol="BTC-USD", side="buy") - before_fills
+    assert fills == await db(
+        lambda: sum(o.fills.count() for o in OrderRow.objects.filter(account=paper))
+    )()
+    assert value("rrr_orders_total", account=account, status="filled", type="market") >= 2
+    assert value("rrr_engine_tick_to_order_seconds_count", account=account) >= 2
+    assert value("rrr_fill_slippage_bps_count", account=account) >= fills
+    assert value("rrr_trading_state", account=account, state="active") == 1.0
+    assert value("rrr_trading_state", account=account, state="halted") == 0.0
+    equity = value("rrr_portfolio_equity", account=account)
+    assert equity == pytest.approx(100_000, rel=0.01)
+
+
+def test_slippage_is_signed_against_the_decision_price_and_rejects_name_their_rule():
+    prices = {"ETH-USD": Decimal("100")}
+    metrics = EngineMetrics("slip-test", reference_price=prices.get)
+    metrics.on_event(None)
+    order = Order(symbol="ETH-USD", side=OrderSide.BUY, quantity=Decimal(1), account="slip-test")
+    order.status = OrderStatus.OPEN
+    metrics.on_order(order)
+    prices["ETH-USD"] = Decimal("90")  # the market moves; the decision price stays 100
+    fill = Fill(
+        order.client_order_id, "ETH-USD", OrderSide.BUY, Decimal(1), Decimal("100.5"),
+        Decimal(0), Liquidity.TAKER, None, account="slip-test",
+    )
+    metrics.on_fill(fill)
+    # 50 bps worse than decided (the histogram has negative buckets, so no _sum is exported)
+    assert value("rrr_fill_slippage_bps_bucket", account="slip-test", le="20.0") == 0
+    assert value("rrr_fill_slippage_bps_bucket", account="slip-test", le="50.0") == 1
+    rejected = Order(
+        symbol="ETH-USD", side=OrderSide.SELL, quantity=Decimal(1), type=OrderType.LIMIT,
+        price=Decimal(1), status=OrderStatus.REJECTED, account="slip-test",
+        reject_reason="max_position_pct[symbol=ETH-USD]: would hold 30 % of equity",
+    )
+    metrics.on_order(rejected)
+    assert value("rrr_order_rejects_total", account="slip-test", rule="max_position_pct") == 1
+    assert reject_rule("something new") == "other"
