@@ -330,3 +330,22 @@ class FeedMetrics:
             FEED_LAST_MESSAGE.labels(self.source).set(now)
             if self._newest is not None:
                 FEED_LAG.labels(self.source).set(max(now - self._newest.timestamp(), 0.0))
+
+
+def metrics_http_server(host: str, port: int):
+    """Serve this process's metrics on ``http://host:port/metrics``; return the server.
+
+    With ``PROMETHEUS_MULTIPROC_DIR`` set, the series of every process writing there are merged.
+    Stop it with ``server.shutdown()``.
+    """
+    import os
+
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client import multiprocess as mp
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

@@ -229,6 +229,18 @@ class Command(BaseCommand):
             help="With --serve: do not host a django-q2 task worker (run `manage.py qcluster` "
             "yourself); by default --serve runs one, so --async backtests and training run",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="Serve this engine's Prometheus metrics on http://HOST:PORT/metrics "
+            "(without --serve, which has /metrics already)",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="Address for --metrics-port (default 127.0.0.1: this machine only)",
+        )
         parser.add_argument("--snapshot-interval", type=float, default=10.0)
         parser.add_argument("--heartbeat-interval", type=float, default=15.0)
 
@@ -268,13 +280,35 @@ class Command(BaseCommand):
             f"account {account.name!r} is already being traded by another runtrader; "
             "stop that one first"
         )
+        metrics_server = self._metrics_server(options)
         try:
             # Held until the engine stops; the OS or the database frees it if we are killed.
             with lock_held(f"runtrader-account:{account.pk}", busy=busy) as lock:
                 summary = self._trade(config, symbols, options, account, lock)
         except LockHeld as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
         self.stdout.write(" ".join(f"{k}={v}" for k, v in summary.as_dict().items()))
+
+    def _metrics_server(self, options):
+        """Start the ``--metrics-port`` exporter, or return None when not asked for."""
+        port = options["metrics_port"]
+        if port is None:
+            return None
+        if not 0 < port < 65536:
+            raise CommandError(f"--metrics-port must be 1-65535, got {port}")
+        from monitoring.metrics import metrics_http_server
+
+        try:
+            server = metrics_http_server(options["metrics_host"], port)
+        except OSError as exc:
+            raise CommandError(
+                f"--metrics-port: cannot listen on {options['metrics_host']}:{port} ({exc})"
+            ) from exc
+        self.stdout.write(f"metrics on http://{options['metrics_host']}:{port}/metrics")
+        return server
 
     def _trade(self, config: RuntimeConfig, symbols, options, account: Account, lock):
         """Build the feed and venue, run the engine to its end; errors become CommandErrors."""
