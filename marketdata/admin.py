@@ -90,3 +90,5 @@ class DataQualityEventAdmin(ReadOnlyModelAdmin):
     list_filter = ["verdict", "rule", "source"]
     search_fields = ["reason", "symbol__name"]
     date_hierarchy = "ts"
+
+import marketdata.admin_sources  # noqa: E402, F401 - TradingView hooks, signals, on-chain metrics

@@ -46,3 +46,25 @@ class SentimentLabel(models.TextChoices):
     BEARISH = "bearish"
     NEUTRAL = "neutral"
     BULLISH = "bullish"
+
+
+class SignalAction(models.TextChoices):
+    """What a TradingView alert asks for ({{strategy.order.action}})."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class SignalStatus(models.TextChoices):
+    """Lifecycle of a stored TradingView signal."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    EXPIRED = "expired"
+
+
+class OnchainChain(models.TextChoices):
+    """Chains whose network metrics are collected."""
+
+    ETH = "eth"
+    BTC = "btc"

@@ -263,3 +263,11 @@ class DataQualityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict} {self.rule}: {self.reason[:60]}"
+
+
+# Registered with this app from their own module (webhooks and on-chain series).
+from marketdata.models_sources import (  # noqa: E402, F401
+    OnchainMetric,
+    TradingViewHook,
+    TradingViewSignal,
+)

@@ -9,6 +9,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from marketdata.webhooks import tradingview_alert
 from monitoring import views as monitoring_views
 from monitoring.metrics_access import metrics
 from rrr_site import views as site_views
@@ -18,6 +19,8 @@ urlpatterns = [
     path("health/ready", monitoring_views.ready, name="health-ready"),
     path("metrics", metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
+    # Outside /api: TradingView sends no auth headers; the token in the path is the secret.
+    path("hooks/tradingview/<str:token>", tradingview_alert, name="tradingview-alert"),
     # The schema answers 401/403 to anonymous clients (SERVE_PERMISSIONS); the docs page sends
     # an anonymous browser to the login page first.
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -23,7 +23,7 @@ import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,6 +52,7 @@ from trading.engine.oms import OrderManager
 from trading.engine.orders import Order, OrderIntent
 from trading.engine.runner import StrategyRunner
 from trading.engine.session import TradingSession
+from trading.engine.signals import Signal
 from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
 from trading.live_bridge import LiveVenueBridge, WriteAheadFailed
@@ -174,6 +175,7 @@ class TradingRuntime:
         self._backoff = 0.0
         self._reduced_for_persistence = False
         self._failure: BaseException | None = None  # a background task's error: stops the run
+        self._signals_seen: set[str] = set()  # external signals already shown to strategies
 
     # ----------------------------------------------------------------- setup
 
@@ -324,6 +326,7 @@ class TradingRuntime:
             asyncio.create_task(self._every(self.config.snapshot_interval, self._snapshot, stop)),
             asyncio.create_task(self._every(self.config.heartbeat_interval, self._heartbeat, stop)),
             asyncio.create_task(self._every(self.config.control_interval, self._control, stop)),
+            asyncio.create_task(self._every(self.config.control_interval, self._signals, stop)),
             asyncio.create_task(self._broadcaster(), name="broadcast"),
         ]
         live_tasks = []
@@ -805,6 +808,28 @@ class TradingRuntime:
             self.oms.submit(_intent_from(order), now)
         self._drain_risk()
 
+    async def _signals(self) -> None:
+        """Hand stored external signals (TradingView alerts) to the strategies, then mark them.
+
+        At least once: a signal is marked delivered after the strategies saw it, and one seen
+        in this process is never shown twice; the built-in ``tradingview_signal`` aims at a
+        target position, so a signal shown again after a restart changes nothing.
+        """
+        if not self.config.strategy:
+            return
+        pending = await self._db(
+            signals_pending, self.config.account, self.config.symbols, self.clock()
+        )
+        delivered = []
+        for signal in pending:
+            if signal.signal_id not in self._signals_seen:
+                self._signals_seen.add(signal.signal_id)
+                self.runner.on_signal(replace(signal, ts=self._now or self.clock()))
+            delivered.append(signal.signal_id)
+        if delivered:
+            self._drain_risk()
+            await self._db(signals_mark_delivered, delivered, self.clock())
+
     # ----------------------------------------------------------------- broadcasts
 
     def _publish(self, group: str, kind: str, data: dict) -> None:
@@ -937,6 +962,38 @@ def _intent_from(order: Order) -> OrderIntent:
         client_order_id=order.client_order_id,
         metadata=dict(order.metadata),
     )
+
+
+def signals_pending(account: str, symbols: list[str], now: datetime) -> list[Signal]:
+    """Load the account's pending TradingView signals for ``symbols`` as engine signals."""
+    from marketdata.tradingview import tradingview_signals_pending
+
+    return [
+        Signal(
+            symbol=row.symbol.name,
+            ts=row.received_at,
+            action=row.action,
+            price=row.close,
+            position_size=row.position_size,
+            signal_id=str(row.pk),
+            comment=row.comment,
+        )
+        for row in tradingview_signals_pending(account=account, now=now)
+        if row.symbol.name in symbols
+    ]
+
+
+def signals_mark_delivered(ids: list[str], now: datetime) -> int:
+    """Mark the signals with these ids delivered."""
+    from marketdata.tradingview import tradingview_signals_mark_delivered
+
+    return tradingview_signals_mark_delivered(ids=[int(i) for i in ids], now=now)
+
+
+def _model_label(predictor, model_id: int | None) -> str:
+    """Return the metrics label of a model: its name and registry id."""
+    name = getattr(predictor, "model_name", "") or "model"
+    return f"{name}#{model_id}" if model_id is not None else name
 
 
 def _with_db(fn: Callable) -> Callable:

@@ -234,6 +234,21 @@ class StrategyRunner:
                 slot.strategy.on_prediction(prediction, slot.ctx)
         self.settle(now)
 
+    def on_signal(self, signal) -> None:
+        """Process an external signal (``trading.engine.signals.Signal``) at the engine's now.
+
+        Decided at the later of the signal's time and the last event's, never before it.
+        """
+        current = self._slots[0].ctx.now if self._slots else None
+        now = signal.ts if current is None or signal.ts > current else current
+        self._set_now(now)
+        self.oms.advance(now)
+        self.settle(now)
+        for slot in self._slots:
+            if slot.wants(signal.symbol):
+                slot.strategy.on_signal(signal, slot.ctx)
+        self.settle(now)
+
     # ----------------------------------------------------------------- OMS listener
 
     def on_fill(self, fill: Fill) -> None:

@@ -346,3 +346,4 @@ class ModelSignal(_TargetStrategy):
 
 import research.strategies  # noqa: E402, F401 - registers "pairs" (research owns it)
 import trading.engine.strategy_rebalance  # noqa: E402, F401 - registers "rebalance"
+import trading.engine.signals  # noqa: E402, F401 - registers "tradingview_signal"

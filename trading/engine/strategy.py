@@ -105,6 +105,9 @@ class Strategy:
     def on_prediction(self, prediction: Prediction, ctx: StrategyContext) -> None:
         """React to a model prediction."""
 
+    def on_signal(self, signal: Any, ctx: StrategyContext) -> None:
+        """React to an external signal (``trading.engine.signals.Signal``, e.g. TradingView)."""
+
     def on_stop(self, ctx: StrategyContext) -> None:
         """Clean up after the last event."""
 
@@ -143,7 +146,7 @@ class Strategy:
         )
 
 
-_TABLE_FREE_CALLBACKS = ("on_trade", "on_quote", "on_fill", "on_prediction")
+_TABLE_FREE_CALLBACKS = ("on_trade", "on_quote", "on_fill", "on_prediction", "on_signal")
 _LENGTH_PARAMS = frozenset({"slow", "fast", "period", "lookback", "window"})
 
 
