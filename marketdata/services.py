@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from django.db import transaction
 
 from marketdata.engine.constants import DEFAULT_SYMBOLS
 from marketdata.models import Symbol
+
+if TYPE_CHECKING:  # pandas costs ~0.6 s at import: loaded only where bars are built
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
 # Must stay the resync period of the incremental indicators (tests check bit equality).
 from trading.engine.indicators import _RESYNC as RESYNC
@@ -102,6 +101,8 @@ def wilder_rsi(close: np.ndarray, n: int) -> np.ndarray:
     gain, loss = np.maximum(change, 0.0), np.maximum(-change, 0.0)
     a = (n - 1) / n
     avg = []
+    from scipy.signal import lfilter  # ~1 s to import: only when an RSI is computed
+
     for series in (gain, loss):
         seed = series[:n].sum() / n
         rest = series[n:]
