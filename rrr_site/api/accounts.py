@@ -5,8 +5,9 @@ Another account's id answers 404, never 403 and never data, so ids cannot be pro
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import QuerySet
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 
 from trading.models import Account
 
@@ -37,3 +38,20 @@ def accounts_in_scope(request, pk=None) -> QuerySet[Account]:
     if pk is None or pk == "":
         return visible_accounts(request)
     return Account.objects.filter(pk=account_or_404(request, pk).pk)
+
+
+def account_or_default(request, pk=None) -> Account:
+    """Return the visible account ``pk``; without one, ``DEFAULT_ACCOUNT`` when visible, else the
+    only visible account; 400 naming ``account`` when that leaves a choice, 404 with none."""
+    if pk is not None and pk != "":
+        return account_or_404(request, pk)
+    accounts = visible_accounts(request)
+    default = accounts.filter(name=settings.DEFAULT_ACCOUNT).first()
+    if default is not None:
+        return default
+    first_two = list(accounts[:2])
+    if not first_two:
+        raise NotFound(NOT_FOUND)
+    if len(first_two) == 1:
+        return first_two[0]
+    raise ValidationError({"account": ["Required: you can see several accounts."]})
