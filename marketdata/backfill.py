@@ -36,8 +36,11 @@ from tqdm import tqdm
 from marketdata.adapters.base import Malformed
 from marketdata.choices import JobStatus
 from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
+from marketdata.engine.errors import SimulationConfigError
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar
+from marketdata.engine.planting import parse_plants
 from marketdata.engine.quality import QualityRule, QualityValidator, Verdict
+from marketdata.engine.sim_model import CointegratedPair
 from marketdata.models import BackfillJob, Symbol
 from marketdata.models import Bar as BarRow
 from marketdata.pipeline import QualityRecord
@@ -96,6 +99,7 @@ class SourceOptions:
     page_size: int | None = None
     rate_per_minute: float | None = None  # 0 = unlimited
     seed: int = 42
+    plant_pairs: tuple[str, ...] = ()  # sim: ``--plant-pair`` specs (marketdata.engine.planting)
 
     def task_kwargs(self) -> dict[str, Any]:
         """Return the options to send through the task queue (never the API key)."""
@@ -212,6 +216,7 @@ class SimulatedPages(_LocalPages):
         seed: int = 42,
         page_size: int = 1_440,
         limiter: TokenBucket | None = None,
+        cointegrated: Sequence[CointegratedPair] = (),
     ) -> None:
         from marketdata.engine.simulator import SimulatedMarket
 
@@ -220,7 +225,8 @@ class SimulatedPages(_LocalPages):
             raise BackfillError(f"sim simulates {names}; {symbol!r} is not one of them")
         super().__init__(limiter)
         # The whole default market: a symbol's path must not depend on which ones are selected.
-        self.market = SimulatedMarket(seed=seed)
+        # Planted pairs (``--plant-pair``) rewrite followers from their leaders.
+        self.market = SimulatedMarket(seed=seed, cointegrated=cointegrated)
         self.symbol = symbol
         self.timeframe = timeframe
         self.page_span = timedelta(seconds=TIMEFRAME_SECONDS[timeframe] * page_size)
@@ -443,10 +449,21 @@ def page_source_open(
     limiter = limiter_for(source, options.rate_per_minute)
     if source == "polygon":
         return _polygon_pages(symbol, timeframe, options, limiter)
+    if options.plant_pairs and source != "sim":
+        raise BackfillError("--plant-pair plants structure in the simulated market: --source sim")
     if source == "sim":
-        return SimulatedPages(
-            symbol, timeframe, seed=options.seed, page_size=page_size, limiter=limiter
-        )
+        try:
+            pairs, _ = parse_plants(options.plant_pairs)
+            return SimulatedPages(
+                symbol,
+                timeframe,
+                seed=options.seed,
+                page_size=page_size,
+                limiter=limiter,
+                cointegrated=pairs,
+            )
+        except SimulationConfigError as exc:
+            raise BackfillError(f"--plant-pair: {exc}") from None
     if not options.file:
         raise BackfillError("--source csv needs --file PATH (a .csv or .parquet file)")
     return FilePages(options.file, symbol, timeframe, page_size=page_size, limiter=limiter)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from marketdata.adapters.base import FeedStats
 from marketdata.engine.events import MarketEvent
+from marketdata.engine.sim_model import CointegratedPair, FlowImpact
 from marketdata.engine.simulator import SimulatedMarket
 
 LIVE_SOURCES = ("sim", "polygon", "coinbase", "binance")
@@ -26,9 +27,17 @@ class SimulatedFeed:
         seed: int = 42,
         speed: float = 1.0,
         start: datetime | None = None,
+        cointegrated: Sequence[CointegratedPair] = (),
+        impacts: Sequence[FlowImpact] = (),
     ) -> None:
         start = start or datetime.now(UTC).replace(microsecond=0)
-        self.market = SimulatedMarket(symbols=list(symbols), seed=seed, start=start)
+        self.market = SimulatedMarket(
+            symbols=list(symbols),
+            seed=seed,
+            start=start,
+            cointegrated=cointegrated,
+            impacts=impacts,
+        )
         self.speed = speed
         self.stats = FeedStats()
         self.last_received_at: float | None = None
@@ -68,10 +77,19 @@ def build_feed(
     api_key: str | None = None,
     speed: float = 1.0,
     seed: int = 42,
+    cointegrated: Sequence[CointegratedPair] = (),
+    impacts: Sequence[FlowImpact] = (),
 ):
-    """Return a feed for ``source`` over ``symbols``; raise ValueError with a clear message."""
+    """Return a feed for ``source`` over ``symbols``; raise ValueError with a clear message.
+
+    ``cointegrated`` and ``impacts`` plant structure in the simulated market (sim only).
+    """
     if source == "sim":
-        return SimulatedFeed(symbols, seed=seed, speed=speed)
+        return SimulatedFeed(
+            symbols, seed=seed, speed=speed, cointegrated=cointegrated, impacts=impacts
+        )
+    if cointegrated or impacts:
+        raise ValueError("planted structure (--plant-pair, --plant-impact) needs --source sim")
     if source == "polygon":
         from marketdata.adapters.polygon import PolygonCryptoStream
 

@@ -108,6 +108,14 @@ class Command(BaseCommand):
         parser.add_argument("--page-size", type=int, help="Bars per request/page")
         parser.add_argument("--seed", type=int, default=42, help="Seed of --source sim")
         parser.add_argument(
+            "--plant-pair",
+            action="append",
+            default=[],
+            metavar="FOLLOWER:LEADER[:BETA[:HALF_LIFE_H[:SIGMA]]]",
+            help="--source sim: plant a cointegrated pair (repeatable); the follower's simulated "
+            "bars are rewritten from the leader's (backfill both symbols)",
+        )
+        parser.add_argument(
             "--async",
             dest="enqueue",
             action="store_true",
@@ -161,6 +169,7 @@ class Command(BaseCommand):
             page_size=options["page_size"],
             rate_per_minute=options["rate"],
             seed=options["seed"],
+            plant_pairs=tuple(options["plant_pair"]),
         )
 
     def _backfill_symbol(self, name: str, plan: Plan) -> None:

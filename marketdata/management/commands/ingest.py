@@ -14,6 +14,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError, FeedUnavailable
 from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
+from marketdata.engine.errors import SimulationConfigError
+from marketdata.engine.planting import parse_plants
 from marketdata.feeds import LIVE_SOURCES, build_feed
 from marketdata.ingestion import ingest_feed
 from marketdata.models import Symbol
@@ -85,6 +87,12 @@ def feed_for_command(source: str, symbols: list[str], options: dict):
     check_speed(options["speed"])
     check_sim_symbols(source, symbols)
     try:
+        pairs, impacts = parse_plants(
+            options.get("plant_pair", ()), options.get("plant_impact", ())
+        )
+    except SimulationConfigError as exc:
+        raise CommandError(str(exc)) from None
+    try:
         feed = build_feed(
             source,
             symbols,
@@ -93,6 +101,8 @@ def feed_for_command(source: str, symbols: list[str], options: dict):
             api_key=options["api_key"],
             speed=options["speed"],
             seed=options["seed"],
+            cointegrated=pairs,
+            impacts=impacts,
         )
         symbols_ensure(symbols)
     except ValueError as exc:
@@ -133,6 +143,21 @@ class Command(BaseCommand):
             help="Simulated market speed multiplier (0 = as fast as possible)",
         )
         parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument(
+            "--plant-pair",
+            action="append",
+            default=[],
+            metavar="FOLLOWER:LEADER[:BETA[:HALF_LIFE_H[:SIGMA]]]",
+            help="--source sim: plant a cointegrated pair in the stream (repeatable)",
+        )
+        parser.add_argument(
+            "--plant-impact",
+            action="append",
+            default=[],
+            metavar="SYMBOL:COEFFICIENT",
+            help="--source sim: plant a flow impact (mid moves COEFFICIENT quote units per "
+            "base unit of net aggressor flow; repeatable)",
+        )
         parser.add_argument(
             "--future-horizon",
             type=float,
