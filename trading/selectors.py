@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils import timezone
 
 from trading.adapters.base import live_trading_blockers
 from trading.models import Account, Order, Position
@@ -82,3 +83,33 @@ def live_venue_for(*, account: Account):
         sandbox=settings.EXCHANGE_SANDBOX,
         api_urls={"public": url, "private": url} if url else None,
     )
+
+
+def engine_status(*, account: Account) -> dict:
+    """Return whether a ``runtrader`` runs ``account`` now and what it trades.
+
+    From its stored records: the newest heartbeat (alive when younger than
+    ``RUNTIME_HEARTBEAT_STALE``, with its status: running, degraded, ...) and the newest
+    ``session_start`` (strategy, symbols, feed, timeframe, start), unless a ``session_end`` follows.
+    """
+    from monitoring.models import SystemEvent
+    from trading.services import RUNTIME_HEARTBEAT_STALE
+
+    events = SystemEvent.objects.filter(component="runtrader", context__account=account.name)
+    beat = events.filter(kind="heartbeat").order_by("-ts").first()
+    start = events.filter(kind="session_start").order_by("-ts").first()
+    end = events.filter(kind="session_end").order_by("-ts").first()
+    session = start.context if start and (end is None or end.ts < start.ts) else {}
+    alive = beat is not None and beat.ts >= timezone.now() - RUNTIME_HEARTBEAT_STALE
+    return {
+        "account": account.pk,
+        "account_name": account.name,
+        "running": bool(alive and session),
+        "status": (beat.context.get("status", "running") if alive else "stopped"),
+        "last_heartbeat": beat.ts if beat else None,
+        "strategy": session.get("strategy", ""),
+        "symbols": list(session.get("symbols") or []),
+        "feed": session.get("feed", ""),
+        "timeframe": session.get("timeframe", ""),
+        "started_at": start.ts if session else None,
+    }
