@@ -945,7 +945,12 @@ def simulated_history(market, symbols: list[str], timeframe: str, count: int) ->
 
 
 def _intent_from(order: Order) -> OrderIntent:
-    """Return the intent that re-submits an order recorded outside the loop."""
+    """Return the intent that re-submits an order recorded outside the loop.
+
+    An API bracket carries its exits in the order's metadata (``stop_loss``, ``take_profit``).
+    """
+    metadata = dict(order.metadata)
+    stop_loss, take_profit = metadata.pop("stop_loss", None), metadata.pop("take_profit", None)
     return OrderIntent(
         account=order.account,
         symbol=order.symbol,
@@ -960,7 +965,9 @@ def _intent_from(order: Order) -> OrderIntent:
         reduce_only=order.reduce_only,
         strategy=order.strategy or "api",
         client_order_id=order.client_order_id,
-        metadata=dict(order.metadata),
+        stop_loss=Decimal(stop_loss) if stop_loss is not None else None,
+        take_profit=Decimal(take_profit) if take_profit is not None else None,
+        metadata=metadata,
     )
 
 
