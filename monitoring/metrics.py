@@ -349,3 +349,33 @@ def metrics_http_server(host: str, port: int):
         mp.MultiProcessCollector(registry)
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
+
+
+class TimedPredictor:
+    """Wrap a live predictor: time each ``predict`` and count the predictions it makes."""
+
+    def __init__(self, predictor, model: str) -> None:
+        self.predictor = predictor
+        self.model = model
+        self._latency = ML_INFERENCE.labels(model)
+        self._counts: dict[str, object] = {}
+
+    def predict(self, bar, *args, **kwargs):
+        """Run the wrapped predictor on ``bar``, observing its latency."""
+        started = time.perf_counter()
+        try:
+            return self._count(bar, self.predictor.predict(bar, *args, **kwargs))
+        finally:
+            self._latency.observe(time.perf_counter() - started)
+
+    def _count(self, bar, output):
+        if output is not None:
+            symbol = getattr(bar, "symbol", "")
+            child = self._counts.get(symbol)
+            if child is None:
+                child = self._counts[symbol] = ML_PREDICTIONS.labels(self.model, symbol)
+            child.inc()
+        return output
+
+    def __getattr__(self, name: str):
+        return getattr(self.predictor, name)

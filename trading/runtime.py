@@ -40,6 +40,7 @@ from monitoring.metrics import (
     ENGINE_HEARTBEAT,
     EngineMetrics,
     FeedMetrics,
+    TimedPredictor,
     portfolio_snapshot_set,
     trading_state_set,
 )
@@ -705,6 +706,8 @@ class TradingRuntime:
             if predictor is None:
                 self.session.predictors.pop(symbol, None)
             else:
+                if self.metrics is not None:  # time and count its predictions
+                    predictor = TimedPredictor(predictor, predictor.model_name or str(model_id))
                 self.session.predictors[symbol] = predictor
             logger.info("model switched", extra={"symbol": symbol, "model_id": model_id})
 
@@ -995,12 +998,6 @@ def signals_mark_delivered(ids: list[str], now: datetime) -> int:
     from marketdata.tradingview import tradingview_signals_mark_delivered
 
     return tradingview_signals_mark_delivered(ids=[int(i) for i in ids], now=now)
-
-
-def _model_label(predictor, model_id: int | None) -> str:
-    """Return the metrics label of a model: its name and registry id."""
-    name = getattr(predictor, "model_name", "") or "model"
-    return f"{name}#{model_id}" if model_id is not None else name
 
 
 def _with_db(fn: Callable) -> Callable:
