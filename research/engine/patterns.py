@@ -3,6 +3,15 @@
 Every event is dated at the bar where the pattern is *known*: a swing point needs ``order``
 later bars to be confirmed, so patterns built from swings fire ``order`` bars after the
 extreme. Forward returns run from that bar's close, so no detector sees the future.
+
+Forward returns at horizon h > 1 of neighbouring bars overlap (they share h - 1 bars), so
+their errors are serially correlated and a plain t-test overstates significance. Two honest
+tests are offered: ``overlap="thin"`` (default) keeps only non-overlapping samples (events
+at least h bars apart, random baseline bars on a grid of every h-th bar) and runs Welch's
+t-test on them; ``"hac"`` regresses every bar's forward return on an event dummy with
+Newey-West (HAC) standard errors, 2h lags, t reference (statsmodels): more power, but on
+clustered events at h = 20 it still rejects a true null ~8 % of the time at 5 % (the tests
+measure it), where thinning rejects ~3 % and a naive t-test over half the time.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 import talib
 from scipy import stats
 from scipy.signal import argrelextrema
@@ -135,39 +145,90 @@ def forward_returns(close: np.ndarray, horizon: int) -> np.ndarray:
     return out
 
 
+OVERLAP_METHODS = ("hac", "thin")
+
+
+def _thin(indices: np.ndarray, gap: int) -> np.ndarray:
+    """Keep indices (sorted) at least ``gap`` apart, greedily from the first."""
+    kept: list[int] = []
+    for i in indices:
+        if not kept or i - kept[-1] >= gap:
+            kept.append(int(i))
+    return np.array(kept, dtype=int)
+
+
+def _hac_test(fwd: np.ndarray, events: np.ndarray, valid: np.ndarray, h: int):
+    """Return (event mean, other-bars mean, t, p): OLS on an event dummy, Newey-West 2h lags."""
+    y = fwd[valid]
+    dummy = events[valid].astype(float)
+    fit = sm.OLS(y, sm.add_constant(dummy)).fit(
+        cov_type="HAC", cov_kwds={"maxlags": 2 * h}, use_t=True
+    )
+    base = float(fit.params[0])
+    return base + float(fit.params[1]), base, float(fit.tvalues[1]), float(fit.pvalues[1])
+
+
 def pattern_vs_random(
-    name: str, events: np.ndarray, close: np.ndarray, horizons: list[int], *, seed: int = 0
+    name: str,
+    events: np.ndarray,
+    close: np.ndarray,
+    horizons: list[int],
+    *,
+    seed: int = 0,
+    overlap: str = "thin",
 ) -> list[PatternStat]:
-    """Compare forward returns after events with those after as many random bars (Welch t)."""
+    """Compare forward returns after events with those after other bars, for overlap.
+
+    ``hac``: every other bar of the span is the baseline (the population random bars are
+    drawn from); ``thin``: non-overlapping events against ten times as many random bars drawn
+    (seeded) from a grid of every h-th bar. See the module docstring.
+    """
+    if overlap not in OVERLAP_METHODS:
+        raise ResearchInputError(f"overlap must be one of {', '.join(OVERLAP_METHODS)}")
     rng = np.random.default_rng(seed)
+    events = events.astype(bool)
     out = []
     for h in horizons:
         fwd = forward_returns(close, h)
         valid = np.isfinite(fwd)
-        hits = fwd[events.astype(bool) & valid]
-        if hits.size < 2:
+        hits_at = np.flatnonzero(events & valid)
+        if overlap == "thin":
+            hits_at = _thin(hits_at, h)
+        if hits_at.size < 2 or (~events & valid).sum() < 2:
             continue
-        # The matched baseline: bars drawn from the same span, ten per event, no event bars.
-        pool = np.flatnonzero(valid & ~events.astype(bool))
-        draw = rng.choice(pool, size=min(pool.size, hits.size * 10), replace=False)
-        base = fwd[draw]
-        t = stats.ttest_ind(hits, base, equal_var=False)
+        if overlap == "hac":
+            mean, base_mean, t_stat, p = _hac_test(fwd, events, valid, h)
+        else:
+            # Random bars on a grid of every h-th bar (offset drawn): no two overlap.
+            offset = int(rng.integers(h))
+            grid = np.flatnonzero(valid & ~events)
+            pool = grid[grid % h == offset]
+            draw = rng.choice(pool, size=min(pool.size, hits_at.size * 10), replace=False)
+            hits, base = fwd[hits_at], fwd[draw]
+            t = stats.ttest_ind(hits, base, equal_var=False)
+            mean, base_mean = float(hits.mean()), float(base.mean())
+            t_stat, p = float(t.statistic), float(t.pvalue)
         out.append(
             PatternStat(
                 pattern=name,
                 horizon=h,
-                events=int(hits.size),
-                mean=float(hits.mean()),
-                baseline_mean=float(base.mean()),
-                statistic=float(t.statistic),
-                p_value=float(t.pvalue),
+                events=int(hits_at.size),
+                mean=mean,
+                baseline_mean=base_mean,
+                statistic=t_stat,
+                p_value=p,
             )
         )
     return out
 
 
 def scan_patterns(
-    bars: pd.DataFrame, *, horizons: list[int], candles: bool = True, seed: int = 0
+    bars: pd.DataFrame,
+    *,
+    horizons: list[int],
+    candles: bool = True,
+    seed: int = 0,
+    overlap: str = "thin",
 ) -> list[PatternStat]:
     """Run every chart detector (and TA-Lib candlestick, split by direction) over ``bars``."""
     if len(bars) < 200:
@@ -175,10 +236,14 @@ def scan_patterns(
     close = bars["close"].to_numpy(dtype=float)
     results = []
     for name, detect in CHART_PATTERNS.items():
-        results += pattern_vs_random(name, detect(bars), close, horizons, seed=seed)
+        results += pattern_vs_random(
+            name, detect(bars), close, horizons, seed=seed, overlap=overlap
+        )
     for name in candlestick_names() if candles else []:
         signal = candlestick(bars, name)
         for label, direction in (("bull", 1), ("bear", -1)):
             events = signal == direction
-            results += pattern_vs_random(f"{name}:{label}", events, close, horizons, seed=seed)
+            results += pattern_vs_random(
+                f"{name}:{label}", events, close, horizons, seed=seed, overlap=overlap
+            )
     return results

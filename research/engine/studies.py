@@ -295,11 +295,18 @@ def patterns_study(
     candles: bool = True,
     min_events: int = 10,
     seed: int = 0,
+    overlap: str = "thin",
 ) -> StudyOutput:
-    """Test every pattern's forward returns against random bars, corrected over all tests."""
+    """Test every pattern's forward returns against random bars, corrected over all tests.
+
+    Overlapping forward returns (horizon > 1) are handled by ``overlap``: Newey-West standard
+    errors ("hac") or non-overlapping samples only ("thin", the default).
+    """
     stats = []
     for symbol, bars in bars_by_symbol.items():
-        found = patterns.scan_patterns(bars, horizons=horizons, candles=candles, seed=seed)
+        found = patterns.scan_patterns(
+            bars, horizons=horizons, candles=candles, seed=seed, overlap=overlap
+        )
         stats += [(symbol, s) for s in found if s.events >= min_events]
     reject, adjusted = hypothesis.adjust_pvalues(
         [s.p_value for _, s in stats], method=correction, alpha=alpha
@@ -313,7 +320,8 @@ def patterns_study(
                 p_value=p,
                 effect_size=s.mean - s.baseline_mean,
                 significant=sig,
-                description="mean forward log return after the pattern minus random bars",
+                description="mean forward log return after the pattern minus other bars; "
+                f"overlapping horizons: {overlap}",
                 details={
                     "events": s.events,
                     "mean": s.mean,
@@ -329,6 +337,7 @@ def patterns_study(
         "baseline_uncorrected_false_positives": alpha * len(stats),
         "correction": correction,
         "horizons": horizons,
+        "overlap": overlap,
     }
     effects = [f.effect_size for f in out.findings]
     out.figures.append(
