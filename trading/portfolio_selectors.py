@@ -1,0 +1,347 @@
+"""Reads behind the API's portfolio, trades, performance and profit endpoints.
+
+Everything is aggregated in the database (sums, per-period last snapshots, time buckets) so a
+request costs a few indexed queries whatever the number of fills or snapshots stored. The
+performance figures are the backtests' own (``backtesting.engine.metrics.summarize``) on the
+account's stored equity snapshots, never a second copy of the maths.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, F, FloatField, Func, Max, Min, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
+from django.utils import timezone
+
+from backtesting.engine.metrics import summarize
+from backtesting.engine.result import round_trips
+from trading.engine.orders import Fill as EngineFill
+from trading.engine.orders import Liquidity, OrderSide
+from trading.models import Account, Fill, PortfolioSnapshot, Position
+
+ZERO = Decimal(0)
+YEAR_SECONDS = 365 * 24 * 3600
+# Round trips are rebuilt from all of an account's fills; past this many the request is refused.
+ROUND_TRIP_MAX_FILLS = 200_000
+PERIODS = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
+
+
+class TooManyFills(ValueError):
+    """The account has more fills than a round-trip rebuild may read in one request."""
+
+
+class EpochSeconds(Func):
+    """Seconds since 1970 of a datetime column, as a float, on SQLite and PostgreSQL."""
+
+    output_field = FloatField()
+
+    def as_sql(self, compiler, connection, **extra):  # PostgreSQL and the others
+        return super().as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)")
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = "((julianday(%(expressions)s) - 2440587.5) * 86400.0)"
+        return super().as_sql(compiler, connection, template=template)
+
+
+class BucketOf(Func):
+    """``CAST((epoch(ts) - origin) / width AS INTEGER)``: the time bucket of a row."""
+
+    output_field = FloatField()
+
+    def __init__(self, ts: str, origin: float, width: float) -> None:
+        super().__init__(EpochSeconds(ts), origin=origin, width=width)
+
+    def as_sql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        # 1 ms of slack: SQLite's julianday arithmetic is exact to ~50 us, so a row stamped on a
+        # bucket boundary must not fall into the bucket before.
+        origin = float(self.extra["origin"]) - 0.001
+        return f"CAST(({sql} - {origin!r}) / {float(self.extra['width'])!r} AS INTEGER)", params
+
+
+# --------------------------------------------------------------------------- portfolio
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def portfolio_summaries(*, accounts: QuerySet[Account], now: datetime | None = None) -> list[dict]:
+    """Return cash, equity, P&L, exposure and trading state of each account."""
+    now = now or timezone.now()
+    midnight = _day_start(now)
+    rows = []
+    for account in accounts.select_related("trading_state").prefetch_related("positions"):
+        positions = [p for p in account.positions.all() if p.quantity != 0]
+        values = [p.quantity * _mark(p) for p in positions]
+        equity = account.cash + sum(values, ZERO)
+        opening = (
+            PortfolioSnapshot.objects.filter(account=account, ts__lt=midnight)
+            .order_by("-ts")
+            .values_list("equity", flat=True)
+            .first()
+        )
+        start_of_day = opening if opening is not None else account.initial_capital
+        state = getattr(account, "trading_state", None)
+        rows.append(
+            {
+                "account": account.pk,
+                "name": account.name,
+                "mode": account.mode,
+                "base_currency": account.base_currency,
+                "cash": account.cash,
+                "equity": equity,
+                "positions_value": sum(values, ZERO),
+                "gross_exposure": sum((abs(v) for v in values), ZERO),
+                "net_exposure": sum(values, ZERO),
+                "realized_pnl": sum((p.realized_pnl for p in account.positions.all()), ZERO),
+                "unrealized_pnl": sum((p.unrealized_pnl for p in positions), ZERO),
+                "daily_pnl": equity - start_of_day,
+                "total_pnl": equity - account.initial_capital,
+                "initial_capital": account.initial_capital,
+                "open_positions": len(positions),
+                "trading_state": state.state if state else "active",
+                "as_of": now,
+            }
+        )
+    return rows
+
+
+def _mark(position: Position) -> Decimal:
+    return position.mark_price if position.mark_price is not None else position.average_price
+
+
+def positions_of(*, accounts: QuerySet[Account], include_closed: bool = False) -> QuerySet:
+    """Return the positions of ``accounts`` (open ones unless ``include_closed``)."""
+    rows = Position.objects.filter(account__in=accounts).select_related("account", "symbol")
+    if not include_closed:
+        rows = rows.exclude(quantity=0)
+    return rows.order_by("account__name", "symbol__name")
+
+
+# --------------------------------------------------------------------------- trades
+
+
+def fills_of(
+    *,
+    accounts: QuerySet[Account],
+    symbol: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> QuerySet[Fill]:
+    """Return the fills of ``accounts`` (optionally one symbol, ``start <= ts < end``)."""
+    rows = Fill.objects.filter(account__in=accounts)
+    if symbol:
+        rows = rows.filter(symbol__name=symbol)
+    if start is not None:
+        rows = rows.filter(ts__gte=start)
+    if end is not None:
+        rows = rows.filter(ts__lt=end)
+    return rows.select_related("account", "symbol")
+
+
+def round_trips_of(*, account: Account, symbol: str | None = None) -> list:
+    """Return the account's round trips (newest entry first), rebuilt from all its fills.
+
+    Open trades are marked at the position's last mark. Raises ``TooManyFills`` past
+    ``ROUND_TRIP_MAX_FILLS``.
+    """
+    rows = Fill.objects.filter(account=account)
+    if symbol:
+        rows = rows.filter(symbol__name=symbol)
+    if rows.count() > ROUND_TRIP_MAX_FILLS:
+        raise TooManyFills(
+            f"more than {ROUND_TRIP_MAX_FILLS} fills: ask for one symbol, or read /trades"
+        )
+    fields = ("order_id", "symbol__name", "side", "quantity", "price", "fee", "liquidity", "ts")
+    fills = [
+        EngineFill(str(o), s, OrderSide(side), q, p, fee, Liquidity(liq), ts)
+        for o, s, side, q, p, fee, liq, ts in rows.order_by("ts", "pk").values_list(*fields)
+    ]
+    marks = {
+        name: mark
+        for name, mark in Position.objects.filter(account=account).values_list(
+            "symbol__name", "mark_price"
+        )
+        if mark is not None
+    }
+    trips = round_trips(fills, last_prices=marks)
+    trips.reverse()
+    return trips
+
+
+# --------------------------------------------------------------------------- equity
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    ts: datetime
+    equity: Decimal
+    drawdown: float
+
+
+def equity_span(*, account: Account) -> tuple[datetime | None, datetime | None, int]:
+    """Return the first and last snapshot time of ``account`` and the number of snapshots."""
+    span = PortfolioSnapshot.objects.filter(account=account).aggregate(
+        first=Min("ts"), last=Max("ts"), n=Count("pk")
+    )
+    return span["first"], span["last"], span["n"]
+
+
+def equity_curve(*, account: Account, points: int) -> list[EquityPoint]:
+    """Return at most ``points`` snapshots: the last of each of ``points`` equal time buckets."""
+    first, last, count = equity_span(account=account)
+    if first is None:
+        return []
+    snapshots = PortfolioSnapshot.objects.filter(account=account)
+    if count > points:
+        # Wider than the span by more than BucketOf's slack: the last row is in bucket points-1.
+        width = ((last - first).total_seconds() + 0.002) / points
+        snapshots = _last_per_bucket(snapshots, first, width)
+    rows = snapshots.order_by("ts").values_list("ts", "equity", "drawdown")
+    return [EquityPoint(ts, equity, drawdown) for ts, equity, drawdown in rows]
+
+
+def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> QuerySet:
+    """Narrow ``snapshots`` to the last one of each ``width``-second bucket from ``origin``."""
+    lasts = (
+        snapshots.annotate(bucket=BucketOf("ts", origin.timestamp(), width))
+        .values("bucket")
+        .annotate(last=Max("ts"))
+        .values("last")
+    )
+    return snapshots.filter(ts__in=lasts)
+
+
+def performance_of(*, account: Account, bucket_seconds: int) -> dict:
+    """Return the backtest metrics of the account's equity, sampled at ``bucket_seconds``.
+
+    The equity is the last snapshot of each bucket (no look-ahead: a bucket's value is what was
+    stored by its end); returns are annualised 24/7. Trade metrics come from the round trips.
+    """
+    first, last, count = equity_span(account=account)
+    base = {"account": account.pk, "snapshots": count, "start": first, "end": last}
+    if first is None:
+        return {**base, "points": 0, "periods_per_year": None, "metrics": {}, "baseline": {}}
+    snapshots = _last_per_bucket(
+        PortfolioSnapshot.objects.filter(account=account), first, float(bucket_seconds)
+    )
+    equity = [float(v) for v in snapshots.order_by("ts").values_list("equity", flat=True)]
+    initial = float(account.initial_capital) or equity[0]
+    pnls: list[float] = []
+    returns: list[float] = []
+    note = ""
+    try:
+        for trip in round_trips_of(account=account):
+            if not trip.is_open:
+                pnls.append(float(trip.pnl))
+                returns.append(trip.return_pct)
+    except TooManyFills as exc:
+        note = f"trade metrics left out: {exc}"
+    ppy = YEAR_SECONDS / bucket_seconds
+    years = max((last - first).total_seconds(), bucket_seconds) / YEAR_SECONDS
+    metrics = summarize(
+        equity, initial=initial, periods_per_year=ppy, trade_pnls=pnls, trade_returns=returns,
+        years=years,
+    )  # fmt: skip
+    cash = summarize([initial] * len(equity), initial=initial, periods_per_year=ppy, years=years)
+    return {
+        **base,
+        "points": len(equity),
+        "periods_per_year": ppy,
+        "metrics": _finite(metrics),
+        "baseline": {
+            "name": "cash (no trading): the account's initial capital held flat",
+            "metrics": _finite(cash),
+        },
+        "note": note,
+    }
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    """Return the metrics with NaN and infinities as None (JSON has neither)."""
+    return {k: (v if isinstance(v, float | int) and math.isfinite(v) else None)
+            for k, v in metrics.items()}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- profit
+
+
+def profit_by_period(*, account: Account, period: str, count: int) -> list[dict]:
+    """Return the last ``count`` periods' profit: equity at the period's end minus the previous.
+
+    The first period is measured from the equity before it (or the initial capital).
+    """
+    trunc = PERIODS[period]
+    snapshots = PortfolioSnapshot.objects.filter(account=account)
+    ends = (
+        snapshots.annotate(period=trunc("ts"))
+        .values("period")
+        .annotate(last=Max("ts"))
+        .order_by("-period")[: count + 1]
+    )
+    ends = list(ends)
+    equity_at = dict(
+        snapshots.filter(ts__in=[e["last"] for e in ends]).values_list("ts", "equity")
+    )
+    fills = _fills_per_period(account, trunc, [e["period"] for e in ends])
+    rows = []
+    for i, end in enumerate(ends[:count]):
+        previous = ends[i + 1] if i + 1 < len(ends) else None
+        before = equity_at[previous["last"]] if previous else account.initial_capital
+        closing = equity_at[end["last"]]
+        rows.append(
+            {
+                "period": end["period"],
+                "starting_equity": before,
+                "ending_equity": closing,
+                "profit": closing - before,
+                "profit_ratio": float((closing - before) / before) if before else None,
+                "fills": fills.get(end["period"], (0, ZERO))[0],
+                "fees": fills.get(end["period"], (0, ZERO))[1],
+            }
+        )
+    return rows
+
+
+def _fills_per_period(account: Account, trunc, periods: list) -> dict:
+    if not periods:
+        return {}
+    rows = (
+        Fill.objects.filter(account=account, ts__gte=min(periods))
+        .annotate(period=trunc("ts"))
+        .values("period")
+        .annotate(n=Count("pk"), fees=Sum("fee"))
+    )
+    return {r["period"]: (r["n"], r["fees"] or ZERO) for r in rows}
+
+
+def profit_by_symbol(*, account: Account) -> list[dict]:
+    """Return P&L per symbol (realised and unrealised gross of fees; net after them), with fill
+    counts and traded value."""
+    traded = {
+        r["symbol__name"]: r
+        for r in Fill.objects.filter(account=account)
+        .values("symbol__name")
+        .annotate(n=Count("pk"), notional=Sum(F("quantity") * F("price")), fees=Sum("fee"))
+    }
+    rows = []
+    for p in Position.objects.filter(account=account).select_related("symbol"):
+        stats = traded.get(p.symbol.name, {})
+        rows.append(
+            {
+                "symbol": p.symbol.name,
+                "quantity": p.quantity,
+                "realized_pnl": p.realized_pnl,
+                "unrealized_pnl": p.unrealized_pnl,
+                "fees": p.fees,
+                "net_pnl": p.realized_pnl + p.unrealized_pnl - p.fees,
+                "fills": stats.get("n", 0),
+                "traded_value": stats.get("notional") or ZERO,
+            }
+        )
+    return sorted(rows, key=lambda r: r["symbol"])
