@@ -20,3 +20,22 @@ class AlertChannel(models.TextChoices):
     EMAIL = "email"
     SLACK = "slack"
     WEBHOOK = "webhook"
+    TELEGRAM = "telegram"
+    SMS = "sms"
+
+
+class AlertState(models.TextChoices):
+    """Where an alert is in its life: open until someone acknowledges or resolves it."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class DeliveryStatus(models.TextChoices):
+    """Outcome of sending an alert to one channel."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from monitoring.choices import AlertChannel, Severity
+from monitoring.choices import AlertChannel, AlertState, DeliveryStatus, Severity
 
 
 class SystemEvent(models.Model):
@@ -71,20 +71,122 @@ class AuditLog(models.Model):
 
 
 class AlertRule(models.Model):
-    """Routes events matching a source and minimum severity to a channel."""
+    """Routes alert events matching source, kind, minimum severity, account and symbol to a
+    channel; unacknowledged critical alerts escalate to a second channel after N minutes.
+
+    ``target`` is the channel's address: e-mail addresses (comma-separated), a Slack webhook
+    URL, a Telegram chat id, a phone number (+E.164) or a webhook URL; ``env:NAME`` reads it from
+    the environment when sending. Keys (Telegram bot token, Twilio SID/token) come only from the
+    environment.
+    """
 
     name = models.CharField(max_length=100, unique=True)
-    source = models.CharField(max_length=64, help_text="risk, marketdata, trading, system or *")
+    source = models.CharField(
+        max_length=64, default="*", help_text="risk, marketdata, trading, system, jobs, ml or *"
+    )
+    kind = models.CharField(
+        max_length=64, blank=True, help_text="Alert kind (e.g. max_drawdown_pct); blank: any"
+    )
     min_severity = models.CharField(
         max_length=16, choices=Severity.choices, default=Severity.WARNING
     )
+    account = models.CharField(max_length=64, blank=True, help_text="Account name; blank: any")
+    symbol = models.CharField(max_length=32, blank=True, help_text="Symbol; blank: any")
     channel = models.CharField(
         max_length=16, choices=AlertChannel.choices, default=AlertChannel.LOG
     )
     target = models.CharField(max_length=500, blank=True, help_text="Address, channel or URL")
     enabled = models.BooleanField(default=True)
-    cooldown_seconds = models.PositiveIntegerField(default=300)
+    cooldown_seconds = models.PositiveIntegerField(
+        default=300, help_text="The same alert within this is counted, not resent"
+    )
+    max_per_hour = models.PositiveIntegerField(
+        default=30, help_text="Deliveries of this rule per hour; beyond it they are not sent"
+    )
+    escalate_after_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Unacknowledged critical alerts escalate after this"
+    )
+    escalation_channel = models.CharField(
+        max_length=16, choices=AlertChannel.choices, blank=True
+    )
+    escalation_target = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+
+class Alert(models.Model):
+    """One ongoing alert of a rule: repeats within the cooldown are counted into it."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    source = models.CharField(max_length=64)
+    kind = models.CharField(max_length=64)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    account = models.CharField(max_length=64, blank=True)
+    symbol = models.CharField(max_length=32, blank=True)
+    message = models.TextField()
+    context = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=AlertState.choices, default=AlertState.OPEN)
+    occurrences = models.PositiveIntegerField(default=1)
+    deduplicated = models.PositiveIntegerField(default=0, help_text="Repeats counted, not sent")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        indexes = [models.Index(fields=["rule", "fingerprint", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.severity}) x{self.occurrences}"
+
+
+class AlertDelivery(models.Model):
+    """One attempt to tell people about an alert through one channel."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=AlertChannel.choices)
+    target = models.CharField(max_length=500, blank=True)
+    escalation = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.status}"
+
+
+class PushDevice(models.Model):
+    """A phone that receives push alerts: one token per user and device."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_devices"
+    )
+    device_id = models.CharField(max_length=128)
+    platform = models.CharField(max_length=16, choices=[("ios", "iOS"), ("android", "Android")])
+    token = models.CharField(max_length=512)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "device_id"], name="pushdevice_user_device")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.device_id} ({self.platform})"
