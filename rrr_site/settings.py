@@ -265,6 +265,28 @@ SPECTACULAR_SETTINGS = {
 # The dashboard and the API docs send anonymous browsers to the admin's login page.
 LOGIN_URL = "admin:login"
 
+# --- Alerts and the Telegram bot (monitoring/alerts.py, monitoring/channels/) ------------------
+# Keys only from the environment; the service endpoints are settings so tests (and proxies) can
+# point them at another host.
+ALERT_EMAIL_FROM = env.str("ALERT_EMAIL_FROM", default="rrr-alerts@localhost")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+SLACK_WEBHOOK_BASE = env.str("SLACK_WEBHOOK_BASE", default="https://hooks.slack.com/services")
+TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org")
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_ALLOWED_CHAT_IDS = [int(i) for i in env.list("TELEGRAM_ALLOWED_CHAT_IDS", default=[])]
+TWILIO_API_URL = env.str("TWILIO_API_URL", default="https://api.twilio.com")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+ALERT_LARGE_FILL_PCT = env.float("ALERT_LARGE_FILL_PCT", default=0.10)  # of equity
+ALERT_REJECT_BURST = env.int("ALERT_REJECT_BURST", default=10)  # rejects in 5 minutes
+ALERT_QUARANTINE_BURST = env.int("ALERT_QUARANTINE_BURST", default=50)  # in 5 minutes
+
 # --- Metrics: a bearer token or an allowed network (see monitoring/metrics_access.py) ---------
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
