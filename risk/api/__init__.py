@@ -1,0 +1,1 @@
+"""REST endpoints of risk: limits, events, the VaR/drawdown report, halt/pause/resume."""

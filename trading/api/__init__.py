@@ -1,0 +1,1 @@
+"""REST endpoints of trading: orders, positions, accounts and engine control."""
