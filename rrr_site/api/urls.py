@@ -14,13 +14,14 @@ from django.apps import apps
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, include, path
 
-from rrr_site.api import auth
+from rrr_site.api import auth, stats
 
 _AUTH = [
     path("auth/token", auth.TokenObtainView.as_view(), name="api-token-obtain"),
     path("auth/token/refresh", auth.TokenRefreshView.as_view(), name="api-token-refresh"),
     path("auth/token/revoke", auth.TokenRevokeView.as_view(), name="api-token-revoke"),
     path("auth/me", auth.MeView.as_view(), name="api-me"),
+    path("stats", stats.StatsView.as_view(), name="api-stats"),
 ]
 
 

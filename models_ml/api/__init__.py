@@ -1,0 +1,1 @@
+"""REST endpoints of models_ml: decisions (predictions) and the model registry."""

@@ -1,0 +1,79 @@
+"""The API's ``/stats``: counts, feed lag, engine uptime and heartbeat, task queue depth."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from backtesting.models import BacktestRun
+from marketdata.models import Bar, Symbol
+from models_ml.models import MLModel, Prediction
+from trading.choices import OPEN_ORDER_STATUSES
+from trading.models import Account, Fill, Order, Position
+from trading.selectors import engine_status
+
+logger = logging.getLogger(__name__)
+PROCESS_STARTED = time.time()  # this web process's start, for its uptime
+
+
+def _latest_bar(symbols: list[int]) -> datetime | None:
+    """Return the newest 1m bar's start over ``symbols`` (one index probe each)."""
+    bars = Bar.objects.filter(timeframe="1m").order_by("-ts")
+    stamps = [bars.filter(symbol_id=pk).values_list("ts", flat=True).first() for pk in symbols]
+    stamps = [ts for ts in stamps if ts is not None]
+    return max(stamps) if stamps else None
+
+
+def _queue_depth() -> int | None:
+    """Return how many tasks wait on the django-q2 broker (None when it cannot be asked)."""
+    from django_q.brokers import get_broker
+
+    try:
+        return int(get_broker().queue_size())
+    except Exception:  # a broken broker is reported as unknown here; /health/ready says why
+        logger.warning("stats: the task broker did not answer queue_size", exc_info=True)
+        return None
+
+
+def api_stats(*, accounts: QuerySet[Account], now: datetime | None = None) -> dict:
+    """Return the counts (over ``accounts`` for account data), feed lag, engines and queue."""
+    now = now or timezone.now()
+    symbols = list(Symbol.objects.filter(active=True).values_list("pk", flat=True))
+    latest = _latest_bar(symbols)
+    engines = [engine_status(account=a) for a in accounts]
+    beats = [e["last_heartbeat"] for e in engines if e["last_heartbeat"] is not None]
+    running = [e for e in engines if e["running"]]
+    counts = {
+        "accounts": accounts.count(),
+        "orders": Order.objects.filter(account__in=accounts).count(),
+        "open_orders": Order.objects.filter(
+            account__in=accounts, status__in=OPEN_ORDER_STATUSES
+        ).count(),
+        "fills": Fill.objects.filter(account__in=accounts).count(),
+        "open_positions": Position.objects.filter(account__in=accounts)
+        .exclude(quantity=0)
+        .count(),
+        "symbols": len(symbols),
+        "models": MLModel.objects.count(),
+        "active_models": MLModel.objects.filter(active=True).count(),
+        "predictions": Prediction.objects.count(),
+        "backtests": BacktestRun.objects.count(),
+    }
+    return {
+        "as_of": now,
+        "counts": counts,
+        "latest_bar": latest,
+        "feed_lag_seconds": (now - latest).total_seconds() if latest else None,
+        "engines_running": len(running),
+        "engine_uptime_seconds": max(
+            ((now - e["started_at"]).total_seconds() for e in running if e["started_at"]),
+            default=None,
+        ),
+        "last_heartbeat": max(beats) if beats else None,
+        "api_uptime_seconds": time.time() - PROCESS_STARTED,
+        "queue_depth": _queue_depth(),
+    }
