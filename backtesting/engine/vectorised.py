@@ -39,6 +39,7 @@ from trading.engine.strategies import STRATEGIES
 SUPPORTED = ("sma_cross", "rsi_reversion", "bollinger_breakout")
 FEE_DIGITS = -FEE_STEP.as_tuple().exponent  # type: ignore[operator]
 _FEE_SCALE = 10.0**FEE_DIGITS
+_TIE_RELATIVE = 1e-15  # ~9 ulps: the float error of qty × price × rate, with room
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +282,7 @@ class _Costs:
     reject: bool  # buying-power policy: reject (else reduce) what the account cannot pay
     step: float  # reduced quantities are floored to this
     step_digits: int
+    qty_digits: int  # decimals of any quantity (lots and steps): the engine's exact Decimal
 
 
 def _costs(config: BacktestConfig, params: Mapping[str, Any]) -> _Costs:
@@ -301,8 +303,14 @@ def _costs(config: BacktestConfig, params: Mapping[str, Any]) -> _Costs:
         leverage=float(config.leverage),
         reject=BuyingPowerPolicy(config.buying_power) is BuyingPowerPolicy.REJECT,
         step=float(config.quantity_step),
-        step_digits=max(0, -int(config.quantity_step.normalize().as_tuple().exponent)),
+        step_digits=_decimals(config.quantity_step),
+        qty_digits=max(_decimals(config.quantity_step), _decimals(params["lot"])),
     )
+
+
+def _decimals(value: Any) -> int:
+    """Return the number of decimals of ``value`` (0 for a whole number)."""
+    return max(0, -int(Decimal(str(value)).normalize().as_tuple().exponent))
 
 
 def _change_points(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -372,15 +380,19 @@ def _retry(
         start = k + 1
 
 
-def _fee(qty: float, price: float, rate: float, bps: Decimal) -> float:
+def _fee(qty: float, price: float, c: _Costs) -> float:
     """Return the fee as the engine charges it: rounded half-even to 1e-10 (``money.fee_for``);
     a product within float noise of a tie is rounded in Decimal, as the engine does."""
-    scaled = qty * price * rate * _FEE_SCALE
+    scaled = qty * price * c.fee * _FEE_SCALE
     units = math.floor(scaled)
-    if abs(scaled - units - 0.5) > 1e-6:
+    # The float product is within a few ulps of the exact one, and an ulp grows with the fee:
+    # 84.89834735905 (a tie) is 848983473590.5 ± 1e-4 in units of 1e-10.
+    if abs(scaled - units - 0.5) > 1e-6 + scaled * _TIE_RELATIVE:
         # The nearest double to units(+1) × 1e-10, as round(raw, 10) gives, for less.
         return (units + (scaled - units > 0.5)) / _FEE_SCALE
-    return float(fee_for(Decimal(repr(qty)), Decimal(repr(price)), bps))
+    # The engine's exact quantity (a whole number of steps), not the float's binary noise.
+    exact = Decimal(repr(round(qty, c.qty_digits)))
+    return float(fee_for(exact, Decimal(repr(price)), c.fee_bps))
 
 
 class _Account:
@@ -413,7 +425,7 @@ class _Account:
             delta = self.affordable(delta, price)  # the venue's guard at the fill
             if delta == 0:
                 return
-        paid = _fee(abs(delta), price, c.fee, c.fee_bps)
+        paid = _fee(abs(delta), price, c)
         self.cash -= delta * price + paid
         self.pos = pos + delta
         bars, prices, deltas, fees, cash, position = self.columns

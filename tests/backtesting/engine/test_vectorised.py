@@ -102,3 +102,24 @@ def test_refuses_several_symbols() -> None:
         with pytest.raises(BacktestConfigError, match="one symbol at a time"):
             run_vectorised("sma_cross", given, {"fast": 3, "slow": 9})
     run_vectorised("sma_cross", prepare_bars(walk_frame(60)).slice(5, 60), {"fast": 3, "slow": 9})
+
+
+def test_fees_round_as_the_engine_does_on_ties_of_any_size() -> None:
+    """Half-even ties of large fees (84.89834735905 → ...590) are judged in Decimal: a fixed
+    float tolerance missed them once the float's ulp outgrew it (the 1M-bar bench drifted)."""
+    from decimal import Decimal
+
+    from backtesting.engine.vectorised import _costs, _fee
+    from trading.engine.money import fee_for
+
+    costs = _costs(BacktestConfig(taker_fee_bps=D(10)), {"fraction": D(1), "lot": D("1E-8")})
+    rng = np.random.default_rng(5)
+    checked = 0
+    for _ in range(3000):
+        units = int(rng.integers(1, 10**9)) * 1000 + 1  # qty × price ≡ cents (mod 1000)
+        cents = int(rng.integers(1, 10**4)) * 1000 + int(rng.choice([500, 499, 501, 0]))
+        qty, price = Decimal(units).scaleb(-8), Decimal(cents).scaleb(-2)
+        assert _fee(float(qty), float(price), costs) == float(fee_for(qty, price, D(10)))
+        checked += 1
+    assert _fee(1.65598766, 51267.5, costs) == float(fee_for(D("1.65598766"), D("51267.5"), D(10)))
+    assert checked == 3000
