@@ -102,6 +102,9 @@ class OnchainMetric(models.Model):
     large_volume = models.FloatField(default=0.0)
     exchange_inflow = models.FloatField(default=0.0, help_text="Into listed exchange addresses")
     exchange_outflow = models.FloatField(default=0.0, help_text="Out of listed exchange addresses")
+    token_transfers = models.PositiveIntegerField(
+        default=0, help_text="ERC-20 Transfer events of the configured tokens (eth)"
+    )
     first_block = models.BigIntegerField()
     last_block = models.BigIntegerField()
     blocks = models.PositiveIntegerField()
