@@ -1,0 +1,256 @@
+"""Load the REST API at a fixed request rate under daphne and report latency per endpoint.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/rrr_bench_api \\
+        .venv/bin/python bench/api_load.py --duration 60        # the figure (PostgreSQL)
+    .venv/bin/python bench/api_load.py --sqlite --duration 60  # the embedded default
+
+The database named by DATABASE_URL is a scratch database: it is migrated and seeded with one
+paper account holding ``--fills`` fills (COPY on PostgreSQL), ``--snapshots`` portfolio snapshots
+and ``--predictions`` predictions. daphne serves ``rrr_site.asgi`` on 127.0.0.1 as in
+production (deploy/systemd/rrr-web.service, DEBUG off); an open-loop generator sends
+``--rate`` requests/s round-robin over ``/api/portfolio``, ``/api/trades?limit=100`` and
+``/api/performance/equity-curve?points=500`` with a JWT, and ``/health`` as the reference
+measured in the same run. Latency counts from each request's scheduled start, so a stall shows.
+The per-user throttle is raised for the run (one user sends every request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENDPOINTS = [
+    "/api/portfolio",
+    "/api/trades?limit=100",
+    "/api/performance/equity-curve?points=500",
+]
+REFERENCE = "/health"
+PASSWORD = "bench-password-not-secret"
+
+
+def _setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rrr_site.settings")
+    import django
+
+    django.setup()
+
+
+def _load(table: str, columns: list[str], rows) -> None:
+    """Insert rows: COPY on PostgreSQL, executemany on SQLite."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join(["%s"] * len(columns))
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+            batch = []
+            for row in rows:
+                batch.append([v.isoformat(" ") if isinstance(v, datetime) else v for v in row])
+                if len(batch) == 20_000:
+                    cursor.executemany(sql, batch)
+                    batch = []
+            if batch:
+                cursor.executemany(sql, batch)
+
+
+def seed(fills: int, snapshots: int, predictions: int) -> None:
+    """Migrate, bootstrap and store the account's history."""
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from marketdata.models import Symbol
+    from models_ml.models import MLModel, Prediction
+    from tests.factories import UserFactory
+    from trading.models import Account, Fill, Order, PortfolioSnapshot
+
+    call_command("migrate", verbosity=0)
+    call_command("bootstrap", "--no-admin", stdout=open(os.devnull, "w"))
+    account = Account.objects.get(name="paper")
+    user = UserFactory(username="bench", password=PASSWORD)
+    user.groups.add(Group.objects.get_or_create(name="trader")[0])
+    account.members.add(user)
+    if Fill.objects.filter(account=account).count() >= fills:
+        return  # seeded by an earlier run
+    btc = Symbol.objects.get(name="BTC-USD")
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    per_order = 1000
+    orders = Order.objects.bulk_create(
+        Order(account=account, symbol=btc, side="buy" if i % 2 == 0 else "sell",
+              quantity=per_order, status="filled", filled_quantity=per_order,
+              created_at=t0 + timedelta(seconds=i), updated_at=t0 + timedelta(seconds=i))
+        for i in range(fills // per_order)
+    )  # fmt: skip
+    started = time.perf_counter()
+    _load(
+        Fill._meta.db_table,
+        ["order_id", "account_id", "symbol_id", "side", "quantity", "price", "fee",
+         "liquidity", "venue_trade_id", "ts"],
+        ((o.pk, account.pk, btc.pk, o.side, "1", f"{50000 + (i % 997)}.5", "0.05", "taker",
+          str(i), t0 + timedelta(seconds=n * per_order + i))
+         for n, o in enumerate(orders) for i in range(per_order)),
+    )  # fmt: skip
+    print(f"seeded {fills:,} fills in {time.perf_counter() - started:.1f} s")
+    _load(
+        PortfolioSnapshot._meta.db_table,
+        ["account_id", "ts", "cash", "positions_value", "total_value", "equity",
+         "gross_exposure", "net_exposure", "realized_pnl", "unrealized_pnl", "total_pnl",
+         "daily_pnl", "total_return", "daily_return", "drawdown"],
+        ((account.pk, t0 + timedelta(minutes=i), "100000", "0", f"{100000 + i % 500}",
+          f"{100000 + i % 500}", "0", "0", "0", "0", "0", "0", 0.0, 0.0, 0.0)
+         for i in range(snapshots)),
+    )  # fmt: skip
+    model = MLModel.objects.create(name="bench", model_type="lstm", version=1)
+    now = datetime.now(UTC)
+    _load(
+        Prediction._meta.db_table,
+        ["model_id", "symbol_id", "ts", "kind", "horizon", "value", "confidence", "features",
+         "created_at"],
+        ((model.pk, btc.pk, t0 + timedelta(minutes=i), "direction", 1, 0.5, 0.5, "{}", now)
+         for i in range(predictions)),
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _token(client, base: str) -> str:
+    response = await client.post(
+        f"{base}/api/v1/auth/token", json={"username": "bench", "password": PASSWORD}
+    )
+    response.raise_for_status()
+    return response.json()["access"]
+
+
+async def load(base: str, rate: float, duration: float) -> dict[str, tuple[list[float], int]]:
+    """Send ``rate`` requests/s for ``duration`` s; return latencies (ms) and errors per path."""
+    import httpx
+
+    paths = [*ENDPOINTS, REFERENCE]
+    results: dict[str, tuple[list[float], list[int]]] = {p: ([], [0]) for p in paths}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        headers = {"Authorization": f"Bearer {await _token(client, base)}"}
+        for path in paths:  # warm each route once (imports, connections, query plans)
+            await client.get(base + path, headers=headers)
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.1
+        total = int(rate * duration)
+
+        async def one(i: int) -> None:
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            path = paths[i % len(paths)]
+            try:
+                response = await client.get(base + path, headers=headers)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies, errors = results[path]
+            latencies.append((loop.time() - due) * 1000)
+            errors[0] += not ok
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+    return {p: (lat, err[0]) for p, (lat, err) in results.items()}
+
+
+def serve_and_load(env: dict[str, str], rate: float, duration: float) -> dict:
+    """Run daphne on a free loopback port, load it, stop it."""
+    port = _free_port()
+    log = tempfile.TemporaryFile()  # a pipe nobody reads would fill up and stall the server
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port),
+         "rrr_site.asgi:application"],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise SystemExit(f"daphne did not start: {log.read().decode()}") from None
+                time.sleep(0.1)
+        return asyncio.run(load(f"http://127.0.0.1:{port}", rate, duration))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def report(label: str, results: dict) -> None:
+    """Print one table: p50/p99 per endpoint, errors, and p99 as a ratio of /health's."""
+    ref_p99 = float(np.percentile(results[REFERENCE][0], 99))
+    print(f"\n{label}")
+    print("| endpoint | requests | p50 ms | p99 ms | errors | p99 / health p99 |")
+    print("|---|---|---|---|---|---|")
+    for path, (latencies, errors) in results.items():
+        p50, p99 = np.percentile(latencies, [50, 99])
+        print(
+            f"| {path} | {len(latencies)} | {p50:.1f} | {p99:.1f} | {errors} | "
+            f"{p99 / ref_p99:.1f}x |"
+        )
+
+
+def main() -> None:
+    """Seed, serve, load and print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sqlite", action="store_true", help="a fresh SQLite file instead")
+    parser.add_argument("--fills", type=int, default=1_000_000)
+    parser.add_argument("--predictions", type=int, default=100_000)
+    parser.add_argument("--snapshots", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds (60 for figures)")
+    args = parser.parse_args()
+    env = {
+        "DJANGO_ENV": "development",
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "API_THROTTLE_USER": "1000000/minute",
+        "RRR_DATA_DIR": tempfile.mkdtemp(prefix="rrr-bench-api-"),
+    }
+    if args.sqlite:
+        env["SQLITE_PATH"] = str(Path(env["RRR_DATA_DIR"]) / "bench.db")
+        os.environ.pop("DATABASE_URL", None)
+        label = "SQLite (WAL)"
+    elif "DATABASE_URL" in os.environ:
+        label = "PostgreSQL"
+    else:
+        raise SystemExit("set DATABASE_URL to a scratch PostgreSQL database, or pass --sqlite")
+    _setup_django(env)
+    seed(args.fills, args.snapshots, args.predictions)
+    from django.db import connections
+
+    connections.close_all()
+    results = serve_and_load(env, args.rate, args.duration)
+    report(
+        f"{label}: {args.rate:g} req/s for {args.duration:g} s, {args.fills:,} fills, "
+        f"{args.predictions:,} predictions, {args.snapshots:,} snapshots (daphne, 1 process)",
+        results,
+    )
+
+
+if __name__ == "__main__":
+    main()
