@@ -40,8 +40,14 @@ def _fill(account, order, symbol, side, qty, price, fee, ts, n):
     )  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hash test passwords cheaply: the API tests log users in, they do not test PBKDF2."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
-def world(db) -> World:
+def world(db, fast_password_hashing) -> World:
     """paper (viewer, trader, admin granted) and other (other_trader granted), with history."""
     from tests.factories import AccountFactory, OrderFactory, SymbolFactory
     from trading.models import PortfolioSnapshot, Position
