@@ -49,7 +49,15 @@ from rrr_site.locks import OwnerLock, owner_lock
 
 logger = logging.getLogger(__name__)
 
-BACKFILL_SOURCES = ("polygon", "ccxt:binance", "ccxt:coinbase", "ccxt:kraken", "csv", "sim")
+BACKFILL_SOURCES = (
+    "polygon",
+    "ccxt:binance",
+    "ccxt:coinbase",
+    "ccxt:kraken",
+    "csv",
+    "tradingview",
+    "sim",
+)
 # Requests per minute when no rate is given: Polygon's free tier allows 5. Other sources: none
 # (local ones need no limit; for ccxt venues ccxt applies each venue's own, weighted per endpoint).
 DEFAULT_RATE_PER_MINUTE: dict[str, float] = {"polygon": 5.0}
@@ -59,6 +67,7 @@ DEFAULT_PAGE_SIZE: dict[str, int] = {
     "ccxt:coinbase": 300,
     "ccxt:kraken": 720,
     "csv": 10_000,
+    "tradingview": 10_000,
     "sim": 1_440,
 }
 # ccxt exchange id and the ``urls["api"]`` key that --url replaces.
@@ -268,12 +277,16 @@ class FilePages(_LocalPages):
         *,
         page_size: int = 10_000,
         limiter: TokenBucket | None = None,
+        tradingview: bool = False,
     ) -> None:
-        from marketdata.adapters.files import BarFileError, read_bars
+        from marketdata.adapters.files import BarFileError, read_bars, read_tradingview_csv
 
         super().__init__(limiter)
         try:
-            self.bars = read_bars(path, symbol=symbol, timeframe=timeframe, venue="csv")
+            if tradingview:  # a TradingView chart export
+                self.bars = read_tradingview_csv(path, symbol=symbol, timeframe=timeframe)
+            else:
+                self.bars = read_bars(path, symbol=symbol, timeframe=timeframe, venue="csv")
         except BarFileError as exc:
             raise BackfillError(str(exc)) from exc
         self.page_size = page_size
@@ -465,8 +478,15 @@ def page_source_open(
         except SimulationConfigError as exc:
             raise BackfillError(f"--plant-pair: {exc}") from None
     if not options.file:
-        raise BackfillError("--source csv needs --file PATH (a .csv or .parquet file)")
-    return FilePages(options.file, symbol, timeframe, page_size=page_size, limiter=limiter)
+        raise BackfillError(f"--source {source} needs --file PATH (a .csv or .parquet file)")
+    return FilePages(
+        options.file,
+        symbol,
+        timeframe,
+        page_size=page_size,
+        limiter=limiter,
+        tradingview=source == "tradingview",
+    )
 
 
 # -- gaps -----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ class DataSource(models.TextChoices):
     CCXT_COINBASE = "ccxt:coinbase"
     CCXT_KRAKEN = "ccxt:kraken"
     CSV = "csv"
+    TRADINGVIEW = "tradingview"
 
 
 class JobStatus(models.TextChoices):

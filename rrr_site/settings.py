@@ -375,6 +375,17 @@ BINANCE_API_KEY = env.str("BINANCE_API_KEY", default="")
 BINANCE_API_SECRET = env.str("BINANCE_API_SECRET", default="")
 KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="")
 KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="")
+
+# --- Alternative data: on-chain nodes, headline sentiment (issue #20) -----------------------
+ETH_RPC_URL = env.str("ETH_RPC_URL", default="")  # an Ethereum node's JSON-RPC endpoint
+BTC_ESPLORA_URL = env.str("BTC_ESPLORA_URL", default="https://blockstream.info/api")
+# OpenAI-compatible chat completions; Perplexity's key is used when no other is given.
+SENTIMENT_LLM_URL = env.str("SENTIMENT_LLM_URL", default="https://api.perplexity.ai")
+SENTIMENT_LLM_MODEL = env.str("SENTIMENT_LLM_MODEL", default="sonar")
+SENTIMENT_LLM_API_KEY = env.str("SENTIMENT_LLM_API_KEY", default="") or env.str(
+    "PERPLEXITY_API_KEY", default=""
+)
+SENTIMENT_NEWS_URLS = env.list("SENTIMENT_NEWS_URLS", default=[])  # RSS/Atom headline feeds
 EXCHANGE_SANDBOX = env.bool("EXCHANGE_SANDBOX", default=False)  # testnets for live venues
 # Optional REST base URL overrides per live venue (a proxy, a testnet, or a local fake).
 EXCHANGE_API_URLS = {

@@ -233,3 +233,31 @@ def _build(
         )
         for stamp, o, h, low, c, v, w, n in zip(stamps, *columns, vwaps, trade_counts, strict=True)
     ]
+
+
+def read_tradingview_csv(path: str | Path, *, symbol: str, timeframe: str) -> list[Bar]:
+    """Read a TradingView chart export ("Export chart data…"): ``time,open,high,low,close,Volume``.
+
+    ``time`` is the bar's open as Unix seconds or ISO 8601 (the export's time-format choice);
+    indicator columns the chart carried (``Volume MA``, ``VWAP``, plots) are ignored: a
+    session-anchored indicator is not the bar's own VWAP. An export without ``Volume`` is
+    refused rather than stored with an invented volume.
+    """
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return []
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BarFileError(f"{path}: cannot read CSV: {exc}") from exc
+    frame = frame.rename(columns=lambda c: str(c).strip().lower())
+    if "time" not in frame.columns:
+        raise BarFileError(f"{path}: not a TradingView export (no 'time' column)")
+    if "volume" not in frame.columns:
+        raise BarFileError(
+            f"{path}: the export has no Volume column; add the Volume indicator to the chart "
+            "and export again"
+        )
+    frame = frame[["time", *REQUIRED_COLUMNS]].rename(columns={"time": "ts"})
+    return bars_from_frame(
+        frame, symbol=symbol, timeframe=timeframe, venue="tradingview", source=str(path)
+    )

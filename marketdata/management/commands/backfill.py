@@ -25,6 +25,7 @@ from marketdata.backfill import (
 )
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.models import BackfillJob, Symbol
+from marketdata.onchain import ONCHAIN_SOURCES
 from marketdata.services import symbols_ensure
 from marketdata.tasks import BACKFILL_TASK
 
@@ -89,8 +90,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--source", required=True, choices=BACKFILL_SOURCES)
-        parser.add_argument("--symbols", required=True, help="e.g. BTC-USD,ETH-USD")
+        parser.add_argument(
+            "--source", required=True, choices=[*BACKFILL_SOURCES, *ONCHAIN_SOURCES]
+        )
+        parser.add_argument("--symbols", help="e.g. BTC-USD,ETH-USD (not for onchain:*)")
         parser.add_argument("--timeframe", default="1m", choices=list(TIMEFRAME_SECONDS))
         parser.add_argument("--start", required=True, help="UTC date or ISO datetime, inclusive")
         parser.add_argument("--end", required=True, help="UTC date or ISO datetime, exclusive")
@@ -122,6 +125,15 @@ class Command(BaseCommand):
             help="Queue the job for a django-q2 worker and print the task id",
         )
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar")
+        parser.add_argument(
+            "--exchange-addresses",
+            default="",
+            help="onchain: comma-separated exchange addresses, or @FILE with one a line",
+        )
+        parser.add_argument(
+            "--large-threshold", type=float, help="onchain: native amount of a large transfer"
+        )
+        parser.add_argument("--tokens", default="", help="onchain:eth: ERC-20 contracts to count")
 
     def handle(self, *args, **options) -> None:
         start = parse_moment(options["start"], "--start")
@@ -130,6 +142,11 @@ class Command(BaseCommand):
             raise CommandError(
                 f"--end {end:%Y-%m-%d %H:%M} must be after --start {start:%Y-%m-%d %H:%M}"
             )
+        if options["source"] in ONCHAIN_SOURCES:
+            from marketdata.onchain_command import onchain_backfill_command
+
+            onchain_backfill_command(self, options, start, end)
+            return
         plan = Plan(
             source=options["source"],
             timeframe=options["timeframe"],
@@ -139,7 +156,7 @@ class Command(BaseCommand):
             enqueue=options["enqueue"],
             progress=not options["no_progress"] and sys.stderr.isatty(),
         )
-        names = [s.strip().upper() for s in options["symbols"].split(",") if s.strip()]
+        names = [s.strip().upper() for s in (options["symbols"] or "").split(",") if s.strip()]
         if not names:
             raise CommandError("--symbols needs at least one symbol, e.g. BTC-USD")
         for name in names:
@@ -148,10 +165,10 @@ class Command(BaseCommand):
     def _source_options(self, source: str, options: dict) -> SourceOptions:
         """Check the source-specific flags and bundle them."""
         file = options["file"]
-        if source == "csv" and not file:
-            raise CommandError("--source csv needs --file PATH (a .csv or .parquet file)")
-        if source != "csv" and file:
-            raise CommandError("--file only applies to --source csv")
+        if source in ("csv", "tradingview") and not file:
+            raise CommandError(f"--source {source} needs --file PATH (a .csv or .parquet file)")
+        if source not in ("csv", "tradingview") and file:
+            raise CommandError("--file only applies to --source csv or tradingview")
         if file and not Path(file).is_file():
             raise CommandError(f"--file {file}: no such file")
         if options["rate"] is not None and options["rate"] < 0:
