@@ -62,7 +62,10 @@ def test_create_answers_201_with_the_order_and_the_verdict(paper, trader):
     data = response.json()
     assert data["order"]["quantity"] == "0.1000000000"
     assert data["order"]["status"] == "pending"
-    assert (data["order"]["stop_loss"], data["order"]["take_profit"]) == ("48000.0000000000", "52000.0000000000")
+    assert (data["order"]["stop_loss"], data["order"]["take_profit"]) == (
+        "48000.0000000000",
+        "52000.0000000000",
+    )
     assert data["risk"]["decision"] == "approve"
     listed = trader.get(f"/api/orders?account={paper.pk}&open=true").json()
     assert [o["id"] for o in listed["results"]] == [data["order"]["id"]]
