@@ -6,3 +6,11 @@ class MonitoringConfig(AppConfig):
 
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        # Time every django-q2 task and count (and alert on) failures, in the worker process.
+        from django_q.signals import post_execute_in_worker
+
+        from monitoring.performance import job_finished
+
+        post_execute_in_worker.connect(job_finished, dispatch_uid="monitoring-job-finished")

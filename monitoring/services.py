@@ -104,26 +104,20 @@ def broadcast(group: str, kind: str, data: dict) -> None:
 
 
 def alert_emit(*, source: str, severity: str, message: str, context: dict | None = None) -> int:
-    """Route an alert to the enabled rules that match; return how many rules matched.
+    """Raise an alert from ``source``: its kind, account and symbol are read from ``context``.
 
-    Every alert is logged as a structured line. Delivery to email, Slack and webhooks belongs to
-    the monitoring alert router; until it exists, matching rules of those channels are logged with
-    their target so nothing is lost.
+    Routing, deduplication and delivery live in ``monitoring.alerts.alert_raise``; this keeps
+    the callers' signature. Returns how many rules matched.
     """
-    from monitoring.models import AlertRule
+    from monitoring.alerts import alert_raise
 
-    order = list(Severity.values)
-    rank = order.index(severity) if severity in order else order.index(Severity.WARNING)
-    rules = [
-        rule
-        for rule in AlertRule.objects.filter(enabled=True)
-        if rule.source in {source, "*"} and order.index(rule.min_severity) <= rank
-    ]
-    logger.log(
-        logging.CRITICAL if severity == Severity.CRITICAL else logging.WARNING,
-        "alert",
-        extra={"source": source, "severity": severity, "alert": message,
-               "context": to_jsonable(context or {}),
-               "routes": [f"{r.channel}:{r.target}" for r in rules]},
+    context = dict(context or {})
+    return alert_raise(
+        source=source,
+        kind=str(context.get("kind") or source),
+        severity=severity,
+        message=message,
+        account=str(context.get("account") or ""),
+        symbol=str(context.get("symbol") or ""),
+        context=context,
     )
-    return len(rules)

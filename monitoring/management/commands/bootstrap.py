@@ -46,6 +46,17 @@ class Command(BaseCommand):
         if not options["no_admin"]:
             self._ensure_admin(options["admin_username"])
         self._ensure_roles()
+        self._ensure_schedules()
+
+    def _ensure_schedules(self) -> None:
+        """Schedule the daily performance record and the every-minute alert tick (django-q2)."""
+        from monitoring.alerts import alerts_schedule_ensure
+        from monitoring.performance import performance_schedule_ensure
+        from monitoring.watch import watch_schedule_ensure
+
+        created = [performance_schedule_ensure(), alerts_schedule_ensure()]
+        created += [watch_schedule_ensure()]
+        self.stdout.write(f"schedules created: {sum(created)}")
 
     def _ensure_roles(self) -> None:
         """Create the API's role groups and put every superuser in ``admin``."""

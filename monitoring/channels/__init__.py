@@ -1,0 +1,1 @@
+"""Alert senders: one function per channel, each raising ``DeliveryFailed`` when it fails."""

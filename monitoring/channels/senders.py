@@ -1,0 +1,125 @@
+"""Send an alert's title and body to a channel: e-mail through Django, the rest through Apprise.
+
+Addresses come from the rule's ``target`` (``env:NAME`` reads it from the environment); keys
+(Telegram bot token, Twilio SID and token) only from settings, which read the environment. The
+services' endpoints are settings too (``SLACK_WEBHOOK_BASE``, ``TELEGRAM_API_URL``,
+``TWILIO_API_URL``), set on the Apprise plugin instance, so the same code talks to a local
+server that speaks the service's API.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import quote, urlsplit
+
+import apprise
+from django.conf import settings
+from django.core.mail import send_mail
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryFailed(Exception):
+    """A channel did not take the message (retried by the delivery task)."""
+
+
+def resolve_target(target: str) -> str:
+    """Return the target, reading ``env:NAME`` from the environment."""
+    target = target.strip()
+    if target.startswith("env:"):
+        name = target[4:]
+        value = os.environ.get(name, "")
+        if not value:
+            raise DeliveryFailed(f"environment variable {name} is not set")
+        return value
+    return target
+
+
+def send(channel: str, target: str, title: str, body: str) -> None:
+    """Deliver ``title``/``body`` to ``channel`` at ``target``; raise ``DeliveryFailed``."""
+    sender = SENDERS.get(channel)
+    if sender is None:
+        raise DeliveryFailed(f"unknown channel {channel!r}")
+    sender(resolve_target(target) if channel != "log" else target, title, body)
+
+
+def _log(target: str, title: str, body: str) -> None:
+    logger.warning("alert", extra={"title": title, "body": body, "target": target})
+
+
+def _email(target: str, title: str, body: str) -> None:
+    recipients = [a.strip() for a in target.split(",") if a.strip()]
+    if not recipients:
+        raise DeliveryFailed("no e-mail address")
+    try:
+        send_mail(title, body, settings.ALERT_EMAIL_FROM, recipients, fail_silently=False)
+    except Exception as exc:  # SMTP errors of every kind: retried
+        raise DeliveryFailed(f"e-mail: {exc}") from exc
+
+
+def _notify(url: str, title: str, body: str, **endpoint: str) -> None:
+    """Build the Apprise plugin for ``url``, point it at ``endpoint``, and send."""
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        raise DeliveryFailed(f"not a valid {url.split(':', 1)[0]} address")
+    for attribute, value in endpoint.items():
+        setattr(plugin, attribute, value)
+    if not plugin.notify(body=body, title=title):
+        raise DeliveryFailed(f"{plugin.service_name} refused the message")
+
+
+def _slack(target: str, title: str, body: str) -> None:
+    # A webhook URL .../services/T000/B000/XXXX: its last three parts are the tokens.
+    tokens = [p for p in urlsplit(target).path.split("/") if p][-3:]
+    if len(tokens) != 3:
+        raise DeliveryFailed("a Slack webhook URL ends in /services/T.../B.../...")
+    url = "slack://{}/{}/{}/?footer=no&image=no".format(*tokens)
+    _notify(url, title, body, webhook_url=settings.SLACK_WEBHOOK_BASE.rstrip("/"))
+
+
+def _telegram(target: str, title: str, body: str) -> None:
+    token = settings.TELEGRAM_BOT_TOKEN
+    if not token:
+        raise DeliveryFailed("TELEGRAM_BOT_TOKEN is not set")
+    url = f"tgram://{quote(token, safe=':')}/{quote(target)}/?image=no&detect=no"
+    _notify(url, title, body, notify_url=settings.TELEGRAM_API_URL.rstrip("/") + "/bot")
+
+
+def _sms(target: str, title: str, body: str) -> None:
+    sid, token, sender = (
+        settings.TWILIO_ACCOUNT_SID,
+        settings.TWILIO_AUTH_TOKEN,
+        settings.TWILIO_FROM_NUMBER,
+    )
+    if not (sid and token and sender):
+        raise DeliveryFailed("SMS needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER")
+    url = f"twilio://{quote(sid)}:{quote(token)}@{quote(sender)}/{quote(target)}"
+    base = settings.TWILIO_API_URL.rstrip("/")
+    _notify(
+        url,
+        title,
+        body,
+        notify_sms_url=base + "/2010-04-01/Accounts/{sid}/Messages.json",
+    )
+
+
+def _webhook(target: str, title: str, body: str) -> None:
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise DeliveryFailed("a webhook target is an http(s) URL")
+    scheme = "jsons" if parts.scheme == "https" else "json"
+    url = f"{scheme}://{parts.netloc}{parts.path or '/'}"
+    if parts.query:
+        url += f"?{parts.query}"
+    _notify(url, title, body)
+
+
+SENDERS = {
+    "log": _log,
+    "email": _email,
+    "slack": _slack,
+    "telegram": _telegram,
+    "sms": _sms,
+    "webhook": _webhook,
+}
