@@ -106,9 +106,7 @@ class AlertRule(models.Model):
     escalate_after_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Unacknowledged critical alerts escalate after this"
     )
-    escalation_channel = models.CharField(
-        max_length=16, choices=AlertChannel.choices, blank=True
-    )
+    escalation_channel = models.CharField(max_length=16, choices=AlertChannel.choices, blank=True)
     escalation_target = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

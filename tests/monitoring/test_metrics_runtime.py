@@ -45,9 +45,10 @@ async def test_the_engine_counts_events_orders_fills_and_sets_portfolio_gauges(p
     assert value("rrr_engine_events_total", account=account) >= runtime.summary.events > 0
     assert value("rrr_feed_messages_received_total", source="sim", symbol="BTC-USD") > 0
     fills = value("rrr_fills_total", account=account, symbol="BTC-USD", side="buy") - before_fills
-    assert fills == await db(
-        lambda: sum(o.fills.count() for o in OrderRow.objects.filter(account=paper))
-    )()
+    assert (
+        fills
+        == await db(lambda: sum(o.fills.count() for o in OrderRow.objects.filter(account=paper)))()
+    )
     assert value("rrr_orders_total", account=account, status="filled", type="market") >= 2
     assert value("rrr_engine_tick_to_order_seconds_count", account=account) >= 2
     assert value("rrr_fill_slippage_bps_count", account=account) >= fills
@@ -66,16 +67,28 @@ def test_slippage_is_signed_against_the_decision_price_and_rejects_name_their_ru
     metrics.on_order(order)
     prices["ETH-USD"] = Decimal("90")  # the market moves; the decision price stays 100
     fill = Fill(
-        order.client_order_id, "ETH-USD", OrderSide.BUY, Decimal(1), Decimal("100.5"),
-        Decimal(0), Liquidity.TAKER, None, account="slip-test",
+        order.client_order_id,
+        "ETH-USD",
+        OrderSide.BUY,
+        Decimal(1),
+        Decimal("100.5"),
+        Decimal(0),
+        Liquidity.TAKER,
+        None,
+        account="slip-test",
     )
     metrics.on_fill(fill)
     # 50 bps worse than decided (the histogram has negative buckets, so no _sum is exported)
     assert value("rrr_fill_slippage_bps_bucket", account="slip-test", le="20.0") == 0
     assert value("rrr_fill_slippage_bps_bucket", account="slip-test", le="50.0") == 1
     rejected = Order(
-        symbol="ETH-USD", side=OrderSide.SELL, quantity=Decimal(1), type=OrderType.LIMIT,
-        price=Decimal(1), status=OrderStatus.REJECTED, account="slip-test",
+        symbol="ETH-USD",
+        side=OrderSide.SELL,
+        quantity=Decimal(1),
+        type=OrderType.LIMIT,
+        price=Decimal(1),
+        status=OrderStatus.REJECTED,
+        account="slip-test",
         reject_reason="max_position_pct[symbol=ETH-USD]: would hold 30 % of equity",
     )
     metrics.on_order(rejected)

@@ -43,14 +43,39 @@ def test_runtrader_without_serve_exposes_its_metrics(subprocess_env):
     call_command("bootstrap", "--no-admin", stdout=open(os.devnull, "w"))
     port = _free_port()
     command = [
-        sys.executable, "manage.py", "runtrader", "--paper", "--timeframe", "1s",
-        "--strategy", "sma_cross", "--param", "fast=2", "--param", "slow=4",
-        "--snapshot-interval", "1", "--heartbeat-interval", "1", "--speed", "30",
-        "--duration", "60", "--metrics-port", str(port),
+        sys.executable,
+        "manage.py",
+        "runtrader",
+        "--paper",
+        "--timeframe",
+        "1s",
+        "--strategy",
+        "sma_cross",
+        "--param",
+        "fast=2",
+        "--param",
+        "slow=4",
+        "--snapshot-interval",
+        "1",
+        "--heartbeat-interval",
+        "1",
+        "--speed",
+        "30",
+        "--duration",
+        "60",
+        "--metrics-port",
+        str(port),
     ]
-    proc = subprocess.Popen(command, cwd=ROOT, env=subprocess_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=subprocess_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
+
         def traded() -> bool:
             samples = _scrape(port)
             events = samples.get(("rrr_engine_events_total", (("account", "paper"),)), 0)
