@@ -45,6 +45,18 @@ class BacktestRun(models.Model):
         help_text="Risk checks attached: their source, the limits and buying power as they were "
         "when the run was created (empty: none)",
     )
+    data_source = models.CharField(
+        max_length=16,
+        default="database",
+        help_text="Where the bars came from: 'database' (observed on venues) or 'sim' (the "
+        "simulated market's, stored marked simulated)",
+    )
+    stops = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Protective stops enforced by runtrader's stop enforcer: stop_loss, "
+        "trailing_stop (fractions), atr_stop (ATR multiple), max_hold (seconds); empty: none",
+    )
     equity_curve = models.JSONField(default=list, blank=True)
     report_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)

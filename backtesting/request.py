@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from backtesting.cli_options import stop_options
 from backtesting.engine.errors import BacktestConfigError
 from backtesting.risk_limits import OFF as RISK_OFF
 from backtesting.risk_limits import risk_snapshot
@@ -24,6 +25,7 @@ from backtesting.services import (
 from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.models import Symbol
+from risk.engine.errors import StopConfigError
 from trading.engine.strategies import available_strategies
 from trading.management.commands.runtrader import parse_params
 
@@ -61,6 +63,7 @@ def validated_request(options: dict[str, Any], start: datetime, end: datetime) -
         "end": end,
         "costs": _costs(options),
         "optimize": options["optimize"] or "",
+        "data_source": options.get("source") or "database",
     }
 
 
@@ -122,8 +125,26 @@ def _costs(options: dict[str, Any]) -> Costs:
     if not 0 < capital < MAX_CAPITAL:
         raise BacktestInputError(f"--capital must be > 0 and < {MAX_CAPITAL:.0e}, got {capital}")
     return Costs(
-        options["fill"], fees, slippage, capital, _periods_per_year(options), _risk(options)
+        options["fill"],
+        fees,
+        slippage,
+        capital,
+        _periods_per_year(options),
+        _risk(options),
+        _stops(options),
     )
+
+
+def _stops(options: dict[str, Any]) -> dict[str, Any]:
+    """Return the stop flags given, once runtrader's rules accept them."""
+    given = stop_options(options)
+    try:
+        Costs(stops=given).config("1h")
+    except (StopConfigError, BacktestConfigError) as exc:
+        raise BacktestInputError(f"stops: {exc}") from exc
+    if given.get("max_hold") is not None and not float(given["max_hold"]) > 0:
+        raise BacktestInputError(f"--max-hold must be > 0 seconds, got {given['max_hold']}")
+    return given
 
 
 def _periods_per_year(options: dict[str, Any]) -> float | None:

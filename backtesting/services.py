@@ -48,7 +48,8 @@ from backtesting.engine.runner import BacktestConfig, BacktestRunner
 from backtesting.models import BacktestRun, BacktestTrade
 from backtesting.report_paths import report_path_in_reports_dir
 from backtesting.risk_limits import risk_hook, snapshot_margin
-from marketdata.services import bars_load_or_simulate
+from marketdata.services import MarketDataUnavailable, bars_load
+from risk.engine.enforcer import stop_rules
 from trading.engine.strategies import STRATEGIES, create_strategy
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,20 @@ class Costs:
     initial_capital: Decimal = Decimal("100000")
     periods_per_year: float | None = None  # None: the bars' calendar
     risk: Mapping[str, Any] = field(default_factory=dict)  # ``risk_limits`` snapshot; {}: none
+    # runtrader's stop options: stop_loss, trailing_stop, atr_stop, max_hold; {}: no stops
+    stops: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, timeframe: str) -> BacktestConfig:
         """Return the engine configuration."""
         slippage = FixedBps(float(self.slippage_bps)) if self.slippage_bps else NoSlippage()
         leverage, policy = snapshot_margin(dict(self.risk))
+        stops = self.stops or {}
+        rules = stop_rules(
+            stop_loss=_decimal_or_none(stops.get("stop_loss")),
+            trailing=_decimal_or_none(stops.get("trailing_stop")),
+            atr_multiple=_decimal_or_none(stops.get("atr_stop")),
+            max_hold=stops.get("max_hold"),
+        )
         return BacktestConfig(
             initial_cash=self.initial_capital,
             fill_model=self.fill_model,
@@ -114,7 +124,12 @@ class Costs:
             periods_per_year=self.periods_per_year,
             leverage=leverage,
             buying_power=policy,
+            stop_rules=tuple(rules),
         )
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
 
 
 def parse_space(strategy: str, overrides: Sequence[str]) -> dict[str, Any]:
@@ -227,13 +242,21 @@ def bars_for(
     timeframe: str,
     start: datetime,
     end: datetime,
+    source: str = "database",
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Return the long bars frame (ts, symbol, OHLCV) and each symbol's data origin."""
+    """Return the long bars frame (ts, symbol, OHLCV) and each symbol's data origin.
+
+    ``source="database"``: stored venue bars only (none for a symbol is a ``BacktestInputError``
+    saying how to backfill them); ``"sim"``: the simulated market's, stored marked simulated.
+    """
     frames, origins = [], {}
     for symbol in symbols:
-        bars, origin = bars_load_or_simulate(
-            symbol=symbol, timeframe=timeframe, start=start, end=end
-        )
+        try:
+            bars, origin = bars_load(
+                symbol=symbol, timeframe=timeframe, start=start, end=end, source=source
+            )
+        except MarketDataUnavailable as exc:
+            raise BacktestInputError(str(exc)) from None
         origins[symbol] = origin
         frame = bars.reset_index()  # ts, OHLCV, vwap, trade_count (models use them)
         frame.insert(1, "symbol", symbol)
@@ -260,6 +283,7 @@ def backtest_run_create(
     optimize: str = "",
     parent: BacktestRun | None = None,
     name: str = "",
+    data_source: str = "database",
 ) -> BacktestRun:
     """Record a pending run (validates the strategy and its parameters first)."""
     try:
@@ -283,6 +307,8 @@ def backtest_run_create(
         initial_capital=costs.initial_capital,
         periods_per_year=costs.periods_per_year,
         risk=dict(costs.risk),
+        stops=_jsonable(dict(costs.stops)),
+        data_source=data_source,
         optimize=optimize,
         task_group=f"backtest-{uuid.uuid4().hex[:12]}" if optimize else "",
     )
@@ -296,6 +322,7 @@ def _costs_of(run: BacktestRun) -> Costs:
         run.initial_capital,
         run.periods_per_year,
         run.risk or {},
+        run.stops or {},
     )
 
 
@@ -327,7 +354,11 @@ def backtest_execute(
     try:
         if bars is None:
             bars, origins = bars_for(
-                symbols=run.symbols, timeframe=run.timeframe, start=run.start, end=run.end
+                symbols=run.symbols,
+                timeframe=run.timeframe,
+                start=run.start,
+                end=run.end,
+                source=run.data_source,
             )
         else:
             origins = {s: "given" for s in run.symbols}
@@ -379,6 +410,25 @@ def _run_engine(
 
     predictions = _model_predictions(run, bars) if run.strategy == "model_signal" else []
     return runner.run(bars, predictions=predictions, progress=report_progress, progress_every=every)
+
+
+def model_signal_in_sample(
+    *, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
+) -> list[str]:
+    """Return why a ``model_signal`` backtest of [start, end) would be in-sample: one line per
+    symbol whose active model was trained on bars inside the range (empty: out of sample)."""
+    from models_ml.selectors import active_model_for, model_training_range
+
+    problems = []
+    for symbol in symbols:
+        model = active_model_for(symbol=symbol, timeframe=timeframe)
+        span = model_training_range(model) if model is not None else None
+        if span is not None and span[0] < end and start < span[1]:
+            problems.append(
+                f"{symbol}: {model} was trained on {span[0]:%Y-%m-%d %H:%M} .. "
+                f"{span[1]:%Y-%m-%d %H:%M}, which overlaps the backtest range"
+            )
+    return problems
 
 
 def _model_predictions(run: BacktestRun, bars: pd.DataFrame) -> list:
@@ -509,7 +559,11 @@ def _child_task(child_id: int) -> dict:
     _claim(child)
     try:
         bars, _ = bars_for(
-            symbols=child.symbols, timeframe=child.timeframe, start=child.start, end=child.end
+            symbols=child.symbols,
+            timeframe=child.timeframe,
+            start=child.start,
+            end=child.end,
+            source=child.data_source,
         )
         result = _run_engine(child, bars, None)
     except BaseException as exc:  # django-q's timeout is a SystemExit: the row must say so too
@@ -593,6 +647,7 @@ class TaskEvaluator:
                 costs=_costs_of(parent),
                 parent=parent,
                 name=f"{parent.name or parent.strategy} trial",
+                data_source=parent.data_source,
             )
             for params in batch
         ]
@@ -746,7 +801,11 @@ def walkforward_execute(
     _claim(parent)
     try:
         bars, origins = bars_for(
-            symbols=parent.symbols, timeframe=parent.timeframe, start=parent.start, end=parent.end
+            symbols=parent.symbols,
+            timeframe=parent.timeframe,
+            start=parent.start,
+            end=parent.end,
+            source=parent.data_source,
         )
         wf = walk_forward(
             parent.strategy,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
+from marketdata.data_source import DATA_SOURCES
 from marketdata.engine.constants import DEFAULT_SYMBOLS
 from marketdata.models import Symbol
 
@@ -91,41 +92,73 @@ def quality_event_record_rejected(*, event: object, reason: str, source: str) ->
 
 
 class MarketDataUnavailable(ValueError):
-    """No bars are stored for a request and none can be simulated."""
+    """No bars are stored for a request (or, with ``--source sim``, none can be simulated)."""
 
 
-def bars_load_or_simulate(
-    *, symbol: str, timeframe: str, start, end, seed: int = 42
+
+
+def _iso(value) -> str:
+    return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else str(value)
+
+
+def bars_missing_message(*, symbol: str, timeframe: str, start, end) -> str:
+    """Return the error for a range without stored bars: what is missing and how to get it."""
+    return (
+        f"no {symbol} {timeframe} bars stored for {_iso(start)} .. {_iso(end)}; fetch them with "
+        f"`manage.py backfill --source ccxt:binance --symbols {symbol} --timeframe {timeframe} "
+        f"--start {_iso(start)} --end {_iso(end)}` (or polygon, csv, ...), or run on the "
+        f"simulated market with --source sim"
+    )
+
+
+def bars_load(
+    *, symbol: str, timeframe: str, start, end, source: str = "database", seed: int = 42
 ) -> tuple[pd.DataFrame, str]:
-    """Return stored bars in [start, end) and their origin: "database" or "simulated".
+    """Return bars in [start, end) and their origin: "database" or "simulated".
 
-    When none are stored, the simulated market's bars for the range (deterministic for ``seed``,
-    the same as ``backfill --source sim``) are generated and stored first, so callers always work
-    on what the database holds.
+    ``source="database"`` reads the bars observed on venues and raises ``MarketDataUnavailable``
+    (saying how to get them) when none are stored: simulated bars never stand in for them.
+    ``source="sim"`` reads the simulated market's bars, generating them first when none are
+    stored (deterministic for ``seed``, as ``backfill --source sim``), stored marked simulated.
     """
-    from marketdata.backfill import BackfillError, SimulatedPages
     from marketdata.selectors import bars_frame
+
+    if source not in DATA_SOURCES:
+        raise MarketDataUnavailable(f"source must be one of {', '.join(DATA_SOURCES)}: {source!r}")
+    simulated = source == "sim"
+    bars = bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end, simulated=simulated)
+    if len(bars):
+        return bars, "simulated" if simulated else "database"
+    if not simulated:
+        raise MarketDataUnavailable(
+            bars_missing_message(symbol=symbol, timeframe=timeframe, start=start, end=end)
+        )
+    _simulate_and_store(symbol=symbol, timeframe=timeframe, start=start, end=end, seed=seed)
+    bars = bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end, simulated=True)
+    return bars, "simulated"
+
+
+def _simulate_and_store(*, symbol: str, timeframe: str, start, end, seed: int) -> int:
+    """Store the simulated market's bars for the range (marked simulated); return rows written."""
+    from marketdata.backfill import BackfillError, SimulatedPages
     from marketdata.storage import MarketDataStore
 
-    bars = bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end)
-    if len(bars):
-        return bars, "database"
     try:
         pages = SimulatedPages(symbol, timeframe, seed=seed)
         symbols_ensure([symbol])
     except (BackfillError, ValueError) as exc:
         raise MarketDataUnavailable(
-            f"no {symbol} {timeframe} bars in the database and none can be simulated: {exc}"
+            f"no {symbol} {timeframe} bars stored and none can be simulated: {exc}"
         ) from exc
     store = MarketDataStore()
     written = sum(store.write(page).total_written for page in pages.pages(start, end))
-    logger.warning(
-        "no %s %s bars stored for %s .. %s: stored %d simulated bars (seed %d)",
+    logger.info(
+        "stored %d simulated %s %s bars for %s .. %s (seed %d, marked simulated)",
+        written,
         symbol,
         timeframe,
         start,
         end,
-        written,
         seed,
     )
-    return bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end), "simulated"
+    return written

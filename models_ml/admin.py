@@ -3,7 +3,13 @@
 from django.contrib import admin, messages
 
 from models_ml.models import MLModel, OptimizationRun, Prediction, TrainingRun
-from models_ml.services import OWNER_DIED, model_activate, model_deactivate, training_runs_reap
+from models_ml.services import (
+    OWNER_DIED,
+    ModelWithoutEdge,
+    model_activate,
+    model_deactivate,
+    training_runs_reap,
+)
 from rrr_site.admin_base import ReadOnlyModelAdmin
 
 
@@ -22,11 +28,19 @@ class MLModelAdmin(admin.ModelAdmin):
     search_fields = ["name", "checksum"]
     date_hierarchy = "created_at"
     readonly_fields = ["active", "checksum", "artifact_path", "metrics", "trained_at"]
-    actions = ["activate", "deactivate"]
+    actions = ["activate", "force_activate", "deactivate"]
 
     @admin.action(description="Activate (deactivates other versions of the same name)")
     def activate(self, request, queryset):
-        """Activate one version per selected name."""
+        """Activate one version per selected name (a version without an edge is refused)."""
+        self._activate(request, queryset, force=False)
+
+    @admin.action(description="Activate even without an edge (forced, audited)")
+    def force_activate(self, request, queryset):
+        """Activate one version per selected name whatever its verdict."""
+        self._activate(request, queryset, force=True)
+
+    def _activate(self, request, queryset, *, force: bool) -> None:
         chosen = {}
         for model in queryset.order_by("name", "-version"):
             chosen.setdefault(model.name, model)
@@ -37,7 +51,10 @@ class MLModelAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
         for model in chosen.values():
-            model_activate(model=model, actor=request.user)
+            try:
+                model_activate(model=model, actor=request.user, force=force)
+            except ModelWithoutEdge as exc:
+                self.message_user(request, str(exc), messages.ERROR)
 
     @admin.action(description="Deactivate")
     def deactivate(self, request, queryset):

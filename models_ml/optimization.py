@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketdata.engine.events import TIMEFRAME_SECONDS
-from marketdata.services import MarketDataUnavailable, bars_load_or_simulate
+from marketdata.services import DATA_SOURCES, MarketDataUnavailable, bars_load
 from models_ml.choices import OptimizationKind, RunStatus
 from models_ml.engine.datasets import make_targets
 from models_ml.engine.errors import MLEngineError
@@ -74,6 +74,7 @@ class OptimizationRequest:
     horizon: int = 1
     mu_model: str | None = None  # expected returns from this active model's predictions
     options: SolverOptions = field(default_factory=SolverOptions)
+    source: str = "database"  # "sim": the simulated market's bars (stored marked simulated)
 
     def check(self) -> None:
         """Raise OptimizationRequestError naming the first bad value."""
@@ -93,6 +94,8 @@ class OptimizationRequest:
             raise OptimizationError(f"unknown timeframe {self.timeframe!r}")
         if self.start >= self.end:
             raise OptimizationError("start must be before end")
+        if self.source not in DATA_SOURCES:
+            raise OptimizationError(f"source must be one of {', '.join(DATA_SOURCES)}")
         names = len(self.symbols) if self.problem != "features" else self.candidates
         if self.problem == "features" and len(self.symbols) != 1:
             raise OptimizationError("features: give exactly one symbol")
@@ -152,14 +155,15 @@ def optimization_run_start(*, request: OptimizationRequest) -> OptimizationRun:
 
 
 def _closes(request: OptimizationRequest) -> pd.DataFrame:
-    """Return the symbols' closes on their common bar times (stored or simulated and stored)."""
+    """Return the symbols' closes on their common bar times (stored, or simulated when asked)."""
     columns = {}
     for symbol in request.symbols:
-        bars, _ = bars_load_or_simulate(
+        bars, _ = bars_load(
             symbol=symbol,
             timeframe=request.timeframe,
             start=request.start,
             end=request.end,
+            source=request.source,
             seed=SIMULATION_SEED,
         )
         columns[symbol] = bars["close"]
@@ -169,11 +173,12 @@ def _closes(request: OptimizationRequest) -> pd.DataFrame:
 def _feature_inputs(request: OptimizationRequest) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Return the top candidates' relevance and redundancy, and their names."""
     symbol = request.symbols[0]
-    bars, _ = bars_load_or_simulate(
+    bars, _ = bars_load(
         symbol=symbol,
         timeframe=request.timeframe,
         start=request.start,
         end=request.end,
+        source=request.source,
         seed=SIMULATION_SEED,
     )
     features = FeatureSet.for_frame(bars).compute(bars)

@@ -43,3 +43,18 @@ def model_versions(*, name: str) -> list[MLModel]:
 def training_run_get(*, run_id: int) -> TrainingRun:
     """Return a training run with its model."""
     return TrainingRun.objects.select_related("model").get(pk=run_id)
+
+
+def model_training_range(model: MLModel) -> tuple | None:
+    """Return the (start, end) of the bars ``model`` was trained on, or None if unrecorded."""
+    run = (
+        TrainingRun.objects.filter(model=model, start__isnull=False, end__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    return (run.start, run.end) if run is not None else None
+
+
+def model_names() -> list[str]:
+    """Return the names of every registered model, sorted."""
+    return sorted(set(MLModel.objects.values_list("name", flat=True)))

@@ -27,8 +27,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from marketdata.data_source import DATA_SOURCES
 from marketdata.engine.events import TIMEFRAME_SECONDS
-from marketdata.services import MarketDataUnavailable, bars_load_or_simulate
+from marketdata.services import MarketDataUnavailable, bars_load, bars_missing_message
 from models_ml.choices import ModelType, RunStatus
 from models_ml.engine.errors import MLEngineError
 from models_ml.models import MLModel, TrainingRun
@@ -102,9 +103,29 @@ class TrainingStopped(BaseException):
 # -- activation ---------------------------------------------------------------------------------
 
 
+class ModelWithoutEdge(ValueError):
+    """Activation refused: the version's out-of-sample verdict is "no edge"."""
+
+
+def model_has_no_edge(model: MLModel) -> bool:
+    """Return True when the version's evaluation found no edge over the baselines."""
+    metrics = model.metrics or {}
+    return metrics.get("has_edge") is False or metrics.get("verdict") == "no edge"
+
+
 @transaction.atomic
-def model_activate(*, model: MLModel, actor: Any) -> MLModel:
-    """Make ``model`` the one active version of its name; deactivate its siblings (audited)."""
+def model_activate(*, model: MLModel, actor: Any, force: bool = False) -> MLModel:
+    """Make ``model`` the one active version of its name; deactivate its siblings (audited).
+
+    A version whose verdict is "no edge" is refused (``ModelWithoutEdge``) unless ``force``;
+    a forced activation is audited as such.
+    """
+    no_edge = model_has_no_edge(model)
+    if no_edge and not force and not model.active:
+        raise ModelWithoutEdge(
+            f"{model} has no edge out of sample (verdict: no edge): not activated; force the "
+            "activation (train --force-activate, or the admin's forced action) to trade it anyway"
+        )
     siblings = list(
         MLModel.objects.select_for_update()
         .filter(name=model.name, active=True)
@@ -128,7 +149,7 @@ def model_activate(*, model: MLModel, actor: Any) -> MLModel:
             action="ml_model.activate",
             obj=model,
             before={"active": False},
-            after={"active": True},
+            after={"active": True, **({"forced": True, "verdict": "no edge"} if no_edge else {})},
         )
         broadcast("system", "model_activated", {"name": model.name, "version": model.version})
     return model
@@ -173,6 +194,7 @@ class TrainingParams:
     fee_bps: float = 10.0
     threads: int = 1  # torch intra-op threads; more is slower for these sizes on small hosts
     simulation_seed: int = SIMULATION_SEED
+    source: str = "database"  # "sim": the simulated market's bars (stored marked simulated)
     features: list[str] | None = None  # train on these feature columns only (None: all)
     features_from: int | None = None  # the OptimizationRun that chose them
 
@@ -207,6 +229,8 @@ class TrainingParams:
         ]
         if not isinstance(self.window, int) or not 2 <= self.window <= 1000:
             problems.append("window must be in [2, 1000]")
+        if self.source not in DATA_SOURCES:
+            problems.append(f"source must be one of {', '.join(DATA_SOURCES)}")
         if self.fold_mode not in FOLD_MODES:
             problems.append(f"fold_mode must be one of {', '.join(FOLD_MODES)}")
         if self.fold_mode == "rolling" and not self.train_size:
@@ -303,16 +327,22 @@ def training_run_start(
 
 
 def training_bars(
-    *, symbol: str, timeframe: str, start: datetime, end: datetime, seed: int = SIMULATION_SEED
+    *,
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    source: str = "database",
+    seed: int = SIMULATION_SEED,
 ) -> tuple[pd.DataFrame, str]:
-    """Return the stored bars in [start, end) and their origin ("database" or "simulated").
+    """Return the bars in [start, end) and their origin ("database" or "simulated").
 
-    When the database holds none, simulated bars are generated and stored first, so what the
-    model trains on is always what the database holds.
+    Stored venue bars, or with ``source="sim"`` the simulated market's (stored marked simulated
+    first when missing), so what the model trains on is always what the database holds.
     """
     try:
-        return bars_load_or_simulate(
-            symbol=symbol, timeframe=timeframe, start=start, end=end, seed=seed
+        return bars_load(
+            symbol=symbol, timeframe=timeframe, start=start, end=end, source=source, seed=seed
         )
     except MarketDataUnavailable as exc:
         raise TrainingDataError(str(exc)) from exc
@@ -532,6 +562,7 @@ def _train_claimed(
         timeframe=run.timeframe,
         start=run.start,
         end=run.end,
+        source=params.source,
         seed=params.simulation_seed,
     )
     data = _data_summary(run, symbol, bars, source, params)
@@ -757,38 +788,83 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def predictions_backfill(*, model: MLModel, symbol: str, start: datetime, end: datetime) -> int:
-    """Predict every stored bar in [start, end) in one batch and store the predictions.
+@dataclass(frozen=True, slots=True)
+class PredictionBatch:
+    """A model's predictions for one symbol: one row per bar (``frame``) and their features."""
+
+    model: MLModel
+    symbol: str
+    horizon: int
+    frame: pd.DataFrame  # index ts; probability, confidence, expected_return
+    features: pd.DataFrame
+
+    def table(self) -> pd.DataFrame:
+        """Return the predictions as a flat table (what ``predict --out`` writes)."""
+        out = self.frame[["probability", "confidence", "expected_return"]].copy()
+        out.insert(0, "symbol", self.symbol)
+        out.insert(1, "model", self.model.name)
+        out.insert(2, "version", self.model.version)
+        out.insert(3, "horizon", self.horizon)
+        out = out.rename(columns={"probability": "up_probability"})
+        out.index.name = "ts"
+        return out.reset_index()
+
+
+def predictions_compute(
+    *, model: MLModel, symbol: str, start: datetime, end: datetime, source: str = "database"
+) -> PredictionBatch:
+    """Predict every bar of ``symbol`` in [start, end) in one batch (nothing is stored).
 
     History before ``start`` warms the features up (no look-ahead: each prediction uses bars up to
-    its own). Idempotent: existing (model, symbol, ts, kind, horizon) rows are kept. Returns the
-    number of bars predicted.
+    its own). Bars come from ``source`` (venue bars, or "sim": the simulated market's).
     """
     from datetime import timedelta
 
-    from marketdata.models import Symbol
     from marketdata.selectors import bars_frame
     from models_ml.engine.inference import Predictor
-    from models_ml.models import Prediction
     from models_ml.selectors import model_artifact_dir
 
     predictor = Predictor.load(model_artifact_dir(model), model_name=str(model))
     warmup = timedelta(seconds=TIMEFRAME_SECONDS[model.timeframe] * predictor.warmup_bars * 2)
-    bars = bars_frame(symbol=symbol, timeframe=model.timeframe, start=start - warmup, end=end)
-    if bars.empty:
-        raise TrainingDataError(f"no {symbol} {model.timeframe} bars stored for {start}..{end}")
+    if source == "sim":  # generate (and store, marked simulated) the range when missing
+        training_bars(
+            symbol=symbol, timeframe=model.timeframe, start=start - warmup, end=end, source="sim"
+        )
+    bars = bars_frame(
+        symbol=symbol,
+        timeframe=model.timeframe,
+        start=start - warmup,
+        end=end,
+        simulated=source == "sim",
+    )
+    if bars.empty or bars.index[-1] < start:
+        raise TrainingDataError(
+            bars_missing_message(symbol=symbol, timeframe=model.timeframe, start=start, end=end)
+        )
     batch = predictor.predict_batch(bars, symbol)
     batch = batch[batch.index >= start]
     features = predictor.spec.feature_set.compute(bars).loc[batch.index]
-    symbol_id = Symbol.objects.values_list("pk", flat=True).get(name=symbol)
-    horizon = predictor.spec.horizon
+    return PredictionBatch(model, symbol, predictor.spec.horizon, batch, features)
+
+
+def predictions_store(*, batch: PredictionBatch) -> int:
+    """Store a batch as ``Prediction`` rows (direction and return per bar); return bars stored.
+
+    Idempotent: existing (model, symbol, ts, kind, horizon) rows are kept.
+    """
+    from marketdata.models import Symbol
+    from models_ml.models import Prediction
+
+    symbol_id = Symbol.objects.values_list("pk", flat=True).get(name=batch.symbol)
     rows = []
-    for (ts, row), (_, feats) in zip(batch.iterrows(), features.iterrows(), strict=True):
+    for (ts, row), (_, feats) in zip(
+        batch.frame.iterrows(), batch.features.iterrows(), strict=True
+    ):
         common = {
-            "model": model,
+            "model": batch.model,
             "symbol_id": symbol_id,
             "ts": ts.to_pydatetime(),
-            "horizon": horizon,
+            "horizon": batch.horizon,
             "confidence": float(row.confidence),
         }
         rows.append(
@@ -801,4 +877,4 @@ def predictions_backfill(*, model: MLModel, symbol: str, start: datetime, end: d
         )
         rows.append(Prediction(kind="return", value=float(row.expected_return), **common))
     Prediction.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2_000)
-    return len(batch)
+    return len(batch.frame)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from marketdata.models import Quote, TradeTick
+from marketdata.models import BookSnapshot, Quote, TradeTick
 from marketdata.services import bars_load
 from research.models import Finding, ResearchRun
 
@@ -59,6 +59,38 @@ def quotes_frame(*, symbol: str, start: datetime, end: datetime) -> pd.DataFrame
     )
     columns = ["ts", "bid", "bid_size", "ask", "ask_size"]
     frame = pd.DataFrame.from_records(list(rows), columns=columns)
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame.set_index("ts")
+
+
+BOOK_COLUMNS = ["bid", "bid_size", "ask", "ask_size", "bid_depth", "ask_depth"]
+
+
+def books_frame(*, symbol: str, start: datetime, end: datetime, levels: int = 5) -> pd.DataFrame:
+    """Return stored book snapshots in [start, end) indexed by ``ts``: the touch and the size
+    summed over the top ``levels`` levels of each side (``bid_depth``, ``ask_depth``)."""
+    rows = (
+        BookSnapshot.objects.filter(symbol__name=symbol, ts__gte=start, ts__lt=end)
+        .order_by("ts", "id")
+        .values_list("ts", "bids", "asks")
+        .iterator(chunk_size=5000)
+    )
+    records = []
+    for ts, bids, asks in rows:
+        if not bids or not asks:
+            continue  # a one-sided book has no mid
+        records.append(
+            (
+                ts,
+                float(bids[0][0]),
+                float(bids[0][1]),
+                float(asks[0][0]),
+                float(asks[0][1]),
+                sum(float(size) for _, size in bids[:levels]),
+                sum(float(size) for _, size in asks[:levels]),
+            )
+        )
+    frame = pd.DataFrame.from_records(records, columns=["ts", *BOOK_COLUMNS])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame.set_index("ts")
 

@@ -85,6 +85,8 @@ def _check_params(study: str, params: Mapping[str, Any]) -> None:
             pd.tseries.frequencies.to_offset(params.get("interval", "1min"))
         except ValueError as exc:
             raise ResearchInputError(f"interval: {exc}") from None
+        if not 1 <= int(params.get("levels", 5)) <= 100:
+            raise ResearchInputError("levels must be in 1..100 book levels")
     if study == "overfitting":
         _overfitting_grid(params)
 
@@ -184,19 +186,28 @@ def _study(run: ResearchRun) -> StudyOutput:
     if study == "microstructure":
         return _microstructure(run, p)
     return studies.overfitting_study(
-        _trial_returns(run, p, window["source"]), blocks=int(p.get("blocks", 16)), seed=int(p.get("seed", 0))
+        _trial_returns(run, p, window["source"]),
+        blocks=int(p.get("blocks", 16)),
+        seed=int(p.get("seed", 0)),
     )
 
 
 def _microstructure(run: ResearchRun, params: dict[str, Any]) -> StudyOutput:
     merged = StudyOutput()
+    levels = int(params.pop("levels", 5))
     for symbol in run.symbols:
         trades = selectors.trades_frame(symbol=symbol, start=run.start, end=run.end)
         if len(trades) < 10:
             raise ResearchInputError(f"{symbol}: only {len(trades)} stored trades in the range")
         quotes = selectors.quotes_frame(symbol=symbol, start=run.start, end=run.end)
-        book = quotes if len(quotes) else None
-        one = studies.microstructure_study(symbol, trades, book, **params)
+        book = selectors.books_frame(symbol=symbol, start=run.start, end=run.end, levels=levels)
+        one = studies.microstructure_study(
+            symbol,
+            trades,
+            quotes if len(quotes) else None,
+            book=book if len(book) else None,
+            **params,
+        )
         merged.findings += one.findings
         merged.figures += one.figures
         merged.summary[symbol] = one.summary

@@ -46,6 +46,8 @@ from backtesting.engine.metrics import summarize
 from backtesting.engine.result import BacktestResult, epoch_ns, round_trips, to_datetime
 from backtesting.engine.sparse import SparsePlan, SparseReplay, build_plan
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
+from risk.engine.enforcer import StopEnforcer
+from risk.engine.stops import StopRule
 from trading.engine.buying_power import BuyingPowerPolicy, Margin
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.hooks import PreTradeHook
@@ -82,6 +84,8 @@ class BacktestConfig:
     history_size: int = 1000
     leverage: Decimal = Decimal(1)  # gross exposure ≤ leverage × equity; 1: no borrowing
     buying_power: BuyingPowerPolicy = BuyingPowerPolicy.REDUCE  # for orders beyond it
+    # Protective stops on every position, enforced by runtrader's ``StopEnforcer``.
+    stop_rules: tuple[StopRule, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "initial_cash", to_decimal(self.initial_cash))
@@ -326,6 +330,8 @@ class BacktestRunner:
             raise BacktestConfigError("progress_every must be >= 1")
         data = bars if isinstance(bars, BarData) else prepare_bars(bars, self.config.timeframe)
         session = _Session(self, data)
+        trades = list(trades)
+        session.has_prints = bool(trades)  # stops then act on the prints, as in runtrader
         extras = _extra_streams(trades, books, quotes, predictions)
         if extras:
             session.drive_merged(extras, progress, progress_every)
@@ -343,6 +349,8 @@ class BacktestRunner:
         """Return the sparse replay's plan when it applies (see ``sparse``), else None."""
         model = FillModel(self.config.fill_model)
         if not self.sparse or self.hook is not None or model is FillModel.BOOK:
+            return None
+        if self.config.stop_rules:  # stops act on every bar, not only on the strategy's
             return None
         return build_plan(
             data.ts,
@@ -441,6 +449,12 @@ class _Session:
         )
         self.recorder = _Recorder()
         self.oms.add_listener(self.recorder)
+        self.stops: StopEnforcer | None = None
+        self.has_prints = False
+        if cfg.stop_rules:
+            # runtrader's enforcer: ATR from this run's bars, exits as reduce-only market orders.
+            self.stops = StopEnforcer(cfg.account, cfg.stop_rules, atr_timeframe=data.timeframe)
+            self.oms.add_listener(self.stops)
         self.runner = StrategyRunner(
             self.oms, history_size=cfg.history_size, id_factory=SequentialIds("o")
         )
@@ -471,9 +485,15 @@ class _Session:
             d.volume.tolist(),
         )
 
-    def bar_handler(self) -> Callable[[Bar], None]:
-        """Return the per-bar step: the strategy runner's, re-marking after close fills."""
+    def bar_handler(self, prints: bool = False) -> Callable[[Bar], None]:
+        """Return the per-bar step: the strategy runner's, re-marking after close fills.
+
+        With stops and no trade prints (``prints``), each bar's close is shown to the stop
+        enforcer as a print at the bar's end, after the strategies decided.
+        """
         on_bar = self.runner.on_bar
+        if self.stops is not None and not prints:
+            on_bar = self._with_stops(on_bar)
         if FillModel(self.config.fill_model) is FillModel.NEXT_OPEN:
             return on_bar
         positions, mark = self.portfolio.positions, self.portfolio.mark
@@ -486,6 +506,28 @@ class _Session:
                 mark(bar.symbol, to_decimal(bar.close))
 
         return step
+
+    def _with_stops(self, on_bar: Callable[[Bar], None]) -> Callable[[Bar], None]:
+        """Return ``on_bar`` followed by the stop enforcer judging the bar's close."""
+        stops, oms, tf = self.stops, self.oms, TIMEFRAME_SECONDS[self.data.timeframe]
+        assert stops is not None
+
+        def step(bar: Bar) -> None:
+            on_bar(bar)
+            stops.on_bar(bar)
+            end = bar.ts + timedelta(seconds=tf)
+            close = Trade(bar.symbol, end, bar.close, 0.0, venue="backtest")
+            for intent in stops.on_trade(oms, close):
+                oms.submit(intent, end)
+
+        return step
+
+    def on_print(self, trade: Trade) -> None:
+        """Process a trade print as runtrader's session does: strategies, then stops."""
+        self.runner.on_trade(trade)
+        if self.stops is not None:
+            for intent in self.stops.on_trade(self.oms, trade):
+                self.oms.submit(intent, trade.ts)
 
     def drive_bars(self, progress: ProgressCallback | None, every: int) -> None:
         """Replay bars only: the fast loop."""
@@ -522,9 +564,9 @@ class _Session:
             for i, (end, bar, flag) in enumerate(zip(ends_us, self.bars(), flags, strict=True))
         )
         runner, total, done = self.runner, len(self.data), 0
-        on_bar = self.bar_handler()
+        on_bar = self.bar_handler(prints=self.has_prints)
         risk = self._risk_step if self._has_risk_loop() else None
-        handlers = {_BOOK: runner.on_book, _QUOTE: runner.on_quote, _TRADE: runner.on_trade}
+        handlers = {_BOOK: runner.on_book, _QUOTE: runner.on_quote, _TRADE: self.on_print}
         handlers[_PREDICTION] = runner.on_prediction
         for _, priority, _, item in heapq.merge(bar_items, *extras):
             if priority != _BAR:

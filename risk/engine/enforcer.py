@@ -77,11 +77,18 @@ class WilderATR:
 class StopEnforcer:
     """Listener + hooks that keep every position of one account protected."""
 
-    def __init__(self, account: str, rules: Iterable[StopRule], atr_period: int = 14) -> None:
+    def __init__(
+        self,
+        account: str,
+        rules: Iterable[StopRule],
+        atr_period: int = 14,
+        atr_timeframe: str = "1m",
+    ) -> None:
         self.account = account
         self.manager = StopManager(account, rules)
         self.atr: dict[str, WilderATR] = {}
         self.atr_period = atr_period
+        self.atr_timeframe = atr_timeframe  # bars that feed the ATR (a backtest: its own)
         self._dirty = True
         self.exits = 0
 
@@ -107,8 +114,8 @@ class StopEnforcer:
 
     # market data -------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
-        """Update ATR from 1m bars."""
-        if bar.timeframe != "1m":
+        """Update ATR from bars of ``atr_timeframe`` (1m live)."""
+        if bar.timeframe != self.atr_timeframe:
             return
         value = self.atr.setdefault(bar.symbol, WilderATR(self.atr_period)).update(bar)
         if value and bar.symbol in self.manager.positions:

@@ -16,7 +16,7 @@ from backtesting.models import BacktestRun, BacktestTrade
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BASE = ["--symbols", "BTC-USD", "--timeframe", "1h", "--start", "2024-01-01",
-        "--end", "2024-02-15"]
+        "--end", "2024-02-15", "--source", "sim"]
 
 
 def backtest(*args: str) -> str:

@@ -20,7 +20,7 @@ from marketdata.models import Symbol
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
-RANGE = ["--start", "2024-01-01", "--end", "2024-01-20"]
+RANGE = ["--start", "2024-01-01", "--end", "2024-01-20", "--source", "sim"]
 SMA = ["--strategy", "sma_cross", *RANGE]
 
 
@@ -131,7 +131,7 @@ def _parent(strategy: str, optimize: str = "grid") -> BacktestRun:
     return backtest_run_create(
         strategy=strategy, params={}, symbols=["BTC-USD"], timeframe="1h",
         start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 5, tzinfo=UTC),
-        costs=Costs(), optimize=optimize,
+        costs=Costs(), optimize=optimize, data_source="sim",
     )
 
 

@@ -18,7 +18,7 @@ from trading.models import Account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BASE = ["--strategy", "sma_cross", "--symbols", "BTC-USD", "--timeframe", "1h",
-        "--start", "2024-01-01", "--end", "2024-02-15",
+        "--start", "2024-01-01", "--end", "2024-02-15", "--source", "sim",
         "--param", "fast=5", "--param", "slow=20"]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from backtesting.models import BacktestRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
-RANGE = ["--start", "2024-01-01", "--end", "2024-01-20", "--optimize", "grid"]
+RANGE = ["--start", "2024-01-01", "--end", "2024-01-20", "--optimize", "grid", "--source", "sim"]
 
 
 @pytest.mark.parametrize(

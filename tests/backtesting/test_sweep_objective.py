@@ -74,7 +74,7 @@ def test_an_explicit_direction_still_wins_and_a_directionless_objective_is_refus
 # On these (seeded, simulated) bars the smallest drawdown and the best return are different sets.
 SWEEP = ["--strategy", "sma_cross", "--symbols", "BTC-USD", "--timeframe", "4h", "--start",
          "2024-01-01", "--end", "2024-06-01", "--optimize", "grid", "--space", "fast=2:11:3",
-         "--space", "slow=12,25,40", "--json"]
+         "--space", "slow=12,25,40", "--json", "--source", "sim"]
 
 
 def sweep(objective: str) -> dict:

@@ -158,9 +158,13 @@ def test_predict_command_backfills_predictions_in_batch_without_look_ahead(tmp_p
         "32",
         "--folds",
         "2",
+        "--source",
+        "sim",
         "--activate",
+        "--force-activate",  # a 1-epoch model may well have no edge; this test is about predict
         "--no-progress",
         stdout=out,
+        stderr=StringIO(),
     )
     model = MLModel.objects.get(active=True)
     call_command(
@@ -173,6 +177,9 @@ def test_predict_command_backfills_predictions_in_batch_without_look_ahead(tmp_p
         "2024-03-01",
         "--end",
         "2024-03-05",
+        "--source",
+        "sim",
+        "--store",
         stdout=out,
     )
     rows = Prediction.objects.filter(model=model, kind="direction").order_by("ts")
@@ -187,6 +194,7 @@ def test_predict_command_backfills_predictions_in_batch_without_look_ahead(tmp_p
         timeframe="1h",
         start=datetime(2024, 1, 1, tzinfo=UTC),
         end=datetime(2024, 3, 1, 1, tzinfo=UTC),
+        simulated=True,
     )
     live = [
         predictor.predict({"ts": ts, **row}, "BTC-USD")

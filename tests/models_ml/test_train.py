@@ -27,8 +27,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 START, END = "2024-01-01", "2024-01-03T02:00"  # 3,000 one-minute bars
 T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 2, tzinfo=UTC)
 CNN = ["--model", "cnn", "--hparams", '{"channels": 8, "n_layers": 2}']
-TINY = ["--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window", "32"]
-TINY_PARAMS = {"epochs": 1, "folds": 2, "window": 32, "hparams": {"channels": 8, "n_layers": 2}}
+TINY = ["--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window", "32",
+        "--source", "sim"]
+TINY_PARAMS = {"epochs": 1, "folds": 2, "window": 32, "hparams": {"channels": 8, "n_layers": 2},
+               "source": "sim"}
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +82,7 @@ def test_command_simulates_stores_trains_and_registers_a_loadable_model(models_d
     predictor = Predictor.load(directory)
     assert list(predictor.spec.feature_names) == model.feature_names
     predictions = predictor.predict_batch(
-        bars_frame(symbol="BTC-USD", timeframe="1m", start=T0, end=T1)
+        bars_frame(symbol="BTC-USD", timeframe="1m", start=T0, end=T1, simulated=True)
     )
     assert len(predictions) > 2500
     assert predictions["probability"].between(0.0, 1.0).all()
@@ -92,9 +94,11 @@ def test_second_run_trains_on_the_stored_bars_and_adds_a_version():
     train(*CNN, "--symbols", "BTC-USD", *TINY)
     out, _ = train(*CNN, "--symbols", "BTC-USD", *TINY)
 
-    assert Bar.objects.filter(symbol__name="BTC-USD").count() == 3000  # nothing simulated again
+    # The stored simulated bars are read back, not generated again, and still say what they are.
+    assert Bar.objects.filter(symbol__name="BTC-USD", simulated=True).count() == 3000
+    assert not Bar.objects.filter(simulated=False).exists()
     second = TrainingRun.objects.order_by("pk").last()
-    assert second.metrics["data"]["source"] == "database"
+    assert second.metrics["data"]["source"] == "simulated"
     assert list(MLModel.objects.order_by("version").values_list("version", flat=True)) == [1, 2]
     assert "from the database" in out
 
@@ -190,12 +194,13 @@ def test_a_run_is_trained_once():
 
 
 def test_activate_is_audited_and_leaves_one_active_version():
-    train(*CNN, "--symbols", "BTC-USD", *TINY, "--activate")
-    out, _ = train(*CNN, "--symbols", "BTC-USD", *TINY, "--activate")
+    force = ["--activate", "--force-activate"]  # the tiny model has no edge (next test)
+    train(*CNN, "--symbols", "BTC-USD", *TINY, *force)
+    out, err = train(*CNN, "--symbols", "BTC-USD", *TINY, *force)
 
     versions = {m.version: m.active for m in MLModel.objects.filter(name="BTC-USD-cnn")}
     assert versions == {1: False, 2: True}
-    assert "ACTIVE" in out
+    assert "ACTIVE" in out and "ACTIVATED WITHOUT AN EDGE" in err
     entries = list(
         AuditLog.objects.order_by("pk").values_list("action", "object_repr", "actor_repr")
     )
@@ -204,6 +209,17 @@ def test_activate_is_audited_and_leaves_one_active_version():
         ("ml_model.deactivate", "BTC-USD-cnn v1", "train-command"),
         ("ml_model.activate", "BTC-USD-cnn v2 (active)", "train-command"),
     ]
+    assert AuditLog.objects.order_by("pk").last().after == {
+        "active": True, "forced": True, "verdict": "no edge"
+    }
+
+
+def test_activate_refuses_a_version_without_an_edge_unless_forced():
+    with pytest.raises(CommandError, match="no edge out of sample.*--force-activate"):
+        train(*CNN, "--symbols", "BTC-USD", *TINY, "--activate")
+    model = MLModel.objects.get()
+    assert model.metrics["verdict"] == "no edge" and not model.active
+    assert not AuditLog.objects.exists()
 
 
 def test_progress_bar_skips_epochs_an_early_stop_left_out():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -125,3 +126,47 @@ def test_a_bad_planted_impact_is_one_clear_error_and_creates_no_symbol(source, i
             impact,
         )
     assert not Symbol.objects.exists()
+
+
+@pytest.mark.django_db
+def test_research_microstructure_recovers_a_planted_impact_from_stored_trades_and_books():
+    """What ``ingest --source sim --plant-impact BTC-USD:1.5`` stores, the command measures."""
+    from datetime import UTC, datetime
+
+    from marketdata.engine.sim_model import FlowImpact
+    from marketdata.engine.simulator import SimulatedMarket
+    from marketdata.services import symbols_ensure
+    from marketdata.storage import MarketDataStore
+
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    impact = FlowImpact("BTC-USD", 1.5)
+    market = SimulatedMarket(
+        ["BTC-USD"], seed=2, start=start, trades_per_step=2, impacts=[impact], book_every=5
+    )
+    symbols_ensure(["BTC-USD"])
+    events = [e for e in market.events(4 * 3600) if type(e).__name__ != "SentimentReading"]
+    MarketDataStore().write(events)
+    out = run(
+        "research",
+        "microstructure",
+        "--symbols",
+        "BTC-USD",
+        "--start",
+        "2024-03-01",
+        "--end",
+        "2024-03-02",
+        "--permutations",
+        "20",
+        "--no-report",
+        "--json",
+    )
+    doc = json.loads(out.strip().splitlines()[-1])
+    found = {f["title"]: f for f in doc["findings"]}
+    kyle = found["BTC-USD Kyle's lambda"]
+    assert kyle["significant"] and kyle["effect_size"] == pytest.approx(1.5, rel=0.1)
+    assert found["BTC-USD book order-flow imbalance impact"]["significant"]
+    assert "BTC-USD book depth imbalance -> next mid change" in found
+    summary = doc["summary"]["BTC-USD"]
+    assert summary["book_snapshots"] == 4 * 3600 // 5
+    assert [h["hour"] for h in summary["by_hour"]] == [0, 1, 2, 3]
+    assert all(h["book_ofi_impact"] > 0 for h in summary["by_hour"])

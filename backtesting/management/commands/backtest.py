@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from backtesting.cli_options import add_backtest_run_arguments
 from backtesting.engine.errors import BacktestError
 from backtesting.engine.glossary import format_metric
 from backtesting.models import BacktestRun
@@ -19,6 +20,7 @@ from backtesting.services import (
     SweepFailed,
     backtest_execute,
     backtest_run_create,
+    model_signal_in_sample,
     parse_space,
     sweep_execute,
     walkforward_execute,
@@ -83,6 +85,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Attach no risk checks (buying power still applies)",
         )
+        add_backtest_run_arguments(parser)
         parser.add_argument("--optimize", choices=["grid", "random", "genetic", "walkforward"])
         parser.add_argument("--space", action="append", default=[], metavar="NAME=LO:HI[:STEP]")
         parser.add_argument("--objective", default="sharpe")
@@ -118,6 +121,7 @@ class Command(BaseCommand):
         # Every flag is checked before the run row exists: bad input leaves nothing behind.
         try:
             request = validated_request(options, start, end)
+            self._check_in_sample(request, options["allow_in_sample"])
             run = backtest_run_create(**request)
         except BacktestInputError as exc:
             raise CommandError(str(exc)) from exc
@@ -129,6 +133,29 @@ class Command(BaseCommand):
             raise CommandError(one_line(exc)) from exc
         run.refresh_from_db()
         self._print(run, options["json"])
+
+    def _check_in_sample(self, request: dict, allowed: bool) -> None:
+        """Refuse (or, with --allow-in-sample, loudly flag) a model_signal run in-sample."""
+        if request["strategy"] != "model_signal":
+            return
+        problems = model_signal_in_sample(
+            symbols=request["symbols"],
+            timeframe=request["timeframe"],
+            start=request["start"],
+            end=request["end"],
+        )
+        if not problems:
+            return
+        detail = "; ".join(problems)
+        if not allowed:
+            raise BacktestInputError(
+                f"model_signal over its model's own training range is in-sample ({detail}): "
+                "start the backtest after the training end, or pass --allow-in-sample"
+            )
+        self.stderr.write(
+            f"WARNING: IN-SAMPLE BACKTEST: {detail}. These figures show how well the model "
+            "fits its training data, not an edge."
+        )
 
     def _execute(self, run: BacktestRun, options) -> None:
         method = options["optimize"]

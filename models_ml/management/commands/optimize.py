@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from marketdata.data_source import add_data_source_argument
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.management.commands.backfill import parse_moment
 from models_ml.engine.quantum import METHODS, SolverOptions
@@ -33,9 +34,9 @@ def _fmt(value: Any, spec: str) -> str:
 class Command(BaseCommand):
     help = (
         "Choose k of n symbols (portfolio, minvar) or m of the ML features (features) with QAOA, "
-        "VQE, annealing or a classical method, estimated from stored bars (simulated and stored "
-        "when missing); records an OptimizationRun and prints the answer beside the exact "
-        "optimum and the greedy heuristic."
+        "VQE, annealing or a classical method, estimated from stored bars (or the simulated "
+        "market's with --source sim); records an OptimizationRun and prints the answer beside "
+        "the exact optimum and the greedy heuristic."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--start", required=True, help="UTC date or ISO datetime, inclusive")
         parser.add_argument("--end", required=True, help="UTC date or ISO datetime, exclusive")
         parser.add_argument("--timeframe", default="1h", choices=list(TIMEFRAME_SECONDS))
+        add_data_source_argument(parser)
         parser.add_argument("--budget", type=int, default=2, help="k assets, lots or m features")
         parser.add_argument("--risk-aversion", type=float, default=1.0)
         parser.add_argument("--return-floor", type=float, help="minvar: mean log return per bar")
@@ -119,6 +121,7 @@ class Command(BaseCommand):
             redundancy_weight=options["redundancy_weight"],
             horizon=options["horizon"],
             mu_model=options["mu_from_model"],
+            source=options["source"],
             options=SolverOptions(
                 reps=options["reps"],
                 shots=options["shots"],

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from marketdata.data_source import add_data_source_argument
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.management.commands.backfill import parse_moment
 from models_ml.engine.errors import MLEngineError
@@ -20,6 +21,7 @@ from models_ml.models import MLModel, TrainingRun
 from models_ml.services import (
     OWNER_DIED,
     TRAINABLE_TYPES,
+    ModelWithoutEdge,
     TrainingDataError,
     TrainingParams,
     TrainingRequestError,
@@ -27,6 +29,7 @@ from models_ml.services import (
     TrainingStopped,
     check_model_name,
     model_activate,
+    model_has_no_edge,
     train_model,
     training_run_start,
     training_runs_reap,
@@ -125,7 +128,8 @@ class Command(BaseCommand):
     help = (
         "Train a Transformer, LSTM or temporal CNN on one symbol's bars with walk-forward "
         "validation, print its out-of-sample metrics next to the baselines and register it as "
-        "a new (inactive) model version. Bars missing from the database are simulated and stored."
+        "a new (inactive) model version. Bars come from the database (none is an error saying "
+        "how to backfill them) or, with --source sim, from the simulated market."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -135,6 +139,7 @@ class Command(BaseCommand):
             "--symbols", required=True, help="e.g. BTC-USD (one model per run: the first is used)"
         )
         parser.add_argument("--timeframe", default="1m", choices=list(TIMEFRAME_SECONDS))
+        add_data_source_argument(parser)
         parser.add_argument("--start", required=True, help="UTC date or ISO datetime, inclusive")
         parser.add_argument("--end", required=True, help="UTC date or ISO datetime, exclusive")
         parser.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -187,7 +192,14 @@ class Command(BaseCommand):
             help="Queue the run for a django-q2 worker and print the task id",
         )
         parser.add_argument(
-            "--activate", action="store_true", help="Activate the new version (audited)"
+            "--activate",
+            action="store_true",
+            help="Activate the new version (audited); refused when its verdict is no edge",
+        )
+        parser.add_argument(
+            "--force-activate",
+            action="store_true",
+            help="With --activate: activate even a version without an edge (audited as forced)",
         )
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar")
 
@@ -219,14 +231,30 @@ class Command(BaseCommand):
             self._enqueue(run, options)
             return
         model = self._train(run, options)
-        if options["activate"]:
-            model_activate(model=model, actor=ACTOR)
+        refused = self._activate(model, options) if options["activate"] else None
         run.refresh_from_db()
         model.refresh_from_db()
         if options["json"]:
             self.stdout.write(json.dumps(outcome_dict(run, model), indent=2, allow_nan=False))
         else:
             self._report(run, model)
+        if refused:
+            raise CommandError(refused)
+
+    def _activate(self, model: MLModel, options: dict[str, Any]) -> str | None:
+        """Activate the new version; return why it was refused (no edge, not forced)."""
+        force = options["force_activate"]
+        try:
+            model_activate(model=model, actor=ACTOR, force=force)
+        except ModelWithoutEdge as exc:
+            return str(exc)
+        if force and model_has_no_edge(model):
+            self.stderr.write(
+                f"WARNING: {model} ACTIVATED WITHOUT AN EDGE (--force-activate): it does not "
+                "beat the baselines out of sample; runtrader and model_signal will trade it.",
+                style_func=self.style.ERROR,
+            )
+        return None
 
     def _start(self, options: dict[str, Any]) -> TrainingRun:
         """Validate the request and record the pending run."""
@@ -252,6 +280,7 @@ class Command(BaseCommand):
             "seed": options["seed"],
             "device": options["device"],
             "threads": options["threads"],
+            "source": options["source"],
         }
         try:
             if options["features_from"] is not None:
@@ -296,7 +325,12 @@ class Command(BaseCommand):
 
         activate_as = ACTOR if options["activate"] else None
         task_id = async_task(
-            TRAIN_TASK, run.pk, options["name"], activate_as, task_name=f"train-{run.pk}"
+            TRAIN_TASK,
+            run.pk,
+            options["name"],
+            activate_as,
+            options["force_activate"],
+            task_name=f"train-{run.pk}",
         )
         done = fetch(task_id)  # only set already when the cluster runs tasks inline (sync)
         run.refresh_from_db()

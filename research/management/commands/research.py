@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from marketdata.data_source import add_data_source_argument
 from research.engine.errors import ResearchInputError
 from research.models import Finding, ResearchRun
 from research.selectors import run_with_findings
@@ -44,6 +45,7 @@ class Command(BaseCommand):
         parser.add_argument("study", choices=[*STUDIES, "backtest"])
         parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
         parser.add_argument("--timeframe", default="1h")
+        add_data_source_argument(parser)
         parser.add_argument("--start")
         parser.add_argument("--end")
         parser.add_argument("--alpha", type=float, default=0.01, help="significance level")
@@ -77,7 +79,7 @@ class Command(BaseCommand):
                 timeframe=options["timeframe"],
                 start=start,
                 end=end,
-                params=self._params(options),
+                params=self._params(options) | self._source(options),
             )
         except ResearchInputError as exc:
             raise CommandError(str(exc)) from None
@@ -88,6 +90,11 @@ class Command(BaseCommand):
         except Exception as exc:  # the run row records it as failed; the user gets one line
             raise CommandError(f"research run #{run.pk} failed: {exc}") from exc
         self._print(run.pk, options["json"])
+
+    @staticmethod
+    def _source(options: dict[str, Any]) -> dict[str, Any]:
+        """Return where a bar study reads its bars (microstructure reads stored prints)."""
+        return {} if options["study"] == "microstructure" else {"source": options["source"]}
 
     def _params(self, options: dict[str, Any]) -> dict[str, Any]:
         study, seed = options["study"], options["seed"]
