@@ -270,6 +270,7 @@ def finding_backtest(
             end=end,
             costs=costs or Costs(),
             name=f"finding #{finding.pk}: {finding.title}"[:100],
+            data_source=(finding.run.params or {}).get("source", "database"),
         )
     except BacktestInputError as exc:
         raise ResearchInputError(str(exc)) from None
