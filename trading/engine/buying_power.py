@@ -47,6 +47,8 @@ class Margin:
             raise ValueError("step must be positive")
 
 
+_MINUS_FEE_STEP = -FEE_STEP
+
 UNLIMITED: Margin | None = None
 """Pass as an account's margin to switch the check off (tests of matching alone)."""
 
@@ -88,15 +90,47 @@ def affordable_quantity(
 def _fits(
     exposure: Exposure, buy: bool, qty: Decimal, price: Decimal, fee_bps: Decimal, margin: Margin
 ) -> bool:
-    after = exposure.held + (qty if buy else -qty)
-    before_fee = exposure.cash + exposure.other_net + exposure.held * price
-    gross = exposure.other_gross + abs(after) * price
-    lev = margin.leverage
-    slack = lev * (before_fee - qty * price * fee_bps / BPS) - gross
-    if slack > lev * FEE_STEP or slack < -lev * FEE_STEP:
-        return slack > 0  # the fee's rounding (at most half of FEE_STEP) cannot change it
+    return fits(
+        exposure.cash + exposure.other_net,
+        exposure.held,
+        exposure.other_gross,
+        buy,
+        qty,
+        price,
+        fee_bps,
+        margin.leverage,
+    )
+
+
+def fits(
+    funds: Decimal,
+    held: Decimal,
+    other_gross: Decimal,
+    buy: bool,
+    qty: Decimal,
+    price: Decimal,
+    fee_bps: Decimal,
+    leverage: Decimal,
+) -> bool:
+    """Return True if buying (``buy``) or selling ``qty`` at ``price`` keeps gross exposure
+    within ``leverage`` × equity after the fee as the venue charges it (rounding included).
+
+    ``funds`` is cash plus the net value of every other position, ``held`` the signed position
+    in the traded symbol, ``other_gross`` Σ |value| of the other positions.
+    """
+    after = held + qty if buy else held - qty
+    before_fee = funds + held * price
+    gross = other_gross + (after if after >= 0 else -after) * price
+    if leverage == ONE:  # the default: no multiplications by one on the hot path
+        slack = before_fee - qty * price * fee_bps / BPS - gross
+        if slack > FEE_STEP or slack < _MINUS_FEE_STEP:
+            return slack > 0  # the fee's rounding (at most half of FEE_STEP) cannot change it
+        return gross <= before_fee - fee_for(qty, price, fee_bps)
+    slack = leverage * (before_fee - qty * price * fee_bps / BPS) - gross
+    if slack > leverage * FEE_STEP or slack < -leverage * FEE_STEP:
+        return slack > 0
     # A hair from the limit: judge with the fee as the venue will charge it, rounded.
-    return gross <= lev * (before_fee - fee_for(qty, price, fee_bps))
+    return gross <= leverage * (before_fee - fee_for(qty, price, fee_bps))
 
 
 def cap_quantity(
@@ -133,4 +167,5 @@ __all__ = [
     "Margin",
     "affordable_quantity",
     "cap_quantity",
+    "fits",
 ]

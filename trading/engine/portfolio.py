@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from trading.engine.buying_power import Exposure, Margin, cap_quantity
+from trading.engine.buying_power import Exposure, Margin, cap_quantity, fits
 from trading.engine.constants import BASIS_QUANTUM
 from trading.engine.hooks import AccountView, PositionView, TradingMode
 from trading.engine.money import ZERO
@@ -269,6 +269,10 @@ class Portfolio:
         held = (pos.quantity if pos is not None else ZERO) + pending_qty
         if (held < 0 if buy else held > 0) and quantity <= (-held if held < 0 else held):
             return quantity, ""  # only shrinks the position: the hot exit path stays cheap
+        if len(self.positions) <= (pos is not None) and fits(
+            self.cash + pending_cash, held, ZERO, buy, quantity, price, fee_bps, margin.leverage
+        ):
+            return quantity, ""  # one symbol and the order fits: the hot entry path, no search
         exposure = self.exposure(symbol, price, pending_qty, pending_cash)
         return cap_quantity(exposure, buy, quantity, price, fee_bps, margin)
 

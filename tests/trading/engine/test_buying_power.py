@@ -192,3 +192,36 @@ def test_paper_trading_never_overdraws_cash_at_1x(actions, spread, fee) -> None:
             type_ = "limit" if limit else "market"
             oms.submit(_intent(str(qty), side=side, type_=type_, price=limit), at(t))
         assert portfolio.cash >= 0 or portfolio.equity < 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cash_cents=st.integers(1, 10**9),
+    held_units=st.integers(-(10**6), 10**6),
+    qty_units=st.integers(1, 10**9),
+    price_cents=st.integers(1, 10**7),
+    lev=st.sampled_from(["1", "2"]),
+    buy=st.booleans(),
+    hair=st.integers(-3, 3),
+)
+def test_the_one_symbol_fast_path_judges_as_the_full_search(
+    cash_cents, held_units, qty_units, price_cents, lev, buy, hair
+) -> None:
+    """``Portfolio.cap_order`` skips building the exposure when one symbol is held and the
+    order fits; it must give exactly what ``cap_quantity`` gives, a hair from the limit too."""
+    from trading.engine.buying_power import cap_quantity
+    from trading.engine.orders import Fill, Liquidity
+
+    price, fee = D(price_cents).scaleb(-2), D(10)
+    portfolio = Portfolio("acct", D(cash_cents).scaleb(-2), ts=T0, margin=Margin(leverage=D(lev)))
+    if held_units:
+        side = OrderSide.BUY if held_units > 0 else OrderSide.SELL
+        held = D(abs(held_units)).scaleb(-8)
+        fill = Fill("o", SYM, side, held, price, D(0), Liquidity.TAKER, T0, "t", "acct")
+        portfolio.apply_fill(fill)
+    # Aim at the limit, then a few steps either side of it.
+    exposure = portfolio.exposure(SYM, price)
+    limit = affordable_quantity(exposure, buy, price, fee, portfolio.margin)
+    qty = max(D("1E-8"), limit + D(hair).scaleb(-8)) if qty_units % 2 else D(qty_units).scaleb(-8)
+    expected = cap_quantity(exposure, buy, qty, price, fee, portfolio.margin)
+    assert portfolio.cap_order(SYM, buy, qty, price, fee) == expected
