@@ -1,0 +1,40 @@
+"""Push devices: registration per user and device (delivery over APNs is not built yet)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from monitoring.models import PushDevice
+from monitoring.services import audit_record
+
+
+@transaction.atomic
+def push_device_register(*, user, device_id: str, platform: str, token: str) -> PushDevice:
+    """Store (or replace) the push token of ``user``'s device ``device_id``; audited."""
+    device, created = PushDevice.objects.update_or_create(
+        user=user,
+        device_id=device_id,
+        defaults={"platform": platform, "token": token, "active": True},
+    )
+    audit_record(
+        actor=user,
+        action="push_device.register" if created else "push_device.update",
+        obj=device,
+        before=None,
+        after={"device_id": device_id, "platform": platform},  # never the token itself
+    )
+    return device
+
+
+@transaction.atomic
+def push_device_unregister(*, user, device_id: str) -> bool:
+    """Forget ``user``'s device; return False when there is none."""
+    device = PushDevice.objects.filter(user=user, device_id=device_id).first()
+    if device is None:
+        return False
+    audit_record(
+        actor=user, action="push_device.unregister", obj=device,
+        before={"device_id": device_id, "platform": device.platform}, after=None,
+    )
+    device.delete()
+    return True

@@ -1,0 +1,78 @@
+"""Alert endpoints: list what the user may see, acknowledge/resolve (traders, audited); devices."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from monitoring.alerts import alert_raise
+from monitoring.models import Alert, AlertRule, AuditLog, PushDevice
+from tests.factories import UserFactory
+from trading.models import Account
+
+
+def _client(name: str, role: str, *accounts: Account):
+    user = UserFactory(username=name)
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    for account in accounts:
+        account.members.add(user)
+    client = APIClient()
+    client.force_authenticate(user)
+    return client, user
+
+
+@pytest.fixture
+def accounts(db):
+    call_command("bootstrap", "--no-admin", stdout=io.StringIO())
+    paper = Account.objects.get(name="paper")
+    other = Account.objects.create(name="other", initial_capital=1000, cash=1000)
+    AlertRule.objects.create(name="all", source="*", channel="log", min_severity="info")
+    alert_raise(kind="large_fill", severity="warning", account="paper", message="paper fill")
+    alert_raise(kind="large_fill", severity="warning", account="other", message="other fill")
+    alert_raise(kind="task_failure", severity="error", message="task failed")
+    return paper, other
+
+
+def test_users_see_their_accounts_alerts_and_system_ones(accounts):
+    paper, _ = accounts
+    viewer, _ = _client("v", "viewer", paper)
+    seen = {a["message"] for a in viewer.get("/api/v1/alerts").json()}
+    assert seen == {"paper fill", "task failed"}
+    assert viewer.get("/api/v1/alerts?state=bogus").status_code == 400
+    assert APIClient().get("/api/v1/alerts").status_code == 401
+
+
+def test_traders_acknowledge_and_resolve_audited_viewers_cannot(accounts):
+    paper, _ = accounts
+    viewer, _ = _client("v", "viewer", paper)
+    trader, user = _client("t", "trader", paper)
+    mine = Alert.objects.get(account="paper")
+    theirs = Alert.objects.get(account="other")
+    assert viewer.post(f"/api/v1/alerts/{mine.pk}/acknowledge").status_code == 403
+    assert trader.post(f"/api/v1/alerts/{theirs.pk}/acknowledge").status_code == 404
+    body = trader.post(f"/api/v1/alerts/{mine.pk}/acknowledge").json()
+    assert (body["state"], body["acknowledged_by"]) == ("acknowledged", "t")
+    body = trader.post(f"/api/v1/alerts/{mine.pk}/resolve").json()
+    assert body["state"] == "resolved"
+    actions = list(
+        AuditLog.objects.filter(actor=user).order_by("at").values_list("action", flat=True)
+    )
+    assert actions == ["alert_acknowledged", "alert_resolved"]
+
+
+def test_devices_register_once_per_user_and_device(accounts):
+    paper, _ = accounts
+    client, user = _client("v", "viewer", paper)
+    device = {"device_id": "ios-6F1C", "platform": "ios", "token": "a" * 64}
+    assert client.post("/api/v1/devices", device, format="json").status_code == 201
+    reply = client.post("/api/v1/devices", {**device, "token": "b" * 64}, format="json")
+    assert reply.status_code == 201 and "token" not in reply.json()
+    assert PushDevice.objects.get(user=user).token == "b" * 64
+    bad = client.post("/api/v1/devices", {"device_id": "x y", "platform": "nokia"}, format="json")
+    assert bad.status_code == 400 and {"device_id", "platform", "token"} <= set(bad.json())
+    assert client.delete("/api/v1/devices/ios-6F1C").status_code == 204
+    assert client.delete("/api/v1/devices/ios-6F1C").status_code == 404
