@@ -4,7 +4,9 @@
 
 On ``--bars`` one-minute bars of the simulated market (``SimulatedMarket.history_bars``), the
 long-only SMA(10/30) state strategy (long while fast > slow), all-in, 0.1 % commission, fills at
-the next bar's open:
+the next bar's open. Both sides charge the commission as RRR's venue does, rounded half-even to
+1e-10 (backtesting.py takes it as a function, ``fee_as_rrr_charges`` in backtest_peer.py): the
+account ends near dust, where the unrounded fee alone decides two entries of one satoshi.
 
 (a) our event-driven runner next to backtesting.py: both must report the same number of trades
     and final equities within 0.1 %; target: ours >= 5x backtesting.py's bars/s. The runner uses
