@@ -100,7 +100,7 @@ def test_second_run_trains_on_the_stored_bars_and_adds_a_version():
     second = TrainingRun.objects.order_by("pk").last()
     assert second.metrics["data"]["source"] == "simulated"
     assert list(MLModel.objects.order_by("version").values_list("version", flat=True)) == [1, 2]
-    assert "from the database" in out
+    assert "SIMULATED bars (--source sim" in out
 
 
 def test_epochs_and_progress_are_stored_as_they_happen():

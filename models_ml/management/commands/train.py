@@ -440,8 +440,8 @@ def _data_line(data: dict[str, Any]) -> str:
     text = f"data: {data.get('bars')} bars from the {data.get('source')}"
     if data.get("source") == "simulated":
         text = (
-            f"data: {data.get('bars')} SIMULATED bars (none were in the database for the range; "
-            f"generated with seed {data.get('simulation_seed')} and stored)"
+            f"data: {data.get('bars')} SIMULATED bars (--source sim: the simulated market, seed "
+            f"{data.get('simulation_seed')}, stored marked simulated, never as real history)"
         )
     if data.get("ignored_symbols"):
         text += f"; {data['note']} ({', '.join(data['ignored_symbols'])} ignored)"
