@@ -253,8 +253,8 @@ SPECTACULAR_SETTINGS = {
         "Money and quantities are strings of the exact decimal; timestamps ISO-8601 UTC."
     ),
     "VERSION": __version__,
-    # The schema maps every endpoint and field: logged-in users (session or token) only.
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The schema maps every endpoint and field: users with a role (viewer and up) only.
+    "SERVE_PERMISSIONS": ["rrr_site.api.permissions.IsViewer"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served from drf-spectacular-sidecar: works offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
