@@ -25,14 +25,21 @@ from backtesting.services import (
     parse_space,
     sweep_check,
 )
+from marketdata.backfill import SimulatedPages
 from marketdata.data_source import DATA_SOURCES
+from marketdata.engine.errors import SimulationConfigError
 from marketdata.engine.events import Timeframe
+from marketdata.engine.planting import parse_plants
+from marketdata.engine.simulator import SimulatedMarket
+from marketdata.services import symbols_ensure
+from marketdata.storage import MarketDataStore
 from research import selectors
 from research.choices import ResearchKind, RunStatus
 from research.engine import studies
 from research.engine.errors import ResearchInputError
 from research.engine.findings import FindingData, StudyOutput, finite
 from research.engine.hypothesis import CORRECTIONS
+from research.engine.patterns import OVERLAP_METHODS
 from research.engine.report import write_report
 from research.models import Finding, ResearchRun
 from trading.engine.strategies import create_strategy
@@ -69,6 +76,8 @@ def _check_common(study: str, symbols: Sequence[str], timeframe: str, start, end
 def _check_params(study: str, params: Mapping[str, Any]) -> None:
     if params.get("source", "database") not in DATA_SOURCES:
         raise ResearchInputError(f"source must be one of {', '.join(DATA_SOURCES)}")
+    if params.get("plant_pairs"):
+        _planted_pairs(params)
     alpha = float(params.get("alpha", 0.01))
     if not 0 < alpha < 1:
         raise ResearchInputError("alpha must be in (0, 1)")
@@ -77,18 +86,28 @@ def _check_params(study: str, params: Mapping[str, Any]) -> None:
     if study == "pairs" and not 0 <= float(params.get("holdout", 0.3)) < 1:
         raise ResearchInputError("holdout must be in [0, 1)")
     if study == "patterns":
-        horizons = params.get("horizons", [1, 5, 20])
-        if not horizons or any(int(h) < 1 for h in horizons):
-            raise ResearchInputError("horizons must be positive bar counts")
+        _check_patterns(params)
     if study == "microstructure":
-        try:
-            pd.tseries.frequencies.to_offset(params.get("interval", "1min"))
-        except ValueError as exc:
-            raise ResearchInputError(f"interval: {exc}") from None
-        if not 1 <= int(params.get("levels", 5)) <= 100:
-            raise ResearchInputError("levels must be in 1..100 book levels")
+        _check_microstructure(params)
     if study == "overfitting":
         _overfitting_grid(params)
+
+
+def _check_patterns(params: Mapping[str, Any]) -> None:
+    if params.get("overlap", "thin") not in OVERLAP_METHODS:
+        raise ResearchInputError(f"overlap must be one of {', '.join(OVERLAP_METHODS)}")
+    horizons = params.get("horizons", [1, 5, 20])
+    if not horizons or any(int(h) < 1 for h in horizons):
+        raise ResearchInputError("horizons must be positive bar counts")
+
+
+def _check_microstructure(params: Mapping[str, Any]) -> None:
+    try:
+        pd.tseries.frequencies.to_offset(params.get("interval", "1min"))
+    except ValueError as exc:
+        raise ResearchInputError(f"interval: {exc}") from None
+    if not 1 <= int(params.get("levels", 5)) <= 100:
+        raise ResearchInputError("levels must be in 1..100 book levels")
 
 
 def _overfitting_grid(params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -108,6 +127,33 @@ def _overfitting_grid(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     if blocks < 2 or blocks % 2:
         raise ResearchInputError("blocks must be an even number >= 2")
     return combos
+
+
+def _planted_pairs(params: Mapping[str, Any]) -> tuple:
+    """Return the run's planted pairs; refuse them off the simulated market or unplantable."""
+    if params.get("source") != "sim":
+        raise ResearchInputError("plant_pairs plant structure in the simulated market: source sim")
+    try:
+        pairs, _ = parse_plants(params["plant_pairs"])
+        SimulatedMarket(cointegrated=pairs)  # every default symbol, as the stored bars use
+    except SimulationConfigError as exc:
+        raise ResearchInputError(f"plant_pairs: {exc}") from None
+    return pairs
+
+
+def _store_planted(run: ResearchRun, params: Mapping[str, Any]) -> None:
+    """Store the planted simulated market's bars of the run (marked simulated), then read them.
+
+    As ``backfill --source sim --plant-pair``: the simulated bars of the range are replaced by
+    the planted market's (never a venue's bars: simulated rows have their own key).
+    """
+    pairs = _planted_pairs(params)
+    store = MarketDataStore()
+    symbols_ensure(list(run.symbols))
+    for symbol in run.symbols:
+        pages = SimulatedPages(symbol, run.timeframe, cointegrated=pairs)
+        for page in pages.pages(run.start, run.end):
+            store.write(page)
 
 
 def research_run_create(
@@ -173,6 +219,9 @@ def research_run_execute(*, run: ResearchRun, report: bool = True) -> ResearchRu
 def _study(run: ResearchRun) -> StudyOutput:
     p = dict(run.params)
     window = {"start": run.start, "end": run.end, "source": p.pop("source", "database")}
+    if p.get("plant_pairs"):
+        _store_planted(run, {**p, "source": window["source"]})
+    p.pop("plant_pairs", None)
     study = p.pop("study")
     if study == "pairs":
         closes = selectors.closes_frame(symbols=run.symbols, timeframe=run.timeframe, **window)

@@ -170,3 +170,49 @@ def test_research_microstructure_recovers_a_planted_impact_from_stored_trades_an
     assert summary["book_snapshots"] == 4 * 3600 // 5
     assert [h["hour"] for h in summary["by_hour"]] == [0, 1, 2, 3]
     assert all(h["book_ofi_impact"] > 0 for h in summary["by_hour"])
+
+
+@pytest.mark.django_db
+def test_research_pairs_plants_the_pair_in_the_simulated_bars_and_finds_it():
+    out = run(
+        "research",
+        "pairs",
+        "--source",
+        "sim",
+        "--symbols",
+        "BTC-USD,ETH-USD,SOL-USD",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-24",
+        "--plant-pair",
+        PAIR,
+        "--no-report",
+        "--json",
+    )
+    doc = json.loads(out.strip().splitlines()[-1])
+    significant = {f["title"] for f in doc["findings"] if f["significant"]}
+    assert "Johansen basket BTC-USD/ETH-USD/SOL-USD: rank 1" in significant  # one relation
+    significant = [t for t in significant if t.startswith(("pairs", "cointegration"))]
+    assert significant in (
+        ["pairs ETH-USD/BTC-USD, z 2.0/0.5"],
+        ["pairs BTC-USD/ETH-USD, z 2.0/0.5"],
+    )
+    assert not Bar.objects.filter(simulated=False).exists()  # never in place of real history
+    assert len(stored_closes("ETH-USD")) == 83 * 24
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["pairs", "--plant-pair", PAIR], "source sim"),
+        (["pairs", "--source", "sim", "--plant-pair", "ETH-USD:XRP-USD"], "not simulated"),
+        (["microstructure", "--plant-pair", PAIR], "ingest --source sim"),
+        (["patterns", "--overlap", "none"], "invalid choice"),
+    ],
+)
+def test_research_refuses_planting_where_it_cannot_apply(args, message):
+    with pytest.raises(CommandError, match=message):
+        run("research", *args, "--start", "2024-01-01", "--end", "2024-01-10")
+    assert not Bar.objects.exists()

@@ -55,6 +55,24 @@ class Command(BaseCommand):
         parser.add_argument("--exit", type=float, default=0.5, help="pairs strategy: exit z")
         parser.add_argument("--horizons", default="1,5,20", help="patterns: forward bars")
         parser.add_argument("--no-candles", action="store_true", help="patterns: chart only")
+        parser.add_argument(
+            "--overlap",
+            choices=["thin", "hac"],
+            default="thin",
+            help="patterns: overlapping forward returns at horizon h > 1 -> non-overlapping "
+            "samples (thin) or Newey-West standard errors (hac)",
+        )
+        parser.add_argument(
+            "--levels", type=int, default=5, help="microstructure: book levels of depth"
+        )
+        parser.add_argument(
+            "--plant-pair",
+            action="append",
+            default=[],
+            metavar="FOLLOWER:LEADER[:BETA[:HALF_LIFE_H[:SIGMA]]]",
+            help="--source sim: plant a cointegrated pair in the simulated bars first "
+            "(stored marked simulated, as backfill --source sim --plant-pair)",
+        )
         parser.add_argument("--interval", default="1min", help="microstructure: bucket")
         parser.add_argument("--permutations", type=int, default=200)
         parser.add_argument("--strategy", help="overfitting: strategy whose grid is judged")
@@ -94,7 +112,15 @@ class Command(BaseCommand):
     @staticmethod
     def _source(options: dict[str, Any]) -> dict[str, Any]:
         """Return where a bar study reads its bars (microstructure reads stored prints)."""
-        return {} if options["study"] == "microstructure" else {"source": options["source"]}
+        if options["study"] == "microstructure":
+            if options["plant_pair"]:
+                raise CommandError(
+                    "microstructure reads stored trades, quotes and books: plant structure "
+                    "with ingest --source sim --plant-impact/--plant-pair, then study them"
+                )
+            return {}
+        plants = {"plant_pairs": options["plant_pair"]} if options["plant_pair"] else {}
+        return {"source": options["source"], **plants}
 
     def _params(self, options: dict[str, Any]) -> dict[str, Any]:
         study, seed = options["study"], options["seed"]
@@ -108,11 +134,13 @@ class Command(BaseCommand):
                 **tests,
                 "horizons": horizons,
                 "candles": not options["no_candles"],
+                "overlap": options["overlap"],
                 "seed": seed,
             }
         if study == "microstructure":
             return {
                 "interval": options["interval"],
+                "levels": options["levels"],
                 "permutations": options["permutations"],
                 "seed": seed,
             }
