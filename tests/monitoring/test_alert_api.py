@@ -76,3 +76,18 @@ def test_devices_register_once_per_user_and_device(accounts):
     assert bad.status_code == 400 and {"device_id", "platform", "token"} <= set(bad.json())
     assert client.delete("/api/v1/devices/ios-6F1C").status_code == 204
     assert client.delete("/api/v1/devices/ios-6F1C").status_code == 404
+
+
+def test_the_admin_acknowledges_and_resolves_alerts(accounts, admin_client):
+    alert = Alert.objects.get(account="paper")
+    url = "/admin/monitoring/alert/"
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.get(f"{url}{alert.pk}/change/").status_code == 200
+    reply = admin_client.post(url, {"action": "acknowledge", "_selected_action": [alert.pk]})
+    assert reply.status_code == 302
+    alert.refresh_from_db()
+    assert alert.state == "acknowledged"
+    admin_client.post(url, {"action": "resolve", "_selected_action": [alert.pk]})
+    alert.refresh_from_db()
+    assert alert.state == "resolved"
+    assert AuditLog.objects.filter(action="alert_resolved", object_id=str(alert.pk)).exists()
