@@ -59,8 +59,20 @@ EXTRA_GROUPS: dict[str, tuple[str, ...]] = {
     "book": ("bid_size", "ask_size"),
     "flow": ("buy_volume", "sell_volume"),
     "sentiment": ("sentiment",),
+    "onchain": ("onchain_tx_count", "onchain_volume", "onchain_netflow"),
 }
-FORWARD_FILLED = frozenset({"bid", "ask", "bid_size", "ask_size", "sentiment"})
+FORWARD_FILLED = frozenset(
+    {
+        "bid",
+        "ask",
+        "bid_size",
+        "ask_size",
+        "sentiment",
+        "onchain_tx_count",
+        "onchain_volume",
+        "onchain_netflow",
+    }
+)
 _RECURSIVE_FUNCS = ("EMA", "RSI", "ATR", "ADX", "PLUS_DI", "MINUS_DI")
 
 
@@ -92,6 +104,7 @@ class FeatureConfig:
     spread_window: int = 20
     flow_window: int = 10
     sentiment_window: int = 10
+    onchain_window: int = 24  # on-chain intervals (not bars) the z-scores look back over
     settle: int = 0  # extra bars masked after the longest warm-up (recursive convergence)
 
     def __post_init__(self) -> None:
@@ -319,6 +332,7 @@ def _extra_names(cfg: FeatureConfig, extras: tuple[str, ...]) -> list[str]:
         "book": ["book_imbalance"],
         "flow": ["flow_imbalance", f"flow_imbalance_{cfg.flow_window}"],
         "sentiment": ["sentiment", f"sentiment_change_{cfg.sentiment_window}"],
+        "onchain": ["onchain_tx_z", "onchain_volume_z", "onchain_netflow_share"],
     }
     return [name for g in extras for name in by_group[g]]
 
@@ -331,6 +345,7 @@ def _extra_lookbacks(cfg: FeatureConfig, extras: tuple[str, ...]) -> list[int]:
         "book": 0,
         "flow": cfg.flow_window - 1,
         "sentiment": cfg.sentiment_window,
+        "onchain": cfg.onchain_window - 1,
     }
     return [by_group[g] for g in extras]
 
@@ -420,12 +435,30 @@ def _sentiment_block(cfg: FeatureConfig, a: Mapping[str, np.ndarray]) -> dict[st
     return {"sentiment": score, f"sentiment_change_{w}": score - lag(score, w)}
 
 
+def _onchain_block(cfg: FeatureConfig, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return z-scores of network activity and the exchange net flow as a share of volume.
+
+    Inputs are the latest finished on-chain interval at each bar (forward-filled), so the
+    z-scores compare bars, not intervals; ``onchain_window`` bars is the look-back.
+    """
+    w = cfg.onchain_window
+    count = np.nan_to_num(a["onchain_tx_count"], nan=0.0)
+    volume = np.nan_to_num(a["onchain_volume"], nan=0.0)
+    netflow = np.nan_to_num(a["onchain_netflow"], nan=0.0)
+    return {
+        "onchain_tx_z": rolling_zscore(count, w),
+        "onchain_volume_z": rolling_zscore(volume, w),
+        "onchain_netflow_share": np.clip(safe_divide(netflow, volume, 0.0), -1.0, 1.0),
+    }
+
+
 _EXTRA_BLOCKS = {
     "vwap": _vwap_block,
     "spread": _spread_block,
     "book": _book_block,
     "flow": _flow_block,
     "sentiment": _sentiment_block,
+    "onchain": _onchain_block,
 }
 
 

@@ -48,7 +48,7 @@ def planted_bars(n: int, seed: int, strength: float = 0.6) -> pd.DataFrame:
 
 
 def with_extras(df: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Return df plus vwap, quote, book, trade-flow and sparse sentiment columns."""
+    """Return df plus vwap, quote, book, trade-flow, sparse sentiment and on-chain columns."""
     rng = np.random.default_rng(seed)
     n = len(df)
     out = df.copy()
@@ -62,6 +62,13 @@ def with_extras(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     sentiment = np.tanh(np.cumsum(rng.normal(0, 0.05, n)))
     sentiment[rng.uniform(size=n) < 0.7] = np.nan  # sparse readings, forward-filled by features
     out["sentiment"] = sentiment
+    # On-chain intervals are longer than bars: a new value every ~12 bars, forward-filled.
+    fresh = rng.uniform(size=n) < 1 / 12
+    fresh[0] = True
+    tx = np.where(fresh, rng.poisson(1200, n).astype(float), np.nan)
+    onchain_volume = np.where(fresh, rng.lognormal(8, 0.5, n), np.nan)
+    out["onchain_tx_count"], out["onchain_volume"] = tx, onchain_volume
+    out["onchain_netflow"] = onchain_volume * rng.uniform(-0.2, 0.2, n)
     return out
 
 
