@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install lock run serve test lint bench clean
+.PHONY: install lock run serve test lint bench clean openapi
 
 # Install exactly the locked set (hash-checked), then the project itself without resolving again;
 # `pip check` fails when pyproject.toml asks for something the lock does not satisfy.
@@ -52,6 +52,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# Regenerate the committed API contract (tests/rrr_site/api/test_openapi.py fails when it drifts).
+openapi: install
+	$(BIN)/python manage.py spectacular --validate --file docs/openapi.yaml
 
 bench: install
 	test -x .venv-bench/bin/python || bash bench/backtest_setup.sh

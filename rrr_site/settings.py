@@ -259,6 +259,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["rrr_site.api.schema.only_versioned_paths"],
+    # One name per choice set shared by several serializers.
+    "ENUM_NAME_OVERRIDES": {
+        "TradingStateEnum": ["active", "reducing", "halted"],
+        "OrderSideEnum": "trading.choices.OrderSide",
+        "OrderStatusEnum": "trading.choices.OrderStatus",
+        "RunStatusEnum": "models_ml.choices.RunStatus",
+        "TradeSideEnum": [("long", "long"), ("short", "short")],
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
@@ -312,6 +320,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "rrr_site.pages.static_finder.PagesStaticFinder",  # the pages' JS/CSS and plotly.js (offline)
+]
 
 # --- Security (hardened in production; `check --deploy` is clean there) ----------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -24,6 +24,7 @@ class BacktestListView(APIView):
     permission_classes = [IsViewer]
 
     @extend_schema(
+        operation_id="backtests_list",
         tags=["backtests"],
         parameters=[s.BacktestListQuery],
         responses={
