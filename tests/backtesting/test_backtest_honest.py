@@ -98,3 +98,32 @@ def test_model_signal_after_the_training_range_is_not_flagged():
             stdout=StringIO(), stderr=err,
         )  # fmt: skip
     assert "in-sample" not in str(caught.value) and "IN-SAMPLE" not in err.getvalue()
+
+
+def test_vectorised_runs_the_vectorised_path_and_gives_the_event_driven_trades():
+    args = ["--strategy", "sma_cross", *RANGE, "--source", "sim", "--param", "fast=3",
+            "--param", "slow=8", "--no-risk"]  # fmt: skip
+    backtest(*args)
+    out, _ = backtest(*args, "--vectorised")
+    event, vector = BacktestRun.objects.order_by("pk")
+    assert vector.metrics["engine"] == "vectorised" and "engine" not in event.metrics
+    assert "engine           vectorised" in out
+
+    def trips(run):
+        return list(
+            BacktestTrade.objects.filter(run=run)
+            .order_by("entry_ts")
+            .values_list("side", "entry_ts", "exit_ts", "quantity")
+        )
+
+    assert trips(vector) == trips(event) and len(trips(event)) > 2
+    assert vector.metrics["trades"] == event.metrics["trades"]
+
+
+def test_vectorised_refuses_what_it_cannot_reproduce_before_writing_anything():
+    with pytest.raises(CommandError, match="risk limits.*--no-risk"):
+        backtest("--strategy", "sma_cross", *RANGE, "--source", "sim", "--vectorised")
+    with pytest.raises(CommandError, match="stops"):
+        backtest("--strategy", "sma_cross", *RANGE, "--source", "sim", "--vectorised",
+                 "--no-risk", "--stop-loss", "0.05")  # fmt: skip
+    assert not BacktestRun.objects.exists()

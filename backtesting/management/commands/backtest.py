@@ -122,6 +122,8 @@ class Command(BaseCommand):
         try:
             request = validated_request(options, start, end)
             self._check_in_sample(request, options["allow_in_sample"])
+            if options["vectorised"]:
+                self._check_vectorised(request, options)
             run = backtest_run_create(**request)
         except BacktestInputError as exc:
             raise CommandError(str(exc)) from exc
@@ -157,8 +159,29 @@ class Command(BaseCommand):
             "fits its training data, not an edge."
         )
 
+    @staticmethod
+    def _check_vectorised(request: dict, options) -> None:
+        from backtesting.vectorised_run import vectorised_check
+
+        if options["run_async"] or options["montecarlo"] or options["report"]:
+            raise BacktestInputError(
+                "--vectorised runs here and stores trades and metrics only: drop --async, "
+                "--montecarlo and --report"
+            )
+        vectorised_check(
+            strategy=request["strategy"],
+            symbols=request["symbols"],
+            costs=request["costs"],
+            optimize=request["optimize"],
+        )
+
     def _execute(self, run: BacktestRun, options) -> None:
         method = options["optimize"]
+        if options["vectorised"]:
+            from backtesting.vectorised_run import backtest_execute_vectorised
+
+            backtest_execute_vectorised(run=run)
+            return
         show = sys.stderr.isatty() and not options["json"]
         if method in {"grid", "random", "genetic"}:
             bar = tqdm(total=0, desc=f"{method} trials", unit="trial", disable=not show)
@@ -253,7 +276,12 @@ class Command(BaseCommand):
             )
             self._print_selection(m["search"].get("selection") or {})
         self._print_context(run)
-        self.stdout.write(f"report: {run.report_path}")
+        if m.get("engine") == "vectorised":
+            from backtesting.vectorised_run import ENGINE_NOTE
+
+            self.stdout.write(f"  engine           {ENGINE_NOTE}")
+        else:
+            self.stdout.write(f"report: {run.report_path}")
 
     def _print_selection(self, selection: dict) -> None:
         """Print how likely the sweep's pick is overfit, or why that could not be judged."""
