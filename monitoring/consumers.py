@@ -1,5 +1,10 @@
 """WebSocket consumer for live groups: ``market.<symbol>``, ``orders``, ``portfolio``, ``risk``.
 
+This is the older route, ``/ws/<group>/``: one group per socket, no snapshot, no sequence
+numbers. New clients use ``/ws/v1/stream`` (``monitoring.stream``, docs/websocket.md); both get
+the messages published through ``monitoring.realtime.publish``. Here ``orders`` carries the
+``fills`` channel's messages too, as it did before fills had their own channel.
+
 Every handshake is accepted and then, when refused, closed with a code the client can act on (a
 handshake refused before ``accept`` reaches browsers and native clients as a bare HTTP 403):
 
@@ -83,8 +88,13 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=refused.code, reason=refused.reason)
             return
         # Joined before accepting: once the client sees the handshake, no message is missed.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        for group in self._groups():
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+
+    def _groups(self) -> list[str]:
+        """Return the layer groups this connection listens to (``orders`` includes fills)."""
+        return [self.group, "fills"] if self.group == "orders" else [self.group]
 
     async def _authorise(self) -> None:
         """Set the group and account scope of this connection, or raise ``Refused``."""
@@ -126,13 +136,18 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         """Leave the group."""
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            for group in self._groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def group_message(self, event: dict) -> None:
         """Forward a broadcast to the client if the user may see its account."""
         if self.group in ACCOUNT_GROUPS and not await self._may_see(event.get("data")):
             return
         await self.send_json({"group": self.group, "kind": event["kind"], "data": event["data"]})
+
+    async def stream_message(self, event: dict) -> None:
+        """Forward a message published for the stream protocol, in this route's format."""
+        await self.group_message(event)
 
     async def _may_see(self, data: object) -> bool:
         """Say whether an account-group message belongs to an account this connection watches."""

@@ -6,6 +6,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import path, re_path
 
 from monitoring.consumers import NOT_FOUND, LiveGroupConsumer
+from monitoring.stream import StreamConsumer
 
 
 class UnknownRouteConsumer(AsyncWebsocketConsumer):
@@ -18,6 +19,7 @@ class UnknownRouteConsumer(AsyncWebsocketConsumer):
 
 
 websocket_urlpatterns = [
-    path("ws/<str:group>/", LiveGroupConsumer.as_asgi()),
+    path("ws/v1/stream", StreamConsumer.as_asgi()),  # the protocol of docs/websocket.md
+    path("ws/<str:group>/", LiveGroupConsumer.as_asgi()),  # the older one-group-per-socket route
     re_path(r"", UnknownRouteConsumer.as_asgi()),
 ]

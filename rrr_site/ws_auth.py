@@ -1,11 +1,14 @@
-"""WebSocket authentication: a DRF token (React, iOS, scripts) or a session cookie (dashboard).
+"""WebSocket authentication: a DRF token or JWT access token (React, iOS, scripts), a one-time
+ticket, or a session cookie (dashboard).
 
-API clients pass ``?token=<key>`` in the query string or an ``Authorization: Token <key>`` (or
-``Bearer <key>``) header in the handshake; they need no ``Origin`` header, because a token is never
-sent by a browser on its own. A token, when given, decides alone: a bad one is not rescued by a
-session. A session cookie, which a browser attaches to any page's request, counts only when the
-``Origin`` header names one of our hosts (``ALLOWED_HOSTS`` or ``CSRF_TRUSTED_ORIGINS``); that stops
-cross-site WebSocket hijacking. Consumers close unauthenticated connections with a close code.
+API clients pass ``?token=<key>`` (a DRF token or a simplejwt access token) in the query string
+or an ``Authorization: Token <key>`` (or ``Bearer <key>``) header in the handshake, or
+``?ticket=<ticket>`` from ``POST /api/v1/ws/ticket`` (single use, 30 s); they need no ``Origin``
+header, because neither is ever sent by a browser on its own. A token or ticket, when given,
+decides alone: a bad one is not rescued by a session. A session cookie, which a browser attaches
+to any page's request, counts only when the ``Origin`` header names one of our hosts
+(``ALLOWED_HOSTS`` or ``CSRF_TRUSTED_ORIGINS``); that stops cross-site WebSocket hijacking.
+Consumers close unauthenticated connections with a close code.
 """
 
 from __future__ import annotations
@@ -24,13 +27,45 @@ REFUSED_ORIGIN = "origin"
 
 @database_sync_to_async
 def _user_for_token(key: str):
-    """Return the active user owning token ``key``, or AnonymousUser."""
+    """Return the active user of DRF token or JWT access token ``key``, or AnonymousUser."""
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
+    user = token.user if token is not None else _user_for_jwt(key)
+    if user is None or not user.is_active:
         return AnonymousUser()
-    return token.user
+    return user
+
+
+def _user_for_jwt(key: str):
+    """Return the user of a valid simplejwt access token, or None."""
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+    from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+
+    if key.count(".") != 2:
+        return None
+    auth = JWTAuthentication()
+    try:
+        return auth.get_user(auth.get_validated_token(key.encode()))
+    except (InvalidToken, AuthenticationFailed):
+        return None
+
+
+@database_sync_to_async
+def _user_for_ticket(ticket: str):
+    """Spend a one-time ticket and return its active user, or AnonymousUser."""
+    from django.contrib.auth import get_user_model
+
+    from monitoring.realtime import ticket_redeem
+
+    user_id = ticket_redeem(ticket)
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return user if user is not None and user.is_active else AnonymousUser()
+
+
+def _ticket_from_scope(scope: dict) -> str:
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    return query["ticket"][0] if query.get("ticket") else ""
 
 
 def _token_from_scope(scope: dict) -> str:
@@ -79,8 +114,11 @@ class TokenAuthMiddleware:
     async def __call__(self, scope, receive, send):
         """Authenticate the handshake, then call the inner application."""
         key = _token_from_scope(scope)
+        ticket = _ticket_from_scope(scope)
         if key:
             scope = dict(scope, user=await _user_for_token(key), auth_method="token")
+        elif ticket:
+            scope = dict(scope, user=await _user_for_ticket(ticket), auth_method="ticket")
         elif getattr(scope.get("user"), "is_authenticated", False):
             if origin_allowed(scope):
                 scope = dict(scope, auth_method="session")
