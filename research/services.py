@@ -156,6 +156,48 @@ def _store_planted(run: ResearchRun, params: Mapping[str, Any]) -> None:
             store.write(page)
 
 
+def study_params(
+    study: str,
+    *,
+    source: str = "database",
+    plant_pairs: Sequence[str] = (),
+    alpha: float = 0.01,
+    correction: str = "bh",
+    holdout: float = 0.3,
+    entry: float = 2.0,
+    exit: float = 0.5,
+    horizons: Sequence[int] = (1, 5, 20),
+    candles: bool = True,
+    overlap: str = "thin",
+    interval: str = "1min",
+    levels: int = 5,
+    permutations: int = 200,
+    strategy: str | None = None,
+    space: Sequence[str] = (),
+    blocks: int = 16,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Return a study's stored parameters from the options a user gives (command or API)."""
+    if study == "microstructure":
+        if plant_pairs:
+            raise ResearchInputError(
+                "microstructure reads stored trades, quotes and books: plant structure with "
+                "ingest --source sim --plant-impact/--plant-pair, then study them"
+            )
+        return {"interval": interval, "levels": levels, "permutations": permutations, "seed": seed}
+    where = {"source": source, **({"plant_pairs": list(plant_pairs)} if plant_pairs else {})}
+    tests = {"alpha": alpha, "correction": correction}
+    if study == "pairs":
+        form = {"entry": entry, "exit": exit}
+        return {**tests, "holdout": holdout, "strategy": form, **where}
+    if study == "patterns":
+        shape = {"horizons": list(horizons), "candles": candles, "overlap": overlap}
+        return {**tests, **shape, "seed": seed, **where}
+    if not strategy:
+        raise ResearchInputError("overfitting needs --strategy (and --space NAME=LO:HI[:STEP])")
+    return {"strategy": strategy, "space": list(space), "blocks": blocks, "seed": seed, **where}
+
+
 def research_run_create(
     *,
     study: str,

@@ -12,7 +12,12 @@ from marketdata.data_source import add_data_source_argument
 from research.engine.errors import ResearchInputError
 from research.models import Finding, ResearchRun
 from research.selectors import run_with_findings
-from research.services import finding_backtest, research_run_create, research_run_execute
+from research.services import (
+    finding_backtest,
+    research_run_create,
+    research_run_execute,
+    study_params,
+)
 
 STUDIES = ("pairs", "microstructure", "patterns", "overfitting")
 
@@ -97,7 +102,7 @@ class Command(BaseCommand):
                 timeframe=options["timeframe"],
                 start=start,
                 end=end,
-                params=self._params(options) | self._source(options),
+                params=self._params(options),
             )
         except ResearchInputError as exc:
             raise CommandError(str(exc)) from None
@@ -109,49 +114,18 @@ class Command(BaseCommand):
             raise CommandError(f"research run #{run.pk} failed: {exc}") from exc
         self._print(run.pk, options["json"])
 
-    @staticmethod
-    def _source(options: dict[str, Any]) -> dict[str, Any]:
-        """Return where a bar study reads its bars (microstructure reads stored prints)."""
-        if options["study"] == "microstructure":
-            if options["plant_pair"]:
-                raise CommandError(
-                    "microstructure reads stored trades, quotes and books: plant structure "
-                    "with ingest --source sim --plant-impact/--plant-pair, then study them"
-                )
-            return {}
-        plants = {"plant_pairs": options["plant_pair"]} if options["plant_pair"] else {}
-        return {"source": options["source"], **plants}
-
     def _params(self, options: dict[str, Any]) -> dict[str, Any]:
-        study, seed = options["study"], options["seed"]
-        tests = {"alpha": options["alpha"], "correction": options["correction"]}
-        if study == "pairs":
-            form = {"entry": options["entry"], "exit": options["exit"]}
-            return {**tests, "holdout": options["holdout"], "strategy": form}
-        if study == "patterns":
-            horizons = _ints(options["horizons"], "--horizons")
-            return {
-                **tests,
-                "horizons": horizons,
-                "candles": not options["no_candles"],
-                "overlap": options["overlap"],
-                "seed": seed,
-            }
-        if study == "microstructure":
-            return {
-                "interval": options["interval"],
-                "levels": options["levels"],
-                "permutations": options["permutations"],
-                "seed": seed,
-            }
-        if not options["strategy"]:
-            raise CommandError("overfitting needs --strategy (and --space NAME=LO:HI[:STEP])")
-        return {
-            "strategy": options["strategy"],
-            "space": options["space"],
-            "blocks": options["blocks"],
-            "seed": seed,
-        }
+        study = options["study"]
+        horizons = _ints(options["horizons"], "--horizons") if study == "patterns" else ()
+        names = ("alpha", "correction", "holdout", "entry", "exit", "overlap", "interval")
+        names += ("levels", "permutations", "strategy", "space", "blocks", "seed", "source")
+        return study_params(
+            study,
+            plant_pairs=options["plant_pair"],
+            horizons=horizons,
+            candles=not options["no_candles"],
+            **{name: options[name] for name in names},
+        )
 
     def _enqueue(self, run: ResearchRun, options: dict[str, Any]) -> None:
         from django_q.tasks import async_task
