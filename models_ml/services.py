@@ -197,6 +197,9 @@ class TrainingParams:
     source: str = "database"  # "sim": the simulated market's bars (stored marked simulated)
     features: list[str] | None = None  # train on these feature columns only (None: all)
     features_from: int | None = None  # the OptimizationRun that chose them
+    # Data groups joined point-in-time to the bars (price, sentiment, onchain, book, flow);
+    # None: price only (the bars' own columns). Each group's contribution is reported.
+    feature_groups: list[str] | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> TrainingParams:
@@ -245,12 +248,27 @@ class TrainingParams:
             and all(isinstance(f, str) for f in self.features)
         ):
             problems.append("features must be a non-empty list of feature names")
+        if self.feature_groups is not None:
+            problems += _feature_groups_problems(self.feature_groups)
         if problems:
             raise TrainingRequestError("; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return asdict(self)
+
+
+def _feature_groups_problems(groups: Any) -> list[str]:
+    """Return what is wrong with a ``feature_groups`` value (nothing: [])."""
+    from marketdata.feature_inputs import parse_feature_groups
+
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        return ["feature_groups must be a list of group names"]
+    try:
+        parsed = parse_feature_groups(",".join(groups))
+    except ValueError as exc:
+        return [str(exc)]
+    return [] if parsed == groups else [f"feature_groups must be listed as {parsed}"]
 
 
 def minimum_bars(params: TrainingParams) -> int:
@@ -575,10 +593,16 @@ def _train_claimed(
         )
     recorder = _RunRecorder(run, params, on_epoch, lock)
     spec = training_spec(run.model_type, run.timeframe, params)
+    if params.feature_groups:
+        from models_ml.feature_groups import with_feature_groups
+
+        bars, spec, group_report = with_feature_groups(bars, spec, symbol, run.timeframe, params)
     outcome = run_training(bars, spec, on_epoch=recorder.epoch, on_progress=recorder.progress)
     metrics = {**json_ready(outcome.report.as_dict()), "data": data}
     if params.features is not None:
         metrics["all_features"] = _all_features_report(bars, spec, params)
+    if params.feature_groups:
+        metrics["feature_groups"] = json_ready(group_report)
     if outcome.search is not None:
         metrics["search"] = json_ready(
             [

@@ -202,6 +202,11 @@ class Command(BaseCommand):
             help="With --activate: activate even a version without an edge (audited as forced)",
         )
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar")
+        parser.add_argument(
+            "--feature-groups",
+            help="Data joined point-in-time to the bars, e.g. price,sentiment,onchain,book,flow; "
+            "reports each group's out-of-sample contribution beside price only",
+        )
 
     def handle(self, *args, **options) -> None:
         with logs_to_stderr(options["json"]), stop_on_sigterm():
@@ -282,6 +287,13 @@ class Command(BaseCommand):
             "threads": options["threads"],
             "source": options["source"],
         }
+        if options["feature_groups"]:
+            from marketdata.feature_inputs import parse_feature_groups
+
+            try:
+                params["feature_groups"] = parse_feature_groups(options["feature_groups"])
+            except ValueError as exc:
+                raise CommandError(f"--feature-groups: {exc}") from None
         try:
             if options["features_from"] is not None:
                 params.update(features_from(options["features_from"]))
@@ -401,8 +413,18 @@ def report_lines(run: TrainingRun, model: MLModel) -> list[str]:
         "",
         verdict_line(metrics),
         *_all_features_lines(metrics),
+        *_feature_group_lines(metrics),
     ]
     return lines
+
+
+def _feature_group_lines(metrics: dict[str, Any]) -> list[str]:
+    """Each data group's contribution (when ``--feature-groups`` was given)."""
+    if not metrics.get("feature_groups"):
+        return []
+    from models_ml.feature_groups import feature_group_lines
+
+    return ["", *feature_group_lines(metrics)]
 
 
 def features_from(run_id: int) -> dict[str, Any]:
