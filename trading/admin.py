@@ -7,6 +7,7 @@ from risk.choices import TradingStateChoice
 from risk.models import RiskLimit
 from risk.services import trading_state_set
 from rrr_site.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin
+from trading.admin_orders import accounts_flatten, positions_close, submit_order_view
 from trading.models import Account, Fill, Order, PortfolioSnapshot, Position, StrategyConfig
 from trading.services import orders_cancel, orders_cancel_open
 
@@ -37,7 +38,7 @@ class AccountAdmin(AuditedModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["members"]
     inlines = [RiskLimitInline]
-    actions = ["halt_trading", "resume_trading", "cancel_open_orders"]
+    actions = ["halt_trading", "resume_trading", "cancel_open_orders", "flatten"]
 
     def get_urls(self):
         """Add the halt/resume buttons' endpoints (POST only)."""
@@ -53,6 +54,11 @@ class AccountAdmin(AuditedModelAdmin):
                 "<int:pk>/resume/",
                 self.admin_site.admin_view(self._resume_view),
                 name="trading_account_resume",
+            ),
+            path(
+                "<int:pk>/submit-order/",
+                self.admin_site.admin_view(self._submit_order_view),
+                name="trading_account_submit_order",
             ),
         ]
         return own + super().get_urls()
@@ -76,6 +82,9 @@ class AccountAdmin(AuditedModelAdmin):
         )
         self.message_user(request, f"{account.name}: trading {verb}.")
         return redirect("admin:trading_account_change", pk)
+
+    def _submit_order_view(self, request, pk: int):
+        return submit_order_view(self, request, pk)
 
     def _halt_view(self, request, pk: int):
         return self._set_state_view(request, pk, TradingStateChoice.HALTED, "halted")
@@ -155,6 +164,11 @@ class AccountAdmin(AuditedModelAdmin):
         total = sum(orders_cancel_open(account=a, actor=request.user) for a in queryset)
         self.message_user(request, f"Cancelled {total} open order(s).")
 
+    @admin.action(description="Flatten: cancel open orders and close every position")
+    def flatten(self, request, queryset):
+        """Flatten the selected accounts (audited)."""
+        accounts_flatten(self, request, queryset)
+
 
 @admin.register(StrategyConfig)
 class StrategyConfigAdmin(AuditedModelAdmin):
@@ -218,6 +232,12 @@ class PositionAdmin(ReadOnlyModelAdmin):
     list_filter = ["account"]
     search_fields = ["symbol__name"]
     date_hierarchy = "updated_at"
+    actions = ["close_selected"]
+
+    @admin.action(description="Close selected positions (reduce-only market orders)")
+    def close_selected(self, request, queryset):
+        """Submit an order closing each selected position (audited)."""
+        positions_close(self, request, queryset)
 
 
 @admin.register(PortfolioSnapshot)

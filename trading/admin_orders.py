@@ -1,0 +1,123 @@
+"""Manual orders from the admin: submit an order, close positions, flatten accounts.
+
+Every path calls the trading services the API uses (``order_submit``, ``position_close``,
+``account_flatten``), which validate with the engine's rules, store the order ``pending`` for the
+account's ``runtrader`` to risk-check and send, and audit each order and cancellation with the
+operator as actor; flattening an account is audited once more as ``account.flatten``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from marketdata.models import Symbol
+from monitoring.services import audit_record
+from trading.choices import OrderSide, OrderType, TimeInForce
+from trading.engine.errors import OrderRejected
+from trading.models import Account
+from trading.services import account_flatten, order_submit, position_close
+
+MANUAL_STRATEGY = "manual"
+
+
+class ManualOrderForm(forms.Form):
+    """One order, in the fields ``order_submit`` takes."""
+
+    symbol = forms.ModelChoiceField(
+        queryset=Symbol.objects.filter(active=True).order_by("name"), to_field_name="name"
+    )
+    side = forms.ChoiceField(choices=OrderSide.choices)
+    quantity = forms.DecimalField(max_digits=28, decimal_places=10, min_value=Decimal("1e-10"))
+    type = forms.ChoiceField(choices=OrderType.choices, initial=OrderType.MARKET)
+    price = forms.DecimalField(
+        max_digits=28, decimal_places=10, required=False, help_text="Limit price"
+    )
+    stop_price = forms.DecimalField(
+        max_digits=28, decimal_places=10, required=False, help_text="Trigger price"
+    )
+    trail_percent = forms.DecimalField(
+        max_digits=28, decimal_places=10, required=False, help_text="Trailing stop, in percent"
+    )
+    time_in_force = forms.ChoiceField(choices=TimeInForce.choices, initial=TimeInForce.GTC)
+    reduce_only = forms.BooleanField(required=False)
+
+
+def submit_order_view(model_admin, request: HttpRequest, pk: int) -> HttpResponse:
+    """Show the manual order form for one account; on POST submit it through ``order_submit``."""
+    account = get_object_or_404(Account, pk=pk)
+    if not model_admin.has_change_permission(request, account):
+        raise PermissionDenied
+    form = ManualOrderForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            order = order_submit(
+                account=account,
+                symbol=data["symbol"].name,
+                side=data["side"],
+                quantity=data["quantity"],
+                type=data["type"],
+                price=data["price"],
+                stop_price=data["stop_price"],
+                trail_percent=data["trail_percent"],
+                time_in_force=data["time_in_force"],
+                reduce_only=data["reduce_only"],
+                strategy=MANUAL_STRATEGY,
+                actor=request.user,
+            )
+        except (OrderRejected, ValueError) as exc:
+            form.add_error(None, f"order refused: {getattr(exc, 'reason', exc)}")
+        else:
+            model_admin.message_user(
+                request,
+                f"{account.name}: {order.side} {order.quantity} {data['symbol'].name} "
+                f"({order.type}) submitted as order {order.client_order_id}; the account's "
+                "runtrader risk-checks and sends it.",
+            )
+            return redirect("admin:trading_account_change", account.pk)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Submit an order for {account.name}",
+        "account": account,
+        "form": form,
+        "opts": model_admin.model._meta,
+    }
+    return render(request, "admin/trading/account/submit_order.html", context)
+
+
+def accounts_flatten(model_admin, request: HttpRequest, queryset) -> None:
+    """Admin action: cancel every working order and close every position (audited)."""
+    for account in queryset:
+        orders = account_flatten(account=account, actor=request.user)
+        audit_record(
+            actor=request.user,
+            action="account.flatten",
+            obj=account,
+            before=None,
+            after={"closing_orders": [str(o.client_order_id) for o in orders]},
+        )
+        model_admin.message_user(
+            request,
+            f"{account.name}: open orders cancelled, {len(orders)} closing order(s) submitted.",
+            messages.WARNING,
+        )
+
+
+def positions_close(model_admin, request: HttpRequest, queryset) -> None:
+    """Admin action: submit a reduce-only market order closing each selected position."""
+    closed = 0
+    for position in queryset.select_related("account", "symbol"):
+        order = position_close(
+            account=position.account, symbol=position.symbol.name, actor=request.user
+        )
+        closed += order is not None
+    model_admin.message_user(request, f"{closed} closing order(s) submitted.")
+
+
+__all__ = ["ManualOrderForm", "accounts_flatten", "positions_close", "submit_order_view"]
