@@ -74,4 +74,10 @@ def _unauthorised(message: str) -> HttpResponse:
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     """Serve Prometheus metrics to a valid bearer token or an allowed network."""
-    return metrics_refusal(request) or ExportToDjangoView(request)
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        return refusal
+    from monitoring.performance import jobs_queue_depth_refresh
+
+    jobs_queue_depth_refresh()  # read at scrape time: one count on the broker
+    return ExportToDjangoView(request)
