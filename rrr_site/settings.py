@@ -320,6 +320,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "rrr_site.pages.static_finder.PagesStaticFinder",  # the pages' JS/CSS and plotly.js (offline)
+]
 
 # --- Security (hardened in production; `check --deploy` is clean there) ----------------------
 SESSION_COOKIE_HTTPONLY = True

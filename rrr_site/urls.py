@@ -12,7 +12,6 @@ from drf_spectacular.views import (
 from marketdata.webhooks import tradingview_alert
 from monitoring import views as monitoring_views
 from monitoring.metrics_access import metrics
-from rrr_site import views as site_views
 
 urlpatterns = [
     path("health", monitoring_views.health, name="health"),
@@ -36,5 +35,5 @@ urlpatterns = [
     ),
     # /api/v1/... and the unversioned /api/... aliases of every app's <app>/api/urls.py.
     path("", include("rrr_site.api.urls")),
-    path("", site_views.dashboard, name="dashboard"),
+    path("", include("rrr_site.pages.urls")),  # the dashboard's pages
 ]

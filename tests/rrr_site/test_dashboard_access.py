@@ -30,9 +30,15 @@ def test_a_member_sees_only_granted_accounts(client, two_accounts):
     assert "mine-acct" in page
     assert "theirs-acct" not in page
     assert "theirs-event" not in page
+    _, theirs = two_accounts
+    # Asking for a foreign account's page shows one's own account instead, never theirs.
+    foreign = client.get(f"/risk/?account={theirs.pk}").content.decode()
+    assert "theirs-event" not in foreign and "theirs-acct" not in foreign
 
 
 def test_staff_see_every_account(client, two_accounts):
     client.force_login(UserFactory(username="ops", is_staff=True))
     page = client.get("/").content.decode()
-    assert "mine-acct" in page and "theirs-acct" in page and "theirs-event" in page
+    assert "mine-acct" in page and "theirs-acct" in page  # both in the account picker
+    theirs = two_accounts[1]
+    assert "theirs-event" in client.get(f"/risk/?account={theirs.pk}").content.decode()

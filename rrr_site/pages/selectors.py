@@ -1,0 +1,238 @@
+"""Reads of the dashboard's pages: each bounded (limits, database aggregates), never all rows.
+
+These compose the apps' selectors (the same ones the API reads through) and add the few page
+reads no endpoint needs: chart bars with the account's fill markers, an order's history, the
+monthly returns grid, buy-and-hold beside the live account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Count, Max, QuerySet
+
+from marketdata.models import Bar, Symbol, TradeTick
+from monitoring.models import AuditLog, SystemEvent
+from trading.choices import OPEN_ORDER_STATUSES
+from trading.models import Account, Fill, Order, PortfolioSnapshot
+
+CHART_BARS = 300
+RECENT_ROWS = 50
+HISTORY_ROWS = 200
+MONTH_POINTS = 400  # equity points that feed the monthly grid (one per bucket, in the database)
+
+
+def account_choice(*, accounts: QuerySet[Account], pk: str | None) -> Account | None:
+    """Return the visible account ``pk``, else the first visible one (None when none is)."""
+    if pk:
+        try:
+            chosen = accounts.filter(pk=int(pk)).first()
+        except ValueError:
+            chosen = None
+        if chosen is not None:
+            return chosen
+    return accounts.order_by("name").first()
+
+
+def open_orders(*, account: Account, limit: int = RECENT_ROWS) -> list[Order]:
+    """Return the account's working orders, newest first."""
+    rows = account.orders.filter(status__in=list(OPEN_ORDER_STATUSES)).select_related("symbol")
+    return list(rows.order_by("-created_at")[:limit])
+
+
+def recent_fills(*, account: Account, symbol: str | None = None, limit: int = RECENT_ROWS):
+    """Return the account's newest fills (of one symbol when given)."""
+    rows = Fill.objects.filter(account=account).select_related("symbol", "order")
+    if symbol:
+        rows = rows.filter(symbol__name=symbol)
+    return list(rows.order_by("-ts", "-pk")[:limit])
+
+
+def chart_timeframes(*, symbol: Symbol) -> list[str]:
+    """Return the timeframes stored for ``symbol`` (shortest first)."""
+    from marketdata.engine.events import TIMEFRAME_SECONDS
+
+    stored = set(Bar.objects.filter(symbol=symbol).values_list("timeframe", flat=True).distinct())
+    return sorted(stored, key=lambda tf: TIMEFRAME_SECONDS.get(tf, 0))
+
+
+def chart_bars(*, symbol: Symbol, timeframe: str, limit: int = CHART_BARS) -> list[dict]:
+    """Return the last ``limit`` bars of ``symbol`` at ``timeframe``, oldest first."""
+    rows = (
+        Bar.objects.filter(symbol=symbol, timeframe=timeframe)
+        .order_by("-ts")
+        .values("ts", "open", "high", "low", "close", "volume")[:limit]
+    )
+    return [{**r, "ts": r["ts"].isoformat()} for r in reversed(list(rows))]
+
+
+def fill_markers(*, account: Account | None, symbol: Symbol, since: datetime | None) -> list[dict]:
+    """Return the account's fills of ``symbol`` since ``since`` as chart markers (at most 500)."""
+    if account is None or since is None:
+        return []
+    rows = (
+        Fill.objects.filter(account=account, symbol=symbol, ts__gte=since)
+        .order_by("-ts")
+        .values("ts", "side", "price", "quantity", "order__strategy")[:500]
+    )
+    return [
+        {
+            "ts": r["ts"].isoformat(),
+            "side": r["side"],
+            "price": str(r["price"]),
+            "quantity": str(r["quantity"]),
+            "strategy": r["order__strategy"] or "manual",
+        }
+        for r in rows
+    ]
+
+
+def recent_trades(*, symbol: Symbol, limit: int = RECENT_ROWS) -> list[dict]:
+    """Return the symbol's newest market trades, newest first."""
+    rows = TradeTick.objects.filter(symbol=symbol).order_by("-ts")[:limit]
+    return [
+        {"ts": t.ts.isoformat(), "price": str(t.price), "size": str(t.size), "side": t.side or ""}
+        for t in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """The filters of the orders and trades pages (all optional)."""
+
+    symbol: str = ""
+    side: str = ""
+    status: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _filtered(rows: QuerySet, f: HistoryFilter, ts_field: str) -> QuerySet:
+    if f.symbol:
+        rows = rows.filter(symbol__name=f.symbol)
+    if f.side:
+        rows = rows.filter(side=f.side)
+    if f.since:
+        rows = rows.filter(**{f"{ts_field}__gte": f.since})
+    if f.until:
+        rows = rows.filter(**{f"{ts_field}__lt": f.until})
+    return rows
+
+
+def order_history(*, account: Account, filters: HistoryFilter) -> QuerySet[Order]:
+    """Return the account's orders matching ``filters``, newest first (slice it)."""
+    rows = _filtered(account.orders.select_related("symbol"), filters, "created_at")
+    if filters.status:
+        rows = rows.filter(status=filters.status)
+    return rows.order_by("-created_at", "-pk")
+
+
+def fill_history(*, account: Account, filters: HistoryFilter) -> QuerySet[Fill]:
+    """Return the account's fills matching ``filters``, newest first (slice it)."""
+    rows = Fill.objects.filter(account=account).select_related("symbol", "order")
+    return _filtered(rows, filters, "ts").order_by("-ts", "-pk")
+
+
+def order_timeline(*, order: Order) -> list[dict]:
+    """Return the order's state transitions as stored: created, each fill, cancel asked, closed,
+    and every audit entry about it, in time order."""
+    steps = [{"ts": order.created_at, "state": "created", "detail": f"{order.type} {order.side}"}]
+    for fill in order.fills.order_by("ts", "pk")[:HISTORY_ROWS]:
+        steps.append(
+            {"ts": fill.ts, "state": "fill", "detail": f"{fill.quantity} @ {fill.price}"}
+        )
+    if order.cancel_requested_at:
+        steps.append({"ts": order.cancel_requested_at, "state": "cancel requested", "detail": ""})
+    audits = AuditLog.objects.filter(object_type__iendswith="order", object_id=str(order.pk))
+    for entry in audits.order_by("at")[:HISTORY_ROWS]:
+        steps.append({"ts": entry.at, "state": entry.action, "detail": entry.actor_repr})
+    if order.closed_at:
+        steps.append(
+            {"ts": order.closed_at, "state": order.status, "detail": order.reject_reason}
+        )
+    elif order.status not in {"pending"}:
+        steps.append({"ts": order.updated_at, "state": order.status, "detail": "current"})
+    return sorted(steps, key=lambda s: s["ts"])
+
+
+def monthly_returns(*, account: Account) -> list[dict]:
+    """Return each month's return from the last equity snapshot of each month (database
+    aggregate), the first measured from the initial capital."""
+    from django.db.models.functions import TruncMonth
+
+    ends = (
+        PortfolioSnapshot.objects.filter(account=account)
+        .annotate(month=TruncMonth("ts"))
+        .values("month")
+        .annotate(last=Max("ts"))
+        .order_by("month")
+    )
+    ends = list(ends[:MONTH_POINTS])
+    equity = dict(
+        PortfolioSnapshot.objects.filter(account=account, ts__in=[e["last"] for e in ends])
+        .values_list("ts", "equity")
+    )
+    previous = account.initial_capital
+    rows = []
+    for end in ends:
+        closing = equity[end["last"]]
+        ratio = float(closing / previous - 1) if previous else None
+        rows.append({"year": end["month"].year, "month": end["month"].month, "return": ratio})
+        previous = closing
+    return rows
+
+
+def buy_and_hold(*, symbols: Iterable[str], start: datetime | None, end: datetime | None):
+    """Return each symbol's buy-and-hold return over [start, end] from its stored 1m/1h bars."""
+    if start is None or end is None:
+        return []
+    rows = []
+    for name in sorted(set(symbols)):
+        bars = Bar.objects.filter(symbol__name=name, ts__gte=start, ts__lte=end)
+        timeframe = bars.values_list("timeframe", flat=True).first()
+        if timeframe is None:
+            continue
+        bars = bars.filter(timeframe=timeframe)
+        first = bars.order_by("ts").values_list("open", flat=True).first()
+        last = bars.order_by("-ts").values_list("close", flat=True).first()
+        if first:
+            rows.append({"symbol": name, "return": last / first - 1, "timeframe": timeframe})
+    return rows
+
+
+def traded_symbols(*, account: Account) -> list[str]:
+    """Return the names of the symbols the account holds or held (positions are one a symbol)."""
+    return sorted(account.positions.values_list("symbol__name", flat=True))
+
+
+def system_events(*, limit: int = RECENT_ROWS) -> list[SystemEvent]:
+    """Return the newest system events other than heartbeats."""
+    return list(SystemEvent.objects.exclude(kind="heartbeat").order_by("-ts")[:limit])
+
+
+def heartbeats(*, limit: int = 20) -> list[SystemEvent]:
+    """Return the newest heartbeat of each component (from the last 200 beats)."""
+    latest: dict[str, SystemEvent] = {}
+    for beat in SystemEvent.objects.filter(kind="heartbeat").order_by("-ts")[:200]:
+        key = str(beat.context.get("account", beat.component))
+        latest.setdefault(key, beat)
+    return list(latest.values())[:limit]
+
+
+def audit_entries(*, limit: int = RECENT_ROWS) -> list[AuditLog]:
+    """Return the newest audit log entries."""
+    return list(AuditLog.objects.order_by("-at")[:limit])
+
+
+def order_counts(*, account: Account) -> dict[str, int]:
+    """Return the account's number of orders per status (one grouped query)."""
+    rows = account.orders.values("status").annotate(n=Count("pk")).order_by()
+    return {r["status"]: r["n"] for r in rows}
+
+
+def decimal_or_zero(value: Decimal | None) -> Decimal:
+    """Return ``value`` or 0."""
+    return value if value is not None else Decimal(0)

@@ -1,0 +1,22 @@
+"""Routes of the dashboard's pages (every one needs a login)."""
+
+from django.urls import path
+
+from rrr_site.pages import lab_views, views
+
+urlpatterns = [
+    path("", views.overview, name="dashboard"),
+    path("market/", views.market, name="pages-market"),
+    path("orders/", views.orders, name="pages-orders"),
+    path("orders/<int:pk>/", views.order_detail, name="pages-order"),
+    path("orders/export/<str:kind>.csv", views.history_csv, name="pages-history-csv"),
+    path("performance/", views.performance, name="pages-performance"),
+    path("risk/", views.risk, name="pages-risk"),
+    path("system/", views.system, name="pages-system"),
+    path("models/", lab_views.models_page, name="pages-models"),
+    path("models/<int:pk>/activate", lab_views.model_activate_view, name="pages-model-activate"),
+    path("backtests/", lab_views.backtests_page, name="pages-backtests"),
+    path("backtests/launch", lab_views.backtest_launch_view, name="pages-backtest-launch"),
+    path("backtests/<int:pk>/", lab_views.backtest_page, name="pages-backtest"),
+    path("backtests/<int:pk>/report", lab_views.backtest_report, name="pages-backtest-report"),
+]

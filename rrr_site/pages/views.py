@@ -1,0 +1,280 @@
+"""The dashboard's pages (overview, market, orders and trades, performance, risk, system).
+
+Each view reads a bounded amount through selectors and renders a template; the page's script
+(``static/rrr/live.js``) then keeps it live over ``/ws/v1/stream``. Actions (orders, halt,
+resume, flatten) go through the REST API with the session and its CSRF token.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.timezone import make_aware
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from marketdata.models import Symbol
+from marketdata.price_selectors import latest_book, latest_quote
+from monitoring.engine.payloads import book_payload, quote_payload
+from monitoring.selectors import component_results
+from monitoring.stats_selectors import api_stats
+from risk.selectors import risk_report
+from rrr_site.api.roles import Role, role_of
+from rrr_site.pages import selectors as s
+from trading.choices import OrderSide, OrderStatus, OrderType
+from trading.models import Account
+from trading.portfolio_selectors import (
+    equity_curve,
+    performance_of,
+    portfolio_summaries,
+    positions_of,
+    profit_by_symbol,
+)
+
+EQUITY_POINTS = 300
+CSV_CHUNK = 2000
+
+
+def page_context(request: HttpRequest, page: str) -> tuple[dict, Account | None]:
+    """Return what every page shows (user, role, accounts, chosen account) and that account."""
+    accounts = Account.objects.visible_to(request.user)
+    account = s.account_choice(accounts=accounts, pk=request.GET.get("account"))
+    role = role_of(request.user)
+    return {
+        "page": page,
+        "accounts": list(accounts.order_by("name").values("pk", "name", "mode")),
+        "account": account,
+        "is_trader": role >= Role.TRADER,
+        "is_admin": role >= Role.ADMIN,
+        "role": role.name.lower(),
+    }, account
+
+
+@login_required
+@ensure_csrf_cookie
+def overview(request: HttpRequest) -> HttpResponse:
+    """Equity curve, today's P&L, positions, open orders, fills, trading state, health."""
+    context, account = page_context(request, "overview")
+    if account is not None:
+        one = Account.objects.filter(pk=account.pk)
+        context.update(
+            summary=portfolio_summaries(accounts=one)[0],
+            positions=list(positions_of(accounts=one)),
+            open_orders=s.open_orders(account=account),
+            fills=s.recent_fills(account=account, limit=25),
+            equity=[
+                {"ts": p.ts.isoformat(), "equity": str(p.equity)}
+                for p in equity_curve(account=account, points=EQUITY_POINTS)
+            ],
+        )
+    context["components"] = component_results()
+    return render(request, "pages/overview.html", context)
+
+
+@login_required
+@ensure_csrf_cookie
+def market(request: HttpRequest) -> HttpResponse:
+    """Candles with volume, overlays and fill markers, book, trades and the order ticket."""
+    context, account = page_context(request, "market")
+    symbols = list(Symbol.objects.filter(active=True).order_by("name"))
+    wanted = request.GET.get("symbol")
+    symbol = next((x for x in symbols if x.name == wanted), symbols[0] if symbols else None)
+    if symbol is not None:
+        timeframes = s.chart_timeframes(symbol=symbol)
+        timeframe = request.GET.get("tf")
+        if timeframe not in timeframes:
+            timeframe = "1m" if "1m" in timeframes else (timeframes[0] if timeframes else "1m")
+        bars = s.chart_bars(symbol=symbol, timeframe=timeframe)
+        since = parse_datetime(bars[0]["ts"]) if bars else None
+        quote, book = latest_quote(symbol=symbol.name), latest_book(symbol=symbol.name)
+        context["chart"] = {
+            "symbol": symbol.name,
+            "timeframe": timeframe,
+            "bars": bars,
+            "markers": s.fill_markers(account=account, symbol=symbol, since=since),
+            "trades": s.recent_trades(symbol=symbol),
+            "quote": quote_payload(quote, symbol=symbol.name) if quote else None,
+            "book": book_payload(book, symbol=symbol.name) if book else None,
+            "account": account.pk if account else None,
+            "account_name": account.name if account else None,
+        }
+        context.update(symbol=symbol, timeframes=timeframes, timeframe=timeframe)
+    context.update(symbols=symbols, order_types=[OrderType.MARKET, OrderType.LIMIT, OrderType.STOP])
+    return render(request, "pages/market.html", context)
+
+
+def _when(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    moment = parse_datetime(raw)
+    if moment is None:
+        day = parse_date(raw)
+        moment = datetime(day.year, day.month, day.day) if day else None
+    if moment is not None and moment.tzinfo is None:
+        moment = make_aware(moment)
+    return moment
+
+
+def history_filter(request: HttpRequest) -> tuple[s.HistoryFilter, dict[str, str]]:
+    """Return the filters of the orders/trades pages and the errors of the ones refused."""
+    errors: dict[str, str] = {}
+    get = request.GET
+    side = get.get("side", "")
+    if side and side not in OrderSide.values:
+        errors["side"] = f"one of {', '.join(OrderSide.values)}"
+        side = ""
+    status = get.get("status", "")
+    if status and status not in OrderStatus.values:
+        errors["status"] = f"one of {', '.join(OrderStatus.values)}"
+        status = ""
+    times = {}
+    for name in ("since", "until"):
+        try:
+            times[name] = _when(get.get(name))
+        except ValueError:
+            times[name] = None
+        if get.get(name) and times[name] is None:
+            errors[name] = "a date (YYYY-MM-DD) or ISO-8601 time"
+    symbol = get.get("symbol", "").strip().upper()[:32]
+    return s.HistoryFilter(symbol=symbol, side=side, status=status, **times), errors
+
+
+@login_required
+def orders(request: HttpRequest) -> HttpResponse:
+    """Filterable order and trade history of the chosen account."""
+    context, account = page_context(request, "orders")
+    filters, errors = history_filter(request)
+    if account is not None:
+        context.update(
+            orders=list(s.order_history(account=account, filters=filters)[: s.HISTORY_ROWS]),
+            fills=list(s.fill_history(account=account, filters=filters)[: s.HISTORY_ROWS]),
+        )
+    context.update(
+        filters=filters,
+        errors=errors,
+        statuses=OrderStatus.values,
+        query=request.GET.urlencode(),
+        limit=s.HISTORY_ROWS,
+    )
+    return render(request, "pages/orders.html", context, status=400 if errors else 200)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@login_required
+def history_csv(request: HttpRequest, kind: str) -> HttpResponse:
+    """Stream the filtered orders or fills of the chosen account as CSV (every matching row)."""
+    if kind not in {"orders", "fills"}:
+        raise Http404("orders.csv or fills.csv")
+    _, account = page_context(request, "orders")
+    filters, errors = history_filter(request)
+    if errors:
+        return HttpResponse(
+            "; ".join(f"{k}: {v}" for k, v in errors.items()), status=400, content_type="text/plain"
+        )
+    if account is None:
+        raise Http404("No account")
+    if kind == "orders":
+        header = ["id", "created_at", "symbol", "side", "type", "quantity", "price",
+                  "stop_price", "status", "filled_quantity", "average_fill_price", "fees",
+                  "strategy", "reject_reason"]  # fmt: skip
+        rows = s.order_history(account=account, filters=filters)
+        line = lambda o: [o.pk, o.created_at.isoformat(), o.symbol.name, o.side, o.type,  # noqa: E731
+                          o.quantity, o.price, o.stop_price, o.status, o.filled_quantity,
+                          o.average_fill_price, o.fees, o.strategy, o.reject_reason]  # fmt: skip
+    else:
+        header = ["id", "ts", "symbol", "side", "quantity", "price", "fee", "order_id",
+                  "liquidity"]  # fmt: skip
+        rows = s.fill_history(account=account, filters=filters)
+        line = lambda f: [f.pk, f.ts.isoformat(), f.symbol.name, f.side, f.quantity,  # noqa: E731
+                          f.price, f.fee, f.order_id, getattr(f, "liquidity", "")]  # fmt: skip
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(header)
+        for row in rows.iterator(chunk_size=CSV_CHUNK):
+            yield writer.writerow(["" if v is None else v for v in line(row)])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{account.name}-{kind}.csv"'
+    return response
+
+
+@login_required
+def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One order of a visible account: fields, fills, children and its state transitions."""
+    context, _ = page_context(request, "orders")
+    visible = Account.objects.visible_to(request.user)
+    from trading.models import Order
+
+    order = (
+        Order.objects.filter(pk=pk, account__in=visible).select_related("symbol", "account").first()
+    )
+    if order is None:
+        raise Http404("No such order")
+    context.update(
+        order=order,
+        timeline=s.order_timeline(order=order),
+        fills=list(order.fills.order_by("ts", "pk")[: s.HISTORY_ROWS]),
+        children=list(order.children.select_related("symbol").order_by("created_at")[:20]),
+    )
+    return render(request, "pages/order_detail.html", context)
+
+
+@login_required
+def performance(request: HttpRequest) -> HttpResponse:
+    """Live metrics beside holding cash and buy-and-hold, drawdown, monthly grid, P&L per symbol."""
+    context, account = page_context(request, "performance")
+    if account is not None:
+        perf = performance_of(account=account, bucket_seconds=3600)
+        context.update(
+            perf=perf,
+            equity=[
+                {"ts": p.ts.isoformat(), "equity": str(p.equity), "drawdown": p.drawdown}
+                for p in equity_curve(account=account, points=EQUITY_POINTS)
+            ],
+            monthly=s.monthly_returns(account=account),
+            per_symbol=profit_by_symbol(account=account),
+            holds=s.buy_and_hold(
+                symbols=s.traded_symbols(account=account), start=perf["start"], end=perf["end"]
+            ),
+        )
+    return render(request, "pages/performance.html", context)
+
+
+@login_required
+def risk(request: HttpRequest) -> HttpResponse:
+    """Limit utilisation, VaR/CVaR, drawdown against its limit, events, kill-switch state."""
+    context, account = page_context(request, "risk")
+    if account is not None:
+        from risk.models import RiskEvent
+
+        report = risk_report(account=account)
+        dd_limit = next((x for x in report["limits"] if x["kind"] == "max_drawdown"), None)
+        context.update(
+            report=report,
+            dd_limit=dd_limit,
+            events=list(RiskEvent.objects.filter(account=account).order_by("-ts")[:50]),
+        )
+    return render(request, "pages/risk.html", context)
+
+
+@login_required
+def system(request: HttpRequest) -> HttpResponse:
+    """Component health, heartbeats, queue depth, system events and the audit log."""
+    context, _ = page_context(request, "system")
+    context.update(
+        components=component_results(),
+        stats=api_stats(accounts=Account.objects.visible_to(request.user)),
+        beats=s.heartbeats(),
+        events=s.system_events(),
+        audit=s.audit_entries() if context["is_admin"] else [],
+    )
+    return render(request, "pages/system.html", context)
