@@ -35,11 +35,13 @@ ROOT = Path(__file__).resolve().parents[2]
 START, END = "2024-01-01", "2024-01-03T02:00"  # 3,000 one-minute bars
 T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 2, tzinfo=UTC)
 HPARAMS = '{"channels": 8, "n_layers": 2}'
-TINY_PARAMS = {"epochs": 1, "folds": 2, "window": 32, "hparams": {"channels": 8, "n_layers": 2}}
+TINY_PARAMS = {"epochs": 1, "folds": 2, "window": 32, "hparams": {"channels": 8, "n_layers": 2},
+               "source": "sim"}
 # A long search and many epochs of a tiny CNN: early stopping cannot end it before the kill.
 LONG_TRAIN = [sys.executable, "manage.py", "train", "--model", "cnn", "--hparams", HPARAMS,
               "--symbols", "BTC-USD", "--start", START, "--end", END, "--epochs", "500",
-              "--trials", "50", "--folds", "4", "--window", "32", "--no-progress"]
+              "--trials", "50", "--folds", "4", "--window", "32", "--no-progress",
+              "--source", "sim"]
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +117,7 @@ def test_the_next_train_fails_the_run_of_a_killed_train(subprocess_env):
     err = io.StringIO()
     call_command("train", "--model", "cnn", "--hparams", HPARAMS, "--symbols", "BTC-USD",
                  "--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window",
-                 "32", "--no-progress", stdout=io.StringIO(), stderr=err)
+                 "32", "--no-progress", "--source", "sim", stdout=io.StringIO(), stderr=err)
 
     assert_reaped(run)
     assert f"training run {run.pk} had lost its process" in err.getvalue()

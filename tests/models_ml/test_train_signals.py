@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN = [sys.executable, "manage.py", "train", "--model", "cnn", "--hparams",
          '{"channels": 8, "n_layers": 2}', "--symbols", "BTC-USD", "--start", "2024-01-01",
          "--end", "2024-01-03T02:00", "--epochs", "500", "--patience", "500", "--folds", "2",
-         "--window", "32", "--no-progress"]
+         "--window", "32", "--no-progress", "--source", "sim"]
 
 
 def wait_for(predicate, timeout: float = 90.0) -> None:

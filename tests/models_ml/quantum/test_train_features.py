@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(180)]
 
 START, END = "2024-01-01", "2024-01-03T02:00"  # 3,000 one-minute bars
 T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 2, tzinfo=UTC)
-TINY = ["--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window", "32"]
+TINY = ["--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window", "32",
+        "--source", "sim"]
 CNN = ["--model", "cnn", "--hparams", '{"channels": 8, "n_layers": 2}', "--no-progress"]
 
 
@@ -32,9 +33,9 @@ def models_dir(settings, tmp_path):
 
 
 def command(name: str, *args: str) -> str:
-    """Run a command in-process; return stdout."""
+    """Run a command in-process on the simulated market's bars; return stdout."""
     out = io.StringIO()
-    call_command(name, *args, stdout=out, stderr=io.StringIO())
+    call_command(name, *args, "--source", "sim", stdout=out, stderr=io.StringIO())
     return out.getvalue()
 
 
@@ -97,7 +98,7 @@ def test_train_on_the_chosen_features_is_compared_with_all_features(models_dir):
     predictor = Predictor.load(model_artifact_dir(model))
     assert list(predictor.spec.feature_names) == model.feature_names
     predictions = predictor.predict_batch(
-        bars_frame(symbol="BTC-USD", timeframe="1m", start=T0, end=T1)
+        bars_frame(symbol="BTC-USD", timeframe="1m", start=T0, end=T1, simulated=True)
     )
     assert len(predictions) > 2500
 
