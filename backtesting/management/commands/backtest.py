@@ -13,20 +13,11 @@ from backtesting.cli_options import add_backtest_run_arguments
 from backtesting.engine.errors import BacktestError
 from backtesting.engine.glossary import format_metric
 from backtesting.models import BacktestRun
-from backtesting.replay import ReplayError, default_report_path, replay_account
-from backtesting.request import one_line, validated_request
-from backtesting.services import (
-    BacktestInputError,
-    SweepFailed,
-    backtest_execute,
-    backtest_run_create,
-    model_signal_in_sample,
-    parse_space,
-    sweep_execute,
-    walkforward_execute,
-)
 from trading.engine.strategies import available_strategies
 from trading.models import Account
+
+# The engine, services and replay (pandas, numpy, plotly) are imported inside the methods that
+# run: `backtest --help` and every other command start without them (tests/test_startup.py).
 
 METRICS_SHOWN = (
     "total_return",
@@ -118,6 +109,9 @@ class Command(BaseCommand):
             raise CommandError("--end must be after --start")
         if options["replay_account"]:
             return self._replay(options["replay_account"], start, end, options)
+        from backtesting.request import one_line, validated_request
+        from backtesting.services import BacktestInputError, SweepFailed, backtest_run_create
+
         # Every flag is checked before the run row exists: bad input leaves nothing behind.
         try:
             request = validated_request(options, start, end)
@@ -140,6 +134,8 @@ class Command(BaseCommand):
         """Refuse (or, with --allow-in-sample, loudly flag) a model_signal run in-sample."""
         if request["strategy"] != "model_signal":
             return
+        from backtesting.services import BacktestInputError, model_signal_in_sample
+
         problems = model_signal_in_sample(
             symbols=request["symbols"],
             timeframe=request["timeframe"],
@@ -161,6 +157,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _check_vectorised(request: dict, options) -> None:
+        from backtesting.services import BacktestInputError
         from backtesting.vectorised_run import vectorised_check
 
         if options["run_async"] or options["montecarlo"] or options["report"]:
@@ -182,6 +179,13 @@ class Command(BaseCommand):
 
             backtest_execute_vectorised(run=run)
             return
+        from backtesting.services import (
+            backtest_execute,
+            parse_space,
+            sweep_execute,
+            walkforward_execute,
+        )
+
         show = sys.stderr.isatty() and not options["json"]
         if method in {"grid", "random", "genetic"}:
             bar = tqdm(total=0, desc=f"{method} trials", unit="trial", disable=not show)
@@ -317,6 +321,8 @@ class Command(BaseCommand):
         )
 
     def _replay(self, name: str, start: datetime, end: datetime, options) -> None:
+        from backtesting.replay import ReplayError, default_report_path, replay_account
+
         account = Account.objects.filter(name=name).first()
         if account is None:
             raise CommandError(f"no account {name!r}")
