@@ -139,6 +139,10 @@ def check_options(options: dict) -> None:
         )
     if options["allow_foreign_feed"] and not options["live"]:
         raise CommandError("--allow-foreign-feed only applies to --live")
+    if not options["paper"] and not options["live"] and not settings.PAPER_TRADING:
+        raise CommandError(
+            "PAPER_TRADING=false: paper is not the default mode, say --paper or --live"
+        )
     check_url(options["url"])
     check_speed(options["speed"])
     check_positive(options["duration"], "--duration", optional=True)
@@ -153,7 +157,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         mode = parser.add_mutually_exclusive_group()
-        mode.add_argument("--paper", action="store_true", help="Paper trading (the default)")
+        mode.add_argument(
+            "--paper",
+            action="store_true",
+            help="Paper trading (the default while PAPER_TRADING=true)",
+        )
         mode.add_argument(
             "--live",
             action="store_true",
