@@ -129,7 +129,9 @@ class RuntimeControl:
         last_start = now - timedelta(seconds=TIMEFRAME_SECONDS[self.timeframe])
         bars: list[EngineBar] = []
         for symbol in self.symbols:
-            stored = Bar.objects.filter(symbol__name=symbol, timeframe=self.timeframe)
+            stored = Bar.objects.filter(  # venue bars only: a live feed never warms up on sim
+                symbol__name=symbol, timeframe=self.timeframe, simulated=False
+            )
             rows = (
                 stored.filter(ts__lte=last_start)
                 .order_by("-ts")
