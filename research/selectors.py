@@ -95,6 +95,36 @@ def books_frame(*, symbol: str, start: datetime, end: datetime, levels: int = 5)
     return frame.set_index("ts")
 
 
+def research_runs(*, status: str | None = None, kind: str | None = None):
+    """Return research runs (a queryset to page), optionally of one status and kind."""
+    runs = ResearchRun.objects.all()
+    if status:
+        runs = runs.filter(status=status)
+    if kind:
+        runs = runs.filter(kind=kind)
+    return runs
+
+
+def research_run(*, pk: int) -> ResearchRun | None:
+    """Return one run or None."""
+    return ResearchRun.objects.filter(pk=pk).first()
+
+
+def findings(*, run: int | None = None, significant: bool | None = None):
+    """Return findings (a queryset to page), optionally of one run and by significance."""
+    rows = Finding.objects.all()
+    if run is not None:
+        rows = rows.filter(run_id=run)
+    if significant is not None:
+        rows = rows.filter(significant=significant)
+    return rows
+
+
+def finding(*, pk: int) -> Finding | None:
+    """Return one finding (with its run) or None."""
+    return Finding.objects.select_related("run").filter(pk=pk).first()
+
+
 def run_with_findings(run_id: int) -> tuple[ResearchRun, list[Finding]]:
     """Return a run and its findings, most significant first."""
     run = ResearchRun.objects.get(pk=run_id)

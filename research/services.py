@@ -344,6 +344,42 @@ def _finding_row(run: ResearchRun, f: FindingData) -> Finding:
     )
 
 
+def research_run_enqueue(*, run: ResearchRun) -> str:
+    """Queue a pending run for a django-q2 worker; return the task id."""
+    from django_q.tasks import async_task
+
+    return async_task("research.tasks.research_task", run.pk, task_name=f"research-{run.pk}")
+
+
+def finding_backtest_check(
+    *, finding: Finding, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime]:
+    """Return the backtest window of a finding's strategy, or raise ResearchInputError."""
+    if not (finding.details or {}).get("strategy"):
+        raise ResearchInputError(f"finding #{finding.pk} has no strategy to backtest")
+    start = start or finding.run.start
+    end = end or finding.run.end
+    if start is None or end is None or end <= start:
+        raise ResearchInputError("the backtest needs start < end")
+    return start, end
+
+
+def finding_backtest_enqueue(
+    *, finding: Finding, start: datetime | None = None, end: datetime | None = None
+) -> str:
+    """Queue the backtest of a finding's strategy (default: its study's period); task id."""
+    from django_q.tasks import async_task
+
+    start, end = finding_backtest_check(finding=finding, start=start, end=end)
+    return async_task(
+        "research.tasks.finding_backtest_task",
+        finding.pk,
+        start.isoformat(),
+        end.isoformat(),
+        task_name=f"finding-backtest-{finding.pk}",
+    )
+
+
 def finding_backtest(
     *, finding: Finding, start: datetime, end: datetime, costs: Costs | None = None
 ) -> BacktestRun:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from research.models import Finding, ResearchRun
 from research.services import finding_backtest, research_run_execute
 
@@ -12,8 +14,12 @@ def research_task(run_id: int) -> dict:
     return {"run": run.pk, "status": run.status, "findings": run.findings.count()}
 
 
-def finding_backtest_task(finding_id: int) -> dict:
-    """Backtest a finding's strategy over its study's period; return the backtest's id."""
+def finding_backtest_task(
+    finding_id: int, start: str | None = None, end: str | None = None
+) -> dict:
+    """Backtest a finding's strategy (over its study's period unless ISO ``start``/``end``)."""
     finding = Finding.objects.select_related("run").get(pk=finding_id)
-    run = finding_backtest(finding=finding, start=finding.run.start, end=finding.run.end)
+    start_at = datetime.fromisoformat(start) if start else finding.run.start
+    end_at = datetime.fromisoformat(end) if end else finding.run.end
+    run = finding_backtest(finding=finding, start=start_at, end=end_at)
     return {"finding": finding.pk, "backtest": run.pk, "status": run.status}

@@ -265,13 +265,15 @@ SPECTACULAR_SETTINGS = {
         "OrderSideEnum": "trading.choices.OrderSide",
         "OrderStatusEnum": "trading.choices.OrderStatus",
         "RunStatusEnum": "models_ml.choices.RunStatus",
+        "ResearchKindEnum": "research.choices.ResearchKind",
         "TradeSideEnum": [("long", "long"), ("short", "short")],
     },
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
 # The dashboard and the API docs send anonymous browsers to the admin's login page.
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"  # the dashboard's sign-in page (the admin's admits staff only)
+LOGIN_REDIRECT_URL = "/"
 
 # --- Alerts and the Telegram bot (monitoring/alerts.py, monitoring/channels/) ------------------
 # Keys only from the environment; the service endpoints are settings so tests (and proxies) can
