@@ -20,6 +20,7 @@ BENCHES = [
     ("market data latency", ["marketdata_latency.py"], ["--seconds", "3"]),
     ("order path", ["trading_order_path.py"], ["--orders", "5000"]),
     ("pre-trade risk checks", ["risk_pretrade.py"], ["--orders", "10000"]),
+    ("monitoring overhead and alerts", ["monitoring_overhead.py"], ["--ticks", "20000"]),
     ("ML inference and training", ["ml_inference.py"], ["--quick"]),
     ("backtest vs peers", ["backtest_peers.py"], ["--bars", "100000", "--combos", "20"]),
 ]

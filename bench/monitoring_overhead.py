@@ -1,0 +1,238 @@
+"""Monitoring overhead and alert delivery, measured.
+
+1. Tick-to-order on the engine's loop path (``runtrader``'s per-event work: pipeline, metrics
+   hooks, session, strategy, risk checks, OMS, paper venue) with the Prometheus hooks on and
+   off, in interleaved rounds; the p99 ratio is the metrics' cost (target < 1.05).
+2. Alert delivery latency from a stored risk event (``risk_events_record`` → ``alert_raise`` →
+   django-q2 delivery → Apprise → HTTP) to a local Slack webhook sink, next to a bare HTTP POST
+   to the same sink (the floor), on SQLite.
+3. Deduplication under a burst of 1,000 identical events: exactly one delivery, 999 counted.
+
+    .venv/bin/python bench/monitoring_overhead.py [--ticks 60000] [--rounds 5] [--alerts 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["Q_SYNC"] = "true"  # deliver inline: the latency measured is the whole path
+
+from bench.common import latency_summary, print_table, setup_django  # noqa: E402
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _trades(count: int, symbols: list[str]):
+    """A deterministic random walk of trades, 10 per second per symbol."""
+    import random
+
+    from marketdata.engine.events import Trade
+
+    rng = random.Random(7)
+    prices = dict.fromkeys(symbols, 100.0)
+    out = []
+    for i in range(count):
+        symbol = symbols[i % len(symbols)]
+        prices[symbol] *= 1 + rng.gauss(0, 0.0005)
+        ts = T0 + timedelta(milliseconds=100 * (i // len(symbols)))
+        out.append(Trade(symbol, ts, round(prices[symbol], 2), 0.5, trade_id=str(i)))
+    return out
+
+
+class FlipEveryBar:
+    """Strategy: buy on one bar close, sell on the next (an order every bar per symbol)."""
+
+    @staticmethod
+    def build():
+        from trading.engine.strategy import Strategy
+
+        class Flip(Strategy):
+            def on_bar(self, bar, ctx) -> None:
+                if ctx.position(bar.symbol) > 0:
+                    ctx.sell(bar.symbol, Decimal("0.01"))
+                else:
+                    ctx.buy(bar.symbol, Decimal("0.01"))
+
+        return Flip()
+
+
+class OrderClock:
+    """OMS listener: records the tick-to-order latency of each new order."""
+
+    def __init__(self) -> None:
+        self.tick_started = 0.0
+        self.samples: list[float] = []
+        self._seen: set[str] = set()
+
+    def on_order(self, order) -> None:
+        if order.client_order_id not in self._seen:
+            self._seen.add(order.client_order_id)
+            self.samples.append(time.perf_counter() - self.tick_started)
+
+    def on_fill(self, fill) -> None:
+        pass
+
+
+def engine_round(trades, symbols: list[str], with_metrics: bool) -> list[float]:
+    """Run the loop path over ``trades``; return tick-to-order latencies (seconds)."""
+    from bench.trading_order_path import limits
+    from marketdata.pipeline import MarketDataPipeline
+    from monitoring.metrics import EngineMetrics, FeedMetrics
+    from risk.engine.checks import RiskChecker
+    from trading.engine.oms import OrderManager
+    from trading.engine.portfolio import Portfolio
+    from trading.engine.runner import StrategyRunner
+    from trading.engine.session import TradingSession
+    from trading.engine.venue import PaperVenue, VenueConfig
+
+    clock = OrderClock()
+    risk = RiskChecker(limits())
+    oms = OrderManager(
+        PaperVenue(VenueConfig(taker_fee_bps=Decimal("10"))),
+        hook=risk,
+        listeners=[clock],
+        portfolios=[Portfolio("bench", Decimal("1000000"), ts=T0)],
+    )
+    metrics = feed = None
+    if with_metrics:
+        metrics, feed = EngineMetrics("bench"), FeedMetrics("bench")
+        metrics.reference_price = oms.reference_price
+        oms.add_listener(metrics)
+    runner = StrategyRunner(oms, bars_to_venue=False)
+    runner.add(FlipEveryBar.build(), "bench", symbols=symbols)
+    runner.start(T0)
+    session = TradingSession(oms, runner, "bench", timeframe="1s", risk=risk)
+    pipeline = MarketDataPipeline(source="bench", symbols=symbols)
+    perf = time.perf_counter
+    for trade in trades:  # the body of TradingRuntime._consume
+        clock.tick_started = started = perf()
+        outputs = pipeline.process(trade)
+        if metrics is not None:
+            metrics.on_event(started)
+            feed.received(trade.symbol, trade.ts, outputs)
+        for out in outputs:
+            session.on_event(out)
+    return clock.samples
+
+
+def bench_engine(ticks: int, rounds: int) -> dict:
+    symbols = ["BTC-USD", "ETH-USD"]
+    trades = _trades(ticks, symbols)
+    engine_round(trades[:2000], symbols, True)  # warm up imports and caches
+    runs = {True: [], False: []}
+    for _ in range(rounds):
+        for with_metrics in (False, True):
+            gc.collect()
+            samples = engine_round(trades, symbols, with_metrics)
+            runs[with_metrics].append(latency_summary(samples))
+    best = {k: min(v, key=lambda s: s["p99"]) for k, v in runs.items()}
+    rows = [
+        ("without metrics", best[False]["count"], best[False]["p50"], best[False]["p99"], "1.00"),
+        ("with metrics", best[True]["count"], best[True]["p50"], best[True]["p99"],
+         f"{best[True]['p99'] / best[False]['p99']:.3f}"),
+    ]
+    print_table(
+        ["tick-to-order", "orders", "p50 ms", "p99 ms", "p99 ratio"], rows,
+        title=f"engine loop path, {ticks} ticks, best p99 of {rounds} interleaved rounds",
+    )
+    medians = {
+        k: sorted(s["p99"] for s in v)[len(v) // 2] for k, v in runs.items()
+    }
+    print(f"median-of-rounds p99: without {medians[False]:.4f} ms, with {medians[True]:.4f} ms, "
+          f"ratio {medians[True] / medians[False]:.3f}")
+    return {"best": best, "median_p99_ratio": medians[True] / medians[False]}
+
+
+def bench_alerts(count: int) -> dict:
+    """Alert delivery latency and the dedup burst, against a local Slack webhook sink."""
+    setup_django()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from monitoring.models import Alert, AlertDelivery, AlertRule
+    from risk.engine.events import RiskEventRecord, Severity
+    from risk.services import risk_events_record
+    from tests.fakes.notify import FakeAlertServices
+    from tests.fakes.threaded import served
+    from trading.models import Account
+
+    call_command("bootstrap", "--no-admin", stdout=open(os.devnull, "w"))
+    account = Account.objects.get(name="paper")
+    sink = FakeAlertServices()
+    with served(sink):
+        settings.SLACK_WEBHOOK_BASE = f"{sink.url}/services"
+        AlertRule.objects.create(
+            name="bench", source="risk", min_severity="warning", channel="slack",
+            target="https://hooks.slack.com/services/T0/B0/X0", cooldown_seconds=0, max_per_hour=0,
+        )
+        floor, delivered = [], []
+        body = json.dumps({"text": "floor"}).encode()
+        for i in range(count):
+            started = time.perf_counter()
+            request = urllib.request.Request(
+                f"{sink.url}/services/T0/B0/X0", body, {"Content-Type": "application/json"}
+            )
+            urllib.request.urlopen(request, timeout=5).read()
+            floor.append(time.perf_counter() - started)
+            before = len(sink.slack)
+            started = time.perf_counter()
+            record = RiskEventRecord(Severity.CRITICAL, f"bench_{i}", f"limit {i} breached", {},
+                                     account.name, datetime.now(UTC))
+            risk_events_record(account=account, records=[record], publish=False)
+            assert len(sink.slack) == before + 1, "the alert did not reach the sink"
+            delivered.append(sink.received_at[-1] - started)
+        lat, ref = latency_summary(delivered), latency_summary(floor)
+        print_table(
+            ["path", "count", "p50 ms", "p99 ms", "p99 ratio"],
+            [("bare HTTP POST to the sink (floor)", ref["count"], ref["p50"], ref["p99"], "1.00"),
+             ("risk event -> alert -> Slack sink", lat["count"], lat["p50"], lat["p99"],
+              f"{lat['p99'] / ref['p99']:.1f}")],
+            title="alert delivery latency (SQLite, django-q2 sync, Apprise)",
+        )
+        AlertRule.objects.all().update(cooldown_seconds=300)
+        sent_before = len(sink.slack)
+        started = time.perf_counter()
+        for i in range(1000):
+            record = RiskEventRecord(Severity.CRITICAL, "burst", f"burst {i}", {}, account.name,
+                                     datetime.now(UTC))
+            risk_events_record(account=account, records=[record], publish=False)
+        elapsed = time.perf_counter() - started
+        alert = Alert.objects.get(kind="burst")
+        delivered_burst = len(sink.slack) - sent_before
+        print_table(
+            ["burst", "events", "delivered", "counted (deduplicated)", "per event ms"],
+            [("1,000 identical risk events", 1000, delivered_burst, alert.deduplicated,
+              elapsed / 1000 * 1000)],
+            title="deduplication",
+        )
+        assert delivered_burst == 1 and alert.deduplicated == 999, (delivered_burst, alert)
+        assert AlertDelivery.objects.filter(alert=alert).count() == 1
+    return {"latency_ms": lat, "floor_ms": ref, "burst_delivered": delivered_burst,
+            "burst_counted": alert.deduplicated}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=60000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--alerts", type=int, default=200)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rrr_site.settings")
+    bench_alerts(args.alerts)  # sets Django up (the engine part needs none)
+    bench_engine(args.ticks, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
