@@ -70,6 +70,7 @@ class RuntimeControl:
         self.model_name = model_name
         self.use_models = use_models
         self._model_ids: dict[str, int | None] = {}
+        self._live_inputs: dict[str, object] = {}  # symbol -> models_ml LiveInputsPredictor
         self.store = TradingStore(account_name)
         self._limits_version: tuple | None = None
         self._sizing_version: tuple | None = None
@@ -105,6 +106,8 @@ class RuntimeControl:
             state.lot_sizes = lot_sizes()
         if self.use_models:
             state.models = self._models_changed(force)
+            for live in self._live_inputs.values():  # sentiment/on-chain inputs of the models
+                live.refresh(timezone.now())
         working = set(working)
         state.cancels = [cid for cid in self.store.cancel_requests(working) if cid in working]
         state.new_orders = self.store.pending_api_orders(set(handled) | working)
@@ -204,6 +207,7 @@ class RuntimeControl:
             if not force and self._model_ids.get(symbol) == model_id:
                 continue
             self._model_ids[symbol] = model_id
+            self._live_inputs.pop(symbol, None)
             changed[symbol] = (model_id, self._load_predictor(model, symbol) if model else None)
         return changed or None
 
@@ -214,14 +218,20 @@ class RuntimeControl:
         from marketdata.engine.events import TIMEFRAME_SECONDS
         from marketdata.selectors import bars_frame
         from models_ml.engine.inference import Predictor
+        from models_ml.live_inputs import LiveInputsPredictor, with_live_inputs
         from models_ml.selectors import model_artifact_dir
 
+        self._live_inputs.pop(symbol, None)
         try:
             predictor = Predictor.load(model_artifact_dir(model), model_name=str(model))
         except Exception:  # a bad artifact must not stop trading: log it, trade without it
             logger.exception("cannot load model %s", model)
             return None
         end = timezone.now()
+        predictor = with_live_inputs(predictor, symbol=symbol, timeframe=self.timeframe)
+        if isinstance(predictor, LiveInputsPredictor):
+            predictor.refresh(end)
+            self._live_inputs[symbol] = predictor
         span = timedelta(seconds=TIMEFRAME_SECONDS[self.timeframe] * predictor.warmup_bars * 2)
         history = bars_frame(symbol=symbol, timeframe=self.timeframe, start=end - span, end=end)
         if len(history):

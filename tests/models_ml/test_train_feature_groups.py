@@ -95,3 +95,64 @@ def test_unknown_feature_group_is_refused():
             "--no-progress",
             stdout=io.StringIO(),
         )
+
+
+def test_live_inference_joins_the_same_inputs_point_in_time():
+    from marketdata.engine.events import Bar as EngineBar
+    from marketdata.feature_inputs import feature_inputs_frame
+    from marketdata.selectors import bars_frame
+    from models_ml.engine.inference import Predictor
+    from models_ml.live_inputs import LiveInputsPredictor, with_live_inputs
+    from models_ml.selectors import model_artifact_dir
+
+    plant_informed_sentiment()
+    call_command(
+        "train",
+        *ARGS,
+        "--feature-groups",
+        "sentiment",
+        "--no-progress",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    model = MLModel.objects.get()
+    bars = bars_frame(symbol="BTC-USD", timeframe="1m", start=T0, end=T1, simulated=True)
+    # Training's path: every bar joined to its inputs as of its close.
+    joined = bars.join(
+        feature_inputs_frame(
+            symbol="BTC-USD", timeframe="1m", index=bars.index, groups=["sentiment"]
+        )
+    )
+    expected = Predictor.load(model_artifact_dir(model)).predict_batch(joined, "BTC-USD")
+    # Live path: the last 5 bars one by one, inputs read from the database beforehand.
+    live = with_live_inputs(
+        Predictor.load(model_artifact_dir(model)), symbol="BTC-USD", timeframe="1m"
+    )
+    assert isinstance(live, LiveInputsPredictor)
+    live.refresh(T1)
+    # A reading planted 30 s after the last bar's close must not change its prediction.
+    SentimentReading.objects.create(
+        symbol=Symbol.objects.get(name="BTC-USD"),
+        ts=T1 + timedelta(seconds=30),
+        source="test",
+        score=-1.0,
+        confidence=1.0,
+    )
+    live.refresh(T1 + timedelta(minutes=1))
+    live.prime("BTC-USD", bars.iloc[:-5])
+    for ts, row in bars.iloc[-5:].iterrows():
+        bar = EngineBar(
+            symbol="BTC-USD",
+            timeframe="1m",
+            ts=ts.to_pydatetime(),
+            open=row.open,
+            high=row.high,
+            low=row.low,
+            close=row.close,
+            volume=row.volume,
+            vwap=row.vwap,
+        )
+        got = live.predict(bar)
+        assert got is not None
+        assert abs(got.value - expected.loc[ts, "probability"]) < 1e-5
+        assert got.features["sentiment"] == joined.loc[ts, "sentiment"] != -1.0
