@@ -435,7 +435,7 @@ def sweep_selection(equity: np.ndarray, winner: int, *, max_blocks: int = 16) ->
     """
     # Imported here: the research statistics pull in arch and statsmodels, needed by sweeps only.
     from backtesting.engine.metrics import deflated_sharpe
-    from research.engine.hypothesis import pbo_cscv
+    from research.engine.hypothesis import pbo_cscv, pbo_walk_forward
 
     values = np.asarray(equity, dtype=float)
     if values.ndim != 2 or values.shape[1] < 2 or not 0 <= winner < values.shape[1]:
@@ -449,6 +449,8 @@ def sweep_selection(equity: np.ndarray, winner: int, *, max_blocks: int = 16) ->
     sharpes = np.divide(returns.mean(axis=0), sd, out=np.zeros(returns.shape[1]), where=sd > 0)
     return {
         "pbo": pbo_cscv(returns, blocks=blocks),
+        # The same pick judged only on the block after its in-sample window (time order).
+        "pbo_walk_forward": pbo_walk_forward(returns, blocks=blocks),
         "deflated_sharpe": float(deflated_sharpe(returns[:, winner], sharpes)),
         "winner_sharpe": float(sharpes[winner]),
         "trials": int(returns.shape[1]),

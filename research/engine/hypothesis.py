@@ -148,6 +148,33 @@ def pbo_cscv(returns: np.ndarray, *, blocks: int = 16) -> float:
     return float(np.mean(np.log(omega / (1 - omega)) <= 0))
 
 
+def pbo_walk_forward(returns: np.ndarray, *, blocks: int = 16) -> float:
+    """Return the PBO of picking the best Sharpe so far, judged on the block that follows.
+
+    The walk-forward counterpart of CSCV, in time order only: for k = 1 .. blocks - 1 the
+    trials' Sharpe ratios over blocks [0, k) pick a winner, whose Sharpe in block k is ranked
+    among all trials'; PBO is the share of steps where it lands in the bottom half (relative
+    rank logit <= 0). Fewer splits than CSCV (blocks - 1), so a noisier estimate, but no split
+    ever learns from the future.
+    """
+    m = _matrix(returns)
+    if blocks < 2 or blocks > m.shape[0]:
+        raise ResearchInputError("blocks must be >= 2 and <= the number of periods")
+    parts = np.array_split(m, blocks)
+    counts = np.array([p.shape[0] for p in parts], dtype=float)
+    sums = np.stack([p.sum(axis=0) for p in parts])
+    squares = np.stack([(p * p).sum(axis=0) for p in parts])
+    below = []
+    for k in range(1, blocks):
+        sharpe_in = _sharpe(counts[:k].sum(), sums[:k].sum(axis=0), squares[:k].sum(axis=0))
+        sharpe_out = _sharpe(counts[k], sums[k], squares[k])
+        winner = int(np.argmax(sharpe_in))
+        rank = (sharpe_out < sharpe_out[winner]).sum() + 1
+        omega = rank / (m.shape[1] + 1)
+        below.append(np.log(omega / (1 - omega)) <= 0)
+    return float(np.mean(below))
+
+
 def _sharpe(n: float, s: np.ndarray, q: np.ndarray) -> np.ndarray:
     mean = s / n
     var = np.maximum(q / n - mean * mean, 1e-300)
@@ -162,6 +189,7 @@ def selection_report(returns: np.ndarray, *, blocks: int = 16) -> dict[str, floa
     best = int(np.argmax(sharpes))
     return {
         "pbo": pbo_cscv(m, blocks=blocks),
+        "pbo_walk_forward": pbo_walk_forward(m, blocks=blocks),
         "best": best,
         "best_sharpe": float(sharpes[best]),
         "deflated_sharpe": float(deflated_sharpe(m[:, best], sharpes)),

@@ -31,6 +31,7 @@ def test_a_skilled_trial_among_noise_is_not_overfit_and_its_deflated_sharpe_is_h
     returns[:, 4] += 0.004  # one trial with a real edge everywhere
     found = sweep_selection(equity_of(returns), 4)
     assert found["pbo"] < 0.05 and found["deflated_sharpe"] > 0.99
+    assert found["pbo_walk_forward"] <= 0.1  # judged on each next block too
     assert (found["trials"], found["periods"], found["blocks"]) == (20, 1000, 16)
 
 
@@ -59,6 +60,7 @@ def test_a_grid_sweep_prints_and_stores_pbo_and_the_winners_deflated_sharpe():
     assert 0 <= selection["pbo"] <= 1 and 0 <= selection["deflated_sharpe"] <= 1
     assert selection["trials"] == len(search["trials"]) == 9
     assert f"PBO (CSCV)       {selection['pbo']:.4f} over 9 trials" in text
+    assert f"PBO walk-forward {selection['pbo_walk_forward']:.4f}" in text
     assert f"deflated Sharpe  {selection['deflated_sharpe']:.4f} (the winner's)" in text
     # The figures are the trials' own: recomputed from the children's stored equity curves.
     children = list(parent.children.order_by("pk"))

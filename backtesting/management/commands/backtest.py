@@ -297,6 +297,11 @@ class Command(BaseCommand):
             f"  PBO (CSCV)       {selection['pbo']:.4f} over {selection['trials']} trials, "
             f"{selection['blocks']} blocks of {selection['periods']} returns"
         )
+        if selection.get("pbo_walk_forward") is not None:
+            self.stdout.write(
+                f"  PBO walk-forward {selection['pbo_walk_forward']:.4f} (best so far, judged on "
+                "the next block)"
+            )
         dsr = selection["deflated_sharpe"]  # None: the winner's returns never varied
         shown = "n/a (the winner's returns never varied)" if dsr is None else f"{dsr:.4f}"
         self.stdout.write(f"  deflated Sharpe  {shown} (the winner's)")

@@ -20,6 +20,16 @@ def test_a_random_walk_universe_of_50_strategies_has_pbo_near_one_half():
     assert all(0.1 <= p <= 0.9 for p in pbos)
 
 
+def test_walk_forward_pbo_is_near_one_half_for_noise_and_near_zero_for_skill():
+    pbos = [hypothesis.pbo_walk_forward(noise_universe(seed)) for seed in range(10)]
+    assert 0.35 <= np.mean(pbos) <= 0.65
+    skilled = noise_universe(11)
+    skilled[:, 7] += 0.004  # one strategy with a real edge
+    assert hypothesis.pbo_walk_forward(skilled) <= 0.1
+    with pytest.raises(ResearchInputError, match="blocks"):
+        hypothesis.pbo_walk_forward(skilled, blocks=1)
+
+
 def test_no_strategy_of_a_random_walk_universe_survives_the_reality_check_or_spa():
     result = hypothesis.data_snooping_test(noise_universe(1), reps=500, seed=1)
     assert result.reality_check_p > 0.05
