@@ -211,14 +211,22 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--reference-pairs", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="small workloads (smoke run)")
+    parser.add_argument(
+        "--only", help="comma-separated parts to run: pairs,impact,universe,scan (default all)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.impact_seeds, args.universe_seeds = 20, 3, 3
         args.reps, args.symbols, args.bars, args.reference_pairs = 200, 10, 10_000, 20
-    planted_pairs(args.seeds)
-    planted_impact(args.impact_seeds, args.impact_hours)
-    noise_universe(args.universe_seeds, args.reps)
-    scan_speed(args.symbols, args.bars, args.reference_pairs)
+    parts = set((args.only or "pairs,impact,universe,scan").split(","))
+    if "pairs" in parts:
+        planted_pairs(args.seeds)
+    if "impact" in parts:
+        planted_impact(args.impact_seeds, args.impact_hours)
+    if "universe" in parts:
+        noise_universe(args.universe_seeds, args.reps)
+    if "scan" in parts:
+        scan_speed(args.symbols, args.bars, args.reference_pairs)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ BENCHES = [
     ("monitoring overhead and alerts", ["monitoring_overhead.py"], ["--ticks", "20000"]),
     ("ML inference and training", ["ml_inference.py"], ["--quick"]),
     ("backtest vs peers", ["backtest_peers.py"], ["--bars", "100000", "--combos", "20"]),
+    ("research proofs and pair scan", ["research_scan.py"], ["--quick"]),
 ]
 
 
