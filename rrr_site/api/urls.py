@@ -12,9 +12,10 @@ from pathlib import Path
 
 from django.apps import apps
 from django.conf import settings
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from rrr_site.api import auth, stats
+from rrr_site.api.not_found import ApiNotFoundView
 
 _AUTH = [
     path("auth/token", auth.TokenObtainView.as_view(), name="api-token-obtain"),
@@ -45,4 +46,6 @@ _PATTERNS = app_api_patterns()
 urlpatterns = [
     path("api/v1/", include(_PATTERNS)),
     path("api/", include((_PATTERNS, "unversioned"), namespace="unversioned")),
+    # Last: an /api/ path no route matches answers a JSON 404, not Django's HTML page.
+    re_path(r"^api/", ApiNotFoundView.as_view(), name="api-not-found"),
 ]

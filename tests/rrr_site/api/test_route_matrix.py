@@ -102,7 +102,7 @@ def concrete(pattern: str, ids: dict) -> str:
             return str(ids.get(before, 987654321))
         return "BTC-USD" if name == "symbol" else "x"
 
-    return "/" + re.sub(r"<(?:(\w+):)?(\w+)>", value, pattern)
+    return "/" + re.sub(r"<(?:(\w+):)?(\w+)>", value, pattern).strip("^$")
 
 
 def test_every_api_route_is_a_drf_view_or_a_login_page():
