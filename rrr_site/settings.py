@@ -271,7 +271,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
-# The dashboard and the API docs send anonymous browsers to the admin's login page.
+# The dashboard and the API docs send anonymous browsers to the dashboard's sign-in page.
 LOGIN_URL = "login"  # the dashboard's sign-in page (the admin's admits staff only)
 LOGIN_REDIRECT_URL = "/"
 

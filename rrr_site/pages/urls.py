@@ -1,10 +1,14 @@
 """Routes of the dashboard's pages (every one needs a login)."""
 
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from rrr_site.pages import lab_views, views
 
 urlpatterns = [
+    # Any active user signs in here (the admin's login page admits staff only).
+    path("login/", auth_views.LoginView.as_view(template_name="pages/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.overview, name="dashboard"),
     path("market/", views.market, name="pages-market"),
     path("orders/", views.orders, name="pages-orders"),

@@ -107,7 +107,7 @@ def test_api_schema_and_docs_need_a_login():
     assert anonymous.get("/api/schema/").status_code in {401, 403}
     docs = anonymous.get("/api/docs/")
     assert docs.status_code == 302
-    assert urlparse(docs["Location"]).path == reverse("admin:login")
+    assert urlparse(docs["Location"]).path == reverse("login")
 
     user = UserFactory(username="reader")
     access = RefreshToken.for_user(user).access_token
@@ -131,7 +131,7 @@ def test_dashboard_login_redirect_lands_on_a_working_login_page():
     response = client.get("/")
     assert response.status_code == 302
     target = urlparse(response["Location"])
-    assert target.path == reverse("admin:login") and "next=/" in target.query
+    assert target.path == reverse("login") and "next=/" in target.query
     login_page = client.get(response["Location"])
     assert login_page.status_code == 200 and b'name="password"' in login_page.content
 
@@ -175,7 +175,7 @@ def test_production_gates_metrics_docs_and_keeps_plain_http_scrapes(tmp_path):
     assert found["remote_token"][0] == 200
     assert found["loopback"][0] == 200
     assert found["proxied"][0] == 401
-    assert found["docs"][0] == 302 and found["docs"][1].startswith("/admin/login/")
+    assert found["docs"][0] == 302 and found["docs"][1].startswith("/login/")
     assert found["schema"][0] in {401, 403}
     assert found["health"][0] == 200
     assert found["dashboard_http"][0] == 301, "everything else still goes to HTTPS"
