@@ -134,6 +134,13 @@ def _feeds(now: datetime) -> list[Component]:
     return components
 
 
+def _alt_sources(now: datetime) -> list[Component]:
+    """TradingView alerts, sentiment readings and on-chain intervals: the newest of each."""
+    from marketdata.source_health import alt_source_states
+
+    return [Component(*state) for state in alt_source_states(now)]
+
+
 def _qcluster(now: datetime) -> list[Component]:
     """Whether a django-q2 cluster runs (its schedules are picked up) and the queue depth."""
     from django_q.models import Schedule
@@ -174,7 +181,7 @@ def readiness_components(*, now: datetime | None = None) -> list[Component]:
     )
     if not all(c.status == "ok" for c in components if c.name == "database"):
         return components  # the rest reads the database
-    for probe in (_engines, _feeds, _qcluster):
+    for probe in (_engines, _feeds, _alt_sources, _qcluster):
         try:
             components += probe(now)
         except Exception as exc:  # one probe failing must not hide the others
