@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
+from trading.engine.algo_book import AlgoBook, algo_metadata
 from trading.engine.errors import StrategyConfigError, TradingError
 from trading.engine.oms import OrderManager
 from trading.engine.orders import Fill, IdFactory, Order, OrderIntent, new_order_id
@@ -62,6 +63,8 @@ class StrategyRunner:
         self.gate: Callable[[OrderIntent], bool] | None = None
         self._sizer: PositionSizer | None = None
         oms.add_listener(self)
+        # TWAP/VWAP parents asked for by strategies (or services): children go through the OMS.
+        self.algos = AlgoBook(oms)
 
     def add(
         self,
@@ -191,6 +194,8 @@ class StrategyRunner:
             slot.ctx.now = now
         if self.bars_to_venue:
             self.oms.on_bar(bar)
+        if self.algos.active:
+            self.algos.observe(bar)
         self.history.append(bar.symbol, bar.close)
         self.settle(now)
         return now
@@ -200,6 +205,8 @@ class StrategyRunner:
         now = trade.ts
         self._set_now(now)
         self.oms.on_trade(trade)
+        if self.algos.active:
+            self.algos.observe(trade)
         self.settle(now)
         for slot in self._slots:
             if slot.wants(trade.symbol):
@@ -264,6 +271,8 @@ class StrategyRunner:
 
     def settle(self, now: datetime) -> None:
         """Deliver queued fills and submit queued intents until nothing is left."""
+        if self.algos.active:
+            self.submit_algo_children(now)
         if not self._fills:
             for slot in self._slots:
                 if slot.ctx.has_pending:
@@ -296,7 +305,22 @@ class StrategyRunner:
         gate = self.gate
         for intent in intents:
             if gate is None or gate(intent):
-                self.oms.submit(intent, now)
+                if algo_metadata(intent.metadata) is not None:
+                    self.start_algo(intent, now)
+                else:
+                    self.oms.submit(intent, now)
+
+    def start_algo(self, intent: OrderIntent, now: datetime) -> None:
+        """Start working an algo parent (its first child is due at once)."""
+        self.algos.start(intent, now)
+        self.submit_algo_children(now)
+
+    def submit_algo_children(self, now: datetime) -> None:
+        """Submit the children of algo parents that came due (through the gate and the OMS)."""
+        gate = self.gate
+        for child in self.algos.due(now):
+            if gate is None or gate(child):
+                self.oms.submit(child, now)
 
     def _set_now(self, now: datetime) -> None:
         for slot in self._slots:

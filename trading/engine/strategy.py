@@ -36,6 +36,22 @@ from trading.engine.series import IndicatorCache
 
 Number = Decimal | float | int | str
 _DECIMAL_KWARGS = ("trail_amount", "trail_percent", "stop_loss", "take_profit")
+
+
+def _algo_request(algo: str, duration: Any, slices: int | None, kwargs: dict) -> dict:
+    """Return the validated algo request (``metadata["algo"]``); pops its own keywords."""
+    from trading.engine.algo_book import AlgoSpec
+
+    if duration is None:
+        raise StrategyConfigError(f"algo {algo!r} needs a duration")
+    spec = AlgoSpec.from_request(
+        algo,
+        duration=duration,
+        slices=slices,
+        max_participation=kwargs.pop("max_participation", None),
+        profile=kwargs.pop("profile", None),
+    )
+    return spec.to_metadata()
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL  # module constants: cheaper than Enum attributes
 
 
@@ -361,9 +377,22 @@ class StrategyContext:
         price: Number | None = None,
         stop_price: Number | None = None,
         tif: TimeInForce = TimeInForce.GTC,
+        algo: str | None = None,
+        duration: Any = None,
+        slices: int | None = None,
         **kwargs: Any,
     ) -> str:
-        """Queue an order intent; return its client order id."""
+        """Queue an order intent; return its client order id.
+
+        ``algo="twap"|"vwap"`` with ``duration`` (seconds or a timedelta) and optionally
+        ``slices``, ``max_participation`` or a VWAP ``profile`` makes it a parent the runner works
+        in children over that time (``trading.engine.algo_book``).
+        """
+        if algo is not None:
+            kwargs["metadata"] = {
+                **(kwargs.get("metadata") or {}),
+                "algo": _algo_request(algo, duration, slices, kwargs),
+            }
         if kwargs:
             for key in _DECIMAL_KWARGS:
                 if kwargs.get(key) is not None:
