@@ -34,11 +34,11 @@ from models_ml.engine.quantum import (
 )
 from models_ml.engine.quantum.estimation import feature_scores, return_moments
 from models_ml.engine.quantum.metrics import MAX_FEASIBLE
+from models_ml.engine.quantum.options import PROBLEMS
 from models_ml.engine.quantum.qubo import to_qubo
 from models_ml.models import MLModel, OptimizationRun, Prediction
 from models_ml.services import json_ready
 
-PROBLEMS = ("portfolio", "minvar", "features")
 KINDS = {"qaoa": OptimizationKind.QAOA, "vqe": OptimizationKind.VQE}
 KINDS["anneal"] = OptimizationKind.ANNEALING
 # Variational circuits are simulated on a statevector: 2**qubits amplitudes per evaluation.

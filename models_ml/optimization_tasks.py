@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from models_ml.models import OptimizationRun
-from models_ml.optimization import optimization_run_execute
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +14,8 @@ OPTIMIZE_TASK = "models_ml.optimization_tasks.optimize_task"
 
 def optimize_task(run_id: int) -> dict[str, Any]:
     """Execute pending optimisation run ``run_id``; return a summary (raise on failure)."""
+    from models_ml.optimization import optimization_run_execute  # torch, qiskit: only to run
+
     run = OptimizationRun.objects.get(pk=run_id)
     optimization_run_execute(run=run)
     logger.info("optimisation run %s completed", run_id)

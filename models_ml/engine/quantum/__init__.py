@@ -7,27 +7,31 @@ Problems are small integer quadratic programs (``problems``), turned into qiskit
 
 from __future__ import annotations
 
-from models_ml.engine.quantum.errors import OptimizationError
-from models_ml.engine.quantum.metrics import FeasibleSet, Score, score
-from models_ml.engine.quantum.problems import (
-    Problem,
-    feature_problem,
-    minvar_problem,
-    portfolio_problem,
-)
-from models_ml.engine.quantum.solvers import METHODS, Solution, SolverOptions, solve
+import importlib
+from typing import Any
 
-__all__ = [
-    "METHODS",
-    "FeasibleSet",
-    "OptimizationError",
-    "Problem",
-    "Score",
-    "Solution",
-    "SolverOptions",
-    "feature_problem",
-    "minvar_problem",
-    "portfolio_problem",
-    "score",
-    "solve",
-]
+# Loaded on first use (PEP 562): importing a light submodule (``options``, ``errors``) must not
+# load qiskit, scipy and pandas through this package's public names.
+_WHERE = {
+    "METHODS": "solvers",
+    "FeasibleSet": "metrics",
+    "OptimizationError": "errors",
+    "Problem": "problems",
+    "Score": "metrics",
+    "Solution": "solvers",
+    "SolverOptions": "options",
+    "feature_problem": "problems",
+    "minvar_problem": "problems",
+    "portfolio_problem": "problems",
+    "score": "metrics",
+    "solve": "solvers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+__all__ = sorted(_WHERE)

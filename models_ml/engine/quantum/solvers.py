@@ -23,6 +23,7 @@ from qiskit_optimization.optimizers import COBYLA, SPSA, Optimizer
 from models_ml.engine.quantum.anneal import anneal
 from models_ml.engine.quantum.classical import greedy, mean_variance
 from models_ml.engine.quantum.errors import OptimizationError
+from models_ml.engine.quantum.options import METHOD_NAMES, SolverOptions
 from models_ml.engine.quantum.problems import Problem
 from models_ml.engine.quantum.qubo import Qubo, to_qubo
 
@@ -30,30 +31,6 @@ from models_ml.engine.quantum.qubo import Qubo, to_qubo
 _BASIS = ["cx", "rz", "sx", "x"]
 # The exact eigensolver diagonalises a 2**n operator: past this it is no longer "exact, cheaply".
 MAX_EXACT_QUBITS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class SolverOptions:
-    """Knobs of the variational and annealing methods (all seeded)."""
-
-    reps: int = 1
-    shots: int = 1024
-    seed: int = 0
-    maxiter: int = 100
-    optimizer: str = "cobyla"
-    warm_start: bool = False
-    penalty: float | None = None
-    num_reads: int = 100
-    num_sweeps: int = 1000
-
-    def check(self) -> None:
-        """Raise OptimizationError on values no solver accepts."""
-        if not 1 <= self.reps <= 5:
-            raise OptimizationError("reps must be between 1 and 5")
-        if self.shots < 1 or self.maxiter < 1 or self.num_reads < 1 or self.num_sweeps < 1:
-            raise OptimizationError("shots, maxiter, num_reads and num_sweeps must be positive")
-        if self.optimizer not in ("cobyla", "spsa"):
-            raise OptimizationError(f"unknown optimizer {self.optimizer!r}; use cobyla or spsa")
 
 
 @dataclass(frozen=True)
@@ -242,6 +219,7 @@ METHODS: dict[str, Callable[[Problem, Qubo, SolverOptions], Solution]] = {
     "greedy": _solve_greedy,
     "meanvar": _solve_meanvar,
 }
+assert tuple(METHODS) == METHOD_NAMES, "options.METHOD_NAMES must name every method"
 
 
 def solve(

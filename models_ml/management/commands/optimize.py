@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from marketdata.data_source import add_data_source_argument
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.management.commands.backfill import parse_moment
-from models_ml.engine.quantum import METHODS, SolverOptions
+from models_ml.engine.quantum.options import METHOD_NAMES, PROBLEMS, SolverOptions
 from models_ml.models import OptimizationRun
-from models_ml.optimization import (
-    PROBLEMS,
-    OptimizationRequest,
-    OptimizationRequestError,
-    OptimizationRunFailed,
-    optimization_run_execute,
-    optimization_run_start,
-)
 from models_ml.optimization_tasks import OPTIMIZE_TASK
+
+if TYPE_CHECKING:
+    from models_ml.optimization import OptimizationRequest
+
+# models_ml.optimization loads torch, qiskit, scipy and pandas (seconds): imported by the
+# methods that run a problem, so `optimize --help` starts without them.
 
 _ROW = "{:<8} {:<40} {:>12} {:>7} {:>9} {:>8} {:>8} {:>6} {:>6}"
 
@@ -42,7 +40,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         d = SolverOptions()
         parser.add_argument("--problem", required=True, choices=PROBLEMS)
-        parser.add_argument("--method", required=True, choices=sorted(METHODS))
+        parser.add_argument("--method", required=True, choices=sorted(METHOD_NAMES))
         parser.add_argument(
             "--symbols", required=True, help="Comma-separated, e.g. BTC-USD,ETH-USD"
         )
@@ -83,6 +81,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # The transpiler logs every pass at INFO: thousands of lines per run.
         logging.getLogger("qiskit").setLevel(logging.WARNING)
+        from models_ml.optimization import (
+            OptimizationRequestError,
+            OptimizationRunFailed,
+            optimization_run_execute,
+            optimization_run_start,
+        )
+
         request = self._request(options)
         try:
             run = optimization_run_start(request=request)
@@ -104,6 +109,8 @@ class Command(BaseCommand):
     @staticmethod
     def _request(options: dict[str, Any]) -> OptimizationRequest:
         """Return the request the flags describe."""
+        from models_ml.optimization import OptimizationRequest
+
         symbols = tuple(s.strip() for s in options["symbols"].split(",") if s.strip())
         return OptimizationRequest(
             problem=options["problem"],
