@@ -8,8 +8,9 @@ hook, buying power and the venue judge each child as any order), feeds them the 
 for VWAP participation, and tracks fills as an OMS listener. Backtests and ``runtrader`` run the
 same ``StrategyRunner``, so both execute algos through this code.
 
-Children have deterministic ids, ``<parent id>-<n>`` for the n-th child, so a parent restored
-after a restart with the children already sent (``restore``) never sends one twice.
+Children have deterministic ids (``algo_child_id``: a UUID derived from the parent's id and the
+child's number, storable as any order id), so a parent restored after a restart with the
+children already sent (``restore``) never sends one twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from uuid import UUID, uuid5
 
 from marketdata.engine.events import Bar, Trade
 from trading.engine.algos import ExecutionAlgo, TwapAlgo, VwapAlgo
@@ -28,6 +30,12 @@ from trading.engine.orders import Fill, Order, OrderIntent, OrderType
 
 ALGO_KINDS = ("twap", "vwap")
 MAX_SLICES = 10_000
+_CHILD_IDS = UUID("6f1d9a52-3c0e-5b8e-9a61-2a4c7d0e8b13")  # namespace of algo children's ids
+
+
+def algo_child_id(parent_id: str, n: int) -> str:
+    """Return the id of a parent's ``n``-th child (the same after a restart)."""
+    return uuid5(_CHILD_IDS, f"{parent_id}/{n}").hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +164,7 @@ class AlgoBook:
             "max_participation": spec.max_participation,
             "algo_id": parent_id,
             "strategy": intent.strategy,
-            "id_factory": lambda: f"{parent_id}-{next(counter)}",
+            "id_factory": lambda: algo_child_id(parent_id, next(counter)),
         }
         if self._lot_of is not None:
             kwargs["lot"] = self._lot_of(intent.symbol)
@@ -172,7 +180,7 @@ class AlgoBook:
         self, intent: OrderIntent, started: datetime, children: Iterable[Order], now: datetime
     ) -> ExecutionAlgo:
         """Resume a parent after a restart from its stored children (filled and working)."""
-        children = sorted(children, key=lambda o: o.client_order_id)
+        children = list(children)
         algo = self.start(intent, started, sent=len(children))
         for child in children:
             algo.filled += child.filled_quantity

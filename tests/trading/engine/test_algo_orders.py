@@ -10,7 +10,7 @@ import pytest
 from backtesting.engine.runner import BacktestConfig, run_backtest
 from marketdata.engine.events import Trade
 from tests.backtesting.engine.helpers import SYM, frame, minute
-from trading.engine.algo_book import AlgoBook, AlgoSpec
+from trading.engine.algo_book import AlgoBook, AlgoSpec, algo_child_id
 from trading.engine.errors import AlgoConfigError
 from trading.engine.oms import OrderManager
 from trading.engine.orders import OrderIntent, OrderSide
@@ -45,7 +45,8 @@ def test_a_twap_parent_is_filled_in_equal_children_across_the_schedule_in_a_back
     result = run_backtest(BuyWithAlgo(), frame(_flat(12)), BacktestConfig(fill_model="next_open"))
     children = [o for o in result.orders if o.strategy == "buy_with_algo"]
     assert [o.quantity for o in children] == [D(2)] * 5
-    assert all(o.client_order_id.endswith(f"-{i}") for i, o in enumerate(children))
+    parent = children[0].signal.split(":")[0]
+    assert [o.client_order_id for o in children] == [algo_child_id(parent, i) for i in range(5)]
     assert sum(f.quantity for f in result.fills) == D(10)
     # One child per minute from the decision (end of bar 0), each filling at the next open.
     assert [f.ts for f in result.fills] == [minute(i) for i in range(1, 6)]
@@ -104,10 +105,10 @@ def test_a_restored_parent_never_resends_a_child_and_catches_up_what_is_left():
                          client_order_id="p1", metadata={"algo": spec.to_metadata()})  # fmt: skip
     first = book.start(parent, minute(0))
     sent = book.due(minute(0))
-    assert [c.client_order_id for c in sent] == ["p1-0"] and first.filled == 0
-    # The engine restarts after 3 minutes with p1-0 filled: the next child is p1-1 and it asks
+    assert [c.client_order_id for c in sent] == [algo_child_id("p1", 0)] and first.filled == 0
+    # The engine restarts after 3 minutes with child 0 filled: the next is child 1 and it asks
     # for everything due by now (6 of 10), the missed slices caught up in one child.
-    done = sent[0].to_order("p1-0", minute(0))
+    done = sent[0].to_order(algo_child_id("p1", 0), minute(0))
     done.filled_quantity, done.avg_fill_price = D(2), D(100)
     from trading.engine.orders import OrderStatus
 
@@ -116,7 +117,7 @@ def test_a_restored_parent_never_resends_a_child_and_catches_up_what_is_left():
     algo = restored.restore(parent, minute(0), [done], minute(3) + timedelta(seconds=1))
     assert algo.filled == D(2)
     again = restored.due(minute(3) + timedelta(seconds=1))
-    assert [(c.client_order_id, c.quantity) for c in again] == [("p1-1", D(6))]
+    assert [(c.client_order_id, c.quantity) for c in again] == [(algo_child_id("p1", 1), D(6))]
 
 
 def test_now_is_utc():  # the helpers' clock is UTC: the schedule above is in UTC minutes
