@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -14,6 +15,15 @@ class BacktestRun(models.Model):
     """One backtest, or the parent that collects the children of a parameter sweep."""
 
     name = models.CharField(max_length=100, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="backtest_runs",
+        help_text="Who asked for the run (API, dashboard, backtest --owner); its report is "
+        "served to them and to admins. Empty: the command line without --owner (admins only)",
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
