@@ -1,0 +1,253 @@
+"""Control from a phone: a Telegram bot for authorised chat ids only (``manage.py telegrambot``).
+
+Commands answer from the same selectors and services as the API and the admin, and every action
+is audited with the actor ``telegram:<chat id>``:
+
+    /status [account]     trading state, equity, open positions and whether runtrader is alive
+    /balance [account]    cash and equity
+    /profit [account]     P&L since the start (equity - initial capital), realised/unrealised
+    /daily [account]      equity change per UTC day over the last 7 days
+    /positions [account]  open positions with their marks
+    /halt [account]       halt: no new orders, working orders cancelled
+    /resume [account]     back to active
+    /flatten [account]    cancel working orders and close every position, after /confirm
+
+Chats not in ``TELEGRAM_ALLOWED_CHAT_IDS`` are told so and logged; nothing else is done for them.
+The bot talks to the Bot API through python-telegram-bot's ``Bot`` (getUpdates long polling,
+sendMessage) at ``TELEGRAM_API_URL``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import close_old_connections
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+CONFIRM_SECONDS = 60.0
+HELP = (
+    "Commands: /status /balance /profit /daily /positions /halt /resume /flatten "
+    "(each takes an optional account name; /flatten asks for /confirm)"
+)
+
+
+class CommandError(Exception):
+    """A command that cannot be answered (unknown account, bad arguments)."""
+
+
+def _account(name: str | None):
+    from trading.models import Account
+
+    name = name or settings.DEFAULT_ACCOUNT
+    account = Account.objects.filter(name=name).first()
+    if account is None:
+        raise CommandError(f"no account named {name!r}")
+    return account
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:,.2f}"
+
+
+def _figures(account) -> tuple[Decimal, list]:
+    from trading.selectors import account_equity
+
+    positions = [p for p in account.positions.select_related("symbol") if p.quantity != 0]
+    return account_equity(account=account, positions=positions), positions
+
+
+def status_text(account) -> str:
+    """State, equity, positions and engine liveness of ``account``."""
+    from risk.selectors import trading_state_of
+    from trading.services import runtime_alive
+
+    equity, positions = _figures(account)
+    engine = "running" if runtime_alive(account=account) else "not running"
+    return (
+        f"{account.name} ({account.mode}): {trading_state_of(account=account)}\n"
+        f"equity {_money(equity)}, {len(positions)} open position(s), runtrader {engine}"
+    )
+
+
+def balance_text(account) -> str:
+    """Cash and equity."""
+    equity, _ = _figures(account)
+    return f"{account.name}: cash {_money(account.cash)}, equity {_money(equity)}"
+
+
+def profit_text(account) -> str:
+    """P&L since the start, with realised and unrealised P&L from the last snapshot."""
+    equity, _ = _figures(account)
+    pnl = equity - account.initial_capital
+    share = pnl / account.initial_capital if account.initial_capital else Decimal(0)
+    last = account.snapshots.order_by("-ts").first()
+    extra = ""
+    if last is not None:
+        extra = (
+            f"\nrealised {_money(last.realized_pnl)}, unrealised {_money(last.unrealized_pnl)}"
+            f" (snapshot {last.ts:%Y-%m-%d %H:%M} UTC)"
+        )
+    start = _money(account.initial_capital)
+    return f"{account.name}: P&L {pnl:+,.2f} ({share:+.2%}) on {start}{extra}"
+
+
+def daily_text(account, days: int = 7) -> str:
+    """Equity change per UTC day (last snapshot of each day against the one before)."""
+    since = timezone.now() - timedelta(days=days + 1)
+    closes: dict = {}
+    for ts, equity in account.snapshots.filter(ts__gte=since).order_by("ts").values_list(
+        "ts", "equity"
+    ):
+        closes[ts.date()] = equity
+    if len(closes) < 2:
+        return f"{account.name}: not enough snapshots for daily P&L yet"
+    dates = sorted(closes)
+    lines = [
+        f"{day:%Y-%m-%d} {closes[day] - closes[prev]:+,.2f}"
+        for prev, day in zip(dates, dates[1:], strict=False)
+    ]
+    return f"{account.name} daily P&L:\n" + "\n".join(lines[-days:])
+
+
+def positions_text(account) -> str:
+    """Open positions with quantity, average price and mark."""
+    _, positions = _figures(account)
+    if not positions:
+        return f"{account.name}: no open positions"
+    lines = [
+        f"{p.symbol.name} {p.quantity.normalize():f} @ {_money(p.average_price)}"
+        + (f" (mark {_money(p.mark_price)})" if getattr(p, "mark_price", None) else "")
+        for p in positions
+    ]
+    return f"{account.name} positions:\n" + "\n".join(lines)
+
+
+def halt(account, actor: str) -> str:
+    """Halt the account and cancel its working orders (as the API's halt)."""
+    from risk.services import trading_state_set
+    from trading.services import orders_cancel_open
+
+    trading_state_set(account=account, state="halted", reason=f"halted by {actor}", actor=actor)
+    cancelled = orders_cancel_open(account=account, actor=actor, reason="halted")
+    return f"{account.name} halted; {cancelled} working order(s) cancelled"
+
+
+def resume(account, actor: str) -> str:
+    """Set the account active again."""
+    from risk.services import trading_state_set
+
+    trading_state_set(account=account, state="active", reason=f"resumed by {actor}", actor=actor)
+    return f"{account.name} is active again"
+
+
+def flatten(account, actor: str) -> str:
+    """Cancel every working order and close every position."""
+    from trading.services import account_flatten
+
+    orders = account_flatten(account=account, actor=actor)
+    return f"{account.name}: {len(orders)} closing order(s) submitted"
+
+
+READS: dict[str, Callable] = {
+    "status": status_text,
+    "balance": balance_text,
+    "profit": profit_text,
+    "daily": daily_text,
+    "positions": positions_text,
+}
+ACTIONS: dict[str, Callable] = {"halt": halt, "resume": resume}
+
+
+class TelegramControl:
+    """Answer the commands of authorised chats; ``/flatten`` waits for ``/confirm``."""
+
+    def __init__(self, allowed: list[int], clock: Callable[[], float] = time.time) -> None:
+        self.allowed = set(allowed)
+        self.clock = clock
+
+    # A pending /flatten lives in the cache (Redis when configured), so a restarted bot (or
+    # another run of ``telegrambot --once``) still honours the /confirm that follows it.
+    @staticmethod
+    def _pending_key(chat_id: int) -> str:
+        return f"telegram:confirm:{chat_id}"
+
+    def ask(self, chat_id: int, account: str) -> None:
+        """Remember that ``chat_id`` must confirm flattening ``account``."""
+        deadline = self.clock() + CONFIRM_SECONDS
+        cache.set(self._pending_key(chat_id), (account, deadline), int(CONFIRM_SECONDS) + 5)
+
+    def take(self, chat_id: int) -> str | None:
+        """Return the account awaiting confirmation by ``chat_id`` (once), None if expired."""
+        pending = cache.get(self._pending_key(chat_id))
+        cache.delete(self._pending_key(chat_id))
+        if pending is None or self.clock() > pending[1]:
+            return None
+        return pending[0]
+
+    def answer(self, chat_id: int, text: str) -> str:
+        """Return the reply to ``text`` from ``chat_id`` (database work: call off the loop)."""
+        if chat_id not in self.allowed:
+            logger.warning("telegram: refused chat", extra={"chat_id": chat_id})
+            return "This chat is not authorised to control RRR."
+        words = text.strip().split()
+        if not words or not words[0].startswith("/"):
+            return HELP
+        command = words[0][1:].split("@", 1)[0].lower()
+        argument = words[1] if len(words) > 1 else None
+        actor = f"telegram:{chat_id}"
+        close_old_connections()
+        try:
+            return self._dispatch(chat_id, command, argument, actor)
+        except CommandError as exc:
+            return str(exc)
+
+    def _dispatch(self, chat_id: int, command: str, argument: str | None, actor: str) -> str:
+        if command in READS:
+            return READS[command](_account(argument))
+        if command in ACTIONS:
+            return ACTIONS[command](_account(argument), actor)
+        if command == "flatten":
+            account = _account(argument)
+            self.ask(chat_id, account.name)
+            return (
+                f"Flatten {account.name}: cancel every working order and close every position? "
+                f"Send /confirm within {CONFIRM_SECONDS:.0f} s."
+            )
+        if command == "confirm":
+            name = self.take(chat_id)
+            if name is None:
+                return "Nothing to confirm (or it expired): send /flatten again."
+            return flatten(_account(name), actor)
+        return HELP
+
+
+async def poll(bot, control: TelegramControl, offset: int | None, timeout: int) -> int | None:
+    """Fetch one batch of updates, answer each message; return the next offset."""
+    updates = await bot.get_updates(offset=offset, timeout=timeout, allowed_updates=["message"])
+    for update in updates:
+        offset = update.update_id + 1
+        message = update.message
+        if message is None or not message.text:
+            continue
+        reply = await sync_to_async(control.answer, thread_sensitive=True)(
+            message.chat.id, message.text
+        )
+        await bot.send_message(chat_id=message.chat.id, text=reply)
+    return offset
+
+
+def build_bot():
+    """Return python-telegram-bot's ``Bot`` for ``TELEGRAM_BOT_TOKEN`` at ``TELEGRAM_API_URL``."""
+    from telegram import Bot
+
+    base = settings.TELEGRAM_API_URL.rstrip("/")
+    return Bot(settings.TELEGRAM_BOT_TOKEN, base_url=f"{base}/bot")
