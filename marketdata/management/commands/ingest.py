@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError, FeedUnavailable
+from marketdata.alt_ingest import ALT_INGEST_SOURCES
 from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
 from marketdata.engine.errors import SimulationConfigError
 from marketdata.engine.planting import parse_plants
@@ -131,7 +132,7 @@ class Command(BaseCommand):
     help = "Stream market data into the database; prints counts when stopped or after --duration."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--source", choices=LIVE_SOURCES, default="sim")
+        parser.add_argument("--source", choices=[*LIVE_SOURCES, *ALT_INGEST_SOURCES], default="sim")
         parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
         parser.add_argument("--url", help="Override the source's WebSocket URL")
         parser.add_argument("--api-key", help="Override the source's API key (Polygon)")
@@ -171,6 +172,14 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Quarantine live events older than this (default: accept any age)",
         )
+        alt = parser.add_argument_group("sentiment and on-chain sources")
+        alt.add_argument("--interval", type=float, default=300.0, help="Seconds between rounds")
+        alt.add_argument("--provider", choices=["lexicon", "llm"], default="lexicon")
+        alt.add_argument("--news-url", action="append", default=[], help="RSS/Atom feed (repeat)")
+        alt.add_argument("--timeframe", default="1h", choices=["5m", "15m", "1h", "4h", "1d"])
+        alt.add_argument("--lookback", type=float, default=86_400.0, help="On-chain seconds back")
+        alt.add_argument("--exchange-addresses", default="", help="a,b,c or @FILE")
+        alt.add_argument("--large-threshold", type=float, help="Native amount of a large transfer")
 
     def handle(self, *args, **options) -> None:
         check_seconds(options["duration"], "--duration")
@@ -178,6 +187,11 @@ class Command(BaseCommand):
         check_seconds(options["past_horizon"], "--past-horizon")
         source = options["source"]
         symbols = parse_symbols(options["symbols"])
+        if source in ALT_INGEST_SOURCES:
+            from marketdata.alt_ingest_command import alt_ingest_command
+
+            alt_ingest_command(self, options, symbols)
+            return
         feed = feed_for_command(source, symbols, options)
         pipeline = MarketDataPipeline(
             source=source, symbols=symbols, horizon=horizon_for(source, options)
