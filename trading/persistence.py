@@ -193,6 +193,7 @@ class TradingStore:
             for o in account.orders.filter(status__in=OPEN_ORDER_STATUSES)
             .select_related("symbol", "account", "parent")
             .order_by("created_at", "id")
+            if "algo" not in (o.metadata or {})  # algo parents: resumed by the AlgoBook
         ]
         for order in orders:
             self._order_pks[order.client_order_id] = None  # resolved lazily

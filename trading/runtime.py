@@ -47,6 +47,7 @@ from monitoring.metrics import (
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
 from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
+from trading.engine.algo_book import algo_metadata
 from trading.engine.gate import ModeGate
 from trading.engine.hooks import TradingMode
 from trading.engine.oms import OrderManager
@@ -225,6 +226,7 @@ class TradingRuntime:
             strategy = create_strategy(self.config.strategy, **self.config.params)
             self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
         self.runner.start(now)
+        await self._algos_restore(now)
         warmup = await self._warm_up(now)
         await self._db(
             self.control.record_session, "session_start", self._session_context(state, warmup)
@@ -804,12 +806,56 @@ class TradingRuntime:
                 self.oms.set_mode(account, mode, now)
                 self.risk.clear_pending(account)
         self._apply_models(state.models)
+        await self._operator_orders(state, now)
+        self._drain_risk()
+
+    async def _operator_orders(self, state: ControlState, now: datetime) -> None:
+        """Apply cancel requests and submit orders (or start algo parents) from the API/admin."""
         for cid in state.cancels:
+            for child in self.runner.algos.cancel(cid):  # an algo parent: stop, cancel children
+                self.oms.cancel(child, now, reason="parent cancelled by operator")
             if self.oms.get(cid) is not None:
                 self.oms.cancel(cid, now, reason="cancel requested by operator")
         for order in state.new_orders:
-            self.oms.submit(_intent_from(order), now)
-        self._drain_risk()
+            intent = _intent_from(order)
+            if algo_metadata(intent.metadata) is not None:
+                await self._algo_start(intent, now)
+            else:
+                self.oms.submit(intent, now)
+        await self._algos_finish()
+
+    async def _algo_start(self, intent: OrderIntent, now: datetime) -> None:
+        """Start working a stored TWAP/VWAP parent (marked open first: never started twice)."""
+        from trading.algo_persistence import algo_parent_finished, algo_parent_started
+        from trading.engine.errors import AlgoConfigError
+
+        try:
+            algo = self.runner.algos.start(intent, now)
+        except AlgoConfigError as exc:  # e.g. no price yet: refused loudly, nothing sent
+            logger.warning("algo parent %s refused: %s", intent.client_order_id, exc)
+            await self._db(algo_parent_finished, intent.client_order_id, Decimal(0), None, True)
+            return
+        await self._db(algo_parent_started, intent.client_order_id, now, algo.arrival_price)
+        self.runner.submit_algo_children(now)
+
+    async def _algos_restore(self, now: datetime) -> None:
+        """Resume the parents this account was working before a restart."""
+        from trading.algo_persistence import algo_parents_open
+
+        for stored in await self._db(algo_parents_open, self.config.account):
+            self.runner.algos.restore(
+                _intent_from(stored.order), stored.started, stored.children, now, stored.arrival
+            )
+
+    async def _algos_finish(self) -> None:
+        """Store the outcome of parents that finished (filled, or short and cancelled)."""
+        from trading.algo_persistence import algo_parent_finished
+
+        for algo in self.runner.algos.drain_finished():
+            short = algo.filled < algo.quantity
+            await self._db(
+                algo_parent_finished, algo.algo_id, algo.filled, algo.avg_price, short
+            )
 
     async def _signals(self) -> None:
         """Hand stored external signals (TradingView alerts) to the strategies, then mark them.

@@ -123,12 +123,23 @@ def order_submit(
     strategy: str = "",
     actor: Any = None,
     client_order_id: uuid.UUID | None = None,
+    algo: str | None = None,
+    duration: float | None = None,
+    slices: int | None = None,
+    profile: list | None = None,
+    max_participation: Decimal | None = None,
 ) -> Order:
     """Record a new order for the running engine to risk-check and send (idempotent on id).
 
     The order is validated by the engine's rules first (``OrderRejected`` with the reason); it is
     stored as ``pending`` and the ``runtrader`` of the account picks it up within a second.
+    With ``algo="twap"|"vwap"`` (market orders; ``duration`` in seconds, optional ``slices``,
+    VWAP ``profile``, ``max_participation``) it is a parent the engine works in children over
+    that time (``trading.algo_persistence``); a bad request raises ``AlgoConfigError``.
     """
+    metadata: dict[str, Any] = {"source": "api"}
+    if algo is not None:
+        metadata["algo"] = _algo_spec(algo, type, duration, slices, profile, max_participation)
     symbol_row = Symbol.objects.get(name=symbol)
     if client_order_id is not None:
         existing = Order.objects.filter(client_order_id=client_order_id).first()
@@ -163,7 +174,7 @@ def order_submit(
         trail_percent=trail_percent,
         reduce_only=reduce_only,
         strategy=strategy,
-        metadata={"source": "api"},
+        metadata=metadata,
         created_at=now,
         updated_at=now,
     )
@@ -172,9 +183,41 @@ def order_submit(
         action="order.submit",
         obj=order,
         before=None,
-        after={"side": side, "quantity": str(order.quantity), "type": type, "symbol": symbol},
+        after={
+            "side": side,
+            "quantity": str(order.quantity),
+            "type": type,
+            "symbol": symbol,
+            **({"algo": metadata["algo"]} if algo is not None else {}),
+        },
     )
     return order
+
+
+def _algo_spec(
+    algo: str,
+    type: str,
+    duration: float | None,
+    slices: int | None,
+    profile: list | None,
+    max_participation: Decimal | None,
+) -> dict[str, Any]:
+    """Return a parent's validated algo request (``AlgoConfigError`` when it is not one)."""
+    from trading.engine.algo_book import AlgoSpec
+    from trading.engine.errors import AlgoConfigError
+
+    if type != "market":
+        raise AlgoConfigError("an algo parent works a market order")
+    if duration is None:
+        raise AlgoConfigError(f"{algo} needs a duration")
+    spec = AlgoSpec.from_request(
+        algo,
+        duration=duration,
+        slices=slices,
+        profile=profile,
+        max_participation=max_participation,
+    )
+    return spec.to_metadata()
 
 
 def order_cancel(*, order: Order, actor: Any, reason: str = "operator") -> bool:

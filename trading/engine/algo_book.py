@@ -135,10 +135,18 @@ class AlgoBook:
         self._lot_of = lot_of
         oms.add_listener(self)
 
-    def start(self, intent: OrderIntent, now: datetime, *, sent: int = 0) -> ExecutionAlgo:
+    def start(
+        self,
+        intent: OrderIntent,
+        now: datetime,
+        *,
+        sent: int = 0,
+        arrival: Decimal | None = None,
+    ) -> ExecutionAlgo:
         """Start working ``intent`` (its ``metadata["algo"]``) from ``now``; return the parent.
 
-        ``sent``: children already sent before a restart (their ids are not used again).
+        ``sent``: children already sent before a restart (their ids are not used again);
+        ``arrival``: the price slippage is measured from (default: the current price).
         """
         spec = AlgoSpec.from_metadata(algo_metadata(intent.metadata) or {})
         if intent.type is not OrderType.MARKET:
@@ -148,7 +156,7 @@ class AlgoBook:
             raise AlgoConfigError("an algo parent needs a client order id")
         if parent_id in self.active:
             return self.active[parent_id]
-        arrival = self.oms.reference_price(intent.symbol) or intent.price
+        arrival = arrival or self.oms.reference_price(intent.symbol) or intent.price
         if arrival is None:
             raise AlgoConfigError(f"no price for {intent.symbol} yet: cannot start {spec.kind}")
         counter = iter(range(sent, sent + MAX_SLICES + 1))
@@ -177,11 +185,16 @@ class AlgoBook:
         return algo
 
     def restore(
-        self, intent: OrderIntent, started: datetime, children: Iterable[Order], now: datetime
+        self,
+        intent: OrderIntent,
+        started: datetime,
+        children: Iterable[Order],
+        now: datetime,
+        arrival: Decimal | None = None,
     ) -> ExecutionAlgo:
         """Resume a parent after a restart from its stored children (filled and working)."""
         children = list(children)
-        algo = self.start(intent, started, sent=len(children))
+        algo = self.start(intent, started, sent=len(children), arrival=arrival)
         for child in children:
             algo.filled += child.filled_quantity
             if child.avg_fill_price is not None:
@@ -203,6 +216,19 @@ class AlgoBook:
             if algo.done:
                 self.finished.append(self.active.pop(parent_id))
         return intents
+
+    def cancel(self, parent_id: str) -> list[str]:
+        """Stop working a parent; return its children still working (for the caller to cancel)."""
+        algo = self.active.pop(parent_id, None)
+        if algo is None:
+            return []
+        self.finished.append(algo)
+        return list(algo._working)
+
+    def drain_finished(self) -> list[ExecutionAlgo]:
+        """Return and forget the parents that finished since the last call."""
+        finished, self.finished = self.finished, []
+        return finished
 
     def observe(self, event: Bar | Trade) -> None:
         """Count traded volume for the participation caps."""
