@@ -11,13 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from marketdata.data_source import add_data_source_argument
 from research.engine.errors import ResearchInputError
 from research.models import Finding, ResearchRun
-from research.selectors import run_with_findings
-from research.services import (
-    finding_backtest,
-    research_run_create,
-    research_run_execute,
-    study_params,
-)
+
+# research.services and research.selectors load scipy, statsmodels and pandas (seconds): the
+# methods that run a study import them, so `research --help` starts without them.
 
 STUDIES = ("pairs", "microstructure", "patterns", "overfitting")
 
@@ -48,11 +44,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("study", choices=[*STUDIES, "backtest"])
-        parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
-        parser.add_argument("--timeframe", default="1h")
+        parser.add_argument(
+            "--symbols", default="BTC-USD,ETH-USD", help="Comma-separated symbols to study"
+        )
+        parser.add_argument("--timeframe", default="1h", help="Bar timeframe, e.g. 1m, 1h, 1d")
         add_data_source_argument(parser)
-        parser.add_argument("--start")
-        parser.add_argument("--end")
+        parser.add_argument("--start", help="UTC date or ISO datetime, inclusive")
+        parser.add_argument("--end", help="UTC date or ISO datetime, exclusive")
         parser.add_argument("--alpha", type=float, default=0.01, help="significance level")
         parser.add_argument("--correction", default="bh", help="bh (Benjamini-Hochberg) or holm")
         parser.add_argument("--holdout", type=float, default=0.3, help="pairs: held-out share")
@@ -79,21 +77,36 @@ class Command(BaseCommand):
             "(stored marked simulated, as backfill --source sim --plant-pair)",
         )
         parser.add_argument("--interval", default="1min", help="microstructure: bucket")
-        parser.add_argument("--permutations", type=int, default=200)
+        parser.add_argument(
+            "--permutations", type=int, default=200, help="Permutations for permutation tests"
+        )
         parser.add_argument("--strategy", help="overfitting: strategy whose grid is judged")
-        parser.add_argument("--space", action="append", default=[], metavar="NAME=LO:HI[:STEP]")
+        parser.add_argument(
+            "--space",
+            action="append",
+            default=[],
+            metavar="NAME=LO:HI[:STEP]",
+            help="overfitting: one parameter's grid (repeatable)",
+        )
         parser.add_argument("--blocks", type=int, default=16, help="overfitting: CSCV blocks")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0, help="Seed of every random draw")
         parser.add_argument("--finding", type=int, help="backtest: the finding's id")
         parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
-        parser.add_argument("--json", action="store_true")
-        parser.add_argument("--async", dest="run_async", action="store_true")
+        parser.add_argument("--json", action="store_true", help="Print the run as JSON")
+        parser.add_argument(
+            "--async",
+            dest="run_async",
+            action="store_true",
+            help="Queue the study for a django-q2 worker and print the task id",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         start = parse_moment(options["start"], "--start")
         end = parse_moment(options["end"], "--end")
         if options["study"] == "backtest":
             return self._backtest(options, start, end)
+        from research.services import research_run_create, research_run_execute
+
         symbols = [s.strip() for s in options["symbols"].split(",") if s.strip()]
         try:
             run = research_run_create(
@@ -119,6 +132,8 @@ class Command(BaseCommand):
         horizons = _ints(options["horizons"], "--horizons") if study == "patterns" else ()
         names = ("alpha", "correction", "holdout", "entry", "exit", "overlap", "interval")
         names += ("levels", "permutations", "strategy", "space", "blocks", "seed", "source")
+        from research.services import study_params
+
         return study_params(
             study,
             plant_pairs=options["plant_pair"],
@@ -137,6 +152,8 @@ class Command(BaseCommand):
             self.stdout.write(f"research run #{run.pk} queued (task {task_id})")
 
     def _print(self, run_id: int, as_json: bool) -> None:
+        from research.selectors import run_with_findings
+
         run, findings = run_with_findings(run_id)
         if as_json:
             self.stdout.write(json.dumps(_as_dict(run, findings), default=str))
@@ -154,6 +171,8 @@ class Command(BaseCommand):
     def _backtest(self, options: dict[str, Any], start: datetime, end: datetime) -> None:
         if options["finding"] is None:
             raise CommandError("backtest needs --finding ID")
+        from research.services import finding_backtest
+
         finding = Finding.objects.select_related("run").filter(pk=options["finding"]).first()
         if finding is None:
             raise CommandError(f"no finding #{options['finding']}")
