@@ -22,6 +22,7 @@ from django.db import transaction
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.engine.onchain import ChainBlock, IntervalMetrics, interval_metrics, intervals
 from marketdata.models_sources import OnchainMetric
+from monitoring.metrics import ALT_DATA_EVENTS
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ async def onchain_backfill(
             chain=chain, timeframe=timeframe, metrics=metrics, source=source or f"onchain:{chain}"
         )
         result.stored += 1
+        ALT_DATA_EVENTS.labels(f"onchain:{chain}", "stored").inc()
         result.blocks += len(blocks)
         result.stored_ts.append(ts)
         if progress is not None:

@@ -81,6 +81,8 @@ async def sentiment_round(
     now: datetime,
 ) -> SentimentRoundStats:
     """Score every symbol's headlines published up to ``now`` and store the readings."""
+    from monitoring.metrics import ALT_DATA_EVENTS
+
     stats = SentimentRoundStats()
     for symbol in symbols:
         mine = [h for h in headlines if h.symbol == symbol and h.ts <= now]
@@ -91,6 +93,7 @@ async def sentiment_round(
             reading = await provider.score(symbol, mine, now)
         except SentimentAnswerInvalid as exc:
             stats.quarantined += 1
+            ALT_DATA_EVENTS.labels("sentiment", "quarantined").inc()
             stats.reasons[exc.reason] += 1
             logger.warning(
                 "sentiment answer quarantined",
@@ -102,4 +105,5 @@ async def sentiment_round(
             continue
         await sync_to_async(sentiment_reading_store)(reading=reading)
         stats.stored += 1
+        ALT_DATA_EVENTS.labels("sentiment", "stored").inc()
     return stats

@@ -147,6 +147,14 @@ ALERT_DELIVERIES = Counter(
     "rrr_alert_deliveries", "Alert deliveries by channel and outcome", ["channel", "outcome"]
 )
 
+# --- alternative data (TradingView alerts, sentiment, on-chain) ----------------------------
+ALT_DATA_EVENTS = Counter(
+    "rrr_altdata_events",
+    "Alternative-data events by source and outcome (tradingview: stored, duplicate, refused, "
+    "rate_limited, not_found; sentiment: stored, quarantined; onchain: stored intervals)",
+    ["source", "outcome"],
+)
+
 KNOWN_RULES = frozenset(
     {
         "max_order_notional",

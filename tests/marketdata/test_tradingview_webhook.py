@@ -157,3 +157,23 @@ def test_admin_creates_a_hook_and_shows_its_url_once(admin_client):
     assert post(admin_client, token, ALERT).status_code == 201
     page = admin_client.get(f"/admin/marketdata/tradingviewhook/{hook.pk}/change/")
     assert token.split(".")[1] not in page.content.decode()
+
+
+def test_outcomes_are_counted_for_prometheus(client, hook_token):
+    from monitoring.metrics import ALT_DATA_EVENTS
+
+    def count(outcome: str) -> float:
+        return ALT_DATA_EVENTS.labels("tradingview", outcome)._value.get()
+
+    before = {o: count(o) for o in ("stored", "duplicate", "refused", "not_found")}
+    _, token = hook_token
+    post(client, token, ALERT)
+    post(client, token, ALERT)
+    post(client, token, {**ALERT, "action": "hold"})
+    post(client, "nope", ALERT)
+    assert {o: count(o) - before[o] for o in before} == {
+        "stored": 1,
+        "duplicate": 1,
+        "refused": 1,
+        "not_found": 1,
+    }
