@@ -46,6 +46,13 @@ class ManualOrderForm(forms.Form):
     )
     time_in_force = forms.ChoiceField(choices=TimeInForce.choices, initial=TimeInForce.GTC)
     reduce_only = forms.BooleanField(required=False)
+    algo = forms.ChoiceField(
+        choices=[("", "none (one order)"), ("twap", "TWAP"), ("vwap", "VWAP")],
+        required=False,
+        help_text="Work a market order in children over the duration",
+    )
+    duration = forms.IntegerField(required=False, min_value=1, help_text="Algo: seconds")
+    slices = forms.IntegerField(required=False, min_value=1, max_value=10_000)
 
 
 def submit_order_view(model_admin, request: HttpRequest, pk: int) -> HttpResponse:
@@ -57,6 +64,7 @@ def submit_order_view(model_admin, request: HttpRequest, pk: int) -> HttpRespons
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
+            algo = _algo_kwargs(data)
             order = order_submit(
                 account=account,
                 symbol=data["symbol"].name,
@@ -70,6 +78,7 @@ def submit_order_view(model_admin, request: HttpRequest, pk: int) -> HttpRespons
                 reduce_only=data["reduce_only"],
                 strategy=MANUAL_STRATEGY,
                 actor=request.user,
+                **algo,
             )
         except (OrderRejected, ValueError) as exc:
             form.add_error(None, f"order refused: {getattr(exc, 'reason', exc)}")
@@ -89,6 +98,31 @@ def submit_order_view(model_admin, request: HttpRequest, pk: int) -> HttpRespons
         "opts": model_admin.model._meta,
     }
     return render(request, "admin/trading/account/submit_order.html", context)
+
+
+def _algo_kwargs(data: dict) -> dict:
+    """Return ``order_submit``'s algo keywords from the form (VWAP: the stored volume profile)."""
+    if not data.get("algo"):
+        return {}
+    kwargs = {"algo": data["algo"], "duration": data["duration"], "slices": data["slices"]}
+    if data["algo"] == "vwap":
+        from trading.engine.algos import volume_profile
+
+        slices = data["slices"] or max(1, min(60, (data["duration"] or 0) // 60))
+        volumes = recent_volumes(symbol=data["symbol"].name, seconds=data["duration"] or 0)
+        kwargs["slices"] = slices
+        kwargs["profile"] = volume_profile(volumes, slices)
+    return kwargs
+
+
+def recent_volumes(*, symbol: str, seconds: int) -> list[float]:
+    """Return the last ``seconds`` of stored 1m venue-bar volumes, oldest first (VWAP profile)."""
+    from marketdata.models import Bar
+
+    count = max(1, seconds // 60)
+    rows = Bar.objects.filter(symbol__name=symbol, timeframe="1m", simulated=False)
+    volumes = list(rows.order_by("-ts").values_list("volume", flat=True)[:count])
+    return volumes[::-1]
 
 
 def accounts_flatten(model_admin, request: HttpRequest, queryset) -> None:

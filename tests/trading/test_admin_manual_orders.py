@@ -84,3 +84,17 @@ def test_flatten_cancels_working_orders_and_closes_every_position(admin_client, 
     flatten = AuditLog.objects.get(action="account.flatten")
     assert flatten.actor_repr == "root-admin" and len(flatten.after["closing_orders"]) == 2
     assert AuditLog.objects.filter(action="order.cancel").count() == 1
+
+
+def test_the_admin_submits_a_twap_parent_and_refuses_a_vwap_without_volume(admin_client, paper):
+    url = f"/admin/trading/account/{paper.pk}/submit-order/"
+    base = {"symbol": "BTC-USD", "side": "buy", "quantity": "1", "type": "market",
+            "time_in_force": "gtc", "duration": "600", "slices": "10"}  # fmt: skip
+    response = admin_client.post(url, {**base, "algo": "twap"})
+    assert response.status_code == 302, response.content[:2000]
+    parent = Order.objects.get()
+    assert parent.metadata["algo"]["kind"] == "twap" and parent.metadata["algo"]["slices"] == 10
+    assert parent.status == "pending"  # the account's runtrader starts it
+    refused = admin_client.post(url, {**base, "algo": "vwap"})  # no stored 1m volume yet
+    assert refused.status_code == 200 and b"order refused" in refused.content
+    assert Order.objects.count() == 1
