@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Count, F, FloatField, Func, Max, Min, QuerySet, Sum
@@ -48,7 +48,7 @@ class EpochSeconds(Func):
 
 
 class BucketOf(Func):
-    """``CAST((epoch(ts) - origin) / width AS INTEGER)``: the time bucket of a row."""
+    """``floor((epoch(ts) - origin) / width)``: the time bucket of a row."""
 
     output_field = FloatField()
 
@@ -60,7 +60,14 @@ class BucketOf(Func):
         # 1 ms of slack: SQLite's julianday arithmetic is exact to ~50 us, so a row stamped on a
         # bucket boundary must not fall into the bucket before.
         origin = float(self.extra["origin"]) - 0.001
+        # CAST truncates on SQLite (rows are never before the origin, so it floors there).
         return f"CAST(({sql} - {origin!r}) / {float(self.extra['width'])!r} AS INTEGER)", params
+
+    def as_postgresql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        origin = float(self.extra["origin"]) - 0.001
+        # PostgreSQL's CAST rounds; FLOOR keeps a row in the bucket it started.
+        return f"FLOOR(({sql} - {origin!r}) / {float(self.extra['width'])!r})", params
 
 
 # --------------------------------------------------------------------------- portfolio

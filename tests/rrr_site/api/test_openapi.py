@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+import pytest
 import yaml
 from django.conf import settings
 from drf_spectacular.generators import SchemaGenerator
@@ -21,6 +22,12 @@ def generated() -> str:
 
 
 def test_committed_schema_matches_the_code():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        # Model integer fields take their bounds from the database (PostgreSQL's are int32);
+        # the committed contract is the embedded default's, as `make openapi` writes it.
+        pytest.skip("the contract is generated on SQLite (make openapi)")
     current = generated()
     committed = COMMITTED.read_text() if COMMITTED.exists() else ""
     if current != committed:
