@@ -49,15 +49,27 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--strategy", help=f"One of: {', '.join(available_strategies())}")
-        parser.add_argument("--symbols", default="BTC-USD")
-        parser.add_argument("--timeframe", default="1h")
-        parser.add_argument("--start")
-        parser.add_argument("--end")
-        parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-        parser.add_argument("--fill", choices=["next_open", "close", "book"], default="next_open")
-        parser.add_argument("--fees-bps", default="10")
-        parser.add_argument("--slippage-bps", default="0")
-        parser.add_argument("--capital", default="100000")
+        parser.add_argument("--symbols", default="BTC-USD", help="Comma-separated symbols")
+        parser.add_argument("--timeframe", default="1h", help="Bar timeframe, e.g. 1m, 1h, 1d")
+        parser.add_argument("--start", help="UTC date or ISO datetime, inclusive (required)")
+        parser.add_argument("--end", help="UTC date or ISO datetime, exclusive (required)")
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Strategy parameter (repeatable), e.g. fast=10",
+        )
+        parser.add_argument(
+            "--fill",
+            choices=["next_open", "close", "book"],
+            default="next_open",
+            help="Fill orders at the next bar's open, at the signal bar's close, or against a "
+            "simulated book",
+        )
+        parser.add_argument("--fees-bps", default="10", help="Taker fee in basis points")
+        parser.add_argument("--slippage-bps", default="0", help="Fixed slippage in basis points")
+        parser.add_argument("--capital", default="100000", help="Starting cash")
         parser.add_argument(
             "--periods-per-year",
             metavar="N",
@@ -77,14 +89,32 @@ class Command(BaseCommand):
             help="Attach no risk checks (buying power still applies)",
         )
         add_backtest_run_arguments(parser)
-        parser.add_argument("--optimize", choices=["grid", "random", "genetic", "walkforward"])
-        parser.add_argument("--space", action="append", default=[], metavar="NAME=LO:HI[:STEP]")
-        parser.add_argument("--objective", default="sharpe")
+        parser.add_argument(
+            "--optimize",
+            choices=["grid", "random", "genetic", "walkforward"],
+            help="Sweep the --space instead of one run; prints a table of trials",
+        )
+        parser.add_argument(
+            "--space",
+            action="append",
+            default=[],
+            metavar="NAME=LO:HI[:STEP]",
+            help="One parameter's range for --optimize (repeatable)",
+        )
+        parser.add_argument(
+            "--objective", default="sharpe", help="Metric --optimize maximises (e.g. sharpe)"
+        )
         parser.add_argument("--trials", type=int, default=20, help="random-search draws")
         parser.add_argument("--train-bars", type=int, help="walk-forward in-sample bars")
         parser.add_argument("--test-bars", type=int, help="walk-forward out-of-sample bars")
         parser.add_argument("--anchored", action="store_true", help="anchored walk-forward")
-        parser.add_argument("--montecarlo", type=int, default=0, metavar="N")
+        parser.add_argument(
+            "--montecarlo",
+            type=int,
+            default=0,
+            metavar="N",
+            help="N Monte Carlo resamples of the trades and returns; prints their percentiles",
+        )
         parser.add_argument(
             "--distributed",
             action="store_true",
@@ -92,8 +122,15 @@ class Command(BaseCommand):
             help="Send sweep trials to qcluster workers (default with REDIS_URL)",
         )
         parser.add_argument("--report", help="HTML report path (default data/reports/)")
-        parser.add_argument("--json", action="store_true")
-        parser.add_argument("--async", dest="run_async", action="store_true")
+        parser.add_argument(
+            "--json", action="store_true", help="Print the run as JSON (no progress bars)"
+        )
+        parser.add_argument(
+            "--async",
+            dest="run_async",
+            action="store_true",
+            help="Queue the run for a django-q2 worker and print the task id",
+        )
         parser.add_argument(
             "--replay-account",
             metavar="NAME",

@@ -91,10 +91,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--source", required=True, choices=[*BACKFILL_SOURCES, *ONCHAIN_SOURCES]
+            "--source",
+            required=True,
+            choices=[*BACKFILL_SOURCES, *ONCHAIN_SOURCES],
+            help="Where the history comes from (sim is stored marked simulated)",
         )
         parser.add_argument("--symbols", help="e.g. BTC-USD,ETH-USD (not for onchain:*)")
-        parser.add_argument("--timeframe", default="1m", choices=list(TIMEFRAME_SECONDS))
+        parser.add_argument(
+            "--timeframe", default="1m", choices=list(TIMEFRAME_SECONDS), help="Bar timeframe"
+        )
         parser.add_argument("--start", required=True, help="UTC date or ISO datetime, inclusive")
         parser.add_argument("--end", required=True, help="UTC date or ISO datetime, exclusive")
         parser.add_argument(

@@ -174,9 +174,19 @@ class Command(BaseCommand):
         )
         alt = parser.add_argument_group("sentiment and on-chain sources")
         alt.add_argument("--interval", type=float, default=300.0, help="Seconds between rounds")
-        alt.add_argument("--provider", choices=["lexicon", "llm"], default="lexicon")
+        alt.add_argument(
+            "--provider",
+            choices=["lexicon", "llm"],
+            default="lexicon",
+            help="sentiment: how headlines are scored",
+        )
         alt.add_argument("--news-url", action="append", default=[], help="RSS/Atom feed (repeat)")
-        alt.add_argument("--timeframe", default="1h", choices=["5m", "15m", "1h", "4h", "1d"])
+        alt.add_argument(
+            "--timeframe",
+            default="1h",
+            choices=["5m", "15m", "1h", "4h", "1d"],
+            help="on-chain: interval the metrics are stored per",
+        )
         alt.add_argument("--lookback", type=float, default=86_400.0, help="On-chain seconds back")
         alt.add_argument("--exchange-addresses", default="", help="a,b,c or @FILE")
         alt.add_argument("--large-threshold", type=float, help="Native amount of a large transfer")

@@ -39,22 +39,39 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         d = SolverOptions()
-        parser.add_argument("--problem", required=True, choices=PROBLEMS)
-        parser.add_argument("--method", required=True, choices=sorted(METHOD_NAMES))
+        parser.add_argument(
+            "--problem",
+            required=True,
+            choices=PROBLEMS,
+            help="portfolio (k of n symbols), minvar (minimum variance) or features (m of the "
+            "ML features)",
+        )
+        parser.add_argument(
+            "--method", required=True, choices=sorted(METHOD_NAMES), help="Solver to run"
+        )
         parser.add_argument(
             "--symbols", required=True, help="Comma-separated, e.g. BTC-USD,ETH-USD"
         )
         parser.add_argument("--start", required=True, help="UTC date or ISO datetime, inclusive")
         parser.add_argument("--end", required=True, help="UTC date or ISO datetime, exclusive")
-        parser.add_argument("--timeframe", default="1h", choices=list(TIMEFRAME_SECONDS))
+        parser.add_argument(
+            "--timeframe", default="1h", choices=list(TIMEFRAME_SECONDS), help="Bar timeframe"
+        )
         add_data_source_argument(parser)
         parser.add_argument("--budget", type=int, default=2, help="k assets, lots or m features")
-        parser.add_argument("--risk-aversion", type=float, default=1.0)
+        parser.add_argument(
+            "--risk-aversion", type=float, default=1.0, help="portfolio: weight of the variance"
+        )
         parser.add_argument("--return-floor", type=float, help="minvar: mean log return per bar")
         parser.add_argument("--lots", action="store_true", help="portfolio: integer lots")
         parser.add_argument("--cap", type=float, help="portfolio with --lots: max weight per asset")
         parser.add_argument("--candidates", type=int, default=10, help="features: top-N by MI")
-        parser.add_argument("--redundancy-weight", type=float, default=1.0)
+        parser.add_argument(
+            "--redundancy-weight",
+            type=float,
+            default=1.0,
+            help="features: penalty on features that carry the same information",
+        )
         parser.add_argument("--horizon", type=int, default=1, help="features: bars ahead")
         parser.add_argument(
             "--mu-from-model",
@@ -62,10 +79,19 @@ class Command(BaseCommand):
             help="Expected returns from model NAME's latest return predictions (active version)",
         )
         parser.add_argument("--reps", type=int, default=d.reps, help="QAOA depth p / VQE reps")
-        parser.add_argument("--shots", type=int, default=d.shots)
-        parser.add_argument("--seed", type=int, default=d.seed)
-        parser.add_argument("--maxiter", type=int, default=d.maxiter)
-        parser.add_argument("--optimizer", choices=["cobyla", "spsa"], default=d.optimizer)
+        parser.add_argument(
+            "--shots", type=int, default=d.shots, help="Circuit samples per evaluation"
+        )
+        parser.add_argument("--seed", type=int, default=d.seed, help="Seed of every draw")
+        parser.add_argument(
+            "--maxiter", type=int, default=d.maxiter, help="Classical optimiser iterations"
+        )
+        parser.add_argument(
+            "--optimizer",
+            choices=["cobyla", "spsa"],
+            default=d.optimizer,
+            help="Classical optimiser of the variational parameters",
+        )
         parser.add_argument("--warm-start", action="store_true", help="QAOA: warm start")
         parser.add_argument("--penalty", type=float, help="QUBO penalty (default: library bound)")
         parser.add_argument("--reads", type=int, default=d.num_reads, help="annealing reads")

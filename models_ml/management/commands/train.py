@@ -134,24 +134,35 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         defaults = TrainingParams()
-        parser.add_argument("--model", required=True, choices=TRAINABLE_TYPES)
+        parser.add_argument(
+            "--model", required=True, choices=TRAINABLE_TYPES, help="Network to train"
+        )
         parser.add_argument(
             "--symbols", required=True, help="e.g. BTC-USD (one model per run: the first is used)"
         )
-        parser.add_argument("--timeframe", default="1m", choices=list(TIMEFRAME_SECONDS))
+        parser.add_argument(
+            "--timeframe", default="1m", choices=list(TIMEFRAME_SECONDS), help="Bar timeframe"
+        )
         add_data_source_argument(parser)
         parser.add_argument("--start", required=True, help="UTC date or ISO datetime, inclusive")
         parser.add_argument("--end", required=True, help="UTC date or ISO datetime, exclusive")
-        parser.add_argument("--epochs", type=int, default=defaults.epochs)
+        parser.add_argument(
+            "--epochs", type=int, default=defaults.epochs, help="Most epochs per fold"
+        )
         parser.add_argument(
             "--trials",
             type=int,
             default=defaults.trials,
             help="Random hyperparameter-search trials on the first fold's training data (0: none)",
         )
-        parser.add_argument("--folds", type=int, default=defaults.folds)
         parser.add_argument(
-            "--fold-mode", choices=["expanding", "rolling"], default=defaults.fold_mode
+            "--folds", type=int, default=defaults.folds, help="Walk-forward folds (out of sample)"
+        )
+        parser.add_argument(
+            "--fold-mode",
+            choices=["expanding", "rolling"],
+            default=defaults.fold_mode,
+            help="Walk-forward training window: growing from the start, or a fixed length",
         )
         parser.add_argument(
             "--train-size", type=int, help="Training samples per fold (rolling folds)"
@@ -163,17 +174,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--hparams", default="{}", help="Network sizes as JSON, e.g. '{\"hidden\": 64}'"
         )
-        parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+        parser.add_argument(
+            "--batch-size", type=int, default=defaults.batch_size, help="Samples per batch"
+        )
         parser.add_argument(
             "--patience",
             type=int,
             default=defaults.patience,
             help="Epochs without a better validation loss before a fold stops early",
         )
-        parser.add_argument("--lr", type=float, default=defaults.lr)
-        parser.add_argument("--fee-bps", type=float, default=defaults.fee_bps)
-        parser.add_argument("--seed", type=int, default=defaults.seed)
-        parser.add_argument("--device", choices=["cpu", "cuda"], default=defaults.device)
+        parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate")
+        parser.add_argument(
+            "--fee-bps",
+            type=float,
+            default=defaults.fee_bps,
+            help="Fee per unit of position change in the out-of-sample trading evaluation",
+        )
+        parser.add_argument("--seed", type=int, default=defaults.seed, help="Seed of every draw")
+        parser.add_argument(
+            "--device", choices=["cpu", "cuda"], default=defaults.device, help="torch device"
+        )
         parser.add_argument(
             "--threads", type=int, default=defaults.threads, help="torch threads (default 1)"
         )

@@ -28,7 +28,9 @@ class Command(BaseCommand):
             default=settings.DEFAULT_ACCOUNT,
             help="Name of the paper account (default: %(default)s)",
         )
-        parser.add_argument("--admin-username", default="admin")
+        parser.add_argument(
+            "--admin-username", default="admin", help="Username of the admin user to create"
+        )
         parser.add_argument("--no-admin", action="store_true", help="Do not create an admin user")
 
     @transaction.atomic

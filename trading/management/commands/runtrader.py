@@ -179,10 +179,22 @@ class Command(BaseCommand):
             "another exchange). Orders then execute at prices the strategy never saw: "
             "testnets and rehearsals only",
         )
-        parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
+        parser.add_argument(
+            "--symbols", default="BTC-USD,ETH-USD", help="Comma-separated symbols to trade"
+        )
         parser.add_argument("--strategy", help=f"One of: {', '.join(available_strategies())}")
-        parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-        parser.add_argument("--account", default=settings.DEFAULT_ACCOUNT)
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Strategy parameter (repeatable), e.g. fast=10",
+        )
+        parser.add_argument(
+            "--account",
+            default=settings.DEFAULT_ACCOUNT,
+            help="Account to trade (default: DEFAULT_ACCOUNT)",
+        )
         parser.add_argument("--timeframe", default="1m", help="Bar timeframe strategies trade on")
         parser.add_argument("--duration", type=float, help="Stop after this many seconds")
         parser.add_argument(
@@ -191,7 +203,7 @@ class Command(BaseCommand):
             default=1.0,
             help="Simulated market speed (0 = as fast as possible)",
         )
-        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--seed", type=int, default=42, help="Seed of the simulated feed")
         parser.add_argument("--url", help="Override the feed URL")
         parser.add_argument("--api-key", help="Override the feed API key")
         parser.add_argument(
@@ -249,8 +261,18 @@ class Command(BaseCommand):
             default="127.0.0.1",
             help="Address for --metrics-port (default 127.0.0.1: this machine only)",
         )
-        parser.add_argument("--snapshot-interval", type=float, default=10.0)
-        parser.add_argument("--heartbeat-interval", type=float, default=15.0)
+        parser.add_argument(
+            "--snapshot-interval",
+            type=float,
+            default=10.0,
+            help="Seconds between stored portfolio snapshots (marks and equity)",
+        )
+        parser.add_argument(
+            "--heartbeat-interval",
+            type=float,
+            default=15.0,
+            help="Seconds between engine heartbeats (health and monitoring)",
+        )
 
     def handle(self, *args, **options) -> None:
         check_options(options)
