@@ -132,8 +132,15 @@ class Command(BaseCommand):
     help = "Stream market data into the database; prints counts when stopped or after --duration."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--source", choices=[*LIVE_SOURCES, *ALT_INGEST_SOURCES], default="sim")
-        parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
+        parser.add_argument(
+            "--source",
+            choices=[*LIVE_SOURCES, *ALT_INGEST_SOURCES],
+            default="sim",
+            help="Live feed (or alternative data) to ingest",
+        )
+        parser.add_argument(
+            "--symbols", default="BTC-USD,ETH-USD", help="Comma-separated symbols to subscribe"
+        )
         parser.add_argument("--url", help="Override the source's WebSocket URL")
         parser.add_argument("--api-key", help="Override the source's API key (Polygon)")
         parser.add_argument("--duration", type=float, help="Stop after this many seconds")
@@ -143,7 +150,7 @@ class Command(BaseCommand):
             default=1.0,
             help="Simulated market speed multiplier (0 = as fast as possible)",
         )
-        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--seed", type=int, default=42, help="Seed of --source sim")
         parser.add_argument(
             "--plant-pair",
             action="append",
