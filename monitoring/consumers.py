@@ -3,7 +3,8 @@
 This is the older route, ``/ws/<group>/``: one group per socket, no snapshot, no sequence
 numbers. New clients use ``/ws/v1/stream`` (``monitoring.stream``, docs/websocket.md); both get
 the messages published through ``monitoring.realtime.publish``. Here ``orders`` carries the
-``fills`` channel's messages too, as it did before fills had their own channel.
+``fills`` channel's messages too, as it did before fills had their own channel, and a market
+group carries only bars and predictions, as it always did (trades, quotes and books are new).
 
 Every handshake is accepted and then, when refused, closed with a code the client can act on (a
 handshake refused before ``accept`` reaches browsers and native clients as a bare HTTP 403):
@@ -37,6 +38,7 @@ UNAUTHENTICATED = 4401
 FORBIDDEN = 4403
 NOT_FOUND = 4404
 UNKNOWN_GROUP = NOT_FOUND  # the name earlier code and tests used
+LEGACY_MARKET_KINDS = frozenset({"bar", "prediction"})
 
 
 class Refused(Exception):
@@ -147,6 +149,8 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
 
     async def stream_message(self, event: dict) -> None:
         """Forward a message published for the stream protocol, in this route's format."""
+        if self.group.startswith("market.") and event["kind"] not in LEGACY_MARKET_KINDS:
+            return
         await self.group_message(event)
 
     async def _may_see(self, data: object) -> bool:

@@ -8,9 +8,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 from monitoring.choices import Severity
@@ -95,12 +93,13 @@ def system_event_record(
 
 
 def broadcast(group: str, kind: str, data: dict) -> None:
-    """Send ``data`` to a Channels group once the current transaction commits."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": "group.message", "kind": kind, "data": to_jsonable(data)}
-    transaction.on_commit(lambda: async_to_sync(layer.group_send)(group, message))
+    """Publish ``data`` on stream channel ``group`` once the current transaction commits.
+
+    The same as ``monitoring.realtime.publish`` (docs/websocket.md), kept for its callers.
+    """
+    from monitoring.realtime import publish
+
+    publish(group, kind, data)
 
 
 def alert_emit(*, source: str, severity: str, message: str, context: dict | None = None) -> int:

@@ -73,7 +73,8 @@ def market_snapshot(*, symbol: str) -> dict:
     }
 
 
-def _order_row(order) -> dict:
+def order_payload(order) -> dict:
+    """Return the ``order`` message data of a stored order."""
     return {
         "account": order.account.name,
         "client_order_id": str(order.client_order_id),
@@ -102,8 +103,8 @@ def orders_snapshot(*, accounts: QuerySet) -> dict:
     recent = rows.exclude(status__in=open_statuses).order_by("-updated_at")[:SNAPSHOT_ROWS]
     return {
         "accounts": _names(accounts),
-        "open": [_order_row(o) for o in working[:1000]],
-        "recent": [_order_row(o) for o in recent],
+        "open": [order_payload(o) for o in working[:1000]],
+        "recent": [order_payload(o) for o in recent],
     }
 
 
@@ -116,10 +117,11 @@ def fills_snapshot(*, accounts: QuerySet) -> dict:
         .select_related("account", "symbol", "order")
         .order_by("-ts", "-pk")[:SNAPSHOT_ROWS]
     )
-    return {"accounts": _names(accounts), "fills": [_fill_row(f) for f in rows]}
+    return {"accounts": _names(accounts), "fills": [fill_payload(f) for f in rows]}
 
 
-def _fill_row(fill) -> dict:
+def fill_payload(fill) -> dict:
+    """Return the ``fill`` message data of a stored fill."""
     return {
         "account": fill.account.name,
         "client_order_id": str(fill.order.client_order_id),

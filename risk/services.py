@@ -116,9 +116,7 @@ def trading_state_set(
         before=before,
         after={"state": state, "reason": current.reason},
     )
-    broadcast(
-        "risk", "trading_state", {"account": account.name, "state": state, "reason": current.reason}
-    )
+    broadcast("risk", "state", {"account": account.name, "state": state, "reason": current.reason})
     return current
 
 

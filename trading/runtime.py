@@ -31,11 +31,21 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 
 from marketdata.adapters.base import FeedError
-from marketdata.engine.events import TIMEFRAME_SECONDS, Bar
+from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from marketdata.pipeline import EventHorizon, MarketDataPipeline
 from marketdata.services import quality_event_record_rejected
 from marketdata.storage import AsyncBatchWriter, WriterFailed
 from monitoring.engine.health import component_register, component_unregister
+from monitoring.engine.payloads import (
+    FormingBars,
+    bar_payload,
+    book_payload,
+    fill_payload,
+    order_payload,
+    portfolio_payload,
+    quote_payload,
+    trade_payload,
+)
 from monitoring.metrics import (
     ENGINE_HEARTBEAT,
     EngineMetrics,
@@ -44,6 +54,7 @@ from monitoring.metrics import (
     portfolio_snapshot_set,
     trading_state_set,
 )
+from monitoring.realtime import apublish, now_iso
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
 from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
@@ -161,6 +172,10 @@ class TradingRuntime:
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trading-db")
         self.md_writer: AsyncBatchWriter | None = None
         self.broadcasts: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        # The chart's live bar: the engine timeframe's window, from trades, a few times a second.
+        self.forming = FormingBars(
+            config.timeframe, TIMEFRAME_SECONDS.get(config.timeframe, 60), time.monotonic
+        )
         self.risk: RiskChecker | None = None
         self.oms: OrderManager | None = None
         self.runner: StrategyRunner | None = None
@@ -470,20 +485,24 @@ class TradingRuntime:
         self._now = self.session.now
         if bar is not None:
             self.summary.bars += 1
-            self._publish(
-                f"market.{bar.symbol}",
-                "bar",
-                {
-                    "symbol": bar.symbol,
-                    "timeframe": bar.timeframe,
-                    "ts": bar.ts.isoformat(),
-                    "open": bar.open,
-                    "high": bar.high,
-                    "low": bar.low,
-                    "close": bar.close,
-                    "volume": bar.volume,
-                },
-            )
+        if self.layer is not None:
+            self._publish_market(event)
+
+    def _publish_market(self, event: object) -> None:
+        """Fan a market event out to ``market.<symbol>`` (bars of every timeframe, closed)."""
+        channel = f"market.{getattr(event, 'symbol', '')}"
+        if isinstance(event, Trade):
+            self._publish(channel, "trade", trade_payload(event))
+            if event.symbol and event.ts.tzinfo is not None:
+                forming = self.forming.on_trade(event)
+                if forming is not None:
+                    self._publish(channel, "bar", forming)
+        elif isinstance(event, Quote):
+            self._publish(channel, "quote", quote_payload(event))
+        elif isinstance(event, BookSnapshot):
+            self._publish(channel, "book", book_payload(event))
+        elif isinstance(event, Bar):
+            self._publish(channel, "bar", bar_payload(event, closed=True))
 
     # ----------------------------------------------------------------- risk
 
@@ -499,7 +518,7 @@ class TradingRuntime:
         for change in changes:
             self._publish(
                 "risk",
-                "trading_state",
+                "state",
                 {"account": change.account, "state": change.mode.value, "reason": change.reason},
             )
         for event in events:
@@ -511,6 +530,7 @@ class TradingRuntime:
                     "kind": event.limit_kind,
                     "severity": event.severity.value,
                     "message": event.message,
+                    "ts": event.ts.isoformat() if event.ts else None,
                 },
             )
         self.control.queue_risk(events, changes)
@@ -529,6 +549,11 @@ class TradingRuntime:
             Severity.CRITICAL, "feed", reason, {"feed": self.config.feed}, account, now
         )
         self.control.queue_risk([event], changes)
+        self._publish(
+            "system",
+            "feed",
+            {"account": account, "feed": self.config.feed, "status": "failed", "message": reason},
+        )
 
     # ----------------------------------------------------------------- persistence
 
@@ -696,6 +721,7 @@ class TradingRuntime:
                 "kind": record.limit_kind,
                 "severity": severity.value,
                 "message": message,
+                "ts": now.isoformat(),
             },
         )
 
@@ -760,7 +786,9 @@ class TradingRuntime:
         )
 
     async def _heartbeat(self) -> None:
-        await self._db(self.control.record_heartbeat, self._heartbeat_context("running"))
+        context = self._heartbeat_context("running")
+        await self._db(self.control.record_heartbeat, context)
+        self._publish("system", "heartbeat", {**context, "ts": self.clock().isoformat()})
         if self.metrics is not None:
             ENGINE_HEARTBEAT.labels(self.config.account).set(time.time())
 
@@ -881,71 +909,35 @@ class TradingRuntime:
 
     # ----------------------------------------------------------------- broadcasts
 
-    def _publish(self, group: str, kind: str, data: dict) -> None:
+    def _publish(self, channel: str, kind: str, data: dict) -> None:
+        """Queue a stream message (stamped now) for the broadcaster; never wait for it."""
         if self.layer is None:
             return
         try:
-            self.broadcasts.put_nowait((group, kind, data))
+            self.broadcasts.put_nowait((channel, kind, data, now_iso()))
         except asyncio.QueueFull:
             self.summary.broadcasts_dropped += 1
 
     def _publish_batch(self, batch: TradingBatch) -> None:
+        """Publish a stored batch: portfolio (with positions), orders and fills."""
+        account = batch.account
         for snap in batch.snapshots:
-            self._publish(
-                "portfolio",
-                "snapshot",
-                {
-                    "account": batch.account,
-                    "ts": snap.ts.isoformat() if snap.ts else None,
-                    "cash": str(snap.cash),
-                    "equity": str(snap.equity),
-                    "daily_pnl": str(snap.daily_pnl),
-                },
-            )
+            self._publish("portfolio", "portfolio", portfolio_payload(snap, account))
         for order in batch.orders:
-            self._publish(
-                "orders",
-                "order",
-                {
-                    "client_order_id": order.client_order_id,
-                    "account": batch.account,
-                    "symbol": order.symbol,
-                    "side": order.side.value,
-                    "type": order.type.value,
-                    "quantity": str(order.quantity),
-                    "status": order.status.value,
-                    "filled_quantity": str(order.filled_quantity),
-                    "reason": order.reject_reason,
-                },
-            )
+            self._publish("orders", "order", order_payload(order, account))
         for fill in batch.fills:
-            self._publish(
-                "orders",
-                "fill",
-                {
-                    "account": batch.account,
-                    "client_order_id": fill.order_id,
-                    "symbol": fill.symbol,
-                    "side": fill.side.value,
-                    "quantity": str(fill.quantity),
-                    "price": str(fill.price),
-                    "fee": str(fill.fee),
-                    "ts": fill.ts.isoformat(),
-                },
-            )
+            self._publish("fills", "fill", fill_payload(fill, account))
 
     async def _broadcaster(self) -> None:
         while True:
             item = await self.broadcasts.get()
             if item is None:
                 return
-            group, kind, data = item
+            channel, kind, data, ts = item
             try:
-                await self.layer.group_send(
-                    group, {"type": "group.message", "kind": kind, "data": data}
-                )
+                await apublish(self.layer, channel, kind, data, ts)
             except Exception:  # a broken fan-out must never stop trading
-                logger.exception("broadcast to %s failed", group)
+                logger.exception("broadcast to %s failed", channel)
 
 
 class PersistenceFailed(RuntimeError):

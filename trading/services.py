@@ -13,6 +13,7 @@ from django.utils import timezone
 from marketdata.models import Symbol
 from monitoring.models import SystemEvent
 from monitoring.services import audit_record, broadcast
+from monitoring.stream_selectors import order_payload
 from trading.choices import OPEN_ORDER_STATUSES, AccountMode, OrderStatus, Venue
 from trading.engine.orders import Order as EngineOrder
 from trading.engine.orders import validate_order
@@ -87,15 +88,7 @@ def orders_cancel(*, order_ids: list[int], actor: Any, reason: str = "operator")
                 ]
             )
             after = {"status": order.status, "reason": reason}
-            broadcast(
-                "orders",
-                "order",
-                {
-                    "client_order_id": order.client_order_id,
-                    "status": order.status,
-                    "account": order.account.name,
-                },
-            )
+            broadcast("orders", "order", order_payload(order))
         audit_record(actor=actor, action="order.cancel", obj=order, before=before, after=after)
     return len(orders)
 

@@ -7,7 +7,7 @@ shape, so a snapshot's items and the live messages after it look alike.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from monitoring.engine.stream import decimal_text
@@ -69,3 +69,107 @@ def book_payload(book: Any, *, symbol: str | None = None, depth: int = 10) -> di
         "bids": levels(book.bids),
         "asks": levels(book.asks),
     }
+
+
+def order_payload(order: Any, account: str) -> dict:
+    """Return the ``order`` message data of an engine order."""
+    return {
+        "account": account,
+        "client_order_id": str(order.client_order_id),
+        "symbol": order.symbol,
+        "side": str(order.side),
+        "type": str(order.type),
+        "quantity": decimal_text(order.quantity),
+        "price": decimal_text(order.price),
+        "stop_price": decimal_text(order.stop_price),
+        "status": str(order.status),
+        "filled_quantity": decimal_text(order.filled_quantity),
+        "average_fill_price": decimal_text(order.avg_fill_price),
+        "reason": order.reject_reason,
+        "ts": iso(order.updated_ts or order.created_ts),
+    }
+
+
+def fill_payload(fill: Any, account: str) -> dict:
+    """Return the ``fill`` message data of an engine fill."""
+    return {
+        "account": account,
+        "client_order_id": str(fill.order_id),
+        "symbol": fill.symbol,
+        "side": str(fill.side),
+        "quantity": decimal_text(fill.quantity),
+        "price": decimal_text(fill.price),
+        "fee": decimal_text(fill.fee),
+        "ts": iso(fill.ts),
+    }
+
+
+def portfolio_payload(snap: Any, account: str) -> dict:
+    """Return the ``portfolio`` message data of an engine portfolio snapshot (with positions)."""
+    positions = []
+    for p in snap.positions:
+        if not p.quantity:
+            continue
+        unrealized = (p.mark_price - p.avg_price) * p.quantity if p.mark_price is not None else 0
+        positions.append(
+            {
+                "symbol": p.symbol,
+                "quantity": decimal_text(p.quantity),
+                "average_price": decimal_text(p.avg_price),
+                "mark_price": decimal_text(p.mark_price),
+                "unrealized_pnl": decimal_text(unrealized),
+                "realized_pnl": decimal_text(p.realized_pnl),
+            }
+        )
+    return {
+        "account": account,
+        "ts": iso(snap.ts),
+        "cash": decimal_text(snap.cash),
+        "equity": decimal_text(snap.equity),
+        "daily_pnl": decimal_text(snap.daily_pnl),
+        "realized_pnl": decimal_text(snap.realized_pnl),
+        "unrealized_pnl": decimal_text(snap.unrealized_pnl),
+        "positions": positions,
+    }
+
+
+class FormingBars:
+    """The bar of each symbol's current window, built from trades: the chart's live bar.
+
+    ``on_trade`` returns a ``bar`` payload with ``closed: false`` at most every ``every``
+    seconds of ``clock`` per symbol (clients see it move without a message per trade).
+    """
+
+    def __init__(self, timeframe: str, seconds: int, clock, every: float = 0.25) -> None:
+        self.timeframe = timeframe
+        self.seconds = seconds
+        self.clock = clock
+        self.every = every
+        self._bars: dict[str, list] = {}  # symbol -> [window start, o, h, l, c, v]
+        self._sent: dict[str, float] = {}
+
+    def on_trade(self, trade: Any) -> dict | None:
+        """Fold ``trade`` into its symbol's forming bar; return a payload when one is due."""
+        epoch = trade.ts.timestamp()
+        start = epoch - epoch % self.seconds
+        bar = self._bars.get(trade.symbol)
+        price, size = trade.price, trade.size
+        if bar is None or bar[0] != start:
+            bar = self._bars[trade.symbol] = [start, price, price, price, price, 0.0]
+        bar[2], bar[3], bar[4] = max(bar[2], price), min(bar[3], price), price
+        bar[5] += size
+        now = self.clock()
+        if now - self._sent.get(trade.symbol, float("-inf")) < self.every:
+            return None
+        self._sent[trade.symbol] = now
+        return {
+            "symbol": trade.symbol,
+            "timeframe": self.timeframe,
+            "ts": iso(datetime.fromtimestamp(start, UTC)),
+            "open": decimal_text(bar[1]),
+            "high": decimal_text(bar[2]),
+            "low": decimal_text(bar[3]),
+            "close": decimal_text(bar[4]),
+            "volume": decimal_text(bar[5]),
+            "closed": False,
+        }

@@ -203,4 +203,6 @@ def decimal_text(value: Any) -> str | None:
         return None
     if isinstance(value, float):
         return format(Decimal(repr(value)), "f")
+    if isinstance(value, Decimal):
+        return format(value, "f")  # never "0E-10"
     return str(value)

@@ -30,6 +30,12 @@ pytestmark = [
 T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hash test passwords cheaply: these tests exercise the stream, not PBKDF2."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @database_sync_to_async
 def user_with(name: str, role: str | None = "viewer", accounts: tuple[str, ...] = ()):
     """Create a user with ``role`` granted ``accounts`` (created when missing)."""
