@@ -127,3 +127,13 @@ def test_vectorised_refuses_what_it_cannot_reproduce_before_writing_anything():
         backtest("--strategy", "sma_cross", *RANGE, "--source", "sim", "--vectorised",
                  "--no-risk", "--stop-loss", "0.05")  # fmt: skip
     assert not BacktestRun.objects.exists()
+
+
+def test_sweep_trials_carry_the_stops_of_their_parent():
+    backtest("--strategy", "sma_cross", *RANGE, "--source", "sim", "--no-risk", "--optimize",
+             "grid", "--space", "fast=3,4", "--space", "slow=8:9:2",
+             "--stop-loss", "0.01")  # fmt: skip
+    parent = BacktestRun.objects.get(parent__isnull=True)
+    trials = list(BacktestRun.objects.filter(parent=parent))
+    assert len(trials) == 2 and all(t.stops == {"stop_loss": "0.01"} for t in trials)
+    assert all(t.status == "completed" and t.data_source == "sim" for t in trials)
