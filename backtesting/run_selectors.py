@@ -31,3 +31,29 @@ def backtest_trades(*, run: BacktestRun, limit: int = MAX_TRADES) -> tuple[list,
     """Return the run's first ``limit`` trades by entry time and how many it has."""
     trades = BacktestTrade.objects.filter(run=run).order_by("entry_ts", "pk")
     return list(trades[:limit]), trades.count()
+
+
+def backtest_state(*, pk: int) -> dict | None:
+    """Return a run's state for polling (a sweep's trials counted), or None."""
+    from backtesting.choices import RunStatus
+
+    run = (
+        BacktestRun.objects.filter(pk=pk)
+        .only("status", "progress", "optimize", "error", "created_at", "started_at", "finished_at")
+        .first()
+    )
+    if run is None:
+        return None
+    trials = BacktestRun.objects.filter(parent_id=pk)
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "progress": run.progress,
+        "optimize": run.optimize,
+        "trials": trials.count(),
+        "trials_done": trials.filter(status=RunStatus.COMPLETED).count(),
+        "error": run.error,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }

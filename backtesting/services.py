@@ -86,6 +86,10 @@ class RunNotPending(BacktestInputError):
     """The run was claimed already (another worker runs it, or it finished)."""
 
 
+class BacktestCancelled(Exception):
+    """The run was cancelled (``backtesting.run_control.backtest_cancel``) while it ran."""
+
+
 class SweepFailed(RuntimeError):
     """A parameter sweep stopped: a trial failed or did not finish in time."""
 
@@ -284,8 +288,12 @@ def backtest_run_create(
     parent: BacktestRun | None = None,
     name: str = "",
     data_source: str = "database",
+    owner: Any = None,
 ) -> BacktestRun:
-    """Record a pending run (validates the strategy and its parameters first)."""
+    """Record a pending run (validates the strategy and its parameters first).
+
+    ``owner``: the user who asked for it (a sweep's trials inherit the parent's).
+    """
     try:
         create_strategy(strategy, **params)
     except Exception as exc:  # any refusal of the parameters is the caller's input error
@@ -295,6 +303,7 @@ def backtest_run_create(
     return BacktestRun.objects.create(
         name=name,
         parent=parent,
+        owner=owner if owner is not None else (parent.owner if parent is not None else None),
         strategy=strategy,
         params=_jsonable(params),
         symbols=list(symbols),
@@ -374,11 +383,7 @@ def backtest_execute(
         _store_result(run, result, path, extra)
         return result
     except Exception as exc:
-        BacktestRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
+        run_fail(run, exc)  # a run cancelled meanwhile stays cancelled
         raise
 
 
@@ -404,7 +409,11 @@ def _run_engine(
 
     def report_progress(done: int, of: int) -> None:
         fraction = min(1.0, done / max(1, of))
-        BacktestRun.objects.filter(pk=run.pk).update(progress=fraction)
+        still_running = BacktestRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            progress=fraction
+        )
+        if not still_running:  # cancelled (or failed by a stopped sweep): stop here
+            raise BacktestCancelled(f"backtest #{run.pk} was cancelled")
         if progress is not None:
             progress(fraction)
 
@@ -540,7 +549,7 @@ def _store_result(
         "buy_and_hold": _baseline(result),
         **extra,
     }
-    BacktestRun.objects.filter(pk=run.pk).update(
+    stored = BacktestRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.COMPLETED,
         progress=1.0,
         metrics=_jsonable(metrics),
@@ -548,6 +557,8 @@ def _store_result(
         report_path=str(report),
         finished_at=timezone.now(),
     )
+    if not stored:  # cancelled at the last moment: its trades roll back with this transaction
+        raise BacktestCancelled(f"backtest #{run.pk} was cancelled")
 
 
 # ---------------------------------------------------------------------------------- sweeps
@@ -628,7 +639,7 @@ class TaskEvaluator:
             return self._collect(ids)
         except BaseException as exc:
             self._abandon(ids, f"sweep stopped: {type(exc).__name__}: {exc}")
-            if isinstance(exc, Exception) and not isinstance(exc, SweepFailed):
+            if isinstance(exc, Exception) and not isinstance(exc, SweepFailed | BacktestCancelled):
                 raise SweepFailed(self._first_failure(ids) or str(exc)) from exc
             raise
 
@@ -671,6 +682,8 @@ class TaskEvaluator:
             failed = self._first_failure(ids)
             if failed:
                 raise SweepFailed(failed)
+            if BacktestRun.objects.filter(pk=self.parent.pk, status=RunStatus.CANCELLED).exists():
+                raise BacktestCancelled(f"sweep #{self.parent.pk} was cancelled")
             done = sum(rows[i].status == RunStatus.COMPLETED for i in ids if i in rows)
             if self.progress is not None:
                 self.progress(done, len(ids))

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+from backtesting.choices import RunStatus
 from backtesting.models import BacktestRun
 from backtesting.services import (
+    BacktestCancelled,
     RunNotPending,
     _child_task,
     backtest_execute,
     parse_space,
     run_fail,
     sweep_execute,
+    walkforward_execute,
 )
 
 
 def backtest_task(run_id: int, options: dict | None = None) -> dict:
-    """Run a queued backtest (or sweep parent) by id; return its status and metrics."""
+    """Run a queued backtest (or sweep parent) by id; return its status and metrics.
+
+    A run cancelled before or while it runs ends here quietly as ``cancelled``.
+    """
     options = options or {}
     run = BacktestRun.objects.get(pk=run_id)
     try:
         _execute(run, options)
-    except RunNotPending:
+    except (RunNotPending, BacktestCancelled):
+        run.refresh_from_db()
+        if run.status == RunStatus.CANCELLED:
+            return {"run": run.pk, "status": run.status, "metrics": {}}
         raise  # someone else owns the run: its row is theirs to finish
     except BaseException as exc:
         run_fail(run, exc)  # whatever went wrong, the run must not stay pending
@@ -38,6 +47,16 @@ def _execute(run: BacktestRun, options: dict) -> None:
             n_iter=options.get("trials", 20),
             report=options.get("report"),
             montecarlo=options.get("montecarlo", 0),
+        )
+    elif run.optimize == "walkforward":
+        walkforward_execute(
+            parent=run,
+            space=parse_space(run.strategy, options.get("space", [])),
+            train=options["train_bars"],
+            test=options["test_bars"],
+            anchored=bool(options.get("anchored")),
+            objective=options.get("objective", "sharpe"),
+            report=options.get("report"),
         )
     else:
         backtest_execute(

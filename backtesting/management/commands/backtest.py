@@ -132,6 +132,11 @@ class Command(BaseCommand):
             help="Queue the run for a django-q2 worker and print the task id",
         )
         parser.add_argument(
+            "--owner",
+            metavar="USERNAME",
+            help="The user the run belongs to (its report is served to them by the API)",
+        )
+        parser.add_argument(
             "--replay-account",
             metavar="NAME",
             help="Replay a recorded paper session and report drift",
@@ -155,7 +160,7 @@ class Command(BaseCommand):
             self._check_in_sample(request, options["allow_in_sample"])
             if options["vectorised"]:
                 self._check_vectorised(request, options)
-            run = backtest_run_create(**request)
+            run = backtest_run_create(**request, owner=self._owner(options["owner"]))
         except BacktestInputError as exc:
             raise CommandError(str(exc)) from exc
         if options["run_async"]:
@@ -166,6 +171,19 @@ class Command(BaseCommand):
             raise CommandError(one_line(exc)) from exc
         run.refresh_from_db()
         self._print(run, options["json"])
+
+    @staticmethod
+    def _owner(username: str | None):
+        if not username:
+            return None
+        from django.contrib.auth import get_user_model
+
+        from backtesting.services import BacktestInputError
+
+        owner = get_user_model().objects.filter(username=username).first()
+        if owner is None:
+            raise BacktestInputError(f"--owner: no user named {username!r}")
+        return owner
 
     def _check_in_sample(self, request: dict, allowed: bool) -> None:
         """Refuse (or, with --allow-in-sample, loudly flag) a model_signal run in-sample."""
@@ -267,16 +285,12 @@ class Command(BaseCommand):
     def _enqueue(self, run: BacktestRun, options) -> None:
         from django_q.tasks import async_task
 
+        from backtesting.run_control import task_options
+
         task_id = async_task(
             "backtesting.tasks.backtest_task",
             run.pk,
-            {
-                "space": options["space"],
-                "objective": options["objective"],
-                "trials": options["trials"],
-                "report": options["report"],
-                "montecarlo": options["montecarlo"],
-            },
+            task_options(options),  # walk-forward's windows too
             group=run.task_group or None,
         )
         self.stdout.write(
