@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import sys
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -69,7 +70,6 @@ else:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -94,6 +94,11 @@ INSTALLED_APPS = [
     "backtesting",
     "research",
 ]
+# Daphne's app only swaps `runserver` for its ASGI server (`make serve`), and importing it loads
+# twisted (~0.6 s, a quarter of every command's start-up): installed for that command alone.
+# runtrader --serve, deploy/ and the tests run daphne or uvicorn without it.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",

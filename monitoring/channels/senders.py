@@ -13,7 +13,6 @@ import logging
 import os
 from urllib.parse import quote, urlsplit
 
-import apprise
 from django.conf import settings
 from django.core.mail import send_mail
 
@@ -60,6 +59,8 @@ def _email(target: str, title: str, body: str) -> None:
 
 def _notify(url: str, title: str, body: str, **endpoint: str) -> None:
     """Build the Apprise plugin for ``url``, point it at ``endpoint``, and send."""
+    import apprise  # ~0.3 s at import: loaded by the first delivery, not by every command
+
     plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
         raise DeliveryFailed(f"not a valid {url.split(':', 1)[0]} address")
