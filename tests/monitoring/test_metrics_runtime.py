@@ -39,8 +39,10 @@ async def test_the_engine_counts_events_orders_fills_and_sets_portfolio_gauges(p
     before_fills = value("rrr_fills_total", account=account, symbol="BTC-USD", side="buy")
     async with running(paper, strategy="test_metrics_every_bar") as runtime:
         await until(lambda: runtime.summary.fills >= 2, "two fills stored")
+        # Only the engine's snapshot sets the trading-state gauge (other tests set equity).
         await until(
-            lambda: value("rrr_portfolio_equity", account=account) > 0, "a snapshot published"
+            lambda: value("rrr_trading_state", account=account, state="active") == 1,
+            "a snapshot published",
         )
     assert value("rrr_engine_events_total", account=account) >= runtime.summary.events > 0
     assert value("rrr_feed_messages_received_total", source="sim", symbol="BTC-USD") > 0
