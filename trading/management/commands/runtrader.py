@@ -220,6 +220,11 @@ class Command(BaseCommand):
             "--no-models", action="store_true", help="Do not run ML models even with model_signal"
         )
         parser.add_argument(
+            "--allow-other-symbol",
+            action="store_true",
+            help="Let --model predict symbols it was not trained on (refused without this flag)",
+        )
+        parser.add_argument(
             "--stop-loss",
             type=Decimal,
             metavar="FRACTION",
@@ -281,6 +286,8 @@ class Command(BaseCommand):
         strategy = options["strategy"]
         check_strategy(strategy, params)
         stops = self._stop_rules(options)
+        if options["model"] and not options["no_models"]:
+            self._check_model_symbols(options["model"], symbols, options["allow_other_symbol"])
         account = self._account(options)
         options["feed"] = self._feed_source(account, options)
         config = RuntimeConfig(
@@ -382,6 +389,20 @@ class Command(BaseCommand):
                 f"{account.venue} and needs {need}, or --allow-foreign-feed to accept other prices"
             )
         return feed
+
+    def _check_model_symbols(self, name: str, symbols: list[str], allowed: bool) -> None:
+        """Refuse (or, allowed, warn loudly) when --model was trained on other symbols."""
+        from models_ml.models import MLModel
+
+        model = MLModel.objects.filter(name=name, active=True).first()
+        trained = list(model.symbols or []) if model is not None else []
+        foreign = [s for s in symbols if trained and s not in trained]
+        if not foreign:
+            return
+        detail = f"{model} was trained on {', '.join(trained)}, not {', '.join(foreign)}"
+        if not allowed:
+            raise CommandError(f"{detail}: pass --allow-other-symbol to trade its calls anyway")
+        self.stderr.write(f"WARNING: {detail}; its predictions there are untested.")
 
     def _stop_rules(self, options) -> list:
         try:
