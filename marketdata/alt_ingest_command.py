@@ -10,6 +10,7 @@ import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from marketdata.adapters.base import FeedAuthError
 from marketdata.alt_ingest import SourceFailing, onchain_round_fn, run_rounds, sentiment_round_fn
@@ -37,9 +38,12 @@ async def _run(source: str, options: dict, symbols: list[str], interval: float):
         loop.add_signal_handler(sig, stop.set)
     if options["duration"]:
         loop.call_later(options["duration"], stop.set)
-    if source == "sentiment":
-        return await _sentiment(options, symbols, interval, stop)
-    return await _onchain(source, options, interval, stop)
+    try:
+        if source == "sentiment":
+            return await _sentiment(options, symbols, interval, stop)
+        return await _onchain(source, options, interval, stop)
+    finally:  # the database connection of sync_to_async's thread, which ends with this loop
+        await sync_to_async(connections.close_all)()
 
 
 def _provider(name: str):

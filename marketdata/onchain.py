@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import connections, transaction
 
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.engine.onchain import ChainBlock, IntervalMetrics, interval_metrics, intervals
@@ -191,5 +191,6 @@ def onchain_backfill_run(source: str, url: str, **kwargs) -> OnchainBackfillResu
             return await onchain_backfill(client, source=source, **kwargs)
         finally:
             await client.close()
+            await sync_to_async(connections.close_all)()  # the thread ends with this loop
 
     return asyncio.run(run())
