@@ -35,6 +35,33 @@ METRICS_SHOWN = (
 )
 
 
+TRIAL_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
+TRIALS_SHOWN = 20
+
+
+def _cell(value) -> str:
+    """Format one table cell: integers as integers, other numbers to 4 decimals."""
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value)}"
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    """Return one right-aligned table row."""
+    return "    " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+
+
+def _sort_key(score, best_high: bool) -> tuple[int, float]:
+    """Order trials best first; trials without a finite score last."""
+    if not isinstance(score, int | float) or score != score:
+        return (1, 0.0)
+    return (0, -score if best_high else score)
+
+
 def parse_day(value: str, flag: str) -> datetime:
     """Parse YYYY-MM-DD (or ISO datetime) as UTC."""
     try:
@@ -330,6 +357,8 @@ class Command(BaseCommand):
                 f"({len(m['search']['trials'])} trials as django-q tasks)"
             )
             self._print_selection(m["search"].get("selection") or {})
+            self._print_trials(m["search"])
+        self._print_montecarlo(m.get("montecarlo") or {})
         self._print_context(run)
         if m.get("engine") == "vectorised":
             from backtesting.vectorised_run import ENGINE_NOTE
@@ -337,6 +366,38 @@ class Command(BaseCommand):
             self.stdout.write(f"  engine           {ENGINE_NOTE}")
         else:
             self.stdout.write(f"report: {run.report_path}")
+
+    def _print_trials(self, search: dict) -> None:
+        """Print the sweep's trials as a table, best first (the first TRIALS_SHOWN)."""
+        trials = list(search.get("trials") or [])
+        if not trials:
+            return
+        names = list(search.get("best_params") or {})
+        reverse = bool(search.get("maximize", True))
+        ranked = sorted(trials, key=lambda t: _sort_key(t.get("score"), reverse))
+        columns = [*names, "score", *TRIAL_METRICS]
+        widths = [max(len(c), 10) for c in columns]
+        self.stdout.write(
+            f"  trials ({len(trials)}, by {search.get('objective', 'score')}, best first)"
+        )
+        self.stdout.write(_row(columns, widths))
+        for trial in ranked[:TRIALS_SHOWN]:
+            self.stdout.write(_row([_cell(trial.get(c)) for c in columns], widths))
+        if len(ranked) > TRIALS_SHOWN:
+            self.stdout.write(f"    ... {len(ranked) - TRIALS_SHOWN} more (--json has them all)")
+
+    def _print_montecarlo(self, montecarlo: dict) -> None:
+        """Print each Monte Carlo method's final-equity and drawdown percentiles."""
+        for method, summary in montecarlo.items():
+            for figure in ("final_equity", "max_drawdown"):
+                cells = [
+                    f"p{key.rsplit('_p', 1)[1]} {_cell(value)}"
+                    for key, value in summary.items()
+                    if key.startswith(figure + "_p")
+                ]
+                if cells:
+                    label = f"MC {method}"[:16]
+                    self.stdout.write(f"  {label:<16} {figure}: {'  '.join(cells)}")
 
     def _print_selection(self, selection: dict) -> None:
         """Print how likely the sweep's pick is overfit, or why that could not be judged."""
