@@ -353,11 +353,15 @@ def backtest_execute(
     montecarlo: int = 0,
     bars: pd.DataFrame | None = None,
     claim: bool = True,
+    phases: dict[str, float] | None = None,
 ) -> BacktestResult:
     """Run one backtest and store trades, metrics, equity curve and the report.
 
-    ``claim=False`` is for a caller that claimed the run itself (a sweep's parent).
+    ``claim=False`` is for a caller that claimed the run itself (a sweep's parent). ``phases``,
+    when given, receives the seconds spent loading, running, in Monte Carlo, writing the report
+    and storing (``backtest --profile``).
     """
+    clock = _PhaseClock(phases)
     if claim:
         _claim(run)
     try:
@@ -371,20 +375,42 @@ def backtest_execute(
             )
         else:
             origins = {s: "given" for s in run.symbols}
+        clock.lap("load")
         result = _run_engine(run, bars, progress)
+        clock.lap("run")
         mc = _montecarlo(result, float(run.initial_capital), montecarlo) if montecarlo else []
+        clock.lap("montecarlo")
         path = _report_path(run, report)
         write_report(result, path, title=f"{run.strategy} {','.join(run.symbols)}", montecarlo=mc)
+        clock.lap("report")
         extra = {
             "data": origins,
             "montecarlo": {m.method: m.summary() for m in mc},
             "calendar": _calendar_of(result),
         }
         _store_result(run, result, path, extra)
+        clock.lap("store")
         return result
     except Exception as exc:
         run_fail(run, exc)  # a run cancelled meanwhile stays cancelled
         raise
+
+
+class _PhaseClock:
+    """Add the seconds since the previous lap to ``phases[name]`` (nothing when it is None)."""
+
+    __slots__ = ("last", "phases")
+
+    def __init__(self, phases: dict[str, float] | None) -> None:
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.phases is None:
+            return
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 def _calendar_of(result: BacktestResult) -> dict[str, Any]:

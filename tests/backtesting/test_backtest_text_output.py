@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from io import StringIO
 
@@ -49,3 +50,21 @@ def test_a_sweep_prints_its_trials_best_first_and_the_monte_carlo_percentiles() 
                 assert re.search(rf"p{re.escape(percentile)} {value:.4f}\b", line), (key, line)
     # Logs never reach the command's output: no JSON log lines among the figures.
     assert not [x for x in lines if x.lstrip().startswith("{")]
+
+
+def test_profile_accounts_for_the_whole_command_by_phase() -> None:
+    out = StringIO()
+    call_command("backtest", *BASE, "--profile", "--json", stdout=out)
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert docs[0]["status"] == "completed"
+    profile = docs[1]["profile"]
+    phases = ["start-up", "checks", "load", "run", "montecarlo", "report", "store", "other"]
+    assert list(profile) == [*phases, "total"]
+    assert all(profile[p] >= 0 for p in phases)
+    assert sum(profile[p] for p in phases) == pytest.approx(profile["total"])
+
+    text = StringIO()
+    call_command("backtest", *BASE, "--profile", stdout=text)
+    lines = text.getvalue().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("profile (seconds"))
+    assert [line.split()[0] for line in lines[first + 1 :]] == phases

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
@@ -60,6 +62,16 @@ def _sort_key(score, best_high: bool) -> tuple[int, float]:
     if not isinstance(score, int | float) or score != score:
         return (1, 0.0)
     return (0, -score if best_high else score)
+
+
+def _since_process_start() -> float:
+    """Return the seconds since this process started (interpreter and Django start-up included):
+    /proc's start time after boot against its uptime, to the clock tick (10 ms)."""
+    from pathlib import Path
+
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, counted from field 3
+    return float(Path("/proc/uptime").read_text().split()[0]) - started
 
 
 def parse_day(value: str, flag: str) -> datetime:
@@ -164,12 +176,20 @@ class Command(BaseCommand):
             help="The user the run belongs to (its report is served to them by the API)",
         )
         parser.add_argument(
+            "--profile",
+            action="store_true",
+            help="Print where the time went: start-up, checks, load, run, Monte Carlo, report, "
+            "store (single event-driven runs; other modes print start-up and the total)",
+        )
+        parser.add_argument(
             "--replay-account",
             metavar="NAME",
             help="Replay a recorded paper session and report drift",
         )
 
     def handle(self, *args, **options) -> None:
+        self._phases = {"start-up": _since_process_start()} if options["profile"] else None
+        self._lap = time.perf_counter()
         if not options["start"] or not options["end"]:
             raise CommandError("--start and --end are required")
         start = parse_day(options["start"], "--start")
@@ -192,12 +212,31 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if options["run_async"]:
             return self._enqueue(run, options)
+        if self._phases is not None:
+            self._phases["checks"] = time.perf_counter() - self._lap
         try:
             self._execute(run, options)
         except (BacktestInputError, BacktestError, SweepFailed, ValueError) as exc:
             raise CommandError(one_line(exc)) from exc
         run.refresh_from_db()
+        if self._phases is not None:
+            self._phases["total"] = _since_process_start()
         self._print(run, options["json"])
+        self._print_profile(options["json"])
+
+    def _print_profile(self, as_json: bool) -> None:
+        """Print the phases' seconds and shares of the total (``--profile``)."""
+        phases = self._phases
+        if phases is None:
+            return
+        total = phases.pop("total")
+        phases["other"] = max(0.0, total - sum(phases.values()))
+        if as_json:
+            self.stdout.write(json.dumps({"profile": phases | {"total": total}}))
+            return
+        self.stdout.write(f"profile (seconds, {total:.3f} in all since the process started)")
+        for name, seconds in phases.items():
+            self.stdout.write(f"  {name:<16} {seconds:>8.3f}  {seconds / total:>6.1%}")
 
     @staticmethod
     def _owner(username: str | None):
@@ -306,6 +345,7 @@ class Command(BaseCommand):
                 report=options["report"],
                 montecarlo=options["montecarlo"],
                 progress=lambda f: bar.update(int(f * 100) - bar.n),
+                phases=self._phases,
             )
             bar.close()
 
