@@ -83,6 +83,7 @@ def test_feature_groups_are_trained_on_and_reported():
     assert sets["price+flow"]["flagged"]  # no trades stored: nothing to measure
     assert "feature groups, logistic walk-forward" in text
     assert "little data: not meaningful" in text
+    check_live_inference_joins_the_same_inputs_point_in_time(model)
 
 
 def test_unknown_feature_group_is_refused():
@@ -97,7 +98,7 @@ def test_unknown_feature_group_is_refused():
         )
 
 
-def test_live_inference_joins_the_same_inputs_point_in_time():
+def check_live_inference_joins_the_same_inputs_point_in_time(model: MLModel) -> None:
     from marketdata.engine.events import Bar as EngineBar
     from marketdata.feature_inputs import feature_inputs_frame
     from marketdata.selectors import bars_frame
@@ -105,22 +106,11 @@ def test_live_inference_joins_the_same_inputs_point_in_time():
     from models_ml.live_inputs import LiveInputsPredictor, with_live_inputs
     from models_ml.selectors import model_artifact_dir
 
-    plant_informed_sentiment()
-    call_command(
-        "train",
-        *ARGS,
-        "--feature-groups",
-        "sentiment",
-        "--no-progress",
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-    )
-    model = MLModel.objects.get()
     bars = bars_frame(symbol="BTC-USD", timeframe="1m", start=T0, end=T1, simulated=True)
     # Training's path: every bar joined to its inputs as of its close.
     joined = bars.join(
         feature_inputs_frame(
-            symbol="BTC-USD", timeframe="1m", index=bars.index, groups=["sentiment"]
+            symbol="BTC-USD", timeframe="1m", index=bars.index, groups=["sentiment", "flow"]
         )
     )
     expected = Predictor.load(model_artifact_dir(model)).predict_batch(joined, "BTC-USD")
