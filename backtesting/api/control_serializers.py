@@ -42,7 +42,7 @@ class BacktestCreateSerializer(serializers.Serializer):
     max_hold = serializers.FloatField(required=False, help_text="Seconds")
     source = serializers.ChoiceField(choices=DATA_SOURCES, default="database")
     allow_in_sample = serializers.BooleanField(default=False)
-    optimize = serializers.ChoiceField(choices=METHODS, required=False)
+    optimize = serializers.ChoiceField(choices=[(m, m) for m in METHODS], required=False)
     space = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, max_length=20,
         help_text="NAME=LO:HI[:STEP] or NAME=a,b,c (default: the strategy's own space)",

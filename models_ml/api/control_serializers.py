@@ -18,7 +18,7 @@ class ActivateSerializer(serializers.Serializer):
 class TrainingCreateSerializer(serializers.Serializer):
     """A training request: ``manage.py train``'s inputs (``params`` as ``TrainingParams``)."""
 
-    model_type = serializers.ChoiceField(choices=TRAINABLE_TYPES)
+    model_type = serializers.ChoiceField(choices=[(t, t) for t in TRAINABLE_TYPES])
     symbols = serializers.ListField(
         child=serializers.CharField(max_length=32), min_length=1, max_length=20
     )
