@@ -9,10 +9,10 @@ account's stored equity snapshots, never a second copy of the maths.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.db.models import Count, F, FloatField, Func, Max, Min, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
@@ -28,6 +28,7 @@ YEAR_SECONDS = 365 * 24 * 3600
 # Round trips are rebuilt from all of an account's fills; past this many the request is refused.
 ROUND_TRIP_MAX_FILLS = 200_000
 PERIODS = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
+EQUITY_CURVE_CACHE_SECONDS = 300
 
 
 class TooManyFills(ValueError):
@@ -140,7 +141,8 @@ def fills_of(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> QuerySet[Fill]:
-    """Return the fills of ``accounts`` (optionally one symbol, ``start <= ts < end``)."""
+    """Return the fills of ``accounts`` (optionally one symbol, ``start <= ts < end``) as dicts
+    of ``FILL_FIELDS`` (no model instances: a page of them is built in a fraction of the time)."""
     rows = Fill.objects.filter(account__in=accounts)
     if symbol:
         rows = rows.filter(symbol__name=symbol)
@@ -148,7 +150,13 @@ def fills_of(
         rows = rows.filter(ts__gte=start)
     if end is not None:
         rows = rows.filter(ts__lt=end)
-    return rows.select_related("account", "symbol")
+    return rows.values(*FILL_FIELDS)
+
+
+FILL_FIELDS = (
+    "id", "account_id", "order_id", "symbol__name", "side", "quantity", "price", "fee",
+    "liquidity", "venue_trade_id", "ts",
+)  # fmt: skip
 
 
 def round_trips_of(*, account: Account, symbol: str | None = None) -> list:
@@ -184,11 +192,17 @@ def round_trips_of(*, account: Account, symbol: str | None = None) -> list:
 # --------------------------------------------------------------------------- equity
 
 
-@dataclass(frozen=True, slots=True)
-class EquityPoint:
-    ts: datetime
-    equity: Decimal
-    drawdown: float
+TEN_PLACES = Decimal("1e-10")
+
+
+def decimal_text(value: Decimal) -> str:
+    """Write a money column as DRF's DecimalField does: fixed point at its 10 places."""
+    return format(value.quantize(TEN_PLACES), "f")
+
+
+def iso_utc(value: datetime) -> str:
+    """Write a datetime as DRF's DateTimeField does in UTC (``Z``, microseconds when present)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def equity_span(*, account: Account) -> tuple[datetime | None, datetime | None, int]:
@@ -199,18 +213,31 @@ def equity_span(*, account: Account) -> tuple[datetime | None, datetime | None, 
     return span["first"], span["last"], span["n"]
 
 
-def equity_curve(*, account: Account, points: int) -> list[EquityPoint]:
-    """Return at most ``points`` snapshots: the last of each of ``points`` equal time buckets."""
-    first, last, count = equity_span(account=account)
-    if first is None:
-        return []
+def equity_curve(*, account: Account, points: int) -> list[dict]:
+    """Return at most ``points`` snapshots (``{ts, equity, drawdown}`` as the API writes them):
+    the last of each of ``points`` equal time buckets.
+
+    Cached under the newest snapshot's id, so an answer is reused only until the next snapshot.
+    """
     snapshots = PortfolioSnapshot.objects.filter(account=account)
-    if count > points:
+    newest = snapshots.order_by("-ts").values_list("ts", "pk", "equity").first()
+    if newest is None:
+        return []
+    stamp, pk, equity = newest
+    key = f"api:equity-curve:{account.pk}:{points}:{pk}:{stamp.timestamp()}:{equity}"
+    rows = cache.get(key)
+    if rows is None:
+        first = snapshots.order_by("ts").values_list("ts", flat=True).first()
         # Wider than the span by more than BucketOf's slack: the last row is in bucket points-1.
-        width = ((last - first).total_seconds() + 0.002) / points
-        snapshots = _last_per_bucket(snapshots, first, width)
-    rows = snapshots.order_by("ts").values_list("ts", "equity", "drawdown")
-    return [EquityPoint(ts, equity, drawdown) for ts, equity, drawdown in rows]
+        width = ((newest[0] - first).total_seconds() + 0.002) / points
+        picked = _last_per_bucket(snapshots, first, width)
+        picked = picked.order_by("ts").values_list("ts", "equity", "drawdown")
+        rows = [
+            {"ts": iso_utc(ts), "equity": decimal_text(equity), "drawdown": drawdown}
+            for ts, equity, drawdown in picked
+        ]
+        cache.set(key, rows, EQUITY_CURVE_CACHE_SECONDS)
+    return rows
 
 
 def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> QuerySet:

@@ -65,6 +65,8 @@ def keyset_page(
         return rows, None
     rows = rows[:limit]
     last = rows[-1]
+    if isinstance(last, dict):  # a .values() queryset: it must include ts_field and "id"
+        return rows, encode_cursor(last[ts_field], last["id"])
     return rows, encode_cursor(getattr(last, ts_field), last.pk)
 
 

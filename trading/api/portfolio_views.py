@@ -100,7 +100,7 @@ class TradesView(APIView):
             end=query.get("end"),
         )
         rows, cursor = keyset_page(fills, limit=query["limit"], cursor=query.get("cursor"))
-        return keyset_response(request, s.FillSerializer(rows, many=True).data, cursor)
+        return keyset_response(request, [s.fill_json(row) for row in rows], cursor)
 
 
 class RoundTripsView(APIView):
@@ -167,7 +167,7 @@ class EquityCurveView(APIView):
         query = parse_query(request, s.EquityCurveQuery)
         account = account_or_default(request, query.get("account"))
         points = selectors.equity_curve(account=account, points=query["points"])
-        return Response(s.EquityCurveSerializer({"account": account.pk, "points": points}).data)
+        return Response({"account": account.pk, "points": points})  # rows already as documented
 
 
 class ProfitPeriodView(APIView):

@@ -100,3 +100,34 @@ def test_profit_daily_and_per_symbol(world, as_role):
             "net_pnl": "284.9000000000", "fills": 3, "traded_value": "15100.0000000000",
         }
     ]  # fmt: skip
+
+
+def test_fast_fill_rows_equal_the_documented_serializer(world):
+    from trading.api.portfolio_serializers import FillSerializer, fill_json
+    from trading.models import Account, Fill
+    from trading.portfolio_selectors import fills_of
+
+    rows = {r["id"]: r for r in fills_of(accounts=Account.objects.all())}
+    fills = Fill.objects.select_related("symbol").all()
+    assert len(fills) == len(rows) == 4
+    for fill in fills:
+        assert fill_json(rows[fill.pk]) == dict(FillSerializer(fill).data)
+
+
+def test_equity_curve_rows_equal_the_documented_serializer(world):
+    from trading.api.portfolio_serializers import EquityPointSerializer
+    from trading.models import PortfolioSnapshot
+    from trading.portfolio_selectors import equity_curve
+
+    rows = equity_curve(account=world.paper, points=5000)
+    snapshots = PortfolioSnapshot.objects.filter(account=world.paper).order_by("ts")
+    assert rows == [dict(EquityPointSerializer(s).data) for s in snapshots]
+    # Cached until a newer snapshot exists: then the new one shows at once.
+    from decimal import Decimal
+
+    last = snapshots.last()
+    PortfolioSnapshot.objects.create(
+        account=world.paper, ts=last.ts.replace(year=2027), cash=1, total_value=1,
+        equity=Decimal("123.45"),
+    )  # fmt: skip
+    assert equity_curve(account=world.paper, points=5000)[-1]["equity"] == "123.4500000000"
