@@ -303,6 +303,12 @@ TWILIO_API_URL = env.str("TWILIO_API_URL", default="https://api.twilio.com")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+APNS_URL = env.str("APNS_URL", default="https://api.push.apple.com")  # sandbox: api.sandbox...
+APNS_TEAM_ID = env.str("APNS_TEAM_ID", default="")
+APNS_KEY_ID = env.str("APNS_KEY_ID", default="")
+APNS_AUTH_KEY = env.str("APNS_AUTH_KEY", default="")  # the .p8 key's PEM text, or:
+APNS_AUTH_KEY_FILE = env.str("APNS_AUTH_KEY_FILE", default="")
+APNS_TOPIC = env.str("APNS_TOPIC", default="")  # the iOS app's bundle id
 ALERT_LARGE_FILL_PCT = env.float("ALERT_LARGE_FILL_PCT", default=0.10)  # of equity
 ALERT_REJECT_BURST = env.int("ALERT_REJECT_BURST", default=10)  # rejects in 5 minutes
 ALERT_QUARANTINE_BURST = env.int("ALERT_QUARANTINE_BURST", default=50)  # in 5 minutes
@@ -354,7 +360,7 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# --- Logging: JSON lines on stdout -----------------------------------------------------------
+# --- Logging: JSON lines on stderr (a command's stdout carries only its own output) -----------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
@@ -367,13 +373,13 @@ LOGGING = {
         }
     },
     "handlers": {
-        "stdout": {
+        "stderr": {
             "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            "stream": "ext://sys.stderr",
             "formatter": "json",
         }
     },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},

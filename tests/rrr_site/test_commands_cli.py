@@ -113,3 +113,19 @@ def test_every_option_of_every_command_has_help_text(probe) -> None:
     commands = probe["commands"].items()
     bare = {name: c["undocumented"] for name, c in commands if c.get("undocumented")}
     assert bare == {}, f"options without help text: {bare}"
+
+
+def test_logs_go_to_stderr_as_json_and_leave_stdout_to_the_command() -> None:
+    code = (
+        "import logging, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'rrr_site.settings');"
+        "import django; django.setup(); logging.getLogger('rrr.probe').warning('hello');"
+        "print('output')"
+    )
+    env = dict(os.environ, LOG_LEVEL="INFO")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "output\n"
+    record = json.loads(done.stderr.strip().splitlines()[-1])
+    assert record["level"] == "WARNING" and record["message"] == "hello"
