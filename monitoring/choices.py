@@ -22,6 +22,7 @@ class AlertChannel(models.TextChoices):
     WEBHOOK = "webhook"
     TELEGRAM = "telegram"
     SMS = "sms"
+    PUSH = "push", "push (iOS, the users named in the target)"
 
 
 class AlertState(models.TextChoices):

@@ -116,6 +116,20 @@ def _webhook(target: str, title: str, body: str) -> None:
     _notify(url, title, body)
 
 
+def _push(target: str, title: str, body: str) -> None:
+    """Push to the active iOS devices of the users named in ``target`` (comma-separated)."""
+    from monitoring.channels.apns import apns_send
+    from monitoring.models import PushDevice
+
+    names = [n.strip() for n in target.split(",") if n.strip()]
+    devices = list(
+        PushDevice.objects.filter(user__username__in=names, platform="ios", active=True)
+    )
+    if not devices:
+        raise DeliveryFailed(f"no active iOS device registered for {', '.join(names) or '-'}")
+    apns_send(devices, title, body)
+
+
 SENDERS = {
     "log": _log,
     "email": _email,
@@ -123,4 +137,5 @@ SENDERS = {
     "telegram": _telegram,
     "sms": _sms,
     "webhook": _webhook,
+    "push": _push,
 }
