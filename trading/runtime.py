@@ -892,8 +892,8 @@ class TradingRuntime:
         in this process is never shown twice; the built-in ``tradingview_signal`` aims at a
         target position, so a signal shown again after a restart changes nothing.
         """
-        if not self.config.strategy:
-            return
+        if self.runner is None or not self.runner.takes_signals():
+            return  # signals stay pending for an engine whose strategy acts on them
         pending = await self._db(
             signals_pending, self.config.account, self.config.symbols, self.clock()
         )

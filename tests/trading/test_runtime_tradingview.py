@@ -108,3 +108,13 @@ async def test_alert_orders_go_through_risk(paper, hook):
         )
     assert await db(_position)() == 0
     assert await db(lambda: TradingViewSignal.objects.get().status)() == "delivered"
+
+
+async def test_an_engine_whose_strategy_ignores_signals_leaves_them_pending(paper, hook):
+    _, token = hook
+    async with running(paper, strategy="sma_cross", params={}) as runtime:
+        assert await db(_post)(token, _alert("entry", "buy", "1")) == 201
+        # Ten 1 s bars at speed 10 span ten control polls (0.1 s apart) of this engine.
+        bars = runtime.summary.bars
+        await until(lambda: runtime.summary.bars >= bars + 10, "ten more bars")
+        assert await db(_status)("entry") == "pending"

@@ -241,6 +241,10 @@ class StrategyRunner:
                 slot.strategy.on_prediction(prediction, slot.ctx)
         self.settle(now)
 
+    def takes_signals(self) -> bool:
+        """Return True if a strategy here reacts to external signals (overrides ``on_signal``)."""
+        return any(type(s.strategy).on_signal is not Strategy.on_signal for s in self._slots)
+
     def on_signal(self, signal) -> None:
         """Process an external signal (``trading.engine.signals.Signal``) at the engine's now.
 
