@@ -1,0 +1,182 @@
+"""A client that stops reading slows nobody: a real uvicorn server, real sockets.
+
+The slow client's socket fills, its outbox conflates market data (and says so), orders still all
+arrive; meanwhile a fast client gets every message. When undroppable messages overflow, the slow
+connection is closed with 4429 so the client reconnects and starts again from snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+
+import pytest
+import uvicorn
+import websockets
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import Group
+from rest_framework.authtoken.models import Token
+
+from monitoring.realtime import apublish
+from monitoring.stream import StreamConsumer
+from rrr_site.asgi import application
+from tests.factories import AccountFactory, SymbolFactory, UserFactory
+from tests.monitoring.stream_helpers import check
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_thread_connections"),
+]
+CHANNELS = ["market.BTC-USD", "orders"]
+# Big books (~8 KB a message, in long prices: few objects to copy): the loopback socket's send
+# buffer autotunes to a few MB, and a stalled client's buffers must fill before its outbox backs up.
+LEVELS = [[f"{50000 + i}." + "5" * 400, "0.25"] for i in range(10)]
+BOOKS = 1000
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn in the test's loop, leaving pytest's signal handlers alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving():
+    """Serve the ASGI app on a free loopback port; yield the stream URL without credentials."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # No keepalive pings: a stalled client would otherwise be dropped for missing its pongs.
+    server = QuietServer(uvicorn.Config(application, host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="off",
+                                        ws_ping_interval=None))
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:
+            await asyncio.sleep(0.02)
+    try:
+        yield f"ws://127.0.0.1:{port}/ws/v1/stream"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@database_sync_to_async
+def viewer_token() -> str:
+    SymbolFactory(name="BTC-USD")
+    user = UserFactory(username="reader")
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    AccountFactory(name="paper").members.add(user)
+    return Token.objects.create(user=user).key
+
+
+def stalled_socket(url: str) -> socket.socket:
+    """A connected socket with a tiny receive buffer: a client that stops reading fills it."""
+    port = int(url.split(":")[2].split("/")[0])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+async def open_client(url: str, sock: socket.socket | None = None):
+    # Uncompressed, so the bytes on the wire are the messages' (deflate shrinks repeated books).
+    ws = await websockets.connect(url, sock=sock, max_queue=1, open_timeout=10,
+                                  ping_interval=None, compression=None)
+    await ws.send(json.dumps({"op": "subscribe", "channels": CHANNELS, "id": 1}))
+    first = [check(json.loads(await ws.recv())) for _ in range(3)]
+    assert [m["type"] for m in first] == ["ack", "snapshot", "snapshot"]
+    return ws
+
+
+def book(n: int) -> dict:
+    return {"symbol": "BTC-USD", "ts": f"2026-01-05T00:00:{n % 60:02d}+00:00",
+            "bids": LEVELS, "asks": LEVELS}
+
+
+def order(n: int) -> dict:
+    return {"account": "paper", "client_order_id": f"c{n}", "symbol": "BTC-USD", "side": "buy",
+            "type": "market", "quantity": "0.5", "status": "open", "filled_quantity": "0"}
+
+
+async def publish_paced(fast, kind: str, payloads: list[dict], channel: str) -> list[dict]:
+    """Publish each payload; every 20, wait until the fast client has them (never the slow)."""
+    layer, got = get_channel_layer(), []
+    for start in range(0, len(payloads), 20):
+        batch = payloads[start:start + 20]
+        for data in batch:
+            await apublish(layer, channel, kind, data)
+        for _ in batch:
+            got.append(json.loads(await asyncio.wait_for(fast.recv(), 10)))
+    for message in got[::97]:  # a sample: validating thousands of books costs seconds
+        check(message)
+    return got
+
+
+async def drain(ws, until) -> list[dict]:
+    """Read the slow client's backlog until ``until(message)``."""
+    out = []
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message["type"] != "book" or len(out) % 97 == 0:  # books: a sample (they are big)
+            check(message)
+        out.append(message)
+        if until(message):
+            return out
+
+
+async def test_a_stalled_client_is_conflated_while_others_get_everything():
+    token = await viewer_token()
+    async with serving() as url:
+        url = f"{url}?token={token}"
+        fast = await open_client(url)
+        slow = await open_client(url, stalled_socket(url))
+        slow.transport.pause_reading()  # from here on it reads nothing
+        books = await publish_paced(fast, "book", [book(n) for n in range(BOOKS)],
+                                    "market.BTC-USD")
+        orders = await publish_paced(fast, "order", [order(n) for n in range(100)], "orders")
+        # The fast client missed nothing and saw no conflation.
+        assert [m["seq"] for m in books] == list(range(2, BOOKS + 2))
+        assert [m["data"]["client_order_id"] for m in orders] == [f"c{n}" for n in range(100)]
+        # The slow one: market data conflated and told; every order there, in sequence.
+        slow.transport.resume_reading()
+        backlog = await drain(slow, lambda m: m["data"].get("client_order_id") == "c99")
+        market = [m for m in backlog if m["channel"] == "market.BTC-USD"]
+        told = sum(m["data"]["dropped"] for m in market if m["type"] == "conflated")
+        seqs = [m["seq"] for m in market]
+        assert told > 0, "the stalled socket never backed up"
+        assert seqs == sorted(seqs) and seqs[-1] - 1 - len(seqs) == told  # gaps are all told
+        assert [m["seq"] for m in backlog if m["channel"] == "orders"] == list(range(2, 102))
+        await fast.close()
+        await slow.close()
+
+
+async def test_overflowing_undroppable_messages_close_the_slow_client_4429(monkeypatch):
+    monkeypatch.setattr(StreamConsumer, "RELIABLE_LIMIT", 200)
+    token = await viewer_token()
+    async with serving() as url:
+        url = f"{url}?token={token}"
+        fast = await open_client(url)
+        slow = await open_client(url, stalled_socket(url))
+        slow.transport.pause_reading()
+        big = {**order(0), "reason": "x" * 8_000}
+        await publish_paced(fast, "order", [dict(big, client_order_id=f"c{n}")
+                                            for n in range(1000)], "orders")
+        slow.transport.resume_reading()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(slow.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+        await fast.send(json.dumps({"op": "ping", "id": 9}))
+        assert json.loads(await fast.recv())["type"] == "pong"  # the other client is untouched
+        await fast.close()
