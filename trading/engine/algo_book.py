@@ -225,6 +225,12 @@ class AlgoBook:
         self.finished.append(algo)
         return list(algo._working)
 
+    def dropped(self, child_id: str) -> None:
+        """Forget a child that was never sent (held back by the trading-mode gate)."""
+        for algo in self.active.values():
+            algo._working.pop(child_id, None)
+            algo._child_filled.pop(child_id, None)
+
     def drain_finished(self) -> list[ExecutionAlgo]:
         """Return and forget the parents that finished since the last call."""
         finished, self.finished = self.finished, []

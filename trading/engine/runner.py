@@ -325,6 +325,8 @@ class StrategyRunner:
         for child in self.algos.due(now):
             if gate is None or gate(child):
                 self.oms.submit(child, now)
+            else:  # held back (halted account): its quantity returns to the schedule
+                self.algos.dropped(child.client_order_id)
 
     def _set_now(self, now: datetime) -> None:
         for slot in self._slots:

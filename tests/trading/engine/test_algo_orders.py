@@ -122,3 +122,22 @@ def test_a_restored_parent_never_resends_a_child_and_catches_up_what_is_left():
 
 def test_now_is_utc():  # the helpers' clock is UTC: the schedule above is in UTC minutes
     assert minute(0).tzinfo is UTC and minute(0) == datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def test_children_held_back_by_the_gate_return_to_the_schedule():
+    held = {"on": True}
+    oms = OrderManager(PaperVenue())
+    oms.add_account(Portfolio("backtest", D(100_000), ts=minute(0)))
+    runner = StrategyRunner(oms)
+    # The parent passes; its children are held back while "halted" (as ModeGate would).
+    runner.gate = lambda intent: intent.metadata is not None or not held["on"]
+    runner.add(BuyWithAlgo(), "backtest")
+    runner.start(minute(0))
+    for i in range(3):
+        runner.on_bar(_bar_at(i))
+    algo = next(iter(runner.algos.active.values()))
+    assert algo.working == 0 and algo.filled == 0  # nothing counted as sent
+    held["on"] = False
+    for i in range(3, 10):
+        runner.on_bar(_bar_at(i))
+    assert algo.filled == D(10) and not runner.algos.active
