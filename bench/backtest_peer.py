@@ -1,6 +1,7 @@
 """Peer side of bench/backtest_peers.py: runs inside .venv-bench, never imports RRR code.
 
 Usage: python backtest_peer.py {backtesting|vectorbt|vectorbt-sweep} BARS.npz [FAST SLOW [REPEAT]]
+       python backtest_peer.py backtesting-csv BARS.csv FAST SLOW REPEAT
 Prints one JSON object: the peer's own timings (seconds) and results.
 """
 
@@ -167,8 +168,32 @@ def run_vectorbt(data: pd.DataFrame, fast, slow, warm_runs: int = 1) -> dict:
     }
 
 
+def load_csv(path: str) -> pd.DataFrame:
+    """Read the bars from CSV (ts,open,high,low,close,volume; ISO UTC times) as both peers take."""
+    frame = pd.read_csv(path, index_col="ts", parse_dates=["ts"])
+    frame.index = frame.index.tz_convert(None)  # naive UTC, as ``load``
+    frame.columns = [c.capitalize() for c in frame.columns]
+    return frame
+
+
+def run_backtesting_csv(path: str, fast: int, slow: int, repeat: int) -> dict:
+    """Time backtesting.py reading the bars from CSV and running (bench/backtest_e2e.py)."""
+    runs, reads, out = [], [], {}
+    for _ in range(repeat):
+        began = time.perf_counter()
+        data = load_csv(path)
+        reads.append(time.perf_counter() - began)
+        out = run_backtesting(data, fast, slow)
+        runs.append(time.perf_counter() - began)
+    best = {"seconds": min(runs), "runs": runs, "read_seconds": min(reads), "bars": len(data)}
+    return {**out, **best}
+
+
 def main(argv: list[str]) -> None:
     mode, path = argv[0], argv[1]
+    if mode == "backtesting-csv":
+        print(json.dumps(run_backtesting_csv(path, int(argv[2]), int(argv[3]), int(argv[4]))))
+        return
     data = load(path)
     if mode == "backtesting":
         out = run_backtesting(data, int(argv[2]), int(argv[3]), int(argv[4]) if argv[4:] else 1)

@@ -23,6 +23,8 @@ BENCHES = [
     ("monitoring overhead and alerts", ["monitoring_overhead.py"], ["--ticks", "20000"]),
     ("ML inference and training", ["ml_inference.py"], ["--quick"]),
     ("backtest vs peers", ["backtest_peers.py"], ["--bars", "100000", "--combos", "20"]),
+    ("backtest end to end (PostgreSQL)", ["backtest_e2e.py"], ["--bars", "50000", "--runs", "1"]),
+    ("command start-up", ["startup.py"], ["--runs", "2"]),
     ("research proofs and pair scan", ["research_scan.py"], ["--quick"]),
 ]
 
@@ -36,7 +38,8 @@ def main() -> int:
     for name, script, quick_args in BENCHES:
         if args.only and not any(k in name for k in args.only.split(",")):
             continue
-        if "peers" in script[0] and not (HERE.parent / ".venv-bench").exists():
+        needs_peers = "peers" in script[0] or "e2e" in script[0]
+        if needs_peers and not (HERE.parent / ".venv-bench").exists():
             print(f"\n=== {name}: skipped (run bench/backtest_setup.sh to create .venv-bench)")
             continue
         print(f"\n=== {name}", flush=True)
