@@ -97,7 +97,11 @@ class Prediction(models.Model):
                 name="prediction_confidence_range",
             ),
         ]
-        indexes = [models.Index(fields=["symbol", "-ts"], name="prediction_symbol_ts")]
+        indexes = [
+            models.Index(fields=["symbol", "-ts"], name="prediction_symbol_ts"),
+            # The API's decision list: newest first over every symbol, by (ts, id) keyset pages.
+            models.Index(fields=["-ts", "-id"], name="prediction_ts_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_id} {self.symbol_id} {self.kind}={self.value:.4f}"

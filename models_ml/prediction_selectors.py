@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from marketdata.models import Symbol
 from models_ml.models import MLModel, Prediction
 
 
@@ -25,7 +26,9 @@ def predictions(
     if model_name:
         rows = rows.filter(model__name=model_name)
     if symbol:
-        rows = rows.filter(symbol__name=symbol)
+        # By id, so the (symbol, -ts) index serves the newest-first order (a join would not).
+        symbol_id = Symbol.objects.filter(name=symbol).values_list("pk", flat=True).first()
+        rows = rows.filter(symbol_id=symbol_id) if symbol_id else rows.none()
     if kind:
         rows = rows.filter(kind=kind)
     if start is not None:

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from backtesting.engine.metrics import summarize
 from backtesting.engine.result import round_trips
+from marketdata.models import Symbol
 from trading.engine.orders import Fill as EngineFill
 from trading.engine.orders import Liquidity, OrderSide
 from trading.models import Account, Fill, PortfolioSnapshot, Position
@@ -145,7 +146,9 @@ def fills_of(
     of ``FILL_FIELDS`` (no model instances: a page of them is built in a fraction of the time)."""
     rows = Fill.objects.filter(account__in=accounts)
     if symbol:
-        rows = rows.filter(symbol__name=symbol)
+        # By id, so the (account, symbol, ts) index serves the order (a join would not).
+        symbol_id = Symbol.objects.filter(name=symbol).values_list("pk", flat=True).first()
+        rows = rows.filter(symbol_id=symbol_id) if symbol_id else rows.none()
     if start is not None:
         rows = rows.filter(ts__gte=start)
     if end is not None:
