@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import pytest
 
@@ -38,10 +40,12 @@ def frames(market: SimulatedMarket, steps: int) -> dict[str, pd.DataFrame]:
     }
 
 
-def planted(seed: int, coefficient: float = PLANTED) -> dict[str, pd.DataFrame]:
+@functools.cache
+def planted(seed: int, coefficient: float = PLANTED, hours: int = 6) -> dict[str, pd.DataFrame]:
+    """Six simulated hours of one planted market (cached: read-only frames shared by tests)."""
     impacts = [FlowImpact("BTC-USD", coefficient)] if coefficient else []
     market = SimulatedMarket(["BTC-USD"], seed=seed, trades_per_step=2, impacts=impacts)
-    return frames(market, 6 * 3600)
+    return frames(market, hours * 3600)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -81,7 +85,7 @@ def test_the_study_measures_book_flow_and_every_statistic_per_hour():
 
 
 def test_without_planting_flow_carries_no_impact():
-    fit = microstructure.kyle_lambda(planted(2, coefficient=0)["trades"], interval="1min")
+    fit = microstructure.kyle_lambda(planted(2, 0, hours=2)["trades"], interval="1min")
     assert abs(fit.coefficient) < 0.2 * PLANTED
 
 
