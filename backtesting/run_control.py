@@ -17,7 +17,12 @@ from django.utils import timezone
 
 from backtesting.choices import RunStatus
 from backtesting.models import BacktestRun
-from backtesting.services import BacktestInputError, backtest_run_create, model_signal_in_sample
+from backtesting.services import (
+    BacktestInputError,
+    backtest_run_create,
+    model_signal_in_sample,
+    progress_publish_stored,
+)
 from monitoring.services import audit_record
 
 UNFINISHED = (RunStatus.PENDING, RunStatus.RUNNING)
@@ -130,4 +135,5 @@ def backtest_cancel(*, run: BacktestRun, actor: Any) -> BacktestRun:
         after={"status": RunStatus.CANCELLED, "trials_cancelled": trials},
     )
     locked.refresh_from_db()
+    progress_publish_stored(locked.pk)
     return locked

@@ -49,6 +49,7 @@ from backtesting.models import BacktestRun, BacktestTrade
 from backtesting.report_paths import report_path_in_reports_dir
 from backtesting.risk_limits import risk_hook, snapshot_margin
 from marketdata.services import MarketDataUnavailable, bars_load
+from monitoring.realtime import publish
 from risk.engine.enforcer import stop_rules
 from trading.engine.strategies import STRATEGIES, create_strategy
 
@@ -440,6 +441,7 @@ def _run_engine(
         )
         if not still_running:  # cancelled (or failed by a stopped sweep): stop here
             raise BacktestCancelled(f"backtest #{run.pk} was cancelled")
+        progress_publish(run.pk, done, of, RunStatus.RUNNING)
         if progress is not None:
             progress(fraction)
 
@@ -585,6 +587,8 @@ def _store_result(
     )
     if not stored:  # cancelled at the last moment: its trades roll back with this transaction
         raise BacktestCancelled(f"backtest #{run.pk} was cancelled")
+    bars = max(1, len(result.equity))
+    progress_publish(run.pk, bars, bars, RunStatus.COMPLETED)  # sent once this commits
 
 
 # ---------------------------------------------------------------------------------- sweeps
@@ -607,13 +611,15 @@ def _child_task(child_id: int) -> dict:
         run_fail(child, exc)
         raise
     # Conditional: a trial the sweep already gave up on (marked failed) stays failed.
-    BacktestRun.objects.filter(pk=child.pk, status=RunStatus.RUNNING).update(
+    if BacktestRun.objects.filter(pk=child.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.COMPLETED,
         progress=1.0,
         metrics=_jsonable(result.metrics),
         equity_curve=_thin(result.equity),  # the sweep's PBO compares the trials' returns
         finished_at=timezone.now(),
-    )
+    ):
+        bars_done = max(1, len(result.equity))
+        progress_publish(child.pk, bars_done, bars_done, RunStatus.COMPLETED)
     return {"run": child.pk, "metrics": _jsonable(result.metrics)}
 
 
@@ -624,11 +630,34 @@ def run_fail(run: BacktestRun | int, reason: BaseException | str) -> bool:
     """Mark a run that is still pending or running as failed; return whether it was."""
     pk = run if isinstance(run, int) else run.pk
     error = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
-    return bool(
+    failed = bool(
         BacktestRun.objects.filter(pk=pk, status__in=UNFINISHED).update(
             status=RunStatus.FAILED, error=error[:10_000], finished_at=timezone.now()
         )
     )
+    if failed:
+        progress_publish_stored(pk)
+    return failed
+
+
+def progress_publish(run_id: int, done: int, total: int, status: str) -> None:
+    """Tell the run's ``backtests.<id>`` stream subscribers how far it is (after commit).
+
+    ``done``/``total`` count bars for a run and trials for a sweep.
+    """
+    publish(
+        f"backtests.{run_id}",
+        "progress",
+        {"run": run_id, "done": done, "total": total, "fraction": min(1.0, done / max(1, total)),
+         "status": str(status)},
+    )
+
+
+def progress_publish_stored(run_id: int) -> None:
+    """Publish a run's stored progress and status (done as a percentage, total 100)."""
+    row = BacktestRun.objects.filter(pk=run_id).values("progress", "status").first()
+    if row is not None:
+        progress_publish(run_id, round(row["progress"] * 100), 100, row["status"])
 
 
 class TaskEvaluator:
@@ -652,6 +681,7 @@ class TaskEvaluator:
         self.distributed = distributed
         self.timeout = timeout
         self.progress = progress
+        self.published = -1  # trials done when progress was last published
         self.children: list[BacktestRun] = []
 
     def __call__(self, batch: Sequence[Mapping[str, Any]]) -> list[Mapping[str, float]]:
@@ -711,6 +741,9 @@ class TaskEvaluator:
             if BacktestRun.objects.filter(pk=self.parent.pk, status=RunStatus.CANCELLED).exists():
                 raise BacktestCancelled(f"sweep #{self.parent.pk} was cancelled")
             done = sum(rows[i].status == RunStatus.COMPLETED for i in ids if i in rows)
+            if done != self.published:
+                self.published = done
+                progress_publish(self.parent.pk, done, len(ids), RunStatus.RUNNING)
             if self.progress is not None:
                 self.progress(done, len(ids))
             if done == len(ids):

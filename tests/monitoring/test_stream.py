@@ -204,3 +204,29 @@ async def test_ticket_jwt_and_session_authenticate():
     foreign = [(b"origin", b"http://evil.test"), (b"cookie", await cookie())]
     refused = await StreamClient(headers=foreign).open()
     assert await refused.close_code() == 4401
+
+
+async def test_backtest_progress_reaches_one_hundred_percent():
+    from backtesting.services import Costs, backtest_execute, backtest_run_create
+
+    await database_sync_to_async(SymbolFactory)(name="BTC-USD")
+    run = await database_sync_to_async(backtest_run_create)(
+        strategy="sma_cross", params={}, symbols=["BTC-USD"], timeframe="1m",
+        start=T0, end=T0 + dt.timedelta(days=2), costs=Costs(), data_source="sim",
+    )  # fmt: skip
+    client = await StreamClient(f"token={await token_of(await user_with('dave'))}").open()
+    assert (await client.subscribe(f"backtests.{run.pk}", "backtests.999999"))["refused"] == {
+        "backtests.999999": "unknown backtest"
+    }
+    snapshot = await client.receive()
+    assert snapshot["data"]["status"] == "pending" and snapshot["data"]["done"] == 0
+    await database_sync_to_async(backtest_execute)(run=run, report=None)
+    updates = []
+    while not updates or updates[-1]["data"]["status"] == "running":
+        updates.append(await client.receive())
+    done = [u["data"]["done"] for u in updates]
+    assert done == sorted(done) and len(updates) >= 3  # 2,880 bars: a mark every 1,000 and the end
+    last = updates[-1]["data"]
+    assert (last["status"], last["fraction"], last["done"]) == ("completed", 1.0, last["total"])
+    assert [u["seq"] for u in updates] == list(range(2, len(updates) + 2))
+    await client.close()
