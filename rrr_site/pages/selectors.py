@@ -51,18 +51,26 @@ def recent_fills(*, account: Account, symbol: str | None = None, limit: int = RE
     return list(rows.order_by("-ts", "-pk")[:limit])
 
 
+def _one_origin(bars):
+    """Return venue bars only, or the simulated market's when the symbol has no venue bars (a
+    simulated session): never both in one chart or figure."""
+    real = bars.filter(simulated=False)
+    return real if real.exists() else bars.filter(simulated=True)
+
+
 def chart_timeframes(*, symbol: Symbol) -> list[str]:
     """Return the timeframes stored for ``symbol`` (shortest first)."""
     from marketdata.engine.events import TIMEFRAME_SECONDS
 
-    stored = set(Bar.objects.filter(symbol=symbol).values_list("timeframe", flat=True).distinct())
+    bars = _one_origin(Bar.objects.filter(symbol=symbol))
+    stored = set(bars.values_list("timeframe", flat=True).distinct())
     return sorted(stored, key=lambda tf: TIMEFRAME_SECONDS.get(tf, 0))
 
 
 def chart_bars(*, symbol: Symbol, timeframe: str, limit: int = CHART_BARS) -> list[dict]:
     """Return the last ``limit`` bars of ``symbol`` at ``timeframe``, oldest first."""
     rows = (
-        Bar.objects.filter(symbol=symbol, timeframe=timeframe)
+        _one_origin(Bar.objects.filter(symbol=symbol, timeframe=timeframe))
         .order_by("-ts")
         .values("ts", "open", "high", "low", "close", "volume")[:limit]
     )
@@ -191,7 +199,7 @@ def buy_and_hold(*, symbols: Iterable[str], start: datetime | None, end: datetim
         return []
     rows = []
     for name in sorted(set(symbols)):
-        bars = Bar.objects.filter(symbol__name=name, ts__gte=start, ts__lte=end)
+        bars = _one_origin(Bar.objects.filter(symbol__name=name, ts__gte=start, ts__lte=end))
         timeframe = bars.values_list("timeframe", flat=True).first()
         if timeframe is None:
             continue

@@ -53,3 +53,16 @@ def test_a_venue_bar_and_a_simulated_bar_of_the_same_window_coexist():
         symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2, simulated=True
     )
     assert len(simulated) == 24 and simulated["close"].iloc[0] != 50.5  # untouched
+
+
+def test_the_dashboards_chart_never_mixes_simulated_and_venue_bars():
+    from rrr_site.pages.selectors import chart_bars
+
+    symbol = symbols_ensure(["BTC-USD"])[0]
+    bars_load(symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2, source="sim")
+    simulated = chart_bars(symbol=symbol, timeframe="1h")
+    assert len(simulated) == 24  # a simulated session's chart: its own bars
+    real = BarEvent("BTC-USD", "1h", JAN2, 50.0, 51.0, 49.0, 50.5, 3.0, venue="coinbase")
+    MarketDataStore().write([real])
+    shown = chart_bars(symbol=symbol, timeframe="1h")
+    assert [b["close"] for b in shown] == [50.5]  # venue bars exist: only they are shown
