@@ -74,6 +74,7 @@ async def ingest_feed(
     stop: asyncio.Event,
     *,
     max_batch: int = MAX_BATCH,
+    metrics=None,
 ) -> None:
     """Stream ``feed`` through ``pipeline`` into ``writer`` until the feed ends or ``stop``.
 
@@ -89,6 +90,12 @@ async def ingest_feed(
                 break
             outputs = pipeline.process_batch(events)
             await writer.put_many(outputs, receive_times(outputs, events, received))
+            if metrics is not None:  # a monitoring.metrics.FeedMetrics (ingest --metrics-port)
+                metrics.received_batch(events, outputs)
+                metrics.sync(
+                    stored=writer.stats.written if hasattr(writer, "stats") else None,
+                    reconnects=getattr(getattr(feed, "stats", None), "reconnects", None),
+                )
     finally:
         if not reader.done():
             reader.cancel()

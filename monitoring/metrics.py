@@ -324,6 +324,33 @@ class FeedMetrics:
         elif verdict == "flag":
             FEED_FLAGGED.labels(self.source, symbol).inc()
 
+    def received_batch(self, events, outputs: Iterable[object]) -> None:
+        """Count a batch (``ingest``): events per symbol, and the events the validator flagged
+        or quarantined, told apart by (symbol, event time) with quarantine over flag."""
+        per_symbol: dict[str, int] = {}
+        for event in events:
+            symbol = getattr(event, "symbol", "")
+            per_symbol[symbol] = per_symbol.get(symbol, 0) + 1
+            ts = getattr(event, "ts", None)
+            if ts is not None and (self._newest is None or ts > self._newest):
+                self._newest = ts
+        for symbol, count in per_symbol.items():
+            child = self._received.get(symbol)
+            if child is None:
+                child = self._received[symbol] = FEED_RECEIVED.labels(self.source, symbol)
+            child.inc(count)
+        self._count += len(events)
+        verdicts: dict[tuple, str] = {}
+        for out in outputs:
+            seen = getattr(out, "verdict", "")
+            if seen in ("flag", "quarantine"):
+                key = (getattr(out, "symbol", "") or "", getattr(out, "event_ts", None))
+                if verdicts.get(key) != "quarantine":
+                    verdicts[key] = seen
+        for (symbol, _), verdict in verdicts.items():
+            counter = FEED_QUARANTINED if verdict == "quarantine" else FEED_FLAGGED
+            counter.labels(self.source, symbol).inc()
+
     def sync(self, *, stored: int | None = None, reconnects: int | None = None) -> None:
         """Publish totals kept elsewhere (writer rows, feed reconnects) and the feed's lag."""
         if stored is not None and stored > self._stored:

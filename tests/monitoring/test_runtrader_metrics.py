@@ -91,3 +91,28 @@ def test_runtrader_without_serve_exposes_its_metrics(subprocess_env):
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
     assert f"metrics on http://127.0.0.1:{port}/metrics" in out
+
+
+@pytest.mark.usefixtures("subprocess_env")
+def test_ingest_exposes_its_feed_series(subprocess_env):
+    call_command("bootstrap", "--no-admin", stdout=open(os.devnull, "w"))
+    port = _free_port()
+    command = [
+        sys.executable, "manage.py", "ingest", "--source", "sim", "--symbols", "BTC-USD",
+        "--speed", "30", "--duration", "60", "--metrics-port", str(port),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, env=subprocess_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+
+        def fed() -> bool:
+            samples = _scrape(port)
+            key = ("rrr_feed_messages_received_total", (("source", "sim"), ("symbol", "BTC-USD")))
+            stored = samples.get(("rrr_feed_rows_stored_total", (("source", "sim"),)), 0)
+            return samples.get(key, 0) > 0 and stored > 0
+
+        wait_for(fed, timeout=60, what="the feed's series on --metrics-port")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]

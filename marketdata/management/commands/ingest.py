@@ -104,6 +104,7 @@ def feed_for_command(source: str, symbols: list[str], options: dict):
             seed=options["seed"],
             cointegrated=pairs,
             impacts=impacts,
+            duration=options["duration"],
         )
         symbols_ensure(symbols)
     except ValueError as exc:
@@ -197,6 +198,15 @@ class Command(BaseCommand):
         alt.add_argument("--lookback", type=float, default=86_400.0, help="On-chain seconds back")
         alt.add_argument("--exchange-addresses", default="", help="a,b,c or @FILE")
         alt.add_argument("--large-threshold", type=float, help="Native amount of a large transfer")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="Serve this feed's Prometheus series on http://HOST:PORT/metrics",
+        )
+        parser.add_argument(
+            "--metrics-host", default="127.0.0.1", help="Address for --metrics-port (loopback)"
+        )
 
     def handle(self, *args, **options) -> None:
         check_seconds(options["duration"], "--duration")
@@ -213,8 +223,9 @@ class Command(BaseCommand):
         pipeline = MarketDataPipeline(
             source=source, symbols=symbols, horizon=horizon_for(source, options)
         )
+        metrics, server = self._metrics(source, options)
         try:
-            counts = asyncio.run(self._run(feed, pipeline, options["duration"]))
+            counts = asyncio.run(self._run(feed, pipeline, options["duration"], metrics))
         except FeedAuthError as exc:
             raise CommandError(f"authentication failed: {exc}") from exc
         except FeedUnavailable as exc:
@@ -223,9 +234,30 @@ class Command(BaseCommand):
             raise CommandError(f"feed failed: {exc}") from exc
         except WriterFailed as exc:
             raise CommandError(f"storage failed: {exc}") from exc
+        finally:
+            if server is not None:
+                server.shutdown()
         self.stdout.write(" ".join(f"{k}={v}" for k, v in counts.items()))
 
-    async def _run(self, feed, pipeline: MarketDataPipeline, duration: float | None) -> dict:
+    def _metrics(self, source: str, options):
+        """Return (FeedMetrics, exporter) for ``--metrics-port``, or (None, None)."""
+        port = options["metrics_port"]
+        if port is None:
+            return None, None
+        if not 0 < port < 65536:
+            raise CommandError(f"--metrics-port must be 1-65535, got {port}")
+        from monitoring.metrics import FeedMetrics, metrics_http_server
+
+        try:
+            server = metrics_http_server(options["metrics_host"], port)
+        except OSError as exc:
+            raise CommandError(f"--metrics-port: cannot listen on port {port} ({exc})") from exc
+        self.stdout.write(f"metrics on http://{options['metrics_host']}:{port}/metrics")
+        return FeedMetrics(source), server
+
+    async def _run(
+        self, feed, pipeline: MarketDataPipeline, duration: float | None, metrics=None
+    ) -> dict:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -237,7 +269,7 @@ class Command(BaseCommand):
                 event=event, reason=why, source=source
             ),
         ).start()
-        consumer = asyncio.create_task(ingest_feed(feed, pipeline, writer, stop))
+        consumer = asyncio.create_task(ingest_feed(feed, pipeline, writer, stop, metrics=metrics))
         # The writer's task ends early only when it fails: stop at once, never at shutdown.
         waiters = [consumer, asyncio.create_task(stop.wait()), writer.task]
         try:
