@@ -4,40 +4,44 @@
 ``refresh`` (on the runtime's database thread, every control poll) reads the latest stored
 readings and finished on-chain intervals; ``predict`` (on the event loop, no database) joins
 them to each closed bar as of its close, exactly as ``marketdata.feature_inputs`` does for
-training, so a value stamped after the close is never used. Book and trade-flow inputs are not
-fed live yet: a model using them is loaded with a warning and sees them as neutral.
+training, so a value stamped after the close is never used. Book (spread) and trade-flow inputs
+come from the quotes and trades the engine itself sees (``observe``): the latest quote at or
+before the close, and the buy/sell volume of trades inside the bar's window, as training reads
+them from the stored quotes and trades.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from marketdata.engine.events import TIMEFRAME_SECONDS, Bar
+from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, Quote, Trade
 from marketdata.engine.pointintime import asof_values
 from marketdata.feature_inputs import CHAINS, feature_inputs_frame
 
 logger = logging.getLogger(__name__)
 
-LIVE_GROUPS = {"sentiment": ("sentiment",), "onchain": ("onchain",)}
-NOT_LIVE = {"book", "spread", "flow"}
+# Data group -> the feature engine's extras it feeds. Sentiment and on-chain come from the
+# database (control poll); book/spread from the quotes and flow from the trades the engine sees.
+LIVE_GROUPS = {
+    "sentiment": ("sentiment",),
+    "onchain": ("onchain",),
+    "book": ("book", "spread"),
+    "flow": ("flow",),
+}
 KEEP = 32  # recent observations kept per column (a bar's close is always near the latest)
+QUOTES_KEPT = 4096  # quotes held for the as-of join at a bar's close
 
 
 def with_live_inputs(predictor: Any, *, symbol: str, timeframe: str) -> Any:
     """Return ``predictor`` wrapped when its features need stored inputs, else unchanged."""
     extras = set(predictor.spec.feature_set.extras)
     groups = [g for g, needs in LIVE_GROUPS.items() if extras.intersection(needs)]
-    missing = sorted(extras & NOT_LIVE)
-    if missing:
-        logger.warning(
-            "model inputs not fed live: they read as neutral",
-            extra={"model": predictor.model_name, "inputs": missing},
-        )
     if not groups:
         return predictor
     return LiveInputsPredictor(predictor, symbol=symbol, timeframe=timeframe, groups=groups)
@@ -54,6 +58,30 @@ class LiveInputsPredictor:
         self._length = timedelta(seconds=TIMEFRAME_SECONDS[timeframe])
         # column -> (known-at ns, values), both sorted by time
         self._known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._quotes: deque[tuple[int, float, float, float, float]] = deque(maxlen=QUOTES_KEPT)
+        self._flow: dict[int, list[float]] = {}  # window start (ns) -> [buy, sell]
+        self._step_ns = int(self._length.total_seconds() * 1e9)
+
+    def observe(self, event: object) -> None:
+        """Keep the quotes and the trades' buy/sell volume per bar window (event loop)."""
+        if isinstance(event, Quote) and "book" in self.groups:
+            row = (
+                pd.Timestamp(event.ts).value,
+                event.bid,
+                event.ask,
+                event.bid_size,
+                event.ask_size,
+            )
+            self._quotes.append(row)
+        elif isinstance(event, Trade) and "flow" in self.groups and event.side:
+            ts = pd.Timestamp(event.ts).value
+            start = ts - ts % self._step_ns
+            sides = self._flow.get(start)
+            if sides is None:
+                sides = self._flow[start] = [0.0, 0.0]
+                for old in [k for k in self._flow if k < start - 8 * self._step_ns]:
+                    del self._flow[old]
+            sides[0 if event.side == "buy" else 1] += event.size
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -96,6 +124,23 @@ class LiveInputsPredictor:
             for column, (times, values) in self._known.items()
         }
 
+    def stream_inputs(self, bar: Bar) -> dict[str, float]:
+        """Return the book inputs as of the bar's close and the bar's own buy/sell volume."""
+        out: dict[str, float] = {}
+        if "book" in self.groups:
+            close = pd.Timestamp(bar.ts + self._length).value
+            latest = next((q for q in reversed(self._quotes) if q[0] <= close), None)
+            names = ("bid", "ask", "bid_size", "ask_size")
+            out.update(
+                dict.fromkeys(names, float("nan"))
+                if latest is None
+                else dict(zip(names, latest[1:], strict=True))
+            )
+        if "flow" in self.groups:
+            buy, sell = self._flow.get(pd.Timestamp(bar.ts).value, (0.0, 0.0))
+            out.update(buy_volume=buy, sell_volume=sell)
+        return out
+
     def predict(self, bar: Bar, symbol: str | None = None):
         """Predict from ``bar`` plus its inputs as of the bar's close."""
         row = {
@@ -109,6 +154,7 @@ class LiveInputsPredictor:
             "vwap": bar.vwap,
             "amended": bar.amended,
             **self.inputs_at(bar.ts + self._length),
+            **self.stream_inputs(bar),
         }
         return self.inner.predict(row, symbol or bar.symbol)
 

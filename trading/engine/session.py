@@ -69,13 +69,23 @@ class TradingSession:
             if self.stops is not None:
                 for intent in self.stops.on_trade(self.oms, event):
                     self.oms.submit(intent, event.ts)
+            if self.predictors:
+                self._observe(event)
         elif isinstance(event, Quote):
             self.runner.on_quote(event)
+            if self.predictors:
+                self._observe(event)
         elif isinstance(event, BookSnapshot):
             self.runner.on_book(event)
         elif isinstance(event, Bar):
             return self._on_bar(event)
         return None
+
+    def _observe(self, event: Trade | Quote) -> None:
+        """Show a trade or quote to the symbol's model when it reads them (book/flow inputs)."""
+        observe = getattr(self.predictors.get(event.symbol), "observe", None)
+        if observe is not None:
+            observe(event)
 
     def _on_bar(self, bar: Bar) -> Bar | None:
         if self.stops is not None:
