@@ -11,6 +11,7 @@ from marketdata.adapters.base import FeedStats
 from marketdata.engine.events import MarketEvent
 from marketdata.engine.sim_model import CointegratedPair, FlowImpact
 from marketdata.engine.simulator import SimulatedMarket
+from marketdata.sim_clock import WallClockBound, sim_start
 
 LIVE_SOURCES = ("sim", "polygon", "coinbase", "binance")
 
@@ -79,14 +80,25 @@ def build_feed(
     seed: int = 42,
     cointegrated: Sequence[CointegratedPair] = (),
     impacts: Sequence[FlowImpact] = (),
+    duration: float | None = None,
 ):
     """Return a feed for ``source`` over ``symbols``; raise ValueError with a clear message.
 
-    ``cointegrated`` and ``impacts`` plant structure in the simulated market (sim only).
+    ``cointegrated`` and ``impacts`` plant structure in the simulated market (sim only). A
+    sped-up simulation starts in the past (far enough back to reach now after ``duration``
+    seconds) and is held to the wall clock, so nothing it produces is stamped in the future.
     """
     if source == "sim":
-        return SimulatedFeed(
-            symbols, seed=seed, speed=speed, cointegrated=cointegrated, impacts=impacts
+        start = sim_start(speed, duration, datetime.now(UTC))
+        return WallClockBound(
+            SimulatedFeed(
+                symbols,
+                seed=seed,
+                speed=speed,
+                start=start,
+                cointegrated=cointegrated,
+                impacts=impacts,
+            )
         )
     if cointegrated or impacts:
         raise ValueError("planted structure (--plant-pair, --plant-impact) needs --source sim")

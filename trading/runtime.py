@@ -105,7 +105,7 @@ class RuntimeConfig:
     maker_fee_bps: Decimal = Decimal("5")
     store_market_data: bool = True
     speed: float = 1.0  # the simulated market's pace (recorded: a sped-up session is marked)
-    sim_start: datetime | None = None  # where the simulated clock starts (trading.sim_session)
+    sim_start: datetime | None = None  # where the simulated clock starts (marketdata.sim_clock)
     metrics: bool = True  # Prometheus series (monitoring.metrics); off only to measure their cost
 
 

@@ -34,7 +34,7 @@ from trading.engine.strategies import STRATEGIES, available_strategies, create_s
 from trading.models import Account
 from trading.runtime import PersistenceFailed, RuntimeConfig, TradingRuntime
 from trading.selectors import live_trading_blockers_for, live_venue_for
-from trading.sim_session import WallClockBound, sim_start
+from marketdata.sim_clock import WallClockBound, sim_start
 
 # Timeframes the pipeline builds (from trades) or resamples; a strategy can trade on no other.
 TRADABLE_TIMEFRAMES = (*BASE_TIMEFRAMES, *RESAMPLED_TIMEFRAMES)
