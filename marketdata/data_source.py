@@ -15,6 +15,4 @@ DATA_SOURCE_HELP = (
 
 def add_data_source_argument(parser: ArgumentParser) -> None:
     """Add ``--source database|sim`` to a command's parser."""
-    parser.add_argument(
-        "--source", choices=DATA_SOURCES, default="database", help=DATA_SOURCE_HELP
-    )
+    parser.add_argument("--source", choices=DATA_SOURCES, default="database", help=DATA_SOURCE_HELP)

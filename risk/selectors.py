@@ -41,16 +41,19 @@ def trading_state_of(*, account: Account) -> str:
     return state or "active"
 
 
+def _minute_bars(sid: int):
+    """Return a symbol's 1m bars of one origin: venue bars, or the simulated market's when it
+    has none (a paper account on the simulated market): never a series mixing both."""
+    bars = Bar.objects.filter(symbol_id=sid, timeframe="1m")
+    real = bars.filter(simulated=False)
+    return real if real.exists() else bars.filter(simulated=True)
+
+
 def _marks(symbol_ids: list[int]) -> dict[int, Decimal]:
     """Return the latest 1m close per symbol id."""
     marks = {}
     for sid in symbol_ids:
-        close = (
-            Bar.objects.filter(symbol_id=sid, timeframe="1m")
-            .order_by("-ts")
-            .values_list("close", flat=True)
-            .first()
-        )
+        close = _minute_bars(sid).order_by("-ts").values_list("close", flat=True).first()
         if close is not None:
             marks[sid] = Decimal(str(close))
     return marks
@@ -61,9 +64,7 @@ def _returns(symbols: dict[int, str], bars: int) -> dict[str, np.ndarray]:
     out = {}
     for sid, name in symbols.items():
         closes = list(
-            Bar.objects.filter(symbol_id=sid, timeframe="1m")
-            .order_by("-ts")
-            .values_list("close", flat=True)[: bars + 1]
+            _minute_bars(sid).order_by("-ts").values_list("close", flat=True)[: bars + 1]
         )[::-1]
         if len(closes) > 2:
             arr = np.asarray(closes, dtype=float)

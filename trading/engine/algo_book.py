@@ -97,7 +97,8 @@ class AlgoSpec:
             "kind": self.kind,
             "duration": self.duration.total_seconds(),
             "slices": self.slices,
-            "max_participation": None if self.max_participation is None
+            "max_participation": None
+            if self.max_participation is None
             else str(self.max_participation),
             "profile": None if self.profile is None else [str(w) for w in self.profile],
         }
@@ -177,9 +178,7 @@ class AlgoBook:
         if self._lot_of is not None:
             kwargs["lot"] = self._lot_of(intent.symbol)
         algo = (
-            VwapAlgo(profile=spec.profile, **kwargs)
-            if spec.kind == "vwap"
-            else TwapAlgo(**kwargs)
+            VwapAlgo(profile=spec.profile, **kwargs) if spec.kind == "vwap" else TwapAlgo(**kwargs)
         )
         self.active[parent_id] = algo
         return algo
