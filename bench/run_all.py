@@ -26,6 +26,7 @@ BENCHES = [
     ("backtest end to end (PostgreSQL)", ["backtest_e2e.py"], ["--bars", "50000", "--runs", "1"]),
     ("command start-up", ["startup.py"], ["--runs", "2"]),
     ("research proofs and pair scan", ["research_scan.py"], ["--quick"]),
+    ("WebSocket fan-out", ["ws_fanout.py"], ["--clients", "100", "--seconds", "5"]),
 ]
 
 

@@ -31,7 +31,7 @@ from monitoring.engine.stream import (
     OutboxOverflow,
     channel_parse,
 )
-from monitoring.realtime import now_iso
+from monitoring.realtime import EVENT_TYPE, now_iso
 from rrr_site.ws_auth import REFUSED_ORIGIN
 
 logger = logging.getLogger(__name__)
@@ -216,6 +216,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._reply({"v": PROTOCOL_VERSION, "type": "error", "id": request_id, "error": message})
 
     # ------------------------------------------------------------------ server -> client
+
+    async def dispatch(self, message: dict) -> None:
+        """Handle published messages inline; everything else as Channels does.
+
+        Channels closes stale database connections before every handler, a hop to the one
+        database thread that all connections share; a published message touches no database
+        (a grants re-read goes through ``database_sync_to_async``, which does its own), so the
+        hop would only serialise every client's fan-out behind that thread.
+        """
+        if message.get("type") == EVENT_TYPE:
+            await self.stream_message(message)
+            return
+        await super().dispatch(message)
 
     async def stream_message(self, event: dict) -> None:
         """Queue a published message for this client if it watches the channel and account."""

@@ -1,0 +1,267 @@
+"""WebSocket fan-out: N clients on two symbols while the engine publishes 100 market updates/s.
+
+    .venv/bin/python bench/ws_fanout.py                       # 500 clients, 10 s per phase
+    .venv/bin/python bench/ws_fanout.py --seconds 60          # the figure run
+    .venv/bin/python bench/ws_fanout.py --clients 100 --rate 100
+
+The embedded deployment, as ``runtrader --serve`` runs it: one process serves ``rrr_site.asgi``
+with uvicorn (the in-memory channel layer) and, on the same event loop, runs an engine loop. At
+each tick (``--rate`` per second, alternating BTC-USD and ETH-USD) the engine runs the real order
+path (RiskChecker with 20 limits -> OrderManager -> PaperVenue fill -> Portfolio) and queues the
+tick's quote for the broadcaster task, which publishes it with ``monitoring.realtime.apublish``
+(as ``trading.runtime`` does). Tick-to-order latency counts from the tick's scheduled time to the
+order's fill, so any stall of the loop shows.
+
+Phase 1 (reference): nobody connected. Phase 2: ``--clients`` WebSocket clients in a separate
+process (websockets, no compression), each subscribed to ``market.BTC-USD`` and
+``market.ETH-USD``; each measures publish-to-receive latency (envelope ``ts``, stamped when the
+engine publishes, against its receive time; one host, one clock). Printed: tick-to-order p50/p99
+of both phases and their ratio (target: no more than 10 % worse with clients), publish-to-receive
+p50/p99 (target p99 < 100 ms), messages delivered of expected, and drops told by ``conflated``.
+The machine's load average is printed too: on a shared host it moves the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SYMBOLS = ("BTC-USD", "ETH-USD")
+WARMUP_S = 2.0
+
+
+# ------------------------------------------------------------------------------ clients
+
+
+async def client_main(url: str, count: int, seconds: float) -> None:
+    """Connect ``count`` clients, say ``ready``, read for ``seconds``; print a JSON summary."""
+    import websockets
+
+    latencies: list[float] = []
+    stats = {"messages": 0, "dropped": 0, "gaps": 0, "closed": 0}
+    measuring = asyncio.Event()
+
+    async def one(i: int) -> None:
+        async with websockets.connect(url, compression=None, open_timeout=60,
+                                      ping_interval=None, max_size=2**20) as ws:
+            channels = [f"market.{s}" for s in SYMBOLS]
+            await ws.send(json.dumps({"op": "subscribe", "channels": channels, "id": i}))
+            seen: dict[str, int] = {}
+            ready.append(i)
+            async for raw in ws:
+                message = json.loads(raw)
+                channel, seq = message.get("channel"), message.get("seq")
+                if channel in seen and seq != seen[channel] + 1:
+                    stats["gaps"] += 1
+                if channel:
+                    seen[channel] = seq
+                if message.get("type") == "conflated":
+                    stats["dropped"] += message["data"]["dropped"]
+                elif message.get("type") == "quote" and measuring.is_set():
+                    sent = datetime.fromisoformat(message["ts"]).timestamp()
+                    latencies.append(time.time() - sent)
+                    stats["messages"] += 1
+
+    ready: list[int] = []
+    tasks = []
+    for i in range(count):
+        tasks.append(asyncio.create_task(one(i)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)  # ramp: no thundering herd of handshakes
+    while len(ready) < count:
+        if any(t.done() for t in tasks):
+            [t.result() for t in tasks if t.done()]  # raise the connection error
+        await asyncio.sleep(0.05)
+    print("ready", flush=True)
+    sys.stdin.readline()  # the server says: the measured phase starts now
+    measuring.set()
+    await asyncio.sleep(seconds)
+    measuring.clear()
+    stats["closed"] = sum(t.done() for t in tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps({"latencies": _summary(latencies), **stats}), flush=True)
+
+
+def _summary(samples: list[float]) -> dict:
+    from bench.common import latency_summary
+
+    return latency_summary(samples)
+
+
+# ------------------------------------------------------------------------------ server
+
+
+def setup() -> str:
+    """Migrate a scratch SQLite database; return a viewer's API token."""
+    from bench.common import setup_django
+
+    setup_django()
+    from django.contrib.auth.models import Group, User
+    from rest_framework.authtoken.models import Token
+
+    from marketdata.models import Symbol
+
+    for name in SYMBOLS:
+        base, quote = name.split("-")
+        Symbol.objects.get_or_create(name=name, defaults={"base": base, "quote": quote})
+    user = User.objects.create_user("bench-viewer", password=None)
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    return Token.objects.create(user=user).key
+
+
+class Engine:
+    """The order path at each tick, and the runtime's publish queue and broadcaster."""
+
+    def __init__(self, rate: float) -> None:
+        from bench.trading_order_path import build
+
+        self.oms, self.symbols = build()
+        self.rate = rate
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.dropped = 0
+        self.n = 0
+
+    def tick(self) -> None:
+        from trading.engine.orders import OrderIntent, OrderSide
+
+        i = self.n
+        self.n += 1
+        now = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(milliseconds=i)
+        side = OrderSide.BUY if (i // 50) % 2 == 0 else OrderSide.SELL
+        intent = OrderIntent(account="bench", symbol=self.symbols[i % 50], side=side,
+                             quantity=Decimal("1.5"), strategy="bench")
+        self.oms.submit(intent, now)  # risk check, OMS, paper fill, portfolio
+        symbol = SYMBOLS[i % 2]
+        quote = {"symbol": symbol, "ts": datetime.now(UTC).isoformat(), "bid": "100.01",
+                 "bid_size": "1.5", "ask": "100.03", "ask_size": "2"}
+        from monitoring.realtime import now_iso
+
+        try:
+            self.queue.put_nowait((f"market.{symbol}", "quote", quote, now_iso()))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def broadcaster(self, layer) -> None:
+        from monitoring.realtime import apublish
+
+        while True:
+            channel, kind, data, ts = await self.queue.get()
+            await apublish(layer, channel, kind, data, ts)
+
+    async def run(self, seconds: float) -> list[float]:
+        """Tick at ``rate`` for ``seconds``; return each tick's scheduled-start-to-order time."""
+        latencies = []
+        period = 1.0 / self.rate
+        start = time.perf_counter()
+        k = 0
+        while (due := start + k * period) < start + seconds:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.tick()
+            latencies.append(time.perf_counter() - due)
+            k += 1
+        return latencies
+
+
+async def server_main(args, token: str) -> dict:
+    import socket
+
+    import uvicorn
+    from channels.layers import get_channel_layer
+
+    from bench.common import latency_summary
+    from rrr_site.asgi import application
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off", backlog=4096))
+    server.install_signal_handlers = lambda: None
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    engine = Engine(args.rate)
+    layer = get_channel_layer()
+    broadcaster = asyncio.create_task(engine.broadcaster(layer))
+    await engine.run(WARMUP_S)
+    alone = latency_summary(await engine.run(args.seconds))
+    clients = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client", f"ws://127.0.0.1:{port}/ws/v1/stream?token={token}",
+        "--clients", str(args.clients), "--seconds", str(args.seconds),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+    )
+    line = await asyncio.wait_for(clients.stdout.readline(), 300)
+    assert line.strip() == b"ready", line
+    await engine.run(WARMUP_S)  # snapshots and the first messages out of the way
+    clients.stdin.write(b"go\n")
+    await clients.stdin.drain()
+    busy = latency_summary(await engine.run(args.seconds))
+    report = json.loads((await asyncio.wait_for(clients.stdout.readline(), 120)) or b"{}")
+    await clients.wait()
+    broadcaster.cancel()
+    server.should_exit = True
+    await serving
+    return {"alone": alone, "busy": busy, "clients": report, "queue_dropped": engine.dropped}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=100.0, help="market updates per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="each measured phase")
+    parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        asyncio.run(client_main(args.client, args.clients, args.seconds))
+        return
+    token = setup()
+    print(f"load average before: {os.getloadavg()}")
+    result = asyncio.run(server_main(args, token))
+    print(f"load average after:  {os.getloadavg()}")
+    report(args, result)
+
+
+def report(args, result: dict) -> None:
+    from bench.common import print_table
+
+    alone, busy, clients = result["alone"], result["busy"], result["clients"]
+    received = clients.get("latencies", {})
+    expected = int(args.rate * args.seconds * args.clients)
+    print_table(
+        ["measure", "p50 ms", "p99 ms", "max ms", "samples"],
+        [
+            ["tick-to-order, no clients (reference)", alone["p50"], alone["p99"], alone["max"],
+             alone["count"]],
+            [f"tick-to-order, {args.clients} clients", busy["p50"], busy["p99"], busy["max"],
+             busy["count"]],
+            [f"publish-to-receive, {args.clients} clients", received.get("p50"),
+             received.get("p99"), received.get("max"), received.get("count", 0)],
+        ],
+        title=f"WebSocket fan-out: {args.rate:g} updates/s on 2 symbols, {args.seconds:g} s "
+              "per phase, embedded (in-memory layer, uvicorn in the engine's process)",
+    )
+    ratio = busy["p99"] / alone["p99"] if alone["p99"] else float("nan")
+    print(f"tick-to-order p99 with clients / without: {ratio:.2f}x (target <= 1.10)")
+    print(f"publish-to-receive p99: {received.get('p99', float('nan')):.1f} ms (target < 100)")
+    print(f"messages received {clients.get('messages', 0)} of {expected} expected; "
+          f"conflated drops told {clients.get('dropped', 0)}; seq gaps {clients.get('gaps', 0)}; "
+          f"engine publish-queue drops {result['queue_dropped']}")
+
+
+if __name__ == "__main__":
+    main()
