@@ -9,6 +9,7 @@ account's stored equity snapshots, never a second copy of the maths.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -216,11 +217,17 @@ def equity_span(*, account: Account) -> tuple[datetime | None, datetime | None, 
     return span["first"], span["last"], span["n"]
 
 
-def equity_curve(*, account: Account, points: int) -> list[dict]:
-    """Return at most ``points`` snapshots (``{ts, equity, drawdown}`` as the API writes them):
-    the last of each of ``points`` equal time buckets.
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    ts: datetime
+    equity: Decimal
+    drawdown: float
 
-    Cached under the newest snapshot's id, so an answer is reused only until the next snapshot.
+
+def equity_curve(*, account: Account, points: int) -> list[EquityPoint]:
+    """Return at most ``points`` snapshots: the last of each of ``points`` equal time buckets.
+
+    Cached under the newest snapshot, so an answer is reused only until the next snapshot.
     """
     snapshots = PortfolioSnapshot.objects.filter(account=account)
     newest = snapshots.order_by("-ts").values_list("ts", "pk", "equity").first()
@@ -232,15 +239,19 @@ def equity_curve(*, account: Account, points: int) -> list[dict]:
     if rows is None:
         first = snapshots.order_by("ts").values_list("ts", flat=True).first()
         # Wider than the span by more than BucketOf's slack: the last row is in bucket points-1.
-        width = ((newest[0] - first).total_seconds() + 0.002) / points
+        width = ((stamp - first).total_seconds() + 0.002) / points
         picked = _last_per_bucket(snapshots, first, width)
-        picked = picked.order_by("ts").values_list("ts", "equity", "drawdown")
-        rows = [
-            {"ts": iso_utc(ts), "equity": decimal_text(equity), "drawdown": drawdown}
-            for ts, equity, drawdown in picked
-        ]
+        rows = list(picked.order_by("ts").values_list("ts", "equity", "drawdown"))
         cache.set(key, rows, EQUITY_CURVE_CACHE_SECONDS)
-    return rows
+    return [EquityPoint(ts, value, drawdown) for ts, value, drawdown in rows]
+
+
+def equity_curve_rows(*, account: Account, points: int) -> list[dict]:
+    """Return ``equity_curve`` as the API writes it (``{ts, equity, drawdown}``), fast."""
+    return [
+        {"ts": iso_utc(p.ts), "equity": decimal_text(p.equity), "drawdown": p.drawdown}
+        for p in equity_curve(account=account, points=points)
+    ]
 
 
 def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> QuerySet:

@@ -166,7 +166,7 @@ class EquityCurveView(APIView):
     def get(self, request):
         query = parse_query(request, s.EquityCurveQuery)
         account = account_or_default(request, query.get("account"))
-        points = selectors.equity_curve(account=account, points=query["points"])
+        points = selectors.equity_curve_rows(account=account, points=query["points"])
         return Response({"account": account.pk, "points": points})  # rows already as documented
 
 

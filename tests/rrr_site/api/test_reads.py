@@ -117,9 +117,9 @@ def test_fast_fill_rows_equal_the_documented_serializer(world):
 def test_equity_curve_rows_equal_the_documented_serializer(world):
     from trading.api.portfolio_serializers import EquityPointSerializer
     from trading.models import PortfolioSnapshot
-    from trading.portfolio_selectors import equity_curve
+    from trading.portfolio_selectors import equity_curve_rows
 
-    rows = equity_curve(account=world.paper, points=5000)
+    rows = equity_curve_rows(account=world.paper, points=5000)
     snapshots = PortfolioSnapshot.objects.filter(account=world.paper).order_by("ts")
     assert rows == [dict(EquityPointSerializer(s).data) for s in snapshots]
     # Cached until a newer snapshot exists: then the new one shows at once.
@@ -130,4 +130,4 @@ def test_equity_curve_rows_equal_the_documented_serializer(world):
         account=world.paper, ts=last.ts.replace(year=2027), cash=1, total_value=1,
         equity=Decimal("123.45"),
     )  # fmt: skip
-    assert equity_curve(account=world.paper, points=5000)[-1]["equity"] == "123.4500000000"
+    assert equity_curve_rows(account=world.paper, points=5000)[-1]["equity"] == "123.4500000000"
