@@ -151,7 +151,9 @@ def model_activate(*, model: MLModel, actor: Any, force: bool = False) -> MLMode
             before={"active": False},
             after={"active": True, **({"forced": True, "verdict": "no edge"} if no_edge else {})},
         )
-        broadcast("system", "model_activated", {"name": model.name, "version": model.version})
+        broadcast(
+            "system", "model", {"name": model.name, "version": model.version, "active": True}
+        )
     return model
 
 
