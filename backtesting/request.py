@@ -26,8 +26,8 @@ from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.models import Symbol
 from risk.engine.errors import StopConfigError
-from trading.engine.strategies import available_strategies
-from trading.management.commands.runtrader import parse_params
+from trading.engine.errors import StrategyConfigError
+from trading.engine.strategies import resolve_strategy
 
 MAX_BARS_PER_SYMBOL = 5_000_000  # e.g. 1m bars over ~9.5 years; more is a typo, not a backtest
 MAX_SYMBOLS = 50
@@ -46,18 +46,32 @@ def one_line(exc: BaseException) -> str:
 
 def validated_request(options: dict[str, Any], start: datetime, end: datetime) -> dict[str, Any]:
     """Return ``backtest_run_create`` keyword arguments once every flag has been checked."""
-    strategy = options["strategy"]
-    if strategy not in available_strategies():
-        raise BacktestInputError(f"--strategy must be one of {', '.join(available_strategies())}")
-    timeframe = _timeframe(options["timeframe"], start, end)
     params = _params(options["param"])
+    named, symbols = options.get("config"), options["symbols"]
+    if named:  # a named parameter set (StrategyConfig): its strategy, parameters and symbols
+        if options["strategy"]:
+            raise BacktestInputError("give --config or --strategy, not both")
+        from trading.selectors import strategy_config_named
+
+        try:
+            row = strategy_config_named(named)
+        except LookupError as exc:
+            raise BacktestInputError(f"--config: {exc.args[0]}") from exc
+        options = {**options, "strategy": row.strategy_class}
+        params = {**(row.params or {}), **params}  # --param overrides the stored set
+        symbols = ",".join(row.symbols) if row.symbols else symbols
+    try:  # a built-in, a class in STRATEGY_PATHS, or path/to/file.py:ClassName (made absolute)
+        strategy = resolve_strategy(options["strategy"] or "")
+    except StrategyConfigError as exc:
+        raise BacktestInputError(f"--strategy: {exc}") from exc
+    timeframe = _timeframe(options["timeframe"], start, end)
     strategy_check(strategy, params)
     _run_options(options)
     _search_options(strategy, options)
     return {
         "strategy": strategy,
         "params": params,
-        "symbols": _symbols(options["symbols"]),
+        "symbols": _symbols(symbols),
         "timeframe": timeframe,
         "start": start,
         "end": end,
@@ -105,6 +119,9 @@ def _symbols(raw: str) -> list[str]:
 
 
 def _params(items: list[str]) -> dict[str, Any]:
+    # runtrader's module loads the live feeds and ingestion (~0.8 s): only its parser is needed.
+    from trading.management.commands.runtrader import parse_params
+
     try:
         params = parse_params(items)
     except CommandError as exc:
