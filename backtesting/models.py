@@ -27,7 +27,7 @@ class BacktestRun(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
-    strategy = models.CharField(max_length=64)
+    strategy = models.CharField(max_length=255)  # a name, or /abs/file.py:ClassName
     params = models.JSONField(default=dict, blank=True)
     symbols = models.JSONField(default=list)
     timeframe = models.CharField(max_length=4, default="1h")

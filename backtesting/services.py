@@ -51,7 +51,8 @@ from backtesting.risk_limits import risk_hook, snapshot_margin
 from marketdata.services import MarketDataUnavailable, bars_load
 from monitoring.realtime import publish
 from risk.engine.enforcer import stop_rules
-from trading.engine.strategies import STRATEGIES, create_strategy
+from trading.engine.errors import StrategyConfigError
+from trading.engine.strategies import create_strategy, strategy_class
 
 logger = logging.getLogger(__name__)
 EQUITY_POINTS = 2_000  # stored equity curve is thinned to this many points
@@ -160,9 +161,10 @@ def parse_space(strategy: str, overrides: Sequence[str]) -> dict[str, Any]:
 
 def strategy_parameters(strategy: str) -> Mapping[str, Any]:
     """Return the parameters ``strategy`` accepts, with their defaults."""
-    if strategy not in STRATEGIES:
-        raise BacktestInputError(f"unknown strategy {strategy!r}")
-    return STRATEGIES[strategy].default_params
+    try:
+        return strategy_class(strategy).default_params
+    except StrategyConfigError as exc:
+        raise BacktestInputError(str(exc)) from exc
 
 
 def _parse_dimension(item: str) -> tuple[str, Any]:

@@ -425,4 +425,6 @@ EXCHANGE_API_URLS = {
 }
 
 MODELS_DIR = DATA_DIR / "models"
+# Folders scanned for users' strategy classes (``manage.py strategy list``; ``--strategy Name``).
+STRATEGY_PATHS = env.list("STRATEGY_PATHS", default=[str(DATA_DIR / "strategies")])
 REPORTS_DIR = DATA_DIR / "reports"

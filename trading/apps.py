@@ -6,3 +6,11 @@ class TradingConfig(AppConfig):
 
     name = "trading"
     verbose_name = "Trading"
+
+    def ready(self) -> None:
+        """Point the user-strategy loader at ``settings.STRATEGY_PATHS``."""
+        from django.conf import settings
+
+        from trading.engine.user_strategies import set_strategy_paths
+
+        set_strategy_paths(list(getattr(settings, "STRATEGY_PATHS", [])))

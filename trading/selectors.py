@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from trading.adapters.base import live_trading_blockers
-from trading.models import Account, Order, Position
+from trading.models import Account, Order, Position, StrategyConfig
 
 
 def account_equity(*, account: Account, positions: list[Position]) -> Decimal:
@@ -113,3 +113,13 @@ def engine_status(*, account: Account) -> dict:
         "timeframe": session.get("timeframe", ""),
         "started_at": start.ts if session else None,
     }
+
+
+def strategy_config_named(name: str) -> StrategyConfig:
+    """Return the enabled named parameter set ``name``; raise LookupError naming the known ones."""
+    row = StrategyConfig.objects.filter(name=name, enabled=True).first()
+    if row is None:
+        names = StrategyConfig.objects.filter(enabled=True).values_list("name", flat=True)
+        known = ", ".join(names)
+        raise LookupError(f"no enabled strategy config {name!r} (enabled: {known or 'none'})")
+    return row

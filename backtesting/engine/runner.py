@@ -358,6 +358,13 @@ class BacktestRunner:
             data.close,
             [(s.strategy, s.symbols) for s in self._slots],
             names=data.symbols,
+            columns={
+                "ts": data.ts,
+                "open": data.open,
+                "high": data.high,
+                "low": data.low,
+                "volume": data.volume,
+            },
         )
 
 

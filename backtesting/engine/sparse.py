@@ -130,10 +130,12 @@ def build_plan(
     strategies: Sequence[tuple[Strategy, tuple[str, ...] | None]],
     *,
     names: Sequence[str] | None = None,
+    columns: dict[str, np.ndarray] | None = None,
 ) -> SparsePlan | None:
     """Return the plan, or None if a strategy has no decision table (replay every bar).
 
-    ``names`` are the distinct symbols, sorted, when the caller knows them.
+    ``names`` are the distinct symbols, sorted, when the caller knows them; ``columns`` the
+    other bar columns (ts, open, high, low, volume) signal-style strategies read.
     """
     if not all(type(s).has_decision_table() for s, _ in strategies):
         return None
@@ -148,7 +150,10 @@ def build_plan(
         local = np.empty(n, dtype=np.int64)
         for r in rows.values():
             local[r] = np.arange(r.size)
-    caches = {s: IndicatorCache(close[r]) for s, r in rows.items()}
+    caches = {
+        s: IndicatorCache(close[r], {k: v[r] for k, v in (columns or {}).items()})
+        for s, r in rows.items()
+    }
     pairs: list[Pair] = []
     for slot, (strategy, wanted) in enumerate(strategies):
         for sym, r in rows.items():

@@ -118,8 +118,11 @@ def wilder_rsi(close: np.ndarray, n: int) -> np.ndarray:
 class IndicatorCache:
     """Indicators of one close series, memoised by parameters (shared across a sweep)."""
 
-    def __init__(self, close: np.ndarray) -> None:
+    def __init__(self, close: np.ndarray, columns: dict[str, np.ndarray] | None = None) -> None:
         self.close = np.asarray(close, dtype=float)
+        # The other bar columns (ts, open, high, low, volume) when the caller has them: what
+        # signal-style strategies (``trading.engine.signal_strategy``) read as a DataFrame.
+        self.columns = columns or {}
         self._memo: dict[tuple[Any, ...], Any] = {}
 
     def _get(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:

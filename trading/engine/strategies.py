@@ -25,6 +25,7 @@ from trading.engine.series import IndicatorCache
 from trading.engine.strategy import Prediction, PredictionKind, Strategy, StrategyContext
 
 STRATEGIES: dict[str, type[Strategy]] = {}
+_REGISTERED: set[str] = set()  # the built-ins (users' classes join STRATEGIES when loaded)
 # Share of equity per position: ten symbols at once fit a gross-exposure limit of 100 %.
 DEFAULT_FRACTION = 0.1
 
@@ -39,24 +40,55 @@ def register(name: str) -> Callable[[S], S]:
             raise StrategyConfigError(f"strategy {name!r} is already registered")
         cls.name = name
         STRATEGIES[name] = cls
+        _REGISTERED.add(name)
         return cls
 
     return decorate
 
 
 def available_strategies() -> list[str]:
-    """Return the registered strategy names, sorted."""
-    return sorted(STRATEGIES)
+    """Return the registered (built-in) strategy names, sorted."""
+    return sorted(_REGISTERED)
+
+
+def resolve_strategy(name: str) -> str:
+    """Return the name ``name`` is stored and looked up under, loading a user strategy if need be.
+
+    A registered name is returned as is; ``file.py:ClassName`` becomes its absolute form; a
+    class in the strategy folders keeps its name (``trading.engine.user_strategies``). The class
+    is then in ``STRATEGIES`` under the returned name. Raise StrategyConfigError if none fits.
+    """
+    from trading.engine import user_strategies as user
+
+    name = str(name).strip()
+    if name in STRATEGIES:
+        return name
+    if user.is_path_spec(name):
+        key, cls = user.load_spec(name)
+    else:
+        found = user.find(name)
+        if found is None:
+            known = ", ".join(available_strategies())
+            folders = ", ".join(str(p) for p in user.strategy_paths()) or "none"
+            raise StrategyConfigError(
+                f"unknown strategy {name!r}; built-in: {known}; strategy folders: {folders};"
+                " or give path/to/file.py:ClassName"
+            )
+        key, cls = name, found[1]
+    if "name" not in vars(cls):
+        cls.name = user.display_name(cls)  # what orders and messages call it (short)
+    STRATEGIES[key] = cls
+    return key
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """Return the class of strategy ``name`` (registered, in a strategy folder, or a path)."""
+    return STRATEGIES[resolve_strategy(name)]
 
 
 def create_strategy(name: str, **params: Any) -> Strategy:
-    """Instantiate the strategy registered as ``name`` with ``params``."""
-    try:
-        cls = STRATEGIES[name]
-    except KeyError:
-        known = ", ".join(available_strategies())
-        raise StrategyConfigError(f"unknown strategy {name!r}; known: {known}") from None
-    return cls(**params)
+    """Instantiate strategy ``name`` (see ``resolve_strategy``) with ``params``."""
+    return strategy_class(name)(**params)
 
 
 def param_number(strategy: str, params: Mapping[str, Any], name: str) -> float:
@@ -345,5 +377,5 @@ class ModelSignal(_TargetStrategy):
 
 
 import research.strategies  # noqa: E402, F401 - registers "pairs" (research owns it)
-import trading.engine.strategy_rebalance  # noqa: E402, F401 - registers "rebalance"
 import trading.engine.signals  # noqa: E402, F401 - registers "tradingview_signal"
+import trading.engine.strategy_rebalance  # noqa: E402, F401 - registers "rebalance"

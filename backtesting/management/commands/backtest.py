@@ -91,7 +91,17 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--strategy", help=f"One of: {', '.join(available_strategies())}")
+        parser.add_argument(
+            "--strategy",
+            help=f"One of: {', '.join(available_strategies())}; a class in STRATEGY_PATHS; "
+            "or path/to/file.py:ClassName",
+        )
+        parser.add_argument(
+            "--config",
+            metavar="NAME",
+            help="A named parameter set (StrategyConfig, edited in the admin): its strategy, "
+            "parameters and symbols; --param overrides",
+        )
         parser.add_argument("--symbols", default="BTC-USD", help="Comma-separated symbols")
         parser.add_argument("--timeframe", default="1h", help="Bar timeframe, e.g. 1m, 1h, 1d")
         parser.add_argument("--start", help="UTC date or ISO datetime, inclusive (required)")

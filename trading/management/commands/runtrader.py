@@ -30,7 +30,12 @@ from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
 from rrr_site.locks import LockHeld, OwnerLock, lock_held
 from trading.engine.errors import StrategyConfigError
-from trading.engine.strategies import STRATEGIES, available_strategies, create_strategy
+from trading.engine.strategies import (
+    available_strategies,
+    create_strategy,
+    resolve_strategy,
+    strategy_class,
+)
 from trading.models import Account
 from trading.runtime import PersistenceFailed, RuntimeConfig, TradingRuntime
 from trading.selectors import live_trading_blockers_for, live_venue_for
@@ -84,11 +89,10 @@ def check_strategy(strategy: str | None, params: dict[str, object]) -> None:
         if params:
             raise CommandError("--param needs --strategy (parameters belong to a strategy)")
         return
-    if strategy not in STRATEGIES:
-        raise CommandError(
-            f"unknown strategy {strategy!r}; choose one of {', '.join(available_strategies())}"
-        )
-    defaults = STRATEGIES[strategy].default_params
+    try:  # a built-in, a class in STRATEGY_PATHS, or path/to/file.py:ClassName
+        defaults = strategy_class(strategy).default_params
+    except StrategyConfigError as exc:
+        raise CommandError(str(exc)) from exc
     for key, value in params.items():
         if key in defaults and _kind(value) != _kind(defaults[key]):
             raise CommandError(
@@ -182,7 +186,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--symbols", default="BTC-USD,ETH-USD", help="Comma-separated symbols to trade"
         )
-        parser.add_argument("--strategy", help=f"One of: {', '.join(available_strategies())}")
+        parser.add_argument(
+            "--strategy",
+            help=f"One of: {', '.join(available_strategies())}; a class in STRATEGY_PATHS; "
+            "or path/to/file.py:ClassName",
+        )
+        parser.add_argument(
+            "--config",
+            metavar="NAME",
+            help="A named parameter set (StrategyConfig, edited in the admin): its strategy, "
+            "parameters and symbols",
+        )
         parser.add_argument(
             "--param",
             action="append",
@@ -279,12 +293,31 @@ class Command(BaseCommand):
             help="Seconds between engine heartbeats (health and monitoring)",
         )
 
+    @staticmethod
+    def _named_config(options: dict, params: dict) -> tuple[str, dict, list[str]]:
+        """Return the strategy, parameters and symbols of ``--config NAME``."""
+        from trading.selectors import strategy_config_named
+
+        if options["strategy"]:
+            raise CommandError("give --config or --strategy, not both")
+        try:
+            row = strategy_config_named(options["config"])
+        except LookupError as exc:
+            raise CommandError(f"--config: {exc.args[0]}") from exc
+        symbols = [str(s).strip().upper() for s in row.symbols or [] if str(s).strip()]
+        return row.strategy_class, {**(row.params or {}), **params}, symbols
+
     def handle(self, *args, **options) -> None:
         check_options(options)
         symbols = parse_symbols(options["symbols"])
         params = parse_params(options["param"])
         strategy = options["strategy"]
+        if options["config"]:  # a named parameter set (StrategyConfig); --param overrides it
+            strategy, params, named_symbols = self._named_config(options, params)
+            symbols = named_symbols or symbols
         check_strategy(strategy, params)
+        if strategy is not None:
+            strategy = resolve_strategy(strategy)  # stored as any process can load it again
         stops = self._stop_rules(options)
         if options["model"] and not options["no_models"]:
             self._check_model_symbols(options["model"], symbols, options["allow_other_symbol"])

@@ -1,0 +1,231 @@
+"""Signal-style strategies: ``indicators(df)``, ``entries(df)`` and ``exits(df)`` over a DataFrame.
+
+A user writes three functions of a pandas DataFrame of bars (columns ``ts``, ``open``, ``high``,
+``low``, ``close``, ``volume``, one row per bar, oldest first), as Freqtrade users know them:
+
+- ``indicators(df)`` adds the columns the rules read (moving averages...);
+- ``entries(df)`` sets boolean ``enter_long`` and/or ``enter_short`` columns;
+- ``exits(df)`` sets boolean ``exit_long`` and/or ``exit_short`` columns;
+- optional columns: ``size`` (share of equity for an entry on that bar, else the ``fraction``
+  parameter), ``stop_loss`` and ``take_profit`` (price levels attached to the entry as a bracket).
+
+Rules for one bar, given the side held: flat, ``enter_long`` goes long (else ``enter_short``
+short); long, ``enter_short`` reverses and ``exit_long`` closes; short, ``enter_long`` reverses and
+``exit_short`` closes. Decisions are taken on a bar's close and filled like any other order.
+
+In a backtest the three functions run once over the whole series and become the strategy's
+decision table (``Strategy.decision_table``), so the sparse replay visits only the bars where
+something happens (not with stop/take-profit columns: brackets must be watched on every bar, so
+those run the full replay). Live, ``on_bar`` keeps the last ``live_window`` bars per symbol,
+recomputes the three functions on them at each closed bar and acts on the last row: the same
+decisions as the backtest when the indicators only look back (``lookahead.recursive_check``
+verifies that) and ``live_window`` covers their longest lookback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from marketdata.engine.events import Bar
+from trading.engine.constants import DEFAULT_LOT
+from trading.engine.errors import StrategyConfigError
+from trading.engine.money import ZERO, to_decimal
+from trading.engine.series import IndicatorCache
+from trading.engine.strategy import Strategy, StrategyContext
+
+COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+ENTRY_COLUMNS = ("enter_long", "enter_short")
+EXIT_COLUMNS = ("exit_long", "exit_short")
+BRACKET_COLUMNS = ("stop_loss", "take_profit")
+
+
+class StrategyCodeError(StrategyConfigError):
+    """A user strategy raised: the message names the file, the line and the bar."""
+
+
+def code_error(strategy: Strategy, exc: BaseException, where: str) -> StrategyCodeError:
+    """Return the error naming the file and line in ``strategy``'s code that raised."""
+    module = sys.modules.get(type(strategy).__module__)
+    file = getattr(module, "__file__", None) or type(strategy).__module__
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == file:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    at = f"{file}, line {line}" if line else file
+    return StrategyCodeError(
+        f"strategy {strategy.name} raised {type(exc).__name__}: {exc} ({at}; {where})"
+    )
+
+
+class SignalStrategy(Strategy):
+    """Base class of signal-style strategies (see the module docstring)."""
+
+    abstract: ClassVar[bool] = True  # the loader skips classes that set this in their own body
+    default_params: ClassVar[Mapping[str, Any]] = {"fraction": 0.1, "lot": DEFAULT_LOT}
+    live_window: ClassVar[int] = 500  # bars kept per symbol live; must cover the longest lookback
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "abstract" not in vars(cls):
+            cls.abstract = False
+        base = {"fraction": 0.1, "lot": DEFAULT_LOT}
+        cls.default_params = {**base, **dict(vars(cls).get("default_params", {}))}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        try:
+            self._fraction = to_decimal(self.params["fraction"])
+            self._lot = to_decimal(self.params["lot"])
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            raise StrategyConfigError(f"{self.name}: fraction and lot must be numbers") from exc
+        if not (self._fraction > 0 and self._lot > 0):
+            raise StrategyConfigError(f"{self.name}: fraction and lot must be positive")
+        self._bars: dict[str, deque[tuple]] = {}
+
+    # ----------------------------------------------------------------- what users write
+
+    def indicators(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Add indicator columns to ``df`` and return it."""
+        return df
+
+    def entries(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Set boolean ``enter_long``/``enter_short`` columns and return ``df``."""
+        return df
+
+    def exits(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Set boolean ``exit_long``/``exit_short`` columns and return ``df``."""
+        return df
+
+    # ----------------------------------------------------------------- the compiled form
+
+    def signals(self, df: pd.DataFrame, where: str = "") -> pd.DataFrame:
+        """Return ``df`` with indicators, entries and exits (a user error names file and line)."""
+        step = "indicators"
+        try:
+            df = self.indicators(df)
+            step = "entries"
+            df = self.entries(df)
+            step = "exits"
+            df = self.exits(df)
+        except StrategyConfigError:
+            raise
+        except Exception as exc:
+            raise code_error(self, exc, f"in {step}(){where}") from exc
+        if not isinstance(df, pd.DataFrame):
+            raise StrategyCodeError(f"strategy {self.name}: {step}() must return the DataFrame")
+        return df
+
+    @staticmethod
+    def table_of(df: pd.DataFrame) -> np.ndarray:
+        """Return the decision table (3 × bars: direction wanted when short, flat, long)."""
+        n = len(df)
+
+        def flag(name: str) -> np.ndarray:
+            if name not in df:
+                return np.zeros(n, dtype=bool)
+            return df[name].fillna(False).to_numpy(dtype=bool)
+
+        el, es, xl, xs = (flag(c) for c in (*ENTRY_COLUMNS, *EXIT_COLUMNS))
+        nan = np.nan
+        flat = np.where(el, 1.0, np.where(es, -1.0, nan))
+        long = np.where(es, -1.0, np.where(xl, 0.0, nan))
+        short = np.where(el, 1.0, np.where(xs, 0.0, nan))
+        return np.stack([short, flat, long])
+
+    def frame_of(self, series: IndicatorCache) -> pd.DataFrame:
+        """Return the bars of ``series`` as the DataFrame users' functions read."""
+        columns = getattr(series, "columns", None) or {}
+        close = series.close
+        data = {name: columns.get(name, close if name != "volume" else np.zeros(close.size))
+                for name in COLUMNS if name != "ts"}
+        frame = pd.DataFrame(data)
+        if "ts" in columns:
+            frame.insert(0, "ts", pd.to_datetime(columns["ts"], utc=True))
+        return frame
+
+    def decision_table(self, series: IndicatorCache) -> np.ndarray | None:
+        """Run the three functions over the whole series once; None with size/bracket columns."""
+        df = self.signals(self.frame_of(series), " over the whole series")
+        if any(c in df for c in (*BRACKET_COLUMNS, "size")):
+            # Brackets are watched bar by bar and sizes vary by bar: the full replay (on_bar).
+            return None
+        return self.table_of(df)
+
+    def on_decision(self, bar: Bar, choices: Sequence[float], ctx: StrategyContext) -> float | None:
+        """Act as ``on_bar`` would on the bar's row of the decision table."""
+        held = self._held(ctx, bar.symbol)
+        direction = choices[held + 1]
+        if direction != direction:
+            return None
+        return self._go(ctx, bar, int(direction), held, None, {})
+
+    # ----------------------------------------------------------------- live
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        """Recompute the functions over the last ``live_window`` bars and act on the last row."""
+        window = self._bars.get(bar.symbol)
+        if window is None:
+            window = self._bars[bar.symbol] = deque(maxlen=int(self.live_window))
+        window.append((bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume))
+        df = pd.DataFrame(list(window), columns=list(COLUMNS))
+        df["ts"] = pd.to_datetime(df["ts"], utc=True)
+        for name in COLUMNS[1:]:
+            df[name] = df[name].astype(float)
+        df = self.signals(df, f" at the bar of {bar.symbol} closing {bar.ts.isoformat()}")
+        last = df.iloc[-1:]
+        held = self._held(ctx, bar.symbol)
+        direction = self.table_of(last)[held + 1, 0]
+        if direction != direction:
+            return
+        row = last.iloc[0]
+        size = row["size"] if "size" in df else None
+        brackets = {c: row[c] for c in BRACKET_COLUMNS if c in df and pd.notna(row[c])}
+        self._go(ctx, bar, int(direction), held, size, brackets)
+
+    # ----------------------------------------------------------------- shared
+
+    @staticmethod
+    def _held(ctx: StrategyContext, symbol: str) -> int:
+        expected = ctx.expected_position(symbol)
+        return (expected > 0) - (expected < 0)
+
+    def _go(
+        self,
+        ctx: StrategyContext,
+        bar: Bar,
+        direction: int,
+        held: int,
+        size: Any,
+        brackets: dict[str, Any],
+    ) -> float | None:
+        if direction == held:
+            return None
+        symbol, price = bar.symbol, to_decimal(bar.close)
+        if direction == 0:
+            ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
+            return None
+        fraction = self._fraction
+        if size is not None and pd.notna(size) and float(size) > 0:
+            fraction = to_decimal(float(size))
+        quantity = ctx.size_for(symbol, fraction, self._lot, price)
+        side = "long" if direction > 0 else "short"
+        if held != 0:  # reverse: close first (a pure reduction), then enter
+            ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
+        if quantity <= 0:
+            return None if brackets else float(ctx.equity * fraction / self._lot)
+        if brackets:
+            method = ctx.buy if direction > 0 else ctx.sell
+            method(symbol, quantity, signal=f"{self.name}:{side}",
+                   **{k: Decimal(str(v)) for k, v in brackets.items()})
+        else:
+            ctx.target_position(symbol, quantity * direction, signal=f"{self.name}:{side}")
+        return None
