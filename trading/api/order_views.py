@@ -84,6 +84,7 @@ class OrderListCreateView(APIView):
     permission_classes = [ViewerReadsTraderWrites]
 
     @extend_schema(
+        operation_id="orders_list",  # not orders_retrieve, the detail's id (check --deploy W001)
         tags=["orders"],
         parameters=[OrderListQuery],
         responses={200: keyset_page_serializer("OrderPage", OrderSerializer), **read_errors()},
