@@ -129,3 +129,24 @@ def test_logs_go_to_stderr_as_json_and_leave_stdout_to_the_command() -> None:
     assert done.stdout == "output\n"
     record = json.loads(done.stderr.strip().splitlines()[-1])
     assert record["level"] == "WARNING" and record["message"] == "hello"
+
+
+@pytest.mark.parametrize(("verbosity", "levels"), [("0", set()), ("3", {"WARNING", "INFO"})])
+def test_verbosity_sets_the_log_level(verbosity: str, levels: set[str]) -> None:
+    code = (
+        "import logging; log = logging.getLogger('rrr.probe'); "
+        "log.warning('w'); log.info('i'); print('output')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code, "-v", verbosity],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # (shell lists its automatic imports on stdout at verbosity 2+; logs never go there)
+    assert done.stdout.strip().endswith("output") and "rrr.probe" not in done.stdout
+    records = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    assert {r["level"] for r in records if r["logger"] == "rrr.probe"} == levels
