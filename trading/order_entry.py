@@ -56,6 +56,24 @@ class OrderRequest:
     reduce_only: bool = False
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
+    # TWAP/VWAP: a parent the account's runtrader works in children over ``duration`` seconds.
+    algo: str | None = None
+    duration: float | None = None
+    slices: int | None = None
+    profile: tuple[Decimal, ...] | None = None
+    max_participation: Decimal | None = None
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        """Return ``order_submit``'s algo keywords (none for a plain order)."""
+        if self.algo is None:
+            return {}
+        return {
+            "algo": self.algo,
+            "duration": self.duration,
+            "slices": self.slices,
+            "profile": list(self.profile) if self.profile is not None else None,
+            "max_participation": self.max_participation,
+        }
 
     def fingerprint(self, account: Account) -> str:
         """Return a SHA-256 of the request (exact decimals as strings) and its account."""
@@ -139,7 +157,23 @@ def _validate(request: OrderRequest, account: Account) -> EngineOrder:
         reduce_only=request.reduce_only,
     )
     validate_order(candidate)
+    if request.algo is not None:
+        _check_algo(request)
     return candidate
+
+
+def _check_algo(request: OrderRequest) -> None:
+    """Refuse an algo request ``order_submit`` would refuse (before any row is written)."""
+    from trading.engine.errors import AlgoConfigError
+    from trading.services import _algo_spec
+
+    if request.stop_loss is not None or request.take_profit is not None:
+        raise OrderRejected("an algo parent takes no bracket (stop_loss/take_profit)")
+    kwargs = request.algo_kwargs()
+    try:
+        _algo_spec(kwargs.pop("algo"), request.type, **kwargs)
+    except AlgoConfigError as exc:
+        raise OrderRejected(f"algo: {exc}") from None
 
 
 def _check_bracket(request: OrderRequest, reference: Decimal | None) -> None:
@@ -260,6 +294,7 @@ def _record(*, account: Account, request: OrderRequest, verdict: RiskVerdict, ac
         reduce_only=request.reduce_only,
         strategy="api",
         actor=actor,
+        **request.algo_kwargs(),
     )
     metadata = dict(order.metadata)
     if request.stop_loss is not None:

@@ -39,10 +39,42 @@ class OrderCreateSerializer(serializers.Serializer):
     reduce_only = serializers.BooleanField(default=False)
     stop_loss = _money("Bracket: protective stop price, activated as the entry fills")
     take_profit = _money("Bracket: take-profit limit price, activated as the entry fills")
+    algo = serializers.ChoiceField(
+        choices=[("twap", "twap"), ("vwap", "vwap")], required=False,
+        help_text="Work a market order as a TWAP/VWAP parent over `duration` seconds",
+    )  # fmt: skip
+    duration = serializers.FloatField(
+        min_value=1, max_value=7 * 86_400, required=False, help_text="algo: seconds to work it"
+    )
+    slices = serializers.IntegerField(
+        min_value=1, max_value=10_000, required=False, help_text="algo: child orders (default: "
+        "from the duration)",
+    )  # fmt: skip
+    profile = serializers.ListField(
+        child=serializers.DecimalField(max_digits=20, decimal_places=10, min_value=Decimal(0)),
+        min_length=1, max_length=10_000, required=False,
+        help_text="vwap: the volume weight of each slice",
+    )  # fmt: skip
+    max_participation = serializers.DecimalField(
+        max_digits=12, decimal_places=8, min_value=Decimal("1e-8"), max_value=Decimal(1),
+        required=False, help_text="algo: at most this share of the market's volume per slice",
+    )  # fmt: skip
+
+    def validate(self, attrs: dict) -> dict:
+        algo_fields = {"duration", "slices", "profile", "max_participation"} & set(attrs)
+        if algo_fields and "algo" not in attrs:
+            raise serializers.ValidationError(
+                {"algo": [f"{', '.join(sorted(algo_fields))} need algo (twap or vwap)"]}
+            )
+        if "algo" in attrs and "duration" not in attrs:
+            raise serializers.ValidationError({"duration": ["Required with algo."]})
+        return attrs
 
     def to_request(self) -> OrderRequest:
         """Return the service's request from the validated data."""
         data = {k: v for k, v in self.validated_data.items() if k != "account"}
+        if "profile" in data:
+            data["profile"] = tuple(data["profile"])
         return OrderRequest(**data)
 
 

@@ -75,6 +75,8 @@ def _bad_order(exc: OrderRejected) -> ValidationError:
     field = "symbol" if exc.reason.startswith("unknown symbol") else "non_field_errors"
     if "bracket" in exc.reason:
         field = "stop_loss"
+    if exc.reason.startswith("algo"):
+        field = "algo"
     return ValidationError({field: [exc.reason]})
 
 
