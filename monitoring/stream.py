@@ -41,6 +41,8 @@ FORBIDDEN = 4403
 TOO_SLOW = 4429  # undroppable messages overflowed this connection's outbox
 MAX_CHANNELS = 64
 MAX_MESSAGE = 16_384  # bytes of one client message
+RELAY_EVERY = 0.5  # seconds between reads of a watched backtest's stored progress (see below)
+FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 
 @database_sync_to_async
@@ -84,6 +86,20 @@ def _snapshot(channel: Channel, accounts: frozenset[str] | None) -> dict:
     return stream_snapshot(channel, visible)
 
 
+@database_sync_to_async
+def _stored_progress(run_id: int) -> dict:
+    from monitoring.stream_selectors import backtest_snapshot
+
+    return backtest_snapshot(run_id=run_id)
+
+
+def _layer_is_local(layer) -> bool:
+    """Say whether ``layer`` reaches only this process (the embedded in-memory layer)."""
+    from channels.layers import InMemoryChannelLayer
+
+    return isinstance(layer, InMemoryChannelLayer)
+
+
 class StreamConsumer(AsyncWebsocketConsumer):
     """Authenticate, then serve subscribe/unsubscribe/ping and forward channel messages."""
 
@@ -98,6 +114,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.ready = asyncio.Event()
         self.sender: asyncio.Task | None = None
         self.closing = False
+        self.relays: dict[str, asyncio.Task] = {}
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -115,6 +132,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.closing = True
         if self.sender is not None:
             self.sender.cancel()
+        for relay in getattr(self, "relays", {}).values():
+            relay.cancel()
         for name in list(getattr(self, "channels_on", {})):
             await self.channel_layer.group_discard(name, self.channel_name)
 
@@ -183,6 +202,28 @@ class StreamConsumer(AsyncWebsocketConsumer):
             data = await _snapshot(channel, self.accounts)
             self.channels_on[channel.name] = channel
             self._put(channel, "snapshot", now_iso(), data)
+            if channel.family == "backtests" and _layer_is_local(self.channel_layer):
+                self.relays[channel.name] = asyncio.create_task(self._relay(channel, data))
+
+    async def _relay(self, channel: Channel, last: dict) -> None:
+        """Relay a backtest's stored progress while it runs, when the layer is this process's.
+
+        A run executes in a task worker, another process: with Redis its progress messages
+        reach every web process, but the embedded in-memory layer cannot carry them here. So in
+        that case the connection reads the run's stored progress (written at every progress mark)
+        every ``RELAY_EVERY`` s and sends a ``progress`` message when it changed, until the run
+        finishes, the channel is left, or the run's own messages arrive (it runs in this process).
+        """
+        seen = (last.get("done"), last.get("status"))
+        while seen[1] not in FINISHED and not self.closing:
+            await asyncio.sleep(RELAY_EVERY)
+            data = await _stored_progress(int(channel.key))
+            if self.relays.get(channel.name) is not asyncio.current_task():
+                return  # left, or published to here (``stream_message`` ended the relay)
+            now = (data["done"], data["status"])
+            if now != seen:
+                seen = now
+                self._put(channel, "progress", now_iso(), data)
 
     async def _why_not(self, name: str) -> str | None:
         try:
@@ -200,6 +241,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         for name in names:
             if isinstance(name, str) and name in self.channels_on:
                 del self.channels_on[name]
+                relay = self.relays.pop(name, None)
+                if relay is not None:
+                    relay.cancel()
                 self.outbox.reset(name)
                 await self.channel_layer.group_discard(name, self.channel_name)
                 accepted.append(name)
@@ -237,6 +281,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         if channel.is_account and not await self._may_see(event.get("data")):
             return
+        if channel.name in self.relays:  # the run publishes to this process: no relay needed
+            self.relays.pop(channel.name).cancel()
         self._put(channel, event["kind"], event["ts"], event["data"])
 
     def _put(self, channel: Channel, kind: str, ts: str, data: dict) -> None:
