@@ -237,6 +237,7 @@ class TradingRuntime:
         self.runner = StrategyRunner(self.oms, bars_to_venue=False)
         self.runner.gate = self.gate = ModeGate(self.oms)
         self.runner.sizer = control.sizer  # the account's sizing policy, not all-in
+        self.runner.on_strategy_error = self._strategy_failed  # stop it alone, reduce, alert
         if self.config.strategy:
             strategy = create_strategy(self.config.strategy, **self.config.params)
             self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
@@ -534,6 +535,28 @@ class TradingRuntime:
                 },
             )
         self.control.queue_risk(events, changes)
+
+    def _strategy_failed(self, account: str, strategy: str, error: Exception) -> None:
+        """A strategy raised: it is stopped (the runner), its account moves to reducing, and a
+        critical risk event (stored with an alert) names the file, line and bar."""
+        now = self._now or self.clock()
+        reason = f"strategy {strategy!r} stopped: {error}"[:500]
+        logger.error("strategy raised; stopped, account moves to reducing",
+                     extra={"account": account, "strategy": strategy, "error": str(error)})
+        changes = []
+        if self.oms is not None and self.oms.mode(account) is TradingMode.ACTIVE:
+            self.oms.set_mode(account, TradingMode.REDUCING, now)
+            changes = [ModeChangeRequest(account, TradingMode.REDUCING, reason, "strategy", now)]
+        event = RiskEventRecord(
+            Severity.CRITICAL, "strategy", reason, {"strategy": strategy}, account, now
+        )
+        self.control.queue_risk([event], changes)
+        self._publish(
+            "risk",
+            "risk_event",
+            {"account": account, "kind": "strategy", "severity": Severity.CRITICAL.value,
+             "message": reason, "ts": now.isoformat()},
+        )
 
     async def _feed_failed(self, exc: FeedError) -> None:
         """A feed that cannot deliver leaves the account reducing, with a risk event saying why."""

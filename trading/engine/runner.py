@@ -25,6 +25,8 @@ from trading.engine.strategy import (
     StrategyContext,
 )
 
+_STOPPED: frozenset[str] = frozenset()  # the symbols of a strategy stopped after an error
+
 
 @dataclass(slots=True)
 class _Slot:
@@ -62,6 +64,9 @@ class StrategyRunner:
         # Optional filter in front of the OMS for strategy intents (``trading.engine.gate``).
         self.gate: Callable[[OrderIntent], bool] | None = None
         self._sizer: PositionSizer | None = None
+        # Live: called with (account, strategy id, error) when a strategy raises; it is then
+        # stopped and the rest carries on. None (backtests): the error ends the run.
+        self.on_strategy_error: Callable[[str, str, Exception], None] | None = None
         oms.add_listener(self)
         # TWAP/VWAP parents asked for by strategies (or services): children go through the OMS.
         self.algos = AlgoBook(oms)
@@ -130,7 +135,10 @@ class StrategyRunner:
             self.history.append(bar.symbol, bar.close)
             for slot in self._slots:
                 if slot.wants(bar.symbol):
-                    slot.strategy.on_bar(bar, slot.ctx)
+                    try:
+                        slot.strategy.on_bar(bar, slot.ctx)
+                    except Exception as exc:
+                        self._failed(slot, exc, f"warming up on the {bar.symbol} bar of {bar.ts}")
                     slot.ctx.drain()  # a warm-up decision is history, never an order
             shown += 1
         self._set_now(now)
@@ -158,7 +166,10 @@ class StrategyRunner:
         now = self._open_bar(bar)
         for slot in self._slots:
             if slot.wants(bar.symbol):
-                slot.strategy.on_bar(bar, slot.ctx)
+                try:
+                    slot.strategy.on_bar(bar, slot.ctx)
+                except Exception as exc:
+                    self._failed(slot, exc, f"on_bar: the {bar.symbol} bar of {bar.ts}")
         self.settle(now)
 
     def on_bar_decided(
@@ -210,7 +221,10 @@ class StrategyRunner:
         self.settle(now)
         for slot in self._slots:
             if slot.wants(trade.symbol):
-                slot.strategy.on_trade(trade, slot.ctx)
+                try:
+                    slot.strategy.on_trade(trade, slot.ctx)
+                except Exception as exc:
+                    self._failed(slot, exc, f"on_trade: {trade.symbol} at {trade.ts}")
         self.settle(now)
 
     def on_quote(self, quote: Quote) -> None:
@@ -221,7 +235,10 @@ class StrategyRunner:
         self.settle(now)
         for slot in self._slots:
             if slot.wants(quote.symbol):
-                slot.strategy.on_quote(quote, slot.ctx)
+                try:
+                    slot.strategy.on_quote(quote, slot.ctx)
+                except Exception as exc:
+                    self._failed(slot, exc, f"on_quote: {quote.symbol} at {quote.ts}")
         self.settle(now)
 
     def on_book(self, book: BookSnapshot) -> None:
@@ -238,7 +255,10 @@ class StrategyRunner:
         self.settle(now)
         for slot in self._slots:
             if slot.wants(prediction.symbol):
-                slot.strategy.on_prediction(prediction, slot.ctx)
+                try:
+                    slot.strategy.on_prediction(prediction, slot.ctx)
+                except Exception as exc:
+                    self._failed(slot, exc, f"on_prediction: {prediction.symbol} at {now}")
         self.settle(now)
 
     def takes_signals(self) -> bool:
@@ -257,7 +277,10 @@ class StrategyRunner:
         self.settle(now)
         for slot in self._slots:
             if slot.wants(signal.symbol):
-                slot.strategy.on_signal(signal, slot.ctx)
+                try:
+                    slot.strategy.on_signal(signal, slot.ctx)
+                except Exception as exc:
+                    self._failed(slot, exc, f"on_signal: {signal.symbol} at {now}")
         self.settle(now)
 
     # ----------------------------------------------------------------- OMS listener
@@ -285,9 +308,7 @@ class StrategyRunner:
                 return  # the common case on a bar: nothing happened, nothing to do
         for _ in range(self._max_rounds):
             if self._fills:
-                fills, self._fills = self._fills, []
-                for slot, fill in fills:
-                    slot.strategy.on_fill(fill, slot.ctx)
+                self._deliver_fills()
             sent = False
             for slot in self._slots:
                 if slot.ctx.has_pending:
@@ -296,6 +317,30 @@ class StrategyRunner:
             if not sent and not self._fills:
                 return
         raise TradingError(f"strategies still trading after {self._max_rounds} rounds at {now}")
+
+    def _deliver_fills(self) -> None:
+        fills, self._fills = self._fills, []
+        for slot, fill in fills:
+            if slot.symbols is _STOPPED:
+                continue
+            try:
+                slot.strategy.on_fill(fill, slot.ctx)
+            except Exception as exc:
+                self._failed(slot, exc, f"on_fill: {fill.symbol} at {fill.ts}")
+
+    def _failed(self, slot: _Slot, exc: Exception, where: str) -> None:
+        """A strategy raised: raise an error naming its file, line and event (backtests), or,
+        with ``on_strategy_error`` set (live), stop that strategy alone, drop what it queued in
+        this callback and report it; the engine and the other strategies carry on."""
+        from trading.engine.signal_strategy import StrategyCodeError, code_error
+
+        error = exc if isinstance(exc, StrategyCodeError) else code_error(slot.strategy, exc, where)
+        handler = self.on_strategy_error
+        if handler is None:
+            raise error from exc
+        slot.symbols = _STOPPED  # wants() is False from now on
+        slot.ctx.drain()
+        handler(slot.ctx.account, slot.ctx.strategy_id, error)
 
     def _submit(self, slot: _Slot, now: datetime) -> None:
         intents, cancels = slot.ctx.drain()
