@@ -27,7 +27,8 @@ def _user(name: str, group: str | None, **extra):
 
     user = UserFactory(username=name, **extra)
     if group:
-        user.groups.add(Group.objects.get(name=group))
+        # get_or_create: a transactional test before this one may have flushed the migration's rows
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
     return user
 
 

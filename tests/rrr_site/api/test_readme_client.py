@@ -29,7 +29,7 @@ def test_readme_client_logs_in_reads_and_orders(live_server, paper):
 
     Symbol.objects.filter(name="BTC-USD").update(reference_price=50000.0)
     user = UserFactory(username="alice")  # password: correct-horse-battery-staple
-    user.groups.add(Group.objects.get(name="trader"))
+    user.groups.add(Group.objects.get_or_create(name="trader")[0])  # flushed by earlier tests?
     paper.members.add(user)
     module = types.ModuleType("readme_client")
     sys.modules["readme_client"] = module  # dataclasses look their module up
