@@ -9,7 +9,9 @@ message goes to the channel layer group of that channel, so every web process's 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import secrets
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,6 +25,10 @@ from monitoring.engine.stream import channel_parse
 from monitoring.services import to_jsonable
 
 EVENT_TYPE = "stream.message"  # consumers' ``stream_message`` handler
+# Each publishing process numbers its messages per channel (``origin``, ``pseq``), so a consumer
+# notices a message the channel layer dropped (a full channel) and can say so.
+ORIGIN = uuid.uuid4().hex[:12]
+_PSEQ: dict[str, itertools.count] = {}
 TICKET_TTL = 30  # seconds a ticket may wait before it is used
 _TICKET_PREFIX = "ws-ticket:"
 
@@ -56,6 +62,8 @@ def stream_event(channel: str, kind: str, data: dict, ts: str | None = None) -> 
         "kind": kind,
         "ts": ts or now_iso(),
         "data": stream_jsonable(data),
+        "origin": ORIGIN,
+        "pseq": next(_PSEQ.setdefault(channel, itertools.count(1))),
     }
 
 
@@ -65,8 +73,11 @@ def publish(channel: str, kind: str, data: dict) -> None:
     if layer is None:
         return
     group = group_of(channel)
-    event = stream_event(channel, kind, data)
-    transaction.on_commit(lambda: async_to_sync(layer.group_send)(group, event))
+    data = stream_jsonable(data)  # now: the caller may change its objects after this returns
+    # Numbered when sent, after the commit, so the numbers follow the order of the sends.
+    transaction.on_commit(
+        lambda: async_to_sync(layer.group_send)(group, stream_event(channel, kind, data))
+    )
 
 
 async def apublish(layer, channel: str, kind: str, data: dict, ts: str | None = None) -> None:

@@ -110,6 +110,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         """Accept; close with 4401 at once unless the handshake authenticated a user."""
         self.channels_on: dict[str, Channel] = {}
+        self.upstream: dict[tuple[str, str], int] = {}  # (origin, channel) -> last pseq seen
         self.outbox = Outbox(self.MARKET_BACKLOG, self.RELIABLE_LIMIT)
         self.ready = asyncio.Event()
         self.sender: asyncio.Task | None = None
@@ -199,6 +200,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             # since this connection handles one event at a time).
             await self.channel_layer.group_add(channel.name, self.channel_name)
             self.outbox.reset(channel.name)
+            self._forget_upstream(channel.name)
             data = await _snapshot(channel, self.accounts)
             self.channels_on[channel.name] = channel
             self._put(channel, "snapshot", now_iso(), data)
@@ -245,11 +247,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 if relay is not None:
                     relay.cancel()
                 self.outbox.reset(name)
+                self._forget_upstream(name)
                 await self.channel_layer.group_discard(name, self.channel_name)
                 accepted.append(name)
             else:
                 refused[str(name)] = "not subscribed"
         self._reply(self._ack(request_id, accepted, refused))
+
+    def _forget_upstream(self, name: str) -> None:
+        for key in [k for k in self.upstream if k[1] == name]:
+            del self.upstream[key]
 
     @staticmethod
     def _ack(request_id, accepted: list, refused: dict) -> dict:
@@ -279,11 +286,31 @@ class StreamConsumer(AsyncWebsocketConsumer):
         channel = self.channels_on.get(event.get("channel", ""))
         if channel is None or self.closing:
             return
+        self._check_upstream(channel, event)
         if channel.is_account and not await self._may_see(event.get("data")):
             return
         if channel.name in self.relays:  # the run publishes to this process: no relay needed
             self.relays.pop(channel.name).cancel()
         self._put(channel, event["kind"], event["ts"], event["data"])
+
+    def _check_upstream(self, channel: Channel, event: dict) -> None:
+        """Notice messages the channel layer dropped before they reached this connection.
+
+        Publishers number their messages per channel; a jump means the layer dropped some (its
+        queue for this connection was full). Lost market data is told like conflation; a lost
+        undroppable message closes the connection so the client resyncs from snapshots.
+        """
+        origin, pseq = event.get("origin"), event.get("pseq")
+        if origin is None or not isinstance(pseq, int):
+            return
+        key = (origin, channel.name)
+        last, self.upstream[key] = self.upstream.get(key), pseq
+        if last is None or pseq <= last + 1:
+            return
+        if channel.is_market:
+            self.outbox.lost(channel.name, pseq - last - 1, event["ts"])
+        else:
+            self._overflow(f"{pseq - last - 1} messages of {channel.name} lost upstream")
 
     def _put(self, channel: Channel, kind: str, ts: str, data: dict) -> None:
         try:

@@ -185,15 +185,25 @@ class Outbox:
         else:
             self._reliable -= 1
 
-    def _count_drop(self, channel: str, ts: str) -> None:
-        """Add one drop to the channel's waiting ``conflated`` notice, or queue a new one."""
-        self.dropped += 1
+    def lost(self, channel: str, count: int, ts: str) -> None:
+        """Account for ``count`` market messages lost before they reached this outbox.
+
+        Their sequence numbers are skipped, so the client sees the gap, and told as dropped.
+        """
+        self._seqs[channel] = self._seqs.get(channel, 0) + count
+        self._count_drop(channel, ts, count)
+
+    def _count_drop(self, channel: str, ts: str, count: int = 1) -> None:
+        """Add drops to the channel's waiting ``conflated`` notice, or queue a new one."""
+        self.dropped += count
         slot = self._notices.get(channel)
         if slot is not None:
-            self._entries[slot].data["dropped"] += 1
+            self._entries[slot].data["dropped"] += count
             return
         # At most one waiting notice per channel: bounded, so it never counts as backlog.
-        notice = _Entry(channel, CONFLATED, ts, {"dropped": 1}, self.next_seq(channel), False, True)
+        notice = _Entry(
+            channel, CONFLATED, ts, {"dropped": count}, self.next_seq(channel), False, True
+        )
         self._notices[channel] = self._append(notice)
 
 

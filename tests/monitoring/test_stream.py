@@ -230,3 +230,29 @@ async def test_backtest_progress_reaches_one_hundred_percent():
     assert (last["status"], last["fraction"], last["done"]) == ("completed", 1.0, last["total"])
     assert [u["seq"] for u in updates] == list(range(2, len(updates) + 2))
     await client.close()
+
+
+async def test_messages_the_layer_dropped_are_told_or_close_the_connection():
+    await market_world()
+    user = await user_with("erin", "viewer", ("paper",))
+    client = await StreamClient(f"token={await token_of(user)}").open()
+    await client.subscribe("market.BTC-USD", "orders")
+    assert [(await client.receive())["seq"] for _ in "ab"] == [1, 1]
+    quote = {"symbol": "BTC-USD", "ts": T0.isoformat(), "bid": "1", "bid_size": "1", "ask": "2",
+             "ask_size": "1"}
+
+    async def send(channel: str, kind: str, data: dict, pseq: int) -> None:
+        await get_channel_layer().group_send(channel, {
+            "type": "stream.message", "channel": channel, "kind": kind, "data": data,
+            "ts": T0.isoformat(), "origin": "elsewhere", "pseq": pseq})  # fmt: skip
+
+    await send("market.BTC-USD", "quote", quote, 1)
+    await send("market.BTC-USD", "quote", quote, 5)  # 2, 3 and 4 never arrived
+    got = [await client.receive() for _ in range(3)]
+    assert [(m["type"], m["seq"]) for m in got] == [("quote", 2), ("conflated", 6), ("quote", 7)]
+    assert got[1]["data"] == {"dropped": 3}  # the gap 3..5 is told
+    await send("orders", "order", order("paper", 1), 1)
+    await send("orders", "order", order("paper", 3), 3)  # an order lost: resync from snapshots
+    while (message := await client.comm.receive_output(timeout=5))["type"] != "websocket.close":
+        pass  # c1 may or may not go out before the close: the snapshot after it has it anyway
+    assert message["code"] == 4429
