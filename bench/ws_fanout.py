@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ws_fanout.py                       # 500 clients, 10 s per phase
     .venv/bin/python bench/ws_fanout.py --seconds 60          # the figure run
-    .venv/bin/python bench/ws_fanout.py --clients 100 --rate 100
+    .venv/bin/python bench/ws_fanout.py --redis redis://127.0.0.1:6379/9  # scaled: web in its own process
 
 The embedded deployment, as ``runtrader --serve`` runs it: one process serves ``rrr_site.asgi``
 with uvicorn (the in-memory channel layer) and, on the same event loop, runs an engine loop. At
@@ -44,55 +44,65 @@ WARMUP_S = 2.0
 # ------------------------------------------------------------------------------ clients
 
 
-async def client_main(url: str, count: int, seconds: float) -> None:
-    """Connect ``count`` clients, say ``ready``, read for ``seconds``; print a JSON summary."""
-    import websockets
+class Clients:
+    """What the clients saw: latencies while measuring, drops told, seq gaps."""
 
-    latencies: list[float] = []
-    stats = {"messages": 0, "dropped": 0, "gaps": 0, "closed": 0}
-    measuring = asyncio.Event()
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.stats = {"messages": 0, "dropped": 0, "gaps": 0, "closed": 0}
+        self.ready: list[int] = []
+        self.measuring = False
 
-    async def one(i: int) -> None:
-        async with websockets.connect(url, compression=None, open_timeout=60,
+    def on_message(self, message: dict, seen: dict[str, int], i: int) -> None:
+        channel, seq, kind = message.get("channel"), message.get("seq"), message.get("type")
+        if channel in seen and seq != seen[channel] + 1:
+            self.stats["gaps"] += 1
+        if channel:
+            seen[channel] = seq
+        if kind == "snapshot" and len(seen) == len(SYMBOLS):
+            self.ready.append(i)  # subscribed, with both snapshots: counts as connected
+        elif kind == "conflated":
+            self.stats["dropped"] += message["data"]["dropped"]
+        elif kind == "quote" and self.measuring:
+            sent = datetime.fromisoformat(message["ts"]).timestamp()
+            self.latencies.append(time.time() - sent)
+            self.stats["messages"] += 1
+
+    async def one(self, url: str, i: int) -> None:
+        import websockets
+
+        async with websockets.connect(url, compression=None, open_timeout=120,
                                       ping_interval=None, max_size=2**20) as ws:
             channels = [f"market.{s}" for s in SYMBOLS]
             await ws.send(json.dumps({"op": "subscribe", "channels": channels, "id": i}))
             seen: dict[str, int] = {}
-            ready.append(i)
             async for raw in ws:
-                message = json.loads(raw)
-                channel, seq = message.get("channel"), message.get("seq")
-                if channel in seen and seq != seen[channel] + 1:
-                    stats["gaps"] += 1
-                if channel:
-                    seen[channel] = seq
-                if message.get("type") == "conflated":
-                    stats["dropped"] += message["data"]["dropped"]
-                elif message.get("type") == "quote" and measuring.is_set():
-                    sent = datetime.fromisoformat(message["ts"]).timestamp()
-                    latencies.append(time.time() - sent)
-                    stats["messages"] += 1
+                self.on_message(json.loads(raw), seen, i)
 
-    ready: list[int] = []
+
+async def client_main(url: str, count: int, seconds: float) -> None:
+    """Connect ``count`` clients, say ``ready``, read for ``seconds``; print a JSON summary."""
+    clients = Clients()
     tasks = []
     for i in range(count):
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(clients.one(url, i)))
         if i % 50 == 49:
             await asyncio.sleep(0.05)  # ramp: no thundering herd of handshakes
-    while len(ready) < count:
-        if any(t.done() for t in tasks):
-            [t.result() for t in tasks if t.done()]  # raise the connection error
+    while len(clients.ready) < count:
+        for task in tasks:
+            if task.done():
+                task.result()  # raise the connection's error
         await asyncio.sleep(0.05)
     print("ready", flush=True)
-    sys.stdin.readline()  # the server says: the measured phase starts now
-    measuring.set()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+    clients.measuring = True
     await asyncio.sleep(seconds)
-    measuring.clear()
-    stats["closed"] = sum(t.done() for t in tasks)
+    clients.measuring = False
+    clients.stats["closed"] = sum(t.done() for t in tasks)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"latencies": _summary(latencies), **stats}), flush=True)
+    print(json.dumps({"latencies": _summary(clients.latencies), **clients.stats}), flush=True)
 
 
 def _summary(samples: list[float]) -> dict:
@@ -177,6 +187,40 @@ class Engine:
         return latencies
 
 
+async def start_web_process(redis_url: str, port: int):
+    """Start uvicorn serving rrr_site.asgi on ``port`` over Redis; return once it answers."""
+    import urllib.request
+
+    env = dict(os.environ, REDIS_URL=redis_url)
+    web = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "rrr_site.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port), "--log-level", "warning", "--lifespan", "off", "--backlog", "4096",
+        cwd=ROOT, env=env,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            url = f"http://127.0.0.1:{port}/health"
+            await asyncio.to_thread(urllib.request.urlopen, url, None, 2)
+            return web
+        except OSError:
+            if time.monotonic() > deadline or web.returncode is not None:
+                raise RuntimeError("the web process never answered") from None
+            await asyncio.sleep(0.2)
+
+
+def use_redis(redis_url: str) -> None:
+    """Point this process's channel layer at Redis (the bench's setup cleared REDIS_URL)."""
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [redis_url], "prefix": "rrr-bench"},
+    }}
+    channel_layers.backends.clear()
+
+
 async def server_main(args, token: str) -> dict:
     import socket
 
@@ -189,12 +233,17 @@ async def server_main(args, token: str) -> dict:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off", backlog=4096))
-    server.install_signal_handlers = lambda: None
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
+    web = server = serving = None
+    if args.redis:  # scaled: the engine here, the clients' web server in its own process
+        web = await start_web_process(args.redis, port)
+    else:  # embedded: uvicorn on the engine's own loop, as runtrader --serve
+        server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="off",
+                                               backlog=4096))
+        server.install_signal_handlers = lambda: None
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
     engine = Engine(args.rate)
     layer = get_channel_layer()
     broadcaster = asyncio.create_task(engine.broadcaster(layer))
@@ -214,8 +263,12 @@ async def server_main(args, token: str) -> dict:
     report = json.loads((await asyncio.wait_for(clients.stdout.readline(), 120)) or b"{}")
     await clients.wait()
     broadcaster.cancel()
-    server.should_exit = True
-    await serving
+    if server is not None:
+        server.should_exit = True
+        await serving
+    if web is not None:
+        web.terminate()
+        await web.wait()
     return {"alone": alone, "busy": busy, "clients": report, "queue_dropped": engine.dropped}
 
 
@@ -224,12 +277,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--rate", type=float, default=100.0, help="market updates per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="each measured phase")
+    parser.add_argument("--redis", metavar="URL", help="scaled: publish through this Redis to "
+                        "a separate uvicorn web process (e.g. redis://127.0.0.1:6379/9)")
     parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         asyncio.run(client_main(args.client, args.clients, args.seconds))
         return
     token = setup()
+    if args.redis:
+        use_redis(args.redis)
     print(f"load average before: {os.getloadavg()}")
     result = asyncio.run(server_main(args, token))
     print(f"load average after:  {os.getloadavg()}")
@@ -253,7 +310,8 @@ def report(args, result: dict) -> None:
              received.get("p99"), received.get("max"), received.get("count", 0)],
         ],
         title=f"WebSocket fan-out: {args.rate:g} updates/s on 2 symbols, {args.seconds:g} s "
-              "per phase, embedded (in-memory layer, uvicorn in the engine's process)",
+              "per phase, " + ("scaled (Redis layer, uvicorn in its own process)" if args.redis
+                               else "embedded (in-process layer, uvicorn in the engine's process)"),
     )
     ratio = busy["p99"] / alone["p99"] if alone["p99"] else float("nan")
     print(f"tick-to-order p99 with clients / without: {ratio:.2f}x (target <= 1.10)")

@@ -66,7 +66,7 @@ def test_embedded_default_needs_no_environment(tmp_path):
     found = probe(tmp_path)
     assert found["db"].endswith("sqlite3")
     assert found["db_name"] == str(tmp_path / "db" / "trading.db")
-    assert found["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert found["layer"] == "monitoring.layers.InProcessChannelLayer"
     assert found["cache"].endswith("LocMemCache")
     assert found["q_orm"] == "default" and found["q_redis"] is None
     assert found["paper"] is True and found["live"] is False
