@@ -1,17 +1,21 @@
-"""Load the REST API at a fixed request rate under daphne and report latency per endpoint.
+"""Load the REST API at a fixed request rate under the production server; latency per endpoint.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rrr_bench_api \\
         .venv/bin/python bench/api_load.py --duration 60        # the figure (PostgreSQL)
     .venv/bin/python bench/api_load.py --sqlite --duration 60  # the embedded default
+    .venv/bin/python bench/api_load.py --sqlite --server daphne --workers 1  # one process
 
 The database named by DATABASE_URL is a scratch database: it is migrated and seeded with one
 paper account holding ``--fills`` fills (COPY on PostgreSQL), ``--snapshots`` portfolio snapshots
-and ``--predictions`` predictions. daphne serves ``rrr_site.asgi`` on 127.0.0.1 as in
-production (deploy/systemd/rrr-web.service, DEBUG off); an open-loop generator sends
+and ``--predictions`` predictions (then ANALYZEd, as autovacuum would). uvicorn serves
+``rrr_site.asgi`` on 127.0.0.1 with ``--workers`` processes as in production (docs/deploy.md,
+deploy/systemd/rrr-web.service, DEBUG off; ``--server daphne`` for the single-process server:
+it runs the sync views one at a time); an open-loop generator sends
 ``--rate`` requests/s round-robin over ``/api/portfolio``, ``/api/trades?limit=100`` and
 ``/api/performance/equity-curve?points=500`` with a JWT, and ``/health`` as the reference
 measured in the same run. Latency counts from each request's scheduled start, so a stall shows.
-The per-user throttle is raised for the run (one user sends every request).
+The per-user throttle is raised for the run (one user sends every request). The machine's load
+average (``os.getloadavg``) is printed before and after: on a shared host it moves the figures.
 """
 
 from __future__ import annotations
@@ -126,6 +130,15 @@ def seed(fills: int, snapshots: int, predictions: int) -> None:
         ((model.pk, btc.pk, t0 + timedelta(minutes=i), "direction", 1, 0.5, 0.5, "{}", now)
          for i in range(predictions)),
     )  # fmt: skip
+    _analyze()
+
+
+def _analyze() -> None:
+    """Refresh the planner's statistics after the bulk load (autovacuum would, minutes later)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
 
 def _free_port() -> int:
@@ -135,52 +148,116 @@ def _free_port() -> int:
 
 
 async def _token(client, base: str) -> str:
-    response = await client.post(
-        f"{base}/api/v1/auth/token", json={"username": "bench", "password": PASSWORD}
+    response = await client.post(  # PBKDF2 on a busy host can take seconds
+        f"{base}/api/v1/auth/token", json={"username": "bench", "password": PASSWORD}, timeout=120
     )
     response.raise_for_status()
     return response.json()["access"]
 
 
-async def load(base: str, rate: float, duration: float) -> dict[str, tuple[list[float], int]]:
-    """Send ``rate`` requests/s for ``duration`` s; return latencies (ms) and errors per path."""
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (Content-Length or chunked); return its status code."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    code = int(lines[0].split(" ", 2)[1])
+    fields = {
+        k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)
+    }
+    if "content-length" in fields:
+        await reader.readexactly(int(fields["content-length"]))
+    elif fields.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return code
+
+
+async def load(
+    base: str, rate: float, duration: float, connections: int = 64
+) -> dict[str, tuple[list[float], int]]:
+    """Send ``rate`` requests/s for ``duration`` s; return latencies (ms) and errors per path.
+
+    Open loop: a scheduler queues each request at its due time; ``connections`` keep-alive
+    connections (a small raw HTTP/1.1 client: httpx costs more CPU than the server on a busy
+    2-core host) take them in order. A request waiting for a free connection counts as latency.
+    """
     import httpx
 
     paths = [*ENDPOINTS, REFERENCE]
     results: dict[str, tuple[list[float], list[int]]] = {p: ([], [0]) for p in paths}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        headers = {"Authorization": f"Bearer {await _token(client, base)}"}
-        for path in paths:  # warm each route once (imports, connections, query plans)
-            await client.get(base + path, headers=headers)
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.1
-        total = int(rate * duration)
+    async with httpx.AsyncClient(timeout=120) as client:
+        token = await _token(client, base)
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(8):  # warm each route in every worker (imports, connections, caches)
+            await asyncio.gather(*(client.get(base + path, headers=headers) for path in paths))
+    host, port = base.removeprefix("http://").split(":")
+    requests = {
+        p: (f"GET {p} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
+        for p in paths
+    }
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    total = int(rate * duration)
 
-        async def one(i: int) -> None:
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - loop.time()))
+    async def worker() -> None:
+        reader = writer = None
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            i, due = item
             path = paths[i % len(paths)]
+            ok = False
             try:
-                response = await client.get(base + path, headers=headers)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(requests[path])
+                ok = await asyncio.wait_for(_read_response(reader), 10) == 200
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
             latencies, errors = results[path]
             latencies.append((loop.time() - due) * 1000)
             errors[0] += not ok
+        if writer is not None:
+            writer.close()
 
-        await asyncio.gather(*(one(i) for i in range(total)))
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = loop.time() + 0.1
+    for i in range(total):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((i, due))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
     return {p: (lat, err[0]) for p, (lat, err) in results.items()}
 
 
-def serve_and_load(env: dict[str, str], rate: float, duration: float) -> dict:
-    """Run daphne on a free loopback port, load it, stop it."""
+def server_command(server: str, port: int, workers: int) -> list[str]:
+    """Return the web server's command line (as docs/deploy.md runs it, on loopback)."""
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port),
+                "rrr_site.asgi:application"]  # fmt: skip
+    return [sys.executable, "-m", "uvicorn", "rrr_site.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(workers), "--no-access-log",
+            "--log-level", "warning"]  # fmt: skip
+
+
+def serve_and_load(
+    env: dict[str, str], rate: float, duration: float, server_name: str = "uvicorn",
+    workers: int = 2,
+) -> dict:  # fmt: skip
+    """Run the web server on a free loopback port, load it, stop it."""
     port = _free_port()
     log = tempfile.TemporaryFile()  # a pipe nobody reads would fill up and stall the server
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port),
-         "rrr_site.asgi:application"],
+        server_command(server_name, port, workers),
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:
@@ -192,7 +269,8 @@ def serve_and_load(env: dict[str, str], rate: float, duration: float) -> dict:
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise SystemExit(f"daphne did not start: {log.read().decode()}") from None
+                    output = log.read().decode()
+                    raise SystemExit(f"{server_name} did not start: {output}") from None
                 time.sleep(0.1)
         return asyncio.run(load(f"http://127.0.0.1:{port}", rate, duration))
     finally:
@@ -223,12 +301,21 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (60 for figures)")
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="uvicorn worker processes"
+    )
     args = parser.parse_args()
+    if args.server == "daphne":
+        args.workers = 1
     env = {
         "DJANGO_ENV": "development",
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
         "API_THROTTLE_USER": "1000000/minute",
+        # Under ASGI every request runs in its own thread: a kept-alive connection per thread
+        # piles up to max_connections (docs/deploy.md), so the web connects per request.
+        "DB_CONN_MAX_AGE": "0",
         "RRR_DATA_DIR": tempfile.mkdtemp(prefix="rrr-bench-api-"),
     }
     if args.sqlite:
@@ -244,10 +331,14 @@ def main() -> None:
     from django.db import connections
 
     connections.close_all()
-    results = serve_and_load(env, args.rate, args.duration)
+    before = os.getloadavg()
+    results = serve_and_load(env, args.rate, args.duration, args.server, args.workers)
+    after = os.getloadavg()
     report(
         f"{label}: {args.rate:g} req/s for {args.duration:g} s, {args.fills:,} fills, "
-        f"{args.predictions:,} predictions, {args.snapshots:,} snapshots (daphne, 1 process)",
+        f"{args.predictions:,} predictions, {args.snapshots:,} snapshots ({args.server}, "
+        f"{args.workers} process{'es' if args.workers > 1 else ''}; {os.cpu_count()} CPUs, load "
+        f"average {before[0]:.1f} before, {after[0]:.1f} after)",
         results,
     )
 
