@@ -1,5 +1,5 @@
 """The research pages: model versions (activation for admins) and backtests (list, compare,
-launch as a queued task with a live progress bar, report)."""
+launch through ``POST /api/v1/backtests`` from the page's form, live progress bar, report)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from marketdata.models import Symbol
 from models_ml.models import MLModel
 from models_ml.prediction_selectors import model_registry
 from rrr_site.api.roles import Role, role_of
-from rrr_site.pages.backtest_launch import LaunchRefused, backtest_launch
 from rrr_site.pages.views import page_context
 from trading.engine.strategies import available_strategies
 
@@ -98,20 +97,6 @@ def backtests_page(request: HttpRequest) -> HttpResponse:
         default_end=today.isoformat(),
     )
     return render(request, "pages/backtests.html", context)
-
-
-@login_required
-@require_POST
-def backtest_launch_view(request: HttpRequest) -> HttpResponse:
-    """Queue a backtest or an optimisation from the form (traders), then show its progress."""
-    if role_of(request.user) < Role.TRADER:
-        return HttpResponse("Only traders launch backtests.", status=403)
-    try:
-        run = backtest_launch(request.POST)
-    except LaunchRefused as exc:
-        messages.error(request, str(exc))
-        return redirect("pages-backtests")
-    return redirect("pages-backtest", pk=run.pk)
 
 
 @login_required

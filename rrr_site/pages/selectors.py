@@ -21,7 +21,7 @@ from trading.models import Account, Fill, Order, PortfolioSnapshot
 
 CHART_BARS = 300
 RECENT_ROWS = 50
-HISTORY_ROWS = 200
+HISTORY_ROWS = 100  # rows the orders/trades page renders (the CSV export has every one)
 MONTH_POINTS = 400  # equity points that feed the monthly grid (one per bucket, in the database)
 
 
@@ -62,9 +62,10 @@ def chart_timeframes(*, symbol: Symbol) -> list[str]:
     """Return the timeframes stored for ``symbol`` (shortest first)."""
     from marketdata.engine.events import TIMEFRAME_SECONDS
 
+    # One index probe per known timeframe: a DISTINCT over the symbol's bars reads every bar.
     bars = _one_origin(Bar.objects.filter(symbol=symbol))
-    stored = set(bars.values_list("timeframe", flat=True).distinct())
-    return sorted(stored, key=lambda tf: TIMEFRAME_SECONDS.get(tf, 0))
+    stored = [tf for tf in TIMEFRAME_SECONDS if bars.filter(timeframe=tf).exists()]
+    return sorted(stored, key=lambda tf: TIMEFRAME_SECONDS[tf])
 
 
 def chart_bars(*, symbol: Symbol, timeframe: str, limit: int = CHART_BARS) -> list[dict]:

@@ -20,7 +20,6 @@ urlpatterns = [
     path("models/", lab_views.models_page, name="pages-models"),
     path("models/<int:pk>/activate", lab_views.model_activate_view, name="pages-model-activate"),
     path("backtests/", lab_views.backtests_page, name="pages-backtests"),
-    path("backtests/launch", lab_views.backtest_launch_view, name="pages-backtest-launch"),
     path("backtests/<int:pk>/", lab_views.backtest_page, name="pages-backtest"),
     path("backtests/<int:pk>/report", lab_views.backtest_report, name="pages-backtest-report"),
 ]

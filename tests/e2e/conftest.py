@@ -2,7 +2,7 @@
 
 The browser is ``/usr/bin/chromium`` (never a downloaded one), headless, with a fresh profile;
 the server is ``runtrader --paper --serve`` on a free port over this test's database, on the
-simulated market at 1-second bars.
+simulated market at 1-second bars, with its django-q2 task worker (queued backtests run there).
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "data" / "screenshots"
 PASSWORD = "e2e-Pa55word!"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="apt-get install chromium")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"no Chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run installs it as root)",
+)
 
 
 def free_port() -> int:
@@ -53,7 +56,7 @@ def live_server_url(subprocess_env, paper, tmp_path):
     log = open(tmp_path / "runtrader.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runtrader", "--paper", "--serve", f"127.0.0.1:{port}",
-         "--symbols", "BTC-USD", "--timeframe", "1s", "--no-worker"],
+         "--symbols", "BTC-USD", "--timeframe", "1s"],
         cwd=Path(__file__).resolve().parents[2], env={**subprocess_env, "Q_SYNC": "false"},
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -1,5 +1,6 @@
 """The dashboard in a real browser against a live paper engine: live bars, a quick order filled,
-a halt that stops orders; no JavaScript console errors on any page."""
+a halt that stops orders, a backtest launched from its form followed live to 100 %; no JavaScript
+console errors on any page."""
 
 from __future__ import annotations
 
@@ -44,6 +45,29 @@ def test_trading_day_in_the_browser(live_server_url, browser_page):
     page.click("#ticket-submit")
     page.wait_for_selector("#verdict.refused", timeout=15_000)
     assert "halted" in page.inner_text("#verdict").lower()
+    # Launch a backtest from the form (POST /api/v1/backtests); its page follows the run live
+    # over backtests.<id> until 100 %, without a reload.
+    page.goto(f"{url}/backtests/")
+    page.select_option("#launch select[name=strategy]", "sma_cross")
+    page.fill("#launch input[name=symbols]", "BTC-USD")
+    page.select_option("#launch select[name=timeframe]", "1m")
+    page.fill("#launch input[name=start]", "2026-01-01")
+    page.fill("#launch input[name=end]", "2026-01-04")
+    page.select_option("#launch select[name=source]", "sim")
+    page.fill("#launch input[name=params]", "fast=5 slow=20")
+    page.click("#launch-submit")
+    page.wait_for_url(f"{url}/backtests/*/", timeout=15_000)
+    page.wait_for_selector("#ws-status.live", timeout=20_000)
+    page.evaluate("() => { window.sameDocument = true; }")
+    page.wait_for_function(
+        "() => document.getElementById('bt-percent').textContent.trim() === '100'"
+        " && document.getElementById('run').dataset.status === 'completed'",
+        timeout=120_000,
+    )  # fmt: skip
+    assert page.evaluate("() => window.sameDocument === true")  # no reload: it came live
+    assert page.get_attribute("#bt-bar", "style") == "width: 100%;"
+    assert page.is_visible("#bt-report") or page.inner_text("#bt-status") == "completed"
+    page.screenshot(path=str(SCREENSHOTS / "backtest-run.png"), full_page=True)
     for path in PAGES:
         page.goto(f"{url}{path}")
         page.wait_for_load_state("load")

@@ -99,32 +99,37 @@ def test_the_order_detail_shows_its_transitions(client, world):
     assert "created" in page and "fill" in page and "100.5" in page
 
 
-def test_backtest_launch_needs_a_trader_and_refuses_bad_input(client, world):
-    from backtesting.models import BacktestRun
-
+def test_the_launch_form_is_for_traders_and_posts_to_the_api(client, world):
     account, _ = world
     client.force_login(_user("viewer", account))
-    form = {"strategy": "sma_cross", "symbols": "BTC-USD", "timeframe": "1h",
-            "start": "2026-01-01", "end": "2026-01-03"}  # fmt: skip
-    assert client.post("/backtests/launch", form).status_code == 403
+    page = client.get("/backtests/").content.decode()
+    assert 'id="launch"' not in page and "backtests.js" not in page
     client.force_login(_user("trader", account))
-    response = client.post("/backtests/launch", {**form, "end": "2025-12-01"}, follow=True)
-    assert b"end" in response.content and BacktestRun.objects.count() == 0
-
-
-def test_backtest_launch_queues_a_run(client, world, settings):
+    page = client.get("/backtests/").content.decode()
+    assert 'id="launch" data-api="/api/v1/backtests"' in page and "rrr/backtests.js" in page
+    # The API is the one way in: its refusals are per field and write nothing.
+    form = {"strategy": "sma_cross", "symbols": ["BTC-USD"], "timeframe": "1h",
+            "start": "2026-01-03T00:00:00Z", "end": "2026-01-01T00:00:00Z"}  # fmt: skip
+    response = client.post("/api/v1/backtests", form, content_type="application/json")
     from backtesting.models import BacktestRun
 
+    assert response.status_code == 400 and BacktestRun.objects.count() == 0
+
+
+def test_a_run_page_shows_its_stored_progress(client, world):
+    from backtesting.models import BacktestRun
+    from backtesting.services import Costs, backtest_run_create
+
     account, _ = world
-    client.force_login(_user("trader", account))
-    form = {"strategy": "sma_cross", "symbols": "BTC-USD", "timeframe": "1m",
-            "start": "2026-01-01", "end": "2026-01-02", "params": "fast=5 slow=20"}  # fmt: skip
-    response = client.post("/backtests/launch", form)
-    run = BacktestRun.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"/backtests/{run.pk}/"
-    run.refresh_from_db()  # Q_SYNC under pytest: the task ran inline
-    assert run.status == "completed" and run.progress == 1.0
-    assert b"Backtest #" in client.get(f"/backtests/{run.pk}/").content
+    run = backtest_run_create(
+        strategy="sma_cross", params={}, symbols=["BTC-USD"], timeframe="1m",
+        start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 2, tzinfo=UTC),
+        costs=Costs(), data_source="sim",
+    )  # fmt: skip
+    BacktestRun.objects.filter(pk=run.pk).update(status="running", progress=0.37)
+    client.force_login(_user("viewer", account))
+    page = client.get(f"/backtests/{run.pk}/").content.decode()
+    assert 'id="bt-percent">37<' in page and 'data-status="running"' in page
 
 
 def test_model_activation_is_for_admins(client):
