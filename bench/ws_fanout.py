@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ws_fanout.py                       # 500 clients, 10 s per phase
     .venv/bin/python bench/ws_fanout.py --seconds 60          # the figure run
-    .venv/bin/python bench/ws_fanout.py --redis redis://127.0.0.1:6379/9  # scaled: web in its own process
+    .venv/bin/python bench/ws_fanout.py --redis redis://127.0.0.1:6379/9  # scaled layout
 
 The embedded deployment, as ``runtrader --serve`` runs it: one process serves ``rrr_site.asgi``
 with uvicorn (the in-memory channel layer) and, on the same event loop, runs an engine loop. At
@@ -216,7 +216,7 @@ def use_redis(redis_url: str) -> None:
 
     settings.CHANNEL_LAYERS = {"default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_url], "prefix": "rrr-bench"},
+        "CONFIG": {"hosts": [redis_url], "prefix": "rrr"},  # as the web process's
     }}
     channel_layers.backends.clear()
 
