@@ -92,6 +92,7 @@ def seed(fills: int, snapshots: int, predictions: int) -> None:
     user.groups.add(Group.objects.get_or_create(name="trader")[0])
     account.members.add(user)
     if Fill.objects.filter(account=account).count() >= fills:
+        _analyze()
         return  # seeded by an earlier run
     btc = Symbol.objects.get(name="BTC-USD")
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
