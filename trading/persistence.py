@@ -112,6 +112,22 @@ def _uuid(value: str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+def _unsent(row: Order) -> bool:
+    """Whether ``row`` is an API/admin order on a paper account that no engine ever placed.
+
+    A live account's pending orders are always restored: the exchange may hold one its engine
+    sent just before it died, and only the bridge's reconcile (by client id) can tell.
+    """
+    return (
+        row.status == "pending"
+        and row.account.mode == "paper"
+        and row.parent_id is None
+        and not row.venue_order_id
+        and row.cancel_requested_at is None
+        and (row.metadata or {}).get("source") == "api"
+    )
+
+
 def engine_order(row: Order) -> EngineOrder:
     """Rebuild an engine order from its row (used at restart)."""
     meta = dict(row.metadata or {})
@@ -194,6 +210,10 @@ class TradingStore:
             .select_related("symbol", "account", "parent")
             .order_by("created_at", "id")
             if "algo" not in (o.metadata or {})  # algo parents: resumed by the AlgoBook
+            # Never sent (an API/admin order the last engine had not picked up when it died):
+            # submitted by the control poll like any new one, risk-checked once prices flow,
+            # not re-placed on an empty book at start-up (the paper venue cancelled it).
+            and not _unsent(o)
         ]
         for order in orders:
             self._order_pks[order.client_order_id] = None  # resolved lazily
