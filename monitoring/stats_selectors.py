@@ -39,9 +39,46 @@ def _queue_depth() -> int | None:
         return None
 
 
-def api_stats(*, accounts: QuerySet[Account], now: datetime | None = None) -> dict:
-    """Return the counts (over ``accounts`` for account data), feed lag, engines and queue."""
+EXACT_BELOW = 100_000  # rows: an estimate above this is shown as one, below it is counted
+
+
+def row_count(
+    rows: QuerySet, *, estimate: bool, exact_below: int = EXACT_BELOW
+) -> tuple[int, bool]:
+    """Return (count, estimated): with ``estimate`` on PostgreSQL, the planner's row estimate
+    for ``rows`` (one EXPLAIN, no scan) when it is at least ``exact_below``; else ``count()``."""
+    import json
+
+    from django.db import connections
+
+    connection = connections[rows.db]
+    if estimate and connection.vendor == "postgresql":
+        sql, params = rows.order_by().values("pk").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            plan = cursor.fetchone()[0]
+        guess = int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+        if guess >= exact_below:
+            return guess, True
+    return rows.count(), False
+
+
+def api_stats(
+    *, accounts: QuerySet[Account], now: datetime | None = None, estimate: bool = False
+) -> dict:
+    """Return the counts (over ``accounts`` for account data), feed lag, engines and queue.
+
+    With ``estimate``, the large tables' counts (orders, fills, predictions) are the planner's
+    estimates on PostgreSQL once they pass ``EXACT_BELOW`` rows, named in ``estimated``.
+    """
     now = now or timezone.now()
+    ids = list(accounts.values_list("pk", flat=True))
+    big = {
+        "orders": Order.objects.filter(account_id__in=ids),
+        "fills": Fill.objects.filter(account_id__in=ids),
+        "predictions": Prediction.objects.all(),
+    }
+    sized = {name: row_count(rows, estimate=estimate) for name, rows in big.items()}
     symbols = list(Symbol.objects.filter(active=True).values_list("pk", flat=True))
     latest = _latest_bar(symbols)
     engines = [engine_status(account=a) for a in accounts]
@@ -49,23 +86,24 @@ def api_stats(*, accounts: QuerySet[Account], now: datetime | None = None) -> di
     running = [e for e in engines if e["running"]]
     counts = {
         "accounts": accounts.count(),
-        "orders": Order.objects.filter(account__in=accounts).count(),
+        "orders": sized["orders"][0],
         "open_orders": Order.objects.filter(
             account__in=accounts, status__in=OPEN_ORDER_STATUSES
         ).count(),
-        "fills": Fill.objects.filter(account__in=accounts).count(),
+        "fills": sized["fills"][0],
         "open_positions": Position.objects.filter(account__in=accounts)
         .exclude(quantity=0)
         .count(),
         "symbols": len(symbols),
         "models": MLModel.objects.count(),
         "active_models": MLModel.objects.filter(active=True).count(),
-        "predictions": Prediction.objects.count(),
+        "predictions": sized["predictions"][0],
         "backtests": BacktestRun.objects.count(),
     }
     return {
         "as_of": now,
         "counts": counts,
+        "estimated": sorted(name for name, (_, guessed) in sized.items() if guessed),
         "latest_bar": latest,
         "feed_lag_seconds": (now - latest).total_seconds() if latest else None,
         "engines_running": len(running),

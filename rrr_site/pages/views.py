@@ -272,7 +272,8 @@ def system(request: HttpRequest) -> HttpResponse:
     context, _ = page_context(request, "system")
     context.update(
         components=component_results(),
-        stats=api_stats(accounts=Account.objects.visible_to(request.user)),
+        # The large tables' counts are the planner's estimates on PostgreSQL (marked ≈).
+        stats=api_stats(accounts=Account.objects.visible_to(request.user), estimate=True),
         beats=s.heartbeats(),
         events=s.system_events(),
         audit=s.audit_entries() if context["is_admin"] else [],
