@@ -76,6 +76,11 @@ def test_trading_day_in_the_browser(live_server_url, browser_page):
     for path in PAGES:
         page.goto(f"{url}{path}")
         page.wait_for_load_state("load")
+        page.wait_for_function(  # live, or a page that watches nothing: never left "offline"
+            "() => { const s = document.getElementById('ws-status');"
+            " return s.classList.contains('live') || s.dataset.idle === '1'; }",
+            timeout=20_000,
+        )  # fmt: skip
         page.screenshot(path=str(SCREENSHOTS / f"page-{path.strip('/') or 'overview'}.png"))
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{url}/")

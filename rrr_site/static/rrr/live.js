@@ -50,6 +50,11 @@ const RRR = (() => {
       else if (!socket) setTimeout(connect, 0);
     }
   }
+  // A page that watches no channel has no stream: say so rather than "offline".
+  window.addEventListener("load", () => {
+    const el = document.getElementById("ws-status");
+    if (!wanted.size && el) { el.textContent = "no live data"; el.className = "badge"; el.dataset.idle = "1"; }
+  });
   function csrf() { return document.querySelector('meta[name="csrf-token"]').content; }
   async function api(method, path, body) {
     const res = await fetch(path, {
