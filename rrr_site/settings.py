@@ -224,6 +224,7 @@ REST_FRAMEWORK = {
         "rrr_site.api.throttling.ScopedThrottle",
     ],
     "DEFAULT_PARSER_CLASSES": ["rrr_site.api.parsers.StrictJSONParser"],
+    "EXCEPTION_HANDLER": "rrr_site.api.errors.exception_handler",  # 413 JSON for huge bodies
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -64,7 +64,6 @@ def test_other_accounts_ids_are_404(world, as_role):
         '{"username": "a\\u0000", "password": "b"}',
         '{"username": NaN}',
         "\xff\xfe not json",
-        json.dumps({"username": "a" * 3_000_000, "password": "b"}),  # past the upload limit
     ],
 )
 def test_hostile_bodies_answer_400(world, as_role, body):
@@ -73,3 +72,16 @@ def test_hostile_bodies_answer_400(world, as_role, body):
         content_type="application/json",
     )  # fmt: skip
     assert response.status_code == 400, response.status_code
+
+
+@pytest.mark.parametrize("url", ["/api/v1/auth/token", "/api/v1/orders"])
+def test_a_body_past_the_upload_limit_answers_413_in_json(world, as_role, url):
+    from trading.models import Order
+
+    before = Order.objects.count()
+    body = json.dumps({"username": "a", "account": 1, "x": "a" * 3_000_000})
+    response = as_role("trader").post(url, body, content_type="application/json")
+    assert response.status_code == 413, response.status_code
+    assert response["Content-Type"] == "application/json"
+    assert "too large" in response.json()["detail"]
+    assert Order.objects.count() == before
