@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from monitoring.realtime import apublish
+from monitoring.realtime import apublish, stream_jsonable
 from tests.factories import AccountFactory, BarFactory, OrderFactory, SymbolFactory, UserFactory
 from tests.monitoring.stream_helpers import StreamClient
 from trading.models import Account
@@ -243,7 +243,8 @@ async def test_messages_the_layer_dropped_are_told_or_close_the_connection():
 
     async def send(channel: str, kind: str, data: dict, pseq: int) -> None:
         await get_channel_layer().group_send(channel, {
-            "type": "stream.message", "channel": channel, "kind": kind, "data": data,
+            "type": "stream.message", "channel": channel, "kind": kind,
+            "data": stream_jsonable(data),
             "ts": T0.isoformat(), "origin": "elsewhere", "pseq": pseq})  # fmt: skip
 
     await send("market.BTC-USD", "quote", quote, 1)
