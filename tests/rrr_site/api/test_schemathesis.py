@@ -38,7 +38,16 @@ def trader_headers(world: World) -> dict:
 
 
 @pytest.fixture
-def live_schema(live_server, trader_headers, world):
+def queue_only(monkeypatch):
+    """Queue tasks on the ORM broker instead of running them inline (Q_SYNC under pytest):
+    the API's part is to queue and answer 202; a fuzzed training or backtest would run for real."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+
+
+@pytest.fixture
+def live_schema(live_server, trader_headers, world, queue_only):
     response = requests.get(f"{live_server.url}/api/schema/?format=json", headers=trader_headers,
                             timeout=30)  # fmt: skip
     response.raise_for_status()
