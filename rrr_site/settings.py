@@ -191,7 +191,9 @@ Q_CLUSTER = {
     "timeout": env.int("Q_TIMEOUT", default=3600),
     "retry": env.int("Q_TIMEOUT", default=3600) + 600,
     "max_attempts": 2,
-    "queue_limit": 50,
+    # Tasks one cluster takes ahead of its workers: no more than they can start, so a sweep's
+    # trials spread over every qcluster on the broker instead of the first one hoarding them.
+    "queue_limit": env.int("Q_WORKERS", default=2),
     "catch_up": False,
     "label": "Tasks",
     # pytest (>= 8.2 sets PYTEST_VERSION) runs tasks inline so tests need no cluster.
