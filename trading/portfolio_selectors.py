@@ -163,19 +163,19 @@ FILL_FIELDS = (
 )  # fmt: skip
 
 
-def round_trips_of(*, account: Account, symbol: str | None = None) -> list:
+def round_trips_of(
+    *, account: Account, symbol: str | None = None, max_fills: int = ROUND_TRIP_MAX_FILLS
+) -> list:
     """Return the account's round trips (newest entry first), rebuilt from all its fills.
 
     Open trades are marked at the position's last mark. Raises ``TooManyFills`` past
-    ``ROUND_TRIP_MAX_FILLS``.
+    ``max_fills`` (counted no further than that).
     """
     rows = Fill.objects.filter(account=account)
     if symbol:
         rows = rows.filter(symbol__name=symbol)
-    if rows.count() > ROUND_TRIP_MAX_FILLS:
-        raise TooManyFills(
-            f"more than {ROUND_TRIP_MAX_FILLS} fills: ask for one symbol, or read /trades"
-        )
+    if rows.order_by().values("pk")[: max_fills + 1].count() > max_fills:
+        raise TooManyFills(f"more than {max_fills} fills: ask for one symbol, or read /trades")
     fields = ("order_id", "symbol__name", "side", "quantity", "price", "fee", "liquidity", "ts")
     fills = [
         EngineFill(str(o), s, OrderSide(side), q, p, fee, Liquidity(liq), ts)
@@ -265,7 +265,9 @@ def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> Que
     return snapshots.filter(ts__in=lasts)
 
 
-def performance_of(*, account: Account, bucket_seconds: int) -> dict:
+def performance_of(
+    *, account: Account, bucket_seconds: int, max_fills: int = ROUND_TRIP_MAX_FILLS
+) -> dict:
     """Return the backtest metrics of the account's equity, sampled at ``bucket_seconds``.
 
     The equity is the last snapshot of each bucket (no look-ahead: a bucket's value is what was
@@ -284,7 +286,7 @@ def performance_of(*, account: Account, bucket_seconds: int) -> dict:
     returns: list[float] = []
     note = ""
     try:
-        for trip in round_trips_of(account=account):
+        for trip in round_trips_of(account=account, max_fills=max_fills):
             if not trip.is_open:
                 pnls.append(float(trip.pnl))
                 returns.append(trip.return_pct)
@@ -368,18 +370,20 @@ def _fills_per_period(account: Account, trunc, periods: list) -> dict:
     return {r["period"]: (r["n"], r["fees"] or ZERO) for r in rows}
 
 
-def profit_by_symbol(*, account: Account) -> list[dict]:
+def profit_by_symbol(*, account: Account, fill_stats: bool = True) -> list[dict]:
     """Return P&L per symbol (realised and unrealised gross of fees; net after them), with fill
-    counts and traded value."""
-    traded = {
-        r["symbol__name"]: r
-        for r in Fill.objects.filter(account=account)
-        .values("symbol__name")
-        .annotate(n=Count("pk"), notional=Sum(F("quantity") * F("price")), fees=Sum("fee"))
-    }
+    counts and traded value (an aggregate over every fill; None without ``fill_stats``)."""
+    traded = None
+    if fill_stats:
+        traded = {
+            r["symbol__name"]: r
+            for r in Fill.objects.filter(account=account)
+            .values("symbol__name")
+            .annotate(n=Count("pk"), notional=Sum(F("quantity") * F("price")), fees=Sum("fee"))
+        }
     rows = []
     for p in Position.objects.filter(account=account).select_related("symbol"):
-        stats = traded.get(p.symbol.name, {})
+        stats = traded.get(p.symbol.name, {}) if traded is not None else {"n": None}
         rows.append(
             {
                 "symbol": p.symbol.name,
@@ -389,7 +393,7 @@ def profit_by_symbol(*, account: Account) -> list[dict]:
                 "fees": p.fees,
                 "net_pnl": p.realized_pnl + p.unrealized_pnl - p.fees,
                 "fills": stats.get("n", 0),
-                "traded_value": stats.get("notional") or ZERO,
+                "traded_value": (stats.get("notional") or ZERO) if traded is not None else None,
             }
         )
     return sorted(rows, key=lambda r: r["symbol"])

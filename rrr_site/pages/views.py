@@ -36,6 +36,9 @@ from trading.portfolio_selectors import (
 )
 
 EQUITY_POINTS = 300
+# The performance page rebuilds round trips (in Python) for trade metrics up to this many fills;
+# past it they are left out and the page says so (GET /api/v1/performance reads up to 200,000).
+PAGE_TRIP_FILLS = 5_000
 CSV_CHUNK = 2000
 
 
@@ -233,7 +236,7 @@ def performance(request: HttpRequest) -> HttpResponse:
     """Live metrics beside holding cash and buy-and-hold, drawdown, monthly grid, P&L per symbol."""
     context, account = page_context(request, "performance")
     if account is not None:
-        perf = performance_of(account=account, bucket_seconds=3600)
+        perf = performance_of(account=account, bucket_seconds=3600, max_fills=PAGE_TRIP_FILLS)
         context.update(
             perf=perf,
             equity=[
@@ -241,7 +244,7 @@ def performance(request: HttpRequest) -> HttpResponse:
                 for p in equity_curve(account=account, points=EQUITY_POINTS)
             ],
             monthly=s.monthly_returns(account=account),
-            per_symbol=profit_by_symbol(account=account),
+            per_symbol=profit_by_symbol(account=account, fill_stats=False),
             holds=s.buy_and_hold(
                 symbols=s.traded_symbols(account=account), start=perf["start"], end=perf["end"]
             ),

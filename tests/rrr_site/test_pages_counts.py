@@ -39,3 +39,29 @@ def test_the_system_page_marks_estimates(client, settings):
     client.force_login(user)
     page = client.get("/system/").content.decode()
     assert "<td>fills</td><td>0</td>" in page and "≈" not in page  # small: exact
+
+
+def test_the_performance_page_leaves_trade_metrics_out_past_its_fill_bound():
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from tests.factories import SymbolFactory
+    from trading.models import Fill, PortfolioSnapshot
+    from trading.portfolio_selectors import performance_of
+
+    account, symbol = AccountFactory(name="bounded"), SymbolFactory(name="BTC-USD")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, side in enumerate(["buy", "sell"]):
+        order = OrderFactory(account=account, symbol=symbol, side=side, status="filled")
+        Fill.objects.create(
+            account=account, order=order, symbol=symbol, side=side, quantity=Decimal(1),
+            price=Decimal(100 + i), fee=Decimal(0), ts=start + timedelta(hours=i),
+        )  # fmt: skip
+        PortfolioSnapshot.objects.create(
+            account=account, ts=start + timedelta(hours=i), cash=Decimal(100000),
+            equity=Decimal(100000 + i), total_value=Decimal(100000 + i), drawdown=0.0,
+        )  # fmt: skip
+    full = performance_of(account=account, bucket_seconds=3600)
+    assert full["note"] == "" and full["metrics"]["trades"] == 1
+    bounded = performance_of(account=account, bucket_seconds=3600, max_fills=1)
+    assert "more than 1 fills" in bounded["note"] and bounded["metrics"]["trades"] == 0
