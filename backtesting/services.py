@@ -144,7 +144,7 @@ def parse_space(strategy: str, overrides: Sequence[str]) -> dict[str, Any]:
     An override is ``name=low:high[:step]`` (integers, or floats when any part has a dot or an
     exponent) or ``name=a,b,c`` (a choice). Every name must be a parameter of the strategy.
     """
-    space = dict(DEFAULT_SPACES.get(strategy, {}))
+    space = dict(DEFAULT_SPACES.get(strategy) or _declared_space(strategy))
     for item in overrides:
         name, dimension = _parse_dimension(item)
         space[name] = dimension
@@ -157,6 +157,16 @@ def parse_space(strategy: str, overrides: Sequence[str]) -> dict[str, Any]:
             f"--space: {strategy} has no parameter {', '.join(unknown)} (it takes {known})"
         )
     return space
+
+
+def _declared_space(strategy: str) -> dict[str, Any]:
+    """Return the ranges of the strategy's typed parameters (``trading.engine.params``)."""
+    from trading.engine.params import search_space
+
+    try:
+        return search_space(strategy_class(strategy).parameters)
+    except StrategyConfigError as exc:
+        raise BacktestInputError(str(exc)) from exc
 
 
 def strategy_parameters(strategy: str) -> Mapping[str, Any]:

@@ -102,3 +102,39 @@ def test_an_async_run_of_a_user_strategy_is_executed_by_a_qcluster_worker(
     run = BacktestRun.objects.get(pk=run_id)
     assert run.status == "completed", (run.error, err[-2000:])
     assert run.strategy == f"{user_file.resolve()}:UserSma" and run.metrics["trades"] > 0
+
+
+IMPORT = "from trading.engine.params import ChoiceParam, IntParam\n\n\n"
+TYPED = SIGNAL_SMA.replace(
+    '''    default_params = {"fast": 10, "slow": 30}''',
+    '''    parameters = {"fast": IntParam(10, 5, 10, step=5), "slow": IntParam(30, 30, 40),
+                  "entry": ChoiceParam("cross", ("cross", "above"))}''',
+).replace("class UserSma", IMPORT + "class Typed")
+
+
+def test_declared_parameters_are_checked_and_are_what_a_sweep_searches(tmp_path):
+    path = tmp_path / "typed.py"
+    path.write_text(TYPED)
+    from trading.engine.errors import StrategyConfigError
+    from trading.engine.strategies import create_strategy
+
+    spec = f"{path}:Typed"
+    assert create_strategy(spec).params == {"fast": 10, "slow": 30, "entry": "cross",
+                                            "fraction": 0.1, "lot": create_strategy(spec)._lot}
+    with pytest.raises(StrategyConfigError, match="fast must be in 5..10, got 11"):
+        create_strategy(spec, fast=11)
+    with pytest.raises(StrategyConfigError, match="entry must be one of cross, above"):
+        create_strategy(spec, entry="below")
+    with pytest.raises(CommandError, match="fast must be a whole number"):
+        backtest("--strategy", spec, "--param", "fast=7.5", *BASE)
+    # No --space: the declared ranges (--space narrows one to keep the test short).
+    short = [*BASE[:-5], "--end", "2024-01-08", "--source", "sim", "--json"]  # a week: 4 trials
+    doc = backtest("--strategy", spec, "--optimize", "grid", "--space", "slow=30:30", *short)
+    parent = BacktestRun.objects.get(pk=doc["run"])
+    tried = sorted((c.params["fast"], c.params["entry"]) for c in parent.children.all())
+    assert tried == [(5, "above"), (5, "cross"), (10, "above"), (10, "cross")]
+    from backtesting.services import parse_space
+
+    space = parse_space(spec, [])
+    assert space["fast"].values() == [5, 10] and space["slow"].values() == list(range(30, 41))
+    assert space["entry"].values() == ["cross", "above"]

@@ -81,12 +81,26 @@ class Strategy:
 
     name: ClassVar[str] = "strategy"
     default_params: ClassVar[Mapping[str, Any]] = {}
+    # Typed parameters with ranges (``trading.engine.params``): their defaults join
+    # ``default_params``, values are checked, and sweeps search their ranges.
+    parameters: ClassVar[Mapping[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = vars(cls).get("parameters")
+        if declared:
+            defaults = {name: p.default for name, p in declared.items()}
+            cls.default_params = {**cls.default_params, **defaults}
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.default_params))
         if unknown:
             raise StrategyConfigError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}")
         self.params: dict[str, Any] = {**self.default_params, **params}
+        if self.parameters:
+            from trading.engine.params import checked
+
+            checked(self.name, self.parameters, self.params)
 
     @property
     def warmup_bars(self) -> int:
