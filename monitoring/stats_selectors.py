@@ -53,7 +53,12 @@ def row_count(
 
     connection = connections[rows.db]
     if estimate and connection.vendor == "postgresql":
-        sql, params = rows.order_by().values("pk").query.sql_with_params()
+        from django.core.exceptions import EmptyResultSet
+
+        try:
+            sql, params = rows.order_by().values("pk").query.sql_with_params()
+        except EmptyResultSet:  # e.g. ``account_id IN ()``: nothing can match
+            return 0, False
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]
