@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from marketdata.choices import Timeframe
 from marketdata.engine.events import TIMEFRAME_SECONDS
-from marketdata.models import BookSnapshot, Quote, Symbol
+from marketdata.models import Bar, BookSnapshot, Quote, Symbol
 from marketdata.price_selectors import bars_page, latest_book, latest_quote
 from rrr_site.api.permissions import IsViewer
 from rrr_site.api.schema import read_errors
@@ -66,7 +66,13 @@ class BarQuery(serializers.Serializer):
         required=False, max_length=64, help_text="The `next_cursor` of the previous page"
     )
     simulated = serializers.BooleanField(
-        default=False, help_text="The simulated market's bars instead of the observed ones"
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=(
+            "true: the simulated market's bars; false: the observed ones; unset: the observed"
+            " ones, or the simulated market's when the symbol has none (never both)"
+        ),
     )
 
     def validate_cursor(self, value: str) -> datetime:
@@ -117,6 +123,14 @@ def _symbol_or_404(name: str) -> Symbol:
     return symbol
 
 
+def _simulated(symbol: str, asked: bool | None) -> bool:
+    """The origin to read: as asked, else the observed bars unless the symbol has none (a
+    simulated session such as ``make run``), as the dashboard's charts do."""
+    if asked is not None:
+        return asked
+    return not Bar.objects.filter(symbol__name=symbol, simulated=False).exists()
+
+
 class BarListView(APIView):
     """OHLCV bars of a symbol in [start, end), oldest first, cursor-paginated."""
 
@@ -151,7 +165,7 @@ class BarListView(APIView):
             end=q.get("end") or datetime.now(UTC),
             limit=q["limit"],
             resample_to=q.get("resample"),
-            simulated=q["simulated"],
+            simulated=_simulated(symbol, q["simulated"]),
         )
         page = {
             "symbol": symbol,

@@ -73,3 +73,22 @@ def test_quote_book_and_symbols(viewer, btc):
     names = [s["name"] for s in viewer.get("/api/v1/marketdata/symbols").json()]
     assert names == ["BTC-USD"]
     assert APIClient().get("/api/v1/marketdata/symbols").status_code == 401
+
+
+def test_bars_default_to_one_origin_the_simulated_when_none_observed(viewer, db):
+    """``make run`` stores only simulated bars: the README's bars call must not answer empty."""
+    symbol = SymbolFactory(name="SIM-USD")
+
+    def bar(minute: int, simulated: bool) -> Bar:
+        return Bar(symbol=symbol, timeframe="1m", ts=T0 + dt.timedelta(minutes=minute),
+                   open=1, high=3, low=1, close=1.5 + simulated, volume=1, trade_count=1,
+                   simulated=simulated)  # fmt: skip
+
+    Bar.objects.bulk_create(bar(i, True) for i in range(3))
+    url = "/api/v1/marketdata/symbols/SIM-USD/bars"
+    closes = [b["close"] for b in viewer.get(url).json()["bars"]]
+    assert closes == [2.5, 2.5, 2.5]
+    assert viewer.get(url + "?simulated=false").json()["bars"] == []
+    Bar.objects.bulk_create(bar(i, False) for i in range(3, 5))  # observed bars arrive
+    assert [b["close"] for b in viewer.get(url).json()["bars"]] == [1.5, 1.5]  # never mixed
+    assert len(viewer.get(url + "?simulated=true").json()["bars"]) == 3
