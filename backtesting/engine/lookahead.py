@@ -170,3 +170,53 @@ def check_signal_lookahead(
                 divergences.append(Divergence(cut, i, a, b))
                 break
     return LookaheadReport(label, tuple(cuts), tuple(divergences))
+
+
+def check_signal_recursive(
+    strategy: Any,
+    frame: pd.DataFrame,
+    *,
+    n_points: int = 5,
+    seed: int = 0,
+    window: int | None = None,
+    min_index: int | None = None,
+) -> LookaheadReport:
+    """Freqtrade's recursive check of a signal-style strategy (``SignalStrategy``).
+
+    Its functions run once on the whole frame; then, at ``n_points`` random rows ``k``, on the
+    ``window`` bars ending at ``k`` alone (default its ``live_window``: what live trading gives
+    it), renumbered from 0. Every column of the last row must equal the whole-frame row ``k``
+    (NaN equal to NaN, floats to ~1e-9). That catches ``shift(-1)``, centred windows, a window
+    too short for the longest lookback, and code that reads data outside the frame it is given
+    (positions in a series it loaded itself no longer line up with the renumbered rows).
+    """
+    one = frame.loc[frame["symbol"] == frame["symbol"].iloc[0]] if "symbol" in frame else frame
+    one = one.drop(columns=[c for c in ("symbol",) if c in one]).reset_index(drop=True)
+    columns = [c for c in ("ts", "open", "high", "low", "close", "volume") if c in one]
+    one = one[columns]
+    length = int(window or getattr(strategy, "live_window", 500))
+    full = strategy.signals(one.copy(), " (recursive check, whole frame)")
+    label = getattr(strategy, "name", type(strategy).__name__)
+    low = max(min_index or 0, 1)
+    cuts, divergences = [], []
+    for k in _cut_indices(len(one), n_points, seed, low):
+        start = max(0, k + 1 - length)
+        part = strategy.signals(one.iloc[start : k + 1].reset_index(drop=True).copy())
+        cut = pd.Timestamp(one["ts"].iloc[k]).to_pydatetime() if "ts" in one else k
+        cuts.append(cut)
+        for column in full.columns:
+            if column not in part:
+                divergences.append(Divergence(cut, k, column, "missing"))
+                break
+            a, b = full[column].iloc[k], part[column].iloc[-1]
+            if not _same(_plain(a), _plain(b)):
+                divergences.append(Divergence(cut, k, (column, _plain(a)), (column, _plain(b))))
+                break
+    return LookaheadReport(label, tuple(cuts), tuple(divergences))
+
+
+def _plain(value: Any) -> Any:
+    """Return numpy scalars and booleans as floats (so 1 == True == 1.0); other values as is."""
+    if isinstance(value, bool | np.bool_ | int | np.integer | float | np.floating):
+        return float(value)
+    return value

@@ -97,6 +97,13 @@ class Command(BaseCommand):
             "or path/to/file.py:ClassName",
         )
         parser.add_argument(
+            "--lookahead-check",
+            action="store_true",
+            help="Before the run: the truncation check and, for signal-style strategies, the "
+            "recursive check (indicators on a growing window equal the whole frame's); a "
+            "strategy that peeks is refused",
+        )
+        parser.add_argument(
             "--config",
             metavar="NAME",
             help="A named parameter set (StrategyConfig, edited in the admin): its strategy, "
@@ -219,6 +226,8 @@ class Command(BaseCommand):
         try:
             request = validated_request(options, start, end)
             self._check_in_sample(request, options["allow_in_sample"])
+            if options["lookahead_check"]:
+                self._lookahead_check(request)
             if options["vectorised"]:
                 self._check_vectorised(request, options)
             run = backtest_run_create(**request, owner=self._owner(options["owner"]))
@@ -364,6 +373,26 @@ class Command(BaseCommand):
                 phases=self._phases,
             )
             bar.close()
+
+    def _lookahead_check(self, request: dict) -> None:
+        """Run the look-ahead checks on the run's bars; peeking refuses the run (nothing kept)."""
+        from backtesting.services import BacktestInputError, bars_for
+        from backtesting.strategy_checks import lookahead_reports
+
+        bars, _ = bars_for(
+            symbols=request["symbols"],
+            timeframe=request["timeframe"],
+            start=request["start"],
+            end=request["end"],
+            source=request["data_source"],
+        )
+        columns = ["ts", "symbol", "open", "high", "low", "close", "volume"]
+        reports = lookahead_reports(request["strategy"], request["params"], bars[columns])
+        for report in reports:
+            self.stdout.write(("ok    " if report.ok else "FAIL  ") + report.message())
+        failed = [r.message() for r in reports if not r.ok]
+        if failed:
+            raise BacktestInputError("look-ahead found: " + "; ".join(failed))
 
     def _enqueue(self, run: BacktestRun, options) -> None:
         from django_q.tasks import async_task
