@@ -30,3 +30,21 @@ def report_path_in_reports_dir(prefix: str, name: str, suffix: str) -> Path:
     if path.parent != root:
         raise ReportPathError(f"report path {path} is outside {root}")
     return path
+
+
+def report_script_path(report_path: str, name: str) -> Path | None:
+    """The plotly.js file ``name`` beside the report at ``report_path``, or None.
+
+    Only a ``plotly-<version>.min.js`` name is served, only from the report's own folder and only
+    inside ``REPORTS_DIR``; a report written before the file was put beside it gets the installed
+    package's copy when the versions agree.
+    """
+    from backtesting.engine.plotly_asset import SCRIPT_NAME, SCRIPT_NAME_RE, plotly_source
+
+    if not report_path or not SCRIPT_NAME_RE.fullmatch(name):
+        return None
+    root = Path(settings.REPORTS_DIR).resolve()
+    path = (Path(report_path).resolve().parent / name).resolve()
+    if path.is_relative_to(root) and path.is_file():
+        return path
+    return plotly_source() if name == SCRIPT_NAME else None

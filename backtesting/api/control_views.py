@@ -23,6 +23,7 @@ from backtesting import run_control
 from backtesting import run_selectors as selectors
 from backtesting.api import control_serializers as s
 from backtesting.api.read_views import BacktestListView
+from backtesting.report_paths import report_script_path
 from backtesting.services import BacktestInputError
 from rrr_site.api.accounts import visible_accounts
 from rrr_site.api.permissions import IsTrader, IsViewer, ViewerReadsTraderWrites
@@ -271,3 +272,30 @@ class BacktestReportView(APIView):
         if not path.is_relative_to(root) or not path.is_file():
             raise NotFound(NO_REPORT)
         return FileResponse(path.open("rb"), content_type="text/html; charset=utf-8")
+
+
+class BacktestReportScriptView(APIView):
+    """plotly.js beside the run's report (the page loads it by a relative URL), for its readers."""
+
+    permission_classes = [IsViewer]
+
+    @extend_schema(
+        tags=["backtests"],
+        operation_id="backtests_report_script_retrieve",
+        responses={
+            (200, "text/javascript"): OpenApiResponse(
+                response=OpenApiTypes.STR, description="plotly.js, as the report references it"
+            ),
+            401: read_errors()[401],
+            403: error_response("403"),
+            404: error_response("404"),
+        },
+    )
+    def get(self, request, pk: int, version: str):
+        run = selectors.backtest_run(pk=pk)
+        if run is None or not run.report_path or not run_control.may_control(request.user, run):
+            raise NotFound(NO_REPORT)
+        path = report_script_path(run.report_path, f"plotly-{version}.min.js")
+        if path is None:
+            raise NotFound(NO_REPORT)
+        return FileResponse(path.open("rb"), content_type="text/javascript; charset=utf-8")

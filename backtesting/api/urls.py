@@ -22,4 +22,9 @@ urlpatterns = [
         control_views.BacktestReportView.as_view(),
         name="api-backtest-report",
     ),
+    path(
+        "backtests/<int:pk>/plotly-<str:version>.min.js",
+        control_views.BacktestReportScriptView.as_view(),
+        name="api-backtest-report-script",
+    ),
 ]

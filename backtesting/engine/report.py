@@ -1,7 +1,8 @@
 """Self-contained HTML backtest reports (viewable offline) and the trade journal as CSV.
 
-The page embeds plotly.js from the installed ``plotly`` package once — never a CDN — followed by
-the figures: equity with buy-and-hold and drawdown, monthly returns heatmap, prices with trade
+The page loads plotly.js from ``plotly-<version>.min.js`` beside it (copied once per folder from the
+installed ``plotly`` package, never a CDN; ``render_html`` alone inlines it), followed by the
+figures: equity with buy-and-hold and drawdown, monthly returns heatmap, prices with trade
 markers, and, when given, optimisation, walk-forward and Monte Carlo charts; the metrics and the
 trade journal are HTML tables, and a glossary defines every figure shown. Long curves are
 thinned for drawing (metrics use every point).
@@ -9,12 +10,14 @@ thinned for drawing (metrics use every point).
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -25,6 +28,7 @@ from backtesting.engine.glossary import INTEGER_METRICS, METRIC_DEFINITIONS
 from backtesting.engine.metrics import drawdown_curve
 from backtesting.engine.montecarlo import MonteCarloResult
 from backtesting.engine.optimize import SearchResult, WalkForwardResult
+from backtesting.engine.plotly_asset import ensure_plotly_beside, script_tag
 from backtesting.engine.result import BacktestResult, RoundTrip, trades_frame
 
 MAX_POINTS = 4000  # per drawn line
@@ -59,8 +63,31 @@ def _thin(series: pd.Series, limit: int = MAX_POINTS) -> pd.Series:
     )
 
 
+def _compact_dates(fig: go.Figure) -> None:
+    """Give time axes as UTC epoch milliseconds (a binary array) instead of ISO strings.
+
+    A 25-character timestamp per point per line was most of a report's size; plotly.js reads
+    numbers on a ``date`` axis as milliseconds since the epoch, shown as the same UTC times.
+    """
+    dated = False
+    for trace in fig.data:
+        x = getattr(trace, "x", None)
+        if x is None or len(x) == 0:
+            continue
+        first = x[0]
+        if not isinstance(first, dt.datetime | np.datetime64):
+            continue
+        index = pd.DatetimeIndex(x)
+        index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+        trace.x = (index.asi8 // 1_000_000).astype(np.float64)
+        dated = True
+    if dated:
+        fig.update_xaxes(type="date")
+
+
 def _div(fig: go.Figure, name: str) -> str:
     fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, template="plotly_white")
+    _compact_dates(fig)
     return fig.to_html(
         full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False}
     )
@@ -270,8 +297,13 @@ def render_html(
     walk_forward: WalkForwardResult | None = None,
     montecarlo: Sequence[MonteCarloResult] = (),
     csv_name: str | None = None,
+    plotly_src: str | None = None,
 ) -> str:
-    """Return the complete report page as a string."""
+    """Return the complete report page as a string.
+
+    ``plotly_src`` is the URL of plotly.js (``write_report`` puts the file beside the page); without
+    it the 5 MB script is inlined, so the string alone opens anywhere.
+    """
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         summary_note(result),
@@ -288,9 +320,10 @@ def render_html(
     sections += _journal(result, csv_name)
     sections += ["<h2>Glossary</h2>", glossary(result.metrics)]
     body = "\n".join(sections)
+    plotly_js = script_tag(plotly_src) if plotly_src else f"<script>{get_plotlyjs()}</script>"
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title><style>{_CSS}</style><script>{get_plotlyjs()}</script></head>"
+        f"</title><style>{_CSS}</style>{plotly_js}</head>"
         f"<body>{body}</body></html>"
     )
 
@@ -339,7 +372,10 @@ def write_report(
     walk_forward: WalkForwardResult | None = None,
     montecarlo: Sequence[MonteCarloResult] = (),
 ) -> ReportFiles:
-    """Write the HTML report to ``path`` and the trade journal next to it (``.trades.csv``)."""
+    """Write the HTML report to ``path`` and the trade journal next to it (``.trades.csv``).
+
+    plotly.js goes beside them once (``plotly-<version>.min.js``), loaded by the page.
+    """
     target = Path(path)
     if target.suffix.lower() not in (".html", ".htm"):
         raise BacktestConfigError(f"report path must end in .html, got {target.name!r}")
@@ -353,6 +389,7 @@ def write_report(
         walk_forward=walk_forward,
         montecarlo=montecarlo,
         csv_name=csv_path.name,
+        plotly_src=ensure_plotly_beside(target),
     )
     target.write_text(page, encoding="utf-8")
     return ReportFiles(target, csv_path)

@@ -1,4 +1,4 @@
-"""Offline HTML report of a research run (plotly inlined: opens without a network)."""
+"""Offline HTML report of a research run (plotly.js beside it, loaded from its folder: offline)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import html
 import json
 from pathlib import Path
 
-from plotly.offline import get_plotlyjs
-
+from backtesting.engine.plotly_asset import ensure_plotly_beside, script_tag
 from research.engine.findings import StudyOutput, finite
 
 _CSS = (
@@ -34,7 +33,10 @@ def _findings_table(output: StudyOutput) -> str:
 
 
 def write_report(output: StudyOutput, path: Path, *, title: str) -> Path:
-    """Write the summary, the findings table and every figure of ``output`` to ``path``."""
+    """Write the summary, the findings table and every figure of ``output`` to ``path``.
+
+    plotly.js is copied once beside it (``plotly-<version>.min.js``) and loaded by the page.
+    """
     divs = "".join(
         fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
         for fig in output.figures
@@ -42,7 +44,7 @@ def write_report(output: StudyOutput, path: Path, *, title: str) -> Path:
     summary = html.escape(json.dumps(finite(output.summary), indent=2, default=str))
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head><body>"
+        f"<style>{_CSS}</style>{script_tag(ensure_plotly_beside(path))}</head><body>"
         f"<h1>{html.escape(title)}</h1><h2>Summary</h2><pre>{summary}</pre>"
         f"<h2>Findings</h2>{_findings_table(output)}<h2>Figures</h2>{divs}</body></html>"
     )

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from backtesting.models import BacktestRun
+from backtesting.report_paths import report_script_path
 from backtesting.run_selectors import backtest_run, backtest_runs
 from marketdata.models import Symbol
 from models_ml.models import MLModel
@@ -125,3 +126,13 @@ def backtest_report(request: HttpRequest, pk: int) -> HttpResponse:
     if not path.is_relative_to(root) or not path.is_file():
         raise Http404("No report")
     return FileResponse(path.open("rb"), content_type="text/html")
+
+
+@login_required
+def backtest_report_script(request: HttpRequest, pk: int, version: str) -> HttpResponse:
+    """plotly.js beside the run's report: the page loads it by a relative URL."""
+    run = backtest_run(pk=pk)
+    path = report_script_path(run.report_path, f"plotly-{version}.min.js") if run else None
+    if path is None:
+        raise Http404("No report")
+    return FileResponse(path.open("rb"), content_type="text/javascript; charset=utf-8")

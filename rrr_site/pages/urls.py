@@ -22,4 +22,9 @@ urlpatterns = [
     path("backtests/", lab_views.backtests_page, name="pages-backtests"),
     path("backtests/<int:pk>/", lab_views.backtest_page, name="pages-backtest"),
     path("backtests/<int:pk>/report", lab_views.backtest_report, name="pages-backtest-report"),
+    path(
+        "backtests/<int:pk>/plotly-<str:version>.min.js",
+        lab_views.backtest_report_script,
+        name="pages-backtest-report-script",
+    ),
 ]

@@ -11,6 +11,7 @@ import pytest
 from backtesting.engine.errors import BacktestConfigError
 from backtesting.engine.montecarlo import shuffle_trades
 from backtesting.engine.optimize import grid_search, local_evaluator, walk_forward
+from backtesting.engine.plotly_asset import SCRIPT_NAME, plotly_source
 from backtesting.engine.report import monthly_returns, render_html, write_report
 from backtesting.engine.runner import BacktestConfig, run_backtest
 from tests.backtesting.engine.helpers import D, walk_frame
@@ -38,7 +39,11 @@ def test_report_is_offline_and_complete(run, tmp_path) -> None:
     page = files.html.read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?https?:", page, re.IGNORECASE)
     assert not re.search(r"<link[^>]*https?:", page, re.IGNORECASE)
-    assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js is inlined
+    # plotly.js is the package's own copy beside the page, loaded by a relative URL (no CDN).
+    assert "Plotly.newPlot" in page and len(page) < 1_000_000
+    assert f'<script src="{SCRIPT_NAME}"' in page
+    assert (files.html.parent / SCRIPT_NAME).read_bytes() == plotly_source().read_bytes()
+    assert '"type":"date"' in page  # time axes given as epoch milliseconds stay dates
     for div in ("equity", "monthly", "price0", "optimisation", "walkforward", "mc0"):
         assert f'id="{div}"' in page
     assert "Trade journal" in page and "sharpe" in page
