@@ -45,17 +45,19 @@ def setup(pg_url: str) -> None:
 
 def seed(fills: int) -> tuple[object, object]:
     """Return (user, account), seeding the account's fills with COPY unless already there."""
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.db import connection
 
     from marketdata.models import Bar, Symbol
     from trading.models import Account, Fill, PortfolioSnapshot
 
-    user, _ = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()\
-        .objects.get_or_create(username="bench-pages")  # fmt: skip
+    user, _ = get_user_model().objects.get_or_create(username="bench-pages")
     user.groups.add(Group.objects.get_or_create(name="admin")[0])
     symbol, _ = Symbol.objects.get_or_create(name="BTC-USD", defaults={"active": True})
-    account, _ = Account.objects.get_or_create(name="bench-pages", defaults={"mode": "paper", "initial_capital": 100000, "cash": 100000})
+    account, _ = Account.objects.get_or_create(
+        name="bench-pages", defaults={"mode": "paper", "initial_capital": 100000, "cash": 100000}
+    )
     account.members.add(user)
     have = Fill.objects.filter(account=account).count()
     if have >= fills:
