@@ -9,6 +9,8 @@ runs it in full (trades, report).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +59,9 @@ from trading.engine.strategies import create_strategy, strategy_class
 logger = logging.getLogger(__name__)
 EQUITY_POINTS = 2_000  # stored equity curve is thinned to this many points
 CHILD_POLL_SECONDS = 0.5
+# A distributed sweep enqueues its unfinished trials again this often once the broker is empty
+# (trials of a killed qcluster are lost from Redis); copies of a trial run it once, by its lock.
+REDISPATCH_SECONDS = 30.0
 
 # Default search spaces per built-in strategy (overridable with --space name=lo:hi:step).
 DEFAULT_SPACES: dict[str, dict[str, Any]] = {
@@ -607,17 +612,36 @@ def _store_result(
 
 
 def _child_task(child_id: int) -> dict:
-    """django-q2 task body: run one parameter set of a sweep (metrics only, no report)."""
-    child = BacktestRun.objects.get(pk=child_id)
-    _claim(child)
+    """django-q2 task body: run one parameter set of a sweep (metrics only, no report).
+
+    At least once, done once: the Redis broker has no acknowledgement, so the sweep enqueues a
+    trial again when it may have been lost (``TaskEvaluator``). The trial's owner lock decides
+    who runs it: a copy whose trial another live worker holds, or that is already finished,
+    returns at once; a trial left ``running`` by a killed worker (its lock died with it) is taken
+    over and run again from the start. Results are stored only by the lock's holder, once.
+    """
+    from rrr_site.locks import owner_lock
+
+    lock = owner_lock(f"backtest-trial:{child_id}")
+    if not lock.acquire():
+        return {"run": child_id, "skipped": "another worker is running this trial"}
     try:
-        bars, _ = bars_for(
-            symbols=child.symbols,
-            timeframe=child.timeframe,
-            start=child.start,
-            end=child.end,
-            source=child.data_source,
-        )
+        return _child_run(child_id)
+    finally:
+        lock.release()
+
+
+def _child_run(child_id: int) -> dict:
+    """Claim (pending, or running under a dead owner) and run one trial while holding its lock."""
+    claimed = BacktestRun.objects.filter(pk=child_id, status__in=UNFINISHED).update(
+        status=RunStatus.RUNNING, started_at=timezone.now(), progress=0.0,
+        metrics={"claimed_by": f"pid {os.getpid()} on {socket.gethostname()}"},
+    )
+    if not claimed:  # finished, failed or cancelled meanwhile: nothing to do, nothing to count
+        return {"run": child_id, "skipped": "not pending"}
+    child = BacktestRun.objects.select_related("parent").get(pk=child_id)
+    try:
+        bars = _trial_bars(child)
         result = _run_engine(child, bars, None)
     except BaseException as exc:  # django-q's timeout is a SystemExit: the row must say so too
         run_fail(child, exc)
@@ -633,6 +657,34 @@ def _child_task(child_id: int) -> dict:
         bars_done = max(1, len(result.equity))
         progress_publish(child.pk, bars_done, bars_done, RunStatus.COMPLETED)
     return {"run": child.pk, "metrics": _jsonable(result.metrics)}
+
+
+def _trial_bars(child: BacktestRun) -> pd.DataFrame:
+    """Return a trial's bars from this process's cache of its sweep's bars (read once)."""
+    from backtesting import trial_bars
+
+    owner = child.parent or child
+    key = trial_bars.bars_key(
+        sweep=owner.pk,
+        symbols=owner.symbols,
+        timeframe=owner.timeframe,
+        start=owner.start,
+        end=owner.end,
+        source=owner.data_source,
+    )
+    frame, _ = trial_bars.CACHE.get(
+        key,
+        lambda: bars_for(
+            symbols=owner.symbols,
+            timeframe=owner.timeframe,
+            start=owner.start,
+            end=owner.end,
+            source=owner.data_source,
+        ),
+    )
+    if (child.start, child.end) == (owner.start, owner.end):
+        return frame
+    return trial_bars.slice_range(frame, child.start, child.end)  # a walk-forward window
 
 
 UNFINISHED = (RunStatus.PENDING, RunStatus.RUNNING)
@@ -686,8 +738,11 @@ class TaskEvaluator:
         timeout: float = 3600,
         distributed: bool = True,
         progress: Callable[[int, int], None] | None = None,
+        window: tuple[datetime, datetime] | None = None,
     ) -> None:
         self.parent = parent
+        # A walk-forward window's training range (its trials run on the parent's bars, sliced).
+        self.window = window
         # False: each trial still runs as a django-q task (group, stored result) but inline, for
         # the embedded default where no qcluster may be running.
         self.distributed = distributed
@@ -713,31 +768,47 @@ class TaskEvaluator:
 
     @transaction.atomic
     def _create(self, batch: Sequence[Mapping[str, Any]]) -> list[BacktestRun]:
-        """Record every trial of the batch, or none (a refused set rolls back the rest)."""
+        """Record every trial of the batch, or none (a refused set rolls back the rest).
+
+        A parameter set this sweep already recorded on the same range is that trial again
+        (one row per sweep, parameters and range), never a second one counted twice.
+        """
         parent = self.parent
-        return [
-            backtest_run_create(
-                strategy=parent.strategy,
-                params=params,
-                symbols=parent.symbols,
-                timeframe=parent.timeframe,
-                start=parent.start,
-                end=parent.end,
-                costs=_costs_of(parent),
-                parent=parent,
-                name=f"{parent.name or parent.strategy} trial",
-                data_source=parent.data_source,
-            )
-            for params in batch
-        ]
+        start, end = self.window or (parent.start, parent.end)
+        known = {
+            (repr(sorted(c.params.items())), c.start, c.end): c
+            for c in BacktestRun.objects.filter(parent=parent, start=start, end=end)
+        }
+        trials = []
+        for params in batch:
+            key = (repr(sorted(_jsonable(params).items())), start, end)
+            if key not in known:
+                known[key] = backtest_run_create(
+                    strategy=parent.strategy,
+                    params=params,
+                    symbols=parent.symbols,
+                    timeframe=parent.timeframe,
+                    start=start,
+                    end=end,
+                    costs=_costs_of(parent),
+                    parent=parent,
+                    name=f"{parent.name or parent.strategy} trial",
+                    data_source=parent.data_source,
+                )
+            trials.append(known[key])
+        return trials
 
     def _enqueue(self, child: BacktestRun) -> None:
+        if child.status in UNFINISHED:  # a trial a retried sweep finished already is not rerun
+            self._enqueue_id(child.pk)
+
+    def _enqueue_id(self, pk: int) -> None:
         from django_q.tasks import async_task
 
         # Inline (sync) tasks re-raise the trial's exception here; the trial row is failed by then.
         async_task(
             "backtesting.tasks.backtest_child_task",
-            child.pk,
+            pk,
             group=self.parent.task_group,
             timeout=int(self.timeout),
             sync=not self.distributed,
@@ -745,7 +816,11 @@ class TaskEvaluator:
 
     def _collect(self, ids: list[int]) -> list[Mapping[str, float]]:
         deadline = time.monotonic() + self.timeout
+        dispatched = time.monotonic()
         while True:
+            if self.distributed and time.monotonic() - dispatched > REDISPATCH_SECONDS:
+                self._redispatch(ids)
+                dispatched = time.monotonic()
             rows = {r.pk: r for r in BacktestRun.objects.filter(pk__in=ids)}
             failed = self._first_failure(ids)
             if failed:
@@ -763,6 +838,31 @@ class TaskEvaluator:
             if time.monotonic() > deadline:
                 raise SweepFailed(f"sweep trials still unfinished after {self.timeout:.0f}s")
             time.sleep(CHILD_POLL_SECONDS)
+
+    def _redispatch(self, ids: list[int]) -> int:
+        """Enqueue again every unfinished trial once the broker has handed out all tasks.
+
+        The Redis broker forgets a task once a cluster pops it, so the tasks of a ``qcluster``
+        killed meanwhile (running or prefetched) are gone while their rows stay pending or
+        running. A copy of a trial that a live worker still holds, or has finished, does nothing
+        (``_child_task``); a lost one runs. Returns how many were enqueued again.
+        """
+        from django_q.brokers import get_broker
+
+        if get_broker().queue_size():
+            return 0  # tasks still wait on the broker: the workers are busy, nothing is lost yet
+        unfinished = list(
+            BacktestRun.objects.filter(pk__in=ids, status__in=UNFINISHED)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        for pk in unfinished:
+            self._enqueue_id(pk)
+        if unfinished:
+            logger.info(
+                "sweep %s: enqueued %d unfinished trial(s) again", self.parent.pk, len(unfinished)
+            )
+        return len(unfinished)
 
     @staticmethod
     def _first_failure(ids: list[int]) -> str:
@@ -880,8 +980,15 @@ def walkforward_execute(
     anchored: bool = False,
     objective: str = "sharpe",
     report: str | Path | None = None,
+    distributed: bool | None = None,
 ) -> Any:
-    """Walk-forward optimisation: stitched out-of-sample equity and the parameter path."""
+    """Walk-forward optimisation: stitched out-of-sample equity and the parameter path.
+
+    Each window's in-sample trials are a sweep's trials (one task each, recorded as children
+    with the window's range), spread over the ``qcluster`` workers like ``sweep_execute``'s.
+    """
+    if distributed is None:
+        distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
     _claim(parent)
     try:
         bars, origins = bars_for(
@@ -901,6 +1008,9 @@ def walkforward_execute(
             anchored=anchored,
             objective=objective,
             engine="event",
+            evaluator_factory=lambda data: TaskEvaluator(
+                parent, distributed=distributed, window=_window_range(data)
+            ),
             search_kwargs={"constraint": CONSTRAINTS.get(parent.strategy)},
         )
         result = backtest_execute(run=parent, bars=bars, report=report, claim=False)
@@ -924,6 +1034,14 @@ def walkforward_execute(
     }
     BacktestRun.objects.filter(pk=parent.pk).update(metrics=_jsonable(metrics))
     return wf
+
+
+def _window_range(data: Any) -> tuple[datetime, datetime]:
+    """Return the first and last bar time of a walk-forward window's training bars."""
+    return (
+        pd.Timestamp(int(data.ts[0]), tz="UTC").to_pydatetime(),
+        pd.Timestamp(int(data.ts[-1]), tz="UTC").to_pydatetime(),
+    )
 
 
 def _jsonable(value: Any) -> Any:
