@@ -11,6 +11,6 @@ class TradingConfig(AppConfig):
         """Point the user-strategy loader at ``settings.STRATEGY_PATHS``."""
         from django.conf import settings
 
-        from trading.engine.user_strategies import set_strategy_paths
+        from trading.engine.strategy_paths import set_strategy_paths
 
         set_strategy_paths(list(getattr(settings, "STRATEGY_PATHS", [])))

@@ -24,21 +24,17 @@ from types import ModuleType
 
 from trading.engine.errors import StrategyConfigError
 from trading.engine.strategy import Strategy
+from trading.engine.strategy_paths import PATHS, set_strategy_paths
+
+__all__ = ["set_strategy_paths", "strategy_paths"]
 
 _LOCK = threading.RLock()
-_PATHS: list[Path] = []
 _MODULES: dict[tuple[str, int], ModuleType] = {}  # (absolute path, mtime_ns) -> module
-
-
-def set_strategy_paths(paths: list[str | Path]) -> None:
-    """Set the folders scanned for user strategies (``settings.STRATEGY_PATHS``)."""
-    with _LOCK:
-        _PATHS[:] = [Path(p).expanduser() for p in paths]
 
 
 def strategy_paths() -> list[Path]:
     """Return the folders scanned for user strategies."""
-    return list(_PATHS)
+    return list(PATHS)
 
 
 def is_path_spec(spec: str) -> bool:
