@@ -981,8 +981,11 @@ def walkforward_execute(
     objective: str = "sharpe",
     report: str | Path | None = None,
     distributed: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Any:
     """Walk-forward optimisation: stitched out-of-sample equity and the parameter path.
+
+    ``progress(done, total)`` follows the windows (a progress bar's feed).
 
     Each window's in-sample trials are a sweep's trials (one task each, recorded as children
     with the window's range), spread over the ``qcluster`` workers like ``sweep_execute``'s.
@@ -1012,6 +1015,7 @@ def walkforward_execute(
                 parent, distributed=distributed, window=_window_range(data)
             ),
             search_kwargs={"constraint": CONSTRAINTS.get(parent.strategy)},
+            progress=progress,
         )
         result = backtest_execute(run=parent, bars=bars, report=report, claim=False)
     except BaseException as exc:

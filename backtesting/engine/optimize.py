@@ -582,16 +582,23 @@ def walk_forward(
     engine: str = "vectorised",
     evaluator_factory: Callable[[BarData], BatchEvaluator] | None = None,
     search_kwargs: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> WalkForwardResult:
-    """Optimise in each training window, trade the winner in the test window, stitch the tests."""
+    """Optimise in each training window, trade the winner in the test window, stitch the tests.
+
+    ``progress(done, total)`` is called with the windows finished, 0 before the first.
+    """
     cfg = config or BacktestConfig()
     data = bars if isinstance(bars, BarData) else prepare_bars(bars, cfg.timeframe)
     stamps = data.stamps()
     factory = evaluator_factory or (lambda d: local_evaluator(strategy, d, cfg, engine=engine))
     outcomes = []
-    for window in walk_forward_windows(
+    windows = walk_forward_windows(
         stamps.size, train=train, test=test, step=step, anchored=anchored
-    ):
+    )
+    if progress is not None:
+        progress(0, len(windows))
+    for window in windows:
         train_data = _rows(data, stamps, window.train_start, window.train_stop)
         found = search(
             method,
@@ -604,6 +611,8 @@ def walk_forward(
         test_data = _rows(data, stamps, window.test_start, window.test_stop)
         equity, metrics = _out_of_sample(strategy, test_data, found.params, cfg, engine)
         outcomes.append(WindowOutcome(window, found.params, found.score, metrics, equity))
+        if progress is not None:
+            progress(len(outcomes), len(windows))
     initial = float(cfg.initial_cash)
     stitched = stitch([o.oos_equity for o in outcomes], initial)
     ppy = cfg.periods_per_year or periods_per_year(data.timeframe)

@@ -333,14 +333,18 @@ class Command(BaseCommand):
         )
 
         show = sys.stderr.isatty() and not options["json"]
-        if method in {"grid", "random", "genetic"}:
-            bar = tqdm(total=0, desc=f"{method} trials", unit="trial", disable=not show)
 
-            def trials(done: int, total: int) -> None:
+        def counter(bar: tqdm):
+            def update(done: int, total: int) -> None:
                 bar.total = total
                 bar.n = done
                 bar.refresh()
 
+            return update
+
+        if method in {"grid", "random", "genetic"}:
+            bar = tqdm(total=0, desc=f"{method} trials", unit="trial", disable=not show)
+            trials = counter(bar)
             sweep_execute(
                 parent=run,
                 method=method,
@@ -354,6 +358,7 @@ class Command(BaseCommand):
             )
             bar.close()
         elif method == "walkforward":
+            bar = tqdm(total=0, desc="walk-forward windows", unit="window", disable=not show)
             walkforward_execute(
                 parent=run,
                 space=parse_space(run.strategy, options["space"]),
@@ -362,7 +367,9 @@ class Command(BaseCommand):
                 anchored=options["anchored"],
                 objective=options["objective"],
                 report=options["report"],
+                progress=counter(bar),
             )
+            bar.close()
         else:
             bar = tqdm(total=100, desc="backtest", unit="%", disable=not show)
             backtest_execute(
