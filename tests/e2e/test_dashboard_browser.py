@@ -83,8 +83,13 @@ def test_trading_day_in_the_browser(live_server_url, browser_page):
         )  # fmt: skip
         page.screenshot(path=str(SCREENSHOTS / f"page-{path.strip('/') or 'overview'}.png"))
     page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(f"{url}/")
-    page.screenshot(path=str(SCREENSHOTS / "overview-phone.png"), full_page=True)
+    for path, name in [("/", "overview"), ("/market/?symbol=BTC-USD&tf=1s", "market"),
+                       ("/backtests/", "backtests")]:  # fmt: skip
+        page.goto(f"{url}{path}")
+        page.wait_for_load_state("load")
+        # One column at phone width: nothing wider than the screen but tables that scroll.
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, path
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
     # The one refused order's 422 is logged by Chromium as a failed resource; nothing else may be.
     expected = "the server responded with a status of 422"
     assert [e for e in page.errors if expected not in e] == []
