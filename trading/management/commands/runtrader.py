@@ -25,6 +25,7 @@ from marketdata.management.commands.ingest import (
     parse_symbols,
 )
 from marketdata.pipeline import BASE_TIMEFRAMES, RESAMPLED_TIMEFRAMES
+from marketdata.sim_clock import WallClockBound, sim_start
 from marketdata.storage import WriterFailed
 from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
@@ -39,7 +40,6 @@ from trading.engine.strategies import (
 from trading.models import Account
 from trading.runtime import PersistenceFailed, RuntimeConfig, TradingRuntime
 from trading.selectors import live_trading_blockers_for, live_venue_for
-from marketdata.sim_clock import WallClockBound, sim_start
 
 # Timeframes the pipeline builds (from trades) or resamples; a strategy can trade on no other.
 TRADABLE_TIMEFRAMES = (*BASE_TIMEFRAMES, *RESAMPLED_TIMEFRAMES)
