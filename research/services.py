@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,7 @@ from research.models import Finding, ResearchRun
 from trading.engine.strategies import create_strategy
 
 logger = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 STUDY_KINDS = {
     "pairs": ResearchKind.STAT_ARB,
@@ -237,16 +238,27 @@ def _claim(run: ResearchRun) -> None:
     run.refresh_from_db()
 
 
-def research_run_execute(*, run: ResearchRun, report: bool = True) -> ResearchRun:
-    """Run a pending study; store its findings, summary and HTML report, or mark it failed."""
+def research_run_execute(
+    *, run: ResearchRun, report: bool = True, progress: Progress | None = None
+) -> ResearchRun:
+    """Run a pending study; store its findings, summary and HTML report, or mark it failed.
+
+    ``progress(stage, done, total)`` follows it: "study" (the overfitting study's backtests as
+    "trials", one by one), "report", "store" (a progress bar's feed).
+    """
+    step = progress or _no_progress
     _claim(run)
     try:
-        output = _study(run)
+        step("study", 0, 1)
+        output = _study(run, step)
         path = None
         if report:
+            step("report", 0, 1)
             path = report_path_in_reports_dir("research-", f"run-{run.pk}", ".html")
             write_report(output, path, title=run.title)
+        step("store", 0, 1)
         _store(run, output, path)
+        step("store", 1, 1)
     except Exception as exc:
         ResearchRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED,
@@ -258,7 +270,11 @@ def research_run_execute(*, run: ResearchRun, report: bool = True) -> ResearchRu
     return run
 
 
-def _study(run: ResearchRun) -> StudyOutput:
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def _study(run: ResearchRun, step: Progress = _no_progress) -> StudyOutput:
     p = dict(run.params)
     window = {"start": run.start, "end": run.end, "source": p.pop("source", "database")}
     if p.get("plant_pairs"):
@@ -277,7 +293,7 @@ def _study(run: ResearchRun) -> StudyOutput:
     if study == "microstructure":
         return _microstructure(run, p)
     return studies.overfitting_study(
-        _trial_returns(run, p, window["source"]),
+        _trial_returns(run, p, window["source"], step),
         blocks=int(p.get("blocks", 16)),
         seed=int(p.get("seed", 0)),
     )
@@ -305,7 +321,9 @@ def _microstructure(run: ResearchRun, params: dict[str, Any]) -> StudyOutput:
     return merged
 
 
-def _trial_returns(run: ResearchRun, params: Mapping[str, Any], source: str) -> pd.DataFrame:
+def _trial_returns(
+    run: ResearchRun, params: Mapping[str, Any], source: str, step: Progress = _no_progress
+) -> pd.DataFrame:
     """Backtest every parameter set of the grid; return their per-bar returns side by side."""
     strategy = params["strategy"]
     bars, _ = bars_for(
@@ -313,10 +331,13 @@ def _trial_returns(run: ResearchRun, params: Mapping[str, Any], source: str) -> 
     )
     config = Costs().config(run.timeframe)
     columns = {}
-    for combo in _overfitting_grid(params):
+    combos = _overfitting_grid(params)
+    step("trials", 0, len(combos))
+    for done, combo in enumerate(combos, 1):
         result = run_backtest(create_strategy(strategy, **combo), bars, config)
         label = ",".join(f"{k}={v}" for k, v in sorted(combo.items()))
         columns[label] = result.returns()
+        step("trials", done, len(combos))
     return pd.DataFrame(columns).fillna(0.0)
 
 

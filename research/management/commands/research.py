@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from marketdata.data_source import add_data_source_argument
 from research.engine.errors import ResearchInputError
@@ -121,10 +123,21 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if options["run_async"]:
             return self._enqueue(run, options)
+        show = sys.stderr.isatty() and not options["json"]
+        bar = tqdm(total=1, desc="study", disable=not show)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.set_description_str(stage, refresh=False)
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
         try:
-            research_run_execute(run=run, report=not options["no_report"])
+            research_run_execute(run=run, report=not options["no_report"], progress=progress)
         except Exception as exc:  # the run row records it as failed; the user gets one line
             raise CommandError(f"research run #{run.pk} failed: {exc}") from exc
+        finally:
+            bar.close()
         self._print(run.pk, options["json"])
 
     def _params(self, options: dict[str, Any]) -> dict[str, Any]:
