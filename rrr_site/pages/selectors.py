@@ -141,7 +141,7 @@ def order_history(*, account: Account, filters: HistoryFilter) -> QuerySet[Order
 
 def fill_history(*, account: Account, filters: HistoryFilter) -> QuerySet[Fill]:
     """Return the account's fills matching ``filters``, newest first (slice it)."""
-    rows = Fill.objects.filter(account=account).select_related("symbol", "order")
+    rows = Fill.objects.filter(account=account).select_related("symbol")  # order_id suffices
     return _filtered(rows, filters, "ts").order_by("-ts", "-pk")
 
 
