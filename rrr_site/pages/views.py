@@ -85,12 +85,16 @@ def market(request: HttpRequest) -> HttpResponse:
     context, account = page_context(request, "market")
     symbols = list(Symbol.objects.filter(active=True).order_by("name"))
     wanted = request.GET.get("symbol")
-    symbol = next((x for x in symbols if x.name == wanted), symbols[0] if symbols else None)
+    symbol = next((x for x in symbols if x.name == wanted), None)
+    if symbol is None:  # the first symbol with a chart (not an empty one that sorts first)
+        symbol = next((x for x in symbols if s.chart_timeframes(symbol=x)), None)
+        symbol = symbol or (symbols[0] if symbols else None)
     if symbol is not None:
         timeframes = s.chart_timeframes(symbol=symbol)
         timeframe = request.GET.get("tf")
         if timeframe not in timeframes:
             timeframe = "1m" if "1m" in timeframes else (timeframes[0] if timeframes else "1m")
+        timeframes = timeframes or [timeframe]  # the picker never shows an empty list
         bars = s.chart_bars(symbol=symbol, timeframe=timeframe)
         since = parse_datetime(bars[0]["ts"]) if bars else None
         quote, book = latest_quote(symbol=symbol.name), latest_book(symbol=symbol.name)
