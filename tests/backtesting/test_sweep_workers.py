@@ -1,0 +1,201 @@
+"""Sweeps across workers: bars read once per process, each trial counted once, killed workers
+lose nothing (real ``qcluster`` processes on the Redis broker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from backtesting import services, trial_bars
+from backtesting.choices import RunStatus
+from backtesting.models import BacktestRun
+from backtesting.services import Costs, backtest_run_create, parse_space, sweep_execute
+from rrr_site.locks import owner_lock
+from tests.polling import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+ROOT = Path(__file__).resolve().parents[2]
+START, END = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 9, tzinfo=UTC)
+
+
+def sweep_parent(timeframe: str = "1h", end: datetime = END) -> BacktestRun:
+    """A pending grid-sweep parent of sma_cross on the simulated market's bars, no risk."""
+    return backtest_run_create(
+        strategy="sma_cross",
+        params={},
+        symbols=["BTC-USD"],
+        timeframe=timeframe,
+        start=START,
+        end=end,
+        costs=Costs(risk={}),
+        optimize="grid",
+        data_source="sim",
+    )
+
+
+def test_a_sweeps_trials_read_the_bars_once_per_process_and_never_count_twice():
+    trial_bars.CACHE.clear()
+    parent = sweep_parent()
+    space = parse_space("sma_cross", ["fast=5:15:5", "slow=20:40:10"])
+    found = sweep_execute(parent=parent, method="grid", space=space, distributed=False)
+    children = list(parent.children.order_by("pk"))
+    assert len(children) == len(found.trials) == 9
+    # The parent's full run reads its bars itself; the nine trials read them once between them.
+    assert trial_bars.CACHE.info.loads == 1 and trial_bars.CACHE.info.hits == 8
+    trial = children[0]
+    stored = (trial.metrics, trial.equity_curve, trial.finished_at)
+    # A duplicate delivery of a finished trial does nothing: same row, same figures.
+    assert services._child_task(trial.pk)["skipped"] == "not pending"
+    trial.refresh_from_db()
+    assert (trial.metrics, trial.equity_curve, trial.finished_at) == stored
+    # The same parameter set asked again by this sweep is the same trial, not a second row.
+    evaluator = services.TaskEvaluator(parent, distributed=False)
+    again = evaluator._create([trial.params])
+    assert [t.pk for t in again] == [trial.pk]
+    assert parent.children.count() == 9
+
+
+def test_a_trial_left_running_by_a_dead_worker_is_taken_over_and_one_a_live_worker_holds_is_not():
+    parent = sweep_parent()
+    trial = services.TaskEvaluator(parent, distributed=False)._create([{"fast": 5, "slow": 20}])[0]
+    BacktestRun.objects.filter(pk=trial.pk).update(status=RunStatus.RUNNING)  # its worker died
+    held = threading.Event()
+    release = threading.Event()
+
+    def live_worker() -> None:  # another worker (its own lock connection) holds the trial
+        lock = owner_lock(f"backtest-trial:{trial.pk}")
+        assert lock.acquire()
+        held.set()
+        release.wait(30)
+        lock.release()
+
+    worker = threading.Thread(target=live_worker)
+    worker.start()
+    try:
+        assert held.wait(30)
+        assert services._child_task(trial.pk)["skipped"] == "another worker is running this trial"
+        trial.refresh_from_db()
+        assert trial.status == RunStatus.RUNNING
+    finally:
+        release.set()
+        worker.join(30)
+    result = services._child_task(trial.pk)  # the owner is gone: the lock is free
+    trial.refresh_from_db()
+    assert trial.status == RunStatus.COMPLETED and result["run"] == trial.pk
+    assert "sharpe" in trial.metrics and "claimed_by" not in trial.metrics
+
+
+# -- real qcluster processes on Redis --------------------------------------------------------------
+
+
+def qcluster(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start ``manage.py qcluster`` as the leader of its own process group (stderr to ``log``:
+    a pipe nobody reads would fill and stall its logging)."""
+    with log.open("w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+
+
+def claimed_pid(trial: BacktestRun) -> int:
+    """Return the process id that claimed a running trial."""
+    label = trial.metrics.get("claimed_by", "")
+    return int(label.split()[1]) if label.startswith("pid ") else -1
+
+
+def stderr_of(proc: subprocess.Popen) -> str:
+    """Return the end of what a qcluster said (for a failure's message)."""
+    return Path(proc.args_log).read_text()[-3000:]  # type: ignore[attr-defined]
+
+
+def group_of(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return -1
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
+def test_a_qcluster_killed_mid_sweep_loses_no_trial_and_counts_none_twice(
+    subprocess_env, monkeypatch, tmp_path
+):
+    from django_q.brokers import get_broker
+
+    get_broker().purge_queue()  # leftovers of another run of this test on this Redis db
+    monkeypatch.setattr(services, "REDISPATCH_SECONDS", 1.0)
+    end = datetime(2024, 1, 12, tzinfo=UTC)
+    services.bars_for(symbols=["BTC-USD"], timeframe="1m", start=START, end=end, source="sim")
+    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
+           "SECRET_KEY": settings.SECRET_KEY}  # django-q2 signs tasks with it
+    env.pop("PYTEST_VERSION", None)  # a production cluster, not one configured for tests
+    doomed, survivor = qcluster(env, tmp_path / "doomed.log"), qcluster(env, tmp_path / "b.log")
+    doomed.args_log, survivor.args_log = tmp_path / "doomed.log", tmp_path / "b.log"
+    parent = sweep_parent("1m", end)
+    space = parse_space("sma_cross", ["fast=5:30:5", "slow=40:60:20"])
+    outcome: dict = {}
+
+    def run_sweep() -> None:
+        try:
+            outcome["found"] = sweep_execute(
+                parent=parent, method="grid", space=space, distributed=True
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread below
+            outcome["error"] = exc
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    sweeper = threading.Thread(target=run_sweep)
+    sweeper.start()
+    try:
+        in_flight: list[int] = []
+
+        def doomed_is_running_a_trial() -> bool:
+            running = BacktestRun.objects.filter(parent=parent, status=RunStatus.RUNNING)
+            in_flight[:] = [t.pk for t in running if group_of(claimed_pid(t)) == doomed.pid]
+            return bool(in_flight) or "error" in outcome
+
+        try:
+            wait_for(doomed_is_running_a_trial, 120, "a trial running on the doomed qcluster")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {stderr_of(doomed)}") from None
+        os.killpg(doomed.pid, signal.SIGKILL)  # the cluster and its workers, mid-trial
+        doomed.wait(10)
+        sweeper.join(120)
+        assert not sweeper.is_alive(), "the sweep never finished: " + stderr_of(survivor)
+        assert "error" not in outcome, outcome.get("error")
+    finally:
+        for proc in (doomed, survivor):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in (doomed, survivor):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    trials = list(parent.children.all())
+    assert len(trials) == len(outcome["found"].trials) == 12
+    assert Counter(repr(sorted(t.params.items())) for t in trials).most_common(1)[0][1] == 1
+    assert {t.status for t in trials} == {RunStatus.COMPLETED}
+    retried = [t for t in trials if t.pk in in_flight]
+    assert retried and all("sharpe" in t.metrics for t in retried)
+    parent.refresh_from_db()
+    assert parent.status == RunStatus.COMPLETED
+    assert parent.metrics["search"]["best_params"] == outcome["found"].best.params
+    assert Decimal(parent.metrics["final_equity"]) > 0
