@@ -1,0 +1,284 @@
+"""Soak: a scripted paper run at 50 symbols on PostgreSQL and Redis with the API and WebSockets.
+
+    python bench/soak.py                 # 5 minutes (default)
+    python bench/soak.py --minutes 60    # the full run
+
+One real ``runtrader --paper --serve`` (``bench/soak_engine.py``: the simulated market at
+``--speed``, 1s bars, ``sma_cross`` on every symbol) on a PostgreSQL database and Redis (channel
+layer, cache), while this process polls ``/api/v1/portfolio`` with a JWT and keeps
+``--clients`` WebSocket clients on ``/ws/v1/stream`` (portfolio, orders, fills and a market
+channel each). Every ``--sample`` seconds it records the engine's memory (RSS) and its own; at the
+end it prints the memory series and its slope after the first minute (MB per minute; flat is
+~0), the rows written per table, the books reconciled (orders = fills, cash and positions = a
+replay of the fills) and every error seen (HTTP status other than 200, WebSocket closes or
+protocol errors, the engine's exit code). Exits non-zero if anything is wrong.
+
+Needs PostgreSQL (``--pg-url``, default ``$SOAK_DATABASE_URL`` or a ``rrr_soak`` database on
+127.0.0.1) and Redis (``--redis-url``, default ``$SOAK_REDIS_URL`` or db 12 on 127.0.0.1).
+Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.soak_engine import soak_symbols  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--sample", type=float, default=15.0, help="seconds between RSS samples")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rrr_soak"),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("SOAK_REDIS_URL", "redis://127.0.0.1:6379/12")
+    )
+    return parser.parse_args()
+
+
+def prepare(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
+    """Create and migrate the database from scratch; return the engine's environment."""
+    import psycopg
+    from psycopg import sql
+
+    name = args.pg_url.rsplit("/", 1)[1]
+    admin = args.pg_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:  # every soak starts on empty tables
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {k: v for k, v in os.environ.items() if k not in {"SQLITE_PATH", "PYTEST_VERSION"}}
+    env.update(
+        DATABASE_URL=args.pg_url, REDIS_URL=args.redis_url, RRR_DATA_DIR=str(data_dir),
+        LOG_LEVEL="WARNING", Q_SYNC="false", JWT_ACCESS_MINUTES="120",
+    )
+    manage = [sys.executable, "manage.py"]
+    for step in (["migrate", "-v0"], ["bootstrap", "--no-admin"]):
+        subprocess.run([*manage, *step], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "rrr_site.settings"
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("soak", password="soak-password-1234")
+    return env
+
+
+class Errors(Counter):
+    """What went wrong, counted by kind (the soak passes only with none)."""
+
+
+async def poll_api(base: str, stop: float, errors: Errors, stats: Counter) -> None:
+    """Poll the portfolio with a JWT every second until ``stop`` (monotonic)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        auth = await client.post(
+            "/api/v1/auth/token", json={"username": "soak", "password": "soak-password-1234"}
+        )
+        if auth.status_code != 200:
+            errors[f"api token {auth.status_code}"] += 1
+            return
+        headers = {"Authorization": f"Bearer {auth.json()['access']}"}
+        while time.monotonic() < stop:
+            reply = await client.get("/api/v1/portfolio", headers=headers)
+            stats["api polls"] += 1
+            if reply.status_code != 200:
+                errors[f"api portfolio {reply.status_code}"] += 1
+            await asyncio.sleep(1.0)
+
+
+async def ws_client(url: str, channels: list[str], stop: float, errors: Errors,
+                    stats: Counter) -> None:
+    """Hold one stream connection until ``stop``; count messages, seq gaps and errors."""
+    import websockets
+
+    last: dict[str, int] = {}
+    try:
+        async with websockets.connect(url, max_size=2**22, open_timeout=30) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "id": 1, "channels": channels}))
+            while time.monotonic() < stop:
+                try:
+                    left = max(0.1, stop - time.monotonic())
+                    text = await asyncio.wait_for(ws.recv(), timeout=left)
+                except TimeoutError:
+                    break
+                message = json.loads(text)
+                stats["ws messages"] += 1
+                if message.get("type") == "error":
+                    errors[f"ws error: {message.get('error')}"] += 1
+                elif message.get("type") == "ack" and message.get("refused"):
+                    errors[f"ws refused: {message['refused']}"] += 1
+                elif "seq" in message:
+                    channel, seq = message["channel"], message["seq"]
+                    if channel in last and seq != last[channel] + 1:
+                        stats["ws seq gaps (told drops of conflated market data)"] += 1
+                    last[channel] = seq
+    except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+        errors[f"ws {type(exc).__name__}: {exc}"[:120]] += 1
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+    except psutil.NoSuchProcess:
+        return float("nan")
+
+
+async def sample_memory(engine: subprocess.Popen, stop: float, every: float,
+                        series: list[tuple[float, float, float]]) -> None:
+    began = time.monotonic()
+    while time.monotonic() < stop and engine.poll() is None:
+        series.append((time.monotonic() - began, rss_mb(engine.pid), rss_mb(os.getpid())))
+        await asyncio.sleep(every)
+
+
+def slope_per_minute(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) in MB per minute."""
+    import numpy as np
+
+    if len(points) < 3:
+        return float("nan")
+    x, y = np.array(points).T
+    return float(np.polyfit(x / 60.0, y, 1)[0])
+
+
+async def soak(args: argparse.Namespace, engine: subprocess.Popen, port: int) -> tuple:
+    errors, stats, series = Errors(), Counter(), []
+    stop = time.monotonic() + args.minutes * 60
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):  # the server answers once runtrader is up (health is public)
+        if engine.poll() is not None:
+            errors[f"engine exited early ({engine.returncode})"] += 1
+            return errors, stats, series
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            await asyncio.sleep(0.5)
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        for _ in range(120):  # the engine warms 50 symbols up before it serves quickly
+            try:
+                if (await client.get("/health")).status_code in (200, 503):
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(1)
+        token = (await client.post(
+            "/api/v1/auth/token", json={"username": "soak", "password": "soak-password-1234"}
+        )).json()["access"]
+    names = soak_symbols(args.symbols)
+    url = f"ws://127.0.0.1:{port}/ws/v1/stream?token={token}"
+    tasks = [poll_api(base, stop, errors, stats),
+             sample_memory(engine, stop, args.sample, series)]
+    for i in range(args.clients):
+        channels = ["portfolio", "orders", "fills", f"market.{names[i % len(names)]}"]
+        tasks.append(ws_client(url, channels, stop, errors, stats))
+    await asyncio.gather(*tasks)
+    return errors, stats, series
+
+
+def reconcile() -> dict[str, object]:
+    """Return rows written per table and whether every account's books agree."""
+    from django.apps import apps
+
+    from tests.trading.books import assert_books_agree
+    from trading.models import Account
+
+    rows = {
+        m._meta.label: m.objects.count()
+        for m in apps.get_models()
+        if m._meta.app_label in {"marketdata", "trading", "risk", "monitoring"}
+    }
+    problems = []
+    for account in Account.objects.all():
+        try:
+            assert_books_agree(account)
+        except AssertionError as exc:
+            problems.append(f"{account.name}: {exc}")
+    return {"rows": {k: v for k, v in sorted(rows.items()) if v}, "books": problems}
+
+
+def report(args, engine_rc, errors, stats, series, checked, wall) -> bool:
+    print(f"soak: {args.symbols} symbols, {args.clients} WebSocket clients, API polled each second,"
+          f" speed {args.speed:g}, {wall / 60:.1f} min on PostgreSQL + Redis")
+    print(f"{'t (s)':>7} {'engine RSS (MB)':>16} {'bench RSS (MB)':>15}")
+    for t, engine, own in series:
+        print(f"{t:7.0f} {engine:16.1f} {own:15.1f}")
+    after = [(t, e) for t, e, _ in series if t >= 60]
+    slope = slope_per_minute(after)
+    if series:
+        first, last = series[0][1], series[-1][1]
+        print(f"engine RSS: {first:.1f} MB at start, {last:.1f} MB at end "
+              f"(ratio {last / first:.3f}); slope after the first minute {slope:+.3f} MB/min")
+    for what, n in sorted(stats.items()):
+        print(f"{what}: {n}")
+    for table, n in checked["rows"].items():
+        print(f"rows {table}: {n}")
+    print("books reconciled (orders = fills, cash and positions = a replay of the fills): "
+          + ("yes" if not checked["books"] else "NO " + "; ".join(checked["books"])))
+    if engine_rc != 0:
+        errors[f"engine exit code {engine_rc}"] += 1
+    print(f"errors: {sum(errors.values())}" + "".join(f"\n  {n} x {k}" for k, n in errors.items()))
+    orders = checked["rows"].get("trading.Order", 0)
+    return not errors and not checked["books"] and orders > 0
+
+
+def main() -> int:
+    args = parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="rrr-soak-"))
+    env = prepare(args, data_dir)
+    port = free_port()
+    began = time.monotonic()
+    engine = subprocess.Popen(
+        [sys.executable, "bench/soak_engine.py", str(args.symbols), "--paper", "--timeframe", "1s",
+         "--speed", f"{args.speed:g}", "--strategy", "sma_cross", "--no-worker",
+         "--serve", f"127.0.0.1:{port}", "--duration", f"{args.minutes * 60 + 20:g}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(data_dir / "engine.log", "w"),
+    )
+    try:
+        errors, stats, series = asyncio.run(soak(args, engine, port))
+        engine_rc = engine.wait(timeout=180)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+    if engine_rc != 0:
+        print((data_dir / "engine.log").read_text()[-3000:], file=sys.stderr)
+    checked = reconcile()
+    ok = report(args, engine_rc, errors, stats, series, checked, time.monotonic() - began)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
