@@ -62,21 +62,47 @@ def bars_frame(
     return frame.set_index("ts")
 
 
+# One row of ``COPY … (FORMAT binary)`` of the query below: a field count, then each field's
+# length and big-endian value (every field fixed-width and never NULL there).
+_BINARY_ROW = [("fields", ">i2"), ("ts_len", ">i4"), ("ts", ">i8")]
+for _name in BAR_COLUMNS[1:-1]:
+    _BINARY_ROW += [(f"{_name}_len", ">i4"), (_name, ">f8")]
+_BINARY_ROW += [("trade_count_len", ">i4"), ("trade_count", ">i8")]
+_BINARY_HEADER = 19  # signature (11), flags (4), header extension length (4: zero)
+
+
 def _bars_copy(where: str, params: list) -> pd.DataFrame:
-    """Stream bars out of PostgreSQL with COPY … TO STDOUT (CSV): ~3x faster than fetching rows."""
+    """Stream bars out of PostgreSQL with binary COPY straight into numpy arrays.
+
+    Fixed-width rows (microseconds since the epoch, float8 prices, int8 count; a missing vwap is
+    NaN) are read with one ``np.frombuffer``: no text parsing, no per-row Python objects.
+    """
+    import numpy as np
     import pandas as pd
-    cols = ", ".join(
-        ["(EXTRACT(EPOCH FROM b.ts) * 1000000)::bigint"] + [f"b.{c}" for c in BAR_COLUMNS[1:]]
+
+    floats = ", ".join(f"b.{c}::float8" for c in BAR_COLUMNS[1:-2])
+    cols = (
+        "(EXTRACT(EPOCH FROM b.ts) * 1000000)::int8, "
+        f"{floats}, COALESCE(b.vwap, 'NaN')::float8, b.trade_count::int8"
     )
     buffer = io.BytesIO()
     with connection.cursor() as cursor:
         raw = cursor.cursor
         query = raw.mogrify(f"SELECT {cols} {where}", params)
-        with raw.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+        with raw.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:
             for chunk in copy:
                 buffer.write(chunk)
-    buffer.seek(0)
-    frame = pd.read_csv(buffer, names=BAR_COLUMNS, header=None)
+    data = buffer.getbuffer()
+    row = np.dtype(_BINARY_ROW)
+    count = (len(data) - _BINARY_HEADER - 2) // row.itemsize  # the trailer is one int16 (-1)
+    if len(data) < _BINARY_HEADER + 2 or bytes(data[:11]) != b"PGCOPY\n\xff\r\n\x00":
+        raise RuntimeError("unexpected COPY BINARY stream from PostgreSQL")
+    rows = np.frombuffer(data, dtype=row, count=count, offset=_BINARY_HEADER)
+    if count and (rows["fields"] != len(BAR_COLUMNS)).any():
+        raise RuntimeError("unexpected row layout in the COPY BINARY stream")
+    frame = pd.DataFrame(
+        {name: rows[name].astype(rows[name].dtype.newbyteorder("=")) for name in BAR_COLUMNS}
+    )
     frame["ts"] = pd.to_datetime(frame["ts"], unit="us", utc=True)
     return frame
 
