@@ -85,6 +85,19 @@ def _compact_dates(fig: go.Figure) -> None:
         fig.update_xaxes(type="date")
 
 
+def _ms(stamps: Sequence[object] | pd.Index) -> np.ndarray:
+    """UTC epoch milliseconds of timestamps, as float64 (for a ``date`` axis).
+
+    Given to plotly as a numeric array, it is neither deep-copied object by object nor written
+    as ISO strings: a 200,000-bar report's figures build several times faster.
+    """
+    index = pd.DatetimeIndex(stamps)
+    if len(index) == 0:
+        return np.empty(0, dtype=np.float64)
+    index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    return (index.asi8 // 1_000_000).astype(np.float64)
+
+
 def _div(fig: go.Figure, name: str) -> str:
     fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, template="plotly_white")
     _compact_dates(fig)
@@ -97,20 +110,23 @@ def equity_figure(result: BacktestResult) -> go.Figure:
     """Return equity (with buy and hold) above its drawdown."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3])
     equity = _thin(result.equity)
-    fig.add_trace(go.Scatter(x=equity.index, y=equity.values, name="equity"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=_ms(equity.index), y=equity.values, name="equity"), row=1, col=1)
     if len(result.benchmark):
         bench = _thin(result.benchmark)
         fig.add_trace(
-            go.Scatter(x=bench.index, y=bench.values, name="buy & hold", line={"dash": "dot"}),
+            go.Scatter(
+                x=_ms(bench.index), y=bench.values, name="buy & hold", line={"dash": "dot"}
+            ),
             row=1,
             col=1,
         )
     dd = pd.Series(-drawdown_curve(result.equity.to_numpy()), index=result.equity.index)
     dd = _thin(dd)
     fig.add_trace(
-        go.Scatter(x=dd.index, y=dd.values, name="drawdown", fill="tozeroy"), row=2, col=1
+        go.Scatter(x=_ms(dd.index), y=dd.values, name="drawdown", fill="tozeroy"), row=2, col=1
     )
     fig.update_yaxes(tickformat=".1%", row=2, col=1)
+    fig.update_xaxes(type="date")
     fig.update_layout(title="Equity and drawdown", height=520)
     return fig
 
@@ -147,7 +163,9 @@ def monthly_heatmap(equity: pd.Series) -> go.Figure:
 def price_figure(prices: pd.DataFrame, trades: Sequence[RoundTrip], symbol: str) -> go.Figure:
     """Return the close of ``symbol`` with entry and exit markers of its trades."""
     close = _thin(prices[symbol].dropna())
-    fig = go.Figure(go.Scatter(x=close.index, y=close.values, name=symbol, line={"width": 1}))
+    fig = go.Figure(
+        go.Scatter(x=_ms(close.index), y=close.values, name=symbol, line={"width": 1})
+    )
     own = [t for t in trades if t.symbol == symbol][-MAX_POINTS:]
     for side, colour, marker in (
         ("long", "green", "triangle-up"),
@@ -156,7 +174,7 @@ def price_figure(prices: pd.DataFrame, trades: Sequence[RoundTrip], symbol: str)
         entries = [t for t in own if t.side == side]
         fig.add_trace(
             go.Scatter(
-                x=[t.entry_ts for t in entries],
+                x=_ms([t.entry_ts for t in entries]),
                 y=[float(t.entry_price) for t in entries],
                 mode="markers",
                 name=f"{side} entry",
@@ -166,13 +184,14 @@ def price_figure(prices: pd.DataFrame, trades: Sequence[RoundTrip], symbol: str)
     exits = [t for t in own if t.exit_ts is not None]
     fig.add_trace(
         go.Scatter(
-            x=[t.exit_ts for t in exits],
+            x=_ms([t.exit_ts for t in exits]),
             y=[float(t.exit_price) for t in exits],  # type: ignore[arg-type]
             mode="markers",
             name="exit",
             marker={"color": "black", "symbol": "x", "size": 7},
         )
     )
+    fig.update_xaxes(type="date")
     fig.update_layout(title=f"{symbol}: price and trades", height=420)
     return fig
 
