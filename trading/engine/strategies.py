@@ -61,12 +61,17 @@ def resolve_strategy(name: str) -> str:
     from trading.engine import user_strategies as user
 
     name = str(name).strip()
-    if name in STRATEGIES:
+    if name in _REGISTERED:
         return name
+    # Users' files are looked at again each time (re-imported only when changed): a name must
+    # not keep a class from a file since edited or removed.
     if user.is_path_spec(name):
         key, cls = user.load_spec(name)
     else:
         found = user.find(name)
+        kept = STRATEGIES.get(name)
+        if found is None and kept is not None and not kept.__module__.startswith(user.PREFIX):
+            return name  # put there by code (not a file), e.g. a test's class
         if found is None:
             known = ", ".join(available_strategies())
             folders = ", ".join(str(p) for p in user.strategy_paths()) or "none"

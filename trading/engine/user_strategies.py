@@ -29,6 +29,7 @@ from trading.engine.strategy_paths import PATHS, set_strategy_paths
 __all__ = ["set_strategy_paths", "strategy_paths"]
 
 _LOCK = threading.RLock()
+PREFIX = "rrr_user_strategies."  # the module names users' files are imported under
 _MODULES: dict[tuple[str, int], ModuleType] = {}  # (absolute path, mtime_ns) -> module
 
 
@@ -53,7 +54,7 @@ def load_module(path: str | Path) -> ModuleType:
         if module is not None:
             return module
         digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]  # noqa: S324 - a name only
-        name = f"rrr_user_strategies.{file.stem}_{digest}"
+        name = f"{PREFIX}{file.stem}_{digest}"
         spec = importlib.util.spec_from_file_location(name, file)
         if spec is None or spec.loader is None:
             raise StrategyConfigError(f"strategy file {file} cannot be imported")
