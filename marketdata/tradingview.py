@@ -107,7 +107,11 @@ def tradingview_rate_allow(hook: TradingViewHook, *, now: datetime) -> bool:
     return count <= hook.rate_per_minute
 
 
-def alert_parse(body: Any) -> AlertFields:
+# TradingView's {{time}} is the bar's open: never ahead of the clock beyond this skew.
+ALERT_TIME_SKEW = timedelta(minutes=5)
+
+
+def alert_parse(body: Any, now: datetime | None = None) -> AlertFields:
     """Validate a decoded alert body; raise AlertInvalid with every field's error."""
     if not isinstance(body, dict):
         raise AlertInvalid({"body": ["expected a JSON object"]})
@@ -128,6 +132,8 @@ def alert_parse(body: Any) -> AlertFields:
     if not isinstance(comment, str) or len(comment) > 200:
         errors["comment"] = ["must be text of at most 200 characters"]
     alert_time = _time(body, errors)
+    if alert_time is not None and alert_time > (now or timezone.now()) + ALERT_TIME_SKEW:
+        errors["time"] = ["is in the future ({{time}} is the bar's open, already past)"]
     symbol = _symbol(ticker) if ticker else None
     if ticker and symbol is None:
         errors["ticker"] = [f"no active symbol matches {ticker!r}"]
