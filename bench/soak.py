@@ -108,8 +108,16 @@ async def poll_api(base: str, stop: float, errors: Errors, stats: Counter) -> No
             return
         headers = {"Authorization": f"Bearer {auth.json()['access']}"}
         while time.monotonic() < stop:
-            reply = await client.get("/api/v1/portfolio", headers=headers)
+            began = time.monotonic()
+            try:
+                reply = await client.get("/api/v1/portfolio", headers=headers)
+            except httpx.TransportError as exc:
+                errors[f"api portfolio {type(exc).__name__}"] += 1
+                continue
             stats["api polls"] += 1
+            stats["api slowest poll (ms)"] = max(
+                stats["api slowest poll (ms)"], round(1000 * (time.monotonic() - began))
+            )
             if reply.status_code != 200:
                 errors[f"api portfolio {reply.status_code}"] += 1
             await asyncio.sleep(1.0)

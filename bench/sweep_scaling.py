@@ -3,14 +3,16 @@
     python bench/sweep_scaling.py [--trials 16] [--days 10] [--workers 1,2,4]
 
 The same grid sweep (sma_cross on 1m simulated BTC-USD bars, every trial a django-q2 task) runs
-first inline in this process (the reference: no broker, no cluster), then on N real
+first inline in this process (the reference: no broker, no cluster; after one unmeasured warm-up
+sweep, so imports are not counted), then on N real
 ``manage.py qcluster`` processes (one worker each) for each N. It prints each wall time, the
 speed-up against the inline run and against one cluster process, and Amdahl's model with the
 serial fraction measured here (from N=2 against N=1), extrapolated to hosts of 2 cores each.
 The machine has 2 cores: beyond 2 processes the measured speed-up cannot grow.
 
 Needs PostgreSQL (``--pg-url``, default ``$SWEEP_DATABASE_URL`` or ``rrr_sweep`` on 127.0.0.1;
-it is dropped and recreated) and Redis (``--redis-url``, default db 12 on 127.0.0.1; flushed).
+it is dropped and recreated) and Redis (``--redis-url``, default db 12 on 127.0.0.1; its task
+list is emptied).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def prepare(args: argparse.Namespace) -> dict[str, str]:
-    """Recreate the database, flush Redis, migrate; set this process up on them."""
+    """Recreate the database, empty the task list, migrate; set this process up on them."""
     import psycopg
     import redis
     from psycopg import sql
@@ -55,7 +57,7 @@ def prepare(args: argparse.Namespace) -> dict[str, str]:
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         conn.execute(drop.format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    redis.Redis.from_url(args.redis_url).flushdb()
+    redis.Redis.from_url(args.redis_url).delete("django_q:rrr:q")  # tasks of an earlier run
     env = {k: v for k, v in os.environ.items() if k not in {"SQLITE_PATH", "PYTEST_VERSION"}}
     env.update(
         DATABASE_URL=args.pg_url, REDIS_URL=args.redis_url, Q_SYNC="false", Q_WORKERS="1",
@@ -135,6 +137,7 @@ def main() -> int:
     start = datetime(2024, 1, 1, tzinfo=UTC)
     bars, _ = bars_for(symbols=["BTC-USD"], timeframe="1m", start=start,
                        end=start + timedelta(days=args.days), source="sim")
+    one_sweep(args, distributed=False)  # warm-up: imports, plotly, statistics (not measured)
     inline, trials = one_sweep(args, distributed=False)
     print(f"sweep: {trials} trials of sma_cross on {len(bars)} 1m bars, "
           f"PostgreSQL + Redis, {os.cpu_count()} cores")
