@@ -149,7 +149,8 @@ class SignalStrategy(Strategy):
                 for name in COLUMNS if name != "ts"}
         frame = pd.DataFrame(data)
         if "ts" in columns:
-            frame.insert(0, "ts", pd.to_datetime(columns["ts"], utc=True))
+            ns = np.asarray(columns["ts"]).astype("datetime64[ns]")  # from int64: no parsing
+            frame.insert(0, "ts", pd.DatetimeIndex(ns).tz_localize("UTC"))
         return frame
 
     def decision_table(self, series: IndicatorCache) -> np.ndarray | None:
