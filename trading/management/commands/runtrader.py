@@ -549,6 +549,19 @@ async def _regain_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
     return True
 
 
+def _end_with_parent() -> None:
+    """In the worker child (Linux): SIGTERM it when runtrader dies, even by SIGKILL.
+
+    Without it a killed ``runtrader --serve`` left its qcluster (and its workers) running
+    as orphans, one more set per crash, taking tasks with the old code.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class TaskWorker:
     """A django-q2 ``qcluster`` child process beside the engine, restarted if it dies.
 
@@ -563,7 +576,9 @@ class TaskWorker:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         manage = Path(settings.BASE_DIR) / "manage.py"
-        return await asyncio.create_subprocess_exec(sys.executable, str(manage), "qcluster")
+        return await asyncio.create_subprocess_exec(
+            sys.executable, str(manage), "qcluster", preexec_fn=_end_with_parent
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a worker running until ``stop``; a worker that exits is logged and restarted."""
