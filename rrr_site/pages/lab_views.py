@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from backtesting.models import BacktestRun
 from backtesting.report_paths import report_script_path
+from backtesting.run_control import may_control
 from backtesting.run_selectors import backtest_run, backtest_runs
 from marketdata.models import Symbol
 from models_ml.models import MLModel
@@ -117,9 +118,9 @@ def backtest_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def backtest_report(request: HttpRequest, pk: int) -> HttpResponse:
-    """Serve the run's offline HTML report (only a file inside REPORTS_DIR)."""
+    """Serve the run's offline HTML report to its owner, staff and admins (as the API does)."""
     run = backtest_run(pk=pk)
-    if run is None or not run.report_path:
+    if run is None or not run.report_path or not may_control(request.user, run):
         raise Http404("No report")
     root = Path(settings.REPORTS_DIR).resolve()
     path = Path(run.report_path).resolve()
@@ -132,7 +133,9 @@ def backtest_report(request: HttpRequest, pk: int) -> HttpResponse:
 def backtest_report_script(request: HttpRequest, pk: int, version: str) -> HttpResponse:
     """plotly.js beside the run's report: the page loads it by a relative URL."""
     run = backtest_run(pk=pk)
-    path = report_script_path(run.report_path, f"plotly-{version}.min.js") if run else None
+    if run is None or not may_control(request.user, run):
+        raise Http404("No report")
+    path = report_script_path(run.report_path, f"plotly-{version}.min.js")
     if path is None:
         raise Http404("No report")
     return FileResponse(path.open("rb"), content_type="text/javascript; charset=utf-8")

@@ -69,11 +69,15 @@ def test_a_report_is_small_references_plotly_beside_it_and_every_server_answers_
     assert trader.get(f"/api/v1/backtests/{run.pk}/plotly-..%2F..%2Fx.min.js").status_code == 404
     assert trader.get(f"/api/v1/backtests/{run.pk}/plotly-1.0.0.min.js").status_code == 404
 
-    # The dashboard serves the same page and script to a signed-in user only.
+    # The dashboard serves the same page and script by the API's rule: signed in, and the
+    # run's owner, staff or an admin; anyone else gets a 404 for both.
     browser = Client()
     dash_url = f"/backtests/{run.pk}/report"
     assert browser.get(urljoin(dash_url, src)).status_code == 302  # to the login page
     browser.force_login(world.users["viewer"])
+    assert browser.get(dash_url).status_code == 404
+    assert browser.get(urljoin(dash_url, src)).status_code == 404
+    browser.force_login(run.owner)
     assert browser.get(dash_url).status_code == 200
     dash_script = browser.get(urljoin(dash_url, src))
     assert dash_script.status_code == 200 and _body(dash_script) == beside.read_bytes()
