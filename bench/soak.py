@@ -153,12 +153,13 @@ async def ws_client(url: str, channels: list[str], stop: float, errors: Errors,
         errors[f"ws {type(exc).__name__}: {exc}"[:120]] += 1
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, children: bool = True) -> float:
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+        tree = [proc, *proc.children(recursive=True)] if children else [proc]
+        return sum(p.memory_info().rss for p in tree) / 2**20
     except psutil.NoSuchProcess:
         return float("nan")
 
@@ -167,7 +168,8 @@ async def sample_memory(engine: subprocess.Popen, stop: float, every: float,
                         series: list[tuple[float, float, float]]) -> None:
     began = time.monotonic()
     while time.monotonic() < stop and engine.poll() is None:
-        series.append((time.monotonic() - began, rss_mb(engine.pid), rss_mb(os.getpid())))
+        own = rss_mb(os.getpid(), children=False)  # the engine is this process's child
+        series.append((time.monotonic() - began, rss_mb(engine.pid), own))
         await asyncio.sleep(every)
 
 
