@@ -44,7 +44,6 @@ from backtesting.engine.optimize import (
     sweep_selection,
     walk_forward,
 )
-from backtesting.engine.report import write_report
 from backtesting.engine.result import BacktestResult
 from backtesting.engine.runner import BacktestConfig, BacktestRunner
 from backtesting.models import BacktestRun, BacktestTrade
@@ -399,6 +398,8 @@ def backtest_execute(
         mc = _montecarlo(result, float(run.initial_capital), montecarlo) if montecarlo else []
         clock.lap("montecarlo")
         path = _report_path(run, report)
+        from backtesting.engine.report import write_report  # plotly: loaded to write, not to start
+
         write_report(result, path, title=f"{run.strategy} {','.join(run.symbols)}", montecarlo=mc)
         clock.lap("report")
         extra = {
@@ -1022,6 +1023,8 @@ def walkforward_execute(
         run_fail(parent, exc)
         raise
     parent.refresh_from_db()
+    from backtesting.engine.report import write_report
+
     write_report(
         result, parent.report_path, title=f"walk-forward {parent.strategy}", walk_forward=wf
     )
