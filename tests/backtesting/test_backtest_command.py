@@ -75,7 +75,7 @@ def test_async_enqueues_the_run():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--strategy", "nope", *BASE], "--strategy must be one of"),
+    (["--strategy", "nope", *BASE], "--strategy: unknown strategy 'nope'"),
     (["--strategy", "sma_cross", "--start", "2024-02-01", "--end", "2024-01-01"], "after"),
     (["--strategy", "sma_cross", "--end", "2024-01-01"], "required"),
     (["--strategy", "sma_cross", *BASE, "--param", "fast=50", "--param", "slow=10"], "fast"),

@@ -104,7 +104,7 @@ def feed_for_command(source: str, symbols: list[str], options: dict):
             seed=options["seed"],
             cointegrated=pairs,
             impacts=impacts,
-            duration=options["duration"],
+            duration=options.get("duration"),
         )
         symbols_ensure(symbols)
     except ValueError as exc:
