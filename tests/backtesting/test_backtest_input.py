@@ -110,7 +110,7 @@ def test_bollinger_grid_over_its_float_parameter_completes_and_stores_its_trials
 @pytest.fixture
 def exploding_strategy():
     """A real registered strategy whose ``boom=1`` trials raise on the first bar."""
-    from trading.engine.strategies import STRATEGIES, register
+    from trading.engine.strategies import register, unregister
     from trading.engine.strategy import Strategy
 
     class Exploding(Strategy):
@@ -122,7 +122,7 @@ def exploding_strategy():
 
     register("test_exploding")(Exploding)
     yield "test_exploding"
-    STRATEGIES.pop("test_exploding", None)
+    unregister("test_exploding")
 
 
 def _parent(strategy: str, optimize: str = "grid") -> BacktestRun:

@@ -46,6 +46,12 @@ def register(name: str) -> Callable[[S], S]:
     return decorate
 
 
+def unregister(name: str) -> None:
+    """Forget a registered strategy (tests that register a throwaway class)."""
+    STRATEGIES.pop(name, None)
+    _REGISTERED.discard(name)
+
+
 def available_strategies() -> list[str]:
     """Return the registered (built-in) strategy names, sorted."""
     return sorted(_REGISTERED)

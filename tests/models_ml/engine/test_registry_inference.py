@@ -52,7 +52,7 @@ def artifact_dir(outcome, tmp_path):
 
 
 def test_pipeline_outcome_carries_metrics_and_uses_the_extras(outcome) -> None:
-    assert set(outcome.feature_set.extras) == {"book", "flow", "sentiment", "vwap"}
+    assert set(outcome.feature_set.extras) == {"book", "flow", "onchain", "sentiment", "vwap"}
     assert outcome.report.model.n == sum(len(f.rows) for f in outcome.folds)
     assert outcome.final.history  # the final model trained on every sample
 
