@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
 from django.db.models import Sum
@@ -14,6 +14,7 @@ from trading.engine.orders import Liquidity, OrderSide
 from trading.engine.portfolio import Portfolio
 from trading.models import Account
 
+MONEY_SCALE = Decimal("1e-10")  # trading.models MONEY: NUMERIC(28, 10)
 KNOWN_STATUSES = {"pending", "open", "partially_filled", "filled", "cancelled", "rejected",
                   "expired"}
 
@@ -41,12 +42,16 @@ def replay_fills(account: Account) -> Portfolio:
 def assert_same_money(stored: Decimal, exact: Decimal, what: object) -> None:
     """Assert a stored amount equals the exact one, to the database's own precision.
 
-    PostgreSQL's NUMERIC keeps every digit. SQLite keeps 15 significant digits of a decimal
-    (NUMERIC affinity stores a REAL), so an account of 100,000 loses the 10th decimal place:
-    there the amounts may differ by one unit in the 15th significant digit, never more.
+    PostgreSQL's NUMERIC(28, 10) keeps every digit to the column's 10 decimal places, rounding
+    half away from zero beyond them (a realised P&L on an average cost has more). SQLite keeps
+    15 significant digits of a decimal (NUMERIC affinity stores a REAL), so an account of
+    100,000 loses the 10th decimal place: there the amounts may differ by one unit in the 15th
+    significant digit, never more.
     """
-    if connection.vendor != "sqlite" or stored == exact:
-        assert stored == exact, (what, stored, exact)
+    if connection.vendor != "sqlite":
+        assert stored == exact.quantize(MONEY_SCALE, rounding=ROUND_HALF_UP), (what, stored, exact)
+        return
+    if stored == exact:
         return
     unit = Decimal(1).scaleb(exact.adjusted() - 14)
     assert abs(stored - exact) <= unit, (what, stored, exact)
