@@ -31,6 +31,17 @@ T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 
 
 @pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Give each test its own channel layer: a Redis layer left by an earlier test holds locks
+    bound to that test's (closed) event loop."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """Hash test passwords cheaply: these tests exercise the stream, not PBKDF2."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

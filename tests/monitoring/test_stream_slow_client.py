@@ -38,6 +38,17 @@ BOOKS = 1000
 
 
 @pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Give each test its own channel layer: a Redis layer left by an earlier test holds locks
+    bound to that test's (closed) event loop."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
