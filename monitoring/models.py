@@ -141,6 +141,15 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-last_seen"]
         indexes = [models.Index(fields=["rule", "fingerprint", "state"])]
+        constraints = [
+            # One unresolved alert per rule and fingerprint: two processes raising the same new
+            # alert at once cannot both open one (the second insert fails and counts instead).
+            models.UniqueConstraint(
+                fields=["rule", "fingerprint"],
+                condition=~models.Q(state="resolved"),
+                name="alert_one_unresolved_per_fingerprint",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.severity}) x{self.occurrences}"
