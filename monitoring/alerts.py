@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from monitoring import metrics
@@ -87,14 +87,8 @@ def alert_raise(
 
 def _route(rule: AlertRule, event: AlertEvent, context: dict, now: datetime):
     """Count ``event`` into the rule's open alert; return a delivery to send, if any."""
-    mark = fingerprint(rule.pk, event)
-    alert = (
-        Alert.objects.select_for_update()
-        .filter(rule=rule, fingerprint=mark)
-        .exclude(state=AlertState.RESOLVED)
-        .first()
-    )
-    last_sent_at = alert.last_sent_at if alert else None
+    alert = _open_alert(rule, event, now)
+    last_sent_at = alert.last_sent_at
     cooling = last_sent_at is not None and now - last_sent_at < timedelta(
         seconds=rule.cooldown_seconds
     )
@@ -113,17 +107,6 @@ def _route(rule: AlertRule, event: AlertEvent, context: dict, now: datetime):
         sent_last_hour=sent_last_hour,
         max_per_hour=rule.max_per_hour,
     )
-    if alert is None:
-        alert = Alert(
-            rule=rule,
-            fingerprint=mark,
-            source=event.source,
-            kind=event.kind,
-            account=event.account,
-            symbol=event.symbol,
-            first_seen=now,
-            occurrences=0,
-        )
     alert.occurrences += 1
     alert.last_seen = now
     alert.severity, alert.message, alert.context = event.severity, event.message, context
@@ -143,6 +126,41 @@ def _route(rule: AlertRule, event: AlertEvent, context: dict, now: datetime):
         metrics.ALERT_DELIVERIES.labels(rule.channel, "rate_limited").inc()
         return None
     return delivery
+
+
+def _open_alert(rule: AlertRule, event: AlertEvent, now: datetime) -> Alert:
+    """Return the rule's unresolved alert for ``event``, locked; open one if there is none.
+
+    The insert is atomic in the database (one unresolved alert per rule and fingerprint): a
+    process raising the same new alert at the same instant waits for the other's insert, fails
+    on the constraint, and then counts into the alert the other opened.
+    """
+    mark = fingerprint(rule.pk, event)
+    unresolved = (
+        Alert.objects.select_for_update()
+        .filter(rule=rule, fingerprint=mark)
+        .exclude(state=AlertState.RESOLVED)
+    )
+    alert = unresolved.first()
+    if alert is not None:
+        return alert
+    try:
+        with transaction.atomic():  # a savepoint: the outer transaction survives a clash
+            return Alert.objects.create(
+                rule=rule,
+                fingerprint=mark,
+                source=event.source,
+                kind=event.kind,
+                severity=event.severity,
+                account=event.account,
+                symbol=event.symbol,
+                message=event.message,
+                first_seen=now,
+                last_seen=now,
+                occurrences=0,
+            )
+    except IntegrityError:
+        return unresolved.get()
 
 
 def _enqueue(delivery_id: int) -> None:
