@@ -18,7 +18,7 @@ def resolve_duplicates(apps, schema_editor):
         keep.first_seen = min(keep.first_seen, alert.first_seen)
         keep.save(update_fields=["occurrences", "deduplicated", "first_seen"])
         alert.state, alert.resolved_at = "resolved", alert.last_seen
-        alert.resolved_by = "migration: duplicate of alert %s" % keep.pk
+        alert.resolved_by = f"migration: duplicate of alert {keep.pk}"
         alert.save(update_fields=["state", "resolved_at", "resolved_by"])
 
 
