@@ -6,10 +6,12 @@ token or JWT access token (``?token=``), or a one-time ``?ticket=`` (``rrr_site.
 without one the connection is closed with 4401. Every channel needs the viewer role; account
 channels carry only the accounts granted to the user (re-read every ``GRANTS_TTL`` seconds).
 
-Nothing the engine publishes ever waits for a client: channel-layer events are put into this
-connection's ``Outbox`` and a sender task writes them to the socket. A client that reads slowly
-backs up only its own outbox: market data conflates, and when undroppable messages overflow the
-connection is closed with 4429 so the client reconnects and starts again from snapshots.
+Nothing the engine publishes ever waits for a client: the process's ``StreamHub`` (one
+channel-layer subscription per channel per process) encodes each message once and offers it to
+this connection, which puts it into its ``Outbox``; a sender task writes that to the socket. A
+client that reads slowly backs up only its own outbox: market data conflates, and when undroppable
+messages overflow the connection is closed with 4429 so the client reconnects and starts again
+from snapshots.
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from monitoring.engine.stream import (
     PROTOCOL_VERSION,
     Channel,
     ChannelError,
+    Frame,
     Outbox,
     OutboxOverflow,
     channel_parse,
 )
-from monitoring.realtime import EVENT_TYPE, now_iso
+from monitoring.realtime import now_iso
+from monitoring.stream_hub import StreamHub
 from rrr_site.ws_auth import REFUSED_ORIGIN
 
 logger = logging.getLogger(__name__)
@@ -106,11 +111,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
     GRANTS_TTL = 30.0
     MARKET_BACKLOG = 256
     RELIABLE_LIMIT = 2000
+    # No channel of its own on the layer: the process's StreamHub receives for every connection.
+    channel_layer_alias = "stream: the hub receives"
 
     async def connect(self) -> None:
         """Accept; close with 4401 at once unless the handshake authenticated a user."""
+        self.layer = get_channel_layer()
+        self.hub = StreamHub.of(self.layer) if self.layer is not None else None
         self.channels_on: dict[str, Channel] = {}
-        self.upstream: dict[tuple[str, str], int] = {}  # (origin, channel) -> last pseq seen
+        self.pending: dict[str, list] = {}  # channel -> messages held while its snapshot is read
+        self.held: list | None = None  # account messages held while grants are re-read
         self.outbox = Outbox(self.MARKET_BACKLOG, self.RELIABLE_LIMIT)
         self.ready = asyncio.Event()
         self.sender: asyncio.Task | None = None
@@ -129,14 +139,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.sender = asyncio.create_task(self._send_loop(), name="ws-stream-sender")
 
     async def disconnect(self, code: int) -> None:
-        """Stop the sender and leave every group."""
+        """Stop the sender and leave every channel."""
         self.closing = True
         if self.sender is not None:
             self.sender.cancel()
         for relay in getattr(self, "relays", {}).values():
             relay.cancel()
-        for name in list(getattr(self, "channels_on", {})):
-            await self.channel_layer.group_discard(name, self.channel_name)
+        for name in list(getattr(self, "channels_on", {})) + list(getattr(self, "pending", {})):
+            await self.hub.leave(name, self)
 
     # ------------------------------------------------------------------ client -> server
 
@@ -196,16 +206,27 @@ class StreamConsumer(AsyncWebsocketConsumer):
             fresh = []
         self._reply(self._ack(request_id, accepted, refused))
         for channel in fresh:
-            # Join first: whatever is published after the snapshot's read reaches us (in order,
-            # since this connection handles one event at a time).
-            await self.channel_layer.group_add(channel.name, self.channel_name)
-            self.outbox.reset(channel.name)
-            self._forget_upstream(channel.name)
-            data = await _snapshot(channel, self.accounts)
-            self.channels_on[channel.name] = channel
-            self._put(channel, "snapshot", now_iso(), data)
-            if channel.family == "backtests" and _layer_is_local(self.channel_layer):
-                self.relays[channel.name] = asyncio.create_task(self._relay(channel, data))
+            await self._start(channel)
+
+    async def _start(self, channel: Channel) -> None:
+        """Join ``channel``, then send its snapshot and, after it, what was published since.
+
+        Joined first, so whatever is published after the snapshot's read reaches us; held until
+        the snapshot is queued, so it follows the snapshot.
+        """
+        self.pending[channel.name] = held = []
+        await self.hub.join(channel.name, self)
+        self.outbox.reset(channel.name)
+        data = await _snapshot(channel, self.accounts)
+        if self.pending.get(channel.name) is not held or self.closing:
+            return  # unsubscribed or closed while the snapshot was read
+        del self.pending[channel.name]
+        self.channels_on[channel.name] = channel
+        self._put(channel, "snapshot", now_iso(), data)
+        for event, frame, lost in held:
+            self.offer(channel, event, frame, lost)
+        if channel.family == "backtests" and _layer_is_local(self.layer):
+            self.relays[channel.name] = asyncio.create_task(self._relay(channel, data))
 
     async def _relay(self, channel: Channel, last: dict) -> None:
         """Relay a backtest's stored progress while it runs, when the layer is this process's.
@@ -221,7 +242,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(RELAY_EVERY)
             data = await _stored_progress(int(channel.key))
             if self.relays.get(channel.name) is not asyncio.current_task():
-                return  # left, or published to here (``stream_message`` ended the relay)
+                return  # left, or published to here (``offer`` ended the relay)
             now = (data["done"], data["status"])
             if now != seen:
                 seen = now
@@ -236,27 +257,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return "needs the viewer role"
         if channel.is_account and self.accounts is not None and not self.accounts:
             return "no account granted"
+        if self.hub is None:
+            return "no channel layer configured"
         return await _refusal(channel)
 
     async def _unsubscribe(self, names: list, request_id) -> None:
         accepted, refused = [], {}
         for name in names:
-            if isinstance(name, str) and name in self.channels_on:
-                del self.channels_on[name]
+            if isinstance(name, str) and (name in self.channels_on or name in self.pending):
+                self.channels_on.pop(name, None)
+                self.pending.pop(name, None)
                 relay = self.relays.pop(name, None)
                 if relay is not None:
                     relay.cancel()
                 self.outbox.reset(name)
-                self._forget_upstream(name)
-                await self.channel_layer.group_discard(name, self.channel_name)
+                await self.hub.leave(name, self)
                 accepted.append(name)
             else:
                 refused[str(name)] = "not subscribed"
         self._reply(self._ack(request_id, accepted, refused))
-
-    def _forget_upstream(self, name: str) -> None:
-        for key in [k for k in self.upstream if k[1] == name]:
-            del self.upstream[key]
 
     @staticmethod
     def _ack(request_id, accepted: list, refused: dict) -> dict:
@@ -268,53 +287,40 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     # ------------------------------------------------------------------ server -> client
 
-    async def dispatch(self, message: dict) -> None:
-        """Handle published messages inline; everything else as Channels does.
+    def offer(self, channel: Channel, event: dict, frame: Frame, lost: int = 0) -> None:
+        """Queue a published message if this client watches the channel and account.
 
-        Channels closes stale database connections before every handler, a hop to the one
-        database thread that all connections share; a published message touches no database
-        (a grants re-read goes through ``database_sync_to_async``, which does its own), so the
-        hop would only serialise every client's fan-out behind that thread.
+        Called by the hub for every subscriber, so it never waits: a message that arrives while
+        the channel's snapshot (or the user's grants) is being read is held until it is done.
+        ``lost``: messages of the channel the layer dropped just before this one; lost market
+        data is told like conflation (its ``seq`` numbers skipped), a lost undroppable message
+        closes the connection so the client resyncs from snapshots.
         """
-        if message.get("type") == EVENT_TYPE:
-            await self.stream_message(message)
+        if self.closing:
             return
-        await super().dispatch(message)
-
-    async def stream_message(self, event: dict) -> None:
-        """Queue a published message for this client if it watches the channel and account."""
-        channel = self.channels_on.get(event.get("channel", ""))
-        if channel is None or self.closing:
+        held = self.pending.get(channel.name)
+        if held is None and channel.is_account:
+            held = self.held
+        if held is not None:
+            held.append((event, frame, lost))
             return
-        self._check_upstream(channel, event)
-        if channel.is_account and not await self._may_see(event.get("data")):
+        if channel.name not in self.channels_on:
+            return
+        if lost:
+            if not channel.is_market:
+                self._overflow(f"{lost} messages of {channel.name} lost upstream")
+                return
+            self.outbox.lost(channel.name, lost, event["ts"])
+        if channel.is_account and not self._may_see(channel, event, frame):
             return
         if channel.name in self.relays:  # the run publishes to this process: no relay needed
             self.relays.pop(channel.name).cancel()
-        self._put(channel, event["kind"], event["ts"], event["data"])
+        self._put(channel, event["kind"], event["ts"], event["data"], frame)
 
-    def _check_upstream(self, channel: Channel, event: dict) -> None:
-        """Notice messages the channel layer dropped before they reached this connection.
-
-        Publishers number their messages per channel; a jump means the layer dropped some (its
-        queue for this connection was full). Lost market data is told like conflation; a lost
-        undroppable message closes the connection so the client resyncs from snapshots.
-        """
-        origin, pseq = event.get("origin"), event.get("pseq")
-        if origin is None or not isinstance(pseq, int):
-            return
-        key = (origin, channel.name)
-        last, self.upstream[key] = self.upstream.get(key), pseq
-        if last is None or pseq <= last + 1:
-            return
-        if channel.is_market:
-            self.outbox.lost(channel.name, pseq - last - 1, event["ts"])
-        else:
-            self._overflow(f"{pseq - last - 1} messages of {channel.name} lost upstream")
-
-    def _put(self, channel: Channel, kind: str, ts: str, data: dict) -> None:
+    def _put(self, channel: Channel, kind: str, ts: str, data: dict,
+             frame: Frame | None = None) -> None:
         try:
-            self.outbox.put(channel.name, kind, ts, data, market=channel.is_market)
+            self.outbox.put(channel.name, kind, ts, data, market=channel.is_market, frame=frame)
         except OutboxOverflow as exc:
             self._overflow(str(exc))
         self.ready.set()
@@ -343,14 +349,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def _send_loop(self) -> None:
         """Write queued messages to the socket, one at a time (a slow socket only waits here)."""
+        send, pop = self.base_send, self.outbox.pop_text
         while True:
-            message = self.outbox.pop()
-            if message is None:
+            text = pop()
+            if text is None:
                 self.ready.clear()
                 await self.ready.wait()
                 continue
             try:
-                await self.send(text_data=json.dumps(message, separators=(",", ":")))
+                await send({"type": "websocket.send", "text": text})
             except Exception:  # the client went away: the disconnect handler cleans up
                 return
 
@@ -360,16 +367,34 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.role, self.accounts = await _grants(self.scope["user"])
         self.grants_read_at = time.monotonic()
 
-    async def _may_see(self, data: object) -> bool:
-        """Say whether an account message belongs to an account this user may see."""
+    def _may_see(self, channel: Channel, event: dict, frame: Frame) -> bool:
+        """Say whether an account message belongs to an account this user may see.
+
+        Past ``GRANTS_TTL`` the grants are re-read first: the message and those after it on
+        account channels wait for that (``self.held``), so a revoked grant shows nothing more.
+        """
         if time.monotonic() - self.grants_read_at >= self.GRANTS_TTL:
-            await self._read_grants()
-            if self.role < 1 or (self.accounts is not None and not self.accounts):
-                self._revoked()
-                return False
+            self.held = [(event, frame, 0)]
+            asyncio.get_running_loop().create_task(self._regrant(channel))
+            return False
+        data = event.get("data")
         account = data.get("account") if isinstance(data, dict) else None
         # A message that names no account is shown only to users who see every account.
         return self.accounts is None or account in self.accounts
+
+    async def _regrant(self, channel: Channel) -> None:
+        """Re-read the grants, then offer the account messages held meanwhile."""
+        try:
+            await self._read_grants()
+        finally:
+            held, self.held = self.held or [], None
+        if self.role < 1 or (self.accounts is not None and not self.accounts):
+            self._revoked()
+            return
+        for event, frame, lost in held:
+            named = self.channels_on.get(event.get("channel", ""))
+            if named is not None:
+                self.offer(named, event, frame, lost)
 
     def _revoked(self) -> None:
         if not self.closing:

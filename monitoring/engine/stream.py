@@ -11,6 +11,7 @@ for a fresh snapshot.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -85,6 +86,28 @@ def envelope(channel: str, kind: str, seq: int, ts: str, data: dict) -> dict:
             "data": data}
 
 
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A message's envelope encoded once for every connection, but for its ``seq``."""
+
+    head: str
+    tail: str
+
+    def text(self, seq: int) -> str:
+        """Return the envelope's JSON text with this connection's ``seq``."""
+        return f"{self.head}{seq}{self.tail}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def frame_encode(channel: str, kind: str, ts: str, data: dict) -> Frame:
+    """Encode the envelope of one published message (the same JSON as ``envelope``)."""
+    head = f'{{"v":{PROTOCOL_VERSION},"channel":{_json(channel)},"type":{_json(kind)},"seq":'
+    return Frame(head, f',"ts":{_json(ts)},"data":{_json(data)}}}')
+
+
 class OutboxOverflow(Exception):
     """More undroppable messages are waiting than the outbox holds: the client is too slow."""
 
@@ -99,6 +122,7 @@ class _Entry:
     market: bool
     notice: bool = False
     raw: dict | None = None  # a reply outside any channel (ack, pong, error), sent as it is
+    frame: Frame | None = None  # the envelope encoded once for every subscriber
 
 
 @dataclass
@@ -136,13 +160,20 @@ class Outbox:
             self._discard(slot)
         self._seqs.pop(channel, None)
 
-    def put(self, channel: str, kind: str, ts: str, data: dict, *, market: bool) -> None:
-        """Queue a message; conflate market data when backed up; raise on reliable overflow."""
+    def put(
+        self, channel: str, kind: str, ts: str, data: dict, *, market: bool,
+        frame: Frame | None = None,
+    ) -> None:
+        """Queue a message; conflate market data when backed up; raise on reliable overflow.
+
+        ``frame``: the message's envelope already encoded (``frame_encode``), shared by every
+        connection that receives it.
+        """
         key = (channel, kind)
         if market and len(self._entries) >= self.market_backlog and key in self._latest:
             self._discard(self._latest[key])
             self._count_drop(channel, ts)
-        entry = _Entry(channel, kind, ts, data, self.next_seq(channel), market)
+        entry = _Entry(channel, kind, ts, data, self.next_seq(channel), market, frame=frame)
         slot = self._append(entry)
         if market:
             self._latest[key] = slot
@@ -157,13 +188,21 @@ class Outbox:
 
     def pop(self) -> dict | None:
         """Return the oldest waiting message as an envelope, or None when empty."""
+        text = self.pop_text()
+        return None if text is None else json.loads(text)
+
+    def pop_text(self) -> str | None:
+        """Return the oldest waiting message as the JSON text to send, or None when empty."""
         if not self._entries:
             return None
         slot, entry = self._entries.popitem(last=False)
         self._forget(slot, entry)
-        if entry.raw is not None:
-            return entry.raw
-        return envelope(entry.channel, entry.kind, entry.seq, entry.ts, entry.data)
+        if entry.frame is not None:
+            return entry.frame.text(entry.seq)
+        message = entry.raw
+        if message is None:
+            message = envelope(entry.channel, entry.kind, entry.seq, entry.ts, entry.data)
+        return _json(message)
 
     def _append(self, entry: _Entry) -> int:
         self._slot += 1

@@ -1,0 +1,160 @@
+"""One channel-layer subscription per stream channel per process, fanned out to local clients.
+
+Without a hub every ``/ws/v1/stream`` connection would join the channel layer's group itself: a
+broadcast to N clients then costs N layer messages (N Redis writes when scaled), N consumer
+wake-ups and N JSON encodings. ``StreamHub`` joins each group once per process on a channel of
+its own, reads what is published there, encodes each message's envelope once (``Frame``: the
+connection's ``seq`` is spliced in when sent) and hands it to the subscribed connections'
+outboxes without waiting on any socket. Each connection's sender task writes its outbox.
+
+The hub also re-joins its groups every ``REJOIN_EVERY`` seconds: channel layers forget a group
+membership after ``group_expiry`` (a day by default), which would silently end the stream of a
+long-lived connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from monitoring.engine.stream import Channel, Frame, channel_parse, frame_encode
+from monitoring.realtime import EVENT_TYPE
+
+logger = logging.getLogger(__name__)
+
+HUB_PREFIX = "stream-hub"  # the hub's channel name prefix (settings give it a deep capacity)
+REJOIN_EVERY = 3600.0  # seconds; well inside any layer's group_expiry (settings: a day)
+
+
+class Subscriber(Protocol):
+    """A connection the hub hands messages to (``monitoring.stream.StreamConsumer``)."""
+
+    def offer(self, channel: Channel, event: dict, frame: Frame, lost: int) -> None:
+        """Queue a published message (``lost``: how many before it the layer dropped)."""
+
+
+class StreamHub:
+    """This process's subscription to the stream's channel-layer groups (one per loop)."""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.loop = asyncio.get_running_loop()
+        self.channel_name: str | None = None
+        self.members: dict[str, dict[Subscriber, None]] = {}  # channel -> connections, ordered
+        self.joined: dict[str, asyncio.Future] = {}  # channel -> done once the layer has us
+        self.parsed: dict[str, Channel] = {}
+        self.upstream: dict[tuple[str, str], int] = {}  # (origin, channel) -> last pseq seen
+        self.reader: asyncio.Task | None = None
+        self.rejoiner: asyncio.Task | None = None
+
+    @classmethod
+    def of(cls, layer) -> StreamHub:
+        """Return the hub of ``layer`` on the running loop, created on first use."""
+        hub = getattr(layer, "_stream_hub", None)
+        if hub is None or hub.loop is not asyncio.get_running_loop():
+            hub = cls(layer)
+            layer._stream_hub = hub
+        return hub
+
+    async def join(self, name: str, subscriber: Subscriber) -> None:
+        """Add ``subscriber`` to channel ``name``; return once the layer delivers it here."""
+        if self.channel_name is None:
+            self.channel_name = await self.layer.new_channel(prefix=HUB_PREFIX)
+        self._start()
+        members = self.members.get(name)
+        if members is None:
+            members = self.members[name] = {}
+            self.parsed[name] = channel_parse(name)
+            self.joined[name] = joined = self.loop.create_future()
+            try:
+                await self.layer.group_add(name, self.channel_name)
+            except BaseException as exc:
+                self._drop_channel(name)
+                joined.set_exception(exc)
+                joined.exception()  # retrieved: the other joiners see it through shield
+                raise
+            joined.set_result(None)
+        members[subscriber] = None
+        await asyncio.shield(self.joined[name])
+
+    async def leave(self, name: str, subscriber: Subscriber) -> None:
+        """Remove ``subscriber`` from ``name``; the last one out leaves the layer's group."""
+        members = self.members.get(name)
+        if members is None or subscriber not in members:
+            return
+        del members[subscriber]
+        if members:
+            return
+        self._drop_channel(name)
+        with contextlib.suppress(Exception):  # the layer forgets it at group_expiry anyway
+            await self.layer.group_discard(name, self.channel_name)
+        if not self.members:
+            self._stop()
+
+    def _drop_channel(self, name: str) -> None:
+        self.members.pop(name, None)
+        self.joined.pop(name, None)
+        self.parsed.pop(name, None)
+        for key in [k for k in self.upstream if k[1] == name]:
+            del self.upstream[key]
+
+    def _start(self) -> None:
+        if self.reader is None or self.reader.done():
+            self.reader = self.loop.create_task(self._read(), name="ws-stream-hub")
+        if self.rejoiner is None or self.rejoiner.done():
+            self.rejoiner = self.loop.create_task(self._rejoin(), name="ws-stream-hub-rejoin")
+
+    def _stop(self) -> None:
+        for task in (self.reader, self.rejoiner):
+            if task is not None:
+                task.cancel()
+        self.reader = self.rejoiner = None
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel_name)
+            try:
+                self.deliver(message)
+            except Exception:  # one bad message must not end every client's stream
+                logger.exception("stream hub could not deliver a message")
+
+    async def _rejoin(self) -> None:
+        """Refresh every membership before the layer's ``group_expiry`` can end it."""
+        while True:
+            await asyncio.sleep(REJOIN_EVERY)
+            for name in list(self.members):
+                try:
+                    await self.layer.group_add(name, self.channel_name)
+                except Exception:  # Redis away for a moment: the next round tries again
+                    logger.exception("stream hub could not re-join %s", name)
+
+    def deliver(self, event: dict) -> None:
+        """Encode a published message once and offer it to every local subscriber."""
+        if event.get("type") != EVENT_TYPE:
+            return
+        name = event.get("channel", "")
+        members = self.members.get(name)
+        if not members:
+            return
+        frame = frame_encode(name, event["kind"], event["ts"], event["data"])
+        lost = self._lost(name, event)
+        channel = self.parsed[name]
+        for subscriber in list(members):
+            subscriber.offer(channel, event, frame, lost)
+
+    def _lost(self, name: str, event: dict) -> int:
+        """Return how many messages of ``name`` the layer dropped just before this one.
+
+        Publishers number their messages per channel (``origin``, ``pseq``); a jump means the
+        layer dropped some (this process's channel was full).
+        """
+        origin, pseq = event.get("origin"), event.get("pseq")
+        if origin is None or not isinstance(pseq, int):
+            return 0
+        key = (origin, name)
+        last, self.upstream[key] = self.upstream.get(key), pseq
+        if last is None or pseq <= last + 1:
+            return 0
+        return pseq - last - 1
