@@ -208,34 +208,33 @@ def microstructure_study(
 
 def _book_findings(symbol: str, book: pd.DataFrame, interval: str) -> list[FindingData]:
     """Order-flow imbalance of the book's touch and the depth imbalance's next-interval impact."""
-    found = []
-    ofi = microstructure.ofi_impact(book, interval=interval)
-    found.append(
-        FindingData(
-            title=f"{symbol} book order-flow imbalance impact",
-            statistic=ofi.t_statistic,
-            p_value=ofi.p_value,
-            effect_size=ofi.coefficient,
-            significant=ofi.p_value <= 0.01,
-            description="mid change per unit of order-flow imbalance at the book's touch per "
+    return [
+        _regression_finding(
+            f"{symbol} book order-flow imbalance impact",
+            microstructure.ofi_impact(book, interval=interval),
+            "mid change per unit of order-flow imbalance at the book's touch per "
             "interval (book snapshots)",
-            details={"r_squared": ofi.r_squared, "n": ofi.n},
-        )
-    )
-    imb = microstructure.imbalance_impact(book, interval=interval)
-    found.append(
-        FindingData(
-            title=f"{symbol} book depth imbalance -> next mid change",
-            statistic=imb.t_statistic,
-            p_value=imb.p_value,
-            effect_size=imb.coefficient,
-            significant=imb.p_value <= 0.01,
-            description="next interval's mid change per unit of depth imbalance "
+        ),
+        _regression_finding(
+            f"{symbol} book depth imbalance -> next mid change",
+            microstructure.imbalance_impact(book, interval=interval),
+            "next interval's mid change per unit of depth imbalance "
             "(bid - ask)/(bid + ask) at this interval's last snapshot; baseline: slope 0",
-            details={"r_squared": imb.r_squared, "n": imb.n},
-        )
+        ),
+    ]
+
+
+def _regression_finding(title: str, fit, description: str) -> FindingData:
+    """One slope's finding: t-statistic, p-value, coefficient; significant at 1 %."""
+    return FindingData(
+        title=title,
+        statistic=fit.t_statistic,
+        p_value=fit.p_value,
+        effect_size=fit.coefficient,
+        significant=fit.p_value <= 0.01,
+        description=description,
+        details={"r_squared": fit.r_squared, "n": fit.n},
     )
-    return found
 
 
 def _shuffled_lambdas(trades: pd.DataFrame, interval: str, n: int, seed: int) -> np.ndarray:
