@@ -93,7 +93,7 @@ async def ingest_feed(
             if metrics is not None:  # a monitoring.metrics.FeedMetrics (ingest --metrics-port)
                 metrics.received_batch(events, outputs)
                 metrics.sync(
-                    stored=writer.stats.written if hasattr(writer, "stats") else None,
+                    stored=writer.stats.written_by_symbol if hasattr(writer, "stats") else None,
                     reconnects=getattr(getattr(feed, "stats", None), "reconnects", None),
                 )
     finally:

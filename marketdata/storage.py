@@ -86,7 +86,11 @@ class TableSpec:
         if not self.update:
             return f"ON CONFLICT ({target}) DO NOTHING"
         sets = ", ".join(f"{c} = excluded.{c}" for c in self.update)
-        return f"ON CONFLICT ({target}) DO UPDATE SET {sets}"
+        # A replay of an identical row changes nothing and is not counted as written.
+        changed = " OR ".join(
+            f"{self.table}.{c} IS DISTINCT FROM excluded.{c}" for c in self.update
+        )
+        return f"ON CONFLICT ({target}) DO UPDATE SET {sets} WHERE {changed}"
 
 
 BAR_SPEC = TableSpec(
@@ -146,6 +150,9 @@ QUALITY_SPEC = TableSpec(
     datetimes=("ts", "event_ts"),
 )
 TABLE_ORDER = ("bars", "trades", "quotes", "books", "sentiment", "quality")
+# Tables of market data proper, counted per symbol (quality findings are a log about them).
+MARKET_DATA_KINDS = frozenset(TABLE_ORDER) - {"quality"}
+SymbolCounts = dict[int | None, int]  # symbol id (None: no symbol) -> rows
 # On PostgreSQL, batches at least this large go by COPY; smaller ones (and upserts) by one INSERT.
 COPY_MIN_ROWS = 1_000
 _ARRAY_TYPES = {
@@ -193,15 +200,28 @@ def _merged(batches: Sequence[PreparedRows]) -> dict[str, tuple]:
 
 @dataclass(slots=True)
 class WriteResult:
-    """Rows offered and rows actually inserted/updated per table."""
+    """Rows offered and rows actually inserted/updated per table, and market-data rows written
+    per symbol name (a row a conflict skipped, a replay, is in neither)."""
 
     offered: dict[str, int] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
+    by_symbol: dict[str, int] = field(default_factory=dict)
 
-    def add(self, kind: str, offered: int, written: int) -> None:
-        """Accumulate counts for ``kind``."""
+    def add(
+        self, kind: str, offered: int, written: int, by_symbol: dict[str, int] | None = None
+    ) -> None:
+        """Accumulate counts for ``kind`` (and its rows written per symbol)."""
         self.offered[kind] = self.offered.get(kind, 0) + offered
         self.written[kind] = self.written.get(kind, 0) + written
+        for symbol, count in (by_symbol or {}).items():
+            self.by_symbol[symbol] = self.by_symbol.get(symbol, 0) + count
+
+    def merge(self, other: WriteResult) -> None:
+        """Add ``other``'s counts to these."""
+        for kind, count in other.offered.items():
+            self.add(kind, count, other.written.get(kind, 0))
+        for symbol, count in other.by_symbol.items():
+            self.by_symbol[symbol] = self.by_symbol.get(symbol, 0) + count
 
     @property
     def total_written(self) -> int:
@@ -215,6 +235,7 @@ class MarketDataStore:
     def __init__(self, using: str = "default") -> None:
         self.using = using
         self._symbol_ids: dict[str, int] = {}
+        self._symbol_names: dict[int, str] = {}
         self._types: dict[tuple[int, str], tuple[list[str], list[int]]] = {}
 
     # -- symbols -----------------------------------------------------------------------------
@@ -367,13 +388,34 @@ class MarketDataStore:
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
             for kind, (spec, rows, offered) in _merged(batches).items():
                 rows = list(rows.values()) if isinstance(rows, dict) else rows
-                result.add(kind, offered, self.write_rows(spec, rows))
+                counts = self.write_rows_by_symbol(spec, rows)
+                written = sum(counts.values())
+                if kind in MARKET_DATA_KINDS:
+                    result.add(kind, offered, written, self._named(counts))
+                else:
+                    result.add(kind, offered, written)
         return result
+
+    def _named(self, counts: SymbolCounts) -> dict[str, int]:
+        """Return per-symbol-id counts by symbol name ("" for rows of no symbol)."""
+        names = self._symbol_names
+        if len(names) != len(self._symbol_ids):
+            names = self._symbol_names = {pk: name for name, pk in self._symbol_ids.items()}
+        return {("" if pk is None else names.get(pk, str(pk))): n for pk, n in counts.items() if n}
 
     def write_rows(self, spec: TableSpec, rows: list[tuple]) -> int:
         """Insert ``rows`` (already in ``spec.columns`` order); return rows inserted/updated."""
+        return sum(self.write_rows_by_symbol(spec, rows).values())
+
+    def write_rows_by_symbol(self, spec: TableSpec, rows: list[tuple]) -> SymbolCounts:
+        """Insert ``rows``; return the rows inserted/updated per symbol id.
+
+        Exact on both databases: PostgreSQL counts the rows its INSERT returns (COPY stores
+        every row or none); SQLite runs one ``executemany`` per symbol and reads how many rows
+        each changed, so a row skipped on conflict is never counted.
+        """
         if not rows:
-            return 0
+            return {}
         connection = connections[self.using]
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor, connection.wrap_database_errors:
@@ -381,12 +423,24 @@ class MarketDataStore:
         adapt = connection.ops.adapt_datetimefield_value
         for i in [i for i, c in enumerate(spec.columns) if c in spec.datetimes]:
             rows = [(*r[:i], adapt(r[i]), *r[i + 1 :]) for r in rows]
+        sql = spec.insert_sql("%s")
+        if not spec.conflict:  # append-only: every row is stored, in the order given
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
+            return _count_symbols(spec, rows)
+        at = spec.columns.index("symbol_id")
+        groups: dict[int | None, list[tuple]] = {}
+        for row in rows:
+            groups.setdefault(row[at], []).append(row)
+        counts: SymbolCounts = {}
         with connection.cursor() as cursor:
-            before = connection.connection.total_changes
-            cursor.executemany(spec.insert_sql("%s"), rows)
-            return connection.connection.total_changes - before
+            for symbol_id, group in groups.items():
+                before = connection.connection.total_changes
+                cursor.executemany(sql, group)
+                counts[symbol_id] = connection.connection.total_changes - before
+        return counts
 
-    def _pg_rows(self, raw, spec: TableSpec, rows: list[tuple]) -> int:
+    def _pg_rows(self, raw, spec: TableSpec, rows: list[tuple]) -> SymbolCounts:
         """Insert rows on PostgreSQL idempotently, in as few round trips as possible.
 
         Append-only tables (quality findings) are copied. Large batches of insert-only tables
@@ -398,7 +452,7 @@ class MarketDataStore:
         """
         if not spec.conflict:
             self._copy(raw, spec, rows)
-            return len(rows)
+            return _count_symbols(spec, rows)
         if spec.update or len(rows) < COPY_MIN_ROWS:
             return self._insert_arrays(raw, spec, rows)
         raw.execute("SAVEPOINT md_copy")
@@ -408,10 +462,11 @@ class MarketDataStore:
             raw.execute("ROLLBACK TO SAVEPOINT md_copy")
             return self._insert_arrays(raw, spec, rows)
         raw.execute("RELEASE SAVEPOINT md_copy")
-        return len(rows)
+        return _count_symbols(spec, rows)
 
-    def _insert_arrays(self, raw, spec: TableSpec, rows: list[tuple]) -> int:
-        """Insert rows as one statement over column arrays, with the table's ON CONFLICT."""
+    def _insert_arrays(self, raw, spec: TableSpec, rows: list[tuple]) -> SymbolCounts:
+        """Insert rows as one statement over column arrays, with the table's ON CONFLICT;
+        return the rows it inserted/updated per symbol (counted by the server)."""
         types, _ = self._column_types(raw, spec)
         arrays = ", ".join(f"%b::{name}[]" for name in types)
         columns = []
@@ -423,11 +478,12 @@ class MarketDataStore:
         # quoting every element as text).
         with psycopg.Cursor(raw.connection) as bound:
             bound.execute(
-                f"INSERT INTO {spec.table} ({', '.join(spec.columns)}) "
-                f"SELECT * FROM unnest({arrays}) {spec.on_conflict()}",
+                f"WITH stored AS (INSERT INTO {spec.table} ({', '.join(spec.columns)}) "
+                f"SELECT * FROM unnest({arrays}) {spec.on_conflict()} RETURNING symbol_id) "
+                "SELECT symbol_id, count(*) FROM stored GROUP BY symbol_id",
                 columns,
             )
-            return bound.rowcount
+            return dict(bound.fetchall())
 
     def _copy(self, raw, spec: TableSpec, rows: list[tuple]) -> None:
         """COPY rows into the table: binary, or text when a column is JSON."""
@@ -459,6 +515,16 @@ class MarketDataStore:
         return types
 
 
+def _count_symbols(spec: TableSpec, rows: list[tuple]) -> SymbolCounts:
+    """Return the rows per symbol id of rows all stored."""
+    at = spec.columns.index("symbol_id")
+    counts: SymbolCounts = {}
+    for row in rows:
+        key = row[at]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 @dataclass(slots=True)
 class WriterStats:
     """Counters and commit latencies of the batched writer."""
@@ -467,6 +533,8 @@ class WriterStats:
     batches: int = 0
     offered: int = 0
     written: int = 0
+    # Market-data rows written per symbol (the feed's rrr_feed_rows_stored{symbol}).
+    written_by_symbol: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     retries: int = 0
     # Rejections that could not be recorded through ``on_reject`` (each logged with its error).
@@ -640,6 +708,9 @@ class AsyncBatchWriter:
             self.stats.batches += 1
             self.stats.offered += sum(len(chunk.events) for chunk in batch)
             self.stats.written += result.total_written
+            by_symbol = self.stats.written_by_symbol
+            for symbol, count in result.by_symbol.items():
+                by_symbol[symbol] = by_symbol.get(symbol, 0) + count
             for chunk in batch:
                 if chunk.received is not None:
                     self.stats.latencies.extend(
@@ -682,11 +753,8 @@ class AsyncBatchWriter:
                 return WriteResult()
         middle = len(events) // 2
         result = self._write_isolating(events[:middle])
-        tail = self._write_isolating(events[middle:])
-        for kind, count in tail.offered.items():
-            result.add(kind, count, tail.written.get(kind, 0))
+        result.merge(self._write_isolating(events[middle:]))
         return result
-
 
     def _reject(self, event: object, exc: Exception) -> None:
         """Count a refused event and hand it to ``on_reject``; a failed record is logged loudly."""

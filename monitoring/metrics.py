@@ -13,7 +13,7 @@ needs the database (queue depth, live accuracy, VaR) is computed on a schedule o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
@@ -32,7 +32,11 @@ FEED_FLAGGED = Counter(
 FEED_QUARANTINED = Counter(
     "rrr_feed_messages_quarantined", "Events quarantined (not stored as data)", ["source", "symbol"]
 )
-FEED_STORED = Counter("rrr_feed_rows_stored", "Market-data rows written", ["source"])
+FEED_STORED = Counter(
+    "rrr_feed_rows_stored",
+    "Market-data rows written (inserted, or a stored bar amended); a replayed duplicate is not",
+    ["source", "symbol"],
+)
 FEED_RECONNECTS = Counter("rrr_feed_reconnects", "Feed reconnects after a drop", ["source"])
 FEED_LAG = Gauge(
     "rrr_feed_lag_seconds",
@@ -300,7 +304,8 @@ class FeedMetrics:
         self.source = source
         self._received: dict[str, object] = {}
         self._newest: datetime | None = None
-        self._stored = 0
+        self._stored: dict[str, int] = {}  # symbol -> rows stored, as last published
+        self._stored_children: dict[str, object] = {}
         self._reconnects = 0
         self._count = 0
         self._synced = 0
@@ -351,11 +356,14 @@ class FeedMetrics:
             counter = FEED_QUARANTINED if verdict == "quarantine" else FEED_FLAGGED
             counter.labels(self.source, symbol).inc()
 
-    def sync(self, *, stored: int | None = None, reconnects: int | None = None) -> None:
-        """Publish totals kept elsewhere (writer rows, feed reconnects) and the feed's lag."""
-        if stored is not None and stored > self._stored:
-            FEED_STORED.labels(self.source).inc(stored - self._stored)
-            self._stored = stored
+    def sync(
+        self, *, stored: Mapping[str, int] | None = None, reconnects: int | None = None
+    ) -> None:
+        """Publish totals kept elsewhere (the writer's rows per symbol, the feed's reconnects)
+        and the feed's lag. ``stored`` is the writer's running total per symbol
+        (``WriterStats.written_by_symbol``): only what grew since the last sync is added."""
+        if stored:
+            self._sync_stored(stored)
         if reconnects is not None and reconnects > self._reconnects:
             FEED_RECONNECTS.labels(self.source).inc(reconnects - self._reconnects)
             self._reconnects = reconnects
@@ -365,6 +373,18 @@ class FeedMetrics:
             FEED_LAST_MESSAGE.labels(self.source).set(now)
             if self._newest is not None:
                 FEED_LAG.labels(self.source).set(max(now - self._newest.timestamp(), 0.0))
+
+    def _sync_stored(self, stored: Mapping[str, int]) -> None:
+        seen = self._stored
+        for symbol, total in stored.items():
+            grown = total - seen.get(symbol, 0)
+            if grown <= 0:
+                continue
+            child = self._stored_children.get(symbol)
+            if child is None:
+                child = self._stored_children[symbol] = FEED_STORED.labels(self.source, symbol)
+            child.inc(grown)
+            seen[symbol] = total
 
 
 def metrics_http_server(host: str, port: int):

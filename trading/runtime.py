@@ -585,7 +585,7 @@ class TradingRuntime:
         if self.feed_metrics is not None:
             stats = getattr(self.feed, "stats", None)
             self.feed_metrics.sync(
-                stored=self.md_writer.stats.written if self.md_writer is not None else None,
+                stored=self.md_writer.stats.written_by_symbol if self.md_writer else None,
                 reconnects=getattr(stats, "reconnects", None),
             )
         if await self._persist():

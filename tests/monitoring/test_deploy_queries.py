@@ -44,6 +44,17 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def label_names(expr: str) -> set[str]:
+    """Return the label names a PromQL expression groups, matches or selects by."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    labels = set()
+    for group in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        labels |= {name.strip() for name in group.split(",") if name.strip()}
+    for selector in re.findall(r"\{([^}]*)\}", expr):
+        labels |= set(re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", selector))
+    return labels
+
+
 def _exercise(client) -> None:
     """Run the code behind every series once."""
     now = datetime.now(UTC)
@@ -62,7 +73,7 @@ def _exercise(client) -> None:
         record = QualityRecord(ts=now, source="deploy-check", symbol="X-USD", rule="r",
                                verdict=verdict, reason="", event_ts=now, payload={})
         feed.received("X-USD", now, [record])
-    feed.sync(stored=3, reconnects=1)
+    feed.sync(stored={"X-USD": 3}, reconnects=1)
     metrics.ENGINE_HEARTBEAT.labels("deploy-check").set(now.timestamp())
     metrics.portfolio_set("deploy-check", {name: 1.0 for name in metrics.PORTFOLIO})
     metrics.trading_state_set("deploy-check", "halted")
@@ -87,8 +98,13 @@ def _exercise(client) -> None:
     client.get("/health")  # django-prometheus request/response series
 
 
-def _exported() -> set[str]:
-    return {s.name for family in REGISTRY.collect() for s in family.samples}
+def _exported() -> dict[str, set[str]]:
+    """Return each exported sample name with the label names it carries."""
+    found: dict[str, set[str]] = {}
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            found.setdefault(sample.name, set()).update(sample.labels)
+    return found
 
 
 def _rule_exprs() -> list[str]:
@@ -110,6 +126,8 @@ def test_metric_names_are_parsed_from_promql():
     expr = 'histogram_quantile(0.99, sum by (le) (rate(a_b_bucket{x=~"c_d"}[5m]))) / 1e-9'
     assert metric_names(expr) == {"a_b_bucket"}
     assert metric_names("time() - max by (source) (rrr_x_seconds) > 120") == {"rrr_x_seconds"}
+    assert label_names(expr) == {"le", "x"}
+    assert label_names('a and on (s, t) b{u!="v"}') == {"s", "t", "u"}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -124,8 +142,13 @@ def test_every_rule_and_panel_queries_an_exported_series(client):
         for expr in exprs:
             names = metric_names(expr)
             assert names, f"{where}: no metric in {expr!r}"
-            if unknown := names - exported:
+            if unknown := names - set(exported):
                 missing[f"{where}: {expr}"] = sorted(unknown)
+                continue
+            # A label no series of the expression carries groups everything into one blank line.
+            carried = set().union(*(exported[name] for name in names))
+            if unknown := label_names(expr) - carried:
+                missing[f"{where}: {expr}"] = [f"label {label}" for label in sorted(unknown)]
     assert not missing, missing
 
 

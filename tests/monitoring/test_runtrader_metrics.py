@@ -108,7 +108,9 @@ def test_ingest_exposes_its_feed_series(subprocess_env):
         def fed() -> bool:
             samples = _scrape(port)
             key = ("rrr_feed_messages_received_total", (("source", "sim"), ("symbol", "BTC-USD")))
-            stored = samples.get(("rrr_feed_rows_stored_total", (("source", "sim"),)), 0)
+            stored = samples.get(
+                ("rrr_feed_rows_stored_total", (("source", "sim"), ("symbol", "BTC-USD"))), 0
+            )
             return samples.get(key, 0) > 0 and stored > 0
 
         wait_for(fed, timeout=60, what="the feed's series on --metrics-port")
