@@ -313,6 +313,11 @@ APNS_KEY_ID = env.str("APNS_KEY_ID", default="")
 APNS_AUTH_KEY = env.str("APNS_AUTH_KEY", default="")  # the .p8 key's PEM text, or:
 APNS_AUTH_KEY_FILE = env.str("APNS_AUTH_KEY_FILE", default="")
 APNS_TOPIC = env.str("APNS_TOPIC", default="")  # the iOS app's bundle id
+# Android push (Firebase Cloud Messaging HTTP v1): a service-account key, by path or as JSON text.
+FCM_SERVICE_ACCOUNT_FILE = env.str("FCM_SERVICE_ACCOUNT_FILE", default="")
+FCM_SERVICE_ACCOUNT_JSON = env.str("FCM_SERVICE_ACCOUNT_JSON", default="")
+FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")  # blank: the service account's project
+FCM_API_URL = env.str("FCM_API_URL", default="https://fcm.googleapis.com")
 ALERT_LARGE_FILL_PCT = env.float("ALERT_LARGE_FILL_PCT", default=0.10)  # of equity
 ALERT_REJECT_BURST = env.int("ALERT_REJECT_BURST", default=10)  # rejects in 5 minutes
 ALERT_QUARANTINE_BURST = env.int("ALERT_QUARANTINE_BURST", default=50)  # in 5 minutes
