@@ -1,8 +1,17 @@
 """Peer side of bench/backtest_peers.py: runs inside .venv-bench, never imports RRR code.
 
 Usage: python backtest_peer.py {backtesting|vectorbt|vectorbt-sweep} BARS.npz [FAST SLOW [REPEAT]]
+       python backtest_peer.py backtesting BARS.npz FAST SLOW REPEAT FRACTION
        python backtest_peer.py backtesting-csv BARS.csv FAST SLOW REPEAT
 Prints one JSON object: the peer's own timings (seconds) and results.
+
+With FRACTION (bench/user_strategies.py), backtesting.py sizes each entry as RRR's strategies do
+(``StrategyContext.size_for``): FRACTION of the equity at the signal bar's close, in whole lots
+of one satoshi, floored (exact Decimal arithmetic, as RRR's); the report then lists every closed
+trade (entry bar, exit bar, size in satoshis) so that the bench compares trades one by one.
+Without it, the all-in size of bench/backtest_peers.py. When BARS.npz holds ``fast`` and ``slow``
+arrays, the strategy decides on those (the averages as the RRR strategy under test computes them)
+instead of its own pandas rolling means.
 """
 
 from __future__ import annotations
@@ -60,6 +69,15 @@ def sma(values: np.ndarray, n: int) -> np.ndarray:
     return pd.Series(values).rolling(n).mean().to_numpy()
 
 
+def warm(values: np.ndarray) -> np.ndarray:
+    """Return ``values`` with the NaN before its first number filled (see ``warm_sma``)."""
+    out = np.array(values, dtype=float)
+    first = int(np.argmin(np.isnan(out)))
+    if first >= 1 and not np.isnan(out[first]):
+        out[first - 1] = out[first]
+    return out
+
+
 def warm_sma(values: np.ndarray, n: int) -> np.ndarray:
     """Return the SMA with its last warm-up NaN filled.
 
@@ -74,30 +92,57 @@ def warm_sma(values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def run_backtesting(data: pd.DataFrame, fast: int, slow: int, repeat: int = 1) -> dict:
-    """Time backtesting.py on the long-only SMA state strategy, all-in, next-open fills.
+def units_for(equity: float, close: float, fraction: Decimal) -> int:
+    """Return the satoshis worth ``fraction`` of ``equity`` at ``close``, floored (RRR's
+    ``size_for``: ``floor_to_step(equity × fraction / close, lot)`` in Decimal)."""
+    budget = Decimal(repr(float(equity))) * fraction
+    return int((budget / Decimal(repr(float(close)))) / Decimal(repr(UNIT)))
 
-    ``repeat`` runs: ``seconds`` is the best, ``runs`` all of them.
+
+def run_backtesting(
+    data: pd.DataFrame,
+    fast: int,
+    slow: int,
+    repeat: int = 1,
+    fraction: Decimal | None = None,
+    means: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
+    """Time backtesting.py on the long-only SMA state strategy, next-open fills: all-in, or
+    ``fraction`` of equity per entry (see the module docstring).
+
+    ``means``: the (fast, slow) averages to decide on, as RRR's strategy under test computes
+    them (bench/user_strategies.py), instead of pandas rolling means of the closes.
+    ``repeat`` runs: ``seconds`` (wall) and ``cpu`` (process time) are the best, ``runs`` all.
     """
     # The PyPI package, not our app (see the sys.path filter above).
     Strategy = importlib.import_module("backtesting").Strategy  # noqa: N806
     FractionalBacktest = importlib.import_module("backtesting.lib").FractionalBacktest  # noqa: N806
+    closes = data["Close"].to_numpy()  # unscaled (FractionalBacktest scales its own copy)
 
     class SmaCross(Strategy):
         def init(self) -> None:
+            if means is not None:
+                self.fast = self.I(warm, means[0], name="fast")
+                self.slow = self.I(warm, means[1], name="slow")
+                return
             self.fast = self.I(warm_sma, self.data.Close, fast)
             self.slow = self.I(warm_sma, self.data.Close, slow)
 
         def next(self) -> None:
             f, s = self.fast[-1], self.slow[-1]
             if f > s and not self.position:
-                self.buy(size=0.9999)  # all-in, leaving room for the commission
+                if fraction is None:
+                    self.buy(size=0.9999)  # all-in, leaving room for the commission
+                    return
+                units = units_for(self.equity, closes[len(self.data) - 1], fraction)
+                if units >= 1:
+                    self.buy(size=units)
             elif f < s and self.position:
                 self.position.close()
 
-    runs = []
+    runs, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bt = FractionalBacktest(
@@ -105,13 +150,22 @@ def run_backtesting(data: pd.DataFrame, fast: int, slow: int, repeat: int = 1) -
             )
             stats = bt.run()
         runs.append(time.perf_counter() - start)
-    return {
+        cpus.append(time.process_time() - cpu)
+    out = {
         "seconds": min(runs),
+        "cpu": min(cpus),
         "runs": runs,
         "trades": int(stats["# Trades"]),
         "final_equity": float(stats["Equity Final [$]"]),
         "version": importlib.import_module("backtesting").__version__,
     }
+    if fraction is not None:
+        trades = stats["_trades"]
+        out["trade_list"] = [
+            [int(e), int(x), round(float(q) / UNIT)]
+            for e, x, q in zip(trades["EntryBar"], trades["ExitBar"], trades["Size"], strict=True)
+        ]
+    return out
 
 
 def _vbt_signals(close: pd.Series, fast, slow):
@@ -196,7 +250,11 @@ def main(argv: list[str]) -> None:
         return
     data = load(path)
     if mode == "backtesting":
-        out = run_backtesting(data, int(argv[2]), int(argv[3]), int(argv[4]) if argv[4:] else 1)
+        repeat = int(argv[4]) if argv[4:] else 1
+        fraction = Decimal(argv[5]) if argv[5:] else None
+        raw = np.load(path)
+        means = (raw["fast"], raw["slow"]) if "fast" in raw.files else None
+        out = run_backtesting(data, int(argv[2]), int(argv[3]), repeat, fraction, means)
     elif mode == "vectorbt":
         out = run_vectorbt(data, int(argv[2]), int(argv[3]), int(argv[4]) if argv[4:] else 1)
     elif mode == "vectorbt-sweep":
