@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Exists, Max, QuerySet
 
 from marketdata.models import Bar, Symbol, TradeTick
 from monitoring.models import AuditLog, SystemEvent
+from rrr_site.api.pagination import keyset_page
 from trading.choices import OPEN_ORDER_STATUSES
 from trading.models import Account, Fill, Order, PortfolioSnapshot
+from trading.portfolio_selectors import fills_of
 
 CHART_BARS = 300
 RECENT_ROWS = 50
@@ -25,16 +27,14 @@ HISTORY_ROWS = 100  # rows the orders/trades page renders (the CSV export has ev
 MONTH_POINTS = 400  # equity points that feed the monthly grid (one per bucket, in the database)
 
 
-def account_choice(*, accounts: QuerySet[Account], pk: str | None) -> Account | None:
-    """Return the visible account ``pk``, else the first visible one (None when none is)."""
-    if pk:
-        try:
-            chosen = accounts.filter(pk=int(pk)).first()
-        except ValueError:
-            chosen = None
-        if chosen is not None:
-            return chosen
-    return accounts.order_by("name").first()
+def account_choice(*, accounts: list[Account], pk: str | None) -> Account | None:
+    """Return the visible account ``pk``, else the first visible one (None when none is).
+
+    ``accounts`` is the visible accounts already read for the page's account picker (one query
+    for both)."""
+    wanted = pk.strip() if pk else ""
+    chosen = next((a for a in accounts if str(a.pk) == wanted), None) if wanted else None
+    return chosen or (accounts[0] if accounts else None)
 
 
 def open_orders(*, account: Account, limit: int = RECENT_ROWS) -> list[Order]:
@@ -44,11 +44,10 @@ def open_orders(*, account: Account, limit: int = RECENT_ROWS) -> list[Order]:
 
 
 def recent_fills(*, account: Account, symbol: str | None = None, limit: int = RECENT_ROWS):
-    """Return the account's newest fills (of one symbol when given)."""
-    rows = Fill.objects.filter(account=account).select_related("symbol", "order")
-    if symbol:
-        rows = rows.filter(symbol__name=symbol)
-    return list(rows.order_by("-ts", "-pk")[:limit])
+    """Return the account's newest fills (of one symbol when given) as the API's ``/trades``
+    reads them (``fills_of`` rows, newest first)."""
+    one = Account.objects.filter(pk=account.pk)
+    return list(fills_of(accounts=one, symbol=symbol).order_by("-ts", "-id")[:limit])
 
 
 def _one_origin(bars):
@@ -59,12 +58,22 @@ def _one_origin(bars):
 
 
 def chart_timeframes(*, symbol: Symbol) -> list[str]:
-    """Return the timeframes stored for ``symbol`` (shortest first)."""
+    """Return the timeframes stored for ``symbol`` (shortest first): venue bars' when it has
+    any, else the simulated market's (as ``_one_origin``)."""
     from marketdata.engine.events import TIMEFRAME_SECONDS
 
-    # One index probe per known timeframe: a DISTINCT over the symbol's bars reads every bar.
-    bars = _one_origin(Bar.objects.filter(symbol=symbol))
-    stored = [tf for tf in TIMEFRAME_SECONDS if bars.filter(timeframe=tf).exists()]
+    # One query of one index probe per (timeframe, origin): a DISTINCT over the symbol's bars
+    # would read every bar, and a query per probe costs a round trip each.
+    probes = {
+        f"{origin}_{tf}": Exists(
+            Bar.objects.filter(symbol=symbol, timeframe=tf, simulated=origin == "sim")
+        )
+        for tf in TIMEFRAME_SECONDS
+        for origin in ("venue", "sim")
+    }
+    found = Symbol.objects.filter(pk=symbol.pk).values(**probes).first() or {}
+    real = [key[6:] for key, there in found.items() if there and key.startswith("venue_")]
+    stored = real or [key[4:] for key, there in found.items() if there and key.startswith("sim_")]
     return sorted(stored, key=lambda tf: TIMEFRAME_SECONDS[tf])
 
 
@@ -139,10 +148,32 @@ def order_history(*, account: Account, filters: HistoryFilter) -> QuerySet[Order
     return rows.order_by("-created_at", "-pk")
 
 
-def fill_history(*, account: Account, filters: HistoryFilter) -> QuerySet[Fill]:
-    """Return the account's fills matching ``filters``, newest first (slice it)."""
-    rows = Fill.objects.filter(account=account).select_related("symbol")  # order_id suffices
-    return _filtered(rows, filters, "ts").order_by("-ts", "-pk")
+def fill_history(*, account: Account, filters: HistoryFilter) -> QuerySet:
+    """Return the account's fills matching ``filters`` as the API's ``/trades`` reads them
+    (``fills_of`` rows: dicts with ``symbol__name`` and ``order_id``), newest first."""
+    rows = fills_of(
+        accounts=Account.objects.filter(pk=account.pk),
+        symbol=filters.symbol or None,
+        start=filters.since,
+        end=filters.until,
+    )
+    if filters.side:
+        rows = rows.filter(side=filters.side)
+    return rows.order_by("-ts", "-id")
+
+
+def history_page(
+    rows: QuerySet, *, cursor: str | None, ts_field: str, limit: int = HISTORY_ROWS
+) -> tuple[list, str | None]:
+    """Return up to ``limit`` rows older than ``cursor`` (newest first) and the cursor of the
+    page after them (None on the last page), as the API's keyset pages: one index range scan
+    at any depth. Raises ``ValueError`` for a malformed cursor."""
+    from rest_framework.exceptions import ValidationError
+
+    try:
+        return keyset_page(rows, limit=limit, cursor=cursor or None, ts_field=ts_field)
+    except ValidationError:
+        raise ValueError("malformed cursor") from None
 
 
 def order_timeline(*, order: Order) -> list[dict]:

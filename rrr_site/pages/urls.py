@@ -13,6 +13,7 @@ urlpatterns = [
     path("market/", views.market, name="pages-market"),
     path("orders/", views.orders, name="pages-orders"),
     path("orders/<int:pk>/", views.order_detail, name="pages-order"),
+    path("orders/by-client/<uuid:client_id>/", views.order_by_client_id, name="pages-order-client"),
     path("orders/export/<str:kind>.csv", views.history_csv, name="pages-history-csv"),
     path("performance/", views.performance, name="pages-performance"),
     path("risk/", views.risk, name="pages-risk"),

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime
+from urllib.parse import urlencode
+from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -25,8 +27,9 @@ from monitoring.stats_selectors import api_stats
 from risk.selectors import risk_report
 from rrr_site.api.roles import Role, role_of
 from rrr_site.pages import selectors as s
+from rrr_site.pages.rows import ORDER_FIELDS, fill_rows, fixed, order_rows
 from trading.choices import OrderSide, OrderStatus, OrderType
-from trading.models import Account
+from trading.models import Account, Order
 from trading.portfolio_selectors import (
     equity_curve,
     performance_of,
@@ -44,12 +47,12 @@ CSV_CHUNK = 2000
 
 def page_context(request: HttpRequest, page: str) -> tuple[dict, Account | None]:
     """Return what every page shows (user, role, accounts, chosen account) and that account."""
-    accounts = Account.objects.visible_to(request.user)
+    accounts = list(Account.objects.visible_to(request.user).order_by("name"))
     account = s.account_choice(accounts=accounts, pk=request.GET.get("account"))
     role = role_of(request.user)
     return {
         "page": page,
-        "accounts": list(accounts.order_by("name").values("pk", "name", "mode")),
+        "accounts": accounts,
         "account": account,
         "is_trader": role >= Role.TRADER,
         "is_admin": role >= Role.ADMIN,
@@ -64,11 +67,13 @@ def overview(request: HttpRequest) -> HttpResponse:
     context, account = page_context(request, "overview")
     if account is not None:
         one = Account.objects.filter(pk=account.pk)
+        fills = s.recent_fills(account=account, limit=25)
         context.update(
             summary=portfolio_summaries(accounts=one)[0],
             positions=list(positions_of(accounts=one)),
             open_orders=s.open_orders(account=account),
-            fills=s.recent_fills(account=account, limit=25),
+            fills=fills,
+            fill_rows=fill_rows(fills, order_link=False),
             equity=[
                 {"ts": p.ts.isoformat(), "equity": str(p.equity)}
                 for p in equity_curve(account=account, points=EQUITY_POINTS)
@@ -150,22 +155,58 @@ def history_filter(request: HttpRequest) -> tuple[s.HistoryFilter, dict[str, str
     return s.HistoryFilter(symbol=symbol, side=side, status=status, **times), errors
 
 
+def _older_link(request: HttpRequest, key: str, cursor: str | None) -> str | None:
+    """Return this page's query string with ``key`` set to ``cursor`` (None without a cursor)."""
+    if cursor is None:
+        return None
+    query = request.GET.copy()
+    query[key] = cursor
+    return "?" + query.urlencode()
+
+
+def _history(request: HttpRequest, account: Account, filters, errors: dict) -> dict:
+    """Return one keyset page of the account's orders and of its fills, and their older links."""
+    pages = {}
+    for key, rows, ts_field in (
+        ("orders", s.order_history(account=account, filters=filters).values(*ORDER_FIELDS),
+         "created_at"),
+        ("fills", s.fill_history(account=account, filters=filters), "ts"),
+    ):  # fmt: skip
+        before = f"{key}_before"
+        try:
+            page, cursor = s.history_page(rows, cursor=request.GET.get(before), ts_field=ts_field)
+        except ValueError:
+            errors[before] = "a cursor from an “older” link"
+            page, cursor = [], None
+        pages[key] = page
+        pages[f"{key}_older"] = _older_link(request, before, cursor)
+    pages["order_rows"] = order_rows(pages["orders"])
+    pages["fill_rows"] = fill_rows(pages["fills"])
+    return pages
+
+
 @login_required
 def orders(request: HttpRequest) -> HttpResponse:
-    """Filterable order and trade history of the chosen account."""
+    """Filterable order and trade history of the chosen account, newest first, one keyset page
+    of each (its "older" link goes one page back); live over the ``orders`` and ``fills``
+    channels on the newest page."""
     context, account = page_context(request, "orders")
     filters, errors = history_filter(request)
     if account is not None:
-        context.update(
-            orders=list(s.order_history(account=account, filters=filters)[: s.HISTORY_ROWS]),
-            fills=list(s.fill_history(account=account, filters=filters)[: s.HISTORY_ROWS]),
-        )
+        context.update(_history(request, account, filters, errors))
+    paging = {"orders_before", "fills_before"}
     context.update(
         filters=filters,
         errors=errors,
         statuses=OrderStatus.values,
-        query=request.GET.urlencode(),
+        query=urlencode([(k, v) for k, v in request.GET.items() if k not in paging]),
         limit=s.HISTORY_ROWS,
+        newest=not any(request.GET.get(k) for k in paging),
+        live_filter={
+            "symbol": filters.symbol, "side": filters.side, "status": filters.status,
+            "since": filters.since.isoformat() if filters.since else None,
+            "until": filters.until.isoformat() if filters.until else None,
+        },  # fmt: skip
     )
     return render(request, "pages/orders.html", context, status=400 if errors else 200)
 
@@ -200,8 +241,9 @@ def history_csv(request: HttpRequest, kind: str) -> HttpResponse:
         header = ["id", "ts", "symbol", "side", "quantity", "price", "fee", "order_id",
                   "liquidity"]  # fmt: skip
         rows = s.fill_history(account=account, filters=filters)
-        line = lambda f: [f.pk, f.ts.isoformat(), f.symbol.name, f.side, f.quantity,  # noqa: E731
-                          f.price, f.fee, f.order_id, getattr(f, "liquidity", "")]  # fmt: skip
+        line = lambda f: [f["id"], f["ts"].isoformat(), f["symbol__name"], f["side"],  # noqa: E731
+                          f["quantity"], f["price"], f["fee"], f["order_id"],
+                          f["liquidity"]]  # fmt: skip
     writer = csv.writer(_Echo())
 
     def lines():
@@ -219,8 +261,6 @@ def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One order of a visible account: fields, fills, children and its state transitions."""
     context, _ = page_context(request, "orders")
     visible = Account.objects.visible_to(request.user)
-    from trading.models import Order
-
     order = (
         Order.objects.filter(pk=pk, account__in=visible).select_related("symbol", "account").first()
     )
@@ -236,6 +276,30 @@ def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+def order_by_client_id(request: HttpRequest, client_id: UUID) -> HttpResponse:
+    """Redirect to the page of the visible account's order with this client id (the id the
+    stream's ``order`` and ``fill`` messages carry)."""
+    visible = Account.objects.visible_to(request.user)
+    pk = (
+        Order.objects.filter(client_order_id=client_id, account__in=visible)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if pk is None:
+        raise Http404("No such order")
+    return redirect("pages-order", pk=pk)
+
+
+def _metric_rows(perf: dict) -> list[tuple[str, str, str]]:
+    """Return (name, value, baseline value) of each metric, at 4 decimals ("—" when absent)."""
+    baseline = (perf.get("baseline") or {}).get("metrics") or {}
+    return [
+        (name, fixed(value, 4), fixed(baseline.get(name), 4))
+        for name, value in (perf.get("metrics") or {}).items()
+    ]
+
+
+@login_required
 def performance(request: HttpRequest) -> HttpResponse:
     """Live metrics beside holding cash and buy-and-hold, drawdown, monthly grid, P&L per symbol."""
     context, account = page_context(request, "performance")
@@ -243,6 +307,7 @@ def performance(request: HttpRequest) -> HttpResponse:
         perf = performance_of(account=account, bucket_seconds=3600, max_fills=PAGE_TRIP_FILLS)
         context.update(
             perf=perf,
+            metric_rows=_metric_rows(perf),
             equity=[
                 {"ts": p.ts.isoformat(), "equity": str(p.equity), "drawdown": p.drawdown}
                 for p in equity_curve(account=account, points=EQUITY_POINTS)

@@ -1,0 +1,56 @@
+/* Orders and trades, newest page: new orders and fills appear at the top and an order's row
+   follows its state (status, filled quantity, average price) over the `orders` and `fills`
+   channels, within the page's filters. Older pages are history and stay as loaded. */
+"use strict";
+(() => {
+  const f = RRR.data("history-filter");
+  if (!f) return;
+  const LIMIT = 100;
+  const plain = (v) => { const s = String(v ?? ""); return s === "" ? "—" : s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s; };
+  const fixed = (v, d) => (v === null || v === undefined || v === "") ? "—" : Number(v).toFixed(d);
+  const inSpan = (ts) => (!f.since || Date.parse(ts) >= Date.parse(f.since)) && (!f.until || Date.parse(ts) < Date.parse(f.until));
+  const matches = (d) => RRR.mine(d) && (!f.symbol || d.symbol === f.symbol) && (!f.side || d.side === f.side) && inSpan(d.ts);
+  const byClient = (id) => `/orders/by-client/${encodeURIComponent(id)}/`;
+  function add(tbody, html) {
+    tbody.querySelectorAll("tr.empty").forEach((r) => r.remove());
+    tbody.insertAdjacentHTML("afterbegin", html);
+    while (tbody.rows.length > LIMIT) tbody.deleteRow(-1);
+  }
+  const orders = document.querySelector("#orders tbody");
+  function orderRow(o) {
+    const side = RRR.esc(o.side);
+    return `<tr data-id="${RRR.esc(o.client_order_id)}" data-status="${RRR.esc(o.status)}" class="flash">` +
+      `<td><a href="${byClient(o.client_order_id)}">new</a></td><td>${RRR.time(o.ts)}</td><td>${RRR.esc(o.symbol)}</td>` +
+      `<td class="${side}">${side}</td><td>${RRR.esc(o.type)}</td><td>${plain(o.quantity)}</td>` +
+      `<td class="filled">${plain(o.filled_quantity)}</td><td class="avg">${fixed(o.average_fill_price, 2)}</td>` +
+      `<td class="status">${RRR.esc(o.status)}</td><td class="l">${RRR.esc(o.strategy || "")}</td></tr>`;
+  }
+  function onOrder(o) {
+    if (!RRR.mine(o)) return;
+    const row = orders.querySelector(`tr[data-id="${CSS.escape(o.client_order_id)}"]`);
+    if (row) {   // a state transition of a listed order: update it in place
+      if (row.dataset.status === o.status && row.querySelector(".filled").textContent === plain(o.filled_quantity)) return;
+      row.dataset.status = o.status;
+      row.querySelector(".status").textContent = o.status;
+      row.querySelector(".filled").textContent = plain(o.filled_quantity);
+      row.querySelector(".avg").textContent = fixed(o.average_fill_price, 2);
+      row.classList.remove("flash"); void row.offsetWidth; row.classList.add("flash");
+    } else if (matches(o) && (!f.status || o.status === f.status)) add(orders, orderRow(o));
+  }
+  RRR.on("orders", (type, d) => {
+    if (type === "order") onOrder(d);
+    else if (type === "snapshot") {   // after a (re)connection: bring listed rows up to date
+      for (const o of [...(d.open || []), ...(d.recent || [])]) {
+        if (orders.querySelector(`tr[data-id="${CSS.escape(o.client_order_id)}"]`)) onOrder(o);
+      }
+    }
+  });
+  const fills = document.querySelector("#fills tbody");
+  RRR.on("fills", (type, d) => {
+    if (type !== "fill" || !matches(d)) return;
+    const side = RRR.esc(d.side);
+    add(fills, `<tr class="flash" data-order="${RRR.esc(d.client_order_id)}"><td>${RRR.time(d.ts)}</td><td>${RRR.esc(d.symbol)}</td>` +
+      `<td class="${side}">${side}</td><td>${plain(d.quantity)}</td><td>${fixed(d.price, 2)}</td>` +
+      `<td>${fixed(d.fee, 4)}</td><td><a href="${byClient(d.client_order_id)}">order</a></td></tr>`);
+  });
+})();
