@@ -189,8 +189,16 @@ def alert_deliver(delivery_id: int, *, now: datetime | None = None) -> str:
         alert.context,
         escalation=delivery.escalation,
     )
+    data = {
+        "alert_id": alert.pk,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "account": alert.account,
+        "symbol": alert.symbol,
+        "escalation": int(delivery.escalation),
+    }
     try:
-        send(delivery.channel, delivery.target, title, body)
+        send(delivery.channel, delivery.target, title, body, data=data)
     except DeliveryFailed as exc:
         return _delivery_failed(delivery, str(exc))
     except Exception as exc:  # any sender bug is a failed delivery, retried and visible

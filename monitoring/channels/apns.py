@@ -37,8 +37,11 @@ def _key_pem() -> str:
     raise DeliveryFailed("APNS_AUTH_KEY or APNS_AUTH_KEY_FILE is not set")
 
 
-def apns_send(devices: Iterable, title: str, body: str) -> dict[str, int]:
-    """Send one alert to each device over one HTTP/2 connection; return the counts."""
+def apns_send(devices: Iterable, title: str, body: str, data: dict | None = None) -> dict[str, int]:
+    """Send one alert to each device over one HTTP/2 connection; return the counts.
+
+    ``data`` goes beside ``aps`` as the payload's ``rrr`` key (the alert's id, kind...).
+    """
     if not (settings.APNS_TEAM_ID and settings.APNS_KEY_ID and settings.APNS_TOPIC):
         raise DeliveryFailed("APNS_TEAM_ID, APNS_KEY_ID and APNS_TOPIC are needed for push")
     bearer = provider_token(
@@ -50,7 +53,9 @@ def apns_send(devices: Iterable, title: str, body: str) -> dict[str, int]:
         "apns-push-type": "alert",
         "apns-priority": "10",
     }
-    payload = {"aps": {"alert": {"title": title, "body": body[:1500]}, "sound": "default"}}
+    payload: dict = {"aps": {"alert": {"title": title, "body": body[:1500]}, "sound": "default"}}
+    if data:
+        payload["rrr"] = data
     counts = {"sent": 0, "gone": 0, "failed": 0}
     errors = []
     # HTTP/2 only: APNs refuses HTTP/1.1 (a plain http:// URL means h2 with prior knowledge).

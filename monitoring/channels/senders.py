@@ -35,12 +35,19 @@ def resolve_target(target: str) -> str:
     return target
 
 
-def send(channel: str, target: str, title: str, body: str) -> None:
-    """Deliver ``title``/``body`` to ``channel`` at ``target``; raise ``DeliveryFailed``."""
+def send(channel: str, target: str, title: str, body: str, *, data: dict | None = None) -> None:
+    """Deliver ``title``/``body`` to ``channel`` at ``target``; raise ``DeliveryFailed``.
+
+    ``data`` (the alert's id, kind, severity...) travels with a push, for the app to act on.
+    """
     sender = SENDERS.get(channel)
     if sender is None:
         raise DeliveryFailed(f"unknown channel {channel!r}")
-    sender(resolve_target(target) if channel != "log" else target, title, body)
+    target = resolve_target(target) if channel != "log" else target
+    if channel == "push":
+        _push(target, title, body, data)
+    else:
+        sender(target, title, body)
 
 
 def _log(target: str, title: str, body: str) -> None:
@@ -116,18 +123,37 @@ def _webhook(target: str, title: str, body: str) -> None:
     _notify(url, title, body)
 
 
-def _push(target: str, title: str, body: str) -> None:
-    """Push to the active iOS devices of the users named in ``target`` (comma-separated)."""
+def _push(target: str, title: str, body: str, data: dict | None = None) -> None:
+    """Push to the active devices of the users named in ``target`` (comma-separated): iPhones
+    through APNs, Android phones through FCM.
+
+    Fails (for a retry) when no device got it; a platform that failed beside one that delivered
+    is logged, as resending would repeat the alert on the phones that have it.
+    """
     from monitoring.channels.apns import apns_send
+    from monitoring.channels.fcm import fcm_send
     from monitoring.models import PushDevice
 
     names = [n.strip() for n in target.split(",") if n.strip()]
-    devices = list(
-        PushDevice.objects.filter(user__username__in=names, platform="ios", active=True)
-    )
+    devices = list(PushDevice.objects.filter(user__username__in=names, active=True))
     if not devices:
-        raise DeliveryFailed(f"no active iOS device registered for {', '.join(names) or '-'}")
-    apns_send(devices, title, body)
+        raise DeliveryFailed(f"no active push device registered for {', '.join(names) or '-'}")
+    platforms = (("ios", apns_send), ("android", fcm_send))
+    sent, errors = 0, []
+    for platform, platform_send in platforms:
+        mine = [device for device in devices if device.platform == platform]
+        if not mine:
+            continue
+        try:
+            counts = platform_send(mine, title, body, data)
+        except DeliveryFailed as exc:
+            errors.append(f"{platform}: {exc}")
+            continue
+        sent += counts["sent"]
+    if not sent:
+        raise DeliveryFailed("; ".join(errors) or "every device's token was unregistered")
+    for error in errors:
+        logger.error("push alert not delivered to every platform", extra={"error": error})
 
 
 SENDERS = {
