@@ -22,7 +22,7 @@ class AlertChannel(models.TextChoices):
     WEBHOOK = "webhook"
     TELEGRAM = "telegram"
     SMS = "sms"
-    PUSH = "push", "push (iOS, the users named in the target)"
+    PUSH = "push", "push (iOS and Android phones of the users named in the target)"
 
 
 class AlertState(models.TextChoices):
