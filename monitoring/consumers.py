@@ -22,6 +22,7 @@ revoked grant stops the stream without a reconnect.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from urllib.parse import parse_qs
@@ -92,7 +93,17 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
         # Joined before accepting: once the client sees the handshake, no message is missed.
         for group in self._groups():
             await self.channel_layer.group_add(group, self.channel_name)
+        self.rejoiner = asyncio.create_task(self._rejoin())
         await self.accept()
+
+    async def _rejoin(self) -> None:
+        """Refresh the memberships before the layer's ``group_expiry`` silently ends them."""
+        from monitoring.stream_hub import REJOIN_EVERY
+
+        while True:
+            await asyncio.sleep(REJOIN_EVERY)
+            for group in self._groups():
+                await self.channel_layer.group_add(group, self.channel_name)
 
     def _groups(self) -> list[str]:
         """Return the layer groups this connection listens to (``orders`` includes fills)."""
@@ -137,6 +148,9 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Leave the group."""
+        rejoiner = getattr(self, "rejoiner", None)
+        if rejoiner is not None:
+            rejoiner.cancel()
         if self.group:
             for group in self._groups():
                 await self.channel_layer.group_discard(group, self.channel_name)

@@ -25,6 +25,8 @@ class InProcessChannelLayer(InMemoryChannelLayer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # The base class leaves the patterns uncompiled (get_capacity would then fail on them).
+        self.channel_capacity = self.compile_capacities(self.channel_capacity)
         self._swept_at = float("-inf")
 
     def _clean_expired(self) -> None:

@@ -375,15 +375,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """
         if time.monotonic() - self.grants_read_at >= self.GRANTS_TTL:
             self.held = [(event, frame, 0)]
-            asyncio.get_running_loop().create_task(self._regrant(channel))
+            asyncio.get_running_loop().create_task(self._regrant())
             return False
+        return self._granted(event)
+
+    def _granted(self, event: dict) -> bool:
         data = event.get("data")
         account = data.get("account") if isinstance(data, dict) else None
         # A message that names no account is shown only to users who see every account.
         return self.accounts is None or account in self.accounts
 
-    async def _regrant(self, channel: Channel) -> None:
-        """Re-read the grants, then offer the account messages held meanwhile."""
+    async def _regrant(self) -> None:
+        """Re-read the grants, then queue the account messages held meanwhile that they allow."""
         try:
             await self._read_grants()
         finally:
@@ -392,9 +395,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._revoked()
             return
         for event, frame, lost in held:
-            named = self.channels_on.get(event.get("channel", ""))
-            if named is not None:
-                self.offer(named, event, frame, lost)
+            channel = self.channels_on.get(event.get("channel", ""))
+            if channel is None or self.closing:
+                continue
+            if lost:
+                self._overflow(f"{lost} messages of {channel.name} lost upstream")
+            elif self._granted(event):
+                self._put(channel, event["kind"], event["ts"], event["data"], frame)
 
     def _revoked(self) -> None:
         if not self.closing:

@@ -170,7 +170,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "rrr"},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": "rrr",
+                # Each process's stream hub takes every stream message on one channel
+                # (monitoring/stream_hub.py): room for bursts while it is busy.
+                "channel_capacity": {"stream-hub.*": 5000},
+            },
         }
     }
     CACHES = {
@@ -182,7 +188,12 @@ if REDIS_URL:
     }
 else:
     # Channels' in-memory layer with a fan-out linear in the clients (monitoring/layers.py).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "monitoring.layers.InProcessChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "monitoring.layers.InProcessChannelLayer",
+            "CONFIG": {"channel_capacity": {"stream-hub.*": 5000}},  # as Redis's above
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 Q_CLUSTER = {

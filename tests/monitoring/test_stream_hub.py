@@ -1,0 +1,145 @@
+"""The per-process stream hub: one layer membership per channel, shared encoding, refreshed joins.
+
+Runs on whichever channel layer the settings give (in-process, or Redis with ``REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+import monitoring.stream_hub as stream_hub
+from monitoring.stream import StreamConsumer
+from monitoring.stream_hub import StreamHub
+from tests.factories import AccountFactory
+from tests.monitoring.stream_helpers import StreamClient
+from tests.monitoring.test_stream import T0, market_world, order, publish, token_of, user_with
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_thread_connections"),
+]
+QUOTE = {"symbol": "BTC-USD", "ts": T0.isoformat(), "bid": "1", "bid_size": "1", "ask": "2",
+         "ask_size": "1"}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets its own layer (and so its own hub on its own event loop)."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+async def members_of(group: str) -> dict[str, float]:
+    """Return the layer's members of ``group`` with the time each joined."""
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):  # the in-process layer
+        return dict(layer.groups.get(group, {}))
+    connection = layer.connection(layer.consistent_hash(group))
+    rows = await connection.zrange(layer._group_key(group), 0, -1, withscores=True)
+    return {name.decode(): score for name, score in rows}
+
+
+async def backdate(group: str, channel: str, joined: float) -> None:
+    """Make the layer believe ``channel`` joined ``group`` at ``joined`` (epoch seconds)."""
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):
+        layer.groups[group][channel] = joined
+        layer._swept_at = float("-inf")  # sweep expired memberships at the next send
+        return
+    connection = layer.connection(layer.consistent_hash(group))
+    await connection.zadd(layer._group_key(group), {channel: joined})
+
+
+async def quote_client(name: str) -> StreamClient:
+    client = await StreamClient(f"token={await token_of(await user_with(name))}").open()
+    await client.subscribe("market.BTC-USD")
+    assert (await client.receive())["type"] == "snapshot"
+    return client
+
+
+async def test_clients_share_one_membership_and_keep_their_own_seq():
+    await market_world()
+    first = await quote_client("ann")
+    await publish("market.BTC-USD", "quote", QUOTE)
+    await publish("market.BTC-USD", "quote", QUOTE)
+    assert [(await first.receive())["seq"] for _ in "ab"] == [2, 3]
+    late, third = await quote_client("ben"), await quote_client("cid")
+    hub = StreamHub.of(get_channel_layer())
+    assert list(await members_of("market.BTC-USD")) == [hub.channel_name]  # one, not three
+    await publish("market.BTC-USD", "quote", {**QUOTE, "bid": "1.5"})
+    got = [await c.receive() for c in (first, late, third)]
+    assert [m["seq"] for m in got] == [4, 2, 2]  # the shared frame, each connection's seq
+    assert all(m["data"] == {**QUOTE, "bid": "1.5"} for m in got)
+    for client in (first, late, third):
+        await client.close()
+    async with asyncio.timeout(5):  # the last one out leaves the layer's group
+        while await members_of("market.BTC-USD"):
+            await asyncio.sleep(0.02)
+
+
+async def test_memberships_are_refreshed_before_the_layer_expires_them(monkeypatch):
+    await market_world()
+    layer = get_channel_layer()
+    monkeypatch.setattr(stream_hub, "REJOIN_EVERY", 0.05)
+    client = await quote_client("dan")
+    hub = StreamHub.of(layer)
+    stale = time.time() - layer.group_expiry - 10  # joined longer ago than the layer keeps
+    await backdate("market.BTC-USD", hub.channel_name, stale)
+    async with asyncio.timeout(5):  # the hub's timer joins again
+        while (await members_of("market.BTC-USD")).get(hub.channel_name, stale) <= stale:
+            await asyncio.sleep(0.02)
+    await publish("market.BTC-USD", "quote", QUOTE)
+    assert (await client.receive())["seq"] == 2
+    # Without the refresh the layer drops the stale membership and the client hears nothing.
+    hub.rejoiner.cancel()
+    await backdate("market.BTC-USD", hub.channel_name, stale)
+    await publish("market.BTC-USD", "quote", QUOTE)
+    assert await client.nothing_more()
+    await client.close()
+
+
+async def test_a_revoked_grant_stops_account_messages_and_closes_4403(monkeypatch):
+    monkeypatch.setattr(StreamConsumer, "GRANTS_TTL", 0.0)  # re-read at every account message
+    user = await user_with("eve", "viewer", ("paper",))
+    await database_sync_to_async(AccountFactory)(name="other")
+    client = await StreamClient(f"token={await token_of(user)}").open()
+    await client.subscribe("orders")
+    assert (await client.receive())["type"] == "snapshot"
+    await publish("orders", "order", order("paper", 1))
+    assert (await client.receive())["data"]["client_order_id"] == "c1"
+    await database_sync_to_async(lambda: user.trading_accounts.clear())()
+    await publish("orders", "order", order("paper", 2))
+    assert await client.close_code() == 4403  # and c2 never went out
+
+
+async def test_messages_published_while_the_snapshot_is_read_follow_it(monkeypatch):
+    await market_world()
+    import monitoring.stream as stream
+
+    real = stream._snapshot
+
+    async def slow_snapshot(channel, accounts):
+        data = await real(channel, accounts)
+        await publish("market.BTC-USD", "quote", QUOTE)  # arrives while the snapshot is taken
+        await asyncio.sleep(0.05)
+        return data
+
+    monkeypatch.setattr(stream, "_snapshot", slow_snapshot)
+    client = await StreamClient(f"token={await token_of(await user_with('fay'))}").open()
+    await client.subscribe("market.BTC-USD")
+    got = [await client.receive() for _ in "ab"]
+    assert [(m["type"], m["seq"]) for m in got] == [("snapshot", 1), ("quote", 2)]
+    await client.close()
