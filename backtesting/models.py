@@ -68,6 +68,12 @@ class BacktestRun(models.Model):
         "trailing_stop (fractions), atr_stop (ATR multiple), max_hold (seconds); empty: none",
     )
     equity_curve = models.JSONField(default=list, blank=True)
+    task_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A sweep's or walk-forward's search options (space, objective, trials...) as "
+        "its task got them: a worker that takes over a sweep whose parent died reruns it with them",
+    )
     report_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -84,6 +90,13 @@ class BacktestRun(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(progress__gte=0, progress__lte=1), name="backtest_progress_range"
+            ),
+            # A sweep's trial is one row per parameter set and range: a retried sweep, or a
+            # second worker that took the sweep over, finds it instead of counting it twice.
+            models.UniqueConstraint(
+                fields=["parent", "params", "start", "end"],
+                condition=Q(parent__isnull=False),
+                name="backtest_trial_unique",
             ),
         ]
 
