@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from marketdata.adapters.base import FeedAuthError, FeedError
+from marketdata.constants import ALT_INGEST_SOURCES  # noqa: F401 - re-exported
 from marketdata.engine.onchain import OnchainError
 
 logger = logging.getLogger(__name__)
 
-ALT_INGEST_SOURCES = ("sentiment", "onchain:eth", "onchain:btc")
 MAX_FAILED_ROUNDS = 5
 
 

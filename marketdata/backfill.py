@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from marketdata.adapters.base import Malformed
 from marketdata.choices import JobStatus
+from marketdata.constants import BACKFILL_SOURCES
 from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
 from marketdata.engine.errors import SimulationConfigError
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar
@@ -49,15 +50,6 @@ from rrr_site.locks import OwnerLock, owner_lock
 
 logger = logging.getLogger(__name__)
 
-BACKFILL_SOURCES = (
-    "polygon",
-    "ccxt:binance",
-    "ccxt:coinbase",
-    "ccxt:kraken",
-    "csv",
-    "tradingview",
-    "sim",
-)
 # Requests per minute when no rate is given: Polygon's free tier allows 5. Other sources: none
 # (local ones need no limit; for ccxt venues ccxt applies each venue's own, weighted per endpoint).
 DEFAULT_RATE_PER_MINUTE: dict[str, float] = {"polygon": 5.0}

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from marketdata.adapters.base import FeedStats
+from marketdata.constants import LIVE_SOURCES
 from marketdata.engine.events import MarketEvent
 from marketdata.engine.sim_model import CointegratedPair, FlowImpact
 from marketdata.engine.simulator import SimulatedMarket
 from marketdata.sim_clock import WallClockBound, sim_start
-
-LIVE_SOURCES = ("sim", "polygon", "coinbase", "binance")
 
 
 class SimulatedFeed:

@@ -21,6 +21,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from marketdata.adapters.base import Malformed
+from marketdata.constants import (  # noqa: F401 - re-exported
+    BASE_TIMEFRAMES,
+    DEFAULT_FUTURE_HORIZON,
+    RESAMPLED_TIMEFRAMES,
+)
 from marketdata.engine.aggregator import BarAggregator, BarResampler
 from marketdata.engine.events import Bar, BookDelta, BookSnapshot, Quote, SentimentReading, Trade
 from marketdata.engine.quality import ACCEPTED, QualityValidator, ValidationResult, Verdict
@@ -28,16 +33,12 @@ from marketdata.engine.trade_batch import TradeColumns
 
 logger = logging.getLogger(__name__)
 
-BASE_TIMEFRAMES = ("1s", "1m")
-RESAMPLED_TIMEFRAMES = ("5m", "15m", "1h", "4h", "1d")
 # A run of trades shorter than this is cheaper one by one than in bulk.
 MIN_BATCH = 32
 # What the validator raises on an event it cannot read (wrong types): recorded as malformed.
 MALFORMED_ERRORS = (TypeError, ValueError, AttributeError)
 # Without a subscription list, at most this many distinct symbols get per-symbol state.
 MAX_SYMBOLS = 1_000
-# Live feeds: how far from the clock an event's timestamp may be (see ``EventHorizon``).
-DEFAULT_FUTURE_HORIZON = timedelta(minutes=5)
 # Logs of dropped unsubscribed events: the first few, then one in this many.
 UNSUBSCRIBED_LOG_EVERY = 10_000
 

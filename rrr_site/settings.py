@@ -70,7 +70,9 @@ else:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with its ModelAdmins discovered on first use, not inside django.setup(): every
+    # command starts without importing the apps' admin modules (rrr_site/admin_site.py).
+    "rrr_site.admin_site.LazyAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -15,7 +15,6 @@ from backtesting.cli_options import add_backtest_run_arguments
 from backtesting.engine.errors import BacktestError
 from backtesting.engine.glossary import format_metric
 from backtesting.models import BacktestRun
-from trading.engine.strategies import available_strategies
 from trading.models import Account
 
 # The engine, services and replay (pandas, numpy, plotly) are imported inside the methods that
@@ -91,6 +90,8 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser) -> None:
+        from trading.engine.strategies import available_strategies  # numpy: not for parse_day
+
         parser.add_argument(
             "--strategy",
             help=f"One of: {', '.join(available_strategies())}; a class in STRATEGY_PATHS; "

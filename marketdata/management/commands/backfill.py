@@ -10,24 +10,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from marketdata.backfill import (
-    BACKFILL_SOURCES,
-    BackfillError,
-    BackfillResult,
-    PageSource,
-    SourceOptions,
-    backfill_execute,
-    backfill_job_get_or_create,
-    page_source_open,
-)
+from marketdata.constants import BACKFILL_SOURCES
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from marketdata.models import BackfillJob, Symbol
 from marketdata.onchain import ONCHAIN_SOURCES
 from marketdata.services import symbols_ensure
-from marketdata.tasks import BACKFILL_TASK
+
+if TYPE_CHECKING:
+    from marketdata.backfill import BackfillResult, PageSource, SourceOptions
+
+# marketdata.backfill (aiohttp, numpy, psycopg underneath) loads only when a backfill runs, so
+# that ``--help`` and the commands importing parse_moment start light.
 
 GAPS_SHOWN = 20
 # Why a provider's history has holes that are not download errors.
@@ -169,6 +166,8 @@ class Command(BaseCommand):
 
     def _source_options(self, source: str, options: dict) -> SourceOptions:
         """Check the source-specific flags and bundle them."""
+        from marketdata.backfill import SourceOptions
+
         file = options["file"]
         if source in ("csv", "tradingview") and not file:
             raise CommandError(f"--source {source} needs --file PATH (a .csv or .parquet file)")
@@ -196,6 +195,8 @@ class Command(BaseCommand):
 
     def _backfill_symbol(self, name: str, plan: Plan) -> None:
         """Find or create the job for one symbol and run it here or on a worker."""
+        from marketdata.backfill import BackfillError, backfill_job_get_or_create, page_source_open
+
         try:
             # The source first: a refused request should leave no rows behind.
             pages = page_source_open(plan.source, name, plan.timeframe, plan.options)
@@ -228,6 +229,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _run(self, job: BackfillJob, pages: PageSource, plan: Plan) -> BackfillResult:
+        from marketdata.backfill import backfill_execute
+
         try:
             with sigterm_as_interrupt():
                 return backfill_execute(
@@ -254,6 +257,8 @@ class Command(BaseCommand):
 
     def _enqueue(self, job: BackfillJob, source_options: SourceOptions) -> None:
         from django_q.tasks import async_task, fetch
+
+        from marketdata.tasks import BACKFILL_TASK
 
         task_id = async_task(
             BACKFILL_TASK,

@@ -8,22 +8,23 @@ import re
 import signal
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError, FeedUnavailable
-from marketdata.alt_ingest import ALT_INGEST_SOURCES
+from marketdata.constants import ALT_INGEST_SOURCES, DEFAULT_FUTURE_HORIZON, LIVE_SOURCES
 from marketdata.engine.constants import DEFAULT_SYMBOLS_BY_NAME
 from marketdata.engine.errors import SimulationConfigError
-from marketdata.engine.planting import parse_plants
-from marketdata.feeds import LIVE_SOURCES, build_feed
-from marketdata.ingestion import ingest_feed
 from marketdata.models import Symbol
-from marketdata.pipeline import DEFAULT_FUTURE_HORIZON, EventHorizon, MarketDataPipeline
-from marketdata.selectors import feed_config
 from marketdata.services import quality_event_record_rejected, symbols_ensure
-from marketdata.storage import AsyncBatchWriter, WriterFailed
+
+if TYPE_CHECKING:
+    from marketdata.pipeline import EventHorizon, MarketDataPipeline
+
+# The feed, pipeline and storage modules (numpy, psycopg underneath) load only when a feed
+# runs: ``--help`` and the commands importing parse_symbols start light.
 
 # BASE-QUOTE, each part as long as Symbol.base / Symbol.quote allow.
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,16}-[A-Z0-9]{1,16}")
@@ -84,6 +85,10 @@ def feed_for_command(source: str, symbols: list[str], options: dict):
 
     Everything is checked before the first row is written: bad input is one CommandError.
     """
+    from marketdata.engine.planting import parse_plants
+    from marketdata.feeds import build_feed
+    from marketdata.selectors import feed_config
+
     check_url(options["url"])
     check_speed(options["speed"])
     check_sim_symbols(source, symbols)
@@ -120,6 +125,8 @@ def check_seconds(value: float | None, flag: str) -> None:
 
 def horizon_for(source: str, options: dict) -> EventHorizon | None:
     """Return the clock horizon of a live source (None for the simulator, which runs ahead)."""
+    from marketdata.pipeline import EventHorizon
+
     if source == "sim":
         return None
     past = options["past_horizon"]
@@ -219,6 +226,9 @@ class Command(BaseCommand):
 
             alt_ingest_command(self, options, symbols)
             return
+        from marketdata.pipeline import MarketDataPipeline
+        from marketdata.storage import WriterFailed
+
         feed = feed_for_command(source, symbols, options)
         pipeline = MarketDataPipeline(
             source=source, symbols=symbols, horizon=horizon_for(source, options)
@@ -258,6 +268,9 @@ class Command(BaseCommand):
     async def _run(
         self, feed, pipeline: MarketDataPipeline, duration: float | None, metrics=None
     ) -> dict:
+        from marketdata.ingestion import ingest_feed
+        from marketdata.storage import AsyncBatchWriter
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

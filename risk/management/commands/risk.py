@@ -8,7 +8,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from monitoring.services import to_jsonable
-from risk.selectors import risk_report
 from trading.models import Account
 
 
@@ -18,10 +17,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         report = sub.add_parser("report", help="Print the risk report of an account")
-        report.add_argument("--account", default=settings.DEFAULT_ACCOUNT)
+        report.add_argument(
+            "--account",
+            default=settings.DEFAULT_ACCOUNT,
+            help="Account to report on (default: DEFAULT_ACCOUNT)",
+        )
         report.add_argument("--json", action="store_true", help="Print JSON")
 
     def handle(self, *args, **options) -> None:
+        from risk.selectors import risk_report  # numpy: loaded for the report, not for --help
+
         try:
             account = Account.objects.get(name=options["account"])
         except Account.DoesNotExist as exc:

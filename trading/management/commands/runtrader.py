@@ -12,34 +12,31 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.adapters.base import FeedAuthError, FeedError
-from marketdata.feeds import LIVE_SOURCES, SimulatedFeed
+from marketdata.constants import BASE_TIMEFRAMES, LIVE_SOURCES, RESAMPLED_TIMEFRAMES
 from marketdata.management.commands.ingest import (
     check_speed,
     check_url,
     feed_for_command,
     parse_symbols,
 )
-from marketdata.pipeline import BASE_TIMEFRAMES, RESAMPLED_TIMEFRAMES
 from marketdata.sim_clock import WallClockBound, sim_start
-from marketdata.storage import WriterFailed
-from risk.engine.enforcer import stop_rules
 from risk.engine.errors import StopConfigError
 from rrr_site.locks import LockHeld, OwnerLock, lock_held
 from trading.engine.errors import StrategyConfigError
-from trading.engine.strategies import (
-    available_strategies,
-    create_strategy,
-    resolve_strategy,
-    strategy_class,
-)
 from trading.models import Account
-from trading.runtime import PersistenceFailed, RuntimeConfig, TradingRuntime
 from trading.selectors import live_trading_blockers_for, live_venue_for
+
+if TYPE_CHECKING:
+    from trading.runtime import RuntimeConfig
+
+# The strategies (numpy), runtime, feeds and storage (psycopg) load when the engine starts or the
+# parser is built, not when another module imports parse_params.
 
 # Timeframes the pipeline builds (from trades) or resamples; a strategy can trade on no other.
 TRADABLE_TIMEFRAMES = (*BASE_TIMEFRAMES, *RESAMPLED_TIMEFRAMES)
@@ -85,6 +82,8 @@ def _kind(value: object) -> str:
 
 def check_strategy(strategy: str | None, params: dict[str, object]) -> None:
     """Build the strategy once with ``params`` so that a bad name, key or value fails now."""
+    from trading.engine.strategies import create_strategy, strategy_class
+
     if strategy is None:
         if params:
             raise CommandError("--param needs --strategy (parameters belong to a strategy)")
@@ -160,6 +159,8 @@ class Command(BaseCommand):
     help = "Run the real-time trading engine: feed → bars → strategy → risk → OMS → venue."
 
     def add_arguments(self, parser) -> None:
+        from trading.engine.strategies import available_strategies
+
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument(
             "--paper",
@@ -308,6 +309,9 @@ class Command(BaseCommand):
         return row.strategy_class, {**(row.params or {}), **params}, symbols
 
     def handle(self, *args, **options) -> None:
+        from trading.engine.strategies import resolve_strategy
+        from trading.runtime import RuntimeConfig
+
         check_options(options)
         symbols = parse_symbols(options["symbols"])
         params = parse_params(options["param"])
@@ -382,6 +386,10 @@ class Command(BaseCommand):
 
     def _trade(self, config: RuntimeConfig, symbols, options, account: Account, lock):
         """Build the feed and venue, run the engine to its end; errors become CommandErrors."""
+        from marketdata.feeds import SimulatedFeed
+        from marketdata.storage import WriterFailed
+        from trading.runtime import PersistenceFailed
+
         feed = feed_for_command(options["feed"], symbols, options)
         if config.sim_start is not None:
             # A sped-up simulation starts in the past and never runs ahead of the wall clock.
@@ -438,6 +446,8 @@ class Command(BaseCommand):
         self.stderr.write(f"WARNING: {detail}; its predictions there are untested.")
 
     def _stop_rules(self, options) -> list:
+        from risk.engine.enforcer import stop_rules
+
         try:
             return stop_rules(
                 stop_loss=options["stop_loss"],
@@ -477,6 +487,8 @@ class Command(BaseCommand):
         worker: TaskWorker | None = None,
     ):
         from channels.layers import get_channel_layer
+
+        from trading.runtime import TradingRuntime
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -535,8 +547,9 @@ async def _regain_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
     while not stop.is_set():
         try:
             if await asyncio.to_thread(lock.acquire):
-                logger.warning("account lock %s taken back after its connection was lost",
-                               lock.name)
+                logger.warning(
+                    "account lock %s taken back after its connection was lost", lock.name
+                )
                 return True
             logger.critical("account lock %s was taken by another process", lock.name)
             return False
