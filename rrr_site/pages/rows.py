@@ -44,7 +44,7 @@ def order_rows(rows: list[dict]) -> SafeString:
             f'<tr data-id="{escape(o["client_order_id"])}" data-status="{escape(o["status"])}">'
             f'<td><a href="{base}{o["id"]}/">{o["id"]}</a></td><td>{stamp(o["created_at"])}</td>'
             f'<td>{escape(o["symbol__name"])}</td><td class="{side}">{side}</td>'
-            f'<td>{escape(o["type"])}</td><td>{plain(o["quantity"])}</td>'
+            f"<td>{escape(o['type'])}</td><td>{plain(o['quantity'])}</td>"
             f'<td class="filled">{plain(o["filled_quantity"])}</td>'
             f'<td class="avg">{fixed(o["average_fill_price"], 2)}</td>'
             f'<td class="status">{escape(o["status"])}</td>'
@@ -71,7 +71,7 @@ def fill_rows(rows: list[dict], *, order_link: bool = True) -> SafeString:
         out.append(
             f'<tr data-fill="{f["id"]}"><td>{stamp(f["ts"])}</td>'
             f'<td>{escape(f["symbol__name"])}</td><td class="{side}">{side}</td>'
-            f'<td>{plain(f["quantity"])}</td><td>{fixed(f["price"], 2)}</td>'
-            f'<td>{fixed(f["fee"], 4)}</td>{link}</tr>'
+            f"<td>{plain(f['quantity'])}</td><td>{fixed(f['price'], 2)}</td>"
+            f"<td>{fixed(f['fee'], 4)}</td>{link}</tr>"
         )
     return mark_safe("".join(out))  # noqa: S308 (every field above is escaped or a number)

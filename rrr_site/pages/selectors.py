@@ -181,18 +181,14 @@ def order_timeline(*, order: Order) -> list[dict]:
     and every audit entry about it, in time order."""
     steps = [{"ts": order.created_at, "state": "created", "detail": f"{order.type} {order.side}"}]
     for fill in order.fills.order_by("ts", "pk")[:HISTORY_ROWS]:
-        steps.append(
-            {"ts": fill.ts, "state": "fill", "detail": f"{fill.quantity} @ {fill.price}"}
-        )
+        steps.append({"ts": fill.ts, "state": "fill", "detail": f"{fill.quantity} @ {fill.price}"})
     if order.cancel_requested_at:
         steps.append({"ts": order.cancel_requested_at, "state": "cancel requested", "detail": ""})
     audits = AuditLog.objects.filter(object_type__iendswith="order", object_id=str(order.pk))
     for entry in audits.order_by("at")[:HISTORY_ROWS]:
         steps.append({"ts": entry.at, "state": entry.action, "detail": entry.actor_repr})
     if order.closed_at:
-        steps.append(
-            {"ts": order.closed_at, "state": order.status, "detail": order.reject_reason}
-        )
+        steps.append({"ts": order.closed_at, "state": order.status, "detail": order.reject_reason})
     elif order.status not in {"pending"}:
         steps.append({"ts": order.updated_at, "state": order.status, "detail": "current"})
     return sorted(steps, key=lambda s: s["ts"])
@@ -212,8 +208,9 @@ def monthly_returns(*, account: Account) -> list[dict]:
     )
     ends = list(ends[:MONTH_POINTS])
     equity = dict(
-        PortfolioSnapshot.objects.filter(account=account, ts__in=[e["last"] for e in ends])
-        .values_list("ts", "equity")
+        PortfolioSnapshot.objects.filter(
+            account=account, ts__in=[e["last"] for e in ends]
+        ).values_list("ts", "equity")
     )
     previous = account.initial_capital
     rows = []

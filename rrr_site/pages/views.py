@@ -203,7 +203,9 @@ def orders(request: HttpRequest) -> HttpResponse:
         limit=s.HISTORY_ROWS,
         newest=not any(request.GET.get(k) for k in paging),
         live_filter={
-            "symbol": filters.symbol, "side": filters.side, "status": filters.status,
+            "symbol": filters.symbol,
+            "side": filters.side,
+            "status": filters.status,
             "since": filters.since.isoformat() if filters.since else None,
             "until": filters.until.isoformat() if filters.until else None,
         },  # fmt: skip
@@ -307,6 +309,7 @@ def performance(request: HttpRequest) -> HttpResponse:
         perf = performance_of(account=account, bucket_seconds=3600, max_fills=PAGE_TRIP_FILLS)
         context.update(
             perf=perf,
+            summary=portfolio_summaries(accounts=Account.objects.filter(pk=account.pk))[0],
             metric_rows=_metric_rows(perf),
             equity=[
                 {"ts": p.ts.isoformat(), "equity": str(p.equity), "drawdown": p.drawdown}
