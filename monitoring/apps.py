@@ -14,3 +14,12 @@ class MonitoringConfig(AppConfig):
         from monitoring.performance import job_finished
 
         post_execute_in_worker.connect(job_finished, dispatch_uid="monitoring-job-finished")
+
+        # An ASGI request's thread dies with it: its database connection must not outlive it.
+        from django.core.signals import request_finished
+
+        from monitoring.db_connections import close_request_connections
+
+        request_finished.connect(
+            close_request_connections, dispatch_uid="monitoring-close-request-connections"
+        )

@@ -141,8 +141,25 @@ if DATABASE_URL:
     if _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"}:
         _db["ENGINE"] = "django_prometheus.db.backends.postgresql"
     # Tests open connections from executor threads; do not let them outlive each test.
+    # The age serves long-lived threads (runtrader's database thread, the market-data writer,
+    # workers); requests served over ASGI close theirs at the end, whatever the age (their
+    # thread dies with them: monitoring/db_connections.py). Health checks replace a connection
+    # the server dropped before it is used.
     _db.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0 if _TESTING else 60))
     _db["CONN_HEALTH_CHECKS"] = True
+    # The web process (DB_POOL_MAX_SIZE=N on its unit): a psycopg pool of at most N connections.
+    # Under ASGI each request runs in a thread of its own; a pooled connection goes back to the
+    # pool when the request ends, instead of a new connection (and PostgreSQL backend) per
+    # request or a kept-alive one per thread. Off (0) elsewhere: engines keep their connection.
+    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
+    if DB_POOL_MAX_SIZE > 0 and "postgresql" in _db["ENGINE"]:
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),  # then the request fails
+        }
+        _db["CONN_MAX_AGE"] = 0  # Django's pool refuses persistent connections
+        _db["CONN_HEALTH_CHECKS"] = False  # the pool checks a connection when it is returned
     DATABASES = {"default": _db}
 else:
     _sqlite_path = Path(env.str("SQLITE_PATH", default=str(DATA_DIR / "db" / "trading.db")))
@@ -229,7 +246,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # permission class: the default refuses everything.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rrr_site.api.authentication.JWTUserAuthentication",  # user, role, grants: one query
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rrr_site.api.permissions.DenyAll"],
