@@ -1,9 +1,11 @@
 """``backtest --vectorised``: run a stored run on the vectorised path and store what it found.
 
 The vectorised path (``backtesting.engine.vectorised``) gives the same trades as the event-driven
-engine for the built-in signal strategies on one symbol (tested in
-``tests/backtesting/engine/test_vectorised.py``); it applies the account's buying power but not
-risk limits, stops, book fills or volume caps, so runs that ask for those are refused.
+engine for the built-in signal strategies and users' signal-style strategies (``SignalStrategy``,
+by name or ``file.py:ClassName``) on one symbol (tested in
+``tests/backtesting/engine/test_vectorised.py`` and ``test_vectorised_user.py``); it applies the
+account's buying power but not risk limits, stops, book fills or volume caps, so runs that ask
+for those are refused.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from django.utils import timezone
 
 from backtesting.choices import RunStatus
 from backtesting.engine.calendars import elapsed_years
+from backtesting.engine.errors import UnsupportedStrategyError
 from backtesting.engine.runner import prepare_bars
-from backtesting.engine.vectorised import SUPPORTED, run_vectorised
+from backtesting.engine.vectorised import SUPPORTED, run_vectorised, vectorised_class
 from backtesting.models import BacktestRun, BacktestTrade
 from backtesting.services import (
     BacktestInputError,
@@ -34,7 +37,7 @@ from backtesting.services import (
 
 ENGINE_NOTE = (
     "vectorised (array maths; the same trades as the event-driven engine for "
-    f"{', '.join(SUPPORTED)} on one symbol)"
+    f"{', '.join(SUPPORTED)} and signal-style strategies on one symbol)"
 )
 
 
@@ -43,8 +46,13 @@ def vectorised_check(
 ) -> None:
     """Refuse a run the vectorised path cannot reproduce exactly (before anything is written)."""
     problems = []
-    if strategy not in SUPPORTED:
-        problems.append(f"strategy {strategy!r} (supported: {', '.join(SUPPORTED)})")
+    try:
+        vectorised_class(strategy)
+    except UnsupportedStrategyError:
+        problems.append(
+            f"strategy {strategy!r} (supported: {', '.join(SUPPORTED)} and signal-style "
+            "strategies, SignalStrategy)"
+        )
     if len(symbols) != 1:
         problems.append(f"{len(symbols)} symbols (one at a time)")
     if costs.fill_model == "book":

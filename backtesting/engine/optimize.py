@@ -30,8 +30,7 @@ from backtesting.engine.runner import (
     prepare_bars,
     run_backtest,
 )
-from backtesting.engine.vectorised import run_vectorised
-from trading.engine.series import IndicatorCache
+from backtesting.engine.vectorised import bar_cache, run_vectorised, vectorised_class
 from trading.engine.strategies import create_strategy
 
 Params = dict[str, Any]
@@ -498,7 +497,8 @@ def local_evaluator(
     data = bars if isinstance(bars, BarData) else prepare_bars(bars)
     if engine != "vectorised":
         return sequential(lambda p: evaluate_params(strategy, data, p, config, engine=engine))
-    cache = IndicatorCache(data.close)  # indicators shared by every set of the sweep
+    vectorised_class(strategy)  # refuse what the vectorised path cannot run before any set
+    cache = bar_cache(data)  # indicators shared by every set of the sweep
     return sequential(lambda p: run_vectorised(strategy, data, p, config, cache=cache).metrics)
 
 

@@ -1,4 +1,4 @@
-"""Vectorised backtests of the built-in signal strategies, for fast parameter sweeps.
+"""Vectorised backtests of the built-in signal strategies and users' ``SignalStrategy`` classes.
 
 The strategies' decisions are computed for all bars at once with numpy (``indicators``: the
 incremental SMA and Bollinger bands reproduced bit for bit, Wilder's RSI); the trading itself
@@ -10,12 +10,20 @@ submitted, then at its fill price. For the strategies it supports it gives the s
 ``runner.BacktestRunner`` (tested); it assumes orders fill completely otherwise, so fill models
 with books or volume caps, and impact slippage, are not available here.
 
+Users' signal-style strategies (``trading.engine.signal_strategy.SignalStrategy``, by name or
+``file.py:ClassName``) run from their decision table: their three functions run once over the
+bars, then ``simulate_table`` walks the table as the event-driven replay does, from each bar
+where it acts for the side actually held to the next (a reversal is a close then an entry, two
+fills on the same bar, as ``SignalStrategy`` sends them). Tables with ``size``, ``stop_loss`` or
+``take_profit`` columns are refused (event-driven only).
+
 Single symbol only; floats throughout (the exact Decimal accounting is the event-driven path's).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,9 +40,12 @@ from backtesting.engine.metrics import summarize
 from backtesting.engine.runner import BacktestConfig, BarData, prepare_bars, run_calendar
 from marketdata.engine.events import TIMEFRAME_SECONDS
 from trading.engine.buying_power import BuyingPowerPolicy
+from trading.engine.errors import StrategyConfigError
 from trading.engine.money import FEE_STEP, fee_for
 from trading.engine.series import IndicatorCache
-from trading.engine.strategies import STRATEGIES
+from trading.engine.signal_strategy import SignalStrategy
+from trading.engine.strategies import STRATEGIES, resolve_strategy
+from trading.engine.strategy import Strategy
 
 SUPPORTED = ("sma_cross", "rsi_reversion", "bollinger_breakout")
 FEE_DIGITS = -FEE_STEP.as_tuple().exponent  # type: ignore[operator]
@@ -254,14 +265,38 @@ SIGNALS: dict[str, Callable[[IndicatorCache, Mapping[str, Any]], Signals]] = {
 }
 
 
+def vectorised_class(name: str) -> type[Strategy]:
+    """Return the class the vectorised path runs for ``name``: a built-in of ``SUPPORTED`` or a
+    user's ``SignalStrategy`` (by name or ``file.py:ClassName``); raise if it cannot."""
+    if name in SIGNALS:
+        return STRATEGIES[name]
+    try:
+        cls = STRATEGIES[resolve_strategy(name)]
+    except StrategyConfigError as exc:
+        raise UnsupportedStrategyError(str(exc)) from exc
+    if not issubclass(cls, SignalStrategy):
+        raise UnsupportedStrategyError(
+            f"the vectorised path supports {', '.join(SUPPORTED)} and signal-style strategies "
+            f"(SignalStrategy), not {name!r}"
+        )
+    return cls
+
+
 def strategy_params(name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return the strategy's defaults overlaid with ``params`` (validated by the class)."""
-    if name not in SIGNALS:
-        raise UnsupportedStrategyError(
-            f"the vectorised path supports {', '.join(SUPPORTED)}, not {name!r}"
-        )
-    strategy = STRATEGIES[name](**dict(params or {}))  # the class validates the parameters
+    strategy = vectorised_class(name)(**dict(params or {}))  # the class validates them
     return dict(strategy.params)
+
+
+def user_table(cls: type[Strategy], cache: IndicatorCache, params: Mapping[str, Any]) -> np.ndarray:
+    """Return a signal-style strategy's decision table over the cached bars (refusing tables
+    the vectorised path cannot reproduce)."""
+    table = cls(**params).decision_table(cache)
+    if table is None:
+        raise UnsupportedStrategyError(
+            f"{cls.__name__}: size, stop_loss and take_profit columns run event-driven only"
+        )
+    return table
 
 
 # ----------------------------------------------------------------- simulation
@@ -358,6 +393,53 @@ def simulate(
     return account.ledger()
 
 
+def simulate_table(
+    table: np.ndarray,
+    open_: np.ndarray,
+    close: np.ndarray,
+    costs: _Costs,
+    floor_after: np.ndarray | None = None,
+) -> Ledger:
+    """Trade a decision table (3 × bars: the direction wanted while short, flat, long, NaN for
+    no change) as ``SignalStrategy.on_decision`` does, visiting only the bars where it acts for
+    the side actually held; return the fills.
+
+    An entry sized to nothing leaves the account flat, so the flat row's next decision is the
+    next try (skipped ahead to the first close the cash can buy a lot at).
+    """
+    n = close.size
+    shift = 1 if costs.next_open else 0
+    fill_prices = open_ if costs.next_open else close
+    lowest = floor_after if floor_after is not None else np.minimum.accumulate(close[::-1])[::-1]
+    with np.errstate(invalid="ignore"):
+        acting = [np.flatnonzero(~np.isnan(table[h + 1]) & (table[h + 1] != h)) for h in (-1, 0, 1)]
+    lists: list[list[int] | None] = [None, None, None]  # ``acting`` as lists, when first needed
+    account = _Account(costs, close)
+    row, held = -1, 0
+    while True:
+        rows = lists[held + 1]
+        if rows is None:
+            rows = lists[held + 1] = acting[held + 1].tolist()
+        k = bisect_right(rows, row)
+        if k == len(rows) or rows[k] + shift >= n:
+            break  # nothing more to do, or a decision on the last bar: no bar left to fill in
+        row = rows[k]
+        if held == 0:
+            if not account.can_buy(float(lowest[row])):
+                break  # flat and too poor for one lot at any later price: nothing can happen
+            row = account.next_sizable(acting[1], k, row)
+            if row < 0 or row + shift >= n:
+                break
+        d = table.item(held + 1, row)
+        price = fill_prices.item(row + shift)
+        if held and d == -held:
+            account.reverse(row + shift, d, close.item(row), price)
+        else:
+            account.decide(row + shift, d, close.item(row), price)
+        held = (account.pos > 0) - (account.pos < 0)
+    return account.ledger()
+
+
 def _retry(
     account: _Account,
     entries: np.ndarray,
@@ -425,9 +507,28 @@ class _Account:
             delta = self.affordable(delta, price)  # the venue's guard at the fill
             if delta == 0:
                 return
-        paid = _fee(abs(delta), price, c)
+        self._fill(j, delta, price)
+
+    def reverse(self, j: int, d: float, close: float, price: float) -> None:
+        """Close the position and enter the other side as ``SignalStrategy`` does: two orders
+        sent on the close of ``close`` (the entry sized at that close, checked while the position
+        is still held), filled at ``price`` on bar ``j`` one after the other."""
+        c, pos = self.c, self.pos
+        qty = math.floor((self.cash + pos * close) * c.fraction / close / c.lot) * c.lot
+        entry = self.affordable(d * qty, close) if qty else 0.0  # the OMS's check at submission
+        self.decide(j, 0.0, close, price)  # the close: a pure reduction
+        if entry == 0:
+            return
+        if c.slip_bps:
+            price = tidy_price(price * (1.0 + (1 if entry > 0 else -1) * c.slip_bps / 10_000.0))
+        entry = self.affordable(entry, price)  # the venue's guard at the fill, now flat
+        if entry:
+            self._fill(j, entry, price)
+
+    def _fill(self, j: int, delta: float, price: float) -> None:
+        paid = _fee(abs(delta), price, self.c)
         self.cash -= delta * price + paid
-        self.pos = pos + delta
+        self.pos += delta
         bars, prices, deltas, fees, cash, position = self.columns
         bars.append(j)
         prices.append(price)
@@ -435,6 +536,31 @@ class _Account:
         fees.append(paid)
         cash.append(self.cash)
         position.append(self.pos)
+
+    def next_sizable(self, rows: np.ndarray, k: int, row: int) -> int:
+        """Return the first flat-row decision from ``rows[k]`` (== ``row``) on that the (flat)
+        account can size one lot for and pay one step of, or -1."""
+        if self._sizable(np.array([self.close[row]]))[0]:
+            return row  # the common case: cash enough at once
+        step = 256
+        while k < rows.size:
+            chunk = rows[k : k + step]
+            hits = np.flatnonzero(self._sizable(self.close[chunk]))
+            if hits.size:
+                return int(chunk[hits[0]])
+            k += step
+            step *= 4
+        return -1
+
+    def _sizable(self, closes: np.ndarray) -> np.ndarray:
+        c = self.c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            units = np.floor(self.cash * c.fraction / closes / c.lot)
+            # The OMS rejects an order the cash cannot pay one step of at its reference close.
+            steps = np.floor(
+                c.leverage * self.cash / (closes * (1.0 + c.leverage * c.fee) * c.step)
+            )
+        return (units >= 1) & (steps >= 1)
 
     def affordable(self, delta: float, price: float) -> float:
         """Return the part of ``delta`` the buying power allows at ``price`` (as the engine's
@@ -492,7 +618,7 @@ def run_vectorised(
     cache: IndicatorCache | None = None,
     with_metrics: bool = True,
 ) -> VectorResult:
-    """Backtest one parameter set of a built-in strategy on one symbol."""
+    """Backtest one parameter set of a built-in or signal-style strategy on one symbol."""
     data = single_symbol(bars)
     return _run(strategy, data, params, config or BacktestConfig(), cache, with_metrics)
 
@@ -513,11 +639,20 @@ def _run(
     cache: IndicatorCache | None,
     with_metrics: bool,
     clock: tuple[Calendar, float] | None = None,
+    cls: type[Strategy] | None = None,
 ) -> VectorResult:
-    full = strategy_params(strategy, params)
-    cache = cache or IndicatorCache(data.close)
-    signals = SIGNALS[strategy](cache, full)
-    ledger = simulate(signals, data.open, data.close, _costs(config, full), cache.floor_after())
+    cls = cls or vectorised_class(strategy)
+    full = dict(cls(**dict(params or {})).params)  # the class validates the parameters
+    cache = cache or bar_cache(data)
+    costs = _costs(config, full)
+    if strategy in SIGNALS:
+        signals = SIGNALS[strategy](cache, full)
+        ledger = simulate(signals, data.open, data.close, costs, cache.floor_after())
+    else:
+        if "open" not in cache.columns:  # a close-only cache: the user's frame needs them all
+            cache = bar_cache(data)
+        table = user_table(cls, cache, full)
+        ledger = simulate_table(table, data.open, data.close, costs, cache.floor_after())
     next_open = FillModel(config.fill_model) is FillModel.NEXT_OPEN
     offset = 0 if next_open else TIMEFRAME_SECONDS[data.timeframe] * 1_000_000_000
     result = VectorResult(ledger, data.close, data.ts, offset)
@@ -526,6 +661,19 @@ def _run(
         result.calendar = calendar
         result.metrics = _metrics(result, config, calendar, years, 0 if next_open else 1)
     return result
+
+
+def bar_cache(data: BarData) -> IndicatorCache:
+    """Return the indicator cache of one symbol's bars, with the columns signal-style
+    strategies read (ts, open, high, low, volume)."""
+    columns = {
+        "ts": data.ts,
+        "open": data.open,
+        "high": data.high,
+        "low": data.low,
+        "volume": data.volume,
+    }
+    return IndicatorCache(data.close, columns)
 
 
 def run_clock(config: BacktestConfig, data: BarData) -> tuple[Calendar, float]:
@@ -566,11 +714,12 @@ def sweep(
     """Run every parameter set (indicators shared) and return one row per set."""
     data = single_symbol(bars)
     cfg = config or BacktestConfig()
-    cache = IndicatorCache(data.close)
+    cls = vectorised_class(strategy)  # a user's file is looked up once, not once per set
+    cache = bar_cache(data)
     clock = run_clock(cfg, data) if metrics else None
     rows = []
     for params in param_sets:
-        res = _run(strategy, data, params, cfg, cache, metrics, clock)
+        res = _run(strategy, data, params, cfg, cache, metrics, clock, cls)
         row: dict[str, Any] = dict(params)
         row["final_equity"] = res.final_equity
         row["trades"] = res.n_closed
