@@ -6,10 +6,12 @@ and ``rrr_site.ws_auth`` checks the Origin only where it matters, for session co
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rrr_site.settings")
-django_asgi_app = get_asgi_application()
+
+from rrr_site.http_handler import get_http_application  # noqa: E402
+
+# Django's handler with the sync middleware chain entered once per request (rrr_site.http_handler)
+django_asgi_app = get_http_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -23,6 +23,11 @@ ROLE_GROUPS = {role.group: role for role in (Role.VIEWER, Role.TRADER, Role.ADMI
 _CACHE_ATTR = "_rrr_api_role"
 
 
+def remember_role(user, role: Role) -> None:
+    """Record ``user``'s role, read with the user (``rrr_site.api.authentication``)."""
+    setattr(user, _CACHE_ATTR, role)
+
+
 def role_of(user) -> Role:
     """Return the highest role of ``user`` (NONE for anonymous or inactive users).
 
