@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
 from monitoring.choices import AlertState
@@ -42,3 +44,21 @@ class DeviceSerializer(serializers.ModelSerializer):
         fields = ["device_id", "platform", "token", "active", "created_at", "updated_at"]
         read_only_fields = ["active", "created_at", "updated_at"]
         validators = []  # (user, device_id) is upserted, never refused as a duplicate
+
+    def validate(self, attrs: dict) -> dict:
+        """Refuse a token that is not the platform's kind (it goes into an APNs URL path)."""
+        pattern = TOKEN_PATTERNS.get(attrs.get("platform", ""))
+        if pattern is not None and not pattern.fullmatch(attrs.get("token", "")):
+            raise serializers.ValidationError({"token": [TOKEN_HELP[attrs["platform"]]]})
+        return attrs
+
+
+# APNs device tokens are hex (32 bytes today, up to 100); FCM registration tokens are URL-safe.
+TOKEN_PATTERNS = {
+    "ios": re.compile(r"[0-9a-fA-F]{32,200}"),
+    "android": re.compile(r"[A-Za-z0-9_:\-]{32,512}"),
+}
+TOKEN_HELP = {
+    "ios": "an APNs device token is 32 to 200 hexadecimal digits",
+    "android": "an FCM registration token is 32 to 512 of A-Z a-z 0-9 _ : -",
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -62,7 +63,8 @@ def apns_send(devices: Iterable, title: str, body: str, data: dict | None = None
     with httpx.Client(http1=False, http2=True, base_url=settings.APNS_URL, timeout=10) as client:
         for device in devices:
             try:
-                reply = client.post(f"/3/device/{device.token}", json=payload, headers=headers)
+                path = f"/3/device/{quote(device.token, safe='')}"
+                reply = client.post(path, json=payload, headers=headers)
             except httpx.HTTPError as exc:
                 counts["failed"] += 1
                 errors.append(f"{type(exc).__name__}: {exc}")

@@ -74,6 +74,13 @@ def test_devices_register_once_per_user_and_device(accounts):
     assert PushDevice.objects.get(user=user).token == "b" * 64
     bad = client.post("/api/v1/devices", {"device_id": "x y", "platform": "nokia"}, format="json")
     assert bad.status_code == 400 and {"device_id", "platform", "token"} <= set(bad.json())
+    for platform, token in [("ios", "../../3/device/" + "a" * 64), ("ios", "a" * 31),
+                            ("android", "tok en" * 10), ("android", "short")]:  # fmt: skip
+        hostile = {"device_id": "d1", "platform": platform, "token": token}
+        reply = client.post("/api/v1/devices", hostile, format="json")
+        assert reply.status_code == 400 and "token" in reply.json(), (platform, token)
+    android = {"device_id": "pixel", "platform": "android", "token": "fcm:APA91b-_x" * 10}
+    assert client.post("/api/v1/devices", android, format="json").status_code == 201
     assert client.delete("/api/v1/devices/ios-6F1C").status_code == 204
     assert client.delete("/api/v1/devices/ios-6F1C").status_code == 404
 
