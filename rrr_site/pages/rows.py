@@ -41,7 +41,8 @@ def order_rows(rows: list[dict]) -> SafeString:
     for o in rows:
         side = escape(o["side"])
         out.append(
-            f'<tr data-id="{escape(o["client_order_id"])}" data-status="{escape(o["status"])}">'
+            f'<tr data-id="{escape(o["client_order_id"])}" data-status="{escape(o["status"])}" '
+            f'data-ts="{o["created_at"].isoformat()}">'
             f'<td><a href="{base}{o["id"]}/">{o["id"]}</a></td><td>{stamp(o["created_at"])}</td>'
             f'<td>{escape(o["symbol__name"])}</td><td class="{side}">{side}</td>'
             f"<td>{escape(o['type'])}</td><td>{plain(o['quantity'])}</td>"
@@ -69,7 +70,7 @@ def fill_rows(rows: list[dict], *, order_link: bool = True) -> SafeString:
         order = f["order_id"]
         link = f'<td><a href="{base}{order}/">{order}</a></td>' if order_link else ""
         out.append(
-            f'<tr data-fill="{f["id"]}"><td>{stamp(f["ts"])}</td>'
+            f'<tr data-fill="{f["id"]}" data-ts="{f["ts"].isoformat()}"><td>{stamp(f["ts"])}</td>'
             f'<td>{escape(f["symbol__name"])}</td><td class="{side}">{side}</td>'
             f"<td>{plain(f['quantity'])}</td><td>{fixed(f['price'], 2)}</td>"
             f"<td>{fixed(f['fee'], 4)}</td>{link}</tr>"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
-from django.db.models import Count, Exists, Max, QuerySet
+from django.db import connection
+from django.db.models import Max, QuerySet
 
 from marketdata.models import Bar, Symbol, TradeTick
 from monitoring.models import AuditLog, SystemEvent
@@ -63,17 +63,21 @@ def chart_timeframes(*, symbol: Symbol) -> list[str]:
     from marketdata.engine.events import TIMEFRAME_SECONDS
 
     # One query of one index probe per (timeframe, origin): a DISTINCT over the symbol's bars
-    # would read every bar, and a query per probe costs a round trip each.
-    probes = {
-        f"{origin}_{tf}": Exists(
-            Bar.objects.filter(symbol=symbol, timeframe=tf, simulated=origin == "sim")
-        )
-        for tf in TIMEFRAME_SECONDS
-        for origin in ("venue", "sim")
-    }
-    found = Symbol.objects.filter(pk=symbol.pk).values(**probes).first() or {}
-    real = [key[6:] for key, there in found.items() if there and key.startswith("venue_")]
-    stored = real or [key[4:] for key, there in found.items() if there and key.startswith("sim_")]
+    # would read every bar, a query per probe costs a round trip each, and the ORM spends ~2 ms
+    # compiling each EXISTS subquery (hence SQL, the same on SQLite and PostgreSQL).
+    probe = (
+        f"SELECT %s, %s WHERE EXISTS (SELECT 1 FROM {Bar._meta.db_table} "
+        "WHERE symbol_id = %s AND timeframe = %s AND simulated = %s)"
+    )
+    params: list = []
+    for tf in TIMEFRAME_SECONDS:
+        for simulated in (False, True):
+            params += [tf, simulated, symbol.pk, tf, simulated]
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join([probe] * (len(params) // 5)), params)
+        found = cursor.fetchall()
+    real = [tf for tf, simulated in found if not simulated]
+    stored = real or [tf for tf, _ in found]
     return sorted(stored, key=lambda tf: TIMEFRAME_SECONDS[tf])
 
 
@@ -262,14 +266,3 @@ def heartbeats(*, limit: int = 20) -> list[SystemEvent]:
 def audit_entries(*, limit: int = RECENT_ROWS) -> list[AuditLog]:
     """Return the newest audit log entries."""
     return list(AuditLog.objects.order_by("-at")[:limit])
-
-
-def order_counts(*, account: Account) -> dict[str, int]:
-    """Return the account's number of orders per status (one grouped query)."""
-    rows = account.orders.values("status").annotate(n=Count("pk")).order_by()
-    return {r["status"]: r["n"] for r in rows}
-
-
-def decimal_or_zero(value: Decimal | None) -> Decimal:
-    """Return ``value`` or 0."""
-    return value if value is not None else Decimal(0)

@@ -113,7 +113,8 @@ def orders_and_performance_are_live(url: str, page) -> None:
     """An order placed while Orders is open appears there, with its fill, as it fills; the
     Performance page's P&L follows the engine's portfolio snapshots."""
     page.goto(f"{url}/orders/")
-    page.wait_for_selector("#ws-status.live", timeout=20_000)
+    page.wait_for_selector("#orders[data-synced='1']", timeout=20_000)  # the snapshot came
+    page.wait_for_selector("#fills[data-synced='1']", timeout=20_000)
     _stay(page)
     before = page.evaluate("() => document.querySelectorAll('#fills tbody tr[data-order]').length")
     assert before == 0  # rows from the server carry data-fill; live ones data-order

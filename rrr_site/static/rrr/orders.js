@@ -37,20 +37,35 @@
       row.classList.remove("flash"); void row.offsetWidth; row.classList.add("flash");
     } else if (matches(o) && (!f.status || o.status === f.status)) add(orders, orderRow(o));
   }
+  // The newest row's time: a snapshot's rows after it arrived between the page's load and the
+  // subscription (or while disconnected) and are added; older ones are only brought up to date.
+  const newest = (tbody) => { const r = tbody.querySelector("tr[data-ts]"); return r ? Date.parse(r.dataset.ts) : -Infinity; };
   RRR.on("orders", (type, d) => {
     if (type === "order") onOrder(d);
-    else if (type === "snapshot") {   // after a (re)connection: bring listed rows up to date
-      for (const o of [...(d.open || []), ...(d.recent || [])]) {
-        if (orders.querySelector(`tr[data-id="${CSS.escape(o.client_order_id)}"]`)) onOrder(o);
+    else if (type === "snapshot") {
+      const after = newest(orders);
+      const rows = [...(d.open || []), ...(d.recent || [])].sort((a, b) => Date.parse(a.ts) - Date.parse(b.ts));
+      for (const o of rows) {
+        const listed = orders.querySelector(`tr[data-id="${CSS.escape(o.client_order_id)}"]`);
+        if (listed || Date.parse(o.ts) > after) onOrder(o);
       }
+      document.getElementById("orders").dataset.synced = "1";
     }
   });
   const fills = document.querySelector("#fills tbody");
-  RRR.on("fills", (type, d) => {
-    if (type !== "fill" || !matches(d)) return;
+  function onFill(d) {
+    if (!matches(d)) return;
     const side = RRR.esc(d.side);
-    add(fills, `<tr class="flash" data-order="${RRR.esc(d.client_order_id)}"><td>${RRR.time(d.ts)}</td><td>${RRR.esc(d.symbol)}</td>` +
+    add(fills, `<tr class="flash" data-order="${RRR.esc(d.client_order_id)}" data-ts="${RRR.esc(d.ts)}"><td>${RRR.time(d.ts)}</td><td>${RRR.esc(d.symbol)}</td>` +
       `<td class="${side}">${side}</td><td>${plain(d.quantity)}</td><td>${fixed(d.price, 2)}</td>` +
       `<td>${fixed(d.fee, 4)}</td><td><a href="${byClient(d.client_order_id)}">order</a></td></tr>`);
+  }
+  RRR.on("fills", (type, d) => {
+    if (type === "fill") onFill(d);
+    else if (type === "snapshot") {   // fills newer than the newest listed one (see orders)
+      const after = newest(fills);
+      (d.fills || []).filter((x) => Date.parse(x.ts) > after).reverse().forEach(onFill);
+      document.getElementById("fills").dataset.synced = "1";
+    }
   });
 })();
