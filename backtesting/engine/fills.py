@@ -339,16 +339,17 @@ class BacktestVenue:
 
     def on_bar(self, bar: Bar) -> list[VenueEvent]:
         """Execute what the fill model puts in this bar, then replay its path if needed."""
-        events = self._begin()
         symbol = bar.symbol
-        if self._quiet(symbol):
+        if not (self._market.get(symbol) or self._waiting.get(symbol) or self._live.get(symbol)):
             # Hot path: nothing held or working for this symbol (most bars of a backtest).
+            events = self._begin() if self._delta or self._cash or self._deferred else []
             self._stale[symbol] = self._last[symbol] = bar
             if self._cap_frac is not None:
                 self._budget[symbol] = self._cap(bar)
             if self._book_model and symbol not in self._books:
                 self._set_exec_book(synthesise_book(bar, self.config.book_levels, self._cap_frac))
             return events
+        events = self._begin()
         model = self.config.model
         if self._cap_frac is not None:
             self._budget[symbol] = self._cap(bar)
@@ -371,9 +372,6 @@ class BacktestVenue:
             if self._market.get(symbol):
                 self._run_held(symbol, self._bar_end(bar), None, None, events)
         return events
-
-    def _quiet(self, symbol: str) -> bool:
-        return not (self._market.get(symbol) or self._waiting.get(symbol) or self._live.get(symbol))
 
     # ----------------------------------------------------------------- holding orders
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import gc
 import heapq
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import islice, repeat
+from itertools import accumulate, islice, repeat
 from typing import Any
 
 import numpy as np
@@ -404,8 +405,25 @@ def run_backtest(
     return runner.run(bars, **kwargs)
 
 
-def _to_datetimes(ts_ns: np.ndarray) -> list[datetime]:
-    return pd.DatetimeIndex(ts_ns.astype("datetime64[ns]"), tz=UTC).to_pydatetime().tolist()
+def _to_datetimes(ts_ns: np.ndarray) -> Iterator[datetime]:
+    """Return the UTC datetimes of ``ts_ns`` as ``to_datetime`` gives them, built lazily.
+
+    Each is the previous one plus its step (one ``timedelta`` per distinct step): exact
+    integer arithmetic, and a third of the cost of converting every stamp on its own.
+    """
+    us = ts_ns // 1000
+    if us.size == 0:
+        return iter(())
+    first = to_datetime(int(us[0]) * 1000)
+    steps = np.diff(us)
+    if steps.size == 0 or bool((steps == steps[0]).all()):  # a regular grid: the usual case
+        deltas: Iterable[timedelta] = repeat(timedelta(0, 0, int(steps[0]) if steps.size else 0))
+        deltas = islice(deltas, steps.size)
+    else:
+        distinct, which = np.unique(steps, return_inverse=True)
+        table = [timedelta(0, 0, int(step)) for step in distinct.tolist()]
+        deltas = map(table.__getitem__, which.tolist())
+    return accumulate(deltas, operator.add, initial=first)
 
 
 _BOOK, _QUOTE, _BAR, _TRADE, _PREDICTION = range(5)  # tie order at equal times
@@ -493,41 +511,53 @@ class _Session:
         )
 
     def bar_handler(self, prints: bool = False) -> Callable[[Bar], None]:
-        """Return the per-bar step: the strategy runner's, re-marking after close fills.
+        """Return the per-bar step: the strategy runner's, then ``after_bar``'s."""
+        on_bar, after = self.runner.on_bar, self.after_bar(prints)
+        if after is None:
+            return on_bar
+
+        def step(bar: Bar) -> None:
+            on_bar(bar)
+            after(bar)
+
+        return step
+
+    def after_bar(self, prints: bool = False) -> Callable[[Bar], None] | None:
+        """Return what runs once the strategy runner processed a bar (None: nothing).
 
         With stops and no trade prints (``prints``), each bar's close is shown to the stop
-        enforcer as a print at the bar's end, after the strategies decided.
+        enforcer as a print at the bar's end, after the strategies decided. Under fills at the
+        close, positions are re-marked at the close.
         """
-        on_bar = self.runner.on_bar
+        steps = []
         if self.stops is not None and not prints:
-            on_bar = self._with_stops(on_bar)
-        if FillModel(self.config.fill_model) is FillModel.NEXT_OPEN:
-            return on_bar
-        positions, mark = self.portfolio.positions, self.portfolio.mark
+            steps.append(self._stops_at_close)
+        if FillModel(self.config.fill_model) is not FillModel.NEXT_OPEN:
+            steps.append(self._remark_at_close)
+        if len(steps) < 2:
+            return steps[0] if steps else None
 
-        def step(bar: Bar) -> None:
-            on_bar(bar)
-            if bar.symbol in positions:
-                # Fills after the close leave a position marked at its (slipped) fill price;
-                # equity after a bar is measured at the bar's close.
-                mark(bar.symbol, to_decimal(bar.close))
+        def both(bar: Bar) -> None:
+            for step in steps:
+                step(bar)
 
-        return step
+        return both
 
-    def _with_stops(self, on_bar: Callable[[Bar], None]) -> Callable[[Bar], None]:
-        """Return ``on_bar`` followed by the stop enforcer judging the bar's close."""
-        stops, oms, tf = self.stops, self.oms, TIMEFRAME_SECONDS[self.data.timeframe]
+    def _remark_at_close(self, bar: Bar) -> None:
+        # Fills after the close leave a position marked at its (slipped) fill price; equity
+        # after a bar is measured at the bar's close.
+        if bar.symbol in self.portfolio.positions:
+            self.portfolio.mark_at(bar.symbol, bar.close)
+
+    def _stops_at_close(self, bar: Bar) -> None:
+        """Show the stop enforcer the bar, then its close as a print at the bar's end."""
+        stops, oms = self.stops, self.oms
         assert stops is not None
-
-        def step(bar: Bar) -> None:
-            on_bar(bar)
-            stops.on_bar(bar)
-            end = bar.ts + timedelta(seconds=tf)
-            close = Trade(bar.symbol, end, bar.close, 0.0, venue="backtest")
-            for intent in stops.on_trade(oms, close):
-                oms.submit(intent, end)
-
-        return step
+        stops.on_bar(bar)
+        end = bar.ts + timedelta(seconds=TIMEFRAME_SECONDS[self.data.timeframe])
+        close = Trade(bar.symbol, end, bar.close, 0.0, venue="backtest")
+        for intent in stops.on_trade(oms, close):
+            oms.submit(intent, end)
 
     def on_print(self, trade: Trade) -> None:
         """Process a trade print as runtrader's session does: strategies, then stops."""
@@ -537,21 +567,29 @@ class _Session:
                 self.oms.submit(intent, trade.ts)
 
     def drive_bars(self, progress: ProgressCallback | None, every: int) -> None:
-        """Replay bars only: the fast loop."""
-        bars, ends = self.bars(), iter(self.group_end.tolist())
+        """Replay bars only: the fast loop (the runner's ``replay_bars``)."""
+        processed = self.runner.replay_bars(self.bars())
+        ends = iter(self.group_end.tolist())
         total = len(self.data)
-        on_bar, record = self.bar_handler(), self.equity.append
-        portfolio, risk = self.portfolio, self._risk_step if self._has_risk_loop() else None
+        after, record, portfolio = self.after_bar(), self.equity.append, self.portfolio
+        risk = self._risk_step if self._has_risk_loop() else None
+        # One bar per timestamp and nothing after it: record the equity after every bar.
+        plain = after is None and risk is None and bool(self.group_end.all())
         done = 0
         chunk = every if progress is not None else total
         while done < total:
             n = min(chunk, total - done)
-            for bar, end in zip(islice(bars, n), islice(ends, n), strict=True):
-                on_bar(bar)
-                if end:
-                    if risk is not None:
-                        risk(bar)
+            if plain:
+                for _ in islice(processed, n):
                     record(portfolio.equity)
+            else:
+                for bar, end in zip(islice(processed, n), islice(ends, n), strict=True):
+                    if after is not None:
+                        after(bar)
+                    if end:
+                        if risk is not None:
+                            risk(bar)
+                        record(portfolio.equity)
             done += n
             if progress is not None:
                 progress(done, total)

@@ -260,7 +260,10 @@ class OrderManager:
         if events:
             self._process(events)
         # The bar's start rolls the day, so the day opens at the previous day's last close.
-        self._mark(bar.symbol, to_decimal(bar.close), bar.ts)
+        symbol = bar.symbol
+        for portfolio in self._portfolios.values():
+            if symbol in portfolio.positions:
+                portfolio.mark_at(symbol, bar.close, bar.ts)  # flat: converted only when read
         return events
 
     def advance(self, now: datetime) -> list[VenueEvent]:

@@ -21,7 +21,7 @@ from decimal import Decimal
 from trading.engine.buying_power import Exposure, Margin, cap_quantity, fits
 from trading.engine.constants import BASIS_QUANTUM
 from trading.engine.hooks import AccountView, PositionView, TradingMode
-from trading.engine.money import ZERO
+from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import Fill, OrderSide
 
 _ONE_DAY = timedelta(days=1)
@@ -158,6 +158,7 @@ class Portfolio:
     __slots__ = (
         "_day_end",
         "_market_value",
+        "_unmarked",
         "account",
         "cash",
         "day_start_equity",
@@ -187,6 +188,8 @@ class Portfolio:
         self.peak_equity = cash
         self.day_start_equity = cash
         self._market_value = ZERO  # Σ position market values, kept incrementally
+        # Flat positions' latest market price, not yet converted (``mark_at``): symbol -> float.
+        self._unmarked: dict[str, float] = {}
         self._day_end = _next_day_start(ts) if ts is not None else None
 
     # ----------------------------------------------------------------- reads
@@ -233,6 +236,8 @@ class Portfolio:
 
     def position(self, symbol: str) -> Position | None:
         """Return the position record for ``symbol``, if any fill touched it."""
+        if self._unmarked:
+            self._settle_marks()
         return self.positions.get(symbol)
 
     def exposure(
@@ -281,6 +286,8 @@ class Portfolio:
     def apply_fill(self, fill: Fill) -> Decimal:
         """Apply ``fill`` to cash, position, fees and P&L; return the P&L it realised."""
         self.roll_day(fill.ts)
+        if self._unmarked:
+            self._settle_marks()
         pos = self.positions.get(fill.symbol)
         if pos is None:
             pos = self.positions[fill.symbol] = Position(fill.symbol, mark_price=fill.price)
@@ -305,10 +312,39 @@ class Portfolio:
         pos = self.positions.get(symbol)
         if pos is None:
             return
+        if self._unmarked:
+            self._unmarked.pop(symbol, None)
         before = pos.market_value
         pos.mark_price = price
         self._market_value += pos.market_value - before
         self._update_peak()
+
+    def mark_at(self, symbol: str, price: float, ts: datetime | None = None) -> None:
+        """Mark ``symbol`` at a market-data price (a float, e.g. a bar's close).
+
+        As ``mark(symbol, to_decimal(price), ts)``, except that a flat position keeps the price
+        unconverted until its mark is next read (a fill, ``snapshot``, ``position``): a flat
+        position's mark moves no figure, and most bars of a backtest find the account flat.
+        """
+        if ts is not None:
+            day_end = self._day_end
+            if day_end is None or ts >= day_end:
+                self.roll_day(ts)
+        pos = self.positions.get(symbol)
+        if pos is None:
+            return
+        if pos.quantity:
+            self.mark(symbol, to_decimal(price))
+        else:
+            self._unmarked[symbol] = price
+
+    def _settle_marks(self) -> None:
+        """Convert the prices ``mark_at`` kept for flat positions into their marks."""
+        unmarked, self._unmarked = self._unmarked, {}
+        for symbol, price in unmarked.items():
+            pos = self.positions.get(symbol)
+            if pos is not None:
+                pos.mark_price = to_decimal(price)
 
     def roll_day(self, ts: datetime) -> bool:
         """Start a new UTC day if ``ts`` is past the current one; return True if it rolled."""
@@ -343,6 +379,7 @@ class Portfolio:
     ) -> None:
         """Replace the state with stored figures (crash recovery)."""
         self.positions = {}
+        self._unmarked = {}
         for snap in positions:
             self.positions[snap.symbol] = Position(
                 snap.symbol,
@@ -401,6 +438,8 @@ class Portfolio:
 
     def snapshot(self, ts: datetime | None = None) -> PortfolioSnapshot:
         """Return a frozen snapshot of the account (positions that are open or realised P&L)."""
+        if self._unmarked:
+            self._settle_marks()
         positions = tuple(p.snapshot() for p in self.positions.values())
         return PortfolioSnapshot(
             account=self.account,

@@ -8,9 +8,10 @@ queued. Because the venue sees a bar before the strategies do, an order a strate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
 from trading.engine.algo_book import AlgoBook, algo_metadata
@@ -59,7 +60,10 @@ class StrategyRunner:
         self._max_rounds = max_rounds
         self._slots: list[_Slot] = []
         self._by_key: dict[tuple[str, str], _Slot] = {}
-        self._fills: list[tuple[_Slot, Fill]] = []
+        self._fills: list[tuple[_Slot, Fill]] = []  # emptied in place, never replaced
+        # Every context's intent and cancel queues (``StrategyContext.queues``): ``any()`` of
+        # them tells whether a strategy queued something, without a call per strategy.
+        self._queues: list[list] = []
         self._bar_lengths: dict[str, timedelta] = {}
         # Optional filter in front of the OMS for strategy intents (``trading.engine.gate``).
         self.gate: Callable[[OrderIntent], bool] | None = None
@@ -94,6 +98,7 @@ class StrategyRunner:
         ctx.sizer = self._sizer
         slot = _Slot(strategy, ctx, frozenset(symbols) if symbols is not None else None)
         self._slots.append(slot)
+        self._queues.extend(ctx.queues())
         self._by_key[(account, sid)] = slot
         return ctx
 
@@ -163,14 +168,33 @@ class StrategyRunner:
 
     def on_bar(self, bar: Bar) -> None:
         """Process a closed bar (decisions are stamped at the bar's end)."""
-        now = self._open_bar(bar)
-        for slot in self._slots:
-            if slot.wants(bar.symbol):
-                try:
-                    slot.strategy.on_bar(bar, slot.ctx)
-                except Exception as exc:
-                    self._failed(slot, exc, f"on_bar: the {bar.symbol} bar of {bar.ts}")
-        self.settle(now)
+        for _ in self.replay_bars((bar,)):
+            pass
+
+    def replay_bars(self, bars: Iterable[Bar]) -> Iterator[Bar]:
+        """Process closed bars in turn, yielding each once it is fully processed.
+
+        ``_dispatch``'s steps for a bar, written out as one loop because a backtest runs it for
+        every bar: the venue and the history see the bar (``_open_bar``), then every strategy
+        that wants its symbol, then what they queued is submitted. Settling is skipped when no
+        fill and no intent is waiting (most bars). Whatever the caller does before asking for
+        the next bar (record equity, check risk) sees the account as this bar left it.
+        """
+        slots, fills, queues, algos = self._slots, self._fills, self._queues, self.algos
+        open_bar, settle, failed = self._open_bar, self.settle, self._failed
+        for bar in bars:
+            now = open_bar(bar)
+            symbol = bar.symbol
+            for slot in slots:
+                wanted = slot.symbols
+                if wanted is None or symbol in wanted:
+                    try:
+                        slot.strategy.on_bar(bar, slot.ctx)
+                    except Exception as exc:
+                        failed(slot, exc, f"on_bar: the {symbol} bar of {bar.ts}")
+            if fills or algos.active or any(queues):
+                settle(now)
+            yield bar
 
     def on_bar_decided(
         self, bar: Bar, columns: Callable[[], Iterable[tuple[int, Sequence[float]]]]
@@ -205,41 +229,50 @@ class StrategyRunner:
             slot.ctx.now = now
         if self.bars_to_venue:
             self.oms.on_bar(bar)
-        if self.algos.active:
-            self.algos.observe(bar)
+        algos = self.algos
+        if algos.active:
+            algos.observe(bar)
         self.history.append(bar.symbol, bar.close)
-        self.settle(now)
+        if self._fills or algos.active or any(self._queues):
+            self.settle(now)
         return now
+
+    def _dispatch(
+        self,
+        now: datetime,
+        advance: Callable[[], object],
+        callback: str,
+        event: object,
+        symbol: str,
+    ) -> None:
+        """Run one event: set the clock to ``now``, let the OMS see the event (``advance``),
+        settle, show the event to every strategy that wants ``symbol`` through its method
+        ``callback`` (an error goes to ``_failed``), settle again."""
+        self._set_now(now)
+        advance()
+        self.settle(now)
+        for slot in self._slots:
+            wanted = slot.symbols
+            if wanted is None or symbol in wanted:
+                try:
+                    getattr(slot.strategy, callback)(event, slot.ctx)
+                except Exception as exc:
+                    self._failed(slot, exc, f"{callback}: {symbol} at {now}")
+        self.settle(now)
 
     def on_trade(self, trade: Trade) -> None:
         """Process a trade print."""
-        now = trade.ts
-        self._set_now(now)
-        self.oms.on_trade(trade)
-        if self.algos.active:
-            self.algos.observe(trade)
-        self.settle(now)
-        for slot in self._slots:
-            if slot.wants(trade.symbol):
-                try:
-                    slot.strategy.on_trade(trade, slot.ctx)
-                except Exception as exc:
-                    self._failed(slot, exc, f"on_trade: {trade.symbol} at {trade.ts}")
-        self.settle(now)
+
+        def advance() -> None:
+            self.oms.on_trade(trade)
+            if self.algos.active:
+                self.algos.observe(trade)
+
+        self._dispatch(trade.ts, advance, "on_trade", trade, trade.symbol)
 
     def on_quote(self, quote: Quote) -> None:
         """Process a quote."""
-        now = quote.ts
-        self._set_now(now)
-        self.oms.on_quote(quote)
-        self.settle(now)
-        for slot in self._slots:
-            if slot.wants(quote.symbol):
-                try:
-                    slot.strategy.on_quote(quote, slot.ctx)
-                except Exception as exc:
-                    self._failed(slot, exc, f"on_quote: {quote.symbol} at {quote.ts}")
-        self.settle(now)
+        self._dispatch(quote.ts, partial(self.oms.on_quote, quote), "on_quote", quote, quote.symbol)
 
     def on_book(self, book: BookSnapshot) -> None:
         """Process a book snapshot (strategies have no book callback)."""
@@ -250,16 +283,8 @@ class StrategyRunner:
     def on_prediction(self, prediction: Prediction) -> None:
         """Process a model prediction."""
         now = prediction.ts
-        self._set_now(now)
-        self.oms.advance(now)
-        self.settle(now)
-        for slot in self._slots:
-            if slot.wants(prediction.symbol):
-                try:
-                    slot.strategy.on_prediction(prediction, slot.ctx)
-                except Exception as exc:
-                    self._failed(slot, exc, f"on_prediction: {prediction.symbol} at {now}")
-        self.settle(now)
+        advance = partial(self.oms.advance, now)
+        self._dispatch(now, advance, "on_prediction", prediction, prediction.symbol)
 
     def takes_signals(self) -> bool:
         """Return True if a strategy here reacts to external signals (overrides ``on_signal``)."""
@@ -272,16 +297,7 @@ class StrategyRunner:
         """
         current = self._slots[0].ctx.now if self._slots else None
         now = signal.ts if current is None or signal.ts > current else current
-        self._set_now(now)
-        self.oms.advance(now)
-        self.settle(now)
-        for slot in self._slots:
-            if slot.wants(signal.symbol):
-                try:
-                    slot.strategy.on_signal(signal, slot.ctx)
-                except Exception as exc:
-                    self._failed(slot, exc, f"on_signal: {signal.symbol} at {now}")
-        self.settle(now)
+        self._dispatch(now, partial(self.oms.advance, now), "on_signal", signal, signal.symbol)
 
     # ----------------------------------------------------------------- OMS listener
 
@@ -300,12 +316,8 @@ class StrategyRunner:
         """Deliver queued fills and submit queued intents until nothing is left."""
         if self.algos.active:
             self.submit_algo_children(now)
-        if not self._fills:
-            for slot in self._slots:
-                if slot.ctx.has_pending:
-                    break
-            else:
-                return  # the common case on a bar: nothing happened, nothing to do
+        if not self._fills and not any(self._queues):
+            return  # the common case on a bar: nothing happened, nothing to do
         for _ in range(self._max_rounds):
             if self._fills:
                 self._deliver_fills()
@@ -319,7 +331,8 @@ class StrategyRunner:
         raise TradingError(f"strategies still trading after {self._max_rounds} rounds at {now}")
 
     def _deliver_fills(self) -> None:
-        fills, self._fills = self._fills, []
+        fills = self._fills[:]
+        self._fills.clear()  # in place: ``replay_bars`` holds the list
         for slot, fill in fills:
             if slot.symbols is _STOPPED:
                 continue

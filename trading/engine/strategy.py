@@ -8,7 +8,6 @@ never see a venue, an OMS or a database, and only ever data up to ``ctx.now``.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -191,29 +190,40 @@ def _defined_by(cls: type, name: str) -> type | None:
 
 
 class PriceHistory:
-    """Recent closes per symbol (bounded), appended before strategies see the bar."""
+    """Recent closes per symbol (bounded), appended before strategies see the bar.
 
-    __slots__ = ("_closes", "maxlen")
+    Each symbol's closes live in a plain list that grows to twice ``maxlen`` before its oldest
+    half is dropped: an append is a list append (amortised O(1), the trim moves ``maxlen``
+    pointers once every ``maxlen`` bars) and ``last(symbol, n)`` copies only the ``n`` closes
+    asked for, not the whole window. A list, not a view: what a strategy keeps from one bar never
+    changes under it on the next (a view over a ring buffer would), and Python code sums and
+    indexes a list of floats faster than a numpy view (``bench/`` measured: ~2x).
+    """
+
+    __slots__ = ("_closes", "_limit", "maxlen")
 
     def __init__(self, maxlen: int = 1000) -> None:
+        if maxlen < 1:
+            raise StrategyConfigError("history size must be at least 1")
         self.maxlen = maxlen
-        self._closes: dict[str, deque[float]] = {}
+        self._limit = 2 * maxlen  # trim back to ``maxlen`` when a list grows past this
+        self._closes: dict[str, list[float]] = {}
 
     def append(self, symbol: str, close: float) -> None:
         """Record a close for ``symbol``."""
         closes = self._closes.get(symbol)
         if closes is None:
-            closes = self._closes[symbol] = deque(maxlen=self.maxlen)
+            closes = self._closes[symbol] = []
         closes.append(close)
+        if len(closes) > self._limit:
+            del closes[: -self.maxlen]
 
     def last(self, symbol: str, n: int) -> list[float]:
-        """Return up to ``n`` most recent closes, oldest first."""
+        """Return up to ``n`` most recent closes, oldest first (a new list)."""
         closes = self._closes.get(symbol)
         if not closes or n <= 0:
             return []
-        if n >= len(closes):
-            return list(closes)
-        return list(closes)[-n:]
+        return closes[-(n if n < self.maxlen else self.maxlen) :]
 
     def latest(self, symbol: str) -> float | None:
         """Return the most recent close, if any."""
@@ -461,6 +471,15 @@ class StrategyContext:
 
     def drain(self) -> tuple[list[OrderIntent], list[str]]:
         """Return and clear the queued intents and cancels (runner use)."""
-        intents, cancels = self._intents, self._cancels
-        self._intents, self._cancels = [], []
+        intents, cancels = self._intents[:], self._cancels[:]
+        self._intents.clear()  # in place: ``queues()`` hands these very lists out
+        self._cancels.clear()
         return intents, cancels
+
+    def queues(self) -> tuple[list[OrderIntent], list[str]]:
+        """Return the live intent and cancel queues, read-only (runner use).
+
+        The same two lists for the context's lifetime (``drain`` empties them in place), so a
+        runner can keep them and test ``any(...)`` on every bar without a call per context.
+        """
+        return self._intents, self._cancels
