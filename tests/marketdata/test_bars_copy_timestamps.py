@@ -1,0 +1,42 @@
+"""``bars_frame`` gives back every stored timestamp exactly, whichever database reads it.
+
+On PostgreSQL the bars come through binary COPY, where a timestamptz is int8 microseconds since
+2000-01-01 UTC, shifted to the Unix epoch in numpy: times before 2000, with microseconds, and
+far in the future must come back to the microsecond (SQLite reads them as text; same answer).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from marketdata.models import Bar
+from marketdata.selectors import bars_frame
+from tests.factories import SymbolFactory
+
+MOMENTS = [
+    datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),  # just before PostgreSQL's epoch
+    datetime(2000, 1, 1, tzinfo=UTC),  # its epoch: zero on the wire
+    datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(2024, 2, 29, 12, 34, 56, 789_012, tzinfo=UTC),
+    datetime(2101, 3, 1, 0, 0, 1, tzinfo=UTC),
+]
+
+
+@pytest.mark.django_db
+def test_bars_frame_keeps_each_timestamp_to_the_microsecond():
+    symbol = SymbolFactory(name="BTC-USD")
+    Bar.objects.bulk_create(
+        Bar(symbol=symbol, timeframe="1s", ts=ts, open=1.0, high=2.0, low=0.5, close=1.5)
+        for ts in MOMENTS
+    )
+    frame = bars_frame(
+        symbol="BTC-USD",
+        timeframe="1s",
+        start=MOMENTS[0] - timedelta(seconds=1),
+        end=MOMENTS[-1] + timedelta(seconds=1),
+    )
+    assert list(frame.index) == [pd.Timestamp(ts) for ts in MOMENTS]
+    assert str(frame.index.tz) == "UTC"
