@@ -278,9 +278,13 @@ def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def order_by_client_id(request: HttpRequest, client_id: UUID) -> HttpResponse:
+def order_by_client_id(request: HttpRequest, client_id: str) -> HttpResponse:
     """Redirect to the page of the visible account's order with this client id (the id the
-    stream's ``order`` and ``fill`` messages carry)."""
+    stream's ``order`` and ``fill`` messages carry: 32 hex digits, or a dashed UUID)."""
+    try:
+        client_id = UUID(client_id)
+    except ValueError:
+        raise Http404("No such order") from None
     visible = Account.objects.visible_to(request.user)
     pk = (
         Order.objects.filter(client_order_id=client_id, account__in=visible)

@@ -127,6 +127,7 @@ def orders_and_performance_are_live(url: str, page) -> None:
         }"""
     )  # fmt: skip
     assert len(placed) == 36, placed
+    placed = placed.replace("-", "")  # the page's form of a client id (the engine's)
     row = f"#orders tbody tr[data-id='{placed}']"
     page.wait_for_selector(f"{row}[data-status='filled']", timeout=30_000)
     page.wait_for_selector(f"#fills tbody tr[data-order='{placed}']", timeout=30_000)

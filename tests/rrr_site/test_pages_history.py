@@ -74,7 +74,7 @@ def test_history_pages_cover_every_row_once_newest_first(client):
     seen_orders, pages = _walk(client, "orders", "data-id")
     assert pages == 3  # 100 + 100 + 30
     newest_first = sorted(orders, key=lambda o: (o.created_at, o.pk), reverse=True)
-    assert seen_orders == [str(o.client_order_id) for o in newest_first]
+    assert seen_orders == [o.client_order_id.hex for o in newest_first]
     seen_fills, pages = _walk(client, "fills", "data-fill")
     fills = Fill.objects.filter(account=account).order_by("-ts", "-pk")
     assert pages == 3 and seen_fills == [str(f.pk) for f in fills]
@@ -121,8 +121,10 @@ def test_an_order_by_its_client_id_redirects_to_its_page_for_its_viewers_only(cl
     account, symbol = AccountFactory(name="desk"), SymbolFactory(name="BTC-USD")
     (order,) = _history(account, symbol, 1)
     client.force_login(_viewer(account))
-    response = client.get(f"/orders/by-client/{order.client_order_id}/")
-    assert response.status_code == 302 and response["Location"] == f"/orders/{order.pk}/"
+    for form in (order.client_order_id.hex, str(order.client_order_id)):  # engine's, API's
+        response = client.get(f"/orders/by-client/{form}/")
+        assert response.status_code == 302 and response["Location"] == f"/orders/{order.pk}/"
+    assert client.get("/orders/by-client/not-a-uuid/").status_code == 404
     assert client.get(f"/orders/by-client/{uuid.uuid4()}/").status_code == 404
     client.force_login(_viewer(AccountFactory(name="other")))
     assert client.get(f"/orders/by-client/{order.client_order_id}/").status_code == 404

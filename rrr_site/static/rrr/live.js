@@ -74,11 +74,14 @@ const RRR = (() => {
   const data = (id) => { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; };
   const account = () => document.body.dataset.accountName || null;
   const mine = (d) => !d || !d.account || !account() || d.account === account();
+  // An order's client id: the engine's messages write it as 32 hex digits, snapshots and the
+  // API as a dashed UUID; pages compare and store this one form.
+  const cid = (id) => String(id ?? "").replace(/-/g, "").toLowerCase();
   document.addEventListener("keydown", (ev) => {
     if (ev.target.matches("input, select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const links = document.querySelectorAll("header.top nav a");
     if (/^[1-8]$/.test(ev.key) && links[+ev.key - 1]) { location.href = links[+ev.key - 1].href; }
     if (ev.key === "/") { const f = document.querySelector("main input, main select"); if (f) { ev.preventDefault(); f.focus(); } }
   });
-  return {on, api, num, signed, time, esc, data, account, mine};
+  return {on, api, num, signed, time, esc, data, account, mine, cid};
 })();

@@ -10,7 +10,8 @@
   const fixed = (v, d) => (v === null || v === undefined || v === "") ? "—" : Number(v).toFixed(d);
   const inSpan = (ts) => (!f.since || Date.parse(ts) >= Date.parse(f.since)) && (!f.until || Date.parse(ts) < Date.parse(f.until));
   const matches = (d) => RRR.mine(d) && (!f.symbol || d.symbol === f.symbol) && (!f.side || d.side === f.side) && inSpan(d.ts);
-  const byClient = (id) => `/orders/by-client/${encodeURIComponent(id)}/`;
+  const byClient = (id) => `/orders/by-client/${RRR.cid(id)}/`;
+  const listed = (o) => orders.querySelector(`tr[data-id="${CSS.escape(RRR.cid(o.client_order_id))}"]`);
   function add(tbody, html) {
     tbody.querySelectorAll("tr.empty").forEach((r) => r.remove());
     tbody.insertAdjacentHTML("afterbegin", html);
@@ -19,7 +20,7 @@
   const orders = document.querySelector("#orders tbody");
   function orderRow(o) {
     const side = RRR.esc(o.side);
-    return `<tr data-id="${RRR.esc(o.client_order_id)}" data-status="${RRR.esc(o.status)}" class="flash">` +
+    return `<tr data-id="${RRR.esc(RRR.cid(o.client_order_id))}" data-ts="${RRR.esc(o.ts)}" data-status="${RRR.esc(o.status)}" class="flash">` +
       `<td><a href="${byClient(o.client_order_id)}">new</a></td><td>${RRR.time(o.ts)}</td><td>${RRR.esc(o.symbol)}</td>` +
       `<td class="${side}">${side}</td><td>${RRR.esc(o.type)}</td><td>${plain(o.quantity)}</td>` +
       `<td class="filled">${plain(o.filled_quantity)}</td><td class="avg">${fixed(o.average_fill_price, 2)}</td>` +
@@ -27,7 +28,7 @@
   }
   function onOrder(o) {
     if (!RRR.mine(o)) return;
-    const row = orders.querySelector(`tr[data-id="${CSS.escape(o.client_order_id)}"]`);
+    const row = listed(o);
     if (row) {   // a state transition of a listed order: update it in place
       if (row.dataset.status === o.status && row.querySelector(".filled").textContent === plain(o.filled_quantity)) return;
       row.dataset.status = o.status;
@@ -46,8 +47,7 @@
       const after = newest(orders);
       const rows = [...(d.open || []), ...(d.recent || [])].sort((a, b) => Date.parse(a.ts) - Date.parse(b.ts));
       for (const o of rows) {
-        const listed = orders.querySelector(`tr[data-id="${CSS.escape(o.client_order_id)}"]`);
-        if (listed || Date.parse(o.ts) > after) onOrder(o);
+        if (listed(o) || Date.parse(o.ts) > after) onOrder(o);
       }
       document.getElementById("orders").dataset.synced = "1";
     }
@@ -56,7 +56,7 @@
   function onFill(d) {
     if (!matches(d)) return;
     const side = RRR.esc(d.side);
-    add(fills, `<tr class="flash" data-order="${RRR.esc(d.client_order_id)}" data-ts="${RRR.esc(d.ts)}"><td>${RRR.time(d.ts)}</td><td>${RRR.esc(d.symbol)}</td>` +
+    add(fills, `<tr class="flash" data-order="${RRR.esc(RRR.cid(d.client_order_id))}" data-ts="${RRR.esc(d.ts)}"><td>${RRR.time(d.ts)}</td><td>${RRR.esc(d.symbol)}</td>` +
       `<td class="${side}">${side}</td><td>${plain(d.quantity)}</td><td>${fixed(d.price, 2)}</td>` +
       `<td>${fixed(d.fee, 4)}</td><td><a href="${byClient(d.client_order_id)}">order</a></td></tr>`);
   }

@@ -33,7 +33,7 @@
     const rows = type === "snapshot" ? d.accounts : [d];
     for (const p of rows || []) if (RRR.mine(p)) portfolio(p);
   });
-  const orderRow = (o) => `<tr data-id="${RRR.esc(o.client_order_id)}" class="flash"><td>${RRR.time(o.ts).slice(11)}</td><td>${RRR.esc(o.symbol)}</td>` +
+  const orderRow = (o) => `<tr data-id="${RRR.esc(RRR.cid(o.client_order_id))}" class="flash"><td>${RRR.time(o.ts).slice(11)}</td><td>${RRR.esc(o.symbol)}</td>` +
     `<td class="${RRR.esc(o.side)}">${RRR.esc(o.side)}</td><td>${RRR.esc(o.type)}</td><td>${RRR.esc(o.quantity)}</td>` +
     `<td>${o.price ? RRR.num(o.price) : "mkt"}</td><td>${RRR.esc(o.status)}</td></tr>`;
   const OPEN = new Set(["pending", "open", "partially_filled"]);
@@ -41,7 +41,7 @@
     const tbody = document.querySelector("#open-orders tbody");
     if (type === "snapshot") tbody.innerHTML = (d.open || []).filter(RRR.mine).slice(0, 50).map(orderRow).join("");
     else if (type === "order" && RRR.mine(d)) {
-      const old = tbody.querySelector(`tr[data-id="${CSS.escape(d.client_order_id)}"]`);
+      const old = tbody.querySelector(`tr[data-id="${CSS.escape(RRR.cid(d.client_order_id))}"]`);
       if (old) old.remove();
       if (OPEN.has(d.status)) tbody.insertAdjacentHTML("afterbegin", orderRow(d));
       tbody.querySelectorAll("tr.empty").forEach((r) => r.remove());
