@@ -371,14 +371,15 @@ def backtest_execute(
     bars: pd.DataFrame | None = None,
     claim: bool = True,
     phases: dict[str, float] | None = None,
+    cpu_phases: dict[str, float] | None = None,
 ) -> BacktestResult:
     """Run one backtest and store trades, metrics, equity curve and the report.
 
     ``claim=False`` is for a caller that claimed the run itself (a sweep's parent). ``phases``,
     when given, receives the seconds spent loading, running, in Monte Carlo, writing the report
-    and storing (``backtest --profile``).
+    and storing (``backtest --profile``); ``cpu_phases`` the CPU seconds of the same phases.
     """
-    clock = _PhaseClock(phases)
+    clock = _PhaseClock(phases, cpu_phases)
     if claim:
         _claim(run)
     try:
@@ -416,13 +417,18 @@ def backtest_execute(
 
 
 class _PhaseClock:
-    """Add the seconds since the previous lap to ``phases[name]`` (nothing when it is None)."""
+    """Add the wall (and CPU) seconds since the previous lap to ``phases[name]`` (and
+    ``cpu[name]``); nothing when ``phases`` is None."""
 
-    __slots__ = ("last", "phases")
+    __slots__ = ("cpu", "last", "last_cpu", "phases")
 
-    def __init__(self, phases: dict[str, float] | None) -> None:
+    def __init__(
+        self, phases: dict[str, float] | None, cpu: dict[str, float] | None = None
+    ) -> None:
         self.phases = phases
+        self.cpu = cpu
         self.last = time.perf_counter()
+        self.last_cpu = time.process_time()
 
     def lap(self, name: str) -> None:
         if self.phases is None:
@@ -430,6 +436,10 @@ class _PhaseClock:
         now = time.perf_counter()
         self.phases[name] = self.phases.get(name, 0.0) + now - self.last
         self.last = now
+        if self.cpu is not None:
+            now_cpu = time.process_time()
+            self.cpu[name] = self.cpu.get(name, 0.0) + now_cpu - self.last_cpu
+            self.last_cpu = now_cpu
 
 
 def _calendar_of(result: BacktestResult) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,14 +64,22 @@ def environment(pg_url: str, data_dir: Path) -> dict[str, str]:
 
 
 def run_ours(argv: list[str], env: dict[str, str]) -> tuple[float, dict, dict]:
-    """Run the command once; return its wall time, the run's JSON and the profile."""
+    """Run the command once; return its wall time, the run's JSON and the profile.
+
+    The profile carries the command's CPU seconds too (``cpu``: its own, by phase, and
+    ``cpu_process``: the process's user + system time as the OS counted it).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"backtest failed:\n{done.stderr[-3000:]}")
     docs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return seconds, docs[0], docs[1]["profile"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, docs[0], docs[1]["profile"] | {"cpu": docs[1].get("profile_cpu", {}),
+                                                   "cpu_process": cpu}  # fmt: skip
 
 
 def export_csv(pg_url: str, bars: int, path: Path) -> int:
@@ -97,10 +106,13 @@ def run_peer(python: Path, csv: Path, repeat: int) -> dict:
     """Run backtesting.py on the CSV ``repeat`` times (read + run each); return its report."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
     argv = [str(python), str(PEER), "backtesting-csv", str(csv), str(FAST), str(SLOW), str(repeat)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=PEER.parent)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"peer failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(done.stdout.strip().splitlines()[-1]) | {"cpu_process": cpu}
 
 
 def main() -> int:
@@ -125,6 +137,7 @@ def main() -> int:
         print(f"{rows:,} bars in PostgreSQL and in {csv.name}", flush=True)
         ours = []
         peer_runs: list[float] = []
+        peer_cpus: list[float] = []
         peer = {}
         for k in range(max(1, args.runs)):
             print(f"round {k + 1}/{args.runs}: manage.py backtest, then backtesting.py ...",
@@ -132,7 +145,8 @@ def main() -> int:
             ours.append(run_ours(argv, env))
             peer = run_peer(python, csv, 1)
             peer_runs += peer["runs"]
-    return report(ours, peer, peer_runs, rows)
+            peer_cpus.append(peer["cpu_process"])
+    return report(ours, peer | {"cpu_process": min(peer_cpus)}, peer_runs, rows)
 
 
 def report(ours: list[tuple[float, dict, dict]], peer: dict, peer_runs: list[float], rows: int):
@@ -150,17 +164,24 @@ def report(ours: list[tuple[float, dict, dict]], peer: dict, peer_runs: list[flo
     print(f"{peer_label:48} {peer_best:>8.3f}  {peer_times}  (read {peer['read_seconds']:.2f} s)")
     verdict = "PASS" if ratio >= 1 else "MISS"
     print(f"\nours / peer speed: {ratio:.2f}x (target >= 1x) {verdict}")
+    # CPU seconds, whatever else ran beside them: each whole process (interpreter start-up and
+    # imports included on both sides, unlike the wall figures above), and the peer's run alone.
+    ours_cpu, peer_cpu = min(o[2]["cpu_process"] for o in ours), peer["cpu_process"]
+    print(f"CPU seconds, whole processes: ours {ours_cpu:.3f}, backtesting.py {peer_cpu:.3f} "
+          f"(its run alone {peer['cpu']:.3f}): {peer_cpu / ours_cpu:.2f}x")  # fmt: skip
     same = trades == peer["trades"]
     print(f"same trades: {'PASS' if same else 'FAIL'}  ours {trades}, backtesting.py "
           f"{peer['trades']} on {rows:,} bars")  # fmt: skip
     total = best_profile["total"]
-    print("\nour best run, by phase (backtest --profile; medians of all runs beside):")
+    cpu = best_profile["cpu"]
+    print("\nour best run, by phase (backtest --profile; medians of all runs beside; CPU s):")
     for name, seconds in best_profile.items():
-        if name == "total":
+        if name in ("total", "cpu", "cpu_process"):
             continue
         median = statistics.median(o[2][name] for o in ours)
-        print(f"  {name:<12} {seconds:>7.3f} s {seconds / total:>6.1%}   median {median:.3f} s")
-    print(f"  {'total':<12} {total:>7.3f} s")
+        print(f"  {name:<12} {seconds:>7.3f} s {seconds / total:>6.1%}   median {median:.3f} s"
+              f"   cpu {cpu.get(name, 0.0):.3f} s")  # fmt: skip
+    print(f"  {'total':<12} {total:>7.3f} s{'cpu':>32} {cpu.get('total', 0.0):.3f} s")
     return 0 if same else 1
 
 

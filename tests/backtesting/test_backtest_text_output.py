@@ -62,9 +62,15 @@ def test_profile_accounts_for_the_whole_command_by_phase() -> None:
     assert list(profile) == [*phases, "total"]
     assert all(profile[p] >= 0 for p in phases)
     assert sum(profile[p] for p in phases) == pytest.approx(profile["total"])
+    # The same phases in CPU seconds (the wall clock also counts other processes' turns).
+    cpu = docs[1]["profile_cpu"]
+    assert list(cpu) == [*phases, "total"]
+    assert all(cpu[p] >= 0 for p in phases) and cpu["total"] > 0
+    assert sum(cpu[p] for p in phases) == pytest.approx(cpu["total"])
 
     text = StringIO()
     call_command("backtest", *BASE, "--profile", stdout=text)
     lines = text.getvalue().splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("profile (seconds"))
     assert [line.split()[0] for line in lines[first + 1 :]] == phases
+    assert all(line.split()[-2] == "cpu" for line in lines[first + 1 :])
