@@ -8,12 +8,15 @@ account's stored equity snapshots, never a second copy of the maths.
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.db.models import Count, F, FloatField, Func, Max, Min, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
@@ -21,11 +24,12 @@ from django.utils import timezone
 from backtesting.engine.metrics import summarize
 from backtesting.engine.result import round_trips
 from marketdata.models import Symbol
+from trading import portfolio_sql
 from trading.engine.orders import Fill as EngineFill
 from trading.engine.orders import Liquidity, OrderSide
 from trading.models import Account, Fill, PortfolioSnapshot, Position
+from trading.portfolio_sql import ZERO, decimal_text, iso_utc
 
-ZERO = Decimal(0)
 YEAR_SECONDS = 365 * 24 * 3600
 # Round trips are rebuilt from all of an account's fills; past this many the request is refused.
 ROUND_TRIP_MAX_FILLS = 200_000
@@ -76,49 +80,14 @@ class BucketOf(Func):
 # --------------------------------------------------------------------------- portfolio
 
 
-def _day_start(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def portfolio_summaries(*, accounts: QuerySet[Account], now: datetime | None = None) -> list[dict]:
-    """Return cash, equity, P&L, exposure and trading state of each account."""
-    now = now or timezone.now()
-    midnight = _day_start(now)
-    rows = []
-    for account in accounts.select_related("trading_state").prefetch_related("positions"):
-        positions = [p for p in account.positions.all() if p.quantity != 0]
-        values = [p.quantity * _mark(p) for p in positions]
-        equity = account.cash + sum(values, ZERO)
-        opening = (
-            PortfolioSnapshot.objects.filter(account=account, ts__lt=midnight)
-            .order_by("-ts")
-            .values_list("equity", flat=True)
-            .first()
-        )
-        start_of_day = opening if opening is not None else account.initial_capital
-        state = getattr(account, "trading_state", None)
-        rows.append(
-            {
-                "account": account.pk,
-                "name": account.name,
-                "mode": account.mode,
-                "base_currency": account.base_currency,
-                "cash": account.cash,
-                "equity": equity,
-                "positions_value": sum(values, ZERO),
-                "gross_exposure": sum((abs(v) for v in values), ZERO),
-                "net_exposure": sum(values, ZERO),
-                "realized_pnl": sum((p.realized_pnl for p in account.positions.all()), ZERO),
-                "unrealized_pnl": sum((p.unrealized_pnl for p in positions), ZERO),
-                "daily_pnl": equity - start_of_day,
-                "total_pnl": equity - account.initial_capital,
-                "initial_capital": account.initial_capital,
-                "open_positions": len(positions),
-                "trading_state": state.state if state else "active",
-                "as_of": now,
-            }
-        )
-    return rows
+    """Return cash, equity, P&L, exposure and trading state of each account (by name).
+
+    Equity is cash plus open positions at their last marks (the average entry when unmarked);
+    daily P&L is measured from the last snapshot before 00:00 UTC (else the initial capital).
+    """
+    ids = list(accounts.order_by().values_list("pk", flat=True))
+    return portfolio_sql.portfolio_rows(account_ids=ids, now=now or timezone.now())
 
 
 def _mark(position: Position) -> Decimal:
@@ -196,19 +165,6 @@ def round_trips_of(
 # --------------------------------------------------------------------------- equity
 
 
-TEN_PLACES = Decimal("1e-10")
-
-
-def decimal_text(value: Decimal) -> str:
-    """Write a money column as DRF's DecimalField does: fixed point at its 10 places."""
-    return format(value.quantize(TEN_PLACES), "f")
-
-
-def iso_utc(value: datetime) -> str:
-    """Write a datetime as DRF's DateTimeField does in UTC (``Z``, microseconds when present)."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def equity_span(*, account: Account) -> tuple[datetime | None, datetime | None, int]:
     """Return the first and last snapshot time of ``account`` and the number of snapshots."""
     span = PortfolioSnapshot.objects.filter(account=account).aggregate(
@@ -224,34 +180,100 @@ class EquityPoint:
     drawdown: float
 
 
+class _Curve:
+    """One downsampled curve: its points, and the same as the API writes them (made once)."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.points = [EquityPoint(ts, value, drawdown) for ts, value, drawdown in rows]
+        self._rows: list[dict] | None = None
+        self._json: bytes | None = None
+
+    def api_rows(self) -> list[dict]:
+        if self._rows is None:
+            self._rows = [
+                {"ts": iso_utc(p.ts), "equity": decimal_text(p.equity), "drawdown": p.drawdown}
+                for p in self.points
+            ]
+        return self._rows
+
+    def api_json(self) -> bytes:
+        if self._json is None:  # as DRF's JSONRenderer writes it (compact, no NaN)
+            text = json.dumps(self.api_rows(), separators=(",", ":"), allow_nan=False)
+            self._json = text.encode()
+        return self._json
+
+
+class _CurveCache:
+    """This process's recent curves, by (account, points, newest and oldest snapshot)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple, tuple[float, _Curve]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> _Curve | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple, curve: _Curve) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + EQUITY_CURVE_CACHE_SECONDS, curve)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+CURVES = _CurveCache()
+
+
+def _curve(account: Account, points: int) -> _Curve | None:
+    bounds = portfolio_sql.snapshot_bounds(account_id=account.pk)
+    if bounds is None:
+        return None
+    (newest, stamp, equity), (oldest, first) = bounds
+    key = (account.pk, points, newest, stamp, equity, oldest, first)
+    curve = CURVES.get(key)
+    if curve is None:
+        # Wider than the span by more than BucketOf's slack: the last row is in bucket points-1.
+        width = ((stamp - first).total_seconds() + 0.002) / points
+        snapshots = PortfolioSnapshot.objects.filter(account=account)
+        picked = _last_per_bucket(snapshots, first, width)
+        curve = _Curve(list(picked.order_by("ts").values_list("ts", "equity", "drawdown")))
+        CURVES.put(key, curve)
+    return curve
+
+
 def equity_curve(*, account: Account, points: int) -> list[EquityPoint]:
     """Return at most ``points`` snapshots: the last of each of ``points`` equal time buckets.
 
-    Cached under the newest snapshot, so an answer is reused only until the next snapshot.
+    Kept in this process under the newest and the oldest snapshot (id, time, equity), for at
+    most ``EQUITY_CURVE_CACHE_SECONDS``: the engine only appends snapshots, so a new one (the
+    only change) shows at once; a snapshot edited or deleted in between, neither the newest nor
+    the oldest, shows within that time.
     """
-    snapshots = PortfolioSnapshot.objects.filter(account=account)
-    newest = snapshots.order_by("-ts").values_list("ts", "pk", "equity").first()
-    if newest is None:
-        return []
-    stamp, pk, equity = newest
-    key = f"api:equity-curve:{account.pk}:{points}:{pk}:{stamp.timestamp()}:{equity}"
-    rows = cache.get(key)
-    if rows is None:
-        first = snapshots.order_by("ts").values_list("ts", flat=True).first()
-        # Wider than the span by more than BucketOf's slack: the last row is in bucket points-1.
-        width = ((stamp - first).total_seconds() + 0.002) / points
-        picked = _last_per_bucket(snapshots, first, width)
-        rows = list(picked.order_by("ts").values_list("ts", "equity", "drawdown"))
-        cache.set(key, rows, EQUITY_CURVE_CACHE_SECONDS)
-    return [EquityPoint(ts, value, drawdown) for ts, value, drawdown in rows]
+    curve = _curve(account, points)
+    return list(curve.points) if curve else []
 
 
 def equity_curve_rows(*, account: Account, points: int) -> list[dict]:
-    """Return ``equity_curve`` as the API writes it (``{ts, equity, drawdown}``), fast."""
-    return [
-        {"ts": iso_utc(p.ts), "equity": decimal_text(p.equity), "drawdown": p.drawdown}
-        for p in equity_curve(account=account, points=points)
-    ]
+    """Return ``equity_curve`` as the API writes it (``{ts, equity, drawdown}``); the dicts are
+    shared with later requests: read them, never change them."""
+    curve = _curve(account, points)
+    return list(curve.api_rows()) if curve else []
+
+
+def equity_curve_json(*, account: Account, points: int) -> bytes:
+    """Return ``equity_curve_rows`` as the JSON array the API writes (made once per curve)."""
+    curve = _curve(account, points)
+    return curve.api_json() if curve else b"[]"
 
 
 def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> QuerySet:
@@ -335,9 +357,7 @@ def profit_by_period(*, account: Account, period: str, count: int) -> list[dict]
         .order_by("-period")[: count + 1]
     )
     ends = list(ends)
-    equity_at = dict(
-        snapshots.filter(ts__in=[e["last"] for e in ends]).values_list("ts", "equity")
-    )
+    equity_at = dict(snapshots.filter(ts__in=[e["last"] for e in ends]).values_list("ts", "equity"))
     fills = _fills_per_period(account, trunc, [e["period"] for e in ends])
     rows = []
     for i, end in enumerate(ends[:count]):

@@ -5,6 +5,8 @@ Another account's id answers 404, never 403 and never data, so ids cannot be pro
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
@@ -43,15 +45,18 @@ def visible_accounts(request) -> QuerySet[Account]:
     return Account.objects.all() if ids is None else Account.objects.filter(pk__in=ids)
 
 
-def _account_where(condition: str, params: list) -> Account | None:
-    """Return the account matching a SQL ``condition`` on its columns (one indexed read)."""
+@lru_cache(maxsize=8)
+def _account_statement(vendor: str, by: str) -> tuple[str, list[str]]:
     names = [f.attname for f in Account._meta.concrete_fields]
     columns = ", ".join(sql.column(Account, f.name) for f in Account._meta.concrete_fields)
-    rows = sql.fetch(
-        f"SELECT {columns} FROM {sql.table(Account)} WHERE {condition}",
-        params,
-        sql.converters(Account, names),
-    )
+    where = f"{sql.column(Account, by)} = %s"
+    return f"SELECT {columns} FROM {sql.table(Account)} WHERE {where}", names
+
+
+def _account_where(by: str, value) -> Account | None:
+    """Return the account whose field ``by`` (id or name) is ``value`` (one indexed read)."""
+    statement, names = _account_statement(connection.vendor, by)
+    rows = sql.fetch(statement, [value], sql.converters(Account, names))
     return Account.from_db(connection.alias, names, rows[0]) if rows else None
 
 
@@ -72,7 +77,7 @@ def account_or_404(request, pk) -> Account:
         raise NotFound(NOT_FOUND)
     if not getattr(request.user, "is_authenticated", False) or not request.user.is_active:
         raise NotFound(NOT_FOUND)
-    account = _visible(request, _account_where(f"{sql.column(Account, 'id')} = %s", [key]))
+    account = _visible(request, _account_where("id", key))
     if account is None:
         raise NotFound(NOT_FOUND)
     return account
@@ -102,7 +107,7 @@ def account_or_default(request, pk=None) -> Account:
         return account_or_404(request, pk)
     if not getattr(request.user, "is_authenticated", False) or not request.user.is_active:
         raise NotFound(NOT_FOUND)
-    named = _account_where(f"{sql.column(Account, 'name')} = %s", [settings.DEFAULT_ACCOUNT])
+    named = _account_where("name", settings.DEFAULT_ACCOUNT)
     default = _visible(request, named)
     if default is not None:
         return default

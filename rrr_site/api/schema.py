@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+
+class JWTUserAuthenticationScheme(SimpleJWTScheme):
+    """Document ``JWTUserAuthentication`` as simplejwt's bearer scheme (``jwtAuth``)."""
+
+    target_class = "rrr_site.api.authentication.JWTUserAuthentication"
 
 _DETAIL = inline_serializer(name="ErrorDetail", fields={"detail": serializers.CharField()})
 _FIELD_ERRORS = inline_serializer(

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rrr_site.api.accounts import account_or_default, accounts_in_scope
-from rrr_site.api.pagination import keyset_page, keyset_page_serializer, keyset_response
+from rrr_site.api.accounts import account_ids_in_scope, account_or_default, accounts_in_scope
+from rrr_site.api.pagination import (
+    decode_cursor,
+    encode_cursor,
+    keyset_page_serializer,
+    keyset_response,
+)
 from rrr_site.api.permissions import IsViewer
 from rrr_site.api.query import parse_query
 from rrr_site.api.schema import read_errors
 from trading import portfolio_selectors as selectors
+from trading import portfolio_sql
 from trading.api import portfolio_serializers as s
 
 BUCKET_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
@@ -40,9 +48,9 @@ class PortfolioView(APIView):
     )
     def get(self, request):
         query = parse_query(request, s.AccountQuery)
-        accounts = accounts_in_scope(request, query.get("account"))
-        rows = selectors.portfolio_summaries(accounts=accounts)
-        return Response(s.PortfolioSerializer(rows, many=True).data)
+        ids = account_ids_in_scope(request, query.get("account"))
+        rows = portfolio_sql.portfolio_rows(account_ids=ids, now=timezone.now())
+        return Response([s.portfolio_json(row) for row in rows])
 
 
 class PositionsView(APIView):
@@ -79,12 +87,21 @@ class TradesView(APIView):
                 "page",
                 value={
                     "next": "http://127.0.0.1:8000/api/v1/trades?limit=1&cursor=WyIyMDI2LTAx",
-                    "results": [{
-                        "id": 7, "account": 1, "order": 5, "symbol": "BTC-USD", "side": "buy",
-                        "quantity": "0.1000000000", "price": "50000.0000000000",
-                        "fee": "5.0000000000", "liquidity": "taker", "venue_trade_id": "p-1",
-                        "ts": "2026-01-02T10:00:00Z",
-                    }],
+                    "results": [
+                        {
+                            "id": 7,
+                            "account": 1,
+                            "order": 5,
+                            "symbol": "BTC-USD",
+                            "side": "buy",
+                            "quantity": "0.1000000000",
+                            "price": "50000.0000000000",
+                            "fee": "5.0000000000",
+                            "liquidity": "taker",
+                            "venue_trade_id": "p-1",
+                            "ts": "2026-01-02T10:00:00Z",
+                        }
+                    ],
                 },  # fmt: skip
                 response_only=True,
             )
@@ -92,15 +109,15 @@ class TradesView(APIView):
     )
     def get(self, request):
         query = parse_query(request, s.TradesQuery)
-        accounts = accounts_in_scope(request, query.get("account"))
-        fills = selectors.fills_of(
-            accounts=accounts,
+        rows, last = portfolio_sql.fill_page(
+            account_ids=account_ids_in_scope(request, query.get("account")),
+            limit=query["limit"],
             symbol=query.get("symbol"),
             start=query.get("start"),
             end=query.get("end"),
+            after=decode_cursor(query["cursor"]) if query.get("cursor") else None,
         )
-        rows, cursor = keyset_page(fills, limit=query["limit"], cursor=query.get("cursor"))
-        return keyset_response(request, [s.fill_json(row) for row in rows], cursor)
+        return keyset_response(request, rows, encode_cursor(*last) if last else None)
 
 
 class RoundTripsView(APIView):
@@ -166,8 +183,10 @@ class EquityCurveView(APIView):
     def get(self, request):
         query = parse_query(request, s.EquityCurveQuery)
         account = account_or_default(request, query.get("account"))
-        points = selectors.equity_curve_rows(account=account, points=query["points"])
-        return Response({"account": account.pk, "points": points})  # rows already as documented
+        points = selectors.equity_curve_json(account=account, points=query["points"])
+        # The points array is written once per curve; the body is EquityCurveSerializer's shape.
+        body = b'{"account":%d,"points":%s}' % (account.pk, points)
+        return HttpResponse(body, content_type="application/json")
 
 
 class ProfitPeriodView(APIView):
@@ -205,4 +224,3 @@ class ProfitSymbolView(APIView):
         account = account_or_default(request, query.get("account"))
         rows = selectors.profit_by_symbol(account=account)
         return Response(s.SymbolProfitSerializer(rows, many=True).data)
-
