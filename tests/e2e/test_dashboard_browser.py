@@ -121,7 +121,7 @@ def orders_and_performance_are_live(url: str, page) -> None:
     placed = page.evaluate(
         """async () => {
           const res = await RRR.api("POST", "/api/v1/orders", {
-            account: +document.body.dataset.account, symbol: "BTC-USD", side: "sell",
+            account: +document.body.dataset.account, symbol: "BTC-USD", side: "buy",
             type: "market", quantity: "0.01"});
           return res.status === 201 ? res.data.order.client_order_id : `HTTP ${res.status}`;
         }"""
@@ -171,14 +171,34 @@ def runs_list_is_live(url: str, page) -> None:
     page.screenshot(path=str(SCREENSHOTS / "backtests-live.png"), full_page=True)
 
 
-def activation_is_live(url: str, page) -> None:
-    """An admin's activation shows on the Models page without a reload."""
+def _in_thread(fn):
+    """Run ``fn`` (ORM work) outside Playwright's event loop, where Django refuses it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def run():
+        try:
+            return fn()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def _admin_and_two_versions():
     from django.contrib.auth.models import Group, User
 
     from tests.factories import MLModelFactory
 
     User.objects.get(username="e2e-trader").groups.add(Group.objects.get_or_create(name="admin")[0])
-    first, second = MLModelFactory(name="e2e-model"), MLModelFactory(name="e2e-model")
+    return MLModelFactory(name="e2e-model"), MLModelFactory(name="e2e-model")
+
+
+def activation_is_live(url: str, page) -> None:
+    """An admin's activation shows on the Models page without a reload."""
+    first, second = _in_thread(_admin_and_two_versions)
     page.goto(f"{url}/models/")
     page.wait_for_selector("#ws-status.live", timeout=20_000)
     _stay(page)

@@ -16,7 +16,7 @@
   const z = years.map((y) => Array.from({length: 12}, (_, i) => { const m = months.find((r) => r.year === y && r.month === i + 1); return m ? m.return : null; }));
   Plotly.newPlot("heatmap", [{type: "heatmap", z, x: ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
     y: years.map(String), colorscale: [[0, "#ff5f5f"], [0.5, "#121820"], [1, "#3fcf7a"]], zmid: 0, texttemplate: "%{z:.1%}"}],
-    RRRChart.layout({margin: {l: 45, r: 10, t: 10, b: 25}}), RRRChart.config);
+    RRRChart.layout({margin: {l: 45, r: 10, t: 10, b: 25}, yaxis: {type: "category", gridcolor: "#232c36"}}), RRRChart.config);
   const set = (id, v, colour) => { const el = document.getElementById(id); if (!el || v === undefined) return;
     el.textContent = RRR.num(v); if (colour) RRR.signed(el, v); };
   const perSymbol = document.querySelector("#per-symbol tbody");
