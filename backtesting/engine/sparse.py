@@ -142,18 +142,21 @@ def build_plan(
     n = ts.size
     if names is None:
         names = sorted(set(symbol.tolist()))
-    if len(names) == 1:
+    single = len(names) == 1
+    if single:
         local = np.arange(n)
         rows = {names[0]: local}
+        # One symbol: its rows are all rows, so its columns are the arrays themselves (no copy).
+        caches = {names[0]: IndicatorCache(close, dict(columns or {}))}
     else:
         rows = {s: np.flatnonzero(symbol == s) for s in names}
         local = np.empty(n, dtype=np.int64)
         for r in rows.values():
             local[r] = np.arange(r.size)
-    caches = {
-        s: IndicatorCache(close[r], {k: v[r] for k, v in (columns or {}).items()})
-        for s, r in rows.items()
-    }
+        caches = {
+            s: IndicatorCache(close[r], {k: v[r] for k, v in (columns or {}).items()})
+            for s, r in rows.items()
+        }
     pairs: list[Pair] = []
     for slot, (strategy, wanted) in enumerate(strategies):
         for sym, r in rows.items():
@@ -163,7 +166,8 @@ def build_plan(
             if table is None or table.shape != (3, r.size):
                 return None
             with np.errstate(invalid="ignore"):
-                acting = tuple(r[~np.isnan(table[h + 1]) & (table[h + 1] != h)] for h in (-1, 0, 1))
+                acts = [~np.isnan(table[h + 1]) & (table[h + 1] != h) for h in (-1, 0, 1)]
+            acting = tuple(np.flatnonzero(a) if single else r[a] for a in acts)
             closes = tuple(close[a] for a in acting)
             pairs.append(Pair(slot, sym, table, acting, closes))  # type: ignore[arg-type]
     by_symbol = {sym: tuple(k for k, p in enumerate(pairs) if p.symbol == sym) for sym in rows}
@@ -234,6 +238,11 @@ def equity_by_row(
     return equity, index, marks
 
 
+def _column(table: np.ndarray, i: int) -> tuple[float, float, float]:
+    """Return column ``i`` of a decision table as plain floats (cheaper to read than a view)."""
+    return (table.item(0, i), table.item(1, i), table.item(2, i))
+
+
 class SparseReplay:
     """The sparse replay's loop over one ``BarData`` (see the module docstring)."""
 
@@ -262,6 +271,7 @@ class SparseReplay:
         self.volumes = data.volume
         self.timeframe = data.timeframe
         self.single = len(plan.rows) == 1  # global row == row within the symbol
+        self.only = next(iter(plan.rows)) if self.single else None  # its symbol
         self.log = StateLog.starting(portfolio.cash)
         self.marked: dict[str, int] = {}  # symbol -> the row its position is marked at
         self.due = [p.next_after(-1, 0) for p in plan.pairs]  # next row each pair acts on
@@ -294,7 +304,7 @@ class SparseReplay:
         """Replay bar ``row`` through the runner and schedule what comes next."""
         plan, portfolio, open_next = self.plan, self.portfolio, self.open_next
         positions = portfolio.positions
-        sym = self.symbols[row]
+        sym = self.only or self.symbols[row]
         # The venue marks ``sym`` at this bar before anything reads the account, unless fills at
         # the open or a new day come first; the peak of the bars skipped is added at the end.
         quiet = row != self.day_next and sym not in open_next
@@ -346,17 +356,17 @@ class SparseReplay:
         """Return what to show the strategies after the venue saw the bar: the table columns
         that act for the side then held (all of them while orders are open in the symbol)."""
 
-        def columns() -> list[tuple[int, np.ndarray]]:
+        def columns() -> list[tuple[int, tuple[float, float, float]]]:
             pairs = self.plan.pairs
             if self.has_open_orders(self.account, sym):
-                return [(pairs[k].slot, pairs[k].table[:, i]) for k in mine]
+                return [(pairs[k].slot, _column(pairs[k].table, i)) for k in mine]
             held = self._held(sym)
             out = []
             for k in mine:
-                pair = pairs[k]
-                wanted = pair.table.item(held + 1, i)
+                table = pairs[k].table
+                wanted = table.item(held + 1, i)
                 if wanted == wanted and wanted != held:  # NaN or the side held: nothing to do
-                    out.append((pair.slot, pair.table[:, i]))
+                    out.append((pairs[k].slot, _column(table, i)))
             return out
 
         return columns
