@@ -21,9 +21,19 @@ SCRIPT_NAME = f"plotly-{PLOTLY_VERSION}.min.js"
 SCRIPT_NAME_RE = re.compile(r"plotly-[0-9][0-9A-Za-z.+\-]{0,40}\.min\.js")
 
 
+def plotly_package_dir() -> Path:
+    """The installed ``plotly`` package's folder (its plotly.js and templates are data there)."""
+    return Path(plotly.__file__).resolve().parent
+
+
 def plotly_source() -> Path:
     """The minified plotly.js shipped inside the installed ``plotly`` package."""
-    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    return plotly_package_dir() / "package_data" / "plotly.min.js"
+
+
+def plotly_js_text() -> str:
+    """The text of plotly.js, for a page that inlines it."""
+    return plotly_source().read_text(encoding="utf-8")
 
 
 def script_tag(src: str) -> str:
@@ -52,6 +62,8 @@ __all__ = [
     "SCRIPT_NAME",
     "SCRIPT_NAME_RE",
     "ensure_plotly_beside",
+    "plotly_js_text",
+    "plotly_package_dir",
     "plotly_source",
     "script_tag",
 ]

@@ -6,29 +6,38 @@ figures: equity with buy-and-hold and drawdown, monthly returns heatmap, prices 
 markers, and, when given, optimisation, walk-forward and Monte Carlo charts; the metrics and the
 trade journal are HTML tables, and a glossary defines every figure shown. Long curves are
 thinned for drawing (metrics use every point).
+
+The figures are written as plotly.js's own JSON (data, layout, config), built here as plain dicts
+with numeric arrays as base64 typed arrays, as plotly.py writes them: no plotly.py figure objects,
+whose import and property validation cost about a second per 200,000-bar report.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import base64
 import html
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
-from plotly.subplots import make_subplots
 
 from backtesting.engine.errors import BacktestConfigError
 from backtesting.engine.glossary import INTEGER_METRICS, METRIC_DEFINITIONS
 from backtesting.engine.metrics import drawdown_curve
 from backtesting.engine.montecarlo import MonteCarloResult
 from backtesting.engine.optimize import SearchResult, WalkForwardResult
-from backtesting.engine.plotly_asset import ensure_plotly_beside, script_tag
+from backtesting.engine.plotly_asset import (
+    ensure_plotly_beside,
+    plotly_js_text,
+    plotly_package_dir,
+    script_tag,
+)
 from backtesting.engine.result import BacktestResult, RoundTrip, trades_frame
 
 MAX_POINTS = 4000  # per drawn line
@@ -42,6 +51,16 @@ table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ddd;paddi
 th{background:#f4f4f4;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .metrics{columns:3;column-gap:24px} .note{color:#666;font-size:12px}
 """
+# ColorBrewer's red-yellow-green (plotly.js has no such named scale; plotly.py's own values).
+_RD_YL_GN = [
+    "rgb(165,0,38)", "rgb(215,48,39)", "rgb(244,109,67)", "rgb(253,174,97)", "rgb(254,224,139)",
+    "rgb(255,255,191)", "rgb(217,239,139)", "rgb(166,217,106)", "rgb(102,189,99)",
+    "rgb(26,152,80)", "rgb(0,104,55)",
+]  # fmt: skip
+_MARGIN = {"l": 50, "r": 20, "t": 40, "b": 40}
+_CONFIG = {"displaylogo": False, "responsive": True}
+
+Figure = dict[str, Any]  # plotly.js's {"data": [trace, ...], "layout": {...}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,72 +82,94 @@ def _thin(series: pd.Series, limit: int = MAX_POINTS) -> pd.Series:
     )
 
 
-def _compact_dates(fig: go.Figure) -> None:
-    """Give time axes as UTC epoch milliseconds (a binary array) instead of ISO strings.
+def _numbers(values: Any) -> dict[str, str]:
+    """Return a numeric array as plotly.js's typed array (float64, base64), as plotly.py does.
 
-    A 25-character timestamp per point per line was most of a report's size; plotly.js reads
-    numbers on a ``date`` axis as milliseconds since the epoch, shown as the same UTC times.
+    Compact, exact, and NaN-safe (a gap in a line), unlike a JSON list of numbers.
     """
-    dated = False
-    for trace in fig.data:
-        x = getattr(trace, "x", None)
-        if x is None or len(x) == 0:
-            continue
-        first = x[0]
-        if not isinstance(first, dt.datetime | np.datetime64):
-            continue
-        index = pd.DatetimeIndex(x)
-        index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
-        trace.x = (index.asi8 // 1_000_000).astype(np.float64)
-        dated = True
-    if dated:
-        fig.update_xaxes(type="date")
+    array = np.ascontiguousarray(np.asarray(values, dtype=np.float64), dtype="<f8")
+    return {"dtype": "f8", "bdata": base64.b64encode(array.tobytes()).decode("ascii")}
 
 
-def _ms(stamps: Sequence[object] | pd.Index) -> np.ndarray:
-    """UTC epoch milliseconds of timestamps, as float64 (for a ``date`` axis).
-
-    Given to plotly as a numeric array, it is neither deep-copied object by object nor written
-    as ISO strings: a 200,000-bar report's figures build several times faster.
-    """
+def _ms(stamps: Sequence[object] | pd.Index) -> dict[str, str]:
+    """UTC epoch milliseconds of timestamps as a typed array (a ``date`` axis reads them)."""
     index = pd.DatetimeIndex(stamps)
     if len(index) == 0:
-        return np.empty(0, dtype=np.float64)
+        return _numbers([])
     index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
-    return (index.asi8 // 1_000_000).astype(np.float64)
+    return _numbers(index.asi8 // 1_000_000)
 
 
-def _div(fig: go.Figure, name: str) -> str:
-    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, template="plotly_white")
-    _compact_dates(fig)
-    return fig.to_html(
-        full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False}
+def _cells(table: np.ndarray) -> list[list[float | None]]:
+    """Return a small 2-D table as nested lists, NaN as null (a heatmap's empty cell)."""
+    return [[None if v != v else float(v) for v in row] for row in table.tolist()]
+
+
+@cache
+def _template() -> dict[str, Any]:
+    """Return plotly's ``plotly_white`` template (the package's JSON file, read once)."""
+    path = plotly_package_dir() / "package_data" / "templates" / "plotly_white.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _json(value: Any) -> str:
+    """Return compact JSON that is safe inside a ``<script>`` element."""
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _div(fig: Figure, name: str) -> str:
+    """Return the figure as a ``<div>`` and the script that draws it into the div."""
+    layout = {**fig["layout"], "margin": _MARGIN, "template": _template()}
+    height = layout.get("height")
+    style = f"height:{int(height)}px; width:100%;" if height else "height:100%; width:100%;"
+    return (
+        f'<div id="{name}" class="plotly-graph-div" style="{style}"></div>'
+        f'<script type="text/javascript">Plotly.newPlot("{name}", {_json(fig["data"])}, '
+        f"{_json(layout)}, {_json(_CONFIG)});</script>"
     )
 
 
-def equity_figure(result: BacktestResult) -> go.Figure:
+def _line(x: Any, y: Any, name: str, **extra: Any) -> dict[str, Any]:
+    """Return a scatter trace (a line unless ``mode`` says otherwise)."""
+    return {"type": "scatter", "x": x, "y": y, "name": name, **extra}
+
+
+def _vline(x: float, xref: str = "x", yref: str = "y") -> dict[str, Any]:
+    """Return a dotted vertical line across the plot at ``x`` (a layout shape)."""
+    return {
+        "type": "line", "x0": x, "x1": x, "xref": xref, "y0": 0, "y1": 1,
+        "yref": f"{yref} domain", "line": {"dash": "dot", "width": 1},
+    }  # fmt: skip
+
+
+def equity_figure(result: BacktestResult) -> Figure:
     """Return equity (with buy and hold) above its drawdown."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3])
     equity = _thin(result.equity)
-    fig.add_trace(go.Scatter(x=_ms(equity.index), y=equity.values, name="equity"), row=1, col=1)
+    data = [_line(_ms(equity.index), _numbers(equity.to_numpy()), "equity")]
     if len(result.benchmark):
         bench = _thin(result.benchmark)
-        fig.add_trace(
-            go.Scatter(
-                x=_ms(bench.index), y=bench.values, name="buy & hold", line={"dash": "dot"}
-            ),
-            row=1,
-            col=1,
+        data.append(
+            _line(_ms(bench.index), _numbers(bench.to_numpy()), "buy & hold", line={"dash": "dot"})
         )
-    dd = pd.Series(-drawdown_curve(result.equity.to_numpy()), index=result.equity.index)
-    dd = _thin(dd)
-    fig.add_trace(
-        go.Scatter(x=_ms(dd.index), y=dd.values, name="drawdown", fill="tozeroy"), row=2, col=1
-    )
-    fig.update_yaxes(tickformat=".1%", row=2, col=1)
-    fig.update_xaxes(type="date")
-    fig.update_layout(title="Equity and drawdown", height=520)
-    return fig
+    dd = _thin(pd.Series(-drawdown_curve(result.equity.to_numpy()), index=result.equity.index))
+    data.append(
+        _line(_ms(dd.index), _numbers(dd.to_numpy()), "drawdown", fill="tozeroy",
+              xaxis="x2", yaxis="y2")
+    )  # fmt: skip
+    for trace in data[:-1]:
+        trace |= {"xaxis": "x", "yaxis": "y"}
+    # Two rows sharing the time axis, 70 % / 30 % of the height (plotly's make_subplots layout).
+    layout = {
+        "xaxis": {"anchor": "y", "domain": [0.0, 1.0], "matches": "x2", "showticklabels": False,
+                  "type": "date"},
+        "yaxis": {"anchor": "x", "domain": [0.405, 1.0]},
+        "xaxis2": {"anchor": "y2", "domain": [0.0, 1.0], "type": "date"},
+        "yaxis2": {"anchor": "x2", "domain": [0.0, 0.255], "tickformat": ".1%"},
+        "title": {"text": "Equity and drawdown"},
+        "height": 520,
+    }  # fmt: skip
+    return {"data": data, "layout": layout}
 
 
 def monthly_returns(equity: pd.Series) -> pd.DataFrame:
@@ -143,106 +184,135 @@ def monthly_returns(equity: pd.Series) -> pd.DataFrame:
     return wide.reindex(columns=range(1, 13)).set_axis(_MONTHS, axis=1)
 
 
-def monthly_heatmap(equity: pd.Series) -> go.Figure:
+def monthly_heatmap(equity: pd.Series) -> Figure:
     """Return the monthly returns heatmap."""
     table = monthly_returns(equity)
-    fig = go.Figure(
-        go.Heatmap(
-            z=table.to_numpy(dtype=float),
-            x=list(table.columns),
-            y=[str(y) for y in table.index],
-            colorscale="RdYlGn",
-            zmid=0,
-            texttemplate="%{z:.1%}",
-        )
-    )
-    fig.update_layout(title="Monthly returns", height=120 + 40 * max(1, len(table)))
-    return fig
+    steps = len(_RD_YL_GN) - 1
+    trace = {
+        "type": "heatmap",
+        "z": _cells(table.to_numpy(dtype=float)),
+        "x": list(table.columns),
+        "y": [str(y) for y in table.index],
+        "colorscale": [[i / steps, colour] for i, colour in enumerate(_RD_YL_GN)],
+        "zmid": 0,
+        "texttemplate": "%{z:.1%}",
+    }
+    layout = {"title": {"text": "Monthly returns"}, "height": 120 + 40 * max(1, len(table))}
+    return {"data": [trace], "layout": layout}
 
 
-def price_figure(prices: pd.DataFrame, trades: Sequence[RoundTrip], symbol: str) -> go.Figure:
+def price_figure(prices: pd.DataFrame, trades: Sequence[RoundTrip], symbol: str) -> Figure:
     """Return the close of ``symbol`` with entry and exit markers of its trades."""
     close = _thin(prices[symbol].dropna())
-    fig = go.Figure(
-        go.Scatter(x=_ms(close.index), y=close.values, name=symbol, line={"width": 1})
-    )
+    data = [_line(_ms(close.index), _numbers(close.to_numpy()), symbol, line={"width": 1})]
     own = [t for t in trades if t.symbol == symbol][-MAX_POINTS:]
     for side, colour, marker in (
         ("long", "green", "triangle-up"),
         ("short", "red", "triangle-down"),
     ):
         entries = [t for t in own if t.side == side]
-        fig.add_trace(
-            go.Scatter(
-                x=_ms([t.entry_ts for t in entries]),
-                y=[float(t.entry_price) for t in entries],
+        data.append(
+            _line(
+                _ms([t.entry_ts for t in entries]),
+                _numbers([float(t.entry_price) for t in entries]),
+                f"{side} entry",
                 mode="markers",
-                name=f"{side} entry",
                 marker={"color": colour, "symbol": marker, "size": 8},
             )
         )
     exits = [t for t in own if t.exit_ts is not None]
-    fig.add_trace(
-        go.Scatter(
-            x=_ms([t.exit_ts for t in exits]),
-            y=[float(t.exit_price) for t in exits],  # type: ignore[arg-type]
+    data.append(
+        _line(
+            _ms([t.exit_ts for t in exits]),
+            _numbers([float(t.exit_price) for t in exits]),  # type: ignore[arg-type]
+            "exit",
             mode="markers",
-            name="exit",
             marker={"color": "black", "symbol": "x", "size": 7},
         )
     )
-    fig.update_xaxes(type="date")
-    fig.update_layout(title=f"{symbol}: price and trades", height=420)
-    return fig
+    layout = {
+        "xaxis": {"type": "date"},
+        "title": {"text": f"{symbol}: price and trades"},
+        "height": 420,
+    }
+    return {"data": data, "layout": layout}
 
 
-def optimisation_figure(search: SearchResult) -> go.Figure:
+def optimisation_figure(search: SearchResult) -> Figure:
     """Return the objective per trial (a heatmap when exactly two parameters vary)."""
     frame = search.to_frame()
     names = [c for c in frame.columns if c in search.trials[0].params] if search.trials else []
     varying = [n for n in names if frame[n].nunique() > 1]
+    layout: dict[str, Any] = {}
     if len(varying) == 2:
         table = frame.pivot_table(index=varying[0], columns=varying[1], values="score")
-        fig = go.Figure(
-            go.Heatmap(
-                z=table.to_numpy(dtype=float),
-                x=[str(c) for c in table.columns],
-                y=[str(i) for i in table.index],
-                colorscale="Viridis",
-            )
-        )
-        fig.update_layout(xaxis_title=varying[1], yaxis_title=varying[0])
+        data: list[dict[str, Any]] = [
+            {
+                "type": "heatmap",
+                "z": _cells(table.to_numpy(dtype=float)),
+                "x": [str(c) for c in table.columns],
+                "y": [str(i) for i in table.index],
+                "colorscale": "Viridis",
+            }
+        ]
+        layout |= {"xaxis": {"title": {"text": varying[1]}},
+                   "yaxis": {"title": {"text": varying[0]}}}  # fmt: skip
     else:
-        fig = go.Figure(go.Scatter(y=frame["score"], mode="markers", name="trials"))
-        fig.update_layout(xaxis_title="trial")
+        data = [{"type": "scatter", "y": _numbers(frame["score"]), "mode": "markers",
+                 "name": "trials"}]  # fmt: skip
+        layout["xaxis"] = {"title": {"text": "trial"}}
     if search.generations:
-        fig.add_trace(go.Scatter(y=search.generations, mode="lines", name="best per generation"))
-    fig.update_layout(title=f"{search.method} search: {search.objective}", height=420)
-    return fig
+        data.append({"type": "scatter", "y": _numbers(search.generations), "mode": "lines",
+                     "name": "best per generation"})  # fmt: skip
+    layout |= {"title": {"text": f"{search.method} search: {search.objective}"}, "height": 420}
+    return {"data": data, "layout": layout}
 
 
-def walk_forward_figure(wf: WalkForwardResult) -> go.Figure:
+def walk_forward_figure(wf: WalkForwardResult) -> Figure:
     """Return the stitched out-of-sample equity with window boundaries."""
     equity = _thin(wf.equity)
-    fig = go.Figure(go.Scatter(x=equity.index, y=equity.values, name="out-of-sample equity"))
-    for outcome in wf.windows:
-        if len(outcome.oos_equity):
-            fig.add_vline(x=outcome.oos_equity.index[0], line={"width": 1, "dash": "dot"})
-    fig.update_layout(title="Walk-forward: stitched out-of-sample equity", height=380)
-    return fig
+    data = [_line(_ms(equity.index), _numbers(equity.to_numpy()), "out-of-sample equity")]
+    starts = [o.oos_equity.index[0] for o in wf.windows if len(o.oos_equity)]
+    shapes = [_vline(float(pd.Timestamp(ts).value // 1_000_000)) for ts in starts]
+    layout = {
+        "xaxis": {"type": "date"},
+        "shapes": shapes,
+        "title": {"text": "Walk-forward: stitched out-of-sample equity"},
+        "height": 380,
+    }
+    return {"data": data, "layout": layout}
 
 
-def montecarlo_figure(mc: MonteCarloResult) -> go.Figure:
+def montecarlo_figure(mc: MonteCarloResult) -> Figure:
     """Return histograms of simulated final equity and maximum drawdown."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("final equity", "max drawdown"))
-    fig.add_trace(go.Histogram(x=mc.final_equity, name="final equity", nbinsx=50), row=1, col=1)
-    fig.add_trace(go.Histogram(x=mc.max_drawdown, name="max drawdown", nbinsx=50), row=1, col=2)
-    for p, v in mc.final_equity_percentiles().items():
-        fig.add_vline(
-            x=v, line={"dash": "dot", "width": 1}, row=1, col=1, annotation_text=f"p{p:g}"
-        )
-    fig.update_layout(title=f"Monte Carlo ({mc.method}, {mc.final_equity.size} paths)", height=380)
-    return fig
+    data = [
+        {"type": "histogram", "x": _numbers(mc.final_equity), "name": "final equity",
+         "nbinsx": 50, "xaxis": "x", "yaxis": "y"},
+        {"type": "histogram", "x": _numbers(mc.max_drawdown), "name": "max drawdown",
+         "nbinsx": 50, "xaxis": "x2", "yaxis": "y2"},
+    ]  # fmt: skip
+    titles = [
+        {"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "xanchor": "center",
+         "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}
+        for text, x in (("final equity", 0.225), ("max drawdown", 0.775))
+    ]  # fmt: skip
+    percentiles = mc.final_equity_percentiles().items()
+    marks = [
+        {"text": f"p{p:g}", "x": float(v), "y": 1, "xref": "x", "yref": "y domain",
+         "xanchor": "left", "yanchor": "top", "showarrow": False}
+        for p, v in percentiles
+    ]  # fmt: skip
+    layout = {
+        "xaxis": {"anchor": "y", "domain": [0.0, 0.45]},
+        "yaxis": {"anchor": "x", "domain": [0.0, 1.0]},
+        "xaxis2": {"anchor": "y2", "domain": [0.55, 1.0]},
+        "yaxis2": {"anchor": "x2", "domain": [0.0, 1.0]},
+        "annotations": titles + marks,
+        "shapes": [_vline(float(v)) for _, v in percentiles],
+        "title": {"text": f"Monte Carlo ({mc.method}, {mc.final_equity.size} paths)"},
+        "height": 380,
+    }
+    return {"data": data, "layout": layout}
 
 
 def _fmt(value: object) -> str:
@@ -339,7 +409,7 @@ def render_html(
     sections += _journal(result, csv_name)
     sections += ["<h2>Glossary</h2>", glossary(result.metrics)]
     body = "\n".join(sections)
-    plotly_js = script_tag(plotly_src) if plotly_src else f"<script>{get_plotlyjs()}</script>"
+    plotly_js = script_tag(plotly_src) if plotly_src else f"<script>{plotly_js_text()}</script>"
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
         f"</title><style>{_CSS}</style>{plotly_js}</head>"
