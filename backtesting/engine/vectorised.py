@@ -296,6 +296,11 @@ def user_table(cls: type[Strategy], cache: IndicatorCache, params: Mapping[str, 
         raise UnsupportedStrategyError(
             f"{cls.__name__}: size, stop_loss and take_profit columns run event-driven only"
         )
+    if table.shape != (3, cache.close.size):
+        raise StrategyConfigError(
+            f"{cls.__name__}: its functions must keep one row per bar ({cache.close.size} bars, "
+            f"got {table.shape[-1]} rows; drop nothing, fill instead)"
+        )
     return table
 
 

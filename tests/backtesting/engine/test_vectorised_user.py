@@ -13,6 +13,7 @@ from backtesting.engine.runner import BacktestConfig, prepare_bars, run_backtest
 from backtesting.engine.vectorised import run_vectorised, sweep
 from tests.backtesting.engine.helpers import D, sim_frame, walk_frame
 from trading.engine import user_strategies
+from trading.engine.errors import StrategyConfigError
 from trading.engine.strategies import STRATEGIES, create_strategy
 
 LONG_ONLY = """
@@ -161,6 +162,16 @@ def test_what_the_vectorised_path_cannot_reproduce_is_refused(folder) -> None:
         run_vectorised("UserEvent", bars)
     with pytest.raises(UnsupportedStrategyError, match="unknown strategy 'Nope'"):
         run_vectorised("Nope", bars)
+
+
+def test_a_table_that_lost_rows_is_an_error_not_a_shifted_backtest(folder) -> None:
+    text = LONG_ONLY.replace("UserSma", "UserDrops").replace(
+        'df["slow"] = df["close"].rolling(self.params["slow"]).mean()\n        return df',
+        'df["slow"] = df["close"].rolling(self.params["slow"]).mean()\n        return df.dropna()',
+    )
+    (folder / "drops.py").write_text(textwrap.dedent(text))
+    with pytest.raises(StrategyConfigError, match=r"one row per bar \(300 bars, got 271 rows"):
+        run_vectorised("UserDrops", prepare_bars(walk_frame(300)))
 
 
 def test_sweeps_and_grid_search_take_a_user_strategy_by_name_or_path(folder) -> None:
