@@ -794,7 +794,22 @@ class TaskEvaluator:
         for params in batch:
             key = (repr(sorted(_jsonable(params).items())), start, end)
             if key not in known:
-                known[key] = backtest_run_create(
+                known[key] = self._create_one(dict(sorted(params.items())), start, end)
+            trials.append(known[key])
+        return trials
+
+    def _create_one(self, params: dict[str, Any], start: datetime, end: datetime) -> BacktestRun:
+        """Record one trial; if another process recorded it meanwhile, return that row.
+
+        The database's ``backtest_trial_unique`` decides between two parents (a sweep and the
+        worker that took it over) creating the same trial at once.
+        """
+        from django.db import IntegrityError
+
+        parent = self.parent
+        try:
+            with transaction.atomic():  # a savepoint: the conflict leaves the batch usable
+                return backtest_run_create(
                     strategy=parent.strategy,
                     params=params,
                     symbols=parent.symbols,
@@ -806,8 +821,13 @@ class TaskEvaluator:
                     name=f"{parent.name or parent.strategy} trial",
                     data_source=parent.data_source,
                 )
-            trials.append(known[key])
-        return trials
+        except IntegrityError:
+            known = BacktestRun.objects.filter(
+                parent=parent, params=_jsonable(params), start=start, end=end
+            ).first()
+            if known is None:
+                raise  # another constraint refused it: not a trial recorded twice
+            return known
 
     def _enqueue(self, child: BacktestRun) -> None:
         if child.status in UNFINISHED:  # a trial a retried sweep finished already is not rerun
@@ -910,16 +930,20 @@ def sweep_execute(
     report: str | Path | None = None,
     montecarlo: int = 0,
     distributed: bool | None = None,
+    resume: bool = False,
 ) -> SearchResult:
     """Search parameters with one task per set, then run the best set in full on the parent.
 
     ``distributed`` (default: when a Redis broker is configured) sends every trial to the
     ``qcluster`` workers; otherwise the trials run inline as synchronous django-q tasks. If
     anything fails, the parent is marked failed with the reason before the error propagates.
+    ``resume``: the parent is already running (taken over from a dead process,
+    ``backtesting.sweep_takeover``); its finished trials are found, not run again.
     """
     if distributed is None:
         distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
-    _claim(parent)
+    if not resume:
+        _claim(parent)
     try:
         sweep_check(
             strategy=parent.strategy, method=method, space=space, n_iter=n_iter, objective=objective
@@ -993,6 +1017,7 @@ def walkforward_execute(
     report: str | Path | None = None,
     distributed: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> Any:
     """Walk-forward optimisation: stitched out-of-sample equity and the parameter path.
 
@@ -1003,7 +1028,8 @@ def walkforward_execute(
     """
     if distributed is None:
         distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
-    _claim(parent)
+    if not resume:  # resumed: a sweep taken over (``sweep_execute``)
+        _claim(parent)
     try:
         bars, origins = bars_for(
             symbols=parent.symbols,

@@ -14,30 +14,46 @@ from backtesting.services import (
     sweep_execute,
     walkforward_execute,
 )
+from backtesting.sweep_takeover import is_sweep, sweep_run_owned
 
 
 def backtest_task(run_id: int, options: dict | None = None) -> dict:
     """Run a queued backtest (or sweep parent) by id; return its status and metrics.
 
-    A run cancelled before or while it runs ends here quietly as ``cancelled``.
+    A run cancelled before or while it runs ends here quietly as ``cancelled``. A sweep's
+    parent works under its owner lock with its options stored, so that if this process dies a
+    worker takes the sweep over (``backtesting.sweep_takeover``).
     """
     options = options or {}
     run = BacktestRun.objects.get(pk=run_id)
-    try:
-        _execute(run, options)
-    except (RunNotPending, BacktestCancelled):
-        run.refresh_from_db()
-        if run.status == RunStatus.CANCELLED:
-            return {"run": run.pk, "status": run.status, "metrics": {}}
-        raise  # someone else owns the run: its row is theirs to finish
-    except BaseException as exc:
-        run_fail(run, exc)  # whatever went wrong, the run must not stay pending
-        raise
+    if is_sweep(run):
+        skipped = sweep_run_owned(run, options, lambda: execute_run(run, options))
+        if skipped is not None:
+            return skipped
+    else:
+        execute_run(run, options)
     run.refresh_from_db()
     return {"run": run.pk, "status": run.status, "metrics": run.metrics}
 
 
-def _execute(run: BacktestRun, options: dict) -> None:
+def execute_run(run: BacktestRun, options: dict, *, resume: bool = False) -> None:
+    """Execute ``run``; a failure marks it failed, a cancellation ends quietly.
+
+    ``resume``: a sweep taken over from a dead parent (already running: not claimed again).
+    """
+    try:
+        _execute(run, options, resume)
+    except (RunNotPending, BacktestCancelled):
+        run.refresh_from_db()
+        if run.status == RunStatus.CANCELLED:
+            return
+        raise  # someone else owns the run: its row is theirs to finish
+    except BaseException as exc:
+        run_fail(run, exc)  # whatever went wrong, the run must not stay pending
+        raise
+
+
+def _execute(run: BacktestRun, options: dict, resume: bool = False) -> None:
     if run.optimize in {"grid", "random", "genetic"}:
         sweep_execute(
             parent=run,
@@ -47,6 +63,7 @@ def _execute(run: BacktestRun, options: dict) -> None:
             n_iter=options.get("trials", 20),
             report=options.get("report"),
             montecarlo=options.get("montecarlo", 0),
+            resume=resume,
         )
     elif run.optimize == "walkforward":
         walkforward_execute(
@@ -57,6 +74,7 @@ def _execute(run: BacktestRun, options: dict) -> None:
             anchored=bool(options.get("anchored")),
             objective=options.get("objective", "sharpe"),
             report=options.get("report"),
+            resume=resume,
         )
     else:
         backtest_execute(
