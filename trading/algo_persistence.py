@@ -20,7 +20,9 @@ from django.utils import timezone
 
 from trading.choices import OrderStatus
 from trading.engine.algo_book import algo_child_id
+from trading.engine.algos import ExecutionAlgo
 from trading.engine.orders import Order as EngineOrder
+from trading.engine.orders import OrderIntent
 from trading.models import Order
 from trading.persistence import engine_order
 
@@ -33,6 +35,32 @@ class StoredAlgoParent:
     started: datetime
     arrival: Decimal | None
     children: list[EngineOrder]
+
+
+def algo_parent_order(intent: OrderIntent, algo: ExecutionAlgo, now: datetime) -> EngineOrder:
+    """Return the row a parent started by a strategy is stored as: open, being worked from now.
+
+    It goes into the engine's next batch, before the children it just sent, so the transaction
+    that stores a child stores its parent too; a restart resumes it (``algo_parents_open``).
+    """
+    return EngineOrder(
+        symbol=intent.symbol,
+        side=intent.side,
+        quantity=intent.quantity,
+        type=intent.type,
+        account=intent.account,
+        client_order_id=intent.client_order_id,
+        tif=intent.tif,
+        status=OrderStatus.OPEN,
+        strategy=intent.strategy,
+        created_ts=now,
+        updated_ts=now,
+        metadata={
+            **(intent.metadata or {}),
+            "algo_started": algo.times[0].isoformat(),
+            "algo_arrival": str(algo.arrival_price),
+        },
+    )
 
 
 def is_algo_parent(metadata: dict | None) -> bool:

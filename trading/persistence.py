@@ -273,6 +273,7 @@ class TradingStore:
             Account.objects.filter(pk=account.pk).update(cash=batch.cash, updated_at=now)
         for snapshot in batch.snapshots:
             self._write_snapshot(snapshot, now)
+        self._forget_finished(batch.orders)
 
     def _write_orders(self, orders: list[EngineOrder], now: datetime) -> None:
         rows = [self._order_row(o, now) for o in orders]
@@ -293,6 +294,16 @@ class TradingStore:
                 Order.objects.filter(pk=self._order_pks[child]).update(
                     parent_id=self._order_pks[parent]
                 )
+
+    def _forget_finished(self, orders: list[EngineOrder]) -> None:
+        """Drop the cached row ids of orders stored final.
+
+        The cache holds working orders only, so it does not grow with every order of a long
+        session; a late fill of a forgotten order is looked up again (``_write_fills``).
+        """
+        for order in orders:
+            if order.is_terminal:
+                self._order_pks.pop(order.client_order_id, None)
 
     def _order_row(self, o: EngineOrder, now: datetime) -> Order:
         meta = dict(o.metadata)
@@ -444,7 +455,12 @@ class PersistenceHealth:
 
 
 class Recorder:
-    """OMS listener: remembers what changed until the next batch is cut."""
+    """OMS listener: remembers what changed until the next batch is cut.
+
+    ``seen`` holds the ids of the orders this engine handles whose final state is not stored
+    yet (the control poll must not take one for a new API order); ``stored`` forgets the ones a
+    committed batch finished, so it stays as small as the working set over a long session.
+    """
 
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}
@@ -454,6 +470,12 @@ class Recorder:
         self.rejected = 0
         self.seen: set[str] = set()
 
+    def stored(self, batch: TradingBatch) -> None:
+        """Forget the orders ``batch`` (committed) stored in a final state."""
+        for order in batch.orders:
+            if order.is_terminal:
+                self.seen.discard(order.client_order_id)
+
     def on_order(self, order: Order) -> None:
         """Mark ``order`` dirty."""
         self.orders[order.client_order_id] = order
@@ -462,6 +484,11 @@ class Recorder:
             self.seen.add(order.client_order_id)
             self.new_orders += 1
             self.rejected += order.status.value == "rejected"
+
+    def on_algo_parent(self, parent: Order) -> None:
+        """Store a TWAP/VWAP parent (not an OMS order: no new-order count) with this batch."""
+        self.orders[parent.client_order_id] = parent
+        self.symbols.add(parent.symbol)
 
     def on_fill(self, fill: Fill) -> None:
         """Queue ``fill``."""

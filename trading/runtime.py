@@ -80,6 +80,14 @@ DB_ERRORS = (DatabaseError, InterfaceError)
 RETRY_FIRST = 0.2  # seconds before the first retry of a failed write
 RETRY_MAX = 5.0  # backoff cap: a recovered database is noticed within this
 SHUTDOWN_WRITE_TIMEOUT = 30.0  # how long a stopping engine keeps trying to store what it holds
+# Market data waiting for the database: four of the writer's 5,000-row batches. A feed faster
+# than the database is held back here (nothing dropped) instead of queueing in memory: with
+# the writer's default of 100,000 events a 50-symbol soak's engine grew ~190 MB until it was full.
+MD_QUEUE_EVENTS = 20_000
+# A feed with events ready (a simulated market behind its pace, a socket's backlog) yields them
+# without ever suspending: every this many events the loop runs its other tasks (the web server,
+# the writers, the flush, control and broadcast tasks), which otherwise starved for seconds.
+CONSUME_YIELD_EVERY = 50
 
 
 @dataclass(slots=True)
@@ -241,6 +249,7 @@ class TradingRuntime:
         if self.config.strategy:
             strategy = create_strategy(self.config.strategy, **self.config.params)
             self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
+        self.runner.algos.on_start = self._algo_started  # strategy parents: stored with children
         self.runner.start(now)
         await self._algos_restore(now)
         warmup = await self._warm_up(now)
@@ -334,6 +343,7 @@ class TradingRuntime:
         if self.config.store_market_data:
             source = self.config.feed
             self.md_writer = AsyncBatchWriter(
+                max_queue=MD_QUEUE_EVENTS,
                 clock=time.monotonic,
                 on_reject=lambda event, why: quality_event_record_rejected(
                     event=event, reason=why, source=source
@@ -465,6 +475,8 @@ class TradingRuntime:
             if stop.is_set():
                 return  # the stop signal came while this event was in flight: do not trade on it
             self.summary.events += 1
+            if self.summary.events % CONSUME_YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a feed that never waits must not starve the loop
             received = getattr(self.feed, "last_received_at", None)
             outputs = self.pipeline.process(event)
             if self.metrics is not None:
@@ -620,6 +632,7 @@ class TradingRuntime:
                 self._persistence_failed(exc)
                 return False
             self._unsaved = None
+            self.recorder.stored(pending)  # finished orders are forgotten once stored
             self.persistence.unsaved_fills = self.persistence.unsaved_orders = 0
             self.summary.batches += 1
             self.summary.fills += len(pending.fills)
@@ -881,7 +894,7 @@ class TradingRuntime:
         from trading.engine.errors import AlgoConfigError
 
         try:
-            algo = self.runner.algos.start(intent, now)
+            algo = self.runner.algos.start(intent, now, record=False)  # its row exists
         except AlgoConfigError as exc:  # e.g. no price yet: refused loudly, nothing sent
             logger.warning("algo parent %s refused: %s", intent.client_order_id, exc)
             await self._db(algo_parent_finished, intent.client_order_id, Decimal(0), None, True)
@@ -898,15 +911,33 @@ class TradingRuntime:
                 _intent_from(stored.order), stored.started, stored.children, now, stored.arrival
             )
 
+    def _algo_started(self, intent: OrderIntent, algo) -> None:
+        """Record a parent a strategy started: stored open in the batch of its first children."""
+        from trading.algo_persistence import algo_parent_order
+
+        self.recorder.on_algo_parent(algo_parent_order(intent, algo, self._now or self.clock()))
+
     async def _algos_finish(self) -> None:
-        """Store the outcome of parents that finished (filled, or short and cancelled)."""
+        """Store the outcome of parents that finished (filled, or short and cancelled).
+
+        The batch that holds a strategy's parent and its children is stored first; whatever is
+        not stored yet stays queued for the next poll.
+        """
         from trading.algo_persistence import algo_parent_finished
 
-        for algo in self.runner.algos.drain_finished():
+        finished = self.runner.algos.drain_finished()
+        if finished and not await self._persist():
+            self.runner.algos.finished[:0] = finished
+            return
+        for i, algo in enumerate(finished):
             short = algo.filled < algo.quantity
-            await self._db(
-                algo_parent_finished, algo.algo_id, algo.filled, algo.avg_price, short
-            )
+            try:
+                await self._db(
+                    algo_parent_finished, algo.algo_id, algo.filled, algo.avg_price, short
+                )
+            except BaseException:
+                self.runner.algos.finished[:0] = finished[i:]
+                raise
 
     async def _signals(self) -> None:
         """Hand stored external signals (TradingView alerts) to the strategies, then mark them.

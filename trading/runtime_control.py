@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -50,6 +50,49 @@ class ControlState:
     cancels: list[str] = field(default_factory=list)
     # symbol -> (model id, loaded Predictor or None when the symbol has no active model)
     models: dict[str, tuple[int | None, object | None]] | None = None
+
+
+ORDER_CHECK_DECISIONS = ("reject", "reduce")
+
+
+def coalesce_order_checks(events: list[RiskEventRecord]) -> list[RiskEventRecord]:
+    """Return ``events`` with the repeats of one order check folded into its first occurrence.
+
+    A strategy asking again and again for what a limit refuses (every bar, on fifty symbols)
+    raised one stored event and one alert per order: at the soak's pace thousands a minute, more
+    than the database thread could store, so they queued in memory without end. The rejected
+    orders themselves are stored one by one with their reason; their risk events with the same
+    limit, symbol, side and strategy become one, counted (``context["repeats"]``, the last
+    one's time and quantity). Other events (breaches, mode changes) are kept as they are.
+    """
+    merged: dict[tuple, int] = {}  # group key -> index in out
+    counts: dict[int, tuple[int, RiskEventRecord]] = {}
+    out: list[RiskEventRecord] = []
+    for event in events:
+        ctx = event.context
+        if ctx.get("decision") not in ORDER_CHECK_DECISIONS:
+            out.append(event)
+            continue
+        key = (event.limit_kind, event.severity, event.account, ctx.get("decision"),
+               ctx.get("symbol"), ctx.get("side"), ctx.get("strategy"))  # fmt: skip
+        at = merged.get(key)
+        if at is None:
+            merged[key] = len(out)
+            out.append(event)
+        else:
+            n, _ = counts.get(at, (1, event))
+            counts[at] = (n + 1, event)
+    for at, (n, last) in counts.items():
+        first = out[at]
+        out[at] = replace(
+            first,
+            message=f"{first.message} (x{n}, the last at {last.ts:%H:%M:%S})"
+            if last.ts else f"{first.message} (x{n})",
+            context={**first.context, "repeats": n,
+                     "last_ts": last.ts.isoformat() if last.ts else None,
+                     "last_quantity": last.context.get("quantity")},
+        )  # fmt: skip
+    return out
 
 
 class RuntimeControl:
@@ -152,10 +195,18 @@ class RuntimeControl:
         self._risk_outbox.append((events, changes))
 
     def flush_risk(self) -> None:
-        """Store queued risk events and apply queued trading-state changes."""
+        """Store queued risk events and apply queued trading-state changes.
+
+        Everything queued goes in one transaction, the repeats of an order check coalesced
+        (``coalesce_order_checks``): the cost of a flush follows the distinct events, not how
+        many orders a strategy had refused, so the queue never outgrows the database thread.
+        """
         while self._risk_outbox:
-            # Popped only once stored: a failed write leaves the entry for the next attempt.
-            events, changes = self._risk_outbox[0]
+            # Popped only once stored: a failed write leaves the entries for the next attempt.
+            taken = len(self._risk_outbox)
+            entries = [self._risk_outbox[i] for i in range(taken)]
+            events = coalesce_order_checks([e for batch, _ in entries for e in batch])
+            changes = [c for _, batch in entries for c in batch]
             account = self.account
             with transaction.atomic():
                 risk_events_record(account=account, records=events, publish=False)
@@ -163,7 +214,8 @@ class RuntimeControl:
                     trading_mode_apply(account=account, request=change, publish=False)
                     for change in changes
                 ]
-            self._risk_outbox.popleft()
+            for _ in range(taken):
+                self._risk_outbox.popleft()
             for state in states:
                 self._state_seen = (state.state, state.changed_at)
                 logger.warning(

@@ -15,7 +15,7 @@ children already sent (``restore``) never sends one twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -134,6 +134,9 @@ class AlgoBook:
         self.active: dict[str, ExecutionAlgo] = {}
         self.finished: list[ExecutionAlgo] = []
         self._lot_of = lot_of
+        # Told of each parent started (not restored) before its first child is sent: runtrader
+        # records it with that child's batch, so a restart resumes it (``trading.persistence``).
+        self.on_start: Callable[[OrderIntent, ExecutionAlgo], None] | None = None
         oms.add_listener(self)
 
     def start(
@@ -143,11 +146,13 @@ class AlgoBook:
         *,
         sent: int = 0,
         arrival: Decimal | None = None,
+        record: bool = True,
     ) -> ExecutionAlgo:
         """Start working ``intent`` (its ``metadata["algo"]``) from ``now``; return the parent.
 
         ``sent``: children already sent before a restart (their ids are not used again);
-        ``arrival``: the price slippage is measured from (default: the current price).
+        ``arrival``: the price slippage is measured from (default: the current price);
+        ``record``: tell ``on_start`` (False for a parent resumed or stored by its caller).
         """
         spec = AlgoSpec.from_metadata(algo_metadata(intent.metadata) or {})
         if intent.type is not OrderType.MARKET:
@@ -181,6 +186,8 @@ class AlgoBook:
             VwapAlgo(profile=spec.profile, **kwargs) if spec.kind == "vwap" else TwapAlgo(**kwargs)
         )
         self.active[parent_id] = algo
+        if record and self.on_start is not None:
+            self.on_start(intent, algo)
         return algo
 
     def restore(
@@ -193,7 +200,7 @@ class AlgoBook:
     ) -> ExecutionAlgo:
         """Resume a parent after a restart from its stored children (filled and working)."""
         children = list(children)
-        algo = self.start(intent, started, sent=len(children), arrival=arrival)
+        algo = self.start(intent, started, sent=len(children), arrival=arrival, record=False)
         for child in children:
             algo.filled += child.filled_quantity
             if child.avg_fill_price is not None:
