@@ -49,6 +49,7 @@ from backtesting.engine.runner import BacktestConfig, BacktestRunner
 from backtesting.models import BacktestRun, BacktestTrade
 from backtesting.report_paths import report_path_in_reports_dir
 from backtesting.risk_limits import risk_hook, snapshot_margin
+from backtesting.storage import trades_store
 from marketdata.services import MarketDataUnavailable, bars_load
 from monitoring.realtime import publish
 from risk.engine.enforcer import stop_rules
@@ -578,25 +579,7 @@ def _store_result(
     run: BacktestRun, result: BacktestResult, report: Path, extra: Mapping[str, Any]
 ) -> None:
     BacktestTrade.objects.filter(run=run).delete()
-    BacktestTrade.objects.bulk_create(
-        [
-            BacktestTrade(
-                run=run,
-                symbol=t.symbol,
-                side=t.side,
-                quantity=t.quantity,
-                entry_ts=t.entry_ts,
-                entry_price=t.entry_price,
-                exit_ts=t.exit_ts,
-                exit_price=t.exit_price,
-                pnl=t.pnl,
-                return_pct=t.return_pct,
-                fees=t.fees,
-                bars_held=t.bars_held,
-            )
-            for t in result.trades
-        ]
-    )
+    trades_store(run=run, trades=result.trades)  # COPY on PostgreSQL
     metrics = {
         **result.metrics,
         "final_equity": str(result.final_equity),
