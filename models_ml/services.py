@@ -170,6 +170,9 @@ def model_deactivate(*, model: MLModel, actor: Any) -> MLModel:
             before={"active": True},
             after={"active": False},
         )
+        broadcast(
+            "system", "model", {"name": model.name, "version": model.version, "active": False}
+        )
     return model
 
 

@@ -165,6 +165,7 @@ def runs_list_is_live(url: str, page) -> None:
     page.wait_for_selector("#ws-status.live", timeout=20_000)
     _stay(page)
     page.wait_for_selector(f"#runs tr[data-run='{run}'][data-status='completed']", timeout=120_000)
+    page.wait_for_selector(f"#runs tr[data-run='{run}'][data-refreshed='1']", timeout=15_000)
     cells = page.inner_text(f"#runs tr[data-run='{run}']")
     assert "completed" in cells and "%" not in cells  # the refreshed row: figures, no bar
     assert _stayed(page)
@@ -202,19 +203,21 @@ def activation_is_live(url: str, page) -> None:
     page.goto(f"{url}/models/")
     page.wait_for_selector("#ws-status.live", timeout=20_000)
     _stay(page)
-    for model in (first, second):  # the second's activation switches the first off
+    # The second's activation switches the first off; then the second is switched off.
+    for model, form, active in ((first, "force", "1"), (second, "force", "1"),
+                                (second, "active", "0")):  # fmt: skip
         status = page.evaluate(
-            """async (pk) => (await fetch(`/models/${pk}/activate`, {method: "POST",
-                credentials: "same-origin", body: new URLSearchParams({force: "1"}), headers: {
+            """async ([pk, form]) => (await fetch(`/models/${pk}/activate`, {method: "POST",
+                credentials: "same-origin", body: new URLSearchParams(form), headers: {
                   "X-CSRFToken": document.querySelector('meta[name="csrf-token"]').content,
                 }})).status""",
-            model.pk,
+            [model.pk, {form: "1" if form == "force" else "0"}],
         )  # fmt: skip
         assert status == 200, status
-        page.wait_for_selector(
-            f"#models tr[data-version='{model.version}'][data-name='e2e-model'][data-active='1']",
-            timeout=15_000,
-        )  # fmt: skip
-    assert page.get_attribute(f"#models tr[data-version='{first.version}']", "data-active") == "0"
+        row = f"#models tr[data-version='{model.version}'][data-name='e2e-model']"
+        page.wait_for_selector(f"{row}[data-active='{active}']", timeout=15_000)
+        if model is second and active == "1":
+            assert page.get_attribute(f"#models tr[data-version='{first.version}']",
+                                      "data-active") == "0"  # fmt: skip
     assert _stayed(page)
     page.screenshot(path=str(SCREENSHOTS / "models-live.png"), full_page=True)
