@@ -833,6 +833,7 @@ class TradingRuntime:
     async def _control(self) -> None:
         """Apply admin/API changes: limits, trading state, new orders, cancel requests."""
         working = {o.client_order_id for o in self.oms.open_orders(self.config.account)}
+        working |= self.runner.algos.active.keys()  # an algo parent can be cancelled too
         # Every order this engine has handled, so a finished order whose final state is not
         # flushed yet is never mistaken for a new API order.
         state: ControlState = await self._db(

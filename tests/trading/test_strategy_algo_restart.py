@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -149,3 +150,28 @@ def test_sigkill_of_runtrader_mid_twap_then_restart_fills_the_parent_exactly_onc
     assert [c.client_order_id for c in _children(parent)[: len(sent)]] == [
         c.client_order_id for c in sent
     ]
+
+
+async def test_an_operator_cancel_stops_a_running_twap_parent(paper):
+    from tests.runtime_harness import submit
+    from trading.services import orders_cancel
+
+    async with running(paper) as runtime:
+        parent = await submit(paper, "buy", "0.1", algo="twap", duration=60, slices=10)
+        await until(lambda: db(_filled_children)(paper, 1), "a child filled", timeout=60)
+        await db(orders_cancel)(order_ids=[parent.pk], actor=None)
+        await until(lambda: _has_status(parent, "cancelled"), "parent cancelled", timeout=30)
+        assert not runtime.runner.algos.active
+        sent = len(await db(_children)(parent))
+        later = runtime.session.now + timedelta(seconds=12)  # two more slices were due by then
+        await until(lambda: runtime.session.now >= later, "two slice intervals passed")
+        batches = runtime.summary.batches
+        await until(lambda: runtime.summary.batches >= batches + 2, "what they sent stored")
+        assert len(await db(_children)(parent)) == sent, "children sent after the cancel"
+    stored = await db(Order.objects.get)(pk=parent.pk)
+    assert Decimal(0) < stored.filled_quantity < QUANTITY
+    assert stored.filled_quantity == await db(_filled)(await db(_children)(parent))
+
+
+async def _has_status(order: Order, status: str) -> bool:
+    return await db(lambda: Order.objects.get(pk=order.pk).status)() == status
