@@ -40,3 +40,29 @@ def test_bars_frame_keeps_each_timestamp_to_the_microsecond():
     )
     assert list(frame.index) == [pd.Timestamp(ts) for ts in MOMENTS]
     assert str(frame.index.tz) == "UTC"
+
+
+@pytest.mark.django_db
+def test_bars_frame_reads_a_range_larger_than_one_chunk_whole_and_in_order(monkeypatch):
+    # PostgreSQL reads the range in chunks of PACKED_CHUNK_ROWS bars, each after the last bar
+    # of the one before: 2-bar chunks over 7 bars (and over exactly 6) must lose or repeat none.
+    import marketdata.selectors as selectors
+
+    monkeypatch.setattr(selectors, "PACKED_CHUNK_ROWS", 2)
+    symbol = SymbolFactory(name="ETH-USD")
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    Bar.objects.bulk_create(
+        Bar(symbol=symbol, timeframe="1m", ts=start + timedelta(minutes=n), open=1.0 + n,
+            high=2.0 + n, low=0.5, close=1.5 + n, vwap=None if n % 2 else 1.2 + n, trade_count=n)
+        for n in range(7)
+    )  # fmt: skip
+    for count in (7, 6):
+        frame = bars_frame(
+            symbol="ETH-USD", timeframe="1m", start=start, end=start + timedelta(minutes=count)
+        )
+        assert list(frame.index) == [
+            pd.Timestamp(start + timedelta(minutes=n)) for n in range(count)
+        ]
+        assert frame["open"].tolist() == [1.0 + n for n in range(count)]
+        assert frame["trade_count"].tolist() == list(range(count))
+        assert frame["vwap"].isna().tolist() == [bool(n % 2) for n in range(count)]
