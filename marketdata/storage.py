@@ -539,7 +539,9 @@ class WriterStats:
     retries: int = 0
     # Rejections that could not be recorded through ``on_reject`` (each logged with its error).
     unrecorded_rejections: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds, received → committed
+    # Seconds, received → committed: every event's unless the writer was given a
+    # ``latency_window`` (then the latest ones; ``runtrader`` runs for days).
+    latencies: list[float] = field(default_factory=list)
 
 
 class AsyncBatchWriter:
@@ -570,6 +572,7 @@ class AsyncBatchWriter:
         on_commit: Callable[[WriteResult], None] | None = None,
         on_reject: Callable[[object, str], None] | None = None,
         retry_delays: Sequence[float] = (0.1, 0.5, 1.0, 2.0, 5.0),
+        latency_window: int | None = None,
     ) -> None:
         self.store = store or MarketDataStore()
         self.max_queue = max_queue
@@ -580,6 +583,8 @@ class AsyncBatchWriter:
         self.on_reject = on_reject
         self.retry_delays = tuple(retry_delays)
         self.stats = WriterStats()
+        if latency_window is not None:  # a long-running owner keeps only the latest latencies
+            self.stats.latencies = deque(maxlen=latency_window)
         self._chunks: deque[_Chunk] = deque()
         self._pending = 0  # events queued and not yet taken into a batch
         self._arrived = asyncio.Event()

@@ -344,6 +344,7 @@ class TradingRuntime:
             source = self.config.feed
             self.md_writer = AsyncBatchWriter(
                 max_queue=MD_QUEUE_EVENTS,
+                latency_window=10_000,  # every event's latency, kept for days, was 32 B each
                 clock=time.monotonic,
                 on_reject=lambda event, why: quality_event_record_rejected(
                     event=event, reason=why, source=source
