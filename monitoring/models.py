@@ -75,7 +75,8 @@ class AlertRule(models.Model):
     channel; unacknowledged critical alerts escalate to a second channel after N minutes.
 
     ``target`` is the channel's address: e-mail addresses (comma-separated), a Slack webhook
-    URL, a Telegram chat id, a phone number (+E.164) or a webhook URL; ``env:NAME`` reads it from
+    URL, a Telegram chat id, a phone number (+E.164), a webhook URL or, for push, the usernames
+    whose registered phones (iOS and Android) get it; ``env:NAME`` reads it from
     the environment when sending. Keys (Telegram bot token, Twilio SID/token) come only from the
     environment.
     """
