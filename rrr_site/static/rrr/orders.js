@@ -5,17 +5,17 @@
 (() => {
   const f = RRR.data("history-filter");
   if (!f) return;
-  const LIMIT = 100;
   const plain = (v) => { const s = String(v ?? ""); return s === "" ? "—" : s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s; };
   const fixed = (v, d) => (v === null || v === undefined || v === "") ? "—" : Number(v).toFixed(d);
   const inSpan = (ts) => (!f.since || Date.parse(ts) >= Date.parse(f.since)) && (!f.until || Date.parse(ts) < Date.parse(f.until));
   const matches = (d) => RRR.mine(d) && (!f.symbol || d.symbol === f.symbol) && (!f.side || d.side === f.side) && inSpan(d.ts);
   const byClient = (id) => `/orders/by-client/${RRR.cid(id)}/`;
   const listed = (o) => orders.querySelector(`tr[data-id="${CSS.escape(RRR.cid(o.client_order_id))}"]`);
+  // Rows are added, never trimmed: the "older" link goes on from the page's last row as loaded,
+  // so trimming would hide the rows between it and the new last one.
   function add(tbody, html) {
     tbody.querySelectorAll("tr.empty").forEach((r) => r.remove());
     tbody.insertAdjacentHTML("afterbegin", html);
-    while (tbody.rows.length > LIMIT) tbody.deleteRow(-1);
   }
   const orders = document.querySelector("#orders tbody");
   function orderRow(o) {
