@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from backtesting.engine.errors import UnsupportedStrategyError
+from backtesting.engine.fills import FixedBps
 from backtesting.engine.optimize import grid_search, local_evaluator
 from backtesting.engine.runner import BacktestConfig, prepare_bars, run_backtest
 from backtesting.engine.vectorised import run_vectorised, sweep
@@ -126,10 +127,13 @@ def test_a_user_signal_strategy_gives_the_event_driven_trades(folder, frame, mod
     assert_same(event, vector)
 
 
+@pytest.mark.parametrize("model", ["next_open", "close"])
 @pytest.mark.parametrize("leverage", ["1", "3"])
-def test_long_short_with_reversals_gives_the_event_driven_trades(folder, leverage) -> None:
+def test_long_short_with_reversals_gives_the_event_driven_trades(folder, leverage, model) -> None:
     bars = prepare_bars(walk_frame(4000, seed=21))
-    cfg = BacktestConfig(taker_fee_bps=D(10), leverage=D(leverage))
+    cfg = BacktestConfig(
+        taker_fee_bps=D(10), leverage=D(leverage), fill_model=model, slippage=FixedBps(3)
+    )
     spec = f"{folder / 'swing.py'}:UserSwing"
     params = {"fraction": 0.9 if leverage == "1" else 2.5}
     event = run_backtest(create_strategy(spec, **params), bars, cfg)
