@@ -68,3 +68,14 @@ def test_no_trades_store_nothing():
     run = new_run()
     assert trades_store(run=run, trades=[]) == 0
     assert not BacktestTrade.objects.filter(run=run).exists()
+
+
+@pytest.mark.django_db
+def test_a_non_finite_amount_is_refused_as_the_orm_refuses_it():
+    from django.core.exceptions import ValidationError
+
+    run = new_run()
+    bad = [trips()[0], RoundTrip("BTC-USD", "long", Decimal("1"), T0, Decimal("NaN"), None, None,
+                                 Decimal("0"), Decimal("0"), 0, 0.0)]  # fmt: skip
+    with pytest.raises(ValidationError):
+        trades_store(run=run, trades=bad)
