@@ -139,3 +139,35 @@ def test_the_database_refuses_a_second_unresolved_alert_but_not_after_resolving(
     Alert.objects.filter(pk=alert.pk).update(state="resolved")
     Alert.objects.create(**duplicate, first_seen=T0, last_seen=T0)
     assert Alert.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_the_first_raiser_dies_mid_transaction_the_waiting_one_opens_and_sends(slack):
+    """A raiser killed before commit (its transaction rolled back) leaves the alert to the next."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row-level waits are PostgreSQL's")
+    first_raised, abort_first, errors = threading.Event(), threading.Event(), []
+
+    class Died(Exception):
+        pass
+
+    def first() -> None:
+        with pytest.raises(Died), transaction.atomic():
+            _raise(0)
+            first_raised.set()
+            abort_first.wait(20)
+            raise Died
+
+    a = _in_thread(first, errors)
+    assert first_raised.wait(20)
+    b = _in_thread(lambda: _raise(1), errors)
+    blocked = _poll(lambda: _lock_waiters() >= 1)
+    abort_first.set()
+    a.join(20)
+    b.join(20)
+    assert not errors, errors
+    assert blocked
+    alert = Alert.objects.get()
+    assert (alert.occurrences, alert.deduplicated, alert.message) == (1, 0, "no data (1)")
+    assert AlertDelivery.objects.count() == 1
+    assert _poll(lambda: len(slack.slack) == 1)
