@@ -8,6 +8,7 @@ resume, flatten) go through the REST API with the session and its CSRF token.
 from __future__ import annotations
 
 import csv
+import math
 from datetime import datetime
 from urllib.parse import urlencode
 from uuid import UUID
@@ -28,6 +29,7 @@ from risk.selectors import risk_report
 from rrr_site.api.roles import Role, role_of
 from rrr_site.pages import selectors as s
 from rrr_site.pages.rows import ORDER_FIELDS, fill_rows, fixed, order_rows
+from rrr_site.pages.trade_tally import TRADE_KEYS, trade_metrics
 from trading.choices import OrderSide, OrderStatus, OrderType
 from trading.models import Account, Order
 from trading.portfolio_selectors import (
@@ -39,9 +41,6 @@ from trading.portfolio_selectors import (
 )
 
 EQUITY_POINTS = 300
-# The performance page rebuilds round trips (in Python) for trade metrics up to this many fills;
-# past it they are left out and the page says so (GET /api/v1/performance reads up to 200,000).
-PAGE_TRIP_FILLS = 5_000
 CSV_CHUNK = 2000
 
 
@@ -296,6 +295,20 @@ def order_by_client_id(request: HttpRequest, client_id: str) -> HttpResponse:
     return redirect("pages-order", pk=pk)
 
 
+def _performance(account: Account) -> dict:
+    """Return ``performance_of``'s figures with the trade metrics from this process's tally
+    (exact at any number of fills; ``performance_of`` rebuilds every round trip per call)."""
+    perf = performance_of(account=account, bucket_seconds=3600, max_fills=0)
+    trades, note = trade_metrics(account=account)
+    if perf["metrics"]:
+        perf["metrics"].update(
+            (k, v if v is None or math.isfinite(v) else None)
+            for k, v in (trades or dict.fromkeys(TRADE_KEYS)).items()
+        )
+    perf["note"] = note
+    return perf
+
+
 def _metric_rows(perf: dict) -> list[tuple[str, str, str]]:
     """Return (name, value, baseline value) of each metric, at 4 decimals ("—" when absent)."""
     baseline = (perf.get("baseline") or {}).get("metrics") or {}
@@ -310,7 +323,7 @@ def performance(request: HttpRequest) -> HttpResponse:
     """Live metrics beside holding cash and buy-and-hold, drawdown, monthly grid, P&L per symbol."""
     context, account = page_context(request, "performance")
     if account is not None:
-        perf = performance_of(account=account, bucket_seconds=3600, max_fills=PAGE_TRIP_FILLS)
+        perf = _performance(account)
         context.update(
             perf=perf,
             summary=portfolio_summaries(accounts=Account.objects.filter(pk=account.pk))[0],
