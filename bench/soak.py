@@ -95,8 +95,13 @@ class Errors(Counter):
     """What went wrong, counted by kind (the soak passes only with none)."""
 
 
-async def poll_api(base: str, stop: float, errors: Errors, stats: Counter) -> None:
-    """Poll the portfolio with a JWT every second until ``stop`` (monotonic)."""
+async def poll_api(base: str, stop: float, errors: Errors, stats: Counter,
+                   timings: dict[str, list[float]], path: str = "/api/v1/portfolio") -> None:
+    """Poll ``path`` (with a JWT) every second until ``stop`` (monotonic); time each reply.
+
+    ``/health`` (public, no database) polled beside the portfolio tells a slow event loop
+    (both slow) from a slow database or view thread (only the portfolio slow).
+    """
     import httpx
 
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -107,20 +112,31 @@ async def poll_api(base: str, stop: float, errors: Errors, stats: Counter) -> No
             errors[f"api token {auth.status_code}"] += 1
             return
         headers = {"Authorization": f"Bearer {auth.json()['access']}"}
+        name = path.rsplit("/", 1)[-1]
         while time.monotonic() < stop:
             began = time.monotonic()
             try:
-                reply = await client.get("/api/v1/portfolio", headers=headers)
+                reply = await client.get(path, headers=headers)
             except httpx.TransportError as exc:
-                errors[f"api portfolio {type(exc).__name__}"] += 1
+                errors[f"api {name} {type(exc).__name__}"] += 1
                 continue
-            stats["api polls"] += 1
-            stats["api slowest poll (ms)"] = max(
-                stats["api slowest poll (ms)"], round(1000 * (time.monotonic() - began))
-            )
-            if reply.status_code != 200:
-                errors[f"api portfolio {reply.status_code}"] += 1
+            timings.setdefault(name, []).append(1000 * (time.monotonic() - began))
+            if reply.status_code not in (200, 503 if name == "health" else 200):
+                errors[f"api {name} {reply.status_code}"] += 1
             await asyncio.sleep(1.0)
+
+
+def latency_lines(timings: dict[str, list[float]]) -> list[str]:
+    """Return one line per polled path: count, p50, p99, max (ms) and polls over 5 s."""
+    import numpy as np
+
+    lines = []
+    for name, ms in sorted(timings.items()):
+        p50, p99 = np.percentile(ms, [50, 99])
+        slow = sum(m > 5000 for m in ms)
+        lines.append(f"api {name}: {len(ms)} polls, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+                     f"max {max(ms):.0f} ms, over 5 s: {slow}")
+    return lines
 
 
 async def ws_client(url: str, channels: list[str], stop: float, errors: Errors,
@@ -184,13 +200,13 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 async def soak(args: argparse.Namespace, engine: subprocess.Popen, port: int) -> tuple:
-    errors, stats, series = Errors(), Counter(), []
+    errors, stats, series, timings = Errors(), Counter(), [], {}
     stop = time.monotonic() + args.minutes * 60
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):  # the server answers once runtrader is up (health is public)
         if engine.poll() is not None:
             errors[f"engine exited early ({engine.returncode})"] += 1
-            return errors, stats, series
+            return errors, stats, series, timings
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
@@ -210,13 +226,14 @@ async def soak(args: argparse.Namespace, engine: subprocess.Popen, port: int) ->
         )).json()["access"]
     names = soak_symbols(args.symbols)
     url = f"ws://127.0.0.1:{port}/ws/v1/stream?token={token}"
-    tasks = [poll_api(base, stop, errors, stats),
+    tasks = [poll_api(base, stop, errors, stats, timings),
+             poll_api(base, stop, errors, stats, timings, "/health"),
              sample_memory(engine, stop, args.sample, series)]
     for i in range(args.clients):
         channels = ["portfolio", "orders", "fills", f"market.{names[i % len(names)]}"]
         tasks.append(ws_client(url, channels, stop, errors, stats))
     await asyncio.gather(*tasks)
-    return errors, stats, series
+    return errors, stats, series, timings
 
 
 def reconcile() -> dict[str, object]:
@@ -240,7 +257,7 @@ def reconcile() -> dict[str, object]:
     return {"rows": {k: v for k, v in sorted(rows.items()) if v}, "books": problems}
 
 
-def report(args, engine_rc, errors, stats, series, checked, wall) -> bool:
+def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bool:
     print(f"soak: {args.symbols} symbols, {args.clients} WebSocket clients, API polled each second,"
           f" speed {args.speed:g}, {wall / 60:.1f} min on PostgreSQL + Redis")
     print(f"{'t (s)':>7} {'engine RSS (MB)':>16} {'bench RSS (MB)':>15}")
@@ -252,6 +269,8 @@ def report(args, engine_rc, errors, stats, series, checked, wall) -> bool:
         first, last = series[0][1], series[-1][1]
         print(f"engine RSS: {first:.1f} MB at start, {last:.1f} MB at end "
               f"(ratio {last / first:.3f}); slope after the first minute {slope:+.3f} MB/min")
+    for line in latency_lines(timings):
+        print(line)
     for what, n in sorted(stats.items()):
         print(f"{what}: {n}")
     for table, n in checked["rows"].items():
@@ -278,7 +297,7 @@ def main() -> int:
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(data_dir / "engine.log", "w"),
     )
     try:
-        errors, stats, series = asyncio.run(soak(args, engine, port))
+        errors, stats, series, timings = asyncio.run(soak(args, engine, port))
         engine_rc = engine.wait(timeout=180)
     finally:
         if engine.poll() is None:
@@ -286,7 +305,8 @@ def main() -> int:
     if engine_rc != 0:
         print((data_dir / "engine.log").read_text()[-3000:], file=sys.stderr)
     checked = reconcile()
-    ok = report(args, engine_rc, errors, stats, series, checked, time.monotonic() - began)
+    ok = report(args, engine_rc, errors, stats, series, timings, checked,
+                time.monotonic() - began)
     return 0 if ok else 1
 
 

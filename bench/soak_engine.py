@@ -41,8 +41,117 @@ def register(n: int) -> list[str]:
     return names
 
 
+def kind_of(obj: object) -> str:
+    """Return an object's type as module.qualname (two classes named ``Order`` differ)."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def referrers(obj: object, skip: list, depth: int = 5) -> str:
+    """Return a chain of what holds ``obj`` (first referrer each step), skipping ``skip``."""
+    import gc
+
+    chain = []
+    ignored = {id(skip), *(id(x) for x in skip)}
+    for _ in range(depth):
+        refs = [r for r in gc.get_referrers(obj)
+                if id(r) not in ignored and type(r).__name__ != "frame"]
+        if not refs:
+            break
+        obj = refs[0]
+        size = f"[{len(obj)}]" if isinstance(obj, dict | list | set | tuple) else ""
+        chain.append(kind_of(obj) + size)
+    return " <- ".join(chain)
+
+
+class HeapWatch:
+    """What the engine's heap holds and how it grew since the first look (``trace_memory``)."""
+
+    def __init__(self, path: str, frames: int) -> None:
+        import time
+        from collections import Counter
+
+        self.path, self.frames = path, frames
+        self.began = time.monotonic()
+        self.first: Counter | None = None
+        self.snap = None
+        self.sizes: dict[int, int] = {}  # id of each big container -> its length at first sight
+
+    def look(self) -> None:
+        """Append one look to the file."""
+        import gc
+        import time
+        import tracemalloc
+        from collections import Counter
+
+        objects = gc.get_objects()
+        kinds = Counter(kind_of(o) for o in objects)
+        with open(self.path, "a") as out:
+            out.write(f"\n===== t={time.monotonic() - self.began:.0f}s\n")
+            if self.first is None:
+                self.first = kinds
+                self.snap = tracemalloc.take_snapshot() if self.frames else None
+                out.write("objects: " + ", ".join(f"{k}={n}" for k, n in kinds.most_common(30)))
+            else:
+                self._grown(kinds, objects, out)
+        for o in objects:
+            if isinstance(o, dict | list | set) and len(o) > 500:
+                self.sizes.setdefault(id(o), len(o))
+
+    def _grown(self, kinds, objects: list, out) -> None:
+        import tracemalloc
+        from collections import Counter
+
+        grown = Counter(kinds)
+        grown.subtract(self.first)
+        out.write("objects grown: " + ", ".join(f"{k}{n:+d}" for k, n in grown.most_common(30)))
+        out.write("\n")
+        # Strings, numbers and Decimals are not tracked by gc: a set or dict of them that grows
+        # shows in its length only.
+        growth = sorted(
+            ((len(o) - self.sizes[id(o)], o) for o in objects
+             if isinstance(o, dict | list | set) and self.sizes.get(id(o), len(o)) < len(o)),
+            key=lambda g: -g[0],
+        )
+        for n, o in growth[:8]:
+            out.write(f"  container +{n} (now {len(o)}) {kind_of(o)}: "
+                      f"{referrers(o, [objects, growth, *growth])}\n")
+        if self.frames:
+            for stat in tracemalloc.take_snapshot().compare_to(self.snap, "lineno")[:30]:
+                out.write(f"+{stat.size_diff / 2**20:.2f} MB ({stat.count_diff:+d})\n")
+                out.write("\n".join("    " + line for line in stat.traceback.format()) + "\n")
+
+
+def trace_memory(path: str, every: float) -> None:
+    """Append what the engine's heap holds (and how it grew since the first look) to ``path``.
+
+    A daemon thread, started when ``SOAK_TRACEMALLOC`` names a file, ``SOAK_TRACEMALLOC_EVERY``
+    seconds apart (60 by default): live objects counted by type and the containers that grew
+    (with what holds them), which is cheap; with ``SOAK_TRACEMALLOC_FRAMES`` > 0 also
+    tracemalloc's top 30 growths by line (it slows a loaded engine down several times). What
+    grows between looks is what a soak's RSS slope is made of.
+    """
+    import threading
+    import time
+    import tracemalloc
+
+    frames = int(os.environ.get("SOAK_TRACEMALLOC_FRAMES", "0"))
+    if frames:
+        tracemalloc.start(frames)
+    watch = HeapWatch(path, frames)
+
+    def run() -> None:
+        while True:
+            time.sleep(every)
+            watch.look()
+
+    threading.Thread(target=run, name="soak-heap-watch", daemon=True).start()
+
+
 def main() -> None:
     """Register the symbols, store their rows, run runtrader with the rest of argv."""
+    if os.environ.get("SOAK_TRACEMALLOC"):
+        every = float(os.environ.get("SOAK_TRACEMALLOC_EVERY", "60"))
+        trace_memory(os.environ["SOAK_TRACEMALLOC"], every)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rrr_site.settings")
     import django
 
