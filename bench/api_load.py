@@ -156,6 +156,18 @@ async def _token(client, base: str) -> str:
     return response.json()["access"]
 
 
+async def _warm(base: str, paths: list[str]) -> str:
+    """Log in; request each route a few times in every worker (imports, pool, caches)."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        token = await _token(client, base)
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(8):
+            await asyncio.gather(*(client.get(base + path, headers=headers) for path in paths))
+    return token
+
+
 async def _read_response(reader: asyncio.StreamReader) -> int:
     """Read one HTTP/1.1 response (Content-Length or chunked); return its status code."""
     head = await reader.readuntil(b"\r\n\r\n")
@@ -176,7 +188,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def load(
-    base: str, rate: float, duration: float, connections: int = 64
+    base: str, rate: float, duration: float, connections: int = 64, meter: CpuMeter | None = None
 ) -> dict[str, tuple[list[float], int]]:
     """Send ``rate`` requests/s for ``duration`` s; return latencies (ms) and errors per path.
 
@@ -184,15 +196,9 @@ async def load(
     connections (a small raw HTTP/1.1 client: httpx costs more CPU than the server on a busy
     2-core host) take them in order. A request waiting for a free connection counts as latency.
     """
-    import httpx
-
     paths = [*ENDPOINTS, REFERENCE]
     results: dict[str, tuple[list[float], list[int]]] = {p: ([], [0]) for p in paths}
-    async with httpx.AsyncClient(timeout=120) as client:
-        token = await _token(client, base)
-        headers = {"Authorization": f"Bearer {token}"}
-        for _ in range(8):  # warm each route in every worker (imports, connections, caches)
-            await asyncio.gather(*(client.get(base + path, headers=headers) for path in paths))
+    token = await _warm(base, paths)
     host, port = base.removeprefix("http://").split(":")
     requests = {
         p: (f"GET {p} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
@@ -227,6 +233,20 @@ async def load(
             writer.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    if meter is not None:
+        meter.start()
+    await _pace(queue, rate, total)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    if meter is not None:
+        meter.stop()
+    return {p: (lat, err[0]) for p, (lat, err) in results.items()}
+
+
+async def _pace(queue: asyncio.Queue, rate: float, total: int) -> None:
+    """Queue request ``i`` at its due time ``start + i / rate``, whatever the answers do."""
+    loop = asyncio.get_running_loop()
     start = loop.time() + 0.1
     for i in range(total):
         due = start + i / rate
@@ -234,10 +254,6 @@ async def load(
         if delay > 0:
             await asyncio.sleep(delay)
         queue.put_nowait((i, due))
-    for _ in workers:
-        queue.put_nowait(None)
-    await asyncio.gather(*workers)
-    return {p: (lat, err[0]) for p, (lat, err) in results.items()}
 
 
 def server_command(server: str, port: int, workers: int) -> list[str]:
@@ -273,24 +289,148 @@ def serve_and_load(
                     output = log.read().decode()
                     raise SystemExit(f"{server_name} did not start: {output}") from None
                 time.sleep(0.1)
-        return asyncio.run(load(f"http://127.0.0.1:{port}", rate, duration))
+        meter = CpuMeter(server.pid)
+        results = _run(load(f"http://127.0.0.1:{port}", rate, duration, meter=meter))
+        return {"latency": results, "cpu": meter.spent}
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def report(label: str, results: dict) -> None:
-    """Print one table: p50/p99 per endpoint, errors, and p99 as a ratio of /health's."""
-    ref_p99 = float(np.percentile(results[REFERENCE][0], 99))
+def _tree_cpu(pid: int) -> float:
+    """Return the CPU seconds (user + system) of process ``pid`` and all its descendants."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _postgres_cpu() -> float:
+    """Return the CPU seconds of every PostgreSQL process on the host (the server's share)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in {"postgres", "postmaster"}:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+class CpuMeter:
+    """CPU seconds of the server's processes, of PostgreSQL and of this generator over the
+    measured phase (after the warm-up)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.start_marks: tuple[float, float, float] | None = None
+        self.spent: dict[str, float] = {}
+
+    def _marks(self) -> tuple[float, float, float]:
+        return _tree_cpu(self.server_pid), _postgres_cpu(), time.process_time()
+
+    def start(self) -> None:
+        self.start_marks = self._marks()
+
+    def stop(self) -> None:
+        end = self._marks()
+        names = ("server", "postgresql", "generator")
+        self.spent = {n: b - a for n, a, b in zip(names, self.start_marks, end, strict=True)}
+
+
+def _run(coroutine):
+    """Run the generator's loop (uvloop when installed: its own CPU is reported, keep it low)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def report(label: str, results: dict, duration: float) -> None:
+    """Print one table: p50/p99 per endpoint, errors, and p99 as a ratio of /health's; then the
+    CPU the server, PostgreSQL and the generator spent per request."""
+    latency, cpu = results["latency"], results["cpu"]
+    ref_p99 = float(np.percentile(latency[REFERENCE][0], 99))
     print(f"\n{label}")
     print("| endpoint | requests | p50 ms | p99 ms | errors | p99 / health p99 |")
     print("|---|---|---|---|---|---|")
-    for path, (latencies, errors) in results.items():
+    for path, (latencies, errors) in latency.items():
         p50, p99 = np.percentile(latencies, [50, 99])
         print(
             f"| {path} | {len(latencies)} | {p50:.1f} | {p99:.1f} | {errors} | "
             f"{p99 / ref_p99:.1f}x |"
         )
+    sent = sum(len(lat) for lat, _ in latency.values())
+    per = {name: seconds * 1000 / sent for name, seconds in cpu.items()}
+    print(
+        f"\nCPU per request over the run (the four paths alike): server {per['server']:.2f} ms, "
+        f"PostgreSQL {per['postgresql']:.2f} ms (every postgres process on the host), "
+        f"generator {per['generator']:.2f} ms: {sum(cpu.values()) / duration:.2f} of the "
+        f"{os.cpu_count()} CPUs busy with this load"
+    )
+
+
+def cpu_per_endpoint(requests: int) -> None:
+    """Print the server's CPU per request of each endpoint, in this process: the ASGI app called
+    directly (no sockets, no server), ``requests`` times each, beside /health's."""
+    from django.contrib.auth import get_user_model
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from rrr_site.asgi import application
+
+    token = str(AccessToken.for_user(get_user_model().objects.get(username="bench")))
+
+    async def call(path: str) -> int:
+        route, _, query = path.partition("?")
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": route, "raw_path": route.encode(),
+            "query_string": query.encode(), "root_path": "",
+            "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # no disconnect: the request runs to its end
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await application(scope, receive, send)
+        return sent[0]["status"]
+
+    async def measure() -> dict[str, float]:
+        spent = {}
+        for path in [*ENDPOINTS, REFERENCE]:
+            for _ in range(10):  # warm: imports, the pool, caches
+                assert await call(path) == 200, path
+            started = time.process_time()
+            for _ in range(requests):
+                await call(path)
+            spent[path] = (time.process_time() - started) * 1000 / requests
+        return spent
+
+    spent = asyncio.run(measure())
+    print(f"\nServer CPU per request in-process (the ASGI app called {requests} times each)")
+    print("| endpoint | CPU ms / request | / health |")
+    print("|---|---|---|")
+    for path, ms in spent.items():
+        print(f"| {path} | {ms:.2f} | {ms / spent[REFERENCE]:.1f}x |")
 
 
 def main() -> None:
@@ -306,6 +446,10 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="uvicorn worker processes"
     )
+    parser.add_argument(
+        "--cpu-requests", type=int, default=300,
+        help="then the server CPU per request of each endpoint in-process (0: skip)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.server == "daphne":
         args.workers = 1
@@ -314,9 +458,9 @@ def main() -> None:
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
         "API_THROTTLE_USER": "1000000/minute",
-        # Under ASGI every request runs in its own thread: a kept-alive connection per thread
-        # piles up to max_connections (docs/deploy.md), so the web connects per request.
-        "DB_CONN_MAX_AGE": "0",
+        # As deployed (docs/deploy.md): under ASGI every request runs in a thread of its own,
+        # its PostgreSQL connection comes from the web process's pool (ignored on SQLite).
+        "DB_POOL_MAX_SIZE": "8",
         "RRR_DATA_DIR": tempfile.mkdtemp(prefix="rrr-bench-api-"),
     }
     if args.sqlite:
@@ -341,7 +485,10 @@ def main() -> None:
         f"{args.workers} process{'es' if args.workers > 1 else ''}; {os.cpu_count()} CPUs, load "
         f"average {before[0]:.1f} before, {after[0]:.1f} after)",
         results,
+        args.duration,
     )
+    if args.cpu_requests:
+        cpu_per_endpoint(args.cpu_requests)
 
 
 if __name__ == "__main__":
