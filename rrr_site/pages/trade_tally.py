@@ -33,6 +33,8 @@ from trading.models import Account, Fill
 logger = logging.getLogger(__name__)
 INLINE_FILLS = 20_000  # fills a page load tallies itself; past this a thread does (first tally)
 CHUNK = 50_000
+LOCK_WAIT_SECONDS = 5.0  # another load of the same account extending the tally meanwhile
+BUILDING = "trade metrics: being tallied over the account's fills (first view since start-up)"
 TRADE_KEYS = ("trades", "win_rate", "profit_factor", "expectancy", "average_win", "average_loss",
               "best_trade", "worst_trade", "average_trade", "sqn", "kelly")  # fmt: skip
 _FIELDS = ("pk", "order_id", "symbol__name", "side", "quantity", "price", "fee", "liquidity", "ts")
@@ -135,8 +137,9 @@ def trade_metrics(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict
     figures) and a note; (None, why) while a first tally of more than ``inline`` fills runs."""
     with _GUARD:
         tally = _TALLIES.setdefault(account.pk, _Tally())
-    if not tally.lock.acquire(blocking=False):
-        return None, "trade metrics: being tallied over the account's fills (first view)"
+    # A thread building the first tally holds the lock for seconds: say so rather than wait.
+    if tally.building or not tally.lock.acquire(timeout=LOCK_WAIT_SECONDS):
+        return None, BUILDING
     try:
         if _stale(tally, account.pk):
             tally.last, tally.symbols, tally.high_pk, tally.figures = None, {}, 0, None
@@ -146,7 +149,7 @@ def trade_metrics(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict
         if read >= inline and _new_fills(account.pk, tally.last, 1):  # more: tally in a thread
             tally.building = True
             threading.Thread(target=_build, args=(tally, account.pk), daemon=True).start()
-            return None, "trade metrics: being tallied over the account's fills (first view)"
+            return None, BUILDING
         if tally.figures is None:
             tally.figures = _figures(tally)
         return dict(tally.figures), ""
