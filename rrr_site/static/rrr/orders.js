@@ -5,11 +5,11 @@
 (() => {
   const f = RRR.data("history-filter");
   if (!f) return;
-  const plain = (v) => { const s = String(v ?? ""); return s === "" ? "—" : s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s; };
+  const plain = (v) => { const s = String(v ?? ""); return RRR.esc(s === "" ? "—" : s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s); };
   const fixed = (v, d) => (v === null || v === undefined || v === "") ? "—" : Number(v).toFixed(d);
   const inSpan = (ts) => (!f.since || Date.parse(ts) >= Date.parse(f.since)) && (!f.until || Date.parse(ts) < Date.parse(f.until));
   const matches = (d) => RRR.mine(d) && (!f.symbol || d.symbol === f.symbol) && (!f.side || d.side === f.side) && inSpan(d.ts);
-  const byClient = (id) => `/orders/by-client/${RRR.cid(id)}/`;
+  const byClient = (id) => `/orders/by-client/${encodeURIComponent(RRR.cid(id))}/`;
   const listed = (o) => orders.querySelector(`tr[data-id="${CSS.escape(RRR.cid(o.client_order_id))}"]`);
   // Rows are added, never trimmed: the "older" link goes on from the page's last row as loaded,
   // so trimming would hide the rows between it and the new last one.
@@ -21,7 +21,7 @@
   function orderRow(o) {
     const side = RRR.esc(o.side);
     return `<tr data-id="${RRR.esc(RRR.cid(o.client_order_id))}" data-ts="${RRR.esc(o.ts)}" data-status="${RRR.esc(o.status)}" class="flash">` +
-      `<td><a href="${byClient(o.client_order_id)}">new</a></td><td>${RRR.time(o.ts)}</td><td>${RRR.esc(o.symbol)}</td>` +
+      `<td><a href="${byClient(o.client_order_id)}">new</a></td><td>${RRR.esc(RRR.time(o.ts))}</td><td>${RRR.esc(o.symbol)}</td>` +
       `<td class="${side}">${side}</td><td>${RRR.esc(o.type)}</td><td>${plain(o.quantity)}</td>` +
       `<td class="filled">${plain(o.filled_quantity)}</td><td class="avg">${fixed(o.average_fill_price, 2)}</td>` +
       `<td class="status">${RRR.esc(o.status)}</td><td class="l">${RRR.esc(o.strategy || "")}</td></tr>`;
@@ -56,7 +56,7 @@
   function onFill(d) {
     if (!matches(d)) return;
     const side = RRR.esc(d.side);
-    add(fills, `<tr class="flash" data-order="${RRR.esc(RRR.cid(d.client_order_id))}" data-ts="${RRR.esc(d.ts)}"><td>${RRR.time(d.ts)}</td><td>${RRR.esc(d.symbol)}</td>` +
+    add(fills, `<tr class="flash" data-order="${RRR.esc(RRR.cid(d.client_order_id))}" data-ts="${RRR.esc(d.ts)}"><td>${RRR.esc(RRR.time(d.ts))}</td><td>${RRR.esc(d.symbol)}</td>` +
       `<td class="${side}">${side}</td><td>${plain(d.quantity)}</td><td>${fixed(d.price, 2)}</td>` +
       `<td>${fixed(d.fee, 4)}</td><td><a href="${byClient(d.client_order_id)}">order</a></td></tr>`);
   }
