@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from backtesting.choices import RunStatus
@@ -455,6 +455,23 @@ def _calendar_of(result: BacktestResult) -> dict[str, Any]:
     }
 
 
+def _progress_store(run_id: int, fraction: float) -> bool:
+    """Record a running run's progress; return False when it is no longer running.
+
+    A progress mark is advisory (the final result commits durably with the trades), so on
+    PostgreSQL its own transaction does not wait for the WAL flush: a hundred marks per run
+    cost a hundred disk syncs otherwise. Inside a caller's transaction it is part of that one
+    and keeps its durability.
+    """
+    running = BacktestRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return bool(running.update(progress=fraction))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        return bool(running.update(progress=fraction))
+
+
 def _run_engine(
     run: BacktestRun, bars: pd.DataFrame, progress: Callable[[float], None] | None
 ) -> BacktestResult:
@@ -465,10 +482,7 @@ def _run_engine(
 
     def report_progress(done: int, of: int) -> None:
         fraction = min(1.0, done / max(1, of))
-        still_running = BacktestRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            progress=fraction
-        )
-        if not still_running:  # cancelled (or failed by a stopped sweep): stop here
+        if not _progress_store(run.pk, fraction):  # cancelled (or failed by a stopped sweep)
             raise BacktestCancelled(f"backtest #{run.pk} was cancelled")
         progress_publish(run.pk, done, of, RunStatus.RUNNING)
         if progress is not None:
