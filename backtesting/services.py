@@ -642,7 +642,9 @@ def _child_task(child_id: int) -> dict:
 def _child_run(child_id: int) -> dict:
     """Claim (pending, or running under a dead owner) and run one trial while holding its lock."""
     claimed = BacktestRun.objects.filter(pk=child_id, status__in=UNFINISHED).update(
-        status=RunStatus.RUNNING, started_at=timezone.now(), progress=0.0,
+        status=RunStatus.RUNNING,
+        started_at=timezone.now(),
+        progress=0.0,
         metrics={"claimed_by": f"pid {os.getpid()} on {socket.gethostname()}"},
     )
     if not claimed:  # finished, failed or cancelled meanwhile: nothing to do, nothing to count
@@ -720,8 +722,13 @@ def progress_publish(run_id: int, done: int, total: int, status: str) -> None:
     publish(
         f"backtests.{run_id}",
         "progress",
-        {"run": run_id, "done": done, "total": total, "fraction": min(1.0, done / max(1, total)),
-         "status": str(status)},
+        {
+            "run": run_id,
+            "done": done,
+            "total": total,
+            "fraction": min(1.0, done / max(1, total)),
+            "status": str(status),
+        },
     )
 
 
