@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import gc
 import heapq
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
-from itertools import accumulate, islice, repeat
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ import pandas as pd
 
 from backtesting.engine.calendars import Calendar, elapsed_years, infer_calendar
 from backtesting.engine.errors import BacktestConfigError, BacktestDataError
+from backtesting.engine.feed import bar_events
 from backtesting.engine.fills import (
     BacktestVenue,
     FillConfig,
@@ -405,27 +405,6 @@ def run_backtest(
     return runner.run(bars, **kwargs)
 
 
-def _to_datetimes(ts_ns: np.ndarray) -> Iterator[datetime]:
-    """Return the UTC datetimes of ``ts_ns`` as ``to_datetime`` gives them, built lazily.
-
-    Each is the previous one plus its step (one ``timedelta`` per distinct step): exact
-    integer arithmetic, and a third of the cost of converting every stamp on its own.
-    """
-    us = ts_ns // 1000
-    if us.size == 0:
-        return iter(())
-    first = to_datetime(int(us[0]) * 1000)
-    steps = np.diff(us)
-    if steps.size == 0 or bool((steps == steps[0]).all()):  # a regular grid: the usual case
-        deltas: Iterable[timedelta] = repeat(timedelta(0, 0, int(steps[0]) if steps.size else 0))
-        deltas = islice(deltas, steps.size)
-    else:
-        distinct, which = np.unique(steps, return_inverse=True)
-        table = [timedelta(0, 0, int(step)) for step in distinct.tolist()]
-        deltas = map(table.__getitem__, which.tolist())
-    return accumulate(deltas, operator.add, initial=first)
-
-
 _BOOK, _QUOTE, _BAR, _TRADE, _PREDICTION = range(5)  # tie order at equal times
 
 
@@ -487,7 +466,8 @@ class _Session:
             self.runner.add(
                 slot.strategy, cfg.account, strategy_id=slot.strategy_id, symbols=slot.symbols
             )
-        self.equity: list[Decimal] = []  # after each timestamp (full replay)
+        # After each timestamp (full replay): floats, as the result's curve holds them.
+        self.equity: list[float] = []
         self.equity_curve: np.ndarray | None = None  # the same, computed (sparse replay)
         self.in_market: np.ndarray | None = None  # per timestamp, from its state log (sparse)
         self.risk_events: list[Any] = []
@@ -497,18 +477,7 @@ class _Session:
 
     def bars(self) -> Iterator[Bar]:
         """Return the bars as ``Bar`` events, built lazily."""
-        d = self.data
-        return map(
-            Bar,
-            d.symbol.tolist(),
-            repeat(d.timeframe),
-            _to_datetimes(d.ts),
-            d.open.tolist(),
-            d.high.tolist(),
-            d.low.tolist(),
-            d.close.tolist(),
-            d.volume.tolist(),
-        )
+        return bar_events(self.data)
 
     def bar_handler(self, prints: bool = False) -> Callable[[Bar], None]:
         """Return the per-bar step: the strategy runner's, then ``after_bar``'s."""
@@ -571,7 +540,8 @@ class _Session:
         processed = self.runner.replay_bars(self.bars())
         ends = iter(self.group_end.tolist())
         total = len(self.data)
-        after, record, portfolio = self.after_bar(), self.equity.append, self.portfolio
+        after, record = self.after_bar(), self.equity.append
+        estimate = self.portfolio.equity_estimate
         risk = self._risk_step if self._has_risk_loop() else None
         # One bar per timestamp and nothing after it: record the equity after every bar.
         plain = after is None and risk is None and bool(self.group_end.all())
@@ -581,7 +551,7 @@ class _Session:
             n = min(chunk, total - done)
             if plain:
                 for _ in islice(processed, n):
-                    record(portfolio.equity)
+                    record(estimate())
             else:
                 for bar, end in zip(islice(processed, n), islice(ends, n), strict=True):
                     if after is not None:
@@ -589,7 +559,7 @@ class _Session:
                     if end:
                         if risk is not None:
                             risk(bar)
-                        record(portfolio.equity)
+                        record(estimate())
             done += n
             if progress is not None:
                 progress(done, total)
@@ -623,7 +593,7 @@ class _Session:
             if end:
                 if risk is not None:
                     risk(bar)
-                self.equity.append(self.portfolio.equity)
+                self.equity.append(self.portfolio.equity_estimate())
             if progress is not None and (done % every == 0 or done == total):
                 progress(done, total)
 
@@ -671,7 +641,7 @@ class _Session:
         index = pd.DatetimeIndex(data.stamps().astype("datetime64[ns]"), tz=UTC)
         curve = self.equity_curve
         if curve is None:
-            curve = np.array([float(e) for e in self.equity])
+            curve = np.array(self.equity, dtype=float)
         equity = pd.Series(curve, index=index, name="equity")
         prices = data.closes()
         fills = self.recorder.fills

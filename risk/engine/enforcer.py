@@ -20,7 +20,6 @@ from risk.engine.stops import (
     TrailingStop,
     VolatilityStop,
 )
-from trading.engine.hooks import PositionView
 from trading.engine.oms import OrderManager
 from trading.engine.orders import Fill, Order, OrderIntent, OrderSide
 
@@ -146,13 +145,8 @@ class StopEnforcer:
         return intents
 
     def _sync(self, oms: OrderManager, ts: datetime) -> None:
-        portfolio = oms.portfolio(self.account)
-        views = {}
-        for symbol, pos in portfolio.positions.items():
-            if pos.quantity != 0:
-                views[symbol] = PositionView(
-                    symbol, pos.quantity, pos.avg_price, pos.mark_price or pos.avg_price
-                )
+        # The portfolio's view: its marks applied (``Portfolio.mark_at`` may defer them).
+        views = dict(oms.portfolio(self.account).view().positions)
         self.manager.sync(views, ts)
         for symbol, atr in self.atr.items():
             if atr.value and symbol in self.manager.positions:

@@ -153,19 +153,32 @@ class PortfolioSnapshot:
 
 
 class Portfolio:
-    """One account's cash and positions, updated by fills and marks (exact Decimal)."""
+    """One account's cash and positions, updated by fills and marks (exact Decimal).
+
+    Marks from market data (``mark_at``, a float such as a bar's close) are applied lazily when
+    they cannot move a figure but the mark itself: a flat position's always, and the only open
+    position's while the equity it gives stays below the peak (judged in floats with a margin
+    far above their rounding). Every read of a figure (equity, exposure, views, snapshots, a
+    fill) first applies what is pending, so what is read is exactly what applying every mark at
+    once gives; a backtest's bars then need no Decimal work while nothing happens.
+    """
 
     __slots__ = (
+        "_cash",
+        "_cash_f",
         "_day_end",
+        "_equity_f",
+        "_headroom",
         "_market_value",
+        "_peak",
+        "_solo",
+        "_solo_qty",
         "_unmarked",
         "account",
-        "cash",
         "day_start_equity",
         "deposits",
         "fees",
         "margin",
-        "peak_equity",
         "positions",
         "realized_pnl",
     )
@@ -180,28 +193,59 @@ class Portfolio:
     ) -> None:
         self.account = account
         self.margin = margin  # buying power; None switches the check off
-        self.cash = cash
+        self._cash = cash
         self.deposits = cash  # net cash put in; the P&L identity is measured against it
         self.positions: dict[str, Position] = {}
         self.realized_pnl = ZERO
         self.fees = ZERO
-        self.peak_equity = cash
+        self._peak = cash
         self.day_start_equity = cash
         self._market_value = ZERO  # Σ position market values, kept incrementally
-        # Flat positions' latest market price, not yet converted (``mark_at``): symbol -> float.
+        self._equity_f: float | None = None  # float(cash + market value) once asked for
+        # Latest market prices not yet applied (``mark_at``): symbol -> float.
         self._unmarked: dict[str, float] = {}
+        # The only open position (None: none or several), its quantity as a float, and the
+        # value it must stay under for its marks to be deferred (``_refresh_headroom``).
+        self._solo: str | None = None
+        self._solo_qty = self._headroom = 0.0
+        self._cash_f = float(cash)
         self._day_end = _next_day_start(ts) if ts is not None else None
 
     # ----------------------------------------------------------------- reads
 
     @property
+    def cash(self) -> Decimal:
+        """Return the account's cash."""
+        return self._cash
+
+    @cash.setter
+    def cash(self, value: Decimal) -> None:
+        self._cash = value
+        self._equity_f = None
+        self._refresh_headroom()
+
+    @property
+    def peak_equity(self) -> Decimal:
+        """Return the highest equity seen."""
+        return self._peak
+
+    @peak_equity.setter
+    def peak_equity(self, value: Decimal) -> None:
+        self._peak = value
+        self._refresh_headroom()
+
+    @property
     def equity(self) -> Decimal:
         """Return cash plus the market value of every position."""
-        return self.cash + self._market_value
+        if self._unmarked:
+            self._settle_marks()
+        return self._cash + self._market_value
 
     @property
     def unrealized_pnl(self) -> Decimal:
         """Return the sum of positions' unrealised P&L."""
+        if self._unmarked:
+            self._settle_marks()
         return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
 
     @property
@@ -212,11 +256,15 @@ class Portfolio:
     @property
     def gross_exposure(self) -> Decimal:
         """Return the sum of absolute position values."""
+        if self._unmarked:
+            self._settle_marks()
         return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
 
     @property
     def net_exposure(self) -> Decimal:
         """Return the sum of signed position values."""
+        if self._unmarked:
+            self._settle_marks()
         return self._market_value
 
     @property
@@ -227,7 +275,23 @@ class Portfolio:
     @property
     def drawdown(self) -> Decimal:
         """Return peak equity minus equity (never negative)."""
-        return max(ZERO, self.peak_equity - self.equity)
+        return max(ZERO, self._peak - self.equity)
+
+    def equity_estimate(self) -> float:
+        """Return the equity as a float, each position at its latest mark (deferred ones too).
+
+        For equity curves: no Decimal work while a mark is deferred, and within a few ulps of
+        ``float(self.equity)`` (exactly it otherwise).
+        """
+        solo = self._solo
+        if solo is not None:
+            price = self._unmarked.get(solo)
+            if price is not None:  # the only open position: every other one is worth zero
+                return self._cash_f + self._solo_qty * price
+        equity = self._equity_f  # deferred flat marks move nothing
+        if equity is None:
+            equity = self._equity_f = float(self._cash + self._market_value)
+        return equity
 
     def quantity(self, symbol: str) -> Decimal:
         """Return the signed position quantity in ``symbol`` (zero if none)."""
@@ -244,6 +308,8 @@ class Portfolio:
         self, symbol: str, price: Decimal, pending_qty: Decimal = ZERO, pending_cash: Decimal = ZERO
     ) -> Exposure:
         """Return cash and exposure with ``symbol`` valued at ``price`` (plus unseen fills)."""
+        if self._unmarked:
+            self._settle_marks()
         other_net = other_gross = ZERO
         held = pending_qty
         for name, pos in self.positions.items():
@@ -253,7 +319,7 @@ class Portfolio:
                 value = pos.market_value
                 other_net += value
                 other_gross += value if value >= 0 else -value
-        return Exposure(self.cash + pending_cash, held, other_net, other_gross)
+        return Exposure(self._cash + pending_cash, held, other_net, other_gross)
 
     def cap_order(
         self,
@@ -275,7 +341,7 @@ class Portfolio:
         if (held < 0 if buy else held > 0) and quantity <= (-held if held < 0 else held):
             return quantity, ""  # only shrinks the position: the hot exit path stays cheap
         if len(self.positions) <= (pos is not None) and fits(
-            self.cash + pending_cash, held, ZERO, buy, quantity, price, fee_bps, margin.leverage
+            self._cash + pending_cash, held, ZERO, buy, quantity, price, fee_bps, margin.leverage
         ):
             return quantity, ""  # one symbol and the order fits: the hot entry path, no search
         exposure = self.exposure(symbol, price, pending_qty, pending_cash)
@@ -298,11 +364,13 @@ class Portfolio:
         before = pos.market_value
         realized = pos.apply(signed, fill.price)
         self._market_value += pos.market_value - before
-        self.cash -= signed * fill.price + fill.fee
+        self._cash -= signed * fill.price + fill.fee
+        self._equity_f = None
         self.fees += fill.fee
         pos.fees += fill.fee
         self.realized_pnl += realized
         self._update_peak()
+        self._refresh_headroom()
         return realized
 
     def mark(self, symbol: str, price: Decimal, ts: datetime | None = None) -> None:
@@ -313,18 +381,18 @@ class Portfolio:
         if pos is None:
             return
         if self._unmarked:
-            self._unmarked.pop(symbol, None)
+            self._unmarked.pop(symbol, None)  # superseded
         before = pos.market_value
         pos.mark_price = price
         self._market_value += pos.market_value - before
+        self._equity_f = None
         self._update_peak()
 
     def mark_at(self, symbol: str, price: float, ts: datetime | None = None) -> None:
         """Mark ``symbol`` at a market-data price (a float, e.g. a bar's close).
 
-        As ``mark(symbol, to_decimal(price), ts)``, except that a flat position keeps the price
-        unconverted until its mark is next read (a fill, ``snapshot``, ``position``): a flat
-        position's mark moves no figure, and most bars of a backtest find the account flat.
+        As ``mark(symbol, to_decimal(price), ts)``, but applied only when something reads the
+        account if it cannot move a figure but the mark (see the class docstring).
         """
         if ts is not None:
             day_end = self._day_end
@@ -333,18 +401,48 @@ class Portfolio:
         pos = self.positions.get(symbol)
         if pos is None:
             return
-        if pos.quantity:
-            self.mark(symbol, to_decimal(price))
+        if pos.quantity and (symbol != self._solo or not self._solo_qty * price < self._headroom):
+            self.mark(symbol, to_decimal(price))  # may raise the peak: exactly, at once
         else:
             self._unmarked[symbol] = price
 
     def _settle_marks(self) -> None:
-        """Convert the prices ``mark_at`` kept for flat positions into their marks."""
+        """Apply the marks ``mark_at`` deferred."""
         unmarked, self._unmarked = self._unmarked, {}
         for symbol, price in unmarked.items():
             pos = self.positions.get(symbol)
-            if pos is not None:
-                pos.mark_price = to_decimal(price)
+            if pos is None:
+                continue
+            if pos.quantity:
+                self.mark(symbol, to_decimal(price))
+            else:
+                pos.mark_price = to_decimal(price)  # a flat position's: moves no figure
+
+    def _refresh_headroom(self) -> None:
+        """Recompute which position's marks may be deferred and up to what value.
+
+        With exactly one open position, a mark is deferred while quantity × price stays below
+        ``peak − cash`` less a margin (1e-9 of the magnitudes, some ten million times the float
+        rounding of that comparison): such a mark cannot raise the peak, and nothing else it
+        changes is read before ``_settle_marks``.
+        """
+        solo = None
+        for symbol, pos in self.positions.items():
+            if pos.quantity:
+                if solo is not None:
+                    self._solo = None
+                    return
+                solo = symbol
+        self._solo = solo
+        if solo is None:
+            return
+        self._cash_f = float(self._cash)
+        self._solo_qty = float(self.positions[solo].quantity)
+        self._set_headroom(float(self._peak))
+
+    def _set_headroom(self, peak: float) -> None:
+        cash = self._cash_f
+        self._headroom = peak - cash - 1e-9 * (abs(peak) + abs(cash) + 1.0)
 
     def roll_day(self, ts: datetime) -> bool:
         """Start a new UTC day if ``ts`` is past the current one; return True if it rolled."""
@@ -361,10 +459,12 @@ class Portfolio:
 
     def adjust_cash(self, amount: Decimal) -> None:
         """Deposit (positive) or withdraw (negative) cash outside trading."""
-        self.cash += amount
+        self._cash += amount
+        self._equity_f = None
         self.deposits += amount
         self.day_start_equity += amount
-        self.peak_equity += amount
+        self._peak += amount
+        self._refresh_headroom()
 
     def restore(
         self,
@@ -389,8 +489,9 @@ class Portfolio:
                 snap.fees,
                 snap.mark_price,
             )
-        self.cash = cash
+        self._cash = cash
         self._market_value = sum((p.market_value for p in self.positions.values()), ZERO)
+        self._equity_f = None
         self.realized_pnl = (
             realized_pnl
             if realized_pnl is not None
@@ -402,19 +503,24 @@ class Portfolio:
         # Rebase deposits so the P&L identity keeps holding from the restored state onwards.
         self.deposits = self.equity - self.realized_pnl - self.unrealized_pnl + self.fees
         equity = self.equity
-        self.peak_equity = max(peak_equity, equity) if peak_equity is not None else equity
+        self._peak = max(peak_equity, equity) if peak_equity is not None else equity
         self.day_start_equity = day_start_equity if day_start_equity is not None else equity
         self._day_end = _next_day_start(ts) if ts is not None else None
+        self._refresh_headroom()
 
     def _update_peak(self) -> None:
-        equity = self.cash + self._market_value
-        if equity > self.peak_equity:
-            self.peak_equity = equity
+        equity = self._cash + self._market_value
+        if equity > self._peak:
+            self._peak = equity
+            if self._solo is not None:
+                self._set_headroom(float(equity))  # cash did not move (fills refresh it all)
 
     # ----------------------------------------------------------------- views
 
     def view(self, mode: TradingMode = TradingMode.ACTIVE, open_orders: int = 0) -> AccountView:
         """Return the read-only view pre-trade checks consume."""
+        if self._unmarked:
+            self._settle_marks()
         positions = {
             s: PositionView(
                 s,
@@ -427,9 +533,9 @@ class Portfolio:
         }
         return AccountView(
             name=self.account,
-            cash=self.cash,
+            cash=self._cash,
             equity=self.equity,
-            peak_equity=self.peak_equity,
+            peak_equity=self._peak,
             day_start_equity=self.day_start_equity,
             positions=positions,
             open_orders=open_orders,
@@ -444,7 +550,7 @@ class Portfolio:
         return PortfolioSnapshot(
             account=self.account,
             ts=ts,
-            cash=self.cash,
+            cash=self._cash,
             equity=self.equity,
             realized_pnl=self.realized_pnl,
             unrealized_pnl=self.unrealized_pnl,
@@ -452,6 +558,6 @@ class Portfolio:
             gross_exposure=self.gross_exposure,
             net_exposure=self.net_exposure,
             day_start_equity=self.day_start_equity,
-            peak_equity=self.peak_equity,
+            peak_equity=self._peak,
             positions=positions,
         )

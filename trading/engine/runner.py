@@ -61,9 +61,9 @@ class StrategyRunner:
         self._slots: list[_Slot] = []
         self._by_key: dict[tuple[str, str], _Slot] = {}
         self._fills: list[tuple[_Slot, Fill]] = []  # emptied in place, never replaced
-        # Every context's intent and cancel queues (``StrategyContext.queues``): ``any()`` of
-        # them tells whether a strategy queued something, without a call per strategy.
-        self._queues: list[list] = []
+        # Contexts that queued intents or cancels since the last settle (``StrategyContext``
+        # adds itself): emptied in place by ``settle`` once nothing is left to submit.
+        self._outbox: list[StrategyContext] = []
         self._bar_lengths: dict[str, timedelta] = {}
         # Optional filter in front of the OMS for strategy intents (``trading.engine.gate``).
         self.gate: Callable[[OrderIntent], bool] | None = None
@@ -94,11 +94,11 @@ class StrategyRunner:
             strategy_id=sid,
             history=self.history,
             id_factory=self._ids,
+            outbox=self._outbox,
         )
         ctx.sizer = self._sizer
         slot = _Slot(strategy, ctx, frozenset(symbols) if symbols is not None else None)
         self._slots.append(slot)
-        self._queues.extend(ctx.queues())
         self._by_key[(account, sid)] = slot
         return ctx
 
@@ -133,9 +133,7 @@ class StrategyRunner:
         for bar in bars:
             length = self._bar_lengths.get(bar.timeframe)
             if length is None:
-                length = self._bar_lengths[bar.timeframe] = timedelta(
-                    seconds=Timeframe(bar.timeframe).seconds
-                )
+                length = self._bar_length(bar.timeframe)
             self._set_now(bar.ts + length)
             self.history.append(bar.symbol, bar.close)
             for slot in self._slots:
@@ -146,6 +144,7 @@ class StrategyRunner:
                         self._failed(slot, exc, f"warming up on the {bar.symbol} bar of {bar.ts}")
                     slot.ctx.drain()  # a warm-up decision is history, never an order
             shown += 1
+        self._outbox.clear()  # every warm-up intent was dropped
         self._set_now(now)
         return shown
 
@@ -180,11 +179,25 @@ class StrategyRunner:
         fill and no intent is waiting (most bars). Whatever the caller does before asking for
         the next bar (record equity, check risk) sees the account as this bar left it.
         """
-        slots, fills, queues, algos = self._slots, self._fills, self._queues, self.algos
-        open_bar, settle, failed = self._open_bar, self.settle, self._failed
+        slots, fills, outbox, algos = self._slots, self._fills, self._outbox, self.algos
+        oms, append, settle, failed = self.oms, self.history.append, self.settle, self._failed
+        lengths = self._bar_lengths
         for bar in bars:
-            now = open_bar(bar)
+            # ``_open_bar``, written out.
+            length = lengths.get(bar.timeframe)
+            if length is None:
+                length = self._bar_length(bar.timeframe)
+            now = bar.ts + length
+            for slot in slots:
+                slot.ctx.now = now
+            if self.bars_to_venue:
+                oms.on_bar(bar)
+            if algos.active:
+                algos.observe(bar)
             symbol = bar.symbol
+            append(symbol, bar.close)
+            if fills or outbox or algos.active:
+                settle(now)
             for slot in slots:
                 wanted = slot.symbols
                 if wanted is None or symbol in wanted:
@@ -192,7 +205,7 @@ class StrategyRunner:
                         slot.strategy.on_bar(bar, slot.ctx)
                     except Exception as exc:
                         failed(slot, exc, f"on_bar: the {symbol} bar of {bar.ts}")
-            if fills or algos.active or any(queues):
+            if fills or outbox or algos.active:
                 settle(now)
             yield bar
 
@@ -221,9 +234,7 @@ class StrategyRunner:
         """Show ``bar`` to the venue and the history, settle; return the decision time."""
         length = self._bar_lengths.get(bar.timeframe)
         if length is None:
-            length = self._bar_lengths[bar.timeframe] = timedelta(
-                seconds=Timeframe(bar.timeframe).seconds
-            )
+            length = self._bar_length(bar.timeframe)
         now = bar.ts + length
         for slot in self._slots:
             slot.ctx.now = now
@@ -233,9 +244,14 @@ class StrategyRunner:
         if algos.active:
             algos.observe(bar)
         self.history.append(bar.symbol, bar.close)
-        if self._fills or algos.active or any(self._queues):
+        if self._fills or self._outbox or algos.active:
             self.settle(now)
         return now
+
+    def _bar_length(self, timeframe: str) -> timedelta:
+        """Return (and remember) how long a ``timeframe`` bar lasts."""
+        length = self._bar_lengths[timeframe] = timedelta(seconds=Timeframe(timeframe).seconds)
+        return length
 
     def _dispatch(
         self,
@@ -316,7 +332,7 @@ class StrategyRunner:
         """Deliver queued fills and submit queued intents until nothing is left."""
         if self.algos.active:
             self.submit_algo_children(now)
-        if not self._fills and not any(self._queues):
+        if not self._fills and not self._outbox:
             return  # the common case on a bar: nothing happened, nothing to do
         for _ in range(self._max_rounds):
             if self._fills:
@@ -327,6 +343,7 @@ class StrategyRunner:
                     self._submit(slot, now)
                     sent = True
             if not sent and not self._fills:
+                self._outbox.clear()  # in place: ``replay_bars`` holds the list
                 return
         raise TradingError(f"strategies still trading after {self._max_rounds} rounds at {now}")
 

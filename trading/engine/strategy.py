@@ -51,6 +51,8 @@ def _algo_request(algo: str, duration: Any, slices: int | None, kwargs: dict) ->
         profile=kwargs.pop("profile", None),
     )
     return spec.to_metadata()
+
+
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL  # module constants: cheaper than Enum attributes
 
 
@@ -276,6 +278,7 @@ class StrategyContext:
         "_history",
         "_ids",
         "_intents",
+        "_outbox",
         "_reader",
         "account",
         "now",
@@ -291,6 +294,7 @@ class StrategyContext:
         strategy_id: str,
         history: PriceHistory,
         id_factory: IdFactory = new_order_id,
+        outbox: list[StrategyContext] | None = None,
     ) -> None:
         self._reader = reader
         self.account = account
@@ -299,6 +303,9 @@ class StrategyContext:
         self._ids = id_factory
         self._intents: list[OrderIntent] = []
         self._cancels: list[str] = []
+        # The runner's list of contexts that queued something since it last settled: one
+        # truth test on every bar tells it whether anything waits.
+        self._outbox = outbox
         self.now: datetime | None = None
         # The account's sizing policy; None (backtests) sizes by the strategy's own fraction.
         self.sizer: PositionSizer | None = None
@@ -422,6 +429,8 @@ class StrategyContext:
                 if kwargs.get(key) is not None:
                     kwargs[key] = to_decimal(kwargs[key])
         oid = self._ids()
+        if self._outbox is not None:
+            self._outbox.append(self)
         self._intents.append(
             OrderIntent(
                 account=self.account,
@@ -458,11 +467,14 @@ class StrategyContext:
 
     def cancel(self, client_order_id: str) -> None:
         """Queue a cancel for one of this strategy's orders."""
+        if self._outbox is not None:
+            self._outbox.append(self)
         self._cancels.append(client_order_id)
 
     def cancel_all(self, symbol: str | None = None) -> None:
         """Queue cancels for every open order of this strategy (optionally one symbol)."""
-        self._cancels.extend(o.client_order_id for o in self.open_orders(symbol))
+        for order in self.open_orders(symbol):
+            self.cancel(order.client_order_id)
 
     @property
     def has_pending(self) -> bool:
@@ -471,15 +483,6 @@ class StrategyContext:
 
     def drain(self) -> tuple[list[OrderIntent], list[str]]:
         """Return and clear the queued intents and cancels (runner use)."""
-        intents, cancels = self._intents[:], self._cancels[:]
-        self._intents.clear()  # in place: ``queues()`` hands these very lists out
-        self._cancels.clear()
+        intents, cancels = self._intents, self._cancels
+        self._intents, self._cancels = [], []
         return intents, cancels
-
-    def queues(self) -> tuple[list[OrderIntent], list[str]]:
-        """Return the live intent and cancel queues, read-only (runner use).
-
-        The same two lists for the context's lifetime (``drain`` empties them in place), so a
-        runner can keep them and test ``any(...)`` on every bar without a call per context.
-        """
-        return self._intents, self._cancels
