@@ -11,13 +11,17 @@ of one satoshi, floored (exact Decimal arithmetic, as RRR's); the report then li
 trade (entry bar, exit bar, size in satoshis) so that the bench compares trades one by one.
 Without it, the all-in size of bench/backtest_peers.py. When BARS.npz holds ``fast`` and ``slow``
 arrays, the strategy decides on those (the averages as the RRR strategy under test computes them)
-instead of its own pandas rolling means.
+instead of its own pandas rolling means. With BENCH_CALLGRIND set (under ``valgrind
+--tool=callgrind --instr-atstart=no``), a warm-up run on the first bars comes first and only the
+measured run is instrumented.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
 import time
 import warnings
@@ -35,6 +39,7 @@ CASH = 100_000.0
 COMMISSION = 0.001
 UNIT = 1e-8  # FractionalBacktest's default unit (one satoshi): RRR's lot in the bench
 FEE_STEP = Decimal("1E-10")
+WARM = 3000  # bars of the warm-up run before a counted one (BENCH_CALLGRIND)
 
 
 def fee_as_rrr_charges(size: float, price: float) -> float:
@@ -243,6 +248,15 @@ def run_backtesting_csv(path: str, fast: int, slow: int, repeat: int) -> dict:
     return {**out, **best}
 
 
+def callgrind(state: str) -> None:
+    """Turn callgrind's instrumentation on or off for this process (under valgrind)."""
+    subprocess.run(
+        ["callgrind_control", f"--instr={state}", str(os.getpid())],
+        capture_output=True,
+        check=False,
+    )
+
+
 def main(argv: list[str]) -> None:
     mode, path = argv[0], argv[1]
     if mode == "backtesting-csv":
@@ -254,7 +268,14 @@ def main(argv: list[str]) -> None:
         fraction = Decimal(argv[5]) if argv[5:] else None
         raw = np.load(path)
         means = (raw["fast"], raw["slow"]) if "fast" in raw.files else None
-        out = run_backtesting(data, int(argv[2]), int(argv[3]), repeat, fraction, means)
+        args = (int(argv[2]), int(argv[3]), repeat, fraction)
+        if os.environ.get("BENCH_CALLGRIND"):  # warm, then count the run's instructions alone
+            head = None if means is None else (means[0][:WARM], means[1][:WARM])
+            run_backtesting(data.iloc[:WARM], *args, head)
+            callgrind("on")
+        out = run_backtesting(data, *args, means)
+        if os.environ.get("BENCH_CALLGRIND"):
+            callgrind("off")
     elif mode == "vectorbt":
         out = run_vectorbt(data, int(argv[2]), int(argv[3]), int(argv[4]) if argv[4:] else 1)
     elif mode == "vectorbt-sweep":

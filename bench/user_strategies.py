@@ -34,11 +34,10 @@ The ratio is of CPU seconds (``time.process_time``), steady on a loaded machine;
 printed beside them (on a quiet machine the two agree). Targets: signal 5x, event 2x, history 1x.
 
 Where the time goes: ``--profile`` prints our side's phases (CPU seconds) and its top functions
-by own time (cProfile); instruction counts are steadier than seconds on a loaded machine::
-
-    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out .venv/bin/python \\
-        bench/user_strategies.py --side signal,BARS.npz,FOLDER   # BARS/FOLDER: see --keep
-    callgrind_annotate /tmp/cg.out | head -40
+by own time (cProfile). ``--callgrind`` counts the instructions of both runs under valgrind
+(each side warmed on its first 3,000 bars, then only the measured run instrumented): steadier
+than seconds on a loaded machine, though blind to cache misses, so a ratio of instructions runs
+higher than the ratio of seconds. ~50x slower: use it with ``--bars 100000``.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -232,11 +232,18 @@ def ours(kind: str, npz: str, folder: str, profile: bool = False) -> dict:
         initial_cash=Decimal(CASH), taker_fee_bps=Decimal(10), fill_model="next_open"
     )
     strategy = create_strategy(CLASSES[kind], fraction=Decimal(FRACTION), lot=Decimal(SATOSHI))
+    counted = bool(os.environ.get("BENCH_CALLGRIND"))
+    if counted:  # warm (imports done on first use), then count the measured run alone
+        warm = create_strategy(CLASSES[kind], fraction=Decimal(FRACTION), lot=Decimal(SATOSHI))
+        run_backtest(warm, frame.iloc[:3000], config)
+        _callgrind("on")
     phases = _phase_clock() if profile else None
     profiler = _profiler() if profile else None
     cpu, began = time.process_time(), time.perf_counter()
     result = run_backtest(strategy, frame, config)
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    if counted:
+        _callgrind("off")
     out = {
         "seconds": wall,
         "cpu": cpu,
@@ -249,6 +256,14 @@ def ours(kind: str, npz: str, folder: str, profile: bool = False) -> dict:
         out["phases"] = dict(phases)
         out["top"] = _top(profiler)
     return out
+
+
+def _callgrind(state: str) -> None:
+    subprocess.run(
+        ["callgrind_control", f"--instr={state}", str(os.getpid())],
+        capture_output=True,
+        check=False,
+    )
 
 
 def _trade_list(result, ts) -> list[list[int]]:
@@ -329,6 +344,29 @@ def run_ours(kind: str, npz: Path, folder: str, profile: bool) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null"]
+
+
+def instructions(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Return the instructions the measured run of ``command`` executed (under callgrind)."""
+    env = {**(env or os.environ), "BENCH_CALLGRIND": "1"}
+    proc = subprocess.run(VALGRIND + command, capture_output=True, text=True, cwd=ROOT, env=env)
+    found = re.findall(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise SystemExit(f"callgrind run failed:\n{proc.stderr[-3000:]}")
+    return int(found[-1].replace(",", ""))
+
+
+def count_both(python: Path, kind: str, npz: Path, folder: str) -> tuple[int, int]:
+    """Return the instructions of our run and of backtesting.py's on the same bars."""
+    ours = instructions([sys.executable, __file__, "--side", f"{kind},{npz},{folder}"])
+    from bench.backtest_peers import PEER
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
+    args = ["backtesting", str(npz), str(FAST), str(SLOW), "1", FRACTION]
+    return ours, instructions([str(python), str(PEER), *args], env)
+
+
 def first_difference(mine: list, theirs: list) -> str:
     """Return where two trade lists part (empty if they do not)."""
     for k, (a, b) in enumerate(zip(mine, theirs, strict=False)):
@@ -400,6 +438,12 @@ def main() -> int:
     parser.add_argument(
         "--keep", type=Path, help="write the bars and strategies here and keep them"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="also count both runs' instructions under callgrind (steady under load; ~50x "
+        "slower: use --bars 100000)",
+    )
     parser.add_argument("--side", help=argparse.SUPPRESS)  # internal: kind,npz,folder
     args = parser.parse_args()
     if args.side:
@@ -440,6 +484,14 @@ def main() -> int:
                 print(line, flush=True)
                 if args.profile:
                     print_profile(market, kind, run_ours(kind, npz, str(tmp), profile=True))
+                if args.callgrind:
+                    mine_i, peer_i = count_both(python, kind, npz, str(tmp))
+                    print(
+                        f"  instructions (callgrind, warm, the run alone): ours "
+                        f"{mine_i / 1e9:.2f} G, backtesting.py {peer_i / 1e9:.2f} G, ratio "
+                        f"{peer_i / mine_i:.2f}x (target {TARGETS[kind]:.0f}x)",
+                        flush=True,
+                    )
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 1 if failed else 0
 
