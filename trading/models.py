@@ -218,10 +218,41 @@ class Fill(models.Model):
             models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
             models.UniqueConstraint(fields=["order", "venue_trade_id"], name="fill_dedup_key"),
         ]
-        indexes = [models.Index(fields=["account", "symbol", "ts"], name="fill_account_symbol_ts")]
+        indexes = [
+            models.Index(fields=["account", "symbol", "ts"], name="fill_account_symbol_ts"),
+            # The API's keyset pages of an account's fills: newest first by (ts, id).
+            models.Index(fields=["account", "ts", "id"], name="fill_account_ts_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.side} {self.quantity} {self.symbol_id} @ {self.price}"
+
+
+class FillDay(models.Model):
+    """Fills of an account in a symbol on one UTC day: count, fees, quantity and traded value.
+
+    Kept by database triggers on ``trading_fill`` (migration 0008), in the statement and the
+    transaction that write the fills, whoever writes them (the engine, the admin, COPY): the
+    profit, stats and performance reads sum a few rows a day instead of every fill.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    fills = models.BigIntegerField(default=0)
+    fees = models.DecimalField(max_digits=40, decimal_places=10, default=0)
+    quantity = models.DecimalField(max_digits=40, decimal_places=10, default=0)
+    # Sum of quantity * price: twenty places, as the product of two ten-place columns.
+    notional = models.DecimalField(max_digits=60, decimal_places=20, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "symbol", "day"], name="fill_day_key"),
+        ]
+        indexes = [models.Index(fields=["account", "day"], name="fill_day_account_day")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.symbol_id} {self.day} fills={self.fills}"
 
 
 class Position(models.Model):

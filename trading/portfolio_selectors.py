@@ -8,16 +8,17 @@ account's stored equity snapshots, never a second copy of the maths.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, F, FloatField, Func, Max, Min, QuerySet, Sum
+from django.db.models import Count, FloatField, Func, Max, Min, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
@@ -27,7 +28,7 @@ from marketdata.models import Symbol
 from trading import portfolio_sql
 from trading.engine.orders import Fill as EngineFill
 from trading.engine.orders import Liquidity, OrderSide
-from trading.models import Account, Fill, PortfolioSnapshot, Position
+from trading.models import Account, Fill, FillDay, PortfolioSnapshot, Position
 from trading.portfolio_sql import ZERO, decimal_text, iso_utc
 
 YEAR_SECONDS = 365 * 24 * 3600
@@ -141,9 +142,11 @@ def round_trips_of(
     ``max_fills`` (counted no further than that).
     """
     rows = Fill.objects.filter(account=account)
+    days = FillDay.objects.filter(account=account)
     if symbol:
         rows = rows.filter(symbol__name=symbol)
-    if rows.order_by().values("pk")[: max_fills + 1].count() > max_fills:
+        days = days.filter(symbol__name=symbol)
+    if (days.aggregate(n=Sum("fills"))["n"] or 0) > max_fills:  # counted per day, not per fill
         raise TooManyFills(f"more than {max_fills} fills: ask for one symbol, or read /trades")
     fields = ("order_id", "symbol__name", "side", "quantity", "price", "fee", "liquidity", "ts")
     fills = [
@@ -203,15 +206,16 @@ class _Curve:
         return self._json
 
 
-class _CurveCache:
-    """This process's recent curves, by (account, points, newest and oldest snapshot)."""
+class _RecentCache:
+    """This process's recent answers (curves, performance) by a key naming what they read,
+    each kept at most ``EQUITY_CURVE_CACHE_SECONDS``."""
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
-        self._entries: OrderedDict[tuple, tuple[float, _Curve]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[float, object]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> _Curve | None:
+    def get(self, key: tuple):
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry[0] < time.monotonic():
@@ -219,9 +223,9 @@ class _CurveCache:
             self._entries.move_to_end(key)
             return entry[1]
 
-    def put(self, key: tuple, curve: _Curve) -> None:
+    def put(self, key: tuple, value) -> None:
         with self._lock:
-            self._entries[key] = (time.monotonic() + EQUITY_CURVE_CACHE_SECONDS, curve)
+            self._entries[key] = (time.monotonic() + EQUITY_CURVE_CACHE_SECONDS, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
@@ -231,7 +235,8 @@ class _CurveCache:
             self._entries.clear()
 
 
-CURVES = _CurveCache()
+CURVES = _RecentCache()
+PERFORMANCE = _RecentCache(size=64)
 
 
 def _curve(account: Account, points: int) -> _Curve | None:
@@ -294,7 +299,24 @@ def performance_of(
 
     The equity is the last snapshot of each bucket (no look-ahead: a bucket's value is what was
     stored by its end); returns are annualised 24/7. Trade metrics come from the round trips.
+    Kept in this process under what it read (the newest and oldest snapshot, the per-day fill
+    totals, the initial capital) as the equity curve is: a new snapshot or fill shows at once.
     """
+    days = FillDay.objects.filter(account=account).aggregate(
+        n=Sum("fills"), fees=Sum("fees"), quantity=Sum("quantity"), notional=Sum("notional")
+    )
+    key = (
+        account.pk, bucket_seconds, max_fills, account.initial_capital,
+        portfolio_sql.snapshot_bounds(account_id=account.pk), tuple(days.values()),
+    )  # fmt: skip
+    answer = PERFORMANCE.get(key)
+    if answer is None:
+        answer = _performance(account, bucket_seconds, max_fills)
+        PERFORMANCE.put(key, answer)
+    return copy.deepcopy(answer)
+
+
+def _performance(account: Account, bucket_seconds: int, max_fills: int) -> dict:
     first, last, count = equity_span(account=account)
     base = {"account": account.pk, "snapshots": count, "start": first, "end": last}
     if first is None:
@@ -358,7 +380,7 @@ def profit_by_period(*, account: Account, period: str, count: int) -> list[dict]
     )
     ends = list(ends)
     equity_at = dict(snapshots.filter(ts__in=[e["last"] for e in ends]).values_list("ts", "equity"))
-    fills = _fills_per_period(account, trunc, [e["period"] for e in ends])
+    fills = _fills_per_period(account, period, [e["period"] for e in ends])
     rows = []
     for i, end in enumerate(ends[:count]):
         previous = ends[i + 1] if i + 1 < len(ends) else None
@@ -378,16 +400,26 @@ def profit_by_period(*, account: Account, period: str, count: int) -> list[dict]
     return rows
 
 
-def _fills_per_period(account: Account, trunc, periods: list) -> dict:
+_PERIOD_START = {
+    "day": lambda d: d,
+    "week": lambda d: d - timedelta(days=d.weekday()),  # Monday, as TruncWeek
+    "month": lambda d: d.replace(day=1),
+}
+
+
+def _fills_per_period(account: Account, period: str, periods: list) -> dict:
+    """Return {period start: (fills, fees)} from ``min(periods)`` on, from the per-day rollup."""
     if not periods:
         return {}
-    rows = (
-        Fill.objects.filter(account=account, ts__gte=min(periods))
-        .annotate(period=trunc("ts"))
-        .values("period")
-        .annotate(n=Count("pk"), fees=Sum("fee"))
-    )
-    return {r["period"]: (r["n"], r["fees"] or ZERO) for r in rows}
+    start = min(periods).astimezone(UTC).date()
+    out: dict[datetime, tuple[int, Decimal]] = {}
+    days = FillDay.objects.filter(account=account, day__gte=start)
+    for day, n, fees in days.values_list("day", "fills", "fees"):
+        first = _PERIOD_START[period](day)
+        key = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        count, total = out.get(key, (0, ZERO))
+        out[key] = (count + n, total + fees)
+    return out
 
 
 def profit_by_symbol(*, account: Account, fill_stats: bool = True) -> list[dict]:
@@ -395,11 +427,11 @@ def profit_by_symbol(*, account: Account, fill_stats: bool = True) -> list[dict]
     counts and traded value (an aggregate over every fill; None without ``fill_stats``)."""
     traded = None
     if fill_stats:
-        traded = {
+        traded = {  # from the per-day rollup the database keeps with the fills
             r["symbol__name"]: r
-            for r in Fill.objects.filter(account=account)
+            for r in FillDay.objects.filter(account=account)
             .values("symbol__name")
-            .annotate(n=Count("pk"), notional=Sum(F("quantity") * F("price")), fees=Sum("fee"))
+            .annotate(n=Sum("fills"), notional=Sum("notional"))
         }
     rows = []
     for p in Position.objects.filter(account=account).select_related("symbol"):

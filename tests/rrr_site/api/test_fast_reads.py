@@ -168,3 +168,117 @@ def test_equity_curve_body_equals_the_serializer_and_follows_new_snapshots(world
     )
     again = as_role("viewer").get("/api/v1/performance/equity-curve?points=5").json()
     assert again["points"][0]["equity"] == "1.0000000000"
+
+
+def _seed_fills(world, count: int = 60):
+    """Fills every 19 hours over ~7 weeks in two symbols (crossing days, weeks and months)."""
+    from tests.factories import OrderFactory
+    from trading.models import Fill
+
+    order = OrderFactory(account=world.paper, symbol=world.btc, status="filled")
+    start = dt.datetime(2025, 12, 20, 5, tzinfo=dt.UTC)
+    return Fill.objects.bulk_create(
+        Fill(order=order, account=world.paper, symbol=world.btc if n % 3 else world.eth,
+             side="buy" if n % 2 else "sell", quantity=Decimal(f"0.{n + 1:03d}"),
+             price=Decimal(f"{40000 + 37 * n}.25"), fee=Decimal(f"{n}.125"),
+             venue_trade_id=f"s{n}", ts=start + dt.timedelta(hours=19 * n))
+        for n in range(count)
+    )  # fmt: skip
+
+
+def _orm_per_period(account, period: str) -> dict:
+    """What the fills aggregate said before the rollup: {period: (count, fees)}."""
+    from django.db.models import Count, Sum
+
+    from trading.models import Fill
+    from trading.portfolio_selectors import PERIODS
+
+    rows = (
+        Fill.objects.filter(account=account)
+        .annotate(period=PERIODS[period]("ts"))
+        .values("period")
+        .annotate(n=Count("pk"), fees=Sum("fee"))
+    )
+    return {r["period"]: (r["n"], r["fees"]) for r in rows}
+
+
+def _orm_per_symbol(account) -> dict:
+    from django.db.models import Count, F, Sum
+
+    from trading.models import Fill
+
+    rows = (
+        Fill.objects.filter(account=account)
+        .values("symbol__name")
+        .annotate(n=Count("pk"), notional=Sum(F("quantity") * F("price")))
+    )
+    return {r["symbol__name"]: (r["n"], r["notional"]) for r in rows}
+
+
+def _rollup_per_symbol(account) -> dict:
+    from django.db.models import Sum
+
+    from trading.models import FillDay
+
+    rows = FillDay.objects.filter(account=account).values("symbol__name")
+    rows = rows.annotate(n=Sum("fills"), notional=Sum("notional"))
+    return {r["symbol__name"]: (r["n"], r["notional"]) for r in rows if r["n"]}
+
+
+def test_fill_day_rollup_follows_inserts_updates_and_deletes(world):
+    from trading.models import Fill
+    from trading.portfolio_selectors import _fills_per_period
+
+    fills = _seed_fills(world)
+    Fill.objects.filter(pk=fills[4].pk).update(fee=Decimal("99.5"), ts=fills[40].ts)  # moved
+    Fill.objects.filter(pk__in=[fills[7].pk, fills[8].pk]).delete()
+    for period in ("day", "week", "month"):
+        orm = _orm_per_period(world.paper, period)
+        rollup = _fills_per_period(world.paper, period, list(orm))
+        assert {k: v for k, v in rollup.items() if v[0]} == orm, period
+    assert _rollup_per_symbol(world.paper) == _orm_per_symbol(world.paper)
+
+
+def test_profit_reads_equal_the_fill_aggregates(world, as_role):
+    from trading.models import Position
+
+    _seed_fills(world)
+    Position.objects.create(
+        account=world.paper, symbol=world.eth, quantity=Decimal("0"), average_price=Decimal("0"),
+        cost_basis=Decimal("0"), updated_at=T0,
+    )  # fmt: skip
+    client = as_role("viewer")
+    symbols = {r["symbol"]: r for r in client.get("/api/v1/profit/symbols").json()}
+    for name, (n, notional) in _orm_per_symbol(world.paper).items():
+        assert symbols[name]["fills"] == n
+        assert Decimal(symbols[name]["traded_value"]) == notional.quantize(Decimal("1e-10"))
+    weekly = client.get("/api/v1/profit/weekly?count=10").json()
+    orm = _orm_per_period(world.paper, "week")
+    for row in weekly:
+        start = dt.datetime.fromisoformat(row["period"])
+        n, fees = orm.get(start, (0, Decimal(0)))
+        assert (row["fills"], Decimal(row["fees"])) == (n, fees)
+    stats = client.get("/api/v1/stats").json()
+    from trading.models import Fill
+
+    assert stats["counts"]["fills"] == Fill.objects.filter(account=world.paper).count()
+
+
+def test_performance_follows_new_snapshots_and_fills(world, as_role):
+    from trading.models import PortfolioSnapshot
+
+    client = as_role("viewer")
+    first = client.get("/api/v1/performance?bucket=1h").json()
+    assert first == client.get("/api/v1/performance?bucket=1h").json()  # kept: the same
+    last = PortfolioSnapshot.objects.order_by("-ts").first()
+    PortfolioSnapshot.objects.create(
+        account=world.paper, ts=last.ts + dt.timedelta(hours=1), cash=1, total_value=1,
+        equity=Decimal("90000"),
+    )  # fmt: skip
+    second = client.get("/api/v1/performance?bucket=1h").json()
+    assert second["points"] == first["points"] + 1 and second["snapshots"] == 73
+    _seed_fills(world, 6)  # three round trips more (buy/sell alternate)
+    third = client.get("/api/v1/performance?bucket=1h").json()
+    assert third["metrics"]["win_rate"] != second["metrics"]["win_rate"] or (
+        third["metrics"]["profit_factor"] != second["metrics"]["profit_factor"]
+    )
