@@ -5,9 +5,11 @@
 Each figure is the median wall time of ``--runs`` fresh processes (the first, which warms the
 OS file cache, is discarded), printed beside two references measured the same way in the same
 run: ``python -c pass`` (the interpreter alone) and ``import django; django.setup()`` with the
-project's settings (every app, model and admin loaded: the floor any command pays). The ratio
-column is each command over the django.setup() floor. Target: every ``--help`` under 0.6 s on a
-quiet machine; the machine is shared, so compare the ratios, not the seconds. What each command
+project's settings (every app and model loaded: the floor any command pays). The ratio column is
+each command over the django.setup() floor. Beside the wall seconds, the CPU seconds (user +
+system, median) each process used: on a busy machine the wall clock also counts the time other
+processes held the CPU, the CPU seconds do not. Target: every ``--help`` under 0.6 s (wall) on a
+quiet machine; on a shared one, compare the ratios and the CPU seconds. What each command
 imports is checked without timing by tests/rrr_site/test_commands_cli.py.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,16 +38,19 @@ LIST_COMMANDS = (
 )
 
 
-def timed(argv: list[str], runs: int) -> float:
-    """Return the median wall time of ``runs`` fresh processes running ``argv``."""
+def timed(argv: list[str], runs: int) -> tuple[float, float]:
+    """Return the median wall and CPU seconds of ``runs`` fresh processes running ``argv``."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="")  # the .pyc cache is part of start-up
     subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, check=True)  # warm the cache
-    times = []
+    times, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, check=True)
         times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(times), statistics.median(cpus)
 
 
 def project_commands() -> list[str]:
@@ -62,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
     python, manage = sys.executable, str(ROOT / "manage.py")
     commands = args.only.split(",") if args.only else project_commands()
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, tuple[float, float]]] = []
     show = sys.stderr.isatty()
     steps = [
         ("python -c pass (reference)", [python, "-c", "pass"]),
@@ -74,16 +80,18 @@ def main() -> int:
         if show:
             print(f"[{k}/{len(steps)}] {label} ...", file=sys.stderr, flush=True)
         rows.append((label, timed(argv, max(1, args.runs))))
-    floor = rows[1][1]
-    print(f"\nmedian of {args.runs} fresh processes each; ratio = time / django.setup()")
-    print(f"{'command':44} {'seconds':>8} {'ratio':>7}  target")
+    floor = rows[1][1][0]
+    load = os.getloadavg()[0]
+    print(f"\nmedian of {args.runs} fresh processes each; ratio = time / django.setup(); "
+          f"load average {load:.2f}")  # fmt: skip
+    print(f"{'command':44} {'seconds':>8} {'ratio':>7} {'CPU s':>7}  target {TARGET_SECONDS} s")
     misses = []
-    for label, seconds in rows:
+    for label, (seconds, cpu) in rows:
         judged = label.endswith("--help")
         verdict = ("PASS" if seconds < TARGET_SECONDS else "MISS") if judged else "-"
         if verdict == "MISS":
             misses.append(label)
-        print(f"{label:44} {seconds:>8.3f} {seconds / floor:>6.2f}x  {verdict}")
+        print(f"{label:44} {seconds:>8.3f} {seconds / floor:>6.2f}x {cpu:>7.3f}  {verdict}")
     print(
         f"\n{len(rows) - 3 - len(misses)} of {len(rows) - 3} --help under {TARGET_SECONDS} s"
         + (f"; over: {', '.join(misses)}" if misses else "")
