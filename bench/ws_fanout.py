@@ -57,10 +57,11 @@ class Clients:
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
-        self.stats = {"messages": 0, "dropped": 0, "gaps": 0, "closed": 0}
+        self.stats = {"messages": 0, "deliveries": 0, "dropped": 0, "gaps": 0, "closed": 0}
         self.ready: list[int] = []
         self.told: dict[tuple[int, str], int] = {}  # drops told and not yet seen as seq gaps
-        self.measuring = False
+        self.go = self.stop = float("inf")  # the measured phase, in publish time
+        self.past_stop: set[int] = set()  # clients that got a message published after it
 
     def on_message(self, message: dict, seen: dict[str, int], i: int) -> None:
         channel, seq, kind = message.get("channel"), message.get("seq"), message.get("type")
@@ -76,10 +77,15 @@ class Clients:
             seen[channel] = seq
         if kind == "snapshot" and len(seen) == len(SYMBOLS):
             self.ready.append(i)  # subscribed, with both snapshots: counts as connected
-        elif kind == "quote" and self.measuring:
+        elif kind == "quote":
             sent = datetime.fromisoformat(message["ts"]).timestamp()
-            self.latencies.append(time.time() - sent)
-            self.stats["messages"] += 1
+            if self.go <= sent <= self.stop:
+                self.latencies.append(time.time() - sent)
+                self.stats["messages"] += 1
+            elif sent > self.stop:
+                self.past_stop.add(i)
+            if sent >= self.go:
+                self.stats["deliveries"] += 1  # after the phase too: the CPU covers those
 
 
 class LeanClient(asyncio.Protocol):
@@ -189,15 +195,21 @@ async def client_main(url: str, count: int) -> None:
             raise RuntimeError(f"{len(gone)} clients lost, {len(clients.ready)} ready")
         await asyncio.sleep(0.05)
     print("ready", flush=True)
-    await loop.run_in_executor(None, sys.stdin.readline)  # "go": the server's phase starts
+    # "go <t>": messages published from t on count; "stop <t>": up to t. The server goes on
+    # publishing (unmeasured) until every client has had one published after t, so each
+    # message of the phase is counted however far behind a backed-up server delivers it.
+    clients.go = float((await loop.run_in_executor(None, sys.stdin.readline)).split()[1])
     cpu = time.process_time()
-    clients.measuring = True
-    await loop.run_in_executor(None, sys.stdin.readline)  # "stop": it ended
-    clients.measuring = False
+    clients.stop = float((await loop.run_in_executor(None, sys.stdin.readline)).split()[1])
+    deadline = time.monotonic() + 300
+    while len(clients.past_stop) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     clients.stats["cpu_s"] = time.process_time() - cpu
+    clients.stats["caught_up"] = len(clients.past_stop)
+    print(json.dumps({"latencies": _summary(clients.latencies), **clients.stats}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)  # the server has its figures
     for protocol in protocols:
         protocol.transport.close()
-    print(json.dumps({"latencies": _summary(clients.latencies), **clients.stats}), flush=True)
 
 
 def _summary(samples: list[float]) -> dict:
@@ -344,9 +356,9 @@ async def server_main(args, token: str) -> dict:
     broadcaster = asyncio.create_task(engine.broadcaster(layer))
     await engine.run(WARMUP_S)
     web_pid = web.pid if web is not None else None
-    cpu = cpu_now(web_pid)
+    cpu, wall = cpu_now(web_pid), time.perf_counter()
     alone = latency_summary(await engine.run(args.seconds))
-    cpu_alone = cpu_now(web_pid, since=cpu)
+    cpu_alone, alone_wall = cpu_now(web_pid, since=cpu), time.perf_counter() - wall
     clients = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--client", f"ws://127.0.0.1:{port}/ws/v1/stream?token={token}",
         "--clients", str(args.clients),
@@ -355,15 +367,19 @@ async def server_main(args, token: str) -> dict:
     line = await asyncio.wait_for(clients.stdout.readline(), 300)
     assert line.strip() == b"ready", line
     await engine.run(WARMUP_S)  # snapshots and the first messages out of the way
-    clients.stdin.write(b"go\n")
+    clients.stdin.write(f"go {time.time()}\n".encode())
     await clients.stdin.drain()
-    cpu = cpu_now(web_pid)
+    cpu, wall = cpu_now(web_pid), time.perf_counter()
     busy = latency_summary(await engine.run(args.seconds))
-    cpu_busy = cpu_now(web_pid, since=cpu)
-    await asyncio.sleep(0.2)  # the last messages' way to the clients
-    clients.stdin.write(b"stop\n")
+    clients.stdin.write(f"stop {time.time()}\n".encode())
     await clients.stdin.drain()
-    report = json.loads((await asyncio.wait_for(clients.stdout.readline(), 120)) or b"{}")
+    # Go on ticking (unmeasured) until every client has had the phase's last message.
+    draining = asyncio.create_task(engine.run(600))
+    report = json.loads((await asyncio.wait_for(clients.stdout.readline(), 400)) or b"{}")
+    draining.cancel()
+    cpu_busy, busy_wall = cpu_now(web_pid, since=cpu), time.perf_counter() - wall
+    clients.stdin.write(b"done\n")
+    await clients.stdin.drain()
     await clients.wait()
     broadcaster.cancel()
     if server is not None:
@@ -373,7 +389,8 @@ async def server_main(args, token: str) -> dict:
         web.terminate()
         await web.wait()
     return {"alone": alone, "busy": busy, "clients": report, "queue_dropped": engine.dropped,
-            "cpu_alone": cpu_alone, "cpu_busy": cpu_busy}
+            "cpu_alone": cpu_alone, "alone_wall": alone_wall, "cpu_busy": cpu_busy,
+            "busy_wall": busy_wall}
 
 
 def cpu_now(web_pid: int | None, since: tuple[float, float] | None = None) -> tuple[float, float]:
@@ -432,25 +449,27 @@ def report(args, result: dict) -> None:
     ratio = busy["p99"] / alone["p99"] if alone["p99"] else float("nan")
     print(f"tick-to-order p99 with clients / without: {ratio:.2f}x (target <= 1.10)")
     print(f"publish-to-receive p99: {received.get('p99', float('nan')):.1f} ms (target < 100)")
-    seconds = args.seconds
-    engine_cpu = [result["cpu_alone"][0] / seconds, result["cpu_busy"][0] / seconds]
-    line = (f"CPU, in cores busy over each phase: engine process {engine_cpu[0]:.2f} alone, "
-            f"{engine_cpu[1]:.2f} with clients")
+    engine_alone = result["cpu_alone"][0] / result["alone_wall"]  # cores, ticking alone
+    busy_wall = result["busy_wall"]
+    line = (f"CPU, in cores busy: engine process {engine_alone:.2f} alone, "
+            f"{result['cpu_busy'][0] / busy_wall:.2f} with clients")
     if args.redis:
-        line += (f"; web process {result['cpu_alone'][1] / seconds:.2f} alone, "
-                 f"{result['cpu_busy'][1] / seconds:.2f} with clients")
-    print(line + f"; client process {clients.get('cpu_s', float('nan')) / seconds:.2f} "
-          f"(of {os.cpu_count()} cores on this machine)")
+        line += (f"; web process {result['cpu_alone'][1] / result['alone_wall']:.2f} alone, "
+                 f"{result['cpu_busy'][1] / busy_wall:.2f} with clients")
+    print(line + f"; client process {clients.get('cpu_s', float('nan')) / busy_wall:.2f} "
+          f"(of {os.cpu_count()} cores; with clients: the phase and its delivery, "
+          f"{busy_wall:.1f} s)")
     delivered = clients.get("messages", 0)
-    if delivered:
-        fanout = result["cpu_busy"][0] - result["cpu_alone"][0] + result["cpu_busy"][1]
-        print(f"server CPU per message delivered to a client: {fanout / delivered * 1e6:.1f} us "
-              f"(the fan-out's cost, independent of the machine's load; the engine's tick "
-              f"costs {result['cpu_alone'][0] / max(alone['count'], 1) * 1e6:.0f} us)")
-    print(f"messages received {clients.get('messages', 0)} of {expected} expected; "
+    if clients.get("deliveries"):
+        fanout = result["cpu_busy"][0] - engine_alone * busy_wall + result["cpu_busy"][1]
+        print(f"server CPU per message delivered to a client: "
+              f"{fanout / clients['deliveries'] * 1e6:.1f} us "
+              f"(the fan-out's cost beside the engine's own, whatever the machine's load)")
+    print(f"messages of the phase received {delivered} of {expected}; "
           f"conflated drops told {clients.get('dropped', 0)}; "
           f"seq gaps not told {clients.get('gaps', 0)}; "
-          f"engine publish-queue drops {result['queue_dropped']}")
+          f"engine publish-queue drops {result['queue_dropped']}; clients caught up "
+          f"{clients.get('caught_up', 0)} of {args.clients}")
 
 
 if __name__ == "__main__":
