@@ -244,11 +244,6 @@ def buy_and_hold(*, symbols: Iterable[str], start: datetime | None, end: datetim
     return rows
 
 
-def traded_symbols(*, account: Account) -> list[str]:
-    """Return the names of the symbols the account holds or held (positions are one a symbol)."""
-    return sorted(account.positions.values_list("symbol__name", flat=True))
-
-
 def system_events(*, limit: int = RECENT_ROWS) -> list[SystemEvent]:
     """Return the newest system events other than heartbeats."""
     return list(SystemEvent.objects.exclude(kind="heartbeat").order_by("-ts")[:limit])

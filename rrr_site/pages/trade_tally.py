@@ -77,10 +77,13 @@ def _stale(tally: _Tally, account_id: int) -> bool:
     if tally.last is None:
         return False
     ts, pk = tally.last
-    fills = Fill.objects.filter(account_id=account_id)
-    return not fills.filter(pk=pk, ts=ts).exists() or (
-        fills.filter(pk__gt=tally.high_pk, ts__lt=ts).exists()
+    found = list(  # one query: the last fill itself, and at most one late one
+        Fill.objects.filter(account_id=account_id)
+        .filter(Q(pk=pk, ts=ts) | Q(pk__gt=tally.high_pk, ts__lt=ts))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:2]
     )
+    return found != [pk]
 
 
 def _extend(state: _Symbol, fills: list[EngineFill]) -> None:

@@ -324,6 +324,8 @@ def performance(request: HttpRequest) -> HttpResponse:
     context, account = page_context(request, "performance")
     if account is not None:
         perf = _performance(account)
+        # Positions are one a symbol: the symbols the account holds or held.
+        per_symbol = profit_by_symbol(account=account, fill_stats=False)
         context.update(
             perf=perf,
             summary=portfolio_summaries(accounts=Account.objects.filter(pk=account.pk))[0],
@@ -333,9 +335,9 @@ def performance(request: HttpRequest) -> HttpResponse:
                 for p in equity_curve(account=account, points=EQUITY_POINTS)
             ],
             monthly=s.monthly_returns(account=account),
-            per_symbol=profit_by_symbol(account=account, fill_stats=False),
+            per_symbol=per_symbol,
             holds=s.buy_and_hold(
-                symbols=s.traded_symbols(account=account), start=perf["start"], end=perf["end"]
+                symbols=[r["symbol"] for r in per_symbol], start=perf["start"], end=perf["end"]
             ),
         )
     return render(request, "pages/performance.html", context)
