@@ -48,11 +48,8 @@ def vectorised_check(
     problems = []
     try:
         vectorised_class(strategy)
-    except UnsupportedStrategyError:
-        problems.append(
-            f"strategy {strategy!r} (supported: {', '.join(SUPPORTED)} and signal-style "
-            "strategies, SignalStrategy)"
-        )
+    except UnsupportedStrategyError as exc:  # says why: not signal style, or its file failed
+        problems.append(f"strategy {strategy!r}: {exc}")
     if len(symbols) != 1:
         problems.append(f"{len(symbols)} symbols (one at a time)")
     if costs.fill_model == "book":
