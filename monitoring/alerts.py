@@ -164,10 +164,14 @@ def _open_alert(rule: AlertRule, event: AlertEvent, now: datetime) -> Alert:
 
 
 def _enqueue(delivery_id: int) -> None:
-    """Hand a delivery to django-q2."""
+    """Hand a delivery to django-q2.
+
+    A delivery that succeeds is not kept as a django-q2 result (``save=False``): its
+    ``AlertDelivery`` row says it was sent and when; a failed one is still kept by django-q2.
+    """
     from django_q.tasks import async_task
 
-    async_task("monitoring.alerts.alert_deliver", delivery_id, group="alerts")
+    async_task("monitoring.alerts.alert_deliver", delivery_id, group="alerts", save=False)
 
 
 def alert_deliver(delivery_id: int, *, now: datetime | None = None) -> str:
