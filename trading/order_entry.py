@@ -32,6 +32,7 @@ from trading.engine.errors import OrderRejected
 from trading.engine.hooks import AccountView, Decision, OrderProposal, TradingMode
 from trading.engine.orders import Order as EngineOrder
 from trading.engine.orders import validate_order
+from trading.engine.portfolio import Portfolio, PositionSnapshot
 from trading.models import Account, Order, OrderRequestKey
 from trading.services import order_submit
 
@@ -120,22 +121,25 @@ class PlacedOrder:
 
 
 def account_view(*, account: Account) -> AccountView:
-    """Return the account as the risk checks see it, from its stored cash, positions, snapshots."""
-    positions = account_positions_view(account=account)
-    equity = account.cash + sum((p.market_value for p in positions.values()), Decimal(0))
+    """Return the account as the risk checks see it: the engine's own view (``Portfolio.view``)
+    of its stored cash and positions marked at the latest bars, its stored peak equity and the
+    first equity stored today."""
+    marked = account_positions_view(account=account)
     snapshots = account.snapshots.order_by("ts")
-    peak = max(snapshots.order_by("-equity").values_list("equity", flat=True)[:1], default=equity)
+    peak = snapshots.order_by("-equity").values_list("equity", flat=True).first()
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    day_start = snapshots.filter(ts__gte=today).values_list("equity", flat=True).first()
-    return AccountView(
-        name=account.name,
+    portfolio = Portfolio(account.name, account.cash, margin=None)
+    portfolio.restore(
         cash=account.cash,
-        equity=equity,
-        peak_equity=max(peak, equity),
-        day_start_equity=day_start if day_start is not None else equity,
-        positions=positions,
-        open_orders=account.orders.filter(status__in=OPEN_ORDER_STATUSES).count(),
+        positions=[
+            PositionSnapshot(s, p.quantity, p.avg_price, p.mark_price) for s, p in marked.items()
+        ],
+        peak_equity=peak,
+        day_start_equity=snapshots.filter(ts__gte=today).values_list("equity", flat=True).first(),
+    )
+    return portfolio.view(
         mode=TradingMode(trading_state_of(account=account)),
+        open_orders=account.orders.filter(status__in=OPEN_ORDER_STATUSES).count(),
     )
 
 

@@ -123,6 +123,16 @@ def _symbol_or_404(name: str) -> Symbol:
     return symbol
 
 
+def _newest_or_404(symbol: str, read, what: str):
+    """Return ``read(symbol=...)``: 404 naming the symbol when it is unknown, or ``what`` when
+    none is stored (the quote and book endpoints)."""
+    _symbol_or_404(symbol)
+    row = read(symbol=symbol)
+    if row is None:
+        raise NotFound(f"No {what} stored for {symbol}.")
+    return row
+
+
 def _simulated(symbol: str, asked: bool | None) -> bool:
     """The origin to read: as asked, else the observed bars unless the symbol has none (a
     simulated session such as ``make run``), as the dashboard's charts do."""
@@ -203,11 +213,7 @@ class QuoteView(APIView):
         ],
     )  # fmt: skip
     def get(self, request, symbol: str):
-        _symbol_or_404(symbol)
-        quote = latest_quote(symbol=symbol)
-        if quote is None:
-            raise NotFound(f"No quote stored for {symbol}.")
-        return Response(QuoteSerializer(quote).data)
+        return Response(QuoteSerializer(_newest_or_404(symbol, latest_quote, "quote")).data)
 
 
 class BookSerializer(serializers.ModelSerializer):
@@ -241,8 +247,4 @@ class BookView(APIView):
         ],
     )  # fmt: skip
     def get(self, request, symbol: str):
-        _symbol_or_404(symbol)
-        book = latest_book(symbol=symbol)
-        if book is None:
-            raise NotFound(f"No order book stored for {symbol}.")
-        return Response(BookSerializer(book).data)
+        return Response(BookSerializer(_newest_or_404(symbol, latest_book, "order book")).data)
