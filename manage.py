@@ -21,6 +21,41 @@ def verbosity_log_level(argv: list[str]) -> str | None:
     return None
 
 
+def exit_now(code: object) -> None:
+    """End the process as ``sys.exit(code)`` would, without tearing the interpreter down.
+
+    Freeing every module and object one by one at exit costs 0.1-0.3 s of CPU (Django alone
+    0.1 s; pandas, numpy and pyarrow as much again) and serves nothing once the command is done.
+    What a normal exit does that matters still happens, in the same order: non-daemon threads
+    are waited for, atexit handlers run (logging's flush among them), database connections
+    close, the standard streams are flushed; then the OS frees the rest.
+    """
+    import atexit
+    import threading
+
+    # What the interpreter does first at exit: threading's exit hooks (thread pools stop their
+    # idle workers), then every non-daemon thread is waited for.
+    threading._shutdown()
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): the message on stderr, status 1
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`manage.py help | head`)
+            pass
+    os._exit(status & 0xFF)
+
+
 def main() -> None:
     """Run administrative tasks."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rrr_site.settings")
@@ -29,7 +64,11 @@ def main() -> None:
         os.environ["LOG_LEVEL"] = level
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except SystemExit as exc:  # --help, a CommandError's exit status, sys.exit() in a command
+        exit_now(exc.code)
+    exit_now(0)
 
 
 if __name__ == "__main__":

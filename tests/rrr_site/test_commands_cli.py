@@ -202,3 +202,39 @@ def test_verbosity_sets_the_log_level(verbosity: str, levels: set[str]) -> None:
     assert done.stdout.strip().endswith("output") and "rrr.probe" not in done.stdout
     records = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
     assert {r["level"] for r in records if r["logger"] == "rrr.probe"} == levels
+
+
+EXIT_PROBE = r"""
+import atexit, concurrent.futures, sys, threading, time
+atexit.register(lambda: print("atexit ran"))
+def later():
+    time.sleep(0.2)
+    print("thread finished")
+threading.Thread(target=later).start()
+concurrent.futures.ThreadPoolExecutor(2).submit(int).result()  # an idle pool left behind
+print("x" * 200_000)
+"""
+
+
+def test_manage_py_exits_as_python_would_without_tearing_down(tmp_path) -> None:
+    # manage.py ends with os._exit after the parts of an exit that matter: threads waited for,
+    # atexit handlers run, output flushed, the status kept.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", EXIT_PROBE],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[-3:] == ["x" * 200_000, "thread finished", "atexit ran"]
+    failed = subprocess.run(
+        [sys.executable, "manage.py", "backtest", "--strategy", "sma_cross"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert failed.returncode == 1 and "--start and --end are required" in failed.stderr
+    shown = subprocess.run(
+        [sys.executable, "manage.py", "backtest", "--help"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: manage.py backtest")
+    assert "--max-hold" in shown.stdout and shown.stdout.endswith("\n")
