@@ -62,6 +62,7 @@ from trading.engine.venue import (
 _BUY = OrderSide.BUY
 _TAKER = Liquidity.TAKER
 PRICE_DIGITS = 10
+_TIDY = f".{PRICE_DIGITS}g"
 
 
 class FillModel(StrEnum):
@@ -140,7 +141,7 @@ def tidy_price(price: float) -> float:
     Model arithmetic leaves binary noise (100 × 1.001 = 100.10000000000001); exchange prices
     have a few significant digits, and short Decimals keep the portfolio's sums exact.
     """
-    return float(f"{price:.{PRICE_DIGITS}g}")
+    return float(format(price, _TIDY))
 
 
 def _volume_share(quantity: float, bar: Bar | None) -> float:
@@ -211,6 +212,7 @@ class BacktestVenue:
         self._budget: dict[str, Decimal | None] = {}  # what the volume cap leaves in this bar
         self._cap_frac = cfg.volume_cap
         self._book_model = cfg.model is FillModel.BOOK
+        self._per_bar = self._cap_frac is not None or self._book_model  # work on quiet bars too
         self._deferred: list[VenueEvent] = []  # events of a sync outside any call's event list
         self._children = 0
         self._guard: FillGuard | None = None
@@ -340,14 +342,17 @@ class BacktestVenue:
     def on_bar(self, bar: Bar) -> list[VenueEvent]:
         """Execute what the fill model puts in this bar, then replay its path if needed."""
         symbol = bar.symbol
-        if not (self._market.get(symbol) or self._waiting.get(symbol) or self._live.get(symbol)):
+        held = self._held and (self._market.get(symbol) or self._waiting.get(symbol))
+        if not held and not self._live.get(symbol):
             # Hot path: nothing held or working for this symbol (most bars of a backtest).
             events = self._begin() if self._delta or self._cash or self._deferred else []
             self._stale[symbol] = self._last[symbol] = bar
-            if self._cap_frac is not None:
-                self._budget[symbol] = self._cap(bar)
-            if self._book_model and symbol not in self._books:
-                self._set_exec_book(synthesise_book(bar, self.config.book_levels, self._cap_frac))
+            if self._per_bar:
+                if self._cap_frac is not None:
+                    self._budget[symbol] = self._cap(bar)
+                if self._book_model and symbol not in self._books:
+                    book = synthesise_book(bar, self.config.book_levels, self._cap_frac)
+                    self._set_exec_book(book)
             return events
         events = self._begin()
         model = self.config.model

@@ -73,6 +73,7 @@ class OrderManager:
         self.listeners: list[OrderListener] = list(listeners)
         self._ids = id_factory
         self._portfolios: dict[str, Portfolio] = {}
+        self._marked: tuple[Portfolio, ...] = ()  # every portfolio, for the marks of each bar
         self._modes: dict[str, TradingMode] = {}
         self._open: dict[str, dict[str, Order]] = {}  # account -> id -> order
         self._index: dict[str, Order] = {}  # every open order by id
@@ -91,6 +92,7 @@ class OrderManager:
     def add_account(self, portfolio: Portfolio, mode: TradingMode = TradingMode.ACTIVE) -> None:
         """Manage ``portfolio``'s account."""
         self._portfolios[portfolio.account] = portfolio
+        self._marked = tuple(self._portfolios.values())
         self._modes[portfolio.account] = mode
         self._open.setdefault(portfolio.account, {})
 
@@ -261,9 +263,9 @@ class OrderManager:
             self._process(events)
         # The bar's start rolls the day, so the day opens at the previous day's last close.
         symbol = bar.symbol
-        for portfolio in self._portfolios.values():
+        for portfolio in self._marked:
             if symbol in portfolio.positions:
-                portfolio.mark_at(symbol, bar.close, bar.ts)  # flat: converted only when read
+                portfolio.mark_at(symbol, bar.close, bar.ts)  # often deferred: see Portfolio
         return events
 
     def advance(self, now: datetime) -> list[VenueEvent]:

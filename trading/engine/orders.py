@@ -373,5 +373,8 @@ def validate_order(order: Order) -> None:
         raise OrderRejected("quantity must be a positive Decimal")
     if order.status is not _PENDING or order.filled_quantity != 0:
         raise OrderRejected("only new pending orders can be submitted")
+    if order.type is _MARKET and order.price is None and order.stop_price is None:
+        if order.trail_amount is None and order.trail_percent is None:
+            return  # a plain market order (most orders): nothing else to check
     _check_prices(order)
     _check_trailing(order)
