@@ -20,6 +20,8 @@ def _money(help_text: str = "") -> serializers.DecimalField:
 class AccountQuery(serializers.Serializer):
     """Narrow to one of your accounts (all you may see when omitted)."""
 
+    pure_query = True  # rrr_site.api.query.parse_query may keep its answers
+
     account = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
 
 

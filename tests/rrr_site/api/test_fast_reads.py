@@ -282,3 +282,12 @@ def test_performance_follows_new_snapshots_and_fills(world, as_role):
     assert third["metrics"]["win_rate"] != second["metrics"]["win_rate"] or (
         third["metrics"]["profit_factor"] != second["metrics"]["profit_factor"]
     )
+
+
+def test_kept_query_answers_are_per_query_string_and_never_keep_errors(world, as_role):
+    client = as_role("viewer")
+    for _ in range(2):  # the second answer comes from the kept parse
+        assert len(client.get("/api/v1/trades?limit=1").json()["results"]) == 1
+        assert len(client.get("/api/v1/trades?limit=2").json()["results"]) == 2
+        bad = client.get("/api/v1/trades?limit=0")
+        assert bad.status_code == 400 and "limit" in bad.json()
