@@ -168,3 +168,23 @@ def test_models_and_runs_carry_what_their_live_scripts_update(client):
     page = client.get("/backtests/").content.decode()
     assert f'data-run="{run.pk}" data-status="running"' in page
     assert '<span class="pct">25</span>' in page and "backtests.${id}" in page
+
+
+def test_the_system_pages_counts_are_shared_for_a_few_seconds_and_dated(client):
+    from django.core.cache import cache
+
+    cache.clear()
+    account = AccountFactory(name="desk")
+    client.force_login(_viewer(account))
+    with CaptureQueriesContext(connection) as first:
+        page = client.get("/system/").content.decode()
+    assert "as of " in page and page.count("UTC") >= 1
+    with CaptureQueriesContext(connection) as second:
+        client.get("/system/")
+    assert len(second.captured_queries) < len(first.captured_queries) - 5
+    other = UserFactory()  # another set of accounts: its own figures
+    other.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    client.force_login(other)
+    with CaptureQueriesContext(connection) as third:
+        assert client.get("/system/").context["stats"]["counts"]["accounts"] == 0
+    assert len(third.captured_queries) > len(second.captured_queries)
