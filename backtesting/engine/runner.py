@@ -101,6 +101,8 @@ class BacktestConfig:
             ) from None
         if self.initial_cash <= 0:
             raise BacktestConfigError("initial_cash must be positive")
+        if self.history_size < 1:
+            raise BacktestConfigError("history_size must be at least 1")
         try:
             self.margin()
         except ValueError as exc:

@@ -1,0 +1,79 @@
+"""The backtest's bar feed builds exactly the bars and timestamps the plain constructors give."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from backtesting.engine.feed import BUILD_BAR, bar_builder, bar_events, datetimes
+from backtesting.engine.result import to_datetime
+from backtesting.engine.runner import prepare_bars
+from marketdata.engine.events import Bar
+from tests.backtesting.engine.helpers import sim_frame, walk_frame
+
+
+def test_the_fast_builder_makes_genuine_frozen_bars() -> None:
+    assert BUILD_BAR is not Bar  # CPython accepts the twin layout here
+    args = ("ETH-USD", "5m", to_datetime(1_700_000_000_000_000_000), 1.5, 2.0, 1.0, 1.75, 9.0)
+    built, plain = BUILD_BAR(*args), Bar(*args)
+    assert type(built) is Bar and built == plain and hash(built) == hash(plain)
+    assert repr(built) == repr(plain) and dataclasses.asdict(built) == dataclasses.asdict(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.close = 3.0  # type: ignore[misc]
+    assert dataclasses.replace(built, close=3.0) == dataclasses.replace(plain, close=3.0)
+
+
+def test_the_builder_falls_back_to_the_constructor_when_bar_changes(monkeypatch) -> None:
+    import backtesting.engine.feed as feed
+
+    @dataclasses.dataclass(frozen=True)  # no slots: the layout cannot be copied
+    class Unslotted:
+        symbol: str
+        timeframe: str
+        ts: object
+        open: float
+        high: float
+        low: float
+        close: float
+        volume: float
+
+    monkeypatch.setattr(feed, "Bar", Unslotted)
+    assert bar_builder() is Unslotted
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        [],
+        [0],
+        np.arange(5) * 60_000_000_000 + 1_704_067_200_000_000_000,
+        [1_704_067_200_000_000_000, 1_704_067_200_000_000_000, 1_704_067_260_000_000_000],
+        [1_704_067_200_000_000_999, 1_704_067_260_123_456_789, 1_704_070_000_000_000_001],
+    ],
+    ids=["empty", "one", "regular", "two symbols a stamp", "irregular, nanoseconds"],
+)
+def test_datetimes_equal_to_datetime_of_each_stamp(stamps) -> None:
+    ts = np.asarray(stamps, dtype=np.int64)
+    assert list(datetimes(ts)) == [to_datetime(int(t)) for t in ts.tolist()]
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_bar_events_are_the_rows_as_bars(multi: bool) -> None:
+    frame = sim_frame(300, ("BTC-USD", "ETH-USD")) if multi else walk_frame(300)
+    data = prepare_bars(frame)
+    expected = [
+        Bar(s, data.timeframe, to_datetime(t), o, h, lo, c, v)
+        for s, t, o, h, lo, c, v in zip(
+            data.symbol.tolist(),
+            data.ts.tolist(),
+            data.open.tolist(),
+            data.high.tolist(),
+            data.low.tolist(),
+            data.close.tolist(),
+            data.volume.tolist(),
+            strict=True,
+        )
+    ]
+    assert list(bar_events(data)) == expected
