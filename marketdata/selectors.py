@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from marketdata.models import Bar, Symbol
 
@@ -14,6 +16,8 @@ if TYPE_CHECKING:  # pandas costs ~0.6 s at import: loaded by the functions that
     import pandas as pd
 
     from marketdata.feeds import FeedConfig  # the simulator's numpy: loaded by feed_config()
+
+logger = logging.getLogger(__name__)
 
 BAR_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "vwap", "trade_count"]
 
@@ -82,13 +86,32 @@ _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in microseconds since 1970-
 def _bars_packed(
     symbol: str, timeframe: str, simulated: bool, start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """Read bars from PostgreSQL as packed binary records, chunk by chunk, into numpy arrays.
+    """Read bars from PostgreSQL as packed binary records into numpy arrays (or take the read
+    ``bars_prefetch`` started for the same arguments)."""
+    import numpy as np
+    import pandas as pd
+
+    key = (symbol, timeframe, simulated, start, end)
+    prefetched = _PREFETCHED.pop(key, None)
+    packed = prefetched.result() if prefetched is not None else None
+    if not packed:  # none started, it failed, or it found nothing (the sim source stores some)
+        packed = _bars_packed_read(*key)
+    records = np.frombuffer(packed, dtype=np.dtype(_PACKED_FIELDS))
+    frame = pd.DataFrame(
+        {name: records[name].astype(records[name].dtype.newbyteorder("=")) for name in BAR_COLUMNS}
+    )
+    frame["ts"] = pd.to_datetime(frame["ts"] + _PG_EPOCH_US, unit="us", utc=True)
+    return frame
+
+
+def _bars_packed_read(
+    symbol: str, timeframe: str, simulated: bool, start: datetime, end: datetime
+) -> bytes:
+    """Return the bars' packed records, read chunk by chunk on this thread's connection.
 
     Chunks follow ``ts`` (unique per symbol, timeframe and origin): each starts after the last
     bar of the previous one, so no bar is read twice or skipped, whatever the range's size.
     """
-    import numpy as np
-    import pandas as pd
     import psycopg
 
     sql = (
@@ -111,12 +134,49 @@ def _bars_packed(
             if count < PACKED_CHUNK_ROWS:
                 break
             after, op = last, ">"
-    records = np.frombuffer(b"".join(chunks), dtype=np.dtype(_PACKED_FIELDS))
-    frame = pd.DataFrame(
-        {name: records[name].astype(records[name].dtype.newbyteorder("=")) for name in BAR_COLUMNS}
-    )
-    frame["ts"] = pd.to_datetime(frame["ts"] + _PG_EPOCH_US, unit="us", utc=True)
-    return frame
+    return b"".join(chunks)
+
+
+class _Prefetch(threading.Thread):
+    """One bars read on a thread (and database connection) of its own; ``result()`` waits."""
+
+    def __init__(self, key: tuple) -> None:
+        super().__init__(name=f"bars-prefetch-{key[0]}")
+        self.key = key
+        self.packed: bytes | None = None
+
+    def run(self) -> None:
+        try:
+            self.packed = _bars_packed_read(*self.key)
+        except Exception:  # the caller reads again on its own connection, and sees any error
+            logger.warning("bars prefetch of %s failed", self.key[0], exc_info=True)
+        finally:
+            connections.close_all()  # this thread's connection
+
+    def result(self) -> bytes | None:
+        self.join()
+        return self.packed
+
+
+_PREFETCHED: dict[tuple, _Prefetch] = {}
+
+
+def bars_prefetch(
+    *, symbol: str, timeframe: str, start: datetime, end: datetime, simulated: bool = False
+) -> None:
+    """Start reading what ``bars_frame`` with these arguments will return, in the background.
+
+    PostgreSQL only (elsewhere nothing happens). A command calls it before its slow imports:
+    the server reads and packs the bars meanwhile, on another connection; the first
+    ``bars_frame`` with the same arguments takes the result (a read that found nothing, or
+    failed, is done again then). Bars are read as of the call.
+    """
+    if connection.vendor != "postgresql":
+        return
+    key = (symbol, timeframe, simulated, start, end)
+    if key not in _PREFETCHED:
+        _PREFETCHED[key] = prefetch = _Prefetch(key)
+        prefetch.start()
 
 
 def feed_config() -> FeedConfig:

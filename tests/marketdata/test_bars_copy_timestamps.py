@@ -66,3 +66,51 @@ def test_bars_frame_reads_a_range_larger_than_one_chunk_whole_and_in_order(monke
         assert frame["open"].tolist() == [1.0 + n for n in range(count)]
         assert frame["trade_count"].tolist() == list(range(count))
         assert frame["vwap"].isna().tolist() == [bool(n % 2) for n in range(count)]
+
+
+def _store_minutes(name: str, start: datetime, count: int) -> None:
+    symbol = SymbolFactory(name=name)
+    Bar.objects.bulk_create(
+        Bar(symbol=symbol, timeframe="1m", ts=start + timedelta(minutes=n), open=1.0 + n,
+            high=2.0 + n, low=0.5, close=1.5 + n, trade_count=n)
+        for n in range(count)
+    )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)  # the prefetch reads on a connection of its own
+def test_a_prefetched_read_is_taken_once_and_equals_a_plain_read():
+    import marketdata.selectors as selectors
+    from marketdata.selectors import bars_prefetch
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    _store_minutes("SOL-USD", start, 5)
+    args = {"symbol": "SOL-USD", "timeframe": "1m", "start": start,
+            "end": start + timedelta(minutes=5)}  # fmt: skip
+    plain = bars_frame(**args)
+    bars_prefetch(**args)
+    if connection_is_postgresql():
+        (prefetch,) = selectors._PREFETCHED.values()
+        assert len(prefetch.result()) == 5 * 64  # five packed records, read on its own
+    prefetched = bars_frame(**args)
+    assert selectors._PREFETCHED == {}  # taken by the first read
+    pd.testing.assert_frame_equal(prefetched, plain)
+    assert len(plain) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prefetch_that_found_nothing_is_read_again():
+    # The sim source stores the bars a prefetch started before them could not see.
+    from marketdata.selectors import bars_prefetch
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    args = {"symbol": "AVAX-USD", "timeframe": "1m", "start": start,
+            "end": start + timedelta(minutes=3)}  # fmt: skip
+    bars_prefetch(**args)
+    _store_minutes("AVAX-USD", start, 3)
+    assert bars_frame(**args)["open"].tolist() == [1.0, 2.0, 3.0]
+
+
+def connection_is_postgresql() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"

@@ -82,6 +82,42 @@ def _cpu_seconds() -> float:
     return time.process_time()
 
 
+# A prefetch is only started for what the run will surely read (one plain run, a few symbols,
+# a range the checks accept): a refused request must not leave a large read behind.
+PREFETCH_MAX_SYMBOLS = 4
+PREFETCH_MAX_BARS = 5_000_000  # backtesting.request.MAX_BARS_PER_SYMBOL
+
+
+def _prefetch_bars(options: dict, start: datetime, end: datetime) -> None:
+    """Start reading a plain run's bars on PostgreSQL before the slow imports (see bars_prefetch).
+
+    The run reads its bars through ``bars_frame``, which takes this read when the validated
+    request asks for the same bars; otherwise it is simply not used.
+    """
+    from marketdata.engine.events import TIMEFRAME_SECONDS
+    from marketdata.selectors import bars_prefetch
+
+    if options["optimize"] or options["run_async"] or options["config"]:
+        return
+    timeframe = options["timeframe"]
+    names = [s.strip().upper() for s in (options["symbols"] or "").split(",") if s.strip()]
+    seconds = TIMEFRAME_SECONDS.get(timeframe)
+    if (
+        not seconds
+        or not names
+        or len(names) > PREFETCH_MAX_SYMBOLS
+        or len(set(names)) < len(names)
+    ):
+        return
+    if (end - start).total_seconds() / seconds > PREFETCH_MAX_BARS:
+        return
+    for name in names:
+        bars_prefetch(
+            symbol=name, timeframe=timeframe, start=start, end=end,
+            simulated=options["source"] == "sim",
+        )  # fmt: skip
+
+
 def parse_day(value: str, flag: str) -> datetime:
     """Parse YYYY-MM-DD (or ISO datetime) as UTC."""
     try:
@@ -233,6 +269,7 @@ class Command(BaseCommand):
             raise CommandError("--end must be after --start")
         if options["replay_account"]:
             return self._replay(options["replay_account"], start, end, options)
+        _prefetch_bars(options, start, end)  # the server reads them while we import the engine
         from backtesting.request import one_line, validated_request
         from backtesting.services import BacktestInputError, SweepFailed, backtest_run_create
 
