@@ -11,7 +11,9 @@ imports are not counted: a handicap for us). Same strategy and rules as
 bench/backtest_peers.py: long-only SMA(10/30), all-in (0.9999 / 1.001 of equity, 1e-8 lots),
 0.1 % commission rounded as RRR's venue rounds it, fills at the next open, no risk limits
 (buying power at 1x applies). Both must report the same number of trades. Target: our whole
-command at least as fast as the peer's read + run (ratio >= 1).
+command at least as fast as the peer's read + run (ratio >= 1). Beside the wall seconds: each
+side's whole-process CPU seconds (interpreter start-up and imports included on both sides) and
+our phases' CPU seconds, which a busy machine does not inflate the way it does the wall clock.
 
 The bars are the simulated market's (``--source sim``): the first, untimed, run generates and
 stores them in the bench database (created when missing) marked simulated.
