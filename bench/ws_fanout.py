@@ -323,7 +323,9 @@ def use_redis(redis_url: str) -> None:
 
     settings.CHANNEL_LAYERS = {"default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_url], "prefix": "rrr"},  # as the web process's
+        # As the web process's (rrr_site/settings.py): the capacity is the sender's to enforce.
+        "CONFIG": {"hosts": [redis_url], "prefix": "rrr",
+                   "channel_capacity": {"stream-hub.*": 5000}},
     }}
     channel_layers.backends.clear()
 
