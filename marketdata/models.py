@@ -205,6 +205,12 @@ class SentimentReading(models.Model):
             models.UniqueConstraint(
                 fields=["source", "symbol", "ts"], name="sentiment_unique_reading"
             ),
+            # A NULL symbol never matches the key above: market-wide readings need their own.
+            models.UniqueConstraint(
+                fields=["source", "ts"],
+                condition=Q(symbol__isnull=True),
+                name="sentiment_unique_market_reading",
+            ),
         ]
         indexes = [models.Index(fields=["symbol", "ts"], name="sentiment_symbol_ts")]
 

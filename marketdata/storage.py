@@ -71,6 +71,9 @@ class TableSpec:
     conflict: tuple[str, ...]
     update: tuple[str, ...] = ()  # columns overwritten on conflict (empty: DO NOTHING)
     datetimes: tuple[str, ...] = ("ts",)  # columns SQLite needs adapted from datetime
+    # DO NOTHING on any unique key, not only ``conflict``: a table whose rows with a NULL in the
+    # key have a second, partial unique key (market-wide sentiment) skips replays of those too.
+    any_key: bool = False
 
     def insert_sql(self, placeholder: str) -> str:
         """Return ``INSERT … VALUES (…) ON CONFLICT …`` with the backend's placeholder."""
@@ -84,7 +87,9 @@ class TableSpec:
             return ""
         target = ", ".join(self.conflict)
         if not self.update:
-            return f"ON CONFLICT ({target}) DO NOTHING"
+            return (
+                "ON CONFLICT DO NOTHING" if self.any_key else f"ON CONFLICT ({target}) DO NOTHING"
+            )
         sets = ", ".join(f"{c} = excluded.{c}" for c in self.update)
         # A replay of an identical row changes nothing and is not counted as written.
         changed = " OR ".join(
@@ -141,6 +146,7 @@ SENTIMENT_SPEC = TableSpec(
         "sources_count",
     ),
     ("source", "symbol_id", "ts"),
+    any_key=True,  # market-wide readings (no symbol) have their own key on (source, ts)
 )
 # Quality findings are an append-only log: every finding is kept, none is a duplicate.
 QUALITY_SPEC = TableSpec(

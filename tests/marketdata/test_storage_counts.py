@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from marketdata.engine.events import Bar, Quote, SentimentReading, Side, Trade
+from marketdata.models import SentimentReading as SentimentRow
 from marketdata.models import TradeTick
 from marketdata.pipeline import QualityRecord
 from marketdata.storage import COPY_MIN_ROWS, AsyncBatchWriter, MarketDataStore
@@ -72,10 +73,23 @@ def test_quotes_sentiment_and_quality_findings(symbols):
     # Quality findings are a log about the data (counted as flagged/quarantined), not data.
     assert result.by_symbol == {"SOL-USD": 1, "": 1}
     assert result.written == {"quotes": 1, "sentiment": 1, "quality": 1}
-    # (A market-wide reading has a NULL symbol, which a unique key never matches: not replayed.)
     reading = SentimentReading("SOL-USD", T0, "news", 0.2, 0.9)
     assert store.write([quote, reading, finding]).by_symbol == {"SOL-USD": 1}
     assert store.write([quote, reading, finding]).by_symbol == {}
+
+
+def test_a_replayed_market_wide_reading_is_stored_once(symbols):
+    """A NULL symbol never matches the (source, symbol, ts) key: the market's own key holds."""
+    store = MarketDataStore()
+    market = SentimentReading("", T0, "news", 0.2, 0.9)
+    later = SentimentReading("", T0 + dt.timedelta(minutes=1), "news", -0.1, 0.5)
+    assert store.write([market]).written == {"sentiment": 1}
+    result = store.write([market, later])
+    assert result.written == {"sentiment": 1}  # only the new one
+    assert store.write([market, later]).by_symbol == {}
+    assert SentimentRow.objects.filter(symbol__isnull=True).count() == 2
+    # Another source at the same instant is another reading.
+    assert store.write([SentimentReading("", T0, "x", 0.0, 0.1)]).written == {"sentiment": 1}
 
 
 def _stored(source: str) -> dict[str, float]:
