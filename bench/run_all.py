@@ -24,6 +24,7 @@ BENCHES = [
     ("ML inference and training", ["ml_inference.py"], ["--quick"]),
     ("backtest vs peers", ["backtest_peers.py"], ["--bars", "100000", "--combos", "20"]),
     ("backtest end to end (PostgreSQL)", ["backtest_e2e.py"], ["--bars", "50000", "--runs", "1"]),
+    ("user strategies vs peers", ["user_strategies.py"], ["--bars", "100000"]),
     ("command start-up", ["startup.py"], ["--runs", "2"]),
     ("research proofs and pair scan", ["research_scan.py"], ["--quick"]),
     ("WebSocket fan-out", ["ws_fanout.py"], ["--clients", "100", "--seconds", "5"]),
@@ -39,7 +40,7 @@ def main() -> int:
     for name, script, quick_args in BENCHES:
         if args.only and not any(k in name for k in args.only.split(",")):
             continue
-        needs_peers = "peers" in script[0] or "e2e" in script[0]
+        needs_peers = any(k in script[0] for k in ("peers", "e2e", "user_strategies"))
         if needs_peers and not (HERE.parent / ".venv-bench").exists():
             print(f"\n=== {name}: skipped (run bench/backtest_setup.sh to create .venv-bench)")
             continue
