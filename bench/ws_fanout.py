@@ -369,8 +369,12 @@ async def server_main(args, token: str) -> dict:
     line = await asyncio.wait_for(clients.stdout.readline(), 300)
     assert line.strip() == b"ready", line
     await engine.run(WARMUP_S)  # snapshots and the first messages out of the way
-    clients.stdin.write(f"go {time.time()}\n".encode())
+    # Counted from a second ahead: the clients have read "go" before the first such message.
+    go = time.time() + 1.0
+    clients.stdin.write(f"go {go}\n".encode())
     await clients.stdin.drain()
+    await engine.run(1.0)
+    await asyncio.sleep(max(0.0, go - time.time()))  # the phase's first tick is stamped after go
     cpu, wall = cpu_now(web_pid), time.perf_counter()
     busy = latency_summary(await engine.run(args.seconds))
     clients.stdin.write(f"stop {time.time()}\n".encode())
