@@ -40,6 +40,15 @@ def count_request(key: str, window: int, duration: int) -> tuple[int, int]:
     return current, int(cache.get(prev_key) or 0)
 
 
+def uncount_request(key: str, window: int) -> None:
+    """Take back one request of ``key`` in ``window`` (a refused request does not count)."""
+    cache = caches["default"]
+    try:
+        cache.decr(f"{key}:{window}")
+    except ValueError:  # expired meanwhile: nothing to take back
+        pass
+
+
 class CountingThrottle(SimpleRateThrottle):
     """A ``SimpleRateThrottle`` that counts (sliding window of two fixed windows)."""
 
@@ -62,6 +71,7 @@ class CountingThrottle(SimpleRateThrottle):
         if seen <= self.num_requests:
             self._wait = None
             return True
+        uncount_request(self.key, int(window))  # as DRF's: only allowed requests count
         # Until enough of the previous window has slid out (or the current one ends).
         excess = seen - self.num_requests
         self._wait = (
