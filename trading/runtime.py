@@ -7,11 +7,11 @@ One asyncio loop runs the whole path::
 
 Slow work never blocks matching: market data goes to the ``AsyncBatchWriter``; orders, fills,
 positions, cash and snapshots are cut into ``TradingBatch``es on the loop and written by one
-database thread in one transaction each; broadcasts go through a bounded queue and are sent only
-after the batch that contains them committed. A control poll (every second) reloads risk limits
-edited in the admin, applies trading-state changes, picks up orders submitted through the API and
-honours cancel requests. State survives SIGKILL: a restart reloads cash, positions and open
-orders, and continues.
+database thread in one transaction each; broadcasts go through a bounded queue (account messages
+first, market states conflated) and are sent only after the batch that contains them committed.
+A control poll (every second) reloads risk limits edited in the admin, applies trading-state
+changes, picks up orders submitted through the API and honours cancel requests. State survives
+SIGKILL: a restart reloads cash, positions and open orders, and continues.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ class RunSummary:
     rejected: int = 0
     batches: int = 0
     broadcasts_dropped: int = 0
+    broadcasts_conflated: int = 0  # market states replaced by a newer one before being sent
     restored_orders: int = 0
     warmup_bars: int = 0  # past bars shown to the strategies before going live
     suppressed_intents: int = 0  # strategy intents dropped because the account's mode forbids
@@ -179,7 +180,7 @@ class TradingRuntime:
         )
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trading-db")
         self.md_writer: AsyncBatchWriter | None = None
-        self.broadcasts: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.broadcasts = BroadcastQueue()
         # The chart's live bar: the engine timeframe's window, from trades, a few times a second.
         self.forming = FormingBars(
             config.timeframe, TIMEFRAME_SECONDS.get(config.timeframe, 60), time.monotonic
@@ -417,7 +418,7 @@ class TradingRuntime:
                 self.summary.market_data = {"stored": stats.written, "rejected": stats.rejected}
             except WriterFailed as exc:  # the trading state below is still stored
                 writer_failure = exc
-        await self.broadcasts.put(None)
+        self.broadcasts.close()
         await asyncio.gather(tasks[-1], return_exceptions=True)
         context = self._heartbeat_context("stopped")
         await self._guarded(self._db, self.control.record_heartbeat, context)
@@ -969,9 +970,7 @@ class TradingRuntime:
         """Queue a stream message (stamped now) for the broadcaster; never wait for it."""
         if self.layer is None:
             return
-        try:
-            self.broadcasts.put_nowait((channel, kind, data, now_iso()))
-        except asyncio.QueueFull:
+        if not self.broadcasts.put((channel, kind, data, now_iso())):
             self.summary.broadcasts_dropped += 1
 
     def _publish_batch(self, batch: TradingBatch) -> None:
@@ -988,12 +987,86 @@ class TradingRuntime:
         while True:
             item = await self.broadcasts.get()
             if item is None:
+                self.summary.broadcasts_conflated = self.broadcasts.conflated
                 return
             channel, kind, data, ts = item
             try:
                 await apublish(self.layer, channel, kind, data, ts)
             except Exception:  # a broken fan-out must never stop trading
                 logger.exception("broadcast to %s failed", channel)
+
+
+class BroadcastQueue:
+    """The runtime's stream messages waiting for the channel layer, most important first.
+
+    Account messages (orders, fills, portfolio, risk, system) go out first and are dropped only
+    past ``ACCOUNT_BACKLOG``. Market data a layer slower than the feed cannot keep up with is
+    conflated: a quote, a book or a forming bar waiting to be sent is replaced by the newer one
+    of its channel (the latest state is what a chart shows), and trades and closed bars wait in
+    a bounded queue (dropped past ``MARKET_BACKLOG``, counted). Before, every message shared one
+    10,000-slot queue: at the 50-symbol soak's pace market data filled it and nearly every
+    message was dropped, order and fill notices included.
+    """
+
+    ACCOUNT_BACKLOG = 100_000
+    MARKET_BACKLOG = 10_000
+    CONFLATED = frozenset({"quote", "book"})
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        self._account: deque = deque()
+        self._market: deque = deque()
+        self._latest: dict[tuple[str, str], tuple] = {}  # (channel, kind) -> newest unsent
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._turn = False  # alternates market queue and conflated states
+        self.conflated = 0  # states replaced by a newer one before they were sent
+
+    def put(self, item: tuple) -> bool:
+        """Queue ``(channel, kind, data, ts)``; return False when it had to be dropped."""
+        channel, kind, data, _ = item
+        if not channel.startswith("market.") or kind == "prediction":
+            if len(self._account) >= self.ACCOUNT_BACKLOG:
+                return False
+            self._account.append(item)
+        elif kind in self.CONFLATED or (kind == "bar" and not data.get("closed", True)):
+            key = (channel, kind)
+            self.conflated += key in self._latest
+            self._latest[key] = item
+        elif len(self._market) >= self.MARKET_BACKLOG:
+            return False
+        else:
+            self._market.append(item)
+        self._ready.set()
+        return True
+
+    def close(self) -> None:
+        """Let ``get`` return None once everything queued has been handed out."""
+        self._closed = True
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._account) + len(self._market) + len(self._latest)
+
+    async def get(self) -> tuple | None:
+        """Return the next message to send (None once closed and empty)."""
+        while True:
+            item = self._next()
+            if item is not None or self._closed:
+                return item
+            self._ready.clear()
+            await self._ready.wait()
+
+    def _next(self) -> tuple | None:
+        if self._account:
+            return self._account.popleft()
+        self._turn = not self._turn
+        if self._latest and (self._turn or not self._market):
+            return self._latest.pop(next(iter(self._latest)))
+        if self._market:
+            return self._market.popleft()
+        return None
 
 
 class PersistenceFailed(RuntimeError):

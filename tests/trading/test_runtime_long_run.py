@@ -84,3 +84,31 @@ async def test_finished_orders_are_forgotten_once_stored(paper):
         # (before: every order of the session, growing for as long as the engine ran).
         assert len(runtime.recorder.seen) <= working + 3, len(runtime.recorder.seen)
         assert len(runtime.store._order_pks) <= working + 3, len(runtime.store._order_pks)
+
+
+def test_broadcasts_send_account_messages_first_and_conflate_market_states():
+    from trading.runtime import BroadcastQueue
+
+    queue = BroadcastQueue()
+    for n in range(30_000):  # a feed far faster than the channel layer
+        assert queue.put((f"market.S{n % 3}", "quote", {"n": n}, "t"))
+        assert queue.put((f"market.S{n % 3}", "bar", {"n": n, "closed": False}, "t"))
+    trades = [queue.put(("market.S0", "trade", {"n": n}, "t")) for n in range(12_000)]
+    assert trades.count(False) == 2_000  # trades wait in a bounded queue; the rest is counted
+    assert queue.put(("orders", "order", {"id": 1}, "t"))
+    assert queue.put(("fills", "fill", {"id": 1}, "t"))
+    assert queue.conflated == 60_000 - 6  # one state per channel and kind is left to send
+    assert len(queue) == 6 + 10_000 + 2
+
+    async def drain() -> list[tuple]:
+        queue.close()
+        out = []
+        while (item := await queue.get()) is not None:
+            out.append(item)
+        return out
+
+    sent = asyncio.run(drain())
+    assert [i[0] for i in sent[:2]] == ["orders", "fills"]  # before any market data
+    latest = {(c, k): d["n"] for c, k, d, _ in sent if k in {"quote", "bar"}}
+    assert latest[("market.S0", "quote")] == 29_997 and latest[("market.S2", "bar")] == 29_999
+    assert [d["n"] for c, k, d, _ in sent if k == "trade"] == list(range(10_000))
