@@ -51,8 +51,12 @@ def exit_now(code: object) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`manage.py help | head`)
+        except (BrokenPipeError, ValueError):  # a closed pipe (`manage.py help | head`)
             pass
+        except OSError as exc:  # e.g. a full disk: the output is lost, so is the success
+            if stream is sys.stdout:
+                print(f"error: standard output not written: {exc}", file=sys.stderr)
+                status = status or 120  # what Python's own exit reports
     os._exit(status & 0xFF)
 
 

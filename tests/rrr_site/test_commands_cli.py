@@ -238,3 +238,24 @@ def test_manage_py_exits_as_python_would_without_tearing_down(tmp_path) -> None:
     )  # fmt: skip
     assert shown.returncode == 0 and shown.stdout.startswith("usage: manage.py backtest")
     assert "--max-hold" in shown.stdout and shown.stdout.endswith("\n")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_lost_at_exit_is_not_a_success() -> None:
+    # Buffered output flushed only at exit that cannot be written (a full disk) must not end
+    # with status 0 as if the file were complete: Python's own exit reports 120.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSTARTUP", "PYTHONUNBUFFERED")}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-v", "0", "-c", "print('report')"],
+            cwd=ROOT, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 120, done.stderr[-2000:]
+    assert "standard output not written" in done.stderr
+    # a reader that stops early (`| head -1`) is not an error
+    piped = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", "print('x\\n' * 100)"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    piped.stdout.close()
+    assert piped.wait(timeout=120) == 0 and b"Traceback" not in piped.stderr.read()
