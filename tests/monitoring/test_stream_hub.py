@@ -144,3 +144,29 @@ async def test_messages_published_while_the_snapshot_is_read_follow_it(monkeypat
     got = [await client.receive() for _ in "ab"]
     assert [(m["type"], m["seq"]) for m in got] == [("snapshot", 1), ("quote", 2)]
     await client.close()
+
+
+async def test_a_broadcast_to_many_is_encoded_once_and_lets_the_loop_run_between_slices():
+    from monitoring.engine.stream import channel_parse
+    from monitoring.realtime import stream_event
+
+    hub, got = StreamHub.of(get_channel_layer()), []
+
+    class Subscriber:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def offer(self, channel, event, frame, lost) -> None:
+            got.append((self.n, frame))
+
+    count = stream_hub.SLICE * 3 + 1
+    hub.members["market.BTC-USD"] = {Subscriber(n): None for n in range(count)}
+    hub.parsed["market.BTC-USD"] = channel_parse("market.BTC-USD")
+    # An engine tick due meanwhile runs after one slice, not after the whole fan-out.
+    asyncio.get_running_loop().call_soon(lambda: got.append(("engine", None)))
+    await hub.deliver(stream_event("market.BTC-USD", "quote", QUOTE))
+    assert [n for n, _ in got].index("engine") == stream_hub.SLICE
+    offered = [(n, frame) for n, frame in got if n != "engine"]
+    assert [n for n, _ in offered] == list(range(count))  # everyone, in order
+    assert len({id(frame) for _, frame in offered}) == 1  # one encoding for all
+    assert offered[0][1].text(7).startswith('{"v":1,"channel":"market.BTC-USD","type":"quote",')
