@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet
 
 from marketdata.models import Bar, Symbol, TradeTick
 from monitoring.models import AuditLog, SystemEvent
 from rrr_site.api.pagination import keyset_page
 from trading.choices import OPEN_ORDER_STATUSES
-from trading.models import Account, Fill, Order, PortfolioSnapshot
-from trading.portfolio_selectors import fills_of
+from trading.models import Account, Fill, Order
+from trading.portfolio_selectors import fills_of, profit_by_period
 
 CHART_BARS = 300
 RECENT_ROWS = 50
 HISTORY_ROWS = 100  # rows the orders/trades page renders (the CSV export has every one)
-MONTH_POINTS = 400  # equity points that feed the monthly grid (one per bucket, in the database)
+MONTH_POINTS = 400  # months of the monthly grid (33 years)
 
 
 def account_choice(*, accounts: list[Account], pk: str | None) -> Account | None:
@@ -199,31 +199,14 @@ def order_timeline(*, order: Order) -> list[dict]:
 
 
 def monthly_returns(*, account: Account) -> list[dict]:
-    """Return each month's return from the last equity snapshot of each month (database
-    aggregate), the first measured from the initial capital."""
-    from django.db.models.functions import TruncMonth
-
-    ends = (
-        PortfolioSnapshot.objects.filter(account=account)
-        .annotate(month=TruncMonth("ts"))
-        .values("month")
-        .annotate(last=Max("ts"))
-        .order_by("month")
-    )
-    ends = list(ends[:MONTH_POINTS])
-    equity = dict(
-        PortfolioSnapshot.objects.filter(
-            account=account, ts__in=[e["last"] for e in ends]
-        ).values_list("ts", "equity")
-    )
-    previous = account.initial_capital
-    rows = []
-    for end in ends:
-        closing = equity[end["last"]]
-        ratio = float(closing / previous - 1) if previous else None
-        rows.append({"year": end["month"].year, "month": end["month"].month, "return": ratio})
-        previous = closing
-    return rows
+    """Return each month's return, oldest first, as the API's ``/profit/month`` computes it
+    (``profit_by_period``: equity at the month's last snapshot against the month before, the
+    first month against the initial capital)."""
+    rows = profit_by_period(account=account, period="month", count=MONTH_POINTS)
+    return [
+        {"year": r["period"].year, "month": r["period"].month, "return": r["profit_ratio"]}
+        for r in reversed(rows)
+    ]
 
 
 def buy_and_hold(*, symbols: Iterable[str], start: datetime | None, end: datetime | None):

@@ -188,3 +188,20 @@ def test_the_system_pages_counts_are_shared_for_a_few_seconds_and_dated(client):
     with CaptureQueriesContext(connection) as third:
         assert client.get("/system/").context["stats"]["counts"]["accounts"] == 0
     assert len(third.captured_queries) > len(second.captured_queries)
+
+
+def test_the_monthly_grid_is_the_apis_monthly_profit(client):
+    from trading.models import PortfolioSnapshot
+
+    account = AccountFactory(name="desk")  # initial capital 100,000
+    for day, equity in ((0, 100500), (30, 101000), (31, 99990), (58, 103020), (70, 103020)):
+        PortfolioSnapshot.objects.create(
+            account=account, ts=T0 + timedelta(days=day), cash=Decimal(equity),
+            equity=Decimal(equity), total_value=Decimal(equity), drawdown=0.0,
+        )  # fmt: skip
+    client.force_login(_viewer(account))
+    monthly = client.get("/performance/").context["monthly"]
+    assert [(m["year"], m["month"]) for m in monthly] == [(2026, 1), (2026, 2), (2026, 3)]
+    assert [round(m["return"], 6) for m in monthly] == [0.01, 0.02, 0.0]
+    api = client.get(f"/api/v1/profit/monthly?account={account.pk}").json()
+    assert [round(r["profit_ratio"], 6) for r in reversed(api)] == [0.01, 0.02, 0.0]
