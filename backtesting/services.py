@@ -283,7 +283,10 @@ def bars_for(
         frame = bars.reset_index()  # ts, OHLCV, vwap, trade_count (models use them)
         frame.insert(1, "symbol", symbol)
         frames.append(frame)
-    long = pd.concat(frames, ignore_index=True).sort_values(["ts", "symbol"], kind="stable")
+    if len(frames) == 1 and frames[0]["ts"].is_monotonic_increasing:
+        long = frames[0]  # one symbol's bars come ordered by ts: nothing to merge or sort
+    else:
+        long = pd.concat(frames, ignore_index=True).sort_values(["ts", "symbol"], kind="stable")
     if long.empty:
         raise BacktestInputError("no bars for the requested symbols and range")
     return long, origins

@@ -163,8 +163,9 @@ _PREFETCHED: dict[tuple, _Prefetch] = {}
 
 def bars_prefetch(
     *, symbol: str, timeframe: str, start: datetime, end: datetime, simulated: bool = False
-) -> None:
-    """Start reading what ``bars_frame`` with these arguments will return, in the background.
+) -> tuple | None:
+    """Start reading what ``bars_frame`` with these arguments will return, in the background;
+    return its key for ``bars_prefetch_forget`` (None when nothing was started).
 
     PostgreSQL only (elsewhere nothing happens). A command calls it before its slow imports:
     the server reads and packs the bars meanwhile, on another connection; the first
@@ -172,11 +173,21 @@ def bars_prefetch(
     failed, is done again then). Bars are read as of the call.
     """
     if connection.vendor != "postgresql":
-        return
+        return None
     key = (symbol, timeframe, simulated, start, end)
     if key not in _PREFETCHED:
         _PREFETCHED[key] = prefetch = _Prefetch(key)
         prefetch.start()
+    return key
+
+
+def bars_prefetch_forget(keys: list[tuple]) -> None:
+    """Drop the prefetches of ``keys`` nothing took (a command refused before reading its bars):
+    a later ``bars_frame`` in this process must read the bars as they are then."""
+    for key in keys:
+        prefetch = _PREFETCHED.pop(key, None)
+        if prefetch is not None:
+            prefetch.join()  # its connection closes with it
 
 
 def feed_config() -> FeedConfig:

@@ -114,3 +114,20 @@ def connection_is_postgresql() -> bool:
     from django.db import connection
 
     return connection.vendor == "postgresql"
+
+
+@pytest.mark.django_db
+def test_a_refused_backtest_leaves_no_prefetch_behind():
+    # A later read in the same process must see the bars as they are then, not a stale read.
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    import marketdata.selectors as selectors
+
+    SymbolFactory(name="BTC-USD")
+    with pytest.raises(CommandError):
+        call_command(
+            "backtest", "--strategy", "sma_cross", "--param", "fast=oops", "--symbols", "BTC-USD",
+            "--timeframe", "1m", "--start", "2024-01-01", "--end", "2024-01-02", "--no-risk",
+        )  # fmt: skip
+    assert selectors._PREFETCHED == {}

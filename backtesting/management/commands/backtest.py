@@ -88,7 +88,7 @@ PREFETCH_MAX_SYMBOLS = 4
 PREFETCH_MAX_BARS = 5_000_000  # backtesting.request.MAX_BARS_PER_SYMBOL
 
 
-def _prefetch_bars(options: dict, start: datetime, end: datetime) -> None:
+def _prefetch_bars(options: dict, start: datetime, end: datetime) -> list[tuple]:
     """Start reading a plain run's bars on PostgreSQL before the slow imports (see bars_prefetch).
 
     The run reads its bars through ``bars_frame``, which takes this read when the validated
@@ -98,7 +98,7 @@ def _prefetch_bars(options: dict, start: datetime, end: datetime) -> None:
     from marketdata.selectors import bars_prefetch
 
     if options["optimize"] or options["run_async"] or options["config"]:
-        return
+        return []
     timeframe = options["timeframe"]
     names = [s.strip().upper() for s in (options["symbols"] or "").split(",") if s.strip()]
     seconds = TIMEFRAME_SECONDS.get(timeframe)
@@ -108,14 +108,17 @@ def _prefetch_bars(options: dict, start: datetime, end: datetime) -> None:
         or len(names) > PREFETCH_MAX_SYMBOLS
         or len(set(names)) < len(names)
     ):
-        return
+        return []
     if (end - start).total_seconds() / seconds > PREFETCH_MAX_BARS:
-        return
-    for name in names:
+        return []
+    keys = [
         bars_prefetch(
             symbol=name, timeframe=timeframe, start=start, end=end,
             simulated=options["source"] == "sim",
-        )  # fmt: skip
+        )
+        for name in names
+    ]  # fmt: skip
+    return [k for k in keys if k is not None]
 
 
 def parse_day(value: str, flag: str) -> datetime:
@@ -269,7 +272,16 @@ class Command(BaseCommand):
             raise CommandError("--end must be after --start")
         if options["replay_account"]:
             return self._replay(options["replay_account"], start, end, options)
-        _prefetch_bars(options, start, end)  # the server reads them while we import the engine
+        prefetched = _prefetch_bars(options, start, end)  # read while the engine is imported
+        try:
+            self._run(options, start, end)
+        finally:
+            from marketdata.selectors import bars_prefetch_forget
+
+            bars_prefetch_forget(prefetched)  # any the run did not take
+
+    def _run(self, options, start: datetime, end: datetime) -> None:
+        """Validate, record and execute the run, then print it."""
         from backtesting.request import one_line, validated_request
         from backtesting.services import BacktestInputError, SweepFailed, backtest_run_create
 
