@@ -159,7 +159,10 @@ if DATABASE_URL:
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),  # then the request fails
         }
         _db["CONN_MAX_AGE"] = 0  # Django's pool refuses persistent connections
-        _db["CONN_HEALTH_CHECKS"] = False  # the pool checks a connection when it is returned
+        # CONN_HEALTH_CHECKS (True, above) makes the pool check a connection as it hands it out
+        # (ConnectionPool.check_connection, one empty statement): one the server dropped while it
+        # sat in the pool (a restart, a failover, pg_terminate_backend) is replaced, not given to
+        # a request to fail with a 500. The pool alone checks only connections given back.
     DATABASES = {"default": _db}
 else:
     _sqlite_path = Path(env.str("SQLITE_PATH", default=str(DATA_DIR / "db" / "trading.db")))

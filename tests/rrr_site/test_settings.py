@@ -150,3 +150,36 @@ def test_malformed_metrics_network_is_refused(tmp_path):
     result = run_python("import django; django.setup()", tmp_path, **env)
     assert result.returncode != 0
     assert "METRICS_ALLOWED_NETWORKS" in result.stderr and "not-a-network" in result.stderr
+
+
+POOL_PROBE = """
+import django, psycopg
+django.setup()
+from django.db import connection
+with connection.cursor() as c:
+    c.execute("SELECT pg_backend_pid()")
+    pid = c.fetchone()[0]
+connection.close()  # back into the pool (of one)
+kill = psycopg.connect({dsn!r}, autocommit=True)
+kill.execute("SELECT pg_terminate_backend(%s)", [pid])
+with connection.cursor() as c:  # a request after the server dropped the pooled connection
+    c.execute("SELECT pg_backend_pid()")
+    print("served by", c.fetchone()[0], "after", pid)
+"""
+
+
+@pytest.mark.django_db
+def test_the_web_pool_replaces_a_connection_the_server_dropped(tmp_path):
+    # DB_POOL_MAX_SIZE (the web process): a pooled connection PostgreSQL terminated while it sat
+    # idle (restart, failover, pg_terminate_backend) must not be handed to the next request.
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    s = connection.settings_dict
+    dsn = f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    result = run_python(
+        POOL_PROBE.format(dsn=dsn), tmp_path, DATABASE_URL=dsn, DB_POOL_MAX_SIZE="1"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "served by" in result.stdout
