@@ -16,6 +16,10 @@ it runs the sync views one at a time); an open-loop generator sends
 measured in the same run. Latency counts from each request's scheduled start, so a stall shows.
 The per-user throttle is raised for the run (one user sends every request). The machine's load
 average (``os.getloadavg``) is printed before and after: on a shared host it moves the figures.
+Then the CPU the server processes, PostgreSQL (every postgres process on the host) and the
+generator spent per request over the run, and (``--cpu-requests``) each endpoint's server CPU
+per request with the ASGI app called in this process, beside /health's: CPU time, which other
+load on the host moves far less than latency.
 """
 
 from __future__ import annotations
