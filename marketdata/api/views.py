@@ -76,9 +76,13 @@ class BarQuery(serializers.Serializer):
     )
 
     def validate_cursor(self, value: str) -> datetime:
-        ts = parse_datetime(value)
-        if ts is None or ts.tzinfo is None:
-            raise serializers.ValidationError("Malformed cursor.")
+        try:
+            ts = parse_datetime(value)
+            if ts is None or ts.tzinfo is None:
+                raise ValueError(value)
+            ts.astimezone(UTC)  # OverflowError: its UTC is outside years 1-9999
+        except (ValueError, OverflowError):
+            raise serializers.ValidationError("Malformed cursor.") from None
         return ts
 
     def validate(self, attrs: dict) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.db.models import Q, QuerySet
@@ -45,9 +45,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts_text, pk = json.loads(raw)
         ts = parse_datetime(ts_text)
-        if ts is None or ts.tzinfo is None or not isinstance(pk, int) or not 0 < pk < 2**63:
-            raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        if ts is None or ts.tzinfo is None or type(pk) is not int or not 0 < pk < 2**63:
+            raise ValueError(cursor)  # (a bool is an int to isinstance, not to SQL)
+        ts.astimezone(UTC)  # OverflowError for a time whose UTC is outside years 1-9999
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationError({"cursor": ["Malformed cursor."]}) from None
     return ts, pk
 

@@ -16,6 +16,13 @@ HOSTILE_QUERIES = [
     "/api/v1/trades?limit=-1",
     "/api/v1/trades?cursor=%00%00",
     "/api/v1/trades?cursor=WyJub3QtYS1kYXRlIiwgMV0",
+    # forged cursors: a boolean id (SQL "id < true"), times whose UTC falls outside years 1-9999
+    "/api/v1/trades?cursor=WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIix0cnVlXQ",
+    "/api/v1/orders?cursor=WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIix0cnVlXQ",
+    "/api/v1/trades?cursor=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiw1XQ",
+    "/api/v1/orders?cursor=WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiw1XQ",
+    "/api/v1/marketdata/symbols/BTC-USD/bars?timeframe=1m&cursor=0001-01-01T00:00:00%2B14:00",
+    "/api/v1/marketdata/symbols/BTC-USD/bars?timeframe=1m&cursor=2026-02-30T00:00:00Z",
     "/api/v1/trades?account=99999999999999999999999",
     "/api/v1/portfolio?account=abc",
     "/api/v1/performance?bucket=1y",
