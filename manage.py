@@ -72,7 +72,27 @@ def main() -> None:
         execute_from_command_line(sys.argv)
     except SystemExit as exc:  # --help, a CommandError's exit status, sys.exit() in a command
         exit_now(exc.code)
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise  # another pipe or socket: a real error, with its traceback
+        # The reader of our output went away (`manage.py backtest | head -1`) before the command
+        # was done: no traceback, and the status a command killed by SIGPIPE has (128 + 13),
+        # since what came after that write did not happen.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        exit_now(141)
     exit_now(0)
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed (poll reports POLLERR)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return False
 
 
 if __name__ == "__main__":

@@ -259,3 +259,12 @@ def test_output_lost_at_exit_is_not_a_success() -> None:
     )  # fmt: skip
     piped.stdout.close()
     assert piped.wait(timeout=120) == 0 and b"Traceback" not in piped.stderr.read()
+    # ... and when a write fails while the command runs (unbuffered), it stops without a
+    # traceback, with the status of a command SIGPIPE ended (what came after did not happen)
+    cut = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", "for i in range(9): print(i)"],
+        cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    cut.stdout.close()
+    assert cut.wait(timeout=120) == 141 and b"Traceback" not in cut.stderr.read()
