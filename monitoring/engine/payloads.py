@@ -7,6 +7,7 @@ shape, so a snapshot's items and the live messages after it look alike.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,11 +72,22 @@ def book_payload(book: Any, *, symbol: str | None = None, depth: int = 10) -> di
     }
 
 
+def order_id_text(value: object) -> str:
+    """Return a client order id as the API and the stream's snapshots write it: a dashed UUID.
+
+    The engine keeps ids as 32 hex digits; an id that is not a UUID (a venue's own) stays as is.
+    """
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
 def order_payload(order: Any, account: str) -> dict:
     """Return the ``order`` message data of an engine order."""
     return {
         "account": account,
-        "client_order_id": str(order.client_order_id),
+        "client_order_id": order_id_text(order.client_order_id),
         "symbol": order.symbol,
         "side": str(order.side),
         "type": str(order.type),
@@ -94,7 +106,7 @@ def fill_payload(fill: Any, account: str) -> dict:
     """Return the ``fill`` message data of an engine fill."""
     return {
         "account": account,
-        "client_order_id": str(fill.order_id),
+        "client_order_id": order_id_text(fill.order_id),
         "symbol": fill.symbol,
         "side": str(fill.side),
         "quantity": decimal_text(fill.quantity),
