@@ -100,15 +100,8 @@ def sweep_take_over(run_id: int) -> bool:
 
 def sweeps_schedule_ensure() -> bool:
     """Create the every-minute django-q2 schedule of ``sweeps_take_over``; True if created."""
-    from django_q.models import Schedule
+    from monitoring.schedules import schedule_ensure
 
-    _, created = Schedule.objects.get_or_create(
-        name=TAKEOVER_SCHEDULE,
-        defaults={
-            "func": "backtesting.sweep_takeover.sweeps_take_over",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
+    return schedule_ensure(
+        TAKEOVER_SCHEDULE, "backtesting.sweep_takeover.sweeps_take_over", every_minute=True
     )
-    return created

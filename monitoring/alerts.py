@@ -324,15 +324,6 @@ def alert_resolve(*, alert: Alert, actor, now: datetime | None = None) -> Alert:
 
 def alerts_schedule_ensure() -> bool:
     """Create the every-minute django-q2 schedule of ``alerts_tick``; True if created."""
-    from django_q.models import Schedule
+    from monitoring.schedules import schedule_ensure
 
-    _, created = Schedule.objects.get_or_create(
-        name=TICK_SCHEDULE,
-        defaults={
-            "func": "monitoring.alerts.alerts_tick",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
-    return created
+    return schedule_ensure(TICK_SCHEDULE, "monitoring.alerts.alerts_tick", every_minute=True)

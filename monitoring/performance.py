@@ -128,17 +128,9 @@ def performance_metrics_record(*, now: datetime | None = None) -> int:
 
 def performance_schedule_ensure() -> bool:
     """Create the daily django-q2 schedule of ``performance_metrics_record``; True if created."""
-    from django_q.models import Schedule
+    from monitoring.schedules import schedule_ensure
 
-    _, created = Schedule.objects.get_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": "monitoring.performance.performance_metrics_record",
-            "schedule_type": Schedule.DAILY,
-            "repeats": -1,
-        },
-    )
-    return created
+    return schedule_ensure(SCHEDULE_NAME, "monitoring.performance.performance_metrics_record")
 
 
 def jobs_queue_depth_refresh() -> int | None:

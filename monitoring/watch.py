@@ -209,23 +209,8 @@ def daily_summary(*, now: datetime | None = None) -> int:
 
 def watch_schedule_ensure() -> bool:
     """Create the watcher (every minute) and daily summary schedules; True if any was created."""
-    from django_q.models import Schedule
+    from monitoring.schedules import schedule_ensure
 
-    _, watch_created = Schedule.objects.get_or_create(
-        name=WATCH_SCHEDULE,
-        defaults={
-            "func": "monitoring.watch.watch",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
-    _, summary_created = Schedule.objects.get_or_create(
-        name=SUMMARY_SCHEDULE,
-        defaults={
-            "func": "monitoring.watch.daily_summary",
-            "schedule_type": Schedule.DAILY,
-            "repeats": -1,
-        },
-    )
+    watch_created = schedule_ensure(WATCH_SCHEDULE, "monitoring.watch.watch", every_minute=True)
+    summary_created = schedule_ensure(SUMMARY_SCHEDULE, "monitoring.watch.daily_summary")
     return watch_created or summary_created
