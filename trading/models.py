@@ -255,6 +255,50 @@ class FillDay(models.Model):
         return f"{self.account_id}:{self.symbol_id} {self.day} fills={self.fills}"
 
 
+class TradeTally(models.Model):
+    """The checkpoint of an account's round-trip tally (the performance page's trade metrics).
+
+    Kept by ``rrr_site.pages.trade_tally``: the last fill tallied, per symbol the last fill at
+    which the position was flat (the fills after it are the open "tail", re-read from
+    ``trading_fill``), and in ``TradeTallyTrips`` every round trip closed up to those points.
+    ``version`` rises with every extension and guards it (a conditional update: two processes
+    never both extend from the same checkpoint); ``generation`` rises when the trips are
+    replaced (a reset after a late fill, a compaction), telling readers to read them all again.
+    """
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="+")
+    generation = models.BigIntegerField(default=0)
+    version = models.BigIntegerField(default=0)
+    last_ts = models.DateTimeField(null=True, blank=True)  # the last fill tallied (ts, id)
+    last_fill = models.BigIntegerField(default=0)
+    high_fill = models.BigIntegerField(default=0)  # the highest fill id tallied
+    flats = models.JSONField(default=dict)  # symbol -> [ts, fill id] of its last flat point
+    lease_until = models.DateTimeField(null=True, blank=True)  # a long first tally's claim
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"tally of account {self.account_id} v{self.generation}.{self.version}"
+
+
+class TradeTallyTrips(models.Model):
+    """Round trips closed by one extension of a ``TradeTally``: ``trips`` packed records of
+    (entry µs, exit µs, exit fill id, P&L, return) as little-endian int64 ×3 and float64 ×2."""
+
+    tally = models.ForeignKey(TradeTally, on_delete=models.CASCADE, related_name="+")
+    generation = models.BigIntegerField()
+    version = models.BigIntegerField()
+    trips = models.IntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tally", "generation", "version"], name="trade_tally_trips_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trips} trips of tally {self.tally_id} v{self.generation}.{self.version}"
+
+
 class Position(models.Model):
     """Net position of an account in a symbol: signed quantity (short < 0), average entry."""
 
