@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -95,8 +96,6 @@ class MarketDataUnavailable(ValueError):
     """No bars are stored for a request (or, with ``--source sim``, none can be simulated)."""
 
 
-
-
 def _iso(value) -> str:
     return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else str(value)
 
@@ -127,7 +126,7 @@ def bars_load(
         raise MarketDataUnavailable(f"source must be one of {', '.join(DATA_SOURCES)}: {source!r}")
     simulated = source == "sim"
     bars = bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end, simulated=simulated)
-    if len(bars):
+    if len(bars) and not (simulated and len(bars) < _windows_between(timeframe, start, end)):
         return bars, "simulated" if simulated else "database"
     if not simulated:
         raise MarketDataUnavailable(
@@ -136,6 +135,21 @@ def bars_load(
     _simulate_and_store(symbol=symbol, timeframe=timeframe, start=start, end=end, seed=seed)
     bars = bars_frame(symbol=symbol, timeframe=timeframe, start=start, end=end, simulated=True)
     return bars, "simulated"
+
+
+def _windows_between(timeframe: str, start, end) -> int:
+    """Return how many bars of ``timeframe`` start in [start, end) (0 for an unknown one).
+
+    A simulated range stored in part (an earlier, shorter run) is completed, never cut to the
+    stored part: the simulated market gives the same bar for a window whatever range is asked.
+    """
+    from marketdata.engine.events import TIMEFRAME_SECONDS
+
+    secs = TIMEFRAME_SECONDS.get(str(timeframe))
+    if not secs:
+        return 0
+    first = math.ceil(start.timestamp() / secs)
+    return max(0, math.ceil(end.timestamp() / secs) - first)
 
 
 def _simulate_and_store(*, symbol: str, timeframe: str, start, end, seed: int) -> int:

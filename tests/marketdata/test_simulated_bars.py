@@ -35,9 +35,7 @@ def test_sim_bars_are_stored_marked_simulated_and_real_readers_never_see_them():
     assert bars_frame(symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2).empty
     with pytest.raises(MarketDataUnavailable):  # still no real history afterwards
         bars_load(symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2)
-    again, origin = bars_load(
-        symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2, source="sim"
-    )
+    again, origin = bars_load(symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2, source="sim")
     assert origin == "simulated" and again.equals(bars)  # read back, not regenerated
     assert Bar.objects.count() == 24
 
@@ -49,9 +47,7 @@ def test_a_venue_bar_and_a_simulated_bar_of_the_same_window_coexist():
     MarketDataStore().write([real])
     frame, origin = bars_load(symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2)
     assert origin == "database" and len(frame) == 1 and frame["close"].iloc[0] == 50.5
-    simulated = bars_frame(
-        symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2, simulated=True
-    )
+    simulated = bars_frame(symbol="BTC-USD", timeframe="1h", start=JAN1, end=JAN2, simulated=True)
     assert len(simulated) == 24 and simulated["close"].iloc[0] != 50.5  # untouched
 
 
@@ -66,3 +62,23 @@ def test_the_dashboards_chart_never_mixes_simulated_and_venue_bars():
     MarketDataStore().write([real])
     shown = chart_bars(symbol=symbol, timeframe="1h")
     assert [b["close"] for b in shown] == [50.5]  # venue bars exist: only they are shown
+
+
+def test_a_sim_range_wider_than_the_stored_bars_is_completed_not_cut_to_them():
+    """``strategy check`` stores 20 days; a later 45-day ``--source sim`` run got those 20 only."""
+    bars_load(
+        symbol="BTC-USD", timeframe="1h", start=JAN2, end=JAN2 + timedelta(days=1), source="sim"
+    )
+    wide_end = JAN1 + timedelta(days=3)
+    bars, origin = bars_load(
+        symbol="BTC-USD", timeframe="1h", start=JAN1, end=wide_end, source="sim"
+    )
+    assert origin == "simulated" and len(bars) == 72
+    assert bars.index[0] == JAN1 and bars.index[-1] == wide_end - timedelta(hours=1)
+    fresh = Bar.objects.filter(simulated=True)
+    assert fresh.count() == 72  # the stored middle day is kept, the rest added once
+    # The same (seed, window) is the same bar whatever range asked first: no seam.
+    from marketdata.engine.simulator import SimulatedMarket
+
+    whole = SimulatedMarket(seed=42).history_bars("BTC-USD", "1h", JAN1, wide_end)
+    assert list(bars["close"]) == list(whole["close"].astype(float))
