@@ -89,7 +89,9 @@ def sweep_take_over(run_id: int) -> bool:
             return False
         logger.warning(
             "sweep %s: its parent process died; taken over by pid %s on %s",
-            run_id, os.getpid(), socket.gethostname(),
+            run_id,
+            os.getpid(),
+            socket.gethostname(),
         )
         row.refresh_from_db()
         execute_run(row, row.task_options or {}, resume=True)
