@@ -1,0 +1,239 @@
+"""The trade tally kept in the database: a new web process reads it at once and extends it; the
+figures are bit for bit those of ``summarize`` over a rebuild of every round trip
+(``round_trips_of``) through partial closes, flips, fees, fills sharing a time across symbols,
+late inserts, compaction and two processes extending the same checkpoint; a process killed
+mid-update stores nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from backtesting.engine.metrics import summarize
+from rrr_site.pages import trade_tally
+from tests.factories import AccountFactory, OrderFactory, SymbolFactory
+from trading.models import Fill, TradeTally, TradeTallyTrips
+from trading.portfolio_selectors import round_trips_of
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ("BTC-USD", "ETH-USD", "SOL-USD")
+
+
+@pytest.fixture(autouse=True)
+def fresh_tallies():
+    trade_tally._TALLIES.clear()
+    yield
+    trade_tally._TALLIES.clear()
+
+
+@contextlib.contextmanager
+def process(memory: dict):
+    """Run the tally as another web process would: with its own memory (``memory``)."""
+    saved = trade_tally._TALLIES
+    trade_tally._TALLIES = memory
+    try:
+        yield
+    finally:
+        trade_tally._TALLIES = saved
+
+
+class Seeder:
+    """Fills with random sides, sizes (partial closes, flips) and fees; several fills share a
+    time, across symbols and within one."""
+
+    def __init__(self, account, seed: int) -> None:
+        self.account, self.rng, self.n = account, random.Random(seed), 0
+        self.symbols = [SymbolFactory(name=name) for name in NAMES]
+        self.order = OrderFactory(account=account, symbol=self.symbols[0], status="filled")
+        self.position = dict.fromkeys(NAMES, Decimal(0))
+
+    def add(self, count: int, *, minute: int | None = None) -> None:
+        rng, fills = self.rng, []
+        for _ in range(count):
+            at = minute if minute is not None else 10_000 + self.n // 4
+            symbol = rng.choice(self.symbols)
+            held = self.position[symbol.name]
+            if held and rng.random() < 0.25:  # back to flat
+                side, qty = ("sell" if held > 0 else "buy"), abs(held)
+            else:
+                side = rng.choice(["buy", "sell"])
+                qty = Decimal(rng.choice(["0.5", "1", "1", "1.5", "2", "3"]))
+            self.position[symbol.name] += qty if side == "buy" else -qty
+            fills.append(Fill(
+                order=self.order, account=self.account, symbol=symbol, side=side, quantity=qty,
+                price=Decimal(100 + rng.randint(-20, 20)) + Decimal(rng.randint(0, 99)) / 100,
+                fee=Decimal(rng.randint(0, 300)) / 1000, venue_trade_id=f"t{self.n}",
+                ts=T0 + timedelta(minutes=at),
+            ))  # fmt: skip
+            self.n += 1
+        Fill.objects.bulk_create(fills)
+
+
+def reference(account) -> dict:
+    """The trade figures of a rebuild of every round trip, as ``performance_of`` computes them."""
+    closed = [t for t in round_trips_of(account=account) if not t.is_open]
+    figures = summarize([1.0], initial=1.0, periods_per_year=1.0,
+                        trade_pnls=[float(t.pnl) for t in closed],
+                        trade_returns=[t.return_pct for t in closed])  # fmt: skip
+    return {k: figures[k] for k in trade_tally.TRADE_KEYS}
+
+
+def identical(got: dict | None, want: dict) -> bool:
+    """Bit for bit (NaN equal to NaN)."""
+    assert got is not None
+    same = lambda a, b: a == b or (math.isnan(a) and math.isnan(b))  # noqa: E731
+    return all(same(got[k], want[k]) for k in want)
+
+
+def stored_trips(account) -> np.ndarray:
+    rows = TradeTallyTrips.objects.filter(tally__account=account).values_list("data", flat=True)
+    return trade_tally._unpack(rows)
+
+
+def test_figures_are_bit_for_bit_those_of_a_full_rebuild_across_processes(monkeypatch):
+    monkeypatch.setattr(trade_tally, "CHUNK", 37)  # many stored steps per load
+    monkeypatch.setattr(trade_tally, "COMPACT_AFTER", 6)  # and compactions
+    account = AccountFactory(name="desk")
+    seeder = Seeder(account, seed=7)
+    first, second = {}, {}
+    batches = [400, 1, 0, 90, 250, 3, 500]
+    for i, batch in enumerate(batches):
+        seeder.add(batch)
+        if i == 4:
+            seeder.add(5, minute=10_000)  # late: stamped before the last fill tallied
+        with process(first if i % 2 else second):
+            got, note = trade_tally.trade_metrics(account=account)
+        assert note == "" and identical(got, reference(account)), i
+    assert got["trades"] >= 30 and got["profit_factor"] > 0
+    row = TradeTally.objects.get(account=account)
+    assert row.generation >= 2, "the late fill and the compactions each started a generation"
+    trips = stored_trips(account)
+    assert np.unique(trips["fill"]).size == trips.size, "no trip stored twice"
+    assert TradeTallyTrips.objects.filter(tally=row).count() <= 7
+
+
+def test_a_new_process_reads_the_stored_tally_and_only_the_fills_since():
+    account = AccountFactory(name="desk")
+    seeder = Seeder(account, seed=3)
+    seeder.add(600)
+    got, note = trade_tally.trade_metrics(account=account)
+    assert note == "" and identical(got, reference(account))
+    seeder.add(5)
+    with process({}):  # a restart: nothing in memory; 605 fills, 10 a load tallies itself
+        got, note = trade_tally.trade_metrics(account=account, inline=10)
+    assert note == "" and identical(got, reference(account))
+    assert TradeTally.objects.get(account=account).version == 2
+
+
+def test_a_copy_behind_the_checkpoint_stores_nothing_and_catches_up():
+    account = AccountFactory(name="desk")
+    seeder = Seeder(account, seed=5)
+    seeder.add(200)
+    behind = {}
+    with process(behind):
+        trade_tally.trade_metrics(account=account)
+    seeder.add(120)
+    trade_tally.trade_metrics(account=account)  # another process extends the checkpoint
+    version = TradeTally.objects.get(account=account).version
+    stale = behind[account.pk]
+    rows = trade_tally._new_fills(account.pk, stale.last, 10_000)
+    assert not trade_tally._store(stale, trade_tally._advance(stale, rows), None)
+    assert TradeTally.objects.get(account=account).version == version  # nothing stored
+    seeder.add(30)
+    with process(behind):  # reads what the other stored, then extends
+        got, note = trade_tally.trade_metrics(account=account)
+    assert note == "" and identical(got, reference(account))
+    trips = stored_trips(account)
+    assert np.unique(trips["fill"]).size == trips.size
+
+
+def test_a_live_lease_of_another_process_is_waited_for_and_a_lapsed_one_is_not():
+    account = AccountFactory(name="desk")
+    Seeder(account, seed=9).add(50)
+    trade_tally.trade_metrics(account=account)
+    row = TradeTally.objects.get(account=account)
+    row.lease_until = timezone.now() + timedelta(seconds=30)  # another process's long tally
+    row.save(update_fields=["lease_until"])
+    assert trade_tally.trade_metrics(account=account) == (None, trade_tally.BUILDING)
+    TradeTally.objects.filter(pk=row.pk).update(lease_until=timezone.now() - timedelta(1))
+    got, note = trade_tally.trade_metrics(account=account)  # its owner died: carry on
+    assert note == "" and identical(got, reference(account))
+
+
+def test_hostile_stored_rows_are_never_counted_twice_after_a_reset():
+    """A database restored from a backup (the last fill tallied is gone) starts again."""
+    account = AccountFactory(name="desk")
+    seeder = Seeder(account, seed=13)
+    seeder.add(150)
+    trade_tally.trade_metrics(account=account)
+    Fill.objects.filter(account=account).delete()
+    seeder.add(80)
+    with process({}):
+        got, note = trade_tally.trade_metrics(account=account)
+    assert note == "" and identical(got, reference(account))
+    got, note = trade_tally.trade_metrics(account=account)  # the first process, after a reset
+    assert note == "" and identical(got, reference(account))
+
+
+CHILD = """
+import sys, time, django
+django.setup()
+from rrr_site.pages import trade_tally
+from trading.models import Account
+real = trade_tally._write_trips
+def stuck(*args, **kwargs):
+    real(*args, **kwargs)
+    print("inside", flush=True)
+    time.sleep(300)
+trade_tally._write_trips = stuck
+trade_tally.trade_metrics(account=Account.objects.get(pk=int(sys.argv[1])))
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True)
+def test_a_process_killed_mid_update_stores_nothing_and_the_next_load_is_exact(subprocess_env):
+    account = AccountFactory(name="desk")
+    seeder = Seeder(account, seed=17)
+    seeder.add(300)
+    trade_tally.trade_metrics(account=account)
+    before = TradeTally.objects.get(account=account)
+    trips_before = stored_trips(account).size
+    seeder.add(200)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(account.pk)], cwd=ROOT,
+        env={**subprocess_env, "DJANGO_SETTINGS_MODULE": "rrr_site.settings"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = child.stdout.readline().strip()
+        assert line == "inside", child.stderr.read()[-2000:]
+        os.kill(child.pid, signal.SIGKILL)  # its transaction has written, not committed
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.communicate(timeout=30)
+    after = TradeTally.objects.get(account=account)
+    assert (after.generation, after.version) == (before.generation, before.version)
+    assert stored_trips(account).size == trips_before
+    for memory in ({}, None):  # a new process, then the one that stored the checkpoint
+        with process(memory) if memory is not None else contextlib.nullcontext():
+            got, note = trade_tally.trade_metrics(account=account)
+        assert note == "" and identical(got, reference(account))
+    trips = stored_trips(account)
+    assert np.unique(trips["fill"]).size == trips.size > trips_before
