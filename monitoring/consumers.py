@@ -167,6 +167,13 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.group_message(event)
 
+    async def stream_batch(self, event: dict) -> None:
+        """Forward each message of a batch published for the stream protocol, in order."""
+        from monitoring.stream_hub import stream_events
+
+        for message in stream_events(event):
+            await self.stream_message(message)
+
     async def _may_see(self, data: object) -> bool:
         """Say whether an account-group message belongs to an account this connection watches."""
         # A message that names no account is shown only to users who see every account.

@@ -7,6 +7,10 @@ its own, reads what is published there, encodes each message's envelope once (``
 connection's ``seq`` is spliced in when sent) and hands it to the subscribed connections'
 outboxes without waiting on any socket. Each connection's sender task writes its outbox.
 
+A publisher with many messages at once (``runtrader``'s broadcaster) sends each channel's in one
+layer message (``apublish_batch``, a ``stream.batch`` event): a channel-layer send over Redis is
+three round trips, and one message per send held a busy engine to a few sends a second.
+
 The hub also re-joins its groups every ``REJOIN_EVERY`` seconds: channel layers forget a group
 membership after ``group_expiry`` (a day by default), which would silently end the stream of a
 long-lived connection.
@@ -16,17 +20,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from typing import Protocol
 
+from monitoring import realtime
 from monitoring.engine.stream import Channel, Frame, channel_parse, frame_encode
-from monitoring.realtime import EVENT_TYPE
+from monitoring.realtime import EVENT_TYPE, group_of, stream_jsonable
 
 logger = logging.getLogger(__name__)
 
 HUB_PREFIX = "stream-hub"  # the hub's channel name prefix (settings give it a deep capacity)
 SLICE = 64  # subscribers offered a message per turn of the event loop
 REJOIN_EVERY = 3600.0  # seconds; well inside any layer's group_expiry (settings: a day)
+BATCH_TYPE = "stream.batch"  # several messages of one channel (consumers' ``stream_batch``)
+
+
+def stream_batch_event(channel: str, messages: list[tuple[str, dict, str]]) -> dict:
+    """Return one channel-layer event carrying ``messages`` (kind, data, ts) of ``channel``.
+
+    Numbered like one message (``origin``, ``pseq``): a hub that misses it counts one lost (at
+    least one message was), which for market data is told as dropped and for any other channel
+    closes its subscribers with 4429 (they resync from snapshots).
+    """
+    return {
+        "type": BATCH_TYPE,
+        "channel": channel,
+        "messages": [
+            {"kind": kind, "ts": ts, "data": stream_jsonable(data)} for kind, data, ts in messages
+        ],
+        "origin": realtime.ORIGIN,
+        "pseq": next(realtime._PSEQ.setdefault(channel, itertools.count(1))),
+    }
+
+
+async def apublish_batch(layer, channel: str, messages: list[tuple[str, dict, str]]) -> None:
+    """Send ``messages`` (kind, data, ts) of ``channel`` in order, in one layer message."""
+    if len(messages) == 1:
+        kind, data, ts = messages[0]
+        await realtime.apublish(layer, channel, kind, data, ts)
+        return
+    await layer.group_send(group_of(channel), stream_batch_event(channel, messages))
+
+
+def stream_events(event: dict) -> list[dict]:
+    """Return the stream messages a layer event carries: itself, or a batch's, in order."""
+    if event.get("type") != BATCH_TYPE:
+        return [event]
+    base = {"type": EVENT_TYPE, "channel": event.get("channel", "")}
+    return [{**base, **message} for message in event.get("messages", ())]
 
 
 class Subscriber(Protocol):
@@ -132,27 +174,29 @@ class StreamHub:
                     logger.exception("stream hub could not re-join %s", name)
 
     async def deliver(self, event: dict) -> None:
-        """Encode a published message once and offer it to every local subscriber.
+        """Encode each published message once and offer it to every local subscriber.
 
-        In slices of ``SLICE`` subscribers with a turn of the loop between them: in the embedded
+        In slices of ``SLICE`` offers with a turn of the loop between them: in the embedded
         layout the engine shares this loop, and a due tick then waits for one slice (a fraction
         of a millisecond), not for the whole fan-out.
         """
-        if event.get("type") != EVENT_TYPE:
+        if event.get("type") not in (EVENT_TYPE, BATCH_TYPE):
             return
         name = event.get("channel", "")
         members = self.members.get(name)
         if not members:
             return
-        frame = frame_encode(name, event["kind"], event["ts"], event["data"])
         lost = self._lost(name, event)
         channel = self.parsed[name]
-        subscribers = list(members)
-        for start in range(0, len(subscribers), SLICE):
-            if start:
-                await asyncio.sleep(0)
-            for subscriber in subscribers[start:start + SLICE]:
-                subscriber.offer(channel, event, frame, lost)
+        offered = 0
+        for message in stream_events(event):
+            frame = frame_encode(name, message["kind"], message["ts"], message["data"])
+            for subscriber in list(members):
+                if offered and offered % SLICE == 0:
+                    await asyncio.sleep(0)
+                offered += 1
+                subscriber.offer(channel, message, frame, lost)
+            lost = 0
 
     def _lost(self, name: str, event: dict) -> int:
         """Return how many messages of ``name`` the layer dropped just before this one.

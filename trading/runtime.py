@@ -54,7 +54,8 @@ from monitoring.metrics import (
     portfolio_snapshot_set,
     trading_state_set,
 )
-from monitoring.realtime import apublish, now_iso
+from monitoring.realtime import now_iso
+from monitoring.stream_hub import apublish_batch
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
 from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
@@ -88,6 +89,10 @@ MD_QUEUE_EVENTS = 20_000
 # without ever suspending: every this many events the loop runs its other tasks (the web server,
 # the writers, the flush, control and broadcast tasks), which otherwise starved for seconds.
 CONSUME_YIELD_EVERY = 50
+# Stream messages the broadcaster takes per round: each channel's go out in one layer message
+# (over Redis a send is three round trips; one message per send, a loaded 50-symbol engine got
+# out a few a second and its clients saw almost nothing), all channels' sends at once.
+BROADCAST_BATCH = 500
 
 
 @dataclass(slots=True)
@@ -985,15 +990,28 @@ class TradingRuntime:
 
     async def _broadcaster(self) -> None:
         while True:
-            item = await self.broadcasts.get()
-            if item is None:
-                self.summary.broadcasts_conflated = self.broadcasts.conflated
+            items = await self.broadcasts.get_many(BROADCAST_BATCH)
+            self.summary.broadcasts_conflated = self.broadcasts.conflated
+            if items is None:
                 return
-            channel, kind, data, ts = item
-            try:
-                await apublish(self.layer, channel, kind, data, ts)
-            except Exception:  # a broken fan-out must never stop trading
-                logger.exception("broadcast to %s failed", channel)
+            await broadcast(self.layer, items)
+
+
+async def broadcast(layer, items: list[tuple]) -> None:
+    """Send ``(channel, kind, data, ts)`` messages: one layer message per channel, all at once.
+
+    Each channel's messages keep their order; channels come in the order of their first
+    message (account channels first, as the ``BroadcastQueue`` hands them out).
+    """
+    by_channel: dict[str, list] = {}
+    for channel, kind, data, ts in items:
+        by_channel.setdefault(channel, []).append((kind, data, ts))
+    sent = await asyncio.gather(
+        *(apublish_batch(layer, c, m) for c, m in by_channel.items()), return_exceptions=True
+    )
+    for channel, outcome in zip(by_channel, sent, strict=True):
+        if isinstance(outcome, BaseException):  # a broken fan-out must never stop trading
+            logger.error("broadcast to %s failed", channel, exc_info=outcome)
 
 
 class BroadcastQueue:
@@ -1051,10 +1069,19 @@ class BroadcastQueue:
 
     async def get(self) -> tuple | None:
         """Return the next message to send (None once closed and empty)."""
+        items = await self.get_many(1)
+        return None if items is None else items[0]
+
+    async def get_many(self, limit: int) -> list[tuple] | None:
+        """Return up to ``limit`` messages in sending order (None once closed and empty)."""
         while True:
-            item = self._next()
-            if item is not None or self._closed:
-                return item
+            items = []
+            while len(items) < limit and (item := self._next()) is not None:
+                items.append(item)
+            if items:
+                return items
+            if self._closed:
+                return None
             self._ready.clear()
             await self._ready.wait()
 
