@@ -21,6 +21,7 @@ BENCHES = [
     ("order path", ["trading_order_path.py"], ["--orders", "5000"]),
     ("pre-trade risk checks", ["risk_pretrade.py"], ["--orders", "10000"]),
     ("monitoring overhead and alerts", ["monitoring_overhead.py"], ["--ticks", "20000"]),
+    ("sync stream publish", ["publish_sync.py"], ["--messages", "300", "--rounds", "3"]),
     ("ML inference and training", ["ml_inference.py"], ["--quick"]),
     ("backtest vs peers", ["backtest_peers.py"], ["--bars", "100000", "--combos", "20"]),
     ("backtest end to end (PostgreSQL)", ["backtest_e2e.py"], ["--bars", "50000", "--runs", "1"]),
