@@ -258,9 +258,9 @@ class FillDay(models.Model):
 class TradeTally(models.Model):
     """The checkpoint of an account's round-trip tally (the performance page's trade metrics).
 
-    Kept by ``rrr_site.pages.trade_tally``: the last fill tallied, per symbol the last fill at
-    which the position was flat (the fills after it are the open "tail", re-read from
-    ``trading_fill``), and in ``TradeTallyTrips`` every round trip closed up to those points.
+    Kept by ``trading.trade_tally``: the last fill tallied, per symbol the last fill that closed
+    a round trip and what it opened beyond the close (the fills after it are the open "tail",
+    re-read from ``trading_fill``), and in ``TradeTallyTrips`` every trip closed up to there.
     ``version`` rises with every extension and guards it (a conditional update: two processes
     never both extend from the same checkpoint); ``generation`` rises when the trips are
     replaced (a reset after a late fill, a compaction), telling readers to read them all again.
@@ -272,7 +272,7 @@ class TradeTally(models.Model):
     last_ts = models.DateTimeField(null=True, blank=True)  # the last fill tallied (ts, id)
     last_fill = models.BigIntegerField(default=0)
     high_fill = models.BigIntegerField(default=0)  # the highest fill id tallied
-    flats = models.JSONField(default=dict)  # symbol -> [ts, fill id] of its last flat point
+    flats = models.JSONField(default=dict)  # symbol -> its cut (``trade_tally._Symbol.cut``)
     lease_until = models.DateTimeField(null=True, blank=True)  # a long first tally's claim
     updated_at = models.DateTimeField(auto_now=True)
 

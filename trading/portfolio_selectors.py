@@ -30,6 +30,7 @@ from trading.engine.orders import Fill as EngineFill
 from trading.engine.orders import Liquidity, OrderSide
 from trading.models import Account, Fill, FillDay, PortfolioSnapshot, Position
 from trading.portfolio_sql import ZERO, decimal_text, iso_utc
+from trading.trade_tally import INLINE_FILLS, TRADE_KEYS, trade_metrics
 
 YEAR_SECONDS = 365 * 24 * 3600
 # Round trips are rebuilt from all of an account's fills; past this many the request is refused.
@@ -293,30 +294,36 @@ def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> Que
 
 
 def performance_of(
-    *, account: Account, bucket_seconds: int, max_fills: int = ROUND_TRIP_MAX_FILLS
+    *, account: Account, bucket_seconds: int, inline_fills: int = INLINE_FILLS
 ) -> dict:
     """Return the backtest metrics of the account's equity, sampled at ``bucket_seconds``.
 
     The equity is the last snapshot of each bucket (no look-ahead: a bucket's value is what was
-    stored by its end); returns are annualised 24/7. Trade metrics come from the round trips.
-    Kept in this process under what it read (the newest and oldest snapshot, the per-day fill
-    totals, the initial capital) as the equity curve is: a new snapshot or fill shows at once.
+    stored by its end); returns are annualised 24/7. Kept in this process under what it read
+    (the newest and oldest snapshot, the initial capital) as the equity curve is: a new snapshot
+    shows at once. The trade metrics are the round-trip tally's (``trading.trade_tally``: kept in
+    the database, extended by each call with the fills stored since, exactly those of a rebuild
+    from every fill); while more than ``inline_fills`` new fills are being tallied in the
+    background they are None and ``note`` says so.
     """
-    days = FillDay.objects.filter(account=account).aggregate(
-        n=Sum("fills"), fees=Sum("fees"), quantity=Sum("quantity"), notional=Sum("notional")
-    )
     key = (
-        account.pk, bucket_seconds, max_fills, account.initial_capital,
-        portfolio_sql.snapshot_bounds(account_id=account.pk), tuple(days.values()),
+        account.pk, bucket_seconds, account.initial_capital,
+        portfolio_sql.snapshot_bounds(account_id=account.pk),
     )  # fmt: skip
     answer = PERFORMANCE.get(key)
     if answer is None:
-        answer = _performance(account, bucket_seconds, max_fills)
+        answer = _performance(account, bucket_seconds)
         PERFORMANCE.put(key, answer)
-    return copy.deepcopy(answer)
+    answer = copy.deepcopy(answer)
+    answer["note"] = ""
+    if answer["metrics"]:
+        trades, answer["note"] = trade_metrics(account=account, inline=inline_fills)
+        answer["metrics"].update(_finite(trades or dict.fromkeys(TRADE_KEYS, math.nan)))
+    return answer
 
 
-def _performance(account: Account, bucket_seconds: int, max_fills: int) -> dict:
+def _performance(account: Account, bucket_seconds: int) -> dict:
+    """Return the performance figures of the equity (the trade metrics NaN: see above)."""
     first, last, count = equity_span(account=account)
     base = {"account": account.pk, "snapshots": count, "start": first, "end": last}
     if first is None:
@@ -326,22 +333,9 @@ def _performance(account: Account, bucket_seconds: int, max_fills: int) -> dict:
     )
     equity = [float(v) for v in snapshots.order_by("ts").values_list("equity", flat=True)]
     initial = float(account.initial_capital) or equity[0]
-    pnls: list[float] = []
-    returns: list[float] = []
-    note = ""
-    try:
-        for trip in round_trips_of(account=account, max_fills=max_fills):
-            if not trip.is_open:
-                pnls.append(float(trip.pnl))
-                returns.append(trip.return_pct)
-    except TooManyFills as exc:
-        note = f"trade metrics left out: {exc}"
     ppy = YEAR_SECONDS / bucket_seconds
     years = max((last - first).total_seconds(), bucket_seconds) / YEAR_SECONDS
-    metrics = summarize(
-        equity, initial=initial, periods_per_year=ppy, trade_pnls=pnls, trade_returns=returns,
-        years=years,
-    )  # fmt: skip
+    metrics = summarize(equity, initial=initial, periods_per_year=ppy, years=years)
     cash = summarize([initial] * len(equity), initial=initial, periods_per_year=ppy, years=years)
     return {
         **base,
@@ -352,7 +346,6 @@ def _performance(account: Account, bucket_seconds: int, max_fills: int) -> dict:
             "name": "cash (no trading): the account's initial capital held flat",
             "metrics": _finite(cash),
         },
-        "note": note,
     }
 
 

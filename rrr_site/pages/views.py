@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 from datetime import datetime
 from urllib.parse import urlencode
 from uuid import UUID
@@ -31,7 +30,6 @@ from risk.selectors import risk_report
 from rrr_site.api.roles import Role, role_of
 from rrr_site.pages import selectors as s
 from rrr_site.pages.rows import ORDER_FIELDS, fill_rows, fixed, order_rows
-from rrr_site.pages.trade_tally import TRADE_KEYS, trade_metrics
 from trading.choices import OrderSide, OrderStatus, OrderType
 from trading.models import Account, Order
 from trading.portfolio_selectors import (
@@ -299,17 +297,9 @@ def order_by_client_id(request: HttpRequest, client_id: str) -> HttpResponse:
 
 
 def _performance(account: Account) -> dict:
-    """Return ``performance_of``'s figures with the trade metrics from this process's tally
-    (exact at any number of fills; ``performance_of`` rebuilds every round trip per call)."""
-    perf = performance_of(account=account, bucket_seconds=3600, max_fills=0)
-    trades, note = trade_metrics(account=account)
-    if perf["metrics"]:
-        perf["metrics"].update(
-            (k, v if v is None or math.isfinite(v) else None)
-            for k, v in (trades or dict.fromkeys(TRADE_KEYS)).items()
-        )
-    perf["note"] = note
-    return perf
+    """Return ``performance_of``'s figures (the trade metrics from the stored round-trip tally,
+    exact at any number of fills)."""
+    return performance_of(account=account, bucket_seconds=3600)
 
 
 def _metric_rows(perf: dict) -> list[tuple[str, str, str]]:

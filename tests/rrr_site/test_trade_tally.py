@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 
 from backtesting.engine.metrics import summarize
-from rrr_site.pages import trade_tally
 from tests.factories import AccountFactory, OrderFactory, SymbolFactory
+from trading import trade_tally
 from trading.models import Fill
 from trading.portfolio_selectors import round_trips_of
 

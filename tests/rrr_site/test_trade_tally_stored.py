@@ -22,8 +22,8 @@ import pytest
 from django.utils import timezone
 
 from backtesting.engine.metrics import summarize
-from rrr_site.pages import trade_tally
 from tests.factories import AccountFactory, OrderFactory, SymbolFactory
+from trading import trade_tally
 from trading.models import Fill, TradeTally, TradeTallyTrips
 from trading.portfolio_selectors import round_trips_of
 
@@ -192,7 +192,7 @@ def test_hostile_stored_rows_are_never_counted_twice_after_a_reset():
 CHILD = """
 import sys, time, django
 django.setup()
-from rrr_site.pages import trade_tally
+from trading import trade_tally
 from trading.models import Account
 real = trade_tally._write_trips
 def stuck(*args, **kwargs):
