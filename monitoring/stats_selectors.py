@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
@@ -18,6 +18,9 @@ from trading.selectors import engine_status
 
 logger = logging.getLogger(__name__)
 PROCESS_STARTED = time.time()  # this web process's start, for its uptime
+
+
+BAR_1M = timedelta(minutes=1)
 
 
 def _latest_bar(symbols: list[int]) -> datetime | None:
@@ -98,9 +101,7 @@ def api_stats(
             account__in=accounts, status__in=OPEN_ORDER_STATUSES
         ).count(),
         "fills": sized["fills"][0],
-        "open_positions": Position.objects.filter(account__in=accounts)
-        .exclude(quantity=0)
-        .count(),
+        "open_positions": Position.objects.filter(account__in=accounts).exclude(quantity=0).count(),
         "symbols": len(symbols),
         "models": MLModel.objects.count(),
         "active_models": MLModel.objects.filter(active=True).count(),
@@ -112,7 +113,8 @@ def api_stats(
         "counts": counts,
         "estimated": sorted(name for name, (_, guessed) in sized.items() if guessed),
         "latest_bar": latest,
-        "feed_lag_seconds": (now - latest).total_seconds() if latest else None,
+        # From the bar's close (when a live feed stores it), so a current feed reads ~0, not 60+.
+        "feed_lag_seconds": (max(0.0, (now - latest - BAR_1M).total_seconds()) if latest else None),
         "engines_running": len(running),
         "engine_uptime_seconds": max(
             ((now - e["started_at"]).total_seconds() for e in running if e["started_at"]),

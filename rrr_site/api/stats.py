@@ -21,7 +21,9 @@ class StatsSerializer(serializers.Serializer):
         "symbols, models, active_models, predictions, backtests",
     )
     latest_bar = serializers.DateTimeField(allow_null=True, help_text="Newest 1m bar stored")
-    feed_lag_seconds = serializers.FloatField(allow_null=True)
+    feed_lag_seconds = serializers.FloatField(
+        allow_null=True, help_text="Seconds since the newest 1m bar closed"
+    )
     engines_running = serializers.IntegerField(help_text="runtrader engines of your accounts")
     engine_uptime_seconds = serializers.FloatField(allow_null=True)
     last_heartbeat = serializers.DateTimeField(allow_null=True)
@@ -47,7 +49,7 @@ class StatsView(APIView):
                     "counts": {"accounts": 1, "orders": 40, "open_orders": 2, "fills": 38,
                                "open_positions": 1, "symbols": 5, "models": 2,
                                "active_models": 1, "predictions": 1200, "backtests": 7},
-                    "latest_bar": "2026-01-02T09:59:00Z", "feed_lag_seconds": 60.0,
+                    "latest_bar": "2026-01-02T09:59:00Z", "feed_lag_seconds": 0.4,
                     "engines_running": 1, "engine_uptime_seconds": 3600.0,
                     "last_heartbeat": "2026-01-02T09:59:58Z", "api_uptime_seconds": 7200.0,
                     "queue_depth": 0,
