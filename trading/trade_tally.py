@@ -411,6 +411,19 @@ def _build(tally: _Tally, account_id: int, row_pk: int) -> None:
         connection.close()  # this thread's own connection
 
 
+def _copy(tally: _Tally, row: TradeTally, account_id: int) -> bool:
+    """``_sync``, starting the tally again if the stored rows cannot be read (edited by hand,
+    written by another version) rather than failing the page."""
+    try:
+        return _sync(tally, row, account_id)
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError):
+        logger.warning("stored trade tally of account %s unreadable: starting again",
+                       account_id, exc_info=True)  # fmt: skip
+        tally.row, tally.generation = row.pk, row.generation
+        _restart(tally)
+        return False
+
+
 def trade_metrics(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict | None, str]:
     """Return the trade metrics of the account's closed round trips (``summarize``'s trade
     figures) and a note; (None, why) while a tally of more than ``inline`` new fills runs."""
@@ -422,7 +435,7 @@ def trade_metrics(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict
     try:
         for _attempt in range(5):  # another process may move the checkpoint meanwhile
             row = _checkpoint(account.pk)
-            if not _sync(tally, row, account.pk):
+            if not _copy(tally, row, account.pk):
                 continue
             if _stale(tally, account.pk):
                 _restart(tally)
