@@ -91,7 +91,7 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=refused.code, reason=refused.reason)
             return
         # Joined before accepting: once the client sees the handshake, no message is missed.
-        for group in self._groups():
+        for group in self._layer_groups():
             await self.channel_layer.group_add(group, self.channel_name)
         self.rejoiner = asyncio.create_task(self._rejoin())
         await self.accept()
@@ -102,12 +102,18 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
 
         while True:
             await asyncio.sleep(REJOIN_EVERY)
-            for group in self._groups():
+            for group in self._layer_groups():
                 await self.channel_layer.group_add(group, self.channel_name)
 
     def _groups(self) -> list[str]:
         """Return the layer groups this connection listens to (``orders`` includes fills)."""
         return [self.group, "fills"] if self.group == "orders" else [self.group]
+
+    def _layer_groups(self) -> list[str]:
+        """Return the layer groups joined: this route's, and the engine's bundles of every one."""
+        from monitoring.stream_hub import BUNDLES
+
+        return [*self._groups(), BUNDLES]
 
     async def _authorise(self) -> None:
         """Set the group and account scope of this connection, or raise ``Refused``."""
@@ -152,7 +158,7 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
         if rejoiner is not None:
             rejoiner.cancel()
         if self.group:
-            for group in self._groups():
+            for group in self._layer_groups():
                 await self.channel_layer.group_discard(group, self.channel_name)
 
     async def group_message(self, event: dict) -> None:
@@ -167,12 +173,15 @@ class LiveGroupConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.group_message(event)
 
-    async def stream_batch(self, event: dict) -> None:
-        """Forward each message of a batch published for the stream protocol, in order."""
-        from monitoring.stream_hub import stream_events
+    async def stream_bundle(self, event: dict) -> None:
+        """Forward the messages of this connection's groups in a bundle (``runtrader``'s)."""
+        from monitoring.stream_hub import bundle_parts
 
-        for message in stream_events(event):
-            await self.stream_message(message)
+        groups = self._groups()
+        for channel, _, messages in bundle_parts(event):
+            if channel in groups:
+                for message in messages:
+                    await self.stream_message(message)
 
     async def _may_see(self, data: object) -> bool:
         """Say whether an account-group message belongs to an account this connection watches."""

@@ -7,9 +7,11 @@ its own, reads what is published there, encodes each message's envelope once (``
 connection's ``seq`` is spliced in when sent) and hands it to the subscribed connections'
 outboxes without waiting on any socket. Each connection's sender task writes its outbox.
 
-A publisher with many messages at once (``runtrader``'s broadcaster) sends each channel's in one
-layer message (``apublish_batch``, a ``stream.batch`` event): a channel-layer send over Redis is
-three round trips, and one message per send held a busy engine to a few sends a second.
+A publisher with many messages at once (``runtrader``'s broadcaster) sends them in one layer
+message for every channel, a bundle (``apublish_bundle``) to the ``BUNDLES`` group, which every
+hub joins while it has subscribers: a channel-layer send over Redis is three round trips and a
+hub's receive four, so one message per send (or one per channel per round, as a 50-symbol engine
+had) outran a loaded hub, whose layer channel then dropped order notices (4429 for everyone).
 
 The hub also re-joins its groups every ``REJOIN_EVERY`` seconds: channel layers forget a group
 membership after ``group_expiry`` (a day by default), which would silently end the stream of a
@@ -26,49 +28,50 @@ from typing import Protocol
 
 from monitoring import realtime
 from monitoring.engine.stream import Channel, Frame, channel_parse, frame_encode
-from monitoring.realtime import EVENT_TYPE, group_of, stream_jsonable
+from monitoring.realtime import EVENT_TYPE, stream_jsonable
 
 logger = logging.getLogger(__name__)
 
 HUB_PREFIX = "stream-hub"  # the hub's channel name prefix (settings give it a deep capacity)
 SLICE = 64  # subscribers offered a message per turn of the event loop
 REJOIN_EVERY = 3600.0  # seconds; well inside any layer's group_expiry (settings: a day)
-BATCH_TYPE = "stream.batch"  # several messages of one channel (consumers' ``stream_batch``)
+BUNDLE_TYPE = "stream.bundle"  # messages of several channels (consumers' ``stream_bundle``)
+BUNDLES = "stream-bundles"  # the layer group bundles go to: every hub with subscribers joins it
+_BUNDLE_PSEQ: dict[tuple[str, str], itertools.count] = {}  # (origin, channel) -> numbers
 
 
-def stream_batch_event(channel: str, messages: list[tuple[str, dict, str]]) -> dict:
-    """Return one channel-layer event carrying ``messages`` (kind, data, ts) of ``channel``.
+def stream_bundle_event(by_channel: dict[str, list[tuple[str, dict, str]]]) -> dict:
+    """Return one layer event carrying, per channel in order, messages (kind, data, ts).
 
-    Numbered like one message (``origin``, ``pseq``): a hub that misses it counts one lost (at
-    least one message was), which for market data is told as dropped and for any other channel
-    closes its subscribers with 4429 (they resync from snapshots).
+    Each channel's part is numbered (``pseq``, per channel, under an origin of its own so the
+    numbers never mix with single messages'): a hub that misses a bundle sees the jump at the
+    channel's next part and counts one lost message (at least one was) - told as dropped for
+    market data, a 4429 close for any other channel (its clients resync from snapshots).
     """
-    return {
-        "type": BATCH_TYPE,
-        "channel": channel,
-        "messages": [
-            {"kind": kind, "ts": ts, "data": stream_jsonable(data)} for kind, data, ts in messages
-        ],
-        "origin": realtime.ORIGIN,
-        "pseq": next(realtime._PSEQ.setdefault(channel, itertools.count(1))),
-    }
+    origin = f"{realtime.ORIGIN}+bundle"
+    parts = []
+    for channel, messages in by_channel.items():
+        pseq = next(_BUNDLE_PSEQ.setdefault((origin, channel), itertools.count(1)))
+        payloads = [{"kind": k, "ts": ts, "data": stream_jsonable(d)} for k, d, ts in messages]
+        parts.append([channel, pseq, payloads])
+    return {"type": BUNDLE_TYPE, "origin": origin, "channels": parts}
 
 
-async def apublish_batch(layer, channel: str, messages: list[tuple[str, dict, str]]) -> None:
-    """Send ``messages`` (kind, data, ts) of ``channel`` in order, in one layer message."""
-    if len(messages) == 1:
-        kind, data, ts = messages[0]
-        await realtime.apublish(layer, channel, kind, data, ts)
-        return
-    await layer.group_send(group_of(channel), stream_batch_event(channel, messages))
+async def apublish_bundle(layer, by_channel: dict[str, list[tuple[str, dict, str]]]) -> None:
+    """Send messages (kind, data, ts) of several channels, each in order, in one layer message."""
+    for channel in by_channel:
+        channel_parse(channel)  # a bad name fails here, as a single message's would
+    await layer.group_send(BUNDLES, stream_bundle_event(by_channel))
 
 
-def stream_events(event: dict) -> list[dict]:
-    """Return the stream messages a layer event carries: itself, or a batch's, in order."""
-    if event.get("type") != BATCH_TYPE:
-        return [event]
-    base = {"type": EVENT_TYPE, "channel": event.get("channel", "")}
-    return [{**base, **message} for message in event.get("messages", ())]
+def bundle_parts(event: dict) -> list[tuple[str, dict, list[dict]]]:
+    """Return a bundle's parts: (channel, its number as an event, its messages as events)."""
+    origin, parts = event.get("origin"), []
+    for channel, pseq, messages in event.get("channels", ()):
+        base = {"type": EVENT_TYPE, "channel": channel}
+        parts.append((channel, {"origin": origin, "pseq": pseq},
+                      [{**base, **message} for message in messages]))  # fmt: skip
+    return parts
 
 
 class Subscriber(Protocol):
@@ -91,6 +94,7 @@ class StreamHub:
         self.upstream: dict[tuple[str, str], int] = {}  # (origin, channel) -> last pseq seen
         self.reader: asyncio.Task | None = None
         self.rejoiner: asyncio.Task | None = None
+        self.bundled = False  # a member of ``BUNDLES`` (while any channel has subscribers)
 
     @classmethod
     def of(cls, layer) -> StreamHub:
@@ -106,6 +110,13 @@ class StreamHub:
         if self.channel_name is None:
             self.channel_name = await self.layer.new_channel(prefix=HUB_PREFIX)
         self._start()
+        if not self.bundled:
+            self.bundled = True
+            try:
+                await self.layer.group_add(BUNDLES, self.channel_name)
+            except BaseException:
+                self.bundled = False
+                raise
         members = self.members.get(name)
         if members is None:
             members = self.members[name] = {}
@@ -135,6 +146,9 @@ class StreamHub:
             await self.layer.group_discard(name, self.channel_name)
         if not self.members:
             self._stop()
+            self.bundled = False
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(BUNDLES, self.channel_name)
 
     def _drop_channel(self, name: str) -> None:
         self.members.pop(name, None)
@@ -167,7 +181,7 @@ class StreamHub:
         """Refresh every membership before the layer's ``group_expiry`` can end it."""
         while True:
             await asyncio.sleep(REJOIN_EVERY)
-            for name in list(self.members):
+            for name in [*self.members, *([BUNDLES] if self.bundled else [])]:
                 try:
                     await self.layer.group_add(name, self.channel_name)
                 except Exception:  # Redis away for a moment: the next round tries again
@@ -180,23 +194,28 @@ class StreamHub:
         layout the engine shares this loop, and a due tick then waits for one slice (a fraction
         of a millisecond), not for the whole fan-out.
         """
-        if event.get("type") not in (EVENT_TYPE, BATCH_TYPE):
+        kind = event.get("type")
+        if kind == EVENT_TYPE:
+            parts = [(event.get("channel", ""), event, [event])]
+        elif kind == BUNDLE_TYPE:
+            parts = bundle_parts(event)
+        else:
             return
-        name = event.get("channel", "")
-        members = self.members.get(name)
-        if not members:
-            return
-        lost = self._lost(name, event)
-        channel = self.parsed[name]
         offered = 0
-        for message in stream_events(event):
-            frame = frame_encode(name, message["kind"], message["ts"], message["data"])
-            for subscriber in list(members):
-                if offered and offered % SLICE == 0:
-                    await asyncio.sleep(0)
-                offered += 1
-                subscriber.offer(channel, message, frame, lost)
-            lost = 0
+        for name, numbered, messages in parts:
+            members = self.members.get(name)
+            if not members:
+                continue
+            lost = self._lost(name, numbered)
+            channel = self.parsed[name]
+            for message in messages:
+                frame = frame_encode(name, message["kind"], message["ts"], message["data"])
+                for subscriber in list(members):
+                    if offered and offered % SLICE == 0:
+                        await asyncio.sleep(0)
+                    offered += 1
+                    subscriber.offer(channel, message, frame, lost)
+                lost = 0
 
     def _lost(self, name: str, event: dict) -> int:
         """Return how many messages of ``name`` the layer dropped just before this one.

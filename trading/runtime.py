@@ -55,7 +55,7 @@ from monitoring.metrics import (
     trading_state_set,
 )
 from monitoring.realtime import now_iso
-from monitoring.stream_hub import apublish_batch
+from monitoring.stream_hub import apublish_bundle
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
 from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
@@ -89,10 +89,13 @@ MD_QUEUE_EVENTS = 20_000
 # without ever suspending: every this many events the loop runs its other tasks (the web server,
 # the writers, the flush, control and broadcast tasks), which otherwise starved for seconds.
 CONSUME_YIELD_EVERY = 50
-# Stream messages the broadcaster takes per round: each channel's go out in one layer message
-# (over Redis a send is three round trips; one message per send, a loaded 50-symbol engine got
-# out a few a second and its clients saw almost nothing), all channels' sends at once.
+# The broadcaster sends what waits in one layer message (a bundle of every channel's), at most
+# BROADCAST_BATCH messages and one bundle each BROADCAST_EVERY seconds: over Redis a send is
+# three round trips and a web process's receive four, so one message per send got a loaded
+# 50-symbol engine's out at a few a second, and one per channel outran the web process (its
+# layer channel overflowed and dropped order notices).
 BROADCAST_BATCH = 500
+BROADCAST_EVERY = 0.02
 
 
 @dataclass(slots=True)
@@ -995,23 +998,22 @@ class TradingRuntime:
             if items is None:
                 return
             await broadcast(self.layer, items)
+            await asyncio.sleep(BROADCAST_EVERY)  # messages meanwhile go in the next bundle
 
 
 async def broadcast(layer, items: list[tuple]) -> None:
-    """Send ``(channel, kind, data, ts)`` messages: one layer message per channel, all at once.
+    """Send ``(channel, kind, data, ts)`` messages in one layer message, each channel's in order.
 
-    Each channel's messages keep their order; channels come in the order of their first
-    message (account channels first, as the ``BroadcastQueue`` hands them out).
+    Channels come in the order of their first message (account channels first, as the
+    ``BroadcastQueue`` hands them out).
     """
     by_channel: dict[str, list] = {}
     for channel, kind, data, ts in items:
         by_channel.setdefault(channel, []).append((kind, data, ts))
-    sent = await asyncio.gather(
-        *(apublish_batch(layer, c, m) for c, m in by_channel.items()), return_exceptions=True
-    )
-    for channel, outcome in zip(by_channel, sent, strict=True):
-        if isinstance(outcome, BaseException):  # a broken fan-out must never stop trading
-            logger.error("broadcast to %s failed", channel, exc_info=outcome)
+    try:
+        await apublish_bundle(layer, by_channel)
+    except Exception:  # a broken fan-out must never stop trading
+        logger.exception("broadcast of %d messages failed", len(items))
 
 
 class BroadcastQueue:
