@@ -52,6 +52,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=10.0)
     parser.add_argument("--sample", type=float, default=15.0, help="seconds between RSS samples")
     parser.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        default=2,
+        help="MALLOC_ARENA_MAX for the engine, as deploy/ sets it (0: glibc's default, 8 a core)",
+    )
+    parser.add_argument(
         "--pg-url",
         default=os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rrr_soak"),
     )
@@ -74,9 +80,16 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     env = {k: v for k, v in os.environ.items() if k not in {"SQLITE_PATH", "PYTEST_VERSION"}}
     env.update(
-        DATABASE_URL=args.pg_url, REDIS_URL=args.redis_url, RRR_DATA_DIR=str(data_dir),
-        LOG_LEVEL="WARNING", Q_SYNC="false", JWT_ACCESS_MINUTES="120",
+        DATABASE_URL=args.pg_url,
+        REDIS_URL=args.redis_url,
+        RRR_DATA_DIR=str(data_dir),
+        LOG_LEVEL="WARNING",
+        Q_SYNC="false",
+        JWT_ACCESS_MINUTES="120",
     )
+    env.pop("MALLOC_ARENA_MAX", None)
+    if args.malloc_arena_max:
+        env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
     manage = [sys.executable, "manage.py"]
     for step in (["migrate", "-v0"], ["bootstrap", "--no-admin"]):
         subprocess.run([*manage, *step], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -95,8 +108,14 @@ class Errors(Counter):
     """What went wrong, counted by kind (the soak passes only with none)."""
 
 
-async def poll_api(base: str, stop: float, errors: Errors, stats: Counter,
-                   timings: dict[str, list[float]], path: str = "/api/v1/portfolio") -> None:
+async def poll_api(
+    base: str,
+    stop: float,
+    errors: Errors,
+    stats: Counter,
+    timings: dict[str, list[float]],
+    path: str = "/api/v1/portfolio",
+) -> None:
     """Poll ``path`` (with a JWT) every second until ``stop`` (monotonic); time each reply.
 
     ``/health`` (public, no database) polled beside the portfolio tells a slow event loop
@@ -134,39 +153,76 @@ def latency_lines(timings: dict[str, list[float]]) -> list[str]:
     for name, ms in sorted(timings.items()):
         p50, p99 = np.percentile(ms, [50, 99])
         slow = sum(m > 5000 for m in ms)
-        lines.append(f"api {name}: {len(ms)} polls, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-                     f"max {max(ms):.0f} ms, over 5 s: {slow}")
+        lines.append(
+            f"api {name}: {len(ms)} polls, p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+            f"max {max(ms):.0f} ms, over 5 s: {slow}"
+        )
     return lines
 
 
-async def ws_client(url: str, channels: list[str], stop: float, errors: Errors,
-                    stats: Counter) -> None:
-    """Hold one stream connection until ``stop``; count messages, seq gaps and errors."""
+TOO_SLOW = 4429  # docs/websocket.md: reconnect and resubscribe, snapshots bring it up to date
+
+
+async def ws_client(
+    url: str, channels: list[str], stop: float, errors: Errors, stats: Counter, began: float
+) -> None:
+    """Hold one stream connection until ``stop``; count messages, seq gaps and errors.
+
+    Behaves as docs/websocket.md tells a client to: closed with 4429 (too slow), it reconnects
+    and resubscribes, and the snapshots bring it up to date. Such a reconnect is counted apart
+    (with when it happened); any other close, a refusal or an error message is an error.
+    """
     import websockets
 
+    while time.monotonic() < stop:
+        try:
+            code = await ws_session(websockets, url, channels, stop, errors, stats)
+        except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+            errors[f"ws {type(exc).__name__}: {exc}"[:120]] += 1
+            return
+        if code != TOO_SLOW:
+            return
+        minute = int((time.monotonic() - began) // 60)
+        stats[f"ws reconnects after 4429 (too slow), minute {minute}"] += 1
+        await asyncio.sleep(1.0)
+
+
+async def ws_session(
+    websockets, url: str, channels: list[str], stop: float, errors: Errors, stats: Counter
+) -> int | None:
+    """Run one connection until ``stop``; return the server's close code if it closed first."""
     last: dict[str, int] = {}
-    try:
-        async with websockets.connect(url, max_size=2**22, open_timeout=30) as ws:
-            await ws.send(json.dumps({"op": "subscribe", "id": 1, "channels": channels}))
-            while time.monotonic() < stop:
-                try:
-                    left = max(0.1, stop - time.monotonic())
-                    text = await asyncio.wait_for(ws.recv(), timeout=left)
-                except TimeoutError:
-                    break
-                message = json.loads(text)
-                stats["ws messages"] += 1
-                if message.get("type") == "error":
-                    errors[f"ws error: {message.get('error')}"] += 1
-                elif message.get("type") == "ack" and message.get("refused"):
-                    errors[f"ws refused: {message['refused']}"] += 1
-                elif "seq" in message:
-                    channel, seq = message["channel"], message["seq"]
-                    if channel in last and seq != last[channel] + 1:
+    async with websockets.connect(url, max_size=2**22, open_timeout=30) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "id": 1, "channels": channels}))
+        while time.monotonic() < stop:
+            try:
+                left = max(0.1, stop - time.monotonic())
+                text = await asyncio.wait_for(ws.recv(), timeout=left)
+            except TimeoutError:
+                return None
+            except websockets.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd is not None else None
+                if code != TOO_SLOW:
+                    errors[f"ws closed {code}: {closed}"[:120]] += 1
+                return code
+            message = json.loads(text)
+            stats["ws messages"] += 1
+            kind = message.get("type")
+            if kind == "error":
+                errors[f"ws error: {message.get('error')}"] += 1
+            elif kind == "ack" and message.get("refused"):
+                errors[f"ws refused: {message['refused']}"] += 1
+            elif "seq" in message:
+                channel, seq = message["channel"], message["seq"]
+                if kind == "snapshot":
+                    stats["ws snapshots"] += 1
+                elif channel in last and seq != last[channel] + 1:
+                    if channel.startswith("market."):
                         stats["ws seq gaps (told drops of conflated market data)"] += 1
-                    last[channel] = seq
-    except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-        errors[f"ws {type(exc).__name__}: {exc}"[:120]] += 1
+                    else:
+                        errors[f"ws seq gap on {channel}"] += 1
+                last[channel] = seq
+    return None
 
 
 def rss_mb(pid: int, children: bool = True) -> float:
@@ -180,8 +236,9 @@ def rss_mb(pid: int, children: bool = True) -> float:
         return float("nan")
 
 
-async def sample_memory(engine: subprocess.Popen, stop: float, every: float,
-                        series: list[tuple[float, float, float]]) -> None:
+async def sample_memory(
+    engine: subprocess.Popen, stop: float, every: float, series: list[tuple[float, float, float]]
+) -> None:
     began = time.monotonic()
     while time.monotonic() < stop and engine.poll() is None:
         own = rss_mb(os.getpid(), children=False)  # the engine is this process's child
@@ -202,6 +259,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 async def soak(args: argparse.Namespace, engine: subprocess.Popen, port: int) -> tuple:
     errors, stats, series, timings = Errors(), Counter(), [], {}
     stop = time.monotonic() + args.minutes * 60
+    began = time.monotonic()
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):  # the server answers once runtrader is up (health is public)
         if engine.poll() is not None:
@@ -221,17 +279,21 @@ async def soak(args: argparse.Namespace, engine: subprocess.Popen, port: int) ->
                     break
             except httpx.TransportError:
                 await asyncio.sleep(1)
-        token = (await client.post(
-            "/api/v1/auth/token", json={"username": "soak", "password": "soak-password-1234"}
-        )).json()["access"]
+        token = (
+            await client.post(
+                "/api/v1/auth/token", json={"username": "soak", "password": "soak-password-1234"}
+            )
+        ).json()["access"]
     names = soak_symbols(args.symbols)
     url = f"ws://127.0.0.1:{port}/ws/v1/stream?token={token}"
-    tasks = [poll_api(base, stop, errors, stats, timings),
-             poll_api(base, stop, errors, stats, timings, "/health"),
-             sample_memory(engine, stop, args.sample, series)]
+    tasks = [
+        poll_api(base, stop, errors, stats, timings),
+        poll_api(base, stop, errors, stats, timings, "/health"),
+        sample_memory(engine, stop, args.sample, series),
+    ]
     for i in range(args.clients):
         channels = ["portfolio", "orders", "fills", f"market.{names[i % len(names)]}"]
-        tasks.append(ws_client(url, channels, stop, errors, stats))
+        tasks.append(ws_client(url, channels, stop, errors, stats, began))
     await asyncio.gather(*tasks)
     return errors, stats, series, timings
 
@@ -254,12 +316,44 @@ def reconcile() -> dict[str, object]:
             assert_books_agree(account)
         except AssertionError as exc:
             problems.append(f"{account.name}: {exc}")
-    return {"rows": {k: v for k, v in sorted(rows.items()) if v}, "books": problems}
+    return {
+        "rows": {k: v for k, v in sorted(rows.items()) if v},
+        "books": problems,
+        "engine": engine_counters(),
+    }
+
+
+def engine_counters() -> dict[str, object]:
+    """Return the engine's last heartbeat counters about its broadcasts and events."""
+    from monitoring.models import SystemEvent
+
+    beat = SystemEvent.objects.filter(component="runtrader", kind="heartbeat").first()
+    context = beat.context if beat is not None else {}
+    keys = ("events", "bars", "broadcasts_dropped", "broadcasts_conflated")
+    return {k: context[k] for k in keys if k in context}
+
+
+def slow_closes(log: Path) -> Counter:
+    """Count the server's 4429 closes in the engine's log by reason (numbers left out)."""
+    import re
+
+    marker = "closing a slow WebSocket client (4429): "
+    reasons: Counter = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        if marker in line:
+            detail = json.loads(line).get("message", "") if line.startswith("{") else line
+            reason = detail.split(marker, 1)[-1]
+            reasons[re.sub(r"\d+", "N", reason)] += 1
+    return reasons
 
 
 def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bool:
-    print(f"soak: {args.symbols} symbols, {args.clients} WebSocket clients, API polled each second,"
-          f" speed {args.speed:g}, {wall / 60:.1f} min on PostgreSQL + Redis")
+    arenas = args.malloc_arena_max or "glibc default"
+    print(
+        f"soak: {args.symbols} symbols, {args.clients} WebSocket clients, API polled each second,"
+        f" speed {args.speed:g}, {wall / 60:.1f} min on PostgreSQL + Redis,"
+        f" engine MALLOC_ARENA_MAX={arenas}"
+    )
     print(f"{'t (s)':>7} {'engine RSS (MB)':>16} {'bench RSS (MB)':>15}")
     for t, engine, own in series:
         print(f"{t:7.0f} {engine:16.1f} {own:15.1f}")
@@ -267,16 +361,24 @@ def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bo
     slope = slope_per_minute(after)
     if series:
         first, last = series[0][1], series[-1][1]
-        print(f"engine RSS: {first:.1f} MB at start, {last:.1f} MB at end "
-              f"(ratio {last / first:.3f}); slope after the first minute {slope:+.3f} MB/min")
+        print(
+            f"engine RSS: {first:.1f} MB at start, {last:.1f} MB at end "
+            f"(ratio {last / first:.3f}); slope after the first minute {slope:+.3f} MB/min"
+        )
     for line in latency_lines(timings):
         print(line)
     for what, n in sorted(stats.items()):
         print(f"{what}: {n}")
     for table, n in checked["rows"].items():
         print(f"rows {table}: {n}")
-    print("books reconciled (orders = fills, cash and positions = a replay of the fills): "
-          + ("yes" if not checked["books"] else "NO " + "; ".join(checked["books"])))
+    for what, n in checked["engine"].items():
+        print(f"engine {what}: {n}")
+    for reason, n in checked["slow"].items():
+        print(f"server closed a client with 4429 ({reason}): {n}")
+    print(
+        "books reconciled (orders = fills, cash and positions = a replay of the fills): "
+        + ("yes" if not checked["books"] else "NO " + "; ".join(checked["books"]))
+    )
     if engine_rc != 0:
         errors[f"engine exit code {engine_rc}"] += 1
     print(f"errors: {sum(errors.values())}" + "".join(f"\n  {n} x {k}" for k, n in errors.items()))
@@ -291,10 +393,27 @@ def main() -> int:
     port = free_port()
     began = time.monotonic()
     engine = subprocess.Popen(
-        [sys.executable, "bench/soak_engine.py", str(args.symbols), "--paper", "--timeframe", "1s",
-         "--speed", f"{args.speed:g}", "--strategy", "sma_cross", "--no-worker",
-         "--serve", f"127.0.0.1:{port}", "--duration", f"{args.minutes * 60 + 20:g}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(data_dir / "engine.log", "w"),
+        [
+            sys.executable,
+            "bench/soak_engine.py",
+            str(args.symbols),
+            "--paper",
+            "--timeframe",
+            "1s",
+            "--speed",
+            f"{args.speed:g}",
+            "--strategy",
+            "sma_cross",
+            "--no-worker",
+            "--serve",
+            f"127.0.0.1:{port}",
+            "--duration",
+            f"{args.minutes * 60 + 20:g}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(data_dir / "engine.log", "w"),
     )
     try:
         errors, stats, series, timings = asyncio.run(soak(args, engine, port))
@@ -305,8 +424,8 @@ def main() -> int:
     if engine_rc != 0:
         print((data_dir / "engine.log").read_text()[-3000:], file=sys.stderr)
     checked = reconcile()
-    ok = report(args, engine_rc, errors, stats, series, timings, checked,
-                time.monotonic() - began)
+    checked["slow"] = slow_closes(data_dir / "engine.log")
+    ok = report(args, engine_rc, errors, stats, series, timings, checked, time.monotonic() - began)
     return 0 if ok else 1
 
 

@@ -310,8 +310,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     @staticmethod
     def _ack(request_id, accepted: list, refused: dict) -> dict:
-        return {"v": PROTOCOL_VERSION, "type": "ack", "id": request_id, "channels": accepted,
-                "refused": refused}
+        return {
+            "v": PROTOCOL_VERSION,
+            "type": "ack",
+            "id": request_id,
+            "channels": accepted,
+            "refused": refused,
+        }
 
     def _error(self, request_id, message: str) -> None:
         self._reply({"v": PROTOCOL_VERSION, "type": "error", "id": request_id, "error": message})
@@ -348,8 +353,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.relays.pop(channel.name).cancel()
         self._put(channel, event["kind"], event["ts"], event["data"], frame)
 
-    def _put(self, channel: Channel, kind: str, ts: str, data: dict,
-             frame: Frame | None = None) -> None:
+    def _put(
+        self, channel: Channel, kind: str, ts: str, data: dict, frame: Frame | None = None
+    ) -> None:
         if frame is not None and self.idle and not self.closing and not len(self.outbox):
             # Nothing waits and the sender idles: straight to the socket, past the outbox.
             self._send_now(frame.text(self.outbox.next_seq(channel.name)))
@@ -406,7 +412,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         self.closing = True
-        logger.warning("closing a slow WebSocket client", extra={"detail": detail})
+        logger.warning("closing a slow WebSocket client (4429): %s", detail)
         asyncio.get_running_loop().create_task(self._close_slow())
 
     async def _close_slow(self) -> None:
