@@ -104,12 +104,20 @@ def test_an_async_run_of_a_user_strategy_is_executed_by_a_qcluster_worker(
     assert run.strategy == f"{user_file.resolve()}:UserSma" and run.metrics["trades"] > 0
 
 
-IMPORT = "from trading.engine.params import ChoiceParam, IntParam\n\n\n"
-TYPED = SIGNAL_SMA.replace(
-    '''    default_params = {"fast": 10, "slow": 30}''',
-    '''    parameters = {"fast": IntParam(10, 5, 10, step=5), "slow": IntParam(30, 30, 40),
-                  "entry": ChoiceParam("cross", ("cross", "above"))}''',
-).replace("class UserSma", IMPORT + "class Typed")
+TYPED = (
+    SIGNAL_SMA.replace(  # the template's parameters, narrowed, and a choice
+        '''        "fast": IntParam(10, 2, 50, step=2),
+        "slow": IntParam(30, 10, 200, step=10),
+''',
+        '''        "fast": IntParam(10, 5, 10, step=5),
+        "slow": IntParam(30, 30, 40),
+        "entry": ChoiceParam("cross", ("cross", "above")),
+''',
+    )
+    .replace("import IntParam\n", "import ChoiceParam, IntParam\n")
+    .replace("UserSma", "Typed")
+)
+assert "ChoiceParam(" in TYPED and "import ChoiceParam" in TYPED  # the template still fits
 
 
 def test_declared_parameters_are_checked_and_are_what_a_sweep_searches(tmp_path):

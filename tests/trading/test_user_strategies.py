@@ -13,32 +13,15 @@ from trading.engine import user_strategies
 from trading.engine.errors import StrategyConfigError
 from trading.engine.signal_strategy import StrategyCodeError
 from trading.engine.strategies import STRATEGIES, create_strategy, resolve_strategy
+from trading.strategy_templates import SIGNAL
 
 FEES = BacktestConfig(taker_fee_bps=D(10))
 
-SIGNAL_SMA = '''
-from trading.engine.signal_strategy import SignalStrategy
+# The file ``manage.py strategy new UserSma --style signal`` writes (an SMA cross): the tests run
+# what users start from, not a copy of it.
+SIGNAL_SMA = SIGNAL.format(name="UserSma")
 
-
-class UserSma(SignalStrategy):
-    default_params = {"fast": 10, "slow": 30}
-    live_window = 40  # live, the last 40 bars are enough for a 30-bar mean
-
-    def indicators(self, df):
-        df["fast"] = df["close"].rolling(self.params["fast"]).mean()
-        df["slow"] = df["close"].rolling(self.params["slow"]).mean()
-        return df
-
-    def entries(self, df):
-        df["enter_long"] = df["fast"] > df["slow"]
-        return df
-
-    def exits(self, df):
-        df["exit_long"] = df["fast"] < df["slow"]
-        return df
-'''
-
-BROKEN = '''
+BROKEN = """
 from trading.engine.strategy import Strategy
 
 
@@ -46,7 +29,7 @@ class Broken(Strategy):
     def on_bar(self, bar, ctx):
         if bar.close > 0:
             raise ValueError("user bug")
-'''
+"""
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -123,12 +106,15 @@ def test_a_signal_strategy_with_stops_runs_every_bar_and_attaches_the_bracket(st
 
 
 def test_a_user_error_names_file_line_and_bar(strategy_folder):
-    path = write(strategy_folder, "boom.py", SIGNAL_SMA.replace(
-        'df["fast"] > df["slow"]', 'df["fast"] > df["nope"]').replace("UserSma", "Boom"))
+    text = SIGNAL_SMA.replace('df["fast"] > df["slow"]', 'df["fast"] > df["nope"]')
+    path = write(strategy_folder, "boom.py", text.replace("UserSma", "Boom"))
+    line = 1 + textwrap.dedent(text).splitlines().index(
+        '        df["enter_long"] = df["fast"] > df["nope"]'
+    )
     with pytest.raises(StrategyCodeError) as caught:
         run_backtest(create_strategy(f"{path}:Boom"), walk_frame(200), FEES)
     message = str(caught.value)
-    assert f"{path.resolve()}, line 15" in message and "KeyError" in message
+    assert f"{path.resolve()}, line {line}" in message and "KeyError" in message
     assert "in entries()" in message
-    with pytest.raises(StrategyCodeError, match=r"line 15; in entries\(\) at the bar of"):
+    with pytest.raises(StrategyCodeError, match=rf"line {line}; in entries\(\) at the bar of"):
         run_backtest(create_strategy(f"{path}:Boom"), walk_frame(200), FEES, sparse=False)

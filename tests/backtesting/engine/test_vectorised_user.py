@@ -16,27 +16,9 @@ from tests.backtesting.engine.helpers import D, sim_frame, walk_frame
 from trading.engine import user_strategies
 from trading.engine.errors import StrategyConfigError
 from trading.engine.strategies import STRATEGIES, create_strategy
+from trading.strategy_templates import SIGNAL
 
-LONG_ONLY = """
-from trading.engine.signal_strategy import SignalStrategy
-
-
-class UserSma(SignalStrategy):
-    default_params = {"fast": 10, "slow": 30}
-
-    def indicators(self, df):
-        df["fast"] = df["close"].rolling(self.params["fast"]).mean()
-        df["slow"] = df["close"].rolling(self.params["slow"]).mean()
-        return df
-
-    def entries(self, df):
-        df["enter_long"] = df["fast"] > df["slow"]
-        return df
-
-    def exits(self, df):
-        df["exit_long"] = df["fast"] < df["slow"]
-        return df
-"""
+LONG_ONLY = SIGNAL.format(name="UserSma")  # what ``strategy new --style signal`` writes
 
 # Long and short with reversals (long -> short on one bar), exits on a band, and a rule that
 # reads the highs and lows (the frame must carry them, not the closes thrice).
