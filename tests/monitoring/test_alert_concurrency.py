@@ -3,6 +3,7 @@ each with its own connection) open exactly one alert, send it once and count the
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -76,18 +77,24 @@ def _lock_waiters() -> int:
         return cursor.fetchone()[0]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_second_raiser_waits_on_the_first_insert_and_counts_into_its_alert(slack):
-    """The exact interleaving the old select-then-insert lost: both look before either commits."""
+class Died(Exception):
+    """The first raiser's process dying mid-transaction (its transaction rolls back)."""
+
+
+def _second_raiser_behind_a_held_first(*, first_dies: bool) -> bool:
+    """Raise in a transaction held open, raise again from another thread while it is held, then
+    end the first (commit, or die); return whether the second waited on the first's row lock."""
     if connection.vendor != "postgresql":
         pytest.skip("row-level waits are PostgreSQL's (SQLite takes the write lock at BEGIN)")
-    first_raised, commit_first, errors = threading.Event(), threading.Event(), []
+    first_raised, end_first, errors = threading.Event(), threading.Event(), []
 
     def first() -> None:
-        with transaction.atomic():
+        with contextlib.suppress(Died), transaction.atomic():
             _raise(0)
             first_raised.set()
-            commit_first.wait(20)
+            end_first.wait(20)
+            if first_dies:
+                raise Died
 
     a = _in_thread(first, errors)
     assert first_raised.wait(20)
@@ -95,11 +102,17 @@ def test_a_second_raiser_waits_on_the_first_insert_and_counts_into_its_alert(sla
     # The second raiser's insert blocks on the first's uncommitted row of the same fingerprint
     # (without the constraint it would not wait and would open a second alert).
     blocked = _poll(lambda: _lock_waiters() >= 1)
-    commit_first.set()
+    end_first.set()
     a.join(20)
     b.join(20)
     assert not errors, errors
-    assert blocked
+    return blocked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_raiser_waits_on_the_first_insert_and_counts_into_its_alert(slack):
+    """The exact interleaving the old select-then-insert lost: both look before either commits."""
+    assert _second_raiser_behind_a_held_first(first_dies=False)
     alert = Alert.objects.get()
     assert (alert.occurrences, alert.deduplicated) == (2, 1)
     assert AlertDelivery.objects.count() == 1
@@ -144,29 +157,7 @@ def test_the_database_refuses_a_second_unresolved_alert_but_not_after_resolving(
 @pytest.mark.django_db(transaction=True)
 def test_when_the_first_raiser_dies_mid_transaction_the_waiting_one_opens_and_sends(slack):
     """A raiser killed before commit (its transaction rolled back) leaves the alert to the next."""
-    if connection.vendor != "postgresql":
-        pytest.skip("row-level waits are PostgreSQL's")
-    first_raised, abort_first, errors = threading.Event(), threading.Event(), []
-
-    class Died(Exception):
-        pass
-
-    def first() -> None:
-        with pytest.raises(Died), transaction.atomic():
-            _raise(0)
-            first_raised.set()
-            abort_first.wait(20)
-            raise Died
-
-    a = _in_thread(first, errors)
-    assert first_raised.wait(20)
-    b = _in_thread(lambda: _raise(1), errors)
-    blocked = _poll(lambda: _lock_waiters() >= 1)
-    abort_first.set()
-    a.join(20)
-    b.join(20)
-    assert not errors, errors
-    assert blocked
+    assert _second_raiser_behind_a_held_first(first_dies=True)
     alert = Alert.objects.get()
     assert (alert.occurrences, alert.deduplicated, alert.message) == (1, 0, "no data (1)")
     assert AlertDelivery.objects.count() == 1
