@@ -8,10 +8,14 @@ One real ``runtrader --paper --serve`` (``bench/soak_engine.py``: the simulated 
 layer, cache), while this process polls ``/api/v1/portfolio`` with a JWT and keeps
 ``--clients`` WebSocket clients on ``/ws/v1/stream`` (portfolio, orders, fills and a market
 channel each). Every ``--sample`` seconds it records the engine's memory (RSS) and its own; at the
-end it prints the memory series and its slope after the first minute (MB per minute; flat is
-~0), the rows written per table, the books reconciled (orders = fills, cash and positions = a
-replay of the fills) and every error seen (HTTP status other than 200, WebSocket closes or
-protocol errors, the engine's exit code). Exits non-zero if anything is wrong.
+end it prints the memory series and its slope after the first minute and over the second half
+(MB per minute; flat is ~0: a run of 20 minutes or more fails above ``FLAT_MB_PER_MIN`` over its
+second half, once the engine's bounded caches - the quality checks' last 10,000 trade ids and
+bar times per symbol, bars kept for amends - have filled), the rows written per table, the
+books reconciled (orders = fills, cash and positions = a replay of the fills) and every error
+seen (HTTP status other than 200, WebSocket closes other than a documented 4429 reconnect,
+protocol errors, a seq gap on an account channel, the engine's exit code). Exits non-zero if
+anything is wrong.
 
 Needs PostgreSQL (``--pg-url``, default ``$SOAK_DATABASE_URL`` or a ``rrr_soak`` database on
 127.0.0.1) and Redis (``--redis-url``, default ``$SOAK_REDIS_URL`` or db 12 on 127.0.0.1).
@@ -36,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.soak_engine import soak_symbols  # noqa: E402
+
+FLAT_MB_PER_MIN = 0.5  # the most the engine's RSS may grow over a long run's second half
+JUDGE_FLAT_MINUTES = 20.0  # shorter runs are still filling bounded caches: memory not judged
 
 
 def free_port() -> int:
@@ -365,6 +372,7 @@ def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bo
             f"engine RSS: {first:.1f} MB at start, {last:.1f} MB at end "
             f"(ratio {last / first:.3f}); slope after the first minute {slope:+.3f} MB/min"
         )
+    flat = memory_verdict(series, args.minutes)
     for line in latency_lines(timings):
         print(line)
     for what, n in sorted(stats.items()):
@@ -383,7 +391,22 @@ def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bo
         errors[f"engine exit code {engine_rc}"] += 1
     print(f"errors: {sum(errors.values())}" + "".join(f"\n  {n} x {k}" for k, n in errors.items()))
     orders = checked["rows"].get("trading.Order", 0)
-    return not errors and not checked["books"] and orders > 0
+    return not errors and not checked["books"] and orders > 0 and flat is not False
+
+
+def memory_verdict(series: list[tuple[float, float, float]], minutes: float) -> bool | None:
+    """Print the engine's RSS slope over the second half; say if it is flat (None: not judged)."""
+    if len(series) < 3:
+        return None
+    half = [(t, e) for t, e, _ in series if t >= series[-1][0] / 2]
+    late = slope_per_minute(half)
+    print(f"engine RSS slope over the second half: {late:+.3f} MB/min")
+    if minutes < JUDGE_FLAT_MINUTES:
+        print(f"memory flat: not judged (under {JUDGE_FLAT_MINUTES:g} minutes)")
+        return None
+    flat = late <= FLAT_MB_PER_MIN
+    print(f"memory flat (second-half slope <= {FLAT_MB_PER_MIN} MB/min): {'yes' if flat else 'NO'}")
+    return flat
 
 
 def main() -> int:
