@@ -12,11 +12,14 @@ from drf_spectacular.views import (
 from marketdata.webhooks import tradingview_alert
 from monitoring import views as monitoring_views
 from monitoring.metrics_access import metrics
+from rrr_site.login_throttle import login_throttled
 
 urlpatterns = [
     path("health", monitoring_views.health, name="health"),
     path("health/ready", monitoring_views.ready, name="health-ready"),
     path("metrics", metrics, name="prometheus-django-metrics"),
+    # The admin's login form counts guesses with the token endpoint (rrr_site.login_throttle).
+    path("admin/login/", login_throttled(admin.site.login), name="admin-login-throttled"),
     path("admin/", admin.site.urls),
     # Outside /api: TradingView sends no auth headers; the token in the path is the secret.
     path("hooks/tradingview/<str:token>", tradingview_alert, name="tradingview-alert"),

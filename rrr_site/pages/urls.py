@@ -3,11 +3,16 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from rrr_site.login_throttle import login_throttled
 from rrr_site.pages import lab_views, views
 
 urlpatterns = [
     # Any active user signs in here (the admin's login page admits staff only).
-    path("login/", auth_views.LoginView.as_view(template_name="pages/login.html"), name="login"),
+    path(
+        "login/",
+        login_throttled(auth_views.LoginView.as_view(template_name="pages/login.html")),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.overview, name="dashboard"),
     path("market/", views.market, name="pages-market"),
