@@ -36,6 +36,7 @@ from typing import Protocol
 
 from backtesting.engine.errors import BacktestConfigError
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from marketdata.engine.records import record_builder
 from trading.engine.buying_power import FillGuard
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import UnknownOrder
@@ -79,6 +80,7 @@ _MARKET = OrderType.MARKET
 _PENDING, _OPEN, _CANCELLED = OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.CANCELLED
 _GTC, _IOC, _FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 _EV_ACCEPTED, _EV_FILL = VenueEventKind.ACCEPTED, VenueEventKind.FILL
+_new_event = record_builder(VenueEvent)  # ``VenueEvent(...)``, built faster (several per order)
 
 
 class SlippageModel(Protocol):
@@ -198,6 +200,10 @@ class BacktestVenue:
             spread = to_decimal(2 * cfg.slippage.bps)  # ± bps around each print for the inner venue
         fees = {"maker_fee_bps": cfg.maker_fee_bps, "taker_fee_bps": cfg.taker_fee_bps}
         self.inner = PaperVenue(VenueConfig(cfg.name, synthetic_spread_bps=spread, **fees))
+        # With no spread, the inner venue's synthetic book is centred on the last print: its mid
+        # is that print exactly, so ``reference_price`` needs no replay of a skipped bar.
+        self._mid_is_print = not spread
+        self._quoted: set[str] = set()  # symbols whose inner book quotes made real
         self.executor = PaperVenue(VenueConfig(f"{cfg.name}-x", **fees))
         self._lookup: PositionLookup | None = None
         self._delta: dict[tuple[str, str], Decimal] = {}  # fills returned by the current call
@@ -251,8 +257,21 @@ class BacktestVenue:
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Return the inner venue's mid (or last print) for ``symbol``."""
+        bar = self._stale.get(symbol)
+        if bar is not None and self._mid_is_print and self._inner_idle():
+            if symbol not in self._books and symbol not in self._quoted:
+                # The synthetic book the skipped bar would leave: mid == its close, exactly
+                # (``PaperBook.on_print``'s half-spread is zero); the replay stays deferred.
+                return to_decimal(bar.close)
         self._sync(symbol, self._deferred)
         return self.inner.reference_price(symbol)
+
+    def _inner_idle(self) -> bool:
+        """Return True if nothing works at the inner venue (no expiry or activation is due)."""
+        for ids in self._live.values():
+            if ids:
+                return False
+        return True
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Return every non-terminal order held here or at the inner venue."""
@@ -323,6 +342,7 @@ class BacktestVenue:
     def on_quote(self, quote: Quote) -> list[VenueEvent]:
         """Update the inner venue's top of book."""
         events = self._begin()
+        self._quoted.add(quote.symbol)
         self._sync(quote.symbol, events)
         events += self._track(self.inner.on_quote(quote))
         return events
@@ -430,7 +450,9 @@ class BacktestVenue:
         """Execute held market orders at the bar's open, then release waiting orders there."""
         symbol, start = bar.symbol, bar.ts
         waiting = self._waiting.pop(symbol, [])
-        self._sync(symbol, events)
+        if waiting or not self._inner_idle():
+            self._sync(symbol, events)
+        # else nothing works at the inner venue: its book is brought up to date when next needed
         if waiting or self._live.get(symbol):
             # A sizeless print moves the inner book to the open (and fires gapped stops).
             print_ = Trade(symbol, start, bar.open, 0.0, self.config.name)
@@ -460,7 +482,7 @@ class BacktestVenue:
         for order in list(self._market.get(symbol, ())):
             if order.status is _PENDING:
                 order.transition(_OPEN, ts)
-                events.append(VenueEvent(_EV_ACCEPTED, order, ts, order.status))
+                events.append(_new_event(_EV_ACCEPTED, order, ts, order.status))
             budget = self._budget.get(symbol) if price is not None else None
             used = self._execute(order, ts, price, bar, budget, events)
             if budget is not None:
@@ -556,7 +578,7 @@ class BacktestVenue:
         return filled
 
     def _emit_fill(self, order: Order, fill: Fill, events: list[VenueEvent]) -> None:
-        events.append(VenueEvent(_EV_FILL, order, fill.ts, order.status, fill))
+        events.append(_new_event(_EV_FILL, order, fill.ts, order.status, fill))
         key = (fill.account, fill.symbol)
         signed = fill.signed_quantity
         self._delta[key] = self._delta.get(key, ZERO) + signed

@@ -20,14 +20,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
+from backtesting.engine.feed import bar_builder
 from backtesting.engine.result import EPOCH, to_datetime
-from marketdata.engine.events import Bar
 from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import Fill
 from trading.engine.portfolio import Portfolio
@@ -279,6 +279,11 @@ class SparseReplay:
         self.open_next: dict[str, int] = {}  # symbol -> next row, while orders are open in it
         self.day_next = plan.next_day_start(-1)
         self.in_market: np.ndarray | None = None  # per row, set by ``finish``
+        self._bar = bar_builder()  # ``Bar(...)``, built faster
+        # The last visit's stamp (ns) and datetime: the next one is reached by adding a step
+        # (timedelta's constructor costs several additions), steps kept by size.
+        self._stamp, self._when = 0, EPOCH
+        self._steps: dict[int, timedelta] = {}
 
     def run(self, progress: ProgressCallback | None, every: int) -> None:
         """Visit every bar where something can happen, in order."""
@@ -310,10 +315,10 @@ class SparseReplay:
         quiet = row != self.day_next and sym not in open_next
         if not quiet or len(positions) > (sym in positions):  # else no other position to mark
             self.catch_up(row, skip=sym if quiet else None)
-        bar = Bar(
+        bar = self._bar(
             sym,
             self.timeframe,
-            EPOCH + timedelta(0, 0, self.stamps.item(row) // 1000),  # to_datetime, inlined
+            self._datetime(self.stamps.item(row)),
             self.opens.item(row),
             self.highs.item(row),
             self.lows.item(row),
@@ -351,6 +356,20 @@ class SparseReplay:
             open_next.pop(sym, None)
         if row >= self.day_next:
             self.day_next = plan.next_day_start(row)
+
+    def _datetime(self, stamp: int) -> datetime:
+        """Return ``to_datetime(stamp)`` (visits come in time order): the last visit's datetime
+        plus the step, exact to the microsecond; timedelta's constructor costs several
+        additions, so steps are kept by size."""
+        gap = stamp - self._stamp
+        step = self._steps.get(gap)
+        if step is None:
+            step = timedelta(0, 0, gap // 1000)
+            if len(self._steps) < 1024:
+                self._steps[gap] = step
+        when = self._when = self._when + step
+        self._stamp = stamp - stamp % 1000  # the whole microseconds reached
+        return when
 
     def _columns(self, sym: str, mine: Sequence[int], i: int) -> Callable[[], list]:
         """Return what to show the strategies after the venue saw the bar: the table columns

@@ -180,9 +180,12 @@ class OrderManager:
 
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
         """Turn ``intent`` into an order, check it, send it; return the order (maybe rejected)."""
-        portfolio = self.portfolio(intent.account)
+        portfolio = self._portfolios.get(intent.account) or self.portfolio(intent.account)
         order = intent.to_order(intent.client_order_id or self._ids(), now)
-        children = self._bracket_children(intent, order)
+        if intent.stop_loss is None and intent.take_profit is None:
+            children: list[Order] = []  # the common case: a plain order
+        else:
+            children = self._bracket_children(intent, order)
         try:
             validate_order(order)
             if children:
@@ -426,6 +429,10 @@ class OrderManager:
 
     def _process(self, events: Sequence[VenueEvent], extra: Sequence[Order] = ()) -> None:
         """Book fills, forget finished orders and notify listeners."""
+        if not events:
+            if extra:
+                self._process_orders(extra)
+            return
         changed: dict[str, Order] = {o.client_order_id: o for o in extra}
         fills: list[Fill] = []
         for event in events:
@@ -443,6 +450,16 @@ class OrderManager:
             for fill in fills:
                 listener.on_fill(fill)
             for order in changed.values():
+                listener.on_order(order)
+
+    def _process_orders(self, orders: Sequence[Order]) -> None:
+        """``_process`` of orders that changed with no venue event (distinct ids: a submit)."""
+        for order in orders:
+            if order.is_terminal:
+                self._index.pop(order.client_order_id, None)
+                self._open[order.account].pop(order.client_order_id, None)
+        for listener in self.listeners:
+            for order in orders:
                 listener.on_order(order)
 
     def _mark(self, symbol: str, price: Decimal, ts: datetime | None) -> None:

@@ -305,7 +305,7 @@ class OrderIntent:
 
     def to_order(self, client_order_id: str, now: datetime | None) -> Order:
         """Build the pending ``Order`` for this intent."""
-        return Order(
+        return _new_order(
             symbol=self.symbol,
             side=self.side,
             quantity=self.quantity,
@@ -378,3 +378,65 @@ def validate_order(order: Order) -> None:
             return  # a plain market order (most orders): nothing else to check
     _check_prices(order)
     _check_trailing(order)
+
+
+_ORDER_FROM_INTENT = (
+    "symbol",
+    "side",
+    "quantity",
+    "type",
+    "account",
+    "client_order_id",
+    "price",
+    "stop_price",
+    "trail_amount",
+    "trail_percent",
+    "tif",
+    "reduce_only",
+    "strategy",
+    "signal",
+    "oco_group",
+    "created_ts",
+    "updated_ts",
+    "metadata",
+)
+
+
+def _order_builder() -> Callable[..., Order]:
+    """Return ``Order(**kwargs)`` for ``to_order``'s keywords, built without the class call.
+
+    One ``Order`` per order sent: the generated ``__init__`` (26 fields, keyword matching, two
+    default factories) costs more than the rest of a submit. This stores the same fields
+    (the others at their defaults, factories called) on ``object.__new__(Order)`` and runs
+    ``__post_init__`` only when an enum field arrived as a plain string. Tests compare it with
+    ``Order(...)`` field by field.
+    """
+    from dataclasses import MISSING, fields
+
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_Order": Order,
+        "_enums": (OrderSide, OrderType, TimeInForce),
+    }
+    lines = []
+    for f in fields(Order):
+        name = f.name
+        if name in _ORDER_FROM_INTENT:
+            lines.append(f"    o.{name} = {name}")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{name}"] = f.default_factory
+            lines.append(f"    o.{name} = _factory_{name}()")
+        else:
+            namespace[f"_default_{name}"] = f.default
+            lines.append(f"    o.{name} = _default_{name}")
+    source = (
+        f"def build_order(*, {', '.join(_ORDER_FROM_INTENT)}):\n    o = _new(_Order)\n"
+        + "\n".join(lines)
+        + "\n    if side.__class__ is not _enums[0] or type.__class__ is not _enums[1] "
+        "or tif.__class__ is not _enums[2]:\n        o.__post_init__()\n    return o\n"
+    )
+    exec(source, namespace)  # noqa: S102 - code built from Order's own field names
+    return namespace["build_order"]
+
+
+_new_order = _order_builder()

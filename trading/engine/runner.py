@@ -34,6 +34,9 @@ class _Slot:
     strategy: Strategy
     ctx: StrategyContext
     symbols: frozenset[str] | None
+    # False when the strategy's class keeps the base ``on_fill`` (does nothing): its fills are
+    # then not queued, and settling after a fill has nothing to deliver.
+    takes_fills: bool = True
 
     def wants(self, symbol: str) -> bool:
         return self.symbols is None or symbol in self.symbols
@@ -98,6 +101,9 @@ class StrategyRunner:
         )
         ctx.sizer = self._sizer
         slot = _Slot(strategy, ctx, frozenset(symbols) if symbols is not None else None)
+        slot.takes_fills = type(strategy).on_fill is not Strategy.on_fill or "on_fill" in getattr(
+            strategy, "__dict__", ()
+        )
         self._slots.append(slot)
         self._by_key[(account, sid)] = slot
         return ctx
@@ -318,9 +324,9 @@ class StrategyRunner:
     # ----------------------------------------------------------------- OMS listener
 
     def on_fill(self, fill: Fill) -> None:
-        """Queue ``fill`` for the strategy that sent the order."""
+        """Queue ``fill`` for the strategy that sent the order (unless it ignores fills)."""
         slot = self._by_key.get((fill.account, fill.strategy))
-        if slot is not None:
+        if slot is not None and slot.takes_fills:
             self._fills.append((slot, fill))
 
     def on_order(self, order: Order) -> None:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from marketdata.engine.events import Bar, Quote, Trade
+from marketdata.engine.records import record_builder
 from trading.engine.errors import StrategyConfigError
 from trading.engine.money import ZERO, floor_to_step, to_decimal
 from trading.engine.orders import (
@@ -54,6 +55,7 @@ def _algo_request(algo: str, duration: Any, slices: int | None, kwargs: dict) ->
 
 
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL  # module constants: cheaper than Enum attributes
+_new_intent = record_builder(OrderIntent)  # ``OrderIntent(...)``, built faster (one per order)
 
 
 class PredictionKind(StrEnum):
@@ -275,6 +277,7 @@ class StrategyContext:
 
     __slots__ = (
         "_cancels",
+        "_has_open",
         "_history",
         "_ids",
         "_intents",
@@ -297,6 +300,8 @@ class StrategyContext:
         outbox: list[StrategyContext] | None = None,
     ) -> None:
         self._reader = reader
+        # "Any open order in this symbol?" without building the list (readers that can say so).
+        self._has_open = getattr(reader, "has_open_orders", None)
         self.account = account
         self.strategy_id = strategy_id
         self._history = history
@@ -351,9 +356,17 @@ class StrategyContext:
 
         Bracket children are protective exits, not intended trades, so they do not count.
         """
-        expected = self.position(symbol)
-        if not self._intents and not self._reader.open_orders(self.account, symbol):
-            return expected
+        return self._expected(symbol, self.position(symbol))
+
+    def _expected(self, symbol: str, expected: Decimal) -> Decimal:
+        """Return position ``expected`` plus this strategy's open orders and queued intents."""
+        if not self._intents:
+            has_open = self._has_open
+            if has_open is not None:
+                if not has_open(self.account, symbol):
+                    return expected
+            elif not self._reader.open_orders(self.account, symbol):
+                return expected
         for o in self.open_orders(symbol):
             if not o.parent_id:
                 expected += o.remaining * o.sign
@@ -432,7 +445,7 @@ class StrategyContext:
         if self._outbox is not None:
             self._outbox.append(self)
         self._intents.append(
-            OrderIntent(
+            _new_intent(
                 account=self.account,
                 symbol=symbol,
                 side=side if side.__class__ is OrderSide else OrderSide(side),
@@ -455,7 +468,7 @@ class StrategyContext:
         """
         target = to_decimal(quantity)
         held = self.position(symbol)
-        delta = target - self.expected_position(symbol)
+        delta = target - self._expected(symbol, held)
         if delta == 0:
             return None
         # Pure reductions are flagged so they pass a REDUCING/HALTED account.

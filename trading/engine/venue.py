@@ -36,7 +36,7 @@ from itertools import count
 from typing import Protocol
 
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
-from marketdata.engine.records import fast_init
+from marketdata.engine.records import fast_init, record_builder
 from trading.engine.book import PaperBook
 from trading.engine.buying_power import FillGuard
 from trading.engine.errors import OrderRejected, UnknownOrder
@@ -74,6 +74,7 @@ class VenueEventKind(StrEnum):
 
 
 _MAKER = Liquidity.MAKER  # as a module constant: cheaper than the Enum class attribute
+_new_fill = record_builder(Fill)  # ``Fill(...)``, built faster (one per execution)
 
 
 @fast_init
@@ -184,7 +185,7 @@ def book_fill(
     bps = config.maker_fee_bps if liquidity is _MAKER else config.taker_fee_bps
     fee = fee_for(qty, price, bps) if bps else ZERO
     order.fill(qty, price, fee, ts)
-    return Fill(
+    return _new_fill(
         order.client_order_id,
         order.symbol,
         order.side,

@@ -1,0 +1,247 @@
+"""The order path's shortcuts give exactly what the long way gives (issue #14).
+
+Each test would fail if its shortcut went stale: a reference price read without replaying the
+skipped bar, records built without the class call, datetimes reached by adding steps, fills not
+queued for strategies that ignore them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backtesting.engine.fills import BacktestVenue, FillConfig, FixedBps
+from backtesting.engine.result import to_datetime
+from backtesting.engine.sparse import SparseReplay
+from marketdata.engine.events import Bar, Quote
+from marketdata.engine.records import record_builder
+from tests.backtesting.engine.helpers import SYM, D, bar, minute
+from trading.engine.oms import OrderManager
+from trading.engine.orders import (
+    Fill,
+    Liquidity,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderType,
+    SequentialIds,
+    TimeInForce,
+)
+from trading.engine.portfolio import Portfolio
+from trading.engine.runner import StrategyRunner
+from trading.engine.strategy import Strategy
+from trading.engine.venue import VenueEvent, VenueEventKind
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+def _synced_reference(venue: BacktestVenue, symbol: str) -> Decimal | None:
+    """The long way: replay the skipped bar at the inner venue, then read its mid."""
+    venue._sync(symbol, venue._deferred)
+    return venue.inner.reference_price(symbol)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.01, 1e7, allow_nan=False), min_size=1, max_size=5))
+def test_reference_price_of_a_skipped_bar_is_the_synced_mid_digit_for_digit(closes) -> None:
+    venue = BacktestVenue(FillConfig())
+    for i, c in enumerate(closes):
+        venue.on_bar(bar(i, c, c, c, c))
+    quick = venue.reference_price(SYM)
+    assert SYM in venue._stale  # the shortcut left the replay deferred
+    slow = _synced_reference(venue, SYM)
+    assert str(quick) == str(slow)
+
+
+def test_reference_price_after_a_quote_is_the_quotes_mid_not_the_close() -> None:
+    venue = BacktestVenue(FillConfig())
+    venue.on_bar(bar(0, 100, 100, 100, 100))
+    venue.on_quote(Quote(SYM, minute(1), 99.0, 1.0, 103.0, 1.0))
+    venue.on_bar(bar(1, 100, 100, 100, 100))
+    assert venue.reference_price(SYM) == _synced_reference(venue, SYM) != D(100)
+
+
+def test_reference_price_with_a_spread_replays_the_bar() -> None:
+    venue = BacktestVenue(FillConfig(slippage=FixedBps(5)))
+    venue.on_bar(bar(0, 100, 100, 100, 100.5))
+    assert venue.reference_price(SYM) == D("100.5")
+    assert SYM not in venue._stale  # replayed: the synthetic book is centred on the print
+
+
+def test_reference_price_while_a_limit_order_works_replays_the_bar() -> None:
+    venue = BacktestVenue(FillConfig(model="close"))
+    pf = Portfolio("a", D(100000), ts=minute(0))
+    oms = OrderManager(venue, portfolios=[pf], id_factory=SequentialIds())
+    oms.on_bar(bar(0, 100, 101, 99, 100))
+    intent = OrderIntent(
+        account="a", symbol=SYM, side=BUY, quantity=D(1), type=OrderType.LIMIT, price=D(90)
+    )
+    order = oms.submit(intent, minute(1))
+    assert order.is_working
+    oms.on_bar(bar(1, 100, 101, 99, 100.25))
+    assert venue.reference_price(SYM) == D("100.25")
+    assert SYM not in venue._stale
+
+
+def test_next_open_fills_need_no_replay_of_the_signal_bar() -> None:
+    """A market order filled at the open leaves the inner venue's book to be brought up to date
+    when read: the reference price after the fill bar is that bar's close."""
+    venue = BacktestVenue(FillConfig(taker_fee_bps=D(10)))
+    pf = Portfolio("a", D(100000), ts=minute(0))
+    oms = OrderManager(venue, portfolios=[pf], id_factory=SequentialIds())
+    oms.on_bar(bar(0, 100, 101, 99, 100))
+    oms.submit(OrderIntent(account="a", symbol=SYM, side=BUY, quantity=D(2)), minute(1))
+    oms.on_bar(bar(1, 102, 103, 101, 102.5))
+    assert pf.quantity(SYM) == D(2)
+    assert pf.cash == D(100000) - D(204) - D("0.204")
+    assert venue.reference_price(SYM) == D("102.5") == _synced_reference(venue, SYM)
+
+
+def _same_record(a: object, b: object) -> None:
+    assert type(a) is type(b)
+    assert a == b and hash(a) == hash(b)
+    for f in dataclasses.fields(a):  # type: ignore[arg-type]
+        assert getattr(a, f.name) is getattr(b, f.name)
+    assert pickle.loads(pickle.dumps(b)) == a
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.symbol = "X"  # type: ignore[attr-defined]
+
+
+def test_record_builder_builds_the_very_records_the_class_builds() -> None:
+    now = minute(3)
+    q, p = D("0.5"), D("101.25")
+    fill_args = ("o1", SYM, BUY, q, p, D("0.05"), Liquidity.TAKER, now, "v:o1:0.5", "a", "s")
+    _same_record(Fill(*fill_args), record_builder(Fill)(*fill_args))
+    kw = dict(account="a", symbol=SYM, side=SELL, quantity=q, reduce_only=True, signal="x:flat")
+    _same_record(OrderIntent(**kw), record_builder(OrderIntent)(**kw))  # type: ignore[arg-type]
+    order = Order(symbol=SYM, side=BUY, quantity=q)
+    ev = (VenueEventKind.FILL, order, now, order.status)
+    built = record_builder(VenueEvent)(*ev)
+    assert built == VenueEvent(*ev) and type(built) is VenueEvent
+    bar_args = (SYM, "1m", now, 1.0, 2.0, 0.5, 1.5, 3.0)
+    _same_record(Bar(*bar_args), record_builder(Bar)(*bar_args))
+    with pytest.raises(TypeError):
+        record_builder(Fill)(*fill_args[:-3], bogus=1)  # the class's own parameters only
+
+
+def test_record_builder_falls_back_to_the_class_when_it_cannot_copy_it() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            if self.x < 0:
+                raise ValueError("negative")
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Listed:
+        xs: list = dataclasses.field(default_factory=list)
+
+    assert record_builder(Checked) is Checked
+    assert record_builder(Listed) is Listed
+
+
+def test_to_order_equals_the_order_the_class_builds_field_by_field() -> None:
+    now = minute(1)
+    for side, kind, tif in ((BUY, OrderType.MARKET, TimeInForce.GTC), ("sell", "limit", "day")):
+        intent = OrderIntent(
+            account="a",
+            symbol=SYM,
+            side=side,  # type: ignore[arg-type]
+            quantity=D(1),
+            type=kind,  # type: ignore[arg-type]
+            price=D(90) if kind != OrderType.MARKET else None,
+            tif=tif,  # type: ignore[arg-type]
+            strategy="s",
+            signal="sig",
+            metadata={"k": 1},
+        )
+        fast = intent.to_order("id-1", now)
+        slow = Order(
+            symbol=SYM,
+            side=OrderSide(side),
+            quantity=D(1),
+            type=OrderType(kind),
+            account="a",
+            client_order_id="id-1",
+            price=intent.price,
+            tif=TimeInForce(tif),
+            strategy="s",
+            signal="sig",
+            created_ts=now,
+            updated_ts=now,
+            metadata={"k": 1},
+        )
+        assert type(fast) is Order
+        assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
+        assert fast.side is slow.side and fast.type is slow.type and fast.tif is slow.tif
+        assert fast.metadata is not intent.metadata  # a copy, as before
+        fast.quantity = D(2)  # orders stay mutable
+
+
+class _Replay(SparseReplay):
+    def __init__(self) -> None:  # only the clock of a replay
+        self._stamp, self._when, self._steps = 0, to_datetime(0), {}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-(10**18), 4 * 10**18), min_size=1, max_size=40))
+def test_visit_datetimes_equal_to_datetime(stamps) -> None:
+    replay = _Replay()
+    for stamp in sorted(stamps):
+        assert replay._datetime(stamp) == to_datetime(stamp)
+
+
+def test_visit_datetimes_on_a_minute_grid_reuse_their_steps() -> None:
+    replay = _Replay()
+    stamps = (np.arange(0, 5000) * 60 + 1_700_000_000) * 10**9 + 999
+    for stamp in stamps.tolist():
+        assert replay._datetime(stamp) == to_datetime(stamp)
+    assert len(replay._steps) == 2  # the first gap and one minute
+
+
+class _Counts(Strategy):
+    name = "counts"
+
+    def on_start(self, ctx) -> None:
+        self.seen = []
+
+    def on_bar(self, bar, ctx) -> None:
+        if not ctx.position(bar.symbol) and not ctx.open_orders(bar.symbol):
+            ctx.buy(bar.symbol, D(1))
+
+
+class _Hears(_Counts):
+    def on_fill(self, fill, ctx) -> None:
+        self.seen.append(fill.quantity)
+
+
+def _run(strategy: Strategy) -> None:
+    venue = BacktestVenue(FillConfig())
+    pf = Portfolio("a", D(100000), ts=minute(0))
+    oms = OrderManager(venue, portfolios=[pf], id_factory=SequentialIds())
+    runner = StrategyRunner(oms, id_factory=SequentialIds("c"))
+    runner.add(strategy, "a")
+    runner.start(minute(0))
+    for i in range(3):
+        runner.on_bar(bar(i, 100, 101, 99, 100))
+
+
+def test_fills_reach_strategies_that_override_on_fill_and_only_them() -> None:
+    hears = _Hears()
+    _run(hears)
+    assert hears.seen == [D(1)]
+    silent = _Counts()
+    silent.on_fill = lambda fill, ctx: silent.seen.append(fill.quantity)  # type: ignore[method-assign]
+    _run(silent)
+    assert silent.seen == [D(1)]  # an instance's own on_fill counts too
+    runner = StrategyRunner(OrderManager(BacktestVenue(FillConfig())), history_size=10)
+    runner.oms.add_account(Portfolio("a", D(1)))
+    runner.add(_Counts(), "a")
+    assert runner._slots[0].takes_fills is False
