@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from typing import Protocol
 
 from monitoring import realtime
@@ -33,7 +34,12 @@ from monitoring.realtime import EVENT_TYPE, stream_jsonable
 logger = logging.getLogger(__name__)
 
 HUB_PREFIX = "stream-hub"  # the hub's channel name prefix (settings give it a deep capacity)
-SLICE = 64  # subscribers offered a message per turn of the event loop
+SLICE = 64  # offers between looks at the clock
+# The longest the hub keeps the event loop before a turn for the rest (the engine, in the
+# embedded layout). A turn after every 64 offers capped a loaded process's fan-out at 64 offers a
+# loop turn: its hub fell a minute behind the engine and the layer expired order notices.
+SLICE_SECONDS = 0.005
+clock = time.perf_counter
 REJOIN_EVERY = 3600.0  # seconds; well inside any layer's group_expiry (settings: a day)
 BUNDLE_TYPE = "stream.bundle"  # messages of several channels (consumers' ``stream_bundle``)
 BUNDLES = "stream-bundles"  # the layer group bundles go to: every hub with subscribers joins it
@@ -190,9 +196,9 @@ class StreamHub:
     async def deliver(self, event: dict) -> None:
         """Encode each published message once and offer it to every local subscriber.
 
-        In slices of ``SLICE`` offers with a turn of the loop between them: in the embedded
-        layout the engine shares this loop, and a due tick then waits for one slice (a fraction
-        of a millisecond), not for the whole fan-out.
+        In slices of at most ``SLICE_SECONDS`` with a turn of the loop between them: in the
+        embedded layout the engine shares this loop, and a due tick then waits for one slice,
+        not for the whole fan-out.
         """
         kind = event.get("type")
         if kind == EVENT_TYPE:
@@ -201,7 +207,7 @@ class StreamHub:
             parts = bundle_parts(event)
         else:
             return
-        offered = 0
+        offered, began = 0, clock()
         for name, numbered, messages in parts:
             members = self.members.get(name)
             if not members:
@@ -211,8 +217,9 @@ class StreamHub:
             for message in messages:
                 frame = frame_encode(name, message["kind"], message["ts"], message["data"])
                 for subscriber in list(members):
-                    if offered and offered % SLICE == 0:
+                    if offered % SLICE == 0 and offered and clock() - began >= SLICE_SECONDS:
                         await asyncio.sleep(0)
+                        began = clock()
                     offered += 1
                     subscriber.offer(channel, message, frame, lost)
                 lost = 0

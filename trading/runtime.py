@@ -90,7 +90,8 @@ MD_QUEUE_EVENTS = 20_000
 # the writers, the flush, control and broadcast tasks), which otherwise starved for seconds.
 CONSUME_YIELD_EVERY = 50
 # The broadcaster sends what waits in one layer message (a bundle of every channel's), at most
-# BROADCAST_BATCH messages and one bundle each BROADCAST_EVERY seconds: over Redis a send is
+# BROADCAST_BATCH messages and one bundle each BROADCAST_EVERY seconds (or as long as a send
+# took, when longer): over Redis a send is
 # three round trips and a web process's receive four, so one message per send got a loaded
 # 50-symbol engine's out at a few a second, and one per channel outran the web process (its
 # layer channel overflowed and dropped order notices).
@@ -997,8 +998,11 @@ class TradingRuntime:
             self.summary.broadcasts_conflated = self.broadcasts.conflated
             if items is None:
                 return
+            began = time.monotonic()
             await broadcast(self.layer, items)
-            await asyncio.sleep(BROADCAST_EVERY)  # messages meanwhile go in the next bundle
+            # Messages meanwhile go in the next bundle. At least as long as the send took: a
+            # loaded process's hub needs longer to take a bundle than this took to send it.
+            await asyncio.sleep(max(BROADCAST_EVERY, time.monotonic() - began))
 
 
 async def broadcast(layer, items: list[tuple]) -> None:

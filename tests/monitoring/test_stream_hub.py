@@ -146,10 +146,15 @@ async def test_messages_published_while_the_snapshot_is_read_follow_it(monkeypat
     await client.close()
 
 
-async def test_a_broadcast_to_many_is_encoded_once_and_lets_the_loop_run_between_slices():
+async def test_a_broadcast_to_many_is_encoded_once_and_lets_the_loop_run_between_slices(
+    monkeypatch,
+):
     from monitoring.engine.stream import channel_parse
     from monitoring.realtime import stream_event
 
+    # A clock 2 ms on at each look: the slice's 5 ms are up at the third look (3 x 64 offers).
+    ticks = iter(range(0, 10**6, 2))
+    monkeypatch.setattr(stream_hub, "clock", lambda: next(ticks) / 1000)
     hub, got = StreamHub.of(get_channel_layer()), []
 
     class Subscriber:
@@ -159,13 +164,14 @@ async def test_a_broadcast_to_many_is_encoded_once_and_lets_the_loop_run_between
         def offer(self, channel, event, frame, lost) -> None:
             got.append((self.n, frame))
 
-    count = stream_hub.SLICE * 3 + 1
+    count = stream_hub.SLICE * 7 + 1
     hub.members["market.BTC-USD"] = {Subscriber(n): None for n in range(count)}
     hub.parsed["market.BTC-USD"] = channel_parse("market.BTC-USD")
     # An engine tick due meanwhile runs after one slice, not after the whole fan-out.
     asyncio.get_running_loop().call_soon(lambda: got.append(("engine", None)))
     await hub.deliver(stream_event("market.BTC-USD", "quote", QUOTE))
-    assert [n for n, _ in got].index("engine") == stream_hub.SLICE
+    # Looks at 64, 128, 192 offers: 2, 4, 6 ms after the start - the turn comes at 192.
+    assert [n for n, _ in got].index("engine") == stream_hub.SLICE * 3
     offered = [(n, frame) for n, frame in got if n != "engine"]
     assert [n for n, _ in offered] == list(range(count))  # everyone, in order
     assert len({id(frame) for _, frame in offered}) == 1  # one encoding for all
