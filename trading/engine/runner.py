@@ -29,6 +29,10 @@ from trading.engine.strategy import (
 _STOPPED: frozenset[str] = frozenset()  # the symbols of a strategy stopped after an error
 
 
+def _no_venue(bar: Bar) -> None:
+    """Stand in for the venue's bar step when bars do not go to the venue (live feeds)."""
+
+
 @dataclass(slots=True)
 class _Slot:
     strategy: Strategy
@@ -186,23 +190,30 @@ class StrategyRunner:
         the next bar (record equity, check risk) sees the account as this bar left it.
         """
         slots, fills, outbox, algos = self._slots, self._fills, self._outbox, self.algos
-        oms, append, settle, failed = self.oms, self.history.append, self.settle, self._failed
-        lengths = self._bar_lengths
+        working = algos.active  # the algo parents at work: a dict changed only in place
+        settle, failed, history = self.settle, self._failed, self.history
+        to_venue = self.oms.on_bar if self.bars_to_venue else _no_venue
+        timeframe, length = None, None
+        # The history list of the symbol of the previous bar (one symbol: always the same).
+        symbol, closes, limit = None, [], 0
         for bar in bars:
             # ``_open_bar``, written out.
-            length = lengths.get(bar.timeframe)
-            if length is None:
-                length = self._bar_length(bar.timeframe)
+            if bar.timeframe != timeframe:
+                timeframe = bar.timeframe
+                length = self._bar_lengths.get(timeframe) or self._bar_length(timeframe)
             now = bar.ts + length
             for slot in slots:
                 slot.ctx.now = now
-            if self.bars_to_venue:
-                oms.on_bar(bar)
-            if algos.active:
+            to_venue(bar)
+            if working:
                 algos.observe(bar)
-            symbol = bar.symbol
-            append(symbol, bar.close)
-            if fills or outbox or algos.active:
+            if bar.symbol != symbol:
+                symbol = bar.symbol
+                closes, limit = history.closes_of(symbol)
+            closes.append(bar.close)  # ``history.append``, written out
+            if len(closes) > limit:
+                history.trim(symbol)
+            if fills or outbox or working:
                 settle(now)
             for slot in slots:
                 wanted = slot.symbols
@@ -211,7 +222,7 @@ class StrategyRunner:
                         slot.strategy.on_bar(bar, slot.ctx)
                     except Exception as exc:
                         failed(slot, exc, f"on_bar: the {symbol} bar of {bar.ts}")
-            if fills or outbox or algos.active:
+            if fills or outbox or working:
                 settle(now)
             yield bar
 

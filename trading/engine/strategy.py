@@ -222,6 +222,24 @@ class PriceHistory:
         if len(closes) > self._limit:
             del closes[: -self.maxlen]
 
+    def closes_of(self, symbol: str) -> tuple[list[float], int]:
+        """Return the list ``symbol``'s closes are kept in and the length to trim it past.
+
+        For a loop that records many closes (``StrategyRunner.replay_bars``): it appends to
+        this very list, as ``append`` would, and calls ``trim(symbol)`` once it is longer than
+        the returned length, saving a method call and a lookup a bar.
+        """
+        closes = self._closes.get(symbol)
+        if closes is None:
+            closes = self._closes[symbol] = []
+        return closes, self._limit
+
+    def trim(self, symbol: str) -> None:
+        """Drop ``symbol``'s closes older than the last ``maxlen`` (in place)."""
+        closes = self._closes.get(symbol)
+        if closes is not None and len(closes) > self.maxlen:
+            del closes[: -self.maxlen]
+
     def last(self, symbol: str, n: int) -> list[float]:
         """Return up to ``n`` most recent closes, oldest first (a new list)."""
         closes = self._closes.get(symbol)

@@ -197,3 +197,52 @@ def test_every_event_is_dispatched_and_a_failure_names_it(callback: str, event) 
         getattr(runner, callback)(event)
     assert f"{callback}: BTC-USD at {T0}" in str(caught.value)
     assert runner._slots[0].ctx.now == T0  # the clock moved to the event first
+
+
+class _Reads(Strategy):
+    """Records, on every bar, its clock and the history of both symbols."""
+
+    name = "reads"
+
+    def on_start(self, ctx):
+        self.seen = []
+
+    def on_bar(self, bar, ctx):
+        self.seen.append((ctx.now, *(tuple(ctx.history(s, 7)) for s in SYMBOLS)))
+
+
+def test_replayed_bars_keep_the_history_and_clock_appending_one_by_one_gives() -> None:
+    """``replay_bars`` appends to the history's lists itself (``closes_of``/``trim``): across
+    symbols that alternate or repeat, timeframes that change, trims past twice the bound and
+    bars given one call at a time, what a strategy reads equals ``PriceHistory.append``'s."""
+    rng = random.Random(11)
+    bars = []
+    for k in range(60):
+        symbol = rng.choice(SYMBOLS)
+        timeframe = rng.choice(("1m", "1m", "5m"))
+        bars.append(_bar(symbol, timeframe, T0 + timedelta(minutes=k), 100.0 + k))
+    oms = OrderManager(PaperVenue(), portfolios=[Portfolio("a", D(1000), ts=T0)])
+    runner = StrategyRunner(oms, history_size=4)
+    strategy = _Reads()
+    runner.add(strategy, "a")
+    runner.start(T0)
+    for _ in runner.replay_bars(bars[:40]):
+        pass
+    for bar in bars[40:]:  # runtrader's way: one bar a call
+        runner.on_bar(bar)
+    reference, expected = PriceHistory(4), []
+    for bar in bars:
+        reference.append(bar.symbol, bar.close)
+        length = timedelta(minutes=5 if bar.timeframe == "5m" else 1)
+        expected.append((bar.ts + length, *(tuple(reference.last(s, 7)) for s in SYMBOLS)))
+    assert strategy.seen == expected
+    assert runner.history.latest(bars[-1].symbol) == bars[-1].close
+    for symbol in SYMBOLS:
+        kept, _ = runner.history.closes_of(symbol)
+        assert len(kept) <= 8  # trimmed: never past twice the bound
+
+
+def _bar(symbol: str, timeframe: str, ts: datetime, close: float):
+    from marketdata.engine.events import Bar
+
+    return Bar(symbol, timeframe, ts, close, close + 1, close - 1, close, 1.0)
