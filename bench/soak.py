@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,7 @@ from bench.soak_engine import soak_symbols  # noqa: E402
 
 FLAT_MB_PER_MIN = 0.5  # the most the engine's RSS may grow over a long run's second half
 JUDGE_FLAT_MINUTES = 20.0  # shorter runs are still filling bounded caches: memory not judged
+NOTICE_LAGS: list[float] = []  # ms from an order/fill notice's publication to a client's read
 
 
 def free_port() -> int:
@@ -215,6 +217,9 @@ async def ws_session(
             message = json.loads(text)
             stats["ws messages"] += 1
             kind = message.get("type")
+            if kind in ("order", "fill") and stats["ws messages"] % 10 == 0:
+                published = datetime.fromisoformat(message["ts"]).timestamp()
+                NOTICE_LAGS.append(1000 * (time.time() - published))
             if kind == "error":
                 errors[f"ws error: {message.get('error')}"] += 1
             elif kind == "ack" and message.get("refused"):
@@ -355,6 +360,8 @@ def slow_closes(log: Path) -> Counter:
 
 
 def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bool:
+    import numpy as np
+
     arenas = args.malloc_arena_max or "glibc default"
     print(
         f"soak: {args.symbols} symbols, {args.clients} WebSocket clients, API polled each second,"
@@ -375,6 +382,12 @@ def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bo
     flat = memory_verdict(series, args.minutes)
     for line in latency_lines(timings):
         print(line)
+    if NOTICE_LAGS:
+        p50, p99 = np.percentile(NOTICE_LAGS, [50, 99])
+        print(
+            f"ws order/fill notices, published -> read by a client: {len(NOTICE_LAGS)} sampled,"
+            f" p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(NOTICE_LAGS):.0f} ms"
+        )
     for what, n in sorted(stats.items()):
         print(f"{what}: {n}")
     for table, n in checked["rows"].items():
