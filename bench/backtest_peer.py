@@ -1,19 +1,20 @@
 """Peer side of bench/backtest_peers.py: runs inside .venv-bench, never imports RRR code.
 
-Usage: python backtest_peer.py {backtesting|vectorbt|vectorbt-sweep} BARS.npz [FAST SLOW [REPEAT]]
-       python backtest_peer.py backtesting BARS.npz FAST SLOW REPEAT FRACTION
+Usage: python backtest_peer.py {backtesting|vectorbt} BARS.npz FAST SLOW [REPEAT [FRACTION]]
+       python backtest_peer.py vectorbt-sweep BARS.npz FASTS SLOWS [FRACTION]
        python backtest_peer.py backtesting-csv BARS.csv FAST SLOW REPEAT
 Prints one JSON object: the peer's own timings (seconds) and results.
 
-With FRACTION (bench/user_strategies.py), backtesting.py sizes each entry as RRR's strategies do
-(``StrategyContext.size_for``): FRACTION of the equity at the signal bar's close, in whole lots
-of one satoshi, floored (exact Decimal arithmetic, as RRR's); the report then lists every closed
-trade (entry bar, exit bar, size in satoshis) so that the bench compares trades one by one.
-Without it, the all-in size of bench/backtest_peers.py. When BARS.npz holds ``fast`` and ``slow``
-arrays, the strategy decides on those (the averages as the RRR strategy under test computes them)
-instead of its own pandas rolling means. With BENCH_CALLGRIND set (under ``valgrind
---tool=callgrind --instr-atstart=no``), a warm-up run on the first bars comes first and only the
-measured run is instrumented.
+With FRACTION (bench/user_strategies.py, bench/backtest_peers.py), backtesting.py sizes each entry
+as RRR's strategies do (``StrategyContext.size_for``): FRACTION of the equity at the signal bar's
+close, in whole lots of one satoshi, floored (exact Decimal arithmetic, as RRR's); the report then
+lists every closed trade (entry bar, exit bar, size in satoshis) so that the bench compares trades
+one by one. Without it, all-in (bench/backtest_e2e.py). vectorbt with FRACTION buys that share of
+its cash at the fill price (``size_type="percent"``, no lot rounding), else all-in. When BARS.npz
+holds ``fast`` and ``slow`` arrays, the strategy decides on those (the averages as the RRR strategy
+under test computes them) instead of its own pandas rolling means. With BENCH_CALLGRIND set (under
+``valgrind --tool=callgrind --instr-atstart=no``), a warm-up run on the first bars comes first and
+only the measured run is instrumented.
 """
 
 from __future__ import annotations
@@ -191,12 +192,19 @@ def _vbt_signals(close: pd.Series, fast, slow):
     return entries, exits
 
 
-def run_vectorbt(data: pd.DataFrame, fast, slow, warm_runs: int = 1) -> dict:
+def run_vectorbt(
+    data: pd.DataFrame, fast, slow, warm_runs: int = 1, fraction: float | None = None
+) -> dict:
     """Time vectorbt's Portfolio.from_signals; the first call includes numba compilation,
-    ``seconds`` is the best of the ``warm_runs`` after it."""
+    ``seconds`` is the best of the ``warm_runs`` after it. All-in, or ``fraction`` of the cash
+    per entry."""
     import vectorbt as vbt
 
     close, open_ = data["Close"], data["Open"]
+    sizing = {"size": np.inf}
+    if fraction is not None:
+        # No size_granularity: with it vectorbt floors the exits too and never closes a trade.
+        sizing = {"size": fraction, "size_type": "percent"}
     timings, totals = [], []
     for _ in range(1 + max(1, warm_runs)):
         start = time.perf_counter()
@@ -208,8 +216,8 @@ def run_vectorbt(data: pd.DataFrame, fast, slow, warm_runs: int = 1) -> dict:
             price=open_,
             fees=COMMISSION,
             init_cash=CASH,
-            size=np.inf,
             freq="1min",
+            **sizing,
         )
         final = pf.final_value()
         timings.append(time.perf_counter() - start)  # signals + simulation + final value
@@ -277,11 +285,13 @@ def main(argv: list[str]) -> None:
         if os.environ.get("BENCH_CALLGRIND"):
             callgrind("off")
     elif mode == "vectorbt":
-        out = run_vectorbt(data, int(argv[2]), int(argv[3]), int(argv[4]) if argv[4:] else 1)
+        repeat = int(argv[4]) if argv[4:] else 1
+        fraction = float(argv[5]) if argv[5:] else None
+        out = run_vectorbt(data, int(argv[2]), int(argv[3]), repeat, fraction)
     elif mode == "vectorbt-sweep":
         fast = json.loads(argv[2])
         slow = json.loads(argv[3])
-        out = run_vectorbt(data, fast, slow)
+        out = run_vectorbt(data, fast, slow, fraction=float(argv[4]) if argv[4:] else None)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps(out))

@@ -3,13 +3,20 @@
     .venv/bin/python bench/backtest_peers.py [--bars 1000000] [--combos 100] [--repeat 3]
 
 On ``--bars`` one-minute bars of the simulated market (``SimulatedMarket.history_bars``), the
-long-only SMA(10/30) state strategy (long while fast > slow), all-in, 0.1 % commission, fills at
-the next bar's open. Both sides charge the commission as RRR's venue does, rounded half-even to
-1e-10 (backtesting.py takes it as a function, ``fee_as_rrr_charges`` in backtest_peer.py): the
-account ends near dust, where the unrounded fee alone decides two entries of one satoshi.
+long-only SMA(10/30) state strategy (long while fast > slow), 0.1 % commission, fills at the next
+bar's open. Sizing as bench/user_strategies.py: every entry buys ``FRACTION`` (2 %) of the equity
+at the signal bar's close in whole satoshis, floored, on both sides (``sma_cross``'s
+``ctx.size_for``; backtesting.py the same rule in exact Decimal, ``backtest_peer.units_for``), so
+the account keeps most of its capital and the final equities compare something (all-in, it ended
+in dust, where one satoshi decided entries). Both sides charge the commission as RRR's venue
+does, rounded half-even to 1e-10 (``fee_as_rrr_charges`` in backtest_peer.py). The two averages
+are floats, and computed differently they can order an exact tie (prices are whole cents)
+differently: backtesting.py decides on the averages ``sma_cross`` computes
+(``trading.engine.series.rolling_mean``, computed outside its timing).
 
-(a) our event-driven runner next to backtesting.py: both must report the same number of trades
-    and final equities within 0.1 %; target: ours >= 5x backtesting.py's bars/s. The runner uses
+(a) our event-driven runner next to backtesting.py: both must make the same closed trades (entry
+    bar, exit bar, satoshis; the first difference is printed) and the same final equity to the
+    cent; target: ours >= 5x backtesting.py's bars per CPU second. The runner uses
     its sparse replay (``sma_cross`` has a decision table: only the bars where something can
     happen go through the engine); the full replay of every bar (``sparse=False``, same trades)
     is printed beside it for information. The machine is shared and noisy, so ``--repeat``
@@ -19,7 +26,8 @@ account ends near dust, where the unrounded fee alone decides two entries of one
     ``--repeat`` on both sides) and a sweep of
     ``--combos`` (fast, slow) pairs, both timed from the bars frame to trades and final equity
     (signals included, metrics not); target: ours at least as fast as vectorbt warm, i.e. after
-    numba compiled (the cold figure is printed too).
+    numba compiled (the cold figure is printed too). vectorbt sizes 2 % of its cash at the
+    fill price (``size_type="percent"``, no lot rounding): its trades are informational.
 
 The peers run in ``.venv-bench`` (created by bench/backtest_setup.sh when missing) in a
 subprocess that reads the bars from an .npz file and times itself.
@@ -47,12 +55,13 @@ import numpy as np  # noqa: E402
 from backtesting.engine.runner import BacktestConfig, prepare_bars, run_backtest  # noqa: E402
 from backtesting.engine.vectorised import run_vectorised, sweep  # noqa: E402
 from marketdata.engine.simulator import SimulatedMarket  # noqa: E402
+from trading.engine.series import rolling_mean  # noqa: E402
 from trading.engine.strategies import create_strategy  # noqa: E402
 
 FAST, SLOW = 10, 30
 CASH = Decimal(100_000)
-# backtesting.py buys int(cash × 0.9999 / (price × (1 + commission))) units: the same all-in size.
-FRACTION = Decimal("0.9999") / Decimal("1.001")
+FRACTION = Decimal("0.02")  # of equity per entry, on both sides (as bench/user_strategies.py)
+LOT = Decimal("0.00000001")  # one satoshi: entries are floored to whole satoshis
 CONFIG = BacktestConfig(initial_cash=CASH, taker_fee_bps=Decimal(10), fill_model="next_open")
 PEER = Path(__file__).with_name("backtest_peer.py")
 
@@ -118,26 +127,47 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - began
 
 
-def event_driven(frame, sparse: bool = True, repeat: int = 1):
+def event_driven(frame, sparse: bool = True):
     """Run our event-driven runner from the DataFrame (conversion included in the time);
-    return the last result, the best time and every time."""
-    runs, result = [], None
-    for _ in range(repeat):
-        strategy = create_strategy("sma_cross", fast=FAST, slow=SLOW, fraction=FRACTION)
-        result, seconds = timed(
-            lambda s=strategy: run_backtest(s, prepare_bars(frame), CONFIG, sparse=sparse)
-        )
-        runs.append(seconds)
-    return result, min(runs), runs
+    return the result, its wall seconds and its CPU seconds."""
+    strategy = create_strategy("sma_cross", fast=FAST, slow=SLOW, fraction=FRACTION, lot=LOT)
+    cpu = time.process_time()
+    result, seconds = timed(
+        lambda: run_backtest(strategy, prepare_bars(frame), CONFIG, sparse=sparse)
+    )
+    return result, seconds, time.process_time() - cpu
 
 
-def runs_note(ours: list[float], peer: list[float]) -> str:
-    """Return every time of both sides, for the reader to judge the noise."""
+def runs_note(ours: list[float], peer: list[float], walls: tuple[list[float], list[float]]) -> str:
+    """Return every time of both sides (CPU, then wall), for the reader to judge the noise."""
     fmt = "/".join
     return (
-        f"best of {len(ours)} interleaved: ours {fmt(f'{t:.2f}' for t in ours)} s, "
-        f"peer {fmt(f'{t:.2f}' for t in peer)} s"
+        f"best of {len(ours)} interleaved, CPU s: ours {fmt(f'{t:.2f}' for t in ours)}, "
+        f"peer {fmt(f'{t:.2f}' for t in peer)}; wall s: ours "
+        f"{fmt(f'{t:.2f}' for t in walls[0])}, peer {fmt(f'{t:.2f}' for t in walls[1])}"
     )
+
+
+def trade_list(result, frame) -> list[list[int]]:
+    """Return each closed trade as [entry bar, exit bar, satoshis] (backtesting.py's form)."""
+    import pandas as pd
+
+    ts = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+    def bar(when) -> int:
+        return int(np.searchsorted(ts, pd.Timestamp(when).value))
+
+    return [[bar(t.entry_ts), bar(t.exit_ts), int(t.quantity / LOT)] for t in result.closed_trades]
+
+
+def first_difference(mine: list, theirs: list) -> str:
+    """Return where two trade lists part (empty if they do not)."""
+    for k, (a, b) in enumerate(zip(mine, theirs, strict=False)):
+        if a != b:
+            return f"trade {k}: ours {a}, backtesting.py {b} (entry bar, exit bar, satoshis)"
+    if len(mine) != len(theirs):
+        return f"ours {len(mine)} closed trades, backtesting.py {len(theirs)}"
+    return ""
 
 
 def combos(n: int) -> tuple[list[int], list[int]]:
@@ -172,9 +202,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "bars.npz"
         ts = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        close = frame["close"].to_numpy(dtype=float)
         np.savez(
             npz,
             ts=ts,
+            fast=rolling_mean(close, FAST),  # what sma_cross decides on; backtesting.py too
+            slow=rolling_mean(close, SLOW),
             **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
         )
         rows_a, checks_a, event = part_a(frame, python, npz, max(1, args.repeat))
@@ -188,32 +221,37 @@ def part_a(
     frame, python: Path, npz: Path, repeat: int
 ) -> tuple[list[Row], list[tuple[str, bool, str]], object]:
     """Event-driven runner against backtesting.py: ``repeat`` rounds of one run each, side by
-    side, so a slow spell of the machine hits both; the best run of each side is compared."""
+    side, so a slow spell of the machine hits both; the best run of each side is compared, in
+    CPU seconds (steady on a loaded machine; wall seconds printed beside them)."""
     n = len(frame)
-    runs: list[float] = []
-    peer_runs: list[float] = []
+    runs, cpus, peer_runs, peer_cpus = [], [], [], []
     for k in range(repeat):
         print(f"(a) round {k + 1}/{repeat}: ours, then backtesting.py ...", flush=True)
-        ours, seconds, _ = event_driven(frame)
+        ours, seconds, cpu = event_driven(frame)
         runs.append(seconds)
-        peer = run_peer(python, "backtesting", str(npz), str(FAST), str(SLOW))
+        cpus.append(cpu)
+        peer = run_peer(python, "backtesting", str(npz), str(FAST), str(SLOW), "1", str(FRACTION))
         peer_runs += peer["runs"]
-    seconds = min(runs)
-    peer["seconds"] = min(peer_runs)
+        peer_cpus.append(peer["cpu"])
     print("(a) event-driven runner, every bar ...", flush=True)
-    full, full_seconds, _ = event_driven(frame, sparse=False)
+    full, _, full_cpu = event_driven(frame, sparse=False)
     ours_trades = len(ours.closed_trades)
-    ours_equity = float(ours.final_equity)
-    diff = abs(ours_equity / peer["final_equity"] - 1) if peer["final_equity"] else float("inf")
-    note = f"backtesting.py {peer['version']}; {runs_note(runs, peer_runs)}"
+    ours_equity, peer_equity = ours.final_equity, Decimal(repr(peer["final_equity"]))
+    parted = first_difference(trade_list(ours, frame), peer["trade_list"])
+    note = f"backtesting.py {peer['version']}; {runs_note(cpus, peer_cpus, (runs, peer_runs))}"
     rows = [
         Row(
-            "event-driven vs backtesting.py", n / seconds, n / peer["seconds"], "bars/s", 5.0, note
+            "event-driven vs backtesting.py (CPU)",
+            n / min(cpus),
+            n / min(peer_cpus),
+            "bars/s",
+            5.0,
+            note,
         ),
         Row(
             "  every bar (sparse=False)",
-            n / full_seconds,
-            n / peer["seconds"],
+            n / full_cpu,
+            n / min(peer_cpus),
             "bars/s",
             0.0,
             "informational",
@@ -221,14 +259,15 @@ def part_a(
     ]
     checks = [
         (
-            "same number of trades",
-            ours_trades == peer["trades"],
-            f"ours {ours_trades}, backtesting.py {peer['trades']}",
+            "same closed trades",
+            not parted,
+            f"ours {ours_trades}, backtesting.py {peer['trades']}"
+            + (f"; first difference: {parted}" if parted else ", each the same"),
         ),
         (
-            "final equity within 0.1 %",
-            diff <= 0.001,
-            f"ours {ours_equity:.6g}, backtesting.py {peer['final_equity']:.6g} (diff {diff:.2e})",
+            "same final equity to the cent",
+            abs(ours_equity - peer_equity) < Decimal("0.005"),
+            f"ours {ours_equity:,.2f}, backtesting.py {peer_equity:,.2f} USD (capital {CASH:,})",
         ),
         (
             "sparse == every-bar replay",
@@ -259,14 +298,16 @@ def part_b(
         for _ in range(repeat)
     ]
     single, seconds = singles[-1][0], min(t for _, t in singles)  # best of ``repeat``, as vectorbt
-    peer = run_peer(python, "vectorbt", str(npz), str(FAST), str(SLOW), str(repeat))
+    peer = run_peer(python, "vectorbt", str(npz), str(FAST), str(SLOW), str(repeat), str(FRACTION))
     fast, slow = combos(n_combos)
     sets = [{"fast": f, "slow": s, "fraction": FRACTION} for f in fast for s in slow]
     print(f"(b) vectorised sweep of {len(sets)} combinations ...", flush=True)
     table, sweep_seconds = timed(
         lambda: sweep("sma_cross", prepare_bars(frame), sets, CONFIG, metrics=False)
     )
-    peer_sweep = run_peer(python, "vectorbt-sweep", str(npz), json.dumps(fast), json.dumps(slow))
+    peer_sweep = run_peer(
+        python, "vectorbt-sweep", str(npz), json.dumps(fast), json.dumps(slow), str(FRACTION)
+    )
     note = (
         f"vectorbt {peer['version']}: cold {peer['seconds_cold']:.2f} s, "
         f"+trade records {peer['seconds_with_trades']:.2f} s"
@@ -300,8 +341,9 @@ def part_b(
         (
             "vectorbt (informational)",
             True,
-            f"{peer['trades']} trades, final {peer['final_equity']:.6g} (it sizes at the fill "
-            "price without lot rounding and counts the open trade)",
+            f"{peer['trades']} trades, final {peer['final_equity']:,.2f} USD (it sizes 2 % of "
+            "its cash at the fill price, not the signal's close, with no lot rounding, and counts "
+            "the open trade)",
         ),
         ("sweep rows", len(table) == len(sets), f"{len(table)} of {len(sets)}"),
     ]
