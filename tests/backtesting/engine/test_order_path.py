@@ -245,3 +245,30 @@ def test_fills_reach_strategies_that_override_on_fill_and_only_them() -> None:
     runner.oms.add_account(Portfolio("a", D(1)))
     runner.add(_Counts(), "a")
     assert runner._slots[0].takes_fills is False
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 60), st.integers(0, 2**32 - 1))
+def test_signal_table_follows_the_rules_for_every_side_held(n, seed) -> None:
+    """The table written in place equals the rules spelled out as nested choices."""
+    import pandas as pd
+
+    from trading.engine.signal_strategy import SignalStrategy
+
+    rng = np.random.default_rng(seed)
+    names = ("enter_long", "enter_short", "exit_long", "exit_short")
+    df = pd.DataFrame({c: rng.random(n) < 0.4 for c in names if rng.random() < 0.8})
+    el, es, xl, xs = (
+        df[c].to_numpy(dtype=bool) if c in df else np.zeros(n, dtype=bool) for c in names
+    )
+    nan = np.nan
+    want = np.stack(
+        [
+            np.where(el, 1.0, np.where(xs, 0.0, nan)),  # short
+            np.where(el, 1.0, np.where(es, -1.0, nan)),  # flat
+            np.where(es, -1.0, np.where(xl, 0.0, nan)),  # long
+        ]
+    )
+    got = SignalStrategy.table_of(df)
+    assert got.shape == (3, n)
+    assert np.array_equal(got, want, equal_nan=True)
