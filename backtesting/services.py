@@ -415,7 +415,7 @@ def backtest_execute(
         _store_result(run, result, path, extra)
         clock.lap("store")
         return result
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C or a strategy's sys.exit() too: never left running
         run_fail(run, exc)  # a run cancelled meanwhile stays cancelled
         raise
 

@@ -305,6 +305,11 @@ class Command(BaseCommand):
             self._execute(run, options)
         except (BacktestInputError, BacktestError, SweepFailed, ValueError) as exc:
             raise CommandError(one_line(exc)) from exc
+        except SystemExit as exc:  # strategy code called sys.exit()/exit(): not a clean finish
+            raise CommandError(
+                f"the run stopped on SystemExit({exc.code!r}) raised inside it (does the "
+                f"strategy call sys.exit() or exit()?); run #{run.pk} failed"
+            ) from exc
         run.refresh_from_db()
         if self._phases is not None:
             # One clock for the phases and the total: start-up is to /proc's tick, the rest exact.
