@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from tests.polling import wait_for
 from tests.runtime_harness import db, running, until
@@ -142,14 +143,34 @@ def test_sigkill_of_runtrader_mid_twap_then_restart_fills_the_parent_exactly_onc
     assert parent.status == "open", parent.status
     sent = _children(parent)
     assert _filled(sent) < QUANTITY, "the TWAP finished before the kill: nothing tested"
-    again = subprocess.run([*run, "--duration", "40"], cwd=ROOT, env=subprocess_env,
-                           capture_output=True, text=True, timeout=240)
-    assert again.returncode == 0, again.stderr[-3000:]
+    log = tmp_path / "restart.log"
+    with log.open("w") as err:
+        again = subprocess.Popen(run, cwd=ROOT, env=subprocess_env, stdout=subprocess.DEVNULL,
+                                 stderr=err)
+    try:
+        # Polled, not a fixed 40 s run: until the parent is filled and its schedule is over (no
+        # slice is due after that), then a clean stop that stores everything.
+        wait_for(lambda: _schedule_done(parent) or again.poll() is not None, 240,
+                 "the parent filled and its schedule over")
+        assert again.poll() is None, log.read_text()[-3000:]
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.wait(timeout=60)
+    assert again.returncode == 0, log.read_text()[-3000:]
     parent.refresh_from_db()
     _check_done_once(paper)
     assert [c.client_order_id for c in _children(parent)[: len(sent)]] == [
         c.client_order_id for c in sent
     ]
+
+
+def _schedule_done(parent: Order) -> bool:
+    """The parent is filled and its TWAP's last slice time has passed (speed 1: wall time)."""
+    parent.refresh_from_db()
+    if parent.status != "filled":
+        return False
+    started = datetime.fromisoformat(parent.metadata["algo_started"])
+    return timezone.now() > started + timedelta(seconds=parent.metadata["algo"]["duration"])
 
 
 async def test_an_operator_cancel_stops_a_running_twap_parent(paper):
