@@ -284,6 +284,8 @@ class SparseReplay:
         # (timedelta's constructor costs several additions), steps kept by size.
         self._stamp, self._when = 0, EPOCH
         self._steps: dict[int, timedelta] = {}
+        # The bar being visited, for ``_shown``: its symbol, pairs and row in the symbol.
+        self._at: tuple[str, Sequence[int], int] = ("", (), 0)
 
     def run(self, progress: ProgressCallback | None, every: int) -> None:
         """Visit every bar where something can happen, in order."""
@@ -326,8 +328,8 @@ class SparseReplay:
             self.volumes.item(row),
         )
         pairs, mine = plan.pairs, plan.by_symbol[sym]
-        i = row if self.single else plan.local.item(row)
-        hints = self.runner.on_bar_decided(bar, self._columns(sym, mine, i))
+        self._at = (sym, mine, row if self.single else plan.local.item(row))
+        hints = self.runner.on_bar_decided(bar, self._shown)
         self.marked[sym] = row
         if self.remark_close and sym in positions:
             portfolio.mark(sym, to_decimal(bar.close))  # as the full replay's bar handler
@@ -339,7 +341,8 @@ class SparseReplay:
                 self.due[k] = pairs[k].next_after(row, self._held(pairs[k].symbol))
             self.hinted.clear()
         working = self.has_open_orders(self.account, sym)
-        held = self._held(sym)
+        pos = positions.get(sym)
+        held = 0 if pos is None else (pos.quantity > 0) - (pos.quantity < 0)  # ``_held``
         due = self.due
         for k in mine:
             hint = hints.get(pairs[k].slot) if hints else None
@@ -351,7 +354,10 @@ class SparseReplay:
                 if self.hinted:
                     self.hinted.discard(k)
         if working:
-            open_next[sym] = plan.next_row_of(sym, row)
+            if self.single:  # ``next_row_of``: the next row is the symbol's
+                open_next[sym] = row + 1 if row + 1 < self.stamps.size else NEVER
+            else:
+                open_next[sym] = plan.next_row_of(sym, row)
         elif open_next:
             open_next.pop(sym, None)
         if row >= self.day_next:
@@ -371,24 +377,22 @@ class SparseReplay:
         self._stamp = stamp - stamp % 1000  # the whole microseconds reached
         return when
 
-    def _columns(self, sym: str, mine: Sequence[int], i: int) -> Callable[[], list]:
-        """Return what to show the strategies after the venue saw the bar: the table columns
-        that act for the side then held (all of them while orders are open in the symbol)."""
-
-        def columns() -> list[tuple[int, tuple[float, float, float]]]:
-            pairs = self.plan.pairs
-            if self.has_open_orders(self.account, sym):
-                return [(pairs[k].slot, _column(pairs[k].table, i)) for k in mine]
-            held = self._held(sym)
-            out = []
-            for k in mine:
-                table = pairs[k].table
-                wanted = table.item(held + 1, i)
-                if wanted == wanted and wanted != held:  # NaN or the side held: nothing to do
-                    out.append((pairs[k].slot, _column(table, i)))
-            return out
-
-        return columns
+    def _shown(self) -> list[tuple[int, tuple[float, float, float]]]:
+        """Return what to show the strategies after the venue saw the bar being visited
+        (``_at``: its symbol, pairs and row in the symbol): the table columns that act for
+        the side then held (all of them while orders are open in the symbol)."""
+        sym, mine, i = self._at
+        pairs = self.plan.pairs
+        if self.has_open_orders(self.account, sym):
+            return [(pairs[k].slot, _column(pairs[k].table, i)) for k in mine]
+        held = self._held(sym)
+        out = []
+        for k in mine:
+            table = pairs[k].table
+            wanted = table.item(held + 1, i)
+            if wanted == wanted and wanted != held:  # NaN or the side held: nothing to do
+                out.append((pairs[k].slot, _column(table, i)))
+        return out
 
     def catch_up(self, row: int, *, skip: str | None = None, flat_too: bool = False) -> None:
         """Mark held positions (but ``skip``) at their last close before ``row``."""

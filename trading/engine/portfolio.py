@@ -351,20 +351,24 @@ class Portfolio:
 
     def apply_fill(self, fill: Fill) -> Decimal:
         """Apply ``fill`` to cash, position, fees and P&L; return the P&L it realised."""
-        self.roll_day(fill.ts)
+        day_end = self._day_end
+        if day_end is None or fill.ts >= day_end:
+            self.roll_day(fill.ts)
         if self._unmarked:
             self._settle_marks()
+        price = fill.price
         pos = self.positions.get(fill.symbol)
         if pos is None:
-            pos = self.positions[fill.symbol] = Position(fill.symbol, mark_price=fill.price)
+            pos = self.positions[fill.symbol] = Position(fill.symbol, mark_price=price)
         elif pos.mark_price is None:
-            pos.mark_price = fill.price
+            pos.mark_price = price
         qty = fill.quantity
         signed = qty if fill.side is _BUY else -qty
-        before = pos.market_value
-        realized = pos.apply(signed, fill.price)
-        self._market_value += pos.market_value - before
-        self._cash -= signed * fill.price + fill.fee
+        mark = pos.mark_price  # set above: market value is quantity x mark
+        before = pos.quantity * mark
+        realized = pos.apply(signed, price)
+        self._market_value += pos.quantity * mark - before
+        self._cash -= signed * price + fill.fee
         self._equity_f = None
         self.fees += fill.fee
         pos.fees += fill.fee
