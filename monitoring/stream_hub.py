@@ -40,6 +40,12 @@ SLICE = 64  # offers between looks at the clock
 # loop turn: its hub fell a minute behind the engine and the layer expired order notices.
 SLICE_SECONDS = 0.005
 clock = time.perf_counter
+# A bundle older than this when the hub reads it means the hub is behind its layer channel
+# (which expires messages after a minute: order notices lost, every client closed 4429). The hub
+# then sends only the newest market message of each kind per channel, the rest told as dropped,
+# and every account message, so it catches up on the cheap part without losing the other.
+BEHIND_SECONDS = 1.0
+wall_clock = time.time
 REJOIN_EVERY = 3600.0  # seconds; well inside any layer's group_expiry (settings: a day)
 BUNDLE_TYPE = "stream.bundle"  # messages of several channels (consumers' ``stream_bundle``)
 BUNDLES = "stream-bundles"  # the layer group bundles go to: every hub with subscribers joins it
@@ -60,7 +66,7 @@ def stream_bundle_event(by_channel: dict[str, list[tuple[str, dict, str]]]) -> d
         pseq = next(_BUNDLE_PSEQ.setdefault((origin, channel), itertools.count(1)))
         payloads = [{"kind": k, "ts": ts, "data": stream_jsonable(d)} for k, d, ts in messages]
         parts.append([channel, pseq, payloads])
-    return {"type": BUNDLE_TYPE, "origin": origin, "channels": parts}
+    return {"type": BUNDLE_TYPE, "origin": origin, "sent": time.time(), "channels": parts}
 
 
 async def apublish_bundle(layer, by_channel: dict[str, list[tuple[str, dict, str]]]) -> None:
@@ -78,6 +84,13 @@ def bundle_parts(event: dict) -> list[tuple[str, dict, list[dict]]]:
         parts.append((channel, {"origin": origin, "pseq": pseq},
                       [{**base, **message} for message in messages]))  # fmt: skip
     return parts
+
+
+def newest_per_kind(messages: list[dict]) -> tuple[list[dict], int]:
+    """Keep the newest message of each kind (in their order); return them and how many went."""
+    newest = {message["kind"]: i for i, message in enumerate(messages)}
+    kept = [messages[i] for i in sorted(newest.values())]
+    return kept, len(messages) - len(kept)
 
 
 class Subscriber(Protocol):
@@ -207,6 +220,7 @@ class StreamHub:
             parts = bundle_parts(event)
         else:
             return
+        behind = kind == BUNDLE_TYPE and wall_clock() - event.get("sent", 0.0) > BEHIND_SECONDS
         offered, began = 0, clock()
         for name, numbered, messages in parts:
             members = self.members.get(name)
@@ -214,6 +228,9 @@ class StreamHub:
                 continue
             lost = self._lost(name, numbered)
             channel = self.parsed[name]
+            if behind and channel.is_market:
+                messages, dropped = newest_per_kind(messages)
+                lost += dropped
             for message in messages:
                 frame = frame_encode(name, message["kind"], message["ts"], message["data"])
                 for subscriber in list(members):

@@ -176,3 +176,35 @@ async def test_a_broadcast_to_many_is_encoded_once_and_lets_the_loop_run_between
     assert [n for n, _ in offered] == list(range(count))  # everyone, in order
     assert len({id(frame) for _, frame in offered}) == 1  # one encoding for all
     assert offered[0][1].text(7).startswith('{"v":1,"channel":"market.BTC-USD","type":"quote",')
+
+
+async def test_a_hub_behind_sends_the_newest_market_state_and_every_account_message(monkeypatch):
+    from monitoring.engine.stream import channel_parse
+    from monitoring.stream_hub import stream_bundle_event
+
+    hub, got = StreamHub.of(get_channel_layer()), []
+
+    class Subscriber:
+        def offer(self, channel, event, frame, lost) -> None:
+            got.append((channel.name, event["kind"], event["data"].get("n"), lost))
+
+    for name in ("market.BTC-USD", "orders"):
+        hub.members[name] = {Subscriber(): None}
+        hub.parsed[name] = channel_parse(name)
+    t = T0.isoformat()
+    bundle = {
+        "market.BTC-USD": [("trade", {"n": n}, t) for n in range(10)]
+        + [("quote", {"n": 10}, t), ("trade", {"n": 11}, t), ("quote", {"n": 12}, t)],
+        "orders": [("order", {"n": n}, t) for n in range(5)],
+    }
+    await hub.deliver(stream_bundle_event(bundle))  # read at once: everything
+    assert len(got) == 18 and all(lost == 0 for *_, lost in got)
+    got.clear()
+    late = stream_bundle_event(bundle)
+    monkeypatch.setattr(
+        stream_hub, "wall_clock", lambda: late["sent"] + 2 * stream_hub.BEHIND_SECONDS
+    )
+    await hub.deliver(late)  # read long after it was sent: the hub is behind
+    # Market data: the newest trade and quote, the 11 others told as dropped (seq skips them).
+    assert got[:2] == [("market.BTC-USD", "trade", 11, 11), ("market.BTC-USD", "quote", 12, 0)]
+    assert got[2:] == [("orders", "order", n, 0) for n in range(5)]  # every account message
