@@ -53,6 +53,7 @@ from backtesting.storage import trades_store
 from marketdata.services import MarketDataUnavailable, bars_load
 from monitoring.realtime import publish
 from risk.engine.enforcer import stop_rules
+from rrr_site.locks import OwnerLock
 from trading.engine.errors import StrategyConfigError
 from trading.engine.strategies import create_strategy, strategy_class
 
@@ -366,6 +367,27 @@ def _claim(run: BacktestRun) -> None:
     run.refresh_from_db()
 
 
+def run_owned_claim(run: BacktestRun) -> OwnerLock:
+    """Take the run's ownership lock, then claim it; return the lock (released by the caller).
+
+    The lock is held before the run shows ``running``, so a running run with a free lock has
+    lost its owner (``backtesting.run_owner.backtest_runs_reap`` fails it).
+    """
+    from backtesting.run_owner import run_lock
+
+    lock = run_lock(run.pk)
+    if not lock.acquire():
+        raise RunNotPending(
+            f"backtest #{run.pk} is being run by {lock.holder() or 'another process'}"
+        )
+    try:
+        _claim(run)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
 def backtest_execute(
     *,
     run: BacktestRun,
@@ -384,8 +406,7 @@ def backtest_execute(
     and storing (``backtest --profile``); ``cpu_phases`` the CPU seconds of the same phases.
     """
     clock = _PhaseClock(phases, cpu_phases)
-    if claim:
-        _claim(run)
+    lock = run_owned_claim(run) if claim else None
     try:
         if bars is None:
             bars, origins = bars_for(
@@ -418,6 +439,9 @@ def backtest_execute(
     except BaseException as exc:  # Ctrl-C or a strategy's sys.exit() too: never left running
         run_fail(run, exc)  # a run cancelled meanwhile stays cancelled
         raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 class _PhaseClock:

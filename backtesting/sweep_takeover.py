@@ -63,7 +63,13 @@ def sweep_run_owned(
 
 
 def sweeps_take_over() -> list[int]:
-    """Take over every running sweep whose parent's process died; return their ids."""
+    """Take over every running sweep whose parent's process died; return their ids.
+
+    Single runs whose owner died cannot be resumed: they are marked failed (``run_owner``).
+    """
+    from backtesting.run_owner import backtest_runs_reap
+
+    backtest_runs_reap()
     candidates = BacktestRun.objects.filter(
         status=RunStatus.RUNNING, parent__isnull=True, optimize__in=SWEEP_METHODS
     ).values_list("pk", flat=True)

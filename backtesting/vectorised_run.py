@@ -27,12 +27,12 @@ from backtesting.models import BacktestRun, BacktestTrade
 from backtesting.services import (
     BacktestInputError,
     Costs,
-    _claim,
     _costs_of,
     _jsonable,
     _thin,
     bars_for,
     run_fail,
+    run_owned_claim,
 )
 
 ENGINE_NOTE = (
@@ -69,7 +69,7 @@ def backtest_execute_vectorised(*, run: BacktestRun) -> dict[str, Any]:
     vectorised_check(
         strategy=run.strategy, symbols=run.symbols, costs=_costs_of(run), optimize=run.optimize
     )
-    _claim(run)
+    lock = run_owned_claim(run)
     try:
         bars, origins = bars_for(
             symbols=run.symbols,
@@ -85,6 +85,8 @@ def backtest_execute_vectorised(*, run: BacktestRun) -> dict[str, Any]:
     except BaseException as exc:
         run_fail(run, exc)
         raise
+    finally:
+        lock.release()
     run.refresh_from_db()
     return run.metrics
 

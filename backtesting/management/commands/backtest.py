@@ -402,6 +402,9 @@ class Command(BaseCommand):
         )
 
     def _execute(self, run: BacktestRun, options) -> None:
+        from backtesting.run_owner import backtest_runs_reap
+
+        backtest_runs_reap()  # runs a killed backtest left "running" are failed, as they are
         method = options["optimize"]
         if options["vectorised"]:
             from backtesting.vectorised_run import backtest_execute_vectorised
