@@ -45,7 +45,13 @@ from backtesting.engine.fills import (
 )
 from backtesting.engine.metrics import summarize
 from backtesting.engine.result import BacktestResult, epoch_ns, round_trips, to_datetime
-from backtesting.engine.sparse import SparsePlan, SparseReplay, build_plan
+from backtesting.engine.sparse import (
+    SparsePlan,
+    SparseReplay,
+    StateLog,
+    build_plan,
+    equity_by_row,
+)
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from risk.engine.enforcer import StopEnforcer
 from risk.engine.stops import StopRule
@@ -139,6 +145,27 @@ class _Recorder:
     def on_fill(self, fill: Fill) -> None:
         """Record ``fill``."""
         self.fills.append(fill)
+
+
+class _FillFlag:
+    """OMS listener noting that fills came (``_drive_logged`` empties ``fills`` after a bar)."""
+
+    __slots__ = ("fills",)
+
+    def __init__(self) -> None:
+        self.fills: list[Fill] = []
+
+    def on_order(self, order: Order) -> None:
+        """Ignore order changes."""
+
+    def on_fill(self, fill: Fill) -> None:
+        """Note ``fill``."""
+        self.fills.append(fill)
+
+
+def _quantities(portfolio: Portfolio) -> dict[str, Decimal]:
+    """Return ``portfolio``'s position quantities by symbol."""
+    return {symbol: pos.quantity for symbol, pos in portfolio.positions.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,31 +567,60 @@ class _Session:
     def drive_bars(self, progress: ProgressCallback | None, every: int) -> None:
         """Replay bars only: the fast loop (the runner's ``replay_bars``)."""
         processed = self.runner.replay_bars(self.bars())
-        ends = iter(self.group_end.tolist())
-        total = len(self.data)
-        after, record = self.after_bar(), self.equity.append
-        estimate = self.portfolio.equity_estimate
+        after = self.after_bar()
         risk = self._risk_step if self._has_risk_loop() else None
-        # One bar per timestamp and nothing after it: record the equity after every bar.
-        plain = after is None and risk is None and bool(self.group_end.all())
-        done = 0
-        chunk = every if progress is not None else total
+        chunk = every if progress is not None else len(self.data)
+        # One bar per timestamp, nothing after it, every fill inside the venue's bar step.
+        logged = after is None and risk is None and bool(self.group_end.all())
+        if logged and FillModel(self.config.fill_model) is FillModel.NEXT_OPEN:
+            self._drive_logged(processed, progress, chunk)
+            return
+        ends = iter(self.group_end.tolist())
+        record, estimate = self.equity.append, self.portfolio.equity_estimate
+        done, total = 0, len(self.data)
         while done < total:
             n = min(chunk, total - done)
-            if plain:
-                for _ in islice(processed, n):
+            for bar, end in zip(islice(processed, n), islice(ends, n), strict=True):
+                if after is not None:
+                    after(bar)
+                if end:
+                    if risk is not None:
+                        risk(bar)
                     record(estimate())
-            else:
-                for bar, end in zip(islice(processed, n), islice(ends, n), strict=True):
-                    if after is not None:
-                        after(bar)
-                    if end:
-                        if risk is not None:
-                            risk(bar)
-                        record(estimate())
             done += n
             if progress is not None:
                 progress(done, total)
+
+    def _drive_logged(
+        self, processed: Iterator[Bar], progress: ProgressCallback | None, chunk: int
+    ) -> None:
+        """Replay, logging the account after each bar that had fills; compute the equity curve.
+
+        Under next-open fills every fill happens in the venue's step of a bar of its symbol,
+        before the OMS marks that symbol at the bar's close, and no mark comes later: the equity
+        after a bar is the logged cash plus each position at its symbol's latest close, which
+        ``sparse.equity_by_row`` computes for all bars at once (as the sparse replay's curve),
+        instead of an ``equity_estimate`` a bar.
+        """
+        portfolio, total = self.portfolio, len(self.data)
+        flag = _FillFlag()
+        self.oms.add_listener(flag)
+        filled = flag.fills
+        log = StateLog([-1], [portfolio.cash], [_quantities(portfolio)])
+        done = 0
+        while done < total:
+            n = min(chunk, total - done)
+            for row, _ in enumerate(islice(processed, n), done):
+                if filled:
+                    filled.clear()
+                    log.record(row, portfolio.cash, _quantities(portfolio))
+            done += n
+            if progress is not None:
+                progress(done, total)
+        self.oms.listeners.remove(flag)
+        data = self.data
+        single = len(data.symbols) == 1
+        self.equity_curve = equity_by_row(log, data.symbol, data.close, single=single)[0]
 
     def drive_merged(
         self,
