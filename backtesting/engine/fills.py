@@ -479,15 +479,17 @@ class BacktestVenue:
         events: list[VenueEvent],
     ) -> None:
         """Execute held market orders of ``symbol`` in time order at ``price`` (None: the book)."""
+        capped = self._cap_frac is not None
         for order in list(self._market.get(symbol, ())):
             if order.status is _PENDING:
                 order.transition(_OPEN, ts)
                 events.append(_new_event(_EV_ACCEPTED, order, ts, order.status))
-            budget = self._budget.get(symbol) if price is not None else None
+            # A volume cap's budget (``_budget`` holds one only under a cap).
+            budget = self._budget.get(symbol) if capped and price is not None else None
             used = self._execute(order, ts, price, bar, budget, events)
             if budget is not None:
                 self._budget[symbol] = budget - used
-            if order.is_working and order.tif in (_IOC, _FOK):
+            if order.tif in (_IOC, _FOK) and order.is_working:
                 self._end(order, _CANCELLED, ts, "ioc: unfilled remainder", events)
             if order.is_terminal:
                 self._forget(order)
