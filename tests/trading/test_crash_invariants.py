@@ -28,9 +28,11 @@ from tests.trading.books import assert_books_agree
 from trading.models import Account, Fill, PortfolioSnapshot
 
 ROOT = Path(__file__).resolve().parents[2]
+# --skip-checks: Django's system checks import every URL's views (the research stack: scipy,
+# statsmodels, arch), half of each start here; `manage.py check` runs in CI on its own.
 RUN = [sys.executable, "manage.py", "runtrader", "--paper", "--timeframe", "1s",
        "--strategy", "sma_cross", "--param", "fast=2", "--param", "slow=3", "--speed", "40",
-       "--snapshot-interval", "0.3", "--heartbeat-interval", "1"]
+       "--snapshot-interval", "0.3", "--heartbeat-interval", "1", "--skip-checks"]
 KILLS = 10
 
 
