@@ -302,7 +302,7 @@ class Command(BaseCommand):
             self._phases["checks"] = time.perf_counter() - self._lap
             self._cpu["checks"] = _cpu_seconds() - self._cpu_began
         try:
-            self._execute(run, options)
+            self._execute_owned(run, options)
         except (BacktestInputError, BacktestError, SweepFailed, ValueError) as exc:
             raise CommandError(one_line(exc)) from exc
         except SystemExit as exc:  # strategy code called sys.exit()/exit(): not a clean finish
@@ -400,6 +400,22 @@ class Command(BaseCommand):
             costs=request["costs"],
             optimize=request["optimize"],
         )
+
+    def _execute_owned(self, run: BacktestRun, options) -> None:
+        """Run it here; a sweep under its owner lock with its options stored, as a worker does.
+
+        Without the lock the every-minute takeover saw a live foreground sweep as orphaned and
+        ran it a second time; with the options a sweep this process leaves (kill -9) resumes.
+        """
+        from backtesting.run_control import task_options
+        from backtesting.sweep_takeover import is_sweep, sweep_run_owned
+
+        if not is_sweep(run):
+            self._execute(run, options)
+            return
+        skipped = sweep_run_owned(run, task_options(options), lambda: self._execute(run, options))
+        if skipped is not None:
+            raise CommandError(f"backtest #{run.pk}: {skipped['skipped']}")
 
     def _execute(self, run: BacktestRun, options) -> None:
         from backtesting.run_owner import backtest_runs_reap
