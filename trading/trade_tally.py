@@ -224,12 +224,14 @@ def _checkpoint(account_id: int) -> TradeTally:
 
 def _sync(tally: _Tally, row: TradeTally, account_id: int) -> bool:
     """Make ``tally`` the stored checkpoint ``row``; return False if it moved meanwhile."""
-    if row.generation == tally.generation and row.version == tally.version:
+    if (row.pk, row.generation, row.version) == (tally.row, tally.generation, tally.version):
         return True
     trips = TradeTallyTrips.objects.filter(
         tally_id=row.pk, generation=row.generation, version__lte=row.version
     )
-    full = row.generation != tally.generation
+    # Read every trip again unless the checkpoint only moved forward (a new row, or one put
+    # back from a backup, is another checkpoint).
+    full = (row.pk, row.generation) != (tally.row, tally.generation) or row.version < tally.version
     if not full:
         trips = trips.filter(version__gt=tally.version)
     data = list(trips.order_by("version").values_list("data", flat=True))

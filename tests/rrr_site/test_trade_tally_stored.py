@@ -189,6 +189,28 @@ def test_hostile_stored_rows_are_never_counted_twice_after_a_reset():
     assert note == "" and identical(got, reference(account))
 
 
+def test_a_checkpoint_deleted_or_put_back_is_read_again_not_added_to():
+    account = AccountFactory(name="desk")
+    seeder = Seeder(account, seed=29)
+    seeder.add(250)
+    trade_tally.trade_metrics(account=account)
+    TradeTally.objects.filter(account=account).delete()  # e.g. a table emptied by hand
+    seeder.add(10)
+    got, note = trade_tally.trade_metrics(account=account)
+    assert note == "" and identical(got, reference(account))
+    row = TradeTally.objects.get(account=account)
+    saved = (row.version, row.last_ts, row.last_fill, row.high_fill, row.flats)
+    seeder.add(40)
+    trade_tally.trade_metrics(account=account)
+    TradeTallyTrips.objects.filter(tally=row, version__gt=saved[0]).delete()  # put back
+    TradeTally.objects.filter(pk=row.pk).update(
+        version=saved[0], last_ts=saved[1], last_fill=saved[2], high_fill=saved[3],
+        flats=saved[4],
+    )  # fmt: skip
+    got, note = trade_tally.trade_metrics(account=account)
+    assert note == "" and identical(got, reference(account))
+
+
 CHILD = """
 import sys, time, django
 django.setup()
