@@ -259,7 +259,7 @@ def research_run_execute(
         step("store", 0, 1)
         _store(run, output, path)
         step("store", 1, 1)
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C or a strategy's sys.exit() too: never left running
         ResearchRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED,
             error=f"{type(exc).__name__}: {exc}",

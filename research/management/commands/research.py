@@ -136,6 +136,11 @@ class Command(BaseCommand):
             research_run_execute(run=run, report=not options["no_report"], progress=progress)
         except Exception as exc:  # the run row records it as failed; the user gets one line
             raise CommandError(f"research run #{run.pk} failed: {exc}") from exc
+        except SystemExit as exc:  # a strategy's sys.exit()/exit(): not a clean finish (was 0)
+            raise CommandError(
+                f"research run #{run.pk} failed: SystemExit({exc.code!r}) raised inside it "
+                "(does the strategy call sys.exit() or exit()?)"
+            ) from exc
         finally:
             bar.close()
         self._print(run.pk, options["json"])
