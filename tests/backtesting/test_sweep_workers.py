@@ -103,7 +103,9 @@ def qcluster(env: dict[str, str], log: Path) -> subprocess.Popen:
     a pipe nobody reads would fill and stall its logging)."""
     with log.open("w") as stderr:
         return subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
+            # --skip-checks: the system checks' URL imports (the research stack: scipy,
+            # statsmodels, arch) would double its start; `manage.py check` runs in CI anyway.
+            [sys.executable, "manage.py", "qcluster", "--skip-checks"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -126,8 +126,9 @@ def test_sigkill_of_runtrader_mid_twap_then_restart_fills_the_parent_exactly_onc
     subprocess_env, paper, tmp_path
 ):
     spec = strategy_file(tmp_path, duration=20)
+    # --skip-checks: the system checks' URL imports (the research stack) would double each start.
     run = [sys.executable, "manage.py", "runtrader", "--paper", "--timeframe", "1s",
-           "--symbols", "BTC-USD", "--speed", "1", "--strategy", spec]
+           "--symbols", "BTC-USD", "--speed", "1", "--strategy", spec, "--skip-checks"]
     proc = subprocess.Popen(run, cwd=ROOT, env=subprocess_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
