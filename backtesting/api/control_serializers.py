@@ -7,6 +7,7 @@ from rest_framework import serializers
 from backtesting.choices import FillModel, RunStatus
 from backtesting.request import MAX_MONTECARLO, MAX_SYMBOLS
 from marketdata.data_source import DATA_SOURCES
+from rrr_site.api.strategy_names import strategy_name_check
 
 MAX_TRIALS = 1000
 METHODS = ("grid", "random", "genetic", "walkforward")
@@ -15,6 +16,9 @@ ANY_NUMBER = {"max_digits": 40, "decimal_places": 20, "required": False}
 
 class BacktestCreateSerializer(serializers.Serializer):
     """A backtest request: each field is the ``manage.py backtest`` flag of the same name."""
+
+    def validate_strategy(self, value: str) -> str:
+        return strategy_name_check(value)  # never a file path on the server (imported = run)
 
     strategy = serializers.CharField(max_length=64, help_text="A registered strategy")
     symbols = serializers.ListField(

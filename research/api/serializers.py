@@ -12,6 +12,7 @@ from research.engine.patterns import OVERLAP_METHODS
 from research.models import Finding, ResearchRun
 from research.services import STUDY_KINDS
 from rrr_site.api.pagination import KeysetQuery
+from rrr_site.api.strategy_names import strategy_name_check
 
 MAX_SYMBOLS = 50
 
@@ -73,6 +74,9 @@ class ResearchRunDetailSerializer(ResearchRunSerializer):
 
 class ResearchRunCreateSerializer(serializers.Serializer):
     """A study to run: what, on which bars, with which tests (defaults as the command's)."""
+
+    def validate_strategy(self, value: str) -> str:
+        return strategy_name_check(value)  # never a file path on the server (imported = run)
 
     study = serializers.ChoiceField(choices=list(STUDY_KINDS))
     symbols = serializers.ListField(
