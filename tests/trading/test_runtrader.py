@@ -18,9 +18,11 @@ from tests.trading.books import assert_books_agree
 from trading.models import Account, Fill, Order, PortfolioSnapshot, Position
 
 ROOT = Path(__file__).resolve().parents[2]
+# --skip-checks: the system checks' URL imports (the research stack: scipy, statsmodels, arch)
+# would double each start; `manage.py check` runs in CI on its own.
 RUN = [sys.executable, "manage.py", "runtrader", "--paper", "--timeframe", "1s",
        "--strategy", "sma_cross", "--param", "fast=3", "--param", "slow=8",
-       "--snapshot-interval", "1", "--heartbeat-interval", "2"]
+       "--snapshot-interval", "1", "--heartbeat-interval", "2", "--skip-checks"]
 
 
 @pytest.fixture
