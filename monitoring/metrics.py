@@ -5,9 +5,10 @@ Every series lives in prometheus-client's default registry, which ``/metrics``
 (several processes behind one server), prometheus-client writes the values to files in that
 directory and the exporter merges them; gauges say how (``multiprocess_mode``).
 
-The hot path only touches cached label children (one dict lookup and an increment): the
-``EngineMetrics`` OMS listener and ``FeedMetrics`` are built once per engine/feed. Anything that
-needs the database (queue depth, live accuracy, VaR) is computed on a schedule or at scrape time.
+The hot path (the ``EngineMetrics`` OMS listener, ``FeedMetrics``, ``TimedPredictor``) adds to
+plain ints and bucket counts, pushed into the series at each scrape, the engine's flush and exit
+(``monitoring.metrics_batch``). Anything that needs the database (queue depth, live accuracy,
+VaR) is computed on a schedule or at scrape time.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from time import monotonic
 
 from prometheus_client import Counter, Gauge, Histogram
+
+# Imported before any series is made: its collector must come first in the registry.
+from monitoring.metrics_batch import (
+    PUBLISH_ON_COLLECT,
+    CounterBatch,
+    HistogramBatch,
+    batches_register,
+    metrics_publish,
+)
 
 # Gauges that many processes may set: the most recent value wins (a restarted engine's figure).
 _RECENT = "mostrecent"
@@ -224,127 +235,169 @@ class EngineMetrics:
     """OMS listener counting orders, fills, slippage and rejects; times tick-to-order.
 
     The runtime calls ``on_event`` with ``time.monotonic()`` of the event being processed before
-    it shows the event to the engine; a new order seen meanwhile is timed from it. Label
-    children are cached, so each call is a dict lookup and an increment.
+    it shows the event to the engine; a new order seen meanwhile is timed from it. Everything is
+    batched (``monitoring.metrics_batch``): a call adds to ints or queues a raw observation (the
+    decision price stays a ``Decimal`` until then), and a scrape, the runtime's flush or
+    ``publish`` converts and pushes them into the series.
     """
 
     def __init__(self, account: str, reference_price=None) -> None:
         self.account = account
         self.reference_price = reference_price  # callable(symbol) -> Decimal | None (the OMS's)
         self.tick_received: float | None = None
-        self._decision: dict[str, float] = {}  # order id -> reference price when decided
+        self._decision: dict[str, Decimal | None] = {}  # order id -> reference when decided
         self._working: set[str] = set()  # orders seen and not final
-        self._orders: dict[tuple[str, str], object] = {}
-        self._fills: dict[tuple[str, str], object] = {}
-        self._rejects: dict[str, object] = {}
-        self._latency = TICK_TO_ORDER.labels(account)
-        self._slippage = SLIPPAGE_BPS.labels(account)
-        self._events = ENGINE_EVENTS.labels(account)
+        self._events = CounterBatch(ENGINE_EVENTS, account)
+        self._event_counts = self._events.counts
+        self._event_counts[None] = 0
+        self._orders = CounterBatch(ORDERS, account)  # (status, type)
+        self._fills = CounterBatch(FILLS, account)  # (symbol, side)
+        self._rejects = CounterBatch(REJECTS, account)  # rule
+        self._latency = HistogramBatch(TICK_TO_ORDER, account, value=_latency)
+        self._slippage = HistogramBatch(SLIPPAGE_BPS, account, value=_slippage_bps)
+        batches = (self._events, self._orders, self._fills, self._rejects)
+        batches_register(self, (*batches, self._latency, self._slippage))
 
     def on_event(self, received: float | None) -> None:
         """Count one engine event and remember when it arrived."""
-        self._events.inc()
+        self._event_counts[None] += 1
         self.tick_received = received
 
     def on_order(self, order) -> None:
         """Count an order state change; time an order the first time it is seen."""
-        status, kind = order.status.value, order.type.value
-        child = self._orders.get((status, kind))
-        if child is None:
-            child = self._orders[(status, kind)] = ORDERS.labels(self.account, status, kind)
-        child.inc()
+        status = order.status  # a StrEnum: its own label value
+        key = (status, order.type)
+        counts = self._orders.counts
+        try:
+            counts[key] += 1
+        except KeyError:
+            counts[key] = 1
         cid = order.client_order_id
         final = status in FINAL_STATUSES
         if cid not in self._working:
             received = self.tick_received
-            if received is not None and received == received:  # NaN: no receive time
-                self._latency.observe(max(time.monotonic() - received, 0.0))
+            if received is not None:
+                self._latency.pending.append(monotonic() - received)
             if not final:
                 self._working.add(cid)
-                self._decision.setdefault(cid, self._reference(order.symbol))
-        if status == "rejected":
-            rule = reject_rule(order.reject_reason)
-            counter = self._rejects.get(rule)
-            if counter is None:
-                counter = self._rejects[rule] = REJECTS.labels(self.account, rule)
-            counter.inc()
+                if cid not in self._decision:
+                    self._decision[cid] = self._reference(order.symbol)
         if final:
             self._working.discard(cid)
             self._decision.pop(cid, None)
+            if status == "rejected":
+                self._rejects.add(reject_rule(order.reject_reason))
 
     def on_fill(self, fill) -> None:
-        """Count a fill and its slippage against the reference price when it was decided.
+        """Count a fill and queue its price against the reference price when it was decided.
 
         The OMS reports fills before order changes, so an order that fills at once is priced
         here, at the reference price of the event that caused it.
         """
-        key = (fill.symbol, fill.side.value)
-        child = self._fills.get(key)
-        if child is None:
-            child = self._fills[key] = FILLS.labels(self.account, *key)
-        child.inc()
+        side = fill.side
+        key = (fill.symbol, side)
+        counts = self._fills.counts
+        try:
+            counts[key] += 1
+        except KeyError:
+            counts[key] = 1
         decided = self._decision.get(fill.order_id)
         if decided is None:
             decided = self._decision[fill.order_id] = self._reference(fill.symbol)
         if decided:
-            sign = 1.0 if fill.side.value == "buy" else -1.0
-            self._slippage.observe(sign * (float(fill.price) - decided) / decided * 1e4)
+            self._slippage.pending.append((side, fill.price, decided))
 
-    def _reference(self, symbol: str) -> float:
-        if self.reference_price is None:
-            return 0.0
-        price = self.reference_price(symbol)
-        return float(price) if price else 0.0
+    def publish(self) -> None:
+        """Push this process's batched series (the engine's, feeds', models') into the client."""
+        metrics_publish()
+
+    def _reference(self, symbol: str) -> Decimal | None:
+        return None if self.reference_price is None else self.reference_price(symbol)
+
+
+def _latency(seconds: float) -> float | None:
+    """Tick-to-order seconds as observed (None for a NaN receive time: nothing observed)."""
+    return max(seconds, 0.0) if seconds == seconds else None
+
+
+def _slippage_bps(item: tuple) -> float:
+    """Fill price against the decision price in bps, + when worse for the order's side."""
+    side, price, decided = item
+    reference = float(decided)
+    sign = 1.0 if side == "buy" else -1.0
+    return sign * (float(price) - reference) / reference * 1e4
+
+
+# Output types that can carry no verdict (no instance dict, no such attribute): skipped fast.
+_NO_VERDICT: set[type] = set()
+
+
+def _verdict(outputs: Iterable[object]) -> str:
+    """Return "quarantine", "flag" or "" for a pipeline's outputs (quarantine over flag)."""
+    verdict = ""
+    for out in outputs:
+        kind = type(out)
+        if kind in _NO_VERDICT:
+            continue
+        seen = getattr(out, "verdict", "")
+        if seen == "quarantine" or (seen == "flag" and not verdict):
+            verdict = seen
+        elif (
+            not kind.__dictoffset__
+            and not hasattr(kind, "verdict")
+            and (
+                kind.__getattribute__ is object.__getattribute__
+                and not hasattr(kind, "__getattr__")
+            )
+        ):
+            _NO_VERDICT.add(kind)
+    return verdict
 
 
 class FeedMetrics:
-    """Per-source feed counters; symbols' label children are cached."""
+    """Per-source feed counters, batched per symbol (``monitoring.metrics_batch``)."""
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._received: dict[str, object] = {}
+        self._received = CounterBatch(FEED_RECEIVED, source)  # symbol
+        self._received_counts = self._received.counts
+        self._flagged = CounterBatch(FEED_FLAGGED, source)
+        self._quarantined = CounterBatch(FEED_QUARANTINED, source)
+        batches_register(self, (self._received, self._flagged, self._quarantined))
         self._newest: datetime | None = None
         self._stored: dict[str, int] = {}  # symbol -> rows stored, as last published
         self._stored_children: dict[str, object] = {}
         self._reconnects = 0
-        self._count = 0
-        self._synced = 0
+        self._synced = 0  # events counted at the last sync
 
     def received(self, symbol: str, ts: datetime | None, outputs: Iterable[object]) -> None:
         """Count one event of ``symbol`` and whether the validator flagged or quarantined it."""
-        child = self._received.get(symbol)
-        if child is None:
-            child = self._received[symbol] = FEED_RECEIVED.labels(self.source, symbol)
-        child.inc()
-        self._count += 1
+        counts = self._received_counts
+        try:
+            counts[symbol] += 1
+        except KeyError:
+            counts[symbol] = 1
         if ts is not None and (self._newest is None or ts > self._newest):
             self._newest = ts
-        verdict = ""
         for out in outputs:
-            seen = getattr(out, "verdict", "")
-            if seen == "quarantine" or (seen == "flag" and not verdict):
-                verdict = seen
-        if verdict == "quarantine":
-            FEED_QUARANTINED.labels(self.source, symbol).inc()
-        elif verdict == "flag":
-            FEED_FLAGGED.labels(self.source, symbol).inc()
+            if type(out) not in _NO_VERDICT:  # else a trade or bar: the common case, no verdict
+                verdict = _verdict(outputs)
+                if verdict == "quarantine":
+                    self._quarantined.add(symbol)
+                elif verdict == "flag":
+                    self._flagged.add(symbol)
+                return
 
     def received_batch(self, events, outputs: Iterable[object]) -> None:
         """Count a batch (``ingest``): events per symbol, and the events the validator flagged
         or quarantined, told apart by (symbol, event time) with quarantine over flag."""
-        per_symbol: dict[str, int] = {}
+        counts = self._received_counts
         for event in events:
             symbol = getattr(event, "symbol", "")
-            per_symbol[symbol] = per_symbol.get(symbol, 0) + 1
+            counts[symbol] = counts.get(symbol, 0) + 1
             ts = getattr(event, "ts", None)
             if ts is not None and (self._newest is None or ts > self._newest):
                 self._newest = ts
-        for symbol, count in per_symbol.items():
-            child = self._received.get(symbol)
-            if child is None:
-                child = self._received[symbol] = FEED_RECEIVED.labels(self.source, symbol)
-            child.inc(count)
-        self._count += len(events)
         verdicts: dict[tuple, str] = {}
         for out in outputs:
             seen = getattr(out, "verdict", "")
@@ -353,22 +406,23 @@ class FeedMetrics:
                 if verdicts.get(key) != "quarantine":
                     verdicts[key] = seen
         for (symbol, _), verdict in verdicts.items():
-            counter = FEED_QUARANTINED if verdict == "quarantine" else FEED_FLAGGED
-            counter.labels(self.source, symbol).inc()
+            (self._quarantined if verdict == "quarantine" else self._flagged).add(symbol)
 
     def sync(
         self, *, stored: Mapping[str, int] | None = None, reconnects: int | None = None
     ) -> None:
-        """Publish totals kept elsewhere (the writer's rows per symbol, the feed's reconnects)
-        and the feed's lag. ``stored`` is the writer's running total per symbol
-        (``WriterStats.written_by_symbol``): only what grew since the last sync is added."""
+        """Publish the batched counts, totals kept elsewhere (the writer's rows per symbol, the
+        feed's reconnects) and the feed's lag. ``stored`` is the writer's running total per
+        symbol (``WriterStats.written_by_symbol``): only what grew since the last sync is added."""
+        metrics_publish()
         if stored:
             self._sync_stored(stored)
         if reconnects is not None and reconnects > self._reconnects:
             FEED_RECONNECTS.labels(self.source).inc(reconnects - self._reconnects)
             self._reconnects = reconnects
-        if self._count > self._synced:  # something arrived since the last sync
-            self._synced = self._count
+        count = sum(self._received_counts.copy().values())
+        if count > self._synced:  # something arrived since the last sync
+            self._synced = count
             now = time.time()
             FEED_LAST_MESSAGE.labels(self.source).set(now)
             if self._newest is not None:
@@ -401,6 +455,7 @@ def metrics_http_server(host: str, port: int):
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
+        registry.register(PUBLISH_ON_COLLECT)  # this process's batches reach its files first
         mp.MultiProcessCollector(registry)
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
@@ -412,24 +467,19 @@ class TimedPredictor:
     def __init__(self, predictor, model: str) -> None:
         self.predictor = predictor
         self.model = model
-        self._latency = ML_INFERENCE.labels(model)
-        self._counts: dict[str, object] = {}
+        self._latency = HistogramBatch(ML_INFERENCE, model)
+        self._counts = CounterBatch(ML_PREDICTIONS, model)  # symbol
+        batches_register(self, (self._latency, self._counts))
 
     def predict(self, bar, *args, **kwargs):
         """Run the wrapped predictor on ``bar``, observing its latency."""
         started = time.perf_counter()
         try:
-            return self._count(bar, self.predictor.predict(bar, *args, **kwargs))
+            output = self.predictor.predict(bar, *args, **kwargs)
         finally:
             self._latency.observe(time.perf_counter() - started)
-
-    def _count(self, bar, output):
         if output is not None:
-            symbol = getattr(bar, "symbol", "")
-            child = self._counts.get(symbol)
-            if child is None:
-                child = self._counts[symbol] = ML_PREDICTIONS.labels(self.model, symbol)
-            child.inc()
+            self._counts.add(getattr(bar, "symbol", ""))
         return output
 
     def __getattr__(self, name: str):

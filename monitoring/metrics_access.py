@@ -77,7 +77,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     refusal = metrics_refusal(request)
     if refusal is not None:
         return refusal
+    from monitoring.metrics_batch import metrics_publish
     from monitoring.performance import jobs_queue_depth_refresh
 
     jobs_queue_depth_refresh()  # read at scrape time: one count on the broker
+    metrics_publish()  # this process's batched counts (PROMETHEUS_MULTIPROC_DIR: to its files)
     return ExportToDjangoView(request)
