@@ -2,7 +2,10 @@
 
 1. Tick-to-order on the engine's loop path (``runtrader``'s per-event work: pipeline, metrics
    hooks, session, strategy, risk checks, OMS, paper venue) with the Prometheus hooks on and
-   off, in interleaved rounds; the p99 ratio is the metrics' cost (target < 1.05).
+   off, in interleaved rounds (ABBA); the p99 ratio is the metrics' cost (target < 1.05). The
+   CPU time per tick of the same rounds is printed beside it, and ``--instructions TICKS`` counts
+   instructions per tick under callgrind, one process per mode: steady on a loaded machine,
+   where wall-clock p99s are not.
 2. Alert delivery latency from a stored risk event (``risk_events_record`` → ``alert_raise`` →
    django-q2 delivery → Apprise → HTTP) to a local Slack webhook sink, next to a bare HTTP POST
    to the same sink (the floor), on SQLite.
@@ -11,6 +14,7 @@
    alert constraint keeps it to one alert and one delivery.
 
     .venv/bin/python bench/monitoring_overhead.py [--ticks 60000] [--rounds 5] [--alerts 200]
+        [--engine-only] [--instructions 6000]
 """
 
 from __future__ import annotations
@@ -70,9 +74,16 @@ class FlipEveryBar:
 
 
 class OrderClock:
-    """OMS listener: records the tick-to-order latency of each new order."""
+    """OMS listener: records the tick-to-order latency of each new order.
 
-    def __init__(self) -> None:
+    It is the OMS's first listener, so an order is timed as it leaves the OMS, before any other
+    listener (the metrics' among them) sees it. A tick that closes two symbols' bars places two
+    orders; the second is timed from the same tick start, so the first order's fill and order
+    hooks (the metrics' too) count in it, as they would in ``runtrader``.
+    """
+
+    def __init__(self, clock=time.perf_counter) -> None:
+        self.clock = clock
         self.tick_started = 0.0
         self.samples: list[float] = []
         self._seen: set[str] = set()
@@ -80,14 +91,19 @@ class OrderClock:
     def on_order(self, order) -> None:
         if order.client_order_id not in self._seen:
             self._seen.add(order.client_order_id)
-            self.samples.append(time.perf_counter() - self.tick_started)
+            self.samples.append(self.clock() - self.tick_started)
 
     def on_fill(self, fill) -> None:
         pass
 
 
-def engine_round(trades, symbols: list[str], with_metrics: bool) -> list[float]:
-    """Run the loop path over ``trades``; return tick-to-order latencies (seconds)."""
+def engine_loop(symbols: list[str], with_metrics: bool, clock=time.perf_counter):
+    """Build the loop path; return (step(trade), the order clock, finish()).
+
+    Both modes do the same work but the metrics' own: ``step`` is the body of
+    ``TradingRuntime._consume`` (the feed's receive time is read in both, as the feed stamps it
+    either way); ``finish`` publishes the metrics' batches, as the runtime's flush does.
+    """
     from bench.trading_order_path import limits
     from marketdata.pipeline import MarketDataPipeline
     from monitoring.metrics import EngineMetrics, FeedMetrics
@@ -98,12 +114,12 @@ def engine_round(trades, symbols: list[str], with_metrics: bool) -> list[float]:
     from trading.engine.session import TradingSession
     from trading.engine.venue import PaperVenue, VenueConfig
 
-    clock = OrderClock()
+    order_clock = OrderClock(clock)
     risk = RiskChecker(limits())
     oms = OrderManager(
         PaperVenue(VenueConfig(taker_fee_bps=Decimal("10"))),
         hook=risk,
-        listeners=[clock],
+        listeners=[order_clock],
         portfolios=[Portfolio("bench", Decimal("1000000"), ts=T0)],
     )
     metrics = feed = None
@@ -116,45 +132,180 @@ def engine_round(trades, symbols: list[str], with_metrics: bool) -> list[float]:
     runner.start(T0)
     session = TradingSession(oms, runner, "bench", timeframe="1s", risk=risk)
     pipeline = MarketDataPipeline(source="bench", symbols=symbols)
-    perf = time.perf_counter
-    for trade in trades:  # the body of TradingRuntime._consume
-        clock.tick_started = started = perf()
+    monotonic = time.monotonic
+
+    def step(trade) -> None:
+        order_clock.tick_started = clock()
+        received = monotonic()  # the feed's last_received_at
         outputs = pipeline.process(trade)
         if metrics is not None:
-            metrics.on_event(started)
+            metrics.on_event(received)
             feed.received(trade.symbol, trade.ts, outputs)
         for out in outputs:
             session.on_event(out)
-    return clock.samples
+
+    def finish() -> None:
+        if metrics is not None:
+            metrics.publish()
+
+    return step, order_clock, finish
+
+
+def engine_round(trades, symbols: list[str], with_metrics: bool, clock=time.perf_counter):
+    """Run the loop path over ``trades``; return tick-to-order latencies (seconds of ``clock``)."""
+    step, order_clock, finish = engine_loop(symbols, with_metrics, clock)
+    for trade in trades:
+        step(trade)
+    finish()
+    return order_clock.samples
 
 
 def bench_engine(ticks: int, rounds: int) -> dict:
+    """Interleaved rounds (ABBA order) with and without metrics: wall p99, CPU per tick."""
     symbols = ["BTC-USD", "ETH-USD"]
     trades = _trades(ticks, symbols)
     engine_round(trades[:2000], symbols, True)  # warm up imports and caches
     runs = {True: [], False: []}
-    for _ in range(rounds):
-        for with_metrics in (False, True):
+    cpu = {True: [], False: []}
+    for r in range(rounds):
+        for with_metrics in (False, True) if r % 2 == 0 else (True, False):
             gc.collect()
+            started = time.process_time()
             samples = engine_round(trades, symbols, with_metrics)
+            cpu[with_metrics].append((time.process_time() - started) / len(trades) * 1e6)
             runs[with_metrics].append(latency_summary(samples))
     best = {k: min(v, key=lambda s: s["p99"]) for k, v in runs.items()}
     rows = [
-        ("without metrics", best[False]["count"], best[False]["p50"], best[False]["p99"], "1.00",
-         "reference"),
-        ("with metrics", best[True]["count"], best[True]["p50"], best[True]["p99"],
-         f"{best[True]['p99'] / best[False]['p99']:.3f}", "< 1.05"),
+        (
+            "without metrics",
+            best[False]["count"],
+            best[False]["p50"],
+            best[False]["p99"],
+            "1.00",
+            "reference",
+        ),
+        (
+            "with metrics",
+            best[True]["count"],
+            best[True]["p50"],
+            best[True]["p99"],
+            f"{best[True]['p99'] / best[False]['p99']:.3f}",
+            "< 1.05",
+        ),
     ]
     print_table(
-        ["tick-to-order", "orders", "p50 ms", "p99 ms", "p99 ratio", "target"], rows,
+        ["tick-to-order", "orders", "p50 ms", "p99 ms", "p99 ratio", "target"],
+        rows,
         title=f"engine loop path, {ticks} ticks, best p99 of {rounds} interleaved rounds",
     )
-    medians = {
-        k: sorted(s["p99"] for s in v)[len(v) // 2] for k, v in runs.items()
-    }
-    print(f"median-of-rounds p99: without {medians[False]:.4f} ms, with {medians[True]:.4f} ms, "
-          f"ratio {medians[True] / medians[False]:.3f}")
-    return {"best": best, "median_p99_ratio": medians[True] / medians[False]}
+    medians = {k: _median([s["p99"] for s in v]) for k, v in runs.items()}
+    cpu_median = {k: _median(v) for k, v in cpu.items()}
+    ratio = best[True]["p99"] / best[False]["p99"]
+    median_ratio = medians[True] / medians[False]
+    print(
+        f"median-of-rounds p99: without {medians[False]:.4f} ms, with {medians[True]:.4f} ms, "
+        f"ratio {median_ratio:.3f}"
+    )
+    print(
+        f"CPU time per tick (median of rounds): without {cpu_median[False]:.2f} us, with "
+        f"{cpu_median[True]:.2f} us, ratio {cpu_median[True] / cpu_median[False]:.3f}"
+    )
+    print(
+        f"tick-to-order p99 {best[False]['p99']:.2f} ms without metrics and "
+        f"{best[True]['p99']:.2f} ms with them: {ratio:.3f}x (median of rounds "
+        f"{median_ratio:.3f}), target < 1.05: {'ok' if ratio < 1.05 else 'MISS'}"
+    )
+    return {"best": best, "median_p99_ratio": median_ratio, "cpu_us_per_tick": cpu_median}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def engine_instructions(ticks: int, with_metrics: bool, part: str) -> None:
+    """Run one round, ``part`` of it inside ``Context.run`` (which callgrind is told to count):
+    ``all`` (every tick and the final publish) or ``order-ticks`` (only the ticks that place an
+    order: the tick-to-order windows, each with what follows the order in its tick)."""
+    import contextvars
+
+    symbols = ["BTC-USD", "ETH-USD"]
+    trades = _trades(ticks, symbols)
+    engine_round(trades[:2000], symbols, with_metrics)  # imports and caches, not counted
+    gc.collect()
+    run = contextvars.copy_context().run
+    if part == "all":
+        run(engine_round, trades, symbols, with_metrics)
+        return
+    step, order_clock, finish = engine_loop(symbols, False)  # which ticks place an order
+    placing = set()
+    for i, trade in enumerate(trades):
+        before = len(order_clock.samples)
+        step(trade)
+        if len(order_clock.samples) > before:
+            placing.add(i)
+    step, order_clock, finish = engine_loop(symbols, with_metrics)
+    for i, trade in enumerate(trades):
+        if i in placing:
+            run(step, trade)
+        else:
+            step(trade)
+    assert len(order_clock.samples) == len(engine_round(trades, symbols, False))
+    print(f"order ticks: {len(placing)}", file=sys.stderr)
+
+
+def bench_instructions(ticks: int) -> dict | None:
+    """Instructions per tick with and without metrics, counted by callgrind (load-proof).
+
+    Each mode and part runs in its own process under ``valgrind --tool=callgrind``, collecting
+    only inside ``context_run`` (CPython's ``Context.run``): a whole round, or the ticks that
+    place orders.
+    """
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        print("\ninstructions per tick: valgrind not found, skipped")
+        return None
+    per_tick: dict[tuple[str, bool], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part in ("all", "order-ticks"):
+            for with_metrics in (False, True):
+                command = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--collect-atstart=no",
+                    "--toggle-collect=context_run",
+                    f"--callgrind-out-file={tmp}/out.%p",
+                    sys.executable,
+                    __file__,
+                    "--instructions-child",
+                    str(ticks),
+                    "--part",
+                    part,
+                    "--with-metrics" if with_metrics else "--without-metrics",
+                ]
+                env = {**os.environ, "PYTHONHASHSEED": "0"}
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
+                found = re.search(r"Collected : (\d+)", done.stderr)
+                assert done.returncode == 0 and found, done.stderr[-3000:]
+                placed = re.search(r"order ticks: (\d+)", done.stderr)
+                per_tick[(part, with_metrics)] = int(found.group(1)) / (
+                    ticks if part == "all" else int(placed.group(1))
+                )
+    rows = []
+    for part, title in (("all", "every tick (and the publish)"), ("order-ticks", "order ticks")):
+        without, with_ = per_tick[(part, False)], per_tick[(part, True)]
+        rows.append((f"{title}, without metrics", round(without), "1.000", "reference"))
+        rows.append((f"{title}, with metrics", round(with_), f"{with_ / without:.3f}", "< 1.05"))
+    print_table(
+        ["engine loop path", "instructions per tick", "ratio", "target"],
+        rows,
+        title=f"instructions per tick, {ticks} ticks (callgrind, PYTHONHASHSEED=0)",
+    )
+    return {"instructions_per_tick": per_tick}
 
 
 def bench_alerts(count: int) -> dict:
@@ -176,8 +327,13 @@ def bench_alerts(count: int) -> dict:
     with served(sink):
         settings.SLACK_WEBHOOK_BASE = f"{sink.url}/services"
         AlertRule.objects.create(
-            name="bench", source="risk", min_severity="warning", channel="slack",
-            target="https://hooks.slack.com/services/T0/B0/X0", cooldown_seconds=0, max_per_hour=0,
+            name="bench",
+            source="risk",
+            min_severity="warning",
+            channel="slack",
+            target="https://hooks.slack.com/services/T0/B0/X0",
+            cooldown_seconds=0,
+            max_per_hour=0,
         )
         floor, delivered = [], []
         body = json.dumps({"text": "floor"}).encode()
@@ -190,25 +346,45 @@ def bench_alerts(count: int) -> dict:
             floor.append(time.perf_counter() - started)
             before = len(sink.slack)
             started = time.perf_counter()
-            record = RiskEventRecord(Severity.CRITICAL, f"bench_{i}", f"limit {i} breached", {},
-                                     account.name, datetime.now(UTC))
+            record = RiskEventRecord(
+                Severity.CRITICAL,
+                f"bench_{i}",
+                f"limit {i} breached",
+                {},
+                account.name,
+                datetime.now(UTC),
+            )
             risk_events_record(account=account, records=[record], publish=False)
             assert len(sink.slack) == before + 1, "the alert did not reach the sink"
             delivered.append(sink.received_at[-1] - started)
         lat, ref = latency_summary(delivered), latency_summary(floor)
         print_table(
             ["path", "count", "p50 ms", "p99 ms", "p99 ratio"],
-            [("bare HTTP POST to the sink (floor)", ref["count"], ref["p50"], ref["p99"], "1.00"),
-             ("risk event -> alert -> Slack sink", lat["count"], lat["p50"], lat["p99"],
-              f"{lat['p99'] / ref['p99']:.1f}")],
+            [
+                (
+                    "bare HTTP POST to the sink (floor)",
+                    ref["count"],
+                    ref["p50"],
+                    ref["p99"],
+                    "1.00",
+                ),
+                (
+                    "risk event -> alert -> Slack sink",
+                    lat["count"],
+                    lat["p50"],
+                    lat["p99"],
+                    f"{lat['p99'] / ref['p99']:.1f}",
+                ),
+            ],
             title="alert delivery latency (SQLite, django-q2 sync, Apprise)",
         )
         AlertRule.objects.all().update(cooldown_seconds=300)
         sent_before = len(sink.slack)
         started = time.perf_counter()
         for i in range(1000):
-            record = RiskEventRecord(Severity.CRITICAL, "burst", f"burst {i}", {}, account.name,
-                                     datetime.now(UTC))
+            record = RiskEventRecord(
+                Severity.CRITICAL, "burst", f"burst {i}", {}, account.name, datetime.now(UTC)
+            )
             risk_events_record(account=account, records=[record], publish=False)
         elapsed = time.perf_counter() - started
         alert = Alert.objects.get(kind="burst")
@@ -218,18 +394,36 @@ def bench_alerts(count: int) -> dict:
         threaded_delivered = len(sink.slack) - sent_before
         print_table(
             ["burst", "events", "delivered", "counted (deduplicated)", "per event ms", "target"],
-            [("1,000 identical risk events", 1000, delivered_burst, alert.deduplicated,
-              elapsed / 1000 * 1000, "1 / 999"),
-             ("the same from 4 threads at once", 1000, threaded_delivered, threaded.deduplicated,
-              threaded_elapsed / 1000 * 1000, "1 / 999")],
+            [
+                (
+                    "1,000 identical risk events",
+                    1000,
+                    delivered_burst,
+                    alert.deduplicated,
+                    elapsed / 1000 * 1000,
+                    "1 / 999",
+                ),
+                (
+                    "the same from 4 threads at once",
+                    1000,
+                    threaded_delivered,
+                    threaded.deduplicated,
+                    threaded_elapsed / 1000 * 1000,
+                    "1 / 999",
+                ),
+            ],
             title="deduplication",
         )
         assert delivered_burst == 1 and alert.deduplicated == 999, (delivered_burst, alert)
         assert AlertDelivery.objects.filter(alert=alert).count() == 1
         assert threaded_delivered == 1 and threaded.deduplicated == 999, threaded
         assert AlertDelivery.objects.filter(alert__kind="burst_threads").count() == 1
-    return {"latency_ms": lat, "floor_ms": ref, "burst_delivered": delivered_burst,
-            "burst_counted": alert.deduplicated}
+    return {
+        "latency_ms": lat,
+        "floor_ms": ref,
+        "burst_delivered": delivered_burst,
+        "burst_counted": alert.deduplicated,
+    }
 
 
 def _threaded_burst(account, kind: str, threads: int = 4, total: int = 1000):
@@ -248,8 +442,9 @@ def _threaded_burst(account, kind: str, threads: int = 4, total: int = 1000):
         try:
             barrier.wait(30)
             for i in range(total // threads):
-                record = RiskEventRecord(Severity.CRITICAL, kind, f"{kind} {i}", {},
-                                         account.name, datetime.now(UTC))
+                record = RiskEventRecord(
+                    Severity.CRITICAL, kind, f"{kind} {i}", {}, account.name, datetime.now(UTC)
+                )
                 risk_events_record(account=account, records=[record], publish=False)
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -273,10 +468,35 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=60000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--alerts", type=int, default=200)
+    parser.add_argument("--engine-only", action="store_true", help="skip the alert benches")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="TICKS",
+        help="also count instructions per tick under callgrind over TICKS ticks (e.g. 6000)",
+    )
+    parser.add_argument("--instructions-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--part", default="all", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--with-metrics", dest="with_metrics", action="store_true", help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--without-metrics", dest="with_metrics", action="store_false", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rrr_site.settings")
-    bench_alerts(args.alerts)  # sets Django up (the engine part needs none)
+    if args.instructions_child:  # the engine part needs no database
+        engine_instructions(args.instructions_child, args.with_metrics, args.part)
+        return 0
+    if not args.engine_only:
+        bench_alerts(args.alerts)  # sets Django up (the engine part needs none)
+    else:
+        setup_django()
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     bench_engine(args.ticks, args.rounds)
+    if args.instructions:
+        bench_instructions(args.instructions)
     return 0
 
 
