@@ -3,10 +3,12 @@
 A full replay builds one ``Bar`` per row, and with a strategy's own ``on_bar`` that is the
 largest per-bar cost outside the strategy: ``Bar`` is a frozen slotted dataclass, so even its
 ``fast_init`` constructor (``marketdata.engine.records``) stores each of its 12 fields through a
-descriptor call. ``bar_builder`` returns a function that fills a plain class with the very same
-slots by ordinary attribute stores and then gives the object ``Bar`` as its class (CPython
-allows ``__class__`` assignment between classes of one layout): a genuine ``Bar``, equal,
-hashable and as frozen as any, built in a quarter of the time. If ``Bar`` ever gains a layout
+descriptor call. ``bar_builder`` returns a function that fills an instance of a subclass of
+``Bar`` adding no slots but plain ``object`` attribute setting (so ordinary attribute stores,
+which CPython specialises for slots) and then gives the object ``Bar`` as its class (CPython
+allows ``__class__`` assignment between classes of one layout, and checks a subclass that adds
+nothing quickest): a genuine ``Bar``, equal, hashable and as frozen as any, built in a quarter of
+the time. Defaults that are literals are stored as constants. If ``Bar`` ever gains a layout
 this cannot copy (a ``__dict__``, a ``__post_init__``, a default factory), the builder is
 ``Bar`` itself; tests check both give equal bars.
 
@@ -82,12 +84,24 @@ def bar_builder() -> BarBuilder:
         or any(f.default is dataclasses.MISSING for f in rest)
     ):
         return Bar
-    twin = type("_BarSlots", (), {"__slots__": names})
+    twin = type(
+        "_BarSlots",
+        (Bar,),
+        {
+            "__slots__": (),
+            "__init__": object.__init__,
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+        },
+    )
     namespace: dict[str, Any] = {"_Twin": twin, "_Bar": Bar}
     lines = [f"    bar.{name} = {name}" for name in _GIVEN]
     for f in rest:
-        namespace[f"_default_{f.name}"] = f.default
-        lines.append(f"    bar.{f.name} = _default_{f.name}")
+        if f.default is None or type(f.default) in (bool, int, str):
+            lines.append(f"    bar.{f.name} = {f.default!r}")  # a constant: no global lookup
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            lines.append(f"    bar.{f.name} = _default_{f.name}")
     source = (
         f"def build_bar({', '.join(_GIVEN)}):\n    bar = _Twin()\n"
         + "\n".join(lines)

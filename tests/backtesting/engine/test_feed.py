@@ -22,6 +22,9 @@ def test_the_fast_builder_makes_genuine_frozen_bars() -> None:
     assert repr(built) == repr(plain) and dataclasses.asdict(built) == dataclasses.asdict(plain)
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.close = 3.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del built.close  # type: ignore[misc]
+    assert (built.vwap, built.trade_count, built.venue, built.amended) == (None, 0, "sim", False)
     assert dataclasses.replace(built, close=3.0) == dataclasses.replace(plain, close=3.0)
 
 
