@@ -12,3 +12,12 @@ class ResearchKind(models.TextChoices):
     ORDER_FLOW = "order_flow"
     PATTERN = "pattern"
     HYPOTHESIS = "hypothesis"
+
+
+# The studies the ``research`` command and the API run, and the kind each stores.
+STUDY_KINDS = {
+    "pairs": ResearchKind.STAT_ARB,
+    "microstructure": ResearchKind.ORDER_FLOW,
+    "patterns": ResearchKind.PATTERN,
+    "overfitting": ResearchKind.HYPOTHESIS,
+}

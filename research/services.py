@@ -34,7 +34,7 @@ from marketdata.engine.simulator import SimulatedMarket
 from marketdata.services import symbols_ensure
 from marketdata.storage import MarketDataStore
 from research import selectors
-from research.choices import ResearchKind, RunStatus
+from research.choices import STUDY_KINDS, RunStatus
 from research.engine import studies
 from research.engine.errors import ResearchInputError
 from research.engine.findings import FindingData, StudyOutput, finite
@@ -47,12 +47,6 @@ from trading.engine.strategies import create_strategy
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
-STUDY_KINDS = {
-    "pairs": ResearchKind.STAT_ARB,
-    "microstructure": ResearchKind.ORDER_FLOW,
-    "patterns": ResearchKind.PATTERN,
-    "overfitting": ResearchKind.HYPOTHESIS,
-}
 MIN_SYMBOLS = {"pairs": 2, "microstructure": 1, "patterns": 1, "overfitting": 1}
 MAX_OVERFITTING_TRIALS = 200  # every trial is a full backtest
 

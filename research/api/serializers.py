@@ -6,11 +6,9 @@ from rest_framework import serializers
 
 from marketdata.data_source import DATA_SOURCES
 from marketdata.engine.events import Timeframe
-from research.choices import ResearchKind, RunStatus
-from research.engine.hypothesis import CORRECTIONS
-from research.engine.patterns import OVERLAP_METHODS
+from research.choices import STUDY_KINDS, ResearchKind, RunStatus
+from research.engine.names import CORRECTIONS, OVERLAP_METHODS
 from research.models import Finding, ResearchRun
-from research.services import STUDY_KINDS
 from rrr_site.api.pagination import KeysetQuery
 from rrr_site.api.strategy_names import strategy_name_check
 

@@ -11,7 +11,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from research import selectors
-from research import services as research_services
 from research.api import serializers as s
 from research.engine.errors import ResearchInputError
 from rrr_site.api.pagination import keyset_page, keyset_page_serializer, keyset_response
@@ -73,6 +72,8 @@ class RunListView(APIView):
         ],
     )
     def post(self, request):
+        from research import services as research_services  # scipy, statsmodels, arch: ~2 s
+
         body = s.ResearchRunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
@@ -155,6 +156,8 @@ class FindingBacktestView(APIView):
         responses={202: QUEUED, 400: ERRORS_400, **read_errors(not_found=True)},
     )
     def post(self, request, pk: int):
+        from research import services as research_services  # as above: imported when used
+
         body = s.FindingBacktestRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         finding = selectors.finding(pk=pk)

@@ -18,8 +18,7 @@ from statsmodels.stats.multitest import multipletests
 
 from backtesting.engine.metrics import deflated_sharpe
 from research.engine.errors import ResearchInputError
-
-CORRECTIONS = {"bh": "fdr_bh", "holm": "holm"}
+from research.engine.names import CORRECTIONS
 
 
 @dataclass(frozen=True, slots=True)

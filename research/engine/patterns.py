@@ -27,6 +27,7 @@ from scipy import stats
 from scipy.signal import argrelextrema
 
 from research.engine.errors import ResearchInputError
+from research.engine.names import OVERLAP_METHODS
 
 Detector = Callable[[pd.DataFrame], np.ndarray]
 
@@ -143,9 +144,6 @@ def forward_returns(close: np.ndarray, horizon: int) -> np.ndarray:
     out = np.full(c.size, np.nan)
     out[: c.size - horizon] = c[horizon:] - c[: c.size - horizon]
     return out
-
-
-OVERLAP_METHODS = ("hac", "thin")
 
 
 def _thin(indices: np.ndarray, gap: int) -> np.ndarray:
