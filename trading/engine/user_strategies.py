@@ -62,7 +62,7 @@ def load_module(path: str | Path) -> ModuleType:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() at import is the file's error too
             sys.modules.pop(name, None)
             raise StrategyConfigError(
                 f"strategy file {file} failed to import: {where(exc, file)}"
