@@ -20,10 +20,11 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 
+from marketdata.models import Symbol
 from monitoring.realtime import apublish
 from monitoring.stream import StreamConsumer
 from rrr_site.asgi import application
-from tests.factories import AccountFactory, SymbolFactory, UserFactory
+from tests.factories import AccountFactory, OrderFactory, SymbolFactory, UserFactory
 from tests.monitoring.stream_helpers import check
 
 pytestmark = [
@@ -191,3 +192,46 @@ async def test_overflowing_undroppable_messages_close_the_slow_client_4429(monke
         await fast.send(json.dumps({"op": "ping", "id": 9}))
         assert json.loads(await fast.recv())["type"] == "pong"  # the other client is untouched
         await fast.close()
+
+
+@database_sync_to_async
+def open_orders(n: int) -> list[str]:
+    """Store ``n`` open orders of the account "paper"; return their client order ids."""
+    from trading.models import Account
+
+    paper = Account.objects.get(name="paper")
+    btc = Symbol.objects.get(name="BTC-USD")
+    rows = [OrderFactory(account=paper, symbol=btc) for _ in range(n)]
+    return [str(o.client_order_id) for o in rows]
+
+
+async def test_a_client_closed_4429_reconnects_and_its_snapshot_holds_every_order(monkeypatch):
+    monkeypatch.setattr(StreamConsumer, "RELIABLE_LIMIT", 200)
+    token = await viewer_token()
+    ids = await open_orders(1000)
+    async with serving() as url:
+        url = f"{url}?token={token}"
+        fast = await open_client(url)
+        slow = await open_client(url, stalled_socket(url))
+        slow.transport.pause_reading()
+        notices = [{**order(0), "client_order_id": i, "reason": "x" * 8_000} for i in ids]
+        await publish_paced(fast, "order", notices, "orders")
+        slow.transport.resume_reading()
+        seen = []
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                message = json.loads(await asyncio.wait_for(slow.recv(), 10))
+                if message["type"] == "order":
+                    seen.append(message["data"]["client_order_id"])
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+        assert len(seen) < len(ids)  # it missed some order notices...
+        # ...reconnects as docs/websocket.md says and subscribes again...
+        again = await websockets.connect(url, open_timeout=10, max_size=2**24)
+        await again.send(json.dumps({"op": "subscribe", "channels": ["orders"], "id": 2}))
+        ack = check(json.loads(await asyncio.wait_for(again.recv(), 10)))
+        snapshot = check(json.loads(await asyncio.wait_for(again.recv(), 10)))
+        assert ack["type"] == "ack" and snapshot["type"] == "snapshot"
+        # ...and the snapshot holds every order it missed, in its state now.
+        assert set(ids) - set(seen) <= {o["client_order_id"] for o in snapshot["data"]["open"]}
+        for ws in (fast, again):
+            await ws.close()
