@@ -150,7 +150,7 @@ class StrategyRunner:
                 if slot.wants(bar.symbol):
                     try:
                         slot.strategy.on_bar(bar, slot.ctx)
-                    except Exception as exc:
+                    except (Exception, SystemExit) as exc:  # sys.exit() in it: its error
                         self._failed(slot, exc, f"warming up on the {bar.symbol} bar of {bar.ts}")
                     slot.ctx.drain()  # a warm-up decision is history, never an order
             shown += 1
@@ -220,7 +220,7 @@ class StrategyRunner:
                 if wanted is None or symbol in wanted:
                     try:
                         slot.strategy.on_bar(bar, slot.ctx)
-                    except Exception as exc:
+                    except (Exception, SystemExit) as exc:  # sys.exit() in it: its error
                         failed(slot, exc, f"on_bar: the {symbol} bar of {bar.ts}")
             if fills or outbox or working:
                 settle(now)
@@ -289,7 +289,7 @@ class StrategyRunner:
             if wanted is None or symbol in wanted:
                 try:
                     getattr(slot.strategy, callback)(event, slot.ctx)
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:  # sys.exit() in it: its error
                     self._failed(slot, exc, f"{callback}: {symbol} at {now}")
         self.settle(now)
 
@@ -372,13 +372,14 @@ class StrategyRunner:
                 continue
             try:
                 slot.strategy.on_fill(fill, slot.ctx)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in it: its error
                 self._failed(slot, exc, f"on_fill: {fill.symbol} at {fill.ts}")
 
-    def _failed(self, slot: _Slot, exc: Exception, where: str) -> None:
-        """A strategy raised: raise an error naming its file, line and event (backtests), or,
-        with ``on_strategy_error`` set (live), stop that strategy alone, drop what it queued in
-        this callback and report it; the engine and the other strategies carry on."""
+    def _failed(self, slot: _Slot, exc: BaseException, where: str) -> None:
+        """A strategy raised (``sys.exit()`` too; KeyboardInterrupt is never caught): raise an
+        error naming its file, line and event (backtests), or, with ``on_strategy_error`` set
+        (live), stop that strategy alone, drop what it queued in this callback and report it;
+        the engine and the other strategies carry on."""
         from trading.engine.signal_strategy import StrategyCodeError, code_error
 
         error = exc if isinstance(exc, StrategyCodeError) else code_error(slot.strategy, exc, where)

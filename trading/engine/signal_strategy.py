@@ -118,7 +118,7 @@ class SignalStrategy(Strategy):
             df = self.exits(df)
         except StrategyConfigError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in user code: its error too
             raise code_error(self, exc, f"in {step}(){where}") from exc
         if not isinstance(df, pd.DataFrame):
             raise StrategyCodeError(f"strategy {self.name}: {step}() must return the DataFrame")

@@ -1,0 +1,131 @@
+"""Strategy code calling ``sys.exit()`` is a strategy error like any other exception.
+
+It used to escape the runner's ``except Exception``: a backtest ended without saying where, and
+live, one strategy's ``sys.exit(0)`` stopped the whole engine with exit status 0 (a supervisor
+with ``Restart=on-failure`` would not restart it). KeyboardInterrupt still stops everything.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from backtesting.engine.runner import BacktestConfig, run_backtest
+from marketdata.engine.events import Bar
+from risk.models import RiskEvent
+from tests.backtesting.engine.helpers import D, walk_frame
+from tests.runtime_harness import db, running, until
+from trading.engine.hooks import TradingMode
+from trading.engine.oms import OrderManager
+from trading.engine.portfolio import Portfolio
+from trading.engine.runner import StrategyRunner
+from trading.engine.signal_strategy import StrategyCodeError
+from trading.engine.strategies import create_strategy
+from trading.engine.venue import PaperVenue
+
+EXITS = """
+import sys
+from decimal import Decimal
+
+from trading.engine.strategy import Strategy
+
+
+class ExitsLater(Strategy):
+    default_params = {"after": 5, "where": "bar", "how": "exit"}
+
+    def on_start(self, ctx):
+        self.seen = 0
+
+    def stop_now(self):
+        if self.params["how"] == "interrupt":
+            raise KeyboardInterrupt
+        sys.exit(0)
+
+    def on_bar(self, bar, ctx):
+        self.seen += 1
+        if self.seen > self.params["after"] and self.params["where"] == "bar":
+            self.stop_now()
+        ctx.buy(bar.symbol, Decimal("0.001"))
+
+    def on_fill(self, fill, ctx):
+        if self.seen > self.params["after"] and self.params["where"] == "fill":
+            self.stop_now()
+"""
+
+SIGNAL_EXITS = """
+import sys
+
+from trading.engine.signal_strategy import SignalStrategy
+
+
+class ExitsInIndicators(SignalStrategy):
+    def indicators(self, df):
+        sys.exit(0)
+"""
+
+
+def spec_of(tmp_path, text: str, cls: str) -> tuple[str, object]:
+    path = tmp_path / f"{cls.lower()}.py"
+    path.write_text(textwrap.dedent(text))
+    return f"{path}:{cls}", path.resolve()
+
+
+@pytest.mark.parametrize(("where", "event"), [("bar", "on_bar: the"), ("fill", "on_fill:")])
+def test_a_backtest_fails_naming_file_line_and_event(tmp_path, where, event):
+    spec, path = spec_of(tmp_path, EXITS, "ExitsLater")
+    with pytest.raises(StrategyCodeError) as caught:
+        run_backtest(create_strategy(spec, where=where), walk_frame(50), BacktestConfig())
+    message = str(caught.value)
+    line = textwrap.dedent(EXITS).splitlines().index("        sys.exit(0)") + 1
+    assert "raised SystemExit: 0" in message and f"{path}, line {line};" in message, message
+    assert event in message
+
+
+def test_a_signal_strategy_exiting_in_indicators_fails_the_backtest(tmp_path):
+    spec, path = spec_of(tmp_path, SIGNAL_EXITS, "ExitsInIndicators")
+    with pytest.raises(StrategyCodeError, match=r"SystemExit.*line 9.*indicators\(\)"):
+        run_backtest(create_strategy(spec), walk_frame(50), BacktestConfig())
+
+
+def test_keyboard_interrupt_is_not_taken_for_a_strategy_error(tmp_path):
+    spec, _ = spec_of(tmp_path, EXITS, "ExitsLater")
+    with pytest.raises(KeyboardInterrupt):
+        run_backtest(create_strategy(spec, how="interrupt"), walk_frame(50), BacktestConfig())
+
+
+def test_live_runner_stops_that_strategy_alone(tmp_path):
+    spec, _ = spec_of(tmp_path, EXITS, "ExitsLater")
+    bars = walk_frame(20)
+    oms = OrderManager(PaperVenue())
+    start = bars["ts"].iloc[0].to_pydatetime()
+    for account in ("a", "b"):
+        oms.add_account(Portfolio(account, D(100_000), ts=start))
+    runner = StrategyRunner(oms)
+    failures = []
+    runner.on_strategy_error = lambda account, sid, error: failures.append((account, sid, error))
+    runner.add(create_strategy(spec, after=3), "a")
+    runner.add(create_strategy(spec, after=10**9), "b")
+    runner.start(start)
+    for row in bars.itertuples():
+        runner.on_bar(Bar(row.symbol, "1m", row.ts.to_pydatetime(), row.open, row.high, row.low,
+                          row.close, row.volume))  # fmt: skip
+    assert [(a, s) for a, s, _ in failures] == [("a", "ExitsLater")]
+    assert "SystemExit" in str(failures[0][2])
+    symbol = bars["symbol"].iloc[0]
+    assert oms.portfolio("a").quantity(symbol) == D("0.003")
+    assert oms.portfolio("b").quantity(symbol) == D("0.020")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_runtrader_keeps_running_with_the_account_reducing(paper, tmp_path):
+    spec, path = spec_of(tmp_path, EXITS, "ExitsLater")
+    async with running(paper, strategy=spec, params={"after": 2}) as runtime:
+        await until(lambda: runtime.oms.mode(paper.name) is TradingMode.REDUCING, "reducing")
+        events = runtime.summary.events
+        await until(lambda: runtime.summary.events > events + 5, "the engine to carry on")
+        await until(db(RiskEvent.objects.filter(account=paper, kind="strategy").exists),
+                    "the risk event stored")  # fmt: skip
+    event = await db(RiskEvent.objects.get)(account=paper, kind="strategy")
+    assert str(path) in event.message and "SystemExit" in event.message
