@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -97,9 +98,8 @@ class _Leg:
     cash: Decimal = ZERO
     fees: Decimal = ZERO
 
-    def add(self, qty: Decimal, price: Decimal, fee: Decimal) -> None:
-        """Grow the position."""
-        notional = qty * price
+    def add(self, qty: Decimal, fee: Decimal, notional: Decimal) -> None:
+        """Grow the position by ``qty`` worth ``notional``."""
         if self.sign > 0:
             self.position += qty
             self.cash -= notional
@@ -110,9 +110,8 @@ class _Leg:
         self.open_notional += notional
         self.fees += fee
 
-    def reduce(self, qty: Decimal, price: Decimal, fee: Decimal) -> None:
-        """Shrink the position."""
-        notional = qty * price
+    def reduce(self, qty: Decimal, fee: Decimal, notional: Decimal) -> None:
+        """Shrink the position by ``qty`` worth ``notional``."""
         if self.sign > 0:
             self.position -= qty
             self.cash += notional
@@ -133,19 +132,19 @@ class _Leg:
         exit_price = self.close_notional / self.close_qty if exit_ts is not None else None
         entry_price = self.open_notional / self.open_qty
         ret = float(pnl / self.open_notional) if self.open_notional else 0.0
-        return RoundTrip(
-            symbol=symbol,
-            side="long" if self.sign > 0 else "short",
-            quantity=self.open_qty,
-            entry_ts=self.entry_ts,
-            entry_price=entry_price,
-            exit_ts=exit_ts,
-            exit_price=exit_price,
-            pnl=pnl,
-            fees=self.fees,
-            bars_held=bars,
-            return_pct=ret,
-            strategy=self.strategy,
+        return RoundTrip(  # positional (the fields' order): ~30 % cheaper than keywords
+            symbol,
+            "long" if self.sign > 0 else "short",
+            self.open_qty,
+            self.entry_ts,
+            entry_price,
+            exit_ts,
+            exit_price,
+            pnl,
+            self.fees,
+            bars,
+            ret,
+            self.strategy,
         )
 
 
@@ -158,6 +157,11 @@ class _BarClock:
     def indices(self, fills: Sequence[Fill]) -> list[int]:
         """Return the index of the bar of its symbol that each fill falls in."""
         out = [0] * len(fills)
+        if len(self._starts) == 1:  # one symbol: no grouping
+            ((symbol, starts),) = self._starts.items()
+            if starts.size and all(f.symbol == symbol for f in fills):
+                ns = [epoch_ns(f.ts) for f in fills]
+                return (np.searchsorted(starts, ns, side="right") - 1).tolist()
         by_symbol: dict[str, list[int]] = {}
         for i, fill in enumerate(fills):
             by_symbol.setdefault(fill.symbol, []).append(i)
@@ -188,36 +192,64 @@ def round_trips(
     ``bar_starts`` (per symbol, int64 ns, ascending) gives ``bars_held``; ``last_prices`` marks
     trades still open at the end.
     """
+    return round_trips_traded(fills, bar_starts=bar_starts, last_prices=last_prices).trips
+
+
+class TradesRebuilt(NamedTuple):
+    """What ``round_trips_traded`` reads off the fills in its one pass."""
+
+    trips: list[RoundTrip]  # as ``round_trips`` returns them
+    traded: Decimal  # the fills' quantity × price, summed exactly in order
+    bars: list[int]  # each fill's bar index among its symbol's ``bar_starts``
+
+
+def round_trips_traded(
+    fills: Sequence[Fill],
+    *,
+    bar_starts: Mapping[str, np.ndarray] | None = None,
+    last_prices: Mapping[str, Decimal] | None = None,
+) -> TradesRebuilt:
+    """Return ``round_trips(fills, ...)``, the traded notional and each fill's bar index."""
     clock = _BarClock(bar_starts or {})
-    marks = last_prices or {}
     legs: dict[str, _Leg] = {}
     out: list[RoundTrip] = []
+    traded = ZERO
     bar_of = clock.indices(fills)
     for fill, at in zip(fills, bar_of, strict=True):
-        symbol = fill.symbol
+        qty, price, fee = fill.quantity, fill.price, fill.fee
+        notional = qty * price
+        traded += notional
         sign = 1 if fill.side is _BUY else -1
+        symbol = fill.symbol
         leg = legs.get(symbol)
-        qty, fee = fill.quantity, fill.fee
         if leg is not None and leg.sign != sign:
             closing = min(qty, abs(leg.position))
-            # On the fee's own 1e-10 grid, so the two parts add up to it exactly.
-            close_fee = fee if closing == qty else (fee * closing / qty).quantize(FEE_STEP)
-            leg.reduce(closing, fill.price, close_fee)
-            qty, fee = qty - closing, fee - close_fee
+            if closing == qty:  # the whole fill reduces: its notional and fee as they are
+                leg.reduce(qty, fee, notional)
+                qty = ZERO
+            else:
+                # On the fee's own 1e-10 grid, so the two parts add up to it exactly.
+                close_fee = (fee * closing / qty).quantize(FEE_STEP)
+                leg.reduce(closing, close_fee, closing * price)
+                qty, fee = qty - closing, fee - close_fee
+                notional = qty * price
             if leg.position == 0:
-                bars = at - leg.entry_bar
-                out.append(leg.finish(symbol, fill.ts, None, bars))
+                out.append(leg.finish(symbol, fill.ts, None, at - leg.entry_bar))
                 del legs[symbol]
                 leg = None
         if qty > 0:
             if leg is None:
                 leg = legs[symbol] = _Leg(sign, fill.ts, fill.strategy, at)
-            leg.add(qty, fill.price, fee)
+            leg.add(qty, fee, notional)
+    marks = last_prices or {}
     for symbol, leg in legs.items():
         bars = clock.last(symbol) - leg.entry_bar
         out.append(leg.finish(symbol, None, marks.get(symbol), bars))
-    out.sort(key=lambda t: t.entry_ts)
-    return out
+    out.sort(key=_ENTRY_TS)
+    return TradesRebuilt(out, traded, bar_of)
+
+
+_ENTRY_TS = attrgetter("entry_ts")
 
 
 def trades_frame(trades: Sequence[RoundTrip]) -> pd.DataFrame:

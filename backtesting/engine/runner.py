@@ -44,7 +44,7 @@ from backtesting.engine.fills import (
     SlippageModel,
 )
 from backtesting.engine.metrics import summarize
-from backtesting.engine.result import BacktestResult, epoch_ns, round_trips, to_datetime
+from backtesting.engine.result import BacktestResult, epoch_ns, round_trips_traded, to_datetime
 from backtesting.engine.sparse import (
     SparsePlan,
     SparseReplay,
@@ -60,7 +60,7 @@ from trading.engine.constants import DEFAULT_LOT
 from trading.engine.hooks import PreTradeHook
 from trading.engine.money import ZERO, to_decimal
 from trading.engine.oms import OrderManager
-from trading.engine.orders import Fill, Order, SequentialIds
+from trading.engine.orders import Fill, Order, OrderSide, SequentialIds
 from trading.engine.portfolio import Portfolio
 from trading.engine.runner import StrategyRunner
 from trading.engine.strategy import Prediction, Strategy
@@ -435,6 +435,7 @@ def run_backtest(
 
 
 _BOOK, _QUOTE, _BAR, _TRADE, _PREDICTION = range(5)  # tie order at equal times
+_BUY = OrderSide.BUY
 
 
 def _keyed(events: list[Any], priority: int) -> Iterator[tuple[int, int, int, Any]]:
@@ -707,7 +708,7 @@ class _Session:
         one = len(symbols) == 1
         starts = {s: data.ts if one else data.ts[data.symbol == s] for s in symbols}
         last = {s: to_decimal(_last_close(data, s, one)) for s in symbols}
-        trades = round_trips(fills, bar_starts=starts, last_prices=last)
+        trades, traded, fill_bars = round_trips_traded(fills, bar_starts=starts, last_prices=last)
         benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
         calendar = run_calendar(self.config, data)
         years = elapsed_years(data.ts, data.timeframe)
@@ -722,8 +723,8 @@ class _Session:
             benchmark_returns=_returns_with_start(benchmark, float(self.config.initial_cash)),
             in_market=self.in_market
             if self.in_market is not None
-            else _in_market(fills, index, symbols),
-            turnover=_turnover(fills, equity),
+            else _in_market(fills, index, symbols, fill_bars if one else None),
+            turnover=_turnover(traded, equity),
             trial_sharpes=trial_sharpes,
         )
         return BacktestResult(
@@ -766,18 +767,29 @@ def _returns_with_start(curve: pd.Series, initial: float) -> np.ndarray:
     return values[1:] / values[:-1] - 1.0
 
 
-def _in_market(fills: Sequence[Fill], index: pd.DatetimeIndex, symbols: list[str]) -> np.ndarray:
-    """Return, per bar, whether any position was open after the bar's fills (exact)."""
+def _in_market(
+    fills: Sequence[Fill],
+    index: pd.DatetimeIndex,
+    symbols: list[str],
+    bars: list[int] | None = None,
+) -> np.ndarray:
+    """Return, per bar, whether any position was open after the bar's fills (exact).
+
+    ``bars``: each fill's row in ``index`` when already known (one symbol: ``round_trips``').
+    """
     held = np.zeros(index.size, dtype=bool)
     stamps = index.asi8
     for symbol in symbols:
         own = [f for f in fills if f.symbol == symbol]
         if not own:
             continue
-        at = np.searchsorted(stamps, [epoch_ns(f.ts) for f in own], side="right") - 1
+        if bars is not None and len(own) == len(fills):
+            at = np.asarray(bars, dtype=np.int64)
+        else:
+            at = np.searchsorted(stamps, [epoch_ns(f.ts) for f in own], side="right") - 1
         position, after = ZERO, []
         for fill in own:
-            position += fill.signed_quantity
+            position += fill.quantity if fill.side is _BUY else -fill.quantity
             after.append(position != 0)
         # The state after a bar is the one after its last fill, carried forward.
         bars = np.clip(at, 0, None)[::-1]
@@ -789,13 +801,12 @@ def _in_market(fills: Sequence[Fill], index: pd.DatetimeIndex, symbols: list[str
     return held
 
 
-def _turnover(fills: Sequence[Fill], equity: pd.Series) -> float:
-    """Return traded notional / average equity."""
+def _turnover(traded: Decimal, equity: pd.Series) -> float:
+    """Return traded notional (the fills' quantity × price, summed exactly) / average equity."""
     mean_equity = float(equity.mean()) if equity.size else 0.0
     if mean_equity <= 0:
         return float("nan")
-    traded = float(sum((f.notional for f in fills), ZERO))
-    return traded / mean_equity
+    return float(traded) / mean_equity
 
 
 __all__ = [
