@@ -47,6 +47,7 @@ FORBIDDEN = 4403
 TOO_SLOW = 4429  # undroppable messages overflowed this connection's outbox
 MAX_CHANNELS = 64
 MAX_MESSAGE = 16_384  # bytes of one client message
+MAX_ID = 128  # characters of a request's string id (an integer id is at most 2**53 - 1 either way)
 RELAY_EVERY = 0.5  # seconds between reads of a watched backtest's stored progress (see below)
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 
@@ -97,6 +98,15 @@ def _stored_progress(run_id: int) -> dict:
     from monitoring.stream_selectors import backtest_snapshot
 
     return backtest_snapshot(run_id=run_id)
+
+
+def _echoable(request_id) -> bool:
+    """Say whether a client's ``id`` may be echoed: absent, a short string or a safe integer."""
+    if request_id is None:
+        return True
+    if request_id.__class__ is str:
+        return len(request_id) <= MAX_ID
+    return request_id.__class__ is int and -(2**53) < request_id < 2**53
 
 
 def _layer_is_local(layer) -> bool:
@@ -189,6 +199,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if request is None:
             return
         op, request_id = request.get("op"), request.get("id")
+        if not _echoable(request_id):  # echoed as is: NaN or 1e999 would make invalid JSON
+            self._error(None, f"id must be a string of at most {MAX_ID} characters or an integer")
+            return
         if op == "ping":
             self._reply({"v": PROTOCOL_VERSION, "type": "pong", "id": request_id, "ts": now_iso()})
             return
