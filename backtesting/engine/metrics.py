@@ -138,11 +138,15 @@ def drawdown_durations(equity: ArrayLike) -> np.ndarray:
     values = _arr(equity)
     if values.size == 0:
         return np.empty(0, dtype=int)
-    under = values < np.maximum.accumulate(values)
+    return _underwater_runs(values < np.maximum.accumulate(values))
+
+
+def _underwater_runs(under: np.ndarray) -> np.ndarray:
+    """Return the length of each run of ``under`` counted from the peak one point before it."""
     edges = np.diff(np.concatenate([[0], under.astype(np.int8), [0]]))
     starts = np.flatnonzero(edges == 1)  # first underwater point; its peak is one before
     ends = np.flatnonzero(edges == -1)  # first point back at a peak (or one past the end)
-    return np.minimum(ends, values.size - 1) - (starts - 1)
+    return np.minimum(ends, under.size - 1) - (starts - 1)
 
 
 def max_drawdown_duration(equity: ArrayLike) -> int:
@@ -167,7 +171,9 @@ def calmar(
 
 def omega(returns: ArrayLike, threshold: float = 0.0) -> float:
     """Return the Omega ratio: gains above ``threshold`` / losses below it (per period)."""
-    excess = _arr(returns) - threshold
+    excess = _arr(returns)
+    if threshold:  # x - 0.0 is x: no copy of the series for the usual threshold
+        excess = excess - threshold
     losses = -excess[excess < 0].sum()
     if losses <= 0:
         return NAN
@@ -213,7 +219,9 @@ class _Moments:
         d = r - r.mean()
         d2 = d * d
         m2 = float(d2.mean())
-        return cls(r.size, m2, float((d2 * d).mean()), float((d2 * d2).mean()), math.sqrt(m2))
+        m3 = float(np.multiply(d2, d, out=d).mean())  # into the spent buffers: no fresh memory
+        m4 = float(np.multiply(d2, d2, out=d2).mean())
+        return cls(r.size, m2, m3, m4, math.sqrt(m2))
 
     def skew(self) -> float:
         """Return the bias-corrected skewness (NaN below 3 points or without variance)."""
@@ -267,10 +275,14 @@ def probabilistic_sharpe(returns: ArrayLike, benchmark_sharpe: float = 0.0) -> f
     return _psr(r, _Moments.of(r), benchmark_sharpe)
 
 
-def _psr(r: np.ndarray, moments: _Moments, benchmark_sharpe: float) -> float:
+def _psr(
+    r: np.ndarray, moments: _Moments, benchmark_sharpe: float, sd: float | None = None
+) -> float:
+    """Return the PSR (``sd``: ``r.std(ddof=1)`` when the caller has it)."""
     if r.size < 3:
         return NAN
-    sd = r.std(ddof=1)
+    if sd is None:
+        sd = r.std(ddof=1)
     if sd <= 0:
         return NAN
     sr = r.mean() / sd
@@ -390,7 +402,8 @@ def summarize(
     values = _arr(equity)
     r = returns_from_equity(values, initial)
     moments = _Moments.of(r)
-    out = _return_metrics(values, r, initial, periods_per_year, moments, years)
+    sd = r.std(ddof=1) if r.size > 1 else None  # once, for volatility, the ratios and PSR
+    out = _return_metrics(values, r, initial, periods_per_year, moments, years, sd)
     out.update(_trade_metrics(_arr(trade_pnls), _arr(trade_returns)))
     out["exposure_time"] = exposure_time(in_market) if in_market is not None else NAN
     out["turnover"] = float(turnover)
@@ -398,10 +411,10 @@ def summarize(
     if benchmark_returns is not None and _arr(benchmark_returns).size == r.size:
         alpha, beta = alpha_beta(r, benchmark_returns, periods_per_year)
     out["alpha"], out["beta"] = alpha, beta
-    out["probabilistic_sharpe"] = _psr(r, moments, 0.0)
+    out["probabilistic_sharpe"] = _psr(r, moments, 0.0, sd)
     trials = _arr(trial_sharpes) if trial_sharpes is not None else np.empty(0)
     out["deflated_sharpe"] = (
-        _psr(r, moments, expected_max_sharpe(trials)) if trials.size > 1 else NAN
+        _psr(r, moments, expected_max_sharpe(trials), sd) if trials.size > 1 else NAN
     )
     return out
 
@@ -413,28 +426,65 @@ def _return_metrics(
     ppy: float,
     moments: _Moments,
     years: float | None = None,
+    sd: float | None = None,
 ) -> dict[str, float]:
+    if sd is None and r.size > 1:
+        sd = r.std(ddof=1)
     curve = np.concatenate([[initial], values])
-    dd = max_drawdown(curve)
+    dd, longest = _drawdown_figures(curve)
     var, cvar = historical_var_cvar(r) if r.size else (NAN, NAN)
     growth = cagr(values, ppy, initial, years)
+    vol, ratio, downside_ratio = _spread_ratios(r, ppy, sd)
     return {
         "total_return": total_return(values, initial),
         "annualised_return": annualised_return(r, ppy),
         "cagr": growth,
-        "volatility": volatility(r, ppy),
-        "sharpe": sharpe(r, ppy),
-        "sortino": sortino(r, ppy),
+        "volatility": vol,
+        "sharpe": ratio,
+        "sortino": downside_ratio,
         "calmar": growth / dd if dd and np.isfinite(dd) else NAN,  # as ``calmar``
         "omega": omega(r),
         "max_drawdown": dd,
-        "max_drawdown_duration": float(max_drawdown_duration(curve)),
+        "max_drawdown_duration": float(longest),
         "var_95": var,  # as ``value_at_risk`` and ``conditional_value_at_risk``
         "cvar_95": cvar,
         "skew": moments.skew(),
         "kurtosis": moments.kurtosis(),
         "final_equity": float(values[-1]) if values.size else float(initial),
     }
+
+
+def _drawdown_figures(curve: np.ndarray) -> tuple[float, int]:
+    """Return ``max_drawdown(curve)`` and ``max_drawdown_duration(curve)`` from one running peak.
+
+    The same operations as those two (bit for bit); a curve they refuse or give NaN for goes
+    through them.
+    """
+    if not (curve.size and curve[0] > 0 and np.isfinite(curve).all()):
+        return max_drawdown(curve), max_drawdown_duration(curve)
+    peak = np.maximum.accumulate(curve)
+    dd = 1.0 - curve / peak  # as ``drawdown_series``
+    durations = _underwater_runs(curve < peak)
+    return float(dd[int(np.argmax(dd))]), int(durations.max()) if durations.size else 0
+
+
+def _spread_ratios(r: np.ndarray, ppy: float, sd: float | None) -> tuple[float, float, float]:
+    """Return ``volatility``, ``sharpe`` and ``sortino`` of ``r`` from one standard deviation.
+
+    The same operations as those three (``risk.engine.monitors``' ratios over one window of the
+    whole series, bit for bit) without their copies of the series and NaN padding.
+    """
+    if r.size < 2 or sd is None:
+        return NAN, NAN, NAN
+    scale = math.sqrt(ppy)
+    vol = float(sd * scale)
+    if not np.isfinite(r).all():
+        return vol, NAN, NAN
+    mean = r.mean()
+    ratio = float(mean / sd * scale) if sd > 1e-15 else NAN  # as ``monitors._ratio``
+    downside = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
+    downside_ratio = float(mean / downside * scale) if downside > 1e-15 else NAN
+    return vol, ratio, downside_ratio
 
 
 def _trade_metrics(pnls: np.ndarray, rets: np.ndarray) -> dict[str, float]:

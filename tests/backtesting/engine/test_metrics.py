@@ -156,3 +156,57 @@ def test_summary_has_every_metric_of_the_issue() -> None:
     assert wanted <= set(out)
     assert out["best_trade"] == 0.02 and out["worst_trade"] == -0.005 and out["trades"] == 3
     assert all(isinstance(v, float) for v in out.values())
+
+
+# ----------------------------------------------------------------- summarize's shared passes
+
+
+def _curves() -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    steps = np.where(rng.random(5_000) < 0.6, 0.0, rng.normal(0.0, 0.002, 5_000))
+    return [
+        ("walk with flat stretches", 1000.0 * np.cumprod(1.0 + steps)),
+        ("only rises", 1000.0 + np.arange(1.0, 50.0)),
+        ("flat", np.full(40, 1000.0)),
+        ("underwater to the end", 1000.0 - np.arange(1.0, 30.0)),
+        ("one point", np.array([990.0])),
+        ("two points", np.array([990.0, 1010.0])),
+        ("three points", np.array([990.0, 1010.0, 1000.0])),
+        ("falls through zero", np.array([500.0, -20.0, 30.0, 40.0])),
+    ]
+
+
+@pytest.mark.parametrize("name,curve", _curves(), ids=[n for n, _ in _curves()])
+def test_summarize_equals_each_metric_bit_for_bit(name: str, curve: np.ndarray) -> None:
+    """summarize computes the running peak, the standard deviation and the moments once; each
+    figure must still be exactly (not approximately) what the public function gives."""
+    initial, ppy = 1000.0, 252.0
+    trials = [0.01, 0.03, -0.02]
+    out = m.summarize(curve, initial=initial, periods_per_year=ppy, trial_sharpes=trials)
+    r = m.returns_from_equity(curve, initial)
+    full = np.concatenate([[initial], curve])
+    expected = {
+        "volatility": m.volatility(r, ppy),
+        "sharpe": m.sharpe(r, ppy),
+        "sortino": m.sortino(r, ppy),
+        "omega": m.omega(r),
+        "max_drawdown": m.max_drawdown(full),
+        "max_drawdown_duration": float(m.max_drawdown_duration(full)),
+        "skew": m.skew(r),
+        "kurtosis": m.kurtosis(r),
+        "probabilistic_sharpe": m.probabilistic_sharpe(r),
+        "deflated_sharpe": m.deflated_sharpe(r, trials),
+    }
+    for key, want in expected.items():
+        got = out[key]
+        assert (math.isnan(got) and math.isnan(want)) or got == want, (key, got, want)
+
+
+def test_summarize_refuses_a_curve_with_nan_as_the_drawdown_does() -> None:
+    from risk.engine.errors import RiskInputError
+
+    curve = np.array([1000.0, np.nan, 1010.0])
+    with pytest.raises(RiskInputError):
+        m.max_drawdown(np.concatenate([[1000.0], curve]))
+    with pytest.raises(RiskInputError):
+        m.summarize(curve, initial=1000.0, periods_per_year=252.0)
