@@ -6,8 +6,10 @@ A user writes three functions of a pandas DataFrame of bars (columns ``ts``, ``o
 - ``indicators(df)`` adds the columns the rules read (moving averages...);
 - ``entries(df)`` sets boolean ``enter_long`` and/or ``enter_short`` columns;
 - ``exits(df)`` sets boolean ``exit_long`` and/or ``exit_short`` columns;
-- optional columns: ``size`` (share of equity for an entry on that bar, else the ``fraction``
-  parameter), ``stop_loss`` and ``take_profit`` (price levels attached to the entry as a bracket).
+- optional columns: ``size`` (share of equity for an entry on that bar, above 0; NaN on a row
+  means the ``fraction`` parameter, and a negative, zero or infinite size on an entry is an
+  error naming the bar), ``stop_loss`` and ``take_profit`` (price levels attached to the entry
+  as a bracket).
 
 Rules for one bar, given the side held: flat, ``enter_long`` goes long (else ``enter_short``
 short); long, ``enter_short`` reverses and ``exit_long`` closes; short, ``enter_long`` reverses and
@@ -24,6 +26,7 @@ verifies that) and ``live_window`` covers their longest lookback.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -224,8 +227,14 @@ class SignalStrategy(Strategy):
             ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
             return None
         fraction = self._fraction
-        if size is not None and pd.notna(size) and float(size) > 0:
-            fraction = to_decimal(float(size))
+        if size is not None and pd.notna(size):  # NaN (no size on that row): ``fraction``
+            value = float(size)
+            if not (0 < value < math.inf):  # -5 or inf fell back to ``fraction`` silently
+                raise ValueError(
+                    f"strategy {self.name}: size {value!r} on the {symbol} bar of "
+                    f"{bar.ts.isoformat()} (a share of equity above 0; NaN uses the fraction)"
+                )
+            fraction = to_decimal(value)
         quantity = ctx.size_for(symbol, fraction, self._lot, price)
         side = "long" if direction > 0 else "short"
         if held != 0:  # reverse: close first (a pure reduction), then enter

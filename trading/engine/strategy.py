@@ -446,10 +446,19 @@ class StrategyContext:
     ) -> str:
         """Queue an order intent; return its client order id.
 
+        A negative or non-finite ``quantity`` (NaN, inf) raises ValueError naming the strategy
+        and the value: the strategy's error, not an order the venue quietly refuses.
+
         ``algo="twap"|"vwap"`` with ``duration`` (seconds or a timedelta) and optionally
         ``slices``, ``max_participation`` or a VWAP ``profile`` makes it a parent the runner works
         in children over that time (``trading.engine.algo_book``).
         """
+        qty = to_decimal(quantity)
+        if not qty.is_finite() or qty < 0:  # was a silent reject: no trade, no message
+            raise ValueError(
+                f"strategy {self.strategy_id}: {side} {symbol} quantity {quantity!r} "
+                "(a finite number of units, not negative)"
+            )
         if algo is not None:
             kwargs["metadata"] = {
                 **(kwargs.get("metadata") or {}),
@@ -467,7 +476,7 @@ class StrategyContext:
                 account=self.account,
                 symbol=symbol,
                 side=side if side.__class__ is OrderSide else OrderSide(side),
-                quantity=to_decimal(quantity),
+                quantity=qty,
                 type=type if type.__class__ is OrderType else OrderType(type),
                 price=to_decimal(price) if price is not None else None,
                 stop_price=to_decimal(stop_price) if stop_price is not None else None,
