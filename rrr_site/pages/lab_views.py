@@ -89,12 +89,18 @@ def backtests_page(request: HttpRequest) -> HttpResponse:
     ids = [int(x) for x in request.GET.get("compare", "").split(",") if x.strip().isdigit()]
     compared = [_headline(r) for r in BacktestRun.objects.filter(pk__in=ids[:COMPARE_MAX])]
     today = date.today()
+    strategies = [x for x in available_strategies() if x not in {"model_signal", "pairs"}]
+    symbols = list(Symbol.objects.filter(active=True).values_list("name", flat=True))
     context.update(
         runs=runs,
         compared=compared,
         headline=HEADLINE,
-        strategies=[x for x in available_strategies() if x not in {"model_signal", "pairs"}],
-        symbols=list(Symbol.objects.filter(active=True).values_list("name", flat=True)),
+        strategies=strategies,
+        symbols=symbols,
+        # A first run that works with nothing stored: sma_cross on BTC-USD's simulated bars
+        # (the first names sorted, bollinger_breakout on AVAX-USD's stored bars, had none).
+        default_strategy="sma_cross" if "sma_cross" in strategies else strategies[0],
+        default_symbol="BTC-USD" if "BTC-USD" in symbols or not symbols else symbols[0],
         default_start=(today - timedelta(days=7)).isoformat(),
         default_end=today.isoformat(),
     )
