@@ -193,16 +193,21 @@ class BarData:
     def __len__(self) -> int:
         return int(self.ts.size)
 
-    def closes(self) -> pd.DataFrame:
-        """Return close prices as a (ts × symbol) frame (NaN where a symbol has no bar)."""
-        stamps, names = self.stamps(), self.symbols
+    def closes(self, index: pd.DatetimeIndex | None = None) -> pd.DataFrame:
+        """Return close prices as a (ts × symbol) frame (NaN where a symbol has no bar).
+
+        ``index``: the bar times as a UTC ``DatetimeIndex`` when the caller has built it.
+        """
+        stamps, names = self.stamps() if index is None else index.asi8, self.symbols
         if len(names) == 1:
             values = self.close[:, None]
         else:
             codes = np.searchsorted(np.asarray(names, dtype=object), self.symbol)
             values = np.full((stamps.size, len(names)), np.nan)
             values[np.searchsorted(stamps, self.ts), codes] = self.close
-        index = pd.DatetimeIndex(stamps.astype("datetime64[ns]"), name="ts").tz_localize(UTC)
+        if index is None:
+            index = pd.DatetimeIndex(stamps.astype("datetime64[ns]")).tz_localize(UTC)
+        index = index.rename("ts")
         return pd.DataFrame(values, index=index, columns=pd.Index(names, name="symbol"))
 
     def stamps(self) -> np.ndarray:
@@ -702,7 +707,7 @@ class _Session:
         if curve is None:
             curve = np.array(self.equity, dtype=float)
         equity = pd.Series(curve, index=index, name="equity")
-        prices = data.closes()
+        prices = data.closes(index)  # the same bar times: built once
         fills = self.recorder.fills
         symbols = list(prices.columns)
         one = len(symbols) == 1
