@@ -34,11 +34,13 @@ def run_with(tmp_path, what: str) -> None:
 
 
 def test_a_strategy_calling_sys_exit_fails_the_command_and_the_run(tmp_path):
-    # It exited 0 with no output and the run stayed "running" for ever (dashboard and API).
-    with pytest.raises(CommandError, match=r"SystemExit\(0\).*run #\d+ failed"):
+    # It exited 0 with no output and the run stayed "running" for ever (dashboard and API). The
+    # runner takes it for the strategy's error, named with its file, line and bar.
+    where = r"strategy Stops raised SystemExit: 0 \(.*stops\.py, line 9; on_bar: the BTC-USD bar"
+    with pytest.raises(CommandError, match=where):
         run_with(tmp_path, "SystemExit(0)")
     run = BacktestRun.objects.get()
-    assert run.status == "failed" and run.error.startswith("SystemExit")
+    assert run.status == "failed" and "raised SystemExit: 0" in run.error
     assert not run.trades.exists()
 
 
