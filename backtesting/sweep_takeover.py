@@ -65,11 +65,12 @@ def sweep_run_owned(
 def sweeps_take_over() -> list[int]:
     """Take over every running sweep whose parent's process died; return their ids.
 
-    Single runs whose owner died cannot be resumed: they are marked failed (``run_owner``).
+    Single runs whose owner died cannot be resumed: they are marked failed, as are research,
+    training and optimisation runs (``rrr_site.run_owner.reap_all``).
     """
-    from backtesting.run_owner import backtest_runs_reap
+    from rrr_site.run_owner import reap_all
 
-    backtest_runs_reap()
+    reap_all()
     candidates = BacktestRun.objects.filter(
         status=RunStatus.RUNNING, parent__isnull=True, optimize__in=SWEEP_METHODS
     ).values_list("pk", flat=True)

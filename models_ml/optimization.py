@@ -38,6 +38,7 @@ from models_ml.engine.quantum.options import PROBLEMS
 from models_ml.engine.quantum.qubo import to_qubo
 from models_ml.models import MLModel, OptimizationRun, Prediction
 from models_ml.services import json_ready
+from rrr_site import run_owner
 
 KINDS = {"qaoa": OptimizationKind.QAOA, "vqe": OptimizationKind.VQE}
 KINDS["anneal"] = OptimizationKind.ANNEALING
@@ -329,8 +330,32 @@ def _enumerate(problem: Problem) -> FeasibleSet | None:
         raise
 
 
+RUN_LOCK = run_owner.OPTIMIZE  # its executor holds ``optimize-run:<id>`` (rrr_site.run_owner)
+
+
+def optimization_runs_reap() -> list[int]:
+    """Fail every running optimisation whose owner died (its lock is free); return their ids."""
+    return run_owner.runs_reap(OptimizationRun.objects.all(), RUN_LOCK)
+
+
 def optimization_run_execute(*, run: OptimizationRun) -> OptimizationRun:
-    """Claim the pending run, solve it and store the answer and its metrics (or the failure)."""
+    """Claim the pending run, solve it and store the answer and its metrics (or the failure).
+
+    Its lock is held from before the claim to the stored outcome: a process killed meanwhile
+    leaves a run ``optimization_runs_reap`` fails (here, at the next run, and every minute).
+    """
+    optimization_runs_reap()
+    lock = run_owner.run_lock(RUN_LOCK, run.pk)
+    if not lock.acquire():
+        holder = lock.holder() or "another process"
+        raise OptimizationRunFailed(f"optimisation run {run.pk} is being run by {holder}")
+    try:
+        return _execute_owned(run)
+    finally:
+        lock.release()
+
+
+def _execute_owned(run: OptimizationRun) -> OptimizationRun:
     _claim(run)
     request = OptimizationRequest.from_inputs(run.inputs)
     try:

@@ -34,7 +34,9 @@ from models_ml.choices import ModelType, RunStatus
 from models_ml.engine.errors import MLEngineError
 from models_ml.models import MLModel, TrainingRun
 from monitoring.services import audit_record, broadcast
-from rrr_site.locks import OwnerLock, owner_lock
+from rrr_site import run_owner
+from rrr_site.locks import OwnerLock
+from rrr_site.run_owner import OWNER_DIED  # noqa: F401 - re-exported (admin, tests)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +54,6 @@ MIN_FOLD_SAMPLES = 50
 SIMULATION_SEED = 42  # the seed ``backfill --source sim`` uses: the same bars either way
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 REGISTER_ATTEMPTS = 3
-OWNER_DIED = "owner process died"
 # Random-search candidates per network. Keys the user fixes with ``hparams`` are not searched.
 SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "transformer": {
@@ -151,9 +152,7 @@ def model_activate(*, model: MLModel, actor: Any, force: bool = False) -> MLMode
             before={"active": False},
             after={"active": True, **({"forced": True, "verdict": "no edge"} if no_edge else {})},
         )
-        broadcast(
-            "system", "model", {"name": model.name, "version": model.version, "active": True}
-        )
+        broadcast("system", "model", {"name": model.name, "version": model.version, "active": True})
     return model
 
 
@@ -471,30 +470,12 @@ def training_run_lock(run_id: int) -> OwnerLock:
     Whoever trains a run holds it from before the claim until the outcome is written; the OS or
     the database frees it when that process dies, which is how a dead owner is told apart.
     """
-    return owner_lock(f"train-run:{run_id}")
+    return run_owner.run_lock(run_owner.TRAIN, run_id)
 
 
 def training_runs_reap() -> list[int]:
     """Fail every running run whose owner died (its lock is free); return their ids."""
-    reaped = []
-    running = TrainingRun.objects.filter(status=RunStatus.RUNNING)
-    for run_id in running.values_list("pk", flat=True):
-        lock = training_run_lock(run_id)
-        if not lock.acquire():
-            continue  # its owner is alive and training
-        try:
-            # While we hold the lock no owner can finish the run: still running means orphaned.
-            done = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-                status=RunStatus.FAILED,
-                error=f"{OWNER_DIED} (its lock train-run:{run_id} was free while running)",
-                finished_at=timezone.now(),
-            )
-        finally:
-            lock.release()
-        if done:
-            logger.warning("training run %s: %s; marked failed", run_id, OWNER_DIED)
-            reaped.append(run_id)
-    return reaped
+    return run_owner.runs_reap(TrainingRun.objects.all(), run_owner.TRAIN)
 
 
 def _claim(run: TrainingRun) -> None:

@@ -42,6 +42,7 @@ from research.engine.hypothesis import CORRECTIONS
 from research.engine.patterns import OVERLAP_METHODS
 from research.engine.report import write_report
 from research.models import Finding, ResearchRun
+from rrr_site import run_owner
 from trading.engine.strategies import create_strategy
 
 logger = logging.getLogger(__name__)
@@ -223,6 +224,14 @@ def research_run_create(
     )
 
 
+RUN_LOCK = run_owner.RESEARCH  # its executor holds ``research-run:<id>`` (rrr_site.run_owner)
+
+
+def research_runs_reap() -> list[int]:
+    """Fail every running study whose owner died (its lock is free); return their ids."""
+    return run_owner.runs_reap(ResearchRun.objects.all(), RUN_LOCK)
+
+
 def _claim(run: ResearchRun) -> None:
     claimed = ResearchRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
         status=RunStatus.RUNNING
@@ -241,6 +250,19 @@ def research_run_execute(
     "trials", one by one), "report", "store" (a progress bar's feed).
     """
     step = progress or _no_progress
+    research_runs_reap()  # studies a killed process left "running" are failed, not run for ever
+    lock = run_owner.run_lock(RUN_LOCK, run.pk)  # held from before the claim to the outcome
+    if not lock.acquire():
+        raise RunNotPending(
+            f"research run #{run.pk} is being run by {lock.holder() or 'another process'}"
+        )
+    try:
+        return _execute_owned(run, report, step)
+    finally:
+        lock.release()
+
+
+def _execute_owned(run: ResearchRun, report: bool, step: Progress) -> ResearchRun:
     _claim(run)
     try:
         step("study", 0, 1)
