@@ -129,3 +129,46 @@ async def test_runtrader_keeps_running_with_the_account_reducing(paper, tmp_path
                     "the risk event stored")  # fmt: skip
     event = await db(RiskEvent.objects.get)(account=paper, kind="strategy")
     assert str(path) in event.message and "SystemExit" in event.message
+
+
+STARTS = """
+import sys
+
+from trading.engine.strategy import Strategy
+
+
+class ExitsAt(Strategy):
+    default_params = {"at": "start"}
+
+    def on_start(self, ctx):
+        if self.params["at"] == "start":
+            sys.exit(0)
+
+    def on_stop(self, ctx):
+        if self.params["at"] == "stop":
+            sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize(("at", "code"), [("start", 0), ("stop", 3)])
+def test_sys_exit_in_on_start_or_on_stop_fails_the_backtest_naming_it(tmp_path, at, code):
+    spec, path = spec_of(tmp_path, STARTS, "ExitsAt")
+    with pytest.raises(StrategyCodeError) as caught:
+        run_backtest(create_strategy(spec, at=at), walk_frame(20), BacktestConfig())
+    message = str(caught.value)
+    assert f"raised SystemExit: {code}" in message and f"{path}, line" in message
+    assert message.endswith(f"; on_{at})"), message
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_runtrader_carries_on_when_on_start_exits(paper, tmp_path):
+    spec, path = spec_of(tmp_path, STARTS, "ExitsAt")
+    async with running(paper, strategy=spec) as runtime:
+        await until(lambda: runtime.oms.mode(paper.name) is TradingMode.REDUCING, "reducing")
+        events = runtime.summary.events
+        await until(lambda: runtime.summary.events > events + 5, "the engine to carry on")
+        await until(db(RiskEvent.objects.filter(account=paper, kind="strategy").exists),
+                    "the risk event stored")  # fmt: skip
+    event = await db(RiskEvent.objects.get)(account=paper, kind="strategy")
+    assert str(path) in event.message and "SystemExit" in event.message

@@ -129,7 +129,10 @@ class StrategyRunner:
         """Call every strategy's ``on_start``."""
         self._set_now(now)
         for slot in self._slots:
-            slot.strategy.on_start(slot.ctx)
+            try:
+                slot.strategy.on_start(slot.ctx)
+            except (Exception, SystemExit) as exc:  # its error, as in any callback
+                self._failed(slot, exc, "on_start")
         self.settle(now)
 
     def warm_up(self, bars: Iterable[Bar], now: datetime) -> int:
@@ -170,7 +173,10 @@ class StrategyRunner:
         """Call every strategy's ``on_stop``."""
         self._set_now(now)
         for slot in self._slots:
-            slot.strategy.on_stop(slot.ctx)
+            try:
+                slot.strategy.on_stop(slot.ctx)
+            except (Exception, SystemExit) as exc:
+                self._failed(slot, exc, "on_stop")
         self.settle(now)
 
     # ----------------------------------------------------------------- events
