@@ -90,3 +90,37 @@ def test_a_nan_size_uses_the_fraction_and_a_good_one_is_used(tmp_path):
         sized[size] = float(order.quantity) * price / 100_000
     nan, tenth, third = sized.values()
     assert nan == pytest.approx(tenth, rel=0.02) and third == pytest.approx(0.3, rel=0.02)
+
+
+PRICED = """
+from trading.engine.strategy import Strategy
+
+
+class Priced(Strategy):
+    default_params = {"call": "limit", "value": "NaN"}
+
+    def on_bar(self, bar, ctx):
+        value = float(self.params["value"])
+        if self.params["call"] == "limit":
+            ctx.buy(bar.symbol, 1, type="limit", price=value)
+        elif self.params["call"] == "stop":
+            ctx.sell(bar.symbol, 1, type="stop", stop_price=value)
+        else:
+            ctx.target_position(bar.symbol, value)
+"""
+
+
+@pytest.mark.parametrize(
+    ("call", "value", "said"),
+    [("limit", "nan", "price nan"), ("limit", "-1", "price -1.0"), ("limit", "0", "price 0.0"),
+     ("stop", "inf", "stop_price inf"), ("target", "nan", "target position BTC-USD nan")],
+)  # fmt: skip
+def test_a_bad_price_or_target_names_the_strategy_and_value(tmp_path, call, value, said):
+    spec = spec_of(tmp_path, PRICED, "Priced")
+    bars = walk_frame(30)
+    with pytest.raises(StrategyCodeError) as caught:
+        run_backtest(create_strategy(spec, call=call, value=value), bars, BacktestConfig())
+    message = str(caught.value)
+    assert (
+        "strategy Priced" in message and said.replace("BTC-USD", bars["symbol"].iloc[0]) in message
+    ), message

@@ -290,6 +290,14 @@ class PositionSizer(Protocol):
         ...
 
 
+def _price(ctx: StrategyContext, name: str, value: Number) -> Decimal:
+    """Return ``value`` as a Decimal; raise ValueError naming the strategy unless it is > 0."""
+    price = to_decimal(value)
+    if not price.is_finite() or price <= 0:
+        raise ValueError(f"strategy {ctx.strategy_id}: {name} {value!r} (a finite price above 0)")
+    return price
+
+
 class StrategyContext:
     """What a strategy can read and ask for; intents are queued until the runner drains them."""
 
@@ -446,8 +454,9 @@ class StrategyContext:
     ) -> str:
         """Queue an order intent; return its client order id.
 
-        A negative or non-finite ``quantity`` (NaN, inf) raises ValueError naming the strategy
-        and the value: the strategy's error, not an order the venue quietly refuses.
+        A negative or non-finite ``quantity`` (NaN, inf), or a ``price``/``stop_price`` not above
+        0 or not finite, raises ValueError naming the strategy and the value: the strategy's
+        error, not an order the venue quietly refuses.
 
         ``algo="twap"|"vwap"`` with ``duration`` (seconds or a timedelta) and optionally
         ``slices``, ``max_participation`` or a VWAP ``profile`` makes it a parent the runner works
@@ -459,6 +468,10 @@ class StrategyContext:
                 f"strategy {self.strategy_id}: {side} {symbol} quantity {quantity!r} "
                 "(a finite number of units, not negative)"
             )
+        if price is not None:
+            price = _price(self, "price", price)
+        if stop_price is not None:
+            stop_price = _price(self, "stop_price", stop_price)
         if algo is not None:
             kwargs["metadata"] = {
                 **(kwargs.get("metadata") or {}),
@@ -478,8 +491,8 @@ class StrategyContext:
                 side=side if side.__class__ is OrderSide else OrderSide(side),
                 quantity=qty,
                 type=type if type.__class__ is OrderType else OrderType(type),
-                price=to_decimal(price) if price is not None else None,
-                stop_price=to_decimal(stop_price) if stop_price is not None else None,
+                price=price,
+                stop_price=stop_price,
                 tif=tif if tif.__class__ is TimeInForce else TimeInForce(tif),
                 strategy=self.strategy_id,
                 client_order_id=oid,
@@ -494,6 +507,11 @@ class StrategyContext:
         Open orders of this strategy and intents queued in this callback count as done.
         """
         target = to_decimal(quantity)
+        if not target.is_finite():  # NaN failed later as a bare decimal.InvalidOperation
+            raise ValueError(
+                f"strategy {self.strategy_id}: target position {symbol} {quantity!r} "
+                "(a finite number of units)"
+            )
         held = self.position(symbol)
         delta = target - self._expected(symbol, held)
         if delta == 0:
