@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
@@ -123,9 +125,14 @@ def test_cors_only_for_configured_origins(world):
 def test_docs_pages_served_offline(admin_client):
     page = admin_client.get("/api/docs/")
     assert page.status_code == 200
-    assert b"cdn" not in page.content.lower() and b"swagger-ui" in page.content.lower()
+    assert b"swagger-ui" in page.content.lower()
     redoc = admin_client.get("/api/redoc/")
-    assert redoc.status_code == 200 and b"cdn" not in redoc.content.lower()
+    assert redoc.status_code == 200
+    for html in (page.content.decode(), redoc.content.decode()):
+        # No asset from another host. (Not a bare "cdn" search: the page's random CSRF token
+        # spelled it, case folded, about once in 200 loads.)
+        assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html, re.I)
+        assert "cdn." not in html.lower()
     from django.contrib.staticfiles import finders
 
     urls = _static_urls(page.content.decode() + redoc.content.decode())
