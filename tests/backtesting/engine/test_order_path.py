@@ -257,7 +257,8 @@ def test_signal_table_follows_the_rules_for_every_side_held(n, seed) -> None:
 
     rng = np.random.default_rng(seed)
     names = ("enter_long", "enter_short", "exit_long", "exit_short")
-    df = pd.DataFrame({c: rng.random(n) < 0.4 for c in names if rng.random() < 0.8})
+    # The bars' rows are always there (index), even when no signal column is drawn.
+    df = pd.DataFrame({c: rng.random(n) < 0.4 for c in names if rng.random() < 0.8}, index=range(n))
     el, es, xl, xs = (
         df[c].to_numpy(dtype=bool) if c in df else np.zeros(n, dtype=bool) for c in names
     )
