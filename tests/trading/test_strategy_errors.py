@@ -3,23 +3,20 @@ alone, its account moves to reducing, a risk event and an alert are stored, the 
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from backtesting.engine.runner import BacktestConfig, run_backtest
-from marketdata.engine.events import Bar
 from monitoring.models import Alert, AlertRule
-from risk.models import RiskEvent, TradingState
+from risk.models import TradingState
 from tests.backtesting.engine.helpers import D, walk_frame
-from tests.runtime_harness import db, running, until
-from trading.engine.hooks import TradingMode
-from trading.engine.oms import OrderManager
-from trading.engine.portfolio import Portfolio
-from trading.engine.runner import StrategyRunner
+from tests.runtime_harness import db
+from tests.trading.strategy_failures import (
+    run_live_pair,
+    runtrader_until_strategy_fails,
+    strategy_file,
+)
 from trading.engine.signal_strategy import StrategyCodeError
 from trading.engine.strategies import create_strategy
-from trading.engine.venue import PaperVenue
 
 RAISES = '''
 from decimal import Decimal
@@ -43,9 +40,7 @@ class RaisesLater(Strategy):
 
 @pytest.fixture
 def raises_later(tmp_path):
-    path = tmp_path / "raises.py"
-    path.write_text(textwrap.dedent(RAISES))
-    return f"{path}:RaisesLater", path
+    return strategy_file(tmp_path, RAISES, "RaisesLater")
 
 
 def test_a_backtest_stops_with_the_file_line_and_bar(raises_later):
@@ -55,26 +50,14 @@ def test_a_backtest_stops_with_the_file_line_and_bar(raises_later):
         run_backtest(create_strategy(spec), bars, BacktestConfig(taker_fee_bps=D(10)))
     message = str(caught.value)
     sixth = bars["ts"].iloc[5]
-    assert "ZeroDivisionError" in message and f"{path.resolve()}, line 16" in message
+    assert "ZeroDivisionError" in message and f"{path}, line 16" in message
     assert f"on_bar: the {bars['symbol'].iloc[0]} bar of {sixth}" in message
 
 
 def test_live_engine_stops_the_strategy_alone_and_the_other_one_trades_on(raises_later):
     spec, _ = raises_later
     bars = walk_frame(20)
-    oms = OrderManager(PaperVenue())
-    start = bars["ts"].iloc[0].to_pydatetime()
-    for account in ("a", "b"):
-        oms.add_account(Portfolio(account, D(100_000), ts=start))
-    runner = StrategyRunner(oms)
-    failures = []
-    runner.on_strategy_error = lambda account, sid, error: failures.append((account, sid, error))
-    runner.add(create_strategy(spec, after=3), "a")
-    runner.add(create_strategy(spec, after=10**9), "b")
-    runner.start(start)
-    for row in bars.itertuples():
-        runner.on_bar(Bar(row.symbol, "1m", row.ts.to_pydatetime(), row.open, row.high, row.low,
-                          row.close, row.volume))
+    oms, failures = run_live_pair(spec, bars)
     assert [(a, s) for a, s, _ in failures] == [("a", "RaisesLater")]
     assert "ZeroDivisionError" in str(failures[0][2])
     symbol = bars["symbol"].iloc[0]
@@ -88,14 +71,8 @@ def test_live_engine_stops_the_strategy_alone_and_the_other_one_trades_on(raises
 async def test_runtrader_moves_the_account_to_reducing_and_alerts(paper, raises_later):
     spec, path = raises_later
     await db(AlertRule.objects.create)(name="strategies", source="risk", kind="strategy")
-    async with running(paper, strategy=spec, params={"after": 2}) as runtime:
-        await until(lambda: runtime.oms.mode(paper.name) is TradingMode.REDUCING, "reducing")
-        events = runtime.summary.events
-        await until(lambda: runtime.summary.events > events + 5, "the engine to carry on")
-        await until(db(RiskEvent.objects.filter(account=paper, kind="strategy").exists),
-                    "the risk event stored")
-    event = await db(RiskEvent.objects.get)(account=paper, kind="strategy")
-    assert str(path.resolve()) in event.message and "ZeroDivisionError" in event.message
+    event = await runtrader_until_strategy_fails(paper, spec, after=2)
+    assert str(path) in event.message and "ZeroDivisionError" in event.message
     assert event.severity == "critical"
     state = await db(TradingState.objects.get)(account=paper)
     assert state.state == "reducing"

@@ -12,17 +12,14 @@ import textwrap
 import pytest
 
 from backtesting.engine.runner import BacktestConfig, run_backtest
-from marketdata.engine.events import Bar
-from risk.models import RiskEvent
 from tests.backtesting.engine.helpers import D, walk_frame
-from tests.runtime_harness import db, running, until
-from trading.engine.hooks import TradingMode
-from trading.engine.oms import OrderManager
-from trading.engine.portfolio import Portfolio
-from trading.engine.runner import StrategyRunner
+from tests.trading.strategy_failures import (
+    run_live_pair,
+    runtrader_until_strategy_fails,
+    strategy_file,
+)
 from trading.engine.signal_strategy import StrategyCodeError
 from trading.engine.strategies import create_strategy
-from trading.engine.venue import PaperVenue
 
 EXITS = """
 import sys
@@ -65,15 +62,9 @@ class ExitsInIndicators(SignalStrategy):
 """
 
 
-def spec_of(tmp_path, text: str, cls: str) -> tuple[str, object]:
-    path = tmp_path / f"{cls.lower()}.py"
-    path.write_text(textwrap.dedent(text))
-    return f"{path}:{cls}", path.resolve()
-
-
 @pytest.mark.parametrize(("where", "event"), [("bar", "on_bar: the"), ("fill", "on_fill:")])
 def test_a_backtest_fails_naming_file_line_and_event(tmp_path, where, event):
-    spec, path = spec_of(tmp_path, EXITS, "ExitsLater")
+    spec, path = strategy_file(tmp_path, EXITS, "ExitsLater")
     with pytest.raises(StrategyCodeError) as caught:
         run_backtest(create_strategy(spec, where=where), walk_frame(50), BacktestConfig())
     message = str(caught.value)
@@ -83,33 +74,21 @@ def test_a_backtest_fails_naming_file_line_and_event(tmp_path, where, event):
 
 
 def test_a_signal_strategy_exiting_in_indicators_fails_the_backtest(tmp_path):
-    spec, path = spec_of(tmp_path, SIGNAL_EXITS, "ExitsInIndicators")
+    spec, path = strategy_file(tmp_path, SIGNAL_EXITS, "ExitsInIndicators")
     with pytest.raises(StrategyCodeError, match=r"SystemExit.*line 9.*indicators\(\)"):
         run_backtest(create_strategy(spec), walk_frame(50), BacktestConfig())
 
 
 def test_keyboard_interrupt_is_not_taken_for_a_strategy_error(tmp_path):
-    spec, _ = spec_of(tmp_path, EXITS, "ExitsLater")
+    spec, _ = strategy_file(tmp_path, EXITS, "ExitsLater")
     with pytest.raises(KeyboardInterrupt):
         run_backtest(create_strategy(spec, how="interrupt"), walk_frame(50), BacktestConfig())
 
 
 def test_live_runner_stops_that_strategy_alone(tmp_path):
-    spec, _ = spec_of(tmp_path, EXITS, "ExitsLater")
+    spec, _ = strategy_file(tmp_path, EXITS, "ExitsLater")
     bars = walk_frame(20)
-    oms = OrderManager(PaperVenue())
-    start = bars["ts"].iloc[0].to_pydatetime()
-    for account in ("a", "b"):
-        oms.add_account(Portfolio(account, D(100_000), ts=start))
-    runner = StrategyRunner(oms)
-    failures = []
-    runner.on_strategy_error = lambda account, sid, error: failures.append((account, sid, error))
-    runner.add(create_strategy(spec, after=3), "a")
-    runner.add(create_strategy(spec, after=10**9), "b")
-    runner.start(start)
-    for row in bars.itertuples():
-        runner.on_bar(Bar(row.symbol, "1m", row.ts.to_pydatetime(), row.open, row.high, row.low,
-                          row.close, row.volume))  # fmt: skip
+    oms, failures = run_live_pair(spec, bars)
     assert [(a, s) for a, s, _ in failures] == [("a", "ExitsLater")]
     assert "SystemExit" in str(failures[0][2])
     symbol = bars["symbol"].iloc[0]
@@ -120,14 +99,8 @@ def test_live_runner_stops_that_strategy_alone(tmp_path):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
 async def test_runtrader_keeps_running_with_the_account_reducing(paper, tmp_path):
-    spec, path = spec_of(tmp_path, EXITS, "ExitsLater")
-    async with running(paper, strategy=spec, params={"after": 2}) as runtime:
-        await until(lambda: runtime.oms.mode(paper.name) is TradingMode.REDUCING, "reducing")
-        events = runtime.summary.events
-        await until(lambda: runtime.summary.events > events + 5, "the engine to carry on")
-        await until(db(RiskEvent.objects.filter(account=paper, kind="strategy").exists),
-                    "the risk event stored")  # fmt: skip
-    event = await db(RiskEvent.objects.get)(account=paper, kind="strategy")
+    spec, path = strategy_file(tmp_path, EXITS, "ExitsLater")
+    event = await runtrader_until_strategy_fails(paper, spec, after=2)
     assert str(path) in event.message and "SystemExit" in event.message
 
 
@@ -152,7 +125,7 @@ class ExitsAt(Strategy):
 
 @pytest.mark.parametrize(("at", "code"), [("start", 0), ("stop", 3)])
 def test_sys_exit_in_on_start_or_on_stop_fails_the_backtest_naming_it(tmp_path, at, code):
-    spec, path = spec_of(tmp_path, STARTS, "ExitsAt")
+    spec, path = strategy_file(tmp_path, STARTS, "ExitsAt")
     with pytest.raises(StrategyCodeError) as caught:
         run_backtest(create_strategy(spec, at=at), walk_frame(20), BacktestConfig())
     message = str(caught.value)
@@ -163,12 +136,6 @@ def test_sys_exit_in_on_start_or_on_stop_fails_the_backtest_naming_it(tmp_path, 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
 async def test_runtrader_carries_on_when_on_start_exits(paper, tmp_path):
-    spec, path = spec_of(tmp_path, STARTS, "ExitsAt")
-    async with running(paper, strategy=spec) as runtime:
-        await until(lambda: runtime.oms.mode(paper.name) is TradingMode.REDUCING, "reducing")
-        events = runtime.summary.events
-        await until(lambda: runtime.summary.events > events + 5, "the engine to carry on")
-        await until(db(RiskEvent.objects.filter(account=paper, kind="strategy").exists),
-                    "the risk event stored")  # fmt: skip
-    event = await db(RiskEvent.objects.get)(account=paper, kind="strategy")
+    spec, path = strategy_file(tmp_path, STARTS, "ExitsAt")
+    event = await runtrader_until_strategy_fails(paper, spec)
     assert str(path) in event.message and "SystemExit" in event.message
