@@ -7,12 +7,6 @@ failed ("owner process died") by the kind's next run and by the every-minute tak
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from backtesting.sweep_takeover import sweeps_take_over
@@ -21,51 +15,19 @@ from models_ml.optimization import OptimizationRunFailed, optimization_run_execu
 from research.models import ResearchRun
 from research.services import RunNotPending, research_run_execute, research_runs_reap
 from rrr_site.run_owner import OPTIMIZE, OWNER_DIED, RESEARCH, run_lock
-from tests.polling import wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
-
-STUCK = """
-import time
-from pathlib import Path
-
-from trading.engine.params import IntParam
-from trading.engine.strategy import Strategy
-
-
-class Stuck(Strategy):
-    parameters = {{"n": IntParam(1, 1, 5)}}
-
-    def on_bar(self, bar, ctx):
-        Path({marker!r}).write_text("in on_bar")
-        while True:  # until SIGKILL
-            time.sleep(1)
-"""
+from tests.rrr_site.stuck_runs import stuck_in_on_bar
 
 
 def test_a_killed_research_study_is_failed_by_the_minute_schedule(subprocess_env, tmp_path):
-    marker = tmp_path / "running"
-    strategy = tmp_path / "stuck.py"
-    strategy.write_text(STUCK.format(marker=str(marker)))
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "research", "overfitting", "--skip-checks",
-         "--strategy", f"{strategy}:Stuck", "--space", "n=1,2", "--symbols", "BTC-USD",
-         "--timeframe", "1h", "--start", "2024-01-01", "--end", "2024-01-05", "--source", "sim",
-         "--no-report"],
-        cwd=ROOT, env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: marker.exists() or process.poll() is not None, what="the study's bar")
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    study = ("research", "overfitting", "--skip-checks", "--space", "n=1,2", "--symbols",
+             "BTC-USD", "--timeframe", "1h", "--start", "2024-01-01", "--end", "2024-01-05",
+             "--source", "sim", "--no-report")  # fmt: skip
+    with stuck_in_on_bar(subprocess_env, tmp_path, *study):
         run = ResearchRun.objects.get()
         assert run.status == "running"
         assert research_runs_reap() == []  # its owner is alive: left alone
         sweeps_take_over()
         assert ResearchRun.objects.get().status == "running"
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
     # Before: "running" for ever on the dashboard and the API. The every-minute schedule reaps.
     sweeps_take_over()
     run.refresh_from_db()
