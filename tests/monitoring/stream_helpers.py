@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import jsonschema
+import uvicorn
 from channels.testing import WebsocketCommunicator
 
 from rrr_site.asgi import application
@@ -57,3 +62,32 @@ class StreamClient:
 
     async def close(self) -> None:
         await self.comm.disconnect()
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn in the test's loop, leaving pytest's signal handlers alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving(**options) -> AsyncIterator[int]:
+    """Serve the ASGI app with uvicorn on a free loopback port (real sockets); yield the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options
+    )
+    server = QuietServer(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.02)
+        yield port
+    finally:
+        server.should_exit = True
+        await task

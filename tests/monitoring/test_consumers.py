@@ -7,11 +7,8 @@ Every refusal is an accepted handshake closed with a code (4401 unauthenticated,
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 
 import pytest
-import uvicorn
 import websockets
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -23,6 +20,7 @@ from rest_framework.authtoken.models import Token
 from monitoring.consumers import LiveGroupConsumer
 from rrr_site.asgi import application
 from tests.factories import AccountFactory, SymbolFactory, UserFactory
+from tests.monitoring.stream_helpers import serving
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -248,33 +246,9 @@ async def test_deactivated_or_deleted_user_loses_the_stream(monkeypatch):
 # --- a real server and a real client --------------------------------------------------------
 
 
-class QuietServer(uvicorn.Server):
-    """uvicorn in the test's loop, leaving pytest's signal handlers alone."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield
-
-
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_close_codes_reach_a_real_client_without_origin():
     alice = await token_for("alice", accounts=("alpha",))
-    port = free_port()
-    server = QuietServer(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning",
-                       lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                await asyncio.sleep(0.05)
+    async with serving() as port:
         codes = {}
         for name, path in {
             "bad token": "/ws/orders/?token=nope",
@@ -286,6 +260,3 @@ async def test_close_codes_reach_a_real_client_without_origin():
                     await asyncio.wait_for(ws.recv(), 5)
                 codes[name] = ws.close_code
         assert codes == {"bad token": 4401, "forbidden": 4403, "unknown": 4404}
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)

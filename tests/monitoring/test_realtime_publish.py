@@ -26,16 +26,8 @@ from tests.monitoring.stream_helpers import StreamClient
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("close_thread_connections"),
+    pytest.mark.usefixtures("close_thread_connections", "fresh_channel_layer"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """Give each test its own channel layer (a Redis layer's locks are bound to a test's loop)."""
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
 
 
 @database_sync_to_async

@@ -25,26 +25,11 @@ from trading.models import Account
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("close_thread_connections"),
+    pytest.mark.usefixtures(
+        "close_thread_connections", "fresh_channel_layer", "fast_password_hashing"
+    ),
 ]
 T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """Give each test its own channel layer: a Redis layer left by an earlier test holds locks
-    bound to that test's (closed) event loop."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Hash test passwords cheaply: these tests exercise the stream, not PBKDF2."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @database_sync_to_async

@@ -24,7 +24,9 @@ from trading.runtime import BROADCAST_BATCH, BroadcastQueue, broadcast
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("close_thread_connections"),
+    pytest.mark.usefixtures(
+        "close_thread_connections", "fresh_channel_layer", "fast_password_hashing"
+    ),
 ]
 ORDERS = 700  # more than one round of the broadcaster (BROADCAST_BATCH)
 
@@ -37,21 +39,6 @@ def trade(n: int) -> dict:
 async def account_client(name: str) -> StreamClient:
     user = await user_with(name, "viewer", ("paper",))
     return await StreamClient(f"token={await token_of(user)}").open()
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """Each test gets its own layer (and so its own hub on its own event loop)."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -21,25 +21,12 @@ from tests.monitoring.test_stream import T0, market_world, order, publish, token
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("close_thread_connections"),
+    pytest.mark.usefixtures(
+        "close_thread_connections", "fresh_channel_layer", "fast_password_hashing"
+    ),
 ]
 QUOTE = {"symbol": "BTC-USD", "ts": T0.isoformat(), "bid": "1", "bid_size": "1", "ask": "2",
          "ask_size": "1"}  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """Each test gets its own layer (and so its own hub on its own event loop)."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 async def members_of(group: str) -> dict[str, float]:

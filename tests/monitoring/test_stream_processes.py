@@ -27,12 +27,7 @@ from tests.trading.test_runtrader_serve import free_port, get
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ["market.BTC-USD", "orders", "fills", "portfolio", "risk", "system"]
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Hash test passwords cheaply: these tests exercise the stream, not PBKDF2."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
 
 def viewer_token(paper) -> str:

@@ -19,18 +19,10 @@ from tests.monitoring.stream_helpers import StreamClient, check
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("close_thread_connections"),
+    pytest.mark.usefixtures(
+        "close_thread_connections", "fresh_channel_layer", "fast_password_hashing"
+    ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def fresh_channel_layer(settings):
-    from channels.layers import channel_layers
-
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
 
 
 @database_sync_to_async

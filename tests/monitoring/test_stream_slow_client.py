@@ -13,7 +13,6 @@ import json
 import socket
 
 import pytest
-import uvicorn
 import websockets
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -23,13 +22,15 @@ from rest_framework.authtoken.models import Token
 from marketdata.models import Symbol
 from monitoring.realtime import apublish
 from monitoring.stream import StreamConsumer
-from rrr_site.asgi import application
 from tests.factories import AccountFactory, OrderFactory, SymbolFactory, UserFactory
 from tests.monitoring.stream_helpers import check
+from tests.monitoring.stream_helpers import serving as serve_app
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("close_thread_connections"),
+    pytest.mark.usefixtures(
+        "close_thread_connections", "fresh_channel_layer", "fast_password_hashing"
+    ),
 ]
 CHANNELS = ["market.BTC-USD", "orders"]
 # Big books (~8 KB a message, in long prices: few objects to copy): the loopback socket's send
@@ -38,49 +39,12 @@ LEVELS = [[f"{50000 + i}." + "5" * 400, "0.25"] for i in range(10)]
 BOOKS = 1000
 
 
-@pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """Give each test its own channel layer: a Redis layer left by an earlier test holds locks
-    bound to that test's (closed) event loop."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-class QuietServer(uvicorn.Server):
-    """uvicorn in the test's loop, leaving pytest's signal handlers alone."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serving():
     """Serve the ASGI app on a free loopback port; yield the stream URL without credentials."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     # No keepalive pings: a stalled client would otherwise be dropped for missing its pongs.
-    server = QuietServer(uvicorn.Config(application, host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="off",
-                                        ws_ping_interval=None))
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.02)
-    try:
+    async with serve_app(ws_ping_interval=None) as port:
         yield f"ws://127.0.0.1:{port}/ws/v1/stream"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @database_sync_to_async
