@@ -128,8 +128,53 @@ def test_image_is_multi_stage_non_root_cpu_torch() -> None:
     for line in text.splitlines():
         if line.strip().upper().startswith(("ENV ", "ARG ")):
             assert not SECRET_NAME.search(line), line
-    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
-    assert {".env", ".git", "data"} <= set(ignored)
+
+
+def dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a .dockerignore pattern as Docker reads it: anchored at the context's root,
+    ``*`` and ``?`` within one path part, ``**`` across any number of parts."""
+    pattern = pattern.strip("/")
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + "$")
+
+
+def docker_ignores(path: str) -> bool:
+    """Say whether the build context leaves ``path`` out (a matched folder takes its files)."""
+    lines = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    patterns = [dockerignore_regex(p) for p in lines if p.strip() and not p.startswith("#")]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    return any(regex.match(prefix) for regex in patterns for prefix in prefixes)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".env", "deploy/.env", "deploy/systemd/rrr.env", "prod.env", ".git/config",
+     "data/db/trading.db", ".venv/bin/python", "trading/__pycache__/models.cpython-311.pyc"],
+)  # fmt: skip
+def test_image_context_leaves_out_secrets_and_local_state(path: str) -> None:
+    # deploy/.env holds compose's secrets (docs/deploy.md): `COPY . .` must never take it.
+    assert docker_ignores(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["manage.py", "requirements.lock", "deploy/rrr.env.example", "marketdata/models.py",
+     "rrr_site/static/rrr/live.js"],
+)  # fmt: skip
+def test_image_context_keeps_the_code(path: str) -> None:
+    assert not docker_ignores(path)
 
 
 @pytest.mark.parametrize(
