@@ -12,6 +12,7 @@ rolling windows are deques with running sums, and the volume median uses a small
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -40,6 +41,10 @@ _MIN_TS = datetime.min.replace(tzinfo=UTC)
 # Below this variance of log returns the z-score is meaningless (a flat price would make any tick
 # an "outlier"); 1e-20 is a standard deviation of 1e-10, far below any real tick size.
 _MIN_RETURN_VARIANCE = 1e-20
+_EMPTY_SLOT = -(2**63)  # below every number an id ring holds
+_DIGITS = "0123456789"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class Verdict(StrEnum):
@@ -167,6 +172,8 @@ class _Series:
         "pushes",
         "sizes",
         "sorted_sizes",
+        "id_prefix",
+        "id_ring",
         "ids",
         "id_fifo",
     )
@@ -184,11 +191,65 @@ class _Series:
         self.pushes = 0
         self.sizes: deque[float] = deque()
         self.sorted_sizes: list[float] = []
+        self.id_prefix = ""
+        self.id_ring: array[int] | None = None
         self.ids: set[object] = set()
         self.id_fifo: deque[object] = deque(maxlen=thresholds.duplicate_memory)
 
     def seen(self, key: object) -> bool:
-        """Return True if key was seen recently; remember it otherwise (bounded memory)."""
+        """Return True if key was seen recently; remember it otherwise (bounded memory).
+
+        Numbered ids ("12345", "sim-12345": one prefix per stream) go to a fixed ring of
+        ``duplicate_memory`` numbers indexed by value (``seen_number``); any other key to a
+        FIFO of the last ``duplicate_memory`` keys.
+        """
+        ring = self.id_ring
+        if ring is not None and type(key) is str:  # the hot path, inlined: the stream's ids
+            prefix = self.id_prefix
+            digits = key[len(prefix) :] if key.startswith(prefix) else ""
+            if (
+                digits.isdecimal()
+                and digits.isascii()
+                and len(digits) <= 18
+                and (digits[0] != "0" or len(digits) == 1)
+            ):
+                number = int(digits)
+                slot = number % len(ring)
+                held = ring[slot]
+                if held == number:
+                    return True
+                if held < number:
+                    ring[slot] = number
+                return False
+        numbered = _numbered(key)
+        if numbered is not None:
+            if ring is None:
+                self.id_prefix = numbered[0]
+            if numbered[0] == self.id_prefix:
+                return self.seen_number(numbered[1])
+        return self._seen_other(key)
+
+    def seen_number(self, number: int) -> bool:
+        """Return True if number was seen and not yet pushed out of the ring; remember it.
+
+        Slot ``number % duplicate_memory`` holds the largest number of its class seen, so the
+        ring remembers every number within ``duplicate_memory`` of the largest one (for ids
+        that count up, the last ``duplicate_memory`` ids) in 8 bytes each, allocated once.
+        A number older than the one in its slot counts as forgotten, as the FIFO forgets.
+        """
+        ring = self.id_ring
+        if ring is None:
+            ring = self.id_ring = array("q", (_EMPTY_SLOT,)) * self.t.duplicate_memory
+        slot = number % len(ring)
+        held = ring[slot]
+        if held == number:
+            return True
+        if held < number:
+            ring[slot] = number
+        return False
+
+    def _seen_other(self, key: object) -> bool:
+        """Check and remember a key that is not a numbered id (bounded FIFO and set)."""
         if key in self.ids:
             return True
         fifo = self.id_fifo
@@ -197,6 +258,36 @@ class _Series:
         fifo.append(key)
         self.ids.add(key)
         return False
+
+    def first_seen(self, keys: list[str]) -> int:
+        """Return the index of the first key that may be a duplicate (len(keys) if none).
+
+        Conservative: a key remembered at the start or repeated within ``keys`` stops the run
+        (``seen`` one by one decides it), so no duplicate is ever inside the returned prefix.
+        """
+        local: set[str] = set()
+        for j, key in enumerate(keys):
+            if not key:
+                continue
+            if key in local or self._remembered(key):
+                return j
+            local.add(key)
+        return len(keys)
+
+    def _remembered(self, key: str) -> bool:
+        """Return True if ``seen(key)`` would find key now, without remembering it."""
+        numbered = _numbered(key)
+        if numbered is not None and self.id_ring is not None and numbered[0] == self.id_prefix:
+            ring = self.id_ring
+            return ring[numbered[1] % len(ring)] == numbered[1]
+        if numbered is not None and self.id_ring is None:
+            return False
+        return key in self.ids
+
+    def remember(self, keys: list[str]) -> None:
+        """Remember keys (none of them remembered yet) exactly as ``seen`` one by one would."""
+        for key in keys:
+            self.seen(key)
 
     def spike(self, price: float) -> tuple[Verdict, float] | None:
         """Check price against the last good price; re-anchor after confirmed level shifts."""
@@ -476,7 +567,7 @@ class QualityValidator:
         if malformed is not None:
             return self._reject(malformed, bar.symbol, bar.ts)
         series = self.series_for(("b", bar.venue, bar.symbol, bar.timeframe), bar.symbol)
-        if series.seen(bar.ts):
+        if _bar_seen(series, bar.ts, seconds):
             reason = f"{bar.timeframe} bar at {bar.ts.isoformat()} already seen"
             return self._reject((QualityRule.DUPLICATE, reason), bar.symbol, bar.ts)
         if bar.ts < series.last_ts:
@@ -588,6 +679,29 @@ class QualityValidator:
         """Combine findings into a result whose verdict is the most severe one."""
         verdict = max((f.verdict for f in findings), key=_SEVERITY.__getitem__)
         return ValidationResult(verdict, tuple(findings))
+
+
+def _numbered(key: object) -> tuple[str, int] | None:
+    """Split an id like "12345" or "sim-12345" into its prefix and number (None otherwise).
+
+    Only the canonical spelling counts ("007" is not 7), so distinct ids never share a number.
+    """
+    if type(key) is not str:
+        return None
+    head = key.rstrip(_DIGITS)
+    digits = key[len(head) :]
+    if not digits or len(digits) > 18 or (digits[0] == "0" and len(digits) > 1):
+        return None
+    return head, int(digits)
+
+
+def _bar_seen(series: _Series, ts: datetime, seconds: int) -> bool:
+    """Check and remember a bar time: on its timeframe's grid as a bar number, else as is."""
+    micros = (ts - _EPOCH) // _MICROSECOND
+    number, off_grid = divmod(micros, seconds * 1_000_000)
+    if off_grid:
+        return series._seen_other(ts)
+    return series.seen_number(number)
 
 
 def _bad_number(value: float) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +32,7 @@ from marketdata.engine.quality import (
     QualityValidator,
     ValidationResult,
     Verdict,
+    _numbered,
     _Series,
 )
 
@@ -81,6 +81,7 @@ class _StreamBatch:
         self.positions = positions
         self.results = results
         self.catch = catch
+        self.numbers: np.ndarray | None = None  # ring numbers of the last screened ids
 
     def run(self) -> None:
         """Validate every trade of the stream in arrival order."""
@@ -123,7 +124,9 @@ class _StreamBatch:
         clean = int(np.argmin(ok)) if not ok.all() else len(block)
         head = block[:clean].tolist()
         ids = cols.trade_id
-        clean = min(clean, _first_duplicate(s, [ids[i] for i in head]))
+        head_ids = [ids[i] for i in head]
+        self.numbers = _ring_numbers(s, head_ids)
+        clean = min(clean, _first_duplicate(s, head_ids, self.numbers))
         if t.check_sequence:
             sequences = cols.sequence
             clean = min(clean, _first_sequence_break(s, [sequences[i] for i in head]))
@@ -151,8 +154,11 @@ class _StreamBatch:
         s.last_price = last.price
         s.last_ts = last.ts
         s.streak = 0
-        ids = cols.trade_id
-        _remember_ids(s, [ids[i] for i in chosen if ids[i]])
+        if self.numbers is not None:  # the ids of the prefix of the block just screened
+            _remember_numbers(s, self.numbers[: len(chosen)])
+        else:
+            ids = cols.trade_id
+            s.remember([ids[i] for i in chosen if ids[i]])
         if t.check_sequence:
             sequences = [q for q in map(cols.sequence.__getitem__, chosen) if q is not None]
             if sequences:
@@ -231,17 +237,59 @@ def _running(
     return before, total
 
 
-def _first_duplicate(series: _Series, ids: list[str]) -> int:
-    """Return the index of the first id already remembered or repeated (len(ids) if none)."""
-    named = [x for x in ids if x]
-    if series.ids.isdisjoint(named) and len(set(named)) == len(named):
-        return len(ids)
-    seen, local = series.ids, set()
-    for j, x in enumerate(ids):
-        if x and (x in seen or x in local):
-            return j
-        local.add(x)
-    return len(ids)
+def _first_duplicate(series: _Series, ids: list[str], numbers: np.ndarray | None) -> int:
+    """Return the index of the first id remembered or repeated (len(ids) if none), as
+    ``_Series.first_seen`` does; in bulk when ``numbers`` holds the ids' ring numbers."""
+    if numbers is None:
+        return series.first_seen(ids)
+    ring = np.frombuffer(series.id_ring, dtype=np.int64)
+    hit = ring[numbers % len(ring)] == numbers
+    first = int(np.argmax(hit)) if hit.any() else len(ids)
+    if not (np.diff(numbers) > 0).all():  # increasing numbers never repeat
+        order = np.argsort(numbers, kind="stable")
+        ordered = numbers[order]
+        repeat = ordered[1:] == ordered[:-1]  # order[1:][repeat]: every later occurrence
+        if repeat.any():
+            first = min(first, int(order[1:][repeat].min()))
+    return first
+
+
+def _remember_numbers(series: _Series, numbers: np.ndarray) -> None:
+    """Remember ring numbers as ``_Series.seen`` one by one would: each slot keeps its largest."""
+    ring = np.frombuffer(series.id_ring, dtype=np.int64)
+    np.maximum.at(ring, numbers % len(ring), numbers)
+
+
+def _ring_numbers(series: _Series, ids: list[str]) -> np.ndarray | None:
+    """Return the ids' numbers when each is a canonical number with the stream's prefix.
+
+    None (check one by one) when the ring is not set up yet or any id is something else:
+    empty, another prefix, "007", "+7", over 18 digits. Consecutive ids, the usual case, are
+    recognised without parsing each one.
+    """
+    if series.id_ring is None or not ids:
+        return None
+    prefix = series.id_prefix
+    cut = len(prefix)
+    first = _numbered(ids[0])
+    if first is not None and first[0] == prefix:
+        start = first[1]
+        stop = start + len(ids)
+        if stop <= 10**18 and ids == [prefix + str(n) for n in range(start, stop)]:
+            return np.arange(start, stop, dtype=np.int64)
+    if cut and any(x[:cut] != prefix for x in ids):
+        return None
+    digits = [x[cut:] for x in ids] if cut else ids
+    try:
+        numbers = list(map(int, digits))
+    except ValueError:
+        return None
+    if list(map(str, numbers)) != digits:
+        return None
+    array = np.array(numbers)
+    if array.dtype != np.int64 or array.min() < 0 or array.max() >= 10**18:
+        return None
+    return array
 
 
 def _first_sequence_break(series: _Series, sequences: list[int | None]) -> int:
@@ -256,16 +304,3 @@ def _first_sequence_break(series: _Series, sequences: list[int | None]) -> int:
             return j
         last = seq
     return len(sequences)
-
-
-def _remember_ids(series: _Series, ids: list[str]) -> None:
-    """Remember new distinct ids as ``_Series.seen`` would, one by one (bounded FIFO)."""
-    if not ids:
-        return
-    fifo = series.id_fifo
-    memory = fifo.maxlen or len(fifo) + len(ids)
-    excess = len(fifo) + len(ids) - memory
-    if excess > 0:
-        series.ids.difference_update(list(islice(fifo, min(excess, len(fifo)))))
-    series.ids.update(ids[-memory:])
-    fifo.extend(ids)
