@@ -275,6 +275,10 @@ class TradeTally(models.Model):
     flats = models.JSONField(default=dict)  # symbol -> its cut (``trade_tally._Symbol.cut``)
     lease_until = models.DateTimeField(null=True, blank=True)  # a long first tally's claim
     updated_at = models.DateTimeField(auto_now=True)
+    # The trade figures of the checkpoint as the background refresh left them (what the page
+    # shows, with their age): non-finite floats as the strings "inf", "-inf", "nan".
+    figures = models.JSONField(null=True, blank=True)
+    figures_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"tally of account {self.account_id} v{self.generation}.{self.version}"

@@ -30,7 +30,7 @@ from trading.engine.orders import Fill as EngineFill
 from trading.engine.orders import Liquidity, OrderSide
 from trading.models import Account, Fill, FillDay, PortfolioSnapshot, Position
 from trading.portfolio_sql import ZERO, decimal_text, iso_utc
-from trading.trade_tally import INLINE_FILLS, TRADE_KEYS, trade_metrics
+from trading.trade_tally import TRADE_KEYS, trade_metrics
 
 YEAR_SECONDS = 365 * 24 * 3600
 # Round trips are rebuilt from all of an account's fills; past this many the request is refused.
@@ -293,18 +293,16 @@ def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> Que
     return snapshots.filter(ts__in=lasts)
 
 
-def performance_of(
-    *, account: Account, bucket_seconds: int, inline_fills: int = INLINE_FILLS
-) -> dict:
+def performance_of(*, account: Account, bucket_seconds: int) -> dict:
     """Return the backtest metrics of the account's equity, sampled at ``bucket_seconds``.
 
     The equity is the last snapshot of each bucket (no look-ahead: a bucket's value is what was
     stored by its end); returns are annualised 24/7. Kept in this process under what it read
     (the newest and oldest snapshot, the initial capital) as the equity curve is: a new snapshot
-    shows at once. The trade metrics are the round-trip tally's (``trading.trade_tally``: kept in
-    the database, extended by each call with the fills stored since, exactly those of a rebuild
-    from every fill); while more than ``inline_fills`` new fills are being tallied in the
-    background they are None and ``note`` says so.
+    shows at once. The trade metrics are those the round-trip tally's background refresh stored
+    (``trading.trade_tally``: exactly those of a rebuild from every fill), with their time in
+    ``trades_as_of`` and ``trades_behind`` true while fills stored since are being tallied; before
+    the first tally ends they are None and ``note`` says so.
     """
     key = (
         account.pk, bucket_seconds, account.initial_capital,
@@ -315,10 +313,12 @@ def performance_of(
         answer = _performance(account, bucket_seconds)
         PERFORMANCE.put(key, answer)
     answer = copy.deepcopy(answer)
-    answer["note"] = ""
+    answer.update(note="", trades_as_of=None, trades_behind=False)
     if answer["metrics"]:
-        trades, answer["note"] = trade_metrics(account=account, inline=inline_fills)
-        answer["metrics"].update(_finite(trades or dict.fromkeys(TRADE_KEYS, math.nan)))
+        tally = trade_metrics(account=account)
+        answer.update(note=tally.note, trades_as_of=tally.as_of, trades_behind=tally.behind)
+        trades = tally.figures or dict.fromkeys(TRADE_KEYS, math.nan)
+        answer["metrics"].update(_finite(trades))
     return answer
 
 

@@ -15,6 +15,12 @@ they close with the new cuts and last fill, in one transaction guarded by the ch
 process killed mid-way leaves the checkpoint as it was). Other processes then read only what
 was added.
 
+Pages never extend the tally: ``trade_metrics`` reads the figures the background refresh stored
+on the checkpoint (two rows) with their age, and queues a refresh (a django-q2 task) when fills
+came since; the every-minute schedule ``trade_tallies_refresh`` extends every account's tally that
+is behind. Reading the checkpoint's stored trips (up to ``COMPACT_AFTER`` rows, tens of MB at
+millions of fills), merging them and compacting happen in that task, not in a page load.
+
 The figures are exactly those of ``summarize`` over ``round_trips_of`` (every fill, newest
 entry first): the trips are kept ordered as ``round_trips`` orders them (by entry time, ties in
 the order they closed, i.e. by the closing fill's (ts, id)) and handed over in that order
@@ -426,9 +432,11 @@ def _copy(tally: _Tally, row: TradeTally, account_id: int) -> bool:
         return False
 
 
-def trade_metrics(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict | None, str]:
-    """Return the trade metrics of the account's closed round trips (``summarize``'s trade
-    figures) and a note; (None, why) while a tally of more than ``inline`` new fills runs."""
+def trade_tally_extend(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict | None, str]:
+    """Extend the account's stored tally with the fills since, store its figures and return
+    them (``summarize``'s trade figures of the closed round trips) and a note; (None, why) while
+    a tally of more than ``inline`` new fills runs in a thread. The background refresh's work:
+    pages read the stored figures (``trade_metrics``)."""
     with _GUARD:
         tally = _TALLIES.setdefault(account.pk, _Tally())
     # A thread tallying many fills holds the lock for seconds: say so rather than wait.
@@ -460,6 +468,7 @@ def trade_metrics(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict
                 return None, BUILDING
         if tally.figures is None:
             tally.figures = _figures(tally)
+            _publish(tally)
         return dict(tally.figures), ""
     finally:
         if not tally.building:
@@ -476,3 +485,117 @@ def _figures(tally: _Tally) -> dict:
         trade_returns=np.ascontiguousarray(trips["ret"][::-1]),
     )  # fmt: skip
     return {k: figures[k] for k in TRADE_KEYS}
+
+
+# ----------------------------------------------------------------- stored figures (pages)
+
+REFRESH_TASK = "trading.trade_tally.trade_tally_refresh"
+REFRESH_PENDING = 300  # seconds a requested refresh is not requested again (it clears itself)
+WAITING = "trade metrics: being tallied in the background (they show once the first tally ends)"
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFigures:
+    """What a page shows of the stored tally: its figures (None before the first), when they
+    were stored, whether fills came since (a refresh then runs) and a note for people."""
+
+    figures: dict | None
+    as_of: datetime | None
+    behind: bool
+    note: str
+
+
+def _encode(figures: dict) -> dict:
+    return {k: v if not isinstance(v, float) or np.isfinite(v) else str(v)
+            for k, v in figures.items()}  # fmt: skip
+
+
+def _decode(stored: dict) -> dict:
+    return {k: float(v) if isinstance(v, str) else v for k, v in stored.items()}
+
+
+def _publish(tally: _Tally) -> None:
+    """Store the tally's figures on its checkpoint, unless another process moved it."""
+    TradeTally.objects.filter(
+        pk=tally.row, generation=tally.generation, version=tally.version
+    ).update(figures=_encode(tally.figures), figures_at=timezone.now())
+
+
+def _refresh_key(account_id: int) -> str:
+    return f"trade-tally-refresh:{account_id}"
+
+
+def trade_tally_request(*, account_id: int) -> bool:
+    """Queue a background refresh of the account's tally unless one is queued; True if queued."""
+    from django.core.cache import cache
+    from django_q.tasks import async_task
+
+    if not cache.add(_refresh_key(account_id), 1, REFRESH_PENDING):
+        return False
+    async_task(REFRESH_TASK, account_id, task_name=f"trade tally {account_id}"[:100])
+    return True
+
+
+def trade_tally_refresh(account_id: int) -> bool:
+    """Extend the account's tally with every fill since and store its figures (a django-q2
+    task); return whether figures are stored (False: the account is gone)."""
+    from django.core.cache import cache
+
+    try:
+        account = Account.objects.filter(pk=account_id).first()
+        if account is None:
+            return False
+        figures, _ = trade_tally_extend(account=account, inline=10**15)
+        return figures is not None
+    finally:
+        cache.delete(_refresh_key(account_id))
+
+
+def trade_tallies_refresh() -> list[int]:
+    """Refresh every account's tally that misses fills or figures (the every-minute schedule,
+    which also finds late inserts); return the accounts refreshed."""
+    return [account_id for account_id in _tallies_behind() if trade_tally_refresh(account_id)]
+
+
+def _tallies_behind() -> list[int]:
+    rows = {row.account_id: row for row in TradeTally.objects.all()}
+    behind = []
+    for account_id in Account.objects.order_by("pk").values_list("pk", flat=True):
+        row = rows.get(account_id)
+        if row is None or row.figures is None or _fills_since(account_id, row):
+            if row is not None or _has_fills(account_id):
+                behind.append(account_id)
+    return behind
+
+
+def _fills_since(account_id: int, row: TradeTally) -> bool:
+    """Whether fills were stored since the checkpoint's tally: a higher id than any it tallied
+    (a fill stamped late too; one index probe)."""
+    return Fill.objects.filter(account_id=account_id, pk__gt=row.high_fill).exists()
+
+
+def trade_tally_schedule_ensure() -> bool:
+    """Create the every-minute schedule that refreshes the trade tallies; True if new."""
+    from monitoring.schedules import schedule_ensure
+
+    return schedule_ensure("trade tallies", "trading.trade_tally.trade_tallies_refresh",
+                           every_minute=True)  # fmt: skip
+
+
+def trade_metrics(*, account: Account, refresh: bool = True) -> TradeFigures:
+    """Return the trade figures the background refresh stored for the account, with their age;
+    queue a refresh when fills came since (``refresh``). Reads two rows: never a fill's data,
+    never the stored trips (the merge runs in the task, not in a page load)."""
+    row = TradeTally.objects.filter(account=account).first()
+    behind = row is None or row.figures is None or _fills_since(account.pk, row)
+    if behind and refresh and (row is not None or _has_fills(account.pk)):
+        trade_tally_request(account_id=account.pk)
+    if row is None or row.figures is None:
+        note = WAITING if row is not None or _has_fills(account.pk) else ""
+        figures = None if note else _figures(_Tally())  # no fill: no trade
+        return TradeFigures(figures, None, bool(note), note)
+    return TradeFigures(_decode(row.figures), row.figures_at, behind, "")
+
+
+def _has_fills(account_id: int) -> bool:
+    return Fill.objects.filter(account_id=account_id).exists()

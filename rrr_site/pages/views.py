@@ -297,8 +297,8 @@ def order_by_client_id(request: HttpRequest, client_id: str) -> HttpResponse:
 
 
 def _performance(account: Account) -> dict:
-    """Return ``performance_of``'s figures (the trade metrics from the stored round-trip tally,
-    exact at any number of fills)."""
+    """Return ``performance_of``'s figures (the trade metrics the round-trip tally's background
+    refresh stored, exact at any number of fills, with their age)."""
     return performance_of(account=account, bucket_seconds=3600)
 
 

@@ -1,4 +1,4 @@
-"""The performance page's trade tally: extended load by load, it gives the same trade metrics
+"""The performance page's trade tally: extended refresh by refresh, it gives the same trade metrics
 as rebuilding every round trip from all fills (``performance_of``), through flips, partial
 closes, several symbols, late inserts and a reset database."""
 
@@ -14,7 +14,7 @@ import pytest
 from backtesting.engine.metrics import summarize
 from tests.factories import AccountFactory, OrderFactory, SymbolFactory
 from trading import trade_tally
-from trading.models import Fill
+from trading.models import Fill, TradeTally
 from trading.portfolio_selectors import round_trips_of
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +64,7 @@ def test_a_tally_extended_load_by_load_matches_a_full_rebuild():
     for batch in (300, 1, 0, 57, 400):
         _fills(account, symbols, batch, start=start, rng=rng)
         start += batch
-        got, note = trade_tally.trade_metrics(account=account)
+        got, note = trade_tally.trade_tally_extend(account=account)
         assert note == "" and _same(got, _reference(account)), batch
     assert got["trades"] >= 20  # round trips were closed (flat to flat and through flips)
 
@@ -74,13 +74,13 @@ def test_a_late_insert_or_a_reset_starts_the_tally_again():
     symbols = [SymbolFactory(name="BTC-USD")]
     rng = random.Random(11)
     _fills(account, symbols, 200, start=1000, rng=rng)
-    trade_tally.trade_metrics(account=account)
+    trade_tally.trade_tally_extend(account=account)
     _fills(account, symbols, 40, start=0, rng=rng)  # stamped before everything tallied
-    got, _ = trade_tally.trade_metrics(account=account)
+    got, _ = trade_tally.trade_tally_extend(account=account)
     assert _same(got, _reference(account))
     Fill.objects.filter(account=account).delete()  # e.g. a database restored from a backup
     _fills(account, symbols, 120, start=5000, rng=rng)
-    got, _ = trade_tally.trade_metrics(account=account)
+    got, _ = trade_tally.trade_tally_extend(account=account)
     assert _same(got, _reference(account))
 
 
@@ -90,12 +90,12 @@ def test_a_large_first_tally_runs_in_a_thread_the_page_does_not_wait_for():
 
     account = AccountFactory(name="desk")
     _fills(account, [SymbolFactory(name="BTC-USD")], 80, start=0, rng=random.Random(3))
-    figures, note = trade_tally.trade_metrics(account=account, inline=10)
+    figures, note = trade_tally.trade_tally_extend(account=account, inline=10)
     assert figures is None and note == trade_tally.BUILDING
     done = {}
 
     def ready() -> bool:
-        done["figures"], _ = trade_tally.trade_metrics(account=account, inline=10)
+        done["figures"], _ = trade_tally.trade_tally_extend(account=account, inline=10)
         return done["figures"] is not None
 
     wait_for(ready, timeout=30, what="the thread's tally")
@@ -119,8 +119,12 @@ def test_the_performance_page_shows_trade_metrics_beside_the_rest(client):
     user.groups.add(Group.objects.get_or_create(name="viewer")[0])
     account.members.add(user)
     client.force_login(user)
+    assert trade_tally.trade_tallies_refresh() == [account.pk]  # the every-minute schedule
     page = client.get("/performance/")
     rows = {name: value for name, value, _ in page.context["metric_rows"]}
     want = _reference(account)
     assert rows["trades"] == f"{want['trades']:.4f}" and rows["win_rate"] != "—"
-    assert "left out" not in page.content.decode()
+    html = page.content.decode()
+    assert "left out" not in html
+    stored = TradeTally.objects.get(account=account).figures_at
+    assert f"tallied at {stored:%Y-%m-%d %H:%M:%S} UTC" in html and "every fill counted" in html

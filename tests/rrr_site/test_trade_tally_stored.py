@@ -116,7 +116,7 @@ def test_figures_are_bit_for_bit_those_of_a_full_rebuild_across_processes(monkey
         if i == 4:
             seeder.add(5, minute=10_000)  # late: stamped before the last fill tallied
         with process(first if i % 2 else second):
-            got, note = trade_tally.trade_metrics(account=account)
+            got, note = trade_tally.trade_tally_extend(account=account)
         assert note == "" and identical(got, reference(account)), i
     assert got["trades"] >= 30 and got["profit_factor"] > 0
     row = TradeTally.objects.get(account=account)
@@ -130,11 +130,11 @@ def test_a_new_process_reads_the_stored_tally_and_only_the_fills_since():
     account = AccountFactory(name="desk")
     seeder = Seeder(account, seed=3)
     seeder.add(600)
-    got, note = trade_tally.trade_metrics(account=account)
+    got, note = trade_tally.trade_tally_extend(account=account)
     assert note == "" and identical(got, reference(account))
     seeder.add(5)
     with process({}):  # a restart: nothing in memory; 605 fills, 10 a load tallies itself
-        got, note = trade_tally.trade_metrics(account=account, inline=10)
+        got, note = trade_tally.trade_tally_extend(account=account, inline=10)
     assert note == "" and identical(got, reference(account))
     assert TradeTally.objects.get(account=account).version == 2
 
@@ -145,9 +145,9 @@ def test_a_copy_behind_the_checkpoint_stores_nothing_and_catches_up():
     seeder.add(200)
     behind = {}
     with process(behind):
-        trade_tally.trade_metrics(account=account)
+        trade_tally.trade_tally_extend(account=account)
     seeder.add(120)
-    trade_tally.trade_metrics(account=account)  # another process extends the checkpoint
+    trade_tally.trade_tally_extend(account=account)  # another process extends the checkpoint
     version = TradeTally.objects.get(account=account).version
     stale = behind[account.pk]
     rows = trade_tally._new_fills(account.pk, stale.last, 10_000)
@@ -155,7 +155,7 @@ def test_a_copy_behind_the_checkpoint_stores_nothing_and_catches_up():
     assert TradeTally.objects.get(account=account).version == version  # nothing stored
     seeder.add(30)
     with process(behind):  # reads what the other stored, then extends
-        got, note = trade_tally.trade_metrics(account=account)
+        got, note = trade_tally.trade_tally_extend(account=account)
     assert note == "" and identical(got, reference(account))
     trips = stored_trips(account)
     assert np.unique(trips["fill"]).size == trips.size
@@ -164,13 +164,13 @@ def test_a_copy_behind_the_checkpoint_stores_nothing_and_catches_up():
 def test_a_live_lease_of_another_process_is_waited_for_and_a_lapsed_one_is_not():
     account = AccountFactory(name="desk")
     Seeder(account, seed=9).add(50)
-    trade_tally.trade_metrics(account=account)
+    trade_tally.trade_tally_extend(account=account)
     row = TradeTally.objects.get(account=account)
     row.lease_until = timezone.now() + timedelta(seconds=30)  # another process's long tally
     row.save(update_fields=["lease_until"])
-    assert trade_tally.trade_metrics(account=account) == (None, trade_tally.BUILDING)
+    assert trade_tally.trade_tally_extend(account=account) == (None, trade_tally.BUILDING)
     TradeTally.objects.filter(pk=row.pk).update(lease_until=timezone.now() - timedelta(1))
-    got, note = trade_tally.trade_metrics(account=account)  # its owner died: carry on
+    got, note = trade_tally.trade_tally_extend(account=account)  # its owner died: carry on
     assert note == "" and identical(got, reference(account))
 
 
@@ -179,13 +179,13 @@ def test_hostile_stored_rows_are_never_counted_twice_after_a_reset():
     account = AccountFactory(name="desk")
     seeder = Seeder(account, seed=13)
     seeder.add(150)
-    trade_tally.trade_metrics(account=account)
+    trade_tally.trade_tally_extend(account=account)
     Fill.objects.filter(account=account).delete()
     seeder.add(80)
     with process({}):
-        got, note = trade_tally.trade_metrics(account=account)
+        got, note = trade_tally.trade_tally_extend(account=account)
     assert note == "" and identical(got, reference(account))
-    got, note = trade_tally.trade_metrics(account=account)  # the first process, after a reset
+    got, note = trade_tally.trade_tally_extend(account=account)  # the first process, after a reset
     assert note == "" and identical(got, reference(account))
 
 
@@ -193,21 +193,21 @@ def test_a_checkpoint_deleted_or_put_back_is_read_again_not_added_to():
     account = AccountFactory(name="desk")
     seeder = Seeder(account, seed=29)
     seeder.add(250)
-    trade_tally.trade_metrics(account=account)
+    trade_tally.trade_tally_extend(account=account)
     TradeTally.objects.filter(account=account).delete()  # e.g. a table emptied by hand
     seeder.add(10)
-    got, note = trade_tally.trade_metrics(account=account)
+    got, note = trade_tally.trade_tally_extend(account=account)
     assert note == "" and identical(got, reference(account))
     row = TradeTally.objects.get(account=account)
     saved = (row.version, row.last_ts, row.last_fill, row.high_fill, row.flats)
     seeder.add(40)
-    trade_tally.trade_metrics(account=account)
+    trade_tally.trade_tally_extend(account=account)
     TradeTallyTrips.objects.filter(tally=row, version__gt=saved[0]).delete()  # put back
     TradeTally.objects.filter(pk=row.pk).update(
         version=saved[0], last_ts=saved[1], last_fill=saved[2], high_fill=saved[3],
         flats=saved[4],
     )  # fmt: skip
-    got, note = trade_tally.trade_metrics(account=account)
+    got, note = trade_tally.trade_tally_extend(account=account)
     assert note == "" and identical(got, reference(account))
 
 
@@ -222,7 +222,7 @@ def stuck(*args, **kwargs):
     print("inside", flush=True)
     time.sleep(300)
 trade_tally._write_trips = stuck
-trade_tally.trade_metrics(account=Account.objects.get(pk=int(sys.argv[1])))
+trade_tally.trade_tally_extend(account=Account.objects.get(pk=int(sys.argv[1])))
 print("returned", flush=True)
 """
 
@@ -233,7 +233,7 @@ def test_a_process_killed_mid_update_stores_nothing_and_the_next_load_is_exact(s
     account = AccountFactory(name="desk")
     seeder = Seeder(account, seed=17)
     seeder.add(300)
-    trade_tally.trade_metrics(account=account)
+    trade_tally.trade_tally_extend(account=account)
     before = TradeTally.objects.get(account=account)
     trips_before = stored_trips(account).size
     seeder.add(200)
@@ -255,7 +255,7 @@ def test_a_process_killed_mid_update_stores_nothing_and_the_next_load_is_exact(s
     assert stored_trips(account).size == trips_before
     for memory in ({}, None):  # a new process, then the one that stored the checkpoint
         with process(memory) if memory is not None else contextlib.nullcontext():
-            got, note = trade_tally.trade_metrics(account=account)
+            got, note = trade_tally.trade_tally_extend(account=account)
         assert note == "" and identical(got, reference(account))
     trips = stored_trips(account)
     assert np.unique(trips["fill"]).size == trips.size > trips_before
@@ -265,7 +265,7 @@ def test_unreadable_stored_rows_start_the_tally_again():
     account = AccountFactory(name="desk")
     seeder = Seeder(account, seed=19)
     seeder.add(200)
-    trade_tally.trade_metrics(account=account)
+    trade_tally.trade_tally_extend(account=account)
     row = TradeTally.objects.get(account=account)
     for flats, data in (({"BTC-USD": ["not a time", 1, None]}, None),
                         ({"BTC-USD": 7}, None), (row.flats, b"\x00" * 3)):  # fmt: skip
@@ -275,7 +275,7 @@ def test_unreadable_stored_rows_start_the_tally_again():
             TradeTally.objects.filter(pk=row.pk).update(generation=0)
         before = TradeTally.objects.get(pk=row.pk).generation
         with process({}):
-            got, note = trade_tally.trade_metrics(account=account)
+            got, note = trade_tally.trade_tally_extend(account=account)
         assert note == "" and identical(got, reference(account)), flats
         assert TradeTally.objects.get(pk=row.pk).generation > before, "started again"
         assert not TradeTallyTrips.objects.filter(data=b"\x00" * 3).exists()
@@ -293,12 +293,12 @@ def test_an_always_in_market_account_is_cut_at_each_flip():
              fee=Decimal("0.07"), venue_trade_id=f"t{i}", ts=T0 + timedelta(minutes=i))
         for i in range(301)
     )  # fmt: skip
-    got, note = trade_tally.trade_metrics(account=account)
+    got, note = trade_tally.trade_tally_extend(account=account)
     assert note == "" and got["trades"] == 300 and identical(got, reference(account))
     state = trade_tally._TALLIES[account.pk].symbols["BTC-USD"]
     assert len(state.tail) == 1 and state.tail[0].quantity == 1  # what the last flip opened
     with process({}):  # a new process rebuilds the remainder from the stored cut
-        got, note = trade_tally.trade_metrics(account=account)
+        got, note = trade_tally.trade_tally_extend(account=account)
     assert note == "" and identical(got, reference(account))
 
 
@@ -313,6 +313,7 @@ def test_the_api_performance_trade_metrics_are_the_tally_s(client):
             account=account, ts=T0 + timedelta(hours=hour), cash=Decimal(100000),
             equity=Decimal(100000 + hour), total_value=Decimal(100000 + hour), drawdown=0.0,
         )  # fmt: skip
+    trade_tally.trade_tally_refresh(account.pk)  # the background task
     metrics = performance_of(account=account, bucket_seconds=3600)["metrics"]
     want = {k: (v if math.isfinite(v) else None) for k, v in reference(account).items()}
     assert {k: metrics[k] for k in want} == want

@@ -188,6 +188,13 @@ class PerformanceSerializer(serializers.Serializer):
     metrics = MetricsField(help_text="The backtest metrics (backtesting.engine.metrics)")
     baseline = serializers.DictField(help_text="The same metrics for holding cash")
     note = serializers.CharField(required=False, allow_blank=True)
+    trades_as_of = serializers.DateTimeField(
+        allow_null=True, required=False,
+        help_text="When the background tally stored the trade metrics (null before the first)",
+    )  # fmt: skip
+    trades_behind = serializers.BooleanField(
+        required=False, help_text="Fills came since the trade metrics were tallied (updating)"
+    )
 
 
 class EquityPointSerializer(serializers.Serializer):

@@ -51,14 +51,17 @@ class Command(BaseCommand):
         self._ensure_schedules()
 
     def _ensure_schedules(self) -> None:
-        """Schedule the daily performance record, the every-minute alert tick and sweep takeover."""
+        """Schedule the daily performance record and the every-minute alert tick, sweep takeover
+        and trade tally refresh."""
         from backtesting.sweep_takeover import sweeps_schedule_ensure
         from monitoring.alerts import alerts_schedule_ensure
         from monitoring.performance import performance_schedule_ensure
         from monitoring.watch import watch_schedule_ensure
+        from trading.trade_tally import trade_tally_schedule_ensure
 
         created = [performance_schedule_ensure(), alerts_schedule_ensure()]
         created += [watch_schedule_ensure(), sweeps_schedule_ensure()]
+        created.append(trade_tally_schedule_ensure())
         self.stdout.write(f"schedules created: {sum(created)}")
 
     def _ensure_roles(self) -> None:

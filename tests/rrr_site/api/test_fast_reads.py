@@ -268,6 +268,9 @@ def test_performance_follows_new_snapshots_and_fills(world, as_role):
     from trading.models import PortfolioSnapshot
 
     client = as_role("viewer")
+    waiting = client.get("/api/v1/performance?bucket=1h").json()
+    # The first load queued the first trade tally (tests run django-q2 tasks inline).
+    assert waiting["metrics"]["win_rate"] is None and waiting["note"]
     first = client.get("/api/v1/performance?bucket=1h").json()
     assert first == client.get("/api/v1/performance?bucket=1h").json()  # kept: the same
     last = PortfolioSnapshot.objects.order_by("-ts").first()
@@ -278,7 +281,10 @@ def test_performance_follows_new_snapshots_and_fills(world, as_role):
     second = client.get("/api/v1/performance?bucket=1h").json()
     assert second["points"] == first["points"] + 1 and second["snapshots"] == 73
     _seed_fills(world, 6)  # three round trips more (buy/sell alternate)
+    behind = client.get("/api/v1/performance?bucket=1h").json()  # as stored; a refresh queued
+    assert behind["trades_behind"] and behind["metrics"] == second["metrics"]
     third = client.get("/api/v1/performance?bucket=1h").json()
+    assert not third["trades_behind"] and third["trades_as_of"] >= behind["trades_as_of"]
     assert third["metrics"]["win_rate"] != second["metrics"]["win_rate"] or (
         third["metrics"]["profit_factor"] != second["metrics"]["profit_factor"]
     )

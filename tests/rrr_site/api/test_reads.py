@@ -8,6 +8,7 @@ import pytest
 
 from backtesting.engine.metrics import summarize
 from tests.rrr_site.api.conftest import T0
+from trading.trade_tally import trade_tally_refresh
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +60,7 @@ def test_round_trips_from_fills(world, as_role):
 
 
 def test_performance_is_the_backtest_metrics_on_the_snapshots(world, as_role):
+    trade_tally_refresh(world.paper.pk)  # the background tally (a task, every minute)
     body = as_role("viewer").get("/api/v1/performance?bucket=1h").json()
     equity = [100000 + 10 * h - (300 if 30 <= h < 36 else 0) for h in range(72)]
     expected = summarize(
