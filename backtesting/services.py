@@ -8,12 +8,13 @@ runs it in full (trades, report).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -92,6 +93,10 @@ class BacktestInputError(ValueError):
 
 class RunNotPending(BacktestInputError):
     """The run was claimed already (another worker runs it, or it finished)."""
+
+
+class SweepOwned(RunNotPending):
+    """Another live process works this sweep: it holds the sweep's owner lock."""
 
 
 class BacktestCancelled(Exception):
@@ -962,6 +967,7 @@ def sweep_execute(
     montecarlo: int = 0,
     distributed: bool | None = None,
     resume: bool = False,
+    lock: OwnerLock | None = None,
 ) -> SearchResult:
     """Search parameters with one task per set, then run the best set in full on the parent.
 
@@ -970,7 +976,58 @@ def sweep_execute(
     anything fails, the parent is marked failed with the reason before the error propagates.
     ``resume``: the parent is already running (taken over from a dead process,
     ``backtesting.sweep_takeover``); its finished trials are found, not run again.
+
+    The sweep is worked under its owner lock (``sweep_owned``), whoever calls: ``lock`` is that
+    lock when the caller holds it already (a takeover); ``SweepOwned`` when another process does.
     """
+    with sweep_owned(parent, lock):
+        return _sweep_run(
+            parent, method, space, objective, n_iter, seed, progress, report, montecarlo,
+            distributed, resume,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def sweep_owned(parent: BacktestRun, held: OwnerLock | None = None) -> Iterator[None]:
+    """Hold the sweep's owner lock ``backtest-sweep:<id>`` from before its claim to its outcome.
+
+    Every path that runs a sweep or walk-forward goes through here (the ``backtest`` command, a
+    worker's ``backtest_task``, a takeover, a bench or a test calling the service), so a live
+    sweep's lock is never free and the every-minute takeover never runs it a second time.
+    ``held``: the lock, already taken by the caller. Raises ``SweepOwned``, with the run left as
+    it was, when another live process holds it.
+    """
+    from backtesting.sweep_takeover import sweep_lock
+
+    lock = sweep_lock(parent.pk)
+    if held is not None:
+        if held.name != lock.name or not held.held:
+            raise ValueError(f"sweep #{parent.pk}: the lock passed in is not {lock.name}, held")
+        yield
+        return
+    if not lock.acquire():
+        raise SweepOwned(
+            f"sweep #{parent.pk} is being worked by {lock.holder() or 'another process'}"
+        )
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _sweep_run(
+    parent: BacktestRun,
+    method: str,
+    space: Mapping[str, Any],
+    objective: str,
+    n_iter: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+    report: str | Path | None,
+    montecarlo: int,
+    distributed: bool | None,
+    resume: bool,
+) -> SearchResult:
     if distributed is None:
         distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
     if not resume:
@@ -1049,14 +1106,35 @@ def walkforward_execute(
     distributed: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
     resume: bool = False,
+    lock: OwnerLock | None = None,
 ) -> Any:
     """Walk-forward optimisation: stitched out-of-sample equity and the parameter path.
 
     ``progress(done, total)`` follows the windows (a progress bar's feed).
 
     Each window's in-sample trials are a sweep's trials (one task each, recorded as children
-    with the window's range), spread over the ``qcluster`` workers like ``sweep_execute``'s.
+    with the window's range), spread over the ``qcluster`` workers like ``sweep_execute``'s,
+    and worked under the sweep's owner lock like it (``sweep_owned``; ``lock``: held already).
     """
+    with sweep_owned(parent, lock):
+        return _walkforward_run(
+            parent, space, train, test, anchored, objective, report, distributed, progress,
+            resume,
+        )  # fmt: skip
+
+
+def _walkforward_run(
+    parent: BacktestRun,
+    space: Mapping[str, Any],
+    train: int,
+    test: int,
+    anchored: bool,
+    objective: str,
+    report: str | Path | None,
+    distributed: bool | None,
+    progress: Callable[[int, int], None] | None,
+    resume: bool,
+) -> Any:
     if distributed is None:
         distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
     if not resume:  # resumed: a sweep taken over (``sweep_execute``)

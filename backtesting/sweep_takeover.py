@@ -47,18 +47,18 @@ def is_sweep(run: BacktestRun) -> bool:
 def sweep_run_owned(
     run: BacktestRun, options: dict[str, Any], execute: Callable[[], Any]
 ) -> dict[str, Any] | None:
-    """Run a sweep parent's ``execute`` while holding its lock, its options stored first.
+    """Store a sweep parent's options (a taker reruns it from them), then ``execute`` it.
 
+    The service it calls works the sweep under its owner lock (``services.sweep_owned``).
     Returns None when it ran, or the reason it did not (another live process works it).
     """
+    from backtesting.services import SweepOwned
+
     BacktestRun.objects.filter(pk=run.pk).update(task_options=options)
-    lock = sweep_lock(run.pk)
-    if not lock.acquire():
-        return {"run": run.pk, "skipped": "another worker is working this sweep"}
     try:
         execute()
-    finally:
-        lock.release()
+    except SweepOwned:
+        return {"run": run.pk, "skipped": "another worker is working this sweep"}
     return None
 
 
@@ -101,7 +101,7 @@ def sweep_take_over(run_id: int) -> bool:
             socket.gethostname(),
         )
         row.refresh_from_db()
-        execute_run(row, row.task_options or {}, resume=True)
+        execute_run(row, row.task_options or {}, resume=True, lock=lock)
         return True
     finally:
         lock.release()

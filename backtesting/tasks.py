@@ -15,14 +15,16 @@ from backtesting.services import (
     walkforward_execute,
 )
 from backtesting.sweep_takeover import is_sweep, sweep_run_owned
+from rrr_site.locks import OwnerLock
 
 
 def backtest_task(run_id: int, options: dict | None = None) -> dict:
     """Run a queued backtest (or sweep parent) by id; return its status and metrics.
 
     A run cancelled before or while it runs ends here quietly as ``cancelled``. A sweep's
-    parent works under its owner lock with its options stored, so that if this process dies a
-    worker takes the sweep over (``backtesting.sweep_takeover``).
+    parent works under its owner lock (``services.sweep_owned``) with its options stored, so
+    that if this process dies a worker takes the sweep over (``backtesting.sweep_takeover``); a
+    second delivery of a sweep another live process works is skipped.
     """
     options = options or {}
     run = BacktestRun.objects.get(pk=run_id)
@@ -36,13 +38,16 @@ def backtest_task(run_id: int, options: dict | None = None) -> dict:
     return {"run": run.pk, "status": run.status, "metrics": run.metrics}
 
 
-def execute_run(run: BacktestRun, options: dict, *, resume: bool = False) -> None:
+def execute_run(
+    run: BacktestRun, options: dict, *, resume: bool = False, lock: OwnerLock | None = None
+) -> None:
     """Execute ``run``; a failure marks it failed, a cancellation ends quietly.
 
-    ``resume``: a sweep taken over from a dead parent (already running: not claimed again).
+    ``resume``: a sweep taken over from a dead parent (already running: not claimed again),
+    ``lock`` its owner lock, which the taker holds.
     """
     try:
-        _execute(run, options, resume)
+        _execute(run, options, resume, lock)
     except (RunNotPending, BacktestCancelled):
         run.refresh_from_db()
         if run.status == RunStatus.CANCELLED:
@@ -53,7 +58,9 @@ def execute_run(run: BacktestRun, options: dict, *, resume: bool = False) -> Non
         raise
 
 
-def _execute(run: BacktestRun, options: dict, resume: bool = False) -> None:
+def _execute(
+    run: BacktestRun, options: dict, resume: bool = False, lock: OwnerLock | None = None
+) -> None:
     if run.optimize in {"grid", "random", "genetic"}:
         sweep_execute(
             parent=run,
@@ -64,6 +71,7 @@ def _execute(run: BacktestRun, options: dict, resume: bool = False) -> None:
             report=options.get("report"),
             montecarlo=options.get("montecarlo", 0),
             resume=resume,
+            lock=lock,
         )
     elif run.optimize == "walkforward":
         walkforward_execute(
@@ -75,6 +83,7 @@ def _execute(run: BacktestRun, options: dict, resume: bool = False) -> None:
             objective=options.get("objective", "sharpe"),
             report=options.get("report"),
             resume=resume,
+            lock=lock,
         )
     else:
         backtest_execute(

@@ -402,10 +402,11 @@ class Command(BaseCommand):
         )
 
     def _execute_owned(self, run: BacktestRun, options) -> None:
-        """Run it here; a sweep under its owner lock with its options stored, as a worker does.
+        """Run it here; a sweep with its options stored, as a worker does.
 
-        Without the lock the every-minute takeover saw a live foreground sweep as orphaned and
-        ran it a second time; with the options a sweep this process leaves (kill -9) resumes.
+        The sweep service works it under its owner lock (``services.sweep_owned``): without
+        it the every-minute takeover saw a live foreground sweep as orphaned and ran it a second
+        time; with the options a sweep this process leaves (kill -9) resumes.
         """
         from backtesting.run_control import task_options
         from backtesting.sweep_takeover import is_sweep, sweep_run_owned
