@@ -339,3 +339,32 @@ class RuntimeControl:
             )
         Prediction.objects.bulk_create(rows, ignore_conflicts=True)
         return len(rows)
+
+
+RESUME_HOW = (
+    "a trader resumes it: the dashboard's Resume button, the admin (Risk › Trading states › "
+    "resume), POST /api/v1/accounts/{pk}/resume, or /resume {name} in Telegram"
+)
+STATE_MEANS = {
+    "reducing": "only orders that reduce a position are sent",
+    "halted": "no order is sent",
+}
+
+
+def trading_state_notice(*, account: Account) -> str:
+    """Return what a person must know when the account is not active ("" when it is): its
+    state, since when and why, what the engine does meanwhile and how to resume it.
+
+    The state is stored (``TradingState``) and read by every engine at start: a strategy that
+    failed leaves its account reducing across restarts until a person resumes it."""
+    row = trading_state_ensure(account=account)
+    if row.state == "active":
+        return ""
+    who = row.changed_by.get_username() if row.changed_by_id else None
+    by = f" by {who}" if who else ""
+    return (
+        f"account {account.name!r} is {row.state.upper()} since "
+        f"{row.changed_at:%Y-%m-%d %H:%M:%S} UTC{by} ({row.reason or 'no reason given'}): "
+        f"{STATE_MEANS.get(row.state, '')} until "
+        + RESUME_HOW.format(pk=account.pk, name=account.name)
+    )

@@ -64,12 +64,15 @@ def page_context(request: HttpRequest, page: str) -> tuple[dict, Account | None]
 @ensure_csrf_cookie
 def overview(request: HttpRequest) -> HttpResponse:
     """Equity curve, today's P&L, positions, open orders, fills, trading state, health."""
+    from trading.runtime_control import trading_state_notice
+
     context, account = page_context(request, "overview")
     if account is not None:
         one = Account.objects.filter(pk=account.pk)
         fills = s.recent_fills(account=account, limit=25)
         context.update(
             summary=portfolio_summaries(accounts=one)[0],
+            state_notice=trading_state_notice(account=account),
             positions=list(positions_of(accounts=one)),
             open_orders=s.open_orders(account=account),
             fills=fills,

@@ -354,6 +354,7 @@ class Command(BaseCommand):
             f"account {account.name!r} is already being traded by another runtrader; "
             "stop that one first"
         )
+        self._state_notice(account)
         metrics_server = self._metrics_server(options)
         try:
             # Held until the engine stops; the OS or the database frees it if we are killed.
@@ -365,6 +366,15 @@ class Command(BaseCommand):
             if metrics_server is not None:
                 metrics_server.shutdown()
         self.stdout.write(" ".join(f"{k}={v}" for k, v in summary.as_dict().items()))
+        self._state_notice(account)
+
+    def _state_notice(self, account: Account) -> None:
+        """Say loudly when the account is not active (stored: it outlives this run)."""
+        from trading.runtime_control import trading_state_notice
+
+        notice = trading_state_notice(account=account)
+        if notice:
+            self.stdout.write(self.style.WARNING(notice))
 
     def _metrics_server(self, options):
         """Start the ``--metrics-port`` exporter, or return None when not asked for."""
