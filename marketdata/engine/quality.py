@@ -43,6 +43,7 @@ _MIN_TS = datetime.min.replace(tzinfo=UTC)
 _MIN_RETURN_VARIANCE = 1e-20
 _EMPTY_SLOT = -(2**63)  # below every number an id ring holds
 _DIGITS = "0123456789"
+_NUMBER_LIMIT = 10**18  # ids of up to 18 digits are numbers (they fit an int64)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -174,6 +175,8 @@ class _Series:
         "sorted_sizes",
         "id_prefix",
         "id_ring",
+        "id_next",
+        "id_next_number",
         "ids",
         "id_fifo",
     )
@@ -193,6 +196,8 @@ class _Series:
         self.sorted_sizes: list[float] = []
         self.id_prefix = ""
         self.id_ring: array[int] | None = None
+        self.id_next: str | None = None  # the id that follows the last numbered one seen
+        self.id_next_number = 0
         self.ids: set[object] = set()
         self.id_fifo: deque[object] = deque(maxlen=thresholds.duplicate_memory)
 
@@ -203,31 +208,34 @@ class _Series:
         ``duplicate_memory`` numbers indexed by value (``seen_number``); any other key to a
         FIFO of the last ``duplicate_memory`` keys.
         """
-        ring = self.id_ring
-        if ring is not None and type(key) is str:  # the hot path, inlined: the stream's ids
-            prefix = self.id_prefix
-            digits = key[len(prefix) :] if key.startswith(prefix) else ""
-            if (
-                digits.isdecimal()
-                and digits.isascii()
-                and len(digits) <= 18
-                and (digits[0] != "0" or len(digits) == 1)
-            ):
-                number = int(digits)
-                slot = number % len(ring)
-                held = ring[slot]
-                if held == number:
-                    return True
-                if held < number:
-                    ring[slot] = number
-                return False
+        if key == self.id_next:  # the id after the last one, the usual case: nothing to parse
+            number = self.id_next_number
+        else:
+            number = self._id_number(key)
+            if number is None:
+                return self._seen_other(key)
+        following = number + 1
+        if following < _NUMBER_LIMIT:
+            self.id_next_number = following
+            self.id_next = self.id_prefix + str(following)
+        ring = self.id_ring  # seen_number, inlined: this runs for every trade
+        slot = number % len(ring)
+        held = ring[slot]
+        if held == number:
+            return True
+        if held < number:
+            ring[slot] = number
+        return False
+
+    def _id_number(self, key: object) -> int | None:
+        """Return the number of a numbered id with this stream's prefix (the first sets it)."""
         numbered = _numbered(key)
-        if numbered is not None:
-            if ring is None:
-                self.id_prefix = numbered[0]
-            if numbered[0] == self.id_prefix:
-                return self.seen_number(numbered[1])
-        return self._seen_other(key)
+        if numbered is None:
+            return None
+        if self.id_ring is None:
+            self.id_prefix = numbered[0]
+            self.id_ring = array("q", (_EMPTY_SLOT,)) * self.t.duplicate_memory
+        return numbered[1] if numbered[0] == self.id_prefix else None
 
     def seen_number(self, number: int) -> bool:
         """Return True if number was seen and not yet pushed out of the ring; remember it.
@@ -692,7 +700,7 @@ def _numbered(key: object) -> tuple[str, int] | None:
     digits = key[len(head) :]
     if not digits or len(digits) > 18 or (digits[0] == "0" and len(digits) > 1):
         return None
-    return head, int(digits)
+    return head, int(digits)  # below _NUMBER_LIMIT
 
 
 def _bar_seen(series: _Series, ts: datetime, seconds: int) -> bool:

@@ -258,6 +258,10 @@ def _remember_numbers(series: _Series, numbers: np.ndarray) -> None:
     """Remember ring numbers as ``_Series.seen`` one by one would: each slot keeps its largest."""
     ring = np.frombuffer(series.id_ring, dtype=np.int64)
     np.maximum.at(ring, numbers % len(ring), numbers)
+    following = int(numbers[-1]) + 1
+    if following < 10**18:
+        series.id_next_number = following
+        series.id_next = series.id_prefix + str(following)
 
 
 def _ring_numbers(series: _Series, ids: list[str]) -> np.ndarray | None:
