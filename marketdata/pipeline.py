@@ -27,7 +27,15 @@ from marketdata.constants import (  # noqa: F401 - re-exported
     RESAMPLED_TIMEFRAMES,
 )
 from marketdata.engine.aggregator import BarAggregator, BarResampler
-from marketdata.engine.events import Bar, BookDelta, BookSnapshot, Quote, SentimentReading, Trade
+from marketdata.engine.events import (
+    TIMEFRAME_SECONDS,
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    Quote,
+    SentimentReading,
+    Trade,
+)
 from marketdata.engine.quality import ACCEPTED, QualityValidator, ValidationResult, Verdict
 from marketdata.engine.trade_batch import TradeColumns
 
@@ -37,6 +45,18 @@ logger = logging.getLogger(__name__)
 MIN_BATCH = 32
 # What the validator raises on an event it cannot read (wrong types): recorded as malformed.
 MALFORMED_ERRORS = (TypeError, ValueError, AttributeError)
+# Closed bars stay amendable by late trades for this long (600 windows of 1s, 10 of 1m). A horizon
+# counted in windows (600 for every timeframe) kept 10 hours of 1m bars per symbol: a cache that
+# a 60-minute soak at speed 10 was still filling (+12 MB at 50 symbols). Later trades are kept
+# in the aggregator's bounded ``late`` buffer, never dropped.
+AMEND_SECONDS = 600
+
+
+def amend_windows(timeframe: str) -> int:
+    """Return how many closed windows of ``timeframe`` late trades may amend."""
+    return max(1, AMEND_SECONDS // TIMEFRAME_SECONDS[timeframe])
+
+
 # Without a subscription list, at most this many distinct symbols get per-symbol state.
 MAX_SYMBOLS = 1_000
 # Logs of dropped unsubscribed events: the first few, then one in this many.
@@ -154,7 +174,10 @@ class MarketDataPipeline:
         self.max_symbols = max_symbols
         self.horizon = horizon
         self._admitted: set[str] = set()
-        self.aggregators = [BarAggregator(tf, late="amend") for tf in base_timeframes]
+        self.aggregators = [
+            BarAggregator(tf, late="amend", amend_horizon=amend_windows(tf))
+            for tf in base_timeframes
+        ]
         self.built = set(base_timeframes)
         # Resample from the coarsest base timeframe (1m when present).
         self.resample_from = (
