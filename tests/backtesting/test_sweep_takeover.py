@@ -4,7 +4,6 @@ finished with every trial counted once (a real parent process and ``qcluster`` o
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,8 +20,8 @@ from backtesting import services, sweep_takeover
 from backtesting.choices import RunStatus
 from backtesting.models import BacktestRun
 from backtesting.services import Costs, backtest_run_create
-from tests.backtesting.test_sweep_workers import qcluster, stderr_of
 from tests.polling import wait_for
+from tests.qcluster_process import qcluster_log, qcluster_start, qcluster_stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,8 +120,7 @@ def test_a_sigkilled_sweep_parent_is_taken_over_and_every_trial_counts_once(
     env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
            "SECRET_KEY": settings.SECRET_KEY}
     env.pop("PYTEST_VERSION", None)
-    worker = qcluster(env, tmp_path / "worker.log")
-    worker.args_log = tmp_path / "worker.log"
+    worker = qcluster_start(env, tmp_path / "worker.log")
     parent = sweep_parent()
     with (tmp_path / "parent.log").open("w") as log:
         dispatcher = subprocess.Popen([sys.executable, "-c", PARENT, str(parent.pk), *SPACE],
@@ -135,7 +133,7 @@ def test_a_sigkilled_sweep_parent_is_taken_over_and_every_trial_counts_once(
         try:
             wait_for(some_trials_done, 180, "two trials completed")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: {stderr_of(worker)}") from None
+            raise AssertionError(f"{exc}: {qcluster_log(worker)}") from None
         assert sweep_takeover.sweeps_take_over() == []  # the parent is alive: left alone
         dispatcher.send_signal(signal.SIGKILL)
         dispatcher.wait(10)
@@ -149,11 +147,7 @@ def test_a_sigkilled_sweep_parent_is_taken_over_and_every_trial_counts_once(
     finally:
         if dispatcher.poll() is None:
             dispatcher.kill()
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        qcluster_stop(worker, grace=60)
     parent.refresh_from_db()
     assert parent.status == RunStatus.COMPLETED, parent.error
     trials = list(parent.children.all())

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from backtesting.models import BacktestRun
 from backtesting.services import Costs, backtest_run_create, parse_space, sweep_execute
 from rrr_site.locks import owner_lock
 from tests.polling import wait_for
+from tests.qcluster_process import qcluster_log, qcluster_start, qcluster_stop_all
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,31 +115,10 @@ def test_collecting_the_trials_reads_their_statuses_and_metrics_never_their_equi
 # -- real qcluster processes on Redis --------------------------------------------------------------
 
 
-def qcluster(env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start ``manage.py qcluster`` as the leader of its own process group (stderr to ``log``:
-    a pipe nobody reads would fill and stall its logging)."""
-    with log.open("w") as stderr:
-        return subprocess.Popen(
-            # --skip-checks: the system checks' URL imports (the research stack: scipy,
-            # statsmodels, arch) would double its start; `manage.py check` runs in CI anyway.
-            [sys.executable, "manage.py", "qcluster", "--skip-checks"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-        )
-
-
 def claimed_pid(trial: BacktestRun) -> int:
     """Return the process id that claimed a running trial."""
     label = trial.metrics.get("claimed_by", "")
     return int(label.split()[1]) if label.startswith("pid ") else -1
-
-
-def stderr_of(proc: subprocess.Popen) -> str:
-    """Return the end of what a qcluster said (for a failure's message)."""
-    return Path(proc.args_log).read_text()[-3000:]  # type: ignore[attr-defined]
 
 
 def group_of(pid: int) -> int:
@@ -163,8 +141,8 @@ def test_a_qcluster_killed_mid_sweep_loses_no_trial_and_counts_none_twice(
     env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
            "SECRET_KEY": settings.SECRET_KEY}  # django-q2 signs tasks with it
     env.pop("PYTEST_VERSION", None)  # a production cluster, not one configured for tests
-    doomed, survivor = qcluster(env, tmp_path / "doomed.log"), qcluster(env, tmp_path / "b.log")
-    doomed.args_log, survivor.args_log = tmp_path / "doomed.log", tmp_path / "b.log"
+    doomed = qcluster_start(env, tmp_path / "doomed.log")
+    survivor = qcluster_start(env, tmp_path / "b.log")
     parent = sweep_parent("1m", end)
     space = parse_space("sma_cross", ["fast=5:30:5", "slow=40:60:20"])
     outcome: dict = {}
@@ -194,21 +172,14 @@ def test_a_qcluster_killed_mid_sweep_loses_no_trial_and_counts_none_twice(
         try:
             wait_for(doomed_is_running_a_trial, 120, "a trial running on the doomed qcluster")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: {stderr_of(doomed)}") from None
+            raise AssertionError(f"{exc}: {qcluster_log(doomed)}") from None
         os.killpg(doomed.pid, signal.SIGKILL)  # the cluster and its workers, mid-trial
         doomed.wait(10)
         sweeper.join(120)
-        assert not sweeper.is_alive(), "the sweep never finished: " + stderr_of(survivor)
+        assert not sweeper.is_alive(), "the sweep never finished: " + qcluster_log(survivor)
         assert "error" not in outcome, outcome.get("error")
     finally:
-        for proc in (doomed, survivor):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (doomed, survivor):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        qcluster_stop_all([doomed, survivor], grace=60)
     trials = list(parent.children.all())
     assert len(trials) == len(outcome["found"].trials) == 12
     assert Counter(repr(sorted(t.params.items())) for t in trials).most_common(1)[0][1] == 1
