@@ -1,53 +1,98 @@
-"""Sweep scaling: one sweep's trials on 1, 2 and 4 ``qcluster`` processes on PostgreSQL + Redis.
+"""Sweep scaling: one sweep's trials inline and on 1, 2 and 4 ``qcluster`` processes, PostgreSQL +
+Redis, and a model of what N hosts would give.
 
-    python bench/sweep_scaling.py [--trials 16] [--days 10] [--workers 1,2,4]
+    python bench/sweep_scaling.py [--trials 64] [--days 90] [--workers 1,2,4]
 
-The same grid sweep (sma_cross on 1m simulated BTC-USD bars, every trial a django-q2 task) runs
-first inline in this process (the reference: no broker, no cluster; after one unmeasured warm-up
-sweep, so imports are not counted), then on N real
-``manage.py qcluster`` processes (one worker each) for each N. It prints each wall time, the
-speed-up against the inline run and against one cluster process, and Amdahl's model with the
-serial fraction measured here (from N=2 against N=1), extrapolated to hosts of 2 cores each.
-The machine has 2 cores: beyond 2 processes the measured speed-up cannot grow.
+The same grid sweep (sma_cross on 1m simulated BTC-USD bars; every trial a django-q2 task) runs
+first inline in this process (the reference: no broker, no cluster; after a small unmeasured
+warm-up sweep, so imports are not counted), then on N real ``manage.py qcluster`` processes
+(one worker each) for each N. Each row gives the wall time, the speed-up against the inline run
+and against one cluster process, and the CPU seconds of the cluster processes and of this one
+(the dispatcher): on a shared 2-core machine wall times are noisy, CPU seconds less so.
+
+The model (printed after the table, labelled as one) is built from what this run measured:
+- bars load: one read of the sweep's bars from the database, which every worker process does
+  once per sweep (``backtesting.trial_bars``);
+- per-trial cost: inline, the trials run one after another as tasks in this process; the span
+  from the first trial's start to the last one's finish (their rows' stamps), less one bars
+  load, per trial (the trial's lock, claim, backtest and stored result);
+- serial part: the inline wall time less that span (creating the trial rows, the full backtest
+  of the best set with its report, the overfitting statistics);
+- per-task overhead: with one cluster process, what its wall time holds beyond the serial part,
+  one bars load and its trials' inline cost, per trial (the broker's round trip, the worker's
+  task handling, the dispatcher's polling).
+It predicts ``serial + load + ceil(trials / P) * (trial + overhead)`` for P = hosts x
+min(workers, cores) worker processes running at once; a machine with more workers than cores
+runs no more than ``cores`` trials at a time.
+
+Clusters are stopped as django-q2 expects (SIGTERM to each main process only; see
+``tests/qcluster_process.py`` for why never the whole process group). One that is still alive
+after ``--stop-grace`` seconds is killed, and the output says which of its processes hung and
+what they waited in.
 
 Needs PostgreSQL (``--pg-url``, default ``$SWEEP_DATABASE_URL`` or ``rrr_sweep`` on 127.0.0.1;
-it is dropped and recreated) and Redis (``--redis-url``, default db 12 on 127.0.0.1; its task
-list is emptied).
+it is dropped and recreated) and Redis (``--redis-url``, default ``$SWEEP_REDIS_URL`` or db 11 on
+127.0.0.1; its task list is emptied).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.qcluster_process import (  # noqa: E402 - after the path is set
+    group_members,
+    qcluster_log,
+    qcluster_running,
+    qcluster_start,
+    qcluster_stop,
+    qcluster_stop_all,
+)
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--days", type=float, default=10.0)
-    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--trials", type=int, default=64, help="grid size (even; default 64)")
+    parser.add_argument("--days", type=float, default=90.0, help="days of 1m bars (default 90)")
+    parser.add_argument("--workers", default="1,2,4", help="cluster process counts to run")
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=60.0,
+        help="seconds a cluster may take to stop after SIGTERM before SIGKILL",
+    )
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get("SWEEP_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rrr_sweep"),
+        default=os.environ.get(
+            "SWEEP_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rrr_sweep"
+        ),
     )
     parser.add_argument(
-        "--redis-url", default=os.environ.get("SWEEP_REDIS_URL", "redis://127.0.0.1:6379/12")
+        "--redis-url", default=os.environ.get("SWEEP_REDIS_URL", "redis://127.0.0.1:6379/11")
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.trials < 2:
+        parser.error("--trials must be at least 2")
+    return args
 
 
 def prepare(args: argparse.Namespace) -> dict[str, str]:
     """Recreate the database, empty the task list, migrate; set this process up on them."""
+    import subprocess
+
     import psycopg
     import redis
     from psycopg import sql
@@ -60,8 +105,12 @@ def prepare(args: argparse.Namespace) -> dict[str, str]:
     redis.Redis.from_url(args.redis_url).delete("django_q:rrr:q")  # tasks of an earlier run
     env = {k: v for k, v in os.environ.items() if k not in {"SQLITE_PATH", "PYTEST_VERSION"}}
     env.update(
-        DATABASE_URL=args.pg_url, REDIS_URL=args.redis_url, Q_SYNC="false", Q_WORKERS="1",
-        LOG_LEVEL="WARNING", RRR_DATA_DIR=tempfile.mkdtemp(prefix="rrr-sweep-"),
+        DATABASE_URL=args.pg_url,
+        REDIS_URL=args.redis_url,
+        Q_SYNC="false",
+        Q_WORKERS="1",
+        LOG_LEVEL="WARNING",
+        RRR_DATA_DIR=tempfile.mkdtemp(prefix="rrr-sweep-"),
     )
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     os.environ.update(env)
@@ -73,60 +122,165 @@ def prepare(args: argparse.Namespace) -> dict[str, str]:
 
 
 def space_for(trials: int) -> list[str]:
-    """A grid of ``trials`` sma_cross sets (fast 2..; slow 50 and 80)."""
+    """A grid of ``trials`` sma_cross sets: fast 2, 4, ... with two slow lengths above them all."""
     fast = max(1, trials // 2)
-    return [f"fast=2:{2 + 2 * (fast - 1)}:2", "slow=50:80:30"]
+    slow = 2 * fast + 10  # every set keeps fast < slow: none is dropped by the constraint
+    return [f"fast=2:{2 * fast}:2", f"slow={slow}:{slow + 30}:30"]
 
 
-def one_sweep(args: argparse.Namespace, distributed: bool) -> tuple[float, int]:
-    """Run one grid sweep; return its wall seconds and its number of trials."""
+@dataclass(slots=True)
+class Sweep:
+    """What one sweep took: wall and this process's CPU seconds; its trials' count and span
+    (from the first trial's start to the last one's finish, by their rows' stamps)."""
+
+    wall: float
+    cpu: float
+    trials: int
+    span: float
+
+
+class Progress:
+    """Show a sweep's trials done on stderr (one line rewritten on a terminal, else every 10 %)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        step = done * 10 // max(1, total)
+        if self.tty:
+            sys.stderr.write(f"\r  {self.label}: {done}/{total} trials")
+        elif step != self.shown:
+            sys.stderr.write(f"  {self.label}: {done}/{total} trials\n")
+        self.shown = step
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def one_sweep(args: argparse.Namespace, distributed: bool, trials: int, label: str) -> Sweep:
+    """Run one grid sweep of ``trials`` sets; return its wall and CPU seconds and trial times."""
+    from backtesting.models import BacktestRun
     from backtesting.services import Costs, backtest_run_create, parse_space, sweep_execute
 
-    start = datetime(2024, 1, 1, tzinfo=UTC)
     parent = backtest_run_create(
-        strategy="sma_cross", params={}, symbols=["BTC-USD"], timeframe="1m", start=start,
-        end=start + timedelta(days=args.days), costs=Costs(risk={}), optimize="grid",
+        strategy="sma_cross",
+        params={},
+        symbols=["BTC-USD"],
+        timeframe="1m",
+        start=START,
+        end=START + timedelta(days=args.days),
+        costs=Costs(risk={}),
+        optimize="grid",
         data_source="sim",
     )
-    began = time.perf_counter()
-    found = sweep_execute(
-        parent=parent, method="grid", space=parse_space("sma_cross", space_for(args.trials)),
+    progress = Progress(label)
+    began, cpu = time.perf_counter(), time.process_time()
+    sweep_execute(
+        parent=parent,
+        method="grid",
+        space=parse_space("sma_cross", space_for(trials)),
         distributed=distributed,
+        progress=progress,
     )
-    return time.perf_counter() - began, len(found.trials)
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    progress.close()
+    stamps = BacktestRun.objects.filter(parent=parent).values_list("started_at", "finished_at")
+    starts, ends = zip(*stamps, strict=True)
+    return Sweep(wall, cpu, len(stamps), (max(ends) - min(starts)).total_seconds())
 
 
-def start_clusters(env: dict[str, str], n: int, logs: Path) -> list[subprocess.Popen]:
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of the live processes of a process group."""
+    total = 0
+    for pid in group_members(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (state is field 0 here)
+    return total / CLOCK_TICKS
+
+
+def start_clusters(env: dict[str, str], n: int, logs: Path) -> list:
     """Start ``n`` qcluster processes; return once each says it is running."""
-    procs = []
-    for i in range(n):
-        log = logs / f"qcluster-{n}-{i}.log"
-        with log.open("w") as err:
-            procs.append(subprocess.Popen(
-                [sys.executable, "manage.py", "qcluster"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                stderr=err, start_new_session=True, env={**env, "LOG_LEVEL": "INFO"},
-            ))
-        procs[-1].log = log
-    deadline = time.monotonic() + 180
-    while not all("running." in p.log.read_text() for p in procs):
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            raise SystemExit("a qcluster did not start: " + procs[0].log.read_text()[-2000:])
+    procs = [
+        qcluster_start({**env, "LOG_LEVEL": "INFO"}, logs / f"qcluster-{n}-{i}.log")
+        for i in range(n)
+    ]
+    deadline = time.monotonic() + 300
+    while not all(qcluster_running(p) for p in procs):
+        failed = next((p for p in procs if p.poll() is not None), None)
+        if failed is not None or time.monotonic() > deadline:
+            for proc in procs:
+                qcluster_stop(proc, grace=10)
+            raise SystemExit(f"a qcluster did not start: {qcluster_log(failed or procs[0])}")
         time.sleep(0.2)
     return procs
 
 
-def stop_clusters(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+@dataclass(slots=True)
+class Model:
+    """Sweep time as measured parts: serial + bars load + rounds of (trial + task overhead)."""
+
+    trials: int
+    serial: float
+    load: float
+    trial: float
+    overhead: float
+
+    def predict(self, parallel: int) -> float:
+        """Seconds for the sweep with ``parallel`` worker processes running trials at once."""
+        return (
+            self.serial
+            + self.load
+            + math.ceil(self.trials / parallel) * (self.trial + self.overhead)
+        )
 
 
-def amdahl(serial: float, n: float) -> float:
-    return 1.0 / (serial + (1.0 - serial) / n)
+def bars_load_seconds(args: argparse.Namespace) -> float:
+    """Seconds one read of the sweep's bars from the database takes (best of 3)."""
+    from backtesting.services import bars_for
+
+    best = math.inf
+    for _ in range(3):
+        began = time.perf_counter()
+        bars_for(
+            symbols=["BTC-USD"],
+            timeframe="1m",
+            start=START,
+            end=START + timedelta(days=args.days),
+            source="sim",
+        )
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def print_model(model: Model, walls: dict[int, float], cores: int) -> None:
+    print(
+        f"\nMODEL (not a measurement): per trial {model.trial:.3f} s (inline, as a task), per-task "
+        f"overhead {model.overhead:.3f} s (1 cluster process), bars load {model.load:.3f} s "
+        f"once per worker, serial part {model.serial:.2f} s;\n"
+        f"  time = serial + load + ceil({model.trials} / P) x (trial + overhead), "
+        "P = hosts x min(workers, cores)"
+    )
+    for n, wall in walls.items():
+        predicted = model.predict(min(n, cores))
+        print(f"  this host, {n} process(es): model {predicted:6.2f} s, measured {wall:6.2f} s")
+    print(
+        f"  hosts of {cores} cores with {cores} workers each (the database and broker assumed "
+        "not to saturate):"
+    )
+    for hosts in (1, 2, 4, 8, 16):
+        predicted = model.predict(hosts * cores)
+        speedup = model.predict(1) / predicted
+        print(
+            f"  {hosts:2d} host(s), {hosts * cores:2d} workers: {predicted:7.2f} s, "
+            f"{speedup:5.2f}x one worker"
+        )
 
 
 def main() -> int:
@@ -134,33 +288,58 @@ def main() -> int:
     env = prepare(args)
     from backtesting.services import bars_for
 
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    bars, _ = bars_for(symbols=["BTC-USD"], timeframe="1m", start=start,
-                       end=start + timedelta(days=args.days), source="sim")
-    one_sweep(args, distributed=False)  # warm-up: imports, plotly, statistics (not measured)
-    inline, trials = one_sweep(args, distributed=False)
-    print(f"sweep: {trials} trials of sma_cross on {len(bars)} 1m bars, "
-          f"PostgreSQL + Redis, {os.cpu_count()} cores")
-    print(f"{'processes':>9} {'wall (s)':>9} {'vs inline':>10} {'vs 1 process':>13}")
-    print(f"{'inline':>9} {inline:9.2f} {1.0:10.2f} {'':>13}")
+    bars, _ = bars_for(
+        symbols=["BTC-USD"],
+        timeframe="1m",
+        start=START,
+        end=START + timedelta(days=args.days),
+        source="sim",
+    )  # stored once
+    one_sweep(args, False, 2, "warm-up")  # imports, plotly, statistics (not measured)
+    cores = os.cpu_count() or 1
+    print(
+        f"sweep: {2 * (args.trials // 2)} trials of sma_cross on {len(bars):,} 1m bars, "
+        f"PostgreSQL + Redis, {cores} cores, load average {os.getloadavg()[0]:.1f} at the start",
+        flush=True,
+    )
+    inline = one_sweep(args, False, args.trials, "inline")
+    load = bars_load_seconds(args)
+    header = (
+        f"{'processes':>9} {'wall (s)':>9} {'vs inline':>10} {'vs 1 process':>13} "
+        f"{'cluster cpu (s)':>16} {'dispatcher cpu (s)':>19}"
+    )
+    print(header)
+    print(
+        f"{'inline':>9} {inline.wall:9.2f} {1.0:10.2f} {'':>13} {'':>16} {inline.cpu:19.2f}",
+        flush=True,
+    )
     logs = Path(tempfile.mkdtemp(prefix="rrr-sweep-logs-"))
     walls: dict[int, float] = {}
+    runs: dict[int, Sweep] = {}
     for n in [int(x) for x in args.workers.split(",")]:
         procs = start_clusters(env, n, logs)
+        idle_cpu = sum(group_cpu(p.pid) for p in procs)
         try:
-            walls[n], _ = one_sweep(args, distributed=True)
+            runs[n] = one_sweep(args, True, args.trials, f"{n} process(es)")
+            cluster_cpu = sum(group_cpu(p.pid) for p in procs) - idle_cpu
         finally:
-            stop_clusters(procs)
+            hung = [r for r in qcluster_stop_all(procs, args.stop_grace) if r]
+        walls[n] = runs[n].wall
         one = walls.get(1, walls[n])
-        print(f"{n:9d} {walls[n]:9.2f} {inline / walls[n]:10.2f} {one / walls[n]:13.2f}")
-    if 1 in walls and 2 in walls:
-        speedup = walls[1] / walls[2]
-        serial = min(1.0, max(0.0, 2.0 / speedup - 1.0))  # Amdahl solved for N=2
-        print(f"Amdahl: serial fraction {serial:.3f} (from 2 processes vs 1 on 2 cores); "
-              "hosts of 2 cores each would give:")
-        for hosts in (1, 2, 4, 8, 16):
-            print(f"  {hosts:2d} host(s), {2 * hosts:2d} workers: speed-up "
-                  f"{amdahl(serial, 2 * hosts):5.2f} x one worker")
+        print(
+            f"{n:9d} {walls[n]:9.2f} {inline.wall / walls[n]:10.2f} {one / walls[n]:13.2f} "
+            f"{cluster_cpu:16.2f} {runs[n].cpu:19.2f}",
+            flush=True,
+        )
+        for report in hung:
+            print(f"  STOP HUNG: {report}", flush=True)
+    serial = max(0.0, inline.wall - inline.span)
+    trial = max(0.0, inline.span - load) / inline.trials
+    overhead = 0.0
+    if 1 in runs:
+        overhead = max(0.0, (runs[1].wall - serial - load) / runs[1].trials - trial)
+    print_model(Model(inline.trials, serial, load, trial, overhead), walls, cores)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end; cluster logs in {logs}")
     return 0
 
 
