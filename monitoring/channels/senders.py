@@ -43,11 +43,27 @@ def send(channel: str, target: str, title: str, body: str, *, data: dict | None 
     sender = SENDERS.get(channel)
     if sender is None:
         raise DeliveryFailed(f"unknown channel {channel!r}")
-    target = resolve_target(target) if channel != "log" else target
-    if channel == "push":
-        _push(target, title, body, data)
-    else:
-        sender(target, title, body)
+    address = resolve_target(target) if channel != "log" else target
+    try:
+        if channel == "push":
+            _push(address, title, body, data)
+        else:
+            sender(address, title, body)
+    except Exception as exc:
+        if address == target.strip():
+            raise
+        # An env:NAME value never reaches the delivery's stored error or the logs: a rule
+        # naming env:DATABASE_URL would otherwise show its password in the admin.
+        raise DeliveryFailed(_redacted(f"{exc}", address, target.strip())) from None
+
+
+def _redacted(text: str, secret: str, name: str) -> str:
+    """Return ``text`` with ``secret`` and each of its comma-separated parts put as ``name``."""
+    parts = sorted({secret, *(p.strip() for p in secret.split(","))}, key=len, reverse=True)
+    for part in parts:
+        if len(part) >= 3:
+            text = text.replace(part, f"<{name}>")
+    return text
 
 
 def _log(target: str, title: str, body: str) -> None:
