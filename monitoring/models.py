@@ -114,6 +114,30 @@ class AlertRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """Refuse a source no alert comes from, an address its channel cannot take, and half
+        an escalation (a delay without a channel never escalates; a channel without one never
+        fires)."""
+        from django.core.exceptions import ValidationError
+
+        from monitoring.channels.targets import SOURCES, target_problem
+
+        errors: dict[str, str] = {}
+        if self.source.strip() not in SOURCES:
+            errors["source"] = f"one of {', '.join(SOURCES)}"
+        if problem := target_problem(self.channel, self.target):
+            errors["target"] = problem
+        if self.escalate_after_minutes is not None and not self.escalation_channel:
+            errors["escalation_channel"] = "escalating after a delay needs a channel"
+        elif self.escalation_channel and self.escalate_after_minutes is None:
+            errors["escalate_after_minutes"] = "an escalation channel needs a delay"
+        elif self.escalation_channel and (
+            problem := target_problem(self.escalation_channel, self.escalation_target)
+        ):
+            errors["escalation_target"] = problem
+        if errors:
+            raise ValidationError(errors)
+
 
 class Alert(models.Model):
     """One ongoing alert of a rule: repeats within the cooldown are counted into it."""
