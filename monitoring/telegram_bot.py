@@ -1,7 +1,11 @@
 """Control from a phone: a Telegram bot for authorised chat ids only (``manage.py telegrambot``).
 
-Commands answer from the same selectors and services as the API and the admin, and every action
-is audited with the actor ``telegram:<chat id>``:
+Each chat is bound to a user (``TELEGRAM_CHAT_USERS``: ``<chat id>=<username>``) and acts as
+that user, with the user's permissions, as the API would: it reads only the accounts the user
+may watch (granted, or all for staff), and halts, resumes or flattens only with the trader role
+(or admin). Commands answer from the same selectors and services as the API and the admin; every
+action is audited under the user's name (the reason says which chat), and every refused action
+on an existing account is audited too (``telegram.refused``):
 
     /status [account]     trading state, equity, open positions and whether runtrader is alive
     /balance [account]    cash and equity
@@ -12,7 +16,8 @@ is audited with the actor ``telegram:<chat id>``:
     /resume [account]     back to active
     /flatten [account]    cancel working orders and close every position, after /confirm
 
-Chats not in ``TELEGRAM_ALLOWED_CHAT_IDS`` are told so and logged; nothing else is done for them.
+Chats bound to no user are told so and logged; nothing else is done for them (nor for a chat
+whose user is gone or inactive).
 The bot talks to the Bot API through python-telegram-bot's ``Bot`` (getUpdates long polling,
 sendMessage) at ``TELEGRAM_API_URL``.
 """
@@ -41,17 +46,10 @@ HELP = (
 
 
 class CommandError(Exception):
-    """A command that cannot be answered (unknown account, bad arguments)."""
+    """A command that cannot be answered (unknown account, bad arguments, not permitted)."""
 
 
-def _account(name: str | None):
-    from trading.models import Account
-
-    name = name or settings.DEFAULT_ACCOUNT
-    account = Account.objects.filter(name=name).first()
-    if account is None:
-        raise CommandError(f"no account named {name!r}")
-    return account
+NOT_AUTHORISED = "This chat is not authorised to control RRR."
 
 
 def _money(value: Decimal) -> str:
@@ -131,25 +129,27 @@ def positions_text(account) -> str:
     return f"{account.name} positions:\n" + "\n".join(lines)
 
 
-def halt(account, actor: str) -> str:
+def halt(account, actor, via: str) -> str:
     """Halt the account and cancel its working orders (as the API's halt)."""
     from risk.services import trading_state_set
     from trading.services import orders_cancel_open
 
-    trading_state_set(account=account, state="halted", reason=f"halted by {actor}", actor=actor)
+    reason = f"halted by {actor} via {via}"
+    trading_state_set(account=account, state="halted", reason=reason, actor=actor)
     cancelled = orders_cancel_open(account=account, actor=actor, reason="halted")
     return f"{account.name} halted; {cancelled} working order(s) cancelled"
 
 
-def resume(account, actor: str) -> str:
+def resume(account, actor, via: str) -> str:
     """Set the account active again."""
     from risk.services import trading_state_set
 
-    trading_state_set(account=account, state="active", reason=f"resumed by {actor}", actor=actor)
+    reason = f"resumed by {actor} via {via}"
+    trading_state_set(account=account, state="active", reason=reason, actor=actor)
     return f"{account.name} is active again"
 
 
-def flatten(account, actor: str) -> str:
+def flatten(account, actor, via: str) -> str:
     """Cancel every working order and close every position."""
     from trading.services import account_flatten
 
@@ -168,10 +168,12 @@ ACTIONS: dict[str, Callable] = {"halt": halt, "resume": resume}
 
 
 class TelegramControl:
-    """Answer the commands of authorised chats; ``/flatten`` waits for ``/confirm``."""
+    """Answer the commands of chats bound to users, as those users; ``/flatten`` waits for
+    ``/confirm``."""
 
-    def __init__(self, allowed: list[int], clock: Callable[[], float] = time.time) -> None:
-        self.allowed = set(allowed)
+    def __init__(self, chats: dict[int, str], clock: Callable[[], float] = time.time) -> None:
+        self.chats = dict(chats)  # chat id -> the username it acts as
+        self.allowed = set(self.chats)
         self.clock = clock
 
     # A pending /flatten lives in the cache (Redis when configured), so a restarted bot (or
@@ -195,28 +197,36 @@ class TelegramControl:
 
     def answer(self, chat_id: int, text: str) -> str:
         """Return the reply to ``text`` from ``chat_id`` (database work: call off the loop)."""
-        if chat_id not in self.allowed:
+        if chat_id not in self.chats:
             logger.warning("telegram: refused chat", extra={"chat_id": chat_id})
-            return "This chat is not authorised to control RRR."
+            return NOT_AUTHORISED
         words = text.strip().split()
         if not words or not words[0].startswith("/"):
             return HELP
         command = words[0][1:].split("@", 1)[0].lower()
         argument = words[1] if len(words) > 1 else None
-        actor = f"telegram:{chat_id}"
         close_old_connections()
+        user = _chat_user(self.chats[chat_id])
+        if user is None:
+            logger.warning("telegram: chat bound to no active user",
+                           extra={"chat_id": chat_id, "user": self.chats[chat_id]})  # fmt: skip
+            return f"{NOT_AUTHORISED} (its user {self.chats[chat_id]!r} is not an active user)"
         try:
-            return self._dispatch(chat_id, command, argument, actor)
+            return self._dispatch(chat_id, user, command, argument)
         except CommandError as exc:
             return str(exc)
 
-    def _dispatch(self, chat_id: int, command: str, argument: str | None, actor: str) -> str:
+    def _dispatch(self, chat_id: int, user, command: str, argument: str | None) -> str:
+        from rrr_site.api.roles import Role
+
+        via = f"telegram:{chat_id}"
         if command in READS:
-            return READS[command](_account(argument))
+            return READS[command](_account_for(user, argument, Role.VIEWER, command, via))
         if command in ACTIONS:
-            return ACTIONS[command](_account(argument), actor)
+            account = _account_for(user, argument, Role.TRADER, command, via)
+            return ACTIONS[command](account, user, via)
         if command == "flatten":
-            account = _account(argument)
+            account = _account_for(user, argument, Role.TRADER, command, via)
             self.ask(chat_id, account.name)
             return (
                 f"Flatten {account.name}: cancel every working order and close every position? "
@@ -226,8 +236,48 @@ class TelegramControl:
             name = self.take(chat_id)
             if name is None:
                 return "Nothing to confirm (or it expired): send /flatten again."
-            return flatten(_account(name), actor)
+            # Checked again: the user's grants or role may have changed since /flatten.
+            return flatten(_account_for(user, name, Role.TRADER, "flatten", via), user, via)
         return HELP
+
+
+def _chat_user(username: str):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(username=username, is_active=True).first()
+
+
+def _account_for(user, name: str | None, need, command: str, via: str):
+    """Return the account ``name`` (default: DEFAULT_ACCOUNT) if ``user`` may ``command`` it
+    (sees it, has the role ``need``); else refuse, auditing a refused action."""
+    from rrr_site.api.roles import Role, role_of
+    from trading.models import Account
+
+    name = name or settings.DEFAULT_ACCOUNT
+    account = Account.objects.visible_to(user).filter(name=name).first()
+    if account is None:  # foreign or missing: the same answer (as the API's 404)
+        if need >= Role.TRADER:
+            _refused(user, Account.objects.filter(name=name).first(), command, via,
+                     "not one of the user's accounts")  # fmt: skip
+        raise CommandError(f"no account named {name!r} for {user.get_username()}")
+    if role_of(user) < need:
+        _refused(user, account, command, via, f"needs the {need.group} role")
+        raise CommandError(
+            f"{user.get_username()} may not /{command} {account.name}: it needs the "
+            f"{need.group} role"
+        )
+    return account
+
+
+def _refused(user, account, command: str, via: str, why: str) -> None:
+    from monitoring.services import audit_record
+
+    logger.warning("telegram: refused command",
+                   extra={"user": user.get_username(), "command": command, "via": via,
+                          "account": getattr(account, "name", None), "why": why})  # fmt: skip
+    if account is not None:
+        audit_record(actor=user, action="telegram.refused", obj=account, before=None,
+                     after={"command": command, "via": via, "why": why})  # fmt: skip
 
 
 async def poll(bot, control: TelegramControl, offset: int | None, timeout: int) -> int | None:

@@ -336,6 +336,24 @@ SLACK_WEBHOOK_BASE = env.str("SLACK_WEBHOOK_BASE", default="https://hooks.slack.
 TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org")
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_ALLOWED_CHAT_IDS = [int(i) for i in env.list("TELEGRAM_ALLOWED_CHAT_IDS", default=[])]
+
+
+def _chat_users(pairs: list[str]) -> dict[int, str]:
+    """Parse TELEGRAM_CHAT_USERS ("<chat id>=<username>,..."): the user each chat acts as."""
+    chats = {}
+    for pair in pairs:
+        chat, sep, user = pair.partition("=")
+        if not sep or not user.strip() or not chat.strip().lstrip("-").isdigit():
+            raise ImproperlyConfigured(
+                f"TELEGRAM_CHAT_USERS: {pair!r} is not <chat id>=<username> (e.g. 1001=alice)"
+            )
+        chats[int(chat)] = user.strip()
+    return chats
+
+
+# The control bot answers only these chats, each as its user: that user's role and accounts
+# decide what the chat may read and do (monitoring/telegram_bot.py).
+TELEGRAM_CHAT_USERS = _chat_users(env.list("TELEGRAM_CHAT_USERS", default=[]))
 TWILIO_API_URL = env.str("TWILIO_API_URL", default="https://api.twilio.com")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
