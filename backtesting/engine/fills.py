@@ -42,6 +42,8 @@ from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import UnknownOrder
 from trading.engine.money import ZERO, floor_to_step, to_decimal
 from trading.engine.orders import (
+    TERMINAL_STATUSES,
+    WORKING_STATUSES,
     Fill,
     Liquidity,
     Order,
@@ -78,6 +80,7 @@ class FillModel(StrEnum):
 _FM_NEXT_OPEN, _FM_CLOSE, _FM_BOOK = FillModel.NEXT_OPEN, FillModel.CLOSE, FillModel.BOOK
 _MARKET = OrderType.MARKET
 _PENDING, _OPEN, _CANCELLED = OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.CANCELLED
+_WORKING, _TERMINAL = WORKING_STATUSES, TERMINAL_STATUSES
 _GTC, _IOC, _FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 _EV_ACCEPTED, _EV_FILL = VenueEventKind.ACCEPTED, VenueEventKind.FILL
 _new_event = record_builder(VenueEvent)  # ``VenueEvent(...)``, built faster (several per order)
@@ -144,6 +147,19 @@ def tidy_price(price: float) -> float:
     have a few significant digits, and short Decimals keep the portfolio's sums exact.
     """
     return float(format(price, _TIDY))
+
+
+def tidy_decimal(price: float) -> Decimal:
+    """Return ``to_decimal(tidy_price(price))``: the modelled price as the engine books it.
+
+    A price whose shortest repr has at most ``PRICE_DIGITS`` significant digits (a bar's open
+    in cents, say) is already tidy: rounding it to ``PRICE_DIGITS`` digits gives the very same
+    float, so its repr is converted without the round trip through ``format``.
+    """
+    text = repr(price)
+    if len(text) <= PRICE_DIGITS + 1 and "e" not in text:  # at most 10 digits and a point
+        return Decimal(text)
+    return to_decimal(tidy_price(price))
 
 
 def _volume_share(quantity: float, bar: Bar | None) -> float:
@@ -378,7 +394,7 @@ class BacktestVenue:
         model = self.config.model
         if self._cap_frac is not None:
             self._budget[symbol] = self._cap(bar)
-        if model is _FM_NEXT_OPEN and (self._market.get(symbol) or self._waiting.get(symbol)):
+        if held and model is _FM_NEXT_OPEN:
             self._at_open(bar, events)
         if self._live.get(symbol):
             self._sync(symbol, events)
@@ -449,7 +465,7 @@ class BacktestVenue:
     def _at_open(self, bar: Bar, events: list[VenueEvent]) -> None:
         """Execute held market orders at the bar's open, then release waiting orders there."""
         symbol, start = bar.symbol, bar.ts
-        waiting = self._waiting.pop(symbol, [])
+        waiting = self._waiting.pop(symbol, None)
         if waiting or not self._inner_idle():
             self._sync(symbol, events)
         # else nothing works at the inner venue: its book is brought up to date when next needed
@@ -457,8 +473,9 @@ class BacktestVenue:
             # A sizeless print moves the inner book to the open (and fires gapped stops).
             print_ = Trade(symbol, start, bar.open, 0.0, self.config.name)
             events += self._track(self.inner.on_trade(print_))
-        if self._market.get(symbol):
-            self._run_held(symbol, start, bar.open, bar, events)
+        self._run_held(symbol, start, bar.open, bar, events)
+        if not waiting:
+            return
         for order, children in waiting:
             if self._held.pop(order.client_order_id, None) is None:
                 continue  # cancelled while waiting
@@ -479,19 +496,27 @@ class BacktestVenue:
         events: list[VenueEvent],
     ) -> None:
         """Execute held market orders of ``symbol`` in time order at ``price`` (None: the book)."""
-        capped = self._cap_frac is not None
-        for order in list(self._market.get(symbol, ())):
+        queue = self._market.get(symbol)
+        if not queue:
+            return
+        # A volume cap's budget (``_budget`` holds one only under a cap).
+        capped = self._cap_frac is not None and price is not None
+        for order in tuple(queue):
             if order.status is _PENDING:
                 order.transition(_OPEN, ts)
-                events.append(_new_event(_EV_ACCEPTED, order, ts, order.status))
-            # A volume cap's budget (``_budget`` holds one only under a cap).
-            budget = self._budget.get(symbol) if capped and price is not None else None
-            used = self._execute(order, ts, price, bar, budget, events)
-            if budget is not None:
-                self._budget[symbol] = budget - used
-            if order.tif in (_IOC, _FOK) and order.is_working:
-                self._end(order, _CANCELLED, ts, "ioc: unfilled remainder", events)
-            if order.is_terminal:
+                events.append(_new_event(_EV_ACCEPTED, order, ts, _OPEN))
+            if capped:
+                budget = self._budget.get(symbol)
+                used = self._execute(order, ts, price, bar, budget, events)
+                if budget is not None:
+                    self._budget[symbol] = budget - used
+            else:
+                self._execute(order, ts, price, bar, None, events)
+            status = order.status
+            if status in _WORKING:
+                if order.tif is _IOC or order.tif is _FOK:
+                    self._end(order, _CANCELLED, ts, "ioc: unfilled remainder", events)
+            elif status in _TERMINAL:
                 self._forget(order)
 
     def _execute(
@@ -503,37 +528,53 @@ class BacktestVenue:
         budget: Decimal | None,
         events: list[VenueEvent],
     ) -> Decimal:
-        """Send one child market order for what ``order`` may take now; return its fill."""
-        qty = order.remaining
-        if budget is not None and budget < qty:
-            qty = budget
+        """Execute what ``order`` may take now; return the quantity filled.
+
+        At a ``price`` (next open, close): all of it there, slipped by the slippage model, as
+        a single level of unlimited size would fill it, cut by the account's buying power at
+        that price (``book_fill`` books it, as every simulated venue does). On the book
+        (``price`` None): one child market order at the execution venue, adopted.
+        """
+        remaining = order.quantity - order.filled_quantity
+        qty = remaining if budget is None or budget >= remaining else budget
         if order.reduce_only:
             cap = self._reduce_cap(order)
             if cap <= 0:
                 self._end(order, _CANCELLED, ts, "reduce_only: position is flat", events)
                 return ZERO
-            qty = min(qty, cap)
-        if order.tif is _FOK and qty < order.remaining and price is not None:
+            if cap < qty:
+                qty = cap
+        if order.tif is _FOK and qty < remaining and price is not None:
             self._end(order, _CANCELLED, ts, "fok: not enough liquidity", events)
             return ZERO
         if qty <= 0:
             return ZERO
-        if price is not None:
-            # All of it at one price: what a single level of unlimited size gives.
-            slippage = self.config.slippage
-            if slippage.__class__ is not NoSlippage:
-                price = slippage.adjust(price, order.sign, float(qty), bar)
-            cfg = self.executor.config
-            px = to_decimal(tidy_price(price))
-            cut = ""
-            if self._guard is not None:
-                qty, cut = self._guarded(order, qty, px, cfg.taker_fee_bps)
-            if qty > 0:
-                fill = book_fill(cfg, order, qty, px, _TAKER, ts, name=self.config.name)
-                self._emit_fill(order, fill, events)
-            if cut and order.is_working:
-                self._end(order, _CANCELLED, ts, cut, events)
-            return qty
+        if price is None:
+            return self._execute_on_book(order, ts, qty, events)
+        slippage = self.config.slippage
+        if slippage.__class__ is not NoSlippage:
+            price = slippage.adjust(price, order.sign, float(qty), bar)
+        cfg = self.executor.config
+        px = tidy_decimal(price)
+        cut = ""
+        guard = self._guard
+        if guard is not None:  # ``_guarded``, written out
+            account = order.account
+            pending = self._delta.get((account, order.symbol), ZERO)
+            qty, cut = guard(
+                order, qty, px, cfg.taker_fee_bps, pending, self._cash.get(account, ZERO)
+            )
+        if qty > 0:
+            fill = book_fill(cfg, order, qty, px, _TAKER, ts, name=self.config.name)
+            self._emit_fill(order, fill, events)
+        if cut and order.status in _WORKING:
+            self._end(order, _CANCELLED, ts, cut, events)
+        return qty
+
+    def _execute_on_book(
+        self, order: Order, ts: datetime, qty: Decimal, events: list[VenueEvent]
+    ) -> Decimal:
+        """Send one child market order for ``qty`` of ``order`` to the execution venue."""
         self._children += 1
         child = Order(
             symbol=order.symbol,
@@ -547,14 +588,6 @@ class BacktestVenue:
             created_ts=ts,
         )
         return self._adopt(order, self.executor.submit(child, ts), events)
-
-    def _guarded(
-        self, order: Order, qty: Decimal, price: Decimal, fee_bps: Decimal
-    ) -> tuple[Decimal, str]:
-        """Return how much of ``qty`` the account can pay at ``price`` (and why not all)."""
-        account = order.account
-        pending = self._delta.get((account, order.symbol), ZERO)
-        return self._guard(order, qty, price, fee_bps, pending, self._cash.get(account, ZERO))  # type: ignore[misc]
 
     def _adopt(
         self, order: Order, child_events: list[VenueEvent], events: list[VenueEvent]
@@ -581,11 +614,14 @@ class BacktestVenue:
 
     def _emit_fill(self, order: Order, fill: Fill, events: list[VenueEvent]) -> None:
         events.append(_new_event(_EV_FILL, order, fill.ts, order.status, fill))
-        key = (fill.account, fill.symbol)
-        signed = fill.signed_quantity
-        self._delta[key] = self._delta.get(key, ZERO) + signed
+        account = fill.account
+        key = (account, fill.symbol)
+        qty = fill.quantity
+        signed = qty if fill.side is _BUY else -qty  # ``signed_quantity``
+        delta = self._delta
+        delta[key] = delta.get(key, ZERO) + signed
         if self._guard is not None:
-            self._cash[key[0]] = self._cash.get(key[0], ZERO) - signed * fill.price - fill.fee
+            self._cash[account] = self._cash.get(account, ZERO) - signed * fill.price - fill.fee
 
     def _set_exec_book(self, book: BookSnapshot) -> None:
         slip = self.config.slippage
@@ -612,7 +648,11 @@ class BacktestVenue:
         return bar if cap is None else replace(bar, volume=bar.volume * cap)
 
     def _reduce_cap(self, order: Order) -> Decimal:
-        held = self._positions(order.account, order.symbol)
+        account, symbol = order.account, order.symbol
+        lookup = self._lookup  # ``_positions``, written out
+        held = (ZERO if lookup is None else lookup(account, symbol)) + self._delta.get(
+            (account, symbol), ZERO
+        )
         if order.side is _BUY:
             return -held if held < 0 else ZERO
         return held if held > 0 else ZERO

@@ -25,6 +25,7 @@ from trading.engine.errors import OrderRejected, UnknownAccount, UnknownOrder
 from trading.engine.hooks import AllowAllHook, Decision, OrderProposal, PreTradeHook, TradingMode
 from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import (
+    TERMINAL_STATUSES,
     Fill,
     IdFactory,
     Order,
@@ -33,6 +34,7 @@ from trading.engine.orders import (
     OrderStatus,
     OrderType,
     new_order_id,
+    order_from_intent,
     validate_order,
 )
 from trading.engine.portfolio import Portfolio, PositionSnapshot
@@ -42,6 +44,7 @@ from trading.engine.venue import Venue, VenueEvent, VenueEventKind
 _EV_FILL = VenueEventKind.FILL
 _LIMIT, _STOP = OrderType.LIMIT, OrderType.STOP
 _BUY = OrderSide.BUY
+_TERMINAL = TERMINAL_STATUSES
 
 
 class OrderListener(Protocol):
@@ -113,7 +116,11 @@ class OrderManager:
 
     def position_quantity(self, account: str, symbol: str) -> Decimal:
         """Return the signed position of ``account`` in ``symbol`` (the venue's lookup)."""
-        return self.portfolio(account).quantity(symbol)
+        portfolio = self._portfolios.get(account)
+        if portfolio is None:
+            portfolio = self.portfolio(account)  # raises UnknownAccount
+        pos = portfolio.positions.get(symbol)  # ``Portfolio.quantity``, one call fewer
+        return ZERO if pos is None else pos.quantity
 
     def set_margin(self, account: str, margin: Margin | None) -> None:
         """Set ``account``'s buying-power setting (its stored leverage and policy)."""
@@ -179,31 +186,38 @@ class OrderManager:
         return self._index.get(client_order_id)
 
     def submit(self, intent: OrderIntent, now: datetime) -> Order:
-        """Turn ``intent`` into an order, check it, send it; return the order (maybe rejected)."""
+        """Turn ``intent`` into an order, check it, send it; return the order (maybe rejected).
+
+        The one way in for every order (strategies, operators, the API, backtests): built from
+        the intent (``order_from_intent``), checked (``validate_order``, duplicate id, the
+        pre-trade hook, buying power), sent to the venue, and whatever the venue did at once
+        (accepted, filled, rejected) booked by ``_process`` before this returns.
+        """
         portfolio = self._portfolios.get(intent.account) or self.portfolio(intent.account)
-        order = intent.to_order(intent.client_order_id or self._ids(), now)
+        order = order_from_intent(intent, intent.client_order_id or self._ids(), now)
         if intent.stop_loss is None and intent.take_profit is None:
             children: list[Order] = []  # the common case: a plain order
         else:
             children = self._bracket_children(intent, order)
+        oid = order.client_order_id
         try:
             validate_order(order)
             if children:
                 self._check_bracket(order, children)
-            if order.client_order_id in self._index:
-                raise OrderRejected(f"duplicate client_order_id {order.client_order_id!r}")
+            if oid in self._index:
+                raise OrderRejected(f"duplicate client_order_id {oid!r}")
             self._pre_trade(order, portfolio, now)
         except OrderRejected as exc:
             self._reject_locally(order, children, now, exc.reason)
             return order
-        self._track(order)
-        for child in children:
-            self._track(child)
+        self._index[oid] = order  # ``_track``, written out for the plain order
+        self._open[order.account][oid] = order
         if children:
-            events = self.venue.submit_bracket(order, children, now)
+            for child in children:
+                self._track(child)
+            self._process(self.venue.submit_bracket(order, children, now), (order, *children))
         else:
-            events = self.venue.submit(order, now)
-        self._process(events, extra=(order, *children))
+            self._process(self.venue.submit(order, now), (order,))
         return order
 
     def cancel(
@@ -428,39 +442,57 @@ class OrderManager:
         self._open[order.account][order.client_order_id] = order
 
     def _process(self, events: Sequence[VenueEvent], extra: Sequence[Order] = ()) -> None:
-        """Book fills, forget finished orders and notify listeners."""
+        """Book fills, forget finished orders and notify listeners.
+
+        The one place fills reach the books, live and in backtests alike: each fill is applied
+        to its account's portfolio in event order, finished orders leave the open-order book,
+        then every listener hears of every fill and then of every order that changed (each
+        once, ``extra`` first: the orders of the call that made the events).
+        """
         if not events:
             if extra:
                 self._process_orders(extra)
             return
-        changed: dict[str, Order] = {o.client_order_id: o for o in extra}
+        portfolios = self._portfolios
         fills: list[Fill] = []
+        changed: dict[str, Order] = {}
+        for order in extra:
+            changed[order.client_order_id] = order
         for event in events:
             order = event.order
             changed[order.client_order_id] = order
             if event.kind is _EV_FILL:
                 fill = event.fill
-                self._portfolios[order.account].apply_fill(fill)
+                portfolios[order.account].apply_fill(fill)
                 fills.append(fill)
-        for order in changed.values():
-            if order.is_terminal:
-                self._index.pop(order.client_order_id, None)
-                self._open[order.account].pop(order.client_order_id, None)
+        orders = changed.values()
+        index, book = self._index, self._open
+        for order in orders:
+            if order.status in _TERMINAL:  # ``is_terminal``, without the property call
+                oid = order.client_order_id
+                index.pop(oid, None)
+                book[order.account].pop(oid, None)
         for listener in self.listeners:
-            for fill in fills:
-                listener.on_fill(fill)
-            for order in changed.values():
-                listener.on_order(order)
+            if fills:
+                on_fill = listener.on_fill
+                for fill in fills:
+                    on_fill(fill)
+            on_order = listener.on_order
+            for order in orders:
+                on_order(order)
 
     def _process_orders(self, orders: Sequence[Order]) -> None:
         """``_process`` of orders that changed with no venue event (distinct ids: a submit)."""
+        index, book = self._index, self._open
         for order in orders:
-            if order.is_terminal:
-                self._index.pop(order.client_order_id, None)
-                self._open[order.account].pop(order.client_order_id, None)
+            if order.status in _TERMINAL:
+                oid = order.client_order_id
+                index.pop(oid, None)
+                book[order.account].pop(oid, None)
         for listener in self.listeners:
+            on_order = listener.on_order
             for order in orders:
-                listener.on_order(order)
+                on_order(order)
 
     def _mark(self, symbol: str, price: Decimal, ts: datetime | None) -> None:
         for portfolio in self._portfolios.values():

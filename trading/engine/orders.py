@@ -304,27 +304,8 @@ class OrderIntent:
     metadata: dict[str, Any] | None = None
 
     def to_order(self, client_order_id: str, now: datetime | None) -> Order:
-        """Build the pending ``Order`` for this intent."""
-        return _new_order(
-            symbol=self.symbol,
-            side=self.side,
-            quantity=self.quantity,
-            type=self.type,
-            account=self.account,
-            client_order_id=self.client_order_id or client_order_id,
-            price=self.price,
-            stop_price=self.stop_price,
-            trail_amount=self.trail_amount,
-            trail_percent=self.trail_percent,
-            tif=self.tif,
-            reduce_only=self.reduce_only,
-            strategy=self.strategy,
-            signal=self.signal,
-            oco_group=self.oco_group,
-            created_ts=now,
-            updated_ts=now,
-            metadata=dict(self.metadata) if self.metadata else {},
-        )
+        """Build the pending ``Order`` for this intent (its own id, else ``client_order_id``)."""
+        return order_from_intent(self, client_order_id, now)
 
 
 def _positive(value: Decimal | None) -> bool:
@@ -380,13 +361,13 @@ def validate_order(order: Order) -> None:
     _check_trailing(order)
 
 
+# The fields an order takes from its intent (the rest start at their defaults).
 _ORDER_FROM_INTENT = (
     "symbol",
     "side",
     "quantity",
     "type",
     "account",
-    "client_order_id",
     "price",
     "stop_price",
     "trail_amount",
@@ -396,20 +377,17 @@ _ORDER_FROM_INTENT = (
     "strategy",
     "signal",
     "oco_group",
-    "created_ts",
-    "updated_ts",
-    "metadata",
 )
 
 
-def _order_builder() -> Callable[..., Order]:
-    """Return ``Order(**kwargs)`` for ``to_order``'s keywords, built without the class call.
+def _order_from_intent_builder() -> Callable[[OrderIntent, str, datetime | None], Order]:
+    """Return ``order_from_intent``: ``Order(...)`` from an intent, built without the class call.
 
     One ``Order`` per order sent: the generated ``__init__`` (26 fields, keyword matching, two
-    default factories) costs more than the rest of a submit. This stores the same fields
-    (the others at their defaults, factories called) on ``object.__new__(Order)`` and runs
-    ``__post_init__`` only when an enum field arrived as a plain string. Tests compare it with
-    ``Order(...)`` field by field.
+    default factories) costs more than the rest of a submit. The function reads the intent's
+    fields and stores them, the others at their defaults (factories called), on
+    ``object.__new__(Order)``, and runs ``__post_init__`` only when an enum field arrived as a
+    plain string. Tests compare it with ``Order(...)`` field by field.
     """
     from dataclasses import MISSING, fields
 
@@ -422,7 +400,14 @@ def _order_builder() -> Callable[..., Order]:
     for f in fields(Order):
         name = f.name
         if name in _ORDER_FROM_INTENT:
-            lines.append(f"    o.{name} = {name}")
+            lines.append(f"    o.{name} = intent.{name}")
+        elif name == "client_order_id":
+            lines.append("    o.client_order_id = intent.client_order_id or client_order_id")
+        elif name in ("created_ts", "updated_ts"):
+            lines.append(f"    o.{name} = now")
+        elif name == "metadata":
+            lines.append("    metadata = intent.metadata")
+            lines.append("    o.metadata = dict(metadata) if metadata else {}")
         elif f.default_factory is not MISSING:
             namespace[f"_factory_{name}"] = f.default_factory
             lines.append(f"    o.{name} = _factory_{name}()")
@@ -430,13 +415,15 @@ def _order_builder() -> Callable[..., Order]:
             namespace[f"_default_{name}"] = f.default
             lines.append(f"    o.{name} = _default_{name}")
     source = (
-        f"def build_order(*, {', '.join(_ORDER_FROM_INTENT)}):\n    o = _new(_Order)\n"
+        "def order_from_intent(intent, client_order_id, now):\n    o = _new(_Order)\n"
         + "\n".join(lines)
-        + "\n    if side.__class__ is not _enums[0] or type.__class__ is not _enums[1] "
-        "or tif.__class__ is not _enums[2]:\n        o.__post_init__()\n    return o\n"
+        + "\n    if o.side.__class__ is not _enums[0] or o.type.__class__ is not _enums[1] "
+        "or o.tif.__class__ is not _enums[2]:\n        o.__post_init__()\n    return o\n"
     )
     exec(source, namespace)  # noqa: S102 - code built from Order's own field names
-    return namespace["build_order"]
+    build = namespace["order_from_intent"]
+    build.__doc__ = "Return the pending ``Order`` for ``intent`` (its id, else the one given)."
+    return build
 
 
-_new_order = _order_builder()
+order_from_intent = _order_from_intent_builder()
