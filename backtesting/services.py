@@ -683,7 +683,7 @@ def _child_run(child_id: int) -> dict:
         return {"run": child_id, "skipped": "not pending"}
     child = BacktestRun.objects.select_related("parent").get(pk=child_id)
     try:
-        bars = _trial_bars(child)
+        bars, read = _trial_bars(child)
         result = _run_engine(child, bars, None)
     except BaseException as exc:  # django-q's timeout is a SystemExit: the row must say so too
         run_fail(child, exc)
@@ -698,11 +698,15 @@ def _child_run(child_id: int) -> dict:
     ):
         bars_done = max(1, len(result.equity))
         progress_publish(child.pk, bars_done, bars_done, RunStatus.COMPLETED)
-    return {"run": child.pk, "metrics": _jsonable(result.metrics)}
+    # The task's stored result says which process ran it and whether it read the bars itself.
+    bars_from = "database" if read else "process cache"
+    return {"run": child.pk, "metrics": _jsonable(result.metrics), "pid": os.getpid(),
+            "bars": bars_from}  # fmt: skip
 
 
-def _trial_bars(child: BacktestRun) -> pd.DataFrame:
-    """Return a trial's bars from this process's cache of its sweep's bars (read once)."""
+def _trial_bars(child: BacktestRun) -> tuple[pd.DataFrame, bool]:
+    """Return a trial's bars from this process's cache of its sweep's bars (read once), and
+    whether this call read them from the database."""
     from backtesting import trial_bars
 
     owner = child.parent or child
@@ -714,6 +718,7 @@ def _trial_bars(child: BacktestRun) -> pd.DataFrame:
         end=owner.end,
         source=owner.data_source,
     )
+    loads = trial_bars.CACHE.info.loads  # a worker process runs one trial at a time
     frame, _ = trial_bars.CACHE.get(
         key,
         lambda: bars_for(
@@ -724,9 +729,10 @@ def _trial_bars(child: BacktestRun) -> pd.DataFrame:
             source=owner.data_source,
         ),
     )
+    read = trial_bars.CACHE.info.loads != loads
     if (child.start, child.end) == (owner.start, owner.end):
-        return frame
-    return trial_bars.slice_range(frame, child.start, child.end)  # a walk-forward window
+        return frame, read
+    return trial_bars.slice_range(frame, child.start, child.end), read  # a walk-forward window
 
 
 UNFINISHED = (RunStatus.PENDING, RunStatus.RUNNING)

@@ -20,7 +20,12 @@ from backtesting.models import BacktestRun
 from backtesting.services import Costs, backtest_run_create, parse_space, sweep_execute
 from rrr_site.locks import owner_lock
 from tests.polling import wait_for
-from tests.qcluster_process import qcluster_log, qcluster_start, qcluster_stop_all
+from tests.qcluster_process import (
+    qcluster_log,
+    qcluster_running,
+    qcluster_start,
+    qcluster_stop_all,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,3 +195,59 @@ def test_a_qcluster_killed_mid_sweep_loses_no_trial_and_counts_none_twice(
     assert parent.status == RunStatus.COMPLETED
     assert parent.metrics["search"]["best_params"] == outcome["found"].best.params
     assert Decimal(parent.metrics["final_equity"]) > 0
+
+
+def trial_results(parent: BacktestRun, expected: int) -> list[dict]:
+    """Return the stored task results of the trials that ran (copies that skipped left out),
+    once the clusters' monitors have saved ``expected`` of them."""
+    from django_q.models import Task
+
+    def ran() -> list[dict]:
+        results = Task.objects.filter(group=parent.task_group, success=True)
+        return [r.result for r in results if isinstance(r.result, dict) and "pid" in r.result]
+
+    wait_for(lambda: len(ran()) >= expected, 60, f"{expected} trial results stored")
+    return ran()
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
+def test_a_sweeps_trials_and_walk_forward_windows_spread_over_the_clusters_bars_read_once_each(
+    subprocess_env, tmp_path
+):
+    from django_q.brokers import get_broker
+
+    get_broker().purge_queue()
+    end = datetime(2024, 1, 12, tzinfo=UTC)
+    services.bars_for(symbols=["BTC-USD"], timeframe="1m", start=START, end=end, source="sim")
+    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
+           "SECRET_KEY": settings.SECRET_KEY}  # fmt: skip
+    env.pop("PYTEST_VERSION", None)
+    clusters = [qcluster_start(env, tmp_path / f"q{i}.log") for i in range(2)]
+    space = parse_space("sma_cross", ["fast=5:30:5", "slow=40:60:20"])  # 12 sets
+    try:
+        wait_for(lambda: all(qcluster_running(c) or c.poll() is not None for c in clusters), 180,
+                 "both clusters running")  # fmt: skip
+        assert all(c.poll() is None for c in clusters), [qcluster_log(c) for c in clusters]
+        sweep = sweep_parent("1m", end)
+        sweep_execute(parent=sweep, method="grid", space=space, distributed=True)
+        walk = sweep_parent("1m", end)
+        BacktestRun.objects.filter(pk=walk.pk).update(optimize="walkforward")
+        walk.refresh_from_db()
+        wf = services.walkforward_execute(
+            parent=walk, space=space, train=4000, test=3000, distributed=True
+        )
+        ran = {"sweep": trial_results(sweep, 12), "walk": trial_results(walk, 12 * len(wf.windows))}
+        groups = {pid: group_of(pid) for r in ran.values() for pid in {t["pid"] for t in r}}
+    finally:
+        hung = qcluster_stop_all(clusters, grace=60)
+    assert hung == [None, None], hung
+    assert len(wf.windows) >= 2 and walk.children.values("start").distinct().count() >= 2
+    for name, results in ran.items():
+        pids = Counter(t["pid"] for t in results)
+        # Every trial ran in a worker of one of the two clusters, and both took some.
+        assert {groups[pid] for pid in pids} == {c.pid for c in clusters}, (name, groups)
+        # Each worker process read the sweep's bars from the database once; the rest, walk-
+        # forward windows included (slices of the sweep's range), came from its cache.
+        reads = Counter(t["pid"] for t in results if t["bars"] == "database")
+        assert reads == Counter(dict.fromkeys(pids, 1)), (name, reads, pids)
+        assert len({t["run"] for t in results}) == len(results)  # no trial counted twice
