@@ -1,4 +1,7 @@
-"""``/health/ready`` per component: engines' heartbeats, feeds, the task cluster; JSON and HTML."""
+"""``/health/ready`` per component: engines' heartbeats, feeds, the task cluster; JSON and HTML.
+
+The public gets the verdict and each kind of component's status; names (accounts, symbols),
+details, ages and the version go to staff and to the metrics token or networks."""
 
 from __future__ import annotations
 
@@ -59,7 +62,60 @@ def test_everything_fresh_is_ok_and_outsiders_see_only_dependencies(client):
                             next_run=timezone.now() + timedelta(seconds=30))
     assert client.get("/health/ready").json()["status"] == "ok"
     outside = client.get("/health/ready", REMOTE_ADDR="203.0.113.9").json()
-    assert {c["name"] for c in outside["components"]} <= {"database", "redis", "channel_layer"}
+    assert {c["name"] for c in outside["components"]} <= {"database", "redis", "channel_layer",
+                                                           "runtrader", "qcluster", "queue"}
+    assert "paper" not in str(outside)
+
+
+def _unhealthy_world() -> None:
+    """An account, a symbol, a stale engine: names the public must not learn."""
+    heartbeat("secret-desk", 5)
+    heartbeat("other-desk", 600)
+    symbol = Symbol.objects.create(name="ZZQ-USD", base="ZZQ", quote="USD")
+    TradeTick.objects.create(symbol=symbol, ts=timezone.now() - timedelta(seconds=30),
+                             price=1, size=1)  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_public_gets_the_verdict_and_each_kinds_status_only(client, settings):
+    _unhealthy_world()
+    settings.METRICS_TOKEN = "s3cret-token"
+    for headers in ({"REMOTE_ADDR": "203.0.113.9"},  # another network
+                    {"HTTP_X_FORWARDED_FOR": "203.0.113.9"},  # through a proxy on this host
+                    {"REMOTE_ADDR": "203.0.113.9", "HTTP_AUTHORIZATION": "Bearer wrong"}):
+        body = client.get("/health/ready", **headers).json()
+        assert set(body) == {"status", "time", "components", "checks"}, headers
+        assert body["status"] == "degraded"
+        kinds = {c["name"]: c["status"] for c in body["components"]}
+        assert kinds["runtrader"] == "stale" and kinds["feed"] == "ok"  # the worst of its kind
+        assert kinds["database"] == "ok" and body["checks"]["database"] == {"ok": True}
+        assert all(set(c) == {"name", "status"} for c in body["components"])
+        text = str(body)
+        assert "secret-desk" not in text and "ZZQ" not in text and "version" not in text
+        liveness = client.get("/health", **headers).json()
+        assert set(liveness) == {"status", "time"}
+        page = client.get("/health/ready?format=html", **headers).content.decode()
+        assert "secret-desk" not in page and "ZZQ" not in page and "Version" not in page
+
+
+@pytest.mark.django_db
+def test_staff_and_the_metrics_token_get_names_details_and_ages(client, settings):
+    from tests.factories import UserFactory
+
+    _unhealthy_world()
+    settings.METRICS_TOKEN = "s3cret-token"
+    outside = {"REMOTE_ADDR": "203.0.113.9"}
+    token = client.get("/health/ready", HTTP_AUTHORIZATION="Bearer s3cret-token", **outside)
+    parts = by_name(token.json())
+    assert parts["runtrader:secret-desk"]["status"] == "ok" and "version" in token.json()
+    assert parts["runtrader:other-desk"]["status"] == "stale"
+    assert parts["feed:ZZQ-USD"]["age_seconds"] > 25
+    client.force_login(UserFactory(username="viewer-only"))  # signed in, not staff: public
+    assert "secret-desk" not in str(client.get("/health/ready", **outside).json())
+    client.force_login(UserFactory(username="ops", is_staff=True))
+    staff = client.get("/health/ready", **outside).json()
+    assert "runtrader:secret-desk" in by_name(staff)
+    assert "components" in client.get("/health", **outside).json()
 
 
 @pytest.mark.django_db
