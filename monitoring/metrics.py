@@ -445,20 +445,22 @@ def metrics_http_server(host: str, port: int):
     """Serve this process's metrics on ``http://host:port/metrics``; return the server.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set, the series of every process writing there are merged.
-    Stop it with ``server.shutdown()``.
+    Only the clients ``/metrics`` admits are served (``monitoring.metrics_server``). Stop it
+    with ``server.shutdown()``.
     """
     import os
 
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client import multiprocess as mp
+
+    from monitoring.metrics_server import gated_metrics_server
 
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         registry.register(PUBLISH_ON_COLLECT)  # this process's batches reach its files first
         mp.MultiProcessCollector(registry)
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return server
+    return gated_metrics_server(host, port, registry)
 
 
 class TimedPredictor:
