@@ -10,17 +10,17 @@ warm-up sweep, so imports are not counted), then on N real ``manage.py qcluster`
 and against one cluster process, and the CPU seconds of the cluster processes and of this one
 (the dispatcher): on a shared 2-core machine wall times are noisy, CPU seconds less so.
 
-The model (printed after the table, labelled as one) is built from what this run measured:
-- bars load: one read of the sweep's bars from the database, which every worker process does
-  once per sweep (``backtesting.trial_bars``);
-- per-trial cost: inline, the trials run one after another as tasks in this process; the span
-  from the first trial's start to the last one's finish (their rows' stamps), less one bars
-  load, per trial (the trial's lock, claim, backtest and stored result);
-- serial part: the inline wall time less that span (creating the trial rows, the full backtest
-  of the best set with its report, the overfitting statistics);
-- per-task overhead: with one cluster process, what its wall time holds beyond the serial part,
-  one bars load and its trials' inline cost, per trial (the broker's round trip, the worker's
-  task handling, the dispatcher's polling).
+The model (printed after the table, labelled as one) is built from what this run measured, all
+from the one-process sweep (one load on the machine for every part; the inline run alone if
+``--workers`` has no 1), by its trial rows' start and finish stamps:
+- per-trial cost: the median trial's duration (its claim to its stored result);
+- per-task overhead: the one worker runs the trials back to back; the mean gap between one
+  trial's finish and the next one's start (the task's result saved, the next task taken from
+  the broker, the trial's lock taken);
+- serial part: the sweep's wall time outside the trials' span (creating the trial rows, the
+  full backtest of the best set with its report, the overfitting statistics, the last poll);
+- bars load: one read of the sweep's bars from the database (best of 3, in this process), which
+  every worker process does once per sweep (``backtesting.trial_bars``).
 It predicts ``serial + load + ceil(trials / P) * (trial + overhead)`` for P = hosts x
 min(workers, cores) worker processes running at once; a machine with more workers than cores
 runs no more than ``cores`` trials at a time.
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -130,13 +131,17 @@ def space_for(trials: int) -> list[str]:
 
 @dataclass(slots=True)
 class Sweep:
-    """What one sweep took: wall and this process's CPU seconds; its trials' count and span
-    (from the first trial's start to the last one's finish, by their rows' stamps)."""
+    """What one sweep took: wall and this process's CPU seconds; its trials' durations and span
+    (from the first trial's start to the last one's finish), by their rows' stamps."""
 
     wall: float
     cpu: float
-    trials: int
+    durations: list[float]
     span: float
+
+    @property
+    def trials(self) -> int:
+        return len(self.durations)
 
 
 class Progress:
@@ -190,7 +195,8 @@ def one_sweep(args: argparse.Namespace, distributed: bool, trials: int, label: s
     progress.close()
     stamps = BacktestRun.objects.filter(parent=parent).values_list("started_at", "finished_at")
     starts, ends = zip(*stamps, strict=True)
-    return Sweep(wall, cpu, len(stamps), (max(ends) - min(starts)).total_seconds())
+    durations = [(end - start).total_seconds() for start, end in stamps]
+    return Sweep(wall, cpu, durations, (max(ends) - min(starts)).total_seconds())
 
 
 def group_cpu(pgid: int) -> float:
@@ -241,6 +247,18 @@ class Model:
         )
 
 
+def model_of(one: Sweep, load: float) -> Model:
+    """The model's parts from a sweep whose trials ran one after another on one worker."""
+    gaps = one.span - sum(one.durations)  # between one trial's finish and the next's start
+    return Model(
+        trials=one.trials,
+        serial=max(0.0, one.wall - one.span),
+        load=load,
+        trial=statistics.median(one.durations),
+        overhead=max(0.0, gaps / max(1, one.trials - 1)),
+    )
+
+
 def bars_load_seconds(args: argparse.Namespace) -> float:
     """Seconds one read of the sweep's bars from the database takes (best of 3)."""
     from backtesting.services import bars_for
@@ -259,11 +277,11 @@ def bars_load_seconds(args: argparse.Namespace) -> float:
     return best
 
 
-def print_model(model: Model, walls: dict[int, float], cores: int) -> None:
+def print_model(model: Model, walls: dict[int, float], cores: int, source: str) -> None:
     print(
-        f"\nMODEL (not a measurement): per trial {model.trial:.3f} s (inline, as a task), per-task "
-        f"overhead {model.overhead:.3f} s (1 cluster process), bars load {model.load:.3f} s "
-        f"once per worker, serial part {model.serial:.2f} s;\n"
+        f"\nMODEL (not a measurement): per trial {model.trial:.3f} s (median), per-task "
+        f"overhead {model.overhead:.3f} s, bars load {model.load:.3f} s "
+        f"once per worker, serial part {model.serial:.2f} s (parts from the {source} sweep);\n"
         f"  time = serial + load + ceil({model.trials} / P) x (trial + overhead), "
         "P = hosts x min(workers, cores)"
     )
@@ -333,12 +351,8 @@ def main() -> int:
         )
         for report in hung:
             print(f"  STOP HUNG: {report}", flush=True)
-    serial = max(0.0, inline.wall - inline.span)
-    trial = max(0.0, inline.span - load) / inline.trials
-    overhead = 0.0
-    if 1 in runs:
-        overhead = max(0.0, (runs[1].wall - serial - load) / runs[1].trials - trial)
-    print_model(Model(inline.trials, serial, load, trial, overhead), walls, cores)
+    source = "1-process" if 1 in runs else "inline"
+    print_model(model_of(runs.get(1, inline), load), walls, cores, source)
     print(f"load average {os.getloadavg()[0]:.1f} at the end; cluster logs in {logs}")
     return 0
 
