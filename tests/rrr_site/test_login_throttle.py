@@ -18,13 +18,21 @@ def three_a_minute(settings):
     cache.clear()
 
 
+def victim(**extra):
+    """The user whose password is guessed (right-Pa55)."""
+    user = UserFactory(username="victim", **extra)
+    user.set_password("right-Pa55")
+    user.save()
+    return user
+
+
 def guess(client, path: str, password: str):
     return client.post(path, {"username": "victim", "password": password})
 
 
 @pytest.mark.parametrize("path", ["/login/", "/admin/login/"])
 def test_a_login_form_refuses_guesses_past_the_auth_rate(client, three_a_minute, path):
-    UserFactory(username="victim", is_staff=True).set_password("right-Pa55")
+    victim(is_staff=True)
     answers = [guess(client, path, f"wrong{i}").status_code for i in range(3)]
     assert answers == [200, 200, 200]  # the form again, with its error
     refused = guess(client, path, "wrong3")
@@ -34,9 +42,7 @@ def test_a_login_form_refuses_guesses_past_the_auth_rate(client, three_a_minute,
 
 
 def test_the_forms_and_the_token_endpoint_share_one_budget(client, three_a_minute):
-    user = UserFactory(username="victim")
-    user.set_password("right-Pa55")
-    user.save()
+    victim()
     assert guess(client, "/login/", "a").status_code == 200
     assert guess(client, "/admin/login/", "b").status_code == 200
     token = client.post(
@@ -51,9 +57,7 @@ def test_the_forms_and_the_token_endpoint_share_one_budget(client, three_a_minut
 
 
 def test_a_right_password_within_the_rate_signs_in(client, three_a_minute):
-    user = UserFactory(username="victim")
-    user.set_password("right-Pa55")
-    user.save()
+    user = victim()
     assert guess(client, "/login/", "wrong").status_code == 200
     assert guess(client, "/login/", "right-Pa55").status_code == 302
     assert client.session["_auth_user_id"] == str(user.pk)
