@@ -11,7 +11,6 @@ import io
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from models_ml.services import (
     training_runs_reap,
 )
 from models_ml.tasks import train_task
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,15 +50,6 @@ def models_dir(settings, tmp_path):
     return settings.MODELS_DIR
 
 
-def wait_for(predicate, timeout: float = 90.0) -> None:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
-
-
 def start_training(env: dict[str, str]) -> tuple[subprocess.Popen, TrainingRun]:
     """Start a long ``manage.py train``; return it once its run is running."""
     proc = subprocess.Popen(LONG_TRAIN, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -69,7 +60,7 @@ def start_training(env: dict[str, str]) -> tuple[subprocess.Popen, TrainingRun]:
         return (run is not None and run.status == RunStatus.RUNNING) or proc.poll() is not None
 
     try:
-        wait_for(training)
+        wait_for(training, timeout=90, what="the training run to run", interval=0.2)
     except BaseException:
         proc.kill()
         proc.wait()

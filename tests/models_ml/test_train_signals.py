@@ -5,13 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from models_ml.choices import RunStatus
 from models_ml.models import TrainingRun
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,15 +20,6 @@ TRAIN = [sys.executable, "manage.py", "train", "--model", "cnn", "--hparams",
          '{"channels": 8, "n_layers": 2}', "--symbols", "BTC-USD", "--start", "2024-01-01",
          "--end", "2024-01-03T02:00", "--epochs", "500", "--patience", "500", "--folds", "2",
          "--window", "32", "--no-progress", "--source", "sim"]
-
-
-def wait_for(predicate, timeout: float = 90.0) -> None:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
 
 
 def training_epochs_started() -> bool:
@@ -44,7 +35,8 @@ def test_a_signalled_train_marks_its_run_stopped_and_exits_non_zero(
     proc = subprocess.Popen(TRAIN, cwd=ROOT, env=subprocess_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: training_epochs_started() or proc.poll() is not None)
+        wait_for(lambda: training_epochs_started() or proc.poll() is not None, timeout=90,
+                 what="a finished epoch", interval=0.2)  # fmt: skip
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=90)
