@@ -11,11 +11,10 @@ from decimal import Decimal
 
 import pytest
 
-from backtesting.engine.metrics import summarize
 from tests.factories import AccountFactory, OrderFactory, SymbolFactory
+from tests.rrr_site.trade_tally_helpers import reference
 from trading import trade_tally
 from trading.models import Fill, TradeTally
-from trading.portfolio_selectors import round_trips_of
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -40,15 +39,6 @@ def _fills(account, symbols, n: int, *, start: int, rng: random.Random) -> None:
     )  # fmt: skip
 
 
-def _reference(account) -> dict:
-    """The trade figures of a rebuild of every round trip, as ``performance_of`` computes them."""
-    closed = [t for t in round_trips_of(account=account) if not t.is_open]
-    figures = summarize([1.0], initial=1.0, periods_per_year=1.0,
-                        trade_pnls=[float(t.pnl) for t in closed],
-                        trade_returns=[t.return_pct for t in closed])  # fmt: skip
-    return {k: figures[k] for k in trade_tally.TRADE_KEYS}
-
-
 def _same(got: dict, want: dict) -> bool:
     def norm(v):
         return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
@@ -65,7 +55,7 @@ def test_a_tally_extended_load_by_load_matches_a_full_rebuild():
         _fills(account, symbols, batch, start=start, rng=rng)
         start += batch
         got, note = trade_tally.trade_tally_extend(account=account)
-        assert note == "" and _same(got, _reference(account)), batch
+        assert note == "" and _same(got, reference(account)), batch
     assert got["trades"] >= 20  # round trips were closed (flat to flat and through flips)
 
 
@@ -77,11 +67,11 @@ def test_a_late_insert_or_a_reset_starts_the_tally_again():
     trade_tally.trade_tally_extend(account=account)
     _fills(account, symbols, 40, start=0, rng=rng)  # stamped before everything tallied
     got, _ = trade_tally.trade_tally_extend(account=account)
-    assert _same(got, _reference(account))
+    assert _same(got, reference(account))
     Fill.objects.filter(account=account).delete()  # e.g. a database restored from a backup
     _fills(account, symbols, 120, start=5000, rng=rng)
     got, _ = trade_tally.trade_tally_extend(account=account)
-    assert _same(got, _reference(account))
+    assert _same(got, reference(account))
 
 
 @pytest.mark.django_db(transaction=True)  # the thread reads the fills on its own connection
@@ -99,7 +89,7 @@ def test_a_large_first_tally_runs_in_a_thread_the_page_does_not_wait_for():
         return done["figures"] is not None
 
     wait_for(ready, timeout=30, what="the thread's tally")
-    assert _same(done["figures"], _reference(account))
+    assert _same(done["figures"], reference(account))
 
 
 def test_the_performance_page_shows_trade_metrics_beside_the_rest(client):
@@ -122,7 +112,7 @@ def test_the_performance_page_shows_trade_metrics_beside_the_rest(client):
     assert trade_tally.trade_tallies_refresh() == [account.pk]  # the every-minute schedule
     page = client.get("/performance/")
     rows = {name: value for name, value, _ in page.context["metric_rows"]}
-    want = _reference(account)
+    want = reference(account)
     assert rows["trades"] == f"{want['trades']:.4f}" and rows["win_rate"] != "—"
     html = page.content.decode()
     assert "left out" not in html

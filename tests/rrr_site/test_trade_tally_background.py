@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
 from tests.factories import AccountFactory, OrderFactory
-from tests.rrr_site.test_trade_tally_stored import T0, Seeder, identical, reference
+from tests.rrr_site.trade_tally_helpers import T0, Seeder, identical, reference
 from trading import trade_tally
 from trading.models import Fill, TradeTally
 
