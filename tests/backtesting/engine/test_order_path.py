@@ -16,12 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtesting.engine.fills import BacktestVenue, FillConfig, FixedBps
+from backtesting.engine.fills import BacktestVenue, FillConfig, FixedBps, tidy_decimal, tidy_price
 from backtesting.engine.result import to_datetime
 from backtesting.engine.sparse import SparseReplay
 from marketdata.engine.events import Bar, Quote
 from marketdata.engine.records import record_builder
 from tests.backtesting.engine.helpers import SYM, D, bar, minute
+from trading.engine.errors import UnknownAccount
+from trading.engine.money import to_decimal
 from trading.engine.oms import OrderManager
 from trading.engine.orders import (
     Fill,
@@ -29,14 +31,16 @@ from trading.engine.orders import (
     Order,
     OrderIntent,
     OrderSide,
+    OrderStatus,
     OrderType,
     SequentialIds,
     TimeInForce,
+    order_from_intent,
 )
 from trading.engine.portfolio import Portfolio
 from trading.engine.runner import StrategyRunner
 from trading.engine.strategy import Strategy
-from trading.engine.venue import VenueEvent, VenueEventKind
+from trading.engine.venue import VenueConfig, VenueEvent, VenueEventKind, book_fill
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
@@ -273,3 +277,44 @@ def test_signal_table_follows_the_rules_for_every_side_held(n, seed) -> None:
     got = SignalStrategy.table_of(df)
     assert got.shape == (3, n)
     assert np.array_equal(got, want, equal_nan=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.builds(round, st.floats(0, 1e9, allow_nan=False), st.integers(0, 12)),
+        st.sampled_from([30_000.0, 30123.45, 100.10000000000001, 12345678901.0, 1e-5, 1e22]),
+    )
+)
+def test_tidy_decimal_is_the_tidied_price_converted_digit_for_digit(price) -> None:
+    # The shortcut (a price already within PRICE_DIGITS digits is converted as is) must give
+    # the very Decimal the long way gives: same value, same exponent, same text.
+    assert str(tidy_decimal(price)) == str(to_decimal(tidy_price(price)))
+
+
+def test_fill_trade_ids_spell_the_filled_quantity_as_str_does() -> None:
+    # The trade id is restart-safe only if it spells the filled quantity exactly; ``!s`` must
+    # give what format() gave (exponents and trailing zeros included).
+    for qty in (D("0.06"), D("1E+2"), D("0.00000001"), D("1.500"), D("123456.78901234")):
+        order = Order(symbol=SYM, side=BUY, quantity=qty, client_order_id="c1")
+        order.transition(OrderStatus.OPEN, minute(0))
+        fill = book_fill(VenueConfig("v"), order, qty, D(100), Liquidity.TAKER, minute(0))
+        assert fill.venue_trade_id == f"v:c1:{format(order.filled_quantity, '')}"
+
+
+def test_order_from_intent_keeps_the_intents_own_id_and_copies_nothing_shared() -> None:
+    intent = OrderIntent(account="a", symbol=SYM, side=SELL, quantity=D(3), client_order_id="mine")
+    order = order_from_intent(intent, "given", minute(2))
+    assert order.client_order_id == "mine" and order.created_ts == order.updated_ts == minute(2)
+    assert order.metadata == {}
+    assert order_from_intent(intent, "x", None).metadata is not order.metadata
+    unnamed = dataclasses.replace(intent, client_order_id="")
+    assert order_from_intent(unnamed, "given", None).client_order_id == "given"
+
+
+def test_position_quantity_of_an_unmanaged_account_raises() -> None:
+    oms = OrderManager(BacktestVenue(FillConfig()), portfolios=[Portfolio("a", D(100))])
+    assert oms.position_quantity("a", SYM) == 0
+    with pytest.raises(UnknownAccount):
+        oms.position_quantity("nobody", SYM)
