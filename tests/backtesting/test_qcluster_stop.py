@@ -5,6 +5,8 @@ process is signalled)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -23,11 +25,7 @@ from tests.qcluster_process import (
     qcluster_stop,
 )
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)"),
-]
+pytestmark = [pytest.mark.timeout(300)]
 START, END = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC)
 
 HELD = """
@@ -49,6 +47,8 @@ class Held(Strategy):
 """
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
 def test_a_stopped_qcluster_finishes_its_trial_and_exits_with_all_its_processes(
     subprocess_env, tmp_path
 ):
@@ -92,3 +92,37 @@ def test_a_stopped_qcluster_finishes_its_trial_and_exits_with_all_its_processes(
     trial.refresh_from_db()
     assert trial.status == RunStatus.COMPLETED, (trial.error, qcluster_log(cluster))
     assert "sharpe" in trial.metrics and "claimed_by" not in trial.metrics
+
+
+# A stand-in for a cluster that does not stop: its main process and a "worker" child both ignore
+# SIGTERM, and it logs the child's pid the way django-q2 does.
+DEAF = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+print(f"Process-0123abcd ready for work at {child.pid}", file=sys.stderr, flush=True)
+print("Processed 'backtesting.tasks.backtest_child_task' (a-b-c-d)", file=sys.stderr, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_cluster_that_ignores_the_stop_is_killed_and_the_report_says_which_process_hung(
+    tmp_path,
+):
+    log = tmp_path / "deaf.log"
+    with log.open("w") as stderr:
+        deaf = subprocess.Popen([sys.executable, "-c", DEAF], stderr=stderr,
+                                start_new_session=True)  # fmt: skip
+    deaf.log = log
+    wait_for(lambda: "Processed" in log.read_text(), 60, "the stand-in to start its child")
+    worker = int(log.read_text().split("ready for work at ")[1].split()[0])
+    assert group_members(deaf.pid) == sorted([deaf.pid, worker])
+    report = qcluster_stop(deaf, grace=1)
+    assert report is not None
+    assert f"qcluster {deaf.pid} still running 1 s after SIGTERM" in report
+    assert f"main {deaf.pid} (waiting in" in report and f"worker {worker} (waiting in" in report
+    assert "a worker is still running its task" in report
+    assert "last log line: Processed 'backtesting.tasks.backtest_child_task'" in report
+    assert "its process group was killed (SIGKILL)" in report
+    assert deaf.returncode == -9 and group_members(deaf.pid) == []
