@@ -792,8 +792,13 @@ class TaskEvaluator:
         distributed: bool = True,
         progress: Callable[[int, int], None] | None = None,
         window: tuple[datetime, datetime] | None = None,
+        helps: bool = False,
     ) -> None:
         self.parent = parent
+        # True when the parent itself runs in a qcluster worker (``backtest_task``, a takeover):
+        # while it waits it runs trials still pending, so the worker slot it holds works and a
+        # sweep whose parent holds a cluster's only slot still finishes.
+        self.helps = helps
         # A walk-forward window's training range (its trials run on the parent's bars, sliced).
         self.window = window
         # False: each trial still runs as a django-q task (group, stored result) but inline, for
@@ -917,7 +922,25 @@ class TaskEvaluator:
                 return [_stored_metrics(metrics[i]) for i in ids]
             if time.monotonic() > deadline:
                 raise SweepFailed(f"sweep trials still unfinished after {self.timeout:.0f}s")
-            time.sleep(CHILD_POLL_SECONDS)
+            if not (self.helps and self.distributed and self._run_one_pending(statuses)):
+                time.sleep(CHILD_POLL_SECONDS)
+
+    def _run_one_pending(self, statuses: Mapping[int, str]) -> bool:
+        """Run here the last trial still pending; return whether there was one.
+
+        Workers take trials from the front of the queue, so the parent takes from the back; its
+        copy on the broker then does nothing (``_child_task``). A trial that fails has its row
+        failed with the reason, and the next poll stops the sweep naming it.
+        """
+        pending = [pk for pk, status in statuses.items() if status == RunStatus.PENDING]
+        if not pending:
+            return False
+        try:
+            _child_task(max(pending))
+        except Exception as exc:
+            logger.warning("sweep %s: trial %s run by the parent failed: %s",
+                           self.parent.pk, max(pending), exc)  # fmt: skip
+        return True
 
     def _redispatch(self, ids: list[int]) -> int:
         """Enqueue again every unfinished trial once the broker has handed out all tasks.
@@ -981,6 +1004,7 @@ def sweep_execute(
     distributed: bool | None = None,
     resume: bool = False,
     lock: OwnerLock | None = None,
+    helps: bool = False,
 ) -> SearchResult:
     """Search parameters with one task per set, then run the best set in full on the parent.
 
@@ -992,11 +1016,12 @@ def sweep_execute(
 
     The sweep is worked under its owner lock (``sweep_owned``), whoever calls: ``lock`` is that
     lock when the caller holds it already (a takeover); ``SweepOwned`` when another process does.
+    ``helps``: this process is a qcluster worker; it runs pending trials too while it waits.
     """
     with sweep_owned(parent, lock):
         return _sweep_run(
             parent, method, space, objective, n_iter, seed, progress, report, montecarlo,
-            distributed, resume,
+            distributed, resume, helps,
         )  # fmt: skip
 
 
@@ -1040,6 +1065,7 @@ def _sweep_run(
     montecarlo: int,
     distributed: bool | None,
     resume: bool,
+    helps: bool,
 ) -> SearchResult:
     if distributed is None:
         distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
@@ -1049,7 +1075,7 @@ def _sweep_run(
         sweep_check(
             strategy=parent.strategy, method=method, space=space, n_iter=n_iter, objective=objective
         )
-        evaluator = TaskEvaluator(parent, progress=progress, distributed=distributed)
+        evaluator = TaskEvaluator(parent, progress=progress, distributed=distributed, helps=helps)
         kwargs: dict[str, Any] = {"constraint": CONSTRAINTS.get(parent.strategy)}
         if method == "random":
             kwargs.update(n_iter=n_iter, seed=seed)
@@ -1120,6 +1146,7 @@ def walkforward_execute(
     progress: Callable[[int, int], None] | None = None,
     resume: bool = False,
     lock: OwnerLock | None = None,
+    helps: bool = False,
 ) -> Any:
     """Walk-forward optimisation: stitched out-of-sample equity and the parameter path.
 
@@ -1127,12 +1154,13 @@ def walkforward_execute(
 
     Each window's in-sample trials are a sweep's trials (one task each, recorded as children
     with the window's range), spread over the ``qcluster`` workers like ``sweep_execute``'s,
-    and worked under the sweep's owner lock like it (``sweep_owned``; ``lock``: held already).
+    and worked under the sweep's owner lock like it (``sweep_owned``; ``lock``: held already;
+    ``helps``: this process is a qcluster worker and runs pending trials too).
     """
     with sweep_owned(parent, lock):
         return _walkforward_run(
             parent, space, train, test, anchored, objective, report, distributed, progress,
-            resume,
+            resume, helps,
         )  # fmt: skip
 
 
@@ -1147,6 +1175,7 @@ def _walkforward_run(
     distributed: bool | None,
     progress: Callable[[int, int], None] | None,
     resume: bool,
+    helps: bool,
 ) -> Any:
     if distributed is None:
         distributed = bool(settings.REDIS_URL) and not settings.Q_CLUSTER.get("sync")
@@ -1171,7 +1200,7 @@ def _walkforward_run(
             objective=objective,
             engine="event",
             evaluator_factory=lambda data: TaskEvaluator(
-                parent, distributed=distributed, window=_window_range(data)
+                parent, distributed=distributed, window=_window_range(data), helps=helps
             ),
             search_kwargs={"constraint": CONSTRAINTS.get(parent.strategy)},
             progress=progress,

@@ -72,6 +72,7 @@ def _execute(
             montecarlo=options.get("montecarlo", 0),
             resume=resume,
             lock=lock,
+            helps=True,  # this is a worker: its slot runs trials while the parent waits
         )
     elif run.optimize == "walkforward":
         walkforward_execute(
@@ -84,6 +85,7 @@ def _execute(
             report=options.get("report"),
             resume=resume,
             lock=lock,
+            helps=True,
         )
     else:
         backtest_execute(

@@ -24,6 +24,7 @@ from tests.qcluster_process import (
     qcluster_log,
     qcluster_running,
     qcluster_start,
+    qcluster_stop,
     qcluster_stop_all,
 )
 
@@ -115,6 +116,24 @@ def test_collecting_the_trials_reads_their_statuses_and_metrics_never_their_equi
         assert len(trial.equity_curve) > 100  # stored for the sweep's PBO, read once after
         assert metrics["sharpe"] == pytest.approx(trial.metrics["sharpe"])
     assert not [q["sql"] for q in queries.captured_queries if "equity_curve" in q["sql"]]
+
+
+def test_a_parent_running_in_a_worker_runs_pending_trials_itself_so_no_worker_is_needed():
+    from django_q.brokers import get_broker
+
+    parent = sweep_parent()
+    space = parse_space("sma_cross", ["fast=5:10:5", "slow=20:30:10"])
+    try:
+        # Distributed with no cluster at all: only the parent itself can run the trials.
+        found = sweep_execute(parent=parent, method="grid", space=space, distributed=True,
+                              helps=True)  # fmt: skip
+    finally:
+        get_broker().purge_queue()  # the trials' copies nobody took
+    parent.refresh_from_db()
+    assert parent.status == RunStatus.COMPLETED, parent.error
+    trials = list(parent.children.all())
+    assert len(trials) == len(found.trials) == 4
+    assert {t.status for t in trials} == {RunStatus.COMPLETED}
 
 
 # -- real qcluster processes on Redis --------------------------------------------------------------
@@ -251,3 +270,42 @@ def test_a_sweeps_trials_and_walk_forward_windows_spread_over_the_clusters_bars_
         reads = Counter(t["pid"] for t in results if t["bars"] == "database")
         assert reads == Counter(dict.fromkeys(pids, 1)), (name, reads, pids)
         assert len({t["run"] for t in results}) == len(results)  # no trial counted twice
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
+def test_an_async_sweep_finishes_on_a_cluster_whose_only_worker_runs_its_parent(
+    subprocess_env, tmp_path
+):
+    from django_q.brokers import get_broker
+    from django_q.tasks import async_task
+
+    get_broker().purge_queue()
+    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
+           "SECRET_KEY": settings.SECRET_KEY}  # fmt: skip
+    env.pop("PYTEST_VERSION", None)
+    cluster = qcluster_start(env, tmp_path / "q.log")
+    parent = sweep_parent()
+    options = {"space": ["fast=5:10:5", "slow=20:30:10"]}
+    try:
+        wait_for(lambda: qcluster_running(cluster) or cluster.poll() is not None, 180,
+                 "the cluster running")  # fmt: skip
+        # The parent takes the cluster's one worker slot; its trials have no other to run on.
+        async_task("backtesting.tasks.backtest_task", parent.pk, options, sync=False)
+
+        def finished() -> bool:
+            assert cluster.poll() is None, qcluster_log(cluster)
+            status = BacktestRun.objects.get(pk=parent.pk).status
+            return status in {RunStatus.COMPLETED, RunStatus.FAILED}
+
+        try:
+            wait_for(finished, 120, "the sweep to finish")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {qcluster_log(cluster)}") from None
+    finally:
+        hung = qcluster_stop(cluster, grace=60)
+        get_broker().purge_queue()
+    assert hung is None, hung
+    parent.refresh_from_db()
+    assert parent.status == RunStatus.COMPLETED, parent.error
+    trials = list(parent.children.all())
+    assert len(trials) == 4 and {t.status for t in trials} == {RunStatus.COMPLETED}
