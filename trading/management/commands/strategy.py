@@ -44,11 +44,16 @@ class Command(BaseCommand):
     # ----------------------------------------------------------------- new
 
     def _new(self, options) -> None:
+        from trading.engine.strategies import available_strategies
         from trading.strategy_templates import TEMPLATES
 
         name = options["name"]
         if not name.isidentifier() or keyword.iskeyword(name):
             raise CommandError(f"{name!r} is not a valid class name")
+        if name.startswith("_"):  # the folders' scan skips private classes: it would never load
+            raise CommandError(f"{name!r}: a strategy's class name cannot start with '_'")
+        if name in available_strategies():  # --strategy NAME would run the built-in, not it
+            raise CommandError(f"{name!r} is a built-in strategy's name; choose another")
         folder = Path(options["dir"] or settings.STRATEGY_PATHS[0]).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_snake(name)}.py"
@@ -63,18 +68,27 @@ class Command(BaseCommand):
         from trading.engine import user_strategies
         from trading.engine.strategies import STRATEGIES, available_strategies
 
+        built_in = available_strategies()
         rows = [
             {"name": n, "source": "built-in", "style": _style(STRATEGIES[n]),
              "params": _params(STRATEGIES[n])}
-            for n in available_strategies()
+            for n in built_in
         ]
         found, errors = user_strategies.scan()
         rows += [
             {"name": u.name, "source": u.spec, "style": _style(u.cls), "params": _params(u.cls)}
             for u in found
         ]
+        # --strategy NAME finds the built-in first: say so rather than run it silently instead.
+        hidden = [
+            f"{u.spec} is named {u.name!r} like a built-in strategy, so --strategy {u.name} runs "
+            f"the built-in; rename the class, or give {u.spec}"
+            for u in found
+            if u.name in built_in
+        ]
         if as_json:
-            self.stdout.write(json.dumps({"strategies": rows, "errors": errors}, default=str))
+            document = {"strategies": rows, "errors": errors, "hidden": hidden}
+            self.stdout.write(json.dumps(document, default=str))
             return
         for row in rows:
             params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
@@ -82,6 +96,8 @@ class Command(BaseCommand):
             self.stdout.write(f"    {params or '(no parameters)'}")
         for error in errors:
             self.stderr.write(f"not loaded: {error}")
+        for warning in hidden:
+            self.stderr.write(f"hidden: {warning}")
 
     # ----------------------------------------------------------------- check
 
