@@ -435,7 +435,7 @@ class BacktestVenue:
         if order.client_order_id in self._held:
             self._reject(order, now, f"duplicate client_order_id {order.client_order_id!r}", events)
             return
-        if order.reduce_only and self._reduce_cap(order) <= 0:
+        if order.reduce_only and self._reduce_cap(order) <= ZERO:
             self._reject(order, now, "reduce_only: no opposite position to reduce", events)
             return
         self._held[order.client_order_id] = order
@@ -539,7 +539,7 @@ class BacktestVenue:
         qty = remaining if budget is None or budget >= remaining else budget
         if order.reduce_only:
             cap = self._reduce_cap(order)
-            if cap <= 0:
+            if cap <= ZERO:
                 self._end(order, _CANCELLED, ts, "reduce_only: position is flat", events)
                 return ZERO
             if cap < qty:
@@ -547,7 +547,7 @@ class BacktestVenue:
         if order.tif is _FOK and qty < remaining and price is not None:
             self._end(order, _CANCELLED, ts, "fok: not enough liquidity", events)
             return ZERO
-        if qty <= 0:
+        if qty <= ZERO:
             return ZERO
         if price is None:
             return self._execute_on_book(order, ts, qty, events)
@@ -564,7 +564,7 @@ class BacktestVenue:
             qty, cut = guard(
                 order, qty, px, cfg.taker_fee_bps, pending, self._cash.get(account, ZERO)
             )
-        if qty > 0:
+        if qty > ZERO:
             fill = book_fill(cfg, order, qty, px, _TAKER, ts, name=self.config.name)
             self._emit_fill(order, fill, events)
         if cut and order.status in _WORKING:
@@ -654,8 +654,8 @@ class BacktestVenue:
             (account, symbol), ZERO
         )
         if order.side is _BUY:
-            return -held if held < 0 else ZERO
-        return held if held > 0 else ZERO
+            return -held if held < ZERO else ZERO
+        return held if held > ZERO else ZERO
 
     # ----------------------------------------------------------------- lifecycle
 

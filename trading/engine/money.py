@@ -40,7 +40,7 @@ def to_decimal(value: Decimal | float | int | str) -> Decimal:
 
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
     """Round ``value`` down to a multiple of ``step`` (lot size or tick)."""
-    if step <= 0:
+    if step <= ZERO:
         raise ValueError("step must be positive")
     return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
 

@@ -352,7 +352,7 @@ class OrderManager:
             order.symbol, order.side is _BUY, order.quantity, price, self._fee_bps
         )
         if allowed < order.quantity:
-            if allowed <= 0:
+            if allowed <= ZERO:
                 raise OrderRejected(reason)
             order.metadata["requested_quantity"] = str(order.quantity)
             order.metadata["reduced_by"] = "buying_power"

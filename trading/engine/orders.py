@@ -210,7 +210,7 @@ class Order:
             raise IllegalTransition(
                 f"order {self.client_order_id}: cannot fill while {self.status.value}"
             )
-        if quantity <= 0:
+        if quantity <= ZERO:
             raise OverFill(f"order {self.client_order_id}: fill quantity must be positive")
         filled = self.filled_quantity + quantity
         if filled > self.quantity:
@@ -236,7 +236,7 @@ class Order:
             raise IllegalTransition(
                 f"order {self.client_order_id}: cannot resize while {self.status.value}"
             )
-        if quantity <= 0 or quantity < self.filled_quantity:
+        if quantity <= ZERO or quantity < self.filled_quantity:
             raise OverFill(
                 f"order {self.client_order_id}: new quantity {quantity} below filled "
                 f"{self.filled_quantity} or not positive"
@@ -309,7 +309,7 @@ class OrderIntent:
 
 
 def _positive(value: Decimal | None) -> bool:
-    return value is not None and value.is_finite() and value > 0
+    return value is not None and value.is_finite() and value > ZERO
 
 
 def _check_prices(order: Order) -> None:
@@ -352,7 +352,7 @@ def validate_order(order: Order) -> None:
         raise OrderRejected("symbol is required")
     if not isinstance(order.quantity, Decimal) or not _positive(order.quantity):
         raise OrderRejected("quantity must be a positive Decimal")
-    if order.status is not _PENDING or order.filled_quantity != 0:
+    if order.status is not _PENDING or order.filled_quantity != ZERO:
         raise OrderRejected("only new pending orders can be submitted")
     if order.type is _MARKET and order.price is None and order.stop_price is None:
         if order.trail_amount is None and order.trail_percent is None:

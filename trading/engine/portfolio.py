@@ -76,14 +76,14 @@ class Position:
     def apply(self, signed_qty: Decimal, price: Decimal) -> Decimal:
         """Apply a signed fill at ``price`` and return the P&L it realises."""
         held = self.quantity
-        if held == 0 or (held > 0) == (signed_qty > 0):
+        if held == ZERO or (held > ZERO) == (signed_qty > ZERO):
             self.cost_basis += signed_qty * price
             self.quantity = held + signed_qty
             return ZERO
         after = held + signed_qty
-        if after == 0 or (after > 0) == (held > 0):
+        if after == ZERO or (after > ZERO) == (held > ZERO):
             # Average cost: the closed fraction takes the same fraction of the basis.
-            if after == 0:
+            if after == ZERO:
                 removed = self.cost_basis
             else:
                 removed = (self.cost_basis * -signed_qty / held).quantize(BASIS_QUANTUM)
@@ -318,7 +318,7 @@ class Portfolio:
             elif pos.quantity:
                 value = pos.market_value
                 other_net += value
-                other_gross += value if value >= 0 else -value
+                other_gross += value if value >= ZERO else -value
         return Exposure(self._cash + pending_cash, held, other_net, other_gross)
 
     def cap_order(
@@ -338,7 +338,7 @@ class Portfolio:
             return quantity, ""
         pos = self.positions.get(symbol)
         held = (pos.quantity if pos is not None else ZERO) + pending_qty
-        if (held < 0 if buy else held > 0) and quantity <= (-held if held < 0 else held):
+        if (held < ZERO if buy else held > ZERO) and quantity <= (-held if held < ZERO else held):
             return quantity, ""  # only shrinks the position: the hot exit path stays cheap
         if len(self.positions) <= (pos is not None) and fits(
             self._cash + pending_cash, held, ZERO, buy, quantity, price, fee_bps, margin.leverage

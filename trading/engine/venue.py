@@ -302,7 +302,7 @@ class PaperVenue:
         self._register(order, order.created_ts or now)
         parent = self._orders.get(order.parent_id) if order.parent_id else None
         if order.status is OrderStatus.PENDING:
-            if parent is not None and parent.filled_quantity == 0:
+            if parent is not None and parent.filled_quantity == ZERO:
                 self._children.setdefault(parent.client_order_id, []).append(order)
             else:
                 self._activate(order, now, events)
@@ -394,7 +394,7 @@ class PaperVenue:
         except OrderRejected as exc:
             self._reject(order, now, exc.reason, events)
             return
-        if order.reduce_only and self._reduce_cap(order) <= 0:
+        if order.reduce_only and self._reduce_cap(order) <= ZERO:
             self._reject(order, now, "reduce_only: no opposite position to reduce", events)
             return
         self._register(order, now)
@@ -472,11 +472,11 @@ class PaperVenue:
     ) -> None:
         want = self._fillable(order, ts, events)
         book = self._books.get(order.symbol)
-        if want <= 0 or book is None:
+        if want <= ZERO or book is None:
             return
         buy = order.side is _BUY
         levels = book.asks if buy else book.bids
-        while want > 0 and levels and order.is_working:
+        while want > ZERO and levels and order.is_working:
             level = levels[0]
             price = level[0]
             if limit is not None and (price > limit if buy else price < limit):
@@ -485,7 +485,7 @@ class PaperVenue:
             cut = ""
             if self._guard is not None:
                 qty, cut = self._allowed(order, qty, price, Liquidity.TAKER)
-            if qty > 0:
+            if qty > ZERO:
                 if qty == level[1]:
                     levels.pop(0)
                 else:
@@ -512,13 +512,13 @@ class PaperVenue:
         if not order.reduce_only:
             return order.remaining
         cap = self._reduce_cap(order)
-        if cap <= 0:
+        if cap <= ZERO:
             self._end(order, OrderStatus.CANCELLED, ts, "reduce_only: position is flat", events)
             return ZERO
         return min(order.remaining, cap)
 
     def _close_if_reduced(self, order: Order, ts: datetime, events: list[VenueEvent]) -> None:
-        if order.reduce_only and order.is_working and self._reduce_cap(order) <= 0:
+        if order.reduce_only and order.is_working and self._reduce_cap(order) <= ZERO:
             self._end(order, OrderStatus.CANCELLED, ts, "reduce_only: position closed", events)
 
     def _reduce_cap(self, order: Order) -> Decimal:
@@ -527,8 +527,8 @@ class PaperVenue:
         key = (order.account, order.symbol)
         held = self._positions(order.account, order.symbol) + self._delta.get(key, ZERO)
         if order.side is _BUY:
-            return -held if held < 0 else ZERO
-        return held if held > 0 else ZERO
+            return -held if held < ZERO else ZERO
+        return held if held > ZERO else ZERO
 
     def _fill(
         self,
@@ -576,17 +576,17 @@ class PaperVenue:
         buys.sort(key=lambda o: o.price, reverse=True)
         sells.sort(key=lambda o: o.price)
         for order in buys + sells:
-            if budget <= 0:
+            if budget <= ZERO:
                 break
             if not order.is_working:
                 continue  # cancelled by an OCO sibling earlier in this print
             qty = min(self._fillable(order, ts, events), budget)
-            if qty <= 0:
+            if qty <= ZERO:
                 continue
             cut = ""
             if self._guard is not None:
                 qty, cut = self._allowed(order, qty, order.price, _MAKER)
-            if qty > 0:
+            if qty > ZERO:
                 budget -= qty
                 self._fill(order, qty, order.price, Liquidity.MAKER, ts, events)
             if cut and order.is_working:
@@ -722,7 +722,7 @@ class PaperVenue:
         for child in children:
             if child.is_terminal:
                 continue
-            if filled == 0:
+            if filled == ZERO:
                 if entry.is_terminal:
                     self._end(child, OrderStatus.CANCELLED, ts, "bracket entry not filled", events)
                 continue
