@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import logging
 import time
+import uuid
 from typing import Protocol
 
 from monitoring import realtime
@@ -49,6 +50,7 @@ wall_clock = time.time
 REJOIN_EVERY = 3600.0  # seconds; well inside any layer's group_expiry (settings: a day)
 BUNDLE_TYPE = "stream.bundle"  # messages of several channels (consumers' ``stream_bundle``)
 BUNDLES = "stream-bundles"  # the layer group bundles go to: every hub with subscribers joins it
+DELIVERED = "delivered_to"  # a bundle's key: the token of the hub that got it without the layer
 _BUNDLE_PSEQ: dict[tuple[str, str], itertools.count] = {}  # (origin, channel) -> numbers
 
 
@@ -70,10 +72,27 @@ def stream_bundle_event(by_channel: dict[str, list[tuple[str, dict, str]]]) -> d
 
 
 async def apublish_bundle(layer, by_channel: dict[str, list[tuple[str, dict, str]]]) -> None:
-    """Send messages (kind, data, ts) of several channels, each in order, in one layer message."""
+    """Send messages (kind, data, ts) of several channels, each in order, in one layer message.
+
+    This loop's own hub (``runtrader --serve``: the web server shares the engine's loop) gets
+    the bundle handed over directly, before the layer send, and skips the layer's copy. Through
+    the layer it waited behind every earlier bundle in the hub's layer channel, a FIFO that no
+    one conflates: a loaded engine's hub fell a minute behind and the layer expired order
+    notices (4429 for every client). Awaiting the fan-out here also paces the broadcaster to
+    what the hub can take; the backlog then waits in the runtime's ``BroadcastQueue``, which
+    sends account messages first and conflates market data.
+    """
     for channel in by_channel:
         channel_parse(channel)  # a bad name fails here, as a single message's would
-    await layer.group_send(BUNDLES, stream_bundle_event(by_channel))
+    event = stream_bundle_event(by_channel)
+    hub = StreamHub.local(layer)
+    if hub is not None:
+        event[DELIVERED] = hub.token
+        try:
+            await hub.deliver(event)
+        except Exception:  # one bad message must not end the broadcast to other processes
+            logger.exception("stream hub could not deliver a bundle")
+    await layer.group_send(BUNDLES, event)
 
 
 def bundle_parts(event: dict) -> list[tuple[str, dict, list[dict]]]:
@@ -114,6 +133,7 @@ class StreamHub:
         self.reader: asyncio.Task | None = None
         self.rejoiner: asyncio.Task | None = None
         self.bundled = False  # a member of ``BUNDLES`` (while any channel has subscribers)
+        self.token = uuid.uuid4().hex  # told in bundles handed to this hub directly
 
     @classmethod
     def of(cls, layer) -> StreamHub:
@@ -122,6 +142,14 @@ class StreamHub:
         if hub is None or hub.loop is not asyncio.get_running_loop():
             hub = cls(layer)
             layer._stream_hub = hub
+        return hub
+
+    @staticmethod
+    def local(layer) -> StreamHub | None:
+        """Return the hub of ``layer`` on the running loop if it has subscribers, else None."""
+        hub = getattr(layer, "_stream_hub", None)
+        if hub is None or not hub.members or hub.loop is not asyncio.get_running_loop():
+            return None
         return hub
 
     async def join(self, name: str, subscriber: Subscriber) -> None:
@@ -191,6 +219,8 @@ class StreamHub:
     async def _read(self) -> None:
         while True:
             message = await self.layer.receive(self.channel_name)
+            if message.get(DELIVERED) == self.token:
+                continue  # this hub had it from its publisher on this loop already
             try:
                 await self.deliver(message)
             except Exception:  # one bad message must not end every client's stream

@@ -138,7 +138,8 @@ class Outbox:
     market_backlog: int = 256
     reliable_limit: int = 2000
     dropped: int = 0  # market messages dropped by conflation over the connection's life
-    _entries: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)
+    _entries: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)  # sent first
+    _market: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)  # and conflated
     _latest: dict[tuple[str, str], int] = field(default_factory=dict)
     _notices: dict[str, int] = field(default_factory=dict)
     _seqs: dict[str, int] = field(default_factory=dict)
@@ -146,7 +147,7 @@ class Outbox:
     _reliable: int = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._market)
 
     def next_seq(self, channel: str) -> int:
         """Take the next sequence number of ``channel`` on this connection."""
@@ -156,8 +157,9 @@ class Outbox:
 
     def reset(self, channel: str) -> None:
         """Forget ``channel``: its waiting messages go, and a resubscription starts at seq 1."""
-        for slot in [s for s, e in self._entries.items() if e.channel == channel]:
-            self._discard(slot)
+        for entries in (self._entries, self._market):
+            for slot in [s for s, e in entries.items() if e.channel == channel]:
+                self._discard(slot)
         self._seqs.pop(channel, None)
 
     def put(
@@ -170,7 +172,7 @@ class Outbox:
         connection that receives it.
         """
         key = (channel, kind)
-        if market and len(self._entries) >= self.market_backlog and key in self._latest:
+        if market and len(self) >= self.market_backlog and key in self._latest:
             self._discard(self._latest[key])
             self._count_drop(channel, ts)
         entry = _Entry(channel, kind, ts, data, self.next_seq(channel), market, frame=frame)
@@ -192,10 +194,16 @@ class Outbox:
         return None if text is None else json.loads(text)
 
     def pop_text(self) -> str | None:
-        """Return the oldest waiting message as the JSON text to send, or None when empty."""
-        if not self._entries:
+        """Return the next message as the JSON text to send, or None when empty.
+
+        Replies and account, system and backtest messages go before market data (each channel's
+        own messages stay in order): a notice never waits behind a backlog of market data,
+        which conflates meanwhile.
+        """
+        entries = self._entries or self._market
+        if not entries:
             return None
-        slot, entry = self._entries.popitem(last=False)
+        slot, entry = entries.popitem(last=False)
         self._forget(slot, entry)
         if entry.frame is not None:
             return entry.frame.text(entry.seq)
@@ -206,13 +214,15 @@ class Outbox:
 
     def _append(self, entry: _Entry) -> int:
         self._slot += 1
-        self._entries[self._slot] = entry
-        if not (entry.market or entry.notice):
+        if entry.market or entry.notice:  # a notice is on a market channel: in its order
+            self._market[self._slot] = entry
+        else:
+            self._entries[self._slot] = entry
             self._reliable += 1
         return self._slot
 
     def _discard(self, slot: int) -> None:
-        entry = self._entries.pop(slot)
+        entry = self._market.pop(slot, None) or self._entries.pop(slot)
         self._forget(slot, entry)
 
     def _forget(self, slot: int, entry: _Entry) -> None:
@@ -237,7 +247,7 @@ class Outbox:
         self.dropped += count
         slot = self._notices.get(channel)
         if slot is not None:
-            self._entries[slot].data["dropped"] += count
+            self._market[slot].data["dropped"] += count
             return
         # At most one waiting notice per channel: bounded, so it never counts as backlog.
         notice = _Entry(

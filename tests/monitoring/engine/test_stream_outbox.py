@@ -69,12 +69,25 @@ def test_a_backed_up_outbox_keeps_the_latest_per_channel_and_kind():
     box.put("orders", "order", "t", {"n": 0}, market=False)
     out = [box.pop() for _ in range(len(box))]
     assert [(m["type"], m["seq"], m["data"]) for m in out] == [
+        ("order", 1, {"n": 0}),  # account messages go first
         ("quote", 1, {"n": 0}),
         ("conflated", 3, {"dropped": 3}),
         ("quote", 6, {"n": 4}),
-        ("order", 1, {"n": 0}),
     ]
     assert box.dropped == 3 and box.pop() is None
+
+
+def test_a_notice_never_waits_behind_market_data():
+    box = Outbox(market_backlog=256)
+    for n in range(200):
+        box.put("market.BTC-USD", "trade", "t", {"n": n}, market=True)
+    box.put("orders", "order", "t", {"n": 0}, market=False)
+    box.put_reply({"type": "pong"})
+    box.put("fills", "fill", "t", {"n": 0}, market=False)
+    first = [box.pop() for _ in range(3)]
+    assert [m["type"] for m in first] == ["order", "pong", "fill"]
+    rest = [box.pop() for _ in range(200)]
+    assert [m["data"]["n"] for m in rest] == list(range(200)) and box.pop() is None
 
 
 def test_undroppable_overflow_raises_so_the_connection_closes():

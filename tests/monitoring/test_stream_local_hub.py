@@ -1,0 +1,100 @@
+"""A bundle published on the loop of this process's hub (``runtrader --serve``) is handed to the
+hub directly, once, and does not wait behind the hub's layer channel.
+
+Through the layer, a loaded engine's hub fell a minute behind its layer channel (a FIFO of every
+bundle, market data included) and order notices expired there: 4429 for every client.
+
+Runs on whichever channel layer the settings give (in-process, or Redis with ``REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+
+from monitoring.realtime import stream_jsonable
+from monitoring.stream_hub import BUNDLES, DELIVERED, StreamHub
+from tests.monitoring.stream_helpers import StreamClient
+from tests.monitoring.test_stream import T0, market_world, order, token_of, user_with
+from trading.runtime import broadcast
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures(
+        "close_thread_connections", "fresh_channel_layer", "fast_password_hashing"
+    ),
+]
+
+
+def trade(n: int) -> dict:
+    return {"symbol": "BTC-USD", "ts": T0.isoformat(), "price": f"{100 + n}", "size": "0.1",
+            "side": "buy"}  # fmt: skip
+
+
+async def orders_client(name: str) -> StreamClient:
+    user = await user_with(name, "viewer", ("paper",))
+    client = await StreamClient(f"token={await token_of(user)}").open()
+    await client.subscribe("orders", "market.BTC-USD")
+    assert [(await client.receive())["type"] for _ in "ab"] == ["snapshot", "snapshot"]
+    return client
+
+
+async def test_a_bundle_reaches_the_local_hubs_clients_once_in_order():
+    await market_world()
+    client = await orders_client("ada")
+    layer = get_channel_layer()
+    for round_ in range(3):
+        items = [("orders", "order", order("paper", 3 * round_ + n), T0.isoformat())
+                 for n in range(3)]  # fmt: skip
+        items.append(("market.BTC-USD", "trade", trade(round_), T0.isoformat()))
+        await broadcast(layer, items)
+    got = [await client.receive() for _ in range(12)]
+    orders = [m for m in got if m["channel"] == "orders"]
+    assert [m["data"]["client_order_id"] for m in orders] == [f"c{n}" for n in range(9)]
+    assert [m["seq"] for m in orders] == list(range(2, 11))
+    assert [m["seq"] for m in got if m["channel"] == "market.BTC-USD"] == [2, 3, 4]
+    assert await client.nothing_more()  # the layer's copies were skipped, not sent again
+    await client.close()
+
+
+async def test_order_notices_do_not_wait_for_a_stalled_layer(monkeypatch):
+    await market_world()
+    client = await orders_client("bea")
+    layer = get_channel_layer()
+    hub = StreamHub.of(layer)
+    stalled = asyncio.Event()
+    sent: list[dict] = []
+
+    async def stalled_send(group: str, message: dict) -> None:
+        sent.append(message)
+        await stalled.wait()  # Redis away or a minute behind: the send does not come back
+
+    monkeypatch.setattr(layer, "group_send", stalled_send)
+    items = [("orders", "order", order("paper", 7), T0.isoformat())]
+    publishing = asyncio.create_task(broadcast(layer, items))
+    got = await client.receive()
+    assert (got["channel"], got["data"]["client_order_id"]) == ("orders", "c7")
+    assert sent[0][DELIVERED] == hub.token  # the layer's copy says who has it already
+    stalled.set()
+    await publishing
+    await client.close()
+
+
+async def test_a_bundle_from_another_process_still_comes_through_the_layer():
+    await market_world()
+    client = await orders_client("cal")
+    layer = get_channel_layer()
+    message = {"kind": "order", "ts": T0.isoformat(), "data": stream_jsonable(order("paper", 9))}
+    elsewhere = {
+        "type": "stream.bundle",
+        "origin": "other+bundle",
+        "sent": 0.0,
+        DELIVERED: "another-hub",
+        "channels": [["orders", 1, [message]]],
+    }
+    await layer.group_send(BUNDLES, elsewhere)
+    got = await client.receive()
+    assert (got["channel"], got["data"]["client_order_id"]) == ("orders", "c9")
+    await client.close()
