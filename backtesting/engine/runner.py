@@ -35,7 +35,7 @@ import pandas as pd
 
 from backtesting.engine.calendars import Calendar, elapsed_years, infer_calendar
 from backtesting.engine.errors import BacktestConfigError, BacktestDataError
-from backtesting.engine.feed import bar_events
+from backtesting.engine.feed import bar_events, bars_and_ends
 from backtesting.engine.fills import (
     BacktestVenue,
     FillConfig,
@@ -572,34 +572,47 @@ class _Session:
 
     def drive_bars(self, progress: ProgressCallback | None, every: int) -> None:
         """Replay bars only: the fast loop (the runner's ``replay_bars``)."""
-        processed = self.runner.replay_bars(self.bars())
         after = self.after_bar()
         risk = self._risk_step if self._has_risk_loop() else None
         chunk = every if progress is not None else len(self.data)
         # One bar per timestamp, nothing after it, every fill inside the venue's bar step.
         logged = after is None and risk is None and bool(self.group_end.all())
         if logged and FillModel(self.config.fill_model) is FillModel.NEXT_OPEN:
-            self._drive_logged(processed, progress, chunk)
+            self._drive_logged(progress, chunk)
             return
-        ends = iter(self.group_end.tolist())
+        ends = self.group_end.tolist()
         record, estimate = self.equity.append, self.portfolio.equity_estimate
-        done, total = 0, len(self.data)
+
+        def step(row: int, bar: Bar) -> None:
+            if after is not None:
+                after(bar)
+            if ends[row]:
+                if risk is not None:
+                    risk(bar)
+                record(estimate())
+
+        self._replay(progress, chunk, step)
+
+    def _replay(
+        self,
+        progress: ProgressCallback | None,
+        chunk: int,
+        after: Callable[[int, Bar], None],
+        watch: list[Fill] | None = None,
+    ) -> None:
+        """Replay every bar through the strategy runner (``after`` and ``watch`` as in its
+        ``replay_bars``), ``chunk`` bars between progress reports."""
+        bars, ends = bars_and_ends(self.data)
+        replay, done, total = self.runner.replay_bars, 0, len(self.data)
         while done < total:
             n = min(chunk, total - done)
-            for bar, end in zip(islice(processed, n), islice(ends, n), strict=True):
-                if after is not None:
-                    after(bar)
-                if end:
-                    if risk is not None:
-                        risk(bar)
-                    record(estimate())
+            part = bars if done + n == total else islice(bars, n)
+            replay(part, ends, after=after, watch=watch, start=done)
             done += n
             if progress is not None:
                 progress(done, total)
 
-    def _drive_logged(
-        self, processed: Iterator[Bar], progress: ProgressCallback | None, chunk: int
-    ) -> None:
+    def _drive_logged(self, progress: ProgressCallback | None, chunk: int) -> None:
         """Replay, logging the account after each bar that had fills; compute the equity curve.
 
         Under next-open fills every fill happens in the venue's step of a bar of its symbol,
@@ -608,25 +621,25 @@ class _Session:
         ``sparse.equity_by_row`` computes for all bars at once (as the sparse replay's curve),
         instead of an ``equity_estimate`` a bar.
         """
-        portfolio, total = self.portfolio, len(self.data)
+        portfolio = self.portfolio
         flag = _FillFlag()
         self.oms.add_listener(flag)
         filled = flag.fills
         log = StateLog([-1], [portfolio.cash], [_quantities(portfolio)])
-        done = 0
-        while done < total:
-            n = min(chunk, total - done)
-            for row, _ in enumerate(islice(processed, n), done):
-                if filled:
-                    filled.clear()
-                    log.record(row, portfolio.cash, _quantities(portfolio))
-            done += n
-            if progress is not None:
-                progress(done, total)
+
+        def record(row: int, bar: Bar) -> None:
+            filled.clear()
+            log.record(row, portfolio.cash, _quantities(portfolio))
+
+        self._replay(progress, chunk, record, watch=filled)
         self.oms.listeners.remove(flag)
         data = self.data
         single = len(data.symbols) == 1
-        self.equity_curve = equity_by_row(log, data.symbol, data.close, single=single)[0]
+        curve, counts, _ = equity_by_row(log, data.symbol, data.close, single=single)
+        self.equity_curve = curve
+        # The state after a bar is the one logged after its fills: whether a position was open
+        # after each bar, without a pass over the fills (as the sparse replay's).
+        self.in_market = np.repeat(log.holding(), counts)
 
     def drive_merged(
         self,
@@ -675,11 +688,14 @@ class _Session:
             remark_close=FillModel(cfg.fill_model) is FillModel.CLOSE,
         )
         replay.run(progress, every)
-        self.equity_curve = replay.finish()[self.group_end]
+        ends = None if self.group_end.all() else self.group_end  # None: every row ends its time
+        curve = replay.finish()
+        self.equity_curve = curve if ends is None else curve[ends]
         if FillModel(cfg.fill_model) is FillModel.NEXT_OPEN:
             # Every fill is stamped with the start of the bar it happens in, so the state after
             # a bar is that bar's: the log gives ``_in_market`` without a pass over the fills.
-            self.in_market = replay.in_market[self.group_end]  # type: ignore[index]
+            held = replay.in_market
+            self.in_market = held if ends is None else held[ends]  # type: ignore[index]
 
     def _has_risk_loop(self) -> bool:
         hook = self.hook

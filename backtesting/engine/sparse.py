@@ -196,13 +196,22 @@ class StateLog:
         self.cash.append(cash)
         self.positions.append(positions)
 
-    def index_by_row(self, n: int) -> np.ndarray:
-        """Return, for each of ``n`` rows, the index of the state in force after it."""
-        # Rows are recorded once each, in increasing order, after the initial -1: the state
-        # index steps up by one at each recorded row.
-        steps = np.zeros(n, dtype=np.int64)
-        steps[np.asarray(self.rows[1:], dtype=np.int64)] = 1
-        return np.cumsum(steps, out=steps)
+    def counts(self, n: int) -> np.ndarray:
+        """Return, for each state, how many of ``n`` rows it is in force after (it holds from
+        the row it was recorded after until the next state's row)."""
+        # Rows are recorded once each, in increasing order, after the initial -1.
+        rows = np.asarray(self.rows, dtype=np.int64)
+        ends = np.append(rows[1:], n)
+        rows[0] = 0
+        return ends - rows
+
+    def holding(self) -> np.ndarray:
+        """Return, per state, whether a position is open."""
+        return np.fromiter((any(p.values()) for p in self.positions), bool, len(self.positions))
+
+    def state_after(self, row: int) -> int:
+        """Return the index of the state in force after ``row``."""
+        return bisect_right(self.rows, row) - 1
 
 
 def last_closes(
@@ -225,17 +234,21 @@ def last_closes(
 def equity_by_row(
     log: StateLog, symbol: np.ndarray, close: np.ndarray, *, single: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Return the equity after every row (float), the state index per row and the marks used."""
-    index = log.index_by_row(close.size)
-    cash = np.array([float(c) for c in log.cash])
-    equity = cash[index]
+    """Return the equity after every row (float), the rows per state (``StateLog.counts``) and
+    the marks used."""
+    counts = log.counts(close.size)
+    equity = np.repeat(np.array([float(c) for c in log.cash]), counts)
     held = sorted({s for p in log.positions for s, q in p.items() if q})
     marks = {}
     for sym in held:
-        qty = np.array([float(p.get(sym, 0)) for p in log.positions])[index]
-        marks[sym] = last_closes(symbol, close, sym, only=single)
-        equity = equity + np.where(qty != 0, qty * np.nan_to_num(marks[sym]), 0.0)
-    return equity, index, marks
+        qty = np.repeat(np.array([float(p.get(sym, 0)) for p in log.positions]), counts)
+        mark = marks[sym] = last_closes(symbol, close, sym, only=single)
+        if np.isfinite(mark).all():
+            qty *= mark  # a zero quantity adds 0.0: what the masked form below gives
+        else:
+            qty = np.where(qty != 0, qty * np.nan_to_num(mark), 0.0)
+        equity += qty
+    return equity, counts, marks
 
 
 def _column(table: np.ndarray, i: int) -> tuple[float, float, float]:
@@ -410,12 +423,11 @@ class SparseReplay:
         """Return the equity after every row; raise the portfolio's peak to the unvisited bars."""
         d, log, portfolio = self.data, self.log, self.portfolio
         single = len(self.plan.rows) == 1
-        by_row, index, marks = equity_by_row(log, d.symbol, d.close, single=single)
-        holding = np.array([any(p.values()) for p in log.positions], dtype=bool)
-        self.in_market = holding[index]  # a position is open after the row
+        by_row, counts, marks = equity_by_row(log, d.symbol, d.close, single=single)
+        self.in_market = np.repeat(log.holding(), counts)  # a position is open after the row
         top = int(np.argmax(by_row))
         if by_row[top] > float(portfolio.peak_equity):
-            state = int(index[top])
+            state = log.state_after(top)
             held = [(s, q) for s, q in log.positions[state].items() if q]
             exact = log.cash[state] + sum(
                 (q * to_decimal(float(marks[s][top])) for s, q in held), ZERO

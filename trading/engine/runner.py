@@ -8,10 +8,11 @@ queued. Because the venue sees a bar before the strategies do, an order a strate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import tee
 
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Timeframe, Trade
 from trading.engine.algo_book import AlgoBook, algo_metadata
@@ -183,33 +184,45 @@ class StrategyRunner:
 
     def on_bar(self, bar: Bar) -> None:
         """Process a closed bar (decisions are stamped at the bar's end)."""
-        for _ in self.replay_bars((bar,)):
-            pass
+        self.replay_bars((bar,), (self._bar_end(bar),))
 
-    def replay_bars(self, bars: Iterable[Bar]) -> Iterator[Bar]:
-        """Process closed bars in turn, yielding each once it is fully processed.
+    def replay_bars(
+        self,
+        bars: Iterable[Bar],
+        ends: Iterable[datetime] | None = None,
+        *,
+        after: Callable[[int, Bar], object] | None = None,
+        watch: Sized | None = None,
+        start: int = 0,
+    ) -> int:
+        """Process closed bars in turn; return how many.
 
         ``_dispatch``'s steps for a bar, written out as one loop because a backtest runs it for
         every bar: the venue and the history see the bar (``_open_bar``), then every strategy
         that wants its symbol, then what they queued is submitted. Settling is skipped when no
-        fill and no intent is waiting (most bars). Whatever the caller does before asking for
-        the next bar (record equity, check risk) sees the account as this bar left it.
+        fill and no intent is waiting (most bars).
+
+        ``ends``: each bar's end (its ``ts`` plus its timeframe, when its decisions are
+        stamped) if the caller has them (a backtest's feed shares them with the next bars'
+        starts); else computed. ``after(row, bar)`` runs once bar ``row`` (counted from
+        ``start``) is fully processed, so it sees the account as the bar left it (record
+        equity, check risk): after every bar or, given ``watch`` (a collection something else
+        fills, such as a listener's fills), only after the bars that leave it non-empty.
         """
+        bars, ends = self._with_ends(bars) if ends is None else (bars, ends)
         slots, fills, outbox, algos = self._slots, self._fills, self._outbox, self.algos
+        contexts = [slot.ctx for slot in slots]
         working = algos.active  # the algo parents at work: a dict changed only in place
         settle, failed, history = self.settle, self._failed, self.history
         to_venue = self.oms.on_bar if self.bars_to_venue else _no_venue
-        timeframe, length = None, None
+        always = after is not None and watch is None
+        watch = watch if after is not None else None
         # The history list of the symbol of the previous bar (one symbol: always the same).
         symbol, closes, limit = None, [], 0
-        for bar in bars:
-            # ``_open_bar``, written out.
-            if bar.timeframe != timeframe:
-                timeframe = bar.timeframe
-                length = self._bar_lengths.get(timeframe) or self._bar_length(timeframe)
-            now = bar.ts + length
-            for slot in slots:
-                slot.ctx.now = now
+        row = start - 1
+        for row, (bar, now) in enumerate(zip(bars, ends, strict=False), start):
+            for ctx in contexts:
+                ctx.now = now
             to_venue(bar)
             if working:
                 algos.observe(bar)
@@ -230,7 +243,9 @@ class StrategyRunner:
                         failed(slot, exc, f"on_bar: the {symbol} bar of {bar.ts}")
             if fills or outbox or working:
                 settle(now)
-            yield bar
+            if always or watch:
+                after(row, bar)  # type: ignore[misc]
+        return row + 1 - start
 
     def on_bar_decided(
         self, bar: Bar, columns: Callable[[], Iterable[tuple[int, Sequence[float]]]]
@@ -270,6 +285,18 @@ class StrategyRunner:
         if self._fills or self._outbox or algos.active:
             self.settle(now)
         return now
+
+    def _with_ends(self, bars: Iterable[Bar]) -> tuple[Iterator[Bar], Iterator[datetime]]:
+        """Return ``bars`` and, lazily, each one's end."""
+        bars, copy = tee(bars)
+        return bars, map(self._bar_end, copy)
+
+    def _bar_end(self, bar: Bar) -> datetime:
+        """Return when ``bar`` closes (its decisions' time)."""
+        length = self._bar_lengths.get(bar.timeframe)
+        if length is None:
+            length = self._bar_length(bar.timeframe)
+        return bar.ts + length
 
     def _bar_length(self, timeframe: str) -> timedelta:
         """Return (and remember) how long a ``timeframe`` bar lasts."""

@@ -226,8 +226,7 @@ def test_replayed_bars_keep_the_history_and_clock_appending_one_by_one_gives() -
     strategy = _Reads()
     runner.add(strategy, "a")
     runner.start(T0)
-    for _ in runner.replay_bars(bars[:40]):
-        pass
+    assert runner.replay_bars(bars[:40]) == 40
     for bar in bars[40:]:  # runtrader's way: one bar a call
         runner.on_bar(bar)
     reference, expected = PriceHistory(4), []
