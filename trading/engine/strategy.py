@@ -303,11 +303,13 @@ class StrategyContext:
 
     __slots__ = (
         "_cancels",
+        "_closes",
         "_has_open",
         "_history",
         "_ids",
         "_intents",
         "_outbox",
+        "_portfolio",
         "_reader",
         "account",
         "now",
@@ -326,11 +328,15 @@ class StrategyContext:
         outbox: list[StrategyContext] | None = None,
     ) -> None:
         self._reader = reader
+        # The account's portfolio, read on every bar by many strategies (``position``): the
+        # reader keeps one per account (``OrderManager.restore`` reloads it in place).
+        self._portfolio = reader.portfolio(account)
         # "Any open order in this symbol?" without building the list (readers that can say so).
         self._has_open = getattr(reader, "has_open_orders", None)
         self.account = account
         self.strategy_id = strategy_id
         self._history = history
+        self._closes = history._closes  # ``history(symbol, n)`` reads them without a call
         self._ids = id_factory
         self._intents: list[OrderIntent] = []
         self._cancels: list[str] = []
@@ -346,16 +352,17 @@ class StrategyContext:
     @property
     def cash(self) -> Decimal:
         """Return the account's cash."""
-        return self._reader.portfolio(self.account).cash
+        return self._portfolio.cash
 
     @property
     def equity(self) -> Decimal:
         """Return the account's equity."""
-        return self._reader.portfolio(self.account).equity
+        return self._portfolio.equity
 
     def position(self, symbol: str) -> Decimal:
         """Return the account's signed position in ``symbol``."""
-        return self._reader.portfolio(self.account).quantity(symbol)
+        pos = self._portfolio.positions.get(symbol)  # ``Portfolio.quantity``, written out
+        return pos.quantity if pos is not None else ZERO
 
     def price(self, symbol: str) -> Decimal | None:
         """Return the current reference price (mid or last), else the last close."""
@@ -367,7 +374,11 @@ class StrategyContext:
 
     def history(self, symbol: str, n: int) -> list[float]:
         """Return up to ``n`` recent closes of ``symbol``, oldest first (never future data)."""
-        return self._history.last(symbol, n)
+        closes = self._closes.get(symbol)  # ``PriceHistory.last``, written out
+        if not closes or n <= 0:
+            return []
+        maxlen = self._history.maxlen
+        return closes[-(n if n < maxlen else maxlen) :]
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Return this strategy's open orders."""

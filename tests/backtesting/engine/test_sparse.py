@@ -15,6 +15,7 @@ from backtesting.engine.sparse import NEVER, build_plan
 from marketdata.engine.events import Bar
 from risk.engine.checks import RiskChecker
 from tests.backtesting.engine.helpers import D, sim_frame, walk_frame
+from trading.engine.portfolio import Position
 from trading.engine.series import IndicatorCache
 from trading.engine.strategies import SmaCross, create_strategy
 from trading.engine.strategy import PriceHistory, StrategyContext
@@ -133,9 +134,13 @@ class _Holding:
 
     def __init__(self, held: int) -> None:
         self.held = Decimal(held)
+        self.positions = self  # ``positions.get(symbol)``: a position of ``held`` units
 
     def portfolio(self, account: str) -> _Holding:
         return self
+
+    def get(self, symbol: str) -> Position:
+        return Position(symbol, self.held)
 
     def quantity(self, symbol: str) -> Decimal:
         return self.held
