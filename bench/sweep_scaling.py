@@ -288,17 +288,18 @@ def print_model(model: Model, walls: dict[int, float], cores: int, source: str) 
     for n, wall in walls.items():
         predicted = model.predict(min(n, cores))
         print(f"  this host, {n} process(es): model {predicted:6.2f} s, measured {wall:6.2f} s")
+    widths = sorted({1, cores, 2 * cores})
     print(
-        f"  hosts of {cores} cores with {cores} workers each (the database and broker assumed "
-        "not to saturate):"
+        f"  N hosts of {cores} cores x W workers each, seconds (speed-up over one worker); the "
+        "database and broker assumed not to saturate:"
     )
+    print("  hosts " + "".join(f"{f'W={w}':>18}" for w in widths))
     for hosts in (1, 2, 4, 8, 16):
-        predicted = model.predict(hosts * cores)
-        speedup = model.predict(1) / predicted
-        print(
-            f"  {hosts:2d} host(s), {hosts * cores:2d} workers: {predicted:7.2f} s, "
-            f"{speedup:5.2f}x one worker"
-        )
+        cells = []
+        for workers in widths:
+            predicted = model.predict(hosts * min(workers, cores))
+            cells.append(f"{predicted:9.2f} ({model.predict(1) / predicted:5.2f}x)")
+        print(f"  {hosts:5d} " + "".join(f"{cell:>18}" for cell in cells))
 
 
 def main() -> int:
