@@ -163,25 +163,41 @@ def _open_alert(rule: AlertRule, event: AlertEvent, now: datetime) -> Alert:
         return unresolved.get()
 
 
-def _enqueue(delivery_id: int) -> None:
-    """Hand a delivery to django-q2.
+def _enqueue(delivery_id: int, attempts: int = 0) -> None:
+    """Hand a delivery to django-q2, as its try after ``attempts`` earlier ones.
 
     A delivery that succeeds is not kept as a django-q2 result (``save=False``): its
     ``AlertDelivery`` row says it was sent and when; a failed one is still kept by django-q2.
     """
     from django_q.tasks import async_task
 
-    async_task("monitoring.alerts.alert_deliver", delivery_id, group="alerts", save=False)
+    async_task(
+        "monitoring.alerts.alert_deliver",
+        delivery_id,
+        after_attempts=attempts,
+        group="alerts",
+        save=False,
+    )
 
 
-def alert_deliver(delivery_id: int, *, now: datetime | None = None) -> str:
-    """Send one delivery (the django-q2 task); return its status."""
+def alert_deliver(
+    delivery_id: int, *, after_attempts: int | None = None, now: datetime | None = None
+) -> str:
+    """Send one delivery (the django-q2 task); return its status.
+
+    ``after_attempts`` is how many tries the delivery had when this one was queued: a copy
+    queued again while the first still waited (every minute's ``alerts_tick`` re-queues a
+    failed delivery until its retry runs, and a busy queue runs them minutes later) finds the
+    count moved on and sends nothing, so a retry is sent once and counts once.
+    """
     with transaction.atomic():
         delivery = (
             AlertDelivery.objects.select_for_update().select_related("alert").get(pk=delivery_id)
         )
         if delivery.status in (DeliveryStatus.SENT, DeliveryStatus.RATE_LIMITED):
             return delivery.status
+        if after_attempts is not None and delivery.attempts != after_attempts:
+            return delivery.status  # a copy of a try another task made (or is making)
         delivery.attempts += 1
         delivery.save(update_fields=["attempts"])
     alert = delivery.alert
@@ -240,7 +256,7 @@ def alerts_tick(*, now: datetime | None = None) -> dict[str, int]:
     """Escalate due critical alerts and retry failed deliveries (scheduled every minute)."""
     now = now or timezone.now()
     escalated = retried = 0
-    queued: list[int] = []
+    queued: list[tuple[int, int]] = []  # (delivery, its attempts when queued)
     with transaction.atomic():
         candidates = (
             Alert.objects.select_for_update()
@@ -272,17 +288,17 @@ def alerts_tick(*, now: datetime | None = None) -> dict[str, int]:
                 escalation=True,
                 created_at=now,
             )
-            queued.append(delivery.pk)
+            queued.append((delivery.pk, 0))
             escalated += 1
         for delivery in AlertDelivery.objects.filter(
             status=DeliveryStatus.FAILED, attempts__lt=MAX_ATTEMPTS
         ):
             wait = RETRY_BACKOFF[min(delivery.attempts, len(RETRY_BACKOFF)) - 1]
             if delivery.created_at + wait * delivery.attempts <= now:
-                queued.append(delivery.pk)
+                queued.append((delivery.pk, delivery.attempts))
                 retried += 1
         if queued:
-            transaction.on_commit(lambda: [_enqueue(pk) for pk in queued])
+            transaction.on_commit(lambda: [_enqueue(pk, attempts) for pk, attempts in queued])
     return {"escalated": escalated, "retried": retried}
 
 
