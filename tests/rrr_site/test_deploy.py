@@ -177,6 +177,18 @@ def test_image_context_keeps_the_code(path: str) -> None:
     assert not docker_ignores(path)
 
 
+def test_the_root_dockerignore_leaves_out_the_same_files() -> None:
+    # The classic builder (DOCKER_BUILDKIT=0, `docker-compose run`) reads only the context's
+    # .dockerignore, never deploy/Dockerfile.dockerignore: without it, data/ (the SQLite
+    # database and the development secret key) and deploy/.env went to the daemon.
+    def patterns(path: Path) -> list[str]:
+        lines = path.read_text().splitlines()
+        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+    root = DEPLOY.parent / ".dockerignore"
+    assert patterns(root) == patterns(DEPLOY / "Dockerfile.dockerignore")
+
+
 @pytest.mark.parametrize(
     "unit", ["rrr-web.service", "rrr-qcluster@.service", "rrr-runtrader@.service"]
 )
