@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
-from backtesting.engine.feed import BUILD_BAR, bar_builder, bar_events, datetimes
+from backtesting.engine.feed import (
+    BUILD_BAR,
+    bar_builder,
+    bar_events,
+    bars_and_ends,
+    datetimes,
+    values,
+)
 from backtesting.engine.result import to_datetime
 from backtesting.engine.runner import prepare_bars
 from marketdata.engine.events import Bar
@@ -80,3 +88,36 @@ def test_bar_events_are_the_rows_as_bars(multi: bool) -> None:
         )
     ]
     assert list(bar_events(data)) == expected
+
+
+@pytest.mark.parametrize("n", [1, 2, 300, 8192, 8193, 20_000])
+def test_columns_read_a_chunk_at_a_time_give_every_value(n: int) -> None:
+    rng = np.random.default_rng(n)
+    column = rng.normal(100.0, 5.0, n)
+    names = np.asarray([f"S{k % 7}" for k in range(n)], dtype=object)
+    assert list(values(column)) == column.tolist()
+    assert list(values(names)) == names.tolist()
+    assert list(values(column, chunk=3)) == column.tolist()
+
+
+@pytest.mark.parametrize(
+    "case", ["regular", "gaps", "two symbols", "one bar", "five-minute with a hole"]
+)
+def test_bars_and_ends_give_each_bar_and_its_end(case: str) -> None:
+    """A bar's end is its start plus the timeframe, whether it is shared with the next bar's
+    start (a regular grid) or computed (gaps, several symbols a stamp)."""
+    if case == "two symbols":
+        frame = sim_frame(120, ("BTC-USD", "ETH-USD"))
+    else:
+        frame = walk_frame(1 if case == "one bar" else 240)
+        if case == "gaps":
+            frame = frame.drop(index=[5, 6, 100]).reset_index(drop=True)
+        if case.startswith("five-minute"):
+            frame = frame.iloc[::5].drop(index=[50]).reset_index(drop=True)
+    data = prepare_bars(frame, "5m" if case.startswith("five-minute") else "1m")
+    bars, ends = bars_and_ends(data)
+    got_bars, got_ends = list(bars), list(ends)
+    assert got_bars == list(bar_events(data))
+    length = timedelta(minutes=5 if case.startswith("five-minute") else 1)
+    assert got_ends == [bar.ts + length for bar in got_bars]
+    assert all(end.tzinfo is not None for end in got_ends)

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from backtesting.engine.runner import BacktestConfig, run_backtest
+from backtesting.engine.sparse import StateLog, equity_by_row
 from tests.backtesting.engine.helpers import walk_frame
 from trading.engine.hooks import AllowAllHook
 from trading.engine.orders import OrderType
@@ -78,3 +79,43 @@ def test_the_logged_curve_equals_the_curve_read_bar_by_bar(bars) -> None:
     np.testing.assert_allclose(logged.equity.to_numpy(), read.equity.to_numpy(), rtol=1e-12)
     assert logged.equity.iloc[-1] == pytest.approx(float(logged.final.equity), rel=1e-12)
     assert logged.metrics == pytest.approx(read.metrics, rel=1e-9, nan_ok=True)
+
+
+def _reference_equity(log: StateLog, symbol: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """The curve spelled out: per row, the state in force and each position at its last close."""
+    index = np.cumsum(np.isin(np.arange(close.size), log.rows[1:]))
+    out = np.array([float(c) for c in log.cash])[index]
+    for sym in sorted({s for p in log.positions for s, q in p.items() if q}):
+        qty = np.array([float(p.get(sym, 0)) for p in log.positions])[index]
+        last = np.full(close.size, np.nan)
+        seen = np.nan
+        for r in range(close.size):
+            seen = close[r] if symbol[r] == sym else seen
+            last[r] = seen
+        out = out + np.where(qty != 0, qty * np.nan_to_num(last), 0.0)
+    return out
+
+
+@pytest.mark.parametrize("recorded", [[], [0], [3, 4, 9], [0, 5, 11]])
+def test_equity_by_row_from_the_state_log_equals_the_curve_spelled_out(recorded) -> None:
+    """Run lengths per state (``StateLog.counts``) give each row its state; marks with a NaN
+    (a symbol before its first bar) take the masked form, finite ones the plain product."""
+    symbol = np.array(["A", "B"] * 6, dtype=object)
+    close = np.arange(12, dtype=float) + 100.5
+    log = StateLog.starting(D(1000))
+    for k, row in enumerate(recorded):
+        log.record(row, D(1000 - 10 * k), {"A": D(k % 2), "B": D(k) / 4})
+    counts = log.counts(close.size)
+    assert counts.sum() == close.size and (counts >= 0).all()
+    equity, got_counts, _ = equity_by_row(log, symbol, close)
+    assert (got_counts == counts).all()
+    assert equity.tobytes() == _reference_equity(log, symbol, close).tobytes()
+    held = np.repeat(log.holding(), counts)
+    index = np.cumsum(np.isin(np.arange(close.size), recorded))
+    assert [log.state_after(r) for r in range(close.size)] == index.tolist()
+    assert held.tolist() == [any(log.positions[i].values()) for i in index]
+    for positions in log.positions:  # one symbol: every row is its bar
+        positions.pop("B", None)
+    one = np.array(["A"] * 12, dtype=object)
+    only, _, _ = equity_by_row(log, one, close, single=True)
+    assert only.tobytes() == _reference_equity(log, one, close).tobytes()

@@ -245,3 +245,67 @@ def _bar(symbol: str, timeframe: str, ts: datetime, close: float):
     from marketdata.engine.events import Bar
 
     return Bar(symbol, timeframe, ts, close, close + 1, close - 1, close, 1.0)
+
+
+class _Heard:
+    """An OMS listener keeping the fills."""
+
+    def __init__(self) -> None:
+        self.fills: list[Fill] = []
+
+    def on_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+
+    def on_order(self, order) -> None:
+        pass
+
+
+class _BuysEveryThird(Strategy):
+    """Buys one unit on every third bar."""
+
+    name = "thirds"
+
+    def on_start(self, ctx):
+        self.bars = 0
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars % 3 == 0:
+            ctx.buy(bar.symbol, 1)
+
+
+def test_replay_bars_runs_after_on_every_bar_or_only_where_the_watched_list_filled() -> None:
+    """``after(row, bar)`` sees each bar once fully processed, rows counted from ``start``;
+    with ``watch`` only the bars that left it non-empty; given ends are the strategies' clock."""
+    bars = [_bar("BTC-USD", "1m", T0 + timedelta(minutes=k), 100.0 + k) for k in range(12)]
+
+    def runner_and_fills() -> tuple[StrategyRunner, list[Fill]]:
+        oms = OrderManager(PaperVenue(), portfolios=[Portfolio("a", D(10_000), ts=T0)])
+        runner = StrategyRunner(oms, history_size=4)
+        runner.add(_BuysEveryThird(), "a")
+        heard = _Heard()
+        oms.add_listener(heard)
+        runner.start(T0)
+        return runner, heard.fills
+
+    runner, _ = runner_and_fills()
+    seen: list[tuple[int, datetime, datetime]] = []
+    ends = [bar.ts + timedelta(seconds=90) for bar in bars]  # not ts + 1m: the given ones rule
+
+    def after(row: int, bar) -> None:
+        seen.append((row, bar.ts, runner._slots[0].ctx.now))
+
+    assert runner.replay_bars(bars, iter(ends), after=after, start=5) == 12
+    assert seen == [(5 + k, bars[k].ts, ends[k]) for k in range(12)]
+
+    runner, fills = runner_and_fills()
+    logged: list[tuple[int, int]] = []
+
+    def record(row: int, bar) -> None:
+        logged.append((row, len(fills)))
+        fills.clear()
+
+    assert runner.replay_bars(bars, after=record, watch=fills) == 12
+    # Bought on bars 2, 5, 8 and 11 (0-based): the paper venue fills at once, in the bar's step.
+    assert logged == [(2, 1), (5, 1), (8, 1), (11, 1)]
+    assert runner.replay_bars([], after=record, watch=fills) == 0
