@@ -41,6 +41,10 @@ def test_trading_day_in_the_browser(live_server_url, browser_page):
     page.wait_for_function(
         "() => document.getElementById('state').textContent.trim() === 'halted'", timeout=15_000
     )
+    page.wait_for_function(  # the notice says why and how to resume, without a reload
+        "() => !document.getElementById('state-notice').hidden", timeout=15_000
+    )
+    assert "is HALTED (dashboard)" in page.inner_text("#state-notice")
     page.screenshot(path=str(SCREENSHOTS / "overview-halted.png"), full_page=True)
     page.goto(f"{url}/market/?symbol=BTC-USD&tf=1s")
     page.fill("#ticket input[name=quantity]", "0.01")

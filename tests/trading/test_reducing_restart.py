@@ -83,9 +83,10 @@ def test_the_overview_shows_the_reason_and_the_way_back(paper, client):
     paper.members.add(user)
     client.force_login(user)
     page = client.get("/").content.decode()
-    assert 'id="state-notice"' in page and "feed: it died" in page and "resume" in page
+    assert '<p id="state-notice" class="neg">account' in page
+    assert "feed: it died" in page and "resume" in page
     assert _resume(paper).status_code == 200
-    assert 'id="state-notice"' not in client.get("/").content.decode()
+    assert '<p id="state-notice" class="neg" hidden></p>' in client.get("/").content.decode()
 
 
 def test_an_admin_resumes_it_from_the_trading_states_list(paper, client):

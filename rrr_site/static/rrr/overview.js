@@ -28,7 +28,20 @@
     }).join("");
     empty(tbody, 6, "Flat.");
   }
-  function state(s) { const el = document.getElementById("state"); el.textContent = s; el.className = "badge " + s; }
+  function state(s, reason) {
+    const el = document.getElementById("state"), was = el.textContent.trim();
+    el.textContent = s; el.className = "badge " + s;
+    // The notice (why the account is not active, how to resume it) follows the state live; the
+    // page's own (with since when and by whom) stays while the state is the one it describes.
+    const note = document.getElementById("state-notice");
+    if (!note) return;
+    if (s === "active") { note.hidden = true; note.textContent = ""; }
+    else if (reason !== undefined && (s !== was || !note.textContent)) {
+      const means = s === "halted" ? "no order is sent" : "only orders that reduce a position are sent";
+      note.textContent = `account '${document.body.dataset.accountName}' is ${s.toUpperCase()} (${reason || "no reason given"}): ${means} until a trader resumes it (Resume, the admin, the API or Telegram).`;
+      note.hidden = false;
+    }
+  }
   RRR.on("portfolio", (type, d) => {
     const rows = type === "snapshot" ? d.accounts : [d];
     for (const p of rows || []) if (RRR.mine(p)) portfolio(p);
@@ -61,8 +74,8 @@
     empty(tbody, 6, "No fills yet.");
   });
   RRR.on("risk", (type, d) => {
-    if (type === "snapshot") (d.states || []).filter(RRR.mine).forEach((s) => state(s.state));
-    else if (type === "state" && RRR.mine(d)) state(d.state);
+    if (type === "snapshot") (d.states || []).filter(RRR.mine).forEach((s) => state(s.state, s.reason));
+    else if (type === "state" && RRR.mine(d)) state(d.state, d.reason);
   });
   RRR.on("system", (type, d) => {
     const beats = type === "snapshot" ? d.heartbeats : type === "heartbeat" ? [d] : [];
