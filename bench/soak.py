@@ -10,8 +10,9 @@ layer, cache), while this process polls ``/api/v1/portfolio`` with a JWT and kee
 channel each). Every ``--sample`` seconds it records the engine's memory (RSS) and its own; at the
 end it prints the memory series and its slope after the first minute and over the second half
 (MB per minute; flat is ~0: a run of 20 minutes or more fails above ``FLAT_MB_PER_MIN`` over its
-second half, once the engine's bounded caches - the quality checks' last 10,000 trade ids and
-bar times per symbol, bars kept for amends - have filled), the rows written per table, the
+second half, once the engine's bounded caches - bars kept for amends (600 s of market time),
+each symbol's close history - have filled; the quality checks' duplicate memory is a fixed ring
+allocated with a stream's first event), the rows written per table, the
 books reconciled (orders = fills, cash and positions = a replay of the fills) and every error
 seen (HTTP status other than 200, WebSocket closes other than a documented 4429 reconnect,
 protocol errors, a seq gap on an account channel, the engine's exit code). Exits non-zero if
