@@ -256,24 +256,41 @@ def prepare_bars(bars: pd.DataFrame | Sequence[Bar], timeframe: str | None = Non
     if ts.tz is None:
         raise BacktestDataError("bar timestamps must be timezone-aware (UTC)")
     stamps = ts.tz_convert(UTC).asi8.astype(np.int64) * _ns_factor(ts)
-    codes, names = pd.factorize(bars["symbol"].astype(str), sort=True)
-    order = None if _sorted_unique(stamps, codes) else np.lexsort((codes, stamps))
+    codes, names = _symbol_codes(bars["symbol"])
+    steps = np.diff(stamps)
+    order = None if _sorted_unique(steps, codes) else np.lexsort((codes, stamps))
     if order is not None:
         stamps, codes = stamps[order], codes[order]
-        if not _sorted_unique(stamps, codes):
+        steps = np.diff(stamps)
+        if not _sorted_unique(steps, codes):
             raise BacktestDataError("duplicate (ts, symbol) bars")
     prices = [bars[c].to_numpy(dtype=float) for c in _PRICE_COLUMNS]
     if order is not None:
         prices = [p[order] for p in prices]
     symbols = np.asarray(names, dtype=object)[codes]
-    tf = timeframe or _timeframe_of(bars, stamps)
+    tf = timeframe or _timeframe_of(bars, steps)
     return BarData(stamps, symbols, *prices, tf, tuple(str(n) for n in names))
 
 
-def _sorted_unique(stamps: np.ndarray, codes: np.ndarray) -> bool:
-    """Return True if rows are strictly ordered by (ts, symbol): sorted and no duplicates."""
-    step = np.diff(stamps)
-    return bool(np.all((step > 0) | ((step == 0) & (np.diff(codes) > 0))))
+def _symbol_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Return each row's index into the distinct symbols (as strings, sorted) and those."""
+    values = column.to_numpy()
+    if values.size and values.dtype == object and isinstance(values[0], str):
+        first = values[0]
+        if bool((values == first).all()):  # one symbol (the usual case): no hashing each row
+            return np.zeros(values.size, dtype=np.intp), [first]
+    codes, names = pd.factorize(column.astype(str), sort=True)
+    return codes, [str(n) for n in names]
+
+
+def _sorted_unique(steps: np.ndarray, codes: np.ndarray) -> bool:
+    """Return True if rows are strictly ordered by (ts, symbol): sorted and no duplicates.
+
+    ``steps``: the differences of consecutive timestamps.
+    """
+    if bool((steps > 0).all()):  # one bar a timestamp, ascending: codes do not matter
+        return True
+    return bool(np.all((steps > 0) | ((steps == 0) & (np.diff(codes) > 0))))
 
 
 def _ns_factor(ts: pd.DatetimeIndex) -> int:
@@ -281,14 +298,16 @@ def _ns_factor(ts: pd.DatetimeIndex) -> int:
     return {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
 
 
-def _timeframe_of(bars: pd.DataFrame, ts_ns: np.ndarray) -> str:
+def _timeframe_of(bars: pd.DataFrame, steps: np.ndarray) -> str:
+    """Return the bars' timeframe: their column's, else the shortest step between the sorted
+    timestamps (``steps``: their differences)."""
     if "timeframe" in bars.columns:
         values = set(bars["timeframe"].astype(str))
         if len(values) != 1:
             raise BacktestDataError(f"bars mix timeframes {sorted(values)}")
         return values.pop()
-    steps = np.diff(ts_ns)
-    steps = steps[steps > 0]  # ts_ns is sorted
+    if steps.size and steps.min() <= 0:  # several symbols a timestamp
+        steps = steps[steps > 0]
     if steps.size == 0:
         raise BacktestDataError("cannot infer the timeframe of a single bar; pass timeframe")
     seconds = int(steps.min() // 1_000_000_000)

@@ -69,6 +69,24 @@ def code_error(strategy: Strategy, exc: BaseException, where: str) -> StrategyCo
     )
 
 
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """Return a read-only view of ``values``."""
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
+def _wrote_read_only(exc: BaseException) -> bool:
+    """Return True if ``exc`` (or what caused it) is a write into a read-only array."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if "read-only" in text or "readonly" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class SignalStrategy(Strategy):
     """Base class of signal-style strategies (see the module docstring)."""
 
@@ -132,26 +150,35 @@ class SignalStrategy(Strategy):
         """Return the decision table (3 × bars: direction wanted when short, flat, long)."""
         n = len(df)
 
-        def flag(name: str) -> np.ndarray:
+        def flag(name: str) -> np.ndarray | None:
             if name not in df:
-                return np.zeros(n, dtype=bool)
-            return df[name].fillna(False).to_numpy(dtype=bool)
+                return None  # never set: nothing to write
+            column = df[name]
+            if column.dtype == bool:  # no NaN to fill: read as it is
+                return column.to_numpy()
+            return column.fillna(False).to_numpy(dtype=bool)
 
         el, es, xl, xs = (flag(c) for c in (*ENTRY_COLUMNS, *EXIT_COLUMNS))
         # Written into one table, later rules over earlier ones (no temporaries: at a million
         # bars each would be 8 MB of fresh memory).
         table = np.full((3, n), np.nan)
         short, flat, long = table
-        short[xs] = 0.0  # short: enter_long reverses, else exit_short closes
-        short[el] = 1.0
-        flat[es] = -1.0  # flat: enter_long, else enter_short
-        flat[el] = 1.0
-        long[xl] = 0.0  # long: enter_short reverses, else exit_long closes
-        long[es] = -1.0
+        for row, rules in (
+            (short, ((xs, 0.0), (el, 1.0))),  # short: enter_long reverses, else exit_short closes
+            (flat, ((es, -1.0), (el, 1.0))),  # flat: enter_long, else enter_short
+            (long, ((xl, 0.0), (es, -1.0))),  # long: enter_short reverses, else exit_long closes
+        ):
+            for mask, direction in rules:
+                if mask is not None:
+                    row[mask] = direction
         return table
 
-    def frame_of(self, series: IndicatorCache) -> pd.DataFrame:
-        """Return the bars of ``series`` as the DataFrame users' functions read."""
+    def frame_of(self, series: IndicatorCache, *, copy: bool = True) -> pd.DataFrame:
+        """Return the bars of ``series`` as the DataFrame users' functions read.
+
+        ``copy=False``: the price columns are read-only views of the series' arrays (the bars
+        the backtest fills on), not a copy: writing into them raises instead of changing them.
+        """
         columns = getattr(series, "columns", None) or {}
         close = series.close
         data = {
@@ -159,15 +186,29 @@ class SignalStrategy(Strategy):
             for name in COLUMNS
             if name != "ts"
         }
-        frame = pd.DataFrame(data)
+        if copy:
+            frame = pd.DataFrame(data)
+        else:
+            frame = pd.DataFrame({k: _read_only(v) for k, v in data.items()}, copy=False)
         if "ts" in columns:
             ns = np.asarray(columns["ts"]).astype("datetime64[ns]")  # from int64: no parsing
             frame.insert(0, "ts", pd.DatetimeIndex(ns).tz_localize("UTC"))
         return frame
 
     def decision_table(self, series: IndicatorCache) -> np.ndarray | None:
-        """Run the three functions over the whole series once; None with size/bracket columns."""
-        df = self.signals(self.frame_of(series), " over the whole series")
+        """Run the three functions over the whole series once; None with size/bracket columns.
+
+        They first read the bars themselves, read-only (a million bars' copy cost more than
+        most indicators); functions that write into the price columns they were given raise
+        there, and run again on a copy, as before.
+        """
+        where = " over the whole series"
+        try:
+            df = self.signals(self.frame_of(series, copy=False), where)
+        except StrategyCodeError as exc:
+            if not _wrote_read_only(exc):
+                raise
+            df = self.signals(self.frame_of(series), where)
         if any(c in df for c in (*BRACKET_COLUMNS, "size")):
             # Brackets are watched bar by bar and sizes vary by bar: the full replay (on_bar).
             return None
