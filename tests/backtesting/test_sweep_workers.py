@@ -136,6 +136,59 @@ def test_a_parent_running_in_a_worker_runs_pending_trials_itself_so_no_worker_is
     assert {t.status for t in trials} == {RunStatus.COMPLETED}
 
 
+GIVE_UP = """
+from pathlib import Path
+
+from trading.engine.params import IntParam
+from trading.engine.strategy import Strategy
+
+
+class GiveUp(Strategy):
+    parameters = {{"n": IntParam(1, 1, 5)}}
+    bars = 0
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars == 5_000:  # the sweep stops meanwhile and gives this trial up
+            from backtesting.models import BacktestRun
+
+            trial = int(Path({trial!r}).read_text())
+            BacktestRun.objects.filter(pk=trial).update(status="failed", error="sweep stopped: X")
+        if self.bars >= 5_000:
+            Path({seen!r}).write_text(str(self.bars))
+"""
+
+
+def test_a_trial_given_up_by_its_sweep_stops_within_a_tenth_of_its_bars(tmp_path):
+    end = datetime(2024, 1, 31, tzinfo=UTC)  # 43,200 1m bars: a mark every 4,320
+    trial_file, seen = tmp_path / "trial", tmp_path / "seen"
+    strategy = tmp_path / "give_up.py"
+    strategy.write_text(GIVE_UP.format(trial=str(trial_file), seen=str(seen)))
+    parent = backtest_run_create(
+        strategy=f"{strategy}:GiveUp", params={}, symbols=["BTC-USD"], timeframe="1m",
+        start=START, end=end, costs=Costs(risk={}), optimize="grid", data_source="sim",
+    )  # fmt: skip
+    trial = services.TaskEvaluator(parent, distributed=False)._create([{"n": 1}])[0]
+    trial_file.write_text(str(trial.pk))
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries, pytest.raises(services.BacktestCancelled):
+        services._child_task(trial.pk)
+    sets = [q["sql"].split(" SET ")[1].split(" WHERE ")[0] for q in queries.captured_queries
+            if q["sql"].startswith('UPDATE "backtesting_backtestrun" SET')]  # fmt: skip
+    marks = [clause for clause in sets if clause.startswith('"progress" =') and "," not in clause]
+    bars = len(services.bars_for(symbols=["BTC-USD"], timeframe="1m", start=START, end=end,
+                                 source="sim")[0])  # fmt: skip
+    stopped_at = int(seen.read_text())
+    # It stopped at its next progress mark: ten marks a trial, not a hundred writes.
+    every = bars // services.TRIAL_PROGRESS_MARKS
+    assert 5_000 <= stopped_at <= 5_000 + every < bars
+    assert len(marks) == stopped_at // every  # the last one found the trial given up
+    trial.refresh_from_db()
+    assert (trial.status, trial.error) == (RunStatus.FAILED, "sweep stopped: X")
+
+
 # -- real qcluster processes on Redis --------------------------------------------------------------
 
 
