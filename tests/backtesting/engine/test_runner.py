@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -235,3 +236,27 @@ def test_sparse_runs_pause_the_collector_full_replays_do_not() -> None:
         assert not gc.isenabled()  # a caller's own pause is left alone
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize(
+    "symbols",
+    [
+        ["BTC-USD"] * 6,  # one symbol: found without hashing each row
+        ["ETH-USD", "BTC-USD"] * 3,
+        [7] * 6,  # not strings: as strings
+        pd.array(["BTC-USD"] * 6, dtype="string"),
+        ["BTC-USD"] * 5 + ["ETH-USD"],  # the same first symbol, then another
+    ],
+    ids=["one", "two", "numbers", "string dtype", "first repeated"],
+)
+def test_prepare_bars_codes_symbols_as_sorted_strings_shuffled_or_not(symbols) -> None:
+    stamps = pd.date_range("2024-01-01", periods=6, freq="1min", tz="UTC")
+    frame = pd.DataFrame(
+        {"ts": stamps, "symbol": symbols, "open": 1.0, "high": 2.0, "low": 0.5, "volume": 1.0}
+    ).assign(close=np.arange(6, dtype=float))
+    names = sorted({str(s) for s in symbols})
+    for bars in (frame, frame.iloc[::-1]):
+        data = prepare_bars(bars)
+        assert data.names == tuple(names) and data.timeframe == "1m"
+        assert data.symbol.tolist() == [str(s) for s in symbols]
+        assert data.close.tolist() == list(range(6)) and (np.diff(data.ts) > 0).all()
