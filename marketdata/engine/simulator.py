@@ -138,6 +138,12 @@ class SimulatedMarket:
         self._impact_offset = np.zeros(len(specs))  # planted flow impact so far (quote units)
         self._step_index = 0
         self._trade_ids = [count(1) for _ in specs]
+        # Trade ids name their stream (seed and start): stored trades are unique per venue,
+        # symbol and id, so a stream that numbered from 1 again (every restart of runtrader or
+        # ingest) had its trades dropped as duplicates of the last run's until it passed them.
+        # The same seed and start give the same ids: a replay stores nothing twice.
+        anchor_us = round(self.profile.anchor.timestamp() * 1_000_000)
+        self._trade_id_prefix = f"{seed}.{anchor_us}-"
         self._chunk: tuple[int, _Chunk] | None = None
 
     @property
@@ -432,6 +438,7 @@ class SimulatedMarket:
     def _step_trades(self, chunk: _Chunk, j: int, ts: datetime) -> Iterator[Trade]:
         """Yield the trades of step j in time order."""
         symbols, venue, ids = self.symbols, self.venue, self._trade_ids
+        prefix = self._trade_id_prefix
         for t in range(chunk.trade_bounds[j], chunk.trade_bounds[j + 1]):
             i = chunk.trade_symbol[t]
             seq = next(ids[i])
@@ -441,7 +448,7 @@ class SimulatedMarket:
                 chunk.trade_price[t],
                 chunk.trade_size[t],
                 venue,
-                str(seq),
+                f"{prefix}{seq}",
                 _BUY if chunk.trade_buy[t] else _SELL,
                 seq,
             )

@@ -198,7 +198,8 @@ def test_trade_ids_and_sequences_are_consecutive_per_symbol() -> None:
             seqs[e.symbol].append((e.sequence, e.trade_id))
     for values in seqs.values():
         assert [s for s, _ in values] == list(range(1, len(values) + 1))
-        assert [i for _, i in values] == [str(s) for s, _ in values]
+        prefix = values[0][1].removesuffix("1")
+        assert [i for _, i in values] == [f"{prefix}{s}" for s, _ in values]
 
 
 def test_custom_symbols_and_configuration_errors() -> None:
