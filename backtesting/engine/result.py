@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, floordiv, sub
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -159,8 +160,8 @@ class _BarClock:
         out = [0] * len(fills)
         if len(self._starts) == 1:  # one symbol: no grouping
             ((symbol, starts),) = self._starts.items()
-            if starts.size and all(f.symbol == symbol for f in fills):
-                ns = [epoch_ns(f.ts) for f in fills]
+            if starts.size and set(map(_SYMBOL, fills)) <= {symbol}:
+                ns = _stamps_ns([f.ts for f in fills])
                 return (np.searchsorted(starts, ns, side="right") - 1).tolist()
         by_symbol: dict[str, list[int]] = {}
         for i, fill in enumerate(fills):
@@ -169,7 +170,7 @@ class _BarClock:
             starts = self._starts.get(symbol)
             if starts is None or starts.size == 0:
                 continue
-            ns = [epoch_ns(fills[i].ts) for i in positions]
+            ns = _stamps_ns([fills[i].ts for i in positions])
             at = (np.searchsorted(starts, ns, side="right") - 1).tolist()
             for i, k in zip(positions, at, strict=True):
                 out[i] = k
@@ -179,6 +180,18 @@ class _BarClock:
         """Return the index of the last bar of ``symbol``."""
         starts = self._starts.get(symbol)
         return 0 if starts is None else int(starts.size) - 1
+
+
+_SYMBOL = attrgetter("symbol")
+
+
+def _stamps_ns(stamps: list[datetime]) -> np.ndarray:
+    """Return ``epoch_ns`` of each of ``stamps`` (aware datetimes, else as ``epoch_ns``)."""
+    try:
+        us = list(map(floordiv, map(sub, stamps, repeat(EPOCH)), repeat(_US)))
+    except TypeError:  # a naive one: taken as UTC
+        return np.asarray([epoch_ns(t) for t in stamps], dtype=np.int64)
+    return np.asarray(us, dtype=np.int64) * 1000
 
 
 def round_trips(
@@ -223,24 +236,49 @@ def round_trips_traded(
         symbol = fill.symbol
         leg = legs.get(symbol)
         if leg is not None and leg.sign != sign:
-            closing = min(qty, abs(leg.position))
-            if closing == qty:  # the whole fill reduces: its notional and fee as they are
-                leg.reduce(qty, fee, notional)
+            held = leg.position
+            if qty <= (held if held >= 0 else -held):
+                # The whole fill reduces: its notional and fee as they are (``_Leg.reduce``,
+                # written out: most fills close a trade).
+                if sign < 0:
+                    leg.position = held = held - qty
+                    leg.cash += notional
+                else:
+                    leg.position = held = held + qty
+                    leg.cash -= notional
+                leg.close_qty += qty
+                leg.close_notional += notional
+                leg.fees += fee
                 qty = ZERO
             else:
+                closing = held if held >= 0 else -held
                 # On the fee's own 1e-10 grid, so the two parts add up to it exactly.
                 close_fee = (fee * closing / qty).quantize(FEE_STEP)
                 leg.reduce(closing, close_fee, closing * price)
+                held = leg.position
                 qty, fee = qty - closing, fee - close_fee
                 notional = qty * price
-            if leg.position == 0:
+            if held == 0:
                 out.append(leg.finish(symbol, fill.ts, None, at - leg.entry_bar))
                 del legs[symbol]
                 leg = None
         if qty > 0:
             if leg is None:
-                leg = legs[symbol] = _Leg(sign, fill.ts, fill.strategy, at)
-            leg.add(qty, fee, notional)
+                legs[symbol] = _Leg(  # ``add`` on a new leg, written out (the same sums)
+                    sign,
+                    fill.ts,
+                    fill.strategy,
+                    at,
+                    ZERO + qty if sign > 0 else ZERO - qty,
+                    ZERO + qty,
+                    ZERO + notional,
+                    ZERO,
+                    ZERO,
+                    ZERO - notional if sign > 0 else ZERO + notional,
+                    ZERO + fee,
+                )
+            else:
+                leg.add(qty, fee, notional)
     marks = last_prices or {}
     for symbol, leg in legs.items():
         bars = clock.last(symbol) - leg.entry_bar

@@ -73,3 +73,72 @@ def test_one_symbols_shortcut_maps_bars_as_the_grouped_path_does() -> None:
     stray = round_trips_traded(FILLS, bar_starts={"AAA": starts})
     assert [b for f, b in zip(FILLS, stray.bars, strict=True) if f.symbol == "BBB"] == [0] * 3
     assert round_trips_traded([], bar_starts={"AAA": starts}) == ([], D(0), [])
+
+
+def _trips_spelled_out(fills, starts, marks) -> tuple[list, Decimal, list[int]]:
+    """The round trips by ``_Leg``'s own methods, fill by fill (the loop before it was written
+    out), and the bars by ``epoch_ns`` one fill at a time."""
+    from backtesting.engine.result import _Leg
+    from trading.engine.money import FEE_STEP, ZERO
+
+    bars = [int(np.searchsorted(starts[f.symbol], epoch_ns(f.ts), side="right")) - 1 for f in fills]
+    legs, out, traded = {}, [], ZERO
+    for fill, at in zip(fills, bars, strict=True):
+        qty, price, fee = fill.quantity, fill.price, fill.fee
+        notional = qty * price
+        traded += notional
+        sign = 1 if fill.side is BUY else -1
+        leg = legs.get(fill.symbol)
+        if leg is not None and leg.sign != sign:
+            closing = min(qty, abs(leg.position))
+            if closing == qty:
+                leg.reduce(qty, fee, notional)
+                qty = ZERO
+            else:
+                close_fee = (fee * closing / qty).quantize(FEE_STEP)
+                leg.reduce(closing, close_fee, closing * price)
+                qty, fee = qty - closing, fee - close_fee
+                notional = qty * price
+            if leg.position == 0:
+                out.append(leg.finish(fill.symbol, fill.ts, None, at - leg.entry_bar))
+                del legs[fill.symbol]
+                leg = None
+        if qty > 0:
+            if leg is None:
+                leg = legs[fill.symbol] = _Leg(sign, fill.ts, fill.strategy, at)
+            leg.add(qty, fee, notional)
+    for symbol, leg in legs.items():
+        out.append(leg.finish(symbol, None, marks[symbol], starts[symbol].size - 1 - leg.entry_bar))
+    out.sort(key=lambda t: t.entry_ts)
+    return out, traded, bars
+
+
+def test_the_written_out_pass_equals_the_legs_methods_digit_for_digit() -> None:
+    """Random fills on one or two symbols (flips, partial covers, quantities like 3.00000000
+    and 1E+1, zero fees): the same trips, repr for repr, the same notional and bars."""
+    import random
+
+    for seed in range(200):
+        rng = random.Random(seed)
+        symbols = ("AAA", "BBB")[: rng.choice((1, 2))]
+        fills = [
+            Fill(
+                f"o{i}",
+                rng.choice(symbols),
+                rng.choice((BUY, SELL)),
+                D(rng.choice(("0.5", "1", "1.5", "2", "0.25", "3.00000000", "1E+1"))),
+                D(str(round(rng.uniform(90, 110), 2))),
+                D(rng.choice(("0.01", "0", "0.0123456789"))),
+                Liquidity.TAKER,
+                T0 + timedelta(minutes=i, seconds=rng.randint(0, 59)),
+                f"t{i}",
+                strategy="s",
+            )
+            for i in range(rng.randint(0, 50))
+        ]
+        starts = {s: _starts(60) for s in symbols}
+        marks = {s: D("100.5") for s in symbols}
+        got = round_trips_traded(fills, bar_starts=starts, last_prices=marks)
+        trips, traded, bars = _trips_spelled_out(fills, starts, marks)
+        assert [repr(t) for t in got.trips] == [repr(t) for t in trips], seed
+        assert repr(got.traded) == repr(traded) and got.bars == bars, seed
