@@ -79,6 +79,22 @@ def test_compose_has_every_service_the_scale_out_needs() -> None:
     assert services["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
 
 
+def test_web_workers_share_their_metrics() -> None:
+    # uvicorn --workers N: N processes, each with its own series; /metrics merges them only from
+    # PROMETHEUS_MULTIPROC_DIR, which must start empty (a tmpfs, a systemd runtime directory).
+    web = compose()["services"]["web"]
+    assert "--workers" in web["command"]
+    folder = web["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert any(mount.split(":")[0] == folder for mount in web.get("tmpfs", []))
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment]
+    parser.read(DEPLOY / "systemd" / "rrr-web.service")
+    service = parser["Service"]
+    assert "--workers" in service["ExecStart"]
+    runtime = service["RuntimeDirectory"]
+    assert f"PROMETHEUS_MULTIPROC_DIR=/run/{runtime} " in service["ExecStart"]
+
+
 def test_compose_mounts_exist() -> None:
     for service in compose()["services"].values():
         for volume in service.get("volumes", []):
