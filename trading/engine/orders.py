@@ -22,7 +22,7 @@ from itertools import count
 from typing import Any
 from uuid import uuid4
 
-from marketdata.engine.records import fast_init
+from marketdata.engine.records import compile_builder, fast_init
 from trading.engine.errors import IllegalTransition, OrderRejected, OverFill
 from trading.engine.money import HUNDRED, ZERO
 
@@ -380,50 +380,23 @@ _ORDER_FROM_INTENT = (
 )
 
 
-def _order_from_intent_builder() -> Callable[[OrderIntent, str, datetime | None], Order]:
-    """Return ``order_from_intent``: ``Order(...)`` from an intent, built without the class call.
-
-    One ``Order`` per order sent: the generated ``__init__`` (26 fields, keyword matching, two
-    default factories) costs more than the rest of a submit. The function reads the intent's
-    fields and stores them, the others at their defaults (factories called), on
-    ``object.__new__(Order)``, and runs ``__post_init__`` only when an enum field arrived as a
-    plain string. Tests compare it with ``Order(...)`` field by field.
-    """
-    from dataclasses import MISSING, fields
-
-    namespace: dict[str, Any] = {
-        "_new": object.__new__,
-        "_Order": Order,
-        "_enums": (OrderSide, OrderType, TimeInForce),
-    }
-    lines = []
-    for f in fields(Order):
-        name = f.name
-        if name in _ORDER_FROM_INTENT:
-            lines.append(f"    o.{name} = intent.{name}")
-        elif name == "client_order_id":
-            lines.append("    o.client_order_id = intent.client_order_id or client_order_id")
-        elif name in ("created_ts", "updated_ts"):
-            lines.append(f"    o.{name} = now")
-        elif name == "metadata":
-            lines.append("    metadata = intent.metadata")
-            lines.append("    o.metadata = dict(metadata) if metadata else {}")
-        elif f.default_factory is not MISSING:
-            namespace[f"_factory_{name}"] = f.default_factory
-            lines.append(f"    o.{name} = _factory_{name}()")
-        else:
-            namespace[f"_default_{name}"] = f.default
-            lines.append(f"    o.{name} = _default_{name}")
-    source = (
-        "def order_from_intent(intent, client_order_id, now):\n    o = _new(_Order)\n"
-        + "\n".join(lines)
-        + "\n    if o.side.__class__ is not _enums[0] or o.type.__class__ is not _enums[1] "
-        "or o.tif.__class__ is not _enums[2]:\n        o.__post_init__()\n    return o\n"
-    )
-    exec(source, namespace)  # noqa: S102 - code built from Order's own field names
-    build = namespace["order_from_intent"]
-    build.__doc__ = "Return the pending ``Order`` for ``intent`` (its id, else the one given)."
-    return build
-
-
-order_from_intent = _order_from_intent_builder()
+order_from_intent: Callable[[OrderIntent, str, datetime | None], Order] = compile_builder(
+    Order,
+    "order_from_intent",
+    "intent, client_order_id, now",
+    {
+        **{name: f"intent.{name}" for name in _ORDER_FROM_INTENT},
+        "client_order_id": "intent.client_order_id or client_order_id",
+        "created_ts": "now",
+        "updated_ts": "now",
+        "metadata": "dict(intent.metadata) if intent.metadata else {}",
+    },
+    namespace={"_enums": (OrderSide, OrderType, TimeInForce)},
+    # Records rebuilt from strings (the API's) need the enums: ``__post_init__`` converts them.
+    after="if obj.side.__class__ is not _enums[0] or obj.type.__class__ is not _enums[1] "
+    "or obj.tif.__class__ is not _enums[2]: obj.__post_init__()",
+)
+"""Return the pending ``Order`` for ``intent`` (its own id, else ``client_order_id``), built
+without the class call: one ``Order`` per order sent, and the generated ``__init__`` (26 fields,
+keyword matching, two default factories) costs more than the rest of a submit. Tests compare it
+with ``Order(...)`` field by field."""

@@ -318,3 +318,17 @@ def test_position_quantity_of_an_unmanaged_account_raises() -> None:
     assert oms.position_quantity("a", SYM) == 0
     with pytest.raises(UnknownAccount):
         oms.position_quantity("nobody", SYM)
+
+
+def test_record_builder_with_given_fields_builds_the_bar_the_class_builds() -> None:
+    # One builder for the engine's records: the bar feed's eight columns, the rest defaults.
+    given = ("symbol", "timeframe", "ts", "open", "high", "low", "close", "volume")
+    build = record_builder(Bar, given)
+    assert build is not Bar
+    args = (SYM, "1m", minute(3), 1.0, 2.0, 0.5, 1.5, 7.0)
+    fast, slow = build(*args), Bar(*args)
+    assert type(fast) is Bar and fast == slow and hash(fast) == hash(slow)
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.close = 2.0  # type: ignore[misc]
+    assert record_builder(Bar, ("timeframe", "symbol")) is Bar  # not the leading fields
