@@ -147,8 +147,44 @@ def trace_memory(path: str, every: float) -> None:
     threading.Thread(target=run, name="soak-heap-watch", daemon=True).start()
 
 
+def trace_gc(path: str) -> None:
+    """Count the cyclic garbage collector's pauses per generation; write them to ``path`` at exit.
+
+    A full collection walks every tracked object of the heap while the event loop (the engine,
+    the hub, the web server) stands still: what a long-running engine's latency tails are made
+    of besides its own work.
+    """
+    import atexit
+    import gc
+    import time
+
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    began = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - began[0])
+
+    def write() -> None:
+        with open(path, "w") as out:
+            for generation, times in pauses.items():
+                if times:
+                    out.write(
+                        f"gen{generation}: {len(times)} collections, total {sum(times):.3f} s, "
+                        f"max {1000 * max(times):.1f} ms, tracked objects now "
+                        f"{len(gc.get_objects())}\n"
+                    )
+
+    gc.callbacks.append(callback)
+    atexit.register(write)
+
+
 def main() -> None:
     """Register the symbols, store their rows, run runtrader with the rest of argv."""
+    if os.environ.get("SOAK_GC_LOG"):
+        trace_gc(os.environ["SOAK_GC_LOG"])
     if os.environ.get("SOAK_TRACEMALLOC"):
         every = float(os.environ.get("SOAK_TRACEMALLOC_EVERY", "60"))
         trace_memory(os.environ["SOAK_TRACEMALLOC"], every)
