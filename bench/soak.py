@@ -96,6 +96,7 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         Q_SYNC="false",
         JWT_ACCESS_MINUTES="120",
+        SOAK_GC_LOG=str(data_dir / "gc.txt"),  # the engine's collector pauses (soak_engine)
     )
     env.pop("MALLOC_ARENA_MAX", None)
     if args.malloc_arena_max:
@@ -397,6 +398,8 @@ def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bo
         print(f"engine {what}: {n}")
     for reason, n in checked["slow"].items():
         print(f"server closed a client with 4429 ({reason}): {n}")
+    for line in checked["gc"]:  # each pause stopped the engine's loop (and the web server's)
+        print(f"engine garbage collector {line}")
     print(
         "books reconciled (orders = fills, cash and positions = a replay of the fills): "
         + ("yes" if not checked["books"] else "NO " + "; ".join(checked["books"]))
@@ -462,6 +465,8 @@ def main() -> int:
         print((data_dir / "engine.log").read_text()[-3000:], file=sys.stderr)
     checked = reconcile()
     checked["slow"] = slow_closes(data_dir / "engine.log")
+    gc_log = data_dir / "gc.txt"
+    checked["gc"] = gc_log.read_text().splitlines() if gc_log.exists() else []
     ok = report(args, engine_rc, errors, stats, series, timings, checked, time.monotonic() - began)
     return 0 if ok else 1
 
