@@ -552,8 +552,9 @@ def trade_tally_refresh(account_id: int) -> bool:
 
 
 def trade_tallies_refresh() -> list[int]:
-    """Refresh every account's tally that misses fills or figures (the every-minute schedule,
-    which also finds late inserts); return the accounts refreshed."""
+    """Refresh every account's tally that misses fills or figures or whose last fill tallied is
+    gone (the every-minute schedule: late inserts and restored databases too); return the
+    accounts refreshed."""
     return [account_id for account_id in _tallies_behind() if trade_tally_refresh(account_id)]
 
 
@@ -562,10 +563,17 @@ def _tallies_behind() -> list[int]:
     behind = []
     for account_id in Account.objects.order_by("pk").values_list("pk", flat=True):
         row = rows.get(account_id)
-        if row is None or row.figures is None or _fills_since(account_id, row):
+        if row is None or row.figures is None or _fills_since(account_id, row) or _gone(row):
             if row is not None or _has_fills(account_id):
                 behind.append(account_id)
     return behind
+
+
+def _gone(row: TradeTally) -> bool:
+    """Whether the last fill the checkpoint tallied is gone (a database restored or reset)."""
+    if row.last_ts is None:
+        return False
+    return not Fill.objects.filter(pk=row.last_fill, account_id=row.account_id).exists()
 
 
 def _fills_since(account_id: int, row: TradeTally) -> bool:
@@ -587,13 +595,13 @@ def trade_metrics(*, account: Account, refresh: bool = True) -> TradeFigures:
     queue a refresh when fills came since (``refresh``). Reads two rows: never a fill's data,
     never the stored trips (the merge runs in the task, not in a page load)."""
     row = TradeTally.objects.filter(account=account).first()
+    if row is None and not _has_fills(account.pk):  # never traded: nothing to tally
+        return TradeFigures(_figures(_Tally()), None, False, "")
     behind = row is None or row.figures is None or _fills_since(account.pk, row)
-    if behind and refresh and (row is not None or _has_fills(account.pk)):
+    if behind and refresh:
         trade_tally_request(account_id=account.pk)
     if row is None or row.figures is None:
-        note = WAITING if row is not None or _has_fills(account.pk) else ""
-        figures = None if note else _figures(_Tally())  # no fill: no trade
-        return TradeFigures(figures, None, bool(note), note)
+        return TradeFigures(None, None, True, WAITING)
     return TradeFigures(_decode(row.figures), row.figures_at, behind, "")
 
 

@@ -111,6 +111,12 @@ def test_the_minute_schedule_refreshes_only_accounts_behind_their_fills(monkeypa
     for account in (busy, quiet):
         shown = trade_tally.trade_metrics(account=account, refresh=False)
         assert not shown.behind and identical(shown.figures, reference(account))
+    # A database put back from a backup: the last fills tallied are gone, none is new.
+    newest = Fill.objects.filter(account=busy).order_by("-pk").values_list("pk", flat=True)
+    Fill.objects.filter(pk__in=list(newest[:60])).delete()
+    assert trade_tally.trade_tallies_refresh() == [busy.pk]
+    shown = trade_tally.trade_metrics(account=busy, refresh=False)
+    assert identical(shown.figures, reference(busy))
 
 
 def test_bootstrap_schedules_the_refresh_every_minute():
