@@ -118,3 +118,6 @@ def test_the_performance_page_shows_trade_metrics_beside_the_rest(client):
     assert "left out" not in html
     stored = TradeTally.objects.get(account=account).figures_at
     assert f"tallied at {stored:%Y-%m-%d %H:%M:%S} UTC" in html and "every fill counted" in html
+    _fills(account, [SymbolFactory(name="BTC-USD")], 10, start=50, rng=random.Random(6))
+    html = client.get("/performance/").content.decode()  # as stored; the refresh is queued
+    assert "fills came since: being tallied in the background" in html
