@@ -33,17 +33,20 @@ _ROLES = (
 )
 
 
-def qcluster_start(env: dict[str, str], log: Path, *, skip_checks: bool = True) -> subprocess.Popen:
+def qcluster_start(
+    env: dict[str, str], log: Path, *, skip_checks: bool = True, cwd: Path = ROOT
+) -> subprocess.Popen:
     """Start ``manage.py qcluster`` as the leader of its own session, stderr to ``log``.
 
     A pipe nobody reads would fill and stall its logging, hence the file. ``skip_checks``: the
     system checks' URL imports (the research stack) would double its start; CI runs
-    ``manage.py check`` anyway.
+    ``manage.py check`` anyway. ``cwd``: where it runs (a worker finds a strategy by path, not cwd).
     """
-    args = [sys.executable, "manage.py", "qcluster"] + (["--skip-checks"] if skip_checks else [])
+    args = [sys.executable, str(ROOT / "manage.py"), "qcluster"]
+    args += ["--skip-checks"] if skip_checks else []
     with log.open("w") as stderr:
         proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
             start_new_session=True,
         )  # fmt: skip
     proc.log = log  # type: ignore[attr-defined]

@@ -4,8 +4,6 @@ strategy executed by a real ``qcluster`` process started in another folder."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from io import StringIO
@@ -18,6 +16,7 @@ from django.core.management.base import CommandError
 
 from backtesting.models import BacktestRun
 from tests.polling import wait_for
+from tests.qcluster_process import qcluster_log, qcluster_start, qcluster_stop
 from tests.trading.test_user_strategies import SIGNAL_SMA
 from trading.engine import user_strategies
 from trading.models import StrategyConfig
@@ -86,19 +85,14 @@ def test_an_async_run_of_a_user_strategy_is_executed_by_a_qcluster_worker(
     assert queued.returncode == 0, queued.stderr[-2000:]
     run_id = json.loads(queued.stdout.strip().splitlines()[-1])["run"]
     assert BacktestRun.objects.get(pk=run_id).status == "pending"
-    worker = subprocess.Popen([sys.executable, manage, "qcluster"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    worker = qcluster_start(env, tmp_path / "qcluster.log", skip_checks=False, cwd=tmp_path)
     try:
         wait_for(lambda: worker.poll() is not None or BacktestRun.objects.get(
             pk=run_id).status in {"completed", "failed"}, 120, "the worker to run the backtest")
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)  # the worker and its pool (its own session)
-        try:
-            _, err = worker.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            _, err = worker.communicate()
+        hung = qcluster_stop(worker)  # SIGTERM to its main process only, as django-q2 expects
+    err = qcluster_log(worker)
+    assert hung is None, hung
     run = BacktestRun.objects.get(pk=run_id)
     assert run.status == "completed", (run.error, err[-2000:])
     assert run.strategy == f"{user_file.resolve()}:UserSma" and run.metrics["trades"] > 0
