@@ -97,15 +97,24 @@ class OrderClock:
         pass
 
 
+class Summary:
+    """The runtime's ``RunSummary`` as far as the loop touches it: the event count."""
+
+    events = 0
+
+
 def engine_loop(symbols: list[str], with_metrics: bool, clock=time.perf_counter):
     """Build the loop path; return (step(trade), the order clock, finish()).
 
     Both modes do the same work but the metrics' own: ``step`` is the body of
-    ``TradingRuntime._consume`` (the feed's receive time is read in both, as the feed stamps it
-    either way); ``finish`` publishes the metrics' batches, as the runtime's flush does.
+    ``TradingRuntime._consume`` (the event count, the feed's receive time, the pipeline, the
+    metrics' stores and count, the session); ``finish`` is the metrics' part of the runtime's
+    flush (``FeedMetrics.sync``: every batch published, the feed gauges set). Left out in both
+    modes, so the ratio is if anything overstated: the market-data writer, the broadcasts and
+    ``_drain_risk``.
     """
     from bench.trading_order_path import limits
-    from marketdata.pipeline import MarketDataPipeline
+    from marketdata.pipeline import MarketDataPipeline, QualityRecord
     from monitoring.metrics import EngineMetrics, FeedMetrics
     from risk.engine.checks import RiskChecker
     from trading.engine.oms import OrderManager
@@ -122,10 +131,13 @@ def engine_loop(symbols: list[str], with_metrics: bool, clock=time.perf_counter)
         listeners=[order_clock],
         portfolios=[Portfolio("bench", Decimal("1000000"), ts=T0)],
     )
-    metrics = feed = None
-    if with_metrics:
-        metrics, feed = EngineMetrics("bench"), FeedMetrics("bench")
-        metrics.reference_price = oms.reference_price
+    summary = Summary()
+    metrics = feed = feed_counts = None
+    if with_metrics:  # as TradingRuntime.__init__ and setup build them
+        metrics = EngineMetrics("bench", events=lambda: summary.events)
+        feed = FeedMetrics("bench")
+        feed_counts = feed.received_counts
+        metrics.reference_price = oms.venue.reference_price
         oms.add_listener(metrics)
     runner = StrategyRunner(oms, bars_to_venue=False)
     runner.add(FlipEveryBar.build(), "bench", symbols=symbols)
@@ -134,19 +146,29 @@ def engine_loop(symbols: list[str], with_metrics: bool, clock=time.perf_counter)
     pipeline = MarketDataPipeline(source="bench", symbols=symbols)
     monotonic = time.monotonic
 
-    def step(trade) -> None:
+    def step(event) -> None:
         order_clock.tick_started = clock()
+        summary.events += 1
+        if summary.events % 50 == 0:  # trading.runtime.CONSUME_YIELD_EVERY (needs Django)
+            pass  # the runtime yields to the loop here
         received = monotonic()  # the feed's last_received_at
-        outputs = pipeline.process(trade)
-        if metrics is not None:
-            metrics.on_event(received)
-            feed.received(trade.symbol, trade.ts, outputs)
+        outputs = pipeline.process(event)
+        if metrics is not None:  # TradingRuntime._consume's lines, as they are there
+            metrics.tick_received = received
+            feed.last_event = event
+            symbol = getattr(event, "symbol", "")
+            try:
+                feed_counts[symbol] += 1
+            except KeyError:
+                feed_counts[symbol] = 1
+            if outputs and outputs[0].__class__ is QualityRecord:
+                feed.findings(symbol, outputs)
         for out in outputs:
             session.on_event(out)
 
     def finish() -> None:
-        if metrics is not None:
-            metrics.publish()
+        if feed is not None:
+            feed.sync()
 
     return step, order_clock, finish
 

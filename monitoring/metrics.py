@@ -14,7 +14,8 @@ VaR) is computed on a schedule or at scrape time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from time import monotonic
@@ -26,6 +27,7 @@ from monitoring.metrics_batch import (
     PUBLISH_ON_COLLECT,
     CounterBatch,
     HistogramBatch,
+    TotalBatch,
     batches_register,
     metrics_publish,
 )
@@ -231,98 +233,152 @@ def reject_rule(reason: str) -> str:
     return "buying_power" if "buying power" in reason else "other"
 
 
+_UNSEEN = object()  # an order the listener has not seen yet
+
+
 class EngineMetrics:
     """OMS listener counting orders, fills, slippage and rejects; times tick-to-order.
 
-    The runtime calls ``on_event`` with ``time.monotonic()`` of the event being processed before
-    it shows the event to the engine; a new order seen meanwhile is timed from it. Everything is
-    batched (``monitoring.metrics_batch``): a call adds to ints or queues a raw observation (the
-    decision price stays a ``Decimal`` until then), and a scrape, the runtime's flush or
-    ``publish`` converts and pushes them into the series.
+    Nothing is done per market event but a store: the runtime sets ``tick_received`` to
+    ``time.monotonic()`` of the event it is processing, and a new order seen meanwhile is timed
+    from it. Events are counted by the engine itself (``events``: a callable returning its
+    running total, read at publish); without one, ``on_event`` counts them here.
+
+    Everything is batched (``monitoring.metrics_batch``): an order change adds to a dict, a new
+    order queues its latency, a fill is queued raw with the decision price of its order (the
+    reference price when the order was first seen, a ``Decimal`` until then); a scrape, the
+    runtime's flush or ``publish`` counts, converts and pushes them into the series.
     """
 
-    def __init__(self, account: str, reference_price=None) -> None:
+    def __init__(
+        self,
+        account: str,
+        reference_price: Callable[[str], Decimal | None] | None = None,
+        events: Callable[[], int] | None = None,
+    ) -> None:
         self.account = account
-        self.reference_price = reference_price  # callable(symbol) -> Decimal | None (the OMS's)
+        self.reference_price = reference_price  # callable(symbol) -> Decimal | None
         self.tick_received: float | None = None
-        self._decision: dict[str, Decimal | None] = {}  # order id -> reference when decided
-        self._working: set[str] = set()  # orders seen and not final
-        self._events = CounterBatch(ENGINE_EVENTS, account)
-        self._event_counts = self._events.counts
-        self._event_counts[None] = 0
+        self._decision: dict[str, Decimal | None] = {}  # open orders seen -> decision price
+        self._unpriced: list = []  # fills of orders not seen yet (filled as they were sent)
+        if events is None:
+            self._events = CounterBatch(ENGINE_EVENTS, account)
+            self._event_counts = self._events.counts
+            self._event_counts[None] = 0
+        else:
+            self._events = TotalBatch(ENGINE_EVENTS, account, read=events)
         self._orders = CounterBatch(ORDERS, account)  # (status, type)
-        self._fills = CounterBatch(FILLS, account)  # (symbol, side)
+        self._order_counts = self._orders.counts
         self._rejects = CounterBatch(REJECTS, account)  # rule
-        self._latency = HistogramBatch(TICK_TO_ORDER, account, value=_latency)
-        self._slippage = HistogramBatch(SLIPPAGE_BPS, account, value=_slippage_bps)
-        batches = (self._events, self._orders, self._fills, self._rejects)
-        batches_register(self, (*batches, self._latency, self._slippage))
+        self._latency = HistogramBatch(TICK_TO_ORDER, account, values=_latencies)
+        self._latency_pending = self._latency.pending
+        self._fills = _FillBatch(account)
+        self._fills_pending = self._fills.pending
+        batches = (self._events, self._orders, self._rejects, self._latency, self._fills)
+        batches_register(self, batches)
 
     def on_event(self, received: float | None) -> None:
-        """Count one engine event and remember when it arrived."""
+        """Count one engine event and remember when it arrived (without ``events``)."""
         self._event_counts[None] += 1
         self.tick_received = received
 
     def on_order(self, order) -> None:
-        """Count an order state change; time an order the first time it is seen."""
+        """Count an order state change; time an order and note its decision price the first
+        time it is seen, then price its fills that came first."""
         status = order.status  # a StrEnum: its own label value
+        counts = self._order_counts
         key = (status, order.type)
-        counts = self._orders.counts
         try:
             counts[key] += 1
         except KeyError:
             counts[key] = 1
         cid = order.client_order_id
-        final = status in FINAL_STATUSES
-        if cid not in self._working:
-            received = self.tick_received
-            if received is not None:
-                self._latency.pending.append(monotonic() - received)
-            if not final:
-                self._working.add(cid)
-                if cid not in self._decision:
-                    self._decision[cid] = self._reference(order.symbol)
-        if final:
-            self._working.discard(cid)
-            self._decision.pop(cid, None)
+        decision = self._decision
+        if cid in decision:
+            if status in FINAL_STATUSES:
+                del decision[cid]
+                if status == "rejected":  # a venue's late refusal
+                    self._rejects.add(reject_rule(order.reject_reason))
+            return
+        received = self.tick_received  # first seen: the order just left the OMS
+        if received is not None:
+            self._latency_pending.append(monotonic() - received)
+        if status in FINAL_STATUSES:
             if status == "rejected":
                 self._rejects.add(reject_rule(order.reject_reason))
+            elif self._unpriced:  # filled as it was sent
+                self._price(cid, self._reference(order.symbol))
+            return
+        decided = decision[cid] = self._reference(order.symbol)
+        if self._unpriced:
+            self._price(cid, decided)
 
     def on_fill(self, fill) -> None:
-        """Count a fill and queue its price against the reference price when it was decided.
+        """Queue a fill with the decision price of its order.
 
-        The OMS reports fills before order changes, so an order that fills at once is priced
-        here, at the reference price of the event that caused it.
+        The OMS reports fills before order changes, so the fill of an order that fills as it
+        is sent waits for the order (``on_order``, in the same call) and its reference price.
         """
-        side = fill.side
-        key = (fill.symbol, side)
-        counts = self._fills.counts
-        try:
-            counts[key] += 1
-        except KeyError:
-            counts[key] = 1
-        decided = self._decision.get(fill.order_id)
-        if decided is None:
-            decided = self._decision[fill.order_id] = self._reference(fill.symbol)
-        if decided:
-            self._slippage.pending.append((side, fill.price, decided))
+        decided = self._decision.get(fill.order_id, _UNSEEN)
+        if decided is _UNSEEN:
+            self._unpriced.append(fill)
+        else:
+            self._fills_pending.append((fill, decided))
+
+    def _reference(self, symbol: str) -> Decimal | None:
+        return None if self.reference_price is None else self.reference_price(symbol)
+
+    def _price(self, cid: str, decided: Decimal | None) -> None:
+        """Queue the waiting fills of order ``cid`` at its decision price."""
+        waiting = []
+        for fill in self._unpriced:
+            if fill.order_id == cid:
+                self._fills_pending.append((fill, decided))
+            else:
+                waiting.append(fill)  # another order of the same OMS call, seen next
+        self._unpriced[:] = waiting
 
     def publish(self) -> None:
         """Push this process's batched series (the engine's, feeds', models') into the client."""
         metrics_publish()
 
-    def _reference(self, symbol: str) -> Decimal | None:
-        return None if self.reference_price is None else self.reference_price(symbol)
+
+def _latencies(seconds: list[float]) -> list[float]:
+    """Tick-to-order seconds as observed (a NaN receive time: nothing observed)."""
+    return [max(s, 0.0) for s in seconds if s == s]
 
 
-def _latency(seconds: float) -> float | None:
-    """Tick-to-order seconds as observed (None for a NaN receive time: nothing observed)."""
-    return max(seconds, 0.0) if seconds == seconds else None
+class _FillBatch:
+    """Fills queued raw with their decision prices: counted by symbol and side, and their
+    slippage observed, at publish."""
+
+    __slots__ = ("pending", "_fills", "_slippage")
+
+    def __init__(self, account: str) -> None:
+        self.pending: deque = deque()  # (fill, decision price or None)
+        self._fills = CounterBatch(FILLS, account)  # (symbol, side): written by publishes only
+        self._slippage = HistogramBatch(SLIPPAGE_BPS, account)
+
+    def publish(self) -> None:
+        """Count and price the fills queued since the last publish."""
+        pending = self.pending
+        if not pending:
+            return
+        counts = self._fills.counts
+        slippage = []
+        for _ in range(len(pending)):  # only a publish pops: these are there
+            fill, decided = pending.popleft()
+            side = fill.side
+            key = (fill.symbol, side)
+            counts[key] = counts.get(key, 0) + 1
+            if decided:
+                slippage.append(_slippage_bps(side, fill.price, decided))
+        self._fills.publish()
+        self._slippage.add(slippage)
 
 
-def _slippage_bps(item: tuple) -> float:
+def _slippage_bps(side: str, price: Decimal, decided: Decimal) -> float:
     """Fill price against the decision price in bps, + when worse for the order's side."""
-    side, price, decided = item
     reference = float(decided)
     sign = 1.0 if side == "buy" else -1.0
     return sign * (float(price) - reference) / reference * 1e4
@@ -355,15 +411,23 @@ def _verdict(outputs: Iterable[object]) -> str:
 
 
 class FeedMetrics:
-    """Per-source feed counters, batched per symbol (``monitoring.metrics_batch``)."""
+    """Per-source feed counters, batched per symbol (``monitoring.metrics_batch``).
+
+    ``runtrader`` counts each event inline, with no call (see ``TradingRuntime._consume``):
+    ``received_counts[symbol] += 1``, ``last_event = event`` (its time gives the lag at the
+    next sync), and ``findings(symbol, outputs)`` only when the pipeline's outputs start with a
+    ``QualityRecord`` (it puts an event's findings first). ``received`` does the same in one
+    call; ``received_batch`` counts a batch (``ingest``).
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._received = CounterBatch(FEED_RECEIVED, source)  # symbol
-        self._received_counts = self._received.counts
+        self.received_counts = self._received.counts
         self._flagged = CounterBatch(FEED_FLAGGED, source)
         self._quarantined = CounterBatch(FEED_QUARANTINED, source)
         batches_register(self, (self._received, self._flagged, self._quarantined))
+        self.last_event: object = None  # the newest event's time is read from it at a sync
         self._newest: datetime | None = None
         self._stored: dict[str, int] = {}  # symbol -> rows stored, as last published
         self._stored_children: dict[str, object] = {}
@@ -372,7 +436,7 @@ class FeedMetrics:
 
     def received(self, symbol: str, ts: datetime | None, outputs: Iterable[object]) -> None:
         """Count one event of ``symbol`` and whether the validator flagged or quarantined it."""
-        counts = self._received_counts
+        counts = self.received_counts
         try:
             counts[symbol] += 1
         except KeyError:
@@ -381,17 +445,21 @@ class FeedMetrics:
             self._newest = ts
         for out in outputs:
             if type(out) not in _NO_VERDICT:  # else a trade or bar: the common case, no verdict
-                verdict = _verdict(outputs)
-                if verdict == "quarantine":
-                    self._quarantined.add(symbol)
-                elif verdict == "flag":
-                    self._flagged.add(symbol)
+                self.findings(symbol, outputs)
                 return
+
+    def findings(self, symbol: str, outputs: Iterable[object]) -> None:
+        """Count an event of ``symbol`` as quarantined or flagged by its outputs' verdicts."""
+        verdict = _verdict(outputs)
+        if verdict == "quarantine":
+            self._quarantined.add(symbol)
+        elif verdict == "flag":
+            self._flagged.add(symbol)
 
     def received_batch(self, events, outputs: Iterable[object]) -> None:
         """Count a batch (``ingest``): events per symbol, and the events the validator flagged
         or quarantined, told apart by (symbol, event time) with quarantine over flag."""
-        counts = self._received_counts
+        counts = self.received_counts
         for event in events:
             symbol = getattr(event, "symbol", "")
             counts[symbol] = counts.get(symbol, 0) + 1
@@ -420,9 +488,16 @@ class FeedMetrics:
         if reconnects is not None and reconnects > self._reconnects:
             FEED_RECONNECTS.labels(self.source).inc(reconnects - self._reconnects)
             self._reconnects = reconnects
-        count = sum(self._received_counts.copy().values())
+        count = sum(self.received_counts.copy().values())
         if count > self._synced:  # something arrived since the last sync
             self._synced = count
+            ts = getattr(self.last_event, "ts", None)
+            if (
+                isinstance(ts, datetime)
+                and ts.tzinfo is not None  # a naive time is the validator's to report
+                and (self._newest is None or ts > self._newest)
+            ):
+                self._newest = ts
             now = time.time()
             FEED_LAST_MESSAGE.labels(self.source).set(now)
             if self._newest is not None:

@@ -17,8 +17,9 @@ Thread safety without a lock on the hot path: only the counting thread writes th
 a publish (serialised by ``_PUBLISH_LOCK``) writes what was published, a publish reads the
 counts through one atomic ``dict.copy()``, and a deque's append and popleft are atomic.
 Histograms keep exact bucket counts (each observation is binned as prometheus-client does: the
-first bound >= it); their sum grows by the sum of the batch. Between publishes (0.2 s in the
-engine) a histogram holds one float per observation.
+first bound >= it) and the exact sum (grown by each value in turn, the floats ``observe`` would
+add). Between publishes (0.2 s in the engine) a histogram holds one item per observation.
+Counters that the engine already keeps (its event count) are read at publish (``TotalBatch``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -95,49 +95,80 @@ class CounterBatch:
         return child
 
 
+class TotalBatch:
+    """One counter series that follows a running total kept elsewhere (``read()``, e.g. the
+    engine's own event count): nothing on the hot path, a publish adds what the total grew by."""
+
+    __slots__ = ("_child", "_published", "_read")
+
+    def __init__(self, metric, *labels: str, read: Callable[[], int]) -> None:
+        self._child = metric.labels(*labels) if labels else metric
+        self._read = read
+        self._published = 0
+
+    def publish(self) -> None:
+        """Add what the total grew by since the last publish."""
+        total = self._read()
+        if total > self._published:
+            self._child.inc(total - self._published)
+            self._published = total
+
+
 class HistogramBatch:
     """One histogram series: the hot path appends raw items to ``pending`` (a deque: appends
-    and pops are atomic), a publish turns each into a value, bins it and adds the growth.
+    and pops are atomic), a publish turns them into values, bins them and adds the growth.
 
-    ``value`` turns an item into the observed float (None: nothing observed), so conversions
-    (``Decimal`` to float, clamping) happen at publish, off the hot path.
+    ``values`` turns a list of queued items into the observed floats (leaving out what is not
+    an observation), so conversions (clamping, ``Decimal`` to float) happen at publish, off the
+    hot path, in one call per publish.
     """
 
-    __slots__ = ("pending", "_bounds", "_child", "_value")
+    __slots__ = ("pending", "_bounds", "_child", "_values")
 
-    def __init__(self, metric, *labels: str, value: Callable[[Any], float | None] | None = None):
+    def __init__(
+        self, metric, *labels: str, values: Callable[[list], Iterable[float]] | None = None
+    ) -> None:
         self._child = metric.labels(*labels) if labels else metric
         self._bounds = tuple(self._child._upper_bounds)  # the last is +Inf
         self.pending: deque = deque()
-        self._value = value
+        self._values = values
 
     def observe(self, item) -> None:
         """Queue ``item`` (the hot paths append to ``pending`` themselves)."""
         self.pending.append(item)
 
     def publish(self) -> None:
-        """Bin what was queued (the first bound >= the value, as prometheus-client; NaN in no
-        bucket but in the sum) and add each bucket's and the sum's growth."""
-        pending, convert, bounds = self.pending, self._value, self._bounds
+        """Observe what was queued since the last publish."""
+        pending = self.pending
+        if not pending:
+            return
+        items = [pending.popleft() for _ in range(len(pending))]  # only a publish pops
+        self.add(items if self._values is None else self._values(items))
+
+    def add(self, values: Iterable[float]) -> None:
+        """Observe ``values`` as ``Histogram.observe`` one by one would (publishers only).
+
+        Each value counts in the first bucket whose bound is >= it (NaN in none, but in the
+        sum); the sum grows by each value in turn, so it is the very float the client's
+        ``observe`` calls would have summed.
+        """
+        bounds = self._bounds
         counts = [0] * len(bounds)
-        total, seen = 0.0, False
-        for _ in range(len(pending)):  # only a publish pops: these are there
-            value = pending.popleft()
-            if convert is not None:
-                value = convert(value)
-                if value is None:
-                    continue
+        child = self._child
+        total = child._sum.get()
+        seen = False
+        for value in values:
             seen = True
             total += value
             if value == value:
                 counts[bisect_left(bounds, value)] += 1
         if not seen:
             return
-        buckets = self._child._buckets
+        buckets = child._buckets
         for i, count in enumerate(counts):
             if count:
                 buckets[i].inc(count)
-        self._child._sum.inc(total)
+        child._sum.set(total)  # only publishes write it, one at a time (_PUBLISH_LOCK)
 
 
 class _PublishOnCollect:

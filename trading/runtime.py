@@ -32,7 +32,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 
 from marketdata.adapters.base import FeedError
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
-from marketdata.pipeline import EventHorizon, MarketDataPipeline
+from marketdata.pipeline import EventHorizon, MarketDataPipeline, QualityRecord
 from marketdata.services import quality_event_record_rejected
 from marketdata.storage import AsyncBatchWriter, WriterFailed
 from monitoring.engine.health import component_register, component_unregister
@@ -178,7 +178,11 @@ class TradingRuntime:
         self._model_ids: dict[str, int | None] = {}
         self.recorder = Recorder()
         self.stops = StopEnforcer(config.account, config.stop_rules)
-        self.metrics = EngineMetrics(config.account) if config.metrics else None
+        self.metrics = (
+            EngineMetrics(config.account, events=lambda summary=self.summary: summary.events)
+            if config.metrics
+            else None
+        )
         self.feed_metrics = FeedMetrics(config.feed) if config.metrics else None
         # Only subscribed symbols reach per-symbol state; live feeds' timestamps are checked
         # against this host's clock (the simulator runs ahead of it on purpose).
@@ -232,7 +236,7 @@ class TradingRuntime:
         self.risk = RiskChecker(control.limits, lot_sizes=control.lot_sizes)
         self.oms = OrderManager(venue, hook=self.risk, listeners=[self.recorder, self.stops])
         if self.metrics is not None:
-            self.metrics.reference_price = self.oms.reference_price
+            self.metrics.reference_price = self.oms.venue.reference_price  # the OMS's, directly
             self.oms.add_listener(self.metrics)
         if self.bridge is not None:
             self.bridge.attach(self.oms)
@@ -482,19 +486,26 @@ class TradingRuntime:
     # ----------------------------------------------------------------- market data
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        metrics, feed_metrics = self.metrics, self.feed_metrics
+        feed_counts = None if feed_metrics is None else feed_metrics.received_counts
         async for event in self.feed.events():
             if stop.is_set():
                 return  # the stop signal came while this event was in flight: do not trade on it
-            self.summary.events += 1
+            self.summary.events += 1  # also the metrics' event count (read when published)
             if self.summary.events % CONSUME_YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a feed that never waits must not starve the loop
             received = getattr(self.feed, "last_received_at", None)
             outputs = self.pipeline.process(event)
-            if self.metrics is not None:
-                self.metrics.on_event(received)
-                self.feed_metrics.received(
-                    getattr(event, "symbol", ""), getattr(event, "ts", None), outputs
-                )
+            if metrics is not None:  # stores and a count, no call (FeedMetrics says why)
+                metrics.tick_received = received
+                feed_metrics.last_event = event
+                symbol = getattr(event, "symbol", "")
+                try:
+                    feed_counts[symbol] += 1
+                except KeyError:
+                    feed_counts[symbol] = 1
+                if outputs and outputs[0].__class__ is QualityRecord:
+                    feed_metrics.findings(symbol, outputs)
             for out in outputs:
                 await self._emit(out, received)
             self._drain_risk()

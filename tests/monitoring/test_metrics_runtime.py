@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from prometheus_client import REGISTRY
 
+from marketdata.adapters.base import Malformed
+from marketdata.engine.events import Trade
+from marketdata.feeds import SimulatedFeed
 from monitoring.metrics import EngineMetrics, reject_rule
 from tests.runtime_harness import db, running, until
 from trading.engine.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from trading.engine.strategies import STRATEGIES, register
 from trading.engine.strategy import Strategy
 from trading.models import Order as OrderRow
+from trading.runtime import RuntimeConfig, TradingRuntime
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -96,3 +104,59 @@ def test_slippage_is_signed_against_the_decision_price_and_rejects_name_their_ru
     metrics.on_order(rejected)
     assert value("rrr_order_rejects_total", account="slip-test", rule="max_position_pct") == 1
     assert reject_rule("something new") == "other"
+
+
+class ListFeed(SimulatedFeed):
+    """A feed of given events (wild prints, impossible and huge sizes, malformed frames)."""
+
+    def __init__(self, events: list) -> None:
+        super().__init__(["BTC-USD"])
+        self.given = events
+
+    async def events(self):
+        for event in self.given:
+            self.last_received_at = time.monotonic()
+            yield event
+
+
+def _feed_events() -> list:
+    rng = random.Random(8)
+    price, out = 100.0, []
+    start = datetime.now(UTC).replace(microsecond=0)
+    for i in range(1500):
+        price *= 1 + rng.gauss(0, 0.001)
+        symbol = "BTC-USD" if i % 3 else "ETH-USD"
+        traded = price * (8 if i % 199 == 0 else 1)  # wild prints for the validator
+        size = -1.0 if i % 301 == 0 else 30.0 if i % 173 == 100 else 0.5  # bad, huge (flagged)
+        ts = start + timedelta(milliseconds=50 * i)
+        out.append(Trade(symbol, ts, round(traded, 2), size, trade_id=str(i)))
+        if i % 397 == 0:
+            out.append(Malformed(raw="{not json", reason="bad frame", source="sim"))
+    return out
+
+
+async def test_the_engine_counts_each_event_its_pipeline_saw_flagged_and_quarantined(paper):
+    names = ("received", "flagged", "quarantined")
+    before = {name: _feed_total(f"rrr_feed_messages_{name}_total") for name in names}
+    config = RuntimeConfig(account=paper.name, symbols=["BTC-USD", "ETH-USD"], timeframe="1s",
+                           store_market_data=False, heartbeat_interval=5.0)  # fmt: skip
+    runtime = TradingRuntime(config, ListFeed(_feed_events()))
+    await asyncio.wait_for(runtime.run(asyncio.Event()), 60)  # ends with the feed
+    counts = runtime.pipeline.counts
+    grown = {name: _feed_total(f"rrr_feed_messages_{name}_total") - before[name] for name in names}
+    assert grown == {
+        "received": counts.received,
+        "flagged": counts.flagged,
+        "quarantined": counts.quarantined + counts.malformed,
+    }
+    assert counts.flagged and counts.quarantined and counts.malformed  # the test bites
+    assert value("rrr_engine_events_total", account=paper.name) >= runtime.summary.events > 1500
+
+
+def _feed_total(name: str) -> float:
+    return sum(
+        s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name == name and s.labels.get("source") == "sim"
+    )
