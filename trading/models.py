@@ -390,3 +390,23 @@ class OrderRequestKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key} -> {self.status_code}"
+
+
+class AccountOwner(models.Model):
+    """Who trades an account, with a fencing token (``epoch``) raised at every takeover.
+
+    The engine that takes the account lock raises ``epoch`` (inside the lock) and every
+    transaction that writes the account's orders, fills, cash or positions first checks that
+    the epoch is still the one it took (``trading.persistence.AccountFence``): an engine whose
+    lock was lost and taken by another can never write after the other started.
+    """
+
+    account = models.OneToOneField(
+        Account, on_delete=models.CASCADE, primary_key=True, related_name="owner"
+    )
+    epoch = models.PositiveBigIntegerField(default=0)
+    owner = models.CharField(max_length=200, blank=True, help_text="Process that took it last")
+    acquired_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id} epoch {self.epoch} ({self.owner})"
