@@ -74,8 +74,12 @@ class OwnerLock(Protocol):
         ...
 
 
-def _owner_label() -> str:
+def owner_label() -> str:
+    """Return who this process is, as locks and ownership rows name it."""
     return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+_owner_label = owner_label
 
 
 def lock_key(name: str) -> int:
@@ -103,7 +107,8 @@ class PostgresAdvisoryLock:
 
         # The application name tells other processes (and pg_stat_activity) who holds a lock.
         label = f"rrr lock {_owner_label()}"[:63]
-        conn = psycopg.connect(**self._params, autocommit=True, application_name=label)
+        # (The database URL may name an application too: the lock's own name wins.)
+        conn = psycopg.connect(**{**self._params, "application_name": label}, autocommit=True)
         for statement in _PG_SESSION:
             try:
                 conn.execute(statement)

@@ -12,13 +12,15 @@ client order id, so writing a batch twice is harmless.
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from marketdata.models import Symbol
@@ -28,7 +30,9 @@ from trading.engine.orders import Fill as EngineFill
 from trading.engine.orders import Order as EngineOrder
 from trading.engine.portfolio import PortfolioSnapshot as EngineSnapshot
 from trading.engine.portfolio import PositionSnapshot
-from trading.models import Account, Fill, Order, PortfolioSnapshot, Position
+from trading.models import Account, AccountOwner, Fill, Order, PortfolioSnapshot, Position
+
+logger = logging.getLogger(__name__)
 
 ORDER_UPDATE_FIELDS = [
     "venue_order_id",
@@ -161,6 +165,116 @@ def engine_order(row: Order) -> EngineOrder:
     )
 
 
+# ----------------------------------------------------------------- fencing
+
+
+class OwnershipError(DatabaseError):
+    """The account's trading state may not be written by this process now.
+
+    A ``DatabaseError``: the engine keeps the refused batch unsaved (the transaction wrote
+    nothing), lets the account only reduce risk and never sends an order it could not store.
+    """
+
+
+class OwnershipSuspended(OwnershipError):
+    """The account lock was lost and is not taken back yet: nothing is written meanwhile."""
+
+
+class OwnershipLost(OwnershipError):
+    """Another process took the account (its epoch moved on): this one must never write again."""
+
+
+class AccountFence:
+    """This process's fencing token for one account: the epoch it raised taking the lock.
+
+    ``check()`` runs first in every transaction of ``TradingStore.write`` and keeps the owner
+    row locked until the commit: ``UPDATE ... WHERE account = ? AND epoch = ?``. A takeover
+    (``take``) raises the epoch with an UPDATE of that row, so it waits for a write in flight
+    and every later write by this process finds the epoch moved and is refused whole.
+    Refusals are sticky: once lost, the database is not asked again.
+    """
+
+    def __init__(self, account_id: int, account_name: str, epoch: int, owner: str) -> None:
+        self.account_id = account_id
+        self.account_name = account_name
+        self.epoch = epoch
+        self.owner = owner
+        self.suspended = False
+        self.lost: OwnershipLost | None = None
+        self.on_lost: Any = None  # called once (from the thread that found it) when lost
+        self._sql = (
+            f"UPDATE {AccountOwner._meta.db_table} SET epoch = epoch "  # noqa: S608 - our table
+            "WHERE account_id = %s AND epoch = %s"
+        )
+
+    @classmethod
+    def take(cls, account: Account, owner: str) -> AccountFence:
+        """Raise the account's epoch (call while holding its lock) and register the fence."""
+        with transaction.atomic():
+            AccountOwner.objects.get_or_create(account_id=account.pk)
+            AccountOwner.objects.filter(account_id=account.pk).update(
+                epoch=F("epoch") + 1, owner=owner[:200], acquired_at=timezone.now()
+            )
+            epoch = AccountOwner.objects.values_list("epoch", flat=True).get(account_id=account.pk)
+        fence = cls(account.pk, account.name, epoch, owner)
+        _FENCES[account.name] = fence
+        return fence
+
+    def release(self) -> None:
+        """Stop fencing this account's writes in this process (the engine stopped)."""
+        if _FENCES.get(self.account_name) is self:
+            del _FENCES[self.account_name]
+
+    def check(self) -> None:
+        """Raise unless this process still owns the account; call inside the write transaction."""
+        if self.lost is not None:
+            raise self.lost
+        if self.suspended:
+            raise OwnershipSuspended(
+                f"lost the lock of account {self.account_name!r}; nothing is written or sent "
+                "until it is taken back"
+            )
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql, (self.account_id, self.epoch))
+            if cursor.rowcount == 1:
+                return
+        self._lose()
+        raise self.lost
+
+    def confirm(self) -> bool:
+        """After the lock is taken back: True if nobody took the account meanwhile."""
+        epochs = AccountOwner.objects.filter(account_id=self.account_id)
+        if epochs.values_list("epoch", flat=True).first() == self.epoch:
+            self.suspended = False
+            return True
+        self._lose()
+        return False
+
+    def _lose(self) -> None:
+        row = AccountOwner.objects.filter(account_id=self.account_id).first()
+        now = f"epoch {row.epoch}, taken by {row.owner or 'another process'}" if row else "gone"
+        self.lost = OwnershipLost(
+            f"lost the lock of account {self.account_name!r}: another engine owns it now "
+            f"({now}; ours was epoch {self.epoch}); refusing every write so that no second "
+            "engine trades it"
+        )
+        logger.critical("%s", self.lost)
+        callback, self.on_lost = self.on_lost, None
+        if callback is not None:
+            try:
+                callback()
+            except Exception:  # an engine already stopping (its loop closed): the refusal stands
+                logger.exception("account %s: could not signal the lost fence", self.account_name)
+
+
+_FENCES: dict[str, AccountFence] = {}  # account name -> this process's fence
+
+
+def account_fence(account_name: str) -> AccountFence | None:
+    """Return this process's fence of the account, if it took one."""
+    return _FENCES.get(account_name)
+
+
 class TradingStore:
     """Loads and writes one account's trading state. Use from one thread."""
 
@@ -262,6 +376,9 @@ class TradingStore:
     def write(self, batch: TradingBatch) -> None:
         """Store a batch in one transaction."""
         account = self.account
+        fence = _FENCES.get(self.account_name)
+        if fence is not None:  # first, so a takeover waits for this batch or refuses it whole
+            fence.check()
         now = batch.ts or timezone.now()
         if batch.orders:
             self._write_orders(batch.orders, now)

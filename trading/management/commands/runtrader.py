@@ -28,7 +28,7 @@ from marketdata.management.commands.ingest import (
 )
 from marketdata.sim_clock import WallClockBound, sim_start
 from risk.engine.errors import StopConfigError
-from rrr_site.locks import LockHeld, OwnerLock, lock_held
+from rrr_site.locks import LockHeld, OwnerLock, lock_held, owner_label
 from trading.engine.errors import StrategyConfigError
 from trading.models import Account
 from trading.selectors import live_trading_blockers_for, live_venue_for
@@ -36,6 +36,7 @@ from trading.selectors import live_trading_blockers_for, live_venue_for
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from trading.persistence import AccountFence
     from trading.runtime import RuntimeConfig
 
 # The strategies (numpy), runtime, feeds and storage (psycopg) load when the engine starts or the
@@ -363,7 +364,15 @@ class Command(BaseCommand):
         try:
             # Held until the engine stops; the OS or the database frees it if we are killed.
             with lock_held(f"runtrader-account:{account.pk}", busy=busy) as lock:
-                summary = self._trade(config, symbols, options, account, lock)
+                # Inside the lock and before any state is loaded: raise the account's epoch, so
+                # a previous owner whose lock was cut can no longer write (its writes fence out).
+                from trading.persistence import AccountFence
+
+                fence = AccountFence.take(account, owner_label())
+                try:
+                    summary = self._trade(config, symbols, options, account, lock)
+                finally:
+                    fence.release()
         except LockHeld as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -502,6 +511,7 @@ class Command(BaseCommand):
     ):
         from channels.layers import get_channel_layer
 
+        from trading.persistence import account_fence
         from trading.runtime import TradingRuntime
 
         stop = asyncio.Event()
@@ -512,7 +522,7 @@ class Command(BaseCommand):
         server = _embedded_server(serve) if serve else None
         restore_collector = quiet_collector()
         server_task = asyncio.create_task(server.serve()) if server else None
-        guard = asyncio.create_task(_guard_lock(lock, stop))
+        guard = asyncio.create_task(_guard_lock(lock, stop, account_fence(config.account)))
         if server:
             self.stdout.write(f"serving http://{serve}/ (dashboard), /admin/, /api/docs/")
         watcher = asyncio.create_task(worker.run(stop)) if worker is not None else None
@@ -539,30 +549,44 @@ class Command(BaseCommand):
         return summary
 
 
-async def _guard_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
+async def _guard_lock(
+    lock: OwnerLock, stop: asyncio.Event, fence: AccountFence | None = None
+) -> bool:
     """Keep the account lock; stop the engine and return True if another process takes it.
 
     A lock whose database connection was cut (a restart, a network blip) is taken again; only
     when another process holds it, or it cannot be taken back within ``LOCK_REGAIN_SECONDS``,
-    does the engine stop, so that no two engines ever trade one account.
+    does the engine stop, so that no two engines ever trade one account. While the lock is
+    lost the fence is suspended (nothing written, so no order sent; the account reduces risk
+    only), and a lock taken back counts only if nobody owned the account meanwhile (its epoch).
+    A write that finds another owner's epoch stops the engine at once.
     """
+    if fence is not None:
+        loop = asyncio.get_running_loop()
+        fence.on_lost = lambda: loop.call_soon_threadsafe(stop.set)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), LOCK_CHECK_SECONDS)
         if stop.is_set() or await asyncio.to_thread(lock.alive):
             continue
-        if not await _regain_lock(lock, stop):
+        if fence is not None:
+            fence.suspended = True
+        if not await _regain_lock(lock, stop, fence):
             stop.set()
             return True
-    return False
+    return fence is not None and fence.lost is not None
 
 
-async def _regain_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
+async def _regain_lock(
+    lock: OwnerLock, stop: asyncio.Event, fence: AccountFence | None = None
+) -> bool:
     """Take a lost lock back; return False if another process holds it or time runs out."""
     deadline = asyncio.get_running_loop().time() + LOCK_REGAIN_SECONDS
     while not stop.is_set():
         try:
             if await asyncio.to_thread(lock.acquire):
+                if fence is not None and not await asyncio.to_thread(_confirm_fence, fence):
+                    return False  # another engine owned the account meanwhile (logged)
                 logger.warning(
                     "account lock %s taken back after its connection was lost", lock.name
                 )
@@ -576,6 +600,16 @@ async def _regain_lock(lock: OwnerLock, stop: asyncio.Event) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     return True
+
+
+def _confirm_fence(fence: AccountFence) -> bool:
+    """``fence.confirm()`` on a worker thread, closing the thread's connection after."""
+    from django.db import connections
+
+    try:
+        return fence.confirm()
+    finally:
+        connections.close_all()
 
 
 def _end_with_parent() -> None:
