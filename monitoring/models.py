@@ -102,7 +102,8 @@ class AlertRule(models.Model):
         default=300, help_text="The same alert within this is counted, not resent"
     )
     max_per_hour = models.PositiveIntegerField(
-        default=30, help_text="Deliveries of this rule per hour; beyond it they are not sent"
+        default=30,
+        help_text="Deliveries of this rule per hour, beyond which none is sent; 0: unlimited",
     )
     escalate_after_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Unacknowledged critical alerts escalate after this"

@@ -117,7 +117,59 @@ def trading_state_set(
         after={"state": state, "reason": current.reason},
     )
     broadcast("risk", "state", {"account": account.name, "state": state, "reason": current.reason})
+    if actor != RISK_ENGINE_ACTOR and before["state"] != state:
+        manual_action_record(
+            account=account, action=state, actor=actor, reason=current.reason, before=before
+        )
     return current
+
+
+RISK_ENGINE_ACTOR = "risk-engine"
+# A person's halt, pause, resume or flatten: its risk event kind and severity. The engine's own
+# changes (kill switch, daily loss) raise their events from its limits.
+MANUAL_ACTIONS = {
+    TradingStateChoice.HALTED: ("manual_halt", "critical"),
+    TradingStateChoice.REDUCING: ("manual_reduce", "warning"),
+    TradingStateChoice.ACTIVE: ("manual_resume", "warning"),
+    "flatten": ("manual_flatten", "critical"),
+}
+
+
+def _actor_name(actor: Any) -> str:
+    if getattr(actor, "is_authenticated", False):
+        return actor.get_username()
+    return str(actor) if actor else "system"
+
+
+def manual_action_record(
+    *, account: Account, action: str, actor: Any, reason: str = "", before: dict | None = None
+) -> RiskEvent:
+    """Record a person's halt/resume/flatten as a risk event and alert on it (with who did it)."""
+    kind, severity = MANUAL_ACTIONS[action]
+    who = _actor_name(actor)
+    verb = {"manual_reduce": "set to reduce-only", "manual_flatten": "flattened"}.get(
+        kind, kind.removeprefix("manual_") + ("d" if kind.endswith("e") else "ed")
+    )
+    message = f"{account.name} {verb} by {who}" + (f": {reason}" if reason else "")
+    context = {"account": account.name, "kind": kind, "by": who, "reason": reason}
+    if before is not None:
+        context["previous_state"] = before.get("state", "")
+    event = RiskEvent.objects.create(
+        ts=timezone.now(),
+        account=account,
+        kind=kind,
+        severity=severity,
+        message=message[:1000],
+        context=to_jsonable(context),
+    )
+    alert_emit(source="risk", severity=severity, message=event.message, context=context)
+    broadcast(
+        "risk",
+        "risk_event",
+        {"account": account.name, "kind": kind, "severity": severity,
+         "message": event.message, "ts": event.ts},
+    )  # fmt: skip
+    return event
 
 
 @transaction.atomic
@@ -222,6 +274,6 @@ def trading_mode_apply(
         account=account,
         state=request.mode.value,
         reason=f"{request.limit_kind}: {request.reason}",
-        actor="risk-engine",
+        actor=RISK_ENGINE_ACTOR,
         publish=publish,
     )

@@ -243,4 +243,8 @@ def account_flatten(*, account: Account, actor: Any) -> list[Order]:
         order = position_close(account=account, symbol=symbol, actor=actor)
         if order is not None:
             closing.append(order)
+    from risk.services import manual_action_record
+
+    reason = f"{len(closing)} closing order(s)"
+    manual_action_record(account=account, action="flatten", actor=actor, reason=reason)
     return closing

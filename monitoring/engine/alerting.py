@@ -7,9 +7,11 @@ functions what to do, and writes the outcome. Every decision takes ``now`` (an i
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import Enum
 
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -127,8 +129,30 @@ def render(
     if occurrences > 1:
         lines.append(f"(seen {occurrences} times)")
     for key in sorted(context)[:12]:
-        lines.append(f"{key}: {context[key]}")
+        lines.append(f"{key}: {money_for_humans(key, context[key])}")
     return title, "\n".join(lines)
+
+
+# Context keys whose values are amounts of the account's currency (USD): shown to 2 places.
+MONEY_KEY = re.compile(r"(^|_)(equity|cash|pnl|notional|exposure|balance|var|cvar|peak)($|_)")
+CENT = Decimal("0.01")
+
+
+def money_for_humans(key: str, value: object) -> object:
+    """Return ``value`` to the cent when ``key`` names an amount of money, else unchanged.
+
+    The engine keeps full precision (``99950.01172314000000000000000``); a person reading an
+    alert wants ``99950.01``. Only the text is rounded: the stored context keeps every digit.
+    """
+    if not MONEY_KEY.search(key.lower()) or isinstance(value, bool):
+        return value
+    try:
+        amount = Decimal(str(value)) if isinstance(value, str | int | float | Decimal) else None
+    except InvalidOperation:
+        return value
+    if amount is None or not amount.is_finite():
+        return value
+    return f"{amount.quantize(CENT, rounding=ROUND_HALF_EVEN):f}"
 
 
 def counts_in_window(times: Sequence[datetime], now: datetime, seconds: float) -> int:
