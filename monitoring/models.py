@@ -223,3 +223,18 @@ class PushDevice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}/{self.device_id} ({self.platform})"
+
+
+class TelegramConfirmation(models.Model):
+    """A Telegram chat's ``/flatten`` waiting for its ``/confirm``, until ``expires_at``.
+
+    A row, not the cache: without Redis the cache is each process's own memory, so a restarted
+    bot (or the next ``telegrambot --once``) answered "Nothing to confirm".
+    """
+
+    chat_id = models.BigIntegerField(unique=True)
+    account = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"chat {self.chat_id}: flatten {self.account} until {self.expires_at:%H:%M:%S}"

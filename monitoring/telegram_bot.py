@@ -27,12 +27,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -176,24 +175,34 @@ class TelegramControl:
         self.allowed = set(self.chats)
         self.clock = clock
 
-    # A pending /flatten lives in the cache (Redis when configured), so a restarted bot (or
-    # another run of ``telegrambot --once``) still honours the /confirm that follows it.
-    @staticmethod
-    def _pending_key(chat_id: int) -> str:
-        return f"telegram:confirm:{chat_id}"
+    # A pending /flatten is a row (``TelegramConfirmation``), so a restarted bot, another run
+    # of ``telegrambot --once`` or another process still honours the /confirm that follows it.
+    def _moment(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), tz=UTC)
 
     def ask(self, chat_id: int, account: str) -> None:
         """Remember that ``chat_id`` must confirm flattening ``account``."""
-        deadline = self.clock() + CONFIRM_SECONDS
-        cache.set(self._pending_key(chat_id), (account, deadline), int(CONFIRM_SECONDS) + 5)
+        from monitoring.models import TelegramConfirmation
+
+        expires = self._moment() + timedelta(seconds=CONFIRM_SECONDS)
+        TelegramConfirmation.objects.update_or_create(
+            chat_id=chat_id, defaults={"account": account, "expires_at": expires}
+        )
 
     def take(self, chat_id: int) -> str | None:
         """Return the account awaiting confirmation by ``chat_id`` (once), None if expired."""
-        pending = cache.get(self._pending_key(chat_id))
-        cache.delete(self._pending_key(chat_id))
-        if pending is None or self.clock() > pending[1]:
+        from monitoring.models import TelegramConfirmation
+
+        pending = TelegramConfirmation.objects.filter(chat_id=chat_id).first()
+        if pending is None:
             return None
-        return pending[0]
+        # Deleted by its id and expiry: of two processes answering one /confirm, one wins.
+        won = TelegramConfirmation.objects.filter(
+            pk=pending.pk, account=pending.account, expires_at=pending.expires_at
+        ).delete()[0]
+        if not won or self._moment() > pending.expires_at:
+            return None
+        return pending.account
 
     def answer(self, chat_id: int, text: str) -> str:
         """Return the reply to ``text`` from ``chat_id`` (database work: call off the loop)."""
