@@ -27,6 +27,7 @@ from monitoring.metrics_batch import (
     PUBLISH_ON_COLLECT,
     CounterBatch,
     HistogramBatch,
+    TallyBatch,
     TotalBatch,
     batches_register,
     metrics_publish,
@@ -413,8 +414,8 @@ def _verdict(outputs: Iterable[object]) -> str:
 class FeedMetrics:
     """Per-source feed counters, batched per symbol (``monitoring.metrics_batch``).
 
-    ``runtrader`` counts each event inline, with no call (see ``TradingRuntime._consume``):
-    ``received_counts[symbol] += 1``, ``last_event = event`` (its time gives the lag at the
+    ``runtrader`` counts each event inline, with no Python call (``TradingRuntime._consume``):
+    ``received_symbols.append(symbol)``, ``last_event = event`` (its time gives the lag at the
     next sync), and ``findings(symbol, outputs)`` only when the pipeline's outputs start with a
     ``QualityRecord`` (it puts an event's findings first). ``received`` does the same in one
     call; ``received_batch`` counts a batch (``ingest``).
@@ -422,8 +423,8 @@ class FeedMetrics:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._received = CounterBatch(FEED_RECEIVED, source)  # symbol
-        self.received_counts = self._received.counts
+        self._received = TallyBatch(FEED_RECEIVED, source)  # by symbol
+        self.received_symbols = self._received.pending
         self._flagged = CounterBatch(FEED_FLAGGED, source)
         self._quarantined = CounterBatch(FEED_QUARANTINED, source)
         batches_register(self, (self._received, self._flagged, self._quarantined))
@@ -436,11 +437,7 @@ class FeedMetrics:
 
     def received(self, symbol: str, ts: datetime | None, outputs: Iterable[object]) -> None:
         """Count one event of ``symbol`` and whether the validator flagged or quarantined it."""
-        counts = self.received_counts
-        try:
-            counts[symbol] += 1
-        except KeyError:
-            counts[symbol] = 1
+        self.received_symbols.append(symbol)
         if ts is not None and (self._newest is None or ts > self._newest):
             self._newest = ts
         for out in outputs:
@@ -459,10 +456,9 @@ class FeedMetrics:
     def received_batch(self, events, outputs: Iterable[object]) -> None:
         """Count a batch (``ingest``): events per symbol, and the events the validator flagged
         or quarantined, told apart by (symbol, event time) with quarantine over flag."""
-        counts = self.received_counts
+        append = self.received_symbols.append
         for event in events:
-            symbol = getattr(event, "symbol", "")
-            counts[symbol] = counts.get(symbol, 0) + 1
+            append(getattr(event, "symbol", ""))
             ts = getattr(event, "ts", None)
             if ts is not None and (self._newest is None or ts > self._newest):
                 self._newest = ts
@@ -488,7 +484,7 @@ class FeedMetrics:
         if reconnects is not None and reconnects > self._reconnects:
             FEED_RECONNECTS.labels(self.source).inc(reconnects - self._reconnects)
             self._reconnects = reconnects
-        count = sum(self.received_counts.copy().values())
+        count = self._received.total  # published above
         if count > self._synced:  # something arrived since the last sync
             self._synced = count
             ts = getattr(self.last_event, "ts", None)

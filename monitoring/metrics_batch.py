@@ -28,7 +28,7 @@ import atexit
 import threading
 import weakref
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 
 from prometheus_client import REGISTRY
@@ -93,6 +93,34 @@ class CounterBatch:
             values = key if isinstance(key, tuple) else () if key is None else (key,)
             child = self._children[key] = self._metric.labels(*self._prefix, *values)
         return child
+
+
+class TallyBatch:
+    """One counter's series by one more label: the hot path appends the label value to
+    ``pending`` (a deque: one C call, no lookup), a publish tallies what was appended."""
+
+    __slots__ = ("pending", "total", "_children", "_metric", "_prefix")
+
+    def __init__(self, metric, *prefix: str) -> None:
+        self.pending: deque = deque()
+        self.total = 0  # values tallied so far (publishers only)
+        self._metric = metric
+        self._prefix = prefix
+        self._children: dict[Hashable, object] = {}
+
+    def publish(self) -> None:
+        """Add each value's count since the last publish to its series."""
+        pending = self.pending
+        count = len(pending)
+        if not count:
+            return
+        popleft = pending.popleft
+        for value, grown in Counter([popleft() for _ in range(count)]).items():
+            child = self._children.get(value)
+            if child is None:
+                child = self._children[value] = self._metric.labels(*self._prefix, value)
+            child.inc(grown)
+        self.total += count
 
 
 class TotalBatch:

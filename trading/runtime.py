@@ -487,7 +487,7 @@ class TradingRuntime:
 
     async def _consume(self, stop: asyncio.Event) -> None:
         metrics, feed_metrics = self.metrics, self.feed_metrics
-        feed_counts = None if feed_metrics is None else feed_metrics.received_counts
+        received_symbol = None if feed_metrics is None else feed_metrics.received_symbols.append
         async for event in self.feed.events():
             if stop.is_set():
                 return  # the stop signal came while this event was in flight: do not trade on it
@@ -499,13 +499,12 @@ class TradingRuntime:
             if metrics is not None:  # stores and a count, no call (FeedMetrics says why)
                 metrics.tick_received = received
                 feed_metrics.last_event = event
-                symbol = getattr(event, "symbol", "")
                 try:
-                    feed_counts[symbol] += 1
-                except KeyError:
-                    feed_counts[symbol] = 1
+                    received_symbol(event.symbol)
+                except AttributeError:  # a malformed frame has none
+                    received_symbol("")
                 if outputs and outputs[0].__class__ is QualityRecord:
-                    feed_metrics.findings(symbol, outputs)
+                    feed_metrics.findings(getattr(event, "symbol", ""), outputs)
             for out in outputs:
                 await self._emit(out, received)
             self._drain_risk()
