@@ -82,4 +82,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
     jobs_queue_depth_refresh()  # read at scrape time: one count on the broker
     metrics_publish()  # this process's batched counts (PROMETHEUS_MULTIPROC_DIR: to its files)
-    return ExportToDjangoView(request)
+    from monitoring.worker_metrics import merged_registry
+
+    merged = merged_registry()  # runtrader --serve: its qcluster child's series too
+    if merged is None:
+        return ExportToDjangoView(request)
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return HttpResponse(generate_latest(merged), content_type=CONTENT_TYPE_LATEST)

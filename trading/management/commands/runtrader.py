@@ -638,9 +638,14 @@ class TaskWorker:
         self.restarts = restarts
 
     async def _spawn(self) -> asyncio.subprocess.Process:
+        from monitoring.worker_metrics import child_env
+
         manage = Path(settings.BASE_DIR) / "manage.py"
+        # Its tasks' series (jobs, alert deliveries, VaR) go to files that /metrics merges in;
+        # emptied at the first start, kept across restarts.
+        env = child_env(settings.DATA_DIR, wipe=self.proc is None)
         return await asyncio.create_subprocess_exec(
-            sys.executable, str(manage), "qcluster", preexec_fn=_end_with_parent
+            sys.executable, str(manage), "qcluster", preexec_fn=_end_with_parent, env=env
         )
 
     async def run(self, stop: asyncio.Event) -> None:
