@@ -232,6 +232,7 @@ def ours(kind: str, npz: str, folder: str, profile: bool = False) -> dict:
         initial_cash=Decimal(CASH), taker_fee_bps=Decimal(10), fill_model="next_open"
     )
     strategy = create_strategy(CLASSES[kind], fraction=Decimal(FRACTION), lot=Decimal(SATOSHI))
+    visits = _visit_counter()
     counted = bool(os.environ.get("BENCH_CALLGRIND"))
     if counted:  # warm (imports done on first use), then count the measured run alone
         warm = create_strategy(CLASSES[kind], fraction=Decimal(FRACTION), lot=Decimal(SATOSHI))
@@ -250,12 +251,31 @@ def ours(kind: str, npz: str, folder: str, profile: bool = False) -> dict:
         "trades": len(result.closed_trades),
         "final_equity": str(result.final_equity),
         "trade_list": _trade_list(result, raw["ts"]),
+        "bars": len(frame),
+        "visits": visits[-1] if visits else None,  # sparse replay: bars visited
     }
     if profile:
         profiler.disable()
         out["phases"] = dict(phases)
         out["top"] = _top(profiler)
     return out
+
+
+def _visit_counter() -> list[int]:
+    """Return a list that gets each sparse replay's visit count (one call a run: uncounted)."""
+    import backtesting.engine.sparse as sparse
+
+    counts: list[int] = []
+    run = sparse.SparseReplay.run
+
+    def counted(self, *args, **kwargs):
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            counts.append(self.visits)
+
+    sparse.SparseReplay.run = counted
+    return counts
 
 
 def _callgrind(state: str) -> None:
@@ -347,24 +367,36 @@ def run_ours(kind: str, npz: Path, folder: str, profile: bool) -> dict:
 VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null"]
 
 
-def instructions(command: list[str], env: dict[str, str] | None = None) -> int:
-    """Return the instructions the measured run of ``command`` executed (under callgrind)."""
+def instructions(command: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Return the instructions the measured run of ``command`` executed (under callgrind) and
+    what it printed."""
     env = {**(env or os.environ), "BENCH_CALLGRIND": "1"}
     proc = subprocess.run(VALGRIND + command, capture_output=True, text=True, cwd=ROOT, env=env)
     found = re.findall(r"I\s+refs:\s+([\d,]+)", proc.stderr)
     if proc.returncode != 0 or not found:
         raise SystemExit(f"callgrind run failed:\n{proc.stderr[-3000:]}")
-    return int(found[-1].replace(",", ""))
+    return int(found[-1].replace(",", "")), proc.stdout
 
 
-def count_both(python: Path, kind: str, npz: Path, folder: str) -> tuple[int, int]:
-    """Return the instructions of our run and of backtesting.py's on the same bars."""
-    ours = instructions([sys.executable, __file__, "--side", f"{kind},{npz},{folder}"])
+def count_both(python: Path, kind: str, npz: Path, folder: str) -> tuple[int, int, dict]:
+    """Return the instructions of our run and of backtesting.py's on the same bars, and our
+    side's report of the counted run (bars, visits)."""
+    ours, printed = instructions([sys.executable, __file__, "--side", f"{kind},{npz},{folder}"])
     from bench.backtest_peers import PEER
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
     args = ["backtesting", str(npz), str(FAST), str(SLOW), "1", FRACTION]
-    return ours, instructions([str(python), str(PEER), *args], env)
+    theirs, _ = instructions([str(python), str(PEER), *args], env)
+    return ours, theirs, json.loads(printed.strip().splitlines()[-1])
+
+
+def per_unit(total: int, side: dict) -> str:
+    """Return our instructions per bar and, for a sparse replay, per visited bar."""
+    text = f"ours {total / side['bars']:,.0f} a bar"
+    if side.get("visits"):
+        visits = side["visits"]
+        text += f", {total / visits:,.0f} a visit ({visits:,} visits; the whole run's)"
+    return text
 
 
 def first_difference(mine: list, theirs: list) -> str:
@@ -485,11 +517,12 @@ def main() -> int:
                 if args.profile:
                     print_profile(market, kind, run_ours(kind, npz, str(tmp), profile=True))
                 if args.callgrind:
-                    mine_i, peer_i = count_both(python, kind, npz, str(tmp))
+                    mine_i, peer_i, side = count_both(python, kind, npz, str(tmp))
                     print(
                         f"  instructions (callgrind, warm, the run alone): ours "
                         f"{mine_i / 1e9:.2f} G, backtesting.py {peer_i / 1e9:.2f} G, ratio "
-                        f"{peer_i / mine_i:.2f}x (target {TARGETS[kind]:.0f}x)",
+                        f"{peer_i / mine_i:.2f}x (target {TARGETS[kind]:.0f}x); "
+                        f"{per_unit(mine_i, side)}",
                         flush=True,
                     )
         print(f"load average at the end {os.getloadavg()[0]:.1f}")

@@ -292,6 +292,7 @@ class SparseReplay:
         self.open_next: dict[str, int] = {}  # symbol -> next row, while orders are open in it
         self.day_next = plan.next_day_start(-1)
         self.in_market: np.ndarray | None = None  # per row, set by ``finish``
+        self.visits = 0  # bars visited, set by ``run``
         self._bar = bar_builder()  # ``Bar(...)``, built faster
         # The last visit's stamp (ns) and datetime: the next one is reached by adding a step
         # (timedelta's constructor costs several additions), steps kept by size.
@@ -302,7 +303,7 @@ class SparseReplay:
 
     def run(self, progress: ProgressCallback | None, every: int) -> None:
         """Visit every bar where something can happen, in order."""
-        n, reported = self.stamps.size, 0
+        n, reported, visits = self.stamps.size, 0, 0
         due, open_next = self.due, self.open_next
         while True:
             row = min(due, default=NEVER)
@@ -313,9 +314,11 @@ class SparseReplay:
             if row >= n:
                 break
             self.visit(row)
+            visits += 1
             if progress is not None and row + 1 - reported >= every:
                 reported = row + 1 - (row + 1) % every
                 progress(reported, n)
+        self.visits = visits
         self.catch_up(n, flat_too=True)  # the last marks show in the final snapshot
         if progress is not None and reported < n:
             progress(n, n)
