@@ -129,9 +129,16 @@ class QueueDepthOnCollect:
 
     def collect(self):
         """Refresh ``rrr_jobs_queue_depth``; yield nothing (the gauge's own file carries it)."""
+        from django.db import connections
+
         from monitoring.performance import jobs_queue_depth_refresh
 
-        jobs_queue_depth_refresh()
+        try:
+            jobs_queue_depth_refresh()
+        finally:
+            # Each scrape is served on a thread of its own: an ORM broker's connection would
+            # otherwise stay open after that thread is gone, one more every scrape.
+            connections.close_all()
         return []
 
 

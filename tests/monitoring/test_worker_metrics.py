@@ -176,3 +176,21 @@ def test_merged_families_add_counters_and_keep_this_processs_gauges(tmp_path, mo
     assert found[("rrr_t_depth", ())] == 5  # this process's own reading wins
     assert found[("rrr_t_var", ())] == 7.5
     assert len(re.findall(r"^# TYPE rrr_t_deliveries_total counter", text, re.M)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scrapes_queue_depth_leaves_no_connection_open_on_its_thread():
+    import threading
+
+    from django.db import connection
+
+    seen = {}  # with the ORM broker (no REDIS_URL) the count is a query on the scrape's thread
+
+    def scrape() -> None:
+        worker_metrics.QueueDepthOnCollect().collect()
+        seen["open"] = connection.connection is not None
+
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    thread.join(60)
+    assert seen == {"open": False}
