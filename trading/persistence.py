@@ -188,7 +188,8 @@ class AccountFence:
     """This process's fencing token for one account: the epoch it raised taking the lock.
 
     ``check()`` runs first in every transaction of ``TradingStore.write`` and keeps the owner
-    row locked until the commit: ``UPDATE ... WHERE account = ? AND epoch = ?``. A takeover
+    row locked until the commit: ``SELECT ... WHERE account = ? AND epoch = ? FOR SHARE``
+    (PostgreSQL; an UPDATE of the row on SQLite, whose writers take the database lock). A takeover
     (``take``) raises the epoch with an UPDATE of that row, so it waits for a write in flight
     and every later write by this process finds the epoch moved and is refused whole.
     Refusals are sticky: once lost, the database is not asked again.
@@ -202,10 +203,13 @@ class AccountFence:
         self.suspended = False
         self.lost: OwnershipLost | None = None
         self.on_lost: Any = None  # called once (from the thread that found it) when lost
-        self._sql = (
-            f"UPDATE {AccountOwner._meta.db_table} SET epoch = epoch "  # noqa: S608 - our table
-            "WHERE account_id = %s AND epoch = %s"
-        )
+        table = AccountOwner._meta.db_table
+        if connection.vendor == "postgresql":
+            # A row lock without a new row version: an UPDATE per batch of one hot row grows
+            # its version chain whenever any long transaction holds back pruning.
+            self._sql = f"SELECT 1 FROM {table} WHERE account_id = %s AND epoch = %s FOR SHARE"  # noqa: S608
+        else:  # SQLite: the UPDATE takes the database's write lock first (no upgrade deadlock)
+            self._sql = f"UPDATE {table} SET epoch = epoch WHERE account_id = %s AND epoch = %s"  # noqa: S608
 
     @classmethod
     def take(cls, account: Account, owner: str) -> AccountFence:
@@ -236,7 +240,7 @@ class AccountFence:
             )
         with connection.cursor() as cursor:
             cursor.execute(self._sql, (self.account_id, self.epoch))
-            if cursor.rowcount == 1:
+            if cursor.rowcount == 1:  # the row locked (PostgreSQL) or updated (SQLite)
                 return
         self._lose()
         raise self.lost
