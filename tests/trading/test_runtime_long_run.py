@@ -79,11 +79,19 @@ async def test_finished_orders_are_forgotten_once_stored(paper):
         await until(enough, "25 orders filled and stored")
         batches = runtime.summary.batches
         await until(lambda: runtime.summary.batches >= batches + 2, "two more batches stored")
-        working = len(runtime.oms.open_orders(paper.name))
+
         # The recorder's ids and the store's row-id cache hold working and unstored orders only
-        # (before: every order of the session, growing for as long as the engine ran).
-        assert len(runtime.recorder.seen) <= working + 3, len(runtime.recorder.seen)
-        assert len(runtime.store._order_pks) <= working + 3, len(runtime.store._order_pks)
+        # (before: every order of the session, growing for as long as the engine ran, so this
+        # never held once 25 were stored). Polled: how many orders wait for the next batch at one
+        # instant depends on the machine's load, not on the code.
+        def forgotten() -> bool:
+            working = len(runtime.oms.open_orders(paper.name))
+            return (
+                len(runtime.recorder.seen) <= working + 3
+                and len(runtime.store._order_pks) <= working + 3
+            )
+
+        await until(forgotten, "finished, stored orders to be forgotten")
 
 
 def test_broadcasts_send_account_messages_first_and_conflate_market_states():
