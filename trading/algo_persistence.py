@@ -23,8 +23,8 @@ from trading.engine.algo_book import algo_child_id
 from trading.engine.algos import ExecutionAlgo
 from trading.engine.orders import Order as EngineOrder
 from trading.engine.orders import OrderIntent
-from trading.models import Order
-from trading.persistence import engine_order
+from trading.models import Account, Order
+from trading.persistence import account_fence, engine_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,7 @@ def algo_parents_open(account_name: str) -> list[StoredAlgoParent]:
 def algo_parent_started(client_order_id: str, started: datetime, arrival: Decimal) -> None:
     """Mark a pending parent as being worked from ``started`` (slippage measured from arrival)."""
     row = Order.objects.select_for_update().get(client_order_id=uuid.UUID(client_order_id))
+    _fence_check(row.account_id)
     row.metadata = {
         **(row.metadata or {}),
         "algo_started": started.isoformat(),
@@ -116,10 +117,22 @@ def algo_parent_finished(
 ) -> None:
     """Record a parent's outcome: filled, or cancelled with what its children filled."""
     now = timezone.now()
-    Order.objects.filter(client_order_id=uuid.UUID(client_order_id)).update(
-        status=OrderStatus.CANCELLED if cancelled else OrderStatus.FILLED,
-        filled_quantity=filled,
-        average_fill_price=avg_price,
-        updated_at=now,
-        closed_at=now,
-    )
+    rows = Order.objects.filter(client_order_id=uuid.UUID(client_order_id))
+    with transaction.atomic():
+        for account_id in rows.values_list("account_id", flat=True):
+            _fence_check(account_id)
+        rows.update(
+            status=OrderStatus.CANCELLED if cancelled else OrderStatus.FILLED,
+            filled_quantity=filled,
+            average_fill_price=avg_price,
+            updated_at=now,
+            closed_at=now,
+        )
+
+
+def _fence_check(account_id: int) -> None:
+    """Refuse the write if this process was fenced out of the order's account (issue #21)."""
+    name = Account.objects.values_list("name", flat=True).get(pk=account_id)
+    fence = account_fence(name)
+    if fence is not None:
+        fence.check()

@@ -33,7 +33,7 @@ from risk.services import (
 )
 from trading.engine.orders import Order as EngineOrder
 from trading.models import Account
-from trading.persistence import TradingStore
+from trading.persistence import TradingStore, account_fence
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +209,9 @@ class RuntimeControl:
             changes = [c for _, batch in entries for c in batch]
             account = self.account
             with transaction.atomic():
+                fence = account_fence(account.name)
+                if fence is not None:  # an engine fenced out of its account changes nothing
+                    fence.check()
                 risk_events_record(account=account, records=events, publish=False)
                 states = [
                     trading_mode_apply(account=account, request=change, publish=False)

@@ -168,3 +168,35 @@ def test_a_takeover_waits_for_a_write_in_flight_then_fences_every_later_one(pape
     with pytest.raises(OwnershipLost):
         store.write(batch("1", order=False))
     assert Account.objects.get(pk=paper.pk).cash == Decimal("42")
+
+
+def test_a_fenced_out_engine_changes_no_trading_state_and_closes_no_algo_parent(paper, fence):
+    """The engine's other writes check the fence too: risk events and trading-state changes
+    (RuntimeControl.flush_risk) and an algo parent's start and outcome; one fenced out must not
+    halt, reduce or close anything of the engine that took the account."""
+    from marketdata.models import Symbol
+    from risk.engine.events import ModeChangeRequest
+    from risk.models import RiskEvent, TradingState
+    from trading.algo_persistence import algo_parent_finished, algo_parent_started
+    from trading.engine.hooks import TradingMode
+    from trading.runtime_control import RuntimeControl
+
+    parent = Order.objects.create(
+        account=paper, symbol=Symbol.objects.get(name="BTC-USD"), side="buy", type="market",
+        quantity=Decimal("1"), status="pending", metadata={}, created_at=TS, updated_at=TS,
+    )  # fmt: skip
+    take_over(paper)
+    control = RuntimeControl(paper.name)
+    control.queue_risk([], [ModeChangeRequest("paper", TradingMode.HALTED, "x", "kill", TS)])
+    state = TradingState.objects.get(account=paper).state
+    events = RiskEvent.objects.count()
+    with pytest.raises(OwnershipLost):
+        control.flush_risk()
+    assert TradingState.objects.get(account=paper).state == state
+    assert RiskEvent.objects.count() == events and control._risk_outbox  # kept, not applied
+    with pytest.raises(OwnershipLost):
+        algo_parent_started(str(parent.client_order_id), TS, Decimal("100"))
+    with pytest.raises(OwnershipLost):
+        algo_parent_finished(str(parent.client_order_id), Decimal("1"), Decimal("100"), False)
+    parent.refresh_from_db()
+    assert parent.status == "pending" and parent.metadata == {}
