@@ -8,10 +8,12 @@ refuses to start without ``SECRET_KEY`` and ``ALLOWED_HOSTS``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
 import sys
+import tempfile
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -41,13 +43,25 @@ DATA_DIR = Path(env.str("RRR_DATA_DIR", default=str(BASE_DIR / "data")))
 RRR_VERSION = __version__
 
 
-def _dev_secret_key() -> str:
-    """Return the development secret key, generating it once into ``data/``."""
-    path = DATA_DIR / "secret_key"
+def _dev_secret_key(path: Path | None = None) -> str:
+    """Return the development secret key, generating it once into ``data/``.
+
+    Several processes may start at once on a fresh data folder (``runtrader`` and its worker,
+    two engines): the key is written whole to a private temporary file and linked into place,
+    which fails if another process got there first, so every process reads the same complete key
+    (writing in place let a second process read an empty file, or two keys, the last one winning).
+    """
+    path = path or DATA_DIR / "secret_key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(64))
-        path.chmod(0o600)
+        fd, tmp = tempfile.mkstemp(prefix=".secret_key.", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(64))
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 

@@ -183,3 +183,30 @@ def test_the_web_pool_replaces_a_connection_the_server_dropped(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "served by" in result.stdout
+
+
+def test_the_development_secret_key_is_one_complete_key_when_processes_start_at_once(tmp_path):
+    """A fresh data folder and many starters at once (runtrader and its worker, two engines):
+    each reads the same whole key; written in place, one read an empty file ("The SECRET_KEY
+    setting must not be empty", CI) or two keys were made, the last one winning."""
+    import threading
+
+    from rrr_site.settings import _dev_secret_key
+
+    for attempt in range(20):
+        path = tmp_path / str(attempt) / "secret_key"
+        start = threading.Barrier(8)
+        keys: list[str] = []
+
+        def read(start=start, keys=keys, path=path) -> None:
+            start.wait()
+            keys.append(_dev_secret_key(path))
+
+        threads = [threading.Thread(target=read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) > 60, keys
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in path.parent.iterdir()] == ["secret_key"]  # no temporary left
