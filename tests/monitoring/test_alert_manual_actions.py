@@ -14,18 +14,8 @@ from monitoring.engine.alerting import money_for_humans, render
 from monitoring.models import Alert, AlertRule
 from risk.models import RiskEvent
 from tests.factories import UserFactory
-from tests.fakes.notify import FakeAlertServices
-from tests.fakes.threaded import served
 
 SLACK = "https://hooks.slack.com/services/T000/B000/XXXX"
-
-
-@pytest.fixture
-def slack(settings):
-    server = FakeAlertServices()
-    with served(server):
-        settings.SLACK_WEBHOOK_BASE = f"{server.url}/services"
-        yield server
 
 
 @pytest.fixture

@@ -14,19 +14,9 @@ import pytest
 
 from monitoring.alerts import alert_deliver, alert_raise, alerts_tick
 from monitoring.models import AlertDelivery, AlertRule
-from tests.fakes.notify import FakeAlertServices
-from tests.fakes.threaded import served
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 DJANGO_Q_OPTIONS = {"group", "save"}
-
-
-@pytest.fixture
-def slack(settings):
-    server = FakeAlertServices()
-    with served(server):
-        settings.SLACK_WEBHOOK_BASE = f"{server.url}/services"
-        yield server
 
 
 @pytest.fixture
