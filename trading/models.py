@@ -273,7 +273,6 @@ class TradeTally(models.Model):
     last_fill = models.BigIntegerField(default=0)
     high_fill = models.BigIntegerField(default=0)  # the highest fill id tallied
     flats = models.JSONField(default=dict)  # symbol -> its cut (``trade_tally._Symbol.cut``)
-    lease_until = models.DateTimeField(null=True, blank=True)  # a long first tally's claim
     updated_at = models.DateTimeField(auto_now=True)
     # The trade figures of the checkpoint as the background refresh left them (what the page
     # shows, with their age): non-finite floats as the strings "inf", "-inf", "nan".

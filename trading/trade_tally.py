@@ -1,5 +1,5 @@
 """The performance page's trade metrics at any number of fills: round trips tallied once, kept in
-the database (``TradeTally``), and extended by each load with the fills stored since.
+the database (``TradeTally``), and extended by a background task with the fills stored since.
 
 A from-scratch rebuild of an account's round trips costs ~15 s of CPU at 1,000,000 fills, far
 too long for a page, and it used to be paid by every web process at every start. The checkpoint
@@ -24,24 +24,22 @@ millions of fills), merging them and compacting happen in that task, not in a pa
 The figures are exactly those of ``summarize`` over ``round_trips_of`` (every fill, newest
 entry first): the trips are kept ordered as ``round_trips`` orders them (by entry time, ties in
 the order they closed, i.e. by the closing fill's (ts, id)) and handed over in that order
-reversed, so even the floating-point sums are the same. The first tally of a large account runs
-in a background thread (the page says it is being computed) that commits every ``CHUNK`` fills
-under a lease, so a restart resumes it and other processes wait for it; a fill stored with a
-time before the last one tallied (a late insert), or the last one tallied gone (a restored
-database), starts the tally again.
+reversed, so even the floating-point sums are the same. A long tally (the first of a large
+account) commits every ``CHUNK`` fills, so a task killed mid-way leaves its work stored and the
+next one goes on from there; a fill stored with a time before the last one tallied (a late
+insert), or the last one tallied gone (a restored database), starts the tally again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -52,12 +50,9 @@ from trading.engine.orders import Liquidity, OrderSide
 from trading.models import Account, Fill, TradeTally, TradeTallyTrips
 
 logger = logging.getLogger(__name__)
-INLINE_FILLS = 20_000  # fills a page load tallies itself; past this a thread does (first tally)
 CHUNK = 50_000  # fills per stored step of a long tally
-LOCK_WAIT_SECONDS = 5.0  # another load of the same account extending the tally meanwhile
-LEASE = timedelta(seconds=60)  # a long tally's claim, renewed at each step; lapses if it dies
 COMPACT_AFTER = 256  # stored trip rows of a generation before they are merged into one
-BUILDING = "trade metrics: being tallied over the account's fills (first view of this account)"
+MOVING = "trade metrics: other processes kept extending the stored tally; the next refresh reads it"
 TRADE_KEYS = ("trades", "win_rate", "profit_factor", "expectancy", "average_win", "average_loss",
               "best_trade", "worst_trade", "average_trade", "sqn", "kelly")  # fmt: skip
 # A closed round trip: entry and exit time (µs since the epoch), the fill that closed it, P&L
@@ -95,8 +90,6 @@ class _Tally:
     high_pk: int = 0  # the highest fill id tallied
     symbols: dict[str, _Symbol] = field(default_factory=dict)
     trips: np.ndarray = field(default_factory=lambda: np.empty(0, TRIP))  # sorted
-    building: bool = False
-    seconds: float = 0.0  # how long the last long tally took
     figures: dict | None = None  # the metrics as of ``version`` (None once it moves)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -318,19 +311,17 @@ def _write_trips(row_pk: int, generation: int, version: int, trips: np.ndarray) 
     )  # fmt: skip
 
 
-def _store(tally: _Tally, step: _Step, lease: datetime | None) -> bool:
-    """Store ``step`` as the next version of the checkpoint ``tally`` copies (renewing the
-    lease if given), in one transaction; return False (nothing stored) if another process
-    moved the checkpoint first."""
+def _store(tally: _Tally, step: _Step) -> bool:
+    """Store ``step`` as the next version of the checkpoint ``tally`` copies, in one
+    transaction; return False (nothing stored) if another process moved the checkpoint first."""
     version = tally.version + 1
     flats = {name: state.cut for name, state in step.symbols.items()}
-    more = {"lease_until": lease} if lease is not None else {}
     with transaction.atomic():
         moved = TradeTally.objects.filter(
             pk=tally.row, generation=tally.generation, version=tally.version
         ).update(
             version=version, last_ts=step.last[0], last_fill=step.last[1],
-            high_fill=step.high_pk, flats=flats, updated_at=timezone.now(), **more,
+            high_fill=step.high_pk, flats=flats, updated_at=timezone.now(),
         )  # fmt: skip
         if moved != 1:
             return False
@@ -374,16 +365,12 @@ def _compact(tally: _Tally) -> None:
     tally.generation, tally.chunks = generation, 1
 
 
-def _consume(tally: _Tally, account_id: int, limit: int, lease: bool = False) -> int | None:
-    """Tally and store up to ``limit`` new fills (``CHUNK`` a step); return how many were
-    read, or None if another process moved the checkpoint (``tally`` then copies no step)."""
+def _consume(tally: _Tally, account_id: int) -> int | None:
+    """Tally and store every new fill (``CHUNK`` a step); return how many were read, or None
+    if another process moved the checkpoint (``tally`` then copies no step)."""
     read = 0
-    while read < limit:
-        rows = _new_fills(account_id, tally.last, min(CHUNK, limit - read))
-        if not rows:
-            break
-        until = timezone.now() + LEASE if lease else None
-        if not _store(tally, _advance(tally, rows), until):
+    while rows := _new_fills(account_id, tally.last, CHUNK):
+        if not _store(tally, _advance(tally, rows)):
             return None
         read += len(rows)
     if tally.chunks > COMPACT_AFTER:
@@ -391,37 +378,9 @@ def _consume(tally: _Tally, account_id: int, limit: int, lease: bool = False) ->
     return read
 
 
-def _claim(row_pk: int) -> bool:
-    """Take the lease of a long tally unless another process holds it."""
-    now = timezone.now()
-    return bool(
-        TradeTally.objects.filter(pk=row_pk)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + LEASE)
-    )
-
-
-def _build(tally: _Tally, account_id: int, row_pk: int) -> None:
-    started = time.perf_counter()
-    try:
-        for _attempt in range(100):  # another process moved the checkpoint: copy it again
-            if _consume(tally, account_id, limit=10**12, lease=True) is not None:
-                break
-            _sync(tally, _checkpoint(account_id), account_id)
-    except Exception:  # the page says the metrics are missing; the log says why
-        logger.exception("trade tally of account %s failed", account_id)
-        tally.generation, tally.figures = -1, None  # read the stored checkpoint again
-    finally:
-        TradeTally.objects.filter(pk=row_pk).update(lease_until=None)
-        tally.seconds = time.perf_counter() - started
-        tally.building = False
-        tally.lock.release()
-        connection.close()  # this thread's own connection
-
-
 def _copy(tally: _Tally, row: TradeTally, account_id: int) -> bool:
     """``_sync``, starting the tally again if the stored rows cannot be read (edited by hand,
-    written by another version) rather than failing the page."""
+    written by another version) rather than failing the refresh."""
     try:
         return _sync(tally, row, account_id)
     except (ValueError, TypeError, KeyError, IndexError, ArithmeticError):
@@ -432,17 +391,14 @@ def _copy(tally: _Tally, row: TradeTally, account_id: int) -> bool:
         return False
 
 
-def trade_tally_extend(*, account: Account, inline: int = INLINE_FILLS) -> tuple[dict | None, str]:
-    """Extend the account's stored tally with the fills since, store its figures and return
-    them (``summarize``'s trade figures of the closed round trips) and a note; (None, why) while
-    a tally of more than ``inline`` new fills runs in a thread. The background refresh's work:
-    pages read the stored figures (``trade_metrics``)."""
+def trade_tally_extend(*, account: Account) -> tuple[dict | None, str]:
+    """Extend the account's stored tally with every fill since, store its figures and return
+    them (``summarize``'s trade figures of the closed round trips) and a note; (None, why) if
+    other processes kept moving the checkpoint. The background refresh's work: pages read the
+    stored figures (``trade_metrics``)."""
     with _GUARD:
         tally = _TALLIES.setdefault(account.pk, _Tally())
-    # A thread tallying many fills holds the lock for seconds: say so rather than wait.
-    if tally.building or not tally.lock.acquire(timeout=LOCK_WAIT_SECONDS):
-        return None, BUILDING
-    try:
+    with tally.lock:
         for _attempt in range(5):  # another process may move the checkpoint meanwhile
             row = _checkpoint(account.pk)
             if not _copy(tally, row, account.pk):
@@ -450,29 +406,15 @@ def trade_tally_extend(*, account: Account, inline: int = INLINE_FILLS) -> tuple
             if _stale(tally, account.pk):
                 _restart(tally)
                 continue
-            if row.lease_until is not None and row.lease_until > timezone.now():
-                return None, BUILDING  # another process is tallying many fills
-            read = _consume(tally, account.pk, limit=inline)
-            if read is None:
-                continue
-            if read >= inline and _new_fills(account.pk, tally.last, 1):  # more: a thread
-                if not _claim(row.pk):
-                    return None, BUILDING
-                tally.building = True
-                threading.Thread(target=_build, args=(tally, account.pk, row.pk),
-                                 daemon=True).start()  # fmt: skip
-                return None, BUILDING
-            break
+            if _consume(tally, account.pk) is not None:
+                break
         else:
             if tally.generation < 0:  # never copied the checkpoint (it kept moving)
-                return None, BUILDING
+                return None, MOVING
         if tally.figures is None:
             tally.figures = _figures(tally)
             _publish(tally)
         return dict(tally.figures), ""
-    finally:
-        if not tally.building:
-            tally.lock.release()
 
 
 def _figures(tally: _Tally) -> dict:
@@ -545,7 +487,7 @@ def trade_tally_refresh(account_id: int) -> bool:
         account = Account.objects.filter(pk=account_id).first()
         if account is None:
             return False
-        figures, _ = trade_tally_extend(account=account, inline=10**15)
+        figures, _ = trade_tally_extend(account=account)
         return figures is not None
     finally:
         cache.delete(_refresh_key(account_id))

@@ -74,24 +74,6 @@ def test_a_late_insert_or_a_reset_starts_the_tally_again():
     assert _same(got, reference(account))
 
 
-@pytest.mark.django_db(transaction=True)  # the thread reads the fills on its own connection
-def test_a_large_first_tally_runs_in_a_thread_the_page_does_not_wait_for():
-    from tests.polling import wait_for
-
-    account = AccountFactory(name="desk")
-    _fills(account, [SymbolFactory(name="BTC-USD")], 80, start=0, rng=random.Random(3))
-    figures, note = trade_tally.trade_tally_extend(account=account, inline=10)
-    assert figures is None and note == trade_tally.BUILDING
-    done = {}
-
-    def ready() -> bool:
-        done["figures"], _ = trade_tally.trade_tally_extend(account=account, inline=10)
-        return done["figures"] is not None
-
-    wait_for(ready, timeout=30, what="the thread's tally")
-    assert _same(done["figures"], reference(account))
-
-
 def test_the_performance_page_shows_trade_metrics_beside_the_rest(client):
     from django.contrib.auth.models import Group
 
