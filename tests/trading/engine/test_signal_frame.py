@@ -13,63 +13,49 @@ import pytest
 from backtesting.engine.runner import BacktestConfig, run_backtest
 from tests.backtesting.engine.helpers import D, walk_frame
 from trading.engine.series import IndicatorCache
-from trading.engine.signal_strategy import SignalStrategy
+from trading.strategy_templates import SIGNAL
 
 
-class _Cross(SignalStrategy):
-    """Long while the 5-bar mean of ``close`` (as its ``prices`` step leaves it) is above the
-    20-bar one."""
+def _template_class() -> type:
+    """Return the class ``manage.py strategy new NAME --style signal`` writes: an SMA cross."""
+    namespace: dict = {}
+    exec(compile(SIGNAL.format(name="TemplateSma"), "<signal template>", "exec"), namespace)
+    return namespace["TemplateSma"]
 
-    def prices(self, df):
-        return df
+
+_Template = _template_class()
+
+
+def _scale_in_place(df):
+    df["close"] *= 2.0  # in place: into the column it was given
+    return df
+
+
+def _set_with_loc(df):
+    df.loc[df["close"] > df["close"].median(), "close"] = df["close"].median()
+    return df
+
+
+def _on_a_copy(rule):
+    """What an in-place rule means: the same rule on a copy of the bars."""
+    return lambda df: rule(df.copy())
+
+
+class _Cross(_Template):
+    """The template's SMA cross on ``close`` as a ``prices`` step leaves it (counted)."""
+
+    # Declared again: SignalStrategy.__init_subclass__ keeps only the defaults a class declares
+    # itself, so a subclass that declares none would lose fast and slow.
+    parameters = _Template.parameters
+
+    def __init__(self, prices=None, **params):
+        super().__init__(**params)
+        self.prices = prices or (lambda df: df)
+        self.calls = 0
 
     def indicators(self, df):
-        df = self.prices(df)
-        df["fast"] = df["close"].rolling(5).mean()
-        df["slow"] = df["close"].rolling(20).mean()
-        return df
-
-    def entries(self, df):
-        df["enter_long"] = df["fast"] > df["slow"]
-        return df
-
-    def exits(self, df):
-        df["exit_long"] = df["fast"] < df["slow"]
-        return df
-
-
-class _ScalesInPlace(_Cross):
-    calls = 0
-
-    def prices(self, df):
         self.calls += 1
-        df["close"] *= 2.0  # in place: into the column it was given
-        return df
-
-
-class _SetsWithLoc(_Cross):
-    calls = 0
-
-    def prices(self, df):
-        self.calls += 1
-        df.loc[df["close"] > df["close"].median(), "close"] = df["close"].median()
-        return df
-
-
-class _OnACopy(_Cross):
-    """What the in-place ones mean, written on a copy."""
-
-    def __init__(self, rule: str, **params):
-        super().__init__(**params)
-        self.rule = rule
-
-    def prices(self, df):
-        df = df.copy()
-        if self.rule == "scale":
-            df["close"] = df["close"] * 2.0
-        else:
-            df.loc[df["close"] > df["close"].median(), "close"] = df["close"].median()
-        return df
+        return super().indicators(self.prices(df))
 
 
 def _series(n: int = 400) -> IndicatorCache:
@@ -91,15 +77,15 @@ def test_the_functions_read_the_bars_read_only_and_without_a_copy() -> None:
     assert (shown.to_numpy() == copied.to_numpy()).all() and list(shown) == list(copied)
 
 
-@pytest.mark.parametrize(("writer", "rule"), [(_ScalesInPlace, "scale"), (_SetsWithLoc, "loc")])
-def test_functions_writing_into_the_bars_run_on_a_copy_and_change_nothing(writer, rule) -> None:
+@pytest.mark.parametrize("writer", [_scale_in_place, _set_with_loc])
+def test_functions_writing_into_the_bars_run_on_a_copy_and_change_nothing(writer) -> None:
     series = _series()
     before = {k: v.copy() for k, v in series.columns.items()}, series.close.copy()
-    strategy = writer()
+    strategy = _Cross(writer)
     table = strategy.decision_table(series)
     assert strategy.calls == 2  # refused on the bars themselves, then run on a copy
     assert table is not None and np.array_equal(
-        table, _OnACopy(rule).decision_table(series), equal_nan=True
+        table, _Cross(_on_a_copy(writer)).decision_table(series), equal_nan=True
     )
     assert all((series.columns[k] == v).all() for k, v in before[0].items())
     assert (series.close == before[1]).all()
@@ -109,8 +95,9 @@ def test_a_backtest_of_a_strategy_writing_into_its_frame_fills_on_the_real_bars(
     bars = walk_frame(1500, seed=8)
     config = BacktestConfig(initial_cash=D(10_000), taker_fee_bps=D(10))
     closes = bars["close"].to_numpy(dtype=float).copy()
-    writes = run_backtest(_SetsWithLoc(fraction=0.5, lot=D("0.0001")), bars, config)
-    copies = run_backtest(_OnACopy("loc", fraction=0.5, lot=D("0.0001")), bars, config)
+    writes = run_backtest(_Cross(_set_with_loc, fraction=0.5, lot=D("0.0001")), bars, config)
+    copies = run_backtest(_Cross(_on_a_copy(_set_with_loc), fraction=0.5, lot=D("0.0001")),
+                          bars, config)  # fmt: skip
     assert writes.fills and writes.fills == copies.fills
     assert writes.final == copies.final
     assert (bars["close"].to_numpy() == closes).all()
