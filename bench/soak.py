@@ -62,6 +62,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=10.0)
     parser.add_argument("--sample", type=float, default=15.0, help="seconds between RSS samples")
     parser.add_argument(
+        "--fraction",
+        default="0.015",
+        help="sma_cross's equity fraction per symbol: 50 x 0.015 = 75%% gross, under the default"
+        " 100%% gross limit, so the account trades all run instead of being refused after its"
+        " first ten positions (the default 0.1 was: thousands of risk events, no orders after"
+        " the first minutes)",
+    )
+    parser.add_argument("--window", type=float, default=300.0, help="seconds per orders window")
+    parser.add_argument(
         "--malloc-arena-max",
         type=int,
         default=2,
@@ -97,6 +106,11 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         Q_SYNC="false",
         JWT_ACCESS_MINUTES="120",
         SOAK_GC_LOG=str(data_dir / "gc.txt"),  # the engine's collector pauses (soak_engine)
+        # A random walk at 10x speed loses more than a day's 5% (or 20% from the peak) in an
+        # hour of wall time: the default limits then refuse (or halt) every entry and the soak
+        # stops trading. The soak is about the engine carrying on, so it trades on.
+        MAX_DAILY_LOSS_PCT="0.9",
+        MAX_DRAWDOWN_PCT="0.95",
     )
     env.pop("MALLOC_ARENA_MAX", None)
     if args.malloc_arena_max:
@@ -250,14 +264,60 @@ def rss_mb(pid: int, children: bool = True) -> float:
         return float("nan")
 
 
+def trading_counts() -> tuple[int, int, int]:
+    """Return the orders, fills and risk events stored so far."""
+    from django.db import connection
+
+    from risk.models import RiskEvent
+    from trading.models import Fill, Order
+
+    try:
+        return Order.objects.count(), Fill.objects.count(), RiskEvent.objects.count()
+    finally:
+        connection.close()  # a worker thread's connection: not left open
+
+
 async def sample_memory(
-    engine: subprocess.Popen, stop: float, every: float, series: list[tuple[float, float, float]]
+    engine: subprocess.Popen,
+    stop: float,
+    every: float,
+    series: list[tuple[float, float, float]],
+    trading: list[tuple[float, int, int, int]],
 ) -> None:
+    """Every ``every`` s: the engine's and this process's RSS, and the rows of trading so far."""
     began = time.monotonic()
     while time.monotonic() < stop and engine.poll() is None:
         own = rss_mb(os.getpid(), children=False)  # the engine is this process's child
         series.append((time.monotonic() - began, rss_mb(engine.pid), own))
+        trading.append((time.monotonic() - began, *await asyncio.to_thread(trading_counts)))
         await asyncio.sleep(every)
+
+
+def window_lines(
+    trading: list[tuple[float, int, int, int]], final: tuple[int, int, int], window: float
+) -> list[str]:
+    """Return orders, fills and risk events per ``window`` s of the run (steady: none empty).
+
+    A window ends at the last sample inside it; the last one at the rows stored after the run.
+    """
+    lines, last, start, edge = [], (0, 0, 0), 0.0, window
+    ends = [s for s in trading if s[0] > 0]
+    while ends:
+        inside = [s for s in ends if s[0] <= edge] or ends[:1]
+        if inside[-1] is ends[-1]:
+            break
+        t, *counts = inside[-1]
+        lines.append(_window_line(start, t, counts, last))
+        last, start, ends = tuple(counts), t, ends[len(inside) :]
+        edge = max(edge + window, (t // window + 1) * window)
+    end = trading[-1][0] if trading else 0.0
+    lines.append(_window_line(start, end, final, last) + " (to the end of the run)")
+    return lines
+
+
+def _window_line(start: float, end: float, counts, last) -> str:
+    orders, fills, risk = (c - b for c, b in zip(counts, last, strict=True))
+    return f"{start:5.0f}-{end:5.0f} s: {orders} orders, {fills} fills, {risk} risk events"
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -271,14 +331,14 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 async def soak(args: argparse.Namespace, engine: subprocess.Popen, port: int) -> tuple:
-    errors, stats, series, timings = Errors(), Counter(), [], {}
+    errors, stats, series, timings, trading = Errors(), Counter(), [], {}, []
     stop = time.monotonic() + args.minutes * 60
     began = time.monotonic()
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):  # the server answers once runtrader is up (health is public)
         if engine.poll() is not None:
             errors[f"engine exited early ({engine.returncode})"] += 1
-            return errors, stats, series, timings
+            return errors, stats, series, timings, trading
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
@@ -303,13 +363,13 @@ async def soak(args: argparse.Namespace, engine: subprocess.Popen, port: int) ->
     tasks = [
         poll_api(base, stop, errors, stats, timings),
         poll_api(base, stop, errors, stats, timings, "/health"),
-        sample_memory(engine, stop, args.sample, series),
+        sample_memory(engine, stop, args.sample, series, trading),
     ]
     for i in range(args.clients):
         channels = ["portfolio", "orders", "fills", f"market.{names[i % len(names)]}"]
         tasks.append(ws_client(url, channels, stop, errors, stats, began))
     await asyncio.gather(*tasks)
-    return errors, stats, series, timings
+    return errors, stats, series, timings, trading
 
 
 def reconcile() -> dict[str, object]:
@@ -394,6 +454,9 @@ def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bo
         print(f"{what}: {n}")
     for table, n in checked["rows"].items():
         print(f"rows {table}: {n}")
+    print(f"orders per {args.window:g} s window (trading all run: no window without orders):")
+    for line in checked["windows"]:
+        print(f"  {line}")
     for what, n in checked["engine"].items():
         print(f"engine {what}: {n}")
     for reason, n in checked["slow"].items():
@@ -444,6 +507,8 @@ def main() -> int:
             f"{args.speed:g}",
             "--strategy",
             "sma_cross",
+            "--param",
+            f"fraction={args.fraction}",
             "--no-worker",
             "--serve",
             f"127.0.0.1:{port}",
@@ -456,7 +521,7 @@ def main() -> int:
         stderr=open(data_dir / "engine.log", "w"),
     )
     try:
-        errors, stats, series, timings = asyncio.run(soak(args, engine, port))
+        errors, stats, series, timings, trading = asyncio.run(soak(args, engine, port))
         engine_rc = engine.wait(timeout=180)
     finally:
         if engine.poll() is None:
@@ -467,6 +532,9 @@ def main() -> int:
     checked["slow"] = slow_closes(data_dir / "engine.log")
     gc_log = data_dir / "gc.txt"
     checked["gc"] = gc_log.read_text().splitlines() if gc_log.exists() else []
+    rows = checked["rows"]
+    final = tuple(rows.get(k, 0) for k in ("trading.Order", "trading.Fill", "risk.RiskEvent"))
+    checked["windows"] = window_lines(trading, final, args.window)
     ok = report(args, engine_rc, errors, stats, series, timings, checked, time.monotonic() - began)
     return 0 if ok else 1
 
