@@ -71,16 +71,19 @@ def stream_bundle_event(by_channel: dict[str, list[tuple[str, dict, str]]]) -> d
     return {"type": BUNDLE_TYPE, "origin": origin, "sent": time.time(), "channels": parts}
 
 
-async def apublish_bundle(layer, by_channel: dict[str, list[tuple[str, dict, str]]]) -> None:
+async def apublish_bundle(
+    layer, by_channel: dict[str, list[tuple[str, dict, str]]], relay: BundleRelay | None = None
+) -> None:
     """Send messages (kind, data, ts) of several channels, each in order, in one layer message.
 
     This loop's own hub (``runtrader --serve``: the web server shares the engine's loop) gets
     the bundle handed over directly, before the layer send, and skips the layer's copy. Through
     the layer it waited behind every earlier bundle in the hub's layer channel, a FIFO that no
     one conflates: a loaded engine's hub fell a minute behind and the layer expired order
-    notices (4429 for every client). Awaiting the fan-out here also paces the broadcaster to
-    what the hub can take; the backlog then waits in the runtime's ``BroadcastQueue``, which
-    sends account messages first and conflates market data.
+    notices (4429 for every client).
+
+    With ``relay`` the layer send is left to the relay's task (``BundleRelay``) and this returns
+    once the local hub has the bundle: the engine's broadcaster then never waits for Redis.
     """
     for channel in by_channel:
         channel_parse(channel)  # a bad name fails here, as a single message's would
@@ -92,7 +95,114 @@ async def apublish_bundle(layer, by_channel: dict[str, list[tuple[str, dict, str
             await hub.deliver(event)
         except Exception:  # one bad message must not end the broadcast to other processes
             logger.exception("stream hub could not deliver a bundle")
-    await layer.group_send(BUNDLES, event)
+    if relay is not None:
+        relay.put(event)
+    else:
+        await layer.group_send(BUNDLES, event)
+
+
+class BundleRelay:
+    """Send a publisher's bundles to the channel layer from a task of its own, merged when behind.
+
+    Awaiting each layer send in the broadcaster held every later message back for as long as
+    Redis took, and the broadcaster then slept as long again to pace the other processes'
+    hubs: a soak's order notices reached this process's own clients minutes late (one bundle's
+    hand-over took 35 s on a loaded machine, then the broadcaster slept 35 s). The local hub
+    has each bundle already; the relay sends to the others at the pace the layer takes, at
+    most one send per ``max(BROADCAST_EVERY, last send)``. Bundles that wait meanwhile go out
+    merged in one message: every account part, in order; market parts only from the newest
+    (other hubs see the jump in those channels' numbers and tell their clients the drop, as
+    for conflation). Past ``ACCOUNT_BACKLOG`` waiting messages the oldest bundles go (other
+    hubs then close their clients 4429 and the clients resync from snapshots).
+    """
+
+    EVERY = 0.02  # seconds between sends at least
+    ACCOUNT_BACKLOG = 100_000
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.waiting: list[dict] = []
+        self.ready = asyncio.Event()
+        self.drained = asyncio.Event()  # nothing waits and no send is under way
+        self.drained.set()
+        self.task: asyncio.Task | None = None
+        self.closing = False
+        self.merged = 0  # bundles sent merged into another
+        self.dropped = 0  # bundles dropped past ACCOUNT_BACKLOG
+
+    def put(self, event: dict) -> None:
+        """Queue a bundle for the layer; never waits."""
+        if self.waiting:  # a newer bundle is coming: the older one's market data is stale
+            self.waiting[-1] = _account_parts(self.waiting[-1])
+        self.waiting.append(event)
+        while len(self.waiting) > 1 and _messages(self.waiting[:-1]) > self.ACCOUNT_BACKLOG:
+            del self.waiting[0]
+            self.dropped += 1
+            logger.error("stream relay behind: dropped a bundle of account messages")
+        self.drained.clear()
+        self.ready.set()
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="stream-relay")
+
+    async def _run(self) -> None:
+        while True:
+            if not self.waiting:
+                self.drained.set()
+                self.ready.clear()
+                await self.ready.wait()
+                continue
+            batch = _same_hub_run(self.waiting)
+            del self.waiting[: len(batch)]
+            self.merged += len(batch) - 1
+            began = clock()
+            try:
+                await self.layer.group_send(BUNDLES, _merged(batch))
+            except Exception:  # Redis away for a moment: the next bundles still go
+                logger.exception("stream relay could not send %d bundles", len(batch))
+            if not self.closing:  # flushing at the end: no pause
+                await asyncio.sleep(max(self.EVERY, clock() - began))
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Send what waits (for at most ``timeout`` seconds), then stop."""
+        self.closing = True
+        task, self.task = self.task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(self.drained.wait(), timeout)
+        except TimeoutError:
+            logger.error("stream relay stopped with %d bundles unsent", len(self.waiting))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _is_market(name: str) -> bool:
+    return name.startswith("market.")
+
+
+def _account_parts(event: dict) -> dict:
+    """Return the bundle without its market channels' parts."""
+    parts = [part for part in event["channels"] if not _is_market(part[0])]
+    return {**event, "channels": parts}
+
+
+def _messages(events: list[dict]) -> int:
+    return sum(len(part[2]) for event in events for part in event["channels"])
+
+
+def _same_hub_run(events: list[dict]) -> list[dict]:
+    """Return the first bundles that a hub skips or takes alike (one ``DELIVERED`` token)."""
+    token = events[0].get(DELIVERED)
+    return list(itertools.takewhile(lambda e: e.get(DELIVERED) == token, events))
+
+
+def _merged(events: list[dict]) -> dict:
+    """Return bundles as one: their parts in order (numbers per channel stay increasing)."""
+    if len(events) == 1:
+        return events[0]
+    parts = [part for event in events for part in event["channels"]]
+    return {**events[-1], "channels": parts}
 
 
 def bundle_parts(event: dict) -> list[tuple[str, dict, list[dict]]]:

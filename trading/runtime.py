@@ -55,7 +55,7 @@ from monitoring.metrics import (
     trading_state_set,
 )
 from monitoring.realtime import now_iso
-from monitoring.stream_hub import apublish_bundle
+from monitoring.stream_hub import BundleRelay, apublish_bundle
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
 from risk.engine.events import ModeChangeRequest, RiskEventRecord, Severity
@@ -90,8 +90,8 @@ MD_QUEUE_EVENTS = 20_000
 # the writers, the flush, control and broadcast tasks), which otherwise starved for seconds.
 CONSUME_YIELD_EVERY = 50
 # The broadcaster sends what waits in one layer message (a bundle of every channel's), at most
-# BROADCAST_BATCH messages and one bundle each BROADCAST_EVERY seconds (or as long as a send
-# took, when longer): over Redis a send is
+# BROADCAST_BATCH messages and one bundle each BROADCAST_EVERY seconds (the layer's copies at
+# the pace Redis takes them, merged when behind: ``BundleRelay``): over Redis a send is
 # three round trips and a web process's receive four, so one message per send got a loaded
 # 50-symbol engine's out at a few a second, and one per channel outran the web process (its
 # layer channel overflowed and dropped order notices).
@@ -183,7 +183,9 @@ class TradingRuntime:
             if config.metrics
             else None
         )
-        self.feed_metrics = FeedMetrics(config.feed) if config.metrics else None
+        self.feed_metrics = (
+            FeedMetrics(config.feed, symbols=config.symbols) if config.metrics else None
+        )
         # Only subscribed symbols reach per-symbol state; live feeds' timestamps are checked
         # against this host's clock (the simulator runs ahead of it on purpose).
         self.pipeline = MarketDataPipeline(
@@ -235,9 +237,7 @@ class TradingRuntime:
             )
         self.risk = RiskChecker(control.limits, lot_sizes=control.lot_sizes)
         self.oms = OrderManager(venue, hook=self.risk, listeners=[self.recorder, self.stops])
-        if self.metrics is not None:
-            self.metrics.reference_price = self.oms.venue.reference_price  # the OMS's, directly
-            self.oms.add_listener(self.metrics)
+        self._metrics_attach()
         if self.bridge is not None:
             self.bridge.attach(self.oms)
         now = self.clock()
@@ -288,6 +288,12 @@ class TradingRuntime:
                 "cash": str(state.cash),
             },
         )
+
+    def _metrics_attach(self) -> None:
+        """Let the engine's metrics listen to the OMS (``setup``; the overhead bench too)."""
+        if self.metrics is not None:
+            self.metrics.reference_price = self.oms.venue.reference_price  # the OMS's, directly
+            self.oms.add_listener(self.metrics)
 
     def _load(self):
         state = self.store.load()
@@ -1003,29 +1009,35 @@ class TradingRuntime:
             self._publish("fills", "fill", fill_payload(fill, account))
 
     async def _broadcaster(self) -> None:
-        while True:
-            items = await self.broadcasts.get_many(BROADCAST_BATCH)
-            self.summary.broadcasts_conflated = self.broadcasts.conflated
-            if items is None:
-                return
-            began = time.monotonic()
-            await broadcast(self.layer, items)
-            # Messages meanwhile go in the next bundle. At least as long as the send took: a
-            # loaded process's hub needs longer to take a bundle than this took to send it.
-            await asyncio.sleep(max(BROADCAST_EVERY, time.monotonic() - began))
+        # The layer's copy goes through the relay: this loop's hub has had the bundle by the
+        # time ``broadcast`` returns, and Redis (and other processes' hubs) never hold back the
+        # next bundle here. Waiting for the send and then pausing as long again (the old
+        # pacing) let a soak's order notices reach the clients minutes late.
+        relay = BundleRelay(self.layer)
+        try:
+            while True:
+                items = await self.broadcasts.get_many(BROADCAST_BATCH)
+                self.summary.broadcasts_conflated = self.broadcasts.conflated
+                if items is None:
+                    return
+                await broadcast(self.layer, items, relay)
+                await asyncio.sleep(BROADCAST_EVERY)  # messages meanwhile: the next bundle
+        finally:
+            await relay.close()
 
 
-async def broadcast(layer, items: list[tuple]) -> None:
+async def broadcast(layer, items: list[tuple], relay: BundleRelay | None = None) -> None:
     """Send ``(channel, kind, data, ts)`` messages in one layer message, each channel's in order.
 
     Channels come in the order of their first message (account channels first, as the
-    ``BroadcastQueue`` hands them out).
+    ``BroadcastQueue`` hands them out). With ``relay``, returns once this loop's hub has them
+    and leaves the layer send to the relay.
     """
     by_channel: dict[str, list] = {}
     for channel, kind, data, ts in items:
         by_channel.setdefault(channel, []).append((kind, data, ts))
     try:
-        await apublish_bundle(layer, by_channel)
+        await apublish_bundle(layer, by_channel, relay)
     except Exception:  # a broken fan-out must never stop trading
         logger.exception("broadcast of %d messages failed", len(items))
 

@@ -15,7 +15,7 @@ import pytest
 from channels.layers import get_channel_layer
 
 from monitoring.realtime import stream_jsonable
-from monitoring.stream_hub import BUNDLES, DELIVERED, StreamHub
+from monitoring.stream_hub import BUNDLES, DELIVERED, BundleRelay, StreamHub, stream_bundle_event
 from tests.monitoring.stream_helpers import StreamClient
 from tests.monitoring.test_stream import T0, market_world, order, token_of, user_with
 from trading.runtime import broadcast
@@ -98,3 +98,71 @@ async def test_a_bundle_from_another_process_still_comes_through_the_layer():
     got = await client.receive()
     assert (got["channel"], got["data"]["client_order_id"]) == ("orders", "c9")
     await client.close()
+
+
+async def test_later_bundles_reach_local_clients_while_the_layer_send_is_stalled(monkeypatch):
+    """With the relay the broadcaster never waits for Redis: bundle after bundle goes out here.
+
+    Before, each bundle's layer send was awaited and then paced (as long again): one slow send
+    held every later order notice back (a soak's notices came minutes late).
+    """
+    await market_world()
+    client = await orders_client("dan")
+    layer = get_channel_layer()
+    stalled, sent = asyncio.Event(), []
+
+    async def stalled_send(group: str, message: dict) -> None:
+        sent.append(message)
+        await stalled.wait()
+
+    monkeypatch.setattr(layer, "group_send", stalled_send)
+    relay = BundleRelay(layer)
+    for round_ in range(3):
+        items = [("orders", "order", order("paper", round_), T0.isoformat()),
+                 ("market.BTC-USD", "trade", trade(round_), T0.isoformat())]  # fmt: skip
+        await asyncio.wait_for(broadcast(layer, items, relay), 5)  # never waits for the layer
+        async with asyncio.timeout(5):
+            while not sent:  # the relay's send of the first bundle has begun (and hangs)
+                await asyncio.sleep(0)
+    got = [await client.receive() for _ in range(6)]
+    assert [m["data"]["client_order_id"] for m in got if m["channel"] == "orders"] == [
+        "c0", "c1", "c2"
+    ]  # fmt: skip
+    assert len(sent) == 1  # the first bundle's send still hangs; the other two wait, merged
+    stalled.set()
+    await relay.close()
+    # The two that waited went in one layer message: both order parts, in order; market data
+    # only from the newest (another process's hub tells its clients the jump as dropped).
+    assert len(sent) == 2 and relay.merged == 1
+    parts = [(channel, pseq) for channel, pseq, _ in sent[1]["channels"]]
+    first_pseq = dict((c, p) for c, p, _ in sent[0]["channels"])
+    assert parts == [
+        ("orders", first_pseq["orders"] + 1),
+        ("orders", first_pseq["orders"] + 2),
+        ("market.BTC-USD", first_pseq["market.BTC-USD"] + 2),
+    ]
+    assert await client.nothing_more()  # the layer's copies are skipped here
+    await client.close()
+
+
+async def test_the_relay_drops_the_oldest_waiting_bundles_past_its_backlog(monkeypatch):
+    layer = get_channel_layer()
+    stalled, sent = asyncio.Event(), []
+
+    async def stalled_send(group: str, message: dict) -> None:
+        sent.append(message)
+        await stalled.wait()
+
+    monkeypatch.setattr(layer, "group_send", stalled_send)
+    monkeypatch.setattr(BundleRelay, "ACCOUNT_BACKLOG", 4)
+    relay = BundleRelay(layer)
+    for n in range(8):
+        relay.put(stream_bundle_event({"orders": [("order", order("paper", n), T0.isoformat())]}))
+        async with asyncio.timeout(5):
+            while not sent:  # the relay's task takes the first bundle and hangs in its send
+                await asyncio.sleep(0)
+    assert relay.dropped == 2  # 1 sent + 5 waiting (4 past the newest) kept, 2 oldest gone
+    stalled.set()
+    await relay.close()
+    ids = [m["data"]["client_order_id"] for e in sent for _, _, ms in e["channels"] for m in ms]
+    assert ids == ["c0", "c3", "c4", "c5", "c6", "c7"]
