@@ -11,19 +11,12 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from django.conf import settings
 
 from backtesting import services
 from backtesting.choices import RunStatus
 from backtesting.services import Costs, backtest_run_create
 from tests.polling import wait_for
-from tests.qcluster_process import (
-    group_members,
-    qcluster_log,
-    qcluster_running,
-    qcluster_start,
-    qcluster_stop,
-)
+from tests.qcluster_process import group_members, qcluster_log, qcluster_stop
 
 pytestmark = [pytest.mark.timeout(300)]
 START, END = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC)
@@ -48,13 +41,9 @@ class Held(Strategy):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
 def test_a_stopped_qcluster_finishes_its_trial_and_exits_with_all_its_processes(
-    subprocess_env, tmp_path
+    qclusters, tmp_path
 ):
-    from django_q.brokers import get_broker
-
-    get_broker().purge_queue()  # leftovers of another run on this Redis db
     entered, release = tmp_path / "entered", tmp_path / "release"
     strategy = tmp_path / "held.py"
     strategy.write_text(HELD.format(entered=str(entered), release=str(release)))
@@ -63,13 +52,9 @@ def test_a_stopped_qcluster_finishes_its_trial_and_exits_with_all_its_processes(
         start=START, end=END, costs=Costs(risk={}), optimize="grid", data_source="sim",
     )  # fmt: skip
     trial = services.TaskEvaluator(parent)._create([{"n": 1}])[0]
-    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
-           "SECRET_KEY": settings.SECRET_KEY, "LOG_LEVEL": "INFO"}  # fmt: skip
-    env.pop("PYTEST_VERSION", None)  # a production cluster, not one configured for tests
-    cluster = qcluster_start(env, tmp_path / "qcluster.log")
+    cluster = qclusters.start("qcluster", LOG_LEVEL="INFO")  # INFO: the sentinel's stop lines
     try:
-        wait_for(lambda: qcluster_running(cluster) or cluster.poll() is not None, 180,
-                 "the cluster to start")  # fmt: skip
+        qclusters.wait_running(cluster)
         services.TaskEvaluator(parent)._enqueue_id(trial.pk)
         wait_for(lambda: entered.exists() or cluster.poll() is not None, 120, "the trial")
         assert cluster.poll() is None, qcluster_log(cluster)
@@ -84,9 +69,7 @@ def test_a_stopped_qcluster_finishes_its_trial_and_exits_with_all_its_processes(
         hung = qcluster_stop(cluster, grace=120)
         releaser.join(10)
     finally:
-        release.touch()
-        if cluster.poll() is None:
-            qcluster_stop(cluster, grace=10)
+        release.touch()  # a cluster still running is stopped by the fixture
     assert hung is None, hung
     assert cluster.returncode == 0 and group_members(cluster.pid) == []
     trial.refresh_from_db()

@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from backtesting import services, trial_bars
 from backtesting.choices import RunStatus
@@ -20,13 +19,7 @@ from backtesting.models import BacktestRun
 from backtesting.services import Costs, backtest_run_create, parse_space, sweep_execute
 from rrr_site.locks import owner_lock
 from tests.polling import wait_for
-from tests.qcluster_process import (
-    qcluster_log,
-    qcluster_running,
-    qcluster_start,
-    qcluster_stop,
-    qcluster_stop_all,
-)
+from tests.qcluster_process import qcluster_log, qcluster_stop, qcluster_stop_all
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,21 +198,11 @@ def group_of(pid: int) -> int:
         return -1
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
-def test_a_qcluster_killed_mid_sweep_loses_no_trial_and_counts_none_twice(
-    subprocess_env, monkeypatch, tmp_path
-):
-    from django_q.brokers import get_broker
-
-    get_broker().purge_queue()  # leftovers of another run of this test on this Redis db
+def test_a_qcluster_killed_mid_sweep_loses_no_trial_and_counts_none_twice(qclusters, monkeypatch):
     monkeypatch.setattr(services, "REDISPATCH_SECONDS", 1.0)
     end = datetime(2024, 1, 12, tzinfo=UTC)
     services.bars_for(symbols=["BTC-USD"], timeframe="1m", start=START, end=end, source="sim")
-    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
-           "SECRET_KEY": settings.SECRET_KEY}  # django-q2 signs tasks with it
-    env.pop("PYTEST_VERSION", None)  # a production cluster, not one configured for tests
-    doomed = qcluster_start(env, tmp_path / "doomed.log")
-    survivor = qcluster_start(env, tmp_path / "b.log")
+    doomed, survivor = qclusters.start("doomed"), qclusters.start("survivor")
     parent = sweep_parent("1m", end)
     space = parse_space("sma_cross", ["fast=5:30:5", "slow=40:60:20"])
     outcome: dict = {}
@@ -282,24 +265,15 @@ def trial_results(parent: BacktestRun, expected: int) -> list[dict]:
     return ran()
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
 def test_a_sweeps_trials_and_walk_forward_windows_spread_over_the_clusters_bars_read_once_each(
-    subprocess_env, tmp_path
+    qclusters,
 ):
-    from django_q.brokers import get_broker
-
-    get_broker().purge_queue()
     end = datetime(2024, 1, 12, tzinfo=UTC)
     services.bars_for(symbols=["BTC-USD"], timeframe="1m", start=START, end=end, source="sim")
-    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
-           "SECRET_KEY": settings.SECRET_KEY}  # fmt: skip
-    env.pop("PYTEST_VERSION", None)
-    clusters = [qcluster_start(env, tmp_path / f"q{i}.log") for i in range(2)]
+    clusters = [qclusters.start(f"q{i}") for i in range(2)]
     space = parse_space("sma_cross", ["fast=5:30:5", "slow=40:60:20"])  # 12 sets
     try:
-        wait_for(lambda: all(qcluster_running(c) or c.poll() is not None for c in clusters), 180,
-                 "both clusters running")  # fmt: skip
-        assert all(c.poll() is None for c in clusters), [qcluster_log(c) for c in clusters]
+        qclusters.wait_running(*clusters)
         sweep = sweep_parent("1m", end)
         sweep_execute(parent=sweep, method="grid", space=space, distributed=True)
         walk = sweep_parent("1m", end)
@@ -325,23 +299,15 @@ def test_a_sweeps_trials_and_walk_forward_windows_spread_over_the_clusters_bars_
         assert len({t["run"] for t in results}) == len(results)  # no trial counted twice
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
-def test_an_async_sweep_finishes_on_a_cluster_whose_only_worker_runs_its_parent(
-    subprocess_env, tmp_path
-):
+def test_an_async_sweep_finishes_on_a_cluster_whose_only_worker_runs_its_parent(qclusters):
     from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
-    get_broker().purge_queue()
-    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
-           "SECRET_KEY": settings.SECRET_KEY}  # fmt: skip
-    env.pop("PYTEST_VERSION", None)
-    cluster = qcluster_start(env, tmp_path / "q.log")
+    cluster = qclusters.start("q")
     parent = sweep_parent()
     options = {"space": ["fast=5:10:5", "slow=20:30:10"]}
     try:
-        wait_for(lambda: qcluster_running(cluster) or cluster.poll() is not None, 180,
-                 "the cluster running")  # fmt: skip
+        qclusters.wait_running(cluster)
         # The parent takes the cluster's one worker slot; its trials have no other to run on.
         async_task("backtesting.tasks.backtest_task", parent.pk, options, sync=False)
 
