@@ -60,12 +60,19 @@ def live_trading_blockers_for(*, account: Account) -> list[str]:
         "coinbase": (settings.COINBASE_API_KEY, settings.COINBASE_API_SECRET),
         "kraken": (settings.KRAKEN_API_KEY, settings.KRAKEN_API_SECRET),
     }
-    venue_keys = keys.get(account.venue, ("", ""))
-    blockers = live_trading_blockers(
-        settings.LIVE_TRADING, all(venue_keys), account.mode, venue=account.venue.upper()
+    if account.venue in keys:
+        return live_trading_blockers(settings.LIVE_TRADING, all(keys[account.venue]),
+                                     account.mode, venue=account.venue.upper())  # fmt: skip
+    # Not an exchange (the paper venue): it has no keys to name; say what live trading needs.
+    blockers = live_trading_blockers(settings.LIVE_TRADING, True, account.mode)
+    *most, last = keys
+    first = most[0].upper()
+    blockers.append(
+        f"account venue {account.venue!r} is not a live exchange: live trading needs an "
+        f"account on {', '.join(most)} or {last} (mode live) and that exchange's API key and "
+        f"secret ({first}_API_KEY and {first}_API_SECRET, or "
+        f"{', '.join(name.upper() + '_...' for name in [*most[1:], last])})"
     )
-    if account.venue not in keys:
-        blockers.append(f"account venue {account.venue!r} is not a live exchange")
     return blockers
 
 
