@@ -5,6 +5,7 @@ outside the frame, an event-style strategy reading ahead)."""
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 
 import pytest
@@ -13,6 +14,7 @@ from django.core.management.base import CommandError
 
 from backtesting.engine.lookahead import check_signal_recursive
 from backtesting.models import BacktestRun
+from backtesting.strategy_checks import TruncationReport
 from tests.backtesting.engine.helpers import walk_frame
 from tests.trading.test_user_strategies import SIGNAL_SMA
 from trading.engine import user_strategies
@@ -123,3 +125,27 @@ def test_the_truncation_check_catches_an_event_style_peeker(folder):
     report = check_strategy_lookahead(lambda frame: cls(frame=frame), walk_frame(400),
                                       n_points=4)
     assert not report.ok
+    readable = TruncationReport("Peeker (truncation)", report.cuts, report.divergences).message()
+    first = report.divergences[0]
+    assert first.full is not None and first.truncated is None  # an order only the full run sent
+    assert readable.startswith(f"Peeker (truncation) peeks ahead: cut after {first.cut:%Y-%m-%d}")
+    assert f"is buy 0.001 BTC-USD market on {first.full[0].isoformat()} with every bar but no " \
+           "order with the bars up to the cut" in readable  # fmt: skip
+    assert "Decimal(" not in readable and "datetime." not in readable
+
+
+def test_a_failed_check_prints_column_bar_and_values(folder):
+    (folder / "peek.py").write_text(SIGNAL_SMA.replace(*PEEKERS["ShiftBack"]).replace(
+        "UserSma", "ShiftBack"))  # fmt: skip
+    out = StringIO()
+    with pytest.raises(CommandError, match="ShiftBack: look-ahead found"):
+        call_command("strategy", "check", "ShiftBack", "--days", "12", "--points", "3",
+                     stdout=out, stderr=StringIO())  # fmt: skip
+    fail = [line for line in out.getvalue().splitlines() if line.startswith("FAIL")]
+    assert len(fail) == 1, out.getvalue()
+    assert re.fullmatch(
+        r"FAIL  ShiftBack \(recursive\) peeks ahead: column 'fast' at bar \d+ \(\S+\+00:00\) is "
+        r"\d+\.\d+ from the whole frame, nan from the 250 bars up to it alone "
+        r"\(\d of 3 bars checked differ\)",
+        fail[0],
+    ), fail[0]
