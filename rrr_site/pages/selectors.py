@@ -227,15 +227,27 @@ def buy_and_hold(*, symbols: Iterable[str], start: datetime | None, end: datetim
     return rows
 
 
-def system_events(*, limit: int = RECENT_ROWS) -> list[SystemEvent]:
-    """Return the newest system events other than heartbeats."""
-    return list(SystemEvent.objects.exclude(kind="heartbeat").order_by("-ts")[:limit])
+def system_events(
+    *, accounts: Iterable[str] | None = None, limit: int = RECENT_ROWS
+) -> list[SystemEvent]:
+    """Return the newest system events other than heartbeats (of ``accounts`` only, unless None).
+
+    Every event names the account of the engine that wrote it; one naming no account (or
+    another account) reaches staff only, as on the stream's account channels."""
+    events = SystemEvent.objects.exclude(kind="heartbeat")
+    if accounts is not None:
+        events = events.filter(context__account__in=sorted(accounts))
+    return list(events.order_by("-ts")[:limit])
 
 
-def heartbeats(*, limit: int = 20) -> list[SystemEvent]:
-    """Return the newest heartbeat of each component (from the last 200 beats)."""
+def heartbeats(*, accounts: Iterable[str] | None = None, limit: int = 20) -> list[SystemEvent]:
+    """Return the newest heartbeat of each component (from the last 200 beats), of ``accounts``
+    only unless None."""
+    beats = SystemEvent.objects.filter(kind="heartbeat")
+    if accounts is not None:
+        beats = beats.filter(context__account__in=sorted(accounts))
     latest: dict[str, SystemEvent] = {}
-    for beat in SystemEvent.objects.filter(kind="heartbeat").order_by("-ts")[:200]:
+    for beat in beats.order_by("-ts")[:200]:
         key = str(beat.context.get("account", beat.component))
         latest.setdefault(key, beat)
     return list(latest.values())[:limit]

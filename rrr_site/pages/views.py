@@ -57,7 +57,24 @@ def page_context(request: HttpRequest, page: str) -> tuple[dict, Account | None]
         "is_trader": role >= Role.TRADER,
         "is_admin": role >= Role.ADMIN,
         "role": role.name.lower(),
+        # Engines, heartbeats and system events of these accounts only (None: staff, every one).
+        "engine_accounts": engine_accounts(request.user, accounts),
     }, account
+
+
+def engine_accounts(user, accounts: list[Account]) -> frozenset[str] | None:
+    """Return the names of the accounts whose engines ``user`` may watch (None: every one)."""
+    if user.is_active and (user.is_staff or user.is_superuser):
+        return None
+    return frozenset(a.name for a in accounts)
+
+
+def components_of(names: frozenset[str] | None) -> list:
+    """Return this process's component checks; an engine's only to who may see its account."""
+    results = component_results()
+    if names is None:
+        return results
+    return [c for c in results if c.name.startswith("engine:") and c.name[7:] in names]
 
 
 @login_required
@@ -82,7 +99,7 @@ def overview(request: HttpRequest) -> HttpResponse:
                 for p in equity_curve(account=account, points=EQUITY_POINTS)
             ],
         )
-    context["components"] = component_results()
+    context["components"] = components_of(context["engine_accounts"])
     return render(request, "pages/overview.html", context)
 
 
@@ -373,10 +390,10 @@ def system(request: HttpRequest) -> HttpResponse:
     """Component health, heartbeats, queue depth, system events and the audit log."""
     context, _ = page_context(request, "system")
     context.update(
-        components=component_results(),
+        components=components_of(context["engine_accounts"]),
         stats=_stats([a.pk for a in context["accounts"]]),
-        beats=s.heartbeats(),
-        events=s.system_events(),
+        beats=s.heartbeats(accounts=context["engine_accounts"]),
+        events=s.system_events(accounts=context["engine_accounts"]),
         audit=s.audit_entries() if context["is_admin"] else [],
     )
     return render(request, "pages/system.html", context)
