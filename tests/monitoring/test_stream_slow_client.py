@@ -22,6 +22,7 @@ from rest_framework.authtoken.models import Token
 from marketdata.models import Symbol
 from monitoring.realtime import apublish
 from monitoring.stream import StreamConsumer
+from monitoring.stream_socket import BoundedWebSocketProtocol
 from tests.factories import AccountFactory, OrderFactory, SymbolFactory, UserFactory
 from tests.monitoring.stream_helpers import check
 from tests.monitoring.stream_helpers import serving as serve_app
@@ -208,3 +209,51 @@ async def test_a_client_closed_4429_reconnects_and_its_snapshot_holds_every_orde
         assert set(ids) - set(seen) <= {o["client_order_id"] for o in snapshot["data"]["open"]}
         for ws in (fast, again):
             await ws.close()
+
+
+async def books_before_the_order(protocol: type | None) -> tuple[int, int]:
+    """Stall a client, publish books then one order; return the books it reads before the order.
+
+    And the drops told: market data the outbox replaced while the socket was full (told after
+    the order: orders go first).
+    """
+    token = await viewer_token()
+    options = {"ws": protocol} if protocol is not None else {}
+    async with serve_app(ws_ping_interval=None, **options) as port:
+        url = f"ws://127.0.0.1:{port}/ws/v1/stream?token={token}"
+        fast = await open_client(url)
+        slow = await open_client(url, stalled_socket(url))
+        slow.transport.pause_reading()
+        await publish_paced(fast, "book", [book(n) for n in range(BOOKS)], "market.BTC-USD")
+        await publish_paced(fast, "order", [order(7)], "orders")
+        slow.transport.resume_reading()
+        last_book, seen = book(BOOKS - 1)["ts"], set()
+
+        def both_arrived(m: dict) -> bool:
+            if m["type"] == "order" or m["data"].get("ts") == last_book:
+                seen.add(m["type"])
+            return len(seen) == 2
+
+        got = await drain(slow, both_arrived)
+        before = got[: [m["type"] for m in got].index("order")]
+        books = [m for m in before if m["type"] == "book"]
+        told = sum(m["data"]["dropped"] for m in got if m["type"] == "conflated")
+        await fast.close()
+        await slow.close()
+    return len(books), told
+
+
+async def test_a_slow_readers_order_notice_waits_behind_little_market_data():
+    """The embedded server caps each socket's buffers: the backlog stays in the outbox.
+
+    There orders go first and market data conflates; what the socket already holds can do
+    neither. With uvicorn's defaults the loopback socket's send buffer grew to megabytes and
+    the order came after hundreds of stale books (the soak's notices: seconds late).
+    """
+    from trading.management.commands.runtrader import _embedded_server
+
+    assert _embedded_server("127.0.0.1:8765").config.ws is BoundedWebSocketProtocol
+    books, told = await books_before_the_order(BoundedWebSocketProtocol)
+    # ~8 KB books: 64 KiB of socket and 16 KiB of transport hold about ten.
+    assert books <= 16, f"{books} books were queued ahead of the order notice"
+    assert told > 0  # meanwhile the outbox conflated the books it held, and said so

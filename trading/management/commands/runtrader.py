@@ -710,6 +710,7 @@ def _embedded_server(address: str):
     import uvicorn
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
+    from monitoring.stream_socket import BoundedWebSocketProtocol
     from rrr_site.asgi import application
 
     host, port = parse_serve_address(address)
@@ -727,5 +728,8 @@ def _embedded_server(address: str):
         port=port,
         log_level="warning",
         lifespan="off",
+        # Sockets that hold little: a slow reader's backlog waits in its outbox, where order
+        # notices go first and market data conflates (monitoring.stream_socket says why).
+        ws=BoundedWebSocketProtocol,
     )
     return EmbeddedServer(config)
