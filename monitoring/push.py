@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from monitoring.models import PushDevice
 from monitoring.services import audit_record
 
+DEVICES_PER_USER = 20  # phones and tablets a person registers; every alert pushes to each
+
+
+class TooManyDevices(Exception):
+    """A user already has ``DEVICES_PER_USER`` devices and asked to register another."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"at most {DEVICES_PER_USER} devices per user: unregister one first "
+            "(DELETE /api/v1/devices/<device_id>)"
+        )
+
 
 @transaction.atomic
 def push_device_register(*, user, device_id: str, platform: str, token: str) -> PushDevice:
-    """Store (or replace) the push token of ``user``'s device ``device_id``; audited."""
+    """Store (or replace) the push token of ``user``'s device ``device_id``; audited. A new
+    device past ``DEVICES_PER_USER`` raises ``TooManyDevices`` (a table that only grows)."""
+    # The user's row locked: two registrations at once cannot both take the last place.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    mine = PushDevice.objects.filter(user=user)
+    if not mine.filter(device_id=device_id).exists() and mine.count() >= DEVICES_PER_USER:
+        raise TooManyDevices
     device, created = PushDevice.objects.update_or_create(
         user=user,
         device_id=device_id,
@@ -33,8 +52,11 @@ def push_device_unregister(*, user, device_id: str) -> bool:
     if device is None:
         return False
     audit_record(
-        actor=user, action="push_device.unregister", obj=device,
-        before={"device_id": device_id, "platform": device.platform}, after=None,
+        actor=user,
+        action="push_device.unregister",
+        obj=device,
+        before={"device_id": device_id, "platform": device.platform},
+        after=None,
     )
     device.delete()
     return True

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from monitoring.alerts import alert_acknowledge, alert_resolve
 from monitoring.api.alert_serializers import AlertQuery, AlertSerializer, DeviceSerializer
 from monitoring.models import Alert
-from monitoring.push import push_device_register, push_device_unregister
+from monitoring.push import TooManyDevices, push_device_register, push_device_unregister
 from rrr_site.api.accounts import visible_accounts
 from rrr_site.api.permissions import IsTrader, IsViewer
 from rrr_site.api.schema import ERRORS_400, read_errors
@@ -106,7 +106,10 @@ class DeviceListView(APIView):
     def post(self, request):
         body = DeviceSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        device = push_device_register(user=request.user, **body.validated_data)
+        try:
+            device = push_device_register(user=request.user, **body.validated_data)
+        except TooManyDevices as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(DeviceSerializer(device).data, status=status.HTTP_201_CREATED)
 
 

@@ -85,6 +85,31 @@ def test_devices_register_once_per_user_and_device(accounts):
     assert client.delete("/api/v1/devices/ios-6F1C").status_code == 404
 
 
+def test_a_user_s_devices_are_capped_with_a_clear_400(accounts):
+    from monitoring.push import DEVICES_PER_USER
+
+    paper, _ = accounts
+    client, user = _client("v", "viewer", paper)
+    other, _ = _client("w", "viewer", paper)
+    for i in range(DEVICES_PER_USER):
+        device = {"device_id": f"d{i}", "platform": "ios", "token": f"{i:064x}"}
+        assert client.post("/api/v1/devices", device, format="json").status_code == 201
+    one_more = {"device_id": "extra", "platform": "ios", "token": "e" * 64}
+    reply = client.post("/api/v1/devices", one_more, format="json")
+    assert reply.status_code == 400
+    assert reply.json()["detail"] == (
+        f"at most {DEVICES_PER_USER} devices per user: unregister one first "
+        "(DELETE /api/v1/devices/<device_id>)"
+    )
+    assert PushDevice.objects.filter(user=user).count() == DEVICES_PER_USER
+    renewed = {"device_id": "d3", "platform": "ios", "token": "f" * 64}  # a known device: fine
+    assert client.post("/api/v1/devices", renewed, format="json").status_code == 201
+    assert other.post("/api/v1/devices", one_more, format="json").status_code == 201  # per user
+    assert client.delete("/api/v1/devices/d0").status_code == 204
+    assert client.post("/api/v1/devices", one_more, format="json").status_code == 201
+    assert PushDevice.objects.filter(user=user).count() == DEVICES_PER_USER
+
+
 def test_the_admin_acknowledges_and_resolves_alerts(accounts, admin_client):
     alert = Alert.objects.get(account="paper")
     url = "/admin/monitoring/alert/"
