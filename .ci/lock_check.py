@@ -30,7 +30,9 @@ def main() -> int:
     lock = pins(Path(sys.argv[1]).read_text().splitlines())
     freeze = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     installed = {k: v for k, v in pins(freeze).items() if k not in BOOTSTRAP}
     drift = sorted(

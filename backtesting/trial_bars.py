@@ -42,9 +42,7 @@ class TrialBarsCache:
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._frames: OrderedDict[BarsKey, tuple[pd.DataFrame, dict[str, str], int]] = (
-            OrderedDict()
-        )
+        self._frames: OrderedDict[BarsKey, tuple[pd.DataFrame, dict[str, str], int]] = OrderedDict()
         self._lock = threading.Lock()
         self.info = CacheInfo()
 

@@ -91,4 +91,5 @@ class DataQualityEventAdmin(ReadOnlyModelAdmin):
     search_fields = ["reason", "symbol__name"]
     date_hierarchy = "ts"
 
+
 import marketdata.admin_sources  # noqa: E402, F401 - TradingView hooks, signals, on-chain metrics

@@ -154,17 +154,20 @@ def _qcluster(now: datetime) -> list[Component]:
         .values_list("next_run", flat=True)
         .first()
     )
-    queue = Component("queue", "ok" if depth is not None else "unknown",
-                      f"{depth} tasks waiting" if depth is not None else "broker unreadable")
+    queue = Component(
+        "queue",
+        "ok" if depth is not None else "unknown",
+        f"{depth} tasks waiting" if depth is not None else "broker unreadable",
+    )
     if due is None:
         return [Component("qcluster", "unknown", "no schedule to watch (run bootstrap)"), queue]
     overdue = (now - due).total_seconds()
     if overdue > QCLUSTER_STALE_SECONDS:
-        cluster = Component("qcluster", "down", "schedules overdue: no qcluster is running",
-                            overdue)
+        cluster = Component(
+            "qcluster", "down", "schedules overdue: no qcluster is running", overdue
+        )
     else:
-        cluster = Component("qcluster", "ok", "schedules picked up on time",
-                            max(overdue, 0.0))
+        cluster = Component("qcluster", "ok", "schedules picked up on time", max(overdue, 0.0))
     return [cluster, queue]
 
 

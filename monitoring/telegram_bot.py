@@ -101,8 +101,8 @@ def daily_text(account, days: int = 7) -> str:
     """Equity change per UTC day (last snapshot of each day against the one before)."""
     since = timezone.now() - timedelta(days=days + 1)
     closes: dict = {}
-    for ts, equity in account.snapshots.filter(ts__gte=since).order_by("ts").values_list(
-        "ts", "equity"
+    for ts, equity in (
+        account.snapshots.filter(ts__gte=since).order_by("ts").values_list("ts", "equity")
     ):
         closes[ts.date()] = equity
     if len(closes) < 2:

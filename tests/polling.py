@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "the condition",
-             interval: float = 0.05) -> None:
+def wait_for(
+    predicate, timeout: float = 60.0, what: str = "the condition", interval: float = 0.05
+) -> None:
     """Return once ``predicate()`` is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -12,6 +12,7 @@ class JWTUserAuthenticationScheme(SimpleJWTScheme):
 
     target_class = "rrr_site.api.authentication.JWTUserAuthentication"
 
+
 _DETAIL = inline_serializer(name="ErrorDetail", fields={"detail": serializers.CharField()})
 _FIELD_ERRORS = inline_serializer(
     name="FieldErrors",

@@ -29,7 +29,8 @@ RANGE = ["--start", "2024-01-01", "--end", "2024-01-20", "--optimize", "grid", "
 )
 def test_a_grid_with_a_refused_set_fails_up_front(strategy, space, message):
     with pytest.raises(CommandError, match=re.escape(message)) as caught:
-        call_command("backtest", "--strategy", strategy, *RANGE, "--space", space,
-                     stdout=StringIO())
+        call_command(
+            "backtest", "--strategy", strategy, *RANGE, "--space", space, stdout=StringIO()
+        )
     assert "\n" not in str(caught.value)
     assert not BacktestRun.objects.exists(), "refused before the first trial, not at it"

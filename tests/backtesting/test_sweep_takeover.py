@@ -58,7 +58,9 @@ def test_the_takeover_is_scheduled_every_minute():
     assert sweep_takeover.sweeps_schedule_ensure() is False
     schedule = Schedule.objects.get(name=sweep_takeover.TAKEOVER_SCHEDULE)
     assert (schedule.func, schedule.minutes, schedule.repeats) == (
-        "backtesting.sweep_takeover.sweeps_take_over", 1, -1,
+        "backtesting.sweep_takeover.sweeps_take_over",
+        1,
+        -1,
     )
     module, name = schedule.func.rsplit(".", 1)
     assert callable(getattr(__import__(module, fromlist=[name]), name))
@@ -117,15 +119,26 @@ def test_a_sigkilled_sweep_parent_is_taken_over_and_every_trial_counts_once(
     monkeypatch.setattr(services, "REDISPATCH_SECONDS", 1.0)
     monkeypatch.setitem(settings.Q_CLUSTER, "sync", False)  # the taker dispatches, as a worker
     services.bars_for(symbols=["BTC-USD"], timeframe="1m", start=START, end=END, source="sim")
-    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
-           "SECRET_KEY": settings.SECRET_KEY}
+    env = {
+        **subprocess_env,
+        "Q_SYNC": "false",
+        "Q_WORKERS": "1",
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
     env.pop("PYTEST_VERSION", None)
     worker = qcluster_start(env, tmp_path / "worker.log")
     parent = sweep_parent()
     with (tmp_path / "parent.log").open("w") as log:
-        dispatcher = subprocess.Popen([sys.executable, "-c", PARENT, str(parent.pk), *SPACE],
-                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        dispatcher = subprocess.Popen(
+            [sys.executable, "-c", PARENT, str(parent.pk), *SPACE],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     try:
+
         def some_trials_done() -> bool:
             assert dispatcher.poll() is None, (tmp_path / "parent.log").read_text()[-3000:]
             return parent.children.filter(status=RunStatus.COMPLETED).count() >= 2

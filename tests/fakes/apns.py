@@ -24,7 +24,10 @@ class FakeApns:
 
     def __init__(self, public_key_pem: str, *, team_id: str, key_id: str, topic: str) -> None:
         self.public_key, self.team_id, self.key_id, self.topic = (
-            public_key_pem, team_id, key_id, topic
+            public_key_pem,
+            team_id,
+            key_id,
+            topic,
         )
         self.gone: set[str] = set()
         self.accepted: list[tuple[str, dict, dict]] = []
@@ -67,8 +70,9 @@ class FakeApns:
         status, body = self._answer(request["headers"], request["body"])
         apns_id = str(uuid.uuid4())
         payload = json.dumps(body).encode() if body else b""
-        conn.send_headers(stream_id, [(":status", str(status)), ("apns-id", apns_id)],
-                          end_stream=not payload)
+        conn.send_headers(
+            stream_id, [(":status", str(status)), ("apns-id", apns_id)], end_stream=not payload
+        )
         if payload:
             conn.send_data(stream_id, payload, end_stream=True)
 

@@ -52,9 +52,7 @@ def test_a_sigkilled_backfill_is_rerun_at_once_and_resumes_without_gap_or_duplic
         wait_for(lambda: is_zombie(first.pid), timeout=10)
         killed = job()
         assert killed.status == "running" and 3 <= killed.pages < 24
-        second = subprocess.run(
-            [*COMMAND, "--rate", "0"], env=subprocess_env, **PIPES, timeout=100
-        )
+        second = subprocess.run([*COMMAND, "--rate", "0"], env=subprocess_env, **PIPES, timeout=100)
     finally:
         first.kill()
         first.communicate(timeout=10)
@@ -78,9 +76,7 @@ def test_a_second_backfill_of_a_running_job_refuses_with_one_clear_line(subproce
     first = subprocess.Popen([*COMMAND, "--rate", "60"], env=subprocess_env, **PIPES)
     try:
         wait_for(lambda: pages_at_least(1))
-        second = subprocess.run(
-            [*COMMAND, "--rate", "0"], env=subprocess_env, **PIPES, timeout=100
-        )
+        second = subprocess.run([*COMMAND, "--rate", "0"], env=subprocess_env, **PIPES, timeout=100)
         running = job()
     finally:
         first.send_signal(signal.SIGTERM)
@@ -88,8 +84,8 @@ def test_a_second_backfill_of_a_running_job_refuses_with_one_clear_line(subproce
     assert second.returncode != 0
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1, second.stderr
-    assert f"backfill job {running.pk} is being run by another process (pid {first.pid} " in (
-        lines[0]
+    assert (
+        f"backfill job {running.pk} is being run by another process (pid {first.pid} " in (lines[0])
     )
     assert running.status == "running" and f":{first.pid}:" in running.claimed_by
     assert BackfillJob.objects.count() == 1

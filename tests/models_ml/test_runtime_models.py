@@ -78,9 +78,10 @@ async def test_model_signal_trades_on_predictions_and_switches_on_activation(pap
         # The engine times and counts the live model's predictions (monitoring.metrics)
         labels = {"model": str(v1)}  # the registry row: name and version
         assert REGISTRY.get_sample_value("rrr_ml_inference_seconds_count", labels) > 0
-        assert REGISTRY.get_sample_value(
-            "rrr_ml_predictions_total", {**labels, "symbol": "BTC-USD"}
-        ) > 0
+        assert (
+            REGISTRY.get_sample_value("rrr_ml_predictions_total", {**labels, "symbol": "BTC-USD"})
+            > 0
+        )
         await db(model_activate)(model=v2, actor="test")
         await until(lambda: runtime._model_ids.get("BTC-USD") == v2.pk, "v2 switched in")
         await until(

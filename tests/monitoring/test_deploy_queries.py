@@ -37,7 +37,7 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
         token = match.group()
-        if expr[match.end():].lstrip().startswith("(") or token in KEYWORDS:
+        if expr[match.end() :].lstrip().startswith("(") or token in KEYWORDS:
             continue  # a function
         if "_" in token:
             names.add(token)
@@ -61,17 +61,40 @@ def _exercise(client) -> None:
     engine = metrics.EngineMetrics("deploy-check", reference_price=lambda symbol: Decimal(100))
     engine.on_event(None)
     order = Order(symbol="X-USD", side=OrderSide.BUY, quantity=Decimal(1), account="deploy-check")
-    engine.on_fill(Fill(order.client_order_id, "X-USD", OrderSide.BUY, Decimal(1),
-                        Decimal("100.1"), Decimal(0), Liquidity.TAKER, now))
+    engine.on_fill(
+        Fill(
+            order.client_order_id,
+            "X-USD",
+            OrderSide.BUY,
+            Decimal(1),
+            Decimal("100.1"),
+            Decimal(0),
+            Liquidity.TAKER,
+            now,
+        )
+    )
     order.status = OrderStatus.FILLED
     engine.on_order(order)
-    rejected = Order(symbol="X-USD", side=OrderSide.BUY, quantity=Decimal(1),
-                     status=OrderStatus.REJECTED, reject_reason="max_order_rate: too many")
+    rejected = Order(
+        symbol="X-USD",
+        side=OrderSide.BUY,
+        quantity=Decimal(1),
+        status=OrderStatus.REJECTED,
+        reject_reason="max_order_rate: too many",
+    )
     engine.on_order(rejected)
     feed = metrics.FeedMetrics("deploy-check")
     for verdict in ("flag", "quarantine"):
-        record = QualityRecord(ts=now, source="deploy-check", symbol="X-USD", rule="r",
-                               verdict=verdict, reason="", event_ts=now, payload={})
+        record = QualityRecord(
+            ts=now,
+            source="deploy-check",
+            symbol="X-USD",
+            rule="r",
+            verdict=verdict,
+            reason="",
+            event_ts=now,
+            payload={},
+        )
         feed.received("X-USD", now, [record])
     feed.sync(stored={"X-USD": 3}, reconnects=1)
     metrics.ENGINE_HEARTBEAT.labels("deploy-check").set(now.timestamp())
@@ -88,11 +111,25 @@ def _exercise(client) -> None:
         symbol = "X-USD"
 
     metrics.TimedPredictor(Model(), "deploy-check").predict(Bar())
-    job_finished("django_q", task={"func": "deploy.check", "started": now, "stopped": now,
-                                   "success": False, "result": "boom"})
+    job_finished(
+        "django_q",
+        task={
+            "func": "deploy.check",
+            "started": now,
+            "stopped": now,
+            "success": False,
+            "result": "boom",
+        },
+    )
     jobs_queue_depth_refresh()
-    AlertRule.objects.create(name="deploy", source="*", channel="webhook", target="not a url",
-                             cooldown_seconds=3600, min_severity="info")
+    AlertRule.objects.create(
+        name="deploy",
+        source="*",
+        channel="webhook",
+        target="not a url",
+        cooldown_seconds=3600,
+        min_severity="info",
+    )
     alert_raise(kind="deploy_check", severity="info", message="one")
     alert_raise(kind="deploy_check", severity="info", message="two")  # deduplicated
     client.get("/health")  # django-prometheus request/response series
@@ -158,6 +195,9 @@ def test_prometheus_config_loads_the_rules_and_scrapes_web_and_engine():
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["rrr-web"]["static_configs"][0]["targets"] == ["web:8000"]
     assert jobs["rrr-runtrader"]["static_configs"][0]["targets"] == ["trader-paper:9108"]
-    alerts = {rule["alert"] for g in yaml.safe_load(
-        (DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"] for rule in g["rules"]}
+    alerts = {
+        rule["alert"]
+        for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+        for rule in g["rules"]
+    }
     assert {"RRRFeedDown", "RRREngineStale", "RRRDrawdownNearLimit", "RRRHttpErrors"} <= alerts

@@ -16,11 +16,14 @@ from tests.fakes.threaded import served
 @pytest.fixture
 def apns(settings):
     key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     server = FakeApns(public, team_id="TEAM123456", key_id="KEY1234567", topic="org.rrr.app")
     with served(server):
         settings.APNS_URL = server.url
@@ -37,8 +40,12 @@ def test_a_critical_alert_is_pushed_to_the_named_users_devices(apns):
     PushDevice.objects.create(user=bob, device_id="b1", platform="ios", token="bb" * 32)
     apns.gone.add("ab" * 32)  # alice deleted the app on her second phone
     AlertRule.objects.create(name="push", source="*", channel="push", target="alice")
-    alert_raise(kind="max_drawdown_pct", severity="critical", account="paper",
-                message="drawdown 21 %: kill switch")
+    alert_raise(
+        kind="max_drawdown_pct",
+        severity="critical",
+        account="paper",
+        message="drawdown 21 %: kill switch",
+    )
     tokens = [token for token, _, _ in apns.accepted]
     assert tokens == ["aa" * 32]
     _, headers, payload = apns.accepted[0]
@@ -55,7 +62,8 @@ def test_a_wrong_key_fails_the_delivery_for_a_retry(apns, settings):
     PushDevice.objects.create(user=alice, device_id="a1", platform="ios", token="aa" * 32)
     other = ec.generate_private_key(ec.SECP256R1())
     settings.APNS_AUTH_KEY = other.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
     AlertRule.objects.create(name="push", source="*", channel="push", target="alice")

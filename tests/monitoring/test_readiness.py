@@ -17,7 +17,9 @@ from monitoring.models import SystemEvent
 
 def heartbeat(account: str, age: float, status: str = "running") -> None:
     SystemEvent.objects.create(
-        ts=timezone.now() - timedelta(seconds=age), component="runtrader", kind="heartbeat",
+        ts=timezone.now() - timedelta(seconds=age),
+        component="runtrader",
+        kind="heartbeat",
         context={"account": account, "status": status, "events": 10},
     )
 
@@ -32,11 +34,16 @@ def test_components_report_status_and_age(client):
     heartbeat("stale", 600)
     heartbeat("done", 700, status="stopped")
     symbol = Symbol.objects.create(name="HLT-USD", base="HLT", quote="USD")
-    TradeTick.objects.create(symbol=symbol, ts=timezone.now() - timedelta(seconds=30),
-                             price=1, size=1)
-    Schedule.objects.create(name="watch", func="monitoring.watch.watch",
-                            schedule_type=Schedule.MINUTES, minutes=1,
-                            next_run=timezone.now() - timedelta(minutes=10))
+    TradeTick.objects.create(
+        symbol=symbol, ts=timezone.now() - timedelta(seconds=30), price=1, size=1
+    )
+    Schedule.objects.create(
+        name="watch",
+        func="monitoring.watch.watch",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+        next_run=timezone.now() - timedelta(minutes=10),
+    )
     response = client.get("/health/ready")
     body = response.json()
     assert response.status_code == 200  # only optional components are unhealthy
@@ -57,13 +64,23 @@ def test_components_report_status_and_age(client):
 @pytest.mark.django_db
 def test_everything_fresh_is_ok_and_outsiders_see_only_dependencies(client):
     heartbeat("paper", 1)
-    Schedule.objects.create(name="tick", func="monitoring.alerts.alerts_tick",
-                            schedule_type=Schedule.MINUTES, minutes=1,
-                            next_run=timezone.now() + timedelta(seconds=30))
+    Schedule.objects.create(
+        name="tick",
+        func="monitoring.alerts.alerts_tick",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+        next_run=timezone.now() + timedelta(seconds=30),
+    )
     assert client.get("/health/ready").json()["status"] == "ok"
     outside = client.get("/health/ready", REMOTE_ADDR="203.0.113.9").json()
-    assert {c["name"] for c in outside["components"]} <= {"database", "redis", "channel_layer",
-                                                           "runtrader", "qcluster", "queue"}
+    assert {c["name"] for c in outside["components"]} <= {
+        "database",
+        "redis",
+        "channel_layer",
+        "runtrader",
+        "qcluster",
+        "queue",
+    }
     assert "paper" not in str(outside)
 
 
@@ -80,9 +97,11 @@ def _unhealthy_world() -> None:
 def test_the_public_gets_the_verdict_and_each_kinds_status_only(client, settings):
     _unhealthy_world()
     settings.METRICS_TOKEN = "s3cret-token"
-    for headers in ({"REMOTE_ADDR": "203.0.113.9"},  # another network
-                    {"HTTP_X_FORWARDED_FOR": "203.0.113.9"},  # through a proxy on this host
-                    {"REMOTE_ADDR": "203.0.113.9", "HTTP_AUTHORIZATION": "Bearer wrong"}):
+    for headers in (
+        {"REMOTE_ADDR": "203.0.113.9"},  # another network
+        {"HTTP_X_FORWARDED_FOR": "203.0.113.9"},  # through a proxy on this host
+        {"REMOTE_ADDR": "203.0.113.9", "HTTP_AUTHORIZATION": "Bearer wrong"},
+    ):
         body = client.get("/health/ready", **headers).json()
         assert set(body) == {"status", "time", "components", "checks"}, headers
         assert body["status"] == "degraded"
@@ -124,7 +143,7 @@ def test_people_get_a_readable_page(client):
     page = client.get("/health/ready?format=html")
     assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
     text = page.content.decode()
-    assert "RRR is <span class=\"degraded\">degraded</span>" in text
+    assert 'RRR is <span class="degraded">degraded</span>' in text
     assert "runtrader:paper" in text and "stale" in text
     negotiated = client.get("/health/ready", HTTP_ACCEPT="text/html,application/xhtml+xml")
     assert negotiated["Content-Type"].startswith("text/html")

@@ -66,8 +66,15 @@ def converse(server, *messages: tuple[int, str]) -> list[tuple[int, str]]:
 
 @pytest.mark.django_db(transaction=True)
 def test_reads_answer_authorised_chats_only(bot_api, paper):
-    replies = converse(bot_api, (OPS, "/status"), (STRANGER, "/balance"), (OPS, "/balance"),
-                       (OPS, "/positions"), (OPS, "/profit"), (OPS, "/status nosuch"))
+    replies = converse(
+        bot_api,
+        (OPS, "/status"),
+        (STRANGER, "/balance"),
+        (OPS, "/balance"),
+        (OPS, "/positions"),
+        (OPS, "/profit"),
+        (OPS, "/status nosuch"),
+    )
     assert replies[0][0] == OPS and "paper (paper): active" in replies[0][1]
     assert "runtrader not running" in replies[0][1]
     assert replies[1] == (STRANGER, "This chat is not authorised to control RRR.")
@@ -89,7 +96,8 @@ def test_halt_and_resume_are_audited_and_strangers_change_nothing(bot_api, paper
     assert TradingState.objects.get(account=paper).state == "active"
     entries = AuditLog.objects.filter(action="trading_state.set").order_by("at")
     assert [(e.actor_repr, e.after["state"]) for e in entries] == [
-        ("olga", "halted"), ("olga", "active")
+        ("olga", "halted"),
+        ("olga", "active"),
     ]
     assert entries[0].after["reason"] == f"halted by olga via telegram:{OPS}"
     assert not AuditLog.objects.filter(actor_repr__contains=str(STRANGER)).exists()
@@ -123,8 +131,9 @@ def test_a_viewer_reads_but_may_not_act_and_an_inactive_user_is_refused(bot_api,
     assert replies[2][1] == "vera may not /flatten paper: it needs the trader role"
     assert replies[3][1] == replies[4][1] and "'gus' is not an active user" in replies[3][1]
     assert TradingState.objects.get(account=paper).state == "active"
-    whys = list(AuditLog.objects.filter(action="telegram.refused").values_list("actor_repr",
-                                                                                "after__why"))
+    whys = list(
+        AuditLog.objects.filter(action="telegram.refused").values_list("actor_repr", "after__why")
+    )
     assert whys == [("vera", "needs the trader role")] * 2
 
 
@@ -133,8 +142,13 @@ def test_flatten_waits_for_confirmation(bot_api, paper):
     from marketdata.models import Symbol
 
     symbol = Symbol.objects.get(name="BTC-USD")
-    Position.objects.create(account=paper, symbol=symbol, quantity=Decimal("0.5"),
-                            average_price=Decimal("100"), updated_at=timezone.now())
+    Position.objects.create(
+        account=paper,
+        symbol=symbol,
+        quantity=Decimal("0.5"),
+        average_price=Decimal("100"),
+        updated_at=timezone.now(),
+    )
     replies = converse(bot_api, (OPS, "/flatten"))
     assert "Send /confirm within 60 s" in replies[0][1]
     assert not Order.objects.filter(account=paper).exists()

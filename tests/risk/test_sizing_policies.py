@@ -19,8 +19,9 @@ def test_the_control_poll_reloads_sizing_policies_when_they_change(paper) -> Non
     first = control.poll(force=True).sizer
     assert first is not None and first.default.fraction is None  # no policy: strategy's own
     assert control.poll().sizer is None  # unchanged
-    row = SizingPolicy.objects.create(account=paper, method="volatility_target",
-                                      fraction=Decimal("0.3"), lookback=30)
+    row = SizingPolicy.objects.create(
+        account=paper, method="volatility_target", fraction=Decimal("0.3"), lookback=30
+    )
     reloaded = control.poll().sizer
     assert reloaded.default.method == "volatility_target" and reloaded.default.lookback == 30
     assert reloaded.periods_per_year == Decimal(525600)  # 1m bars in a year
@@ -45,9 +46,17 @@ def test_the_admin_lists_and_edits_sizing_policies(admin_client, paper) -> None:
     assert page.status_code == 200 and b"Volatility target" in page.content
     response = admin_client.post(
         f"/admin/risk/sizingpolicy/{row.pk}/change/",
-        {"account": paper.pk, "strategy": "sma_cross", "method": "kelly", "fraction": "0.15",
-         "target_volatility": "0.2", "lookback": "90", "kelly_multiplier": "0.5",
-         "enabled": "on", "description": ""},
+        {
+            "account": paper.pk,
+            "strategy": "sma_cross",
+            "method": "kelly",
+            "fraction": "0.15",
+            "target_volatility": "0.2",
+            "lookback": "90",
+            "kelly_multiplier": "0.5",
+            "enabled": "on",
+            "description": "",
+        },
     )
     assert response.status_code == 302, response.content[:2000]
     row.refresh_from_db()

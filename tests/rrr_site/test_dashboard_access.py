@@ -16,8 +16,13 @@ def two_accounts():
     mine, theirs = AccountFactory(name="mine-acct"), AccountFactory(name="theirs-acct")
     OrderFactory(account=mine, signal="mine-order")
     OrderFactory(account=theirs, signal="theirs-order")
-    RiskEvent.objects.create(account=theirs, kind="trading_state", severity="warning",
-                             message="theirs-event", ts=timezone.now())
+    RiskEvent.objects.create(
+        account=theirs,
+        kind="trading_state",
+        severity="warning",
+        message="theirs-event",
+        ts=timezone.now(),
+    )
     return mine, theirs
 
 
@@ -53,10 +58,18 @@ def two_engines(two_accounts):
     names = [account.name for account in two_accounts]
     for name in names:
         component_register(f"engine:{name}", lambda name=name: (True, f"{name}-probe"))
-        system_event_record(component="runtrader", kind="heartbeat",
-                            message=f"{name}-beat", context={"account": name, "orders": 7})
-        system_event_record(component="runtrader", kind="session_start",
-                            message=f"session_start {name}", context={"account": name})
+        system_event_record(
+            component="runtrader",
+            kind="heartbeat",
+            message=f"{name}-beat",
+            context={"account": name, "orders": 7},
+        )
+        system_event_record(
+            component="runtrader",
+            kind="session_start",
+            message=f"session_start {name}",
+            context={"account": name},
+        )
     yield two_accounts
     for name in names:
         component_unregister(f"engine:{name}")

@@ -15,8 +15,15 @@ from trading.engine.portfolio import Portfolio
 from trading.models import Account
 
 MONEY_SCALE = Decimal("1e-10")  # trading.models MONEY: NUMERIC(28, 10)
-KNOWN_STATUSES = {"pending", "open", "partially_filled", "filled", "cancelled", "rejected",
-                  "expired"}
+KNOWN_STATUSES = {
+    "pending",
+    "open",
+    "partially_filled",
+    "filled",
+    "cancelled",
+    "rejected",
+    "expired",
+}
 
 
 def replay_fills(account: Account) -> Portfolio:

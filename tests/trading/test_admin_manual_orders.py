@@ -21,7 +21,11 @@ def test_the_admin_submits_an_order_through_order_submit(admin_client, paper) ->
     assert response.status_code == 302, response.content[:2000]
     order = Order.objects.get()
     assert (order.side, order.quantity, order.type, order.price, order.status) == (
-        "buy", Decimal("0.25"), "limit", Decimal("30000"), "pending"
+        "buy",
+        Decimal("0.25"),
+        "limit",
+        Decimal("30000"),
+        "pending",
     )
     assert order.strategy == "manual" and order.account == paper
     entry = AuditLog.objects.get(action="order.submit")
@@ -59,7 +63,10 @@ def test_close_selected_positions_submits_reduce_only_orders(admin_client, paper
     assert response.status_code == 302
     order = Order.objects.get()
     assert (order.symbol.name, order.side, order.quantity, order.reduce_only) == (
-        "BTC-USD", "sell", Decimal("2"), True
+        "BTC-USD",
+        "sell",
+        Decimal("2"),
+        True,
     )
     assert AuditLog.objects.filter(action="order.submit", actor_repr="root-admin").count() == 1
 
@@ -78,7 +85,8 @@ def test_flatten_cancels_working_orders_and_closes_every_position(admin_client, 
     assert response.status_code == 302
     closing = Order.objects.filter(strategy="flatten")
     assert {(o.symbol.name, o.side, o.quantity) for o in closing} == {
-        ("BTC-USD", "sell", Decimal("2")), ("ETH-USD", "buy", Decimal("3"))
+        ("BTC-USD", "sell", Decimal("2")),
+        ("ETH-USD", "buy", Decimal("3")),
     }
     assert Order.objects.get(strategy="manual").status == "cancelled"
     flatten = AuditLog.objects.get(action="account.flatten")

@@ -27,4 +27,3 @@ def test_paper_is_the_default_while_paper_trading_is_on(settings) -> None:
     with pytest.raises(CommandError) as caught:
         runtrader("--speed", "-1")
     assert "PAPER_TRADING" not in str(caught.value) and "--speed" in str(caught.value)
-

@@ -18,7 +18,7 @@ from tests.trading.strategy_failures import (
 from trading.engine.signal_strategy import StrategyCodeError
 from trading.engine.strategies import create_strategy
 
-RAISES = '''
+RAISES = """
 from decimal import Decimal
 
 from trading.engine.strategy import Strategy
@@ -35,7 +35,7 @@ class RaisesLater(Strategy):
         if self.seen > self.params["after"]:
             return 1 / 0
         ctx.buy(bar.symbol, Decimal("0.001"))
-'''
+"""
 
 
 @pytest.fixture

@@ -27,8 +27,9 @@ def held() -> dict[str, Decimal]:
 def filled_symbols() -> set[str]:
     """Return the symbols with a filled ``rebalance`` order stored."""
     return set(
-        Order.objects.filter(strategy="rebalance", status="filled")
-        .values_list("symbol__name", flat=True)
+        Order.objects.filter(strategy="rebalance", status="filled").values_list(
+            "symbol__name", flat=True
+        )
     )
 
 
@@ -43,8 +44,13 @@ async def test_rebalance_buys_its_weights_and_the_books_agree(paper):
 
 async def test_rebalance_reoptimises_live_and_trades_what_it_chose(paper):
     params = {
-        "symbols": ",".join(SYMBOLS), "reoptimise_every": 5, "method": "exact", "k": 1,
-        "lookback": 20, "every": 1, "fraction": 0.5,
+        "symbols": ",".join(SYMBOLS),
+        "reoptimise_every": 5,
+        "method": "exact",
+        "k": 1,
+        "lookback": 20,
+        "every": 1,
+        "fraction": 0.5,
     }
     async with running(paper, strategy="rebalance", params=params, symbols=SYMBOLS) as runtime:
         await until(lambda: db(filled_symbols)(), "an order the re-optimised weights asked for")

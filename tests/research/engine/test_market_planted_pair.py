@@ -71,11 +71,14 @@ def test_the_live_stream_plants_the_same_pair():
     assert abs(spread).max() < 8 * 0.005
 
 
-@pytest.mark.parametrize("pair,message", [
-    (CointegratedPair("XRP-USD", "BTC-USD"), "not simulated"),
-    (CointegratedPair("BTC-USD", "BTC-USD"), "leader"),
-    (CointegratedPair("ETH-USD", "BTC-USD", beta=0), "> 0"),
-])
+@pytest.mark.parametrize(
+    "pair,message",
+    [
+        (CointegratedPair("XRP-USD", "BTC-USD"), "not simulated"),
+        (CointegratedPair("BTC-USD", "BTC-USD"), "leader"),
+        (CointegratedPair("ETH-USD", "BTC-USD", beta=0), "> 0"),
+    ],
+)
 def test_a_pair_that_cannot_be_planted_is_refused(pair, message):
     with pytest.raises(SimulationConfigError, match=message):
         SimulatedMarket(["BTC-USD", "ETH-USD"], cointegrated=[pair])

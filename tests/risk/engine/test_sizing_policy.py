@@ -21,7 +21,11 @@ for i in range(60):
 
 def size(policy: SizingPolicy, closes=CLOSES, fraction: str = "0.1", ppy: float = 1) -> D:
     return policy.size(
-        equity=EQUITY, price=PRICE, fraction=D(fraction), lot=LOT, closes=closes,
+        equity=EQUITY,
+        price=PRICE,
+        fraction=D(fraction),
+        lot=LOT,
+        closes=closes,
         periods_per_year=ppy,
     )
 
@@ -36,15 +40,24 @@ def test_volatility_target_sizes_by_realised_volatility_and_is_capped_by_the_fra
     returns = [b / a - 1 for a, b in zip(CLOSES, CLOSES[1:], strict=False)]
     mean = sum(returns) / len(returns)
     vol = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
-    policy = SizingPolicy(SizingMethod.VOLATILITY_TARGET, fraction=D("1"),
-                          target_volatility=D("0.002"), lookback=60)
+    policy = SizingPolicy(
+        SizingMethod.VOLATILITY_TARGET, fraction=D("1"), target_volatility=D("0.002"), lookback=60
+    )
     expected = 0.002 * 100000 / (100 * vol)  # qty × price × vol = target × equity
     assert float(size(policy)) == pytest.approx(expected, abs=float(LOT))
-    capped = SizingPolicy(SizingMethod.VOLATILITY_TARGET, fraction=D("0.01"),
-                          target_volatility=D("0.002"), lookback=60)
+    capped = SizingPolicy(
+        SizingMethod.VOLATILITY_TARGET,
+        fraction=D("0.01"),
+        target_volatility=D("0.002"),
+        lookback=60,
+    )
     assert size(capped) == D("10")  # 1 % of equity: the ceiling binds
-    annual = SizingPolicy(SizingMethod.VOLATILITY_TARGET, fraction=D("1"),
-                          target_volatility=D("0.002") * D(100).sqrt(), lookback=60)
+    annual = SizingPolicy(
+        SizingMethod.VOLATILITY_TARGET,
+        fraction=D("1"),
+        target_volatility=D("0.002") * D(100).sqrt(),
+        lookback=60,
+    )
     # Annualised with 100 periods a year: the same position.
     assert float(size(annual, ppy=100)) == pytest.approx(expected, abs=2 * float(LOT))
 
@@ -68,8 +81,7 @@ def test_a_strategy_policy_overrides_the_account_default_and_round_trips() -> No
         {"momo": SizingPolicy(SizingMethod.VOLATILITY_TARGET, lookback=20)},
         D(525600),
     )
-    common = {"equity": EQUITY, "price": PRICE, "fraction": D("0.5"), "lot": LOT,
-              "closes": CLOSES}
+    common = {"equity": EQUITY, "price": PRICE, "fraction": D("0.5"), "lot": LOT, "closes": CLOSES}
     assert sizer.size(strategy="sma_cross", **common) == D("50")
     assert sizer.lookback("sma_cross") == 0  # a fixed fraction reads no history
     assert sizer.lookback("momo") == 21

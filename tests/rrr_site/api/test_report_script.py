@@ -41,9 +41,7 @@ def _body(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
-def test_a_report_is_small_references_plotly_beside_it_and_every_server_answers_it(
-    as_role, world
-):
+def test_a_report_is_small_references_plotly_beside_it_and_every_server_answers_it(as_role, world):
     trader = as_role("trader")
     queued = trader.post("/api/v1/backtests", RUN, format="json")
     assert queued.status_code == 202, queued.json()

@@ -70,8 +70,12 @@ class Command(BaseCommand):
 
         built_in = available_strategies()
         rows = [
-            {"name": n, "source": "built-in", "style": _style(STRATEGIES[n]),
-             "params": _params(STRATEGIES[n])}
+            {
+                "name": n,
+                "source": "built-in",
+                "style": _style(STRATEGIES[n]),
+                "params": _params(STRATEGIES[n]),
+            }
             for n in built_in
         ]
         found, errors = user_strategies.scan()
@@ -116,15 +120,21 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         start = datetime(2024, 1, 1, tzinfo=UTC)
         try:
-            bars, _ = bars_for(symbols=["BTC-USD"], timeframe="1h", start=start,
-                               end=start + timedelta(days=max(2, options["days"])), source="sim")
+            bars, _ = bars_for(
+                symbols=["BTC-USD"],
+                timeframe="1h",
+                start=start,
+                end=start + timedelta(days=max(2, options["days"])),
+                source="sim",
+            )
         except BacktestInputError as exc:
             raise CommandError(str(exc)) from exc
         bars = bars[["ts", "symbol", "open", "high", "low", "close", "volume"]]
         try:
             reports = lookahead_reports(name, params, bars, n_points=options["points"])
-            result = run_backtest(create_strategy(name, **params), bars,
-                                  BacktestConfig(timeframe="1h"))
+            result = run_backtest(
+                create_strategy(name, **params), bars, BacktestConfig(timeframe="1h")
+            )
         except StrategyConfigError as exc:
             raise CommandError(str(exc)) from exc
         for report in reports:
