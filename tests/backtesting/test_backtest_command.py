@@ -15,18 +15,8 @@ from django_q.models import Task
 from backtesting.models import BacktestRun, BacktestTrade
 
 pytestmark = pytest.mark.django_db(transaction=True)
-BASE = [
-    "--symbols",
-    "BTC-USD",
-    "--timeframe",
-    "1h",
-    "--start",
-    "2024-01-01",
-    "--end",
-    "2024-02-15",
-    "--source",
-    "sim",
-]
+BASE = ["--symbols", "BTC-USD", "--timeframe", "1h", "--start", "2024-01-01",
+        "--end", "2024-02-15", "--source", "sim"]
 
 
 def backtest(*args: str) -> str:
@@ -38,24 +28,9 @@ def backtest(*args: str) -> str:
 
 def test_single_run_records_trades_metrics_baseline_and_an_offline_report(tmp_path):
     report = tmp_path / "r.html"
-    out = backtest(
-        "--strategy",
-        "sma_cross",
-        *BASE,
-        "--param",
-        "fast=5",
-        "--param",
-        "slow=20",
-        "--fees-bps",
-        "10",
-        "--slippage-bps",
-        "2",
-        "--montecarlo",
-        "200",
-        "--report",
-        str(report),
-        "--json",
-    )
+    out = backtest("--strategy", "sma_cross", *BASE, "--param", "fast=5", "--param", "slow=20",
+                   "--fees-bps", "10", "--slippage-bps", "2", "--montecarlo", "200",
+                   "--report", str(report), "--json")
     doc = json.loads(out.strip().splitlines()[-1])
     run = BacktestRun.objects.get(pk=doc["run"])
     assert run.status == "completed" and run.params == {"fast": 5, "slow": 20}
@@ -72,18 +47,8 @@ def test_single_run_records_trades_metrics_baseline_and_an_offline_report(tmp_pa
 
 
 def test_grid_sweep_runs_each_parameter_set_as_a_task_in_one_group():
-    out = backtest(
-        "--strategy",
-        "sma_cross",
-        *BASE,
-        "--optimize",
-        "grid",
-        "--space",
-        "fast=5:10:5",
-        "--space",
-        "slow=20:30:10",
-        "--json",
-    )
+    out = backtest("--strategy", "sma_cross", *BASE, "--optimize", "grid",
+                   "--space", "fast=5:10:5", "--space", "slow=20:30:10", "--json")
     parent = BacktestRun.objects.get(pk=json.loads(out.strip().splitlines()[-1])["run"])
     children = parent.children.all()
     assert children.count() == 4 and all(c.status == "completed" for c in children)
@@ -94,22 +59,9 @@ def test_grid_sweep_runs_each_parameter_set_as_a_task_in_one_group():
 
 
 def test_walk_forward_stitches_out_of_sample_windows():
-    out = backtest(
-        "--strategy",
-        "sma_cross",
-        *BASE,
-        "--optimize",
-        "walkforward",
-        "--space",
-        "fast=5:10:5",
-        "--space",
-        "slow=20:30:10",
-        "--train-bars",
-        "400",
-        "--test-bars",
-        "200",
-        "--json",
-    )
+    out = backtest("--strategy", "sma_cross", *BASE, "--optimize", "walkforward",
+                   "--space", "fast=5:10:5", "--space", "slow=20:30:10",
+                   "--train-bars", "400", "--test-bars", "200", "--json")
     run = BacktestRun.objects.get(pk=json.loads(out.strip().splitlines()[-1])["run"])
     wf = run.metrics["walk_forward"]
     assert len(wf["parameter_path"]) >= 2 and "sharpe" in wf["oos_metrics"]
@@ -122,18 +74,15 @@ def test_async_enqueues_the_run():
     assert BacktestRun.objects.get(pk=doc["run"]).status == "completed"  # sync under pytest
 
 
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["--strategy", "nope", *BASE], "--strategy: unknown strategy 'nope'"),
-        (["--strategy", "sma_cross", "--start", "2024-02-01", "--end", "2024-01-01"], "after"),
-        (["--strategy", "sma_cross", "--end", "2024-01-01"], "required"),
-        (["--strategy", "sma_cross", *BASE, "--param", "fast=50", "--param", "slow=10"], "fast"),
-        (["--strategy", "sma_cross", *BASE, "--optimize", "walkforward"], "--train-bars"),
-        (["--strategy", "sma_cross", *BASE, "--fees-bps", "x"], "--fees-bps must be a number"),
-        (["--replay-account", "ghost", *BASE], "no account"),
-    ],
-)
+@pytest.mark.parametrize("args,message", [
+    (["--strategy", "nope", *BASE], "--strategy: unknown strategy 'nope'"),
+    (["--strategy", "sma_cross", "--start", "2024-02-01", "--end", "2024-01-01"], "after"),
+    (["--strategy", "sma_cross", "--end", "2024-01-01"], "required"),
+    (["--strategy", "sma_cross", *BASE, "--param", "fast=50", "--param", "slow=10"], "fast"),
+    (["--strategy", "sma_cross", *BASE, "--optimize", "walkforward"], "--train-bars"),
+    (["--strategy", "sma_cross", *BASE, "--fees-bps", "x"], "--fees-bps must be a number"),
+    (["--replay-account", "ghost", *BASE], "no account"),
+])
 def test_bad_input_is_a_command_error(args, message):
     with pytest.raises(CommandError, match=re.escape(message)):
         backtest(*args)
@@ -152,8 +101,7 @@ def tiny_model_dir(tmp_path_factory):
 
     start = datetime(2023, 6, 1, tzinfo=UTC)
     frame = SimulatedMarket(["BTC-USD"], seed=3, start=start).history_bars(
-        ["BTC-USD"], "1h", start, datetime(2023, 9, 1, tzinfo=UTC)
-    )
+        ["BTC-USD"], "1h", start, datetime(2023, 9, 1, tzinfo=UTC))
     bars = frame[frame["symbol"] == "BTC-USD"].set_index("ts")
     spec = TrainingSpec(kind="lstm", hparams={"hidden": 8, "n_layers": 1}, window=16, n_folds=2)
     outcome = run_training(bars, replace(spec, train=TrainConfig(epochs=1, num_threads=1)))
@@ -169,16 +117,9 @@ def test_model_signal_backtests_on_the_active_models_predictions(tiny_model_dir)
 
     with pytest.raises(CommandError, match="needs an active 1h model"):
         backtest("--strategy", "model_signal", *BASE)
-    MLModel.objects.create(
-        name="btc-1h",
-        model_type="lstm",
-        version=1,
-        active=True,
-        artifact_path=str(tiny_model_dir),
-        symbols=["BTC-USD"],
-        timeframe="1h",
-        trained_at=timezone.now(),
-    )
+    MLModel.objects.create(name="btc-1h", model_type="lstm", version=1, active=True,
+                           artifact_path=str(tiny_model_dir), symbols=["BTC-USD"],
+                           timeframe="1h", trained_at=timezone.now())
     out = backtest("--strategy", "model_signal", *BASE, "--param", "threshold=0.5", "--json")
     run = BacktestRun.objects.get(pk=json.loads(out.strip().splitlines()[-1])["run"])
     assert run.status == "completed" and run.metrics["orders"] > 0

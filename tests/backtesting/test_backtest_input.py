@@ -60,18 +60,8 @@ def backtest(*args: str) -> str:
         ([*SMA, "--optimize", "grid", "--objective", "nope"], "--objective must be"),
         ([*SMA, "--optimize", "random", "--trials", "0"], "--trials"),
         ([*SMA, "--optimize", "random", "--space", "bogus=1:3", "--async"], "bogus"),
-        (
-            [
-                "--strategy",
-                "bollinger_breakout",
-                *RANGE,
-                "--optimize",
-                "grid",
-                "--space",
-                "k=1.0:2.0:0",
-            ],
-            "step must be a positive",
-        ),
+        (["--strategy", "bollinger_breakout", *RANGE, "--optimize", "grid",
+          "--space", "k=1.0:2.0:0"], "step must be a positive"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(args, message):
@@ -86,39 +76,21 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(args, message):
 def test_a_bad_timeframe_exits_non_zero_with_one_line(subprocess_env):
     done = subprocess.run(
         [sys.executable, "manage.py", "backtest", *SMA, "--timeframe", "7x"],
-        cwd=ROOT,
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert lines == [
-        "CommandError: --timeframe must be one of 1s, 1m, 5m, 15m, 1h, 4h, 1d, got '7x'"
-    ], done.stderr[-2000:]
+    assert lines == ["CommandError: --timeframe must be one of 1s, 1m, 5m, 15m, 1h, 4h, 1d, "
+                     "got '7x'"], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert BacktestRun.objects.count() == 0
 
 
 def test_bollinger_grid_over_its_float_parameter_completes_and_stores_its_trials(subprocess_env):
     done = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "backtest",
-            "--strategy",
-            "bollinger_breakout",
-            *RANGE,
-            "--optimize",
-            "grid",
-            "--json",
-        ],
-        cwd=ROOT,
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "manage.py", "backtest", "--strategy", "bollinger_breakout", *RANGE,
+         "--optimize", "grid", "--json"],
+        cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads(done.stdout.strip().splitlines()[-1])
@@ -157,15 +129,9 @@ def _parent(strategy: str, optimize: str = "grid") -> BacktestRun:
     from backtesting.services import Costs, backtest_run_create
 
     return backtest_run_create(
-        strategy=strategy,
-        params={},
-        symbols=["BTC-USD"],
-        timeframe="1h",
-        start=datetime(2024, 1, 1, tzinfo=UTC),
-        end=datetime(2024, 1, 5, tzinfo=UTC),
-        costs=Costs(),
-        optimize=optimize,
-        data_source="sim",
+        strategy=strategy, params={}, symbols=["BTC-USD"], timeframe="1h",
+        start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 5, tzinfo=UTC),
+        costs=Costs(), optimize=optimize, data_source="sim",
     )
 
 
@@ -175,9 +141,8 @@ def test_a_failing_trial_fails_its_run_and_the_parent(exploding_strategy):
 
     parent = _parent(exploding_strategy)
     with pytest.raises(SweepFailed, match="trial exploded on purpose"):
-        sweep_execute(
-            parent=parent, method="grid", space={"boom": Choice((0, 1))}, distributed=False
-        )
+        sweep_execute(parent=parent, method="grid", space={"boom": Choice((0, 1))},
+                      distributed=False)
     parent.refresh_from_db()
     assert parent.status == "failed" and "trial exploded on purpose" in parent.error
     children = list(parent.children.all())
@@ -222,42 +187,22 @@ def _recorded_session(name: str):
     from monitoring.models import SystemEvent
     from trading.models import Account
 
-    account = Account.objects.create(
-        name=name, initial_capital=Decimal(100000), cash=Decimal(100000)
-    )
+    account = Account.objects.create(name=name, initial_capital=Decimal(100000),
+                                     cash=Decimal(100000))
     SystemEvent.objects.create(
-        component="runtrader",
-        kind="session_start",
-        ts=datetime(2024, 1, 1, tzinfo=UTC),
-        context={
-            "account": name,
-            "taker_fee_bps": "10",
-            "maker_fee_bps": "10",
-            "cash": "100000",
-            "positions": [],
-            "symbols": ["BTC-USD"],
-            "timeframe": "1m",
-            "feed": "sim",
-        },
+        component="runtrader", kind="session_start", ts=datetime(2024, 1, 1, tzinfo=UTC),
+        context={"account": name, "taker_fee_bps": "10", "maker_fee_bps": "10",
+                 "cash": "100000", "positions": [], "symbols": ["BTC-USD"],
+                 "timeframe": "1m", "feed": "sim"},
     )
-    symbol, _ = Symbol.objects.get_or_create(
-        name="BTC-USD", defaults={"base": "BTC", "quote": "USD"}
-    )
+    symbol, _ = Symbol.objects.get_or_create(name="BTC-USD", defaults={"base": "BTC",
+                                                                       "quote": "USD"})
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    TradeTick.objects.bulk_create(
-        [
-            TradeTick(
-                symbol=symbol,
-                venue="sim",
-                trade_id=str(i + 1),
-                ts=start + timedelta(seconds=i),
-                price=40_000.0 + i,
-                size=0.1,
-                side="buy",
-            )
-            for i in range(120)
-        ]
-    )
+    TradeTick.objects.bulk_create([
+        TradeTick(symbol=symbol, venue="sim", trade_id=str(i + 1), ts=start + timedelta(seconds=i),
+                  price=40_000.0 + i, size=0.1, side="buy")
+        for i in range(120)
+    ])
     return account, start
 
 
@@ -267,14 +212,8 @@ def test_replay_report_named_after_the_account_stays_in_reports_dir(name, settin
     settings.REPORTS_DIR = reports
     _, start = _recorded_session(name)
     before = {p for p in tmp_path.rglob("*")}
-    out = backtest(
-        "--replay-account",
-        name,
-        "--start",
-        start.isoformat(),
-        "--end",
-        (start + timedelta(minutes=5)).isoformat(),
-    )
+    out = backtest("--replay-account", name, "--start", start.isoformat(),
+                   "--end", (start + timedelta(minutes=5)).isoformat())
     new = {p for p in tmp_path.rglob("*")} - before
     files = {p for p in new if p.is_file()}
     assert {p for p in new if p.is_dir()} <= {tmp_path / "a", tmp_path / "a" / "b", reports}

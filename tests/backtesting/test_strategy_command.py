@@ -23,18 +23,12 @@ from trading.engine.strategies import STRATEGIES, create_strategy, strategy_clas
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PEEKERS = {
-    "ShiftBack": (
-        'df["fast"] = df["close"].rolling(self.params["fast"]).mean()',
-        'df["fast"] = df["close"].shift(-1).rolling(self.params["fast"]).mean()',
-    ),
-    "Centred": (
-        'df["fast"] = df["close"].rolling(self.params["fast"]).mean()',
-        'df["fast"] = df["close"].rolling(self.params["fast"], center=True).mean()',
-    ),
-    "Outside": (
-        'df["fast"] = df["close"].rolling(self.params["fast"]).mean()',
-        'df["fast"] = FULL.iloc[:len(df)].rolling(self.params["fast"]).mean().values',
-    ),
+    "ShiftBack": ('df["fast"] = df["close"].rolling(self.params["fast"]).mean()',
+                  'df["fast"] = df["close"].shift(-1).rolling(self.params["fast"]).mean()'),
+    "Centred": ('df["fast"] = df["close"].rolling(self.params["fast"]).mean()',
+                'df["fast"] = df["close"].rolling(self.params["fast"], center=True).mean()'),
+    "Outside": ('df["fast"] = df["close"].rolling(self.params["fast"]).mean()',
+                'df["fast"] = FULL.iloc[:len(df)].rolling(self.params["fast"]).mean().values'),
 }
 
 
@@ -54,17 +48,14 @@ def folder(tmp_path):
         del STRATEGIES[key]
 
 
-@pytest.mark.parametrize(
-    "name,kind", [("ShiftBack", "shift"), ("Centred", "centred"), ("Outside", "outside")]
-)
+@pytest.mark.parametrize("name,kind", [("ShiftBack", "shift"), ("Centred", "centred"),
+                                       ("Outside", "outside")])
 def test_the_recursive_check_catches_each_planted_peeker(folder, name, kind):
     old, new = PEEKERS[name]
     text = SIGNAL_SMA.replace(old, new).replace("UserSma", name)
     if kind == "outside":  # the whole series, loaded by the strategy itself, read by position
-        text = (
-            "from tests.backtesting.engine.helpers import walk_frame\n"
-            "FULL = walk_frame(600)['close']\n" + text
-        )
+        text = ("from tests.backtesting.engine.helpers import walk_frame\n"
+                "FULL = walk_frame(600)['close']\n" + text)
     (folder / f"{name.lower()}.py").write_text(text)
     bars = walk_frame(600)
     report = check_signal_recursive(create_strategy(name), bars, n_points=5)
@@ -89,7 +80,8 @@ def test_new_templates_run_list_shows_them_and_check_passes(folder):
         out = run("strategy", "check", name, "--days", "12", "--points", "3")
         assert "no look-ahead found" in out and "orders" in out
         assert "FAIL" not in out
-    assert "(recursive)" in run("strategy", "check", "MySignal", "--days", "12", "--points", "2")
+    assert "(recursive)" in run("strategy", "check", "MySignal", "--days", "12",
+                                "--points", "2")
 
 
 EVENT_PEEKER = '''
@@ -112,21 +104,10 @@ class Peeker(Strategy):
 
 
 def test_backtest_lookahead_check_refuses_a_peeking_strategy_and_keeps_nothing(folder):
-    (folder / "peek.py").write_text(
-        SIGNAL_SMA.replace(*PEEKERS["ShiftBack"]).replace("UserSma", "ShiftBack")
-    )
-    base = [
-        "--symbols",
-        "BTC-USD",
-        "--timeframe",
-        "1h",
-        "--start",
-        "2024-01-01",
-        "--end",
-        "2024-01-15",
-        "--source",
-        "sim",
-    ]
+    (folder / "peek.py").write_text(SIGNAL_SMA.replace(*PEEKERS["ShiftBack"]).replace(
+        "UserSma", "ShiftBack"))
+    base = ["--symbols", "BTC-USD", "--timeframe", "1h", "--start", "2024-01-01",
+            "--end", "2024-01-15", "--source", "sim"]
     with pytest.raises(CommandError, match="look-ahead found: ShiftBack.*peeks ahead"):
         run("backtest", "--strategy", "ShiftBack", "--lookahead-check", *base)
     assert not BacktestRun.objects.exists()
@@ -141,7 +122,8 @@ def test_the_truncation_check_catches_an_event_style_peeker(folder):
 
     (folder / "peeker.py").write_text(EVENT_PEEKER)
     cls = strategy_class("Peeker")
-    report = check_strategy_lookahead(lambda frame: cls(frame=frame), walk_frame(400), n_points=4)
+    report = check_strategy_lookahead(lambda frame: cls(frame=frame), walk_frame(400),
+                                      n_points=4)
     assert not report.ok
     readable = TruncationReport("Peeker (truncation)", report.cuts, report.divergences).message()
     first = report.divergences[0]

@@ -55,8 +55,8 @@ def test_risk_metrics_are_positive_magnitudes_so_lower_is_better() -> None:
 
 
 @pytest.mark.parametrize(
-    "objective,best_x",
-    [("total_return", 4), ("max_drawdown", 1), ("volatility", 2), ("average_loss", 4)],
+    "objective,best_x", [("total_return", 4), ("max_drawdown", 1), ("volatility", 2),
+                         ("average_loss", 4)],
 )
 def test_the_search_picks_the_best_set_in_the_objectives_direction(objective, best_x) -> None:
     found = grid_search(SPACE, sequential(landscape), objective)
@@ -72,27 +72,9 @@ def test_an_explicit_direction_still_wins_and_a_directionless_objective_is_refus
 
 
 # On these (seeded, simulated) bars the smallest drawdown and the best return are different sets.
-SWEEP = [
-    "--strategy",
-    "sma_cross",
-    "--symbols",
-    "BTC-USD",
-    "--timeframe",
-    "4h",
-    "--start",
-    "2024-01-01",
-    "--end",
-    "2024-06-01",
-    "--optimize",
-    "grid",
-    "--space",
-    "fast=2:11:3",
-    "--space",
-    "slow=12,25,40",
-    "--json",
-    "--source",
-    "sim",
-]
+SWEEP = ["--strategy", "sma_cross", "--symbols", "BTC-USD", "--timeframe", "4h", "--start",
+         "2024-01-01", "--end", "2024-06-01", "--optimize", "grid", "--space", "fast=2:11:3",
+         "--space", "slow=12,25,40", "--json", "--source", "sim"]
 
 
 def sweep(objective: str) -> dict:

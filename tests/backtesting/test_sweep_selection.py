@@ -15,26 +15,9 @@ from backtesting.engine.optimize import sweep_selection
 from backtesting.models import BacktestRun
 from research.engine.hypothesis import pbo_cscv
 
-BASE = [
-    "--symbols",
-    "BTC-USD",
-    "--timeframe",
-    "1h",
-    "--start",
-    "2024-01-01",
-    "--end",
-    "2024-02-15",
-    "--strategy",
-    "sma_cross",
-    "--optimize",
-    "grid",
-    "--space",
-    "fast=5:15:5",
-    "--space",
-    "slow=20:40:10",
-    "--source",
-    "sim",
-]
+BASE = ["--symbols", "BTC-USD", "--timeframe", "1h", "--start", "2024-01-01",
+        "--end", "2024-02-15", "--strategy", "sma_cross", "--optimize", "grid",
+        "--space", "fast=5:15:5", "--space", "slow=20:40:10", "--source", "sim"]
 
 
 def equity_of(returns: np.ndarray) -> np.ndarray:

@@ -23,19 +23,8 @@ from trading.models import StrategyConfig
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
-BASE = [
-    "--symbols",
-    "BTC-USD",
-    "--timeframe",
-    "1h",
-    "--start",
-    "2024-01-01",
-    "--end",
-    "2024-02-15",
-    "--source",
-    "sim",
-    "--json",
-]
+BASE = ["--symbols", "BTC-USD", "--timeframe", "1h", "--start", "2024-01-01",
+        "--end", "2024-02-15", "--source", "sim", "--json"]
 
 
 def backtest(*args: str) -> dict:
@@ -58,28 +47,20 @@ def user_file(tmp_path):
 
 def test_a_user_strategy_by_path_runs_and_is_stored_by_its_absolute_path(user_file, monkeypatch):
     monkeypatch.chdir(user_file.parent)
-    doc = backtest(
-        "--strategy", "mine.py:UserSma", "--param", "fast=5", "--param", "slow=20", *BASE
-    )
+    doc = backtest("--strategy", "mine.py:UserSma", "--param", "fast=5", "--param", "slow=20",
+                   *BASE)
     run = BacktestRun.objects.get(pk=doc["run"])
     assert run.status == "completed" and run.strategy == f"{user_file.resolve()}:UserSma"
     assert run.params == {"fast": 5, "slow": 20} and run.metrics["trades"] > 0
-    builtin = BacktestRun.objects.get(
-        pk=backtest("--strategy", "sma_cross", "--param", "fast=5", "--param", "slow=20", *BASE)[
-            "run"
-        ]
-    )
+    builtin = BacktestRun.objects.get(pk=backtest(
+        "--strategy", "sma_cross", "--param", "fast=5", "--param", "slow=20", *BASE)["run"])
     assert run.metrics["trades"] == builtin.metrics["trades"]
     assert run.metrics["final_equity"] == builtin.metrics["final_equity"]
 
 
 def test_a_named_config_gives_strategy_params_and_symbols(user_file):
-    StrategyConfig.objects.create(
-        name="mine-fast",
-        strategy_class="UserSma",
-        params={"fast": 5, "slow": 20},
-        symbols=["ETH-USD"],
-    )
+    StrategyConfig.objects.create(name="mine-fast", strategy_class="UserSma",
+                                  params={"fast": 5, "slow": 20}, symbols=["ETH-USD"])
     doc = backtest("--config", "mine-fast", "--param", "slow=25", *BASE)
     run = BacktestRun.objects.get(pk=doc["run"])
     assert run.strategy == "UserSma" and run.params == {"fast": 5, "slow": 25}
@@ -94,34 +75,20 @@ def test_a_named_config_gives_strategy_params_and_symbols(user_file):
 def test_an_async_run_of_a_user_strategy_is_executed_by_a_qcluster_worker(
     user_file, subprocess_env, tmp_path
 ):
-    env = {
-        **subprocess_env,
-        "Q_SYNC": "false",
-        "SECRET_KEY": settings.SECRET_KEY,
-        "STRATEGY_PATHS": str(tmp_path / "elsewhere"),
-    }  # the worker finds it by path only
+    env = {**subprocess_env, "Q_SYNC": "false", "SECRET_KEY": settings.SECRET_KEY,
+           "STRATEGY_PATHS": str(tmp_path / "elsewhere")}  # the worker finds it by path only
     manage = str(ROOT / "manage.py")
     queued = subprocess.run(
         [sys.executable, manage, "backtest", "--strategy", "mine.py:UserSma", *BASE, "--async"],
-        cwd=user_file.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        cwd=user_file.parent, env=env, capture_output=True, text=True, timeout=120,
     )
     assert queued.returncode == 0, queued.stderr[-2000:]
     run_id = json.loads(queued.stdout.strip().splitlines()[-1])["run"]
     assert BacktestRun.objects.get(pk=run_id).status == "pending"
     worker = qcluster_start(env, tmp_path / "qcluster.log", skip_checks=False, cwd=tmp_path)
     try:
-        wait_for(
-            lambda: (
-                worker.poll() is not None
-                or BacktestRun.objects.get(pk=run_id).status in {"completed", "failed"}
-            ),
-            120,
-            "the worker to run the backtest",
-        )
+        wait_for(lambda: worker.poll() is not None or BacktestRun.objects.get(
+            pk=run_id).status in {"completed", "failed"}, 120, "the worker to run the backtest")
     finally:
         hung = qcluster_stop(worker)  # SIGTERM to its main process only, as django-q2 expects
     err = qcluster_log(worker)
@@ -133,13 +100,13 @@ def test_an_async_run_of_a_user_strategy_is_executed_by_a_qcluster_worker(
 
 TYPED = (
     SIGNAL_SMA.replace(  # the template's parameters, narrowed, and a choice
-        """        "fast": IntParam(10, 2, 50, step=2),
+        '''        "fast": IntParam(10, 2, 50, step=2),
         "slow": IntParam(30, 10, 200, step=10),
-""",
-        """        "fast": IntParam(10, 5, 10, step=5),
+''',
+        '''        "fast": IntParam(10, 5, 10, step=5),
         "slow": IntParam(30, 30, 40),
         "entry": ChoiceParam("cross", ("cross", "above")),
-""",
+''',
     )
     .replace("import IntParam\n", "import ChoiceParam, IntParam\n")
     .replace("UserSma", "Typed")
@@ -154,13 +121,8 @@ def test_declared_parameters_are_checked_and_are_what_a_sweep_searches(tmp_path)
     from trading.engine.strategies import create_strategy
 
     spec = f"{path}:Typed"
-    assert create_strategy(spec).params == {
-        "fast": 10,
-        "slow": 30,
-        "entry": "cross",
-        "fraction": 0.1,
-        "lot": create_strategy(spec)._lot,
-    }
+    assert create_strategy(spec).params == {"fast": 10, "slow": 30, "entry": "cross",
+                                            "fraction": 0.1, "lot": create_strategy(spec)._lot}
     with pytest.raises(StrategyConfigError, match="fast must be in 5..10, got 11"):
         create_strategy(spec, fast=11)
     with pytest.raises(StrategyConfigError, match="entry must be one of cross, above"):

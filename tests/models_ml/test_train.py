@@ -27,27 +27,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 START, END = "2024-01-01", "2024-01-03T02:00"  # 3,000 one-minute bars
 T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 2, tzinfo=UTC)
 CNN = ["--model", "cnn", "--hparams", '{"channels": 8, "n_layers": 2}']
-TINY = [
-    "--start",
-    START,
-    "--end",
-    END,
-    "--epochs",
-    "1",
-    "--folds",
-    "2",
-    "--window",
-    "32",
-    "--source",
-    "sim",
-]
-TINY_PARAMS = {
-    "epochs": 1,
-    "folds": 2,
-    "window": 32,
-    "hparams": {"channels": 8, "n_layers": 2},
-    "source": "sim",
-}
+TINY = ["--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window", "32",
+        "--source", "sim"]
+TINY_PARAMS = {"epochs": 1, "folds": 2, "window": 32, "hparams": {"channels": 8, "n_layers": 2},
+               "source": "sim"}
 
 
 @pytest.fixture(autouse=True)
@@ -227,9 +210,7 @@ def test_activate_is_audited_and_leaves_one_active_version():
         ("ml_model.activate", "BTC-USD-cnn v2 (active)", "train-command"),
     ]
     assert AuditLog.objects.order_by("pk").last().after == {
-        "active": True,
-        "forced": True,
-        "verdict": "no edge",
+        "active": True, "forced": True, "verdict": "no edge"
     }
 
 

@@ -35,40 +35,13 @@ ROOT = Path(__file__).resolve().parents[2]
 START, END = "2024-01-01", "2024-01-03T02:00"  # 3,000 one-minute bars
 T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 2, tzinfo=UTC)
 HPARAMS = '{"channels": 8, "n_layers": 2}'
-TINY_PARAMS = {
-    "epochs": 1,
-    "folds": 2,
-    "window": 32,
-    "hparams": {"channels": 8, "n_layers": 2},
-    "source": "sim",
-}
+TINY_PARAMS = {"epochs": 1, "folds": 2, "window": 32, "hparams": {"channels": 8, "n_layers": 2},
+               "source": "sim"}
 # A long search and many epochs of a tiny CNN: early stopping cannot end it before the kill.
-LONG_TRAIN = [
-    sys.executable,
-    "manage.py",
-    "train",
-    "--model",
-    "cnn",
-    "--hparams",
-    HPARAMS,
-    "--symbols",
-    "BTC-USD",
-    "--start",
-    START,
-    "--end",
-    END,
-    "--epochs",
-    "500",
-    "--trials",
-    "50",
-    "--folds",
-    "4",
-    "--window",
-    "32",
-    "--no-progress",
-    "--source",
-    "sim",
-]
+LONG_TRAIN = [sys.executable, "manage.py", "train", "--model", "cnn", "--hparams", HPARAMS,
+              "--symbols", "BTC-USD", "--start", START, "--end", END, "--epochs", "500",
+              "--trials", "50", "--folds", "4", "--window", "32", "--no-progress",
+              "--source", "sim"]
 
 
 @pytest.fixture(autouse=True)
@@ -79,9 +52,8 @@ def models_dir(settings, tmp_path):
 
 def start_training(env: dict[str, str]) -> tuple[subprocess.Popen, TrainingRun]:
     """Start a long ``manage.py train``; return it once its run is running."""
-    proc = subprocess.Popen(
-        LONG_TRAIN, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen(LONG_TRAIN, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
 
     def training() -> bool:
         run = TrainingRun.objects.first()
@@ -134,30 +106,9 @@ def test_the_next_train_fails_the_run_of_a_killed_train(subprocess_env):
     kill(proc)
 
     err = io.StringIO()
-    call_command(
-        "train",
-        "--model",
-        "cnn",
-        "--hparams",
-        HPARAMS,
-        "--symbols",
-        "BTC-USD",
-        "--start",
-        START,
-        "--end",
-        END,
-        "--epochs",
-        "1",
-        "--folds",
-        "2",
-        "--window",
-        "32",
-        "--no-progress",
-        "--source",
-        "sim",
-        stdout=io.StringIO(),
-        stderr=err,
-    )
+    call_command("train", "--model", "cnn", "--hparams", HPARAMS, "--symbols", "BTC-USD",
+                 "--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window",
+                 "32", "--no-progress", "--source", "sim", stdout=io.StringIO(), stderr=err)
 
     assert_reaped(run)
     assert f"training run {run.pk} had lost its process" in err.getvalue()
@@ -169,9 +120,8 @@ def test_a_train_task_fails_the_run_of_a_killed_train(subprocess_env):
     proc, run = start_training(subprocess_env)
     kill(proc)
 
-    queued = training_run_start(
-        model_type="cnn", symbols=["BTC-USD"], timeframe="1m", start=T0, end=T1, params=TINY_PARAMS
-    )
+    queued = training_run_start(model_type="cnn", symbols=["BTC-USD"], timeframe="1m",
+                                start=T0, end=T1, params=TINY_PARAMS)
     outcome = train_task(queued.pk)
 
     assert_reaped(run)
@@ -197,9 +147,8 @@ def test_a_running_row_whose_lock_is_free_is_failed_and_a_held_one_kept():
 
 
 def test_a_run_whose_lock_another_process_holds_is_not_trained():
-    run = training_run_start(
-        model_type="cnn", symbols=["BTC-USD"], timeframe="1m", start=T0, end=T1, params=TINY_PARAMS
-    )
+    run = training_run_start(model_type="cnn", symbols=["BTC-USD"], timeframe="1m",
+                             start=T0, end=T1, params=TINY_PARAMS)
     other = training_run_lock(run.pk)  # a second descriptor or session: another owner
     assert other.acquire()
     try:
@@ -213,9 +162,8 @@ def test_a_run_whose_lock_another_process_holds_is_not_trained():
 
 def test_a_run_reaped_while_training_is_never_completed_afterwards():
     """An owner that lost its lock (and so its run) must not resurrect the run at the end."""
-    run = training_run_start(
-        model_type="cnn", symbols=["BTC-USD"], timeframe="1m", start=T0, end=T1, params=TINY_PARAMS
-    )
+    run = training_run_start(model_type="cnn", symbols=["BTC-USD"], timeframe="1m",
+                             start=T0, end=T1, params=TINY_PARAMS)
     reason = f"{OWNER_DIED} (its lock train-run:{run.pk} was free while running)"
 
     def reaped_meanwhile(metrics) -> None:

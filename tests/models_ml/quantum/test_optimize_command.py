@@ -21,16 +21,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[3]
 SYMBOLS = "BTC-USD,ETH-USD,SOL-USD,AVAX-USD"
-RANGE = [
-    "--start",
-    "2024-01-01",
-    "--end",
-    "2024-01-04",
-    "--timeframe",
-    "1h",
-    "--source",
-    "sim",
-]  # 72 bars each
+RANGE = ["--start", "2024-01-01", "--end", "2024-01-04", "--timeframe", "1h",
+         "--source", "sim"]  # 72 bars each
 FAST = ["--shots", "256", "--maxiter", "15", "--seed", "3"]
 
 

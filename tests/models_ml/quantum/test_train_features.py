@@ -21,20 +21,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(180)]
 
 START, END = "2024-01-01", "2024-01-03T02:00"  # 3,000 one-minute bars
 T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 2, tzinfo=UTC)
-TINY = [
-    "--start",
-    START,
-    "--end",
-    END,
-    "--epochs",
-    "1",
-    "--folds",
-    "2",
-    "--window",
-    "32",
-    "--source",
-    "sim",
-]
+TINY = ["--start", START, "--end", END, "--epochs", "1", "--folds", "2", "--window", "32",
+        "--source", "sim"]
 CNN = ["--model", "cnn", "--hparams", '{"channels": 8, "n_layers": 2}', "--no-progress"]
 
 
