@@ -31,23 +31,11 @@ class DecisionsView(APIView):
         examples=[
             OpenApiExample(
                 "page",
-                value={
-                    "next": None,
-                    "results": [
-                        {
-                            "id": 9,
-                            "model": 2,
-                            "model_name": "btc-direction",
-                            "model_version": 3,
-                            "symbol": "BTC-USD",
-                            "ts": "2026-01-02T10:00:00Z",
-                            "kind": "direction",
-                            "horizon": 1,
-                            "value": 0.61,
-                            "confidence": 0.22,
-                        }
-                    ],
-                },  # fmt: skip
+                value={"next": None, "results": [{
+                    "id": 9, "model": 2, "model_name": "btc-direction", "model_version": 3,
+                    "symbol": "BTC-USD", "ts": "2026-01-02T10:00:00Z", "kind": "direction",
+                    "horizon": 1, "value": 0.61, "confidence": 0.22,
+                }]},  # fmt: skip
                 response_only=True,
             )
         ],
