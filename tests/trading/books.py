@@ -10,20 +10,12 @@ from django.db.models import Sum
 
 from trading.choices import OPEN_ORDER_STATUSES
 from trading.engine.orders import Fill as EngineFill
-from trading.engine.orders import Liquidity, OrderSide
+from trading.engine.orders import Liquidity, OrderSide, OrderStatus
 from trading.engine.portfolio import Portfolio
 from trading.models import Account
 
 MONEY_SCALE = Decimal("1e-10")  # trading.models MONEY: NUMERIC(28, 10)
-KNOWN_STATUSES = {
-    "pending",
-    "open",
-    "partially_filled",
-    "filled",
-    "cancelled",
-    "rejected",
-    "expired",
-}
+KNOWN_STATUSES = {status.value for status in OrderStatus}
 
 
 def replay_fills(account: Account) -> Portfolio:
