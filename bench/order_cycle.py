@@ -99,8 +99,9 @@ def intents(n: int) -> list:
     for i in range(n):
         qty = quantity(i // 2)
         side = OrderSide.BUY if i % 2 == 0 else OrderSide.SELL
-        out.append(OrderIntent(account="bt", symbol="BTC-USD", side=side, quantity=qty,
-                               strategy="bench"))
+        out.append(
+            OrderIntent(account="bt", symbol="BTC-USD", side=side, quantity=qty, strategy="bench")
+        )
     return out
 
 

@@ -118,17 +118,25 @@ def fits(
     ``funds`` is cash plus the net value of every other position, ``held`` the signed position
     in the traded symbol, ``other_gross`` Σ |value| of the other positions.
     """
+    if leverage == ONE and not held and not other_gross:
+        # The hot entry: nothing held, 1x. The sums below with the zero terms left out (the
+        # same values: the gross is the order's notional, the funds are all there is).
+        gross = qty * price
+        slack = funds - gross * fee_bps / BPS - gross
+        if slack > FEE_STEP or slack < _MINUS_FEE_STEP:
+            return slack > ZERO
+        return gross <= funds - fee_for(qty, price, fee_bps)
     after = held + qty if buy else held - qty
     before_fee = funds + held * price
-    gross = other_gross + (after if after >= 0 else -after) * price
+    gross = other_gross + (after if after >= ZERO else -after) * price
     if leverage == ONE:  # the default: no multiplications by one on the hot path
         slack = before_fee - qty * price * fee_bps / BPS - gross
         if slack > FEE_STEP or slack < _MINUS_FEE_STEP:
-            return slack > 0  # the fee's rounding (at most half of FEE_STEP) cannot change it
+            return slack > ZERO  # the fee's rounding (at most half of FEE_STEP) cannot change it
         return gross <= before_fee - fee_for(qty, price, fee_bps)
     slack = leverage * (before_fee - qty * price * fee_bps / BPS) - gross
     if slack > leverage * FEE_STEP or slack < -leverage * FEE_STEP:
-        return slack > 0
+        return slack > ZERO
     # A hair from the limit: judge with the fee as the venue will charge it, rounded.
     return gross <= leverage * (before_fee - fee_for(qty, price, fee_bps))
 

@@ -13,6 +13,16 @@ HUNDRED = Decimal(100)
 FEE_STEP = Decimal("1E-10")
 
 
+# Whole cents, converted without ``repr``'s shortest-digits search (~4k of ~6k instructions):
+# if ``n / 100.0 == value``, the decimal n/100 converts to ``value`` (the division is correctly
+# rounded) and, with under 16 significant digits (``value < 1e13``), it is the only decimal of
+# so few digits that does (doubles hold 15 decimal digits exactly). ``repr`` gives the shortest
+# decimal that converts back, so it is n/100 with its trailing zeros dropped but one
+# (``repr(5.0) == "5.0"``), in plain notation (``repr`` uses exponents below 1e-4 and from
+# 1e16): ``n × 0.01``, or ``n/10 × 0.1`` when n ends in 0, the same digits and exponent.
+# Otherwise ``repr`` decides. tests/trading/engine/test_money.py compares the two.
+_CENT, _DIME = Decimal("0.01"), Decimal("0.1")
+
 # The last float converted and its Decimal: one bar's close is converted by the venue, the OMS's
 # marks and the strategy in turn. Matched by identity (the very same float object), read and
 # replaced as one tuple so concurrent callers never pair a value with another's Decimal.
@@ -27,8 +37,15 @@ def to_decimal(value: Decimal | float | int | str) -> Decimal:
         last, converted = _last_float
         if value is last:
             return converted
-        # Decimal(0.1) would carry the float's binary noise; str() gives the intended digits.
-        converted = Decimal(repr(value))
+        # Decimal(0.1) would carry the float's binary noise; repr() gives the intended digits.
+        if 0.01 <= value < 1e13:  # a price, most often in whole cents (see above)
+            n = int(value * 100.0 + 0.5)
+            if n / 100.0 == value:
+                converted = n * _CENT if n % 10 else n // 10 * _DIME
+            else:
+                converted = Decimal(repr(value))
+        else:
+            converted = Decimal(repr(value))
         _last_float = (value, converted)  # type: ignore[assignment]
         return converted
     if cls is Decimal or isinstance(value, Decimal):

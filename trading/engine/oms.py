@@ -14,7 +14,8 @@ already updated; the caller decides how to recover) — exceptions are never swa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dis
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -47,6 +48,16 @@ _BUY = OrderSide.BUY
 _TERMINAL = TERMINAL_STATUSES
 
 
+def _does_nothing(method: Callable[..., object]) -> bool:
+    """Return True if ``method`` is a Python function whose body does nothing (a docstring,
+    ``pass`` or ``...``): the OMS does not call it (``StrategyRunner.on_order``, say)."""
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    if code is None:
+        return False
+    steps = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname != "RESUME"]
+    return steps in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
+
+
 class OrderListener(Protocol):
     """Receives every fill and every order change (persistence, broadcasting, strategies)."""
 
@@ -74,6 +85,10 @@ class OrderManager:
         self.venue = venue
         self.hook: PreTradeHook = hook or AllowAllHook()
         self.listeners: list[OrderListener] = list(listeners)
+        # The listeners' bound methods (those that do something), rebuilt when ``listeners``
+        # changes: binding them afresh on every call cost an allocation each.
+        self._heard: list[OrderListener] = []
+        self._calls: tuple[tuple[Callable | None, Callable | None], ...] = ()
         self._ids = id_factory
         self._portfolios: dict[str, Portfolio] = {}
         self._marked: tuple[Portfolio, ...] = ()  # every portfolio, for the marks of each bar
@@ -441,6 +456,20 @@ class OrderManager:
         self._index[order.client_order_id] = order
         self._open[order.account][order.client_order_id] = order
 
+    def _listener_calls(self) -> tuple[tuple[Callable | None, Callable | None], ...]:
+        """Return each listener's (on_fill, on_order), None for a method that does nothing."""
+        listeners = self.listeners
+        if listeners != self._heard:  # ``listeners`` is public: changed in place, say
+            self._heard = list(listeners)
+            self._calls = tuple(
+                (
+                    None if _does_nothing(listener.on_fill) else listener.on_fill,
+                    None if _does_nothing(listener.on_order) else listener.on_order,
+                )
+                for listener in listeners
+            )
+        return self._calls
+
     def _process(self, events: Sequence[VenueEvent], extra: Sequence[Order] = ()) -> None:
         """Book fills, forget finished orders and notify listeners.
 
@@ -465,21 +494,24 @@ class OrderManager:
                 fill = event.fill
                 portfolios[order.account].apply_fill(fill)
                 fills.append(fill)
-        orders = changed.values()
+        orders = list(changed.values())
         index, book = self._index, self._open
         for order in orders:
             if order.status in _TERMINAL:  # ``is_terminal``, without the property call
                 oid = order.client_order_id
                 index.pop(oid, None)
                 book[order.account].pop(oid, None)
-        for listener in self.listeners:
-            if fills:
-                on_fill = listener.on_fill
+        self._notify(fills, orders)
+
+    def _notify(self, fills: list[Fill], orders: list[Order]) -> None:
+        """Tell each listener in turn of every fill, then of every order."""
+        for on_fill, on_order in self._listener_calls():
+            if on_fill is not None:
                 for fill in fills:
                     on_fill(fill)
-            on_order = listener.on_order
-            for order in orders:
-                on_order(order)
+            if on_order is not None:
+                for order in orders:
+                    on_order(order)
 
     def _process_orders(self, orders: Sequence[Order]) -> None:
         """``_process`` of orders that changed with no venue event (distinct ids: a submit)."""
@@ -489,10 +521,10 @@ class OrderManager:
                 oid = order.client_order_id
                 index.pop(oid, None)
                 book[order.account].pop(oid, None)
-        for listener in self.listeners:
-            on_order = listener.on_order
-            for order in orders:
-                on_order(order)
+        for _, on_order in self._listener_calls():
+            if on_order is not None:
+                for order in orders:
+                    on_order(order)
 
     def _mark(self, symbol: str, price: Decimal, ts: datetime | None) -> None:
         for portfolio in self._portfolios.values():

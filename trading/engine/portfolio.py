@@ -171,6 +171,7 @@ class Portfolio:
         "_headroom",
         "_market_value",
         "_peak",
+        "_peak_f",
         "_solo",
         "_solo_qty",
         "_unmarked",
@@ -199,6 +200,7 @@ class Portfolio:
         self.realized_pnl = ZERO
         self.fees = ZERO
         self._peak = cash
+        self._peak_f: float | None = None  # float(self._peak), once asked for
         self.day_start_equity = cash
         self._market_value = ZERO  # Σ position market values, kept incrementally
         self._equity_f: float | None = None  # float(cash + market value) once asked for
@@ -232,6 +234,7 @@ class Portfolio:
     @peak_equity.setter
     def peak_equity(self, value: Decimal) -> None:
         self._peak = value
+        self._peak_f = None
         self._refresh_headroom()
 
     @property
@@ -337,11 +340,14 @@ class Portfolio:
         if margin is None:
             return quantity, ""
         pos = self.positions.get(symbol)
-        held = (pos.quantity if pos is not None else ZERO) + pending_qty
+        held = ZERO if pos is None else pos.quantity
+        if pending_qty:  # fills of the venue call in progress (seldom: sums only when there)
+            held += pending_qty
         if (held < ZERO if buy else held > ZERO) and quantity <= (-held if held < ZERO else held):
             return quantity, ""  # only shrinks the position: the hot exit path stays cheap
+        funds = self._cash + pending_cash if pending_cash else self._cash
         if len(self.positions) <= (pos is not None) and fits(
-            self._cash + pending_cash, held, ZERO, buy, quantity, price, fee_bps, margin.leverage
+            funds, held, ZERO, buy, quantity, price, fee_bps, margin.leverage
         ):
             return quantity, ""  # one symbol and the order fits: the hot entry path, no search
         exposure = self.exposure(symbol, price, pending_qty, pending_cash)
@@ -360,20 +366,24 @@ class Portfolio:
         pos = self.positions.get(fill.symbol)
         if pos is None:
             pos = self.positions[fill.symbol] = Position(fill.symbol, mark_price=price)
-        elif pos.mark_price is None:
-            pos.mark_price = price
-        qty = fill.quantity
+        mark = pos.mark_price  # market value is quantity x mark
+        if mark is None:
+            mark = pos.mark_price = price
+        qty, fee = fill.quantity, fill.fee
         signed = qty if fill.side is _BUY else -qty
-        mark = pos.mark_price  # set above: market value is quantity x mark
         before = pos.quantity * mark
         realized = pos.apply(signed, price)
         self._market_value += pos.quantity * mark - before
-        self._cash -= signed * price + fill.fee
+        self._cash = cash = self._cash - (signed * price + fee)
         self._equity_f = None
-        self.fees += fill.fee
-        pos.fees += fill.fee
-        self.realized_pnl += realized
-        self._update_peak()
+        self.fees += fee
+        pos.fees += fee
+        if realized:  # entries realise nothing
+            self.realized_pnl += realized
+        equity = cash + self._market_value  # ``_update_peak``: the headroom is redone below
+        if equity > self._peak:
+            self._peak = equity
+            self._peak_f = None
         self._refresh_headroom()
         return realized
 
@@ -386,9 +396,10 @@ class Portfolio:
             return
         if self._unmarked:
             self._unmarked.pop(symbol, None)  # superseded
-        before = pos.market_value
+        old = pos.mark_price  # ``market_value`` before and after, without the property calls
+        before = pos.cost_basis if old is None else pos.quantity * old
         pos.mark_price = price
-        self._market_value += pos.market_value - before
+        self._market_value += pos.quantity * price - before
         self._equity_f = None
         self._update_peak()
 
@@ -442,7 +453,10 @@ class Portfolio:
             return
         self._cash_f = float(self._cash)
         self._solo_qty = float(self.positions[solo].quantity)
-        self._set_headroom(float(self._peak))
+        peak = self._peak_f
+        if peak is None:
+            peak = self._peak_f = float(self._peak)
+        self._set_headroom(peak)
 
     def _set_headroom(self, peak: float) -> None:
         cash = self._cash_f
@@ -468,6 +482,7 @@ class Portfolio:
         self.deposits += amount
         self.day_start_equity += amount
         self._peak += amount
+        self._peak_f = None
         self._refresh_headroom()
 
     def restore(
@@ -508,6 +523,7 @@ class Portfolio:
         self.deposits = self.equity - self.realized_pnl - self.unrealized_pnl + self.fees
         equity = self.equity
         self._peak = max(peak_equity, equity) if peak_equity is not None else equity
+        self._peak_f = None
         self.day_start_equity = day_start_equity if day_start_equity is not None else equity
         self._day_end = _next_day_start(ts) if ts is not None else None
         self._refresh_headroom()
@@ -516,8 +532,10 @@ class Portfolio:
         equity = self._cash + self._market_value
         if equity > self._peak:
             self._peak = equity
+            self._peak_f = None
             if self._solo is not None:
-                self._set_headroom(float(equity))  # cash did not move (fills refresh it all)
+                self._peak_f = peak = float(equity)
+                self._set_headroom(peak)  # cash did not move (fills refresh it all)
 
     # ----------------------------------------------------------------- views
 

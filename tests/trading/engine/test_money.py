@@ -53,3 +53,48 @@ def test_concurrent_conversions_never_mix_values() -> None:
 def test_money_helpers_are_exact() -> None:
     assert floor_to_step(Decimal("1.23456789"), Decimal("0.001")) == Decimal("1.234")
     assert fee_for(Decimal("2"), Decimal("100.5"), Decimal(10)) == Decimal("0.201")
+
+
+def _same_as_repr(value: float) -> bool:
+    """Return True if ``to_decimal`` gives exactly ``Decimal(repr(value))`` (digits, exponent)."""
+    return to_decimal(value).as_tuple() == Decimal(repr(value)).as_tuple()
+
+
+def test_whole_cents_convert_to_the_very_decimal_of_their_repr() -> None:
+    # The whole-cents path (no repr) must give the digits and exponent repr gives: "5.0" keeps
+    # one zero, "0.5" and "30123.5" their tenths, and prices that are not whole cents, tiny or
+    # huge values (exponent notation) take the repr path.
+    edges = [
+        0.01,
+        0.05,
+        0.1,
+        0.5,
+        1.0,
+        5.0,
+        10.0,
+        30123.45,
+        30123.5,
+        30123.0,
+        0.015,
+        2.675,
+        1.005,
+        0.1 + 0.2,
+        1 / 3,
+        0.0099,
+        9999999999999.99,
+        1e13,
+        1e13 - 0.01,
+        123456789012.34,
+        1e16,
+        1e-5,
+        -30123.45,
+        0.0,
+        -0.0,
+    ]
+    assert all(_same_as_repr(float(v)) for v in edges)
+    rng = np.random.default_rng(11)
+    cents = np.round(rng.uniform(0, 1e6, 20_000), 2).tolist()
+    mixed = (rng.uniform(0, 100, 5_000) * 10.0 ** rng.integers(-6, 14, 5_000)).tolist()
+    rounded = [round(v, int(d)) for v, d in zip(mixed, rng.integers(0, 4, 5_000), strict=True)]
+    bad = [v for v in cents + mixed + rounded if not _same_as_repr(v)]
+    assert bad == []

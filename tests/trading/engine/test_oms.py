@@ -77,6 +77,35 @@ def test_market_order_updates_portfolio_and_notifies_listeners() -> None:
     assert oms.open_orders() == []
 
 
+class FillsOnly:
+    """Listener whose ``on_order`` does nothing (as ``StrategyRunner``'s): it is not called."""
+
+    def __init__(self) -> None:
+        self.fills: list[Fill] = []
+
+    def on_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+
+    def on_order(self, order: Order) -> None:
+        """Ignore order changes."""
+
+
+def test_listeners_changed_in_place_are_heard_and_methods_that_do_nothing_are_skipped() -> None:
+    oms, _, rec = make()
+    late, quiet = Recorder(), FillsOnly()
+    oms.listeners.append(late)  # the public list, changed in place (the backtest runner does)
+    oms.listeners.append(quiet)
+    first = oms.submit(intent(), T0)
+    assert late.orders == rec.orders == [(first.client_order_id, OrderStatus.FILLED)]
+    assert [f.order_id for f in quiet.fills] == [first.client_order_id]
+    oms.listeners.remove(late)
+    second = oms.submit(intent(), T0)
+    assert late.orders == [(first.client_order_id, OrderStatus.FILLED)]  # no longer told
+    assert rec.orders[-1] == (second.client_order_id, OrderStatus.FILLED) and len(quiet.fills) == 2
+    calls = oms._listener_calls()
+    assert calls[0] == (rec.on_fill, rec.on_order) and calls[1] == (quiet.on_fill, None)
+
+
 def test_hook_sees_the_proposal_and_account_and_can_reduce() -> None:
     hook = CapHook(D("0.5"))
     oms, pf, _ = make(hook)
