@@ -21,7 +21,7 @@ from backtesting.choices import RunStatus
 from backtesting.models import BacktestRun
 from backtesting.services import Costs, backtest_run_create
 from tests.polling import wait_for
-from tests.qcluster_process import qcluster_log, qcluster_start, qcluster_stop
+from tests.qcluster_process import qcluster_log, qcluster_stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,31 +109,19 @@ backtest_task(int(sys.argv[1]), {"space": sys.argv[2:]})
 """
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL (the Redis broker)")
 def test_a_sigkilled_sweep_parent_is_taken_over_and_every_trial_counts_once(
-    subprocess_env, monkeypatch, tmp_path
+    qclusters, monkeypatch, tmp_path
 ):
-    from django_q.brokers import get_broker
-
-    get_broker().purge_queue()
     monkeypatch.setattr(services, "REDISPATCH_SECONDS", 1.0)
     monkeypatch.setitem(settings.Q_CLUSTER, "sync", False)  # the taker dispatches, as a worker
     services.bars_for(symbols=["BTC-USD"], timeframe="1m", start=START, end=END, source="sim")
-    env = {
-        **subprocess_env,
-        "Q_SYNC": "false",
-        "Q_WORKERS": "1",
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": settings.SECRET_KEY,
-    }
-    env.pop("PYTEST_VERSION", None)
-    worker = qcluster_start(env, tmp_path / "worker.log")
+    worker = qclusters.start("worker")
     parent = sweep_parent()
     with (tmp_path / "parent.log").open("w") as log:
         dispatcher = subprocess.Popen(
             [sys.executable, "-c", PARENT, str(parent.pk), *SPACE],
             cwd=ROOT,
-            env=env,
+            env=qclusters.env,  # the parent process runs as a worker would
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
