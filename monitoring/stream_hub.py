@@ -40,6 +40,11 @@ SLICE = 64  # offers between looks at the clock
 # embedded layout). A turn after every 64 offers capped a loaded process's fan-out at 64 offers a
 # loop turn: its hub fell a minute behind the engine and the layer expired order notices.
 SLICE_SECONDS = 0.005
+# Account, system and backtest messages get longer slices: each goes to every client, and with
+# the engine behind the market (its turn between two slices ~50 events) a 5 ms slice moved a
+# soak's fills to 50 clients at ~1500 offers a second, slower than they came: notices waited
+# in the broadcast queue for minutes. The loop waits at most this long for them.
+ACCOUNT_SLICE_SECONDS = 0.025
 clock = time.perf_counter
 # A bundle older than this when the hub reads it means the hub is behind its layer channel
 # (which expires messages after a minute: order notices lost, every client closed 4429). The hub
@@ -371,10 +376,11 @@ class StreamHub:
             if behind and channel.is_market:
                 messages, dropped = newest_per_kind(messages)
                 lost += dropped
+            budget = SLICE_SECONDS if channel.is_market else ACCOUNT_SLICE_SECONDS
             for message in messages:
                 frame = frame_encode(name, message["kind"], message["ts"], message["data"])
                 for subscriber in list(members):
-                    if offered % SLICE == 0 and offered and clock() - began >= SLICE_SECONDS:
+                    if offered % SLICE == 0 and offered and clock() - began >= budget:
                         await asyncio.sleep(0)
                         began = clock()
                     offered += 1

@@ -252,7 +252,9 @@ async def test_a_slow_readers_order_notice_waits_behind_little_market_data():
     """
     from trading.management.commands.runtrader import _embedded_server
 
-    assert _embedded_server("127.0.0.1:8765").config.ws is BoundedWebSocketProtocol
+    config = _embedded_server("127.0.0.1:8765").config
+    assert config.ws is BoundedWebSocketProtocol
+    assert config.ws_per_message_deflate is False  # zlib per message and client: engine CPU
     books, told = await books_before_the_order(BoundedWebSocketProtocol)
     # ~8 KB books: 64 KiB of socket and 16 KiB of transport hold about ten.
     assert books <= 16, f"{books} books were queued ahead of the order notice"

@@ -731,5 +731,8 @@ def _embedded_server(address: str):
         # Sockets that hold little: a slow reader's backlog waits in its outbox, where order
         # notices go first and market data conflates (monitoring.stream_socket says why).
         ws=BoundedWebSocketProtocol,
+        # Compressing every message for every client separately was a third of the stream's
+        # send cost in the soak (zlib per message and connection, on the engine's loop).
+        ws_per_message_deflate=False,
     )
     return EmbeddedServer(config)
