@@ -35,6 +35,11 @@ from monitoring.metrics_batch import (
 
 # Gauges that many processes may set: the most recent value wins (a restarted engine's figure).
 _RECENT = "mostrecent"
+# Feed series by symbol: a feed's symbols beyond its subscription (without one, beyond the first
+# MAX_SYMBOL_SERIES seen, as the pipeline admits) are counted under one label, so a source of
+# random symbols cannot grow the series without bound.
+OTHER_SYMBOL = "_other"
+MAX_SYMBOL_SERIES = 1_000
 
 # --- feed ----------------------------------------------------------------------------------
 FEED_RECEIVED = Counter(
@@ -323,21 +328,26 @@ class EngineMetrics:
         decided = self._decision.get(fill.order_id, _UNSEEN)
         if decided is _UNSEEN:
             self._unpriced.append(fill)
-        else:
-            self._fills_pending.append((fill, decided))
+        else:  # four untracked objects: nothing the garbage collector counts stays (_FillBatch)
+            self._fills_pending.extend((fill.symbol, fill.side, fill.price, decided))
 
     def _reference(self, symbol: str) -> Decimal | None:
         return None if self.reference_price is None else self.reference_price(symbol)
 
     def _price(self, cid: str, decided: Decimal | None) -> None:
         """Queue the waiting fills of order ``cid`` at its decision price."""
+        unpriced, pending = self._unpriced, self._fills_pending
+        if len(unpriced) == 1 and unpriced[0].order_id == cid:  # an order filled as it was sent
+            fill = unpriced.pop()
+            pending.extend((fill.symbol, fill.side, fill.price, decided))
+            return
         waiting = []
-        for fill in self._unpriced:
+        for fill in unpriced:
             if fill.order_id == cid:
-                self._fills_pending.append((fill, decided))
+                pending.extend((fill.symbol, fill.side, fill.price, decided))
             else:
                 waiting.append(fill)  # another order of the same OMS call, seen next
-        self._unpriced[:] = waiting
+        unpriced[:] = waiting
 
     def publish(self) -> None:
         """Push this process's batched series (the engine's, feeds', models') into the client."""
@@ -351,12 +361,20 @@ def _latencies(seconds: list[float]) -> list[float]:
 
 class _FillBatch:
     """Fills queued raw with their decision prices: counted by symbol and side, and their
-    slippage observed, at publish."""
+    slippage observed, at publish.
+
+    A fill is queued as four flat items (symbol, side, price, decision price or None): strings,
+    an enum member and ``Decimal``s, none tracked by the garbage collector. A queued tuple, or
+    the fill itself, would be two tracked objects kept per fill until the publish: enough to
+    set off young collections (one per ~700 kept) in the ticks that place orders, which
+    showed in the tick-to-order tail. One ``deque.extend`` of a tuple runs no Python code, so
+    a publish on another thread sees whole fills only.
+    """
 
     __slots__ = ("pending", "_fills", "_slippage")
 
     def __init__(self, account: str) -> None:
-        self.pending: deque = deque()  # (fill, decision price or None)
+        self.pending: deque = deque()  # symbol, side, price, decision price or None; ...
         self._fills = CounterBatch(FILLS, account)  # (symbol, side): written by publishes only
         self._slippage = HistogramBatch(SLIPPAGE_BPS, account)
 
@@ -365,15 +383,15 @@ class _FillBatch:
         pending = self.pending
         if not pending:
             return
+        popleft = pending.popleft
+        items = iter([popleft() for _ in range(len(pending))])  # only a publish pops
         counts = self._fills.counts
         slippage = []
-        for _ in range(len(pending)):  # only a publish pops: these are there
-            fill, decided = pending.popleft()
-            side = fill.side
-            key = (fill.symbol, side)
+        for symbol, side, price, decided in zip(items, items, items, items, strict=False):
+            key = (symbol, side)
             counts[key] = counts.get(key, 0) + 1
             if decided:
-                slippage.append(_slippage_bps(side, fill.price, decided))
+                slippage.append(_slippage_bps(side, price, decided))
         self._fills.publish()
         self._slippage.add(slippage)
 
@@ -421,9 +439,12 @@ class FeedMetrics:
     call; ``received_batch`` counts a batch (``ingest``).
     """
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, symbols: Iterable[str] | None = None) -> None:
         self.source = source
-        self._received = TallyBatch(FEED_RECEIVED, source)  # by symbol
+        # The symbols with series of their own: the subscription, else the first seen (bounded).
+        self._symbols = None if symbols is None else frozenset(symbols)
+        self._labelled: set[str] = set()
+        self._received = TallyBatch(FEED_RECEIVED, source, label=self._symbol_label)
         self.received_symbols = self._received.pending
         self._flagged = CounterBatch(FEED_FLAGGED, source)
         self._quarantined = CounterBatch(FEED_QUARANTINED, source)
@@ -449,9 +470,25 @@ class FeedMetrics:
         """Count an event of ``symbol`` as quarantined or flagged by its outputs' verdicts."""
         verdict = _verdict(outputs)
         if verdict == "quarantine":
-            self._quarantined.add(symbol)
+            self._quarantined.add(self._symbol_label(symbol))
         elif verdict == "flag":
-            self._flagged.add(symbol)
+            self._flagged.add(self._symbol_label(symbol))
+
+    def _symbol_label(self, symbol: object) -> str:
+        """Return the label ``symbol`` is counted under: itself (the same object) when
+        subscribed (without a subscription: among the first ``MAX_SYMBOL_SERIES`` seen), else
+        ``OTHER_SYMBOL``; "" for none (a malformed frame), so a feed of random symbols makes
+        at most one more series."""
+        if not isinstance(symbol, str) or not symbol:
+            return ""
+        if self._symbols is not None:
+            return symbol if symbol in self._symbols else OTHER_SYMBOL
+        if symbol in self._labelled:
+            return symbol
+        if len(self._labelled) < MAX_SYMBOL_SERIES:
+            self._labelled.add(symbol)
+            return symbol
+        return OTHER_SYMBOL
 
     def received_batch(self, events, outputs: Iterable[object]) -> None:
         """Count a batch (``ingest``): events per symbol, and the events the validator flagged
@@ -470,7 +507,8 @@ class FeedMetrics:
                 if verdicts.get(key) != "quarantine":
                     verdicts[key] = seen
         for (symbol, _), verdict in verdicts.items():
-            (self._quarantined if verdict == "quarantine" else self._flagged).add(symbol)
+            batch = self._quarantined if verdict == "quarantine" else self._flagged
+            batch.add(self._symbol_label(symbol))
 
     def sync(
         self, *, stored: Mapping[str, int] | None = None, reconnects: int | None = None

@@ -97,16 +97,26 @@ class CounterBatch:
 
 class TallyBatch:
     """One counter's series by one more label: the hot path appends the label value to
-    ``pending`` (a deque: one C call, no lookup), a publish tallies what was appended."""
+    ``pending`` (a deque: one C call, no lookup), a publish tallies what was appended.
 
-    __slots__ = ("pending", "total", "_children", "_metric", "_prefix")
+    ``label`` bounds the series a hostile source can make: it maps a value to the label it is
+    counted under (e.g. every unknown symbol to one ``_other``). Values labelled as themselves
+    keep their series at hand; the others are labelled again at each publish they appear in,
+    so no state grows with them. A value that cannot be hashed is counted as None.
+    """
 
-    def __init__(self, metric, *prefix: str) -> None:
+    __slots__ = ("pending", "total", "_by_label", "_children", "_label", "_metric", "_prefix")
+
+    def __init__(
+        self, metric, *prefix: str, label: Callable[[Hashable], Hashable] | None = None
+    ) -> None:
         self.pending: deque = deque()
         self.total = 0  # values tallied so far (publishers only)
         self._metric = metric
         self._prefix = prefix
-        self._children: dict[Hashable, object] = {}
+        self._label = label
+        self._children: dict[Hashable, object] = {}  # value -> its series (labelled as itself)
+        self._by_label: dict[Hashable, object] = {}  # label -> series, for the other values
 
     def publish(self) -> None:
         """Add each value's count since the last publish to its series."""
@@ -115,12 +125,28 @@ class TallyBatch:
         if not count:
             return
         popleft = pending.popleft
-        for value, grown in Counter([popleft() for _ in range(count)]).items():
-            child = self._children.get(value)
+        values = [popleft() for _ in range(count)]
+        try:
+            tallied = Counter(values)
+        except TypeError:  # an unhashable value (a malformed frame's)
+            tallied = Counter(v if isinstance(v, Hashable) else None for v in values)
+        children = self._children
+        for value, grown in tallied.items():
+            child = children.get(value)
             if child is None:
-                child = self._children[value] = self._metric.labels(*self._prefix, value)
+                child = self._series(value)
             child.inc(grown)
         self.total += count
+
+    def _series(self, value: Hashable):
+        label = value if self._label is None else self._label(value)
+        if label is value:
+            child = self._children[value] = self._metric.labels(*self._prefix, value)
+            return child
+        child = self._by_label.get(label)
+        if child is None:
+            child = self._by_label[label] = self._metric.labels(*self._prefix, label)
+        return child
 
 
 class TotalBatch:

@@ -437,6 +437,7 @@ class TradingRuntime:
                 self.summary.market_data = {"stored": stats.written, "rejected": stats.rejected}
             except WriterFailed as exc:  # the trading state below is still stored
                 writer_failure = exc
+        self._feed_metrics_sync()  # the last events, rows and orders: no flush follows
         self.broadcasts.close()
         await asyncio.gather(tasks[-1], return_exceptions=True)
         context = self._heartbeat_context("stopped")
@@ -621,15 +622,19 @@ class TradingRuntime:
 
     async def _flush(self) -> None:
         """Store what changed, then risk events and predictions (only after the trades)."""
+        self._feed_metrics_sync()
+        if await self._persist():
+            await self._store_side_records()
+            self._persistence_ok()  # also after a failure of a poll or heartbeat alone
+
+    def _feed_metrics_sync(self) -> None:
+        """Publish the batched series, the feed's totals (rows stored, reconnects) and lag."""
         if self.feed_metrics is not None:
             stats = getattr(self.feed, "stats", None)
             self.feed_metrics.sync(
                 stored=self.md_writer.stats.written_by_symbol if self.md_writer else None,
                 reconnects=getattr(stats, "reconnects", None),
             )
-        if await self._persist():
-            await self._store_side_records()
-            self._persistence_ok()  # also after a failure of a poll or heartbeat alone
 
     async def _snapshot(self) -> None:
         """Store a portfolio snapshot together with the fills and cash it reflects."""

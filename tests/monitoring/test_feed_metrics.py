@@ -69,3 +69,42 @@ def test_batch_counts_match_the_pipeline():
         batch = events[start : start + 400]
         metrics.received_batch(batch, pipeline.process_batch(batch))
     _check("mt-batch", pipeline.counts)
+
+
+def _series(source: str) -> dict[str, float]:
+    """The received series of ``source`` by symbol."""
+    return {
+        s.labels["symbol"]: s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name == "rrr_feed_messages_received_total" and s.labels.get("source") == source
+    }
+
+
+def test_a_feed_of_random_symbols_adds_one_series_beyond_the_subscription():
+    rng = random.Random(5)
+    pipeline = MarketDataPipeline(source="mt-hostile", symbols=["AAA-USD"])
+    metrics = FeedMetrics("mt-hostile", symbols=["AAA-USD"])
+    for i in range(4000):
+        symbol = "AAA-USD" if i % 4 == 0 else f"X{rng.getrandbits(48):x}-USD"
+        event = Trade(symbol, T0 + timedelta(milliseconds=50 * i), 100.0, 0.5, trade_id=str(i))
+        metrics.received_symbols.append(symbol)  # as runtrader counts it
+        pipeline.process(event)
+        if i % 500 == 0:
+            metrics.sync()
+    metrics.received_symbols.extend([["not", "hashable"], 7, None])  # a malformed frame's
+    metrics.sync()
+    series = _series("mt-hostile")
+    assert series == {"AAA-USD": 1000, "_other": 3000, "": 3}
+    assert pipeline.counts.unsubscribed == 3000
+    assert len(metrics._received._children) == 1  # no state per unknown symbol either
+
+
+def test_without_a_subscription_the_first_symbols_seen_get_series(monkeypatch):
+    monkeypatch.setattr("monitoring.metrics.MAX_SYMBOL_SERIES", 3)
+    metrics = FeedMetrics("mt-first")
+    events = [Trade(f"S{i % 5}-USD", T0 + timedelta(seconds=i), 100.0, 0.5, trade_id=str(i))
+              for i in range(50)]  # fmt: skip
+    metrics.received_batch(events, [])
+    metrics.sync()
+    assert _series("mt-first") == {"S0-USD": 10, "S1-USD": 10, "S2-USD": 10, "_other": 20}

@@ -132,6 +132,8 @@ def _feed_events() -> list:
         out.append(Trade(symbol, ts, round(traded, 2), size, trade_id=str(i)))
         if i % 397 == 0:
             out.append(Malformed(raw="{not json", reason="bad frame", source="sim"))
+        if i % 5 == 0:  # a symbol never subscribed, never seen again
+            out.append(Trade(f"RND{i}-USD", ts, 1.0, 0.5, trade_id=f"r{i}"))
     return out
 
 
@@ -151,6 +153,14 @@ async def test_the_engine_counts_each_event_its_pipeline_saw_flagged_and_quarant
     }
     assert counts.flagged and counts.quarantined and counts.malformed  # the test bites
     assert value("rrr_engine_events_total", account=paper.name) >= runtime.summary.events > 1500
+    # The unsubscribed symbols share one series: a feed of random symbols cannot grow them.
+    symbols = {
+        s.labels["symbol"]
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name.startswith("rrr_feed_messages_") and s.labels.get("source") == "sim"
+    }
+    assert counts.unsubscribed == 300 and not {s for s in symbols if s.startswith("RND")}
 
 
 def _feed_total(name: str) -> float:
@@ -160,3 +170,16 @@ def _feed_total(name: str) -> float:
         for s in family.samples
         if s.name == name and s.labels.get("source") == "sim"
     )
+
+
+async def test_the_engine_publishes_its_feed_series_when_it_stops(paper):
+    # No flush runs in this session: what is stored and counted reaches the series at the stop.
+    stored_before = _feed_total("rrr_feed_rows_stored_total")
+    config = RuntimeConfig(account=paper.name, symbols=["BTC-USD", "ETH-USD"], timeframe="1s",
+                           flush_interval=3600.0, heartbeat_interval=3600.0)  # fmt: skip
+    runtime = TradingRuntime(config, ListFeed(_feed_events()[:300]))
+    await asyncio.wait_for(runtime.run(asyncio.Event()), 60)  # ends with the feed
+    stored = sum(runtime.md_writer.stats.written_by_symbol.values())  # rows by symbol
+    assert stored > 0
+    assert _feed_total("rrr_feed_rows_stored_total") - stored_before == stored
+    assert runtime.feed_metrics._synced == runtime.pipeline.counts.received
