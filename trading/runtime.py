@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
@@ -54,7 +55,6 @@ from monitoring.metrics import (
     portfolio_snapshot_set,
     trading_state_set,
 )
-from monitoring.realtime import now_iso
 from monitoring.stream_hub import BundleRelay, apublish_bundle
 from risk.engine.checks import RiskChecker
 from risk.engine.enforcer import StopEnforcer
@@ -532,16 +532,18 @@ class TradingRuntime:
     def _publish_market(self, event: object) -> None:
         """Fan a market event out to ``market.<symbol>`` (bars of every timeframe, closed)."""
         channel = f"market.{getattr(event, 'symbol', '')}"
+        # Payloads are built when sent (``BroadcastQueue``): most market data a loaded engine
+        # publishes is conflated or dropped, and building it was a sixth of a soak's engine CPU.
         if isinstance(event, Trade):
-            self._publish(channel, "trade", trade_payload(event))
+            self._publish(channel, "trade", partial(trade_payload, event))
             if event.symbol and event.ts.tzinfo is not None:
                 forming = self.forming.on_trade(event)
                 if forming is not None:
                     self._publish(channel, "bar", forming)
         elif isinstance(event, Quote):
-            self._publish(channel, "quote", quote_payload(event))
+            self._publish(channel, "quote", partial(quote_payload, event))
         elif isinstance(event, BookSnapshot):
-            self._publish(channel, "book", book_payload(event))
+            self._publish(channel, "book", partial(book_payload, event))
         elif isinstance(event, Bar):
             self._publish(channel, "bar", bar_payload(event, closed=True))
 
@@ -996,11 +998,14 @@ class TradingRuntime:
 
     # ----------------------------------------------------------------- broadcasts
 
-    def _publish(self, channel: str, kind: str, data: dict) -> None:
-        """Queue a stream message (stamped now) for the broadcaster; never wait for it."""
+    def _publish(self, channel: str, kind: str, data: dict | Callable[[], dict]) -> None:
+        """Queue a stream message (stamped now) for the broadcaster; never wait for it.
+
+        ``data`` may be a function that builds the payload: called only if the message is sent.
+        """
         if self.layer is None:
             return
-        if not self.broadcasts.put((channel, kind, data, now_iso())):
+        if not self.broadcasts.put((channel, kind, data, time.time())):
             self.summary.broadcasts_dropped += 1
 
     def _publish_batch(self, batch: TradingBatch) -> None:
@@ -1111,6 +1116,7 @@ class BroadcastQueue:
             items = []
             while len(items) < limit and (item := self._next()) is not None:
                 items.append(item)
+            items = [sendable for item in items if (sendable := _sendable(item)) is not None]
             if items:
                 return items
             if self._closed:
@@ -1127,6 +1133,23 @@ class BroadcastQueue:
         if self._market:
             return self._market.popleft()
         return None
+
+
+def _sendable(item: tuple) -> tuple | None:
+    """Return a queued message with its payload built and its stamp as ISO-8601 text.
+
+    None (logged) if building the payload failed: one bad event must not stop the broadcasts.
+    """
+    channel, kind, data, ts = item
+    if callable(data):
+        try:
+            data = data()
+        except Exception:
+            logger.exception("could not build the %s payload of %s", kind, channel)
+            return None
+    if ts.__class__ is float:
+        ts = datetime.fromtimestamp(ts, UTC).isoformat()
+    return channel, kind, data, ts
 
 
 class PersistenceFailed(RuntimeError):
