@@ -232,7 +232,11 @@ class OrderManager:
                 self._track(child)
             self._process(self.venue.submit_bracket(order, children, now), (order, *children))
         else:
-            self._process(self.venue.submit(order, now), (order,))
+            events = self.venue.submit(order, now)
+            if events:
+                self._process(events, (order,))
+            else:  # held for later (a backtest's market order until its fill moment)
+                self._process_orders((order,))
         return order
 
     def cancel(
@@ -351,7 +355,7 @@ class OrderManager:
     # ----------------------------------------------------------------- internals
 
     def _pre_trade(self, order: Order, portfolio: Portfolio, now: datetime) -> None:
-        reference = self.venue.reference_price(order.symbol)
+        reference = order.reference_price = self.venue.reference_price(order.symbol)
         if reference is None:
             reference = order.price or order.stop_price
         if reference is None:
@@ -363,10 +367,11 @@ class OrderManager:
         # A limit or stop order is meant to fill at its own price; the venue's fill guard
         # judges the price it really gets.
         price = order.price or order.stop_price or reference
+        quantity = order.quantity
         allowed, reason = portfolio.cap_order(
-            order.symbol, order.side is _BUY, order.quantity, price, self._fee_bps
+            order.symbol, order.side is _BUY, quantity, price, self._fee_bps
         )
-        if allowed < order.quantity:
+        if allowed is not quantity and allowed < quantity:  # all of it: the very object back
             if allowed <= ZERO:
                 raise OrderRejected(reason)
             order.metadata["requested_quantity"] = str(order.quantity)

@@ -117,15 +117,17 @@ def new_order_id() -> str:
 class SequentialIds:
     """Deterministic id factory: ``prefix`` followed by a zero-padded counter."""
 
-    __slots__ = ("_counter", "_prefix")
+    __slots__ = ("_next",)
 
     def __init__(self, prefix: str = "o", start: int = 1) -> None:
-        self._prefix = prefix
-        self._counter = count(start)
+        # One id per order: formatted by ``%`` over a counter inside a ``map`` (all in C: about
+        # a third of the instructions of an f-string with a format spec and ``next()``).
+        pattern = prefix.replace("%", "%%") + "%08d"
+        self._next = map(pattern.__mod__, count(start)).__next__
 
     def __call__(self) -> str:
         """Return the next id."""
-        return f"{self._prefix}{next(self._counter):08d}"
+        return self._next()
 
 
 IdFactory = Callable[[], str]
@@ -161,6 +163,9 @@ class Order:
     updated_ts: datetime | None = None
     reject_reason: str = ""  # why it was rejected, cancelled or expired
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The venue's reference price when the OMS checked the order (its decision price, which
+    # slippage is measured against); None for orders it did not check (restored, children).
+    reference_price: Decimal | None = None
 
     def __post_init__(self) -> None:
         # Records rebuilt from the ORM carry plain strings; the engine compares enum identities.
@@ -350,7 +355,8 @@ def validate_order(order: Order) -> None:
     """Raise ``OrderRejected`` unless ``order`` is a well-formed new order."""
     if not order.symbol:
         raise OrderRejected("symbol is required")
-    if not isinstance(order.quantity, Decimal) or not _positive(order.quantity):
+    qty = order.quantity  # ``_positive``, written out (every order passes here)
+    if not isinstance(qty, Decimal) or not (qty.is_finite() and qty > ZERO):
         raise OrderRejected("quantity must be a positive Decimal")
     if order.status is not _PENDING or order.filled_quantity != ZERO:
         raise OrderRejected("only new pending orders can be submitted")

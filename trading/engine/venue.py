@@ -42,7 +42,9 @@ from trading.engine.buying_power import FillGuard
 from trading.engine.errors import OrderRejected, UnknownOrder
 from trading.engine.money import HUNDRED, ZERO, fee_for, to_decimal
 from trading.engine.orders import (
+    TERMINAL_STATUSES,
     TRIGGER_TYPES,
+    WORKING_STATUSES,
     Fill,
     Liquidity,
     Order,
@@ -73,7 +75,13 @@ class VenueEventKind(StrEnum):
     EXPIRED = "expired"
 
 
-_MAKER = Liquidity.MAKER  # as a module constant: cheaper than the Enum class attribute
+# Enum members as module constants: reading one off its class costs a metaclass lookup in 3.11.
+_MAKER, _TAKER = Liquidity.MAKER, Liquidity.TAKER
+_PENDING, _OPEN, _FILLED = OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.FILLED
+_CANCELLED, _REJECTED, _EXPIRED = OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED
+_WORKING, _TERMINAL = WORKING_STATUSES, TERMINAL_STATUSES
+_FOK, _IOC, _DAY = TimeInForce.FOK, TimeInForce.IOC, TimeInForce.DAY
+_TRAILING_STOP = OrderType.TRAILING_STOP
 _new_fill = record_builder(Fill)  # ``Fill(...)``, built faster (one per execution)
 
 
@@ -88,6 +96,11 @@ class VenueEvent:
     status: OrderStatus
     fill: Fill | None = None
     reason: str = ""
+
+
+_new_event = record_builder(VenueEvent)  # ``VenueEvent(...)``, built faster (several per order)
+_EV_ACCEPTED, _EV_FILL = VenueEventKind.ACCEPTED, VenueEventKind.FILL
+_EV_CANCELLED, _EV_EXPIRED = VenueEventKind.CANCELLED, VenueEventKind.EXPIRED
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,7 +424,7 @@ class PaperVenue:
         self._orders[order.client_order_id] = order
         if order.oco_group:
             self._oco.setdefault(order.oco_group, []).append(order)
-        if order.tif is TimeInForce.DAY:
+        if order.tif is _DAY:
             heapq.heappush(self._expiries, (_day_end(now), next(self._seq), order))
 
     def _reject(self, order: Order, now: datetime, reason: str, events: list[VenueEvent]) -> None:
@@ -423,8 +436,8 @@ class PaperVenue:
             self._dirty[order.client_order_id] = order  # its children must be cancelled
 
     def _activate(self, order: Order, ts: datetime, events: list[VenueEvent]) -> None:
-        order.transition(OrderStatus.OPEN, ts)
-        events.append(VenueEvent(VenueEventKind.ACCEPTED, order, ts, order.status))
+        order.transition(_OPEN, ts)
+        events.append(_new_event(_EV_ACCEPTED, order, ts, _OPEN))
         if order.type in TRIGGER_TYPES and not order.triggered:
             self._arm(order)
         else:
@@ -432,16 +445,17 @@ class PaperVenue:
 
     def _execute(self, order: Order, ts: datetime, events: list[VenueEvent]) -> None:
         limit = order.price
-        if order.tif is TimeInForce.FOK and not self._can_fill(order, limit):
-            self._end(order, OrderStatus.CANCELLED, ts, "fok: not enough liquidity", events)
+        tif = order.tif
+        if tif is _FOK and not self._can_fill(order, limit):
+            self._end(order, _CANCELLED, ts, "fok: not enough liquidity", events)
             return
         self._take(order, limit, ts, events)
-        if order.is_terminal:
+        if order.status in _TERMINAL:
             return
         if limit is None:
-            self._end(order, OrderStatus.CANCELLED, ts, "market: no more liquidity", events)
-        elif order.tif in (TimeInForce.IOC, TimeInForce.FOK):
-            self._end(order, OrderStatus.CANCELLED, ts, "ioc: unfilled remainder", events)
+            self._end(order, _CANCELLED, ts, "market: no more liquidity", events)
+        elif tif is _IOC or tif is _FOK:
+            self._end(order, _CANCELLED, ts, "ioc: unfilled remainder", events)
         else:
             self._rest(order)
 
@@ -476,27 +490,28 @@ class PaperVenue:
             return
         buy = order.side is _BUY
         levels = book.asks if buy else book.bids
-        while want > ZERO and levels and order.is_working:
+        while want > ZERO and levels and order.status in _WORKING:
             level = levels[0]
-            price = level[0]
+            price, size = level
             if limit is not None and (price > limit if buy else price < limit):
                 break
-            qty = want if want < level[1] else level[1]
+            qty = want if want < size else size
             cut = ""
             if self._guard is not None:
-                qty, cut = self._allowed(order, qty, price, Liquidity.TAKER)
+                qty, cut = self._allowed(order, qty, price, _TAKER)
             if qty > ZERO:
-                if qty == level[1]:
+                if qty == size:
                     levels.pop(0)
                 else:
-                    level[1] -= qty
+                    level[1] = size - qty
                 want -= qty
-                self._fill(order, qty, price, Liquidity.TAKER, ts, events)
+                self._fill(order, qty, price, _TAKER, ts, events)
             if cut:
-                if order.is_working:
-                    self._end(order, OrderStatus.CANCELLED, ts, cut, events)
+                if order.status in _WORKING:
+                    self._end(order, _CANCELLED, ts, cut, events)
                 return
-        self._close_if_reduced(order, ts, events)
+        if order.reduce_only:
+            self._close_if_reduced(order, ts, events)
 
     def _allowed(
         self, order: Order, qty: Decimal, price: Decimal, liquidity: Liquidity
@@ -540,18 +555,23 @@ class PaperVenue:
         events: list[VenueEvent],
     ) -> None:
         fill = book_fill(self.config, order, qty, price, liquidity, ts)
-        events.append(VenueEvent(VenueEventKind.FILL, order, ts, order.status, fill))
-        key = (order.account, order.symbol)
+        events.append(_new_event(_EV_FILL, order, ts, order.status, fill))
+        account = order.account
+        key = (account, order.symbol)
         signed = qty if order.side is _BUY else -qty
-        self._delta[key] = self._delta.get(key, ZERO) + signed
+        delta = self._delta
+        held = delta.get(key)
+        delta[key] = signed if held is None else held + signed
         if self._guard is not None:
-            account = order.account
-            self._cash[account] = self._cash.get(account, ZERO) - signed * price - fill.fee
+            cash = self._cash
+            moved = cash.get(account)
+            flow = signed * price
+            cash[account] = (ZERO if moved is None else moved) - flow - fill.fee
         if order.oco_group:
             self._cancel_siblings(order, ts, events)
         if order.client_order_id in self._children:
             self._dirty[order.client_order_id] = order
-        if order.status is OrderStatus.FILLED:
+        if order.status is _FILLED:
             self._drop(order)
 
     def _print(
@@ -681,15 +701,18 @@ class PaperVenue:
     ) -> None:
         """Cancel or expire ``order`` and release what it held."""
         order.transition(status, ts, reason)
-        kind = VenueEventKind.EXPIRED if status is OrderStatus.EXPIRED else VenueEventKind.CANCELLED
-        events.append(VenueEvent(kind, order, ts, order.status, None, reason))
+        kind = _EV_EXPIRED if status is _EXPIRED else _EV_CANCELLED
+        events.append(_new_event(kind, order, ts, order.status, None, reason))
         self._drop(order)
 
     def _drop(self, order: Order) -> None:
         oid = order.client_order_id
         self._orders.pop(oid, None)
-        self._unlist(order)
-        self._anchors.pop(oid, None)
+        holder = self._where.pop(oid, None)  # ``_unlist``, written out
+        if holder is not None:
+            holder.remove(order)
+        if self._anchors:
+            self._anchors.pop(oid, None)
         if order.oco_group:
             group = self._oco.get(order.oco_group)
             if group is not None and order in group:
