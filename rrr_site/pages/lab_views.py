@@ -3,13 +3,15 @@ launch through ``POST /api/v1/backtests`` from the page's form, live progress ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from functools import wraps
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -27,9 +29,24 @@ from trading.engine.strategies import available_strategies
 HEADLINE = ["total_return", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor",
             "trades"]  # fmt: skip
 COMPARE_MAX = 6
+NEEDS_VIEWER = "This page needs the viewer role: ask an admin to add you to the viewer group."
+
+
+def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Refuse (403) a signed-in user below the viewer role, as the API's reads of the same
+    runs and models do: these pages list every account's research, not one granted account."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if role_of(request.user) < Role.VIEWER:
+            return HttpResponseForbidden(NEEDS_VIEWER, content_type="text/plain; charset=utf-8")
+        return view(request, *args, **kwargs)
+
+    return guarded
 
 
 @login_required
+@viewer_required
 def models_page(request: HttpRequest) -> HttpResponse:
     """Model versions, newest first, out-of-sample metrics beside the baselines."""
     context, _ = page_context(request, "models")
@@ -82,6 +99,7 @@ def _headline(run: BacktestRun) -> dict:
 
 
 @login_required
+@viewer_required
 def backtests_page(request: HttpRequest) -> HttpResponse:
     """Recent runs with headline figures; ``?compare=1,2`` sets runs side by side."""
     context, _ = page_context(request, "backtests")
@@ -108,6 +126,7 @@ def backtests_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@viewer_required
 def backtest_page(request: HttpRequest, pk: int) -> HttpResponse:
     """One run: live progress while it runs, then its figures beside buy-and-hold and report."""
     context, _ = page_context(request, "backtests")

@@ -16,13 +16,8 @@ def two_accounts():
     mine, theirs = AccountFactory(name="mine-acct"), AccountFactory(name="theirs-acct")
     OrderFactory(account=mine, signal="mine-order")
     OrderFactory(account=theirs, signal="theirs-order")
-    RiskEvent.objects.create(
-        account=theirs,
-        kind="trading_state",
-        severity="warning",
-        message="theirs-event",
-        ts=timezone.now(),
-    )
+    RiskEvent.objects.create(account=theirs, kind="trading_state", severity="warning",
+                             message="theirs-event", ts=timezone.now())
     return mine, theirs
 
 
@@ -58,18 +53,10 @@ def two_engines(two_accounts):
     names = [account.name for account in two_accounts]
     for name in names:
         component_register(f"engine:{name}", lambda name=name: (True, f"{name}-probe"))
-        system_event_record(
-            component="runtrader",
-            kind="heartbeat",
-            message=f"{name}-beat",
-            context={"account": name, "orders": 7},
-        )
-        system_event_record(
-            component="runtrader",
-            kind="session_start",
-            message=f"session_start {name}",
-            context={"account": name},
-        )
+        system_event_record(component="runtrader", kind="heartbeat",
+                            message=f"{name}-beat", context={"account": name, "orders": 7})
+        system_event_record(component="runtrader", kind="session_start",
+                            message=f"session_start {name}", context={"account": name})
     yield two_accounts
     for name in names:
         component_unregister(f"engine:{name}")
@@ -100,3 +87,37 @@ def test_staff_see_every_engine(client, two_engines):
     for name in ("mine-acct", "theirs-acct"):
         assert f"engine:{name}" in page and f"{name}-beat" in page
         assert f"session_start {name}" in page
+
+
+@pytest.fixture
+def research():
+    """A model version and a backtest run: every viewer's to read, nobody's below that."""
+    from datetime import UTC, datetime
+
+    from backtesting.services import Costs, backtest_run_create
+    from tests.factories import MLModelFactory
+
+    MLModelFactory(name="secret-model")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    run = backtest_run_create(
+        strategy="sma_cross", params={"fast": 7, "slow": 31}, symbols=["BTC-USD"],
+        timeframe="1m", start=start, end=start.replace(day=2), costs=Costs(), data_source="sim",
+    )  # fmt: skip
+    return ["/models/", "/backtests/", f"/backtests/{run.pk}/"]
+
+
+def test_research_pages_need_the_viewer_role_as_the_api_does(client, research):
+    from django.contrib.auth.models import Group
+
+    user = UserFactory(username="no-role")
+    client.force_login(user)
+    for url in research:
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert b"secret-model" not in response.content and b"sma_cross" not in response.content
+    assert client.get("/api/v1/backtests").status_code == 403  # the API refused already
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    client.force_login(user)  # a fresh request user: the role is cached on the old one
+    assert b"secret-model" in client.get(research[0]).content
+    for url in research[1:]:
+        assert b"sma_cross" in client.get(url).content, url
