@@ -252,8 +252,9 @@ class EngineMetrics:
 
     Everything is batched (``monitoring.metrics_batch``): an order change adds to a dict, a new
     order queues its latency, a fill is queued raw with the decision price of its order (the
-    reference price when the order was first seen, a ``Decimal`` until then); a scrape, the
-    runtime's flush or ``publish`` counts, converts and pushes them into the series.
+    reference price the OMS checked it at, ``Order.reference_price``; for an order it did not
+    check, ``reference_price(symbol)`` when first seen); a scrape, the runtime's flush or
+    ``publish`` counts, converts and pushes them into the series.
     """
 
     def __init__(
@@ -313,9 +314,9 @@ class EngineMetrics:
             if status == "rejected":
                 self._rejects.add(reject_rule(order.reject_reason))
             elif self._unpriced:  # filled as it was sent
-                self._price(cid, self._reference(order.symbol))
+                self._price(cid, order.reference_price or self._reference(order.symbol))
             return
-        decided = decision[cid] = self._reference(order.symbol)
+        decided = decision[cid] = order.reference_price or self._reference(order.symbol)
         if self._unpriced:
             self._price(cid, decided)
 
