@@ -38,12 +38,9 @@ def to_decimal(value: Decimal | float | int | str) -> Decimal:
         if value is last:
             return converted
         # Decimal(0.1) would carry the float's binary noise; repr() gives the intended digits.
-        if 0.01 <= value < 1e13:  # a price, most often in whole cents (see above)
-            n = int(value * 100.0 + 0.5)
-            if n / 100.0 == value:
-                converted = n * _CENT if n % 10 else n // 10 * _DIME
-            else:
-                converted = Decimal(repr(value))
+        # A price, most often in whole cents: ``whole_cents``, written out.
+        if 0.01 <= value < 1e13 and (n := int(value * 100.0 + 0.5)) / 100.0 == value:
+            converted = n * _CENT if n % 10 else n // 10 * _DIME
         else:
             converted = Decimal(repr(value))
         _last_float = (value, converted)  # type: ignore[assignment]
@@ -53,6 +50,16 @@ def to_decimal(value: Decimal | float | int | str) -> Decimal:
     if isinstance(value, float):  # numpy.float64: its repr() is not its digits, str() is
         return Decimal(str(value))
     return Decimal(value)
+
+
+def whole_cents(value: float) -> Decimal | None:
+    """Return ``Decimal(repr(value))`` if ``value`` is a whole number of cents from 0.01 to
+    1e13 (see above), else None; without ``repr``."""
+    if 0.01 <= value < 1e13:
+        n = int(value * 100.0 + 0.5)
+        if n / 100.0 == value:
+            return n * _CENT if n % 10 else n // 10 * _DIME
+    return None
 
 
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:

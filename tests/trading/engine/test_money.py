@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from trading.engine.money import fee_for, floor_to_step, to_decimal
+from trading.engine.money import fee_for, floor_to_step, to_decimal, whole_cents
 
 
 def test_floats_convert_through_their_shortest_digits() -> None:
@@ -56,8 +56,11 @@ def test_money_helpers_are_exact() -> None:
 
 
 def _same_as_repr(value: float) -> bool:
-    """Return True if ``to_decimal`` gives exactly ``Decimal(repr(value))`` (digits, exponent)."""
-    return to_decimal(value).as_tuple() == Decimal(repr(value)).as_tuple()
+    """Return True if ``to_decimal`` gives exactly ``Decimal(repr(value))`` (digits, exponent),
+    and ``whole_cents`` too where it gives a Decimal."""
+    exact = Decimal(repr(value)).as_tuple()
+    cents = whole_cents(value)
+    return to_decimal(value).as_tuple() == exact and (cents is None or cents.as_tuple() == exact)
 
 
 def test_whole_cents_convert_to_the_very_decimal_of_their_repr() -> None:
@@ -98,3 +101,5 @@ def test_whole_cents_convert_to_the_very_decimal_of_their_repr() -> None:
     rounded = [round(v, int(d)) for v, d in zip(mixed, rng.integers(0, 4, 5_000), strict=True)]
     bad = [v for v in cents + mixed + rounded if not _same_as_repr(v)]
     assert bad == []
+    assert all(whole_cents(v) is not None for v in cents if v >= 0.01)
+    assert whole_cents(0.015) is None and whole_cents(1e13) is None and whole_cents(-1.0) is None

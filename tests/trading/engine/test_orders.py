@@ -232,3 +232,14 @@ def test_no_illegal_sequence_is_accepted(steps: list[tuple[str, object]]) -> Non
                 call()
             assert (o.status, o.filled_quantity) == before
         assert o.filled_quantity == filled <= o.quantity
+
+
+def test_sequential_ids_count_from_their_start_and_pickle_where_they_stand() -> None:
+    import pickle
+
+    ids = SequentialIds("b")
+    assert [ids(), ids()] == ["b00000001", "b00000002"]
+    copy = pickle.loads(pickle.dumps(ids))
+    assert copy() == ids() == "b00000003"  # each goes on from where the original stood
+    assert SequentialIds("x%", 123456789)() == "x%123456789"  # a '%' in the prefix is literal
+    assert SequentialIds()() == "o00000001"
