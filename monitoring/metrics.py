@@ -554,23 +554,55 @@ class FeedMetrics:
 def metrics_http_server(host: str, port: int):
     """Serve this process's metrics on ``http://host:port/metrics``; return the server.
 
-    With ``PROMETHEUS_MULTIPROC_DIR`` set, the series of every process writing there are merged.
-    Only the clients ``/metrics`` admits are served (``monitoring.metrics_server``). Stop it
-    with ``server.shutdown()``.
+    With ``PROMETHEUS_MULTIPROC_DIR`` set, the series of every process writing there are merged;
+    else this process's, and those of a qcluster child it runs (``runtrader --serve``: the
+    same exposition as its ``/metrics``, ``worker_metrics.merged_registry``, decided at each
+    scrape as the child may start later). Only the clients ``/metrics`` admits are served
+    (``monitoring.metrics_server``). Stop it with ``server.shutdown()``.
     """
     import os
 
-    from prometheus_client import REGISTRY, CollectorRegistry
+    from prometheus_client import CollectorRegistry
     from prometheus_client import multiprocess as mp
 
     from monitoring.metrics_server import gated_metrics_server
 
-    registry = REGISTRY
+    registry = _OwnAndChild()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         registry.register(PUBLISH_ON_COLLECT)  # this process's batches reach its files first
         mp.MultiProcessCollector(registry)
     return gated_metrics_server(host, port, registry)
+
+
+class _OwnAndChild:
+    """The default registry, merged with the qcluster child's series when there is a child."""
+
+    def collect(self):
+        """Yield the families a scrape shows (the interface ``generate_latest`` reads)."""
+        from prometheus_client import REGISTRY
+
+        from monitoring.worker_metrics import merged_registry
+
+        yield from (merged_registry() or REGISTRY).collect()
+
+    def restricted_registry(self, names):
+        """Only the families ``names`` pick (a scrape's ``name[]`` parameters)."""
+        return _Restricted(self, frozenset(names))
+
+
+class _Restricted:
+    __slots__ = ("_names", "_registry")
+
+    def __init__(self, registry, names: frozenset) -> None:
+        self._registry, self._names = registry, names
+
+    def collect(self):
+        """Yield the families (and samples) of the names asked for."""
+        for metric in self._registry.collect():
+            restricted = metric._restricted_metric(self._names)
+            if restricted:
+                yield restricted
 
 
 class TimedPredictor:

@@ -69,3 +69,38 @@ def test_without_a_token_outsiders_are_forbidden(served, settings):
     status, text = _get(served)
     assert status == 403
     assert "METRICS_ALLOWED_NETWORKS" in text
+
+
+def test_the_port_serves_a_qcluster_childs_series_too(served, tmp_path, monkeypatch):
+    # runtrader --serve --metrics-port: the port shows what its /metrics shows, the child's
+    # job series included (written to files by the qcluster child's workers).
+    import os
+    import subprocess
+    import sys
+
+    from monitoring import worker_metrics
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    directory = worker_metrics.child_metrics_dir(tmp_path, wipe=True)
+    try:
+        script = (
+            "from prometheus_client import Counter\n"
+            "Counter('rrr_job_failures', 'f', ['func']).labels('child.task').inc(3)\n"
+        )
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+        status, text = _get(served)
+        assert status == 200
+        assert 'rrr_job_failures_total{func="child.task"} 3.0' in text
+        assert 'rrr_portfolio_equity{account="gate-test"} 123456.0' in text  # its own too
+        status, text = _get_path(served, "/metrics?name[]=rrr_job_failures_total")
+        assert 'func="child.task"' in text and "gate-test" not in text
+    finally:
+        worker_metrics.child_metrics_forget()
+    status, text = _get(served)
+    assert "child.task" not in text and "gate-test" in text
+
+
+def _get_path(port: int, path: str) -> tuple[int, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return response.status, response.read().decode()
