@@ -214,7 +214,8 @@ def engine_round(trades, symbols: list[str], with_metrics: bool, clock=time.perf
 def bench_engine(ticks: int, rounds: int) -> dict:
     """Interleaved rounds (ABBA order) with and without metrics: wall p99, CPU per tick.
 
-    Each round's p99 rests on its 1 % slowest orders (about 60 of 6,000 at the default 60,000
+    The collector is set as ``runtrader`` sets it (``quiet_collector``). Each round's p99
+    rests on its 1 % slowest orders (about 60 of 6,000 at the default 60,000
     ticks); the p99 of every round's orders pooled (8 rounds: about 480) is printed beside the
     median of the rounds' p99s, and the collections the garbage collector ran per round.
     """
@@ -231,6 +232,9 @@ def bench_engine(ticks: int, rounds: int) -> dict:
         if phase == "start":
             counting[info["generation"]] += 1
 
+    from trading.management.commands.runtrader import quiet_collector
+
+    restore_collector = quiet_collector()  # runtrader's: loaded code frozen, 10k young objects
     gc.callbacks.append(count)
     try:
         for r in range(rounds):
@@ -246,6 +250,7 @@ def bench_engine(ticks: int, rounds: int) -> dict:
                 pooled[with_metrics].extend(samples)
     finally:
         gc.callbacks.remove(count)
+        restore_collector()
     best = {k: min(v, key=lambda s: s["p99"]) for k, v in runs.items()}
     pools = {k: latency_summary(v) for k, v in pooled.items()}
     rows = []
@@ -299,6 +304,9 @@ def engine_instructions(ticks: int, with_metrics: bool, part: str) -> None:
     symbols = ["BTC-USD", "ETH-USD"]
     trades = _trades(ticks, symbols)
     engine_round(trades[:2000], symbols, with_metrics)  # imports and caches, not counted
+    from trading.management.commands.runtrader import quiet_collector
+
+    quiet_collector()  # runtrader's collector settings
     gc.collect()
     run = contextvars.copy_context().run
     if part == "all":
