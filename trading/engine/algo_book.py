@@ -132,6 +132,7 @@ class AlgoBook:
     def __init__(self, oms: OrderManager, lot_of=None) -> None:
         self.oms = oms
         self.active: dict[str, ExecutionAlgo] = {}
+        self.listening = self.active  # the OMS tells it nothing while no parent works
         self.finished: list[ExecutionAlgo] = []
         self._lot_of = lot_of
         # Told of each parent started (not restored) before its first child is sent: runtrader

@@ -59,7 +59,12 @@ def _does_nothing(method: Callable[..., object]) -> bool:
 
 
 class OrderListener(Protocol):
-    """Receives every fill and every order change (persistence, broadcasting, strategies)."""
+    """Receives every fill and every order change (persistence, broadcasting, strategies).
+
+    A listener may also have ``listening``: a collection it keeps empty while it has nothing
+    to hear (``AlgoBook``: its working parents); the OMS does not call it then. Methods whose
+    body does nothing are never called (``StrategyRunner.on_order``).
+    """
 
     def on_order(self, order: Order) -> None:
         """Handle an order whose state changed."""
@@ -88,7 +93,7 @@ class OrderManager:
         # The listeners' bound methods (those that do something), rebuilt when ``listeners``
         # changes: binding them afresh on every call cost an allocation each.
         self._heard: list[OrderListener] = []
-        self._calls: tuple[tuple[Callable | None, Callable | None], ...] = ()
+        self._calls: tuple[tuple[Callable | None, Callable | None, object], ...] = ()
         self._ids = id_factory
         self._portfolios: dict[str, Portfolio] = {}
         self._marked: tuple[Portfolio, ...] = ()  # every portfolio, for the marks of each bar
@@ -461,8 +466,9 @@ class OrderManager:
         self._index[order.client_order_id] = order
         self._open[order.account][order.client_order_id] = order
 
-    def _listener_calls(self) -> tuple[tuple[Callable | None, Callable | None], ...]:
-        """Return each listener's (on_fill, on_order), None for a method that does nothing."""
+    def _listener_calls(self) -> tuple[tuple[Callable | None, Callable | None, object], ...]:
+        """Return each listener's (on_fill, on_order, listening): None for a method that does
+        nothing, and its ``listening`` collection (None: it always listens)."""
         listeners = self.listeners
         if listeners != self._heard:  # ``listeners`` is public: changed in place, say
             self._heard = list(listeners)
@@ -470,6 +476,7 @@ class OrderManager:
                 (
                     None if _does_nothing(listener.on_fill) else listener.on_fill,
                     None if _does_nothing(listener.on_order) else listener.on_order,
+                    getattr(listener, "listening", None),
                 )
                 for listener in listeners
             )
@@ -499,7 +506,7 @@ class OrderManager:
                 fill = event.fill
                 portfolios[order.account].apply_fill(fill)
                 fills.append(fill)
-        orders = list(changed.values())
+        orders = [*changed.values()]
         index, book = self._index, self._open
         for order in orders:
             if order.status in _TERMINAL:  # ``is_terminal``, without the property call
@@ -510,7 +517,10 @@ class OrderManager:
 
     def _notify(self, fills: list[Fill], orders: list[Order]) -> None:
         """Tell each listener in turn of every fill, then of every order."""
-        for on_fill, on_order in self._listener_calls():
+        calls = self._calls if self.listeners == self._heard else self._listener_calls()
+        for on_fill, on_order, listening in calls:
+            if listening is not None and not listening:
+                continue  # nothing to hear now (an AlgoBook with no parent working)
             if on_fill is not None:
                 for fill in fills:
                     on_fill(fill)
@@ -526,8 +536,9 @@ class OrderManager:
                 oid = order.client_order_id
                 index.pop(oid, None)
                 book[order.account].pop(oid, None)
-        for _, on_order in self._listener_calls():
-            if on_order is not None:
+        calls = self._calls if self.listeners == self._heard else self._listener_calls()
+        for _, on_order, listening in calls:
+            if on_order is not None and (listening is None or listening):
                 for order in orders:
                     on_order(order)
 

@@ -103,7 +103,28 @@ def test_listeners_changed_in_place_are_heard_and_methods_that_do_nothing_are_sk
     assert late.orders == [(first.client_order_id, OrderStatus.FILLED)]  # no longer told
     assert rec.orders[-1] == (second.client_order_id, OrderStatus.FILLED) and len(quiet.fills) == 2
     calls = oms._listener_calls()
-    assert calls[0] == (rec.on_fill, rec.on_order) and calls[1] == (quiet.on_fill, None)
+    assert calls[0] == (rec.on_fill, rec.on_order, None)
+    assert calls[1] == (quiet.on_fill, None, None)
+
+
+class Gated(Recorder):
+    """Listener with ``listening``: told nothing while that collection is empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listening: dict[str, int] = {}
+
+
+def test_a_listener_is_told_nothing_while_its_listening_collection_is_empty() -> None:
+    oms, _, rec = make()
+    gated = Gated()
+    oms.add_listener(gated)
+    first = oms.submit(intent(), T0)
+    assert gated.orders == [] and gated.fills == [] and len(rec.fills) == 1
+    gated.listening["parent"] = 1  # the same collection, now holding something
+    second = oms.submit(intent(), T0)
+    assert gated.orders == [(second.client_order_id, OrderStatus.FILLED)]
+    assert [f.order_id for f in gated.fills] == [second.client_order_id] != [first.client_order_id]
 
 
 def test_hook_sees_the_proposal_and_account_and_can_reduce() -> None:
