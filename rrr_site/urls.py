@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from drf_spectacular.views import (
     SpectacularAPIView,
@@ -14,7 +15,15 @@ from monitoring import views as monitoring_views
 from monitoring.metrics_access import metrics
 from rrr_site.login_throttle import login_throttled
 
+
+def no_favicon(request: HttpRequest) -> HttpResponse:
+    """Answer browsers' automatic /favicon.ico with no content (the admin and the API docs,
+    which carry no icon link, logged a 404 console error on every first page)."""
+    return HttpResponse(status=204)
+
+
 urlpatterns = [
+    path("favicon.ico", no_favicon, name="favicon"),
     path("health", monitoring_views.health, name="health"),
     path("health/ready", monitoring_views.ready, name="health-ready"),
     path("metrics", metrics, name="prometheus-django-metrics"),
