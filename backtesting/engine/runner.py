@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -382,22 +383,23 @@ class BacktestRunner:
             raise BacktestConfigError("add at least one strategy before running")
         if progress_every < 1:
             raise BacktestConfigError("progress_every must be >= 1")
-        data = bars if isinstance(bars, BarData) else prepare_bars(bars, self.config.timeframe)
-        session = _Session(self, data)
-        trades = list(trades)
-        session.has_prints = bool(trades)  # stops then act on the prints, as in runtrader
-        extras = _extra_streams(trades, books, quotes, predictions)
-        if extras:
-            session.drive_merged(extras, progress, progress_every)
-        else:
-            with gc_paused():  # built-in strategies only: see ``gc_paused``
-                plan = self._sparse_plan(data)
-                if plan is not None:
-                    session.drive_sparse(plan, progress, progress_every)
-            if plan is None:
-                session.drive_bars(progress, progress_every)
-        with gc_paused():
-            return session.finish(trial_sharpes)
+        with quiet_collector():
+            data = bars if isinstance(bars, BarData) else prepare_bars(bars, self.config.timeframe)
+            session = _Session(self, data)
+            trades = list(trades)
+            session.has_prints = bool(trades)  # stops then act on the prints, as in runtrader
+            extras = _extra_streams(trades, books, quotes, predictions)
+            if extras:
+                session.drive_merged(extras, progress, progress_every)
+            else:
+                with gc_paused():  # built-in strategies only: see ``gc_paused``
+                    plan = self._sparse_plan(data)
+                    if plan is not None:
+                        session.drive_sparse(plan, progress, progress_every)
+                if plan is None:
+                    session.drive_bars(progress, progress_every)
+            with gc_paused():
+                return session.finish(trial_sharpes)
 
     def _sparse_plan(self, data: BarData) -> SparsePlan | None:
         """Return the sparse replay's plan when it applies (see ``sparse``), else None."""
@@ -440,6 +442,47 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+GC_YOUNG_OBJECTS = 10_000  # the collector's first threshold during a run (Python's is 700)
+_collector_lock = threading.Lock()
+_collector_runs = 0  # runs inside ``quiet_collector`` now (threads of one process)
+_collector_saved: tuple[int, ...] = ()  # the thresholds to put back when the last one ends
+_collector_froze = False  # whether the first of them froze what existed (to unfreeze at the end)
+
+
+@contextmanager
+def quiet_collector() -> Iterator[None]:
+    """Keep the cyclic collector on during a run, but off what existed before it and less often.
+
+    Whatever the process held when the run began (the modules, the caller's frames, the bars)
+    outlives the run: frozen, the full collections a long run triggers no longer walk it. And
+    the young generation holds ``GC_YOUNG_OBJECTS`` instead of 700, so the orders, fills and
+    state a run keeps are promoted, and walked again, in fewer passes (as ``runtrader``'s
+    ``quiet_collector``). Cycles a strategy leaves are still collected. Put back as it was
+    when the last concurrent run ends (freezing and thresholds are process-wide).
+    """
+    global _collector_runs, _collector_saved, _collector_froze
+    with _collector_lock:
+        if _collector_runs == 0:
+            _collector_saved = gc.get_threshold()
+            # A process that froze its own objects (runtrader) keeps them as it froze them.
+            _collector_froze = gc.get_freeze_count() == 0
+            if _collector_froze:
+                gc.freeze()
+            young = _collector_saved[0]
+            if young:  # 0: automatic collection is off, and stays off
+                gc.set_threshold(max(GC_YOUNG_OBJECTS, young), *_collector_saved[1:])
+        _collector_runs += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_runs -= 1
+            if _collector_runs == 0:
+                gc.set_threshold(*_collector_saved)
+                if _collector_froze:
+                    gc.unfreeze()
 
 
 def run_backtest(

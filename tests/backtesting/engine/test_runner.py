@@ -238,6 +238,53 @@ def test_sparse_runs_pause_the_collector_full_replays_do_not() -> None:
         gc.enable()
 
 
+def test_a_run_freezes_what_existed_collects_its_own_cycles_and_puts_the_collector_back() -> None:
+    import gc
+    import threading
+
+    from backtesting.engine.runner import GC_YOUNG_OBJECTS
+
+    seen: list[tuple[int, tuple[int, int, int]]] = []
+    freed: list[int] = []
+
+    class Cycle:
+        def __init__(self, n: int) -> None:
+            self.me, self.n = self, n
+
+        def __del__(self) -> None:
+            freed.append(self.n)
+
+    class Own(Strategy):  # the full replay: user code on every bar, the collector on
+        name = "own"
+
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            if not seen:
+                seen.append((gc.get_freeze_count(), gc.get_threshold()))
+            Cycle(len(freed))  # unreachable at once: only a collection frees it
+
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    run_backtest(Own(), walk_frame(30_000))
+    frozen, threshold = seen[0]
+    assert frozen > 1000  # the modules and everything else alive before the run
+    assert threshold == (GC_YOUNG_OBJECTS, *before[1:])
+    assert len(freed) > 20_000  # the strategy's cycles were collected during the run
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before  # put back
+    # A process that froze its own objects keeps them frozen; concurrent runs restore once.
+    gc.freeze()
+    try:
+        kept = gc.get_freeze_count()
+        runs = [threading.Thread(target=run_backtest, args=(Own(), walk_frame(300))) for _ in "ab"]
+        for t in runs:
+            t.start()
+        for t in runs:
+            t.join()
+        # Still frozen (a few frozen objects die by reference counting meanwhile).
+        assert gc.get_freeze_count() > kept - 1000 and gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize(
     "symbols",
     [
