@@ -269,7 +269,8 @@ class PaperVenue:
         """Validate and accept ``order``; execute it at once unless latency delays it."""
         events = self._begin()
         self._submit(order, now, events)
-        self._flush(now, events)
+        if self._dirty:
+            self._flush(now, events)
         return events
 
     def submit_bracket(
@@ -358,10 +359,13 @@ class PaperVenue:
         """Match resting orders and triggers against a trade print."""
         events = self._begin()
         ts = trade.ts
-        self._expire_due(ts, events)
-        self._activate_due(ts, events, inclusive=True)
+        if self._expiries:  # the checks of ``_expire_due`` and ``_activate_due``, without calls
+            self._expire_due(ts, events)
+        if self._latent:
+            self._activate_due(ts, events, inclusive=True)
         self._print(trade.symbol, to_decimal(trade.price), to_decimal(trade.size), ts, events)
-        self._flush(ts, events)
+        if self._dirty:
+            self._flush(ts, events)
         return events
 
     def on_bar(self, bar: Bar) -> list[VenueEvent]:
@@ -583,7 +587,8 @@ class PaperVenue:
             budget = self._match_resting(symbol, price, budget, ts, events)
         if self._armed.get(symbol):
             self._check_triggers(symbol, price, ts, events)
-        self._flush(ts, events)
+        if self._dirty:
+            self._flush(ts, events)
         return budget
 
     def _match_resting(
