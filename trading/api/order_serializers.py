@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from rest_framework import serializers
@@ -12,10 +13,22 @@ from trading.models import Order
 from trading.order_entry import OrderRequest
 
 _MONEY = {"max_digits": 28, "decimal_places": 10, "min_value": Decimal("1e-10")}
+# ASCII digits, one optional point and exponent: Python's Decimal (and so DRF's field) also reads
+# "1_0" as 10 and other scripts' digits ("٣", "３") as numbers, so a typo became a 10x order.
+PLAIN_DECIMAL = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
+
+
+class PlainDecimalField(serializers.DecimalField):
+    """A decimal written in plain ASCII digits (a JSON number, or a string of one)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not PLAIN_DECIMAL.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 def _money(help_text: str, *, required: bool = False) -> serializers.DecimalField:
-    return serializers.DecimalField(
+    return PlainDecimalField(
         **_MONEY, required=required, allow_null=not required, help_text=help_text
     )
 
@@ -31,7 +44,7 @@ class OrderCreateSerializer(serializers.Serializer):
     price = _money("Limit price (limit, stop_limit)")
     stop_price = _money("Trigger price (stop, stop_limit, take_profit)")
     trail_amount = _money("Trailing distance in quote currency (trailing_stop)")
-    trail_percent = serializers.DecimalField(
+    trail_percent = PlainDecimalField(
         max_digits=12, decimal_places=8, min_value=Decimal("1e-8"), max_value=Decimal(1),
         required=False, allow_null=True, help_text="Trailing distance as a fraction (0.02 = 2 %)",
     )  # fmt: skip
@@ -51,11 +64,11 @@ class OrderCreateSerializer(serializers.Serializer):
         "from the duration)",
     )  # fmt: skip
     profile = serializers.ListField(
-        child=serializers.DecimalField(max_digits=20, decimal_places=10, min_value=Decimal(0)),
+        child=PlainDecimalField(max_digits=20, decimal_places=10, min_value=Decimal(0)),
         min_length=1, max_length=10_000, required=False,
         help_text="vwap: the volume weight of each slice",
     )  # fmt: skip
-    max_participation = serializers.DecimalField(
+    max_participation = PlainDecimalField(
         max_digits=12, decimal_places=8, min_value=Decimal("1e-8"), max_value=Decimal(1),
         required=False, help_text="algo: at most this share of the market's volume per slice",
     )  # fmt: skip
