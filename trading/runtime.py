@@ -70,7 +70,13 @@ from trading.engine.signals import Signal
 from trading.engine.strategies import create_strategy
 from trading.engine.venue import PaperVenue, VenueConfig
 from trading.live_bridge import LiveVenueBridge, WriteAheadFailed
-from trading.persistence import PersistenceHealth, Recorder, TradingBatch, TradingStore
+from trading.persistence import (
+    PersistenceHealth,
+    Recorder,
+    TradingBatch,
+    TradingStore,
+    account_fence,
+)
 from trading.runtime_control import ControlState, RuntimeControl
 from trading.session_record import warmup_record
 
@@ -466,6 +472,16 @@ class TradingRuntime:
                 await self._guarded(self._store_side_records)
                 return True
             snapshot = False  # the snapshot is already held in the unsaved batch
+            fence = account_fence(self.config.account)
+            if fence is not None and fence.lost is not None:
+                # Final: another engine owns the account, no retry can ever store this (before,
+                # a fenced-out engine retried for SHUTDOWN_WRITE_TIMEOUT, ~30 s, before exiting).
+                logger.critical(
+                    "engine stopping at once with unsaved trading state: %s",
+                    fence.lost,
+                    extra={"account": self.config.account, **self.persistence.as_dict()},
+                )
+                return False
             if time.monotonic() >= deadline:
                 logger.critical(
                     "engine stopping with unsaved trading state",

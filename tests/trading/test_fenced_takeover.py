@@ -135,6 +135,8 @@ def first_stops_fenced_out(first: subprocess.Popen, takeover: int) -> str:
     _, err = first.communicate(timeout=120)
     assert first.returncode != 0, err[-3000:]
     assert "lost the lock of account 'paper'" in err.strip().splitlines()[-1], err[-3000:]
+    # At once: the refusal is final, so it does not retry its last write (for 30 s, before).
+    assert "engine stopping at once with unsaved trading state" in err, err[-3000:]
     assert writes("engine-a", after=takeover) == [], "the first engine wrote after the takeover"
     return err
 

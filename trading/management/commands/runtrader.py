@@ -592,6 +592,15 @@ async def _regain_lock(
                 )
                 return True
             logger.critical("account lock %s was taken by another process", lock.name)
+            if fence is not None and fence.lost is None:
+                # Final: that process owns the account now. The stopping engine then gives up
+                # its unsaved state at once instead of retrying a suspended fence for 30 s.
+                from trading.persistence import OwnershipLost
+
+                fence.lost = OwnershipLost(
+                    f"lost the lock of account {fence.account_name!r}: another process holds "
+                    "it now; refusing every write so that no second engine trades it"
+                )
             return False
         except Exception as exc:  # the database is still unreachable: keep trying a while
             if asyncio.get_running_loop().time() >= deadline:
