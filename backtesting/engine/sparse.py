@@ -358,7 +358,7 @@ class SparseReplay:
             self.hinted.clear()
         working = self.has_open_orders(self.account, sym)
         pos = positions.get(sym)
-        held = 0 if pos is None else (pos.quantity > 0) - (pos.quantity < 0)  # ``_held``
+        held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)  # ``_held``
         due = self.due
         for k in mine:
             hint = hints.get(pairs[k].slot) if hints else None
@@ -446,4 +446,4 @@ class SparseReplay:
         if pos is None:
             return 0
         qty = pos.quantity
-        return (qty > 0) - (qty < 0)
+        return (qty > ZERO) - (qty < ZERO)  # Decimal to Decimal: no int converted

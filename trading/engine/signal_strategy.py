@@ -250,7 +250,7 @@ class SignalStrategy(Strategy):
     @staticmethod
     def _held(ctx: StrategyContext, symbol: str) -> int:
         expected = ctx.expected_position(symbol)
-        return (expected > 0) - (expected < 0)
+        return (expected > ZERO) - (expected < ZERO)
 
     def _go(
         self,
@@ -280,7 +280,7 @@ class SignalStrategy(Strategy):
         side = "long" if direction > 0 else "short"
         if held != 0:  # reverse: close first (a pure reduction), then enter
             ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
-        if quantity <= 0:
+        if quantity <= ZERO:
             return None if brackets else float(ctx.equity * fraction / self._lot)
         if brackets:
             method = ctx.buy if direction > 0 else ctx.sell

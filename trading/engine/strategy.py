@@ -293,7 +293,7 @@ class PositionSizer(Protocol):
 def _price(ctx: StrategyContext, name: str, value: Number) -> Decimal:
     """Return ``value`` as a Decimal; raise ValueError naming the strategy unless it is > 0."""
     price = to_decimal(value)
-    if not price.is_finite() or price <= 0:
+    if not price.is_finite() or price <= ZERO:
         raise ValueError(f"strategy {ctx.strategy_id}: {name} {value!r} (a finite price above 0)")
     return price
 
@@ -421,7 +421,7 @@ class StrategyContext:
         ``fraction`` is then what the strategy asked for, which a policy may use or cap.
         """
         px = to_decimal(price) if price is not None else self.price(symbol)
-        if px is None or px <= 0:
+        if px is None or px <= ZERO:
             return ZERO
         sizer = self.sizer
         if sizer is not None:
@@ -474,7 +474,7 @@ class StrategyContext:
         in children over that time (``trading.engine.algo_book``).
         """
         qty = to_decimal(quantity)
-        if not qty.is_finite() or qty < 0:  # was a silent reject: no trade, no message
+        if not qty.is_finite() or qty < ZERO:  # was a silent reject: no trade, no message
             raise ValueError(
                 f"strategy {self.strategy_id}: {side} {symbol} quantity {quantity!r} "
                 "(a finite number of units, not negative)"
@@ -525,13 +525,15 @@ class StrategyContext:
             )
         held = self.position(symbol)
         delta = target - self._expected(symbol, held)
-        if delta == 0:
+        if delta == ZERO:  # Decimals compared with a Decimal: no int converted each time
             return None
         # Pure reductions are flagged so they pass a REDUCING/HALTED account.
         reducing = (
-            held != 0 and abs(target) < abs(held) and (target == 0 or (target > 0) == (held > 0))
+            held != ZERO
+            and abs(target) < abs(held)
+            and (target == ZERO or (target > ZERO) == (held > ZERO))
         )
-        side = _BUY if delta > 0 else _SELL
+        side = _BUY if delta > ZERO else _SELL
         return self.order(side, symbol, abs(delta), reduce_only=reducing, signal=signal)
 
     def cancel(self, client_order_id: str) -> None:
