@@ -18,12 +18,23 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from marketdata.models import Symbol
 from monitoring.services import audit_record
+from trading.api.order_serializers import PLAIN_DECIMAL
 from trading.choices import OrderSide, OrderType, TimeInForce
 from trading.engine.errors import OrderRejected
 from trading.models import Account
 from trading.services import account_flatten, order_submit, position_close
 
 MANUAL_STRATEGY = "manual"
+
+
+class PlainDecimalFormField(forms.DecimalField):
+    """A decimal in plain ASCII digits, as the API reads one (``PLAIN_DECIMAL``): Python's
+    Decimal also takes "1_0" as 10 and other scripts' digits."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip() and not PLAIN_DECIMAL.fullmatch(value):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
 
 
 class ManualOrderForm(forms.Form):
@@ -33,15 +44,15 @@ class ManualOrderForm(forms.Form):
         queryset=Symbol.objects.filter(active=True).order_by("name"), to_field_name="name"
     )
     side = forms.ChoiceField(choices=OrderSide.choices)
-    quantity = forms.DecimalField(max_digits=28, decimal_places=10, min_value=Decimal("1e-10"))
+    quantity = PlainDecimalFormField(max_digits=28, decimal_places=10, min_value=Decimal("1e-10"))
     type = forms.ChoiceField(choices=OrderType.choices, initial=OrderType.MARKET)
-    price = forms.DecimalField(
+    price = PlainDecimalFormField(
         max_digits=28, decimal_places=10, required=False, help_text="Limit price"
     )
-    stop_price = forms.DecimalField(
+    stop_price = PlainDecimalFormField(
         max_digits=28, decimal_places=10, required=False, help_text="Trigger price"
     )
-    trail_percent = forms.DecimalField(
+    trail_percent = PlainDecimalFormField(
         max_digits=28, decimal_places=10, required=False, help_text="Trailing stop, in percent"
     )
     time_in_force = forms.ChoiceField(choices=TimeInForce.choices, initial=TimeInForce.GTC)
