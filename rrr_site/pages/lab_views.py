@@ -3,15 +3,13 @@ launch through ``POST /api/v1/backtests`` from the page's form, live progress ba
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, timedelta
-from functools import wraps
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -23,26 +21,12 @@ from marketdata.models import Symbol
 from models_ml.models import MLModel
 from models_ml.prediction_selectors import model_registry
 from rrr_site.api.roles import Role, role_of
-from rrr_site.pages.views import page_context
+from rrr_site.pages.views import page_context, viewer_required
 from trading.engine.strategies import available_strategies
 
 HEADLINE = ["total_return", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor",
             "trades"]  # fmt: skip
 COMPARE_MAX = 6
-NEEDS_VIEWER = "This page needs the viewer role: ask an admin to add you to the viewer group."
-
-
-def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Refuse (403) a signed-in user below the viewer role, as the API's reads of the same
-    runs and models do: these pages list every account's research, not one granted account."""
-
-    @wraps(view)
-    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if role_of(request.user) < Role.VIEWER:
-            return HttpResponseForbidden(NEEDS_VIEWER, content_type="text/plain; charset=utf-8")
-        return view(request, *args, **kwargs)
-
-    return guarded
 
 
 @login_required

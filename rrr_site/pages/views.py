@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
 from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
@@ -43,6 +51,20 @@ from trading.portfolio_selectors import (
 EQUITY_POINTS = 300
 STATS_SECONDS = 5  # the system page's counts are shared this long between loads
 CSV_CHUNK = 2000
+NEEDS_VIEWER = "This page needs the viewer role: ask an admin to add you to the viewer group."
+
+
+def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Refuse (403) a signed-in user below the viewer role, as the API's reads of the same
+    rows do: these pages show more than one granted account's (all research, market data)."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if role_of(request.user) < Role.VIEWER:
+            return HttpResponseForbidden(NEEDS_VIEWER, content_type="text/plain; charset=utf-8")
+        return view(request, *args, **kwargs)
+
+    return guarded
 
 
 def page_context(request: HttpRequest, page: str) -> tuple[dict, Account | None]:
@@ -104,6 +126,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@viewer_required
 @ensure_csrf_cookie
 def market(request: HttpRequest) -> HttpResponse:
     """Candles with volume, overlays and fill markers, book, trades and the order ticket."""

@@ -121,3 +121,25 @@ def test_research_pages_need_the_viewer_role_as_the_api_does(client, research):
     assert b"secret-model" in client.get(research[0]).content
     for url in research[1:]:
         assert b"sma_cross" in client.get(url).content, url
+
+
+def test_the_market_page_needs_the_viewer_role_as_the_api_does(client):
+    from datetime import UTC, datetime
+
+    from django.contrib.auth.models import Group
+
+    from tests.factories import BarFactory, SymbolFactory
+
+    symbol = SymbolFactory(name="SECRET-USD")
+    BarFactory(symbol=symbol, timeframe="1m", ts=datetime(2026, 1, 1, tzinfo=UTC))
+    user = UserFactory(username="no-role-market")
+    client.force_login(user)
+    response = client.get("/market/?symbol=SECRET-USD")
+    assert response.status_code == 403
+    assert b"SECRET-USD" not in response.content
+    # The API's read of the same bars refused already.
+    assert client.get("/api/v1/marketdata/symbols/SECRET-USD/bars").status_code == 403
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    client.force_login(user)  # a fresh request user: the role is cached on the old one
+    page = client.get("/market/?symbol=SECRET-USD")
+    assert page.status_code == 200 and b"SECRET-USD" in page.content
