@@ -8,7 +8,7 @@ from decimal import Decimal
 import pandas as pd
 
 from marketdata.engine.aggregator import resample_frame
-from marketdata.engine.events import TIMEFRAME_SECONDS
+from marketdata.engine.events import TIMEFRAME_SECONDS, decimal_mid
 from marketdata.models import Bar, BookSnapshot, Quote
 
 MAX_RESAMPLE_SOURCE_ROWS = 500_000  # source bars read for one resampled page, at most
@@ -36,7 +36,7 @@ def latest_price(*, symbol: str) -> Decimal | None:
     bar_end = bar.ts + timedelta(seconds=TIMEFRAME_SECONDS[bar.timeframe]) if bar else None
     if quote is not None and quote.bid > 0 and quote.ask > 0:
         if bar_end is None or quote.ts >= bar_end:
-            return Decimal(str((quote.bid + quote.ask) / 2))
+            return decimal_mid(quote.bid, quote.ask)
     return Decimal(str(bar.close)) if bar is not None else None
 
 

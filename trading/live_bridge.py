@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
+from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade, decimal_mid
 from trading.adapters.base import LiveVenue, LiveVenueError, VenueAuthError
 from trading.engine.errors import OrderRejected, UnknownOrder
 from trading.engine.oms import OrderManager
@@ -95,13 +95,13 @@ class LiveVenueBridge:
     def on_quote(self, quote: Quote) -> list[VenueEvent]:
         """Track the mid."""
         if quote.bid > 0 and quote.ask > 0:
-            self.prices[quote.symbol] = Decimal(str(quote.mid))
+            self.prices[quote.symbol] = decimal_mid(quote.bid, quote.ask)
         return []
 
     def on_book(self, book: BookSnapshot) -> list[VenueEvent]:
         """Track the mid."""
         if book.bids and book.asks:
-            self.prices[book.symbol] = Decimal(str((book.bids[0][0] + book.asks[0][0]) / 2))
+            self.prices[book.symbol] = decimal_mid(book.bids[0][0], book.asks[0][0])
         return []
 
     def on_bar(self, bar: Bar) -> list[VenueEvent]:

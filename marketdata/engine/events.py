@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from marketdata.engine.records import fast_init
@@ -81,6 +82,12 @@ class Quote:
     def mid(self) -> float:
         """Return the mid price."""
         return (self.bid + self.ask) / 2.0
+
+
+def decimal_mid(bid: float, ask: float) -> Decimal:
+    """Return the mid of two float prices as a Decimal of their decimal digits: ``(bid + ask)
+    / 2`` in floats carries binary noise (50120.97 and 50120.99 give 50120.979999999996)."""
+    return (Decimal(str(bid)) + Decimal(str(ask))) / 2
 
 
 @fast_init

@@ -66,6 +66,19 @@ def test_oversized_order_is_reduced_by_the_position_limit(market, trader):
     assert placed.order.metadata["requested_quantity"] == "1"
 
 
+def test_the_verdict_prices_a_quote_mid_in_its_decimal_digits(market, trader):
+    """Floats 50120.97 and 50120.99 average to 50120.979999999996: the verdict says 50120.98."""
+    from marketdata.models import Quote
+
+    Quote.objects.create(
+        symbol=Symbol.objects.get(name="BTC-USD"), venue="sim", ts=timezone.now(),
+        bid=50120.97, bid_size=1, ask=50120.99, ask_size=1,
+    )  # fmt: skip
+    placed = order_place(account=market, request=_buy("1"), actor=trader)
+    assert placed.verdict["decision"] == "reduce"
+    assert placed.verdict["reference_price"] == "50120.98"
+
+
 def test_halted_account_gets_the_verdict_and_no_order(market, trader):
     trading_state_set(account=market, state="halted", reason="test", actor=trader)
     placed = order_place(account=market, request=_buy("0.1"), actor=trader)
@@ -158,3 +171,22 @@ def test_two_concurrent_requests_with_one_key_make_one_order(transactional_db, m
     assert Order.objects.count() == 1
     assert sorted(r.replayed for r in results) == [False, True]
     assert {r.order.pk for r in results} == {Order.objects.get().pk}
+
+
+def test_the_live_bridge_marks_a_quote_mid_in_its_decimal_digits():
+    """The reference price the live engine's risk checks and verdicts carry (no float noise)."""
+    from marketdata.engine.events import BookSnapshot, Quote, decimal_mid
+    from trading.live_bridge import LiveVenueBridge
+
+    assert decimal_mid(50120.97, 50120.99) == Decimal("50120.98")
+    assert str(decimal_mid(45101.38, 45101.42)) == "45101.40"
+
+    async def persist(order) -> None:  # never called: no order is sent here
+        raise AssertionError(order)
+
+    bridge = LiveVenueBridge(None, persist=persist)  # no venue: only the price table is read
+    now = timezone.now()
+    bridge.on_quote(Quote("BTC-USD", now, 50120.97, 1.0, 50120.99, 1.0))
+    assert str(bridge.reference_price("BTC-USD")) == "50120.98"
+    bridge.on_book(BookSnapshot("ETH-USD", now, ((45101.38, 1.0),), ((45101.42, 1.0),)))
+    assert str(bridge.reference_price("ETH-USD")) == "45101.40"
