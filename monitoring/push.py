@@ -24,12 +24,14 @@ class TooManyDevices(Exception):
 @transaction.atomic
 def push_device_register(*, user, device_id: str, platform: str, token: str) -> PushDevice:
     """Store (or replace) the push token of ``user``'s device ``device_id``; audited. A new
-    device past ``DEVICES_PER_USER`` raises ``TooManyDevices`` (a table that only grows)."""
+    device past ``DEVICES_PER_USER`` raises ``TooManyDevices`` (a table that only grows).
+    Other users' devices holding the same token are deactivated (a phone handed on)."""
     # The user's row locked: two registrations at once cannot both take the last place.
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     mine = PushDevice.objects.filter(user=user)
     if not mine.filter(device_id=device_id).exists() and mine.count() >= DEVICES_PER_USER:
         raise TooManyDevices
+    _release_token(user=user, platform=platform, token=token)
     device, created = PushDevice.objects.update_or_create(
         user=user,
         device_id=device_id,
@@ -43,6 +45,24 @@ def push_device_register(*, user, device_id: str, platform: str, token: str) -> 
         after={"device_id": device_id, "platform": platform},  # never the token itself
     )
     return device
+
+
+def _release_token(*, user, platform: str, token: str) -> None:
+    """Deactivate, audited, other users' devices with this (platform, token): the phone now
+    belongs to ``user``, and a shared phone must not keep showing the previous user's alerts."""
+    held = PushDevice.objects.select_for_update().filter(
+        platform=platform, token=token, active=True
+    )
+    for device in held.exclude(user=user):
+        device.active = False
+        device.save(update_fields=["active", "updated_at"])
+        audit_record(
+            actor=user,
+            action="push_device.released",
+            obj=device,
+            before={"user": device.user_id, "device_id": device.device_id, "active": True},
+            after={"active": False},  # never the token itself
+        )
 
 
 @transaction.atomic

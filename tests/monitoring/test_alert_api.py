@@ -123,3 +123,22 @@ def test_the_admin_acknowledges_and_resolves_alerts(accounts, admin_client):
     alert.refresh_from_db()
     assert alert.state == "resolved"
     assert AuditLog.objects.filter(action="alert_resolved", object_id=str(alert.pk)).exists()
+
+
+def test_a_token_registered_by_another_user_leaves_the_first_user(accounts):
+    """A shared phone: the next user's registration takes the token over, audited; the first
+    user's row stays (their device list) but no longer receives pushes."""
+    paper, _ = accounts
+    first, alice = _client("alice", "viewer", paper)
+    second, bob = _client("bob", "viewer", paper)
+    phone = {"device_id": "shared-ipad", "platform": "ios", "token": "c" * 64}
+    assert first.post("/api/v1/devices", phone, format="json").status_code == 201
+    assert second.post("/api/v1/devices", phone, format="json").status_code == 201
+    rows = {d.user_id: d.active for d in PushDevice.objects.filter(token="c" * 64)}
+    assert rows == {alice.pk: False, bob.pk: True}
+    released = AuditLog.objects.get(action="push_device.released")
+    assert released.actor == bob and "c" * 64 not in str(released.before) + str(released.after)
+    # The same token on another platform is another device: untouched.
+    android = {"device_id": "pixel", "platform": "android", "token": "c" * 64}
+    assert first.post("/api/v1/devices", android, format="json").status_code == 201
+    assert PushDevice.objects.get(user=bob, device_id="shared-ipad").active
