@@ -392,7 +392,9 @@ class TradingRuntime:
                 asyncio.create_task(self.bridge.run(live_stop)),
                 asyncio.create_task(self.bridge.reconcile_forever(live_stop)),
             ]
-        for task in live_tasks:  # the exchange side must never die unnoticed either
+        # The exchange side and the broadcaster must never die unnoticed either: a broadcaster
+        # that raised left clients without order and fill notices while the engine traded on.
+        for task in [*live_tasks, tasks[-1]]:
             task.add_done_callback(lambda t, stop=stop: self._background_done(t, stop))
         self._live_tasks = live_tasks
         await self._guarded(self._heartbeat)

@@ -6,10 +6,14 @@ the backlog are dropped); building every payload anyway was a sixth of a soak's 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
-from trading.runtime import BroadcastQueue
+import pytest
+
+from trading import runtime as runtime_module
+from trading.runtime import BroadcastQueue, RuntimeConfig, TradingRuntime
 
 
 class Builder:
@@ -64,3 +68,32 @@ async def test_a_payload_that_fails_to_build_is_skipped_and_logged(caplog):
     assert [(channel, kind) for channel, kind, _, _ in items] == [("market.ETH-USD", "quote")]
     assert "could not build the book payload of market.BTC-USD" in caplog.text
     assert await queue.get_many(10) is None
+
+
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_broadcaster_that_fails_stops_the_engine_loudly(paper, monkeypatch, caplog):
+    """A broadcaster that raised used to end unwatched: the engine traded on, clients got nothing."""
+    from channels.layers import InMemoryChannelLayer
+
+    from marketdata.feeds import SimulatedFeed
+
+    async def broken(layer, items, relay=None):
+        raise RuntimeError("broadcast exploded")
+
+    monkeypatch.setattr(runtime_module, "broadcast", broken)
+    caplog.set_level(logging.CRITICAL, logger="trading.runtime")
+    config = RuntimeConfig(
+        account=paper.name,
+        symbols=["BTC-USD"],
+        timeframe="1s",
+        control_interval=0.1,
+        flush_interval=0.05,
+        heartbeat_interval=5.0,
+        store_market_data=False,
+        duration=60,
+    )
+    feed = SimulatedFeed(["BTC-USD"], speed=10, seed=7)
+    runtime = TradingRuntime(config, feed, channel_layer=InMemoryChannelLayer())
+    with pytest.raises(RuntimeError, match="broadcast exploded"):
+        await asyncio.wait_for(runtime.run(asyncio.Event()), 60)
+    assert "background task failed; stopping" in caplog.text
