@@ -99,7 +99,11 @@ class SignalStrategy(Strategy):
         if "abstract" not in vars(cls):
             cls.abstract = False
         base = {"fraction": 0.1, "lot": DEFAULT_LOT}
-        cls.default_params = {**base, **dict(vars(cls).get("default_params", {}))}
+        # A subclass of a user's strategy keeps its parent's parameters (and may add its own):
+        # taking only the class's own ones left ``class B(A): pass`` without A's fast/slow.
+        inherited = getattr(super(cls, cls), "default_params", {})
+        own = dict(vars(cls).get("default_params", {}))
+        cls.default_params = {**base, **inherited, **own}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

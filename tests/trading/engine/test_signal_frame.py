@@ -101,3 +101,20 @@ def test_a_backtest_of_a_strategy_writing_into_its_frame_fills_on_the_real_bars(
     assert writes.fills and writes.fills == copies.fills
     assert writes.final == copies.final
     assert (bars["close"].to_numpy() == closes).all()
+
+
+def test_a_subclass_keeps_its_parents_parameters():
+    """``class B(A): pass`` had only fraction and lot: A's fast/slow were a KeyError in its rules."""
+    from trading.engine.errors import StrategyConfigError
+
+    class Child(_Template):
+        pass
+
+    class Grandchild(Child):
+        default_params = {"fraction": 0.05}
+
+    assert Child().params["fast"] == 10 and Child().params["slow"] == 30
+    assert Child(fast=4).params["fast"] == 4
+    assert Grandchild().params == {**Child().params, "fraction": 0.05}
+    with pytest.raises(StrategyConfigError, match="unknown parameter"):
+        Child(bogus=1)
