@@ -40,7 +40,7 @@ from marketdata.engine.records import record_builder
 from trading.engine.buying_power import FillGuard
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import UnknownOrder
-from trading.engine.money import ZERO, floor_to_step, to_decimal
+from trading.engine.money import ZERO, floor_to_step, to_decimal, whole_cents
 from trading.engine.orders import (
     TERMINAL_STATUSES,
     WORKING_STATUSES,
@@ -156,6 +156,10 @@ def tidy_decimal(price: float) -> Decimal:
     in cents, say) is already tidy: rounding it to ``PRICE_DIGITS`` digits gives the very same
     float, so its repr is converted without the round trip through ``format``.
     """
+    if price < 1e8:  # a whole number of cents there has at most 10 digits: tidy already
+        cents = whole_cents(price)
+        if cents is not None:  # ``Decimal(repr(price))`` without ``repr``
+            return cents
     text = repr(price)
     if len(text) <= PRICE_DIGITS + 1 and "e" not in text:  # at most 10 digits and a point
         return Decimal(text)
@@ -439,7 +443,10 @@ class BacktestVenue:
             self._reject(order, now, "reduce_only: no opposite position to reduce", events)
             return
         self._held[order.client_order_id] = order
-        self._market.setdefault(order.symbol, deque()).append(order)
+        waiting = self._market.get(order.symbol)
+        if waiting is None:  # (setdefault built a deque every order)
+            waiting = self._market[order.symbol] = deque()
+        waiting.append(order)
         model = self.config.model
         last = self._last.get(order.symbol)
         if model is _FM_CLOSE and last is not None:
