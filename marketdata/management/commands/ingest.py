@@ -233,7 +233,7 @@ class Command(BaseCommand):
         pipeline = MarketDataPipeline(
             source=source, symbols=symbols, horizon=horizon_for(source, options)
         )
-        metrics, server = self._metrics(source, options)
+        metrics, server = self._metrics(source, options, symbols)
         try:
             counts = asyncio.run(self._run(feed, pipeline, options["duration"], metrics))
         except FeedAuthError as exc:
@@ -249,7 +249,7 @@ class Command(BaseCommand):
                 server.shutdown()
         self.stdout.write(" ".join(f"{k}={v}" for k, v in counts.items()))
 
-    def _metrics(self, source: str, options):
+    def _metrics(self, source: str, options, symbols):
         """Return (FeedMetrics, exporter) for ``--metrics-port``, or (None, None)."""
         port = options["metrics_port"]
         if port is None:
@@ -263,7 +263,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"--metrics-port: cannot listen on port {port} ({exc})") from exc
         self.stdout.write(f"metrics on http://{options['metrics_host']}:{port}/metrics")
-        return FeedMetrics(source), server
+        return FeedMetrics(source, symbols=symbols), server  # others count under '_other'
 
     async def _run(
         self, feed, pipeline: MarketDataPipeline, duration: float | None, metrics=None
