@@ -50,6 +50,7 @@ MAX_MESSAGE = 16_384  # bytes of one client message
 MAX_ID = 128  # characters of a request's string id (an integer id is at most 2**53 - 1 either way)
 RELAY_EVERY = 0.5  # seconds between reads of a watched backtest's stored progress (see below)
 FINISHED = frozenset({"completed", "failed", "cancelled"})
+SYSTEM_ACCOUNT_KINDS = frozenset({"heartbeat", "feed"})  # system messages of one account
 
 
 @database_sync_to_async
@@ -68,6 +69,15 @@ def _grants(user) -> tuple[int, frozenset[str] | None]:
     if user.is_active and (user.is_staff or user.is_superuser):
         return role, None
     return role, frozenset(Account.objects.visible_to(user).values_list("name", flat=True))
+
+
+def _account_scoped(channel: Channel, event: dict) -> bool:
+    """Say whether ``event`` belongs to one account (``data.account``): every message of an
+    account channel, and the system channel's heartbeats and feed notices (one engine's counts);
+    models are everyone's."""
+    return channel.is_account or (
+        channel.family == "system" and event.get("kind") in SYSTEM_ACCOUNT_KINDS
+    )
 
 
 @database_sync_to_async
@@ -90,7 +100,7 @@ def _snapshot(channel: Channel, accounts: frozenset[str] | None) -> dict:
     visible = Account.objects.all()
     if accounts is not None:
         visible = visible.filter(name__in=sorted(accounts))
-    return stream_snapshot(channel, visible)
+    return stream_snapshot(channel, visible, every_account=accounts is None)
 
 
 @database_sync_to_async
@@ -348,7 +358,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         held = self.pending.get(channel.name)
-        if held is None and channel.is_account:
+        scoped = _account_scoped(channel, event)
+        if held is None and scoped:
             held = self.held
         if held is not None:
             held.append((event, frame, lost))
@@ -360,7 +371,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 self._overflow(f"{lost} messages of {channel.name} lost upstream")
                 return
             self.outbox.lost(channel.name, lost, event["ts"])
-        if channel.is_account and not self._may_see(channel, event, frame):
+        if scoped and not self._may_see(channel, event, frame):
             return
         if channel.name in self.relays:  # the run publishes to this process: no relay needed
             self.relays.pop(channel.name).cancel()
@@ -485,7 +496,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._read_grants()
         finally:
             held, self.held = self.held or [], None
-        if self.role < 1 or (self.accounts is not None and not self.accounts):
+        if self.role < 1 or (self.accounts == frozenset() and self._watches_an_account()):
             self._revoked()
             return
         for event, frame, lost in held:
@@ -496,6 +507,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 self._overflow(f"{lost} messages of {channel.name} lost upstream")
             elif self._granted(event):
                 self._put(channel, event["kind"], event["ts"], event["data"], frame)
+
+    def _watches_an_account(self) -> bool:
+        """Say whether an account channel is subscribed (the system channel is not one: a
+        viewer with no account still sees the models there)."""
+        return any(channel.is_account for channel in self.channels_on.values())
 
     def _revoked(self) -> None:
         if not self.closing:

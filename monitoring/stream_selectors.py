@@ -38,15 +38,16 @@ def backtest_exists(run_id: int) -> bool:
     return BacktestRun.objects.filter(pk=run_id).exists()
 
 
-def stream_snapshot(channel: Channel, accounts: QuerySet) -> dict:
-    """Return the snapshot of ``channel`` for a connection that sees ``accounts``."""
+def stream_snapshot(channel: Channel, accounts: QuerySet, *, every_account: bool = False) -> dict:
+    """Return the snapshot of ``channel`` for a connection that sees ``accounts``
+    (``every_account``: staff, who also see engines that name no account)."""
     readers = {
         "market": lambda: market_snapshot(symbol=channel.key),
         "orders": lambda: orders_snapshot(accounts=accounts),
         "fills": lambda: fills_snapshot(accounts=accounts),
         "portfolio": lambda: portfolio_snapshot(accounts=accounts),
         "risk": lambda: risk_snapshot(accounts=accounts),
-        "system": system_snapshot,
+        "system": lambda: system_snapshot(accounts=None if every_account else accounts),
         "backtests": lambda: backtest_snapshot(run_id=int(channel.key)),
     }
     return stream_jsonable(readers[channel.family]())
@@ -201,12 +202,16 @@ def risk_snapshot(*, accounts: QuerySet) -> dict:
     }
 
 
-def system_snapshot() -> dict:
-    """Return each engine's last heartbeat and the active models."""
+def system_snapshot(*, accounts: QuerySet | None = None) -> dict:
+    """Return the last heartbeat of each engine of ``accounts`` (None: every engine's) and the
+    active models. A heartbeat carries its account's order and fill counts: one account's."""
     from models_ml.models import MLModel
     from monitoring.models import SystemEvent
 
-    beats = SystemEvent.objects.filter(kind="heartbeat").order_by("-ts")[:200]
+    beats = SystemEvent.objects.filter(kind="heartbeat")
+    if accounts is not None:
+        beats = beats.filter(context__account__in=list(accounts.values_list("name", flat=True)))
+    beats = beats.order_by("-ts")[:200]
     latest: dict[str, dict] = {}
     for beat in beats:
         account = str(beat.context.get("account", beat.component))
