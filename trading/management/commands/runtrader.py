@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import math
+import os
 import signal
 import socket
 import sys
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
 
 from marketdata.adapters.base import FeedAuthError, FeedError
 from marketdata.constants import BASE_TIMEFRAMES, LIVE_SOURCES, RESAMPLED_TIMEFRAMES
@@ -379,6 +381,9 @@ class Command(BaseCommand):
             if metrics_server is not None:
                 metrics_server.shutdown()
         self.stdout.write(" ".join(f"{k}={v}" for k, v in summary.as_dict().items()))
+        # The main thread's connection sat idle through the run: cut meanwhile (a failover,
+        # pg_terminate_backend), it is checked and replaced here instead of failing the notice.
+        close_old_connections()
         self._state_notice(account)
 
     def _state_notice(self, account: Account) -> None:
@@ -621,17 +626,10 @@ def _confirm_fence(fence: AccountFence) -> bool:
         connections.close_all()
 
 
-def _end_with_parent() -> None:
-    """In the worker child (Linux): SIGTERM it when runtrader dies, even by SIGKILL.
-
-    Without it a killed ``runtrader --serve`` left its qcluster (and its workers) running
-    as orphans, one more set per crash, taking tasks with the old code.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _end_group(pgid: int) -> None:
+    """SIGKILL process group ``pgid`` (the task worker's cluster: sentinel, workers, tasks)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class TaskWorker:
@@ -653,9 +651,12 @@ class TaskWorker:
         # Its tasks' series (jobs, alert deliveries, VaR) go to files that /metrics merges in;
         # emptied at the first start, kept across restarts.
         env = child_env(settings.DATA_DIR, wipe=self.proc is None)
+        # The leader of its own process group, which ends it when runtrader dies, even by
+        # SIGKILL (trading/worker_child.py), and which ``stop`` can kill whole.
         return await asyncio.create_subprocess_exec(
-            sys.executable, str(manage), "qcluster", preexec_fn=_end_with_parent, env=env
-        )
+            sys.executable, "-m", "trading.worker_child", str(os.getpid()), env=env,
+            cwd=manage.parent, start_new_session=True,
+        )  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a worker running until ``stop``; a worker that exits is logged and restarted."""
@@ -668,6 +669,7 @@ class TaskWorker:
             code = await self.proc.wait()
             if stop.is_set():
                 return
+            _end_group(self.proc.pid)  # its sentinel and workers, left without their main
             if left <= 0:
                 logger.critical("task worker exited (code %s) too often; not restarted", code)
                 return
@@ -681,12 +683,17 @@ class TaskWorker:
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return
+        # SIGTERM to the main process alone: the whole group's would hang django-q2's stop
+        # (see tests/qcluster_process.py).
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), WORKER_STOP_TIMEOUT)
         except TimeoutError:
-            logger.error("task worker did not stop in %ss; killing it", WORKER_STOP_TIMEOUT)
-            proc.kill()
+            logger.error(
+                "task worker did not stop in %ss; killing it, its workers and their tasks",
+                WORKER_STOP_TIMEOUT,
+            )
+            _end_group(proc.pid)
             await proc.wait()
 
 
