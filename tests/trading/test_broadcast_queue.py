@@ -72,7 +72,7 @@ async def test_a_payload_that_fails_to_build_is_skipped_and_logged(caplog):
 
 @pytest.mark.usefixtures("close_thread_connections")
 async def test_a_broadcaster_that_fails_stops_the_engine_loudly(paper, monkeypatch, caplog):
-    """A broadcaster that raised used to end unwatched: the engine traded on, clients got nothing."""
+    """A broadcaster that raised ended unwatched: the engine traded on, clients got nothing."""
     from channels.layers import InMemoryChannelLayer
 
     from marketdata.feeds import SimulatedFeed

@@ -104,7 +104,7 @@ def test_a_backtest_of_a_strategy_writing_into_its_frame_fills_on_the_real_bars(
 
 
 def test_a_subclass_keeps_its_parents_parameters():
-    """``class B(A): pass`` had only fraction and lot: A's fast/slow were a KeyError in its rules."""
+    """``class B(A): pass`` had only fraction and lot: A's fast/slow were a KeyError in rules."""
     from trading.engine.errors import StrategyConfigError
 
     class Child(_Template):
