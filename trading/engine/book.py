@@ -9,9 +9,9 @@ book is *synthetic*: one level each side around the last price, ``depth`` deep (
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
-from trading.engine.money import BPS, to_decimal
+from trading.engine.money import BPS, SIZE_STEP, to_decimal
 
 UNLIMITED = Decimal("Infinity")
 _TWO = Decimal(2)
@@ -19,8 +19,22 @@ _TWO = Decimal(2)
 Level = list[Decimal]  # [price, size]
 
 
+def to_size(value: float) -> Decimal:
+    """Return a market size (a level's, a print's) as the venue may fill it: in ``SIZE_STEP``s.
+
+    A float size carries binary noise (0.1 + 0.2 = 0.30000000000000004): taken as is, an order
+    that filled 0.3 of that level left 4e-17 in it, and the next order filled that dust, a fill
+    the database's 10 decimal places store as 0 (its check refused it, and every write after).
+    """
+    size = to_decimal(value)
+    if size.as_tuple().exponent < -10:  # finer than the step: floored (exact sizes kept as is)
+        size = size.quantize(SIZE_STEP, rounding=ROUND_FLOOR)
+    return size
+
+
 def _levels(raw: Iterable[tuple[float, float]]) -> list[Level]:
-    return [[to_decimal(p), to_decimal(s)] for p, s in raw if s > 0]
+    levels = [[to_decimal(p), to_size(s)] for p, s in raw if s > 0]
+    return [level for level in levels if level[1] > 0]
 
 
 class PaperBook:

@@ -11,6 +11,7 @@ HUNDRED = Decimal(100)
 # Money is stored with 10 decimal places: a fee finer than that could not be stored as charged,
 # and the stored fills would no longer explain the stored cash.
 FEE_STEP = Decimal("1E-10")
+SIZE_STEP = Decimal("1E-10")  # the finest quantity stored (10 decimal places)
 
 
 # Whole cents, converted without ``repr``'s shortest-digits search (~4k of ~6k instructions):

@@ -37,7 +37,7 @@ from typing import Protocol
 
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from marketdata.engine.records import fast_init, record_builder
-from trading.engine.book import PaperBook
+from trading.engine.book import PaperBook, to_size
 from trading.engine.buying_power import FillGuard
 from trading.engine.errors import OrderRejected, UnknownOrder
 from trading.engine.money import HUNDRED, ZERO, fee_for, to_decimal
@@ -349,9 +349,9 @@ class PaperVenue:
         """Update the top of the book from a quote."""
         self._book(quote.symbol).set_top(
             to_decimal(quote.bid),
-            to_decimal(quote.bid_size),
+            to_size(quote.bid_size),
             to_decimal(quote.ask),
-            to_decimal(quote.ask_size),
+            to_size(quote.ask_size),
         )
         return self.advance(quote.ts)
 
@@ -363,7 +363,7 @@ class PaperVenue:
             self._expire_due(ts, events)
         if self._latent:
             self._activate_due(ts, events, inclusive=True)
-        self._print(trade.symbol, to_decimal(trade.price), to_decimal(trade.size), ts, events)
+        self._print(trade.symbol, to_decimal(trade.price), to_size(trade.size), ts, events)
         if self._dirty:
             self._flush(ts, events)
         return events

@@ -504,3 +504,13 @@ def test_fill_ids_are_unique_per_order_and_stable_across_runs(venue: PaperVenue)
     ids = [f.venue_trade_id for f in fills(venue.submit(o, T0))]
     assert len(set(ids)) == len(ids) == 2 and all("walk" in i for i in ids)
     assert o.venue_order_id == "paper:walk"
+
+
+def test_float_noise_in_book_sizes_never_becomes_a_dust_fill(venue: PaperVenue) -> None:
+    """Soak finding: a level of 0.30000000000000004 left 4e-17 after a 0.3 fill; the next order
+    filled that dust, a fill stored as 0 that the database refused (and every write after it)."""
+    venue.on_book(book(bids=[(99.0, 5.0)], asks=[(100.0, 0.1 + 0.2), (101.0, 5.0)]))
+    first = fills(venue.submit(order("buy", "0.3", oid="a"), T0))
+    second = fills(venue.submit(order("buy", "0.5", oid="b"), T0))
+    assert [(f.quantity, f.price) for f in first] == [(D("0.3"), D(100))]
+    assert [(f.quantity, f.price) for f in second] == [(D("0.5"), D(101))]
