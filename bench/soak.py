@@ -535,6 +535,9 @@ def main() -> int:
     rows = checked["rows"]
     final = tuple(rows.get(k, 0) for k in ("trading.Order", "trading.Fill", "risk.RiskEvent"))
     checked["windows"] = window_lines(trading, final, args.window)
+    idle = sum(": 0 orders," in line for line in checked["windows"])
+    if idle:  # the account stopped trading, or its orders stopped being stored
+        errors["windows without orders"] += idle
     ok = report(args, engine_rc, errors, stats, series, timings, checked, time.monotonic() - began)
     return 0 if ok else 1
 
