@@ -32,7 +32,8 @@ pytestmark = [
 
 @database_sync_to_async
 def viewer_token() -> str:
-    user = UserFactory(username="watcher")
+    # Staff: heartbeats name an account and reach only those who may see it (staff: all).
+    user = UserFactory(username="watcher", is_staff=True)
     user.groups.add(Group.objects.get_or_create(name="viewer")[0])
     return Token.objects.get_or_create(user=user)[0].key
 
