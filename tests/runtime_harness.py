@@ -17,9 +17,10 @@ from trading.services import order_submit
 db = sync_to_async
 
 
-@contextlib.asynccontextmanager
-async def running(account: Account, **overrides):
-    """Run a TradingRuntime on the simulated market in the background."""
+def runtime_for(account: Account, *, channel_layer=None, **overrides) -> TradingRuntime:
+    """Return a TradingRuntime of ``account`` on the simulated market (seed 7, speed 10), its
+    intervals short for a test; ``overrides`` set RuntimeConfig fields, ``channel_layer`` the
+    layer it broadcasts on (default: the settings')."""
     config = RuntimeConfig(
         account=account.name,
         symbols=["BTC-USD"],
@@ -32,7 +33,14 @@ async def running(account: Account, **overrides):
     )
     for name, value in overrides.items():
         setattr(config, name, value)
-    runtime = TradingRuntime(config, SimulatedFeed(list(config.symbols), speed=10, seed=7))
+    feed = SimulatedFeed(list(config.symbols), speed=10, seed=7)
+    return TradingRuntime(config, feed, channel_layer=channel_layer)
+
+
+@contextlib.asynccontextmanager
+async def running(account: Account, **overrides):
+    """Run a TradingRuntime on the simulated market in the background."""
+    runtime = runtime_for(account, **overrides)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     await until(lambda: runtime.runner is not None and runtime.summary.events > 20, "engine start")

@@ -12,8 +12,9 @@ import logging
 
 import pytest
 
+from tests.runtime_harness import runtime_for
 from trading import runtime as runtime_module
-from trading.runtime import BroadcastQueue, RuntimeConfig, TradingRuntime
+from trading.runtime import BroadcastQueue
 
 
 class Builder:
@@ -75,25 +76,12 @@ async def test_a_broadcaster_that_fails_stops_the_engine_loudly(paper, monkeypat
     """A broadcaster that raised ended unwatched: the engine traded on, clients got nothing."""
     from channels.layers import InMemoryChannelLayer
 
-    from marketdata.feeds import SimulatedFeed
-
     async def broken(layer, items, relay=None):
         raise RuntimeError("broadcast exploded")
 
     monkeypatch.setattr(runtime_module, "broadcast", broken)
     caplog.set_level(logging.CRITICAL, logger="trading.runtime")
-    config = RuntimeConfig(
-        account=paper.name,
-        symbols=["BTC-USD"],
-        timeframe="1s",
-        control_interval=0.1,
-        flush_interval=0.05,
-        heartbeat_interval=5.0,
-        store_market_data=False,
-        duration=60,
-    )
-    feed = SimulatedFeed(["BTC-USD"], speed=10, seed=7)
-    runtime = TradingRuntime(config, feed, channel_layer=InMemoryChannelLayer())
+    runtime = runtime_for(paper, channel_layer=InMemoryChannelLayer(), duration=60)
     with pytest.raises(RuntimeError, match="broadcast exploded"):
         await asyncio.wait_for(runtime.run(asyncio.Event()), 60)
     assert "background task failed; stopping" in caplog.text
