@@ -56,33 +56,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trading.strategy_templates import SIGNAL  # noqa: E402  (after ROOT joins the path)
+
 FAST, SLOW = 10, 30
 TARGETS = {"signal": 5.0, "event": 2.0, "history": 1.0}
 FRACTION = "0.02"  # of equity per entry, on both sides
 CASH = 100_000
 SATOSHI = "0.00000001"
 
+# signal: the template ``manage.py strategy new UserSignal --style signal`` writes, as it is.
 SOURCES = {
-    "signal": """
-from trading.engine.signal_strategy import SignalStrategy
-
-
-class UserSignal(SignalStrategy):
-    default_params = {"fast": 10, "slow": 30}
-
-    def indicators(self, df):
-        df["fast"] = df["close"].rolling(self.params["fast"]).mean()
-        df["slow"] = df["close"].rolling(self.params["slow"]).mean()
-        return df
-
-    def entries(self, df):
-        df["enter_long"] = df["fast"] > df["slow"]
-        return df
-
-    def exits(self, df):
-        df["exit_long"] = df["fast"] < df["slow"]
-        return df
-""",
+    "signal": SIGNAL.format(name="UserSignal"),
     "event": """
 from collections import deque
 from decimal import Decimal
