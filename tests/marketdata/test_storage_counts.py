@@ -8,7 +8,6 @@ import asyncio
 import datetime as dt
 
 import pytest
-from prometheus_client import REGISTRY
 
 from marketdata.engine.events import Bar, Quote, SentimentReading, Side, Trade
 from marketdata.models import SentimentReading as SentimentRow
@@ -17,6 +16,7 @@ from marketdata.pipeline import QualityRecord
 from marketdata.storage import COPY_MIN_ROWS, AsyncBatchWriter, MarketDataStore
 from monitoring.metrics import FeedMetrics
 from tests.factories import SymbolFactory
+from tests.prometheus_samples import by_symbol
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -93,12 +93,7 @@ def test_a_replayed_market_wide_reading_is_stored_once(symbols):
 
 
 def _stored(source: str) -> dict[str, float]:
-    return {
-        s.labels["symbol"]: s.value
-        for family in REGISTRY.collect()
-        for s in family.samples
-        if s.name == "rrr_feed_rows_stored_total" and s.labels.get("source") == source
-    }
+    return by_symbol("rrr_feed_rows_stored_total", source)
 
 
 @pytest.mark.django_db(transaction=True)

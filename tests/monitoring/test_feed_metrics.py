@@ -12,6 +12,7 @@ from marketdata.adapters.base import Malformed
 from marketdata.engine.events import Trade
 from marketdata.pipeline import MarketDataPipeline
 from monitoring.metrics import FeedMetrics
+from tests.prometheus_samples import by_symbol
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -73,12 +74,7 @@ def test_batch_counts_match_the_pipeline():
 
 def _series(source: str) -> dict[str, float]:
     """The received series of ``source`` by symbol."""
-    return {
-        s.labels["symbol"]: s.value
-        for family in REGISTRY.collect()
-        for s in family.samples
-        if s.name == "rrr_feed_messages_received_total" and s.labels.get("source") == source
-    }
+    return by_symbol("rrr_feed_messages_received_total", source)
 
 
 def test_a_feed_of_random_symbols_adds_one_series_beyond_the_subscription():
