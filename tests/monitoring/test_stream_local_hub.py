@@ -41,6 +41,26 @@ async def orders_client(name: str) -> StreamClient:
     return client
 
 
+def stall(layer, monkeypatch) -> tuple[asyncio.Event, list[dict]]:
+    """Make the layer's ``group_send`` hang (Redis away, or a minute behind) until the event
+    returned is set; the list returned gets each message it was handed."""
+    stalled, sent = asyncio.Event(), []
+
+    async def stalled_send(group: str, message: dict) -> None:
+        sent.append(message)
+        await stalled.wait()  # the send does not come back
+
+    monkeypatch.setattr(layer, "group_send", stalled_send)
+    return stalled, sent
+
+
+async def first_send_begun(sent: list[dict]) -> None:
+    """Wait until a stalled layer was handed its first message (and hangs in that send)."""
+    async with asyncio.timeout(5):
+        while not sent:
+            await asyncio.sleep(0)
+
+
 async def test_a_bundle_reaches_the_local_hubs_clients_once_in_order():
     await market_world()
     client = await orders_client("ada")
@@ -64,14 +84,7 @@ async def test_order_notices_do_not_wait_for_a_stalled_layer(monkeypatch):
     client = await orders_client("bea")
     layer = get_channel_layer()
     hub = StreamHub.of(layer)
-    stalled = asyncio.Event()
-    sent: list[dict] = []
-
-    async def stalled_send(group: str, message: dict) -> None:
-        sent.append(message)
-        await stalled.wait()  # Redis away or a minute behind: the send does not come back
-
-    monkeypatch.setattr(layer, "group_send", stalled_send)
+    stalled, sent = stall(layer, monkeypatch)
     items = [("orders", "order", order("paper", 7), T0.isoformat())]
     publishing = asyncio.create_task(broadcast(layer, items))
     got = await client.receive()
@@ -109,21 +122,13 @@ async def test_later_bundles_reach_local_clients_while_the_layer_send_is_stalled
     await market_world()
     client = await orders_client("dan")
     layer = get_channel_layer()
-    stalled, sent = asyncio.Event(), []
-
-    async def stalled_send(group: str, message: dict) -> None:
-        sent.append(message)
-        await stalled.wait()
-
-    monkeypatch.setattr(layer, "group_send", stalled_send)
+    stalled, sent = stall(layer, monkeypatch)
     relay = BundleRelay(layer)
     for round_ in range(3):
         items = [("orders", "order", order("paper", round_), T0.isoformat()),
                  ("market.BTC-USD", "trade", trade(round_), T0.isoformat())]  # fmt: skip
         await asyncio.wait_for(broadcast(layer, items, relay), 5)  # never waits for the layer
-        async with asyncio.timeout(5):
-            while not sent:  # the relay's send of the first bundle has begun (and hangs)
-                await asyncio.sleep(0)
+        await first_send_begun(sent)  # the relay's send of the first bundle (it hangs)
     got = [await client.receive() for _ in range(6)]
     assert [m["data"]["client_order_id"] for m in got if m["channel"] == "orders"] == [
         "c0", "c1", "c2"
@@ -147,20 +152,12 @@ async def test_later_bundles_reach_local_clients_while_the_layer_send_is_stalled
 
 async def test_the_relay_drops_the_oldest_waiting_bundles_past_its_backlog(monkeypatch):
     layer = get_channel_layer()
-    stalled, sent = asyncio.Event(), []
-
-    async def stalled_send(group: str, message: dict) -> None:
-        sent.append(message)
-        await stalled.wait()
-
-    monkeypatch.setattr(layer, "group_send", stalled_send)
+    stalled, sent = stall(layer, monkeypatch)
     monkeypatch.setattr(BundleRelay, "ACCOUNT_BACKLOG", 4)
     relay = BundleRelay(layer)
     for n in range(8):
         relay.put(stream_bundle_event({"orders": [("order", order("paper", n), T0.isoformat())]}))
-        async with asyncio.timeout(5):
-            while not sent:  # the relay's task takes the first bundle and hangs in its send
-                await asyncio.sleep(0)
+        await first_send_begun(sent)  # the relay's task takes the first bundle and hangs
     assert relay.dropped == 2  # 1 sent + 5 waiting (4 past the newest) kept, 2 oldest gone
     stalled.set()
     await relay.close()
