@@ -33,6 +33,22 @@ _ROLES = (
 )
 
 
+def cluster_env(base: dict[str, str], **extra: str) -> dict[str, str]:
+    """Return the environment of a production cluster on ``base``'s database, ``extra`` added.
+
+    One worker; tasks run by it (``Q_SYNC`` off), signed with this process's ``SECRET_KEY``
+    (django-q2 checks the signature); this process's ``REDIS_URL`` broker (else the ORM broker
+    of the database); not configured for tests (no ``PYTEST_VERSION``).
+    """
+    from django.conf import settings
+
+    env = {**base, "Q_SYNC": "false", "Q_WORKERS": "1", "SECRET_KEY": settings.SECRET_KEY}
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    env.pop("PYTEST_VERSION", None)
+    return {**env, **extra}
+
+
 def qcluster_start(
     env: dict[str, str], log: Path, *, skip_checks: bool = True, cwd: Path = ROOT
 ) -> subprocess.Popen:

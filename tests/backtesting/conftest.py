@@ -10,7 +10,13 @@ import pytest
 from django.conf import settings
 
 from tests.polling import wait_for
-from tests.qcluster_process import qcluster_log, qcluster_running, qcluster_start, qcluster_stop_all
+from tests.qcluster_process import (
+    cluster_env,
+    qcluster_log,
+    qcluster_running,
+    qcluster_start,
+    qcluster_stop_all,
+)
 
 
 class QclusterPool:
@@ -44,9 +50,6 @@ def qclusters(subprocess_env, tmp_path) -> Iterator[QclusterPool]:
     from django_q.brokers import get_broker
 
     get_broker().purge_queue()
-    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1", "REDIS_URL": settings.REDIS_URL,
-           "SECRET_KEY": settings.SECRET_KEY}  # fmt: skip  # django-q2 signs tasks with it
-    env.pop("PYTEST_VERSION", None)  # a production cluster, not one configured for tests
-    pool = QclusterPool(env, tmp_path)
+    pool = QclusterPool(cluster_env(subprocess_env), tmp_path)
     yield pool
     qcluster_stop_all([c for c in pool.started if c.poll() is None], grace=60)

@@ -14,13 +14,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import worker_metrics
 from tests.polling import wait_for
-from tests.qcluster_process import ROOT, qcluster_log, qcluster_stop
+from tests.qcluster_process import ROOT, cluster_env, qcluster_log, qcluster_stop
 
 OK, FAILS = ("math.sqrt", 16.0), ("math.sqrt", -1.0)  # -1: ValueError, a failed task
 
@@ -32,13 +31,7 @@ def _free_port() -> int:
 
 
 def _cluster_env(subprocess_env: dict[str, str], multiproc: Path) -> dict[str, str]:
-    env = {**subprocess_env, "Q_SYNC": "false", "Q_WORKERS": "1",
-           "SECRET_KEY": settings.SECRET_KEY,  # django-q2 signs tasks with it
-           "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}  # fmt: skip
-    if settings.REDIS_URL:
-        env["REDIS_URL"] = settings.REDIS_URL
-    env.pop("PYTEST_VERSION", None)  # a production cluster, not one configured for tests
-    return env
+    return cluster_env(subprocess_env, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
 
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
