@@ -12,14 +12,20 @@ client order id, so writing a batch twice is harmless.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from enum import Enum
+from functools import partial
+from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -279,6 +285,21 @@ def account_fence(account_name: str) -> AccountFence | None:
     return _FENCES.get(account_name)
 
 
+# A fill written twice (a batch retried after its commit was lost) is stored once: the second
+# meets ``fill_dedup_key`` and is skipped. SQLite's ``INSERT OR IGNORE`` (what ``ignore_conflicts``
+# is there) also skips a row that breaks a CHECK or NOT NULL constraint, without a word: a fill
+# of quantity 0 vanished where PostgreSQL refused it. There the dedup key alone is the conflict,
+# and the no-op update makes the rest raise.
+_FILL_DEDUP = {
+    False: {"ignore_conflicts": True},
+    True: {
+        "update_conflicts": True,
+        "unique_fields": ["order", "venue_trade_id"],
+        "update_fields": ["venue_trade_id"],
+    },
+}
+
+
 class TradingStore:
     """Loads and writes one account's trading state. Use from one thread."""
 
@@ -483,7 +504,7 @@ class TradingStore:
                 )
                 for f in fills
             ],
-            ignore_conflicts=True,
+            **_FILL_DEDUP[connection.vendor == "sqlite"],
         )
 
     def _write_positions(self, positions: list[PositionSnapshot], now: datetime) -> None:
@@ -641,3 +662,138 @@ class Recorder:
         )
         self.orders, self.fills, self.symbols = {}, [], set()
         return batch
+
+
+# ----------------------------------------------------------------- refusals and dumps
+
+SQLITE_CONSTRAINT_TRIGGER = 1811  # a trigger's RAISE(ABORT): a block, like PostgreSQL's P0001
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """Whether the database refused the data itself, so that writing it again cannot succeed.
+
+    A constraint the schema declares (CHECK, NOT NULL, UNIQUE, foreign key) or a value the
+    column cannot hold (``IntegrityError``, ``DataError``). Everything else is an outage that may
+    end (connection lost, database locked, serialization failure, timeout) and is retried, and so
+    is an exception a trigger raises (an operator's or a test's block, PostgreSQL's P0001, SQLite's
+    RAISE) and a fence refusal (``OwnershipError``: handled by the fence).
+    """
+    if isinstance(exc, OwnershipError) or not isinstance(exc, (IntegrityError, DataError)):
+        return False
+    return getattr(exc.__cause__, "sqlite_errorcode", None) != SQLITE_CONSTRAINT_TRIGGER
+
+
+def db_error_detail(exc: BaseException) -> dict[str, Any]:
+    """Return what the database said: its message in full, and on PostgreSQL the SQLSTATE, the
+    constraint, table and column, and the detail (``Failing row contains (...)``)."""
+    detail: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc).strip()}
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is not None:
+        for name in ("sqlstate", "constraint_name", "table_name", "column_name", "message_detail"):
+            value = getattr(diag, name, None)
+            if value:
+                detail[name] = value
+    return detail
+
+
+def as_json(value: Any) -> Any:
+    """Return ``value`` (records, batches) as JSON data; Decimals exact, as strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [as_json(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+class _Rollback(Exception):
+    """Undo a probe transaction."""
+
+
+def _find_refused(store: TradingStore, batch: TradingBatch) -> dict[str, Any] | None:
+    """Return the first record of ``batch`` the database refuses for good, written one at a time
+    in the order ``TradingStore.write`` takes them, inside a transaction that is rolled back.
+
+    None if every record goes in alone (the refusal came from their combination).
+    """
+    now = batch.ts or timezone.now()
+    steps: list[tuple[str, Any, Any]] = [
+        ("order", o, partial(store._write_orders, [o], now)) for o in batch.orders
+    ]
+    steps += [("fill", f, partial(store._write_fills, [f])) for f in batch.fills]
+    steps += [("position", p, partial(store._write_positions, [p], now)) for p in batch.positions]
+    if batch.cash is not None:
+        steps.append(
+            (
+                "cash",
+                {"account": batch.account, "cash": batch.cash},
+                lambda: Account.objects.filter(pk=store.account.pk).update(cash=batch.cash),
+            )
+        )
+    steps += [("snapshot", s, partial(store._write_snapshot, s, now)) for s in batch.snapshots]
+    cached = dict(store._order_pks)  # rows this probe inserts are rolled back
+    found = None
+    try:
+        with transaction.atomic():
+            for kind, record, write in steps:
+                try:
+                    with transaction.atomic():
+                        write()
+                except DatabaseError as exc:
+                    if not refused_for_good(exc):
+                        raise
+                    found = {"kind": kind, "record": as_json(record), **db_error_detail(exc)}
+                    break
+            raise _Rollback
+    except _Rollback:
+        pass
+    finally:
+        store._order_pks = cached
+    return found
+
+
+def refused_record(store: TradingStore, batch: TradingBatch) -> dict[str, Any] | None:
+    """``_find_refused`` on the database thread; None also if the probe itself failed."""
+    try:
+        return _find_refused(store, batch)
+    except Exception:
+        logger.exception("could not find which record of the batch the database refused")
+        return None
+
+
+def unsaved_dump(
+    batch: TradingBatch | None, *, reason: str, refused: dict | None, directory: Path
+) -> Path:
+    """Write the trading state the database did not take to ``directory`` as JSON; return it.
+
+    ``batch`` holds every order (its last state), fill, position, the cash and snapshots not
+    stored, in the engine's order; ``refused`` the record the database refused and its error.
+    The file is written whole or not at all (a temporary file renamed).
+    """
+    now = datetime.now(UTC)
+    data = {
+        "account": batch.account if batch is not None else None,
+        "written_at": now.isoformat(),
+        "reason": reason,
+        "refused": refused,
+        "batch": as_json(batch) if batch is not None else None,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    account = (batch.account if batch is not None else "engine").replace("/", "_")
+    path = directory / f"{account}-{now:%Y%m%dT%H%M%S%fZ}.json"
+    tmp = path.with_suffix(".json.tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        json.dump(data, out, indent=1)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)
+    return path

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
@@ -27,8 +28,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 
 from marketdata.adapters.base import FeedError
@@ -76,6 +79,11 @@ from trading.persistence import (
     TradingBatch,
     TradingStore,
     account_fence,
+    as_json,
+    db_error_detail,
+    refused_for_good,
+    refused_record,
+    unsaved_dump,
 )
 from trading.runtime_control import ControlState, RuntimeControl
 from trading.session_record import warmup_record
@@ -87,6 +95,9 @@ DB_ERRORS = (DatabaseError, InterfaceError)
 RETRY_FIRST = 0.2  # seconds before the first retry of a failed write
 RETRY_MAX = 5.0  # backoff cap: a recovered database is noticed within this
 SHUTDOWN_WRITE_TIMEOUT = 30.0  # how long a stopping engine keeps trying to store what it holds
+# How long writes may keep failing (an outage: the account reduces risk only meanwhile) before
+# the engine stops, storing what it can and dumping the rest (``RRR_WRITE_OUTAGE_LIMIT``).
+WRITE_OUTAGE_LIMIT = 300.0
 # Market data waiting for the database: four of the writer's 5,000-row batches. A feed faster
 # than the database is held back here (nothing dropped) instead of queueing in memory: with
 # the writer's default of 100,000 events a 50-symbol soak's engine grew ~190 MB until it was full.
@@ -130,6 +141,8 @@ class RuntimeConfig:
     speed: float = 1.0  # the simulated market's pace (recorded: a sped-up session is marked)
     sim_start: datetime | None = None  # where the simulated clock starts (marketdata.sim_clock)
     metrics: bool = True  # Prometheus series (monitoring.metrics); off only to measure their cost
+    # Seconds of failing writes before the engine stops (None: RRR_WRITE_OUTAGE_LIMIT, else 300).
+    write_outage_limit: float | None = None
 
 
 @dataclass(slots=True)
@@ -221,6 +234,10 @@ class TradingRuntime:
         self._retry_at = 0.0  # monotonic time before which no write is attempted
         self._backoff = 0.0
         self._reduced_for_persistence = False
+        self._failing_since = 0.0  # monotonic time of the first failed write of an outage
+        self._outage_limit = write_outage_limit(config.write_outage_limit)
+        self._refused: PersistenceRefused | None = None  # the database refused data: final
+        self._stop: asyncio.Event | None = None
         self._failure: BaseException | None = None  # a background task's error: stops the run
         self._signals_seen: set[str] = set()  # external signals already shown to strategies
 
@@ -364,6 +381,7 @@ class TradingRuntime:
         A periodic task that fails for a reason other than the database stops the engine and
         its error is raised here; database errors are retried (see ``_persist``).
         """
+        self._stop = stop
         await self.setup()
         component_register(f"engine:{self.config.account}", self.health)
         if self.config.store_market_data:
@@ -436,6 +454,7 @@ class TradingRuntime:
         now = self._now or self.clock()
         self.runner.stop(now)
         stored = await self._persist_before_exit()
+        dump = None if stored else self._dump_unsaved()
         writer_failure = None
         if self.md_writer is not None:
             try:
@@ -459,11 +478,47 @@ class TradingRuntime:
         if writer_failure is not None:
             raise writer_failure
         if not stored:
-            raise PersistenceFailed(
-                f"could not store {self.persistence.unsaved_fills} fills and "
-                f"{self.persistence.unsaved_orders} orders before exiting: "
-                f"{self.persistence.last_error}"
+            held = (
+                f"{self.persistence.unsaved_fills} fills and {self.persistence.unsaved_orders} "
+                "orders not stored"
             )
+            kept = f"kept in {dump}" if dump is not None else "not kept in a file (see the log)"
+            if self._refused is not None:
+                raise PersistenceRefused(
+                    f"{self._refused}; the account is halted; {held}, {kept}", self._refused.record
+                )
+            raise PersistenceFailed(
+                f"could not store {held} before exiting: {self.persistence.last_error}; {kept}"
+            )
+
+    def _dump_unsaved(self) -> Path | None:
+        """Write what the database did not take to ``DATA_DIR/unsaved/`` (None: nothing held)."""
+        batch = self._unsaved
+        if batch is None:
+            return None
+        refused = self._refused
+        try:
+            path = unsaved_dump(
+                batch,
+                reason=str(refused) if refused is not None else self.persistence.last_error,
+                refused=refused.record if refused is not None else None,
+                directory=Path(settings.DATA_DIR) / "unsaved",
+            )
+        except OSError:
+            logger.critical(
+                "could not write the unsaved trading state to a file; it follows in full",
+                exc_info=True,
+                extra={"account": self.config.account, "unsaved": as_json(batch)},
+            )
+            return None
+        logger.critical(
+            "unsaved trading state (%d orders, %d fills) written to %s",
+            len(batch.orders),
+            len(batch.fills),
+            path,
+            extra={"account": self.config.account, "path": str(path)},
+        )
+        return path
 
     async def _persist_before_exit(self) -> bool:
         """Store everything held (with a final snapshot), retrying for a bounded time."""
@@ -474,6 +529,16 @@ class TradingRuntime:
                 await self._guarded(self._store_side_records)
                 return True
             snapshot = False  # the snapshot is already held in the unsaved batch
+            if self._refused is not None:
+                # Final: the database refused a record of the batch, writing it again cannot
+                # succeed. The risk event and the halt go in alone (their own transaction).
+                await self._guarded(self._store_side_records)
+                logger.critical(
+                    "engine stopping at once with unsaved trading state: %s",
+                    self._refused,
+                    extra={"account": self.config.account, **self.persistence.as_dict()},
+                )
+                return False
             fence = account_fence(self.config.account)
             if fence is not None and fence.lost is not None:
                 # Final: another engine owns the account, no retry can ever store this (before,
@@ -674,6 +739,8 @@ class TradingRuntime:
         async with self._write_lock:
             self._cut(snapshot)
             pending = self._unsaved
+            if self._refused is not None:
+                return False  # held for the dump (``shutdown``): never written again
             if pending is None:
                 return True
             if time.monotonic() < self._retry_at:
@@ -681,7 +748,10 @@ class TradingRuntime:
             try:
                 await self._db(self.store.write, pending)
             except DB_ERRORS as exc:
-                self._persistence_failed(exc)
+                refused = None
+                if refused_for_good(exc):  # which record, and why (a probe, rolled back)
+                    refused = await self._db(refused_record, self.store, pending)
+                self._persistence_failed(exc, refused)
                 return False
             self._unsaved = None
             self.recorder.stored(pending)  # finished orders are forgotten once stored
@@ -746,19 +816,29 @@ class TradingRuntime:
                 },
             )
 
-    def _persistence_failed(self, exc: BaseException) -> None:
-        """Back off, and while the database refuses writes let the account only reduce risk."""
+    def _persistence_failed(self, exc: BaseException, refused: dict | None = None) -> None:
+        """Back off, and while the database refuses writes let the account only reduce risk.
+
+        Data the database refuses for good (``refused_for_good``: ``refused`` names the record
+        when known) halts the account and stops the engine (``_write_refused``); an outage
+        longer than the limit stops it too (``_outage_check``).
+        """
         health = self.persistence
         health.errors += 1
         self.summary.persist_errors = health.errors
         health.last_error = f"{type(exc).__name__}: {exc}".strip()[:500]
+        if refused_for_good(exc):
+            self._write_refused(exc, refused)
+            return
         self._backoff = min(max(self._backoff * 2, RETRY_FIRST), RETRY_MAX)
         self._retry_at = time.monotonic() + self._backoff
         if not health.ok:
             logger.warning("database write failed again", extra={"error": health.last_error})
+            self._outage_check()
             return
         now = self._now or self.clock()
         health.failing_since = now
+        self._failing_since = time.monotonic()
         logger.error(
             "cannot persist trading state: account reduces risk only until the database is back",
             extra={"account": self.config.account, "error": health.last_error},
@@ -773,8 +853,81 @@ class TradingRuntime:
             {"error": health.last_error},
         )
 
+    def _write_refused(self, exc: BaseException, refused: dict | None) -> None:
+        """The database refused data for good: halt the account at once and stop the engine.
+
+        Retrying cannot store the batch (before, a refused fill was retried for 50 minutes while
+        the engine traded on unstored). The account is halted (no new order, open ones
+        cancelled) and a critical risk event with the halt is queued for storage in its own
+        transaction; ``shutdown`` keeps everything unstored in a file and the run raises
+        ``PersistenceRefused`` naming the record and the constraint.
+        """
+        detail = refused or db_error_detail(exc)
+        if self._refused is not None:
+            logger.critical("the database refused another write", extra={"refused": detail})
+            return
+        account = self.config.account
+        now = self._now or self.clock()
+        what = _refused_what(detail)
+        self._refused = PersistenceRefused(
+            f"the database refused {what}: {detail['message']}", detail
+        )
+        if self.persistence.failing_since is None:
+            self.persistence.failing_since = now
+        logger.critical(
+            "the database refused %s; account %s halted, the engine stops: %s",
+            what,
+            account,
+            detail["message"],
+            extra={"account": account, "refused": detail},
+        )
+        if self.oms is not None and self.oms.mode(account) is not TradingMode.HALTED:
+            self.oms.set_mode(account, TradingMode.HALTED, now)
+        self._reduced_for_persistence = False  # never handed back by itself: an operator decides
+        reason = f"database refused {what}: {detail['message']}"[:500]
+        self._risk_notice(
+            Severity.CRITICAL,
+            f"engine stopped, account halted: {reason}"[:500],
+            {"refused": detail},
+        )
+        self.control.queue_risk(
+            [], [ModeChangeRequest(account, TradingMode.HALTED, reason, "persistence", now)]
+        )
+        self._stop_with(self._refused)
+
+    def _outage_check(self) -> None:
+        """Stop the engine once writes have failed for longer than the outage limit."""
+        if self._failure is not None or self._stop is None or self._stop.is_set():
+            return  # already stopping: the shutdown stores what it can within its own bound
+        failing = time.monotonic() - self._failing_since
+        if failing < self._outage_limit:
+            return
+        account = self.config.account
+        now = self._now or self.clock()
+        message = (
+            f"database writes failed for {failing:.0f} s (limit {self._outage_limit:g} s, "
+            f"RRR_WRITE_OUTAGE_LIMIT); engine stopped: {self.persistence.last_error}"
+        )[:500]
+        logger.critical("%s", message, extra={"account": account, **self.persistence.as_dict()})
+        if self.oms is not None and self.oms.mode(account) is TradingMode.ACTIVE:
+            self.oms.set_mode(account, TradingMode.REDUCING, now)
+        self._reduced_for_persistence = False
+        self._risk_notice(Severity.CRITICAL, message, {"error": self.persistence.last_error})
+        self.control.queue_risk(
+            [], [ModeChangeRequest(account, TradingMode.REDUCING, message, "persistence", now)]
+        )
+        self._stop_with(WriteOutage(message))
+
+    def _stop_with(self, failure: BaseException) -> None:
+        """Stop the run with ``failure`` (raised by ``run`` after the shutdown)."""
+        self._failure = self._failure or failure
+        if self._stop is not None:
+            self._stop.set()
+
     def _persistence_ok(self) -> None:
         """Note a successful write; after an outage, hand the mode back to the database's."""
+        if self._refused is not None:
+            return  # a write after a refusal (a heartbeat) ends nothing: the engine stops
         self._backoff = 0.0
         self._retry_at = 0.0
         health = self.persistence
@@ -884,6 +1037,8 @@ class TradingRuntime:
 
     async def _control(self) -> None:
         """Apply admin/API changes: limits, trading state, new orders, cancel requests."""
+        if self._refused is not None:
+            return  # halted and stopping: no order, no mode handed back
         working = {o.client_order_id for o in self.oms.open_orders(self.config.account)}
         working |= self.runner.algos.active.keys()  # an algo parent can be cancelled too
         # Every order this engine has handled, so a finished order whose final state is not
@@ -1172,6 +1327,59 @@ def _sendable(item: tuple) -> tuple | None:
 
 class PersistenceFailed(RuntimeError):
     """The engine stopped holding trading state the database would not take."""
+
+
+class PersistenceRefused(PersistenceFailed):
+    """The database refused a record for good (a constraint, a value it cannot hold).
+
+    ``record``: its kind, the record (JSON data) and the database's error (``db_error_detail``).
+    """
+
+    def __init__(self, message: str, record: dict | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class WriteOutage(PersistenceFailed):
+    """Writes failed for longer than the outage limit (``RRR_WRITE_OUTAGE_LIMIT``)."""
+
+
+def write_outage_limit(value: float | None) -> float:
+    """Return the outage limit in seconds: ``value``, else ``RRR_WRITE_OUTAGE_LIMIT``, else 300."""
+    if value is None:
+        raw = os.environ.get("RRR_WRITE_OUTAGE_LIMIT", "").strip()
+        try:
+            value = float(raw) if raw else WRITE_OUTAGE_LIMIT
+        except ValueError:
+            raise ValueError(
+                f"RRR_WRITE_OUTAGE_LIMIT must be a number of seconds, got {raw!r}"
+            ) from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(
+            f"the write outage limit must be a finite number of seconds above 0, got {value}"
+        )
+    return float(value)
+
+
+def _refused_what(detail: dict) -> str:
+    """Name the refused record: ``fill <trade id> of order <id> (buy 0.3 BTC-USD @ 100)``."""
+    kind, record = detail.get("kind"), detail.get("record") or {}
+    if kind == "fill":
+        return (
+            f"fill {record.get('venue_trade_id') or '?'} of order {record.get('order_id')} "
+            f"({record.get('side')} {record.get('quantity')} {record.get('symbol')} "
+            f"@ {record.get('price')})"
+        )
+    if kind == "order":
+        return (
+            f"order {record.get('client_order_id')} ({record.get('side')} "
+            f"{record.get('quantity')} {record.get('symbol')}, {record.get('status')})"
+        )
+    if kind == "position":
+        return f"position {record.get('symbol')} (quantity {record.get('quantity')})"
+    if kind in ("cash", "snapshot"):
+        return f"the account's {kind} ({record.get('cash')})"
+    return "a write"
 
 
 def _first_failure(tasks: list[asyncio.Task]) -> BaseException | None:
