@@ -119,6 +119,18 @@ class StrategyConfig(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """Refuse what ``--config NAME`` could not load, naming the field (the admin's form)."""
+        from django.core.exceptions import ValidationError
+
+        from trading.strategy_configs import strategy_config_check, strategy_config_problems
+
+        problems = strategy_config_problems(self.strategy_class, self.params, self.symbols)
+        if not problems:
+            problems = strategy_config_check(self.strategy_class, self.params)
+        if problems:
+            raise ValidationError(problems)
+
 
 class Order(models.Model):
     """An order and its lifecycle. ``client_order_id`` makes submission idempotent."""

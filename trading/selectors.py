@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from trading.adapters.base import live_trading_blockers
 from trading.models import Account, Order, Position, StrategyConfig
+from trading.strategy_configs import strategy_config_problems
 
 
 def account_equity(*, account: Account, positions: list[Position]) -> Decimal:
@@ -129,4 +130,10 @@ def strategy_config_named(name: str) -> StrategyConfig:
         names = StrategyConfig.objects.filter(enabled=True).values_list("name", flat=True)
         known = ", ".join(names)
         raise LookupError(f"no enabled strategy config {name!r} (enabled: {known or 'none'})")
+    problems = strategy_config_problems(row.strategy_class, row.params, row.symbols)
+    if problems:  # stored past the admin's checks (a shell, a fixture): its fields, not a traceback
+        told = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
+        raise LookupError(
+            f"strategy config {name!r} cannot be loaded ({told}); fix it in the admin"
+        )
     return row
