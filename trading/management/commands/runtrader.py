@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections
 
 from marketdata.adapters.base import FeedAuthError, FeedError
 from marketdata.constants import BASE_TIMEFRAMES, LIVE_SOURCES, RESAMPLED_TIMEFRAMES
@@ -370,7 +370,10 @@ class Command(BaseCommand):
                 # a previous owner whose lock was cut can no longer write (its writes fence out).
                 from trading.persistence import AccountFence
 
-                fence = AccountFence.take(account, owner_label())
+                try:
+                    fence = AccountFence.take(account, owner_label())
+                except OperationalError as exc:  # SQLite: another writer kept the lock
+                    raise CommandError(fence_refused(account, exc)) from exc
                 try:
                     summary = self._trade(config, symbols, options, account, lock)
                 finally:
@@ -614,6 +617,22 @@ async def _regain_lock(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     return True
+
+
+def fence_refused(account: Account, exc: Exception) -> str:
+    """Say why the account's ownership could not be recorded (nothing was started)."""
+    why = str(exc).strip() or type(exc).__name__
+    message = (
+        f"account {account.name!r}: could not record this engine as its owner in the database "
+        f"({why}); nothing was started"
+    )
+    if "locked" in why:
+        message += (
+            ". Another process held the database's write lock past the busy timeout (SQLite "
+            "lets one process write at a time: a backfill, an ingest, another engine's long "
+            "write); try again when it has finished, or run on PostgreSQL (DATABASE_URL)"
+        )
+    return message
 
 
 def _confirm_fence(fence: AccountFence) -> bool:
