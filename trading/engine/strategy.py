@@ -290,9 +290,21 @@ class PositionSizer(Protocol):
         ...
 
 
+_NAN = Decimal("NaN")
+
+
+def _decimal(value: Any) -> Decimal:
+    """Return ``value`` as a Decimal, or NaN when it is no number ("lots", None): the callers'
+    checks then name the strategy and the value, not a bare ``decimal.InvalidOperation``."""
+    try:
+        return to_decimal(value)
+    except (ArithmeticError, TypeError, ValueError):
+        return _NAN
+
+
 def _price(ctx: StrategyContext, name: str, value: Number) -> Decimal:
     """Return ``value`` as a Decimal; raise ValueError naming the strategy unless it is > 0."""
-    price = to_decimal(value)
+    price = _decimal(value)
     if not price.is_finite() or price <= ZERO:
         raise ValueError(f"strategy {ctx.strategy_id}: {name} {value!r} (a finite price above 0)")
     return price
@@ -473,7 +485,10 @@ class StrategyContext:
         ``slices``, ``max_participation`` or a VWAP ``profile`` makes it a parent the runner works
         in children over that time (``trading.engine.algo_book``).
         """
-        qty = to_decimal(quantity)
+        try:  # inline, not _decimal(): an order's path pays no extra call
+            qty = to_decimal(quantity)
+        except (ArithmeticError, TypeError, ValueError):
+            qty = _NAN  # "lots", None: refused below, naming the strategy and the value
         if not qty.is_finite() or qty < ZERO:  # was a silent reject: no trade, no message
             raise ValueError(
                 f"strategy {self.strategy_id}: {side} {symbol} quantity {quantity!r} "
@@ -517,7 +532,10 @@ class StrategyContext:
 
         Open orders of this strategy and intents queued in this callback count as done.
         """
-        target = to_decimal(quantity)
+        try:  # inline, not _decimal(): an order's path pays no extra call
+            target = to_decimal(quantity)
+        except (ArithmeticError, TypeError, ValueError):
+            target = _NAN  # "lots", None: refused below, naming the strategy and the value
         if not target.is_finite():  # NaN failed later as a bare decimal.InvalidOperation
             raise ValueError(
                 f"strategy {self.strategy_id}: target position {symbol} {quantity!r} "

@@ -106,6 +106,11 @@ def strategy_classes(module: ModuleType) -> list[type[Strategy]]:
     ]
 
 
+def _is_base(cls: type[Strategy]) -> bool:
+    """Return True for the engine's base classes (Strategy, SignalStrategy) and abstract ones."""
+    return cls is Strategy or inspect.isabstract(cls) or bool(vars(cls).get("abstract", False))
+
+
 def display_name(cls: type[Strategy]) -> str:
     """Return the name a user class is known by: its own ``name`` attribute, else its class name."""
     own = vars(cls).get("name")
@@ -155,6 +160,11 @@ def load_spec(spec: str) -> tuple[str, type[Strategy]]:
             names = ", ".join(c.__name__ for c in classes) or "none"
             raise StrategyConfigError(
                 f"{file} has no strategy class {class_name!r} (strategy classes: {names})"
+            )
+        if _is_base(cls):  # e.g. file.py:SignalStrategy, imported there: runs nothing
+            names = ", ".join(c.__name__ for c in classes) or "none"
+            raise StrategyConfigError(
+                f"{file}:{class_name} is a base class, not a strategy (strategy classes: {names})"
             )
     elif len(classes) == 1:
         cls = classes[0]
