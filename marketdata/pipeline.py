@@ -183,7 +183,8 @@ class MarketDataPipeline:
         self.resample_from = (
             "1m" if "1m" in self.built else (base_timeframes[-1] if base_timeframes else "1m")
         )
-        self.resamplers = [BarResampler(tf) for tf in resampled]
+        # Source bars stay replaceable as long as trades can amend them; older ones are folded.
+        self.resamplers = [BarResampler(tf, part_horizon=AMEND_SECONDS) for tf in resampled]
 
     def process(self, event: object) -> list[object]:
         """Return the outputs for one input event (never raises on bad data)."""

@@ -19,7 +19,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from marketdata.engine.errors import UnsupportedTimeframe
@@ -319,13 +319,124 @@ class BarAggregator:
 
 
 class _Window:
-    """Source bars of one symbol's target window, keyed by source ts (amends replace)."""
+    """Source bars of one symbol's target window, keyed by source ts (amends replace).
 
-    __slots__ = ("start", "parts")
+    Source bars that can no longer be amended are folded into ``settled`` (a 1d window kept
+    every 1m bar of its day: 1,440 a symbol, three days' worth with the two kept for amends).
+    """
+
+    __slots__ = ("start", "parts", "settled", "folded_until")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.parts: dict[datetime, Bar] = {}
+        self.settled: _Settled | None = None
+        self.folded_until: datetime | None = None  # source bars before this are in ``settled``
+
+    def place(self, bar: Bar) -> bool:
+        """Put (or replace) a source bar; return False when its time was already folded."""
+        if self.folded_until is not None and bar.ts < self.folded_until:
+            return False
+        self.parts[bar.ts] = bar
+        return True
+
+    def fold(self, before: datetime) -> None:
+        """Fold the source bars stamped before ``before`` into ``settled``, oldest first."""
+        old = sorted(ts for ts in self.parts if ts < before)
+        if not old:
+            return
+        for ts in old:
+            bar = self.parts.pop(ts)
+            if self.settled is None:
+                self.settled = _Settled(bar)
+            else:
+                self.settled.add(bar)
+        self.folded_until = before
+
+    def combine(self, symbol: str, timeframe: str, ts: datetime, amended: bool) -> Bar:
+        """Return the target bar of every source bar placed, folded or not."""
+        if self.settled is None:
+            return combine_bars(self.parts.values(), symbol, timeframe, ts, amended)
+        return self.settled.combine(self.parts.values(), symbol, timeframe, ts, amended)
+
+
+def _add_exact(partials: list[float], x: float) -> None:
+    """Add ``x`` to the exact sum held as non-overlapping ``partials`` (Shewchuk, as fsum)."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
+class _Settled:
+    """Source bars folded in time order: what ``combine_bars`` needs of them, sums kept exact.
+
+    The sums stay exact partials, so the target bar's volume and VWAP are the very floats
+    ``combine_bars`` gives from every source bar (``math.fsum`` of the partials and the rest).
+    """
+
+    __slots__ = ("open", "venue", "high", "low", "close", "volume", "pv", "count", "vwap_ok")
+
+    def __init__(self, first: Bar) -> None:
+        self.open, self.venue = first.open, first.venue
+        self.high, self.low, self.close = first.high, first.low, first.close
+        self.volume: list[float] = []
+        self.pv: list[float] = []
+        self.count = 0
+        self.vwap_ok = True
+        self._sums(first)
+
+    def add(self, bar: Bar) -> None:
+        """Fold in a source bar newer than every one folded before."""
+        self.high = max(self.high, bar.high)
+        self.low = min(self.low, bar.low)
+        self.close = bar.close
+        self._sums(bar)
+
+    def _sums(self, bar: Bar) -> None:
+        self.count += bar.trade_count
+        _add_exact(self.volume, bar.volume)
+        if bar.volume:
+            if bar.vwap is None:
+                self.vwap_ok = False
+            else:
+                _add_exact(self.pv, bar.vwap * bar.volume)
+
+    def combine(
+        self, parts: Iterable[Bar], symbol: str, timeframe: str, ts: datetime, amended: bool
+    ) -> Bar:
+        """Return ``combine_bars`` of the folded bars and ``parts`` (all newer than them)."""
+        ordered = sorted(parts, key=lambda b: b.ts)
+        volume = math.fsum([*self.volume, *(b.volume for b in ordered)])
+        vwap: float | None = None
+        if (
+            volume > 0.0
+            and self.vwap_ok
+            and all(b.vwap is not None or b.volume == 0.0 for b in ordered)
+        ):
+            pv = math.fsum([*self.pv, *(b.vwap * b.volume for b in ordered if b.volume)])
+            vwap = pv / volume
+        return Bar(
+            symbol,
+            timeframe,
+            ts,
+            self.open,
+            max([self.high, *(b.high for b in ordered)]),
+            min([self.low, *(b.low for b in ordered)]),
+            ordered[-1].close if ordered else self.close,
+            volume,
+            vwap,
+            self.count + sum(b.trade_count for b in ordered),
+            self.venue,
+            amended,
+        )
 
 
 def combine_bars(
@@ -358,17 +469,24 @@ def combine_bars(
 class _SymbolWindows:
     """Resampler state of one symbol."""
 
-    __slots__ = ("open", "closed_until", "history", "source_seconds")
+    __slots__ = ("open", "closed_until", "history", "source_seconds", "newest")
 
     def __init__(self, source_seconds: int) -> None:
         self.open: _Window | None = None
         self.closed_until = _NEG_INF
         self.history: dict[float, _Window] = {}
         self.source_seconds = source_seconds
+        self.newest: datetime | None = None  # the newest source bar's ts
 
 
 class BarResampler:
-    """Stream bars of a finer timeframe into bars of ``target`` (5m, 15m, 1h, 4h, 1d)."""
+    """Stream bars of a finer timeframe into bars of ``target`` (5m, 15m, 1h, 4h, 1d).
+
+    A source bar may be replaced (amended) while it is less than ``part_horizon`` seconds older
+    than its symbol's newest; older ones are folded into their window's running totals, so a
+    window holds at most about ``2 * part_horizon`` seconds of source bars whatever its length.
+    A source bar arriving for a time already folded is late (counted and kept, as below).
+    """
 
     def __init__(
         self,
@@ -378,13 +496,17 @@ class BarResampler:
         on_late: Callable[[Bar], None] | None = None,
         amend_horizon: int = 2,
         late_buffer: int = 10_000,
+        part_horizon: float = 600.0,
     ) -> None:
         _check_late_policy(late)
+        if not part_horizon > 0:
+            raise ValueError(f"part_horizon must be positive, got {part_horizon!r}")
         self.target = str(target)
         self.seconds = timeframe_seconds(self.target)
         self.late_policy = late
         self.on_late = on_late
         self.amend_horizon = amend_horizon
+        self.part_horizon = timedelta(seconds=part_horizon)
         self.late: deque[Bar] = deque(maxlen=late_buffer)
         self.stats = AggregatorStats()
         self._symbols: dict[str, _SymbolWindows] = {}
@@ -412,7 +534,10 @@ class BarResampler:
             window = None
         if window is None:
             window = state.open = _Window(start)
-        window.parts[bar.ts] = bar
+        if not self._place(state, window, bar):  # replaces a source bar already folded
+            self.stats.late_trades += 1
+            self._keep_late(bar)
+            return out
         if epoch + state.source_seconds >= start + self.seconds:
             # The last sub-window of the target arrived: close now rather than one bar later.
             out.append(self._close(bar.symbol, state))
@@ -481,7 +606,28 @@ class BarResampler:
                 del state.history[next(iter(state.history))]
         self.stats.bars_emitted += 1
         ts = datetime.fromtimestamp(window.start, UTC)
-        return combine_bars(window.parts.values(), symbol, self.target, ts, amended)
+        return window.combine(symbol, self.target, ts, amended)
+
+    def _place(self, state: _SymbolWindows, window: _Window, bar: Bar) -> bool:
+        """Put a source bar in its window, folding what can no longer be amended; False: late."""
+        if state.newest is None or bar.ts > state.newest:
+            state.newest = bar.ts
+        if not window.place(bar):
+            return False
+        # Fold only once the window holds twice the amendable span: amortised, and a window of
+        # the amendable span or shorter (5m, 15m of 1m bars) keeps every part, as before.
+        span = self.part_horizon.total_seconds() / state.source_seconds
+        if len(window.parts) > 2 * span + 1:
+            window.fold(state.newest - self.part_horizon)
+        return True
+
+    def _keep_late(self, bar: Bar) -> None:
+        """Count a source bar that cannot be placed and hand it on, never dropped silently."""
+        self.stats.late_kept += 1
+        if self.on_late is not None:
+            self.on_late(bar)
+        else:
+            self.late.append(bar)
 
     def _late(self, state: _SymbolWindows, bar: Bar, start: float) -> list[Bar]:
         """Re-emit an amended target bar for a closed window, or count and keep the bar."""
@@ -491,16 +637,11 @@ class BarResampler:
             reference = self._watermark(state)
             if window is None and start >= reference - self.amend_horizon * self.seconds:
                 window = state.history[start] = _Window(start)
-            if window is not None:
-                window.parts[bar.ts] = bar
+            if window is not None and self._place(state, window, bar):
                 self.stats.amended_bars += 1
                 ts = datetime.fromtimestamp(start, UTC)
-                return [combine_bars(window.parts.values(), bar.symbol, self.target, ts, True)]
-        self.stats.late_kept += 1
-        if self.on_late is not None:
-            self.on_late(bar)
-        else:
-            self.late.append(bar)
+                return [window.combine(bar.symbol, self.target, ts, True)]
+        self._keep_late(bar)
         return []
 
 
