@@ -58,9 +58,16 @@ class RecursiveReport(LookaheadReport):
     """The recursive check's report, its first difference told as column, bar and values."""
 
     window: int = 500  # the bars each row was recomputed on (the strategy's live_window)
+    bars: int = 0  # the bars of the whole frame (0: not told)
 
     def message(self) -> str:
         """Return a one-line verdict: the column, the bar, and its value both ways."""
+        if self.ok and 0 < self.bars <= self.window + 1:
+            return LookaheadReport.message(self) + (
+                f" (only {self.bars} bars, not more than live_window {self.window}: every row "
+                "was recomputed from the first bar, so data read from outside the frame it is "
+                "given could not show; check on more bars)"
+            )
         if self.ok:
             return LookaheadReport.message(self)
         first = self.divergences[0]
@@ -98,6 +105,7 @@ def lookahead_reports(
     if issubclass(cls, SignalStrategy):
         strategy = cls(**params)
         report = check_signal_recursive(strategy, bars, n_points=n_points, seed=seed)
-        reports.append(RecursiveReport(f"{cls.name} (recursive)", report.cuts,
-                                       report.divergences, int(strategy.live_window)))  # fmt: skip
+        one = bars.loc[bars["symbol"] == bars["symbol"].iloc[0]] if "symbol" in bars else bars
+        reports.append(RecursiveReport(f"{cls.name} (recursive)", report.cuts, report.divergences,
+                                       int(strategy.live_window), len(one)))  # fmt: skip
     return reports

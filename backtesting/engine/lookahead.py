@@ -198,6 +198,11 @@ def check_signal_recursive(
     full = strategy.signals(one.copy(), " (recursive check, whole frame)")
     label = getattr(strategy, "name", type(strategy).__name__)
     low = max(min_index or 0, 1)
+    if len(one) - 1 > length:
+        # Rows before the window's length are recomputed on every bar from the first, numbered
+        # as in the whole frame: positions read in a series of the strategy's own line up there
+        # and a too-short window cannot show. Cut where the window starts after the first bar.
+        low = max(low, length)
     cuts, divergences = [], []
     for k in _cut_indices(len(one), n_points, seed, low):
         start = max(0, k + 1 - length)

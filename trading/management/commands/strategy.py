@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +31,12 @@ class Command(BaseCommand):
         )
         check.add_argument("name", help="A strategy name or path/to/file.py:ClassName")
         check.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-        check.add_argument("--days", type=int, default=20, help="Simulated 1h bars (days)")
+        check.add_argument(
+            "--days",
+            type=int,
+            help="Simulated 1h bars (days; default 20, or more for twice a signal strategy's "
+            "live_window: the recursive check needs bars beyond the window)",
+        )
         check.add_argument("--points", type=int, default=5, help="Cuts per check")
 
     def handle(self, *args, **options) -> None:
@@ -109,7 +115,7 @@ class Command(BaseCommand):
         from backtesting.engine.runner import BacktestConfig, run_backtest
         from backtesting.services import BacktestInputError, bars_for
         from backtesting.strategy_checks import lookahead_reports
-        from trading.engine.strategies import create_strategy, resolve_strategy
+        from trading.engine.strategies import create_strategy, resolve_strategy, strategy_class
         from trading.management.commands.runtrader import parse_params
 
         params = parse_params(options["param"])
@@ -119,12 +125,16 @@ class Command(BaseCommand):
         except StrategyConfigError as exc:
             raise CommandError(str(exc)) from exc
         start = datetime(2024, 1, 1, tzinfo=UTC)
+        days = options["days"]
+        if days is None:  # rows past the live window are the ones the recursive check can test
+            window = int(getattr(strategy_class(name), "live_window", 0) or 0)
+            days = min(365, max(20, math.ceil(2 * window / 24) + 1))  # a year at most
         try:
             bars, _ = bars_for(
                 symbols=["BTC-USD"],
                 timeframe="1h",
                 start=start,
-                end=start + timedelta(days=max(2, options["days"])),
+                end=start + timedelta(days=max(2, days)),
                 source="sim",
             )
         except BacktestInputError as exc:
