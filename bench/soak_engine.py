@@ -86,7 +86,7 @@ class HeapWatch:
         objects = gc.get_objects()
         kinds = Counter(kind_of(o) for o in objects)
         with open(self.path, "a") as out:
-            out.write(f"\n===== t={time.monotonic() - self.began:.0f}s\n")
+            out.write(f"\n===== t={time.monotonic() - self.began:.0f}s {self._memory()}\n")
             if self.first is None:
                 self.first = kinds
                 self.snap = tracemalloc.take_snapshot() if self.frames else None
@@ -96,6 +96,20 @@ class HeapWatch:
         for o in objects:
             if isinstance(o, dict | list | set) and len(o) > 500:
                 self.sizes.setdefault(id(o), len(o))
+
+    @staticmethod
+    def _memory() -> str:
+        """Return RSS and, while tracemalloc runs, what it traces (RSS less it: C and glibc)."""
+        import resource
+        import tracemalloc
+
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+        text = f"rss {rss:.1f} MB"
+        if tracemalloc.is_tracing():
+            traced = tracemalloc.get_traced_memory()[0] / 2**20
+            text += f", traced {traced:.1f} MB, rss - traced {rss - traced:.1f} MB"
+        return text
 
     def _grown(self, kinds, objects: list, out) -> None:
         import tracemalloc
