@@ -293,24 +293,28 @@ def _last_per_bucket(snapshots: QuerySet, origin: datetime, width: float) -> Que
     return snapshots.filter(ts__in=lasts)
 
 
-def performance_of(*, account: Account, bucket_seconds: int) -> dict:
+def performance_of(
+    *, account: Account, bucket_seconds: int, annualise_from: timedelta | None = None
+) -> dict:
     """Return the backtest metrics of the account's equity, sampled at ``bucket_seconds``.
 
     The equity is the last snapshot of each bucket (no look-ahead: a bucket's value is what was
-    stored by its end); returns are annualised 24/7. Kept in this process under what it read
-    (the newest and oldest snapshot, the initial capital) as the equity curve is: a new snapshot
-    shows at once. The trade metrics are those the round-trip tally's background refresh stored
-    (``trading.trade_tally``: exactly those of a rebuild from every fill), with their time in
-    ``trades_as_of`` and ``trades_behind`` true while fills stored since are being tallied; before
-    the first tally ends they are None and ``note`` says so.
+    stored by its end); returns are annualised 24/7. With ``annualise_from``, a history shorter
+    than that is not scaled to a year (minutes compounded to a year are noise): its figures are
+    over its own span (``annualised`` False; see ``_performance``). Kept in this process under
+    what it read (the newest and oldest snapshot, the initial capital) as the equity curve is:
+    a new snapshot shows at once. The trade metrics are those the round-trip tally's background
+    refresh stored (``trading.trade_tally``: exactly those of a rebuild from every fill), with
+    their time in ``trades_as_of`` and ``trades_behind`` true while fills stored since are being
+    tallied; before the first tally ends they are None and ``note`` says so.
     """
     key = (
-        account.pk, bucket_seconds, account.initial_capital,
+        account.pk, bucket_seconds, account.initial_capital, annualise_from,
         portfolio_sql.snapshot_bounds(account_id=account.pk),
     )  # fmt: skip
     answer = PERFORMANCE.get(key)
     if answer is None:
-        answer = _performance(account, bucket_seconds)
+        answer = _performance(account, bucket_seconds, annualise_from)
         PERFORMANCE.put(key, answer)
     answer = copy.deepcopy(answer)
     answer.update(note="", trades_as_of=None, trades_behind=False)
@@ -322,25 +326,38 @@ def performance_of(*, account: Account, bucket_seconds: int) -> dict:
     return answer
 
 
-def _performance(account: Account, bucket_seconds: int) -> dict:
-    """Return the performance figures of the equity (the trade metrics NaN: see above)."""
+def _performance(account: Account, bucket_seconds: int, annualise_from: timedelta | None) -> dict:
+    """Return the performance figures of the equity (the trade metrics NaN: see above).
+
+    Under ``annualise_from`` the span is the period: the same metrics with a year of one span
+    (as many periods as returns), so ``annualised_return`` and ``cagr`` are the span's return,
+    ``volatility``, ``sharpe`` and ``sortino`` scale by the square root of the returns counted
+    (not of a year's buckets) and ``calmar`` is the span's return over the drawdown.
+    """
     first, last, count = equity_span(account=account)
     base = {"account": account.pk, "snapshots": count, "start": first, "end": last}
     if first is None:
-        return {**base, "points": 0, "periods_per_year": None, "metrics": {}, "baseline": {}}
+        return {**base, "points": 0, "periods_per_year": None, "metrics": {}, "baseline": {},
+                "annualised": annualise_from is None}  # fmt: skip
     snapshots = _last_per_bucket(
         PortfolioSnapshot.objects.filter(account=account), first, float(bucket_seconds)
     )
     equity = [float(v) for v in snapshots.order_by("ts").values_list("equity", flat=True)]
     initial = float(account.initial_capital) or equity[0]
-    ppy = YEAR_SECONDS / bucket_seconds
-    years = max((last - first).total_seconds(), bucket_seconds) / YEAR_SECONDS
+    span = (last - first).total_seconds()
+    annualised = annualise_from is None or span >= annualise_from.total_seconds()
+    if annualised:
+        ppy = YEAR_SECONDS / bucket_seconds
+        years = max(span, bucket_seconds) / YEAR_SECONDS
+    else:  # one return a point (from the initial capital first): the span is the "year"
+        ppy, years = float(len(equity)), 1.0
     metrics = summarize(equity, initial=initial, periods_per_year=ppy, years=years)
     cash = summarize([initial] * len(equity), initial=initial, periods_per_year=ppy, years=years)
     return {
         **base,
         "points": len(equity),
-        "periods_per_year": ppy,
+        "periods_per_year": ppy if annualised else None,
+        "annualised": annualised,
         "metrics": _finite(metrics),
         "baseline": {
             "name": "cash (no trading): the account's initial capital held flat",
