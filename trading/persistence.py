@@ -16,6 +16,8 @@ import dataclasses
 import json
 import logging
 import os
+import types
+import typing
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -797,3 +799,36 @@ def unsaved_dump(
         os.fsync(out.fileno())
     tmp.replace(path)
     return path
+
+
+def from_json(cls: type, data: Any) -> Any:
+    """Rebuild a record of type ``cls`` (an engine dataclass, a Decimal, ...) from ``as_json``."""
+    if data is None:
+        return None
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        return cls(
+            **{
+                f.name: from_json(hints[f.name], data[f.name])
+                for f in dataclasses.fields(cls)
+                if f.init and f.name in data
+            }
+        )
+    origin, args = typing.get_origin(cls), typing.get_args(cls)
+    if origin in (typing.Union, types.UnionType):
+        return from_json(next(a for a in args if a is not type(None)), data)
+    if origin in (list, tuple):
+        items = [from_json(args[0], item) for item in data]
+        return tuple(items) if origin is tuple else items
+    if cls is Decimal:
+        return Decimal(data)
+    if cls is datetime:
+        return datetime.fromisoformat(data)
+    if isinstance(cls, type) and issubclass(cls, Enum):
+        return cls(data)
+    return data
+
+
+def batch_from_json(data: dict) -> TradingBatch:
+    """Return the ``TradingBatch`` an ``unsaved_dump`` file holds (its ``batch``)."""
+    return from_json(TradingBatch, data)

@@ -869,22 +869,24 @@ class TradingRuntime:
         account = self.config.account
         now = self._now or self.clock()
         what = _refused_what(detail)
-        self._refused = PersistenceRefused(
-            f"the database refused {what}: {detail['message']}", detail
-        )
+        why = detail["message"]
+        constraint = detail.get("constraint_name")
+        if constraint and constraint not in why:  # a trigger's refusal names it only there
+            why = f"{why} (constraint {constraint})"
+        self._refused = PersistenceRefused(f"the database refused {what}: {why}", detail)
         if self.persistence.failing_since is None:
             self.persistence.failing_since = now
         logger.critical(
             "the database refused %s; account %s halted, the engine stops: %s",
             what,
             account,
-            detail["message"],
+            why,
             extra={"account": account, "refused": detail},
         )
         if self.oms is not None and self.oms.mode(account) is not TradingMode.HALTED:
             self.oms.set_mode(account, TradingMode.HALTED, now)
         self._reduced_for_persistence = False  # never handed back by itself: an operator decides
-        reason = f"database refused {what}: {detail['message']}"[:500]
+        reason = f"database refused {what}: {why}"[:500]
         self._risk_notice(
             Severity.CRITICAL,
             f"engine stopped, account halted: {reason}"[:500],

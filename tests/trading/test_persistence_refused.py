@@ -15,16 +15,18 @@ way out once the database is back.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
 from marketdata.feeds import SimulatedFeed
-from risk.models import RiskEvent
+from risk.models import RiskEvent, TradingState
 from tests.dbfaults import refuse_updates
 from tests.runtime_harness import db, has_state, until
 from tests.trading.books import assert_books_agree
@@ -164,6 +166,19 @@ async def test_a_fill_the_database_refuses_halts_stops_and_is_kept_in_a_file(
     # What the database holds is a consistent prefix: its cash, positions and fills agree.
     await db(assert_books_agree)(paper)
 
+    # The operator's way back: the file as it is is refused (named), without the dust it is
+    # stored, and then the database holds every fill the engine made.
+    with pytest.raises(CommandError, match="fill_quantity_positive"):
+        await db(call_command)("store_unsaved", str(path), "--dry-run")
+    dump["batch"]["fills"] = [f for f in dumped if f["venue_trade_id"] != "dust-1"]
+    path.write_text(json.dumps(dump))
+    out = io.StringIO()
+    await db(call_command)("store_unsaved", str(path), stdout=out)
+    assert f"stored {len(dumped_orders)} orders, {len(dumped) - 1} fills" in out.getvalue()
+    assert len(await stored_fill_ids(paper)) == seen.fills
+    assert seen.orders <= await stored_order_ids(paper)
+    await db(assert_books_agree)(paper)
+
 
 async def test_an_outage_longer_than_the_limit_stops_the_engine_and_loses_nothing(paper):
     runtime, task = start(paper, write_outage_limit=1.0)
@@ -241,3 +256,71 @@ def test_the_outage_limit_is_a_positive_number_of_seconds(monkeypatch):
     for bad in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="above 0"):
             write_outage_limit(bad)
+
+
+def _refuse_fills(on: bool) -> None:
+    """PostgreSQL: every fill insert fails a check (a trigger raising ``check_violation``)."""
+    with connection.cursor() as cursor:
+        if on:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION rrr_refuse_fill() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'fill refused by the test' USING ERRCODE = 'check_violation', "
+                "CONSTRAINT = 'rrr_test_fill_check'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER rrr_refuse_fill BEFORE INSERT ON trading_fill "
+                "FOR EACH ROW EXECUTE FUNCTION rrr_refuse_fill()"
+            )
+        else:
+            cursor.execute("DROP TRIGGER rrr_refuse_fill ON trading_fill")
+
+
+def test_runtrader_exits_non_zero_naming_the_refused_fill(subprocess_env, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a trigger raising a check violation is PostgreSQL's")
+    call_command("bootstrap", "--no-admin", stdout=open(os.devnull, "w"))
+    _refuse_fills(True)
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "runtrader",
+                "--paper",
+                "--timeframe",
+                "1s",
+                "--strategy",
+                "sma_cross",
+                "--param",
+                "fast=2",
+                "--param",
+                "slow=3",
+                "--speed",
+                "30",
+                "--duration",
+                "120",
+                "--skip-checks",
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            env=subprocess_env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+    finally:
+        _refuse_fills(False)
+    assert result.returncode != 0
+    assert "trading state not stored: the database refused fill" in result.stderr
+    assert "fill refused by the test" in result.stderr
+    assert "(constraint rrr_test_fill_check)" in result.stderr
+    assert "the account is halted" in result.stderr
+    (dump,) = (tmp_path / "unsaved").glob("paper-*.json")
+    fills = json.loads(dump.read_text())["batch"]["fills"]
+    assert fills and not Fill.objects.filter(
+        venue_trade_id__in=[f["venue_trade_id"] for f in fills]
+    )
+    assert TradingState.objects.get(account__name="paper").state == "halted"
