@@ -50,6 +50,14 @@ def _account_with(equity: list[tuple[timedelta, int]]):
     return account
 
 
+def _moments(values: list[int]) -> tuple[int, float, float]:
+    """Return the count, mean and sample deviation of the hourly returns (from 100,000 first)."""
+    curve = [100000.0, *map(float, values)]
+    r = [b / a - 1 for a, b in zip(curve, curve[1:], strict=False)]
+    mean = sum(r) / len(r)
+    return len(r), mean, math.sqrt(sum((x - mean) ** 2 for x in r) / (len(r) - 1))
+
+
 def _rows(page) -> dict[str, str]:
     return {name: value for name, value, _ in page.context["metric_rows"]}
 
@@ -75,12 +83,9 @@ def test_two_days_show_ratios_over_the_span(viewer_of):
     account = _account_with([(timedelta(hours=h), v) for h, v in enumerate(values)])
     page = viewer_of(account).get("/performance/")
     rows = _rows(page)
-    curve = [100000.0, *map(float, values)]  # from the initial capital
-    r = [b / a - 1 for a, b in zip(curve, curve[1:], strict=False)]
-    mean = sum(r) / len(r)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in r) / (len(r) - 1))
-    assert rows["sharpe over the span"] == f"{mean / sd * math.sqrt(len(r)):.4f}"
-    assert rows["volatility over the span"] == f"{sd * math.sqrt(len(r)):.4f}"
+    n, mean, sd = _moments(values)
+    assert rows["sharpe over the span"] == f"{mean / sd * math.sqrt(n):.4f}"
+    assert rows["volatility over the span"] == f"{sd * math.sqrt(n):.4f}"
     assert float(rows["sharpe over the span"]) < 10  # annualised it was sqrt(8760 / 48) x more
     assert rows["total_return"] == f"{values[-1] / 100000 - 1:.4f}"
     assert "annualised_return" not in rows
@@ -94,9 +99,6 @@ def test_thirty_days_and_more_are_annualised(viewer_of):
     rows = _rows(page)
     assert {"annualised_return", "cagr", "sharpe", "sortino", "calmar"} <= set(rows)
     assert not any("over the span" in name for name in rows)
-    curve = [100000.0, *map(float, values)]
-    r = [b / a - 1 for a, b in zip(curve, curve[1:], strict=False)]
-    mean = sum(r) / len(r)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in r) / (len(r) - 1))
+    _, mean, sd = _moments(values)
     assert rows["sharpe"] == f"{mean / sd * math.sqrt(8760):.4f}"
     assert 'id="not-annualised"' not in page.content.decode()
