@@ -996,7 +996,10 @@ class TradingRuntime:
                     TradingBatch(account=self.config.account, orders=[clone], ts=self._now),
                 )
             except DB_ERRORS as exc:
-                self._persistence_failed(exc)
+                refused = None
+                if refused_for_good(exc):
+                    refused = {"kind": "order", "record": as_json(clone), **db_error_detail(exc)}
+                self._persistence_failed(exc, refused)
                 raise WriteAheadFailed(str(exc)) from exc
 
     def _background_done(self, task: asyncio.Task, stop: asyncio.Event) -> None:

@@ -324,3 +324,82 @@ def test_runtrader_exits_non_zero_naming_the_refused_fill(subprocess_env, tmp_pa
         venue_trade_id__in=[f["venue_trade_id"] for f in fills]
     )
     assert TradingState.objects.get(account__name="paper").state == "halted"
+
+
+def _refuse_order_updates(on: bool) -> None:
+    """PostgreSQL: every update of an order row fails a check (``check_violation``)."""
+    with connection.cursor() as cursor:
+        if on:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION rrr_refuse_order() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'order refused by the test' USING ERRCODE = 'check_violation', "
+                "CONSTRAINT = 'rrr_test_order_check'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER rrr_refuse_order BEFORE UPDATE ON trading_order "
+                "FOR EACH ROW EXECUTE FUNCTION rrr_refuse_order()"
+            )
+        else:
+            cursor.execute("DROP TRIGGER rrr_refuse_order ON trading_order")
+
+
+async def test_a_live_order_whose_write_ahead_is_refused_is_never_sent(paper, settings, tmp_path):
+    from tests.fakes.exchange_binance import (
+        API_KEY,
+        API_SECRET,
+        FakeBinanceExchange,
+        binance_market,
+    )
+    from tests.runtime_harness import submit
+    from trading.adapters.base import RetryPolicy
+    from trading.adapters.ccxt_live import CcxtLiveVenue
+    from trading.models import Account
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a trigger raising a check violation is PostgreSQL's")
+    settings.DATA_DIR = tmp_path
+    account = await db(Account.objects.create)(
+        name="live",
+        mode="live",
+        venue="binance",
+        initial_capital=Decimal("100000"),
+        cash=Decimal("100000"),
+    )
+    exchange = FakeBinanceExchange()
+    await exchange.start()
+    venue = CcxtLiveVenue(
+        "binance",
+        api_key=API_KEY,
+        secret=API_SECRET,
+        api_urls=exchange.ccxt_urls(),
+        markets=[binance_market()],
+        retry=RetryPolicy(max_retries=3, initial=0.05, maximum=0.2),
+        timeout_ms=2_000,
+        config={"enableRateLimit": False},
+    )
+    config = RuntimeConfig(
+        account="live",
+        symbols=["BTC-USD"],
+        timeframe="1s",
+        control_interval=0.1,
+        flush_interval=0.05,
+        store_market_data=False,
+    )
+    runtime = TradingRuntime(config, SimulatedFeed(["BTC-USD"], speed=5, seed=3), live=venue)
+    task = asyncio.create_task(runtime.run(asyncio.Event()))
+    try:
+        await until(lambda: runtime.bridge is not None and runtime.summary.events > 10, "start")
+        await db(_refuse_order_updates)(True)
+        try:
+            order = await submit(account, "buy", "0.01")
+            with pytest.raises(PersistenceRefused) as raised:
+                await asyncio.wait_for(task, 60)
+        finally:
+            await db(_refuse_order_updates)(False)
+    finally:
+        await venue.close()
+        await exchange.stop()
+    assert exchange.create_requests == 0, "an order left before it was stored"
+    assert f"the database refused order {order.client_order_id.hex}" in str(raised.value)
+    assert "rrr_test_order_check" in str(raised.value)
+    assert await has_state(account, "halted")
