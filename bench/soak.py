@@ -77,6 +77,15 @@ def parse_args() -> argparse.Namespace:
         help="MALLOC_ARENA_MAX for the engine, as deploy/ sets it (0: glibc's default, 8 a core)",
     )
     parser.add_argument(
+        "--django-debug",
+        action="store_true",
+        help="run the engine with DEBUG on (development's default): Django then keeps the last"
+        " 9,000 queries' SQL per database connection, reset only by a request: the logs of"
+        " the engine's own threads (market-data and trading writers) grow through a long run"
+        " (~0.4 MB/min in a traced soak) and show as a memory slope; deploy/ runs with DEBUG"
+        " off, and so does the soak unless asked",
+    )
+    parser.add_argument(
         "--pg-url",
         default=os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rrr_soak"),
     )
@@ -103,6 +112,7 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         REDIS_URL=args.redis_url,
         RRR_DATA_DIR=str(data_dir),
         LOG_LEVEL="WARNING",
+        DEBUG="true" if args.django_debug else "false",  # as deployed (DJANGO_ENV=production)
         Q_SYNC="false",
         JWT_ACCESS_MINUTES="120",
         SOAK_GC_LOG=str(data_dir / "gc.txt"),  # the engine's collector pauses (soak_engine)
@@ -428,7 +438,7 @@ def report(args, engine_rc, errors, stats, series, timings, checked, wall) -> bo
     print(
         f"soak: {args.symbols} symbols, {args.clients} WebSocket clients, API polled each second,"
         f" speed {args.speed:g}, {wall / 60:.1f} min on PostgreSQL + Redis,"
-        f" engine MALLOC_ARENA_MAX={arenas}"
+        f" engine MALLOC_ARENA_MAX={arenas}, DEBUG {'on' if args.django_debug else 'off'}"
     )
     print(f"{'t (s)':>7} {'engine RSS (MB)':>16} {'bench RSS (MB)':>15}")
     for t, engine, own in series:

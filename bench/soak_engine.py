@@ -63,6 +63,21 @@ def referrers(obj: object, skip: list, depth: int = 5) -> str:
     return " <- ".join(chain)
 
 
+def query_logs(objects: list) -> str:
+    """Return what Django's query logs hold (DEBUG on: the last 9,000 queries a connection)."""
+    from collections import deque
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    logs = [
+        o for o in objects
+        if type(o) is deque and o.maxlen == BaseDatabaseWrapper.queries_limit and o
+    ]
+    entries = sum(len(log) for log in logs)
+    chars = sum(len(q.get("sql") or "") for log in logs for q in list(log))
+    return f"query logs: {len(logs)} connections, {entries} queries, {chars / 2**20:.1f} M chars"
+
+
 class HeapWatch:
     """What the engine's heap holds and how it grew since the first look (``trace_memory``)."""
 
@@ -86,7 +101,8 @@ class HeapWatch:
         objects = gc.get_objects()
         kinds = Counter(kind_of(o) for o in objects)
         with open(self.path, "a") as out:
-            out.write(f"\n===== t={time.monotonic() - self.began:.0f}s {self._memory()}\n")
+            out.write(f"\n===== t={time.monotonic() - self.began:.0f}s {self._memory()}, ")
+            out.write(f"{query_logs(objects)}\n")
             if self.first is None:
                 self.first = kinds
                 self.snap = tracemalloc.take_snapshot() if self.frames else None
