@@ -20,6 +20,9 @@ TRADINGVIEW_EXPORT = """time,open,high,low,close,VWAP,Volume,Volume MA
 1709254800,61200,61900,61100,61850,61300.7,98.25,101.3
 1709258400,61850,62000,61400,61500,61400.1,143,104.9
 """
+# A day of 1h BTC-USD bars from a TradingView export (``--file`` added).
+TRADINGVIEW_DAY = ("--source", "tradingview", "--symbols", "BTC-USD", "--timeframe", "1h",
+                   "--start", "2024-03-01", "--end", "2024-03-02")  # fmt: skip
 
 
 def run(*args: str) -> str:
@@ -32,20 +35,7 @@ def run(*args: str) -> str:
 def test_tradingview_chart_export_is_imported(tmp_path):
     export = tmp_path / "COINBASE_BTCUSD, 60.csv"
     export.write_text(TRADINGVIEW_EXPORT)
-    out = run(
-        "--source",
-        "tradingview",
-        "--file",
-        str(export),
-        "--symbols",
-        "BTC-USD",
-        "--timeframe",
-        "1h",
-        "--start",
-        "2024-03-01",
-        "--end",
-        "2024-03-02",
-    )
+    out = run(*TRADINGVIEW_DAY, "--file", str(export))
     assert "3 bars written" in out
     bars = list(Bar.objects.order_by("ts").values_list("ts", "open", "close", "volume", "vwap"))
     assert bars[0] == (T0, 61000.5, 61200.0, 120.5, None)  # the session VWAP is not the bar's
@@ -53,33 +43,9 @@ def test_tradingview_chart_export_is_imported(tmp_path):
     no_volume = tmp_path / "novol.csv"
     no_volume.write_text("time,open,high,low,close\n1709251200,1,1,1,1\n")
     with pytest.raises(CommandError, match="Volume"):
-        run(
-            "--source",
-            "tradingview",
-            "--file",
-            str(no_volume),
-            "--symbols",
-            "BTC-USD",
-            "--timeframe",
-            "1h",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-        )
+        run(*TRADINGVIEW_DAY, "--file", str(no_volume))
     with pytest.raises(CommandError, match="needs --file"):
-        run(
-            "--source",
-            "tradingview",
-            "--symbols",
-            "BTC-USD",
-            "--timeframe",
-            "1h",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-        )
+        run(*TRADINGVIEW_DAY)
 
 
 @pytest.mark.django_db(transaction=True)
