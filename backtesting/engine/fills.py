@@ -240,6 +240,15 @@ class BacktestVenue:
         self._book_model = cfg.model is FillModel.BOOK
         self._per_bar = self._cap_frac is not None or self._book_model  # work on quiet bars too
         self._deferred: list[VenueEvent] = []  # events of a sync outside any call's event list
+        # Where a caller may put a bar instead of calling ``on_bar`` while no order is open (the
+        # OMS: ``OrderManager.on_bar``). Then ``on_bar`` takes its hot path and only keeps the
+        # bar there: nothing is held or working, so no fill, position delta or deferred event
+        # can be pending, and under next-open fills the last bar is needed only as the one the
+        # inner venue skipped (``_last`` is read by the close model alone). None: every bar is
+        # needed (a volume cap's budget, the book model's books, the close model's last bar).
+        self.idle_bars: dict[str, Bar] | None = (
+            self._stale if cfg.model is _FM_NEXT_OPEN and not self._per_bar else None
+        )
         self._children = 0
         self._guard: FillGuard | None = None
         self._cash: dict[str, Decimal] = {}  # cash moved by this call's fills, by account

@@ -109,6 +109,9 @@ class OrderManager:
         if bind_guard is not None:
             bind_guard(self.fill_guard)
         self._fee_bps: Decimal = getattr(getattr(venue, "config", None), "taker_fee_bps", ZERO)
+        # A venue whose bar step only keeps the bar while no order is open says where (a
+        # backtest's under next-open fills); ``on_bar`` then stores it there itself.
+        self._idle_bars: dict[str, Bar] | None = getattr(venue, "idle_bars", None)
 
     # ----------------------------------------------------------------- accounts
 
@@ -299,14 +302,23 @@ class OrderManager:
 
     def on_bar(self, bar: Bar) -> list[VenueEvent]:
         """Feed a bar to the venue and mark positions at its close."""
-        events = self.venue.on_bar(bar)
-        if events:
-            self._process(events)
+        idle = self._idle_bars
+        if idle is not None and not self._index:
+            # No order is open: the venue's bar step would only keep the bar (its ``idle_bars``).
+            idle[bar.symbol] = bar
+            events: list[VenueEvent] = []
+        else:
+            events = self.venue.on_bar(bar)
+            if events:
+                self._process(events)
         # The bar's start rolls the day, so the day opens at the previous day's last close.
-        symbol = bar.symbol
+        symbol, close, ts = bar.symbol, bar.close, bar.ts
         for portfolio in self._marked:
-            if symbol in portfolio.positions:
-                portfolio.mark_at(symbol, bar.close, bar.ts)  # often deferred: see Portfolio
+            below = portfolio.defer_below.get(symbol)
+            if below is not None and close < below and ts < portfolio.defer_until:
+                portfolio.deferred_marks[symbol] = close  # ``mark_at``'s deferral, without a call
+            elif symbol in portfolio.positions:
+                portfolio.mark_at(symbol, close, ts)  # often deferred too: see Portfolio
         return events
 
     def advance(self, now: datetime) -> list[VenueEvent]:

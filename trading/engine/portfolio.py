@@ -25,6 +25,9 @@ from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import Fill, OrderSide
 
 _ONE_DAY = timedelta(days=1)
+_INF = float("inf")
+_DAWN = datetime.min.replace(tzinfo=UTC)  # before any day is known: no mark is deferred early
+_BELOW = 1.0 - 1e-12  # shrinks a float bound past the rounding of its division and of the use
 _BUY = OrderSide.BUY  # as a module constant: cheaper than the Enum class attribute
 
 
@@ -174,9 +177,11 @@ class Portfolio:
         "_peak_f",
         "_solo",
         "_solo_qty",
-        "_unmarked",
         "account",
         "day_start_equity",
+        "defer_below",
+        "defer_until",
+        "deferred_marks",
         "deposits",
         "fees",
         "margin",
@@ -205,13 +210,22 @@ class Portfolio:
         self._market_value = ZERO  # Σ position market values, kept incrementally
         self._equity_f: float | None = None  # float(cash + market value) once asked for
         # Latest market prices not yet applied (``mark_at``): symbol -> float.
-        self._unmarked: dict[str, float] = {}
+        self.deferred_marks: dict[str, float] = {}
+        # What lets a caller that marks every bar (``OrderManager.on_bar``) defer a mark itself,
+        # as ``mark_at`` would, without the call: per symbol with a position, a price below which
+        # its mark only goes to ``deferred_marks`` as long as the mark's time is before
+        # ``defer_until`` (no day rolls): infinity for a flat position; for the only open
+        # position, when long, its headroom over its quantity (``_set_headroom``); none for the
+        # others (``mark_at`` decides).
+        self.defer_below: dict[str, float] = {}
+        self.defer_until = _DAWN
         # The only open position (None: none or several), its quantity as a float, and the
         # value it must stay under for its marks to be deferred (``_refresh_headroom``).
         self._solo: str | None = None
         self._solo_qty = self._headroom = 0.0
         self._cash_f = float(cash)
         self._day_end = _next_day_start(ts) if ts is not None else None
+        self.defer_until = self._day_end or _DAWN
 
     # ----------------------------------------------------------------- reads
 
@@ -240,14 +254,14 @@ class Portfolio:
     @property
     def equity(self) -> Decimal:
         """Return cash plus the market value of every position."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         return self._cash + self._market_value
 
     @property
     def unrealized_pnl(self) -> Decimal:
         """Return the sum of positions' unrealised P&L."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         return sum((p.unrealized_pnl for p in self.positions.values()), ZERO)
 
@@ -259,14 +273,14 @@ class Portfolio:
     @property
     def gross_exposure(self) -> Decimal:
         """Return the sum of absolute position values."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         return sum((abs(p.market_value) for p in self.positions.values()), ZERO)
 
     @property
     def net_exposure(self) -> Decimal:
         """Return the sum of signed position values."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         return self._market_value
 
@@ -288,7 +302,7 @@ class Portfolio:
         """
         solo = self._solo
         if solo is not None:
-            price = self._unmarked.get(solo)
+            price = self.deferred_marks.get(solo)
             if price is not None:  # the only open position: every other one is worth zero
                 return self._cash_f + self._solo_qty * price
         equity = self._equity_f  # deferred flat marks move nothing
@@ -303,7 +317,7 @@ class Portfolio:
 
     def position(self, symbol: str) -> Position | None:
         """Return the position record for ``symbol``, if any fill touched it."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         return self.positions.get(symbol)
 
@@ -311,7 +325,7 @@ class Portfolio:
         self, symbol: str, price: Decimal, pending_qty: Decimal = ZERO, pending_cash: Decimal = ZERO
     ) -> Exposure:
         """Return cash and exposure with ``symbol`` valued at ``price`` (plus unseen fills)."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         other_net = other_gross = ZERO
         held = pending_qty
@@ -360,7 +374,7 @@ class Portfolio:
         day_end = self._day_end
         if day_end is None or fill.ts >= day_end:
             self.roll_day(fill.ts)
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         price = fill.price
         pos = self.positions.get(fill.symbol)
@@ -394,8 +408,8 @@ class Portfolio:
         pos = self.positions.get(symbol)
         if pos is None:
             return
-        if self._unmarked:
-            self._unmarked.pop(symbol, None)  # superseded
+        if self.deferred_marks:
+            self.deferred_marks.pop(symbol, None)  # superseded
         old = pos.mark_price  # ``market_value`` before and after, without the property calls
         before = pos.cost_basis if old is None else pos.quantity * old
         pos.mark_price = price
@@ -419,11 +433,11 @@ class Portfolio:
         if pos.quantity and (symbol != self._solo or not self._solo_qty * price < self._headroom):
             self.mark(symbol, to_decimal(price))  # may raise the peak: exactly, at once
         else:
-            self._unmarked[symbol] = price
+            self.deferred_marks[symbol] = price
 
     def _settle_marks(self) -> None:
         """Apply the marks ``mark_at`` deferred."""
-        unmarked, self._unmarked = self._unmarked, {}
+        unmarked, self.deferred_marks = self.deferred_marks, {}
         for symbol, price in unmarked.items():
             pos = self.positions.get(symbol)
             if pos is None:
@@ -441,13 +455,16 @@ class Portfolio:
         rounding of that comparison): such a mark cannot raise the peak, and nothing else it
         changes is read before ``_settle_marks``.
         """
-        solo = None
+        solo, several = None, False
+        below: dict[str, float] = {}
         for symbol, pos in self.positions.items():
-            if pos.quantity:
-                if solo is not None:
-                    self._solo = None
-                    return
+            if not pos.quantity:
+                below[symbol] = _INF  # a flat position's mark moves no figure
+            elif solo is None and not several:
                 solo = symbol
+            else:
+                solo, several = None, True
+        self.defer_below = below
         self._solo = solo
         if solo is None:
             return
@@ -460,19 +477,26 @@ class Portfolio:
 
     def _set_headroom(self, peak: float) -> None:
         cash = self._cash_f
-        self._headroom = peak - cash - 1e-9 * (abs(peak) + abs(cash) + 1.0)
+        self._headroom = headroom = peak - cash - 1e-9 * (abs(peak) + abs(cash) + 1.0)
+        # ``defer_below``: a long position's price under headroom / quantity, shrunk by 1e-12,
+        # gives quantity × price < headroom in floats too (their rounding is ~1e-16).
+        qty = self._solo_qty
+        if qty > 0.0 and headroom > 0.0:
+            self.defer_below[self._solo] = headroom / qty * _BELOW  # type: ignore[index]
+        else:
+            self.defer_below.pop(self._solo, None)  # type: ignore[arg-type]
 
     def roll_day(self, ts: datetime) -> bool:
         """Start a new UTC day if ``ts`` is past the current one; return True if it rolled."""
         day_end = self._day_end
         if day_end is None:
-            self._day_end = _next_day_start(ts)
+            self._day_end = self.defer_until = _next_day_start(ts)
             return False
         if ts < day_end:
             return False
         # Equity at the roll still uses the previous day's marks: that is the day's open.
         self.day_start_equity = self.equity
-        self._day_end = _next_day_start(ts)
+        self._day_end = self.defer_until = _next_day_start(ts)
         return True
 
     def adjust_cash(self, amount: Decimal) -> None:
@@ -498,7 +522,7 @@ class Portfolio:
     ) -> None:
         """Replace the state with stored figures (crash recovery)."""
         self.positions = {}
-        self._unmarked = {}
+        self.deferred_marks = {}
         for snap in positions:
             self.positions[snap.symbol] = Position(
                 snap.symbol,
@@ -526,6 +550,7 @@ class Portfolio:
         self._peak_f = None
         self.day_start_equity = day_start_equity if day_start_equity is not None else equity
         self._day_end = _next_day_start(ts) if ts is not None else None
+        self.defer_until = self._day_end or _DAWN
         self._refresh_headroom()
 
     def _update_peak(self) -> None:
@@ -541,7 +566,7 @@ class Portfolio:
 
     def view(self, mode: TradingMode = TradingMode.ACTIVE, open_orders: int = 0) -> AccountView:
         """Return the read-only view pre-trade checks consume."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         positions = {
             s: PositionView(
@@ -566,7 +591,7 @@ class Portfolio:
 
     def snapshot(self, ts: datetime | None = None) -> PortfolioSnapshot:
         """Return a frozen snapshot of the account (positions that are open or realised P&L)."""
-        if self._unmarked:
+        if self.deferred_marks:
             self._settle_marks()
         positions = tuple(p.snapshot() for p in self.positions.values())
         return PortfolioSnapshot(
