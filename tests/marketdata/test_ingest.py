@@ -126,25 +126,18 @@ def test_a_mid_stream_disconnect_reconnects_resubscribes_and_duplicates_nothing(
     ) == list(range(200))
 
 
+def rejected_key(url: str) -> tuple[str, ...]:
+    """``ingest`` arguments for the Polygon fake at ``url`` with a key it rejects."""
+    return ("--source", "polygon", "--symbols", "BTC-USD", "--url", url,
+            "--api-key", "wrong-key", "--duration", SAFETY_DURATION)  # fmt: skip
+
+
 @pytest.mark.django_db(transaction=True)
 def test_auth_failure_stops_at_once_with_a_clear_error():
     with served(FakePolygonServer(Script(frames=trade_frames(5)))) as server:
         out = io.StringIO()
         with pytest.raises(CommandError, match="authentication failed: Polygon rejected"):
-            call_command(
-                "ingest",
-                "--source",
-                "polygon",
-                "--symbols",
-                "BTC-USD",
-                "--url",
-                server.url,
-                "--api-key",
-                "wrong-key",
-                "--duration",
-                SAFETY_DURATION,
-                stdout=out,
-            )
+            call_command("ingest", *rejected_key(server.url), stdout=out)
         assert server.auth_attempts == 1  # fatal: no retry loop against a rejecting venue
     assert TradeTick.objects.count() == 0
 
@@ -176,20 +169,7 @@ def run_manage(data_dir: Path, *args: str, check: bool = False) -> subprocess.Co
 
 def test_auth_failure_exits_non_zero_with_the_reason(data_dir):
     with served(FakePolygonServer(Script(frames=trade_frames(5)))) as server:
-        done = run_manage(
-            data_dir,
-            "ingest",
-            "--source",
-            "polygon",
-            "--symbols",
-            "BTC-USD",
-            "--url",
-            server.url,
-            "--api-key",
-            "wrong-key",
-            "--duration",
-            SAFETY_DURATION,
-        )
+        done = run_manage(data_dir, "ingest", *rejected_key(server.url))
     assert done.returncode == 1
     assert "CommandError: authentication failed: Polygon rejected the API key" in done.stderr
 
