@@ -17,10 +17,29 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def strategy_name_check(value: str) -> str:
-    """Return ``value`` if it is a strategy name; raise a field error for a path or other text."""
+    """Return ``value`` if it names a strategy; raise a field error for a path, other text, or a
+    name no strategy has (told without the server's folders and files: the command line's
+    message names them, and suggests a file path, which the API refuses)."""
+    from trading.engine.errors import StrategyConfigError
+    from trading.engine.strategies import available_strategies, resolve_strategy
+
     if not NAME.fullmatch(value):
         raise serializers.ValidationError(
             "name a built-in strategy or a class in STRATEGY_PATHS (letters, digits, _); "
             "file paths are accepted from the command line only"
         )
+    try:
+        resolve_strategy(value)
+    except StrategyConfigError as exc:
+        if "defined more than once" in str(exc):
+            problem = f"strategy {value!r} is defined more than once in the strategy folders"
+        else:
+            built_in = ", ".join(available_strategies())
+            problem = (
+                f"unknown strategy {value!r}; built-in: {built_in}; or a class in the server's "
+                "strategy folders (STRATEGY_PATHS)"
+            )
+        raise serializers.ValidationError(
+            f"{problem}; `manage.py strategy list` on the server lists them"
+        ) from None
     return value
