@@ -48,6 +48,7 @@ engine after the callback returns. Here: an SMA crossover kept with running sums
 from collections import deque
 from decimal import Decimal
 
+from trading.engine.errors import StrategyConfigError
 from trading.engine.params import IntParam
 from trading.engine.strategy import Strategy
 
@@ -58,6 +59,13 @@ class {name}(Strategy):
         "slow": IntParam(30, 10, 200, step=10),
     }}
     default_params = {{"fraction": 0.1, "lot": "0.0001"}}
+
+    def __init__(self, **params):
+        super().__init__(**params)  # checks each parameter against its declared range
+        if not self.params["fast"] < self.params["slow"]:  # a sweep skips such a pair
+            raise StrategyConfigError(
+                f"{name}: need fast < slow, got {{self.params['fast']}} and {{self.params['slow']}}"
+            )
 
     def on_start(self, ctx):
         self.closes = {{}}  # per symbol: the last ``slow`` closes

@@ -70,3 +70,21 @@ def test_a_quantity_that_is_not_a_number_names_strategy_and_value(tmp_path, how,
     assert "ConversionSyntax" not in message
     assert f"{qty!r}" in message and "a finite number of units" in message
     assert "asks.py" in message  # the user's file, as for any error of theirs
+
+
+def test_the_event_template_refuses_fast_not_below_slow_and_matches_the_built_in(tmp_path):
+    # Its running sums kept `slow` closes: with fast > slow (a pair of its declared ranges that
+    # a sweep tries) the fast sum never dropped a close and grew for ever, silently.
+    from trading.strategy_templates import EVENT
+
+    path = tmp_path / "my_event.py"
+    path.write_text(EVENT.format(name="MyEvent"))
+    spec = f"{path}:MyEvent"
+    for fast, slow in ((40, 10), (20, 20)):
+        with pytest.raises(StrategyConfigError, match=f"MyEvent: need fast < slow, got {fast}"):
+            create_strategy(spec, fast=fast, slow=slow)
+    bars = walk_frame(400)
+    mine = run_backtest(create_strategy(spec, fast=4, slow=10, lot="1e-8"), bars, BacktestConfig())
+    built_in = run_backtest(create_strategy("sma_cross", fast=4, slow=10), bars, BacktestConfig())
+    assert len(mine.orders) == len(built_in.orders) > 4
+    assert mine.final_equity == built_in.final_equity
