@@ -85,3 +85,25 @@ def test_the_admin_stores_a_good_row(admin_client) -> None:
     assert response.status_code == 302
     row = StrategyConfig.objects.get()
     assert row.params == {"fast": 5, "slow": 20} and row.symbols == ["BTC-USD"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"account": "other"},
+            "it is for account 'other', not 'paper'; run it with --account other",
+        ),
+        ({"timeframe": "1h"}, "it trades 1h bars, not 1m; run it with --timeframe 1h"),
+    ],
+)
+def test_runtrader_never_trades_a_row_on_another_account_or_timeframe(fields, message) -> None:
+    # The admin shows each row's account and timeframe; runtrader --config ignored both and
+    # traded DEFAULT_ACCOUNT on 1m bars.
+    from tests.factories import AccountFactory
+
+    if "account" in fields:
+        fields = {**fields, "account": AccountFactory(name="other")}
+    stored("mine", **fields)
+    with pytest.raises(CommandError, match=f"--config mine: {message}"):
+        call_command("runtrader", "--paper", "--config", "mine", "--duration", "1")

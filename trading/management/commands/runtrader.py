@@ -312,6 +312,18 @@ class Command(BaseCommand):
             row = strategy_config_named(options["config"])
         except LookupError as exc:
             raise CommandError(f"--config: {exc.args[0]}") from exc
+        # The row's account and timeframe are not defaults to trade elsewhere: an engine started
+        # on another account (DEFAULT_ACCOUNT when --account is left out) or timeframe refuses.
+        if row.account_id is not None and row.account.name != options["account"]:
+            raise CommandError(
+                f"--config {row.name}: it is for account {row.account.name!r}, not "
+                f"{options['account']!r}; run it with --account {row.account.name}"
+            )
+        if row.timeframe and row.timeframe != options["timeframe"]:
+            raise CommandError(
+                f"--config {row.name}: it trades {row.timeframe} bars, not "
+                f"{options['timeframe']}; run it with --timeframe {row.timeframe}"
+            )
         symbols = [str(s).strip().upper() for s in row.symbols or [] if str(s).strip()]
         return row.strategy_class, {**(row.params or {}), **params}, symbols
 
