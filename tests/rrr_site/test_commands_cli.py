@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+# Its processes set Django up on the configured database (PostgreSQL's backend loads psycopg).
+pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("scipy", "torch", "qiskit", "pandas", "numpy", "aiohttp", "psycopg", "plotly.graph_objs")
 # --strategy's help lists the built-in strategies, registered by importing

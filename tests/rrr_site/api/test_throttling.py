@@ -9,6 +9,8 @@ from django.core.cache import cache
 
 from rrr_site.api.throttling import UserThrottle
 
+pytestmark = pytest.mark.services  # the cache: Redis's under REDIS_URL
+
 
 @pytest.fixture
 def clock(settings):
