@@ -44,36 +44,58 @@ _DAY_NS = 86_400 * 1_000_000_000
 class Pair:
     """One strategy on one symbol: its decision table and the rows where it acts."""
 
-    __slots__ = ("_lists", "acting", "acting_close", "slot", "symbol", "table")
+    __slots__ = ("_acting", "_runs", "close", "rows", "slot", "symbol", "table")
 
     def __init__(
         self,
         slot: int,
         symbol: str,
         table: np.ndarray,
-        acting: tuple[np.ndarray, ...],
-        acting_close: tuple[np.ndarray, ...],
+        rows: np.ndarray | None,
+        close: np.ndarray,
     ) -> None:
         self.slot = slot  # the strategy's index in the runner
         self.symbol = symbol
         self.table = table  # (3, rows of the symbol): row h + 1 applies while holding sign h
-        self.acting = acting  # global rows where the table acts while short / flat / long
-        self.acting_close = acting_close  # their closes
-        # ``acting`` as lists for bisect, built on first use (a long-only table acts on nearly
-        # every row while short, which it never is).
-        self._lists: list[list[int] | None] = [None, None, None]
+        self.rows = rows  # the symbol's global rows (None: one symbol, global rows are its own)
+        self.close = close  # the symbol's closes
+        # Where the table acts while short / flat / long, as runs of consecutive rows of the
+        # symbol: (first global rows, last global rows). A state strategy acts on about half
+        # the rows for a side, in a few runs a crossing: as a list of rows (for bisect) that was
+        # half a million Python ints per side at a million bars.
+        with np.errstate(invalid="ignore"):
+            self._runs = tuple(_runs(_acts(table, h), rows) for h in (-1, 0, 1))
+        # The acting rows and their closes, per side, built on first use (``next_affordable``).
+        self._acting: list[tuple[np.ndarray, np.ndarray] | None] = [None, None, None]
 
     def next_after(self, row: int, held: int) -> int:
         """Return the first global row after ``row`` where the table acts while holding ``held``."""
-        rows = self._lists[held + 1]
+        firsts, lasts = self._runs[held + 1]
+        k = bisect_right(lasts, row)  # the first run that still acts after ``row``
+        if k == len(lasts):
+            return NEVER
+        first = firsts[k]
+        if first > row:
+            return first
+        rows = self.rows  # inside the run: the symbol's next row
         if rows is None:
-            rows = self._lists[held + 1] = self.acting[held + 1].tolist()
-        k = bisect_right(rows, row)
-        return rows[k] if k < len(rows) else NEVER
+            return row + 1
+        return rows.item(int(np.searchsorted(rows, row, side="right")))
+
+    def acting(self, held: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the global rows where the table acts while holding ``held``, and their
+        closes."""
+        found = self._acting[held + 1]
+        if found is None:
+            with np.errstate(invalid="ignore"):
+                local = np.flatnonzero(_acts(self.table, held))
+            rows = local if self.rows is None else self.rows[local]
+            found = self._acting[held + 1] = (rows, self.close[local])
+        return found
 
     def next_affordable(self, row: int, held: int, bound: float) -> int:
         """Return the first acting row after ``row`` closing at or below ``bound``."""
-        rows, closes = self.acting[held + 1], self.acting_close[held + 1]
+        rows, closes = self.acting(held)
         k = int(np.searchsorted(rows, row, side="right"))
         limit = bound * (1 + 1e-9)  # a margin for rounding: an extra visit is always safe
         step = 256
@@ -84,6 +106,21 @@ class Pair:
             k += step
             step *= 4
         return NEVER
+
+
+def _acts(table: np.ndarray, held: int) -> np.ndarray:
+    """Return where ``table`` acts while holding ``held``: a direction, not the one held."""
+    wanted = table[held + 1]
+    return ~np.isnan(wanted) & (wanted != held)
+
+
+def _runs(mask: np.ndarray, rows: np.ndarray | None) -> tuple[list[int], list[int]]:
+    """Return the first and the last row of each run of True in ``mask`` (as global rows)."""
+    edges = np.diff(mask.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    firsts, lasts = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    if rows is not None:
+        firsts, lasts = rows[firsts], rows[lasts]
+    return firsts.tolist(), lasts.tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +202,7 @@ def build_plan(
             table = strategy.decision_table(caches[sym])
             if table is None or table.shape != (3, r.size):
                 return None
-            with np.errstate(invalid="ignore"):
-                acts = [~np.isnan(table[h + 1]) & (table[h + 1] != h) for h in (-1, 0, 1)]
-            acting = tuple(np.flatnonzero(a) if single else r[a] for a in acts)
-            closes = tuple(close[a] for a in acting)
-            pairs.append(Pair(slot, sym, table, acting, closes))  # type: ignore[arg-type]
+            pairs.append(Pair(slot, sym, table, None if single else r, caches[sym].close))
     by_symbol = {sym: tuple(k for k, p in enumerate(pairs) if p.symbol == sym) for sym in rows}
     day = ts // _DAY_NS
     day_starts = (np.flatnonzero(np.diff(day) > 0) + 1).tolist()

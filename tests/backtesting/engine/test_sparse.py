@@ -192,3 +192,37 @@ def test_a_pair_wakes_where_its_table_acts_for_the_side_held() -> None:
     later = long_rows[(long_rows > row) & (data.close[long_rows] <= bound)]
     assert pair.next_affordable(row, 0, bound) == later[0]
     assert pair.next_affordable(row, 0, 0.0) == NEVER
+
+
+def _next_acting(table: np.ndarray, rows: np.ndarray, row: int, held: int) -> int:
+    """The first global row after ``row`` where ``table`` acts while holding ``held``: every
+    row looked at (what ``Pair.next_after``'s runs must give)."""
+    wanted = table[held + 1]
+    for k, global_row in enumerate(rows):
+        if global_row > row and wanted[k] == wanted[k] and wanted[k] != held:
+            return int(global_row)
+    return NEVER
+
+
+@pytest.mark.parametrize("symbols", [("BTC-USD",), ("BTC-USD", "ETH-USD")])
+def test_a_pairs_runs_give_every_acting_row_after_any_row(symbols) -> None:
+    # Runs of acting rows (first and last of each) stand for the rows themselves: from every
+    # row, own or another symbol's, the next acting one for each side held is the one a look
+    # at every row finds; next_affordable reads the acting rows built on first use.
+    frames = [walk_frame(300, seed=3 + k).assign(symbol=s) for k, s in enumerate(symbols)]
+    data = prepare_bars(pd.concat(frames, ignore_index=True))
+    strategy = create_strategy("sma_cross", fast=3, slow=9, allow_short=True)
+    plan = build_plan(data.ts, data.symbol, data.close, [(strategy, None)], names=data.symbols)
+    for pair in plan.pairs:
+        rows = plan.rows[pair.symbol]
+        for held in (-1, 0, 1):
+            for row in range(-1, data.ts.size + 1):
+                assert pair.next_after(row, held) == _next_acting(pair.table, rows, row, held)
+            acting, closes = pair.acting(held)
+            local = np.searchsorted(rows, acting)
+            assert (pair.table[held + 1][local] != held).all()
+            assert closes.tolist() == data.close[acting].tolist()
+            bound = float(np.median(closes))
+            for row in range(-1, data.ts.size, 7):
+                cheap = acting[(acting > row) & (closes <= bound)]
+                assert pair.next_affordable(row, held, bound) == (cheap[0] if cheap.size else NEVER)
