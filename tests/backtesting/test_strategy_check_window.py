@@ -78,3 +78,19 @@ def test_too_few_bars_for_the_window_are_said(folder) -> None:
     assert "(only 360 bars, not more than live_window 500: every row was recomputed" in (
         out.getvalue()
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--points", "0"], "--points must be 1..100, got 0"),
+        (["--points", "-3"], "--points must be 1..100, got -3"),
+        (["--days", "-5"], "--days must be 2..3660, got -5"),
+        (["--days", "100000"], "--days must be 2..3660, got 100000"),
+    ],
+)
+def test_bad_counts_are_refused_before_anything_runs(folder, args, message) -> None:
+    # --points 0 ended in a traceback (BacktestConfigError), --days -5 ran 2 days silently and
+    # --days 100000 ran for as long as it took.
+    with pytest.raises(CommandError, match=message):
+        call_command("strategy", "check", "Outside", *args, stdout=StringIO(), stderr=StringIO())

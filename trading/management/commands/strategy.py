@@ -13,6 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trading.engine.errors import StrategyConfigError
 
+MAX_DAYS = 3660  # ten years of 1h bars; each cut of the checks replays them again
+MAX_POINTS = 100
+
 
 class Command(BaseCommand):
     help = "Write a strategy from a template, list the strategies, or check one for look-ahead."
@@ -112,12 +115,17 @@ class Command(BaseCommand):
     # ----------------------------------------------------------------- check
 
     def _check(self, options) -> None:
+        from backtesting.engine.errors import BacktestConfigError
         from backtesting.engine.runner import BacktestConfig, run_backtest
         from backtesting.services import BacktestInputError, bars_for
         from backtesting.strategy_checks import lookahead_reports
         from trading.engine.strategies import create_strategy, resolve_strategy, strategy_class
         from trading.management.commands.runtrader import parse_params
 
+        if not 1 <= options["points"] <= MAX_POINTS:
+            raise CommandError(f"--points must be 1..{MAX_POINTS}, got {options['points']}")
+        if options["days"] is not None and not 2 <= options["days"] <= MAX_DAYS:
+            raise CommandError(f"--days must be 2..{MAX_DAYS}, got {options['days']}")
         params = parse_params(options["param"])
         try:
             name = resolve_strategy(options["name"])
@@ -134,7 +142,7 @@ class Command(BaseCommand):
                 symbols=["BTC-USD"],
                 timeframe="1h",
                 start=start,
-                end=start + timedelta(days=max(2, days)),
+                end=start + timedelta(days=days),
                 source="sim",
             )
         except BacktestInputError as exc:
@@ -145,7 +153,7 @@ class Command(BaseCommand):
             result = run_backtest(
                 create_strategy(name, **params), bars, BacktestConfig(timeframe="1h")
             )
-        except StrategyConfigError as exc:
+        except (StrategyConfigError, BacktestConfigError) as exc:
             raise CommandError(str(exc)) from exc
         for report in reports:
             self.stdout.write(("ok    " if report.ok else "FAIL  ") + report.message())
