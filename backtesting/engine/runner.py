@@ -44,7 +44,7 @@ from backtesting.engine.fills import (
     NoSlippage,
     SlippageModel,
 )
-from backtesting.engine.metrics import summarize
+from backtesting.engine.metrics import returns_from_equity, summarize
 from backtesting.engine.result import BacktestResult, epoch_ns, round_trips_traded, to_datetime
 from backtesting.engine.sparse import (
     SparsePlan,
@@ -780,7 +780,9 @@ class _Session:
         data = self.data
         tf = timedelta(seconds=TIMEFRAME_SECONDS[data.timeframe])
         self.runner.stop(self.last + tf)
-        index = pd.DatetimeIndex(data.stamps().astype("datetime64[ns]"), tz=UTC)
+        # One bar a timestamp (the usual case): the bars' own times, which the index copies.
+        stamps = data.ts if bool(self.group_end.all()) else data.stamps()
+        index = pd.DatetimeIndex(stamps.view("datetime64[ns]"), tz=UTC)
         curve = self.equity_curve
         if curve is None:
             curve = np.array(self.equity, dtype=float)
@@ -842,12 +844,12 @@ def _buy_and_hold(prices: pd.DataFrame, initial: float) -> pd.Series:
         values = prices.ffill().bfill().to_numpy(dtype=float)
     growth = values / values[0]
     mean = growth[:, 0] if growth.shape[1] == 1 else growth.mean(axis=1)
-    return pd.Series(mean * initial, index=prices.index, name="benchmark")
+    np.multiply(mean, initial, out=mean)  # mean * initial, in place (8 MB less at 1M bars)
+    return pd.Series(mean, index=prices.index, name="benchmark")
 
 
 def _returns_with_start(curve: pd.Series, initial: float) -> np.ndarray:
-    values = np.concatenate([[initial], curve.to_numpy(dtype=float)])
-    return values[1:] / values[:-1] - 1.0
+    return returns_from_equity(curve.to_numpy(dtype=float), initial)  # without temporaries
 
 
 def _in_market(

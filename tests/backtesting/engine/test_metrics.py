@@ -210,3 +210,27 @@ def test_summarize_refuses_a_curve_with_nan_as_the_drawdown_does() -> None:
         m.max_drawdown(np.concatenate([[1000.0], curve]))
     with pytest.raises(RiskInputError):
         m.summarize(curve, initial=1000.0, periods_per_year=252.0)
+
+
+@pytest.mark.parametrize("name,curve", _curves(), ids=[n for n, _ in _curves()])
+def test_in_place_returns_and_alpha_beta_equal_the_formulas_bit_for_bit(name, curve) -> None:
+    """returns_from_equity and alpha_beta work in one or two buffers (no temporaries of the
+    series): exactly the figures of their formulas written out with temporaries."""
+    initial = 1000.0
+    full = np.concatenate([[initial], curve])
+    assert m.returns_from_equity(curve, initial).tolist() == (full[1:] / full[:-1] - 1.0).tolist()
+    plain = (curve[1:] / curve[:-1] - 1.0).tolist() if curve.size > 1 else []
+    assert m.returns_from_equity(curve).tolist() == plain
+    assert m.returns_from_equity(np.empty(0), initial).size == 0
+    r = full[1:] / full[:-1] - 1.0
+    b = np.sin(np.arange(r.size)) * 0.01 + r * 0.3
+    for rf in (0.0, 0.0001):
+        got = m.alpha_beta(r, b, 252.0, rf)
+        if r.size < 2:
+            assert all(math.isnan(x) for x in got)
+            continue
+        centred = b - b.mean()
+        var = np.mean(centred * centred)
+        beta = float(np.mean(centred * r) / var)
+        base = 1.0 + ((r - rf) - beta * (b - rf)).mean()
+        assert got == (float(base**252.0 - 1.0 if base > 0 else -1.0), beta)
