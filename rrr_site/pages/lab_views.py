@@ -82,16 +82,33 @@ def _headline(run: BacktestRun) -> dict:
     }
 
 
+def _run_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) < 2**63
+
+
+def _user_strategies(shown: set[str]) -> list[str]:
+    """Return the names of the classes in STRATEGY_PATHS, which the API takes by name too."""
+    from rrr_site.api.strategy_names import NAME
+    from trading.engine import user_strategies
+
+    found, _ = user_strategies.scan()  # a file that fails to import is `strategy list`'s to tell
+    names = sorted({u.name for u in found if NAME.fullmatch(u.name)} - shown)
+    return [n for n in names if sum(u.name == n for u in found) == 1]  # defined once only
+
+
 @login_required
 @viewer_required
 def backtests_page(request: HttpRequest) -> HttpResponse:
     """Recent runs with headline figures; ``?compare=1,2`` sets runs side by side."""
     context, _ = page_context(request, "backtests")
     runs = [_headline(r) for r in backtest_runs().order_by("-created_at")[:50]]
-    ids = [int(x) for x in request.GET.get("compare", "").split(",") if x.strip().isdigit()]
+    # Run ids in ASCII digits that fit a primary key: a 23-digit id overflowed the database's
+    # integer (a 500), and str.isdigit() also takes other scripts' digits.
+    ids = [int(x) for x in request.GET.get("compare", "").split(",") if _run_id(x.strip())]
     compared = [_headline(r) for r in BacktestRun.objects.filter(pk__in=ids[:COMPARE_MAX])]
     today = date.today()
     strategies = [x for x in available_strategies() if x not in {"model_signal", "pairs"}]
+    strategies += _user_strategies(set(strategies))
     symbols = list(Symbol.objects.filter(active=True).values_list("name", flat=True))
     context.update(
         runs=runs,
