@@ -195,8 +195,12 @@ class SignalStrategy(Strategy):
         else:
             frame = pd.DataFrame({k: _read_only(v) for k, v in data.items()}, copy=False)
         if "ts" in columns:
-            ns = np.asarray(columns["ts"]).astype("datetime64[ns]")  # from int64: no parsing
-            frame.insert(0, "ts", pd.DatetimeIndex(ns).tz_localize("UTC"))
+            stamps = np.asarray(columns["ts"])
+            # From int64 ns: a view (the index copies it once; astype and tz_localize copied
+            # twice more), no parsing.
+            ns = stamps.view("datetime64[ns]") if stamps.dtype == np.int64 else stamps
+            ns = ns.astype("datetime64[ns]", copy=False)
+            frame.insert(0, "ts", pd.DatetimeIndex(ns, tz="UTC"))
         return frame
 
     def decision_table(self, series: IndicatorCache) -> np.ndarray | None:
@@ -267,10 +271,11 @@ class SignalStrategy(Strategy):
     ) -> float | None:
         if direction == held:
             return None
-        symbol, price = bar.symbol, to_decimal(bar.close)
+        symbol = bar.symbol
         if direction == 0:
             ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
             return None
+        price = to_decimal(bar.close)  # an entry's size only: an exit needs no price
         fraction = self._fraction
         if size is not None and pd.notna(size):  # NaN (no size on that row): ``fraction``
             value = float(size)

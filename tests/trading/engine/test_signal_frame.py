@@ -118,3 +118,19 @@ def test_a_subclass_keeps_its_parents_parameters():
     assert Grandchild().params == {**Child().params, "fraction": 0.05}
     with pytest.raises(StrategyConfigError, match="unknown parameter"):
         Child(bogus=1)
+
+
+def test_the_frames_times_are_the_bars_own_as_utc_and_a_copy_of_them() -> None:
+    # frame_of reads the int64 stamps as datetimes through a view; the column is a copy (a
+    # function shifting its times in place leaves the backtest's bars as they were).
+    series = _series()
+    stamps = series.columns["ts"].copy()
+    for copy in (False, True):
+        frame = _Cross().frame_of(series, copy=copy)
+        assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"
+        assert frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64).tolist() == (
+            stamps.tolist()
+        )
+        assert not np.shares_memory(frame["ts"].array.asi8, series.columns["ts"])
+        frame["ts"] += np.timedelta64(1, "h")
+        assert (series.columns["ts"] == stamps).all()
