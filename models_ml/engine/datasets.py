@@ -17,13 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 
 from models_ml.engine.errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (seconds to import) is loaded by SequenceWindows, the only user here: make_targets and
+# the window arithmetic serve optimisation runs that never train.
 
 MIN_WINDOW = 2
 MAX_WINDOW = 1000
@@ -112,6 +117,8 @@ class SequenceWindows:
     def __init__(self, scaled: np.ndarray, ends: np.ndarray, window: int) -> None:
         if len(ends) and (ends.min() < window - 1 or ends.max() >= len(scaled)):
             raise DatasetError("window ends out of range")
+        import torch
+
         self._rows = torch.as_tensor(np.ascontiguousarray(scaled, dtype=np.float32))
         self._view = self._rows.unfold(0, window, 1)  # (rows - window + 1, features, window)
         self.ends = ends
@@ -127,6 +134,8 @@ class SequenceWindows:
 
     def batch(self, positions: np.ndarray) -> torch.Tensor:
         """Return the windows of samples at ``positions`` as a (batch, window, features) tensor."""
+        import torch
+
         starts = torch.as_tensor(self.ends[positions] - self.window + 1)
         return self._view[starts].transpose(1, 2).contiguous()
 
@@ -136,6 +145,8 @@ class SequenceWindows:
 
     def last_rows(self, positions: np.ndarray) -> np.ndarray:
         """Return the last-step feature vector of each sample (for flat baselines)."""
+        import torch
+
         return self._view[torch.as_tensor(self.ends[positions] - self.window + 1), :, -1].numpy()
 
 
