@@ -105,7 +105,9 @@ def trading_state_set(
     )
     before = {"state": current.state, "reason": current.reason}
     current.state = state
-    current.reason = reason[:200]
+    # The column holds 200 characters; a longer reason (a strategy's error with its file, line
+    # and bar) is cut with an ellipsis, visibly, and its risk event keeps the whole text.
+    current.reason = reason if len(reason) <= 200 else reason[:199] + "\u2026"
     current.changed_by = actor if getattr(actor, "is_authenticated", False) else None
     current.changed_at = timezone.now()
     current.save()
