@@ -116,6 +116,17 @@ BROADCAST_BATCH = 500
 BROADCAST_EVERY = 0.02
 
 
+@dataclass(slots=True, frozen=True)
+class StrategySpec:
+    """One strategy an engine runs on its account: its name (as ``resolve_strategy`` stores it),
+    parameters, symbols (empty: the engine's) and id (None: the strategy's name)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    symbols: tuple[str, ...] = ()
+    strategy_id: str | None = None
+
+
 @dataclass(slots=True)
 class RuntimeConfig:
     """What ``runtrader`` was asked to run."""
@@ -123,8 +134,10 @@ class RuntimeConfig:
     account: str
     symbols: list[str]
     feed: str = "sim"
-    strategy: str | None = None
+    strategy: str | None = None  # one strategy (with ``params``); or several in ``strategies``
     params: dict[str, Any] = field(default_factory=dict)
+    # Several strategies on the one account, each stopped alone if it raises (not with strategy).
+    strategies: list[StrategySpec] = field(default_factory=list)
     timeframe: str = "1m"
     duration: float | None = None
     flush_interval: float = 0.2
@@ -143,6 +156,14 @@ class RuntimeConfig:
     metrics: bool = True  # Prometheus series (monitoring.metrics); off only to measure their cost
     # Seconds of failing writes before the engine stops (None: RRR_WRITE_OUTAGE_LIMIT, else 300).
     write_outage_limit: float | None = None
+
+    def strategy_specs(self) -> list[StrategySpec]:
+        """Return every strategy to run: ``strategies``, or the one of ``strategy``/``params``."""
+        if self.strategy and self.strategies:
+            raise ValueError("RuntimeConfig: give strategy or strategies, not both")
+        if self.strategy:
+            return [StrategySpec(self.strategy, dict(self.params))]
+        return list(self.strategies)
 
 
 @dataclass(slots=True)
@@ -283,9 +304,12 @@ class TradingRuntime:
         self.runner.gate = self.gate = ModeGate(self.oms)
         self.runner.sizer = control.sizer  # the account's sizing policy, not all-in
         self.runner.on_strategy_error = self._strategy_failed  # stop it alone, reduce, alert
-        if self.config.strategy:
-            strategy = create_strategy(self.config.strategy, **self.config.params)
-            self.runner.add(strategy, self.config.account, symbols=self.config.symbols)
+        for spec in self.config.strategy_specs():  # all on the one account, stopped alone
+            strategy = create_strategy(spec.name, **spec.params)
+            symbols = list(spec.symbols) or self.config.symbols
+            self.runner.add(
+                strategy, self.config.account, strategy_id=spec.strategy_id, symbols=symbols
+            )
         self.runner.algos.on_start = self._algo_started  # strategy parents: stored with children
         self.runner.start(now)
         await self._algos_restore(now)
@@ -359,6 +383,11 @@ class TradingRuntime:
             "feed": c.feed,
             "strategy": c.strategy,
             "params": c.params,
+            "strategies": [
+                {"name": s.name, "params": s.params, "symbols": list(s.symbols),
+                 "strategy_id": s.strategy_id}
+                for s in c.strategies
+            ],
             "timeframe": c.timeframe,
             "stops": c.stop_options,
             "taker_fee_bps": c.taker_fee_bps,

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from trading.persistence import AccountFence
-    from trading.runtime import RuntimeConfig
+    from trading.runtime import RuntimeConfig, StrategySpec
 
 # The strategies (numpy), runtime, feeds and storage (psycopg) load when the engine starts or the
 # parser is built, not when another module imports parse_params.
@@ -196,14 +196,20 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--strategy",
+            action="append",
+            default=[],
             help=f"One of: {', '.join(available_strategies())}; a class in STRATEGY_PATHS; "
-            "or path/to/file.py:ClassName",
+            "or path/to/file.py:ClassName. Repeatable: several strategies trade the account, "
+            "one that raises is stopped alone",
         )
         parser.add_argument(
             "--config",
+            action="append",
+            default=[],
             metavar="NAME",
             help="A named parameter set (StrategyConfig, edited in the admin): its strategy, "
-            "parameters and symbols",
+            "parameters and symbols. Repeatable, and with --strategy: beside others a row "
+            "trades under its name",
         )
         parser.add_argument(
             "--param",
@@ -302,14 +308,12 @@ class Command(BaseCommand):
         )
 
     @staticmethod
-    def _named_config(options: dict, params: dict) -> tuple[str, dict, list[str]]:
+    def _named_config(options: dict, name: str, params: dict) -> tuple[str, dict, list[str]]:
         """Return the strategy, parameters and symbols of ``--config NAME``."""
         from trading.selectors import strategy_config_named
 
-        if options["strategy"]:
-            raise CommandError("give --config or --strategy, not both")
         try:
-            row = strategy_config_named(options["config"])
+            row = strategy_config_named(name)
         except LookupError as exc:
             raise CommandError(f"--config: {exc.args[0]}") from exc
         # The row's account and timeframe are not defaults to trade elsewhere: an engine started
@@ -327,20 +331,64 @@ class Command(BaseCommand):
         symbols = [str(s).strip().upper() for s in row.symbols or [] if str(s).strip()]
         return row.strategy_class, {**(row.params or {}), **params}, symbols
 
+    def _strategy_specs(
+        self, options: dict, symbols: list[str], params: dict
+    ) -> tuple[list[StrategySpec], list[str]]:
+        """Return the strategies to run (``--strategy`` and ``--config``, each repeatable) and
+        the symbols the engine trades.
+
+        One strategy runs as before: under its own name, ``--param`` over its parameters, on a
+        ``--config`` row's symbols if it has some. Several trade the one account side by side,
+        each under its own id (a ``--config`` row's is its name), a row on its own symbols and
+        the others on ``--symbols``; ``--param`` is refused (whose would it be?).
+        """
+        from trading.engine.strategies import resolve_strategy, strategy_class
+        from trading.runtime import StrategySpec
+
+        given = [("--strategy", name) for name in options["strategy"]]
+        given += [("--config", name) for name in options["config"]]
+        several = len(given) > 1
+        if several and params:
+            raise CommandError(
+                "--param applies to one strategy; with several, give each its parameters in a "
+                "--config row (StrategyConfig, edited in the admin)"
+            )
+        specs: list[StrategySpec] = []
+        ids: dict[str, str] = {}
+        traded: list[str] = []
+        for flag, value in given:
+            name, own, row_symbols = value, dict(params), []
+            if flag == "--config":
+                name, own, row_symbols = self._named_config(options, value, params)
+            check_strategy(name, own)
+            name = resolve_strategy(name)  # stored as any process can load it again
+            sid = value if flag == "--config" and several else None
+            shown = sid or getattr(strategy_class(name), "name", None) or name
+            if shown in ids:
+                raise CommandError(
+                    f"{flag} {value}: strategy id {shown!r} is already given by {ids[shown]}; "
+                    "one account runs each strategy once (for another parameter set of it, "
+                    "give a --config row: it runs under the row's name)"
+                )
+            ids[shown] = f"{flag} {value}"
+            if several:
+                specs.append(StrategySpec(name, own, tuple(row_symbols), sid))
+            else:
+                specs.append(StrategySpec(name, own))
+                symbols = row_symbols or symbols
+            traded += row_symbols or symbols
+        if not given:
+            check_strategy(None, params)
+        return specs, list(dict.fromkeys(traded)) if several else symbols
+
     def handle(self, *args, **options) -> None:
-        from trading.engine.strategies import resolve_strategy
         from trading.runtime import RuntimeConfig
 
         check_options(options)
         symbols = parse_symbols(options["symbols"])
         params = parse_params(options["param"])
-        strategy = options["strategy"]
-        if options["config"]:  # a named parameter set (StrategyConfig); --param overrides it
-            strategy, params, named_symbols = self._named_config(options, params)
-            symbols = named_symbols or symbols
-        check_strategy(strategy, params)
-        if strategy is not None:
-            strategy = resolve_strategy(strategy)  # stored as any process can load it again
+        specs, symbols = self._strategy_specs(options, symbols, params)
+        strategy = specs[0].name if len(specs) == 1 else None
         stops = self._stop_rules(options)
         if options["model"] and not options["no_models"]:
             self._check_model_symbols(options["model"], symbols, options["allow_other_symbol"])
@@ -351,7 +399,8 @@ class Command(BaseCommand):
             symbols=symbols,
             feed=options["feed"],
             strategy=strategy,
-            params=params,
+            params=specs[0].params if strategy else {},
+            strategies=specs if len(specs) > 1 else [],
             timeframe=options["timeframe"],
             duration=options["duration"],
             snapshot_interval=options["snapshot_interval"],
@@ -359,7 +408,7 @@ class Command(BaseCommand):
             stop_rules=stops,
             model=options["model"],
             use_models=not options["no_models"]
-            and (strategy == "model_signal" or bool(options["model"])),
+            and (any(s.name == "model_signal" for s in specs) or bool(options["model"])),
             stop_options={
                 k: options[k]
                 for k in ("stop_loss", "trailing_stop", "atr_stop", "max_hold")
