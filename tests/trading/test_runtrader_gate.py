@@ -22,7 +22,9 @@ from trading.models import Account, Fill, PortfolioSnapshot
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
-RUN = [sys.executable, "manage.py", "runtrader"]
+# --skip-checks: the system checks' URL imports cost each engine process ~1.5 CPU-s and are not
+# what these tests prove; CI runs `manage.py check` on its own.
+RUN = [sys.executable, "manage.py", "runtrader", "--skip-checks"]
 
 
 def row_counts() -> dict[str, int]:
