@@ -219,6 +219,14 @@ def _engine(account: Account, session: dict) -> tuple[TradingSession, _Recorder]
         runner.add(
             create_strategy(session["strategy"], **params), account.name, symbols=session["symbols"]
         )
+    for spec in session.get("strategies") or ():  # several on the account, as the runtime adds them
+        params = {k: _number(v) for k, v in (spec.get("params") or {}).items()}
+        runner.add(
+            create_strategy(spec["name"], **params),
+            account.name,
+            strategy_id=spec.get("strategy_id"),
+            symbols=list(spec.get("symbols") or ()) or session["symbols"],
+        )
     trading = TradingSession(
         oms, runner, account.name, timeframe=session["timeframe"], risk=risk, stops=stops
     )

@@ -61,3 +61,21 @@ def test_replay_without_a_recorded_session_is_refused(paper):
 
     with pytest.raises(CommandError, match="no recorded runtrader session"):
         replay("paper", timezone.now(), timezone.now())
+
+
+def test_replay_of_a_session_with_several_strategies_runs_each_of_them(subprocess_env, paper):
+    # runtrader --strategy twice records a list of strategies (no single one): the replay must
+    # run each, under its id, or it would trade nothing and call every live order drift.
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runtrader", "--paper", "--timeframe", "1s",
+         "--strategy", "sma_cross", "--strategy", "rsi_reversion", "--symbols", "BTC-USD",
+         "--duration", "12", "--speed", "30", "--seed", "11", "--skip-checks"],
+        cwd=ROOT, env=subprocess_env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    strategies = set(Order.objects.filter(account=paper).values_list("strategy", flat=True))
+    assert strategies == {"sma_cross", "rsi_reversion"}, strategies
+    span = TradeTick.objects.aggregate(start=Min("ts"), end=Max("ts"))
+
+    report = replay("paper", span["start"], span["end"])
+    assert report["zero_drift"], json.dumps(report["drifts"][:4])
+    assert report["replay_orders"] == report["live_orders"] > 0
