@@ -27,3 +27,10 @@ def test_paper_is_the_default_while_paper_trading_is_on(settings) -> None:
     with pytest.raises(CommandError) as caught:
         runtrader("--speed", "-1")
     assert "PAPER_TRADING" not in str(caught.value) and "--speed" in str(caught.value)
+
+
+@pytest.mark.parametrize("limit", ["abc", "0", "-5", "inf"])
+def test_a_bad_write_outage_limit_is_refused_before_anything_starts(monkeypatch, limit) -> None:
+    monkeypatch.setenv("RRR_WRITE_OUTAGE_LIMIT", limit)
+    with pytest.raises(CommandError, match="outage limit|RRR_WRITE_OUTAGE_LIMIT"):
+        runtrader("--paper", "--duration", "1")

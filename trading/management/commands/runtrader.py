@@ -160,6 +160,12 @@ def check_options(options: dict) -> None:
     check_positive(options["heartbeat_interval"], "--heartbeat-interval")
     if options["serve"]:
         parse_serve_address(options["serve"])
+    from trading.runtime import write_outage_limit
+
+    try:
+        write_outage_limit(None)  # RRR_WRITE_OUTAGE_LIMIT, judged before anything starts
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -480,7 +486,7 @@ class Command(BaseCommand):
         """Build the feed and venue, run the engine to its end; errors become CommandErrors."""
         from marketdata.feeds import SimulatedFeed
         from marketdata.storage import WriterFailed
-        from trading.runtime import PersistenceFailed
+        from trading.runtime import PersistenceFailed, WriteOutage
 
         feed = feed_for_command(options["feed"], symbols, options)
         if config.sim_start is not None:
@@ -506,6 +512,10 @@ class Command(BaseCommand):
             raise CommandError(f"feed failed: {exc}") from exc
         except WriterFailed as exc:
             raise CommandError(f"market-data writer failed: {exc}") from exc
+        except WriteOutage as exc:
+            # Its own message says how long writes failed, and why (not "not stored": the
+            # shutdown stores what it holds when the database is back, and dumps the rest).
+            raise CommandError(str(exc)) from exc
         except PersistenceFailed as exc:
             raise CommandError(f"trading state not stored: {exc}") from exc
 
