@@ -49,6 +49,21 @@ EXIT_COLUMNS = ("exit_long", "exit_short")
 BRACKET_COLUMNS = ("stop_loss", "take_profit")
 
 
+def _not_boolean(column: pd.Series) -> object | None:
+    """Return a value of ``column`` that is neither a boolean, 0, 1 nor missing (None: none)."""
+    values = column.dropna()
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        odd = values[~values.isin((0, 1))]
+        return None if odd.empty else odd.iloc[0]
+    for value in values.unique():
+        if isinstance(value, bool | np.bool_):
+            continue
+        if isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
+            continue
+        return value
+    return None
+
+
 class StrategyCodeError(StrategyConfigError):
     """A user strategy raised: the message names the file, the line and the bar."""
 
@@ -134,7 +149,7 @@ class SignalStrategy(Strategy):
 
     def signals(self, df: pd.DataFrame, where: str = "") -> pd.DataFrame:
         """Return ``df`` with indicators, entries and exits (a user error names file and line)."""
-        step = "indicators"
+        step, rows = "indicators", len(df)
         try:
             df = self.indicators(df)
             step = "entries"
@@ -147,7 +162,29 @@ class SignalStrategy(Strategy):
             raise code_error(self, exc, f"in {step}(){where}") from exc
         if not isinstance(df, pd.DataFrame):
             raise StrategyCodeError(f"strategy {self.name}: {step}() must return the DataFrame")
+        self._check_frame(df, rows, where)
         return df
+
+    def _check_frame(self, df: pd.DataFrame, rows: int, where: str) -> None:
+        """Refuse a frame whose rows or signal columns cannot be read as one decision a bar.
+
+        A frame with rows dropped would shift every signal onto another bar; a signal column of
+        text or prices would read as True on every bar (both were taken silently before).
+        """
+        if len(df) != rows:
+            raise StrategyCodeError(
+                f"strategy {self.name}: its functions must keep one row per bar ({rows} bars, "
+                f"got {len(df)} rows{where}; drop nothing, fill instead)"
+            )
+        for name in (*ENTRY_COLUMNS, *EXIT_COLUMNS):
+            if name not in df or pd.api.types.is_bool_dtype(df[name].dtype):
+                continue
+            odd = _not_boolean(df[name])
+            if odd is not None:
+                raise StrategyCodeError(
+                    f"strategy {self.name}: column {name!r} must hold True/False (1/0, or NaN for "
+                    f"neither), not {df[name].dtype} values such as {odd!r}{where}"
+                )
 
     @staticmethod
     def table_of(df: pd.DataFrame) -> np.ndarray:
