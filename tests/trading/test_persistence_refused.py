@@ -28,7 +28,7 @@ from django.db import DatabaseError, connection, transaction
 from marketdata.feeds import SimulatedFeed
 from risk.models import RiskEvent, TradingState
 from tests.dbfaults import refuse_updates
-from tests.runtime_harness import db, has_state, until
+from tests.runtime_harness import db, has_state, runtime_for, until
 from tests.trading.books import assert_books_agree
 from trading import runtime as runtime_module
 from trading.engine.hooks import TradingMode
@@ -69,21 +69,8 @@ class Seen:
 
 
 def start(account, **overrides) -> tuple[TradingRuntime, asyncio.Task]:
-    config = RuntimeConfig(
-        account=account.name,
-        symbols=["BTC-USD"],
-        timeframe="1s",
-        control_interval=0.1,
-        flush_interval=0.05,
-        snapshot_interval=1.0,
-        heartbeat_interval=5.0,
-        store_market_data=False,
-        strategy="sma_cross",
-        params={"fast": 2, "slow": 3},
-    )
-    for name, value in overrides.items():
-        setattr(config, name, value)
-    runtime = TradingRuntime(config, SimulatedFeed(["BTC-USD"], speed=10, seed=7))
+    overrides = {"strategy": "sma_cross", "params": {"fast": 2, "slow": 3}, **overrides}
+    runtime = runtime_for(account, **overrides)
     return runtime, asyncio.create_task(runtime.run(asyncio.Event()))
 
 
