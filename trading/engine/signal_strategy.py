@@ -261,11 +261,15 @@ class SignalStrategy(Strategy):
 
     def on_decision(self, bar: Bar, choices: Sequence[float], ctx: StrategyContext) -> float | None:
         """Act as ``on_bar`` would on the bar's row of the decision table."""
-        held = self._held(ctx, bar.symbol)
+        symbol = bar.symbol
+        # ``_held``, keeping the two figures ``_go``'s first order would read again.
+        position = ctx.position(symbol)
+        expected = ctx._expected(symbol, position)
+        held = (expected > ZERO) - (expected < ZERO)
         direction = choices[held + 1]
         if direction != direction:
             return None
-        return self._go(ctx, bar, int(direction), held, None, {})
+        return self._go(ctx, bar, int(direction), held, None, None, (position, expected))
 
     # ----------------------------------------------------------------- live
 
@@ -304,13 +308,19 @@ class SignalStrategy(Strategy):
         direction: int,
         held: int,
         size: Any,
-        brackets: dict[str, Any],
+        brackets: dict[str, Any] | None,
+        read: tuple[Decimal, Decimal] | None = None,
     ) -> float | None:
+        """Move from ``held`` to ``direction``; ``read``: the position and the expected
+        position (``StrategyContext._expected``) just read, if the caller has them."""
         if direction == held:
             return None
         symbol = bar.symbol
         if direction == 0:
-            ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
+            if read is None:
+                ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
+            else:  # the same, without reading the position again
+                ctx._target(symbol, ZERO, *read, f"{self.name}:flat")
             return None
         price = to_decimal(bar.close)  # an entry's size only: an exit needs no price
         fraction = self._fraction
@@ -326,6 +336,7 @@ class SignalStrategy(Strategy):
         side = "long" if direction > 0 else "short"
         if held != 0:  # reverse: close first (a pure reduction), then enter
             ctx.target_position(symbol, ZERO, signal=f"{self.name}:flat")
+            read = None  # the entry reads the close just queued
         if quantity <= ZERO:
             return None if brackets else float(ctx.equity * fraction / self._lot)
         if brackets:
@@ -336,6 +347,8 @@ class SignalStrategy(Strategy):
                 signal=f"{self.name}:{side}",
                 **{k: Decimal(str(v)) for k, v in brackets.items()},
             )
-        else:
+        elif read is None:
             ctx.target_position(symbol, quantity * direction, signal=f"{self.name}:{side}")
+        else:  # the same, without reading the position again
+            ctx._target(symbol, quantity * direction, *read, f"{self.name}:{side}")
         return None

@@ -1,0 +1,207 @@
+"""A strategy's order path written out (issue #14) gives exactly what the long way gives.
+
+``StrategyContext`` builds plain market intents by position (``_market_intent``), sizes without
+``floor_to_step``'s call and lets ``target_position``'s caller pass the position it has just
+read; ``SignalStrategy.on_decision`` does. Each test compares with the long way, field by field
+and digit for digit, and would fail if a shortcut went stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backtesting.engine.fills import BacktestVenue, FillConfig
+from tests.backtesting.engine.helpers import SYM, bar, minute
+from trading.engine.money import ZERO, floor_to_step, to_decimal
+from trading.engine.oms import OrderManager
+from trading.engine.orders import OrderIntent, OrderSide, OrderType, SequentialIds, TimeInForce
+from trading.engine.portfolio import Portfolio
+from trading.engine.runner import StrategyRunner
+from trading.engine.signal_strategy import SignalStrategy
+from trading.engine.strategy import _market_intent
+
+D = Decimal
+
+
+def _context(cash: str = "100000"):
+    venue = BacktestVenue(FillConfig())
+    pf = Portfolio("a", D(cash), ts=minute(0))
+    oms = OrderManager(venue, portfolios=[pf], id_factory=SequentialIds("o"))
+    runner = StrategyRunner(oms, id_factory=SequentialIds("s"))
+    oms.on_bar(bar(0, 100, 101, 99, 100))
+    return runner, oms, pf
+
+
+def _same(a: OrderIntent, b: OrderIntent) -> None:
+    assert type(a) is type(b) is OrderIntent
+    assert a == b
+    for f in dataclasses.fields(OrderIntent):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        assert type(x) is type(y) and x == y and str(x) == str(y), f.name
+
+
+def test_market_intent_is_the_intent_the_class_builds() -> None:
+    q = D("0.00123400")
+    built = _market_intent("a", SYM, OrderSide.SELL, q, True, "s1", "s1:flat", "o7")
+    same = OrderIntent(
+        account="a",
+        symbol=SYM,
+        side=OrderSide.SELL,
+        quantity=q,
+        reduce_only=True,
+        strategy="s1",
+        signal="s1:flat",
+        client_order_id="o7",
+    )
+    _same(built, same)
+    for f in dataclasses.fields(OrderIntent):  # the defaults are the very objects
+        assert getattr(built, f.name) is getattr(same, f.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.symbol = "X"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("side", "options"),
+    [
+        ("buy", {}),
+        ("sell", {}),
+        ("buy", {"type": OrderType.LIMIT, "price": "99.5"}),
+        ("sell", {"tif": TimeInForce.IOC}),
+        ("buy", {"type": "market", "tif": "gtc"}),  # strings: converted, as before
+        ("buy", {"signal": "mine", "reduce_only": True}),
+        ("sell", {"metadata": {"k": 1}}),
+    ],
+)
+def test_buy_and_sell_queue_the_intent_the_class_builds(side, options) -> None:
+    runner, _, _ = _context()
+    ctx = runner.add(SignalStrategy(), "a", strategy_id="s1")
+    oid = getattr(ctx, side)(SYM, "0.5", **options)
+    (intent,), _ = ctx.drain()
+    expected = {**options}
+    if "price" in expected:
+        expected["price"] = D(expected["price"])
+    for key, enum in (("type", OrderType), ("tif", TimeInForce)):
+        if key in expected:
+            expected[key] = enum(expected[key])
+    _same(
+        intent,
+        OrderIntent(
+            account="a",
+            symbol=SYM,
+            side=OrderSide(side),
+            quantity=D("0.5"),
+            strategy="s1",
+            client_order_id=oid,
+            **expected,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("held", "target", "side", "qty", "reducing"),
+    [
+        ("0", "0.25", OrderSide.BUY, "0.25", False),
+        ("2", "0", OrderSide.SELL, "2", True),
+        ("2", "0.5", OrderSide.SELL, "1.5", True),
+        ("2", "-1", OrderSide.SELL, "3", False),
+        ("-2", "0", OrderSide.BUY, "2", True),
+        ("-2", "1E+1", OrderSide.BUY, "12", False),
+    ],
+)
+def test_target_position_queues_the_intent_the_class_builds(
+    held, target, side, qty, reducing
+) -> None:
+    runner, oms, pf = _context()
+    if held != "0":  # a position the long way: an order filled at the next open
+        ctx0 = runner.add(SignalStrategy(), "a", strategy_id="setup")
+        ctx0.target_position(SYM, D(held))
+        runner.settle(minute(1))
+        oms.on_bar(bar(1, 100, 101, 99, 100))
+        assert pf.quantity(SYM) == D(held)
+    ctx = runner.add(SignalStrategy(), "a", strategy_id="s1")
+    oid = ctx.target_position(SYM, D(target), signal="s1:x")
+    assert ctx.target_position(SYM, D(target)) is None  # the queued intent counts as done
+    (intent,), _ = ctx.drain()
+    _same(
+        intent,
+        OrderIntent(
+            account="a",
+            symbol=SYM,
+            side=side,
+            quantity=abs(D(target) - D(held)),
+            reduce_only=reducing,
+            strategy="s1",
+            signal="s1:x",
+            client_order_id=oid,
+        ),
+    )
+    with pytest.raises(ValueError, match="target position"):
+        ctx.target_position(SYM, "NaN")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.decimals(D("0.01"), D("1e9"), places=2),
+    st.sampled_from(["0.02", "0.1", "1", "0.333"]),
+    st.sampled_from(["0.00000001", "0.001", "1", "5"]),
+    st.floats(0.01, 1e7, allow_nan=False),
+)
+def test_size_for_floors_as_floor_to_step_does(cash, fraction, lot, price) -> None:
+    runner, _, pf = _context(str(cash))
+    ctx = runner.add(SignalStrategy(), "a", strategy_id="s1")
+    px = to_decimal(price)
+    quantity = ctx.size_for(SYM, D(fraction), D(lot), price)
+    expected = max(ZERO, floor_to_step(pf.equity * D(fraction) / px, D(lot)))
+    assert quantity == expected and str(quantity) == str(expected)
+    assert ctx.size_for(SYM, D(fraction), D(lot), -price) is ZERO
+    with pytest.raises(ValueError, match="step must be positive"):
+        ctx.size_for(SYM, D(fraction), ZERO, price)
+
+
+class _Flip(SignalStrategy):
+    abstract = True
+
+
+@pytest.mark.parametrize(
+    ("held", "choices"),
+    [
+        ("0", (math.nan, 1.0, math.nan)),  # flat -> long
+        ("0", (math.nan, -1.0, math.nan)),  # flat -> short
+        ("0.5", (math.nan, math.nan, 0.0)),  # long -> flat
+        ("-0.5", (0.0, math.nan, math.nan)),  # short -> flat
+        ("0.5", (math.nan, math.nan, -1.0)),  # long -> short: close, then enter
+        ("0.5", (math.nan, math.nan, math.nan)),  # nothing
+    ],
+)
+def test_on_decision_queues_what_the_long_way_queues(held, choices) -> None:
+    """``on_decision`` passes the position it read to ``ctx._target``; the long way reads it
+    again in ``target_position`` (a subclass's ``_go`` without the position read)."""
+    queued = []
+    for read in (True, False):
+        runner, oms, pf = _context()
+        if held != "0":
+            setup = runner.add(SignalStrategy(), "a", strategy_id="setup")
+            setup.target_position(SYM, D(held))
+            runner.settle(minute(1))
+            oms.on_bar(bar(1, 100, 101, 99, 100))
+        strategy = _Flip(fraction=0.1)
+        ctx = runner.add(strategy, "a", strategy_id="s1")
+        b = bar(2, 100, 103, 99, 102.37)
+        if read:
+            strategy.on_decision(b, choices, ctx)
+        else:
+            held_sign = strategy._held(ctx, SYM)
+            direction = choices[held_sign + 1]
+            if direction == direction:
+                strategy._go(ctx, b, int(direction), held_sign, None, {})
+        queued.append(ctx.drain()[0])
+    fast, slow = queued
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow, strict=True):
+        _same(a, dataclasses.replace(b, client_order_id=a.client_order_id))
