@@ -743,7 +743,7 @@ class _Session:
             plan,
             self.data,
             self.runner,
-            self.oms.has_open_orders,
+            self.oms.open_order_book(cfg.account),
             self.portfolio,
             self.recorder.fills,
             account=cfg.account,

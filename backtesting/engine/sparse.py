@@ -18,7 +18,7 @@ every bar is computed afterwards from the cash and positions recorded after each
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,7 +29,7 @@ import numpy as np
 from backtesting.engine.feed import bar_builder
 from backtesting.engine.result import EPOCH, to_datetime
 from trading.engine.money import ZERO, to_decimal
-from trading.engine.orders import Fill
+from trading.engine.orders import Fill, Order
 from trading.engine.portfolio import Portfolio
 from trading.engine.runner import StrategyRunner
 from trading.engine.series import IndicatorCache
@@ -284,6 +284,14 @@ def equity_by_row(
     return equity, counts, marks
 
 
+def _open_in(orders: Mapping[str, Order], symbol: str) -> bool:
+    """Return True if one of ``orders`` is in ``symbol`` (``OrderManager.has_open_orders``)."""
+    for order in orders.values():
+        if order.symbol == symbol:
+            return True
+    return False
+
+
 def _column(table: np.ndarray, i: int) -> tuple[float, float, float]:
     """Return column ``i`` of a decision table as plain floats (cheaper to read than a view)."""
     return (table.item(0, i), table.item(1, i), table.item(2, i))
@@ -297,7 +305,7 @@ class SparseReplay:
         plan: SparsePlan,
         data: Any,
         runner: StrategyRunner,
-        has_open_orders: Callable[[str, str], bool],
+        open_orders: Mapping[str, Order],
         portfolio: Portfolio,
         fills: list[Fill],
         *,
@@ -307,7 +315,9 @@ class SparseReplay:
         self.plan = plan
         self.data = data
         self.runner = runner
-        self.has_open_orders = has_open_orders
+        # The account's open orders by id: the OMS's own mapping, changed in place (asked
+        # twice a visit whether anything is open in the bar's symbol: no call for it).
+        self.open_orders = open_orders
         self.portfolio = portfolio
         self.fills = fills
         self.account = account
@@ -360,12 +370,15 @@ class SparseReplay:
         """Replay bar ``row`` through the runner and schedule what comes next."""
         plan, portfolio, open_next = self.plan, self.portfolio, self.open_next
         positions = portfolio.positions
+        single = self.single
         sym = self.only or self.symbols[row]
         # The venue marks ``sym`` at this bar before anything reads the account, unless fills at
         # the open or a new day come first; the peak of the bars skipped is added at the end.
         quiet = row != self.day_next and sym not in open_next
-        if not quiet or len(positions) > (sym in positions):  # else no other position to mark
-            self.catch_up(row, skip=sym if quiet else None)
+        if positions and (not quiet or len(positions) > (sym in positions)):
+            # One symbol, its previous bar visited (a fill after a decision): marked already.
+            if not single or self.marked.get(sym) != row - 1:
+                self.catch_up(row, skip=sym if quiet else None)
         bar = self._bar(
             sym,
             self.timeframe,
@@ -377,19 +390,16 @@ class SparseReplay:
             self.volumes.item(row),
         )
         pairs, mine = plan.pairs, plan.by_symbol[sym]
-        self._at = (sym, mine, row if self.single else plan.local.item(row))
+        self._at = (sym, mine, row if single else plan.local.item(row))
         hints = self.runner.on_bar_decided(bar, self._shown)
         self.marked[sym] = row
         if self.remark_close and sym in positions:
             portfolio.mark(sym, to_decimal(bar.close))  # as the full replay's bar handler
         filled = len(self.fills) != self.log.fills
         if filled:
-            self.log.record(row, portfolio.cash, {k: p.quantity for k, p in positions.items()})
-            self.log.fills = len(self.fills)
-            for k in self.hinted:  # bounds hold only while the account stays as it was
-                self.due[k] = pairs[k].next_after(row, self._held(pairs[k].symbol))
-            self.hinted.clear()
-        working = self.has_open_orders(self.account, sym)
+            self._record(row)
+        orders = self.open_orders
+        working = _open_in(orders, sym) if orders else False
         pos = positions.get(sym)
         held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)  # ``_held``
         due = self.due
@@ -403,7 +413,7 @@ class SparseReplay:
                 if self.hinted:
                     self.hinted.discard(k)
         if working:
-            if self.single:  # ``next_row_of``: the next row is the symbol's
+            if single:  # ``next_row_of``: the next row is the symbol's
                 open_next[sym] = row + 1 if row + 1 < self.stamps.size else NEVER
             else:
                 open_next[sym] = plan.next_row_of(sym, row)
@@ -411,6 +421,19 @@ class SparseReplay:
             open_next.pop(sym, None)
         if row >= self.day_next:
             self.day_next = plan.next_day_start(row)
+
+    def _record(self, row: int) -> None:
+        """Log the cash and positions after ``row`` (its fills changed them); reschedule the
+        pairs an affordability bound scheduled: bounds hold only while the account stays as
+        it was."""
+        portfolio, log = self.portfolio, self.log
+        log.record(row, portfolio.cash, {k: p.quantity for k, p in portfolio.positions.items()})
+        log.fills = len(self.fills)
+        if self.hinted:
+            pairs = self.plan.pairs
+            for k in self.hinted:
+                self.due[k] = pairs[k].next_after(row, self._held(pairs[k].symbol))
+            self.hinted.clear()
 
     def _datetime(self, stamp: int) -> datetime:
         """Return ``to_datetime(stamp)`` (visits come in time order): the last visit's datetime
@@ -432,9 +455,11 @@ class SparseReplay:
         the side then held (all of them while orders are open in the symbol)."""
         sym, mine, i = self._at
         pairs = self.plan.pairs
-        if self.has_open_orders(self.account, sym):
+        orders = self.open_orders
+        if orders and _open_in(orders, sym):
             return [(pairs[k].slot, _column(pairs[k].table, i)) for k in mine]
-        held = self._held(sym)
+        pos = self.portfolio.positions.get(sym)  # ``_held``, written out
+        held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
         out = []
         for k in mine:
             table = pairs[k].table

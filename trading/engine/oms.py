@@ -15,7 +15,7 @@ already updated; the caller decides how to recover) — exceptions are never swa
 from __future__ import annotations
 
 import dis
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -199,6 +199,13 @@ class OrderManager:
             if o.symbol == symbol:
                 return True
         return False
+
+    def open_order_book(self, account: str) -> Mapping[str, Order]:
+        """Return ``account``'s open orders by client order id: the live mapping, changed in
+        place as orders open and finish and never replaced, for a loop that asks on every step
+        whether anything is open (the sparse replay). Read it; never change it."""
+        self.portfolio(account)  # an unknown account raises
+        return self._open[account]
 
     def reference_price(self, symbol: str) -> Decimal | None:
         """Return the venue's current mid (or last) price for ``symbol``."""

@@ -106,9 +106,12 @@ class StrategyRunner:
         )
         ctx.sizer = self._sizer
         slot = _Slot(strategy, ctx, frozenset(symbols) if symbols is not None else None)
-        slot.takes_fills = type(strategy).on_fill is not Strategy.on_fill or "on_fill" in getattr(
-            strategy, "__dict__", ()
-        )
+        # Whether its class or the instance replaces ``on_fill``: read through the bound method,
+        # never ``strategy.__dict__``. On CPython 3.11, reading an instance's ``__dict__`` turns
+        # its attributes into a dict that ``self.x`` reads and writes cannot be specialised for:
+        # every one in the strategy's own ``on_bar`` then took the slow generic path (the event
+        # style's 1M-bar run: 14 % more instructions in all).
+        slot.takes_fills = getattr(strategy.on_fill, "__func__", None) is not Strategy.on_fill
         self._slots.append(slot)
         self._by_key[(account, sid)] = slot
         return ctx
@@ -198,7 +201,7 @@ class StrategyRunner:
         """Process closed bars in turn; return how many.
 
         ``_dispatch``'s steps for a bar, written out as one loop because a backtest runs it for
-        every bar: the venue and the history see the bar (``_open_bar``), then every strategy
+        every bar: the venue and the history see the bar, then every strategy
         that wants its symbol, then what they queued is submitted. Settling is skipped when no
         fill and no intent is waiting (most bars).
 
@@ -249,42 +252,44 @@ class StrategyRunner:
 
     def on_bar_decided(
         self, bar: Bar, columns: Callable[[], Iterable[tuple[int, Sequence[float]]]]
-    ) -> dict[int, float]:
+    ) -> dict[int, float] | None:
         """Process a closed bar for strategies described by decision tables.
 
-        Once the venue has seen the bar (its fills change what is held), ``columns()`` pairs
-        the index of a strategy (in the order added) with its table's column for this bar;
-        those strategies get ``on_decision`` in place of ``on_bar``. Returns what their
-        ``on_decision`` returned that was not None, by strategy index.
+        The venue and the history see the bar first (its fills change what is held), as in
+        ``replay_bars``; then ``columns()`` pairs the index of a strategy (in the order added)
+        with its table's column for this bar; those strategies get ``on_decision`` in place of
+        ``on_bar``. Returns what their ``on_decision`` returned that was not None, by strategy
+        index (None if nothing). Written out as one method: the sparse replay calls it for
+        every bar it visits.
         """
-        now = self._open_bar(bar)
-        slots = self._slots
-        hints = {}
-        for index, choices in columns():
-            slot = slots[index]
-            hint = slot.strategy.on_decision(bar, choices, slot.ctx)
-            if hint is not None:
-                hints[index] = hint
-        self.settle(now)
-        return hints
-
-    def _open_bar(self, bar: Bar) -> datetime:
-        """Show ``bar`` to the venue and the history, settle; return the decision time."""
         length = self._bar_lengths.get(bar.timeframe)
         if length is None:
             length = self._bar_length(bar.timeframe)
         now = bar.ts + length
-        for slot in self._slots:
+        slots = self._slots
+        for slot in slots:
             slot.ctx.now = now
         if self.bars_to_venue:
             self.oms.on_bar(bar)
         algos = self.algos
-        if algos.active:
+        working = algos.active  # a dict changed only in place
+        if working:
             algos.observe(bar)
         self.history.append(bar.symbol, bar.close)
-        if self._fills or self._outbox or algos.active:
+        fills, outbox = self._fills, self._outbox  # lists emptied in place, never replaced
+        if fills or outbox or working:
             self.settle(now)
-        return now
+        hints = None
+        for index, choices in columns():
+            slot = slots[index]
+            hint = slot.strategy.on_decision(bar, choices, slot.ctx)
+            if hint is not None:
+                if hints is None:
+                    hints = {}
+                hints[index] = hint
+        if fills or outbox or working:
+            self.settle(now)
+        return hints
 
     def _with_ends(self, bars: Iterable[Bar]) -> tuple[Iterator[Bar], Iterator[datetime]]:
         """Return ``bars`` and, lazily, each one's end."""
