@@ -102,10 +102,14 @@ def annualised_return(returns: ArrayLike, periods_per_year: float) -> float:
     The geometric mean return annualised: never below −100 % (an arithmetic mean × periods
     is, on a losing series); equal to CAGR when the bars cover the calendar evenly.
     """
-    r = _arr(returns)
+    return _annualised(_arr(returns), periods_per_year)
+
+
+def _annualised(r: np.ndarray, periods_per_year: float, scratch: np.ndarray | None = None) -> float:
+    """Return ``annualised_return(r, ...)``; ``scratch`` (``r``'s size) takes 1 + r."""
     if r.size == 0:
         return NAN
-    growth = float(np.prod(1.0 + r))
+    growth = float(np.prod(np.add(1.0, r, out=scratch)))
     if growth <= 0:
         return -1.0
     return float(growth ** (periods_per_year / r.size) - 1.0)
@@ -151,7 +155,10 @@ def drawdown_durations(equity: ArrayLike) -> np.ndarray:
 
 def _underwater_runs(under: np.ndarray) -> np.ndarray:
     """Return the length of each run of ``under`` counted from the peak one point before it."""
-    edges = np.diff(np.concatenate([[0], under.astype(np.int8), [0]]))
+    # In int8 (the flags as bytes, padded with a False each side): a list's [0] made the
+    # concatenation, and its diff, 8-byte integers, 16 MB at a million points.
+    pad = np.zeros(1, dtype=np.int8)
+    edges = np.diff(np.concatenate([pad, under.view(np.int8), pad]))
     starts = np.flatnonzero(edges == 1)  # first underwater point; its peak is one before
     ends = np.flatnonzero(edges == -1)  # first point back at a peak (or one past the end)
     return np.minimum(ends, under.size - 1) - (starts - 1)
@@ -212,24 +219,43 @@ def kurtosis(returns: ArrayLike) -> float:
 
 class _Moments:
     """Central moments of a return series, computed once for skew, kurtosis and the PSR
-    (the formulas of ``scipy.stats.skew`` / ``kurtosis``)."""
+    (the formulas of ``scipy.stats.skew`` / ``kurtosis``), with its mean and sample std."""
 
-    __slots__ = ("m2", "m3", "m4", "n", "sd")
+    __slots__ = ("m2", "m3", "m4", "mean", "n", "sample_sd", "sd")
 
-    def __init__(self, n: int, m2: float, m3: float, m4: float, sd: float) -> None:
+    def __init__(
+        self,
+        n: int,
+        m2: float,
+        m3: float,
+        m4: float,
+        sd: float,
+        mean: float = NAN,
+        sample_sd: float = NAN,
+    ) -> None:
         self.n, self.m2, self.m3, self.m4, self.sd = n, m2, m3, m4, sd
+        self.mean, self.sample_sd = mean, sample_sd
 
     @classmethod
-    def of(cls, r: np.ndarray) -> _Moments:
-        """Return the moments of ``r`` (population moments; ``sd`` is its std, ddof 0)."""
-        if r.size == 0:
+    def of(cls, r: np.ndarray, work: np.ndarray | None = None) -> _Moments:
+        """Return the moments of ``r`` (population moments; ``sd`` is its std, ddof 0).
+
+        ``work``: two rows of at least ``r``'s size to compute in (else fresh arrays).
+        """
+        n = r.size
+        if n == 0:
             return cls(0, NAN, NAN, NAN, NAN)
-        d = r - r.mean()
-        d2 = d * d
-        m2 = float(d2.mean())
+        mean = r.mean()
+        d = np.subtract(r, mean, out=None if work is None else work[0, :n])  # r - r.mean()
+        d2 = np.multiply(d, d, out=None if work is None else work[1, :n])
+        total = d2.sum()
+        m2 = float(total / n)  # d2.mean()
         m3 = float(np.multiply(d2, d, out=d).mean())  # into the spent buffers: no fresh memory
         m4 = float(np.multiply(d2, d2, out=d2).mean())
-        return cls(r.size, m2, m3, m4, math.sqrt(m2))
+        # r.std(ddof=1) is numpy's sqrt of this same sum of squared deviations over n - 1:
+        # taken from it, not from a third pass (and an 8 MB copy at a million bars).
+        sample_sd = math.sqrt(total / (n - 1)) if n > 1 else NAN
+        return cls(n, m2, m3, m4, math.sqrt(m2), mean, sample_sd)
 
     def skew(self) -> float:
         """Return the bias-corrected skewness (NaN below 3 points or without variance)."""
@@ -260,11 +286,24 @@ def alpha_beta(
     r, b = _arr(returns), _arr(benchmark)
     if r.size != b.size:
         raise ValueError("returns and benchmark must have the same length")
+    return _alpha_beta(r, b, periods_per_year, risk_free)
+
+
+def _alpha_beta(
+    r: np.ndarray,
+    b: np.ndarray,
+    periods_per_year: float,
+    risk_free: float,
+    work: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Return ``alpha_beta(r, b, ...)`` (same sizes); ``work``: two rows of at least that size
+    to compute in (else fresh arrays)."""
     if r.size < 2:
         return NAN, NAN
     # The same operations in two buffers (seven temporaries of the series before).
-    centred = b - b.mean()
-    scratch = np.multiply(centred, centred)
+    n = r.size
+    centred = np.subtract(b, b.mean(), out=None if work is None else work[0, :n])  # b - b.mean()
+    scratch = np.multiply(centred, centred, out=None if work is None else work[1, :n])
     var = np.mean(scratch)
     if var <= 0:
         return NAN, NAN
@@ -297,7 +336,7 @@ def _psr(
         sd = r.std(ddof=1)
     if sd <= 0:
         return NAN
-    sr = r.mean() / sd
+    sr = moments.mean / sd  # r.mean()
     g3 = moments.m3 / moments.m2**1.5  # biased skewness and (non-excess) kurtosis
     g4 = moments.m4 / moments.m2**2.0
     denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr * sr
@@ -390,7 +429,9 @@ def kelly_fraction(pnls: ArrayLike) -> float:
 def exposure_time(in_market: ArrayLike) -> float:
     """Return the share of periods with an open position."""
     flags = np.asarray(in_market, dtype=bool)
-    return float(flags.mean()) if flags.size else NAN
+    # The count over the size: what ``flags.mean()`` sums exactly (whole numbers), without
+    # casting every flag to a float first.
+    return np.count_nonzero(flags) / flags.size if flags.size else NAN
 
 
 # ----------------------------------------------------------------- summary
@@ -413,15 +454,19 @@ def summarize(
     calendar time CAGR and Calmar compound over)."""
     values = _arr(equity)
     r = returns_from_equity(values, initial)
-    moments = _Moments.of(r)
-    sd = r.std(ddof=1) if r.size > 1 else None  # once, for volatility, the ratios and PSR
-    out = _return_metrics(values, r, initial, periods_per_year, moments, years, sd)
+    # Two scratch rows that the passes over the whole series below compute in, one after the
+    # other: at a million bars each fresh 8 MB temporary cost more in page faults than in
+    # arithmetic (the same operations on the same values: the figures are bit for bit equal).
+    work = np.empty((2, values.size + 1))
+    moments = _Moments.of(r, work)
+    sd = moments.sample_sd if r.size > 1 else None  # once, for volatility, the ratios and PSR
+    out = _return_metrics(values, r, initial, periods_per_year, moments, years, sd, work)
     out.update(_trade_metrics(_arr(trade_pnls), _arr(trade_returns)))
     out["exposure_time"] = exposure_time(in_market) if in_market is not None else NAN
     out["turnover"] = float(turnover)
     alpha, beta = NAN, NAN
     if benchmark_returns is not None and _arr(benchmark_returns).size == r.size:
-        alpha, beta = alpha_beta(r, benchmark_returns, periods_per_year)
+        alpha, beta = _alpha_beta(r, _arr(benchmark_returns), periods_per_year, 0.0, work)
     out["alpha"], out["beta"] = alpha, beta
     out["probabilistic_sharpe"] = _psr(r, moments, 0.0, sd)
     trials = _arr(trial_sharpes) if trial_sharpes is not None else np.empty(0)
@@ -439,17 +484,26 @@ def _return_metrics(
     moments: _Moments,
     years: float | None = None,
     sd: float | None = None,
+    work: np.ndarray | None = None,
 ) -> dict[str, float]:
+    """Return the figures of the equity and its returns (``work``: two scratch rows of the
+    curve's size plus one, as ``summarize`` passes them)."""
     if sd is None and r.size > 1:
         sd = r.std(ddof=1)
-    curve = np.concatenate([[initial], values])
-    dd, longest = _drawdown_figures(curve)
-    var, cvar = historical_var_cvar(r) if r.size else (NAN, NAN)
+    if work is None:
+        work = np.empty((2, values.size + 1))
+    curve = work[0]  # np.concatenate([[initial], values]), in the first row
+    curve[0] = initial
+    curve[1:] = values
+    dd, longest = _drawdown_figures(curve, work[1])
+    finite = bool(np.isfinite(r).all())
+    scratch = work[0, : r.size]  # the curve is spent: a row for each pass below in turn
+    var, cvar = _var_cvar(r, finite, scratch) if r.size else (NAN, NAN)
     growth = cagr(values, ppy, initial, years)
-    vol, ratio, downside_ratio = _spread_ratios(r, ppy, sd)
+    vol, ratio, downside_ratio = _spread_ratios(r, ppy, sd, moments.mean, finite, scratch)
     return {
         "total_return": total_return(values, initial),
-        "annualised_return": annualised_return(r, ppy),
+        "annualised_return": _annualised(r, ppy, scratch),
         "cagr": growth,
         "volatility": vol,
         "sharpe": ratio,
@@ -466,36 +520,57 @@ def _return_metrics(
     }
 
 
-def _drawdown_figures(curve: np.ndarray) -> tuple[float, int]:
+def _drawdown_figures(curve: np.ndarray, scratch: np.ndarray | None = None) -> tuple[float, int]:
     """Return ``max_drawdown(curve)`` and ``max_drawdown_duration(curve)`` from one running peak.
 
     The same operations as those two (bit for bit); a curve they refuse or give NaN for goes
-    through them.
+    through them. ``scratch`` (the curve's size) takes the running peak.
     """
     if not (curve.size and curve[0] > 0 and np.isfinite(curve).all()):
         return max_drawdown(curve), max_drawdown_duration(curve)
-    peak = np.maximum.accumulate(curve)
+    peak = np.maximum.accumulate(curve, out=scratch)
     durations = _underwater_runs(curve < peak)
     dd = np.divide(curve, peak, out=peak)  # 1 - curve / peak (``drawdown_series``), in place
     np.subtract(1.0, dd, out=dd)
     return float(dd[int(np.argmax(dd))]), int(durations.max()) if durations.size else 0
 
 
-def _spread_ratios(r: np.ndarray, ppy: float, sd: float | None) -> tuple[float, float, float]:
+def _var_cvar(r: np.ndarray, finite: bool, scratch: np.ndarray) -> tuple[float, float]:
+    """Return ``historical_var_cvar(r)`` (95 %): the same k worst returns, partitioned in
+    ``scratch`` (``r``'s size) rather than in a fresh copy of the series (bit for bit: the
+    sorted k smallest values are the same whatever the partition left them in)."""
+    if not finite:
+        return historical_var_cvar(r)  # which refuses them, as it did
+    k = max(1, math.ceil(round(r.size * (1.0 - 0.95), 9)))  # as ``monitors._tail``
+    np.copyto(scratch, r)
+    if k < r.size:
+        scratch.partition(k - 1)
+    tail = np.sort(scratch[:k])
+    return -float(tail[-1]), -float(tail.mean())
+
+
+def _spread_ratios(
+    r: np.ndarray,
+    ppy: float,
+    sd: float | None,
+    mean: float,
+    finite: bool,
+    scratch: np.ndarray | None = None,
+) -> tuple[float, float, float]:
     """Return ``volatility``, ``sharpe`` and ``sortino`` of ``r`` from one standard deviation.
 
     The same operations as those three (``risk.engine.monitors``' ratios over one window of the
-    whole series, bit for bit) without their copies of the series and NaN padding.
+    whole series, bit for bit) without their copies of the series and NaN padding. ``mean``:
+    ``r.mean()``; ``finite``: whether every return is finite; ``scratch``: ``r``'s size.
     """
     if r.size < 2 or sd is None:
         return NAN, NAN, NAN
     scale = math.sqrt(ppy)
     vol = float(sd * scale)
-    if not np.isfinite(r).all():
+    if not finite:
         return vol, NAN, NAN
-    mean = r.mean()
     ratio = float(mean / sd * scale) if sd > 1e-15 else NAN  # as ``monitors._ratio``
-    below = np.minimum(r, 0.0)
+    below = np.minimum(r, 0.0, out=scratch)
     downside = np.sqrt(np.mean(np.square(below, out=below)))  # (min(r, 0) ** 2), in place
     downside_ratio = float(mean / downside * scale) if downside > 1e-15 else NAN
     return vol, ratio, downside_ratio

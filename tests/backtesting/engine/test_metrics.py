@@ -234,3 +234,32 @@ def test_in_place_returns_and_alpha_beta_equal_the_formulas_bit_for_bit(name, cu
         beta = float(np.mean(centred * r) / var)
         base = 1.0 + ((r - rf) - beta * (b - rf)).mean()
         assert got == (float(base**252.0 - 1.0 if base > 0 else -1.0), beta)
+
+
+@pytest.mark.parametrize("name,curve", _curves(), ids=[n for n, _ in _curves()])
+def test_summarize_in_scratch_rows_equals_the_public_functions_bit_for_bit(name, curve) -> None:
+    """summarize computes the moments, the drawdown, VaR, the downside and alpha in two scratch
+    rows and takes the sample std from the moments' sum: still exactly each public figure."""
+    initial, ppy = 1000.0, 252.0
+    r = m.returns_from_equity(curve, initial)
+    b = np.sin(np.arange(r.size)) * 0.01 + r * 0.3
+    flags = np.cos(np.arange(curve.size)) > 0.2
+    out = m.summarize(
+        curve, initial=initial, periods_per_year=ppy, benchmark_returns=b, in_market=flags
+    )
+    alpha, beta = m.alpha_beta(r, b, ppy) if r.size > 1 else (math.nan, math.nan)
+    finite = bool(np.isfinite(r).all()) and r.size > 0
+    expected = {
+        "annualised_return": m.annualised_return(r, ppy),
+        "volatility": float(r.std(ddof=1) * math.sqrt(ppy)) if r.size > 1 else math.nan,
+        "var_95": m.value_at_risk(r) if finite else math.nan,
+        "cvar_95": m.conditional_value_at_risk(r) if finite else math.nan,
+        "exposure_time": float(flags.mean()),
+        "alpha": alpha,
+        "beta": beta,
+    }
+    for key, want in expected.items():
+        if key.endswith("_95") and not finite:
+            continue
+        got = out[key]
+        assert (math.isnan(got) and math.isnan(want)) or got == want, (key, got, want)
