@@ -379,12 +379,14 @@ class SparseReplay:
         """
         plan, portfolio, orders, log = self.plan, self.portfolio, self.open_orders, self.log
         pair = plan.pairs[0]
-        sym, slot, mine = pair.symbol, pair.slot, plan.by_symbol[pair.symbol]
+        sym, table = pair.symbol, pair.table
         positions, fills, marked = portfolio.positions, self.fills, self.marked
         stamps, opens, highs, lows = self.stamps, self.opens, self.highs, self.lows
         closes, volumes, timeframe = self.closes, self.volumes, self.timeframe
-        build, when, shown = self._bar, self._datetime, self._shown
-        decide = self.runner.on_bar_decided
+        build, when, runner = self._bar, self._datetime, self.runner
+        # ``runner.on_bar_decided`` with ``_shown``, written out for the one strategy.
+        open_bar, close_bar = runner.open_decided_bar, runner.close_decided_bar
+        strategy, ctx = runner.deciding(pair.slot)
         next_after, remark_close = pair.next_after, self.remark_close
         n, reported, visits = stamps.size, 0, 0
         due, day_next, working, hinted = self.due[0], self.day_next, sym in self.open_next, False
@@ -410,8 +412,18 @@ class SparseReplay:
                 closes.item(row),
                 volumes.item(row),
             )
-            self._at = (sym, mine, row)
-            hints = decide(bar, shown)
+            now = open_bar(bar)
+            # ``_shown``: the strategy sees the table's column if it acts for the side now held
+            # (or while orders are open in the symbol).
+            if orders and _open_in(orders, sym):
+                acts = True
+            else:
+                pos = positions.get(sym)
+                held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
+                wanted = table.item(held + 1, row)
+                acts = wanted == wanted and wanted != held  # not NaN, not the side held
+            hint = strategy.on_decision(bar, _column(table, row), ctx) if acts else None
+            close_bar(now)
             marked[sym] = row
             if remark_close and sym in positions:
                 portfolio.mark(sym, to_decimal(bar.close))  # as the full replay's bar handler
@@ -422,7 +434,6 @@ class SparseReplay:
             working = _open_in(orders, sym) if orders else False
             pos = positions.get(sym)
             held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
-            hint = hints.get(slot) if hints else None
             hinted = hint is not None and not filled and not working and self._flat()
             due = pair.next_affordable(row, held, hint) if hinted else next_after(row, held)
             if row >= day_next:

@@ -255,30 +255,15 @@ class StrategyRunner:
     ) -> dict[int, float] | None:
         """Process a closed bar for strategies described by decision tables.
 
-        The venue and the history see the bar first (its fills change what is held), as in
-        ``replay_bars``; then ``columns()`` pairs the index of a strategy (in the order added)
-        with its table's column for this bar; those strategies get ``on_decision`` in place of
-        ``on_bar``. Returns what their ``on_decision`` returned that was not None, by strategy
-        index (None if nothing). Written out as one method: the sparse replay calls it for
-        every bar it visits.
+        The venue and the history see the bar first (its fills change what is held:
+        ``open_decided_bar``); then ``columns()`` pairs the index of a strategy (in the order
+        added) with its table's column for this bar; those strategies get ``on_decision`` in
+        place of ``on_bar``; then what they queued is submitted (``close_decided_bar``).
+        Returns what their ``on_decision`` returned that was not None, by strategy index (None
+        if nothing).
         """
-        length = self._bar_lengths.get(bar.timeframe)
-        if length is None:
-            length = self._bar_length(bar.timeframe)
-        now = bar.ts + length
+        now = self.open_decided_bar(bar)
         slots = self._slots
-        for slot in slots:
-            slot.ctx.now = now
-        if self.bars_to_venue:
-            self.oms.on_bar(bar)
-        algos = self.algos
-        working = algos.active  # a dict changed only in place
-        if working:
-            algos.observe(bar)
-        self.history.append(bar.symbol, bar.close)
-        fills, outbox = self._fills, self._outbox  # lists emptied in place, never replaced
-        if fills or outbox or working:
-            self.settle(now)
         hints = None
         for index, choices in columns():
             slot = slots[index]
@@ -287,9 +272,40 @@ class StrategyRunner:
                 if hints is None:
                     hints = {}
                 hints[index] = hint
-        if fills or outbox or working:
-            self.settle(now)
+        self.close_decided_bar(now)
         return hints
+
+    def open_decided_bar(self, bar: Bar) -> datetime:
+        """``on_bar_decided``'s first step: show ``bar`` to the venue and the history, settle
+        what waits; return the decisions' time (the bar's end)."""
+        length = self._bar_lengths.get(bar.timeframe)
+        if length is None:
+            length = self._bar_length(bar.timeframe)
+        now = bar.ts + length
+        for slot in self._slots:
+            slot.ctx.now = now
+        if self.bars_to_venue:
+            self.oms.on_bar(bar)
+        algos = self.algos
+        working = algos.active  # a dict changed only in place
+        if working:
+            algos.observe(bar)
+        self.history.append(bar.symbol, bar.close)
+        if self._fills or self._outbox or working:  # lists emptied in place, never replaced
+            self.settle(now)
+        return now
+
+    def close_decided_bar(self, now: datetime) -> None:
+        """``on_bar_decided``'s last step: submit what the decisions queued."""
+        if self._fills or self._outbox or self.algos.active:
+            self.settle(now)
+
+    def deciding(self, index: int) -> tuple[Strategy, StrategyContext]:
+        """Return the strategy added ``index``-th and its context, for a caller that calls its
+        ``on_decision`` itself between ``open_decided_bar`` and ``close_decided_bar`` (the
+        sparse replay of one strategy)."""
+        slot = self._slots[index]
+        return slot.strategy, slot.ctx
 
     def _with_ends(self, bars: Iterable[Bar]) -> tuple[Iterator[Bar], Iterator[datetime]]:
         """Return ``bars`` and, lazily, each one's end."""
