@@ -383,11 +383,12 @@ class SparseReplay:
         positions, fills, marked = portfolio.positions, self.fills, self.marked
         stamps, opens, highs, lows = self.stamps, self.opens, self.highs, self.lows
         closes, volumes, timeframe = self.closes, self.volumes, self.timeframe
-        build, when, runner = self._bar, self._datetime, self.runner
+        build, runner, remark_close = self._bar, self.runner, self.remark_close
         # ``runner.on_bar_decided`` with ``_shown``, written out for the one strategy.
         open_bar, close_bar = runner.open_decided_bar, runner.close_decided_bar
         strategy, ctx = runner.deciding(pair.slot)
-        next_after, remark_close = pair.next_after, self.remark_close
+        runs = pair._runs  # ``pair.next_after``'s, written out (one symbol: rows are its own)
+        when = self._datetime
         n, reported, visits = stamps.size, 0, 0
         due, day_next, working, hinted = self.due[0], self.day_next, sym in self.open_next, False
         while True:
@@ -399,9 +400,12 @@ class SparseReplay:
             # ``visit``: the venue marks ``sym`` at this bar unless fills at the open or a new
             # day come first (then the catch-up, unless the previous bar was the last visited).
             quiet = row != day_next and not working
-            if positions and (not quiet or len(positions) > (sym in positions)):
-                if marked.get(sym) != row - 1:
-                    self.catch_up(row, skip=sym if quiet else None)
+            if (
+                positions
+                and (not quiet or len(positions) > (sym in positions))
+                and marked.get(sym) != row - 1
+            ):
+                self.catch_up(row, skip=sym if quiet else None)
             bar = build(
                 sym,
                 timeframe,
@@ -422,7 +426,11 @@ class SparseReplay:
                 held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
                 wanted = table.item(held + 1, row)
                 acts = wanted == wanted and wanted != held  # not NaN, not the side held
-            hint = strategy.on_decision(bar, _column(table, row), ctx) if acts else None
+            if acts:
+                column = (table.item(0, row), table.item(1, row), table.item(2, row))
+                hint = strategy.on_decision(bar, column, ctx)
+            else:
+                hint = None
             close_bar(now)
             marked[sym] = row
             if remark_close and sym in positions:
@@ -435,7 +443,12 @@ class SparseReplay:
             pos = positions.get(sym)
             held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
             hinted = hint is not None and not filled and not working and self._flat()
-            due = pair.next_affordable(row, held, hint) if hinted else next_after(row, held)
+            if hinted:
+                due = pair.next_affordable(row, held, hint)
+            else:  # ``pair.next_after(row, held)``
+                firsts, lasts = runs[held + 1]
+                k = bisect_right(lasts, row)
+                due = NEVER if k == len(lasts) else firsts[k] if firsts[k] > row else row + 1
             if row >= day_next:
                 day_next = plan.next_day_start(row)
             visits += 1
