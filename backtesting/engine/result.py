@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import repeat
-from operator import attrgetter, floordiv, sub
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -186,12 +185,11 @@ _SYMBOL = attrgetter("symbol")
 
 
 def _stamps_ns(stamps: list[datetime]) -> np.ndarray:
-    """Return ``epoch_ns`` of each of ``stamps`` (aware datetimes, else as ``epoch_ns``)."""
-    try:
-        us = list(map(floordiv, map(sub, stamps, repeat(EPOCH)), repeat(_US)))
-    except TypeError:  # a naive one: taken as UTC
-        return np.asarray([epoch_ns(t) for t in stamps], dtype=np.int64)
-    return np.asarray(us, dtype=np.int64) * 1000
+    """Return ``epoch_ns`` of each of ``stamps`` (naive ones taken as UTC, as there)."""
+    # pandas converts the list in C: a quarter fewer instructions than subtracting the epoch
+    # from each in Python (38,582 fills: 130 M -> 99 M). To the microsecond, as ``epoch_ns``.
+    ns = pd.to_datetime(stamps, utc=True).as_unit("ns").asi8
+    return ns // 1000 * 1000
 
 
 def round_trips(
@@ -237,7 +235,7 @@ def round_trips_traded(
         leg = legs.get(symbol)
         if leg is not None and leg.sign != sign:
             held = leg.position
-            if qty <= (held if held >= 0 else -held):
+            if qty <= (held if held >= ZERO else -held):
                 # The whole fill reduces: its notional and fee as they are (``_Leg.reduce``,
                 # written out: most fills close a trade).
                 if sign < 0:
@@ -251,30 +249,33 @@ def round_trips_traded(
                 leg.fees += fee
                 qty = ZERO
             else:
-                closing = held if held >= 0 else -held
+                closing = held if held >= ZERO else -held
                 # On the fee's own 1e-10 grid, so the two parts add up to it exactly.
                 close_fee = (fee * closing / qty).quantize(FEE_STEP)
                 leg.reduce(closing, close_fee, closing * price)
                 held = leg.position
                 qty, fee = qty - closing, fee - close_fee
                 notional = qty * price
-            if held == 0:
+            if not held:  # held == 0 (a Decimal's truth, cheaper than comparing with an int)
                 out.append(leg.finish(symbol, fill.ts, None, at - leg.entry_bar))
                 del legs[symbol]
                 leg = None
-        if qty > 0:
+        if qty > ZERO:
             if leg is None:
-                legs[symbol] = _Leg(  # ``add`` on a new leg, written out (the same sums)
+                # ``add`` on a new leg, written out: the same sums, each done once (a long's
+                # position is its opened quantity, a short's cash its opened notional).
+                opened, cost = ZERO + qty, ZERO + notional
+                legs[symbol] = _Leg(
                     sign,
                     fill.ts,
                     fill.strategy,
                     at,
-                    ZERO + qty if sign > 0 else ZERO - qty,
-                    ZERO + qty,
-                    ZERO + notional,
+                    opened if sign > 0 else ZERO - qty,
+                    opened,
+                    cost,
                     ZERO,
                     ZERO,
-                    ZERO - notional if sign > 0 else ZERO + notional,
+                    ZERO - notional if sign > 0 else cost,
                     ZERO + fee,
                 )
             else:
