@@ -403,17 +403,19 @@ class StrategyRunner:
         """Deliver queued fills and submit queued intents until nothing is left."""
         if self.algos.active:
             self.submit_algo_children(now)
-        if not self._fills and not self._outbox:
+        fills = self._fills  # emptied in place, never replaced
+        if not fills and not self._outbox:
             return  # the common case on a bar: nothing happened, nothing to do
         for _ in range(self._max_rounds):
-            if self._fills:
+            if fills:
                 self._deliver_fills()
             sent = False
             for slot in self._slots:
-                if slot.ctx.has_pending:
+                ctx = slot.ctx
+                if ctx._intents or ctx._cancels:  # ``has_pending``, without the property call
                     self._submit(slot, now)
                     sent = True
-            if not sent and not self._fills:
+            if not sent and not fills:
                 self._outbox.clear()  # in place: ``replay_bars`` holds the list
                 return
         raise TradingError(f"strategies still trading after {self._max_rounds} rounds at {now}")
@@ -453,13 +455,14 @@ class StrategyRunner:
             if order.account != slot.ctx.account or order.strategy != slot.ctx.strategy_id:
                 raise TradingError(f"{slot.ctx.strategy_id} cannot cancel order {oid}")
             self.oms.cancel(oid, now, reason=f"cancelled by {slot.ctx.strategy_id}")
-        gate = self.gate
+        gate, submit = self.gate, self.oms.submit
         for intent in intents:
             if gate is None or gate(intent):
-                if algo_metadata(intent.metadata) is not None:
+                # A plain order carries no metadata: no ``algo_metadata`` call to say so.
+                if intent.metadata and algo_metadata(intent.metadata) is not None:
                     self.start_algo(intent, now)
                 else:
-                    self.oms.submit(intent, now)
+                    submit(intent, now)
 
     def start_algo(self, intent: OrderIntent, now: datetime) -> None:
         """Start working an algo parent (its first child is due at once)."""

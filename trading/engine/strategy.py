@@ -336,6 +336,7 @@ class StrategyContext:
         "_closes",
         "_has_open",
         "_history",
+        "_open_book",
         "_ids",
         "_intents",
         "_outbox",
@@ -363,6 +364,10 @@ class StrategyContext:
         self._portfolio = reader.portfolio(account)
         # "Any open order in this symbol?" without building the list (readers that can say so).
         self._has_open = getattr(reader, "has_open_orders", None)
+        # The account's open orders by id, the OMS's live mapping (changed in place, never
+        # replaced): "none open at all" (the common answer) is then a truth test, not a call.
+        book = getattr(reader, "open_order_book", None)
+        self._open_book = book(account) if book is not None else None
         self.account = account
         self.strategy_id = strategy_id
         self._history = history
@@ -428,6 +433,8 @@ class StrategyContext:
     def _expected(self, symbol: str, expected: Decimal) -> Decimal:
         """Return position ``expected`` plus this strategy's open orders and queued intents."""
         if not self._intents:
+            if self._open_book is not None and not self._open_book:
+                return expected  # the account has no open order at all
             has_open = self._has_open
             if has_open is not None:
                 if not has_open(self.account, symbol):
@@ -450,7 +457,11 @@ class StrategyContext:
         With a sizing policy attached (a running account's) the policy decides the quantity;
         ``fraction`` is then what the strategy asked for, which a policy may use or cap.
         """
-        px = to_decimal(price) if price is not None else self.price(symbol)
+        # A Decimal is its own conversion: no call (the entries of signal strategies).
+        if price.__class__ is Decimal:
+            px = price
+        else:
+            px = to_decimal(price) if price is not None else self.price(symbol)
         if px is None or px <= ZERO:
             return ZERO
         sizer = self.sizer
@@ -465,7 +476,9 @@ class StrategyContext:
                 lot=lot,
                 closes=closes,
             )
-        budget = self._portfolio.equity * to_decimal(fraction)  # ``self.equity``, one call fewer
+        if fraction.__class__ is not Decimal:
+            fraction = to_decimal(fraction)
+        budget = self._portfolio.equity * fraction  # ``self.equity``, one call fewer
         # ``max(ZERO, floor_to_step(budget / px, lot))``, written out: two calls fewer an entry.
         if lot <= ZERO:
             raise ValueError("step must be positive")
@@ -507,10 +520,13 @@ class StrategyContext:
         ``slices``, ``max_participation`` or a VWAP ``profile`` makes it a parent the runner works
         in children over that time (``trading.engine.algo_book``).
         """
-        try:  # inline, not _decimal(): an order's path pays no extra call
-            qty = to_decimal(quantity)
-        except (ArithmeticError, TypeError, ValueError):
-            qty = _NAN  # "lots", None: refused below, naming the strategy and the value
+        if quantity.__class__ is Decimal:  # its own conversion: no call
+            qty = quantity
+        else:
+            try:  # inline, not _decimal(): an order's path pays no extra call
+                qty = to_decimal(quantity)
+            except (ArithmeticError, TypeError, ValueError):
+                qty = _NAN  # "lots", None: refused below, naming the strategy and the value
         if not qty.is_finite() or qty < ZERO:  # was a silent reject: no trade, no message
             raise ValueError(
                 f"strategy {self.strategy_id}: {side} {symbol} quantity {quantity!r} "
@@ -576,10 +592,13 @@ class StrategyContext:
         """``target_position`` given ``held``, the position, and ``expected``, what
         ``_expected(symbol, held)`` returns now: for a caller that has just read both
         (``SignalStrategy``), which saves reading them twice."""
-        try:  # inline, not _decimal(): an order's path pays no extra call
-            target = to_decimal(quantity)
-        except (ArithmeticError, TypeError, ValueError):
-            target = _NAN  # "lots", None: refused below, naming the strategy and the value
+        if quantity.__class__ is Decimal:  # its own conversion: no call
+            target = quantity
+        else:
+            try:  # inline, not _decimal(): an order's path pays no extra call
+                target = to_decimal(quantity)
+            except (ArithmeticError, TypeError, ValueError):
+                target = _NAN  # "lots", None: refused below, naming the strategy and the value
         if not target.is_finite():  # NaN failed later as a bare decimal.InvalidOperation
             raise ValueError(
                 f"strategy {self.strategy_id}: target position {symbol} {quantity!r} "

@@ -205,3 +205,39 @@ def test_on_decision_queues_what_the_long_way_queues(held, choices) -> None:
     assert len(fast) == len(slow)
     for a, b in zip(fast, slow, strict=True):
         _same(a, dataclasses.replace(b, client_order_id=a.client_order_id))
+
+
+def test_sequential_ids_pickled_in_the_earlier_form_resume_where_they_stood() -> None:
+    """Ids were a ``partial`` of the map's bound ``__next__``; such a pickle still loads."""
+    import pickle
+    from functools import partial
+    from itertools import count
+
+    from trading.engine.orders import _resume_ids
+
+    earlier = partial.__new__(SequentialIds, map("q%08d".__mod__, count(5)).__next__)
+    assert earlier() == "q00000005"
+    restored = pickle.loads(pickle.dumps((_resume_ids, (earlier.func,))))
+    resumed = restored[0](*restored[1])
+    assert type(resumed) is SequentialIds
+    assert [resumed(), resumed()] == ["q00000006", "q00000007"]
+    ids = SequentialIds("b", 41)
+    assert ids() == "b00000041"
+    copy = pickle.loads(pickle.dumps(ids))
+    assert [copy(), ids()] == ["b00000042", "b00000042"]
+
+
+def test_open_orders_count_in_the_expected_position_and_only_in_their_symbol() -> None:
+    """``_expected`` answers "nothing open" from the OMS's live open-order mapping."""
+    runner, oms, _ = _context()
+    ctx = runner.add(SignalStrategy(), "a", strategy_id="s1")
+    assert ctx._open_book is oms.open_order_book("a")
+    assert ctx.expected_position(SYM) == ZERO
+    ctx.target_position(SYM, D("0.3"))
+    runner.settle(minute(1))  # sent: open until the next bar's open
+    assert oms.open_orders("a", SYM) and not ctx.has_pending
+    assert ctx.expected_position(SYM) == D("0.3")
+    assert ctx.expected_position("ETH-USD") == ZERO
+    assert ctx.target_position(SYM, D("0.3")) is None
+    oms.on_bar(bar(1, 100, 101, 99, 100))  # filled: nothing open any more
+    assert not ctx._open_book and ctx.expected_position(SYM) == D("0.3") == ctx.position(SYM)
