@@ -176,3 +176,25 @@ def test_a_weekday_of_minute_bars_cannot_show_a_weekend_and_stays_24_7() -> None
     days = pd.bdate_range("2024-03-04", periods=10, tz="UTC")
     bars = [d + pd.Timedelta(minutes=k) for d in days for k in range(1440)]
     assert infer_calendar(stamps(pd.DatetimeIndex(bars)), "1m").name.startswith("fx")
+
+
+def _days_and_counts_by_row(ts: np.ndarray) -> tuple[list[int], list[int]]:
+    """The days with bars and their counts, read off every stamp (what the calendar reads)."""
+    days, counts = np.unique(np.unique(ts) // (86_400 * NS), return_counts=True)
+    return days.tolist(), counts.tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_days_with_bars_are_the_stamps_days_and_counts(seed: int) -> None:
+    """infer_calendar finds each day's bars by a binary search per day boundary: the same days
+    (gaps, weekends and days before 1970 included) and counts as dividing every stamp."""
+    from backtesting.engine.calendars import _days_with_bars
+
+    rng = np.random.default_rng(seed)
+    for start_day in (-3, 0, 18_000):
+        step = int(rng.choice([60, 300, 3_600, 86_400]))
+        ts = start_day * 86_400 * NS + np.arange(4_000, dtype=np.int64) * step * NS
+        kept = np.sort(ts[rng.random(ts.size) < 0.4])
+        for series in (ts, kept, kept[:1], kept[-2:]):
+            days, counts = _days_with_bars(series)
+            assert (days.tolist(), counts.tolist()) == _days_and_counts_by_row(series)
