@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -240,7 +241,8 @@ class StateLog:
 
     def holding(self) -> np.ndarray:
         """Return, per state, whether a position is open."""
-        return np.fromiter((any(p.values()) for p in self.positions), bool, len(self.positions))
+        positions = self.positions  # (maps in C: no Python frame per state)
+        return np.fromiter(map(any, map(dict.values, positions)), bool, len(positions))
 
     def state_after(self, row: int) -> int:
         """Return the index of the state in force after ``row``."""
@@ -270,8 +272,12 @@ def equity_by_row(
     """Return the equity after every row (float), the rows per state (``StateLog.counts``) and
     the marks used."""
     counts = log.counts(close.size)
-    equity = np.repeat(np.array([float(c) for c in log.cash]), counts)
-    held = sorted({s for p in log.positions for s, q in p.items() if q})
+    equity = np.repeat(np.fromiter(map(float, log.cash), float, len(log.cash)), counts)
+    # The symbols ever held: of those logged at all (a set union in C), the ones with a
+    # quantity other than zero in some state.
+    positions = log.positions
+    logged = set().union(*positions)
+    held = sorted(s for s in logged if any(map(methodcaller("get", s, ZERO), positions)))
     marks = {}
     for sym in held:
         qty = np.repeat(np.array([float(p.get(sym, 0)) for p in log.positions]), counts)
