@@ -36,7 +36,7 @@ import pandas as pd
 
 from backtesting.engine.calendars import Calendar, elapsed_years, infer_calendar
 from backtesting.engine.errors import BacktestConfigError, BacktestDataError
-from backtesting.engine.feed import bar_events, bars_and_ends
+from backtesting.engine.feed import bar_events, bar_pairs
 from backtesting.engine.fills import (
     BacktestVenue,
     FillConfig,
@@ -663,13 +663,13 @@ class _Session:
         watch: list[Fill] | None = None,
     ) -> None:
         """Replay every bar through the strategy runner (``after`` and ``watch`` as in its
-        ``replay_bars``), ``chunk`` bars between progress reports."""
-        bars, ends = bars_and_ends(self.data)
-        replay, done, total = self.runner.replay_bars, 0, len(self.data)
+        ``replay_pairs``), ``chunk`` bars between progress reports."""
+        pairs = bar_pairs(self.data)
+        replay, done, total = self.runner.replay_pairs, 0, len(self.data)
         while done < total:
             n = min(chunk, total - done)
-            part = bars if done + n == total else islice(bars, n)
-            replay(part, ends, after=after, watch=watch, start=done)
+            part = pairs if done + n == total else islice(pairs, n)
+            replay(part, after=after, watch=watch, start=done)
             done += n
             if progress is not None:
                 progress(done, total)

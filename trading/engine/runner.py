@@ -200,19 +200,37 @@ class StrategyRunner:
     ) -> int:
         """Process closed bars in turn; return how many.
 
+        ``ends``: each bar's end (its ``ts`` plus its timeframe, when its decisions are
+        stamped) if the caller has them (a backtest's feed shares them with the next bars'
+        starts); else computed. ``after``, ``watch`` and ``start`` as in ``replay_pairs``.
+        """
+        bars, ends = self._with_ends(bars) if ends is None else (bars, ends)
+        return self.replay_pairs(
+            zip(bars, ends, strict=False), after=after, watch=watch, start=start
+        )
+
+    def replay_pairs(
+        self,
+        pairs: Iterable[tuple[Bar, datetime]],
+        *,
+        after: Callable[[int, Bar], object] | None = None,
+        watch: Sized | None = None,
+        start: int = 0,
+    ) -> int:
+        """Process closed bars, each given with its end (``replay_bars``), in turn; return
+        how many.
+
         ``_dispatch``'s steps for a bar, written out as one loop because a backtest runs it for
         every bar: the venue and the history see the bar, then every strategy
         that wants its symbol, then what they queued is submitted. Settling is skipped when no
-        fill and no intent is waiting (most bars).
+        fill and no intent is waiting (most bars). A backtest's feed makes the pairs in one
+        generator (``feed.bar_pairs``).
 
-        ``ends``: each bar's end (its ``ts`` plus its timeframe, when its decisions are
-        stamped) if the caller has them (a backtest's feed shares them with the next bars'
-        starts); else computed. ``after(row, bar)`` runs once bar ``row`` (counted from
-        ``start``) is fully processed, so it sees the account as the bar left it (record
-        equity, check risk): after every bar or, given ``watch`` (a collection something else
-        fills, such as a listener's fills), only after the bars that leave it non-empty.
+        ``after(row, bar)`` runs once bar ``row`` (counted from ``start``) is fully processed,
+        so it sees the account as the bar left it (record equity, check risk): after every bar
+        or, given ``watch`` (a collection something else fills, such as a listener's fills),
+        only after the bars that leave it non-empty.
         """
-        bars, ends = self._with_ends(bars) if ends is None else (bars, ends)
         slots, fills, outbox, algos = self._slots, self._fills, self._outbox, self.algos
         contexts = [slot.ctx for slot in slots]
         working = algos.active  # the algo parents at work: a dict changed only in place
@@ -223,7 +241,7 @@ class StrategyRunner:
         # The history list of the symbol of the previous bar (one symbol: always the same).
         symbol, closes, limit = None, [], 0
         row = start - 1
-        for row, (bar, now) in enumerate(zip(bars, ends, strict=False), start):
+        for row, (bar, now) in enumerate(pairs, start):
             for ctx in contexts:
                 ctx.now = now
             to_venue(bar)

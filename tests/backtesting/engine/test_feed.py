@@ -12,6 +12,7 @@ from backtesting.engine.feed import (
     BUILD_BAR,
     bar_builder,
     bar_events,
+    bar_pairs,
     bars_and_ends,
     datetimes,
     values,
@@ -121,3 +122,46 @@ def test_bars_and_ends_give_each_bar_and_its_end(case: str) -> None:
     length = timedelta(minutes=5 if case.startswith("five-minute") else 1)
     assert got_ends == [bar.ts + length for bar in got_bars]
     assert all(end.tzinfo is not None for end in got_ends)
+
+
+@pytest.mark.parametrize(
+    "case", ["regular", "gaps", "two symbols", "one bar", "five-minute with a hole", "five-minute"]
+)
+@pytest.mark.parametrize("chunk", [1, 7, 8192])
+def test_bar_pairs_give_the_bars_and_ends_of_bars_and_ends(case: str, chunk: int) -> None:
+    """One generator on a regular grid (built in place), the two iterators elsewhere: the same
+    genuine bars and the same aware ends, across chunk boundaries."""
+    if case == "two symbols":
+        frame = sim_frame(120, ("BTC-USD", "ETH-USD"))
+    else:
+        frame = walk_frame(1 if case == "one bar" else 240)
+        if case == "gaps":
+            frame = frame.drop(index=[5, 6, 100]).reset_index(drop=True)
+        if case.startswith("five-minute"):
+            frame = frame.iloc[::5].reset_index(drop=True)
+        if case.endswith("hole"):
+            frame = frame.drop(index=[20]).reset_index(drop=True)
+    data = prepare_bars(frame, "5m" if case.startswith("five-minute") else "1m")
+    bars, ends = bars_and_ends(data)
+    expected = list(zip(bars, ends, strict=True))
+    got = list(bar_pairs(data, chunk=chunk))
+    assert got == expected
+    assert all(type(bar) is Bar for bar, _ in got)
+    assert [(bar.ts.tzinfo, end.tzinfo) for bar, end in got] == [
+        (bar.ts.tzinfo, end.tzinfo) for bar, end in expected
+    ]
+    assert [dataclasses.asdict(bar) for bar, _ in got] == [
+        dataclasses.asdict(bar) for bar, _ in expected
+    ]
+
+
+def test_bar_pairs_take_the_general_path_when_bar_changes(monkeypatch) -> None:
+    import backtesting.engine.feed as feed
+
+    data = prepare_bars(walk_frame(50))
+    expected = list(feed.bar_pairs(data))
+    assert feed._GRID_TWIN is not None  # the grid generator runs here
+    monkeypatch.setattr(feed, "_GRID_DEFAULTS", (*feed._GRID_DEFAULTS[:-1], ("amended", 0)))
+    assert feed._grid_twin() is None  # a default of another type: not what Bar holds
+    monkeypatch.setattr(feed, "_GRID_TWIN", None)
+    assert list(feed.bar_pairs(data)) == expected
