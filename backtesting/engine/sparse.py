@@ -394,7 +394,7 @@ class SparseReplay:
         open_bar, close_bar = runner.open_decided_bar, runner.close_decided_bar
         strategy, ctx = runner.deciding(pair.slot)
         runs = pair._runs  # ``pair.next_after``'s, written out (one symbol: rows are its own)
-        when = self._datetime
+        steps, stamp, when = self._steps, self._stamp, self._when  # ``_datetime``'s
         n, reported, visits = stamps.size, 0, 0
         due, day_next, working, hinted = self.due[0], self.day_next, sym in self.open_next, False
         while True:
@@ -412,10 +412,17 @@ class SparseReplay:
                 and marked.get(sym) != row - 1
             ):
                 self.catch_up(row, skip=sym if quiet else None)
+            # ``_datetime``: the last visit's datetime plus the step to this one.
+            ns = stamps.item(row)
+            step = steps.get(ns - stamp)
+            if step is None:
+                step = self._step(ns - stamp)
+            when += step
+            stamp = ns - ns % 1000  # the whole microseconds reached
             bar = build(
                 sym,
                 timeframe,
-                when(stamps.item(row)),
+                when,
                 opens.item(row),
                 highs.item(row),
                 lows.item(row),
@@ -432,11 +439,13 @@ class SparseReplay:
                 held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
                 wanted = table.item(held + 1, row)
                 acts = wanted == wanted and wanted != held  # not NaN, not the side held
-            if acts:
-                column = (table.item(0, row), table.item(1, row), table.item(2, row))
-                hint = strategy.on_decision(bar, column, ctx)
-            else:
-                hint = None
+            hint = (
+                strategy.on_decision(
+                    bar, (table.item(0, row), table.item(1, row), table.item(2, row)), ctx
+                )
+                if acts
+                else None
+            )
             close_bar(now)
             marked[sym] = row
             if remark_close and sym in positions:
@@ -462,6 +471,7 @@ class SparseReplay:
                 reported = row + 1 - (row + 1) % every
                 progress(reported, n)
         self.due[0], self.day_next = due, day_next
+        self._stamp, self._when = stamp, when
         self.hinted = {0} if hinted else set()
         self.open_next = {sym: NEVER} if working else {}
         return reported, visits
@@ -539,15 +549,19 @@ class SparseReplay:
         """Return ``to_datetime(stamp)`` (visits come in time order): the last visit's datetime
         plus the step, exact to the microsecond; timedelta's constructor costs several
         additions, so steps are kept by size."""
-        gap = stamp - self._stamp
-        step = self._steps.get(gap)
+        step = self._steps.get(stamp - self._stamp)
         if step is None:
-            step = timedelta(0, 0, gap // 1000)
-            if len(self._steps) < 1024:
-                self._steps[gap] = step
+            step = self._step(stamp - self._stamp)
         when = self._when = self._when + step
         self._stamp = stamp - stamp % 1000  # the whole microseconds reached
         return when
+
+    def _step(self, gap: int) -> timedelta:
+        """Return the step of ``gap`` nanoseconds (whole microseconds), kept for reuse."""
+        step = timedelta(0, 0, gap // 1000)
+        if len(self._steps) < 1024:
+            self._steps[gap] = step
+        return step
 
     def _shown(self) -> list[tuple[int, tuple[float, float, float]]]:
         """Return what to show the strategies after the venue saw the bar being visited
