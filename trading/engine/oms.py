@@ -307,25 +307,30 @@ class OrderManager:
             self._mark(book.symbol, mid, book.ts)
         return events
 
-    def on_bar(self, bar: Bar) -> list[VenueEvent]:
-        """Feed a bar to the venue and mark positions at its close."""
+    def on_bar(self, bar: Bar) -> Sequence[VenueEvent]:
+        """Feed a bar to the venue and mark positions at its close; return the venue's events.
+
+        Run on every bar of a full replay: an idle bar returns a shared empty tuple (no list
+        made and freed a bar), and ``bar.ts`` is read only when a mark needs it.
+        """
+        symbol = bar.symbol
         idle = self._idle_bars
         if idle is not None and not self._index:
             # No order is open: the venue's bar step would only keep the bar (its ``idle_bars``).
-            idle[bar.symbol] = bar
-            events: list[VenueEvent] = []
+            idle[symbol] = bar
+            events: Sequence[VenueEvent] = ()
         else:
             events = self.venue.on_bar(bar)
             if events:
                 self._process(events)
         # The bar's start rolls the day, so the day opens at the previous day's last close.
-        symbol, close, ts = bar.symbol, bar.close, bar.ts
+        close = bar.close
         for portfolio in self._marked:
             below = portfolio.defer_below.get(symbol)
-            if below is not None and close < below and ts < portfolio.defer_until:
+            if below is not None and close < below and bar.ts < portfolio.defer_until:
                 portfolio.deferred_marks[symbol] = close  # ``mark_at``'s deferral, without a call
             elif symbol in portfolio.positions:
-                portfolio.mark_at(symbol, close, ts)  # often deferred too: see Portfolio
+                portfolio.mark_at(symbol, close, bar.ts)  # often deferred too: see Portfolio
         return events
 
     def advance(self, now: datetime) -> list[VenueEvent]:
