@@ -40,7 +40,7 @@ from marketdata.engine.records import record_builder
 from trading.engine.buying_power import FillGuard
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import UnknownOrder
-from trading.engine.money import ZERO, floor_to_step, to_decimal, whole_cents
+from trading.engine.money import ZERO, floor_to_step, to_decimal
 from trading.engine.orders import (
     TERMINAL_STATUSES,
     WORKING_STATUSES,
@@ -66,6 +66,7 @@ _BUY = OrderSide.BUY
 _TAKER = Liquidity.TAKER
 PRICE_DIGITS = 10
 _TIDY = f".{PRICE_DIGITS}g"
+_CENT, _DIME = Decimal("0.01"), Decimal("0.1")  # ``money.whole_cents``'s steps
 
 
 class FillModel(StrEnum):
@@ -156,10 +157,10 @@ def tidy_decimal(price: float) -> Decimal:
     in cents, say) is already tidy: rounding it to ``PRICE_DIGITS`` digits gives the very same
     float, so its repr is converted without the round trip through ``format``.
     """
-    if price < 1e8:  # a whole number of cents there has at most 10 digits: tidy already
-        cents = whole_cents(price)
-        if cents is not None:  # ``Decimal(repr(price))`` without ``repr``
-            return cents
+    # A whole number of cents under 1e8 has at most 10 digits: tidy already. ``whole_cents``
+    # (``Decimal(repr(price))`` without ``repr``), written out: one call fewer a fill.
+    if 0.01 <= price < 1e8 and (n := int(price * 100.0 + 0.5)) / 100.0 == price:
+        return n * _CENT if n % 10 else n // 10 * _DIME
     text = repr(price)
     if len(text) <= PRICE_DIGITS + 1 and "e" not in text:  # at most 10 digits and a point
         return Decimal(text)
@@ -226,7 +227,10 @@ class BacktestVenue:
         self._quoted: set[str] = set()  # symbols whose inner book quotes made real
         self.executor = PaperVenue(VenueConfig(f"{cfg.name}-x", **fees))
         self._lookup: PositionLookup | None = None
-        self._delta: dict[tuple[str, str], Decimal] = {}  # fills returned by the current call
+        # The fills the current call returns (the OMS books them after it): positions and cash
+        # they move are summed from here when a check needs them (``_pending_qty``,
+        # ``_pending_cash``), seldom: most calls fill one order and check nothing after it.
+        self._now: list[Fill] = []
         self._market: dict[str, deque[Order]] = {}  # held market orders by symbol, FIFO
         self._waiting: dict[str, list[tuple[Order, Sequence[Order]]]] = {}  # next_open non-market
         self._held: dict[str, Order] = {}  # every order the wrapper itself holds, by id
@@ -251,7 +255,6 @@ class BacktestVenue:
         )
         self._children = 0
         self._guard: FillGuard | None = None
-        self._cash: dict[str, Decimal] = {}  # cash moved by this call's fills, by account
         positions = self._positions
         self.inner.bind_positions(positions)
         self.executor.bind_positions(positions)
@@ -280,8 +283,8 @@ class BacktestVenue:
     ) -> tuple[Decimal, str]:
         """The guard as an inner venue sees it: its own pending fills plus this call's."""
         account = order.account
-        pending_qty += self._delta.get((account, order.symbol), ZERO)
-        pending_cash += self._cash.get(account, ZERO)
+        pending_qty += self._pending_qty(account, order.symbol)
+        pending_cash += self._pending_cash(account)
         return self._guard(order, qty, price, fee_bps, pending_qty, pending_cash)  # type: ignore[misc]
 
     def reference_price(self, symbol: str) -> Decimal | None:
@@ -394,21 +397,20 @@ class BacktestVenue:
         held = self._held and (self._market.get(symbol) or self._waiting.get(symbol))
         if not held and not self._live.get(symbol):
             # Hot path: nothing held or working for this symbol (most bars of a backtest).
-            events = self._begin() if self._delta or self._cash or self._deferred else []
+            events = self._begin() if self._now or self._deferred else []
             self._stale[symbol] = self._last[symbol] = bar
             if self._per_bar:
-                if self._cap_frac is not None:
-                    self._budget[symbol] = self._cap(bar)
-                if self._book_model and symbol not in self._books:
-                    book = synthesise_book(bar, self.config.book_levels, self._cap_frac)
-                    self._set_exec_book(book)
+                self._quiet_bar(symbol, bar)
             return events
         events = self._begin()
         model = self.config.model
         if self._cap_frac is not None:
             self._budget[symbol] = self._cap(bar)
         if held and model is _FM_NEXT_OPEN:
-            self._at_open(bar, events)
+            if self._waiting or self._live:
+                self._at_open(bar, events)
+            else:  # nothing waits or works at the inner venue: all ``_at_open`` would do
+                self._run_held(symbol, bar.ts, bar.open, bar, events)
         if self._live.get(symbol):
             self._sync(symbol, events)
             if symbol in self._ticks:
@@ -427,14 +429,21 @@ class BacktestVenue:
                 self._run_held(symbol, self._bar_end(bar), None, None, events)
         return events
 
+    def _quiet_bar(self, symbol: str, bar: Bar) -> None:
+        """What a bar with nothing held or working needs under a volume cap or the book model:
+        the cap's budget, the synthesised book."""
+        if self._cap_frac is not None:
+            self._budget[symbol] = self._cap(bar)
+        if self._book_model and symbol not in self._books:
+            book = synthesise_book(bar, self.config.book_levels, self._cap_frac)
+            self._set_exec_book(book)
+
     # ----------------------------------------------------------------- holding orders
 
     def _begin(self) -> list[VenueEvent]:
         # The OMS books every event of a call before the next call: only this call's fills count.
-        if self._delta:
-            self._delta.clear()
-        if self._cash:
-            self._cash.clear()
+        if self._now:
+            self._now.clear()
         if self._deferred:
             events, self._deferred = self._deferred, []
             return events
@@ -442,7 +451,27 @@ class BacktestVenue:
 
     def _positions(self, account: str, symbol: str) -> Decimal:
         base = self._lookup(account, symbol) if self._lookup is not None else ZERO
-        return base + self._delta.get((account, symbol), ZERO)
+        return base + self._pending_qty(account, symbol)
+
+    def _pending_qty(self, account: str, symbol: str) -> Decimal:
+        """Return the signed quantity this call's fills of ``account`` moved in ``symbol``
+        (``ZERO`` plus each, in fill order)."""
+        total = ZERO
+        for fill in self._now:
+            if fill.symbol == symbol and fill.account == account:
+                qty = fill.quantity
+                total = total + (qty if fill.side is _BUY else -qty)
+        return total
+
+    def _pending_cash(self, account: str) -> Decimal:
+        """Return the cash this call's fills of ``account`` moved (``ZERO`` less each fill's
+        signed quantity × price, then its fee, in fill order)."""
+        total = ZERO
+        for fill in self._now:
+            if fill.account == account:
+                qty = fill.quantity
+                total = total - (qty if fill.side is _BUY else -qty) * fill.price - fill.fee
+        return total
 
     def _accept_market(self, order: Order, now: datetime, events: list[VenueEvent]) -> None:
         if order.client_order_id in self._held:
@@ -482,7 +511,7 @@ class BacktestVenue:
         """Execute held market orders at the bar's open, then release waiting orders there."""
         symbol, start = bar.symbol, bar.ts
         waiting = self._waiting.pop(symbol, None)
-        if waiting or not self._inner_idle():
+        if waiting or (self._live and not self._inner_idle()):  # (no ``_live``: idle, no call)
             self._sync(symbol, events)
         # else nothing works at the inner venue: its book is brought up to date when next needed
         if waiting or self._live.get(symbol):
@@ -518,8 +547,9 @@ class BacktestVenue:
         # A volume cap's budget (``_budget`` holds one only under a cap).
         capped = self._cap_frac is not None and price is not None
         for order in tuple(queue):
-            if order.status is _PENDING:
-                order.transition(_OPEN, ts)
+            if order.status is _PENDING:  # ``transition(_OPEN, ts)``, written out: it is legal
+                order.status = _OPEN
+                order.updated_ts = ts
                 events.append(_new_event(_EV_ACCEPTED, order, ts, _OPEN))
             if capped:
                 budget = self._budget.get(symbol)
@@ -533,7 +563,12 @@ class BacktestVenue:
                 if order.tif is _IOC or order.tif is _FOK:
                     self._end(order, _CANCELLED, ts, "ioc: unfilled remainder", events)
             elif status in _TERMINAL:
-                self._forget(order)
+                if self._waiting:
+                    self._forget(order)
+                else:  # ``_forget``, written out: the order is held and (unless ended) queued
+                    self._held.pop(order.client_order_id, None)
+                    if order in queue:
+                        queue.remove(order)
 
     def _execute(
         self,
@@ -575,14 +610,18 @@ class BacktestVenue:
         cut = ""
         guard = self._guard
         if guard is not None:  # ``_guarded``, written out
-            account = order.account
-            pending = self._delta.get((account, order.symbol), ZERO)
-            qty, cut = guard(
-                order, qty, px, cfg.taker_fee_bps, pending, self._cash.get(account, ZERO)
-            )
+            if self._now:  # an earlier fill of this call (seldom)
+                account = order.account
+                pending = self._pending_qty(account, order.symbol)
+                moved = self._pending_cash(account)
+            else:
+                pending = moved = ZERO
+            qty, cut = guard(order, qty, px, cfg.taker_fee_bps, pending, moved)
         if qty > ZERO:
-            fill = book_fill(cfg, order, qty, px, _TAKER, ts, name=self.config.name)
-            self._emit_fill(order, fill, events)
+            fill = book_fill(cfg, order, qty, px, _TAKER, ts, self.config.name)
+            # ``_emit_fill``, written out
+            events.append(_new_event(_EV_FILL, order, ts, order.status, fill))
+            self._now.append(fill)
         if cut and order.status in _WORKING:
             self._end(order, _CANCELLED, ts, cut, events)
         return qty
@@ -630,14 +669,7 @@ class BacktestVenue:
 
     def _emit_fill(self, order: Order, fill: Fill, events: list[VenueEvent]) -> None:
         events.append(_new_event(_EV_FILL, order, fill.ts, order.status, fill))
-        account = fill.account
-        key = (account, fill.symbol)
-        qty = fill.quantity
-        signed = qty if fill.side is _BUY else -qty  # ``signed_quantity``
-        delta = self._delta
-        delta[key] = delta.get(key, ZERO) + signed
-        if self._guard is not None:
-            self._cash[account] = self._cash.get(account, ZERO) - signed * fill.price - fill.fee
+        self._now.append(fill)
 
     def _set_exec_book(self, book: BookSnapshot) -> None:
         slip = self.config.slippage
@@ -666,8 +698,8 @@ class BacktestVenue:
     def _reduce_cap(self, order: Order) -> Decimal:
         account, symbol = order.account, order.symbol
         lookup = self._lookup  # ``_positions``, written out
-        held = (ZERO if lookup is None else lookup(account, symbol)) + self._delta.get(
-            (account, symbol), ZERO
+        held = (ZERO if lookup is None else lookup(account, symbol)) + (
+            self._pending_qty(account, symbol) if self._now else ZERO
         )
         if order.side is _BUY:
             return -held if held < ZERO else ZERO
@@ -715,12 +747,7 @@ class BacktestVenue:
             order = ev.order
             fill = ev.fill
             if fill is not None:
-                key = (order.account, order.symbol)
-                signed = fill.signed_quantity
-                self._delta[key] = self._delta.get(key, ZERO) + signed
-                if self._guard is not None:
-                    cash = self._cash.get(key[0], ZERO)
-                    self._cash[key[0]] = cash - signed * fill.price - fill.fee
+                self._now.append(fill)
             if order.is_terminal:
                 live = self._live.get(order.symbol)
                 if live:

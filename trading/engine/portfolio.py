@@ -357,8 +357,12 @@ class Portfolio:
         held = ZERO if pos is None else pos.quantity
         if pending_qty:  # fills of the venue call in progress (seldom: sums only when there)
             held += pending_qty
-        if (held < ZERO if buy else held > ZERO) and quantity <= (-held if held < ZERO else held):
-            return quantity, ""  # only shrinks the position: the hot exit path stays cheap
+        # Only shrinks the position: the hot exit path stays cheap (one comparison per side).
+        if buy:
+            if held < ZERO and quantity <= -held:
+                return quantity, ""
+        elif held > ZERO and quantity <= held:
+            return quantity, ""
         funds = self._cash + pending_cash if pending_cash else self._cash
         if len(self.positions) <= (pos is not None) and fits(
             funds, held, ZERO, buy, quantity, price, fee_bps, margin.leverage
@@ -371,24 +375,34 @@ class Portfolio:
 
     def apply_fill(self, fill: Fill) -> Decimal:
         """Apply ``fill`` to cash, position, fees and P&L; return the P&L it realised."""
+        ts = fill.ts
         day_end = self._day_end
-        if day_end is None or fill.ts >= day_end:
-            self.roll_day(fill.ts)
+        if day_end is None or ts >= day_end:
+            self.roll_day(ts)
         if self.deferred_marks:
             self._settle_marks()
-        price = fill.price
-        pos = self.positions.get(fill.symbol)
+        symbol, price = fill.symbol, fill.price
+        pos = self.positions.get(symbol)
         if pos is None:
-            pos = self.positions[fill.symbol] = Position(fill.symbol, mark_price=price)
+            pos = self.positions[symbol] = Position(symbol, mark_price=price)
         mark = pos.mark_price  # market value is quantity x mark
         if mark is None:
             mark = pos.mark_price = price
         qty, fee = fill.quantity, fill.fee
         signed = qty if fill.side is _BUY else -qty
-        before = pos.quantity * mark
-        realized = pos.apply(signed, price)
-        self._market_value += pos.quantity * mark - before
-        self._cash = cash = self._cash - (signed * price + fee)
+        held = pos.quantity
+        before = held * mark
+        flow = signed * price  # the cash the fill moves (before its fee)
+        if held == ZERO or (held > ZERO) == (signed > ZERO):
+            # ``Position.apply``'s adding case, written out: its basis grows by the same flow.
+            pos.cost_basis += flow
+            pos.quantity = after = held + signed
+            realized = ZERO
+        else:
+            realized = pos.apply(signed, price)
+            after = pos.quantity
+        self._market_value += after * mark - before
+        self._cash = cash = self._cash - (flow + fee)
         self._equity_f = None
         self.fees += fee
         pos.fees += fee
@@ -438,12 +452,19 @@ class Portfolio:
     def _settle_marks(self) -> None:
         """Apply the marks ``mark_at`` deferred."""
         unmarked, self.deferred_marks = self.deferred_marks, {}
+        positions = self.positions
         for symbol, price in unmarked.items():
-            pos = self.positions.get(symbol)
+            pos = positions.get(symbol)
             if pos is None:
                 continue
-            if pos.quantity:
-                self.mark(symbol, to_decimal(price))
+            quantity = pos.quantity
+            if quantity:  # ``mark(symbol, to_decimal(price))``, written out (a fill settles it)
+                old = pos.mark_price
+                before = pos.cost_basis if old is None else quantity * old
+                pos.mark_price = mark = to_decimal(price)
+                self._market_value += quantity * mark - before
+                self._equity_f = None
+                self._update_peak()
             else:
                 pos.mark_price = to_decimal(price)  # a flat position's: moves no figure
 
@@ -455,25 +476,29 @@ class Portfolio:
         rounding of that comparison): such a mark cannot raise the peak, and nothing else it
         changes is read before ``_settle_marks``.
         """
-        solo, several = None, False
+        solo, several, held = None, False, ZERO
         below: dict[str, float] = {}
         for symbol, pos in self.positions.items():
-            if not pos.quantity:
+            quantity = pos.quantity
+            if not quantity:
                 below[symbol] = _INF  # a flat position's mark moves no figure
             elif solo is None and not several:
-                solo = symbol
+                solo, held = symbol, quantity
             else:
                 solo, several = None, True
         self.defer_below = below
         self._solo = solo
         if solo is None:
             return
-        self._cash_f = float(self._cash)
-        self._solo_qty = float(self.positions[solo].quantity)
+        self._cash_f = cash = float(self._cash)
+        self._solo_qty = qty = float(held)
         peak = self._peak_f
         if peak is None:
             peak = self._peak_f = float(self._peak)
-        self._set_headroom(peak)
+        # ``_set_headroom(peak)``, written out (once a fill)
+        self._headroom = headroom = peak - cash - 1e-9 * (abs(peak) + abs(cash) + 1.0)
+        if qty > 0.0 and headroom > 0.0:
+            below[solo] = headroom / qty * _BELOW
 
     def _set_headroom(self, peak: float) -> None:
         cash = self._cash_f

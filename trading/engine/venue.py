@@ -187,7 +187,6 @@ def book_fill(
     price: Decimal,
     liquidity: Liquidity,
     ts: datetime,
-    *,
     name: str | None = None,
 ) -> Fill:
     """Fill ``qty`` of ``order`` at ``price``, charging ``config``'s fee; return the fill.
