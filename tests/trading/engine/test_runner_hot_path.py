@@ -69,3 +69,71 @@ def test_takes_fills_follows_the_class_and_the_instance() -> None:
     ):
         runner.add(strategy, "a", strategy_id=sid)
     assert [slot.takes_fills for slot in runner._slots] == [False, True, True, True]
+
+
+class _Trades(Strategy):
+    """Buys on every third bar and sells what it holds on every fifth: orders, fills, marks."""
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.seen: list[tuple] = []
+
+    def on_bar(self, bar, ctx) -> None:
+        held = ctx.position(bar.symbol)
+        self.seen.append((bar.ts, ctx.now, bar.close, held, len(ctx.history(bar.symbol, 5))))
+        n = len(self.seen)
+        if n % 5 == 0 and held:
+            ctx.sell(bar.symbol, held)
+        elif n % 3 == 0:
+            ctx.buy(bar.symbol, Decimal("0.5"))
+
+    def on_fill(self, fill, ctx) -> None:
+        self.seen.append(("fill", fill.side, fill.quantity, fill.price, fill.ts))
+
+
+def _bars(n: int) -> list:
+    return [bar(i, 100 + i % 7, 103 + i % 7, 98 + i % 7, 101 + (i * 3) % 11) for i in range(n)]
+
+
+def _traded(extra: bool, fail_at: int | None = None) -> tuple:
+    oms = OrderManager(BacktestVenue(FillConfig()), portfolios=[Portfolio("a", Decimal(10000))])
+    runner = StrategyRunner(oms, history_size=4)
+    errors: list = []
+    if fail_at is not None:
+        runner.on_strategy_error = lambda account, sid, exc: errors.append(sid)
+    trades = _Trades()
+    runner.add(trades, "a")
+    if extra:  # a second strategy that does nothing: the general loop runs
+        runner.add(Strategy(), "a", strategy_id="idle")
+    if fail_at is not None:
+        calls = {"n": 0}
+        real = trades.on_bar
+
+        def on_bar(bar, ctx) -> None:
+            calls["n"] += 1
+            if calls["n"] == fail_at:
+                raise RuntimeError("boom")
+            real(bar, ctx)
+
+        trades.on_bar = on_bar  # type: ignore[method-assign]
+    runner.start(minute(0))
+    rows: list = []
+    bars = _bars(40)
+    runner.replay_bars(bars[:25], after=lambda row, b: rows.append((row, b.ts)))
+    runner.replay_bars(bars[25:], start=25, after=lambda row, b: rows.append((row, b.ts)))
+    pf = oms.portfolio("a")
+    state = (pf.cash, {s: p.quantity for s, p in pf.positions.items()}, pf.equity)
+    return trades.seen, rows, state, errors
+
+
+def test_the_one_strategy_loop_does_what_the_general_loop_does() -> None:
+    one, many = _traded(extra=False), _traded(extra=True)
+    assert any(entry[0] == "fill" for entry in one[0])  # it traded
+    assert one == many
+
+
+def test_a_strategy_stopped_after_an_error_gets_no_more_bars_in_either_loop() -> None:
+    one, many = _traded(extra=False, fail_at=12), _traded(extra=True, fail_at=12)
+    assert one[3] == ["strategy"] and one == many
+    bars_seen = [entry for entry in one[0] if entry[0] != "fill"]
+    assert len(bars_seen) == 11  # bars 1-11, then the error stopped it
