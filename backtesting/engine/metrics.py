@@ -431,7 +431,7 @@ def exposure_time(in_market: ArrayLike) -> float:
     flags = np.asarray(in_market, dtype=bool)
     # The count over the size: what ``flags.mean()`` sums exactly (whole numbers), without
     # casting every flag to a float first.
-    return np.count_nonzero(flags) / flags.size if flags.size else NAN
+    return float(np.count_nonzero(flags) / flags.size) if flags.size else NAN
 
 
 # ----------------------------------------------------------------- summary

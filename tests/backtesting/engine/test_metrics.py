@@ -262,4 +262,5 @@ def test_summarize_in_scratch_rows_equals_the_public_functions_bit_for_bit(name,
         if key.endswith("_95") and not finite:
             continue
         got = out[key]
+        assert type(got) is float, (key, type(got))  # plain floats, not numpy scalars
         assert (math.isnan(got) and math.isnan(want)) or got == want, (key, got, want)
