@@ -290,7 +290,8 @@ class BacktestVenue:
     def reference_price(self, symbol: str) -> Decimal | None:
         """Return the inner venue's mid (or last print) for ``symbol``."""
         bar = self._stale.get(symbol)
-        if bar is not None and self._mid_is_print and self._inner_idle():
+        # (no ``_live``: the inner venue is idle, no ``_inner_idle`` call to say so)
+        if bar is not None and self._mid_is_print and (not self._live or self._inner_idle()):
             if symbol not in self._books and symbol not in self._quoted:
                 # The synthetic book the skipped bar would leave: mid == its close, exactly
                 # (``PaperBook.on_print``'s half-spread is zero); the replay stays deferred.
@@ -312,7 +313,8 @@ class BacktestVenue:
 
     def submit(self, order: Order, now: datetime) -> list[VenueEvent]:
         """Hold a market order for its fill moment; route other orders to the inner venue."""
-        events = self._begin()
+        # ``_begin()`` only when it has something to clear or return (no call otherwise).
+        events = self._begin() if self._now or self._deferred else []
         if order.type is _MARKET:
             self._accept_market(order, now, events)
         elif self.config.model is _FM_NEXT_OPEN:
@@ -486,9 +488,10 @@ class BacktestVenue:
             waiting = self._market[order.symbol] = deque()
         waiting.append(order)
         model = self.config.model
-        last = self._last.get(order.symbol)
-        if model is _FM_CLOSE and last is not None:
-            self._run_held(order.symbol, now, last.close, last, events)
+        if model is _FM_CLOSE:  # (next-open fills, the default, read no last bar)
+            last = self._last.get(order.symbol)
+            if last is not None:
+                self._run_held(order.symbol, now, last.close, last, events)
         elif model is _FM_BOOK and self._has_exec_book(order.symbol):
             self._run_held(order.symbol, now, None, None, events)
 
