@@ -226,7 +226,7 @@ class OrderManager:
         portfolio = self._portfolios.get(intent.account) or self.portfolio(intent.account)
         order = order_from_intent(intent, intent.client_order_id or self._ids(), now)
         if intent.stop_loss is None and intent.take_profit is None:
-            children: list[Order] = []  # the common case: a plain order
+            children: Sequence[Order] = ()  # the common case: a plain order
         else:
             children = self._bracket_children(intent, order)
         oid = order.client_order_id
@@ -250,8 +250,16 @@ class OrderManager:
             events = self.venue.submit(order, now)
             if events:
                 self._process(events, (order,))
-            else:  # held for later (a backtest's market order until its fill moment)
-                self._process_orders((order,))
+            else:  # held for later (a backtest's market order until its fill moment):
+                # ``_process_orders((order,))``, written out for the one order (no tuple, no
+                # loops over it).
+                if order.status in _TERMINAL:
+                    self._index.pop(oid, None)
+                    self._open[order.account].pop(oid, None)
+                calls = self._calls if self.listeners == self._heard else self._listener_calls()
+                for _, on_order, listening in calls:
+                    if on_order is not None and (listening is None or listening):
+                        on_order(order)
         return order
 
     def cancel(

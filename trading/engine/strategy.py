@@ -482,17 +482,21 @@ class StrategyContext:
         # ``max(ZERO, floor_to_step(budget / px, lot))``, written out: two calls fewer an entry.
         if lot <= ZERO:
             raise ValueError("step must be positive")
-        units = (budget / px / lot).to_integral_value(rounding=ROUND_FLOOR) * lot
+        units = (budget / px / lot).to_integral_value(ROUND_FLOOR) * lot  # (no keyword to match)
         return units if units > ZERO else ZERO
 
     # ----------------------------------------------------------------- intents
 
     def buy(self, symbol: str, quantity: Number, **kwargs: Any) -> str:
         """Queue a buy; return its client order id. Keywords as in ``OrderIntent``."""
+        if not kwargs:  # (``**{}`` would build a new dict for the call: most orders take none)
+            return self.order(_BUY, symbol, quantity)
         return self.order(_BUY, symbol, quantity, **kwargs)
 
     def sell(self, symbol: str, quantity: Number, **kwargs: Any) -> str:
         """Queue a sell; return its client order id. Keywords as in ``OrderIntent``."""
+        if not kwargs:  # (``**{}`` would build a new dict for the call: most orders take none)
+            return self.order(_SELL, symbol, quantity)
         return self.order(_SELL, symbol, quantity, **kwargs)
 
     def order(
