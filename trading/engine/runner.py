@@ -73,6 +73,8 @@ class StrategyRunner:
         # adds itself): emptied in place by ``settle`` once nothing is left to submit.
         self._outbox: list[StrategyContext] = []
         self._bar_lengths: dict[str, timedelta] = {}
+        # ``open_decided_bar``'s last symbol, its history list and trim length (``closes_of``).
+        self._decided: tuple[str, list[float], int] = ("", [], 0)
         # Optional filter in front of the OMS for strategy intents (``trading.engine.gate``).
         self.gate: Callable[[OrderIntent], bool] | None = None
         self._sizer: PositionSizer | None = None
@@ -364,7 +366,14 @@ class StrategyRunner:
         working = algos.active  # a dict changed only in place
         if working:
             algos.observe(bar)
-        self.history.append(bar.symbol, bar.close)
+        symbol, closes, limit = self._decided  # ``history.append``, written out
+        if symbol != bar.symbol:
+            symbol = bar.symbol
+            closes, limit = self.history.closes_of(symbol)
+            self._decided = (symbol, closes, limit)
+        closes.append(bar.close)
+        if len(closes) > limit:
+            self.history.trim(symbol)
         if self._fills or self._outbox or working:  # lists emptied in place, never replaced
             self.settle(now)
         return now
