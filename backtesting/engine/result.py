@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from backtesting.engine.calendars import Calendar
-from marketdata.engine.records import fast_init
+from marketdata.engine.records import fast_init, record_builder
 from trading.engine.money import FEE_STEP, ZERO
 from trading.engine.orders import Fill, Order, OrderSide
 from trading.engine.portfolio import PortfolioSnapshot
@@ -82,6 +82,10 @@ class RoundTrip:
         return self.exit_ts is None
 
 
+# ``RoundTrip(...)``, built faster (one a trade; an equal, frozen RoundTrip: tests compare).
+_new_trip = record_builder(RoundTrip)
+
+
 @dataclass(slots=True)
 class _Leg:
     """A round trip being built."""
@@ -132,7 +136,7 @@ class _Leg:
         exit_price = self.close_notional / self.close_qty if exit_ts is not None else None
         entry_price = self.open_notional / self.open_qty
         ret = float(pnl / self.open_notional) if self.open_notional else 0.0
-        return RoundTrip(  # positional (the fields' order): ~30 % cheaper than keywords
+        return _new_trip(  # positional (the fields' order): ~30 % cheaper than keywords
             symbol,
             "long" if self.sign > 0 else "short",
             self.open_qty,

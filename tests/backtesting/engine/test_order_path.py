@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtesting.engine.fills import BacktestVenue, FillConfig, FixedBps, tidy_decimal, tidy_price
-from backtesting.engine.result import to_datetime
+from backtesting.engine.result import RoundTrip, _new_trip, to_datetime
 from backtesting.engine.sparse import SparseReplay
 from marketdata.engine.events import Bar, Quote
 from marketdata.engine.records import record_builder
@@ -130,6 +130,9 @@ def test_record_builder_builds_the_very_records_the_class_builds() -> None:
     assert built == VenueEvent(*ev) and type(built) is VenueEvent
     bar_args = (SYM, "1m", now, 1.0, 2.0, 0.5, 1.5, 3.0)
     _same_record(Bar(*bar_args), record_builder(Bar)(*bar_args))
+    trip = (SYM, "long", q, now, p, minute(9), D("102"), D("0.3"), D("0.1"), 6, 0.0074, "s")
+    _same_record(RoundTrip(*trip), _new_trip(*trip))  # what _Leg.finish builds
+    assert _new_trip is not RoundTrip  # the builder, not the class call
     with pytest.raises(TypeError):
         record_builder(Fill)(*fill_args[:-3], bogus=1)  # the class's own parameters only
 
