@@ -223,13 +223,18 @@ def round_trips_traded(
     *,
     bar_starts: Mapping[str, np.ndarray] | None = None,
     last_prices: Mapping[str, Decimal] | None = None,
+    bars: list[int] | None = None,
 ) -> TradesRebuilt:
-    """Return ``round_trips(fills, ...)``, the traded notional and each fill's bar index."""
+    """Return ``round_trips(fills, ...)``, the traded notional and each fill's bar index.
+
+    ``bars``: each fill's bar index, when the caller knows it (the sparse replay of one
+    symbol under next-open fills): what ``bar_starts`` would give, without the search.
+    """
     clock = _BarClock(bar_starts or {})
     legs: dict[str, _Leg] = {}
     out: list[RoundTrip] = []
     traded = ZERO
-    bar_of = clock.indices(fills)
+    bar_of = bars if bars is not None and len(bars) == len(fills) else clock.indices(fills)
     for fill, at in zip(fills, bar_of, strict=True):
         qty, price, fee = fill.quantity, fill.price, fill.fee
         notional = qty * price

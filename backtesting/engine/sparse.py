@@ -317,6 +317,7 @@ class SparseReplay:
         *,
         account: str,
         remark_close: bool,
+        fill_rows: bool = False,
     ) -> None:
         self.plan = plan
         self.data = data
@@ -328,6 +329,10 @@ class SparseReplay:
         self.fills = fills
         self.account = account
         self.remark_close = remark_close  # close fills: equity after a bar is at its close
+        # ``fill_rows``: each fill's row, kept for one symbol (the row is then the fill's bar
+        # among its symbol's: the result needs no search by time). Only for a caller whose
+        # fills all happen in the bar being visited (next-open fills stamped at its start).
+        self.fill_rows: list[int] | None = [] if fill_rows and self.single else None
         self.symbols, self.stamps, self.closes = data.symbol, data.ts, data.close
         self.opens, self.highs, self.lows = data.open, data.high, data.low
         self.volumes = data.volume
@@ -451,9 +456,8 @@ class SparseReplay:
             if remark_close and sym in positions:
                 portfolio.mark(sym, to_decimal(bar.close))  # as the full replay's bar handler
             filled = len(fills) != log.fills
-            if filled:  # ``_record``: the one pair is rescheduled below
-                log.record(row, portfolio.cash, {k: p.quantity for k, p in positions.items()})
-                log.fills = len(fills)
+            if filled:  # (``self.hinted`` is empty here: the one pair is rescheduled below)
+                self._record(row)
             working = _open_in(orders, sym) if orders else False
             pos = positions.get(sym)
             held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
@@ -538,6 +542,8 @@ class SparseReplay:
         it was."""
         portfolio, log = self.portfolio, self.log
         log.record(row, portfolio.cash, {k: p.quantity for k, p in portfolio.positions.items()})
+        if self.fill_rows is not None:
+            self.fill_rows += [row] * (len(self.fills) - log.fills)
         log.fills = len(self.fills)
         if self.hinted:
             pairs = self.plan.pairs
