@@ -134,34 +134,44 @@ class BacktestConfig:
 
 @dataclass(slots=True)
 class _Recorder:
-    """OMS listener keeping every order (first-seen order) and fill of the run."""
+    """OMS listener keeping every order (first-seen order) and fill of the run.
 
-    orders: dict[str, Order] = field(default_factory=dict)
+    The OMS calls ``on_fill(fill)`` once a fill and ``on_order(order)`` at every change of an
+    order: both are C calls of the recorder's own containers (a method doing the same cost a
+    Python call more each time), ``seen`` keeping each order object once, first seen first.
+    """
+
+    seen: dict[Order, None] = field(default_factory=dict)  # orders hash by identity
     fills: list[Fill] = field(default_factory=list)
+    on_fill: Callable[[Fill], None] = field(init=False, repr=False, compare=False)
+    on_order: Callable[[Order], None] = field(init=False, repr=False, compare=False)
 
-    def on_order(self, order: Order) -> None:
-        """Remember ``order`` (the live object: its final state is read at the end)."""
-        self.orders.setdefault(order.client_order_id, order)
+    def __post_init__(self) -> None:
+        self.on_fill = self.fills.append
+        self.on_order = self.seen.setdefault  # ``seen[order] = None`` the first time
 
-    def on_fill(self, fill: Fill) -> None:
-        """Record ``fill``."""
-        self.fills.append(fill)
+    @property
+    def orders(self) -> dict[str, Order]:
+        """Return every order by id, in first-seen order (the first object seen for an id:
+        the live object, its final state read at the end)."""
+        orders: dict[str, Order] = {}
+        for order in self.seen:
+            orders.setdefault(order.client_order_id, order)
+        return orders
 
 
 class _FillFlag:
     """OMS listener noting that fills came (``_drive_logged`` empties ``fills`` after a bar)."""
 
-    __slots__ = ("fills",)
+    __slots__ = ("fills", "on_fill")
 
     def __init__(self) -> None:
         self.fills: list[Fill] = []
+        # ``on_fill(fill)`` notes ``fill``: the list's own ``append`` (a C call, not a method's)
+        self.on_fill: Callable[[Fill], None] = self.fills.append
 
     def on_order(self, order: Order) -> None:
         """Ignore order changes."""
-
-    def on_fill(self, fill: Fill) -> None:
-        """Note ``fill``."""
-        self.fills.append(fill)
 
 
 def _quantities(portfolio: Portfolio) -> dict[str, Decimal]:

@@ -109,4 +109,16 @@ def test_recorders_take_fills_through_their_lists() -> None:
     assert [f.order_id for f in recorder.fills] == [order.client_order_id]
     assert flag.fills == recorder.fills
     assert recorder.orders == {order.client_order_id: order}
-    assert recorder == _Recorder(recorder.orders, recorder.fills)  # on_fill is not compared
+    assert recorder == _Recorder(recorder.seen, recorder.fills)  # on_fill/on_order not compared
+
+
+def test_the_recorder_keeps_the_first_order_seen_for_an_id_in_first_seen_order() -> None:
+    oms, _, recorder = stack()
+    oms.on_bar(bar(0, 100, 100, 100, 100))
+    first = send(oms, BUY, "1", 1, client_order_id="x")
+    twin = send(oms, BUY, "2", 1, client_order_id="x")  # a duplicate id: rejected locally
+    other = send(oms, SELL, "1", 1, client_order_id="y")
+    oms.on_bar(bar(1, 100, 100, 100, 100))
+    assert twin.status is OrderStatus.REJECTED and twin is not first
+    assert list(recorder.orders.items()) == [("x", first), ("y", other)]
+    assert list(recorder.seen) == [first, twin, other]
