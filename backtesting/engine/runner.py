@@ -278,7 +278,11 @@ def prepare_bars(bars: pd.DataFrame | Sequence[Bar], timeframe: str | None = Non
     prices = [bars[c].to_numpy(dtype=float) for c in _PRICE_COLUMNS]
     if order is not None:
         prices = [p[order] for p in prices]
-    symbols = np.asarray(names, dtype=object)[codes]
+    if len(names) == 1:  # one symbol (the usual case): no gather through the codes
+        symbols = np.empty(codes.size, dtype=object)
+        symbols.fill(names[0])
+    else:
+        symbols = np.asarray(names, dtype=object)[codes]
     tf = timeframe or _timeframe_of(bars, steps)
     return BarData(stamps, symbols, *prices, tf, tuple(str(n) for n in names))
 
@@ -288,7 +292,9 @@ def _symbol_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     values = column.to_numpy()
     if values.size and values.dtype == object and isinstance(values[0], str):
         first = values[0]
-        if bool((values == first).all()):  # one symbol (the usual case): no hashing each row
+        # One symbol (the usual case): no hashing each row. ``list.count`` compares by identity
+        # first (one object repeated, as a column set from a scalar holds), then by value.
+        if values.tolist().count(first) == values.size:
             return np.zeros(values.size, dtype=np.intp), [first]
     codes, names = pd.factorize(column.astype(str), sort=True)
     return codes, [str(n) for n in names]
