@@ -583,6 +583,9 @@ class _Session:
         self.equity: list[float] = []
         self.equity_curve: np.ndarray | None = None  # the same, computed (sparse replay)
         self.in_market: np.ndarray | None = None  # per timestamp, from its state log (sparse)
+        # Each fill's bar among its symbol's, when the replay knew it (one symbol, next-open
+        # fills): the result then needs no search by time (``round_trips_traded(bars=)``).
+        self.fill_bars: list[int] | None = None
         self.risk_events: list[Any] = []
         ts = data.ts
         self.group_end = np.append(ts[1:] != ts[:-1], True)  # last bar of its timestamp
@@ -704,14 +707,18 @@ class _Session:
         self.oms.add_listener(flag)
         filled = flag.fills
         log = StateLog([-1], [portfolio.cash], [_quantities(portfolio)])
+        rows: list[int] | None = [] if len(self.data.symbols) == 1 else None  # ``fill_bars``
 
         def record(row: int, bar: Bar) -> None:
+            if rows is not None:
+                rows.extend([row] * len(filled))
             filled.clear()
             log.record(row, portfolio.cash, _quantities(portfolio))
 
         self._replay(progress, chunk, record, watch=filled)
         self.oms.listeners.remove(flag)
         data = self.data
+        self.fill_bars = _exact_rows(data.ts, rows)
         single = len(data.symbols) == 1
         curve, counts, _ = equity_by_row(log, data.symbol, data.close, single=single)
         self.equity_curve = curve
@@ -755,6 +762,7 @@ class _Session:
     def drive_sparse(self, plan: SparsePlan, progress: ProgressCallback | None, every: int) -> None:
         """Visit only the bars where something can happen (``sparse``); compute the equity."""
         cfg = self.config
+        next_open = FillModel(cfg.fill_model) is FillModel.NEXT_OPEN
         replay = SparseReplay(
             plan,
             self.data,
@@ -764,12 +772,14 @@ class _Session:
             self.recorder.fills,
             account=cfg.account,
             remark_close=FillModel(cfg.fill_model) is FillModel.CLOSE,
+            fill_rows=next_open,  # every fill stamped with the start of the bar visited
         )
         replay.run(progress, every)
+        self.fill_bars = _exact_rows(self.data.ts, replay.fill_rows)
         ends = None if self.group_end.all() else self.group_end  # None: every row ends its time
         curve = replay.finish()
         self.equity_curve = curve if ends is None else curve[ends]
-        if FillModel(cfg.fill_model) is FillModel.NEXT_OPEN:
+        if next_open:
             # Every fill is stamped with the start of the bar it happens in, so the state after
             # a bar is that bar's: the log gives ``_in_market`` without a pass over the fills.
             held = replay.in_market
@@ -809,7 +819,9 @@ class _Session:
         one = len(symbols) == 1
         starts = {s: data.ts if one else data.ts[data.symbol == s] for s in symbols}
         last = {s: to_decimal(_last_close(data, s, one)) for s in symbols}
-        trades, traded, fill_bars = round_trips_traded(fills, bar_starts=starts, last_prices=last)
+        trades, traded, fill_bars = round_trips_traded(
+            fills, bar_starts=starts, last_prices=last, bars=self.fill_bars if one else None
+        )
         benchmark = _buy_and_hold(prices, float(self.config.initial_cash))
         calendar = run_calendar(self.config, data)
         years = elapsed_years(data.ts, data.timeframe)
@@ -843,6 +855,15 @@ class _Session:
             calendar=calendar,
             years=years,
         )
+
+
+def _exact_rows(stamps: np.ndarray, rows: list[int] | None) -> list[int] | None:
+    """Return ``rows`` (each fill's row, its fill stamped with the row's start) if they are
+    the bars a search by the fills' times finds: fills are stamped to the microsecond, so a
+    row starting between two microseconds is found one bar earlier (then None: search)."""
+    if rows is None or (rows and bool((stamps[rows] % 1000).any())):
+        return None
+    return rows
 
 
 def _last_close(data: BarData, symbol: str, only: bool) -> float:

@@ -332,7 +332,7 @@ class SparseReplay:
         # ``fill_rows``: each fill's row, kept for one symbol (the row is then the fill's bar
         # among its symbol's: the result needs no search by time). Only for a caller whose
         # fills all happen in the bar being visited (next-open fills stamped at its start).
-        self.fill_rows: list[int] | None = [] if fill_rows and self.single else None
+        self.fill_rows: list[int] | None = [] if fill_rows and len(plan.rows) == 1 else None
         self.symbols, self.stamps, self.closes = data.symbol, data.ts, data.close
         self.opens, self.highs, self.lows = data.open, data.high, data.low
         self.volumes = data.volume

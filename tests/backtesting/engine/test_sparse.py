@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from backtesting.engine.fills import FixedBps
+from backtesting.engine.result import round_trips
 from backtesting.engine.runner import BacktestConfig, BacktestRunner, prepare_bars
 from backtesting.engine.sparse import NEVER, build_plan
 from marketdata.engine.events import Bar
@@ -226,3 +227,21 @@ def test_a_pairs_runs_give_every_acting_row_after_any_row(symbols) -> None:
             for row in range(-1, data.ts.size, 7):
                 cheap = acting[(acting > row) & (closes <= bound)]
                 assert pair.next_affordable(row, held, bound) == (cheap[0] if cheap.size else NEVER)
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "full"])
+@pytest.mark.parametrize("offset_ns", [0, 500], ids=["whole_us", "sub_us"])
+def test_trades_read_off_the_fill_rows_equal_the_search_by_time(sparse, offset_ns) -> None:
+    # Both replays hand the result each fill's row (one symbol, next-open fills) instead of
+    # searching the bars by the fills' times; bars_held must be what the search gives. A bar
+    # starting between two microseconds (fills are stamped to the microsecond) is found one
+    # bar earlier by the search: the rows are then not used.
+    bars = days_frame(2500, seed=5)
+    bars["ts"] = bars["ts"] + pd.Timedelta(offset_ns, unit="ns")
+    params = {"fast": 3, "slow": 11, "allow_short": True}  # reversals: two fills on one bar
+    result = run(bars, [("sma_cross", params)], CONFIGS[0], sparse=sparse)
+    starts = {"BTC-USD": prepare_bars(bars).ts}
+    last = {"BTC-USD": D(str(bars["close"].iloc[-1]))}
+    searched = round_trips(result.fills, bar_starts=starts, last_prices=last)
+    assert len(searched) > 20 and any(t.bars_held > 1 for t in searched)
+    assert result.trades == searched
