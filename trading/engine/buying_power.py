@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from trading.engine.constants import DEFAULT_LOT
-from trading.engine.money import BPS, FEE_STEP, ONE, ZERO, fee_for, floor_to_step
+from trading.engine.money import BPS, FEE_STEP, ONE, ZERO, exact_rate, fee_for, floor_to_step
 
 
 class BuyingPowerPolicy(StrEnum):
@@ -122,7 +122,8 @@ def fits(
         # The hot entry: nothing held, 1x. The sums below with the zero terms left out (the
         # same values: the gross is the order's notional, the funds are all there is).
         gross = qty * price
-        slack = funds - gross * fee_bps / BPS - gross
+        rate = exact_rate(fee_bps)  # the same value as ``gross * fee_bps / BPS``, no division
+        slack = funds - (gross * fee_bps / BPS if rate is None else gross * rate) - gross
         if slack > FEE_STEP or slack < _MINUS_FEE_STEP:
             return slack > ZERO
         return gross <= funds - fee_for(qty, price, fee_bps)

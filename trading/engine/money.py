@@ -83,11 +83,23 @@ def fee_for(quantity: Decimal, price: Decimal, bps: Decimal) -> Decimal:
     but for trailing zeros, so any rounding to the context's precision drops the same digits),
     one division fewer a fill. The rounding mode is passed by position (half the cost).
     """
-    global _last_rate
     known, rate = _last_rate
     if bps is not known:
-        rate = bps / BPS
-        if rate * BPS != bps:  # not exact (a rate finer than the precision): the long way
+        rate = exact_rate(bps)
+        if rate is None:  # not exact (a rate finer than the precision): the long way
             return (quantity * price * bps / BPS).quantize(FEE_STEP, ROUND_HALF_EVEN)
-        _last_rate = (bps, rate)
     return (quantity * price * rate).quantize(FEE_STEP, ROUND_HALF_EVEN)
+
+
+def exact_rate(bps: Decimal) -> Decimal | None:
+    """Return ``bps / BPS`` if it is exact (then ``x × bps / BPS == x × rate`` for any ``x``:
+    see ``fee_for``), else None; remembered for the last ``bps`` object (by identity)."""
+    global _last_rate
+    known, rate = _last_rate
+    if bps is known:
+        return rate
+    rate = bps / BPS
+    if rate * BPS != bps:
+        return None
+    _last_rate = (bps, rate)
+    return rate

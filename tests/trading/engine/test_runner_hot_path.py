@@ -137,3 +137,30 @@ def test_a_strategy_stopped_after_an_error_gets_no_more_bars_in_either_loop() ->
     assert one[3] == ["strategy"] and one == many
     bars_seen = [entry for entry in one[0] if entry[0] != "fill"]
     assert len(bars_seen) == 11  # bars 1-11, then the error stopped it
+
+
+class _TradesDeaf(_Trades):
+    """``_Trades`` without its own ``on_fill``: the base one, which does nothing."""
+
+    on_fill = Strategy.on_fill
+
+
+def test_the_oms_calls_the_runner_on_fills_only_while_a_strategy_takes_them() -> None:
+    oms = OrderManager(BacktestVenue(FillConfig()), portfolios=[Portfolio("a", Decimal(10000))])
+    runner = StrategyRunner(oms, history_size=4)
+    heard: list = []
+    own = runner.on_fill
+    runner.on_fill = lambda fill: (heard.append(fill), own(fill))  # type: ignore[method-assign]
+    deaf = _TradesDeaf()
+    runner.add(deaf, "a", strategy_id="deaf")
+    assert runner.listening == []
+    runner.start(minute(0))
+    bars = _bars(40)
+    runner.replay_bars(bars[:20])
+    assert any(entry[3] for entry in deaf.seen) and heard == []  # it held; none heard fills
+    hears = _Trades()
+    runner.add(hears, "a", strategy_id="hears")  # the list the OMS reads grows in place
+    runner.start(minute(20))
+    runner.replay_bars(bars[20:])
+    fills = [entry for entry in hears.seen if entry[0] == "fill"]
+    assert fills and heard and len(fills) == sum(f.strategy == "hears" for f in heard)
