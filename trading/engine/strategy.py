@@ -524,13 +524,9 @@ class StrategyContext:
         ``slices``, ``max_participation`` or a VWAP ``profile`` makes it a parent the runner works
         in children over that time (``trading.engine.algo_book``).
         """
-        if quantity.__class__ is Decimal:  # its own conversion: no call
-            qty = quantity
-        else:
-            try:  # inline, not _decimal(): an order's path pays no extra call
-                qty = to_decimal(quantity)
-            except (ArithmeticError, TypeError, ValueError):
-                qty = _NAN  # "lots", None: refused below, naming the strategy and the value
+        # A Decimal is its own conversion (no call on an order's path); "lots", None: NaN,
+        # refused below naming the strategy and the value.
+        qty = quantity if quantity.__class__ is Decimal else _decimal(quantity)
         if not qty.is_finite() or qty < ZERO:  # was a silent reject: no trade, no message
             raise ValueError(
                 f"strategy {self.strategy_id}: {side} {symbol} quantity {quantity!r} "
@@ -596,13 +592,9 @@ class StrategyContext:
         """``target_position`` given ``held``, the position, and ``expected``, what
         ``_expected(symbol, held)`` returns now: for a caller that has just read both
         (``SignalStrategy``), which saves reading them twice."""
-        if quantity.__class__ is Decimal:  # its own conversion: no call
-            target = quantity
-        else:
-            try:  # inline, not _decimal(): an order's path pays no extra call
-                target = to_decimal(quantity)
-            except (ArithmeticError, TypeError, ValueError):
-                target = _NAN  # "lots", None: refused below, naming the strategy and the value
+        # As in ``order``: a Decimal as it is, anything else through ``_decimal`` (NaN if no
+        # number, refused below).
+        target = quantity if quantity.__class__ is Decimal else _decimal(quantity)
         if not target.is_finite():  # NaN failed later as a bare decimal.InvalidOperation
             raise ValueError(
                 f"strategy {self.strategy_id}: target position {symbol} {quantity!r} "

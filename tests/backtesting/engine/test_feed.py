@@ -101,12 +101,9 @@ def test_columns_read_a_chunk_at_a_time_give_every_value(n: int) -> None:
     assert list(values(column, chunk=3)) == column.tolist()
 
 
-@pytest.mark.parametrize(
-    "case", ["regular", "gaps", "two symbols", "one bar", "five-minute with a hole"]
-)
-def test_bars_and_ends_give_each_bar_and_its_end(case: str) -> None:
-    """A bar's end is its start plus the timeframe, whether it is shared with the next bar's
-    start (a regular grid) or computed (gaps, several symbols a stamp)."""
+def _case_bars(case: str, hole: int):
+    """Return the prepared bars of ``case``: a regular minute grid, with gaps, two symbols a
+    stamp, one bar, or five-minute bars (``... with a hole``: five-minute bar ``hole`` dropped)."""
     if case == "two symbols":
         frame = sim_frame(120, ("BTC-USD", "ETH-USD"))
     else:
@@ -114,8 +111,19 @@ def test_bars_and_ends_give_each_bar_and_its_end(case: str) -> None:
         if case == "gaps":
             frame = frame.drop(index=[5, 6, 100]).reset_index(drop=True)
         if case.startswith("five-minute"):
-            frame = frame.iloc[::5].drop(index=[50]).reset_index(drop=True)
-    data = prepare_bars(frame, "5m" if case.startswith("five-minute") else "1m")
+            frame = frame.iloc[::5].reset_index(drop=True)
+        if case.endswith("hole"):
+            frame = frame.drop(index=[hole]).reset_index(drop=True)
+    return prepare_bars(frame, "5m" if case.startswith("five-minute") else "1m")
+
+
+@pytest.mark.parametrize(
+    "case", ["regular", "gaps", "two symbols", "one bar", "five-minute with a hole"]
+)
+def test_bars_and_ends_give_each_bar_and_its_end(case: str) -> None:
+    """A bar's end is its start plus the timeframe, whether it is shared with the next bar's
+    start (a regular grid) or computed (gaps, several symbols a stamp)."""
+    data = _case_bars(case, hole=10)  # the 50th minute
     bars, ends = bars_and_ends(data)
     got_bars, got_ends = list(bars), list(ends)
     assert got_bars == list(bar_events(data))
@@ -131,17 +139,7 @@ def test_bars_and_ends_give_each_bar_and_its_end(case: str) -> None:
 def test_bar_pairs_give_the_bars_and_ends_of_bars_and_ends(case: str, chunk: int) -> None:
     """One generator on a regular grid (built in place), the two iterators elsewhere: the same
     genuine bars and the same aware ends, across chunk boundaries."""
-    if case == "two symbols":
-        frame = sim_frame(120, ("BTC-USD", "ETH-USD"))
-    else:
-        frame = walk_frame(1 if case == "one bar" else 240)
-        if case == "gaps":
-            frame = frame.drop(index=[5, 6, 100]).reset_index(drop=True)
-        if case.startswith("five-minute"):
-            frame = frame.iloc[::5].reset_index(drop=True)
-        if case.endswith("hole"):
-            frame = frame.drop(index=[20]).reset_index(drop=True)
-    data = prepare_bars(frame, "5m" if case.startswith("five-minute") else "1m")
+    data = _case_bars(case, hole=20)
     bars, ends = bars_and_ends(data)
     expected = list(zip(bars, ends, strict=True))
     got = list(bar_pairs(data, chunk=chunk))
