@@ -290,6 +290,12 @@ def equity_by_row(
     return equity, counts, marks
 
 
+def _side(positions: Mapping[str, Any], symbol: str) -> int:
+    """Return the side held in ``symbol``: 1 long, -1 short, 0 flat (``SparseReplay._held``)."""
+    pos = positions.get(symbol)
+    return 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
+
+
 def _open_in(orders: Mapping[str, Order], symbol: str) -> bool:
     """Return True if one of ``orders`` is in ``symbol`` (``OrderManager.has_open_orders``)."""
     for order in orders.values():
@@ -398,10 +404,14 @@ class SparseReplay:
         # ``runner.on_bar_decided`` with ``_shown``, written out for the one strategy.
         open_bar, close_bar = runner.open_decided_bar, runner.close_decided_bar
         strategy, ctx = runner.deciding(pair.slot)
-        runs = pair._runs  # ``pair.next_after``'s, written out (one symbol: rows are its own)
+        # ``pair.next_after``'s runs, written out (one symbol: rows are its own), each list
+        # ending in a run at NEVER: the search never runs off the end (no length test a visit).
+        runs = tuple((f + [NEVER], e + [NEVER]) for f, e in pair._runs)
         steps, stamp, when = self._steps, self._stamp, self._when  # ``_datetime``'s
         n, reported, visits = stamps.size, 0, 0
         due, day_next, working, hinted = self.due[0], self.day_next, sym in self.open_next, False
+        # The side held (``_held``): read again only after fills (nothing else moves it).
+        held, seen = _side(positions, sym), len(fills)
         while True:
             row = due if due < day_next else day_next
             if working and row > marked[sym] + 1:  # ``open_next``: the symbol's next row
@@ -437,11 +447,10 @@ class SparseReplay:
             now = open_bar(bar)
             # ``_shown``: the strategy sees the table's column if it acts for the side now held
             # (or while orders are open in the symbol).
+            held = held if len(fills) == seen else _side(positions, sym)  # fills at the open
             if orders and _open_in(orders, sym):
                 acts = True
             else:
-                pos = positions.get(sym)
-                held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
                 wanted = table.item(held + 1, row)
                 acts = wanted == wanted and wanted != held  # not NaN, not the side held
             hint = (
@@ -458,16 +467,15 @@ class SparseReplay:
             filled = len(fills) != log.fills
             if filled:  # (``self.hinted`` is empty here: the one pair is rescheduled below)
                 self._record(row)
+                held, seen = _side(positions, sym), len(fills)
             working = _open_in(orders, sym) if orders else False
-            pos = positions.get(sym)
-            held = 0 if pos is None else (pos.quantity > ZERO) - (pos.quantity < ZERO)
             hinted = hint is not None and not filled and not working and self._flat()
             if hinted:
                 due = pair.next_affordable(row, held, hint)
             else:  # ``pair.next_after(row, held)``
                 firsts, lasts = runs[held + 1]
-                k = bisect_right(lasts, row)
-                due = NEVER if k == len(lasts) else firsts[k] if firsts[k] > row else row + 1
+                due = firsts[bisect_right(lasts, row)]
+                due = due if due > row else row + 1  # inside the run: the next row
             if row >= day_next:
                 day_next = plan.next_day_start(row)
             visits += 1
