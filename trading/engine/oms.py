@@ -43,7 +43,7 @@ from trading.engine.venue import Venue, VenueEvent, VenueEventKind
 
 # Enum members as module constants: reading one off its class costs a metaclass lookup in 3.11.
 _EV_FILL = VenueEventKind.FILL
-_LIMIT, _STOP = OrderType.LIMIT, OrderType.STOP
+_MARKET, _LIMIT, _STOP = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP
 _BUY = OrderSide.BUY
 _TERMINAL = TERMINAL_STATUSES
 
@@ -94,6 +94,8 @@ class OrderManager:
         # changes: binding them afresh on every call cost an allocation each.
         self._heard: list[OrderListener] = []
         self._calls: tuple[tuple[Callable | None, Callable | None, object], ...] = ()
+        self._hear: tuple[tuple[Callable | None, Callable | None, object], ...] = ()
+        self._hear_orders: tuple[tuple[Callable, object], ...] = ()
         self._ids = id_factory
         self._portfolios: dict[str, Portfolio] = {}
         self._marked: tuple[Portfolio, ...] = ()  # every portfolio, for the marks of each bar
@@ -225,18 +227,48 @@ class OrderManager:
         """
         portfolio = self._portfolios.get(intent.account) or self.portfolio(intent.account)
         order = order_from_intent(intent, intent.client_order_id or self._ids(), now)
-        if intent.stop_loss is None and intent.take_profit is None:
-            children: Sequence[Order] = ()  # the common case: a plain order
-        else:
-            children = self._bracket_children(intent, order)
+        children: Sequence[Order] = (
+            ()  # the common case: a plain order
+            if intent.stop_loss is None and intent.take_profit is None
+            else self._bracket_children(intent, order)
+        )
         oid = order.client_order_id
         try:
-            validate_order(order)
-            if children:
-                self._check_bracket(order, children)
-            if oid in self._index:
-                raise OrderRejected(f"duplicate client_order_id {oid!r}")
-            self._pre_trade(order, portfolio, now)
+            qty = order.quantity
+            # ``_check`` passes a plain market order with a symbol, a positive, finite Decimal
+            # quantity and a new id (a new order is pending and unfilled by construction): that
+            # case is seen here with no call; any other goes through it (and its messages).
+            if not (
+                order.type is _MARKET
+                and order.price is None
+                and order.stop_price is None
+                and order.trail_amount is None
+                and order.trail_percent is None
+                and order.symbol
+                and qty.__class__ is Decimal
+                and qty.is_finite()
+                and qty > ZERO
+                and not children
+                and oid not in self._index
+            ):
+                self._check(order, children)
+            # The pre-trade step: the reference price, the hook, buying power.
+            reference = order.reference_price = self.venue.reference_price(order.symbol)
+            if reference is None or self.hook.__class__ is not AllowAllHook:  # AllowAll: no
+                reference = self._hook_check(order, portfolio, reference, now)  # proposal, view
+            if not order.reduce_only and portfolio.margin is not None:
+                # A limit or stop order is meant to fill at its own price; the venue's fill
+                # guard judges the price it really gets.
+                quantity = order.quantity
+                allowed, reason = portfolio.cap_order(
+                    order.symbol,
+                    order.side is _BUY,
+                    quantity,
+                    order.price or order.stop_price or reference,
+                    self._fee_bps,
+                )
+                if allowed is not quantity and allowed < quantity:  # all: the very object back
+                    self._reduce(order, allowed, reason)
         except OrderRejected as exc:
             self._reject_locally(order, children, now, exc.reason)
             return order
@@ -246,20 +278,21 @@ class OrderManager:
             for child in children:
                 self._track(child)
             self._process(self.venue.submit_bracket(order, children, now), (order, *children))
-        else:
-            events = self.venue.submit(order, now)
-            if events:
-                self._process(events, (order,))
-            else:  # held for later (a backtest's market order until its fill moment):
-                # ``_process_orders((order,))``, written out for the one order (no tuple, no
-                # loops over it).
-                if order.status in _TERMINAL:
-                    self._index.pop(oid, None)
-                    self._open[order.account].pop(oid, None)
-                calls = self._calls if self.listeners == self._heard else self._listener_calls()
-                for _, on_order, listening in calls:
-                    if on_order is not None and (listening is None or listening):
-                        on_order(order)
+            return order
+        events = self.venue.submit(order, now)
+        if events:
+            self._process(events, (order,))
+            return order
+        # Held for later (a backtest's market order until its fill moment):
+        # ``_process_orders((order,))``, written out for the one order (no tuple, no loops
+        # over it).
+        if order.status in _TERMINAL:
+            self._index.pop(oid, None)
+            self._open[order.account].pop(oid, None)
+        hear = self._hear_orders if self.listeners == self._heard else self._hearing_orders()
+        for on_order, listening in hear:
+            if listening:
+                on_order(order)
         return order
 
     def cancel(
@@ -391,33 +424,36 @@ class OrderManager:
 
     # ----------------------------------------------------------------- internals
 
-    def _pre_trade(self, order: Order, portfolio: Portfolio, now: datetime) -> None:
-        reference = order.reference_price = self.venue.reference_price(order.symbol)
-        if reference is None:
-            reference = order.price or order.stop_price
-        if reference is None:
-            raise OrderRejected(f"no reference price for {order.symbol}")
-        if self.hook.__class__ is not AllowAllHook:  # AllowAll: skip the proposal and view
-            self._hook_check(order, portfolio, reference, now)
-        if order.reduce_only or portfolio.margin is None:
-            return
-        # A limit or stop order is meant to fill at its own price; the venue's fill guard
-        # judges the price it really gets.
-        price = order.price or order.stop_price or reference
-        quantity = order.quantity
-        allowed, reason = portfolio.cap_order(
-            order.symbol, order.side is _BUY, quantity, price, self._fee_bps
-        )
-        if allowed is not quantity and allowed < quantity:  # all of it: the very object back
-            if allowed <= ZERO:
-                raise OrderRejected(reason)
-            order.metadata["requested_quantity"] = str(order.quantity)
-            order.metadata["reduced_by"] = "buying_power"
-            order.quantity = allowed
+    def _check(self, order: Order, children: Sequence[Order]) -> None:
+        """Raise ``OrderRejected`` unless ``order`` is well formed (``validate_order``), its
+        bracket's prices are ordered and its id is new: in that order."""
+        validate_order(order)
+        if children:
+            self._check_bracket(order, children)
+        oid = order.client_order_id
+        if oid in self._index:
+            raise OrderRejected(f"duplicate client_order_id {oid!r}")
+
+    @staticmethod
+    def _reduce(order: Order, allowed: Decimal, reason: str) -> None:
+        """Cut ``order`` to the ``allowed`` quantity buying power leaves (none: reject it)."""
+        if allowed <= ZERO:
+            raise OrderRejected(reason)
+        order.metadata["requested_quantity"] = str(order.quantity)
+        order.metadata["reduced_by"] = "buying_power"
+        order.quantity = allowed
 
     def _hook_check(
-        self, order: Order, portfolio: Portfolio, reference: Decimal, now: datetime
-    ) -> None:
+        self, order: Order, portfolio: Portfolio, reference: Decimal | None, now: datetime
+    ) -> Decimal:
+        """Return the order's reference price (the venue's ``reference``, else its own limit or
+        stop price; none: reject it) after the pre-trade hook's check (not AllowAll's)."""
+        if reference is None:
+            reference = order.price or order.stop_price
+            if reference is None:
+                raise OrderRejected(f"no reference price for {order.symbol}")
+        if self.hook.__class__ is AllowAllHook:
+            return reference
         account = order.account
         proposal = OrderProposal(
             account=account,
@@ -441,6 +477,7 @@ class OrderManager:
             order.metadata["requested_quantity"] = str(order.quantity)
             order.metadata["reduced_by"] = result.limit or result.reason
             order.quantity = result.quantity
+        return reference
 
     def _bracket_children(self, intent: OrderIntent, entry: Order) -> list[Order]:
         if intent.stop_loss is None and intent.take_profit is None:
@@ -504,7 +541,7 @@ class OrderManager:
         listeners = self.listeners
         if listeners != self._heard:  # ``listeners`` is public: changed in place, say
             self._heard = list(listeners)
-            self._calls = tuple(
+            self._calls = calls = tuple(
                 (
                     None if _does_nothing(listener.on_fill) else listener.on_fill,
                     None if _does_nothing(listener.on_order) else listener.on_order,
@@ -512,7 +549,29 @@ class OrderManager:
                 )
                 for listener in listeners
             )
+            # The loops' forms: listeners with nothing to call left out, and ``listening`` True
+            # for one that always listens (``if listening:`` then says it all).
+            self._hear = tuple(
+                (on_fill, on_order, True if listening is None else listening)
+                for on_fill, on_order, listening in calls
+                if on_fill is not None or on_order is not None
+            )
+            self._hear_orders = tuple(
+                (on_order, True if listening is None else listening)
+                for _, on_order, listening in calls
+                if on_order is not None
+            )
         return self._calls
+
+    def _hearing(self) -> tuple[tuple[Callable | None, Callable | None, object], ...]:
+        """Return ``_hear`` brought up to date with ``listeners``."""
+        self._listener_calls()
+        return self._hear
+
+    def _hearing_orders(self) -> tuple[tuple[Callable, object], ...]:
+        """Return ``_hear_orders`` brought up to date with ``listeners``."""
+        self._listener_calls()
+        return self._hear_orders
 
     def _process(self, events: Sequence[VenueEvent], extra: Sequence[Order] = ()) -> None:
         """Book fills, forget finished orders and notify listeners.
@@ -528,9 +587,7 @@ class OrderManager:
             return
         portfolios = self._portfolios
         fills: list[Fill] = []
-        changed: dict[str, Order] = {}
-        for order in extra:
-            changed[order.client_order_id] = order
+        changed: dict[str, Order] = {o.client_order_id: o for o in extra} if extra else {}
         for event in events:
             order = event.order
             changed[order.client_order_id] = order
@@ -538,26 +595,20 @@ class OrderManager:
                 fill = event.fill
                 portfolios[order.account].apply_fill(fill)
                 fills.append(fill)
-        orders = [*changed.values()]
+        orders = changed.values()  # a local dict's view: read, never changed, below
         index, book = self._index, self._open
         for order in orders:
             if order.status in _TERMINAL:  # ``is_terminal``, without the property call
                 oid = order.client_order_id
                 index.pop(oid, None)
                 book[order.account].pop(oid, None)
-        self._notify(fills, orders)
-
-    def _notify(self, fills: list[Fill], orders: list[Order]) -> None:
-        """Tell each listener in turn of every fill, then of every order."""
-        calls = self._calls if self.listeners == self._heard else self._listener_calls()
-        for on_fill, on_order, listening in calls:
-            if listening is not None and not listening:
-                continue  # nothing to hear now (an AlgoBook with no parent working)
-            if on_fill is not None:
-                for fill in fills:
+        # Each listener in turn hears of every fill, then of every order (no call to say so).
+        hear = self._hear if self.listeners == self._heard else self._hearing()
+        for on_fill, on_order, listening in hear:
+            if listening:  # (else nothing to hear now: an AlgoBook with no parent working)
+                for fill in fills if on_fill is not None else ():
                     on_fill(fill)
-            if on_order is not None:
-                for order in orders:
+                for order in orders if on_order is not None else ():
                     on_order(order)
 
     def _process_orders(self, orders: Sequence[Order]) -> None:
@@ -568,9 +619,9 @@ class OrderManager:
                 oid = order.client_order_id
                 index.pop(oid, None)
                 book[order.account].pop(oid, None)
-        calls = self._calls if self.listeners == self._heard else self._listener_calls()
-        for _, on_order, listening in calls:
-            if on_order is not None and (listening is None or listening):
+        hear = self._hear_orders if self.listeners == self._heard else self._hearing_orders()
+        for on_order, listening in hear:
+            if listening:
                 for order in orders:
                     on_order(order)
 
