@@ -30,7 +30,7 @@ import math
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,13 +40,15 @@ from marketdata.engine.events import Bar
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import StrategyConfigError
 from trading.engine.money import ZERO, to_decimal
+from trading.engine.orders import OrderSide
 from trading.engine.series import IndicatorCache
-from trading.engine.strategy import Strategy, StrategyContext
+from trading.engine.strategy import Strategy, StrategyContext, _market_intent
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 ENTRY_COLUMNS = ("enter_long", "enter_short")
 EXIT_COLUMNS = ("exit_long", "exit_short")
 BRACKET_COLUMNS = ("stop_loss", "take_profit")
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 
 
 def _not_boolean(column: pd.Series) -> object | None:
@@ -260,16 +262,69 @@ class SignalStrategy(Strategy):
         return self.table_of(df)
 
     def on_decision(self, bar: Bar, choices: Sequence[float], ctx: StrategyContext) -> float | None:
-        """Act as ``on_bar`` would on the bar's row of the decision table."""
+        """Act as ``on_bar`` would on the bar's row of the decision table.
+
+        With no order open or queued (a backtest's every decision, nearly) the expected
+        position is the position, and a close or an entry from flat is queued here, written out
+        (``_go``, ``size_for`` and ``_target`` for these two cases: tests compare the intents
+        with ``_go``'s); otherwise, and for a reversal or a sizing policy, ``_go`` acts.
+        """
         symbol = bar.symbol
-        # ``_held``, keeping the two figures ``_go``'s first order would read again.
-        position = ctx.position(symbol)
-        expected = ctx._expected(symbol, position)
-        held = (expected > ZERO) - (expected < ZERO)
+        pos = ctx._portfolio.positions.get(symbol)  # ``ctx.position``, written out
+        position = pos.quantity if pos is not None else ZERO
+        book = ctx._open_book
+        if ctx._intents or book is None or book:  # something open or queued (or unknown)
+            # ``_held``, keeping the two figures ``_go``'s first order would read again.
+            expected = ctx._expected(symbol, position)
+            held = (expected > ZERO) - (expected < ZERO)
+            direction = choices[held + 1]
+            if direction != direction:
+                return None
+            return self._go(ctx, bar, int(direction), held, None, None, (position, expected))
+        held = 0 if not position else 1 if position > ZERO else -1
         direction = choices[held + 1]
         if direction != direction:
             return None
-        return self._go(ctx, bar, int(direction), held, None, None, (position, expected))
+        direction = int(direction)
+        if direction == held:
+            return None
+        if direction == 0:
+            # ``_target(symbol, ZERO, ...)``: a pure reduction, of |0 - position| (the same
+            # digits and exponent as ``position - 0``, or ``0 - position`` when short).
+            side, quantity = (_SELL, position - ZERO) if held > 0 else (_BUY, ZERO - position)
+            reducing, signal = True, f"{self.name}:flat"
+        else:
+            if held or ctx.sizer is not None:  # a reversal, or sizing by the account's policy
+                return self._go(ctx, bar, direction, held, None, None, (position, position))
+            # ``size_for`` without a sizer (the lot was checked positive by ``__init__``) ...
+            price = to_decimal(bar.close)
+            fraction, lot = self._fraction, self._lot
+            if price <= ZERO:
+                return float(ctx.equity * fraction / lot)
+            units = (ctx._portfolio.equity * fraction / price / lot).to_integral_value(
+                ROUND_FLOOR
+            ) * lot
+            if not units > ZERO:
+                return float(ctx.equity * fraction / lot)
+            if not units.is_finite():  # an infinite fraction: ``_target`` refuses it
+                return self._go(ctx, bar, direction, held, None, None, (position, position))
+            # ... and ``_target(symbol, units * direction, ...)`` from a zero position: not
+            # reducing, of |units * direction - position| (the digits of ``units - position``).
+            quantity = units - position
+            if direction > 0:
+                side, reducing, signal = _BUY, False, f"{self.name}:long"
+            else:
+                side, reducing, signal = _SELL, False, f"{self.name}:short"
+        oid = ctx._ids()
+        outbox = ctx._outbox
+        if outbox is not None:
+            outbox.append(ctx)
+        ctx._intents.append(
+            _market_intent(
+                ctx.account, symbol, side, quantity, reducing, ctx.strategy_id, signal, oid
+            )
+        )
+        return None
 
     # ----------------------------------------------------------------- live
 

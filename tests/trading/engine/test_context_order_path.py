@@ -168,42 +168,103 @@ class _Flip(SignalStrategy):
     abstract = True
 
 
+class _Sizer:
+    """A sizing policy: a third of what was asked, to the lot."""
+
+    def lookback(self, strategy: str) -> int:
+        return 0
+
+    def size(self, *, strategy, equity, price, fraction, lot, closes):  # type: ignore[no-untyped-def]
+        return floor_to_step(equity * fraction / price / 3, lot)
+
+
+def _hold(runner, oms, pf, held: str, setup: str) -> None:  # type: ignore[no-untyped-def]
+    """Fill orders of another strategy to hold ``held`` (after a round trip, if asked)."""
+    other = runner.add(SignalStrategy(), "a", strategy_id="setup")
+    if setup == "round trip":  # the position stays, at 0E-8
+        other.target_position(SYM, D("0.01234567"))
+        runner.settle(minute(1))
+        oms.on_bar(bar(1, 100, 101, 99, 100))
+        other.target_position(SYM, ZERO)
+        runner.settle(minute(2))
+        oms.on_bar(bar(2, 100, 101, 99, 100))
+        assert str(pf.quantity(SYM)) == "0E-8"
+    if held != "0":
+        other.target_position(SYM, pf.quantity(SYM) + D(held))
+        runner.settle(minute(3))
+        oms.on_bar(bar(3, 100, 101, 99, 100))
+        assert pf.quantity(SYM) == D(held)
+
+
 @pytest.mark.parametrize(
-    ("held", "choices"),
+    ("held", "choices", "setup"),
     [
-        ("0", (math.nan, 1.0, math.nan)),  # flat -> long
-        ("0", (math.nan, -1.0, math.nan)),  # flat -> short
-        ("0.5", (math.nan, math.nan, 0.0)),  # long -> flat
-        ("-0.5", (0.0, math.nan, math.nan)),  # short -> flat
-        ("0.5", (math.nan, math.nan, -1.0)),  # long -> short: close, then enter
-        ("0.5", (math.nan, math.nan, math.nan)),  # nothing
+        ("0", (math.nan, 1.0, math.nan), ""),  # flat -> long
+        ("0", (math.nan, -1.0, math.nan), ""),  # flat -> short
+        ("0.5", (math.nan, math.nan, 0.0), ""),  # long -> flat
+        ("-0.5", (0.0, math.nan, math.nan), ""),  # short -> flat
+        ("0.5", (math.nan, math.nan, -1.0), ""),  # long -> short: close, then enter
+        ("-0.5", (1.0, math.nan, math.nan), ""),  # short -> long: close, then enter
+        ("0.5", (math.nan, math.nan, math.nan), ""),  # nothing
+        ("0.5", (math.nan, math.nan, 1.0), ""),  # already there
+        ("0.5", (math.nan, 1.0, math.nan), ""),  # a flat-only rule while long: nothing
+        ("0", (math.nan, 1.0, math.nan), "round trip"),  # flat at 0E-8 after a round trip
+        ("0", (math.nan, -1.0, math.nan), "round trip"),
+        ("0.00001234", (math.nan, math.nan, 0.0), "round trip"),  # long again: close
+        ("0", (math.nan, 1.0, math.nan), "open"),  # an order open: it counts as held
+        ("0", (math.nan, math.nan, 0.0), "open"),
+        ("0.5", (math.nan, math.nan, 0.0), "open"),
+        ("0", (math.nan, 1.0, math.nan), "queued"),  # an intent queued in this callback
+        ("0", (math.nan, 1.0, math.nan), "sizer"),  # the account's sizing policy decides
+        ("0", (math.nan, 1.0, math.nan), "no cash"),  # sized to nothing: the hint
+        ("0", (math.nan, -1.0, math.nan), "no cash"),
+        ("0", (math.nan, 1.0, math.nan), "no price"),  # a close of 0: the hint
+        ("0", (math.nan, 1.0, math.nan), "all in"),  # an infinite fraction: refused
     ],
 )
-def test_on_decision_queues_what_the_long_way_queues(held, choices) -> None:
-    """``on_decision`` passes the position it read to ``ctx._target``; the long way reads it
-    again in ``target_position`` (a subclass's ``_go`` without the position read)."""
-    queued = []
-    for read in (True, False):
-        runner, oms, pf = _context()
-        if held != "0":
-            setup = runner.add(SignalStrategy(), "a", strategy_id="setup")
-            setup.target_position(SYM, D(held))
-            runner.settle(minute(1))
-            oms.on_bar(bar(1, 100, 101, 99, 100))
-        strategy = _Flip(fraction=0.1)
+def test_on_decision_queues_what_the_long_way_queues(held, choices, setup) -> None:
+    """``on_decision`` queues a close or an entry from flat itself when nothing is open or
+    queued, and passes the position it read to ``_go`` otherwise; the long way (``_go`` as
+    ``on_bar`` calls it) reads everything again. The same intents, digit for digit, the same
+    hint and the same error."""
+    outcomes = []
+    for fast in (True, False):
+        runner, oms, pf = _context("1" if setup == "no cash" else "100000")
+        _hold(runner, oms, pf, held, setup)
+        strategy = _Flip(
+            fraction="inf" if setup == "all in" else 0.1, lot=1 if setup == "no cash" else 1e-8
+        )
         ctx = runner.add(strategy, "a", strategy_id="s1")
-        b = bar(2, 100, 103, 99, 102.37)
-        if read:
-            strategy.on_decision(b, choices, ctx)
-        else:
-            held_sign = strategy._held(ctx, SYM)
-            direction = choices[held_sign + 1]
-            if direction == direction:
-                strategy._go(ctx, b, int(direction), held_sign, None, {})
-        queued.append(ctx.drain()[0])
-    fast, slow = queued
-    assert len(fast) == len(slow)
-    for a, b in zip(fast, slow, strict=True):
+        if setup == "open":  # sent, open until the next bar's open
+            ctx.target_position(SYM, pf.quantity(SYM) + D("0.25"))
+            runner.settle(minute(4))
+            assert oms.open_orders("a", SYM)
+        if setup == "queued":
+            ctx.target_position(SYM, D("-0.125"))
+        if setup == "sizer":
+            ctx.sizer = _Sizer()  # type: ignore[assignment]
+        b = bar(5, 100, 103, 99, 0.0 if setup == "no price" else 102.37)
+        try:
+            if fast:
+                hint = strategy.on_decision(b, choices, ctx)
+            else:
+                held_sign = strategy._held(ctx, SYM)
+                direction = choices[held_sign + 1]
+                hint = None
+                if direction == direction:
+                    hint = strategy._go(ctx, b, int(direction), held_sign, None, {})
+        except ValueError as exc:
+            hint = repr(exc)
+        outcomes.append((hint, ctx._outbox.count(ctx), ctx.drain()[0]))
+    (hint, sent, fast_queue), (slow_hint, slow_sent, slow_queue) = outcomes
+    assert hint == slow_hint and type(hint) is type(slow_hint)
+    assert sent == slow_sent == len(fast_queue)
+    if setup == "all in":
+        assert "target position" in hint
+    if setup in ("no cash", "no price"):
+        assert hint is not None and not fast_queue
+    assert len(fast_queue) == len(slow_queue)
+    for a, b in zip(fast_queue, slow_queue, strict=True):
         _same(a, dataclasses.replace(b, client_order_id=a.client_order_id))
 
 
