@@ -254,7 +254,8 @@ class Portfolio:
     @property
     def equity(self) -> Decimal:
         """Return cash plus the market value of every position."""
-        if self.deferred_marks:
+        deferred = self.deferred_marks
+        if deferred and self._solo in deferred:  # flat positions' marks move no figure: they wait
             self._settle_marks()
         return self._cash + self._market_value
 
@@ -379,28 +380,41 @@ class Portfolio:
         day_end = self._day_end
         if day_end is None or ts >= day_end:
             self.roll_day(ts)
-        if self.deferred_marks:
-            self._settle_marks()
         symbol, price = fill.symbol, fill.price
-        pos = self.positions.get(symbol)
+        positions = self.positions
+        pos = positions.get(symbol)
+        # The position's market value before the fill, when settling its mark gave it.
+        before = self._settle_for(pos, symbol) if self.deferred_marks else None
         if pos is None:
-            pos = self.positions[symbol] = Position(symbol, mark_price=price)
+            pos = positions[symbol] = Position(symbol, mark_price=price)
         mark = pos.mark_price  # market value is quantity x mark
         if mark is None:
             mark = pos.mark_price = price
         qty, fee = fill.quantity, fill.fee
         signed = qty if fill.side is _BUY else -qty
         held = pos.quantity
-        before = held * mark
+        if before is None:
+            before = held * mark
         flow = signed * price  # the cash the fill moves (before its fee)
-        if held == ZERO or (held > ZERO) == (signed > ZERO):
-            # ``Position.apply``'s adding case, written out: its basis grows by the same flow.
+        # ``Position.apply``, written out but for partial closes and flips.
+        if not held:  # opens: the basis grows by the same flow
             pos.cost_basis += flow
             pos.quantity = after = held + signed
             realized = ZERO
         else:
-            realized = pos.apply(signed, price)
-            after = pos.quantity
+            after = held + signed
+            if not after:  # closes all of it: the whole basis goes (-flow is -signed x price)
+                removed = pos.cost_basis
+                realized = -flow - removed
+                pos.cost_basis -= removed
+                pos.quantity = after
+                pos.realized_pnl += realized
+            elif (held > ZERO) == (signed > ZERO):  # adds
+                pos.cost_basis += flow
+                pos.quantity = after
+                realized = ZERO
+            else:
+                realized = pos.apply(signed, price)
         self._market_value += after * mark - before
         self._cash = cash = self._cash - (flow + fee)
         self._equity_f = None
@@ -412,8 +426,54 @@ class Portfolio:
         if equity > self._peak:
             self._peak = equity
             self._peak_f = None
-        self._refresh_headroom()
+        self._refresh_after(symbol, after, cash)
         return realized
+
+    def _settle_for(self, pos: Position | None, symbol: str) -> Decimal | None:
+        """``_settle_marks`` before a fill in ``symbol`` (``pos``: its position, if any); when
+        the fill's own mark is the only one, written out and returning the position's market
+        value at it (the fill's ``before``: one product fewer), else None."""
+        deferred = self.deferred_marks
+        if pos is None or len(deferred) != 1 or symbol not in deferred:
+            self._settle_marks()
+            return None
+        self.deferred_marks = {}
+        close = deferred[symbol]
+        mark = to_decimal(close)
+        held = pos.quantity
+        if not held:
+            pos.mark_price = mark  # a flat position's: moves no figure
+            return None
+        old = pos.mark_price
+        was = pos.cost_basis if old is None else held * old
+        pos.mark_price = mark
+        value = held * mark
+        self._market_value += value - was
+        self._equity_f = None
+        if symbol != self._solo or not self._solo_qty * close < self._headroom:
+            self._update_peak()  # else it cannot raise the peak (see the class docstring)
+        return value
+
+    def _refresh_after(self, symbol: str, after: Decimal, cash: Decimal) -> None:
+        """``_refresh_headroom`` after a fill left ``symbol`` at ``after`` and cash at ``cash``:
+        written out when that is the only position (no loop, the figures at hand)."""
+        if len(self.positions) > 1:
+            self._refresh_headroom()
+        elif after:
+            self._solo = symbol
+            self._cash_f = cash_f = float(cash)
+            self._solo_qty = qty = float(after)
+            peak = self._peak_f
+            if peak is None:
+                peak = self._peak_f = float(self._peak)
+            self._headroom = headroom = peak - cash_f - 1e-9 * (abs(peak) + abs(cash_f) + 1.0)
+            if qty > 0.0 and headroom > 0.0:
+                self.defer_below = {symbol: headroom / qty * _BELOW}
+            else:
+                self.defer_below = {}
+        else:
+            self._solo = None
+            self.defer_below = {symbol: _INF}  # a flat position's mark moves no figure
 
     def mark(self, symbol: str, price: Decimal, ts: datetime | None = None) -> None:
         """Set the mark price of ``symbol`` (a no-op for symbols never traded)."""

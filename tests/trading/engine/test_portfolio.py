@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.trading.engine.helpers import T0
 from trading.engine.hooks import TradingMode
 from trading.engine.orders import Fill, Liquidity, OrderSide
-from trading.engine.portfolio import Portfolio, PositionSnapshot
+from trading.engine.portfolio import Portfolio, Position, PositionSnapshot
 
 D = Decimal
 
@@ -179,3 +179,31 @@ def test_accounting_identities_hold_exactly(fills: list[tuple], marks: tuple[int
     assert abs(Fraction(p.realized_pnl) - realized) <= Fraction(len(fills), 10**12)
     if all(v == 0 for v in qty.values()):
         assert Fraction(p.realized_pnl) == realized  # flat: no rounding left anywhere
+
+
+# Quantities and prices of 1 to 7 digits at 0 to 10 decimal places (trailing zeros kept).
+_digits = st.integers(0, 10).flatmap(lambda e: st.integers(1, 10**7).map(lambda n: D(n).scaleb(-e)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["buy", "sell", "close"]), _digits, _digits), max_size=30
+    )
+)
+def test_fills_book_as_position_apply_gives_digit_for_digit(steps: list[tuple]) -> None:
+    # apply_fill writes Position.apply's cases out: the same figures, exponents included.
+    p, shadow = Portfolio("a", D(10**9)), Position("BTC")
+    for i, (side, qty, price) in enumerate(steps):
+        if side == "close":  # back to flat, whichever side is held
+            if not shadow.quantity:
+                continue
+            side, qty = ("sell" if shadow.quantity > 0 else "buy"), abs(shadow.quantity)
+        expected = shadow.apply(qty if side == "buy" else -qty, price)
+        assert repr(p.apply_fill(fill(side, str(qty), str(price), t=i))) == repr(expected)
+        pos = p.positions["BTC"]
+        assert [repr(pos.quantity), repr(pos.cost_basis), repr(pos.realized_pnl)] == [
+            repr(shadow.quantity),
+            repr(shadow.cost_basis),
+            repr(shadow.realized_pnl),
+        ]
