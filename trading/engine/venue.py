@@ -30,17 +30,18 @@ import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from itertools import count
 from typing import Protocol
 
 from marketdata.engine.events import TIMEFRAME_SECONDS, Bar, BookSnapshot, Quote, Trade
 from marketdata.engine.records import fast_init, record_builder
+from trading.engine import money as _money
 from trading.engine.book import PaperBook, to_size
 from trading.engine.buying_power import FillGuard
 from trading.engine.errors import OrderRejected, UnknownOrder
-from trading.engine.money import HUNDRED, ZERO, fee_for, to_decimal
+from trading.engine.money import FEE_STEP, HUNDRED, ZERO, fee_for, to_decimal
 from trading.engine.orders import (
     TERMINAL_STATUSES,
     TRIGGER_TYPES,
@@ -195,7 +196,15 @@ def book_fill(
     in its trade id).
     """
     bps = config.maker_fee_bps if liquidity is _MAKER else config.taker_fee_bps
-    fee = fee_for(qty, price, bps) if bps else ZERO
+    if bps:  # ``fee_for``, written out while its remembered rate is this ``bps``'s (one call)
+        known, rate = _money._last_rate
+        fee = (
+            (qty * price * rate).quantize(FEE_STEP, ROUND_HALF_EVEN)
+            if bps is known
+            else fee_for(qty, price, bps)
+        )
+    else:
+        fee = ZERO
     order.fill(qty, price, fee, ts)
     return _new_fill(
         order.client_order_id,
