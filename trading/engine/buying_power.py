@@ -49,6 +49,10 @@ class Margin:
 
 _MINUS_FEE_STEP = -FEE_STEP
 
+# ``fits``'s fee rate for the last ``fee_bps`` object seen (``money.exact_rate``'s value, None
+# when not exact), matched by identity; read and replaced as one tuple (threads).
+_last_rate: tuple[Decimal, Decimal | None] = (Decimal("NaN"), None)
+
 UNLIMITED: Margin | None = None
 """Pass as an account's margin to switch the check off (tests of matching alone)."""
 
@@ -121,19 +125,29 @@ def fits(
     if leverage == ONE and not held and not other_gross:
         # The hot entry: nothing held, 1x. The sums below with the zero terms left out (the
         # same values: the gross is the order's notional, the funds are all there is).
+        global _last_rate
         gross = qty * price
-        rate = exact_rate(fee_bps)  # the same value as ``gross * fee_bps / BPS``, no division
+        known, rate = _last_rate  # ``exact_rate(fee_bps)``, remembered here: no call
+        if fee_bps is not known:
+            rate = exact_rate(fee_bps)
+            _last_rate = (fee_bps, rate)
+        # ``rate``: the same value as ``gross * fee_bps / BPS``, no division.
         slack = funds - (gross * fee_bps / BPS if rate is None else gross * rate) - gross
-        if slack > FEE_STEP or slack < _MINUS_FEE_STEP:
-            return slack > ZERO
+        # Beyond the fee's rounding (at most half of FEE_STEP) the sign of ``slack`` decides.
+        if slack > FEE_STEP:
+            return True
+        if slack < _MINUS_FEE_STEP:
+            return False
         return gross <= funds - fee_for(qty, price, fee_bps)
     after = held + qty if buy else held - qty
     before_fee = funds + held * price
     gross = other_gross + (after if after >= ZERO else -after) * price
     if leverage == ONE:  # the default: no multiplications by one on the hot path
         slack = before_fee - qty * price * fee_bps / BPS - gross
-        if slack > FEE_STEP or slack < _MINUS_FEE_STEP:
-            return slack > ZERO  # the fee's rounding (at most half of FEE_STEP) cannot change it
+        if slack > FEE_STEP:  # the fee's rounding (at most half of FEE_STEP) cannot change it
+            return True
+        if slack < _MINUS_FEE_STEP:
+            return False
         return gross <= before_fee - fee_for(qty, price, fee_bps)
     slack = leverage * (before_fee - qty * price * fee_bps / BPS) - gross
     if slack > leverage * FEE_STEP or slack < -leverage * FEE_STEP:

@@ -230,7 +230,8 @@ class Order:
         if quantity <= ZERO:
             raise OverFill(f"order {self.client_order_id}: fill quantity must be positive")
         filled = self.filled_quantity + quantity
-        if filled > self.quantity:
+        full = filled == self.quantity  # the common case: one comparison, no second
+        if not full and filled > self.quantity:
             raise OverFill(
                 f"order {self.client_order_id}: fill {quantity} exceeds remaining {self.remaining}"
             )
@@ -242,10 +243,7 @@ class Order:
         self.filled_quantity = filled
         self.fees += fee
         self.updated_ts = ts
-        if filled == self.quantity:
-            self.status = _FILLED
-        else:
-            self.status = _PARTIALLY_FILLED
+        self.status = _FILLED if full else _PARTIALLY_FILLED
 
     def resize(self, quantity: Decimal, ts: datetime | None) -> None:
         """Change the order quantity (never below what is already filled)."""
@@ -409,10 +407,10 @@ order_from_intent: Callable[[OrderIntent, str, datetime | None], Order] = compil
         "updated_ts": "now",
         "metadata": "dict(intent.metadata) if intent.metadata else {}",
     },
-    namespace={"_enums": (OrderSide, OrderType, TimeInForce)},
+    namespace={"_Side": OrderSide, "_Type": OrderType, "_Tif": TimeInForce},
     # Records rebuilt from strings (the API's) need the enums: ``__post_init__`` converts them.
-    after="if obj.side.__class__ is not _enums[0] or obj.type.__class__ is not _enums[1] "
-    "or obj.tif.__class__ is not _enums[2]: obj.__post_init__()",
+    after="if obj.side.__class__ is not _Side or obj.type.__class__ is not _Type "
+    "or obj.tif.__class__ is not _Tif: obj.__post_init__()",
 )
 """Return the pending ``Order`` for ``intent`` (its own id, else ``client_order_id``), built
 without the class call: one ``Order`` per order sent, and the generated ``__init__`` (26 fields,
