@@ -447,12 +447,10 @@ class SparseReplay:
             now = open_bar(bar)
             # ``_shown``: the strategy sees the table's column if it acts for the side now held
             # (or while orders are open in the symbol).
-            held = held if len(fills) == seen else _side(positions, sym)  # fills at the open
-            if orders and _open_in(orders, sym):
-                acts = True
-            else:
-                wanted = table.item(held + 1, row)
-                acts = wanted == wanted and wanted != held  # not NaN, not the side held
+            if len(fills) != seen:  # fills at the open
+                held, seen = _side(positions, sym), len(fills)
+            wanted = table.item(held + 1, row)
+            acts = (wanted == wanted and wanted != held) or bool(orders and _open_in(orders, sym))
             hint = (
                 strategy.on_decision(
                     bar, (table.item(0, row), table.item(1, row), table.item(2, row)), ctx
@@ -467,7 +465,8 @@ class SparseReplay:
             filled = len(fills) != log.fills
             if filled:  # (``self.hinted`` is empty here: the one pair is rescheduled below)
                 self._record(row)
-                held, seen = _side(positions, sym), len(fills)
+                held = held if len(fills) == seen else _side(positions, sym)  # the decisions'
+                seen = len(fills)
             working = _open_in(orders, sym) if orders else False
             hinted = hint is not None and not filled and not working and self._flat()
             if hinted:
