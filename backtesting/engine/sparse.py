@@ -29,6 +29,7 @@ import numpy as np
 
 from backtesting.engine.feed import bar_builder
 from backtesting.engine.result import EPOCH, to_datetime
+from marketdata.engine.events import Timeframe
 from trading.engine.money import ZERO, to_decimal
 from trading.engine.orders import Fill, Order
 from trading.engine.portfolio import Portfolio
@@ -404,6 +405,7 @@ class SparseReplay:
         # ``runner.on_bar_decided`` with ``_shown``, written out for the one strategy.
         open_bar, close_bar = runner.open_decided_bar, runner.close_decided_bar
         strategy, ctx = runner.deciding(pair.slot)
+        length = timedelta(seconds=Timeframe(timeframe).seconds)  # a bar's: ``now`` is its end
         # ``pair.next_after``'s runs, written out (one symbol: rows are its own), each list
         # ending in a run at NEVER: the search never runs off the end (no length test a visit).
         runs = tuple((f + [NEVER], e + [NEVER]) for f, e in pair._runs)
@@ -444,7 +446,7 @@ class SparseReplay:
                 closes.item(row),
                 volumes.item(row),
             )
-            now = open_bar(bar)
+            now = open_bar(bar, when + length)
             # ``_shown``: the strategy sees the table's column if it acts for the side now held
             # (or while orders are open in the symbol).
             if len(fills) != seen:  # fills at the open

@@ -357,13 +357,11 @@ class StrategyRunner:
         self.close_decided_bar(now)
         return hints
 
-    def open_decided_bar(self, bar: Bar) -> datetime:
+    def open_decided_bar(self, bar: Bar, now: datetime | None = None) -> datetime:
         """``on_bar_decided``'s first step: show ``bar`` to the venue and the history, settle
-        what waits; return the decisions' time (the bar's end)."""
-        length = self._bar_lengths.get(bar.timeframe)
-        if length is None:
-            length = self._bar_length(bar.timeframe)
-        now = bar.ts + length
+        what waits; return the decisions' time (the bar's end: ``now`` if the caller has it)."""
+        if now is None:
+            now = self._bar_end(bar)
         for slot in self._slots:
             slot.ctx.now = now
         if self.bars_to_venue:
