@@ -313,10 +313,36 @@ class BacktestVenue:
 
     def submit(self, order: Order, now: datetime) -> list[VenueEvent]:
         """Hold a market order for its fill moment; route other orders to the inner venue."""
-        # ``_begin()`` only when it has something to clear or return (no call otherwise).
-        events = self._begin() if self._now or self._deferred else []
-        if order.type is _MARKET:
-            self._accept_market(order, now, events)
+        # ``_begin()``, written out (no call: one per order sent).
+        pending = self._now
+        if pending:
+            pending.clear()
+        events = self._deferred
+        if events:
+            self._deferred = []
+        else:
+            events = []
+        if order.type is _MARKET:  # ``_accept_market``, written out (one call fewer an order)
+            oid = order.client_order_id
+            if oid in self._held:
+                self._reject(order, now, f"duplicate client_order_id {oid!r}", events)
+                return events
+            symbol = order.symbol
+            if order.reduce_only:
+                # ``_reduce_cap(order) <= ZERO``, written out: this call has no fills yet
+                # (cleared above), so the position alone says if there is one to reduce.
+                lookup = self._lookup
+                held = ZERO if lookup is None else lookup(order.account, symbol)
+                if not (held < ZERO if order.side is _BUY else held > ZERO):
+                    self._reject(order, now, "reduce_only: no opposite position to reduce", events)
+                    return events
+            self._held[oid] = order
+            waiting = self._market.get(symbol)
+            if waiting is None:  # (setdefault built a deque every order)
+                waiting = self._market[symbol] = deque()
+            waiting.append(order)
+            if self.config.model is not _FM_NEXT_OPEN:  # (the default: the next open's)
+                self._market_at_once(symbol, now, events)
         elif self.config.model is _FM_NEXT_OPEN:
             self._hold(order, (), now, events)
         else:
@@ -475,25 +501,16 @@ class BacktestVenue:
                 total = total - (qty if fill.side is _BUY else -qty) * fill.price - fill.fee
         return total
 
-    def _accept_market(self, order: Order, now: datetime, events: list[VenueEvent]) -> None:
-        if order.client_order_id in self._held:
-            self._reject(order, now, f"duplicate client_order_id {order.client_order_id!r}", events)
-            return
-        if order.reduce_only and self._reduce_cap(order) <= ZERO:
-            self._reject(order, now, "reduce_only: no opposite position to reduce", events)
-            return
-        self._held[order.client_order_id] = order
-        waiting = self._market.get(order.symbol)
-        if waiting is None:  # (setdefault built a deque every order)
-            waiting = self._market[order.symbol] = deque()
-        waiting.append(order)
+    def _market_at_once(self, symbol: str, now: datetime, events: list[VenueEvent]) -> None:
+        """Execute the held market orders of ``symbol`` now if the fill model has their moment:
+        the last bar's close (``close``), the execution venue's book (``book``)."""
         model = self.config.model
-        if model is _FM_CLOSE:  # (next-open fills, the default, read no last bar)
-            last = self._last.get(order.symbol)
+        if model is _FM_CLOSE:
+            last = self._last.get(symbol)
             if last is not None:
-                self._run_held(order.symbol, now, last.close, last, events)
-        elif model is _FM_BOOK and self._has_exec_book(order.symbol):
-            self._run_held(order.symbol, now, None, None, events)
+                self._run_held(symbol, now, last.close, last, events)
+        elif model is _FM_BOOK and self._has_exec_book(symbol):
+            self._run_held(symbol, now, None, None, events)
 
     def _hold(
         self, order: Order, children: Sequence[Order], now: datetime, events: list[VenueEvent]
