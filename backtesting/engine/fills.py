@@ -250,9 +250,9 @@ class BacktestVenue:
         # can be pending, and under next-open fills the last bar is needed only as the one the
         # inner venue skipped (``_last`` is read by the close model alone). None: every bar is
         # needed (a volume cap's budget, the book model's books, the close model's last bar).
-        self.idle_bars: dict[str, Bar] | None = (
-            self._stale if cfg.model is _FM_NEXT_OPEN and not self._per_bar else None
-        )
+        # Next-open fills with no volume cap and no books: a bar's work is its open's fills.
+        self._plain_open = cfg.model is _FM_NEXT_OPEN and not self._per_bar
+        self.idle_bars: dict[str, Bar] | None = self._stale if self._plain_open else None
         self._children = 0
         self._guard: FillGuard | None = None
         positions = self._positions
@@ -422,6 +422,13 @@ class BacktestVenue:
     def on_bar(self, bar: Bar) -> list[VenueEvent]:
         """Execute what the fill model puts in this bar, then replay its path if needed."""
         symbol = bar.symbol
+        if (
+            self._plain_open
+            and not self._waiting
+            and not self._live
+            and (queue := self._market.get(symbol))
+        ):  # market orders wait for this open and nothing else can happen
+            return self._fill_at_open(bar, queue)
         held = self._held and (self._market.get(symbol) or self._waiting.get(symbol))
         if not held and not self._live.get(symbol):
             # Hot path: nothing held or working for this symbol (most bars of a backtest).
@@ -455,6 +462,78 @@ class BacktestVenue:
             self._set_exec_book(synthesise_book(bar, cfg.book_levels, cfg.volume_cap))
             if self._market.get(symbol):
                 self._run_held(symbol, self._bar_end(bar), None, None, events)
+        return events
+
+    def _fill_at_open(self, bar: Bar, queue: deque[Order]) -> list[VenueEvent]:
+        """``on_bar`` under next-open fills with no volume cap, while nothing waits or works
+        at the inner venue and market orders are held for ``bar``'s symbol: ``_run_held`` at
+        the open, written out with ``_execute`` for orders of no slippage and no FOK (the bar
+        of most orders of a backtest; each step as there, in the same order).
+
+        An execution at a price touches neither the inner venue nor waiting orders, so the
+        bar then only becomes the last one, skipped by the inner venue (as in ``on_bar``).
+        """
+        # ``_begin()`` only when it has something to clear or return (no call otherwise).
+        events = self._begin() if self._now or self._deferred else []
+        now, lookup = self._now, self._lookup
+        symbol, ts, price = bar.symbol, bar.ts, bar.open
+        guard, cfg, name = self._guard, self.executor.config, self.config.name
+        plain = self.config.slippage.__class__ is NoSlippage  # the price is not moved
+        for order in tuple(queue):
+            if order.status is _PENDING:  # ``transition(_OPEN, ts)``, written out: it is legal
+                order.status = _OPEN
+                order.updated_ts = ts
+                events.append(_new_event(_EV_ACCEPTED, order, ts, _OPEN))
+            if order.tif is _FOK or not plain:
+                self._execute(order, ts, price, bar, None, events)
+            else:
+                account = order.account
+                qty = order.quantity - order.filled_quantity
+                if order.reduce_only:  # ``_reduce_cap``, written out
+                    held = (ZERO if lookup is None else lookup(account, symbol)) + (
+                        self._pending_qty(account, symbol) if now else ZERO
+                    )
+                    cap = (
+                        (-held if held < ZERO else ZERO)
+                        if order.side is _BUY
+                        else (held if held > ZERO else ZERO)
+                    )
+                    if cap <= ZERO:  # (then the cap, zero, leaves nothing to fill below)
+                        self._end(order, _CANCELLED, ts, "reduce_only: position is flat", events)
+                    qty = cap if cap < qty else qty
+                if qty > ZERO:
+                    # ``tidy_decimal(price)``'s whole cents (a bar's open, most often).
+                    px = (
+                        (n * _CENT if n % 10 else n // 10 * _DIME)
+                        if 0.01 <= price < 1e8 and (n := int(price * 100.0 + 0.5)) / 100.0 == price
+                        else tidy_decimal(price)
+                    )
+                    qty, cut = (
+                        (qty, "")
+                        if guard is None
+                        else guard(
+                            order,
+                            qty,
+                            px,
+                            cfg.taker_fee_bps,
+                            self._pending_qty(account, symbol) if now else ZERO,
+                            self._pending_cash(account) if now else ZERO,
+                        )
+                    )
+                    if qty > ZERO:
+                        fill = book_fill(cfg, order, qty, px, _TAKER, ts, name)
+                        events.append(_new_event(_EV_FILL, order, ts, order.status, fill))
+                        now.append(fill)
+                    if cut and order.status in _WORKING:
+                        self._end(order, _CANCELLED, ts, cut, events)
+            status = order.status
+            if status in _TERMINAL:  # ``_forget``, written out (nothing waits)
+                self._held.pop(order.client_order_id, None)
+                if order in queue:
+                    queue.remove(order)
+            elif (order.tif is _IOC or order.tif is _FOK) and status in _WORKING:
+                self._end(order, _CANCELLED, ts, "ioc: unfilled remainder", events)
+        self._stale[symbol] = self._last[symbol] = bar
         return events
 
     def _quiet_bar(self, symbol: str, bar: Bar) -> None:
@@ -609,7 +688,16 @@ class BacktestVenue:
         remaining = order.quantity - order.filled_quantity
         qty = remaining if budget is None or budget >= remaining else budget
         if order.reduce_only:
-            cap = self._reduce_cap(order)
+            account, symbol = order.account, order.symbol  # ``_reduce_cap``, written out
+            lookup = self._lookup
+            held = (ZERO if lookup is None else lookup(account, symbol)) + (
+                self._pending_qty(account, symbol) if self._now else ZERO
+            )
+            cap = (
+                (-held if held < ZERO else ZERO)
+                if order.side is _BUY
+                else (held if held > ZERO else ZERO)
+            )
             if cap <= ZERO:
                 self._end(order, _CANCELLED, ts, "reduce_only: position is flat", events)
                 return ZERO
@@ -626,7 +714,12 @@ class BacktestVenue:
         if slippage.__class__ is not NoSlippage:
             price = slippage.adjust(price, order.sign, float(qty), bar)
         cfg = self.executor.config
-        px = tidy_decimal(price)
+        # ``tidy_decimal``'s whole cents (a bar's open, most often), written out.
+        px = (
+            (n * _CENT if n % 10 else n // 10 * _DIME)
+            if 0.01 <= price < 1e8 and (n := int(price * 100.0 + 0.5)) / 100.0 == price
+            else tidy_decimal(price)
+        )
         cut = ""
         guard = self._guard
         if guard is not None:  # ``_guarded``, written out
