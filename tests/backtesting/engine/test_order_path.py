@@ -339,3 +339,34 @@ def test_record_builder_with_given_fields_builds_the_bar_the_class_builds() -> N
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.close = 2.0  # type: ignore[misc]
     assert record_builder(Bar, ("timeframe", "symbol")) is Bar  # not the leading fields
+
+
+@pytest.mark.parametrize("model", ["next_open", "close"])
+@pytest.mark.parametrize("held", ["-2", "0", "2"])
+@pytest.mark.parametrize("side", [BUY, SELL])
+def test_a_reduce_only_market_order_is_held_exactly_when_it_reduces_the_position(
+    model: str, held: str, side: OrderSide
+) -> None:
+    """``BacktestVenue.submit`` reads the position alone (the call's fills were just cleared):
+    a reduce-only buy needs a short, a sell a long (else it is rejected at once)."""
+    venue = BacktestVenue(FillConfig(model=model))  # type: ignore[arg-type]
+    pf = Portfolio("a", D(100000), ts=minute(0))
+    oms = OrderManager(venue, portfolios=[pf], id_factory=SequentialIds())
+    oms.on_bar(bar(0, 100, 101, 99, 100))
+    if held != "0":
+        first = OrderIntent(
+            account="a",
+            symbol=SYM,
+            side=BUY if held[0] != "-" else SELL,
+            quantity=D(held.lstrip("-")),
+        )
+        oms.submit(first, minute(1))
+        oms.on_bar(bar(1, 100, 101, 99, 100))
+    assert pf.quantity(SYM) == D(held)
+    intent = OrderIntent(account="a", symbol=SYM, side=side, quantity=D(1), reduce_only=True)
+    order = oms.submit(intent, minute(2))
+    if D(held) < 0 if side is BUY else D(held) > 0:
+        assert order.status is (OrderStatus.PENDING if model == "next_open" else OrderStatus.FILLED)
+    else:
+        assert order.status is OrderStatus.REJECTED
+        assert order.reject_reason == "reduce_only: no opposite position to reduce"

@@ -249,3 +249,45 @@ def test_daily_roll_follows_event_time() -> None:
     oms.on_trade(trade(120.0, t=13 * 3600))  # 01:00 next day
     assert pf.day_start_equity == equity_before_midnight
     assert pf.daily_pnl == D(10)
+
+
+class _Units(Decimal):
+    """A Decimal subclass (``validate_order`` takes any Decimal)."""
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({}, None),
+        ({"quantity": _Units(1)}, None),
+        ({"quantity": 1}, "quantity must be a positive Decimal"),
+        ({"quantity": 1.0}, "quantity must be a positive Decimal"),
+        ({"quantity": D(0)}, "quantity must be a positive Decimal"),
+        ({"quantity": D(-1)}, "quantity must be a positive Decimal"),
+        ({"quantity": D("NaN")}, "quantity must be a positive Decimal"),
+        ({"quantity": D("Infinity")}, "quantity must be a positive Decimal"),
+        ({"symbol": ""}, "symbol is required"),
+        ({"price": D(100)}, "market orders take no price or stop price"),
+        ({"stop_price": D(100)}, "market orders take no price or stop price"),
+        ({"trail_amount": D(1)}, "trail_amount/trail_percent apply to trailing_stop orders only"),
+        ({"trail_percent": D(1)}, "trail_amount/trail_percent apply to trailing_stop orders only"),
+        ({"client_order_id": "taken"}, "duplicate client_order_id 'taken'"),
+        ({"quantity": D(0), "client_order_id": "taken"}, "quantity must be a positive Decimal"),
+    ],
+)
+def test_a_market_order_is_checked_as_validate_order_then_the_id_check_would(
+    kw: dict[str, object], reason: str | None
+) -> None:
+    """The OMS sees a plain market order's checks inline (no call) and sends any other through
+    ``validate_order`` and the duplicate-id check: the same verdicts and messages, in order."""
+    oms, _, rec = make()
+    resting = intent("buy", "1", client_order_id="taken", type=OrderType.LIMIT, price=D(1))
+    taken = oms.submit(resting, T0)
+    fields = {"account": "acct", "symbol": SYM, "side": OrderSide.BUY, "quantity": D(1), **kw}
+    placed = oms.submit(OrderIntent(**fields), T0)  # type: ignore[arg-type]
+    if reason is None:
+        assert placed.status is OrderStatus.FILLED and placed.quantity == 1
+    else:
+        assert placed.status is OrderStatus.REJECTED and placed.reject_reason == reason
+        assert rec.orders[-1] == (placed.client_order_id, OrderStatus.REJECTED)
+    assert oms.get("taken") is taken and oms.open_orders() == [taken]  # the resting order
