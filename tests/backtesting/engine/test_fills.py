@@ -258,3 +258,80 @@ def test_invariants_fills_within_caps_and_exact_accounting(
     assert pf.equity == pf.deposits + pf.realized_pnl + pf.unrealized_pnl - pf.fees
     trips = round_trips(fills, last_prices={SYM: to_decimal(price)})
     assert sum((t.pnl for t in trips), D(0)) == pf.equity - pf.deposits
+
+
+opens_st = st.lists(
+    st.sampled_from([100.0, 100.37, 99.1234, 101.5, 0.005, 98.76]), min_size=2, max_size=8
+)
+bar_orders_st = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["buy", "sell"]),
+            st.sampled_from(["1", "3", "0.5", "1500"]),  # 1500 at ~100: beyond the cash
+            st.booleans(),
+            st.sampled_from([TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK]),
+        ),
+        max_size=3,
+    ),
+    min_size=2,
+    max_size=8,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(opens=opens_st, per_bar=bar_orders_st, fee=st.sampled_from([D(0), D(10), D("2.5")]))
+def test_fills_at_the_open_take_the_general_paths_steps(
+    opens: list[float], per_bar: list[list[tuple[str, str, bool, TimeInForce]]], fee: Decimal
+) -> None:
+    """``on_bar``'s next-open path (``_fill_at_open``) gives the events, fills and account of
+    the general path (``_run_held`` and ``_execute``): several orders a bar, reduce-only
+    orders capped or cancelled, IOC and FOK, buying-power cuts, prices off whole cents."""
+    seen: list[list[object]] = [[], []]
+    stacks = []
+    for k in (0, 1):
+        oms, pf = stack(taker_fee_bps=fee)
+        log = seen[k]
+
+        class Tap:
+            def on_order(self, order: Order, log: list = log) -> None:
+                log.append((order.client_order_id, order.status, order.reject_reason))
+
+            def on_fill(self, fill: object, log: list = log) -> None:
+                log.append(repr(fill))
+
+        oms.add_listener(Tap())
+        stacks.append((oms, pf))
+    venue = stacks[1][0].venue
+    venue._plain_open = False  # the general path
+    fast = stacks[0][0].venue
+    taken = []
+    run = fast._fill_at_open
+    fast._fill_at_open = lambda bar, queue: taken.append(1) or run(bar, queue)
+    n = max(len(opens), len(per_bar)) + 1
+    for i in range(n):
+        o = opens[i % len(opens)]
+        for k, (oms, _) in enumerate(stacks):
+            events = oms.on_bar(bar(i, o, o * 1.01, o * 0.99, o))
+            seen[k].append([(e.kind, e.order.client_order_id, e.status, e.reason) for e in events])
+            for side, qty, reduce, tif in per_bar[i] if i < len(per_bar) else ():
+                intent = OrderIntent(
+                    account="a",
+                    symbol=SYM,
+                    side=OrderSide(side),
+                    quantity=D(qty),
+                    reduce_only=reduce,
+                    tif=tif,
+                )
+                try:
+                    order = oms.submit(intent, minute(i + 1))
+                    seen[k].append((order.client_order_id, order.status, order.reject_reason))
+                except Exception as exc:  # noqa: BLE001 - the same refusal on both paths
+                    seen[k].append(repr(exc))
+    assert seen[0] == seen[1]
+    (_, a), (_, b) = stacks
+    assert (a.cash, a.fees, a.realized_pnl) == (b.cash, b.fees, b.realized_pnl)
+    assert {s: (p.quantity, p.avg_price) for s, p in a.positions.items()} == {
+        s: (p.quantity, p.avg_price) for s, p in b.positions.items()
+    }
+    held = [e for e in seen[0] if isinstance(e, tuple) and e[1] is OrderStatus.PENDING]
+    assert bool(taken) == bool(held)  # the fast path ran for the orders held
