@@ -52,6 +52,8 @@ _MINUS_FEE_STEP = -FEE_STEP
 # ``fits``'s fee rate for the last ``fee_bps`` object seen (``money.exact_rate``'s value, None
 # when not exact), matched by identity; read and replaced as one tuple (threads).
 _last_rate: tuple[Decimal, Decimal | None] = (Decimal("NaN"), None)
+# The last leverage object seen equal to ONE: ``leverage is _unit`` then says ``== ONE``.
+_unit: Decimal = ONE
 
 UNLIMITED: Margin | None = None
 """Pass as an account's margin to switch the check off (tests of matching alone)."""
@@ -122,10 +124,12 @@ def fits(
     ``funds`` is cash plus the net value of every other position, ``held`` the signed position
     in the traded symbol, ``other_gross`` Σ |value| of the other positions.
     """
-    if leverage == ONE and not held and not other_gross:
+    global _last_rate, _unit
+    if leverage is not _unit and leverage == ONE:
+        _unit = leverage  # one Decimal comparison per leverage object, not per call
+    if leverage is _unit and not held and not other_gross:
         # The hot entry: nothing held, 1x. The sums below with the zero terms left out (the
         # same values: the gross is the order's notional, the funds are all there is).
-        global _last_rate
         gross = qty * price
         known, rate = _last_rate  # ``exact_rate(fee_bps)``, remembered here: no call
         if fee_bps is not known:
