@@ -490,20 +490,26 @@ class StrategyRunner:
         """Deliver queued fills and submit queued intents until nothing is left."""
         if self.algos.active:
             self.submit_algo_children(now)
-        fills = self._fills  # emptied in place, never replaced
-        if not fills and not self._outbox:
+        fills, outbox = self._fills, self._outbox  # both emptied in place, never replaced
+        if not fills and not outbox:
             return  # the common case on a bar: nothing happened, nothing to do
-        for _ in range(self._max_rounds):
+        rounds = self._max_rounds
+        while rounds > 0:
+            rounds -= 1
             if fills:
                 self._deliver_fills()
+            queued = len(outbox)
             sent = False
             for slot in self._slots:
                 ctx = slot.ctx
                 if ctx._intents or ctx._cancels:  # ``has_pending``, without the property call
                     self._submit(slot, now)
                     sent = True
-            if not sent and not fills:
-                self._outbox.clear()  # in place: ``replay_bars`` holds the list
+            # Done when nothing was sent, or (but in the last round) when the submissions
+            # brought no fill and queued nothing (a context joins the outbox with each intent
+            # or cancel): the next round would find nothing to do.
+            if not fills and (not sent or (rounds and len(outbox) == queued)):
+                outbox.clear()  # in place: ``replay_bars`` holds the list
                 return
         raise TradingError(f"strategies still trading after {self._max_rounds} rounds at {now}")
 
@@ -536,25 +542,26 @@ class StrategyRunner:
     def _submit(self, slot: _Slot, now: datetime) -> None:
         ctx = slot.ctx
         # ``ctx.drain()``, written out: no call, and no new cancel list while none is queued.
-        intents, cancels = ctx._intents, ctx._cancels
+        intents = ctx._intents
         ctx._intents = []
+        cancels = ctx._cancels
         if cancels:
             ctx._cancels = []
-        for oid in cancels:
-            order = self.oms.get(oid)
-            if order is None:
-                continue  # finished before the cancel arrived: nothing to cancel
-            if order.account != slot.ctx.account or order.strategy != slot.ctx.strategy_id:
-                raise TradingError(f"{slot.ctx.strategy_id} cannot cancel order {oid}")
-            self.oms.cancel(oid, now, reason=f"cancelled by {slot.ctx.strategy_id}")
-        gate, submit = self.gate, self.oms.submit
+            for oid in cancels:
+                order = self.oms.get(oid)
+                if order is None:
+                    continue  # finished before the cancel arrived: nothing to cancel
+                if order.account != ctx.account or order.strategy != ctx.strategy_id:
+                    raise TradingError(f"{ctx.strategy_id} cannot cancel order {oid}")
+                self.oms.cancel(oid, now, reason=f"cancelled by {ctx.strategy_id}")
+        gate, oms = self.gate, self.oms  # (``oms.submit`` called as a method: one intent, mostly)
         for intent in intents:
             if gate is None or gate(intent):
                 # A plain order carries no metadata: no ``algo_metadata`` call to say so.
                 if intent.metadata and algo_metadata(intent.metadata) is not None:
                     self.start_algo(intent, now)
                 else:
-                    submit(intent, now)
+                    oms.submit(intent, now)
 
     def start_algo(self, intent: OrderIntent, now: datetime) -> None:
         """Start working an algo parent (its first child is due at once)."""

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from backtesting.engine.fills import BacktestVenue, FillConfig
 from tests.backtesting.engine.helpers import bar, minute
+from trading.engine.errors import TradingError
 from trading.engine.oms import OrderManager
 from trading.engine.portfolio import Portfolio
 from trading.engine.runner import StrategyRunner
@@ -164,3 +167,57 @@ def test_the_oms_calls_the_runner_on_fills_only_while_a_strategy_takes_them() ->
     runner.replay_bars(bars[20:])
     fills = [entry for entry in hears.seen if entry[0] == "fill"]
     assert fills and heard and len(fills) == sum(f.strategy == "hears" for f in heard)
+
+
+class _Chases(Strategy):
+    """Buys on its first bar, then once more on each of its first two fills."""
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.fills = 0
+
+    def on_bar(self, bar, ctx) -> None:
+        if bar.ts == minute(0):
+            ctx.buy(bar.symbol, Decimal("0.1"))
+
+    def on_fill(self, fill, ctx) -> None:
+        self.fills += 1
+        if self.fills < 3:
+            ctx.buy(fill.symbol, Decimal("0.1"))
+
+
+def _chasing(max_rounds: int) -> tuple[StrategyRunner, _Chases]:
+    oms = OrderManager(BacktestVenue(FillConfig()), portfolios=[Portfolio("a", Decimal(10000))])
+    runner = StrategyRunner(oms, history_size=4, max_rounds=max_rounds)
+    strategy = _Chases()
+    runner.add(strategy, "a")
+    runner.start(minute(0))
+    return runner, strategy
+
+
+def test_settle_counts_its_rounds_as_it_always_did() -> None:
+    # A round that sends anything is followed by one that finds nothing: with one round allowed,
+    # any submission is one round too many; with two, the fills' follow-up orders go out too.
+    runner, _ = _chasing(1)
+    with pytest.raises(TradingError, match="still trading after 1 rounds"):
+        runner.replay_bars(_bars(2))
+    runner, strategy = _chasing(2)
+    runner.replay_bars(_bars(6))
+    assert strategy.fills == 3
+
+
+def test_settle_submits_what_a_submission_queued_in_the_same_call() -> None:
+    runner, _ = _chasing(32)
+    ctx = runner._slots[0].ctx
+    seen: list = []
+
+    def gate(intent) -> bool:  # queues one more order from inside the first submission
+        seen.append(intent.quantity)
+        if len(seen) == 1:
+            ctx.buy(intent.symbol, Decimal("0.2"))
+        return True
+
+    runner.gate = gate
+    runner.replay_bars(_bars(1))  # one bar: no fill, only the two submissions
+    assert seen == [Decimal("0.1"), Decimal("0.2")]
+    assert not runner._outbox and not ctx._intents
