@@ -49,6 +49,7 @@ ENTRY_COLUMNS = ("enter_long", "enter_short")
 EXIT_COLUMNS = ("exit_long", "exit_short")
 BRACKET_COLUMNS = ("stop_loss", "take_profit")
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL
+_UNLABELLED = object()  # ``SignalStrategy._labels`` not made yet
 
 
 def _not_boolean(column: pd.Series) -> object | None:
@@ -132,6 +133,9 @@ class SignalStrategy(Strategy):
         if not (self._fraction > 0 and self._lot > 0):
             raise StrategyConfigError(f"{self.name}: fraction and lot must be positive")
         self._bars: dict[str, deque[tuple]] = {}
+        # ``on_decision``'s order signals by direction + 2 after the name they were made from
+        # (the class's ``name`` may be set after this), made again when the name is another.
+        self._labels: tuple[Any, ...] = (_UNLABELLED,)
 
     # ----------------------------------------------------------------- what users write
 
@@ -292,15 +296,15 @@ class SignalStrategy(Strategy):
             # ``_target(symbol, ZERO, ...)``: a pure reduction, of |0 - position| (the same
             # digits and exponent as ``position - 0``, or ``0 - position`` when short).
             side, quantity = (_SELL, position - ZERO) if held > 0 else (_BUY, ZERO - position)
-            reducing, signal = True, f"{self.name}:flat"
+            reducing = True
         else:
-            if held or ctx.sizer is not None:  # a reversal, or sizing by the account's policy
+            close = bar.close
+            if held or ctx.sizer is not None or not close > 0.0:
+                # A reversal, sizing by the account's policy, or a close not above 0 (or NaN).
                 return self._go(ctx, bar, direction, held, None, None, (position, position))
             # ``size_for`` without a sizer (the lot was checked positive by ``__init__``) ...
-            price = to_decimal(bar.close)
+            price = to_decimal(close)
             fraction, lot = self._fraction, self._lot
-            if price <= ZERO:
-                return float(ctx.equity * fraction / lot)
             units = (ctx._portfolio.equity * fraction / price / lot).to_integral_value(
                 ROUND_FLOOR
             ) * lot
@@ -311,10 +315,12 @@ class SignalStrategy(Strategy):
             # ... and ``_target(symbol, units * direction, ...)`` from a zero position: not
             # reducing, of |units * direction - position| (the digits of ``units - position``).
             quantity = units - position
-            if direction > 0:
-                side, reducing, signal = _BUY, False, f"{self.name}:long"
-            else:
-                side, reducing, signal = _SELL, False, f"{self.name}:short"
+            side, reducing = _BUY if direction > 0 else _SELL, False
+        labels = self._labels  # ``f"{self.name}:flat"`` (":long", ":short"), made once
+        if labels[0] is not self.name:
+            name = self.name
+            labels = self._labels = (name, f"{name}:short", f"{name}:flat", f"{name}:long")
+        signal = labels[direction + 2]
         oid = ctx._ids()
         outbox = ctx._outbox
         if outbox is not None:

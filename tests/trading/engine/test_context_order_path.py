@@ -268,6 +268,26 @@ def test_on_decision_queues_what_the_long_way_queues(held, choices, setup) -> No
         _same(a, dataclasses.replace(b, client_order_id=a.client_order_id))
 
 
+def test_on_decision_signals_follow_the_strategy_name() -> None:
+    """The order signals ``on_decision`` keeps are made again when the class is renamed (as
+    the loader names a user's class) after the strategy was made."""
+
+    class Named(SignalStrategy):
+        abstract = True
+        name = "first"
+
+    runner, oms, _ = _context()
+    strategy = Named(fraction=0.1)
+    ctx = runner.add(strategy, "a", strategy_id="s1")
+    strategy.on_decision(bar(2, 100, 103, 99, 102.37), (math.nan, 1.0, math.nan), ctx)
+    assert [i.signal for i in ctx._intents] == ["first:long"]
+    runner.settle(minute(3))
+    oms.on_bar(bar(3, 100, 101, 99, 100))
+    Named.name = "second"
+    strategy.on_decision(bar(4, 100, 103, 99, 101.0), (math.nan, math.nan, 0.0), ctx)
+    assert [i.signal for i in ctx._intents] == ["second:flat"]
+
+
 def test_sequential_ids_pickled_in_the_earlier_form_resume_where_they_stood() -> None:
     """Ids were a ``partial`` of the map's bound ``__next__``; such a pickle still loads."""
     import pickle
