@@ -30,17 +30,18 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Protocol
 
 from backtesting.engine.errors import BacktestConfigError
 from marketdata.engine.events import Bar, BookSnapshot, Quote, Trade
 from marketdata.engine.records import record_builder
+from trading.engine import money as _money
 from trading.engine.buying_power import FillGuard
 from trading.engine.constants import DEFAULT_LOT
 from trading.engine.errors import UnknownOrder
-from trading.engine.money import ZERO, floor_to_step, to_decimal
+from trading.engine.money import FEE_STEP, ZERO, fee_for, floor_to_step, to_decimal
 from trading.engine.orders import (
     TERMINAL_STATUSES,
     WORKING_STATUSES,
@@ -85,6 +86,7 @@ _WORKING, _TERMINAL = WORKING_STATUSES, TERMINAL_STATUSES
 _GTC, _IOC, _FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 _EV_ACCEPTED, _EV_FILL = VenueEventKind.ACCEPTED, VenueEventKind.FILL
 _new_event = record_builder(VenueEvent)  # ``VenueEvent(...)``, built faster (several per order)
+_new_fill = record_builder(Fill)  # ``Fill(...)``, as ``venue.book_fill`` builds it
 
 
 class SlippageModel(Protocol):
@@ -477,8 +479,13 @@ class BacktestVenue:
         events = self._begin() if self._now or self._deferred else []
         now, lookup = self._now, self._lookup
         symbol, ts, price = bar.symbol, bar.ts, bar.open
-        guard, cfg, name = self._guard, self.executor.config, self.config.name
+        guard, cfg = self._guard, self.executor.config
         plain = self.config.slippage.__class__ is NoSlippage  # the price is not moved
+        # ``book_fill``'s fee and trade id: ``fee_for``'s remembered rate, when it is this
+        # ``bps``'s (a pair read as one, valid however the memory changes later), the name.
+        bps = cfg.taker_fee_bps
+        known, rate = _money._last_rate
+        exact, name = bps is known, self.config.name or cfg.name
         for order in tuple(queue):
             if order.status is _PENDING:  # ``transition(_OPEN, ts)``, written out: it is legal
                 order.status = _OPEN
@@ -520,8 +527,32 @@ class BacktestVenue:
                             self._pending_cash(account) if now else ZERO,
                         )
                     )
-                    if qty > ZERO:
-                        fill = book_fill(cfg, order, qty, px, _TAKER, ts, name)
+                    if qty > ZERO:  # ``book_fill(cfg, order, qty, px, _TAKER, ts, name)``,
+                        # written out (one call fewer a fill)
+                        fee = (
+                            (
+                                (qty * px * rate).quantize(FEE_STEP, ROUND_HALF_EVEN)
+                                if exact
+                                else fee_for(qty, px, bps)
+                            )
+                            if bps
+                            else ZERO
+                        )
+                        order.fill(qty, px, fee, ts)
+                        oid = order.client_order_id
+                        fill = _new_fill(
+                            oid,
+                            order.symbol,
+                            order.side,
+                            qty,
+                            px,
+                            fee,
+                            _TAKER,
+                            ts,
+                            f"{name}:{oid}:{order.filled_quantity!s}",
+                            order.account,
+                            order.strategy,
+                        )
                         events.append(_new_event(_EV_FILL, order, ts, order.status, fill))
                         now.append(fill)
                     if cut and order.status in _WORKING:

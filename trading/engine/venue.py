@@ -192,8 +192,9 @@ def book_fill(
 ) -> Fill:
     """Fill ``qty`` of ``order`` at ``price``, charging ``config``'s fee; return the fill.
 
-    The one place a simulated execution becomes a ``Fill`` (``name`` overrides the venue name
-    in its trade id).
+    How a simulated execution becomes a ``Fill`` (``name`` overrides the venue name in its
+    trade id); ``BacktestVenue._fill_at_open`` writes it out for its fills at a bar's open
+    (tests/backtesting/engine/test_fills.py holds the two to the same fills).
     """
     bps = config.maker_fee_bps if liquidity is _MAKER else config.taker_fee_bps
     if bps:  # ``fee_for``, written out while its remembered rate is this ``bps``'s (one call)
