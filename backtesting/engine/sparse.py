@@ -403,7 +403,7 @@ class SparseReplay:
         closes, volumes, timeframe = self.closes, self.volumes, self.timeframe
         build, runner, remark_close = self._bar, self.runner, self.remark_close
         # ``runner.on_bar_decided`` with ``_shown``, written out for the one strategy.
-        open_bar, close_bar = runner.open_decided_bar, runner.close_decided_bar
+        open_bar, close_bar = runner.decided_steps(sym)
         strategy, ctx = runner.deciding(pair.slot)
         length = timedelta(seconds=Timeframe(timeframe).seconds)  # a bar's: ``now`` is its end
         # ``pair.next_after``'s runs, written out (one symbol: rows are its own), each list
@@ -446,7 +446,8 @@ class SparseReplay:
                 closes.item(row),
                 volumes.item(row),
             )
-            now = open_bar(bar, when + length)
+            now = when + length  # the bar's end: its decisions' time
+            open_bar(bar, now)
             # ``_shown``: the strategy sees the table's column if it acts for the side now held
             # (or while orders are open in the symbol).
             if len(fills) != seen:  # fills at the open
@@ -549,11 +550,14 @@ class SparseReplay:
         """Log the cash and positions after ``row`` (its fills changed them); reschedule the
         pairs an affordability bound scheduled: bounds hold only while the account stays as
         it was."""
-        portfolio, log = self.portfolio, self.log
-        log.record(row, portfolio.cash, {k: p.quantity for k, p in portfolio.positions.items()})
+        log, fills = self.log, len(self.fills)
+        # ``log.record``, written out (a call fewer a fill)
+        log.rows.append(row)
+        log.cash.append(self.portfolio.cash)
+        log.positions.append({k: p.quantity for k, p in self.portfolio.positions.items()})
         if self.fill_rows is not None:
-            self.fill_rows += [row] * (len(self.fills) - log.fills)
-        log.fills = len(self.fills)
+            self.fill_rows += [row] * (fills - log.fills)
+        log.fills = fills
         if self.hinted:
             pairs = self.plan.pairs
             for k in self.hinted:

@@ -357,11 +357,13 @@ class StrategyRunner:
         self.close_decided_bar(now)
         return hints
 
-    def open_decided_bar(self, bar: Bar, now: datetime | None = None) -> datetime:
+    def open_decided_bar(self, bar: Bar) -> datetime:
         """``on_bar_decided``'s first step: show ``bar`` to the venue and the history, settle
-        what waits; return the decisions' time (the bar's end: ``now`` if the caller has it)."""
-        if now is None:
-            now = self._bar_end(bar)
+        what waits; return the decisions' time (the bar's end)."""
+        length = self._bar_lengths.get(bar.timeframe)
+        if length is None:
+            length = self._bar_length(bar.timeframe)
+        now = bar.ts + length
         for slot in self._slots:
             slot.ctx.now = now
         if self.bars_to_venue:
@@ -386,6 +388,38 @@ class StrategyRunner:
         """``on_bar_decided``'s last step: submit what the decisions queued."""
         if self._fills or self._outbox or self.algos.active:
             self.settle(now)
+
+    def decided_steps(
+        self, symbol: str
+    ) -> tuple[Callable[[Bar, datetime], None], Callable[[datetime], None]]:
+        """Return ``open_decided_bar(bar, now)`` and ``close_decided_bar(now)`` for bars of
+        ``symbol`` alone while one strategy runs (the sparse replay of one strategy on one
+        symbol): the same steps, what they read held by the two functions (no attribute reads
+        and lookups a bar)."""
+        if len(self._slots) != 1:
+            raise TradingError("decided_steps serves one strategy")
+        ctx, fills, outbox, settle = self._slots[0].ctx, self._fills, self._outbox, self.settle
+        to_venue = self.oms.on_bar if self.bars_to_venue else _no_venue
+        algos, history = self.algos, self.history
+        working = algos.active  # a dict changed only in place
+        closes, limit = history.closes_of(symbol)  # ``history.append``'s list, kept
+
+        def open_bar(bar: Bar, now: datetime) -> None:
+            ctx.now = now
+            to_venue(bar)
+            if working:
+                algos.observe(bar)
+            closes.append(bar.close)
+            if len(closes) > limit:
+                history.trim(symbol)
+            if fills or outbox or working:  # lists emptied in place, never replaced
+                settle(now)
+
+        def close_bar(now: datetime) -> None:
+            if fills or outbox or working:
+                settle(now)
+
+        return open_bar, close_bar
 
     def deciding(self, index: int) -> tuple[Strategy, StrategyContext]:
         """Return the strategy added ``index``-th and its context, for a caller that calls its
