@@ -141,8 +141,9 @@ class OrderManager:
 
     def position_quantity(self, account: str, symbol: str) -> Decimal:
         """Return the signed position of ``account`` in ``symbol`` (the venue's lookup)."""
-        portfolio = self._portfolios.get(account)
-        if portfolio is None:
+        try:
+            portfolio = self._portfolios[account]  # (a subscript: no method call)
+        except KeyError:
             portfolio = self.portfolio(account)  # raises UnknownAccount
         pos = portfolio.positions.get(symbol)  # ``Portfolio.quantity``, one call fewer
         return ZERO if pos is None else pos.quantity
