@@ -162,14 +162,16 @@ class Portfolio:
     they cannot move a figure but the mark itself: a flat position's always, and the only open
     position's while the equity it gives stays below the peak (judged in floats with a margin
     far above their rounding). Every read of a figure (equity, exposure, views, snapshots, a
-    fill) first applies what is pending, so what is read is exactly what applying every mark at
-    once gives; a backtest's bars then need no Decimal work while nothing happens.
+    fill) first applies what is pending (``equity`` what can move it: a flat position's mark
+    waits), so what is read is exactly what applying every mark at once gives; a backtest's bars
+    then need no Decimal work while nothing happens.
     """
 
     __slots__ = (
         "_cash",
         "_cash_f",
         "_day_end",
+        "_equity",
         "_equity_f",
         "_headroom",
         "_market_value",
@@ -208,6 +210,7 @@ class Portfolio:
         self._peak_f: float | None = None  # float(self._peak), once asked for
         self.day_start_equity = cash
         self._market_value = ZERO  # Σ position market values, kept incrementally
+        self._equity: Decimal | None = None  # cash + market value, once computed
         self._equity_f: float | None = None  # float(cash + market value) once asked for
         # Latest market prices not yet applied (``mark_at``): symbol -> float.
         self.deferred_marks: dict[str, float] = {}
@@ -237,7 +240,7 @@ class Portfolio:
     @cash.setter
     def cash(self, value: Decimal) -> None:
         self._cash = value
-        self._equity_f = None
+        self._equity = self._equity_f = None
         self._refresh_headroom()
 
     @property
@@ -257,7 +260,10 @@ class Portfolio:
         deferred = self.deferred_marks
         if deferred and self._solo in deferred:  # flat positions' marks move no figure: they wait
             self._settle_marks()
-        return self._cash + self._market_value
+        equity = self._equity
+        if equity is None:
+            equity = self._equity = self._cash + self._market_value
+        return equity
 
     @property
     def unrealized_pnl(self) -> Decimal:
@@ -360,7 +366,7 @@ class Portfolio:
             held += pending_qty
         # Only shrinks the position: the hot exit path stays cheap (one comparison per side).
         if buy:
-            if held < ZERO and quantity <= -held:
+            if held and held < ZERO and quantity <= -held:  # (a zero: no comparison)
                 return quantity, ""
         elif held > ZERO and quantity <= held:
             return quantity, ""
@@ -422,11 +428,26 @@ class Portfolio:
         pos.fees += fee
         if realized:  # entries realise nothing
             self.realized_pnl += realized
-        equity = cash + self._market_value  # ``_update_peak``: the headroom is redone below
+        # ``_update_peak`` (the headroom is redone below), the equity kept for ``equity``
+        self._equity = equity = cash + self._market_value
         if equity > self._peak:
             self._peak = equity
             self._peak_f = None
-        self._refresh_after(symbol, after, cash)
+        if len(positions) > 1:
+            self._refresh_headroom()
+        elif after:  # ``_refresh_headroom`` of the only position, written out
+            self._solo = symbol
+            self._cash_f = cash_f = float(cash)
+            self._solo_qty = qty = float(after)
+            peak = self._peak_f
+            peak = self._peak_f = float(self._peak) if peak is None else peak
+            self._headroom = headroom = peak - cash_f - 1e-9 * (abs(peak) + abs(cash_f) + 1.0)
+            self.defer_below = (
+                {symbol: headroom / qty * _BELOW} if qty > 0.0 and headroom > 0.0 else {}
+            )
+        else:
+            self._solo = None
+            self.defer_below = {symbol: _INF}  # a flat position's mark moves no figure
         return realized
 
     def _settle_for(self, pos: Position | None, symbol: str) -> Decimal | None:
@@ -449,31 +470,10 @@ class Portfolio:
         pos.mark_price = mark
         value = held * mark
         self._market_value += value - was
-        self._equity_f = None
+        self._equity = self._equity_f = None
         if symbol != self._solo or not self._solo_qty * close < self._headroom:
             self._update_peak()  # else it cannot raise the peak (see the class docstring)
         return value
-
-    def _refresh_after(self, symbol: str, after: Decimal, cash: Decimal) -> None:
-        """``_refresh_headroom`` after a fill left ``symbol`` at ``after`` and cash at ``cash``:
-        written out when that is the only position (no loop, the figures at hand)."""
-        if len(self.positions) > 1:
-            self._refresh_headroom()
-        elif after:
-            self._solo = symbol
-            self._cash_f = cash_f = float(cash)
-            self._solo_qty = qty = float(after)
-            peak = self._peak_f
-            if peak is None:
-                peak = self._peak_f = float(self._peak)
-            self._headroom = headroom = peak - cash_f - 1e-9 * (abs(peak) + abs(cash_f) + 1.0)
-            if qty > 0.0 and headroom > 0.0:
-                self.defer_below = {symbol: headroom / qty * _BELOW}
-            else:
-                self.defer_below = {}
-        else:
-            self._solo = None
-            self.defer_below = {symbol: _INF}  # a flat position's mark moves no figure
 
     def mark(self, symbol: str, price: Decimal, ts: datetime | None = None) -> None:
         """Set the mark price of ``symbol`` (a no-op for symbols never traded)."""
@@ -488,7 +488,7 @@ class Portfolio:
         before = pos.cost_basis if old is None else pos.quantity * old
         pos.mark_price = price
         self._market_value += pos.quantity * price - before
-        self._equity_f = None
+        self._equity = self._equity_f = None
         self._update_peak()
 
     def mark_at(self, symbol: str, price: float, ts: datetime | None = None) -> None:
@@ -523,7 +523,7 @@ class Portfolio:
                 before = pos.cost_basis if old is None else quantity * old
                 pos.mark_price = mark = to_decimal(price)
                 self._market_value += quantity * mark - before
-                self._equity_f = None
+                self._equity = self._equity_f = None
                 self._update_peak()
             else:
                 pos.mark_price = to_decimal(price)  # a flat position's: moves no figure
@@ -587,7 +587,7 @@ class Portfolio:
     def adjust_cash(self, amount: Decimal) -> None:
         """Deposit (positive) or withdraw (negative) cash outside trading."""
         self._cash += amount
-        self._equity_f = None
+        self._equity = self._equity_f = None
         self.deposits += amount
         self.day_start_equity += amount
         self._peak += amount
@@ -619,7 +619,7 @@ class Portfolio:
             )
         self._cash = cash
         self._market_value = sum((p.market_value for p in self.positions.values()), ZERO)
-        self._equity_f = None
+        self._equity = self._equity_f = None
         self.realized_pnl = (
             realized_pnl
             if realized_pnl is not None
@@ -639,7 +639,7 @@ class Portfolio:
         self._refresh_headroom()
 
     def _update_peak(self) -> None:
-        equity = self._cash + self._market_value
+        self._equity = equity = self._cash + self._market_value
         if equity > self._peak:
             self._peak = equity
             self._peak_f = None

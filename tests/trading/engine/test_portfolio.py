@@ -207,3 +207,29 @@ def test_fills_book_as_position_apply_gives_digit_for_digit(steps: list[tuple]) 
             repr(shadow.cost_basis),
             repr(shadow.realized_pnl),
         ]
+
+
+def test_equity_follows_every_write_at_once() -> None:
+    # ``equity`` is kept between writes: each write must drop or redo it.
+    p = Portfolio("a", D(1000))
+
+    def check() -> None:
+        values = sum((x.quantity * x.mark_price for x in p.positions.values()), D(0))
+        assert p.equity == p.cash + values
+
+    check()
+    p.apply_fill(fill("buy", "2", "100", fee="1"))
+    check()
+    p.mark("BTC", D("110"))
+    check()
+    p.mark_at("BTC", 130.0, T0 + timedelta(minutes=1))
+    check()
+    p.cash = D(500)
+    check()
+    p.adjust_cash(D(250))
+    check()
+    p.apply_fill(fill("sell", "2", "90", fee="1", t=120))
+    check()
+    p.restore(cash=D(700), positions=[PositionSnapshot("ETH", D(3), D(10), D(12))])
+    check()
+    assert p.equity == D(736)
