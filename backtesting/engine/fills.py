@@ -254,6 +254,13 @@ class BacktestVenue:
         # needed (a volume cap's budget, the book model's books, the close model's last bar).
         # Next-open fills with no volume cap and no books: a bar's work is its open's fills.
         self._plain_open = cfg.model is _FM_NEXT_OPEN and not self._per_bar
+        # What ``_fill_at_open`` reads of the (frozen) configs: no slippage model, the taker
+        # fee, the trade ids' venue name (``book_fill``'s ``name or config.name``).
+        self._open_terms = (
+            cfg.slippage.__class__ is NoSlippage,
+            self.executor.config.taker_fee_bps,
+            cfg.name or self.executor.config.name,
+        )
         self.idle_bars: dict[str, Bar] | None = self._stale if self._plain_open else None
         self._children = 0
         self._guard: FillGuard | None = None
@@ -479,13 +486,12 @@ class BacktestVenue:
         events = self._begin() if self._now or self._deferred else []
         now, lookup = self._now, self._lookup
         symbol, ts, price = bar.symbol, bar.ts, bar.open
-        guard, cfg = self._guard, self.executor.config
-        plain = self.config.slippage.__class__ is NoSlippage  # the price is not moved
-        # ``book_fill``'s fee and trade id: ``fee_for``'s remembered rate, when it is this
-        # ``bps``'s (a pair read as one, valid however the memory changes later), the name.
-        bps = cfg.taker_fee_bps
+        guard = self._guard
+        plain, bps, name = self._open_terms  # (``plain``: the price is not moved)
+        # ``book_fill``'s fee: ``fee_for``'s remembered rate, when it is this ``bps``'s (a pair
+        # read as one, valid however the memory changes later).
         known, rate = _money._last_rate
-        exact, name = bps is known, self.config.name or cfg.name
+        exact = bps is known
         for order in tuple(queue):
             if order.status is _PENDING:  # ``transition(_OPEN, ts)``, written out: it is legal
                 order.status = _OPEN
@@ -522,12 +528,12 @@ class BacktestVenue:
                             order,
                             qty,
                             px,
-                            cfg.taker_fee_bps,
+                            bps,
                             self._pending_qty(account, symbol) if now else ZERO,
                             self._pending_cash(account) if now else ZERO,
                         )
                     )
-                    if qty > ZERO:  # ``book_fill(cfg, order, qty, px, _TAKER, ts, name)``,
+                    if qty > ZERO:  # ``book_fill(executor.config, order, qty, px, ...)``,
                         # written out (one call fewer a fill)
                         fee = (
                             (
@@ -564,7 +570,7 @@ class BacktestVenue:
                     queue.remove(order)
             elif (order.tif is _IOC or order.tif is _FOK) and status in _WORKING:
                 self._end(order, _CANCELLED, ts, "ioc: unfilled remainder", events)
-        self._stale[symbol] = self._last[symbol] = bar
+        self._stale[symbol] = bar  # (``_last``: read by the close model alone, as idle bars)
         return events
 
     def _quiet_bar(self, symbol: str, bar: Bar) -> None:
