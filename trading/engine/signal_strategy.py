@@ -67,6 +67,20 @@ def _not_boolean(column: pd.Series) -> object | None:
     return None
 
 
+def _per_lot(fraction: Decimal, lot: Decimal) -> Decimal | None:
+    """Return ``fraction / lot`` if ``lot`` is a power of ten (1E-8...) and the quotient exact,
+    else None. Then ``equity * per_lot / price`` has the digits of ``equity * fraction / price
+    / lot`` (dividing by such a lot only moves the exponent; rounding to the context's digits
+    does not depend on it), one division fewer an entry."""
+    if not lot.is_finite() or lot.as_tuple().digits != (1,):
+        return None
+    try:
+        per_lot = fraction / lot
+        return per_lot if per_lot * lot == fraction else None
+    except ArithmeticError:  # beyond the exponents' range (the sizing raises as it did)
+        return None
+
+
 class StrategyCodeError(StrategyConfigError):
     """A user strategy raised: the message names the file, the line and the bar."""
 
@@ -132,6 +146,7 @@ class SignalStrategy(Strategy):
             raise StrategyConfigError(f"{self.name}: fraction and lot must be numbers") from exc
         if not (self._fraction > 0 and self._lot > 0):
             raise StrategyConfigError(f"{self.name}: fraction and lot must be positive")
+        self._per_lot = _per_lot(self._fraction, self._lot)  # (the two are set here only)
         self._bars: dict[str, deque[tuple]] = {}
         # ``on_decision``'s order signals by direction + 2 after the name they were made from
         # (the class's ``name`` may be set after this), made again when the name is another.
@@ -304,10 +319,12 @@ class SignalStrategy(Strategy):
                 return self._go(ctx, bar, direction, held, None, None, (position, position))
             # ``size_for`` without a sizer (the lot was checked positive by ``__init__``) ...
             price = to_decimal(close)
-            fraction, lot = self._fraction, self._lot
-            units = (ctx._portfolio.equity * fraction / price / lot).to_integral_value(
-                ROUND_FLOOR
-            ) * lot
+            fraction, lot, per_lot = self._fraction, self._lot, self._per_lot
+            if per_lot is not None:  # (``_per_lot``: the same digits)
+                budget = ctx._portfolio.equity * per_lot / price
+            else:
+                budget = ctx._portfolio.equity * fraction / price / lot
+            units = budget.to_integral_value(ROUND_FLOOR) * lot
             if not units > ZERO:
                 return float(ctx.equity * fraction / lot)
             if not units.is_finite():  # an infinite fraction: ``_target`` refuses it

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from backtesting.engine.fills import BacktestVenue, FillConfig
@@ -162,6 +162,33 @@ def test_size_for_floors_as_floor_to_step_does(cash, fraction, lot, price) -> No
     assert ctx.size_for(SYM, D(fraction), D(lot), -price) is ZERO
     with pytest.raises(ValueError, match="step must be positive"):
         ctx.size_for(SYM, D(fraction), ZERO, price)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.decimals(D("-1e6"), D("1e12"), allow_nan=False, allow_infinity=False),
+    st.decimals(D("1e-30"), D("1e3"), allow_nan=False, allow_infinity=False),
+    st.decimals(D("1e-8"), D("1e7"), allow_nan=False, allow_infinity=False),
+    st.sampled_from(["1E-8", "0.00000001", "0.001", "1", "1E+2", "5", "0.25", "0.010"]),
+)
+@example(D("3"), D("0.1234567890123456789012345678901"), D("7"), "1E-8")  # 31 digits: inexact
+def test_an_entry_sized_per_lot_has_the_digits_of_the_long_way(
+    equity, fraction, price, lot
+) -> None:
+    """``_per_lot`` (``fraction / lot``, for a power-of-ten lot and an exact quotient) sizes
+    digit for digit as ``equity * fraction / price / lot`` does; other lots get None."""
+    from trading.engine.signal_strategy import _per_lot
+
+    lot = D(lot)
+    per_lot = _per_lot(fraction, lot)
+    if lot.as_tuple().digits != (1,):
+        assert per_lot is None
+    if per_lot is None or price <= ZERO:
+        return
+    slow, fast = equity * fraction / price / lot, equity * per_lot / price
+    assert str(fast) == str(slow)  # before the floor too
+    floor = ROUND_FLOOR
+    assert str(fast.to_integral_value(floor) * lot) == str(slow.to_integral_value(floor) * lot)
 
 
 class _Flip(SignalStrategy):
