@@ -226,7 +226,10 @@ class OrderManager:
         pre-trade hook, buying power), sent to the venue, and whatever the venue did at once
         (accepted, filled, rejected) booked by ``_process`` before this returns.
         """
-        portfolio = self._portfolios.get(intent.account) or self.portfolio(intent.account)
+        try:
+            portfolio = self._portfolios[intent.account]  # (a subscript: no method call)
+        except KeyError:
+            portfolio = self.portfolio(intent.account)  # raises UnknownAccount
         order = order_from_intent(intent, intent.client_order_id or self._ids(), now)
         children: Sequence[Order] = (
             ()  # the common case: a plain order
@@ -276,9 +279,7 @@ class OrderManager:
         self._index[oid] = order  # ``_track``, written out for the plain order
         self._open[order.account][oid] = order
         if children:
-            for child in children:
-                self._track(child)
-            self._process(self.venue.submit_bracket(order, children, now), (order, *children))
+            self._send_bracket(order, children, now)
             return order
         events = self.venue.submit(order, now)
         if events:
@@ -424,6 +425,12 @@ class OrderManager:
         return events
 
     # ----------------------------------------------------------------- internals
+
+    def _send_bracket(self, entry: Order, children: Sequence[Order], now: datetime) -> None:
+        """Open the bracket's children beside its entry and send the three to the venue."""
+        for child in children:
+            self._track(child)
+        self._process(self.venue.submit_bracket(entry, children, now), (entry, *children))
 
     def _check(self, order: Order, children: Sequence[Order]) -> None:
         """Raise ``OrderRejected`` unless ``order`` is well formed (``validate_order``), its
