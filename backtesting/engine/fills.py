@@ -304,7 +304,11 @@ class BacktestVenue:
             if symbol not in self._books and symbol not in self._quoted:
                 # The synthetic book the skipped bar would leave: mid == its close, exactly
                 # (``PaperBook.on_print``'s half-spread is zero); the replay stays deferred.
-                return to_decimal(bar.close)
+                # ``to_decimal(close)``, its memory of the last float written out (no call
+                # when the strategy just converted this close).
+                close = bar.close
+                last, converted = _money._last_float
+                return converted if close is last else to_decimal(close)
         self._sync(symbol, self._deferred)
         return self.inner.reference_price(symbol)
 
