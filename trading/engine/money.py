@@ -27,6 +27,7 @@ _CENT, _DIME = Decimal("0.01"), Decimal("0.1")
 # The last float converted and its Decimal: one bar's close is converted by the venue, the OMS's
 # marks and the strategy in turn. Matched by identity (the very same float object), read and
 # replaced as one tuple so concurrent callers never pair a value with another's Decimal.
+# ``BacktestVenue.reference_price`` reads it in place too: keep it one (float, Decimal) tuple.
 _last_float: tuple[float, Decimal] = (float("nan"), Decimal("NaN"))
 
 
@@ -72,6 +73,7 @@ def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
 
 # The fee rate ``bps / BPS`` of the last ``bps`` object seen (a venue passes its config's one
 # object on every fill): matched by identity, read and replaced as one tuple (threads).
+# ``venue.book_fill`` and ``BacktestVenue._fill_at_open`` read it in place too: keep its shape.
 _last_rate: tuple[Decimal, Decimal] = (Decimal("NaN"), Decimal("NaN"))
 
 
