@@ -68,11 +68,11 @@ def _not_boolean(column: pd.Series) -> object | None:
 
 
 def _per_lot(fraction: Decimal, lot: Decimal) -> Decimal | None:
-    """Return ``fraction / lot`` if ``lot`` is a power of ten (1E-8...) and the quotient exact,
-    else None. Then ``equity * per_lot / price`` has the digits of ``equity * fraction / price
-    / lot`` (dividing by such a lot only moves the exponent; rounding to the context's digits
-    does not depend on it), one division fewer an entry."""
-    if not lot.is_finite() or lot.as_tuple().digits != (1,):
+    """Return ``fraction / lot`` if ``lot`` is a power of ten (1E-8...) and the quotient exact
+    and finite, else None. Then ``equity * per_lot / price`` has the digits of ``equity *
+    fraction / price / lot`` (dividing by such a lot only moves the exponent; rounding to the
+    context's digits does not depend on it), one division fewer an entry."""
+    if not (lot.is_finite() and fraction.is_finite()) or lot.as_tuple().digits != (1,):
         return None
     try:
         per_lot = fraction / lot
@@ -327,7 +327,8 @@ class SignalStrategy(Strategy):
             units = budget.to_integral_value(ROUND_FLOOR) * lot
             if not units > ZERO:
                 return float(ctx.equity * fraction / lot)
-            if not units.is_finite():  # an infinite fraction: ``_target`` refuses it
+            if per_lot is None and not units.is_finite():
+                # An infinite fraction (never with a ``_per_lot``): ``_target`` refuses it.
                 return self._go(ctx, bar, direction, held, None, None, (position, position))
             # ... and ``_target(symbol, units * direction, ...)`` from a zero position: not
             # reducing, of |units * direction - position| (the digits of ``units - position``).
