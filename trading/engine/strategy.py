@@ -57,10 +57,10 @@ def _algo_request(algo: str, duration: Any, slices: int | None, kwargs: dict) ->
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL  # module constants: cheaper than Enum attributes
 _MARKET, _GTC = OrderType.MARKET, TimeInForce.GTC
 _new_intent = record_builder(OrderIntent)  # ``OrderIntent(...)``, built faster (one per order)
-# A plain market intent (``target_position``'s, a ``buy``/``sell`` with no options): its eight
-# fields by position, the others at their defaults. Passed by keyword (``_new_intent``), ten
-# keywords were matched against eighteen parameters on every order. Tests compare it with
-# ``OrderIntent(...)`` field by field.
+# A plain market intent (``target_position``'s, ``SignalStrategy.on_decision``'s, a ``buy`` or
+# ``sell`` with no options): its eight fields by position, the others at their defaults. Passed
+# by keyword (``_new_intent``), ten keywords were matched against eighteen parameters on every
+# order. Tests compare it with ``OrderIntent(...)`` field by field.
 _MARKET_FIELDS = (
     "account",
     "symbol",
