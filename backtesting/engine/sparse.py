@@ -281,7 +281,9 @@ def equity_by_row(
     held = sorted(s for s in logged if any(map(methodcaller("get", s, ZERO), positions)))
     marks = {}
     for sym in held:
-        qty = np.repeat(np.array([float(p.get(sym, 0)) for p in log.positions]), counts)
+        # (a flat state's zero without ``float(Decimal)``, which goes through a string)
+        quantities = [float(q) if (q := p.get(sym)) else 0.0 for p in log.positions]
+        qty = np.repeat(np.array(quantities), counts)
         mark = marks[sym] = last_closes(symbol, close, sym, only=single)
         if np.isfinite(mark).all():
             qty *= mark  # a zero quantity adds 0.0: what the masked form below gives
