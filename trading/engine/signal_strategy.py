@@ -49,6 +49,7 @@ ENTRY_COLUMNS = ("enter_long", "enter_short")
 EXIT_COLUMNS = ("exit_long", "exit_short")
 BRACKET_COLUMNS = ("stop_loss", "take_profit")
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL
+_UNIT = (1, -1)  # the directions of a plain entry (``on_decision``)
 _UNLABELLED = object()  # ``SignalStrategy._labels`` not made yet
 
 
@@ -314,8 +315,9 @@ class SignalStrategy(Strategy):
             reducing = True
         else:
             close = bar.close
-            if held or ctx.sizer is not None or not close > 0.0:
-                # A reversal, sizing by the account's policy, or a close not above 0 (or NaN).
+            if held or direction not in _UNIT or ctx.sizer is not None or not close > 0.0:
+                # A reversal, a direction of 2 or more units (a table not ``table_of``'s),
+                # sizing by the account's policy, or a close not above 0 (or NaN).
                 return self._go(ctx, bar, direction, held, None, None, (position, position))
             # ``size_for`` without a sizer (the lot was checked positive by ``__init__``) ...
             price = to_decimal(close)

@@ -247,6 +247,8 @@ def _hold(runner, oms, pf, held: str, setup: str) -> None:  # type: ignore[no-un
         ("0", (math.nan, -1.0, math.nan), "no cash"),
         ("0", (math.nan, 1.0, math.nan), "no price"),  # a close of 0: the hint
         ("0", (math.nan, 1.0, math.nan), "all in"),  # an infinite fraction: refused
+        ("0", (math.nan, 2.0, math.nan), ""),  # two units' worth (a table of its own)
+        ("0", (math.nan, -2.0, math.nan), ""),
     ],
 )
 def test_on_decision_queues_what_the_long_way_queues(held, choices, setup) -> None:
