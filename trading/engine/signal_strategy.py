@@ -408,9 +408,13 @@ class SignalStrategy(Strategy):
         if size is not None and pd.notna(size):  # NaN (no size on that row): ``fraction``
             value = float(size)
             if not (0 < value < math.inf):  # -5 or inf fell back to ``fraction`` silently
-                raise ValueError(
-                    f"strategy {self.name}: size {value!r} on the {symbol} bar of "
-                    f"{bar.ts.isoformat()} (a share of equity above 0; NaN uses the fraction)"
+                # The user's column, named as such (not as a failure of the engine's on_bar).
+                module = sys.modules.get(type(self).__module__)
+                file = getattr(module, "__file__", None) or type(self).__module__
+                raise StrategyCodeError(
+                    f"strategy {self.name}: the size column entries() wrote holds {value!r} on "
+                    f"the {symbol} bar of {bar.ts.isoformat()}, an entry (a share of equity "
+                    f"above 0; NaN uses the fraction) ({file})"
                 )
             fraction = to_decimal(value)
         quantity = ctx.size_for(symbol, fraction, self._lot, price)

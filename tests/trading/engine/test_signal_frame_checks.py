@@ -73,3 +73,26 @@ def test_booleans_ones_and_zeros_and_missing_values_are_taken(value):
     table = SignalStrategy.table_of(df)
     wanted = value(_frame()).fillna(False).astype(bool).to_numpy()
     assert (table[1] == 1.0).tolist() == wanted.tolist()
+
+
+@pytest.mark.parametrize("size", [-1.0, 0.0, float("inf")])
+def test_a_size_no_share_of_equity_is_refused_naming_the_column_of_entries(size):
+    # The engine reads the size as it enters, in its bar step: the error names the user's
+    # column and the bar (it said "on_bar", the engine's own step, before).
+    from decimal import Decimal
+
+    from backtesting.engine.runner import BacktestConfig, run_backtest
+
+    def rule(df):
+        df["enter_long"] = df["close"] > df["close"].shift(1)
+        df["exit_long"] = df["close"] < df["close"].shift(1)
+        df["size"] = size
+        return df
+
+    bars = _frame().assign(symbol="BTC-USD")
+    config = BacktestConfig(initial_cash=Decimal(10_000), fill_model="next_open")
+    with pytest.raises(StrategyCodeError) as caught:
+        run_backtest(_strategy(rule), bars, config)
+    message = str(caught.value)
+    assert "the size column entries() wrote" in message and repr(size) in message
+    assert "on_bar" not in message and "BTC-USD bar of 2026-01-01T" in message
