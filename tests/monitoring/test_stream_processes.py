@@ -114,6 +114,11 @@ def test_engine_publishes_every_channel_to_clients_of_the_web_process(subprocess
     assert portfolio["account"] == "paper" and "positions" in portfolio
     for channel in CHANNELS:  # per channel, seq counts 1, 2, 3... with the snapshot first
         seqs = [m["seq"] for m in messages if m.get("channel") == channel]
-        assert seqs == list(range(1, len(seqs) + 1)), (channel, seqs)
+        if channel.startswith("market."):
+            # A slow client (a loaded machine) gets market data conflated: the seq numbers of
+            # the dropped messages are skipped, as docs/websocket.md says; never repeated.
+            assert seqs[0] == 1 and seqs == sorted(set(seqs)), (channel, seqs)
+        else:
+            assert seqs == list(range(1, len(seqs) + 1)), (channel, seqs)
     engine = procs[-1]
     assert engine.returncode == 0, outcomes[0][1][-3000:]
