@@ -412,9 +412,9 @@ class SignalStrategy(Strategy):
                 module = sys.modules.get(type(self).__module__)
                 file = getattr(module, "__file__", None) or type(self).__module__
                 raise StrategyCodeError(
-                    f"strategy {self.name}: the size column entries() wrote holds {value!r} on "
-                    f"the {symbol} bar of {bar.ts.isoformat()}, an entry (a share of equity "
-                    f"above 0; NaN uses the fraction) ({file})"
+                    f"strategy {self.name}: size {value!r} on the {symbol} bar of "
+                    f"{bar.ts.isoformat()}, an entry, in the size column entries() wrote (a "
+                    f"share of equity above 0; NaN uses the fraction) ({file})"
                 )
             fraction = to_decimal(value)
         quantity = ctx.size_for(symbol, fraction, self._lot, price)

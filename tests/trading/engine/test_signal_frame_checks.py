@@ -94,5 +94,5 @@ def test_a_size_no_share_of_equity_is_refused_naming_the_column_of_entries(size)
     with pytest.raises(StrategyCodeError) as caught:
         run_backtest(_strategy(rule), bars, config)
     message = str(caught.value)
-    assert "the size column entries() wrote" in message and repr(size) in message
+    assert "in the size column entries() wrote" in message and repr(size) in message
     assert "on_bar" not in message and "BTC-USD bar of 2026-01-01T" in message
