@@ -729,16 +729,7 @@ class BacktestVenue:
         remaining = order.quantity - order.filled_quantity
         qty = remaining if budget is None or budget >= remaining else budget
         if order.reduce_only:
-            account, symbol = order.account, order.symbol  # ``_reduce_cap``, written out
-            lookup = self._lookup
-            held = (ZERO if lookup is None else lookup(account, symbol)) + (
-                self._pending_qty(account, symbol) if self._now else ZERO
-            )
-            cap = (
-                (-held if held < ZERO else ZERO)
-                if order.side is _BUY
-                else (held if held > ZERO else ZERO)
-            )
+            cap = self._reduce_cap(order)
             if cap <= ZERO:
                 self._end(order, _CANCELLED, ts, "reduce_only: position is flat", events)
                 return ZERO
